@@ -1,0 +1,257 @@
+//! The settings types: what a loaded configuration looks like.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Provider-specific options of a backend entry (`options = { temperature = 0.1, num_ctx = 8192 }`).
+///
+/// Kept as JSON values so the config layer knows no provider's wire format; each adapter reads the
+/// keys it understands.
+pub type Options = serde_json::Map<String, serde_json::Value>;
+
+/// The name of the chain used when nothing else is configured.
+pub const DEFAULT_CHAIN: &str = "default";
+/// The provider a backend entry uses when it names none.
+pub const DEFAULT_PROVIDER: &str = "ollama";
+/// The model a backend entry uses when it names none (LLMC's default enrichment model).
+pub const DEFAULT_MODEL: &str = "qwen2.5:7b-instruct";
+/// The Ollama URL used when neither the config nor `OLLAMA_HOST` names one.
+pub const DEFAULT_OLLAMA_URL: &str = "http://localhost:11434";
+/// The per-request timeout of a backend that sets none, in seconds.
+pub const DEFAULT_TIMEOUT_SECONDS: f64 = 120.0;
+/// The routing tier an untiered backend counts as (LLMC's rule).
+pub const DEFAULT_TIER: &str = "7b";
+
+/// What to do with a span whose every backend failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Record the failure in the ledger; the span stays pending until it is dead-lettered.
+    #[default]
+    Error,
+    /// Store an empty enrichment, marked as such, so the span is not retried.
+    FallbackToEmpty,
+}
+
+impl OnFailure {
+    /// The spelling used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Error => "error",
+            OnFailure::FallbackToEmpty => "fallback_to_empty",
+        }
+    }
+}
+
+/// The `[enrichment.prompt]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptConfig {
+    /// A template with `{path} {line_start} {line_end} {snippet}` placeholders; `None` uses the
+    /// built-in prompt.
+    pub template: Option<String>,
+    /// The most bytes of span source put into one prompt; longer spans are cut at a line boundary.
+    pub max_snippet_bytes: usize,
+}
+
+impl Default for PromptConfig {
+    fn default() -> Self {
+        Self {
+            template: None,
+            max_snippet_bytes: 24 * 1024,
+        }
+    }
+}
+
+/// One backend entry of a chain (`[[enrichment.chain]]` in the file).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendSpec {
+    /// A name unique within its chain, used in logs, the attempt log and `--chain` errors.
+    pub name: String,
+    /// The chain this entry belongs to.
+    pub chain: String,
+    /// The adapter that serves it (`ollama`, `openai`, …); resolved against the adapter registry.
+    pub provider: String,
+    /// The model tag sent to the provider.
+    pub model: String,
+    /// The provider's base URL; `None` lets the adapter pick its default.
+    pub url: Option<String>,
+    /// The size class used by `max_tier` routing (`7b`, `14b`, …); `None` counts as `7b`.
+    pub routing_tier: Option<String>,
+    /// The per-request timeout in seconds; `None` means [`DEFAULT_TIMEOUT_SECONDS`].
+    pub timeout_seconds: Option<f64>,
+    /// The name of the environment variable holding this backend's API key. The key itself is
+    /// never part of the configuration.
+    pub api_key_env: Option<String>,
+    /// Provider-specific options, passed to the adapter as they are.
+    pub options: Options,
+    /// Disabled entries stay in the config but are never selected.
+    pub enabled: bool,
+}
+
+impl BackendSpec {
+    /// A spec with LLMC's defaults for everything but the name, chain, provider and model.
+    pub fn new(
+        name: impl Into<String>,
+        chain: impl Into<String>,
+        provider: impl Into<String>,
+        model: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            chain: chain.into(),
+            provider: provider.into(),
+            model: model.into(),
+            url: None,
+            routing_tier: None,
+            timeout_seconds: None,
+            api_key_env: None,
+            options: Options::new(),
+            enabled: true,
+        }
+    }
+
+    /// The routing tier, with LLMC's rule that an untiered backend counts as `7b`.
+    pub fn tier(&self) -> &str {
+        self.routing_tier.as_deref().unwrap_or(DEFAULT_TIER)
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS))
+    }
+
+    /// Reads the API key from the variable named by `api_key_env`, if any.
+    pub fn api_key(&self) -> Option<Secret> {
+        let var = self.api_key_env.as_deref()?;
+        std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new)
+    }
+}
+
+/// Names of option keys whose values are redacted in `Debug` output and `enrich config`.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["key", "token", "secret", "password", "authorization"]
+        .iter()
+        .any(|needle| key.contains(needle))
+}
+
+/// A copy of `options` with secret-looking values replaced by `"[redacted]"`.
+pub fn redacted_options(options: &Options) -> Options {
+    options
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_key(k) {
+                serde_json::Value::String(Secret::REDACTED.to_owned())
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+impl fmt::Debug for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendSpec")
+            .field("name", &self.name)
+            .field("chain", &self.chain)
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("url", &self.url)
+            .field("routing_tier", &self.routing_tier)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("api_key_env", &self.api_key_env)
+            .field("options", &redacted_options(&self.options))
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+/// A secret value (an API key): shown as `[redacted]` by `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// What is printed in place of a secret.
+    pub const REDACTED: &'static str = "[redacted]";
+
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it (an HTTP header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::REDACTED)
+    }
+}
+
+/// The resolved `[enrichment]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichmentConfig {
+    /// The chain used when no route and no override applies.
+    pub default_chain: String,
+    /// Spans taken from the database per batch (LLMC default 5).
+    pub batch_size: usize,
+    /// Spans in flight at once.
+    pub concurrency: usize,
+    /// Spans of files modified within this many seconds are left for a later run.
+    pub cooldown_seconds: u64,
+    /// Backend attempts allowed per span in one run.
+    pub max_retries_per_span: u32,
+    /// Failed runs after which a span is dead-lettered.
+    pub max_failures_per_span: u32,
+    /// Reject enrichments containing characters outside Latin-1.
+    pub enforce_latin1_enrichment: bool,
+    /// Route spans by slice type through `routes`.
+    pub enable_routing: bool,
+    /// Slice type → chain name.
+    pub routes: BTreeMap<String, String>,
+    /// Keep only backends of this routing tier (see [`BackendSpec::tier`]).
+    pub max_tier: Option<String>,
+    /// What to do when every backend failed for a span.
+    pub on_failure: OnFailure,
+    /// The prompt settings.
+    pub prompt: PromptConfig,
+    /// Every backend entry, in file order, each tagged with its chain.
+    pub backends: Vec<BackendSpec>,
+}
+
+impl EnrichmentConfig {
+    /// The names of all chains, in order of first appearance.
+    pub fn chain_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for b in &self.backends {
+            if !names.contains(&b.chain.as_str()) {
+                names.push(&b.chain);
+            }
+        }
+        names
+    }
+
+    /// All entries of a chain (enabled or not), in file order.
+    pub fn chain(&self, name: &str) -> impl Iterator<Item = &BackendSpec> {
+        self.backends.iter().filter(move |b| b.chain == name)
+    }
+
+    /// The enabled entries of a chain, in order; `None` when the chain does not exist or has no
+    /// enabled entry. See [`crate::select_chain`] for the error-returning form.
+    pub fn enabled_chain(&self, name: &str) -> Option<Vec<&BackendSpec>> {
+        let enabled: Vec<&BackendSpec> = self.chain(name).filter(|b| b.enabled).collect();
+        (!enabled.is_empty()).then_some(enabled)
+    }
+}
