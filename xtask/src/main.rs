@@ -1,0 +1,197 @@
+//! enrich's developer workflow, run as `cargo xtask <command>`.
+//!
+//! `cargo xtask ci` is the one gate that `.ci/run` calls: fmt check, clippy with `-D warnings`,
+//! every test, doc tests, `cargo doc` with `-D warnings`, and the tidy checks. Each step is also
+//! a command of its own. xtask knows cargo and the filesystem; it deliberately knows nothing of
+//! the product crates (it never links them), so a broken product crate cannot break the tool
+//! that reports it.
+
+// A command-line tool talks on stderr by design.
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+
+mod model_server;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci            the full gate: fmt check, clippy, tests, doc tests, docs, tidy
+  fmt           format every crate (fmt --check with --check)
+  lint          clippy on every target with -D warnings
+  test          every test (cargo-nextest when installed) and the doc tests
+  docs          cargo doc --no-deps with -D warnings
+  tidy          layering rules, lints opt-in, crate docs
+  model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
+";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        bail!("no command given");
+    };
+    match command.as_str() {
+        "ci" => ci(&root),
+        "fmt" => fmt(&root, rest.iter().any(|a| a == "--check")),
+        "lint" => lint(&root),
+        "test" => test(&root),
+        "docs" => docs(&root),
+        "tidy" => tidy_cmd(&root),
+        "model-server" => model_server::run(&root, rest),
+        "help" | "--help" | "-h" => {
+            eprint!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown command `{other}`")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn ci(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    step("fmt --check", || fmt(root, true))?;
+    step("clippy", || lint(root))?;
+    step("tests", || test(root))?;
+    step("docs", || docs(root))?;
+    step("tidy", || tidy_cmd(root))?;
+    eprintln!(
+        "xtask: ci passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("xtask: == {name} ==");
+    let started = Instant::now();
+    f().with_context(|| format!("step `{name}` failed"))?;
+    eprintln!(
+        "xtask: {name} ok ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn cargo(root: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root);
+    cmd
+}
+
+fn run_cmd(mut cmd: Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} exited with {status}");
+    }
+    Ok(())
+}
+
+fn fmt(root: &Path, check: bool) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args(["fmt", "--all"]);
+    if check {
+        cmd.args(["--", "--check"]);
+    }
+    run_cmd(cmd).context("formatting differs: run `cargo xtask fmt` and commit the result")
+}
+
+fn lint(root: &Path) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_cmd(cmd)
+}
+
+fn test(root: &Path) -> Result<()> {
+    let nextest = cargo(root)
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut cmd = cargo(root);
+    if nextest {
+        cmd.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--locked",
+            "--no-fail-fast",
+        ]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found, using cargo test");
+        cmd.args([
+            "test",
+            "--workspace",
+            "--all-features",
+            "--locked",
+            "--no-fail-fast",
+            "--lib",
+            "--bins",
+            "--tests",
+        ]);
+    }
+    run_cmd(cmd)?;
+    let mut doc = cargo(root);
+    doc.args(["test", "--workspace", "--all-features", "--locked", "--doc"]);
+    run_cmd(doc)
+}
+
+fn docs(root: &Path) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args([
+        "doc",
+        "--workspace",
+        "--all-features",
+        "--locked",
+        "--no-deps",
+    ])
+    .env("RUSTDOCFLAGS", "-D warnings");
+    run_cmd(cmd)
+}
+
+fn tidy_cmd(root: &Path) -> Result<()> {
+    let problems = tidy::check(root)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("tidy: {p}");
+    }
+    bail!("{} tidy problem(s)", problems.len())
+}
