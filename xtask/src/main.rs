@@ -139,6 +139,11 @@ fn lint(root: &Path) -> Result<()> {
 }
 
 fn test(root: &Path) -> Result<()> {
+    // The end-to-end tests run against the real local model server; they fail (never skip)
+    // without it, so provision it first and tell them where it is.
+    let server = model_server::provision(root)
+        .context("could not provision the real local model server the end-to-end tests need")?;
+    let server_env = model_server::env_for_tests(&server);
     let nextest = cargo(root)
         .args(["nextest", "--version"])
         .output()
@@ -166,6 +171,7 @@ fn test(root: &Path) -> Result<()> {
             "--tests",
         ]);
     }
+    cmd.envs(server_env.iter().map(|(k, v)| (k, v)));
     run_cmd(cmd)?;
     let mut doc = cargo(root);
     doc.args(["test", "--workspace", "--all-features", "--locked", "--doc"]);

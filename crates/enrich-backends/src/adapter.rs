@@ -1,0 +1,339 @@
+//! The provider contract: [`BackendAdapter`] and the normalised request and response that cross
+//! it.
+
+use std::sync::Arc;
+
+use enrich_config::BackendSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::failure::BackendError;
+
+/// One backend as the cascade sees it: a configured model behind some provider's API.
+///
+/// Implementations live in provider crates (`enrich-adapter-<name>`); they are built once per run
+/// by the [`AdapterRegistry`](crate::AdapterRegistry) and shared as `Arc<dyn BackendAdapter>`.
+/// An adapter translates [`GenerateRequest`] into its provider's wire format and the answer back
+/// into a [`Generation`], and classifies every failure into a [`BackendError`]. It never
+/// retries, never falls back and needs no timeout of its own: the [`Cascade`](crate::Cascade)
+/// does all that, enforcing [`BackendSpec::timeout`] around [`generate`](Self::generate).
+///
+/// Three methods are required; [`health`](Self::health) and
+/// [`capabilities`](Self::capabilities) have conservative defaults.
+///
+/// With the `mock` feature (or in this crate's unit tests) mockall generates
+/// `MockBackendAdapter` for consumers' unit tests.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait BackendAdapter: Send + Sync {
+    /// The configuration entry this adapter serves.
+    fn spec(&self) -> &BackendSpec;
+
+    /// Where requests go, for logs and the attempt log (e.g. `http://127.0.0.1:11434`). Never
+    /// includes credentials.
+    fn describe_host(&self) -> String;
+
+    /// Sends one request and returns the model's raw text with its usage metrics.
+    ///
+    /// Output validation is not the adapter's job: a well-formed answer holding bad JSON is an
+    /// `Ok`. A `done_reason` of `"length"` may be returned as `Ok` too; the cascade classifies
+    /// unparseable truncated output as [`FailureKind::Truncated`](crate::FailureKind::Truncated).
+    async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError>;
+
+    /// Checks the backend for `enrich doctor`: reachable, version, model present, context length.
+    ///
+    /// The default reports that nothing is known.
+    async fn health(&self) -> HealthReport {
+        HealthReport::unknown(format!(
+            "no health check implemented for provider '{}' (backend '{}')",
+            self.spec().provider,
+            self.spec().name
+        ))
+    }
+
+    /// What the backend supports. The default claims nothing ([`Capabilities::default`]).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+}
+
+/// The span a request is about: its identity and the lines evidence may cite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanContext {
+    /// The span's content hash (`sha256:…`).
+    pub span_hash: Arc<str>,
+    /// The file, relative to the repository root.
+    pub path: Arc<str>,
+    /// The first line of the span (1-based, inclusive).
+    pub line_start: u32,
+    /// The last line of the span (inclusive).
+    pub line_end: u32,
+}
+
+impl SpanContext {
+    /// A span context from its parts.
+    pub fn new(
+        span_hash: impl Into<Arc<str>>,
+        path: impl Into<Arc<str>>,
+        line_start: u32,
+        line_end: u32,
+    ) -> Self {
+        Self {
+            span_hash: span_hash.into(),
+            path: path.into(),
+            line_start,
+            line_end,
+        }
+    }
+}
+
+/// What to ask a backend for one span. Cloning copies no text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    /// The full prompt (template filled with the span's source).
+    pub prompt: Arc<str>,
+    /// A system prompt, if the pipeline uses one.
+    pub system: Option<Arc<str>>,
+    /// The JSON schema the output must follow (usually
+    /// [`enrichment_v1_schema`](crate::enrichment_v1_schema)); adapters whose provider supports
+    /// structured output send it (Ollama's `format`).
+    pub schema: Option<Arc<serde_json::Value>>,
+    /// The span this request is about.
+    pub span: SpanContext,
+    /// The most tokens the model may generate, if limited.
+    pub max_output_tokens: Option<u32>,
+}
+
+impl GenerateRequest {
+    /// A request with just a prompt for a span.
+    pub fn new(prompt: impl Into<Arc<str>>, span: SpanContext) -> Self {
+        Self {
+            prompt: prompt.into(),
+            system: None,
+            schema: None,
+            span,
+            max_output_tokens: None,
+        }
+    }
+
+    /// Sets the system prompt.
+    #[must_use]
+    pub fn with_system(mut self, system: impl Into<Arc<str>>) -> Self {
+        self.system = Some(system.into());
+        self
+    }
+
+    /// Sets the output schema to enforce.
+    #[must_use]
+    pub fn with_schema(mut self, schema: Arc<serde_json::Value>) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Limits the number of generated tokens.
+    #[must_use]
+    pub fn with_max_output_tokens(mut self, max: u32) -> Self {
+        self.max_output_tokens = Some(max);
+        self
+    }
+}
+
+/// A backend's answer: the raw text and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The model's output, unvalidated.
+    pub text: String,
+    /// Token counts and timings as the provider reported them.
+    pub metrics: UsageMetrics,
+}
+
+/// Usage metrics of one generation; every count and duration is optional because not every
+/// provider reports it. Durations are in nanoseconds, as Ollama reports them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageMetrics {
+    /// The model that answered, as the provider names it.
+    pub model: String,
+    /// Where the answer came from ([`BackendAdapter::describe_host`]).
+    pub host: String,
+    /// Prompt tokens evaluated.
+    pub prompt_eval_count: Option<u64>,
+    /// Tokens generated.
+    pub eval_count: Option<u64>,
+    /// Wall time of the whole request.
+    pub total_duration_ns: Option<u64>,
+    /// Time spent loading the model.
+    pub load_duration_ns: Option<u64>,
+    /// Time spent evaluating the prompt.
+    pub prompt_eval_duration_ns: Option<u64>,
+    /// Time spent generating.
+    pub eval_duration_ns: Option<u64>,
+    /// Generation speed as reported; see [`UsageMetrics::derived_tokens_per_second`].
+    pub tokens_per_second: Option<f64>,
+    /// Why generation stopped (`stop`, `length` = truncated, …).
+    pub done_reason: Option<String>,
+}
+
+impl UsageMetrics {
+    /// Empty metrics naming the model and host.
+    pub fn new(model: impl Into<String>, host: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            host: host.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The reported tokens per second, else `eval_count / eval_duration` when both are known
+    /// and the duration is not zero.
+    pub fn derived_tokens_per_second(&self) -> Option<f64> {
+        self.tokens_per_second.or_else(|| {
+            let count = self.eval_count?;
+            let ns = self.eval_duration_ns.filter(|&ns| ns > 0)?;
+            Some(count as f64 * 1e9 / ns as f64)
+        })
+    }
+
+    /// Whether the provider says the output was cut at the token limit.
+    pub fn is_truncated(&self) -> bool {
+        self.done_reason.as_deref() == Some("length")
+    }
+}
+
+/// What a health check found out. `None` means "not checked" or "unknown".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Whether the backend answered at all.
+    pub reachable: Option<bool>,
+    /// The server's version, if it reports one.
+    pub version: Option<String>,
+    /// Whether the configured model is available there.
+    pub model_present: Option<bool>,
+    /// The model's context length in tokens.
+    pub context_length: Option<u64>,
+    /// What was found, one line each, for people.
+    pub messages: Vec<String>,
+    /// How to fix each problem found (`ollama pull qwen2.5:7b-instruct`, …).
+    pub fixes: Vec<String>,
+}
+
+impl HealthReport {
+    /// A report that knows nothing but says why.
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self {
+            messages: vec![message.into()],
+            ..Self::default()
+        }
+    }
+
+    /// True when the backend is known to be reachable and the model is not known to be missing.
+    pub fn is_healthy(&self) -> bool {
+        self.reachable == Some(true) && self.model_present != Some(false)
+    }
+}
+
+/// What a backend supports, so the pipeline can ask without downcasting. The default claims
+/// nothing, which is always safe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// The backend enforces [`GenerateRequest::schema`] (structured output).
+    pub structured_output: bool,
+    /// The backend can stream its output.
+    pub streaming: bool,
+    /// The backend reports token counts and durations in [`UsageMetrics`].
+    pub usage_metrics: bool,
+    /// The backend honours [`GenerateRequest::max_output_tokens`].
+    pub output_token_limit: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span() -> SpanContext {
+        SpanContext::new("sha256:ab", "src/lib.rs", 3, 9)
+    }
+
+    #[tokio::test]
+    async fn mock_adapter_works_behind_arc_dyn() {
+        let mut mock = MockBackendAdapter::new();
+        mock.expect_spec()
+            .return_const(BackendSpec::new("m", "default", "mock", "tiny"));
+        mock.expect_describe_host()
+            .return_const("mock://local".to_owned());
+        mock.expect_generate().times(1).returning(|request| {
+            Ok(Generation {
+                text: format!("echo: {}", request.prompt),
+                metrics: UsageMetrics::new("tiny", "mock://local"),
+            })
+        });
+
+        let adapter: Arc<dyn BackendAdapter> = Arc::new(mock);
+        let request = GenerateRequest::new("hello", span());
+        let generation = adapter.generate(&request).await.unwrap();
+        assert_eq!(generation.text, "echo: hello");
+        assert_eq!(adapter.spec().model, "tiny");
+        assert_eq!(adapter.describe_host(), "mock://local");
+    }
+
+    /// An adapter implementing only the required methods.
+    struct Minimal(BackendSpec);
+
+    #[async_trait::async_trait]
+    impl BackendAdapter for Minimal {
+        fn spec(&self) -> &BackendSpec {
+            &self.0
+        }
+        fn describe_host(&self) -> String {
+            "minimal://".to_owned()
+        }
+        async fn generate(&self, _: &GenerateRequest) -> Result<Generation, BackendError> {
+            Err(BackendError::new(
+                crate::FailureKind::Connect,
+                "unreachable",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn provided_methods_claim_nothing() {
+        let adapter: Arc<dyn BackendAdapter> =
+            Arc::new(Minimal(BackendSpec::new("x", "default", "acme", "m")));
+        let health = adapter.health().await;
+        assert_eq!(health.reachable, None);
+        assert!(!health.is_healthy());
+        assert_eq!(
+            health.messages,
+            ["no health check implemented for provider 'acme' (backend 'x')"]
+        );
+        assert_eq!(adapter.capabilities(), Capabilities::default());
+        assert!(!adapter.capabilities().structured_output);
+    }
+
+    #[test]
+    fn tokens_per_second_is_derived_only_when_missing() {
+        let mut metrics = UsageMetrics::new("m", "h");
+        assert_eq!(metrics.derived_tokens_per_second(), None);
+        metrics.eval_count = Some(30);
+        metrics.eval_duration_ns = Some(0);
+        assert_eq!(metrics.derived_tokens_per_second(), None);
+        metrics.eval_duration_ns = Some(1_500_000_000);
+        assert_eq!(metrics.derived_tokens_per_second(), Some(20.0));
+        metrics.tokens_per_second = Some(42.5);
+        assert_eq!(metrics.derived_tokens_per_second(), Some(42.5));
+    }
+
+    #[test]
+    fn requests_clone_without_copying_text() {
+        let request = GenerateRequest::new("prompt", span())
+            .with_system("system")
+            .with_schema(Arc::clone(crate::enrichment_v1_schema()))
+            .with_max_output_tokens(512);
+        let copy = request.clone();
+        assert!(Arc::ptr_eq(&request.prompt, &copy.prompt));
+        assert!(Arc::ptr_eq(&request.span.span_hash, &copy.span.span_hash));
+        assert!(Arc::ptr_eq(
+            request.schema.as_ref().unwrap(),
+            crate::enrichment_v1_schema()
+        ));
+        assert_eq!(copy.max_output_tokens, Some(512));
+    }
+}

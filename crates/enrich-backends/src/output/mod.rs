@@ -1,0 +1,373 @@
+//! The enrichment.v1 output: its types, its JSON Schema, and turning a model's reply into a
+//! validated [`Enrichment`].
+
+mod extract;
+mod raw;
+mod schema;
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::SpanContext;
+use crate::failure::{BackendError, FailureKind};
+
+use self::raw::{Field, RawEnrichment, RawEvidence};
+
+pub use self::schema::enrichment_v1_schema;
+
+/// The name of the output schema, stored with every enrichment (`schema_ver`).
+pub const ENRICHMENT_SCHEMA_VERSION: &str = "enrichment.v1";
+/// The most words `summary_120w` may have.
+pub const SUMMARY_MAX_WORDS: usize = 120;
+/// The most lines `usage_snippet` may have.
+pub const USAGE_SNIPPET_MAX_LINES: usize = 12;
+
+/// A validated enrichment.v1 object: what the pipeline stores for a span.
+///
+/// Every string is trimmed, no list holds an empty item, `summary_120w` is non-empty and at
+/// most [`SUMMARY_MAX_WORDS`] words, `usage_snippet` is `None` or at most
+/// [`USAGE_SNIPPET_MAX_LINES`] lines, and every filled field has at least one evidence entry,
+/// all inside the span.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrichment {
+    /// What the code does, at most 120 words.
+    pub summary_120w: String,
+    /// Parameters, arguments and data the code reads.
+    pub inputs: Vec<String>,
+    /// Return values and data the code produces.
+    pub outputs: Vec<String>,
+    /// I/O, mutation of shared state, network, logging.
+    pub side_effects: Vec<String>,
+    /// Edge cases, error conditions and misuse to watch for.
+    pub pitfalls: Vec<String>,
+    /// A short example call.
+    pub usage_snippet: Option<String>,
+    /// The source lines that support each field.
+    pub evidence: Vec<Evidence>,
+}
+
+/// The lines of the span that support one field of an [`Enrichment`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The enrichment key this entry supports (`summary_120w`, `inputs`, …).
+    pub field: String,
+    /// First and last line, inclusive, inside the span.
+    pub lines: [u32; 2],
+}
+
+/// What [`parse_and_validate`] checks a reply against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidationContext {
+    /// The span's first line; evidence may not cite earlier lines.
+    pub line_start: u32,
+    /// The span's last line; evidence may not cite later lines.
+    pub line_end: u32,
+    /// Reject any character above U+00FF (`enforce_latin1_enrichment`).
+    pub enforce_latin1: bool,
+}
+
+impl ValidationContext {
+    /// The context for a span.
+    pub fn for_span(span: &SpanContext, enforce_latin1: bool) -> Self {
+        Self {
+            line_start: span.line_start,
+            line_end: span.line_end,
+            enforce_latin1,
+        }
+    }
+}
+
+/// Reads an enrichment.v1 object out of a model's reply, normalises it and validates it.
+///
+/// Extraction tolerates a ```` ```json ```` fence and chatter around the object: it takes the
+/// first balanced `{…}` (brace matching that respects strings and escapes) that parses as JSON
+/// and has at least one enrichment.v1 key. Normalisation: a string where a list belongs becomes
+/// a one-item list, `null` lists become empty, strings are trimmed, empty items dropped, an
+/// empty `usage_snippet` becomes `None`, evidence lines given as `n`, `[n]` or `"a-b"` are
+/// widened to `[start, end]`, and each filled field without evidence gets one entry covering
+/// the whole span.
+///
+/// # Errors
+///
+/// [`FailureKind::MalformedOutput`] when the reply holds no JSON object (or only the start of
+/// one); [`FailureKind::SchemaInvalid`] when the object breaks a rule: a wrong type, a missing
+/// or too long summary, too long a snippet, evidence outside the span or for an unknown field,
+/// non-Latin-1 text under `enforce_latin1`. The message lists every problem found, naming the
+/// field, in words fit to send back to the model.
+pub fn parse_and_validate(text: &str, ctx: &ValidationContext) -> Result<Enrichment, BackendError> {
+    let raw = extract(text)?;
+    normalise_and_validate(raw, ctx)
+}
+
+/// Finds and reads the enrichment object in `text`.
+fn extract(text: &str) -> Result<RawEnrichment, BackendError> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    let mut unbalanced = false;
+    let mut keyless = false;
+    let mut syntax_error = None;
+    while let Some(start) = extract::next_open(bytes, from) {
+        let Some(end) = extract::object_end(bytes, start) else {
+            unbalanced = true;
+            from = start + 1;
+            continue;
+        };
+        match serde_json::from_str::<RawEnrichment>(&text[start..end]) {
+            Ok(raw) if raw.has_known_key => return Ok(raw),
+            Ok(_) => keyless = true,
+            Err(err) if err.is_data() => {
+                return Err(BackendError::new(
+                    FailureKind::SchemaInvalid,
+                    format!("the JSON object does not fit enrichment.v1: {err}"),
+                )
+                .with_source(err));
+            }
+            Err(err) => {
+                syntax_error.get_or_insert(err);
+            }
+        }
+        from = end;
+    }
+    Err(if unbalanced {
+        BackendError::new(
+            FailureKind::MalformedOutput,
+            "the reply starts a JSON object but never closes it (the output looks truncated); \
+             reply with one complete JSON object",
+        )
+    } else if keyless {
+        BackendError::new(
+            FailureKind::SchemaInvalid,
+            "the reply's JSON object has none of the enrichment.v1 keys (summary_120w, inputs, \
+             outputs, side_effects, pitfalls, usage_snippet, evidence)",
+        )
+    } else if let Some(err) = syntax_error {
+        BackendError::new(
+            FailureKind::MalformedOutput,
+            format!("the reply holds no valid JSON object: {err}; reply with one JSON object"),
+        )
+        .with_source(err)
+    } else {
+        BackendError::new(
+            FailureKind::MalformedOutput,
+            "the reply holds no JSON object; reply with one JSON object and nothing else",
+        )
+    })
+}
+
+/// Applies the normalisation rules, then every validation rule, collecting all problems.
+fn normalise_and_validate(
+    raw: RawEnrichment,
+    ctx: &ValidationContext,
+) -> Result<Enrichment, BackendError> {
+    let mut problems = Problems::default();
+
+    let summary_120w = raw.summary.map(trimmed).unwrap_or_default();
+    let words = summary_120w.split_whitespace().count();
+    if words == 0 {
+        problems.push(format_args!(
+            "`summary_120w` is missing or empty; write a summary of at most {SUMMARY_MAX_WORDS} words"
+        ));
+    } else if words > SUMMARY_MAX_WORDS {
+        problems.push(format_args!(
+            "`summary_120w` has {words} words; shorten it to at most {SUMMARY_MAX_WORDS} words"
+        ));
+    }
+
+    let usage_snippet = raw.usage_snippet.and_then(snippet);
+    if let Some(snippet) = &usage_snippet {
+        let lines = snippet.lines().count();
+        if lines > USAGE_SNIPPET_MAX_LINES {
+            problems.push(format_args!(
+                "`usage_snippet` has {lines} lines; keep it to at most {USAGE_SNIPPET_MAX_LINES} lines"
+            ));
+        }
+    }
+
+    let mut enrichment = Enrichment {
+        summary_120w,
+        inputs: items(raw.inputs),
+        outputs: items(raw.outputs),
+        side_effects: items(raw.side_effects),
+        pitfalls: items(raw.pitfalls),
+        usage_snippet,
+        evidence: Vec::with_capacity(raw.evidence.len() + Field::CITABLE.len()),
+    };
+
+    for entry in raw.evidence {
+        if let Some(evidence) = check_evidence(entry, ctx, &mut problems) {
+            enrichment.evidence.push(evidence);
+        }
+    }
+
+    if ctx.enforce_latin1 {
+        check_latin1(&enrichment, &mut problems);
+    }
+
+    if let Some(message) = problems.finish() {
+        return Err(BackendError::new(FailureKind::SchemaInvalid, message));
+    }
+    add_missing_evidence(&mut enrichment, ctx);
+    Ok(enrichment)
+}
+
+/// Checks one evidence entry: a known field, `start <= end`, inside the span.
+fn check_evidence(
+    entry: RawEvidence,
+    ctx: &ValidationContext,
+    problems: &mut Problems,
+) -> Option<Evidence> {
+    let RawEvidence { field, lines } = entry;
+    let field = trimmed(field);
+    if !Field::CITABLE.iter().any(|f| f.name() == field) {
+        problems.push(format_args!(
+            "evidence names field `{field}`, which is not one of summary_120w, inputs, outputs, \
+             side_effects, pitfalls, usage_snippet"
+        ));
+        return None;
+    }
+    let [start, end] = lines;
+    if start > end {
+        problems.push(format_args!(
+            "evidence for `{field}` has lines [{start}, {end}]: the start is after the end"
+        ));
+        return None;
+    }
+    let inside = u64::from(ctx.line_start) <= start && end <= u64::from(ctx.line_end);
+    if !inside {
+        problems.push(format_args!(
+            "evidence for `{field}` cites lines [{start}, {end}], outside the span (lines {}-{})",
+            ctx.line_start, ctx.line_end
+        ));
+        return None;
+    }
+    // Inside the span, so both fit in u32.
+    let lines = [start, end].map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    Some(Evidence { field, lines })
+}
+
+/// Reports the first non-Latin-1 character of each field.
+fn check_latin1(enrichment: &Enrichment, problems: &mut Problems) {
+    let mut check = |field: &str, item: Option<usize>, text: &str| {
+        if text.is_ascii() {
+            return;
+        }
+        if let Some(c) = text.chars().find(|&c| c > '\u{ff}') {
+            let place = match item {
+                Some(i) => format!("`{field}` item {}", i + 1),
+                None => format!("`{field}`"),
+            };
+            problems.push(format_args!(
+                "{place} contains {c:?} (U+{:04X}), which is outside Latin-1; use only Latin-1 \
+                 characters",
+                u32::from(c)
+            ));
+        }
+    };
+    check(Field::Summary.name(), None, &enrichment.summary_120w);
+    let lists = [
+        (Field::Inputs, &enrichment.inputs),
+        (Field::Outputs, &enrichment.outputs),
+        (Field::SideEffects, &enrichment.side_effects),
+        (Field::Pitfalls, &enrichment.pitfalls),
+    ];
+    for (field, list) in lists {
+        // Only the first offending item of a list is reported.
+        if let Some((i, item)) = list.iter().enumerate().find(|(_, s)| !is_latin1(s)) {
+            check(field.name(), Some(i), item);
+        }
+    }
+    if let Some(snippet) = &enrichment.usage_snippet {
+        check(Field::UsageSnippet.name(), None, snippet);
+    }
+}
+
+fn is_latin1(text: &str) -> bool {
+    text.is_ascii() || text.chars().all(|c| c <= '\u{ff}')
+}
+
+/// Adds an entry covering the whole span for every filled field that has none.
+fn add_missing_evidence(enrichment: &mut Enrichment, ctx: &ValidationContext) {
+    for field in Field::CITABLE {
+        let filled = match field {
+            Field::Summary => !enrichment.summary_120w.is_empty(),
+            Field::Inputs => !enrichment.inputs.is_empty(),
+            Field::Outputs => !enrichment.outputs.is_empty(),
+            Field::SideEffects => !enrichment.side_effects.is_empty(),
+            Field::Pitfalls => !enrichment.pitfalls.is_empty(),
+            Field::UsageSnippet => enrichment.usage_snippet.is_some(),
+            Field::Evidence => false,
+        };
+        if filled && !enrichment.evidence.iter().any(|e| e.field == field.name()) {
+            enrichment.evidence.push(Evidence {
+                field: field.name().to_owned(),
+                lines: [ctx.line_start, ctx.line_end],
+            });
+        }
+    }
+}
+
+/// Trims in place, reusing the allocation.
+fn trimmed(mut s: String) -> String {
+    let end = s.trim_end().len();
+    s.truncate(end);
+    let start = s.len() - s.trim_start().len();
+    s.drain(..start);
+    s
+}
+
+/// Trims every item and drops the empty ones.
+fn items(list: Vec<String>) -> Vec<String> {
+    list.into_iter()
+        .map(trimmed)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A snippet without trailing whitespace or leading blank lines (indentation is kept); `None`
+/// when nothing is left.
+fn snippet(mut s: String) -> Option<String> {
+    let end = s.trim_end().len();
+    s.truncate(end);
+    let first_text = s.len() - s.trim_start().len();
+    let line_start = s[..first_text].rfind('\n').map_or(0, |nl| nl + 1);
+    s.drain(..line_start);
+    (!s.is_empty()).then_some(s)
+}
+
+/// Validation problems, joined into one message.
+#[derive(Default)]
+struct Problems(String);
+
+impl Problems {
+    fn push(&mut self, problem: std::fmt::Arguments<'_>) {
+        if !self.0.is_empty() {
+            self.0.push_str("; ");
+        }
+        // Writing to a String cannot fail.
+        let _ = self.0.write_fmt(problem);
+    }
+
+    fn finish(self) -> Option<String> {
+        (!self.0.is_empty()).then_some(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_helpers_keep_inner_text_and_indentation() {
+        assert_eq!(trimmed("  a b \n".to_owned()), "a b");
+        assert_eq!(
+            items(vec![" x ".into(), "  ".into(), String::new(), "y".into()]),
+            ["x", "y"]
+        );
+        assert_eq!(
+            snippet("\n\n    call(1)\n  \n".to_owned()).as_deref(),
+            Some("    call(1)")
+        );
+        assert_eq!(snippet(" \n\t\n".to_owned()), None);
+    }
+}

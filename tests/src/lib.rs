@@ -1,0 +1,1 @@
+//! Cross-crate integration tests of enrich; the tests live under `tests/`.
