@@ -1,18 +1,39 @@
 //! Settings for enrich: the types and their layered loading.
 //!
-//! Layers, lowest first: built-in defaults, then the config file (`--config PATH`, else
-//! `enrich.toml`, else LLMC's `llmc.toml` in the repo root; both read the `[enrichment]` table),
-//! then the environment (`ENRICH_*`, `OLLAMA_HOST`, `LLMC_ENRICH_DISABLE_ROUTING`) exactly as LLMC
-//! reads it, so an LLMC user's files and env keep working.
+//! Layers, lowest first: built-in defaults ([`DEFAULT_CONFIG_TOML`], a commented TOML file that
+//! `enrich init` prints), then the config file (`--config PATH`, else `enrich.toml`, else LLMC's
+//! `llmc.toml` in the repo root; only the `[enrichment]` table is read, unknown keys are
+//! ignored), then the environment (`ENRICH_*`, `ENRICH_CHAIN_JSON`, `OLLAMA_HOST`,
+//! `LLMC_ENRICH_DISABLE_ROUTING`) exactly as LLMC reads it, so an LLMC user's files and env keep
+//! working. [`load`] resolves them into an [`EnrichmentConfig`], validates it, and remembers
+//! where each value came from ([`LoadedConfig::provenance`]); every [`ConfigError`] names the
+//! file or variable and the key.
+//!
+//! Scalars are read leniently because LLMC's Python loader is: `model = 7` is the tag `"7"`,
+//! `batch_size = "50"` is 50, `enabled = "yes"` is true.
 //!
 //! This crate deliberately knows nothing about HTTP, SQLite or any provider's wire format: a
-//! backend's `provider` is just a string that the adapter registry resolves later, and its
-//! `options` are opaque JSON handed to the adapter.
+//! backend's `provider` is just a string that the adapter registry resolves later (and
+//! validates), and its `options` are opaque JSON handed to the adapter. Routes may name chains
+//! that do not exist: the router falls back and says why. Secrets are not configuration: a
+//! backend names the variable holding its key (`api_key_env`), and `Debug` output redacts
+//! secret-looking options.
 
+mod error;
+mod layers;
+mod lenient;
+mod load;
+mod ollama_host;
+mod provenance;
+mod raw;
 mod types;
 
+pub use error::ConfigError;
+pub use load::{CONFIG_FILE_NAMES, DEFAULT_CONFIG_TOML, LoadedConfig, load, select_chain};
+pub use ollama_host::normalize_ollama_host;
+pub use provenance::{Setting, Source};
 pub use types::{
-    BackendSpec, DEFAULT_CHAIN, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER,
-    DEFAULT_TIER, DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options, PromptConfig,
-    Secret, is_secret_key, redacted_options,
+    BackendSpec, DEFAULT_CHAIN, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER, DEFAULT_TIER,
+    DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options, PromptConfig, Secret,
+    is_secret_key, redacted_options,
 };

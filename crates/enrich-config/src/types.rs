@@ -125,7 +125,10 @@ impl BackendSpec {
     /// Reads the API key from the variable named by `api_key_env`, if any.
     pub fn api_key(&self) -> Option<Secret> {
         let var = self.api_key_env.as_deref()?;
-        std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new)
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
     }
 }
 

@@ -1,4 +1,22 @@
 //! Integration tests of enrich-config.
+//!
+//! Tests that read the environment or the current directory run inside `figment::Jail`, which
+//! serialises them, clears the environment first and restores it afterwards.
+
+#[path = "integration/chains.rs"]
+mod chains;
+#[path = "integration/env.rs"]
+mod env;
+#[path = "integration/files.rs"]
+mod files;
+#[path = "integration/ollama_host.rs"]
+mod ollama_host;
+#[path = "integration/provenance.rs"]
+mod provenance;
+#[path = "integration/support.rs"]
+mod support;
+#[path = "integration/validation.rs"]
+mod validation;
 
 use enrich_config::{BackendSpec, Secret};
 

@@ -1,0 +1,684 @@
+//! Loading: choosing the file, layering defaults < file < env with figment, applying
+//! `ENRICH_CHAIN_JSON`, `OLLAMA_HOST` and `LLMC_ENRICH_DISABLE_ROUTING`, validating, and
+//! recording where each value came from.
+
+use std::collections::{BTreeMap, HashSet};
+use std::env::VarError;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::Serialized;
+use figment::value::Value;
+use serde_json::json;
+
+use crate::layers::{Defaults, Entries, EnvLayer, FileLayer, entry_label, from_figment, source_of};
+use crate::lenient::{Text, parse_flag};
+use crate::raw::{ENRICHMENT_KEYS, ENTRY_KEYS, PROMPT_KEYS, RawBackend, RawEntries, RawFile};
+use crate::{
+    BackendSpec, ConfigError, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER,
+    EnrichmentConfig, OnFailure, PromptConfig, Setting, Source, normalize_ollama_host,
+    redacted_options,
+};
+
+/// The built-in defaults: a commented TOML file that is both the lowest configuration layer and
+/// the template `enrich init` prints. It is a valid `enrich.toml`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// The config files looked for in the repository root, in order of preference.
+pub const CONFIG_FILE_NAMES: [&str; 2] = ["enrich.toml", "llmc.toml"];
+
+/// LLMC's scalar overrides: variable → key of `[enrichment]`.
+const ENV_OVERRIDES: [(&str, &str); 5] = [
+    ("ENRICH_BATCH_SIZE", "batch_size"),
+    ("ENRICH_CONCURRENCY", "concurrency"),
+    ("ENRICH_COOLDOWN_SECONDS", "cooldown_seconds"),
+    ("ENRICH_MAX_RETRIES_PER_SPAN", "max_retries_per_span"),
+    ("ENRICH_ENFORCE_LATIN1", "enforce_latin1_enrichment"),
+];
+const CHAIN_JSON: &str = "ENRICH_CHAIN_JSON";
+const OLLAMA_HOST: &str = "OLLAMA_HOST";
+const DISABLE_ROUTING: &str = "LLMC_ENRICH_DISABLE_ROUTING";
+
+/// Where `[[enrichment.chain]]` entries sit in the file figment.
+const FILE_ENTRIES: Entries<'static> = Entries {
+    at: &["enrichment", "chain"],
+    label: "enrichment.chain",
+};
+
+/// A resolved configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The resolved settings.
+    pub config: EnrichmentConfig,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
+    settings: Vec<Setting>,
+    ignored: Vec<String>,
+}
+
+impl LoadedConfig {
+    /// Every resolved setting with the layer it came from, in a stable order: the scalars of
+    /// `[enrichment]`, the routes, the prompt settings, then the backend entries in chain order.
+    /// This describes the configuration as loaded, before any change to [`Self::config`].
+    pub fn provenance(&self) -> &[Setting] {
+        &self.settings
+    }
+
+    /// Keys of the config file (and of `ENRICH_CHAIN_JSON` entries) that enrich does not read,
+    /// such as LLMC's `est_tokens_per_span`, or a misspelt key. Loading ignores them; `enrich
+    /// config` can show them.
+    pub fn ignored_keys(&self) -> &[String] {
+        &self.ignored
+    }
+}
+
+impl Default for EnrichmentConfig {
+    /// The built-in defaults ([`DEFAULT_CONFIG_TOML`]) with no file and no environment: one
+    /// `default` chain with one Ollama backend at [`DEFAULT_OLLAMA_URL`].
+    fn default() -> Self {
+        resolve(None, &|_| Ok(None))
+            .expect("the built-in defaults are a valid configuration (tested)")
+            .config
+    }
+}
+
+/// Loads the configuration of the repository at `repo_root`.
+///
+/// The file is `explicit` when given (`--config PATH`, relative to the current directory; a
+/// missing file is an error), else `<repo_root>/enrich.toml`, else `<repo_root>/llmc.toml`, else
+/// none. Only its `[enrichment]` table is read. The environment is read from the process:
+/// `ENRICH_BATCH_SIZE`, `ENRICH_CONCURRENCY`, `ENRICH_COOLDOWN_SECONDS`,
+/// `ENRICH_MAX_RETRIES_PER_SPAN`, `ENRICH_ENFORCE_LATIN1`, `ENRICH_CHAIN_JSON`, `OLLAMA_HOST`
+/// and `LLMC_ENRICH_DISABLE_ROUTING`; a blank variable counts as unset and other `ENRICH_*`
+/// variables are not read.
+pub fn load(repo_root: &Path, explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+    let file = find_file(repo_root, explicit)?;
+    resolve(file, &process_env)
+}
+
+/// The enabled entries of chain `name`, in order.
+///
+/// Fails, naming the chain and the chains that can be used instead, when the chain has no entry
+/// or none of its entries is enabled.
+pub fn select_chain<'a>(
+    config: &'a EnrichmentConfig,
+    name: &str,
+) -> Result<Vec<&'a BackendSpec>, ConfigError> {
+    if let Some(enabled) = config.enabled_chain(name) {
+        return Ok(enabled);
+    }
+    let available = usable_chains(config.backends.iter());
+    let entries: Vec<String> = config.chain(name).map(|b| b.name.clone()).collect();
+    if entries.is_empty() {
+        Err(ConfigError::UnknownChain {
+            name: name.to_owned(),
+            available,
+        })
+    } else {
+        Err(ConfigError::ChainDisabled {
+            name: name.to_owned(),
+            entries,
+            available,
+        })
+    }
+}
+
+/// The chains that have an enabled entry, in order of first appearance.
+fn usable_chains<'a>(backends: impl Iterator<Item = &'a BackendSpec>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for b in backends.filter(|b| b.enabled) {
+        if !names.contains(&b.chain) {
+            names.push(b.chain.clone());
+        }
+    }
+    names
+}
+
+/// A config file and its text.
+struct ConfigFile {
+    path: PathBuf,
+    text: String,
+}
+
+fn find_file(repo_root: &Path, explicit: Option<&Path>) -> Result<Option<ConfigFile>, ConfigError> {
+    if let Some(path) = explicit {
+        return match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(ConfigFile {
+                path: path.to_owned(),
+                text,
+            })),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(ConfigError::FileNotFound {
+                path: path.to_owned(),
+            }),
+            Err(source) => Err(ConfigError::ReadFile {
+                path: path.to_owned(),
+                source,
+            }),
+        };
+    }
+    for name in CONFIG_FILE_NAMES {
+        let path = repo_root.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(Some(ConfigFile { path, text })),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfigError::ReadFile { path, source }),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads one environment variable; blank counts as unset.
+type EnvLookup<'a> = &'a dyn Fn(&str) -> Result<Option<String>, ConfigError>;
+
+fn process_env(var: &str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(var) {
+        Ok(value) => Ok((!value.trim().is_empty()).then_some(value)),
+        Err(VarError::NotPresent) => Ok(None),
+        Err(VarError::NotUnicode(_)) => Err(ConfigError::EnvNotUnicode {
+            var: var.to_owned(),
+        }),
+    }
+}
+
+/// A backend entry with the layers it came from.
+struct Entry {
+    spec: BackendSpec,
+    origin: Source,
+    /// Where the URL came from when the entry set none and that is not the entry's own layer
+    /// (`OLLAMA_HOST`, or the default URL for a file entry).
+    url_origin: Option<Source>,
+}
+
+/// Entries grouped by chain, chains in order of first appearance.
+type Chains = Vec<(String, Vec<Entry>)>;
+
+fn push_grouped(chains: &mut Chains, entry: Entry) {
+    match chains
+        .iter_mut()
+        .find(|(name, _)| *name == entry.spec.chain)
+    {
+        Some((_, entries)) => entries.push(entry),
+        None => chains.push((entry.spec.chain.clone(), vec![entry])),
+    }
+}
+
+fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig, ConfigError> {
+    let mut figment = Figment::from(Defaults);
+    if let Some(file) = &file {
+        figment = figment.merge(FileLayer {
+            path: &file.path,
+            text: &file.text,
+        });
+    }
+    for (var, key) in ENV_OVERRIDES {
+        if let Some(value) = env(var)? {
+            figment = figment.merge(EnvLayer { var, key, value });
+        }
+    }
+    let raw = figment
+        .extract::<RawFile>()
+        .map_err(|e| from_figment(e, &FILE_ENTRIES, None))?
+        .enrichment;
+    let origin = |key: &str| source_of(figment.find_metadata(key));
+    let mut ignored = ignored_file_keys(&figment);
+
+    let default_chain = raw
+        .default_chain
+        .non_blank()
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "enrichment.default_chain".to_owned(),
+            origin: origin("enrichment.default_chain"),
+            reason: "an empty name (expected the name of a chain)".to_owned(),
+        })?;
+    let on_failure = match raw.on_failure.0.trim() {
+        "error" => OnFailure::Error,
+        "fallback_to_empty" => OnFailure::FallbackToEmpty,
+        other => {
+            return Err(ConfigError::Invalid {
+                key: "enrichment.on_failure".to_owned(),
+                origin: origin("enrichment.on_failure"),
+                reason: format!("{other:?} (expected \"error\" or \"fallback_to_empty\")"),
+            });
+        }
+    };
+    let at_least_one = |value: usize, key: &str| {
+        if value >= 1 {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                origin: origin(key),
+                reason: format!("{value} (expected at least 1)"),
+            })
+        }
+    };
+    let batch_size = at_least_one(raw.batch_size.0, "enrichment.batch_size")?;
+    let concurrency = at_least_one(raw.concurrency.0, "enrichment.concurrency")?;
+    let max_snippet_bytes = at_least_one(
+        raw.prompt.max_snippet_bytes.0,
+        "enrichment.prompt.max_snippet_bytes",
+    )?;
+    let routes: BTreeMap<String, String> = raw
+        .routes
+        .iter()
+        .filter_map(|(slice, chain)| {
+            let slice = slice.trim().to_ascii_lowercase();
+            Some((slice, chain.non_blank()?)).filter(|(slice, _)| !slice.is_empty())
+        })
+        .collect();
+    let max_tier = raw.max_tier.as_ref().and_then(Text::non_blank);
+    let template = raw
+        .prompt
+        .template
+        .map(|t| t.0)
+        .filter(|t| !t.trim().is_empty());
+
+    let mut enable_routing = raw.enable_routing.0;
+    let mut routing_origin = origin("enrichment.enable_routing");
+    if let Some(value) = env(DISABLE_ROUTING)? {
+        match parse_flag(&value) {
+            Some(true) => {
+                enable_routing = false;
+                routing_origin = Source::Env(DISABLE_ROUTING.to_owned());
+            }
+            Some(false) => {}
+            None => {
+                return Err(ConfigError::Invalid {
+                    key: "enrichment.enable_routing".to_owned(),
+                    origin: Source::Env(DISABLE_ROUTING.to_owned()),
+                    reason: format!(
+                        "{value:?} (expected 1, true, yes or on to turn routing off; 0, false, no or off to leave it)"
+                    ),
+                });
+            }
+        }
+    }
+
+    // Backends: the file's (or the built-in one), grouped by chain, then ENRICH_CHAIN_JSON
+    // replacing the chains it names.
+    let chain_origin = origin("enrichment.chain");
+    let mut chains: Chains = Vec::new();
+    for (index, raw_entry) in raw.chain.into_iter().enumerate() {
+        let label = entry_label(FILE_ENTRIES.label, index);
+        let entry = resolve_entry(raw_entry, &default_chain, label, &chain_origin)?;
+        push_grouped(&mut chains, entry);
+    }
+    let mut json_named = HashSet::new();
+    if let Some(text) = env(CHAIN_JSON)? {
+        for (name, replacement) in chains_from_json(&text, &default_chain, &mut ignored)? {
+            json_named.insert(name.clone());
+            match chains.iter_mut().find(|(existing, _)| *existing == name) {
+                Some((_, entries)) => *entries = replacement,
+                None => chains.push((name, replacement)),
+            }
+        }
+    }
+
+    for (chain, entries) in &chains {
+        let mut seen = HashSet::new();
+        for entry in entries {
+            if !seen.insert(entry.spec.name.as_str()) {
+                return Err(ConfigError::DuplicateName {
+                    chain: chain.clone(),
+                    name: entry.spec.name.clone(),
+                    origin: entry.origin.clone(),
+                });
+            }
+        }
+    }
+
+    let ollama_host = env(OLLAMA_HOST)?.map(|host| normalize_ollama_host(&host));
+    for (_, entries) in &mut chains {
+        for entry in entries.iter_mut() {
+            if entry.spec.url.is_some() || entry.spec.provider != DEFAULT_PROVIDER {
+                continue;
+            }
+            let (url, source) = match &ollama_host {
+                Some(host) => (host.clone(), Source::Env(OLLAMA_HOST.to_owned())),
+                None => (DEFAULT_OLLAMA_URL.to_owned(), Source::Default),
+            };
+            entry.spec.url = Some(url);
+            entry.url_origin = (source != entry.origin).then_some(source);
+        }
+    }
+
+    // Name the layer that decided the default chain's entries.
+    check_default_chain(&chains, &default_chain, || match &file {
+        _ if json_named.contains(&default_chain) => Source::Env(CHAIN_JSON.to_owned()),
+        Some(file) => Source::File(file.path.clone()),
+        None => Source::Default,
+    })?;
+
+    let entries: Vec<Entry> = chains
+        .into_iter()
+        .flat_map(|(_, entries)| entries)
+        .collect();
+    let mut settings = Vec::new();
+    let mut put = |key: &str, value: serde_json::Value, source: Source| {
+        settings.push(Setting {
+            key: key.to_owned(),
+            value,
+            source,
+        });
+    };
+    let scalar = |key: &'static str| (key, origin(key));
+    for (value, (key, source)) in [
+        (json!(default_chain), scalar("enrichment.default_chain")),
+        (json!(batch_size), scalar("enrichment.batch_size")),
+        (json!(concurrency), scalar("enrichment.concurrency")),
+        (
+            json!(raw.cooldown_seconds.0),
+            scalar("enrichment.cooldown_seconds"),
+        ),
+        (
+            json!(raw.max_retries_per_span.0),
+            scalar("enrichment.max_retries_per_span"),
+        ),
+        (
+            json!(raw.max_failures_per_span.0),
+            scalar("enrichment.max_failures_per_span"),
+        ),
+        (
+            json!(raw.enforce_latin1_enrichment.0),
+            scalar("enrichment.enforce_latin1_enrichment"),
+        ),
+        (
+            json!(enable_routing),
+            ("enrichment.enable_routing", routing_origin),
+        ),
+        (json!(max_tier), scalar("enrichment.max_tier")),
+        (json!(on_failure.as_str()), scalar("enrichment.on_failure")),
+    ] {
+        put(key, value, source);
+    }
+    for (slice, chain) in &routes {
+        put(
+            &format!("enrichment.routes.{slice}"),
+            json!(chain),
+            origin("enrichment.routes"),
+        );
+    }
+    put(
+        "enrichment.prompt.template",
+        json!(template),
+        origin("enrichment.prompt.template"),
+    );
+    put(
+        "enrichment.prompt.max_snippet_bytes",
+        json!(max_snippet_bytes),
+        origin("enrichment.prompt.max_snippet_bytes"),
+    );
+    for entry in &entries {
+        let spec = &entry.spec;
+        let key = format!("enrichment.chain.{}.{}", spec.chain, spec.name);
+        put(&key, entry_json(spec), entry.origin.clone());
+        if let Some(url_origin) = &entry.url_origin {
+            put(&format!("{key}.url"), json!(spec.url), url_origin.clone());
+        }
+    }
+
+    let config = EnrichmentConfig {
+        default_chain,
+        batch_size,
+        concurrency,
+        cooldown_seconds: raw.cooldown_seconds.0,
+        max_retries_per_span: raw.max_retries_per_span.0,
+        max_failures_per_span: raw.max_failures_per_span.0,
+        enforce_latin1_enrichment: raw.enforce_latin1_enrichment.0,
+        enable_routing,
+        routes,
+        max_tier,
+        on_failure,
+        prompt: PromptConfig {
+            template,
+            max_snippet_bytes,
+        },
+        backends: entries.into_iter().map(|e| e.spec).collect(),
+    };
+    Ok(LoadedConfig {
+        config,
+        file: file.map(|f| f.path),
+        settings,
+        ignored,
+    })
+}
+
+/// Applies an entry's defaults and checks it.
+fn resolve_entry(
+    raw: RawBackend,
+    default_chain: &str,
+    label: String,
+    origin: &Source,
+) -> Result<Entry, ConfigError> {
+    let Some(name) = raw.name.as_ref().and_then(Text::non_blank) else {
+        return Err(ConfigError::UnnamedEntry {
+            entry: label,
+            origin: origin.clone(),
+        });
+    };
+    let timeout_seconds = raw.timeout_seconds.map(|t| t.0);
+    if let Some(seconds) = timeout_seconds
+        && (seconds <= 0.0 || Duration::try_from_secs_f64(seconds).is_err())
+    {
+        return Err(ConfigError::Invalid {
+            key: format!("timeout_seconds of {label} ({name:?})"),
+            origin: origin.clone(),
+            reason: format!("{seconds} (expected a positive number of seconds)"),
+        });
+    }
+    let text = |value: &Option<Text>| value.as_ref().and_then(Text::non_blank);
+    let spec = BackendSpec {
+        chain: text(&raw.chain).unwrap_or_else(|| default_chain.to_owned()),
+        provider: text(&raw.provider).unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
+        model: text(&raw.model).unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
+        url: text(&raw.url),
+        routing_tier: text(&raw.routing_tier),
+        timeout_seconds,
+        api_key_env: text(&raw.api_key_env),
+        options: raw.options.unwrap_or_default(),
+        enabled: raw.enabled.is_none_or(|flag| flag.0),
+        name,
+    };
+    Ok(Entry {
+        spec,
+        origin: origin.clone(),
+        url_origin: None,
+    })
+}
+
+/// Parses `ENRICH_CHAIN_JSON`: a list of entries (grouped by their `chain`, default chain when
+/// they name none) or `{"chains": {name: [entries]}}`. Returns the chains it names, each with
+/// its entries (possibly none: an empty list removes the chain).
+fn chains_from_json(
+    text: &str,
+    default_chain: &str,
+    ignored: &mut Vec<String>,
+) -> Result<Chains, ConfigError> {
+    let payload: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ConfigError::ChainJsonSyntax {
+            reason: e.to_string(),
+        })?;
+    let mut chains: Chains = Vec::new();
+    match payload {
+        serde_json::Value::Array(items) => {
+            for entry in json_entries(items, "", default_chain, None, ignored)? {
+                push_grouped(&mut chains, entry);
+            }
+        }
+        serde_json::Value::Object(mut object) if object.contains_key("chains") => {
+            let named = match object.remove("chains") {
+                Some(serde_json::Value::Object(named)) => named,
+                other => {
+                    return Err(ConfigError::ChainJsonShape {
+                        found: format!("\"chains\": {}", json_kind(other.as_ref())),
+                    });
+                }
+            };
+            for (name, list) in named {
+                let serde_json::Value::Array(items) = list else {
+                    return Err(ConfigError::ChainJsonShape {
+                        found: format!("chains.{name}: {}", json_kind(Some(&list))),
+                    });
+                };
+                let chain = name.trim().to_owned();
+                if chain.is_empty() {
+                    return Err(ConfigError::ChainJsonShape {
+                        found: "a chain with an empty name".to_owned(),
+                    });
+                }
+                let label = format!("chains.{chain}");
+                let entries = json_entries(items, &label, default_chain, Some(&chain), ignored)?;
+                chains.push((chain, entries));
+            }
+        }
+        serde_json::Value::Object(_) => {
+            return Err(ConfigError::ChainJsonShape {
+                found: "an object without \"chains\"".to_owned(),
+            });
+        }
+        other => {
+            return Err(ConfigError::ChainJsonShape {
+                found: json_kind(Some(&other)),
+            });
+        }
+    }
+    Ok(chains)
+}
+
+/// Reads `ENRICH_CHAIN_JSON` entries through figment, so they get the same lenient types and
+/// the same error messages as file entries.
+fn json_entries(
+    items: Vec<serde_json::Value>,
+    label: &str,
+    default_chain: &str,
+    listed_under: Option<&str>,
+    ignored: &mut Vec<String>,
+) -> Result<Vec<Entry>, ConfigError> {
+    let origin = Source::Env(CHAIN_JSON.to_owned());
+    for (index, item) in items.iter().enumerate() {
+        if let serde_json::Value::Object(entry) = item {
+            for key in entry.keys().filter(|k| !ENTRY_KEYS.contains(&k.as_str())) {
+                let entry = entry_label(label, index);
+                ignored.push(format!("{key} of {entry} in {origin}"));
+            }
+        }
+    }
+    let entries = Entries {
+        at: &["entries"],
+        label,
+    };
+    let raw: RawEntries = Figment::from(Serialized::default("entries", &items))
+        .extract()
+        .map_err(|e| from_figment(e, &entries, Some(origin.clone())))?;
+    raw.entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let label = entry_label(label, index);
+            if let Some(under) = listed_under
+                && let Some(chain) = raw.chain.as_ref().and_then(Text::non_blank)
+                && chain != under
+            {
+                return Err(ConfigError::Invalid {
+                    key: format!("chain of {label}"),
+                    origin: origin.clone(),
+                    reason: format!(
+                        "{chain:?} (expected {under:?}, the chain it is listed under, or no chain)"
+                    ),
+                });
+            }
+            resolve_entry(raw, listed_under.unwrap_or(default_chain), label, &origin)
+        })
+        .collect()
+}
+
+fn json_kind(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => "null".to_owned(),
+        Some(serde_json::Value::Bool(b)) => format!("the boolean {b}"),
+        Some(serde_json::Value::Number(n)) => format!("the number {n}"),
+        Some(serde_json::Value::String(s)) => format!("the string {s:?}"),
+        Some(serde_json::Value::Array(_)) => "a list".to_owned(),
+        Some(serde_json::Value::Object(_)) => "an object".to_owned(),
+    }
+}
+
+/// The default chain must exist and have an enabled entry.
+fn check_default_chain(
+    chains: &Chains,
+    default_chain: &str,
+    chains_origin: impl FnOnce() -> Source,
+) -> Result<(), ConfigError> {
+    let entries = chains
+        .iter()
+        .find(|(name, _)| name == default_chain)
+        .map(|(_, entries)| entries.as_slice())
+        .unwrap_or_default();
+    if entries.iter().any(|e| e.spec.enabled) {
+        return Ok(());
+    }
+    match entries.first() {
+        None => Err(ConfigError::DefaultChainMissing {
+            chain: default_chain.to_owned(),
+            origin: chains_origin(),
+            available: usable_chains(chains.iter().flat_map(|(_, es)| es.iter().map(|e| &e.spec))),
+        }),
+        Some(first) => Err(ConfigError::DefaultChainDisabled {
+            chain: default_chain.to_owned(),
+            origin: first.origin.clone(),
+            entries: entries.iter().map(|e| e.spec.name.clone()).collect(),
+        }),
+    }
+}
+
+/// A backend entry as shown by `enrich config`, secrets redacted.
+fn entry_json(spec: &BackendSpec) -> serde_json::Value {
+    json!({
+        "provider": spec.provider,
+        "model": spec.model,
+        "url": spec.url,
+        "routing_tier": spec.routing_tier,
+        "timeout_seconds": spec.timeout_seconds,
+        "api_key_env": spec.api_key_env,
+        "options": redacted_options(&spec.options),
+        "enabled": spec.enabled,
+    })
+}
+
+/// Keys of the file's `[enrichment]` table (and its entries) that enrich does not read.
+fn ignored_file_keys(figment: &Figment) -> Vec<String> {
+    let mut ignored = Vec::new();
+    let Ok(Value::Dict(_, table)) = figment.find_value("enrichment") else {
+        return ignored;
+    };
+    let unknown_entry_keys = |ignored: &mut Vec<String>, index: usize, entry: &Value| {
+        if let Value::Dict(_, entry) = entry {
+            let label = entry_label(FILE_ENTRIES.label, index);
+            for key in entry.keys().filter(|k| !ENTRY_KEYS.contains(&k.as_str())) {
+                ignored.push(format!("{key} of {label}"));
+            }
+        }
+    };
+    for (key, value) in &table {
+        match (key.as_str(), value) {
+            (key, _) if !ENRICHMENT_KEYS.contains(&key) => {
+                ignored.push(format!("enrichment.{key}"));
+            }
+            ("prompt", Value::Dict(_, prompt)) => {
+                for key in prompt.keys().filter(|k| !PROMPT_KEYS.contains(&k.as_str())) {
+                    ignored.push(format!("enrichment.prompt.{key}"));
+                }
+            }
+            ("chain", Value::Array(_, entries)) => {
+                for (index, entry) in entries.iter().enumerate() {
+                    unknown_entry_keys(&mut ignored, index, entry);
+                }
+            }
+            ("chain", entry @ Value::Dict(..)) => unknown_entry_keys(&mut ignored, 0, entry),
+            _ => {}
+        }
+    }
+    ignored
+}

@@ -1,0 +1,130 @@
+//! The shapes read from the layers, before defaults are applied and values validated.
+//!
+//! Every scalar goes through a lenient type (see [`crate::lenient`]). Unknown keys are ignored
+//! (LLMC's tables carry keys enrich does not use); [`ENRICHMENT_KEYS`] and friends list the
+//! known ones so the loader can report the others.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::Options;
+use crate::lenient::{Flag, Seconds, Text, Whole};
+
+/// The whole document; only `[enrichment]` is read.
+#[derive(Deserialize)]
+pub(crate) struct RawFile {
+    pub(crate) enrichment: RawEnrichment,
+}
+
+/// The `[enrichment]` table. Keys the built-in defaults always set are required here, so a
+/// missing one is a bug in `default.toml` (caught by the tests), never a user error.
+#[derive(Deserialize)]
+#[serde(expecting = "the [enrichment] table")]
+pub(crate) struct RawEnrichment {
+    pub(crate) default_chain: Text,
+    pub(crate) batch_size: Whole<usize>,
+    pub(crate) concurrency: Whole<usize>,
+    pub(crate) cooldown_seconds: Whole<u64>,
+    pub(crate) max_retries_per_span: Whole<u32>,
+    pub(crate) max_failures_per_span: Whole<u32>,
+    pub(crate) enforce_latin1_enrichment: Flag,
+    pub(crate) enable_routing: Flag,
+    #[serde(default)]
+    pub(crate) routes: BTreeMap<String, Text>,
+    pub(crate) max_tier: Option<Text>,
+    pub(crate) on_failure: Text,
+    pub(crate) prompt: RawPrompt,
+    #[serde(deserialize_with = "one_or_many")]
+    pub(crate) chain: Vec<RawBackend>,
+}
+
+/// The keys of `[enrichment]` that enrich reads.
+pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
+    "default_chain",
+    "batch_size",
+    "concurrency",
+    "cooldown_seconds",
+    "max_retries_per_span",
+    "max_failures_per_span",
+    "enforce_latin1_enrichment",
+    "enable_routing",
+    "routes",
+    "max_tier",
+    "on_failure",
+    "prompt",
+    "chain",
+];
+
+/// The `[enrichment.prompt]` table.
+#[derive(Deserialize)]
+#[serde(expecting = "the [enrichment.prompt] table")]
+pub(crate) struct RawPrompt {
+    pub(crate) template: Option<Text>,
+    pub(crate) max_snippet_bytes: Whole<usize>,
+}
+
+/// The keys of `[enrichment.prompt]` that enrich reads.
+pub(crate) const PROMPT_KEYS: &[&str] = &["template", "max_snippet_bytes"];
+
+/// One `[[enrichment.chain]]` entry, or one entry of `ENRICH_CHAIN_JSON`.
+#[derive(Deserialize)]
+#[serde(expecting = "a backend entry (a table with at least a name)")]
+pub(crate) struct RawBackend {
+    pub(crate) name: Option<Text>,
+    pub(crate) chain: Option<Text>,
+    pub(crate) provider: Option<Text>,
+    pub(crate) model: Option<Text>,
+    pub(crate) url: Option<Text>,
+    pub(crate) routing_tier: Option<Text>,
+    pub(crate) timeout_seconds: Option<Seconds>,
+    pub(crate) api_key_env: Option<Text>,
+    pub(crate) options: Option<Options>,
+    pub(crate) enabled: Option<Flag>,
+}
+
+/// The keys of a backend entry that enrich reads.
+pub(crate) const ENTRY_KEYS: &[&str] = &[
+    "name",
+    "chain",
+    "provider",
+    "model",
+    "url",
+    "routing_tier",
+    "timeout_seconds",
+    "api_key_env",
+    "options",
+    "enabled",
+];
+
+/// `[[enrichment.chain]]` (a list of tables) or, as LLMC also accepts, a single
+/// `[enrichment.chain]` table.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<RawBackend>, D::Error> {
+    struct OneOrMany;
+
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<RawBackend>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of backend entries ([[enrichment.chain]] tables)")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            RawBackend::deserialize(de::value::MapAccessDeserializer::new(map)).map(|b| vec![b])
+        }
+    }
+
+    deserializer.deserialize_any(OneOrMany)
+}
+
+/// `ENRICH_CHAIN_JSON` entries, wrapped so figment reports errors as `entries.<index>.<key>`.
+#[derive(Deserialize)]
+pub(crate) struct RawEntries {
+    pub(crate) entries: Vec<RawBackend>,
+}
