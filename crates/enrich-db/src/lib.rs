@@ -1,0 +1,48 @@
+//! The enrich index database: LLMC's `index_v2.db`, opened in place, plus enrich's own tables.
+//!
+//! LLMC (the Python project whose index enrich works on) keeps files, spans and enrichments in
+//! `<repo>/.llmc/rag/index_v2.db`, schema version 8 in `PRAGMA user_version`, WAL journal. This
+//! crate opens such a file and leaves it readable by LLMC, or creates one with exactly LLMC's
+//! version 8 tables. Next to LLMC's tables it keeps three of its own, `enrich_runs`,
+//! `enrich_attempts` (one row per backend attempt) and `enrich_failures` (the failure ledger and
+//! dead letters), versioned under `enrich_schema_version` in `llmc_meta` by an append-only list
+//! of [`migrations`]; LLMC's `user_version` is never touched.
+//!
+//! What it offers: pending spans in `spans.id` order by keyset pages that only walk indexes
+//! ([`Db::pending_spans`]) and an exact pending count; one-transaction batch writes of
+//! enrichments with their attempt rows and ledger updates ([`Db::write_batch`]), idempotent by
+//! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
+//! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`].
+//!
+//! Safety, decided once here: a file that is not a SQLite database, is damaged, or is not a
+//! version 8 LLMC index is reported with its path and never written, truncated or moved (LLMC
+//! itself moves a damaged index aside; enrich does not). Every connection sets a busy timeout
+//! (30 s by default) so a second process waits for the lock instead of failing, and enables
+//! foreign keys. [`Db`] is `Send`, so a writer thread can own it; the crate is synchronous.
+//!
+//! Deliberately NOT known here: HTTP, providers, tokio, config files, the router and the
+//! cascade. The crate defines its own plain row types ([`SpanOutcome`], [`Enrichment`],
+//! [`Attempt`], …); the pipeline maps its types onto them, so this crate can be used alone.
+
+mod error;
+mod open;
+mod pending;
+mod read;
+mod schema;
+mod source;
+mod types;
+mod write;
+
+pub use error::DbError;
+pub use open::{
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
+};
+pub use schema::{
+    ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
+};
+pub use types::{
+    Attempt, AttemptLogEntry, AttemptOutcome, ENRICHMENT_SCHEMA_VERSION, Enrichment,
+    EnrichmentMetrics, Evidence, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry, GroupCount,
+    PendingSpan, Run, RunCounts, RunId, RunStatus, SpanOutcome, SpanResult, Stats,
+    StoredEnrichment, WriteReport,
+};

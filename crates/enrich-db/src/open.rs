@@ -1,0 +1,460 @@
+//! [`Db`] and opening it: checks that run before anything is written, LLMC's schema on a fresh
+//! file, enrich's migrations, connection settings.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::error::{DbError, sqlite_error};
+use crate::schema::{
+    self, ENRICH_SCHEMA_VERSION, LLMC_META_DDL, LLMC_SCHEMA_VERSION, LLMC_V8_DDL, MigrateError,
+    REQUIRED_COLUMNS,
+};
+
+/// The default busy timeout: how long a connection waits for another process's write lock.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default number of failed runs after which a span is dead-lettered.
+pub const DEFAULT_MAX_FAILURES_PER_SPAN: u32 = 3;
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// The size of the SQLite file header.
+const SQLITE_HEADER_LEN: u64 = 100;
+
+/// Prepared statements kept per connection; the write path uses fewer than this.
+const STATEMENT_CACHE_CAPACITY: usize = 32;
+
+/// LLMC's index location inside a repository: `<repo>/.llmc/rag/index_v2.db`.
+pub fn default_db_path(repo_root: &Path) -> PathBuf {
+    repo_root.join(".llmc").join("rag").join("index_v2.db")
+}
+
+/// How to open the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenMode {
+    /// Open an existing index read-write; a missing file is an error, never created.
+    #[default]
+    Existing,
+    /// Open the index read-write, creating it (and its parent directories) with LLMC's schema
+    /// when the file is missing or empty.
+    CreateIfMissing,
+    /// Open an existing index read-only, for status-type commands; nothing is ever written.
+    ReadOnly,
+}
+
+/// Settings for [`Db::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Whether to create, write or only read.
+    pub mode: OpenMode,
+    /// How long to wait for another process's lock before failing with [`DbError::Busy`].
+    pub busy_timeout: Duration,
+    /// Failed runs after which a span is dead-lettered; 0 never dead-letters.
+    pub max_failures_per_span: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            mode: OpenMode::default(),
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            max_failures_per_span: DEFAULT_MAX_FAILURES_PER_SPAN,
+        }
+    }
+}
+
+/// A connection to an LLMC index with enrich's tables.
+///
+/// `Db` is `Send` (not `Sync`): one writer thread owns it. Reads take `&self`, writes `&mut self`
+/// and run in `IMMEDIATE` transactions, so a concurrent LLMC or enrich process waits up to the
+/// busy timeout instead of failing.
+#[derive(Debug)]
+pub struct Db {
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
+    pub(crate) read_only: bool,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) max_failures_per_span: u32,
+}
+
+/// What the file on disk is, judged from its bytes before SQLite opens it.
+enum FileState {
+    Missing,
+    Empty,
+    Sqlite,
+}
+
+impl Db {
+    /// Opens an existing index read-write ([`OpenMode::Existing`], default settings).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, DbError> {
+        Self::open_with(path, &OpenOptions::default())
+    }
+
+    /// Opens the index read-write, creating it with LLMC's schema if it does not exist
+    /// ([`OpenMode::CreateIfMissing`], default settings).
+    pub fn open_or_create(path: impl AsRef<Path>) -> Result<Self, DbError> {
+        let options = OpenOptions {
+            mode: OpenMode::CreateIfMissing,
+            ..OpenOptions::default()
+        };
+        Self::open_with(path, &options)
+    }
+
+    /// Opens an existing index read-only ([`OpenMode::ReadOnly`], default settings).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, DbError> {
+        let options = OpenOptions {
+            mode: OpenMode::ReadOnly,
+            ..OpenOptions::default()
+        };
+        Self::open_with(path, &options)
+    }
+
+    /// Opens the index as `options` say.
+    ///
+    /// Before anything is written the file is checked: its header must be SQLite's, SQLite must
+    /// read its schema, `PRAGMA user_version` must be 8 and LLMC's columns must be there. A file
+    /// that fails any check is reported and left byte for byte as it was. Then, read-write only:
+    /// WAL mode, and enrich's migrations.
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self, DbError> {
+        let path = path.as_ref().to_path_buf();
+        match (inspect_file(&path)?, options.mode) {
+            (FileState::Missing, OpenMode::CreateIfMissing) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|source| DbError::Io {
+                        path: parent.to_path_buf(),
+                        action: "create the directory for the index",
+                        source,
+                    })?;
+                }
+            }
+            (FileState::Missing, _) => return Err(DbError::NotFound { path }),
+            (FileState::Empty, OpenMode::CreateIfMissing) | (FileState::Sqlite, _) => {}
+            (FileState::Empty, _) => {
+                return Err(DbError::NotAnIndex {
+                    path,
+                    reason: "the file is empty".to_owned(),
+                });
+            }
+        }
+
+        let flags = match options.mode {
+            OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            OpenMode::Existing => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            OpenMode::CreateIfMissing => {
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+            }
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let busy_timeout = options.busy_timeout;
+        let conn = Connection::open_with_flags(&path, flags)
+            .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?;
+
+        let mut db = Db {
+            conn,
+            path,
+            read_only: options.mode == OpenMode::ReadOnly,
+            busy_timeout,
+            max_failures_per_span: options.max_failures_per_span,
+        };
+        db.configure()?;
+        if options.mode == OpenMode::CreateIfMissing {
+            let (version, tables) = read_header(&db.conn).map_err(db.err("read the schema"))?;
+            if version == 0 && tables == 0 {
+                db.create_llmc_schema()?;
+            }
+        }
+        db.check_llmc_schema()?;
+        if db.read_only {
+            db.check_enrich_schema_read_only()?;
+        } else {
+            db.set_wal()?;
+            db.run_migrations()?;
+        }
+        Ok(db)
+    }
+
+    /// The database file this connection is on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the connection was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Sets the dead-letter threshold used by [`write_batch`](Self::write_batch) and
+    /// [`record_failed_run`](Self::record_failed_run); 0 never dead-letters.
+    pub fn set_max_failures_per_span(&mut self, max: u32) {
+        self.max_failures_per_span = max;
+    }
+
+    /// Runs SQLite's `PRAGMA quick_check` over the whole file (slow on a big index: it reads
+    /// every page) and returns its findings; an empty list means the file is sound.
+    pub fn quick_check(&self) -> Result<Vec<String>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(self.err("check the database"))?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(self.err("check the database"))?;
+        let mut problems = Vec::new();
+        for row in rows {
+            let line = row.map_err(self.err("check the database"))?;
+            if line != "ok" {
+                problems.push(line);
+            }
+        }
+        Ok(problems)
+    }
+
+    /// A closure mapping a rusqlite error to [`DbError`] with this file and `action`.
+    pub(crate) fn err(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> DbError + '_ {
+        move |e| sqlite_error(&self.path, action, self.busy_timeout, e)
+    }
+
+    /// Refuses a write on a read-only connection with a clear message.
+    pub(crate) fn ensure_writable(&self, action: &'static str) -> Result<(), DbError> {
+        if self.read_only {
+            return Err(DbError::ReadOnly {
+                path: self.path.clone(),
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    /// Per-connection settings; none of them writes to the file.
+    fn configure(&mut self) -> Result<(), DbError> {
+        self.conn
+            .busy_timeout(self.busy_timeout)
+            .map_err(self.err("set the busy timeout"))?;
+        self.conn
+            .set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        // LLMC declares ON DELETE CASCADE; the constraints only hold with this on.
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(self.err("enable foreign keys"))?;
+        if !self.read_only {
+            // Safe in WAL mode (no corruption on power loss, at worst the last batches are
+            // lost and, being idempotent, redone); saves an fsync per batch.
+            self.conn
+                .execute_batch("PRAGMA synchronous = NORMAL")
+                .map_err(self.err("set the synchronous mode"))?;
+        }
+        Ok(())
+    }
+
+    /// Creates LLMC's schema on an empty database, unless another process did it first (checked
+    /// again under the write lock).
+    fn create_llmc_schema(&mut self) -> Result<(), DbError> {
+        // Switch to WAL before the first table exists: this is LLMC's first statement too.
+        self.set_wal()?;
+        let busy = self.busy_timeout;
+        let path_buf = self.path.clone();
+        let path = path_buf.as_path();
+        let err = |action| move |e| sqlite_error(path, action, busy, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("lock the new database"))?;
+        let (version, tables) = read_header(&tx).map_err(err("read the new database"))?;
+        if version == 0 && tables == 0 {
+            tx.execute_batch(LLMC_V8_DDL)
+                .map_err(err("create LLMC's tables"))?;
+            tx.pragma_update(None, "user_version", LLMC_SCHEMA_VERSION)
+                .map_err(err("set the schema version"))?;
+        }
+        tx.commit().map_err(err("create LLMC's tables"))
+    }
+
+    /// Checks `user_version` and the columns enrich uses. Reads only.
+    fn check_llmc_schema(&self) -> Result<(), DbError> {
+        let (version, tables) = read_header(&self.conn).map_err(self.err("read the schema"))?;
+        match version {
+            LLMC_SCHEMA_VERSION => {}
+            0 if tables == 0 => {
+                return Err(DbError::NotAnIndex {
+                    path: self.path.clone(),
+                    reason: "the database has no tables".to_owned(),
+                });
+            }
+            0 => {
+                let reason = if self.has_table("spans")? {
+                    "it has LLMC's tables but no schema version (an index from before LLMC \
+                     versioned its schema); open it once with a current LLMC so it migrates the file"
+                } else {
+                    "it has neither LLMC's tables nor its schema version"
+                };
+                return Err(DbError::NotAnIndex {
+                    path: self.path.clone(),
+                    reason: reason.to_owned(),
+                });
+            }
+            found if found < LLMC_SCHEMA_VERSION => {
+                return Err(DbError::LlmcSchemaTooOld {
+                    path: self.path.clone(),
+                    found,
+                    expected: LLMC_SCHEMA_VERSION,
+                });
+            }
+            found => {
+                return Err(DbError::LlmcSchemaTooNew {
+                    path: self.path.clone(),
+                    found,
+                    expected: LLMC_SCHEMA_VERSION,
+                });
+            }
+        }
+        for (table, columns) in REQUIRED_COLUMNS {
+            let present = self.columns(table)?;
+            if let Some(column) = columns.iter().find(|c| !present.iter().any(|p| p == *c)) {
+                return Err(DbError::MissingColumn {
+                    path: self.path.clone(),
+                    table,
+                    column,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, DbError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [name],
+                |row| row.get(0),
+            )
+            .map_err(self.err("read the schema"))
+    }
+
+    fn columns(&self, table: &str) -> Result<Vec<String>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")
+            .map_err(self.err("read the schema"))?;
+        let names = stmt
+            .query_map([table], |row| row.get(0))
+            .map_err(self.err("read the schema"))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(self.err("read the schema"))?;
+        Ok(names)
+    }
+
+    fn set_wal(&self) -> Result<(), DbError> {
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .map_err(self.err("read the journal mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(self.err("switch the journal to WAL"))?;
+        }
+        Ok(())
+    }
+
+    fn run_migrations(&mut self) -> Result<(), DbError> {
+        // `llmc_meta` belongs to LLMC's v8 schema; create it if this index lacks it, since that
+        // is where enrich's version lives.
+        self.conn
+            .execute_batch(LLMC_META_DDL)
+            .map_err(self.err("create llmc_meta"))?;
+        match schema::migrate(&mut self.conn) {
+            Ok(_) => Ok(()),
+            Err(MigrateError::TooNew(found)) => Err(DbError::EnrichSchemaTooNew {
+                path: self.path.clone(),
+                found,
+                supported: ENRICH_SCHEMA_VERSION,
+            }),
+            Err(MigrateError::Step(failure)) => Err(DbError::Migration {
+                path: self.path.clone(),
+                version: failure.migration.version,
+                name: failure.migration.name,
+                source: failure.source,
+            }),
+            Err(MigrateError::Sqlite(e)) => Err(self.err("migrate enrich's tables")(e)),
+        }
+    }
+
+    fn check_enrich_schema_read_only(&self) -> Result<(), DbError> {
+        let found = schema::enrich_version(&self.conn).map_err(self.err("read llmc_meta"))?;
+        match found {
+            0 => schema::create_temp_shadows(&self.conn)
+                .map_err(self.err("prepare empty views of enrich's tables")),
+            ENRICH_SCHEMA_VERSION => Ok(()),
+            found if found > ENRICH_SCHEMA_VERSION => Err(DbError::EnrichSchemaTooNew {
+                path: self.path.clone(),
+                found,
+                supported: ENRICH_SCHEMA_VERSION,
+            }),
+            found => Err(DbError::EnrichSchemaOutdated {
+                path: self.path.clone(),
+                found,
+                supported: ENRICH_SCHEMA_VERSION,
+            }),
+        }
+    }
+}
+
+/// `PRAGMA user_version` and the number of tables: reading both makes SQLite parse the header
+/// and the schema, which is where a damaged file shows first.
+fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let version = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let tables = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok((version, tables))
+}
+
+/// Looks at the file's bytes without SQLite: missing, empty, or with SQLite's header. Anything
+/// else is refused here, before SQLite could touch it.
+fn inspect_file(path: &Path) -> Result<FileState, DbError> {
+    let io_err = |source| DbError::Io {
+        path: path.to_path_buf(),
+        action: "inspect",
+        source,
+    };
+    let metadata = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Missing),
+        Err(e) => return Err(io_err(e)),
+    };
+    if !metadata.is_file() {
+        return Err(DbError::NotADatabase {
+            path: path.to_path_buf(),
+            detail: "it is not a regular file".to_owned(),
+        });
+    }
+    let len = metadata.len();
+    if len == 0 {
+        return Ok(FileState::Empty);
+    }
+    if len < SQLITE_HEADER_LEN {
+        return Err(DbError::NotADatabase {
+            path: path.to_path_buf(),
+            detail: format!("{len} bytes, shorter than SQLite's {SQLITE_HEADER_LEN}-byte header"),
+        });
+    }
+    let mut magic = [0u8; 16];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(io_err)?;
+    if &magic != SQLITE_MAGIC {
+        return Err(DbError::NotADatabase {
+            path: path.to_path_buf(),
+            detail: "its first bytes are not SQLite's header".to_owned(),
+        });
+    }
+    Ok(FileState::Sqlite)
+}

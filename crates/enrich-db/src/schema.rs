@@ -1,0 +1,342 @@
+//! The two schemas in the file: LLMC's (version 8 in `PRAGMA user_version`, created only on a
+//! fresh database, never altered), and enrich's additive tables (versioned in `llmc_meta` under
+//! `enrich_schema_version`, brought up by an append-only list of migrations).
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+/// The LLMC schema version (`PRAGMA user_version`) this crate reads and writes.
+pub const LLMC_SCHEMA_VERSION: i64 = 8;
+
+/// The `llmc_meta` key that holds enrich's schema version.
+pub const ENRICH_SCHEMA_VERSION_KEY: &str = "enrich_schema_version";
+
+/// LLMC's tables and indexes at schema version 8, as LLMC's `tools/rag/database.py` (later
+/// `llmc/rag/database.py`) declares them. `llmc_meta` is the key/value table LLMC keeps its
+/// `index_generation` in. LLMC creates its `enrichments_fts` FTS5 table itself on every open, so
+/// it is not part of this script.
+pub(crate) const LLMC_V8_DDL: &str = "
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,
+    lang TEXT NOT NULL,
+    file_hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    sidecar_path TEXT
+);
+
+CREATE TABLE spans (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    symbol TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    byte_start INTEGER NOT NULL,
+    byte_end INTEGER NOT NULL,
+    span_hash TEXT NOT NULL UNIQUE,
+    doc_hint TEXT NULL,
+    created_at DATETIME DEFAULT CURRENT_TIMESTAMP,
+    slice_type TEXT,
+    slice_language TEXT,
+    classifier_confidence REAL,
+    classifier_version TEXT,
+    imports TEXT
+);
+
+CREATE TABLE embeddings_meta (
+    profile TEXT NOT NULL DEFAULT 'default',
+    model TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    created_at DATETIME NOT NULL,
+    PRIMARY KEY (profile, model)
+);
+
+CREATE TABLE embeddings (
+    span_hash TEXT PRIMARY KEY,
+    vec BLOB NOT NULL,
+    route_name TEXT,
+    profile_name TEXT,
+    FOREIGN KEY (span_hash) REFERENCES spans(span_hash) ON DELETE CASCADE
+);
+
+CREATE TABLE emb_code (
+    span_hash TEXT PRIMARY KEY,
+    vec BLOB NOT NULL,
+    route_name TEXT,
+    profile_name TEXT,
+    FOREIGN KEY (span_hash) REFERENCES spans(span_hash) ON DELETE CASCADE
+);
+
+CREATE TABLE enrichments (
+    span_hash TEXT PRIMARY KEY,
+    summary TEXT,
+    tags TEXT,
+    evidence TEXT,
+    model TEXT,
+    created_at DATETIME,
+    schema_ver TEXT,
+    inputs TEXT,
+    outputs TEXT,
+    side_effects TEXT,
+    pitfalls TEXT,
+    usage_snippet TEXT,
+    content_type TEXT,
+    content_language TEXT,
+    content_type_confidence REAL,
+    content_type_source TEXT,
+    tokens_per_second REAL,
+    eval_count INTEGER,
+    eval_duration_ns INTEGER,
+    prompt_eval_count INTEGER,
+    total_duration_ns INTEGER,
+    backend_host TEXT,
+    FOREIGN KEY (span_hash) REFERENCES spans(span_hash) ON DELETE CASCADE
+);
+
+CREATE INDEX idx_files_path ON files(path);
+CREATE INDEX idx_spans_file_id ON spans(file_id);
+CREATE INDEX idx_spans_span_hash ON spans(span_hash);
+
+CREATE TABLE file_descriptions (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    file_path TEXT UNIQUE NOT NULL,
+    description TEXT,
+    source TEXT,
+    updated_at DATETIME,
+    content_hash TEXT,
+    input_hash TEXT
+);
+
+CREATE INDEX idx_file_descriptions_file_path ON file_descriptions(file_path);
+CREATE INDEX idx_file_descriptions_input_hash ON file_descriptions(input_hash);
+
+CREATE TABLE llmc_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
+";
+
+/// `llmc_meta` as enrich creates it in an LLMC database that lacks it.
+pub(crate) const LLMC_META_DDL: &str =
+    "CREATE TABLE IF NOT EXISTS llmc_meta (key TEXT PRIMARY KEY, value TEXT)";
+
+/// The LLMC columns enrich reads or writes; an existing index must have every one.
+pub(crate) const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
+    ("files", &["id", "path", "lang", "mtime"]),
+    (
+        "spans",
+        &[
+            "id",
+            "file_id",
+            "symbol",
+            "kind",
+            "start_line",
+            "end_line",
+            "byte_start",
+            "byte_end",
+            "span_hash",
+            "slice_type",
+            "slice_language",
+            "classifier_confidence",
+        ],
+    ),
+    (
+        "enrichments",
+        &[
+            "span_hash",
+            "summary",
+            "tags",
+            "evidence",
+            "model",
+            "created_at",
+            "schema_ver",
+            "inputs",
+            "outputs",
+            "side_effects",
+            "pitfalls",
+            "usage_snippet",
+            "content_type",
+            "content_language",
+            "content_type_confidence",
+            "content_type_source",
+            "tokens_per_second",
+            "eval_count",
+            "eval_duration_ns",
+            "prompt_eval_count",
+            "total_duration_ns",
+            "backend_host",
+        ],
+    ),
+];
+
+/// One step of enrich's own schema. The list is append-only: a released migration never
+/// changes (a test pins each one's SQL hash); a change is a new migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// The version the database has after this step; versions count up from 1 without gaps.
+    pub version: u32,
+    /// What the step does.
+    pub name: &'static str,
+    /// The SQL, run in one transaction together with the version bump.
+    pub sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "runs, attempt log and failure ledger",
+    sql: "
+CREATE TABLE enrich_runs (
+    id INTEGER PRIMARY KEY,
+    started_at_ms INTEGER NOT NULL,
+    finished_at_ms INTEGER,
+    status TEXT NOT NULL DEFAULT 'running',
+    config_fingerprint TEXT NOT NULL,
+    attempted INTEGER NOT NULL DEFAULT 0,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE enrich_attempts (
+    id INTEGER PRIMARY KEY,
+    span_hash TEXT NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES enrich_runs(id),
+    attempt INTEGER NOT NULL,
+    backend TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    host TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+    failure_kind TEXT,
+    message TEXT,
+    started_at_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    prompt_eval_count INTEGER,
+    eval_count INTEGER,
+    tokens_per_second REAL,
+    UNIQUE (span_hash, run_id, attempt)
+);
+
+CREATE INDEX enrich_attempts_run ON enrich_attempts(run_id);
+
+CREATE TABLE enrich_failures (
+    span_hash TEXT PRIMARY KEY,
+    consecutive_failures INTEGER NOT NULL,
+    last_run_id INTEGER,
+    last_failure_kind TEXT NOT NULL,
+    last_message TEXT NOT NULL,
+    dead_lettered INTEGER NOT NULL DEFAULT 0 CHECK (dead_lettered IN (0, 1)),
+    dead_lettered_at_ms INTEGER,
+    updated_at_ms INTEGER NOT NULL
+);
+
+CREATE INDEX enrich_failures_dead ON enrich_failures(dead_lettered, span_hash);
+",
+}];
+
+/// enrich's migrations, oldest first.
+pub fn migrations() -> &'static [Migration] {
+    MIGRATIONS
+}
+
+/// The enrich schema version this build writes: the last migration's.
+pub const ENRICH_SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Reads enrich's schema version from `llmc_meta` (0 when the table or the key is absent).
+pub(crate) fn enrich_version(conn: &Connection) -> rusqlite::Result<u32> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'llmc_meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_meta {
+        return Ok(0);
+    }
+    let value: Option<String> = conn
+        .query_row(
+            "SELECT value FROM llmc_meta WHERE key = ?1",
+            [ENRICH_SCHEMA_VERSION_KEY],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten();
+    // A value that is not a number is treated as "newer than known" by the caller's check, so
+    // nothing is written over a table we do not understand.
+    Ok(value.map_or(0, |v| v.trim().parse().unwrap_or(u32::MAX)))
+}
+
+/// The failure of one migration step.
+pub(crate) struct MigrationFailure {
+    pub(crate) migration: Migration,
+    pub(crate) source: rusqlite::Error,
+}
+
+/// The outcome of checking versions before migrating.
+pub(crate) enum MigrateError {
+    /// The database is newer than this build.
+    TooNew(u32),
+    /// A step failed (rolled back).
+    Step(MigrationFailure),
+    /// Reading the version or starting a transaction failed.
+    Sqlite(rusqlite::Error),
+}
+
+/// Applies every migration newer than the database's version, each in its own `IMMEDIATE`
+/// transaction that re-reads the version first (another process may have migrated meanwhile).
+/// Returns the version the database is at afterwards.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, MigrateError> {
+    let current = enrich_version(conn).map_err(MigrateError::Sqlite)?;
+    if current > ENRICH_SCHEMA_VERSION {
+        return Err(MigrateError::TooNew(current));
+    }
+    if current == ENRICH_SCHEMA_VERSION {
+        // Up to date: no write lock taken on the common path.
+        return Ok(current);
+    }
+    for migration in MIGRATIONS {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(MigrateError::Sqlite)?;
+        let now = enrich_version(&tx).map_err(MigrateError::Sqlite)?;
+        if now > ENRICH_SCHEMA_VERSION {
+            return Err(MigrateError::TooNew(now));
+        }
+        if now >= migration.version {
+            continue;
+        }
+        let step = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<()> {
+            tx.execute_batch(LLMC_META_DDL)?;
+            tx.execute_batch(migration.sql)?;
+            tx.execute(
+                "INSERT INTO llmc_meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (ENRICH_SCHEMA_VERSION_KEY, migration.version.to_string()),
+            )?;
+            Ok(())
+        };
+        step(&tx).map_err(|source| {
+            MigrateError::Step(MigrationFailure {
+                migration: *migration,
+                source,
+            })
+        })?;
+        tx.commit().map_err(|source| {
+            MigrateError::Step(MigrationFailure {
+                migration: *migration,
+                source,
+            })
+        })?;
+    }
+    Ok(ENRICH_SCHEMA_VERSION)
+}
+
+/// Creates enrich's tables as empty `TEMP` shadows, so a read-only connection to an index enrich
+/// never wrote to answers every query with "nothing yet" without touching the file.
+pub(crate) fn create_temp_shadows(conn: &Connection) -> rusqlite::Result<()> {
+    for migration in MIGRATIONS {
+        conn.execute_batch(&migration.sql.replace("CREATE TABLE ", "CREATE TEMP TABLE "))?;
+    }
+    Ok(())
+}

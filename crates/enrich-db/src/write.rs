@@ -1,0 +1,394 @@
+//! The single-writer path: enrichments with their attempt rows and ledger updates, many spans
+//! per `IMMEDIATE` transaction; ledger operations; runs.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::error::{DbError, sqlite_error};
+use crate::open::Db;
+use crate::types::{
+    Attempt, Enrichment, FailureEntry, RunCounts, RunId, RunStatus, SpanOutcome, SpanResult,
+    WriteReport,
+};
+
+const INSERT_ATTEMPT_SQL: &str = "
+INSERT INTO enrich_attempts (
+    span_hash, run_id, attempt, backend, provider, model, host, outcome, failure_kind, message,
+    started_at_ms, duration_ms, prompt_eval_count, eval_count, tokens_per_second
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+ON CONFLICT (span_hash, run_id, attempt) DO NOTHING";
+
+/// LLMC stamps `created_at` with `strftime('%s','now')`; the cast stores the same number as an
+/// integer rather than text.
+const UPSERT_ENRICHMENT_SQL: &str = "
+INSERT INTO enrichments (
+    span_hash, summary, tags, evidence, model, created_at, schema_ver,
+    inputs, outputs, side_effects, pitfalls, usage_snippet,
+    content_type, content_language, content_type_confidence, content_type_source,
+    tokens_per_second, eval_count, eval_duration_ns, prompt_eval_count, total_duration_ns,
+    backend_host
+) VALUES (
+    ?1, ?2, ?3, ?4, ?5, CAST(strftime('%s', 'now') AS INTEGER), ?6,
+    ?7, ?8, ?9, ?10, ?11,
+    ?12, ?13, ?14, ?15,
+    ?16, ?17, ?18, ?19, ?20,
+    ?21
+)
+ON CONFLICT (span_hash) DO UPDATE SET
+    summary = excluded.summary,
+    tags = excluded.tags,
+    evidence = excluded.evidence,
+    model = excluded.model,
+    created_at = excluded.created_at,
+    schema_ver = excluded.schema_ver,
+    inputs = excluded.inputs,
+    outputs = excluded.outputs,
+    side_effects = excluded.side_effects,
+    pitfalls = excluded.pitfalls,
+    usage_snippet = excluded.usage_snippet,
+    content_type = excluded.content_type,
+    content_language = excluded.content_language,
+    content_type_confidence = excluded.content_type_confidence,
+    content_type_source = excluded.content_type_source,
+    tokens_per_second = excluded.tokens_per_second,
+    eval_count = excluded.eval_count,
+    eval_duration_ns = excluded.eval_duration_ns,
+    prompt_eval_count = excluded.prompt_eval_count,
+    total_duration_ns = excluded.total_duration_ns,
+    backend_host = excluded.backend_host";
+
+const SPAN_EXISTS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM spans WHERE span_hash = ?1)";
+const RUN_EXISTS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM enrich_runs WHERE id = ?1)";
+const CLEAR_LEDGER_SQL: &str = "DELETE FROM enrich_failures WHERE span_hash = ?1";
+const LEDGER_ROW_SQL: &str = "SELECT consecutive_failures, last_run_id, dead_lettered \
+     FROM enrich_failures WHERE span_hash = ?1";
+const UPSERT_LEDGER_SQL: &str = "
+INSERT INTO enrich_failures (
+    span_hash, consecutive_failures, last_run_id, last_failure_kind, last_message,
+    dead_lettered, dead_lettered_at_ms, updated_at_ms
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (span_hash) DO UPDATE SET
+    consecutive_failures = excluded.consecutive_failures,
+    last_run_id = excluded.last_run_id,
+    last_failure_kind = excluded.last_failure_kind,
+    last_message = excluded.last_message,
+    dead_lettered = excluded.dead_lettered,
+    dead_lettered_at_ms = COALESCE(enrich_failures.dead_lettered_at_ms, excluded.dead_lettered_at_ms),
+    updated_at_ms = excluded.updated_at_ms";
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A list column: a JSON array, as LLMC writes it.
+fn json_array<T: serde::Serialize>(items: &[T]) -> String {
+    // Strings, and structs of strings and numbers, always serialise.
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The `tags` column: comma-joined, `NULL` when empty (as LLMC writes it). A comma inside a tag
+/// would split it in two when read back, so it becomes a space.
+fn tags_column(tags: &[String]) -> Option<String> {
+    let cleaned: Vec<String> = tags
+        .iter()
+        .map(|t| t.replace(',', " ").trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    (!cleaned.is_empty()).then(|| cleaned.join(","))
+}
+
+/// Per-batch state: the last run id known to exist, to check each run once.
+struct BatchWriter<'a> {
+    tx: &'a Transaction<'a>,
+    max_failures: u32,
+    now_ms: u64,
+    known_run: Option<RunId>,
+}
+
+/// Why writing one outcome stopped the batch.
+enum ItemError {
+    UnknownRun(RunId),
+    Sqlite(&'static str, rusqlite::Error),
+}
+
+impl BatchWriter<'_> {
+    fn write(&mut self, outcome: &SpanOutcome, report: &mut WriteReport) -> Result<(), ItemError> {
+        self.check_run(outcome.run_id)?;
+        for attempt in &outcome.attempts {
+            self.insert_attempt(&outcome.span_hash, outcome.run_id, attempt)
+                .map_err(|e| ItemError::Sqlite("log an attempt", e))?;
+        }
+        let exists: bool = self
+            .tx
+            .prepare_cached(SPAN_EXISTS_SQL)
+            .and_then(|mut s| s.query_row([&outcome.span_hash], |row| row.get(0)))
+            .map_err(|e| ItemError::Sqlite("look the span up", e))?;
+        if !exists {
+            report.missing_spans.push(outcome.span_hash.clone());
+            return Ok(());
+        }
+        match &outcome.result {
+            SpanResult::Enriched(enrichment) => {
+                self.upsert_enrichment(&outcome.span_hash, enrichment)
+                    .map_err(|e| ItemError::Sqlite("store an enrichment", e))?;
+                self.tx
+                    .prepare_cached(CLEAR_LEDGER_SQL)
+                    .and_then(|mut s| s.execute([&outcome.span_hash]))
+                    .map_err(|e| ItemError::Sqlite("clear the failure ledger", e))?;
+                report.enriched += 1;
+            }
+            SpanResult::Failed {
+                failure_kind,
+                message,
+            } => {
+                let newly_dead = self
+                    .bump_ledger(&outcome.span_hash, outcome.run_id, failure_kind, message)
+                    .map_err(|e| ItemError::Sqlite("update the failure ledger", e))?;
+                if newly_dead {
+                    report.dead_lettered.push(outcome.span_hash.clone());
+                }
+                report.failed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_run(&mut self, run: RunId) -> Result<(), ItemError> {
+        if self.known_run == Some(run) {
+            return Ok(());
+        }
+        let exists: bool = self
+            .tx
+            .prepare_cached(RUN_EXISTS_SQL)
+            .and_then(|mut s| s.query_row([run.0], |row| row.get(0)))
+            .map_err(|e| ItemError::Sqlite("look the run up", e))?;
+        if !exists {
+            return Err(ItemError::UnknownRun(run));
+        }
+        self.known_run = Some(run);
+        Ok(())
+    }
+
+    fn insert_attempt(&self, span_hash: &str, run: RunId, a: &Attempt) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(INSERT_ATTEMPT_SQL)?
+            .execute(params![
+                span_hash,
+                run.0,
+                a.attempt,
+                a.backend,
+                a.provider,
+                a.model,
+                a.host,
+                a.outcome.as_str(),
+                a.failure_kind,
+                a.message,
+                a.started_at_ms,
+                a.duration_ms,
+                a.prompt_eval_count,
+                a.eval_count,
+                a.tokens_per_second,
+            ])?;
+        Ok(())
+    }
+
+    fn upsert_enrichment(&self, span_hash: &str, e: &Enrichment) -> rusqlite::Result<()> {
+        let m = &e.metrics;
+        // An empty summary is stored as NULL, so LLMC's `COALESCE(summary, doc_hint, '')` shows
+        // the span's doc hint instead of nothing.
+        let summary = (!e.summary.is_empty()).then_some(e.summary.as_str());
+        self.tx
+            .prepare_cached(UPSERT_ENRICHMENT_SQL)?
+            .execute(params![
+                span_hash,
+                summary,
+                tags_column(&e.tags),
+                json_array(&e.evidence),
+                e.model,
+                e.schema_ver,
+                json_array(&e.inputs),
+                json_array(&e.outputs),
+                json_array(&e.side_effects),
+                json_array(&e.pitfalls),
+                e.usage_snippet,
+                e.content_type,
+                e.content_language,
+                e.content_type_confidence,
+                e.content_type_source,
+                m.tokens_per_second,
+                m.eval_count,
+                m.eval_duration_ns,
+                m.prompt_eval_count,
+                m.total_duration_ns,
+                m.backend_host,
+            ])?;
+        Ok(())
+    }
+
+    /// Records one failed run; returns whether this failure dead-lettered the span. A second
+    /// failure in the same run updates the message but does not count again.
+    fn bump_ledger(
+        &self,
+        span_hash: &str,
+        run: RunId,
+        failure_kind: &str,
+        message: &str,
+    ) -> rusqlite::Result<bool> {
+        let previous: Option<(u32, Option<i64>, bool)> = self
+            .tx
+            .prepare_cached(LEDGER_ROW_SQL)?
+            .query_row([span_hash], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        let (count, was_dead) = match previous {
+            None => (1, false),
+            Some((count, last_run, dead)) if last_run == Some(run.0) => (count.max(1), dead),
+            Some((count, _, dead)) => (count.saturating_add(1), dead),
+        };
+        let dead = was_dead || (self.max_failures > 0 && count >= self.max_failures);
+        let newly_dead = dead && !was_dead;
+        self.tx.prepare_cached(UPSERT_LEDGER_SQL)?.execute(params![
+            span_hash,
+            count,
+            run.0,
+            failure_kind,
+            message,
+            dead,
+            newly_dead.then_some(self.now_ms),
+            self.now_ms,
+        ])?;
+        Ok(newly_dead)
+    }
+}
+
+impl Db {
+    /// Stores many outcomes in one `IMMEDIATE` transaction: the single-writer path.
+    ///
+    /// Per outcome: its attempt rows (once, keyed by span, run and attempt number); then, if
+    /// the span still exists, either the enrichment (upserted by span hash; the ledger row is
+    /// cleared) or a failed run in the ledger (dead-lettered when the span's consecutive failed
+    /// runs reach the threshold). An outcome whose span no longer exists is reported in
+    /// [`WriteReport::missing_spans`] and does not fail the batch. Any error rolls the whole
+    /// batch back. Writing the same outcomes twice leaves the same rows.
+    pub fn write_batch(&mut self, outcomes: &[SpanOutcome]) -> Result<WriteReport, DbError> {
+        self.ensure_writable("write enrichments")?;
+        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
+        let path = path_buf.as_path();
+        let max_failures = self.max_failures_per_span;
+        let err = |action| move |e| sqlite_error(path, action, busy, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("lock the database for writing"))?;
+        let mut report = WriteReport::default();
+        let mut writer = BatchWriter {
+            tx: &tx,
+            max_failures,
+            now_ms: now_ms(),
+            known_run: None,
+        };
+        for outcome in outcomes {
+            writer
+                .write(outcome, &mut report)
+                .map_err(|item| match item {
+                    ItemError::UnknownRun(run) => DbError::UnknownRun {
+                        path: path.to_path_buf(),
+                        run,
+                    },
+                    ItemError::Sqlite(action, e) => sqlite_error(path, action, busy, e),
+                })?;
+        }
+        tx.commit().map_err(err("commit a batch"))?;
+        Ok(report)
+    }
+
+    /// Records a failed run for one span outside a batch, and returns its ledger row afterwards
+    /// (`None` when the span no longer exists).
+    pub fn record_failed_run(
+        &mut self,
+        span_hash: &str,
+        run_id: RunId,
+        failure_kind: &str,
+        message: &str,
+    ) -> Result<Option<FailureEntry>, DbError> {
+        self.write_batch(&[SpanOutcome {
+            span_hash: span_hash.to_owned(),
+            run_id,
+            attempts: Vec::new(),
+            result: SpanResult::Failed {
+                failure_kind: failure_kind.to_owned(),
+                message: message.to_owned(),
+            },
+        }])?;
+        self.failure_entry(span_hash)
+    }
+
+    /// Puts one span back in the queue: forgets its ledger row, dead-lettered or not. Returns
+    /// the number of rows removed (0 or 1).
+    pub fn requeue(&mut self, span_hash: &str) -> Result<usize, DbError> {
+        self.ensure_writable("requeue a span")?;
+        self.conn
+            .execute(CLEAR_LEDGER_SQL, [span_hash])
+            .map_err(self.err("requeue a span"))
+    }
+
+    /// Puts every dead-lettered span back in the queue. Returns how many.
+    pub fn requeue_all_dead_letters(&mut self) -> Result<usize, DbError> {
+        self.ensure_writable("requeue dead letters")?;
+        self.conn
+            .execute("DELETE FROM enrich_failures WHERE dead_lettered = 1", [])
+            .map_err(self.err("requeue dead letters"))
+    }
+
+    /// Records the start of a run and returns its id.
+    pub fn start_run(&mut self, config_fingerprint: &str) -> Result<RunId, DbError> {
+        self.ensure_writable("start a run")?;
+        self.conn
+            .execute(
+                "INSERT INTO enrich_runs (started_at_ms, status, config_fingerprint)
+                 VALUES (?1, ?2, ?3)",
+                params![now_ms(), RunStatus::Running.as_str(), config_fingerprint],
+            )
+            .map_err(self.err("start a run"))?;
+        Ok(RunId(self.conn.last_insert_rowid()))
+    }
+
+    /// Records the end of a run with its counts and status.
+    pub fn finish_run(
+        &mut self,
+        id: RunId,
+        counts: RunCounts,
+        status: RunStatus,
+    ) -> Result<(), DbError> {
+        self.ensure_writable("finish a run")?;
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE enrich_runs SET finished_at_ms = ?2, status = ?3,
+                     attempted = ?4, succeeded = ?5, failed = ?6, skipped = ?7
+                 WHERE id = ?1",
+                params![
+                    id.0,
+                    now_ms(),
+                    status.as_str(),
+                    counts.attempted,
+                    counts.succeeded,
+                    counts.failed,
+                    counts.skipped,
+                ],
+            )
+            .map_err(self.err("finish a run"))?;
+        if changed == 0 {
+            return Err(DbError::UnknownRun {
+                path: self.path.clone(),
+                run: id,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! Integration tests of enrich-db: real SQLite files in temporary directories, no mocks.
+
+#[path = "integration/support.rs"]
+mod support;
+
+#[path = "integration/corrupt.rs"]
+mod corrupt;
+#[path = "integration/ledger.rs"]
+mod ledger;
+#[path = "integration/locking.rs"]
+mod locking;
+#[path = "integration/pending.rs"]
+mod pending;
+#[path = "integration/reading.rs"]
+mod reading;
+#[path = "integration/schema.rs"]
+mod schema;
+#[path = "integration/source.rs"]
+mod source;
+#[path = "integration/writing.rs"]
+mod writing;

@@ -1,0 +1,132 @@
+//! Reading enrichments (also ones LLMC wrote), lookups by symbol, stats.
+
+use enrich_db::{DbError, GroupCount, RunCounts, RunStatus, SpanOutcome, SpanResult};
+
+use crate::support::{Fixture, enriched, enrichment, failed, python_lines};
+
+#[test]
+fn rows_written_by_llmc_read_back_leniently() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(2));
+    // Python's `strftime('%s','now')` text, lists with a non-string item, NULL columns.
+    fixture
+        .raw()
+        .execute(
+            "INSERT INTO enrichments (span_hash, summary, tags, evidence, model, created_at,
+                 schema_ver, inputs, outputs, side_effects, pitfalls)
+             VALUES (?1, 'Old summary', 'a,b', '[]', 'qwen2.5:7b', '1733000000',
+                 'enrichment.v1', '[\"x\", 3]', NULL, 'null', '[]')",
+            [&hashes[0]],
+        )
+        .expect("llmc row");
+    let db = fixture.db();
+    let stored = db
+        .enrichment_by_hash(&hashes[0])
+        .expect("read")
+        .expect("row");
+    assert_eq!(stored.created_at, Some(1_733_000_000));
+    let e = &stored.enrichment;
+    assert_eq!(e.summary, "Old summary");
+    assert_eq!(e.tags, ["a", "b"]);
+    assert_eq!(e.inputs, ["x", "3"]);
+    assert!(e.outputs.is_empty() && e.side_effects.is_empty() && e.pitfalls.is_empty());
+    assert_eq!(e.metrics.backend_host, None);
+    assert_eq!(db.enrichment_by_hash(&hashes[1]).expect("read"), None);
+}
+
+#[test]
+fn an_unreadable_list_column_is_reported_with_the_span_and_column() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(1));
+    fixture
+        .raw()
+        .execute(
+            "INSERT INTO enrichments (span_hash, summary, pitfalls) VALUES (?1, 's', '{\"not\": \"a list\"}')",
+            [&hashes[0]],
+        )
+        .expect("bad row");
+    let err = fixture
+        .db()
+        .enrichment_by_hash(&hashes[0])
+        .expect_err("bad pitfalls");
+    assert!(
+        matches!(&err, DbError::BadRow { column: "pitfalls", span_hash, .. } if *span_hash == hashes[0]),
+        "{err}"
+    );
+}
+
+#[test]
+fn enrichments_by_symbol_return_every_span_of_the_symbol() {
+    let fixture = Fixture::llmc();
+    let a = fixture.index_file("a.py", "python", &python_lines(2));
+    let b = fixture.index_file("b.py", "python", "def other(): pass\n");
+    let mut db = fixture.db();
+    let run = db.start_run("fp").expect("run");
+    db.write_batch(&[
+        enriched(&a[0], run, "in a"),
+        enriched(&b[0], run, "in b"),
+        enriched(&a[1], run, "second"),
+    ])
+    .expect("write");
+    let found = db.enrichments_by_symbol("name_1").expect("by symbol");
+    let summaries: Vec<&str> = found
+        .iter()
+        .map(|s| s.enrichment.summary.as_str())
+        .collect();
+    assert_eq!(summaries, ["in a", "in b"]);
+    assert!(db.enrichments_by_symbol("absent").expect("none").is_empty());
+}
+
+#[test]
+fn stats_count_everything_and_group_by_model_and_host() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(6));
+    let mut db = fixture.db_with_max_failures(2);
+    let run = db.start_run("fp").expect("run");
+    let mut other_model = enrichment("other");
+    other_model.model = "llama3:8b".to_owned();
+    other_model.metrics.backend_host = None;
+    db.write_batch(&[
+        enriched(&hashes[0], run, "a"),
+        enriched(&hashes[1], run, "b"),
+        SpanOutcome {
+            result: SpanResult::Enriched(Box::new(other_model)),
+            ..enriched(&hashes[2], run, "c")
+        },
+        failed(&hashes[3], run),
+        failed(&hashes[4], run),
+    ])
+    .expect("run 1");
+    let counts = RunCounts {
+        attempted: 5,
+        succeeded: 3,
+        failed: 2,
+        skipped: 0,
+    };
+    db.finish_run(run, counts, RunStatus::Completed)
+        .expect("finish");
+    let run2 = db.start_run("fp").expect("run");
+    db.write_batch(&[failed(&hashes[4], run2)]).expect("run 2");
+
+    let stats = db.stats().expect("stats");
+    assert_eq!(
+        (stats.files, stats.spans, stats.enriched, stats.pending),
+        (1, 6, 3, 2)
+    );
+    assert_eq!((stats.failing, stats.dead_lettered), (1, 1));
+    let group = |key: Option<&str>, count| GroupCount {
+        key: key.map(str::to_owned),
+        count,
+    };
+    assert_eq!(
+        stats.by_model,
+        [group(Some("qwen3:4b"), 2), group(Some("llama3:8b"), 1)]
+    );
+    assert_eq!(
+        stats.by_backend_host,
+        [group(Some("gpu-box:11434"), 2), group(None, 1)]
+    );
+    let last = stats.last_run.expect("last run");
+    assert_eq!((last.id, last.status), (run2, RunStatus::Running));
+    assert!(db.quick_check().expect("quick_check").is_empty());
+}

@@ -1,0 +1,92 @@
+//! Reading span source from the repository, and refusing paths that leave it.
+
+use std::fs;
+
+use enrich_db::{DbError, PendingSpan};
+
+use crate::support::Fixture;
+
+fn span(path: &str, byte_start: u64, byte_end: u64) -> PendingSpan {
+    PendingSpan {
+        id: 1,
+        span_hash: "sha256:x".to_owned(),
+        file_path: path.to_owned(),
+        lang: "python".to_owned(),
+        symbol: "f".to_owned(),
+        kind: "function".to_owned(),
+        start_line: 1,
+        end_line: 1,
+        byte_start,
+        byte_end,
+        slice_type: None,
+        slice_language: None,
+        classifier_confidence: None,
+        file_mtime: 0.0,
+    }
+}
+
+#[test]
+fn the_source_is_the_span_byte_range_decoded_lossily() {
+    let fixture = Fixture::llmc();
+    let source = "def a(): pass\ndef b(): return 'é'\n";
+    let hashes = fixture.index_file("pkg/m.py", "python", source);
+    let db = fixture.db();
+    let second = db.span_by_hash(&hashes[1]).expect("read").expect("span");
+    assert_eq!(
+        second.read_source(&fixture.repo).expect("source"),
+        "def b(): return 'é'\n"
+    );
+    // Cutting a multi-byte character in half yields U+FFFD, not an error.
+    let end = u64::try_from(source.find('é').expect("é") + 1).expect("offset");
+    let cut = span("pkg/m.py", 14, end);
+    assert_eq!(
+        cut.read_source(&fixture.repo).expect("source"),
+        "def b(): return '\u{FFFD}"
+    );
+}
+
+#[test]
+fn paths_that_leave_the_repo_are_refused() {
+    let fixture = Fixture::llmc();
+    fixture.index_file("inside.py", "python", "x = 1\n");
+    let outside = fixture.repo.parent().expect("parent").join("secret.txt");
+    fs::write(&outside, "password = hunter2\n").expect("outside file");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&outside, fixture.repo.join("link.txt")).expect("symlink");
+
+    let check = |path: &str, expected: fn(&DbError) -> bool| {
+        let err = span(path, 0, 4).read_source(&fixture.repo).expect_err(path);
+        assert!(expected(&err), "{path}: {err}");
+        assert!(!err.to_string().contains("hunter2"));
+    };
+    let escapes = |e: &DbError| matches!(e, DbError::SpanPathEscapes { .. });
+    check("../secret.txt", escapes);
+    check("sub/../../secret.txt", escapes);
+    check(&outside.display().to_string(), |e| {
+        matches!(e, DbError::AbsoluteSpanPath { .. })
+    });
+    #[cfg(unix)]
+    check("link.txt", escapes);
+}
+
+#[test]
+fn a_missing_file_or_a_range_past_its_end_names_the_file() {
+    let fixture = Fixture::llmc();
+    fixture.index_file("short.py", "python", "x = 1\n");
+    let err = span("gone.py", 0, 1)
+        .read_source(&fixture.repo)
+        .expect_err("missing");
+    assert!(matches!(err, DbError::SourceIo { .. }), "{err}");
+    assert!(err.to_string().contains("gone.py"), "{err}");
+
+    for (start, end) in [(0, 7), (5, 3)] {
+        let err = span("short.py", start, end)
+            .read_source(&fixture.repo)
+            .expect_err("out of range");
+        assert!(
+            matches!(err, DbError::SpanOutOfRange { len: 6, .. }),
+            "{start}..{end}: {err}"
+        );
+        assert!(err.to_string().contains("short.py"), "{err}");
+    }
+}
