@@ -82,7 +82,10 @@ fn scripted_registry() -> AdapterRegistry {
                         format!("connection refused by {host}"),
                     ));
                 }
-                assert!(request.schema.is_some(), "the schema is sent to the backend");
+                assert!(
+                    request.schema.is_some(),
+                    "the schema is sent to the backend"
+                );
                 Ok(Generation {
                     text: valid_answer(&request.span),
                     metrics: UsageMetrics::new(model.clone(), host.clone()),
@@ -115,7 +118,10 @@ async fn enrich_one(
     repo: &Path,
     path: &str,
     slice_type: &str,
-) -> (Vec<String>, Result<enrich_backends::CascadeSuccess, enrich_backends::CascadeFailure>) {
+) -> (
+    Vec<String>,
+    Result<enrich_backends::CascadeSuccess, enrich_backends::CascadeFailure>,
+) {
     let loaded = load(repo, None).expect("the LLMC config loads");
     let router = Router::with_routing_disabled(&loaded.config, false);
     let decision = router
@@ -130,7 +136,13 @@ async fn enrich_one(
     let validation = ValidationContext::for_span(&span, loaded.config.enforce_latin1_enrichment);
     let cascade = Cascade::new(CascadePolicy::default());
     let outcome = cascade
-        .run(&adapters, 0, &request, &validation, &CancellationToken::new())
+        .run(
+            &adapters,
+            0,
+            &request,
+            &validation,
+            &CancellationToken::new(),
+        )
         .await;
     let names = adapters.iter().map(|a| a.spec().name.clone()).collect();
     (names, outcome)
@@ -155,10 +167,7 @@ async fn llmc_config_routes_code_through_its_chain_and_falls_through_a_dead_back
         .collect();
     assert_eq!(
         attempts,
-        [
-            ("dead-gpu", Some(FailureKind::Connect)),
-            ("laptop", None)
-        ]
+        [("dead-gpu", Some(FailureKind::Connect)), ("laptop", None)]
     );
 }
 
