@@ -1,0 +1,72 @@
+//! The crate's error: a backend entry this adapter cannot serve.
+
+/// An Ollama backend entry that cannot be set up. Per-request failures are
+/// [`BackendError`](enrich_backends::BackendError)s instead.
+///
+/// Messages name the offending key of the backend entry (`url`, `timeout_seconds`, an option)
+/// and how to fix it; the [`AdapterRegistry`](enrich_backends::AdapterRegistry) adds which entry
+/// it was. A URL is never shown with its credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum OllamaConfigError {
+    /// `url` does not parse as an absolute URL.
+    #[error("`url` '{url}' is not a valid URL ({reason}); write it like http://localhost:11434")]
+    InvalidUrl {
+        /// The URL as configured, credentials removed.
+        url: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// `url` uses a scheme other than `http`.
+    #[error(
+        "`url` '{url}' uses the scheme '{scheme}', but this build of enrich speaks plain http \
+         only (it is built without TLS); use an http:// URL, or reach the server through a \
+         local proxy or tunnel"
+    )]
+    UnsupportedScheme {
+        /// The URL as configured, credentials removed.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// `timeout_seconds` is zero, negative or not a finite number.
+    #[error("`timeout_seconds` is {seconds}; it must be a positive number of seconds, e.g. 120")]
+    InvalidTimeout {
+        /// The configured value.
+        seconds: f64,
+    },
+    /// One of the options this adapter reads itself has the wrong type.
+    #[error("option `{key}` must be {expected}, not {found}; fix it in the backend's `options`")]
+    InvalidOption {
+        /// The option's key (`stream`, `keep_alive`, `think`).
+        key: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What was configured.
+        found: String,
+    },
+    /// `api_key_env` names a variable that is unset or empty.
+    #[error(
+        "`api_key_env` names the variable {var}, which is not set or empty; export {var} with \
+         the API key, or remove `api_key_env`"
+    )]
+    MissingApiKey {
+        /// The variable's name.
+        var: String,
+    },
+    /// The API key cannot be sent in an HTTP header.
+    #[error(
+        "the API key in {var} contains characters an HTTP header cannot carry (a newline?); \
+         fix the value of {var}"
+    )]
+    InvalidApiKey {
+        /// The variable's name.
+        var: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client for Ollama: {source}")]
+    Client {
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+}

@@ -1,0 +1,204 @@
+//! The health check behind `enrich doctor`: `/api/version`, `/api/tags`, `/api/show`.
+
+use enrich_backends::{BackendAdapter, HealthReport};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::adapter::{OllamaAdapter, health_timeout};
+use crate::classify::{error_chain, error_text, excerpt};
+use crate::wire::{ShowBody, ShowReply, TagsReply, VersionReply};
+
+/// Why one health probe failed.
+enum ProbeError {
+    /// No HTTP answer at all (refused, DNS, timeout).
+    Unreachable(String),
+    /// An answer, but not the expected one.
+    Answer(String),
+}
+
+impl ProbeError {
+    fn into_message(self) -> String {
+        match self {
+            ProbeError::Unreachable(message) | ProbeError::Answer(message) => message,
+        }
+    }
+}
+
+/// Checks the server, the model and its context length; never fails, it reports.
+pub(crate) async fn check(adapter: &OllamaAdapter) -> HealthReport {
+    let settings = adapter.settings();
+    let host = &settings.host;
+    let model = &adapter.spec().model;
+    let mut report = HealthReport::default();
+
+    let version = adapter.client().get(settings.version_url.clone());
+    match probe::<VersionReply>(adapter, version, "GET /api/version").await {
+        Ok(reply) => {
+            report.reachable = Some(true);
+            report
+                .messages
+                .push(format!("Ollama {} answers at {host}", reply.version));
+            report.version = Some(reply.version);
+        }
+        Err(ProbeError::Unreachable(message)) => {
+            report.reachable = Some(false);
+            report.messages.push(message);
+            report.fixes.push(format!(
+                "start Ollama (`ollama serve`) so that it listens at {host}, or fix the \
+                 backend's `url` (or OLLAMA_HOST)"
+            ));
+            return report;
+        }
+        Err(ProbeError::Answer(message)) => {
+            report.reachable = Some(true);
+            report.messages.push(message);
+            report.fixes.push(format!(
+                "check that {host} is an Ollama server, or fix the backend's `url` (or \
+                 OLLAMA_HOST)"
+            ));
+            return report;
+        }
+    }
+
+    let tags = adapter.client().get(settings.tags_url.clone());
+    match probe::<TagsReply>(adapter, tags, "GET /api/tags").await {
+        Ok(reply) => {
+            let present = reply
+                .models
+                .iter()
+                .any(|entry| same_model(&entry.name, model) || same_model(&entry.model, model));
+            report.model_present = Some(present);
+            if present {
+                report.messages.push(format!("model '{model}' is pulled"));
+            } else {
+                let pulled: Vec<&str> = reply.models.iter().map(|m| m.name.as_str()).collect();
+                let pulled = if pulled.is_empty() {
+                    "none".to_owned()
+                } else {
+                    pulled.join(", ")
+                };
+                report.messages.push(format!(
+                    "model '{model}' is not pulled at {host} (pulled models: {pulled})"
+                ));
+                report.fixes.push(format!(
+                    "run `ollama pull {model}` on the server at {host}, or fix the backend's \
+                     `model`"
+                ));
+            }
+        }
+        Err(err) => report.messages.push(format!(
+            "cannot list the pulled models: {}",
+            err.into_message()
+        )),
+    }
+
+    if report.model_present == Some(true) {
+        let show = adapter
+            .client()
+            .post(settings.show_url.clone())
+            .json(&ShowBody { model });
+        match probe::<ShowReply>(adapter, show, "POST /api/show").await {
+            Ok(reply) => match reply.context_length() {
+                Some(length) => {
+                    report.context_length = Some(length);
+                    report.messages.push(format!(
+                        "model '{model}' has a context length of {length} tokens"
+                    ));
+                    let num_ctx = settings.options.get("num_ctx").and_then(Value::as_u64);
+                    if let Some(num_ctx) = num_ctx.filter(|&n| n > length) {
+                        report.messages.push(format!(
+                            "the backend's `num_ctx` ({num_ctx}) exceeds what model '{model}' \
+                             was trained for ({length})"
+                        ));
+                        report
+                            .fixes
+                            .push(format!("lower `num_ctx` to at most {length}"));
+                    }
+                }
+                None => report.messages.push(format!(
+                    "Ollama does not report the context length of model '{model}'"
+                )),
+            },
+            Err(err) => report.messages.push(format!(
+                "cannot read the details of model '{model}': {}",
+                err.into_message()
+            )),
+        }
+    }
+    report
+}
+
+/// Sends one probe and reads its JSON answer.
+async fn probe<T: DeserializeOwned>(
+    adapter: &OllamaAdapter,
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T, ProbeError> {
+    let settings = adapter.settings();
+    let host = &settings.host;
+    let timeout = health_timeout(settings);
+    let unreachable = |err: reqwest::Error| {
+        let err = err.without_url();
+        let why = if err.is_timeout() && !err.is_connect() {
+            format!("no answer within {} s", timeout.as_secs_f64())
+        } else {
+            error_chain(&err)
+        };
+        ProbeError::Unreachable(format!(
+            "cannot reach Ollama at {host}: {what} failed ({why})"
+        ))
+    };
+    let response = request.timeout(timeout).send().await.map_err(unreachable)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(ProbeError::Answer(format!(
+            "{host} answered {what} with HTTP {}: \"{}\"",
+            status.as_u16(),
+            error_text(&body)
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|err| {
+        ProbeError::Answer(format!(
+            "{host} answered {what} with something other than Ollama's JSON ({err}): \"{}\"",
+            excerpt(&String::from_utf8_lossy(&body))
+        ))
+    })
+}
+
+/// Whether two model names mean the same model, as Ollama matches them: case-insensitive, a
+/// missing tag means `:latest`, and the default registry and namespace may be left out.
+pub(crate) fn same_model(a: &str, b: &str) -> bool {
+    !a.trim().is_empty() && normalise_model(a) == normalise_model(b)
+}
+
+fn normalise_model(name: &str) -> String {
+    let mut name = name.trim().to_ascii_lowercase();
+    for prefix in ["registry.ollama.ai/", "library/"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest.to_owned();
+        }
+    }
+    if !name.rsplit('/').next().unwrap_or_default().contains(':') {
+        name.push_str(":latest");
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_match_as_ollama_matches_them() {
+        let check = |a: &str, b: &str, same: bool| assert_eq!(same_model(a, b), same, "{a} {b}");
+        check("qwen2.5", "qwen2.5:latest", true);
+        check("Qwen2.5:7B-Instruct", "qwen2.5:7b-instruct", true);
+        check("registry.ollama.ai/library/qwen2.5:latest", "qwen2.5", true);
+        check("library/qwen2.5", "qwen2.5", true);
+        check("me/qwen2.5", "qwen2.5", false);
+        check("qwen2.5:7b", "qwen2.5", false);
+        check("localhost:5000/m", "localhost:5000/m:latest", true);
+        check("", "", false);
+    }
+}

@@ -1,0 +1,239 @@
+//! A backend entry read into what the adapter needs for every request, checked once.
+
+use std::time::Duration;
+
+use enrich_config::{BackendSpec, DEFAULT_OLLAMA_URL, Options, Secret, normalize_ollama_host};
+use reqwest::Url;
+use serde_json::Value;
+
+use crate::error::OllamaConfigError;
+
+/// The longest wait for a TCP connection, whatever the total timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Option keys that are enrich's own and never go into Ollama's `options` object: `stream`,
+/// `keep_alive` and `think` become top-level request fields, `max_in_flight` and `parallel` are
+/// the pipeline's per-backend concurrency limit.
+pub(crate) const OWN_OPTION_KEYS: [&str; 5] =
+    ["stream", "keep_alive", "think", "max_in_flight", "parallel"];
+
+/// What one Ollama backend entry means, checked when the adapter is built.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// `POST /api/generate` (may carry the URL's credentials; reqwest sends them as basic auth).
+    pub(crate) generate_url: Url,
+    /// `GET /api/version`.
+    pub(crate) version_url: Url,
+    /// `GET /api/tags`.
+    pub(crate) tags_url: Url,
+    /// `POST /api/show`.
+    pub(crate) show_url: Url,
+    /// The base URL without credentials or trailing slash, for messages and metrics.
+    pub(crate) host: String,
+    /// The total time one request may take, body included.
+    pub(crate) timeout: Duration,
+    /// The time a TCP connection may take: the total timeout, at most 10 s.
+    pub(crate) connect_timeout: Duration,
+    /// Stream the answer as NDJSON (`options.stream = true`).
+    pub(crate) stream: bool,
+    /// Ollama's `keep_alive`, only when configured.
+    pub(crate) keep_alive: Option<Value>,
+    /// Ollama's `think`, only when configured.
+    pub(crate) think: Option<Value>,
+    /// Everything else from the options table, sent as Ollama's `options`.
+    pub(crate) options: Options,
+    /// The key sent as a bearer token (`api_key_env`).
+    pub(crate) api_key: Option<Secret>,
+}
+
+impl Settings {
+    /// Reads and checks `spec`.
+    pub(crate) fn from_spec(spec: &BackendSpec) -> Result<Self, OllamaConfigError> {
+        let base = parse_base_url(spec.url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL))?;
+        let timeout = timeout(spec)?;
+
+        let mut options = spec.options.clone();
+        let stream = match options.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(stream)) => *stream,
+            Some(other) => return Err(invalid_option("stream", "true or false", other)),
+        };
+        let keep_alive = match options.get("keep_alive") {
+            None | Some(Value::Null) => None,
+            Some(value @ (Value::String(_) | Value::Number(_))) => Some(value.clone()),
+            Some(other) => {
+                return Err(invalid_option(
+                    "keep_alive",
+                    "a duration such as \"10m\" or \"-1\", or a number of seconds",
+                    other,
+                ));
+            }
+        };
+        let think = match options.get("think") {
+            None | Some(Value::Null) => None,
+            Some(value @ (Value::Bool(_) | Value::String(_))) => Some(value.clone()),
+            Some(other) => {
+                return Err(invalid_option(
+                    "think",
+                    "true, false, or a level such as \"low\"",
+                    other,
+                ));
+            }
+        };
+        options.retain(|key, _| !OWN_OPTION_KEYS.contains(&key.as_str()));
+
+        let api_key = match &spec.api_key_env {
+            None => None,
+            Some(var) => Some(
+                spec.api_key()
+                    .ok_or_else(|| OllamaConfigError::MissingApiKey { var: var.clone() })?,
+            ),
+        };
+
+        let endpoint = |path: &str| {
+            let mut url = base.clone();
+            let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
+            url.set_path(&joined);
+            url
+        };
+        Ok(Self {
+            generate_url: endpoint("api/generate"),
+            version_url: endpoint("api/version"),
+            tags_url: endpoint("api/tags"),
+            show_url: endpoint("api/show"),
+            host: describe(&base),
+            timeout,
+            connect_timeout: timeout.min(MAX_CONNECT_TIMEOUT),
+            stream,
+            keep_alive,
+            think,
+            options,
+            api_key,
+        })
+    }
+}
+
+/// Parses the base URL. A full URL (`scheme://…`) is taken as it is; a bare host is read the
+/// way Ollama's own clients read `OLLAMA_HOST` (`gpu-box`, `gpu-box:8080` and `:8080` get
+/// `http://` and, without a port, 11434).
+fn parse_base_url(raw: &str) -> Result<Url, OllamaConfigError> {
+    let raw = raw.trim();
+    let full = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        normalize_ollama_host(raw)
+    };
+    let url = Url::parse(&full).map_err(|err| OllamaConfigError::InvalidUrl {
+        url: redact_userinfo(raw),
+        reason: err.to_string(),
+    })?;
+    if url.scheme() != "http" {
+        return Err(OllamaConfigError::UnsupportedScheme {
+            url: redact_userinfo(raw),
+            scheme: url.scheme().to_owned(),
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(OllamaConfigError::InvalidUrl {
+            url: redact_userinfo(raw),
+            reason: "it names no host".to_owned(),
+        });
+    }
+    Ok(url)
+}
+
+fn timeout(spec: &BackendSpec) -> Result<Duration, OllamaConfigError> {
+    match spec.timeout_seconds {
+        Some(seconds) if !(seconds.is_finite() && seconds > 0.0) => {
+            Err(OllamaConfigError::InvalidTimeout { seconds })
+        }
+        _ => Ok(spec.timeout()),
+    }
+}
+
+fn invalid_option(key: &'static str, expected: &'static str, found: &Value) -> OllamaConfigError {
+    OllamaConfigError::InvalidOption {
+        key,
+        expected,
+        found: found.to_string(),
+    }
+}
+
+/// The base URL for people: no credentials, query or trailing slash.
+fn describe(base: &Url) -> String {
+    let mut url = base.clone();
+    // Cannot fail for an http URL with a host, which `parse_base_url` guarantees.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// `raw` with anything between `://` and `@` replaced, for a URL too broken to parse.
+fn redact_userinfo(raw: &str) -> String {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return raw.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
+        None => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with_url(url: &str) -> BackendSpec {
+        BackendSpec {
+            url: Some(url.to_owned()),
+            ..BackendSpec::new("local", "default", "ollama", "qwen2.5")
+        }
+    }
+
+    #[test]
+    fn endpoints_keep_a_path_prefix_and_the_host_drops_credentials() {
+        let check = |url: &str, generate: &str, host: &str| {
+            let settings = Settings::from_spec(&spec_with_url(url)).unwrap();
+            assert_eq!(settings.generate_url.as_str(), generate, "{url}");
+            assert_eq!(settings.host, host, "{url}");
+        };
+        check(
+            "http://localhost:11434",
+            "http://localhost:11434/api/generate",
+            "http://localhost:11434",
+        );
+        check(
+            "http://gpu:8080/ollama/",
+            "http://gpu:8080/ollama/api/generate",
+            "http://gpu:8080/ollama",
+        );
+        check(
+            "gpu-box",
+            "http://gpu-box:11434/api/generate",
+            "http://gpu-box:11434",
+        );
+        check(
+            ":8080",
+            "http://127.0.0.1:8080/api/generate",
+            "http://127.0.0.1:8080",
+        );
+        check(
+            "http://me:s3cret@gpu:8080",
+            "http://me:s3cret@gpu:8080/api/generate",
+            "http://gpu:8080",
+        );
+    }
+
+    #[test]
+    fn broken_urls_are_shown_without_credentials() {
+        assert_eq!(
+            redact_userinfo("http://me:pw@bad host/x"),
+            "http://[redacted]@bad host/x"
+        );
+        assert_eq!(redact_userinfo("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact_userinfo("no scheme"), "no scheme");
+    }
+}

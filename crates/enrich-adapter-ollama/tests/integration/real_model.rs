@@ -1,0 +1,125 @@
+//! End to end against the real local model server (SmolLM2-135M behind Ollama's API).
+//!
+//! Needs `cargo xtask model-server provision` and its ENRICH_MODEL_SERVER_* variables; without
+//! them the test fails, naming the missing variable.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use enrich_adapter_ollama::OllamaAdapter;
+use enrich_backends::{
+    BackendAdapter, FailureKind, GenerateRequest, SpanContext, ValidationContext,
+    enrichment_v1_schema, parse_and_validate,
+};
+use enrich_config::BackendSpec;
+use enrich_testkit::ModelServerProcess;
+use serde_json::{Value, json};
+
+use crate::support::assert_failure;
+
+/// A prompt this 135M model answers with valid enrichment.v1 under temperature 0 and a fixed
+/// seed: it needs an example of the format (left to itself, it cites negative line numbers).
+const PROMPT: &str = r#"Describe this Rust function from src/math.rs (lines 1-3) as one JSON object.
+
+1 fn add(a: i32, b: i32) -> i32 {
+2     a + b
+3 }
+
+Example answer:
+{"evidence": [{"field": "summary_120w", "lines": [1, 3]}], "inputs": ["a", "b"], "outputs": ["the sum"], "pitfalls": [], "side_effects": [], "summary_120w": "Adds two numbers.", "usage_snippet": null}
+"#;
+
+fn request() -> GenerateRequest {
+    GenerateRequest::new(PROMPT, SpanContext::new("sha256:add", "src/math.rs", 1, 3))
+        .with_system("You document code. Reply with one JSON object.")
+        .with_schema(Arc::clone(enrichment_v1_schema()))
+        .with_max_output_tokens(400)
+}
+
+fn adapter(base: &BackendSpec, model: &str, options: Value) -> OllamaAdapter {
+    let Value::Object(options) = options else {
+        panic!("options must be an object")
+    };
+    OllamaAdapter::new(BackendSpec {
+        model: model.to_owned(),
+        options,
+        ..base.clone()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_real_model_enriches_truncates_and_reports_health() {
+    let started = Instant::now();
+    let server = ModelServerProcess::start().unwrap_or_else(|err| panic!("{err}"));
+    let base = server.backend_spec("real");
+    let model = server.model_name();
+    let deterministic = json!({"temperature": 0, "seed": 42});
+
+    let health = adapter(&base, model, json!({})).health().await;
+    assert!(health.is_healthy(), "{health:?}");
+    assert_eq!(health.model_present, Some(true), "{health:?}");
+    assert_eq!(
+        health.context_length,
+        Some(8192),
+        "SmolLM2's trained context: {health:?}"
+    );
+
+    let real = adapter(&base, model, deterministic.clone());
+    let generation = real.generate(&request()).await.unwrap();
+    let span = &request().span;
+    let enrichment =
+        parse_and_validate(&generation.text, &ValidationContext::for_span(span, false))
+            .unwrap_or_else(|err| panic!("{err}\nthe model wrote: {}", generation.text));
+    assert!(!enrichment.summary_120w.is_empty(), "{enrichment:?}");
+    let metrics = &generation.metrics;
+    assert_eq!(metrics.host, server.url());
+    assert_eq!(metrics.done_reason.as_deref(), Some("stop"));
+    assert!(metrics.eval_count.is_some_and(|n| n > 10), "{metrics:?}");
+    assert!(
+        metrics.prompt_eval_count.is_some_and(|n| n > 10),
+        "{metrics:?}"
+    );
+    assert!(
+        metrics.tokens_per_second.is_some_and(|tps| tps > 0.0),
+        "{metrics:?}"
+    );
+
+    for stream in [false, true] {
+        let options = json!({"temperature": 0, "seed": 42, "num_predict": 5, "stream": stream});
+        let result = adapter(&base, model, options).generate(&request()).await;
+        assert_failure(
+            "num_predict 5",
+            result,
+            FailureKind::Truncated,
+            &["after 5 tokens"],
+        );
+    }
+
+    let tiny_context = adapter(&base, model, json!({"num_ctx": 32}));
+    assert_failure(
+        "num_ctx 32",
+        tiny_context.generate(&request()).await,
+        FailureKind::ContextExceeded,
+        &["exceeds the context length", "`num_ctx`"],
+    );
+
+    let unknown = adapter(&base, "no-such-model:1b", deterministic);
+    assert_failure(
+        "unknown model",
+        unknown.generate(&request()).await,
+        FailureKind::ModelNotFound,
+        &["`ollama pull no-such-model:1b`"],
+    );
+    let health = unknown.health().await;
+    assert_eq!(
+        (health.reachable, health.model_present),
+        (Some(true), Some(false))
+    );
+
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,497 @@
+//! What a run reports as it goes: [`Event`]s, delivered to [`EventSink`]s.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use enrich_backends::{AttemptRecord, Decision};
+use enrich_db::{RunId, RunStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::error::PipelineError;
+use crate::result::{RunEnd, SpanStatus};
+
+/// Milliseconds since the Unix epoch, the timestamp of every event.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One thing that happened during a run.
+///
+/// In JSON (the [`JsonlSink`] log) an event is one object whose `type` field names the variant
+/// in snake_case (`run_started`, `span_finished`, …), next to the variant's fields. Every event
+/// carries `at_ms` (when it happened, milliseconds since the Unix epoch) and the `run_id`.
+///
+/// Order: `run_started` first and `run_finished` last; for each span, `span_started`, then its
+/// `attempt_finished` events, then `span_finished` (a skipped span only has `span_finished`);
+/// `batch_finished` after the last `span_finished` of its batch. Spans run concurrently, so
+/// events of different spans interleave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The run is recorded and about to take spans.
+    RunStarted {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run's id in the `runs` table.
+        run_id: RunId,
+        /// Spans pending when the run started.
+        total_pending: u64,
+        /// Spans in flight at most.
+        concurrency: usize,
+        /// Spans per page (batch).
+        batch_size: usize,
+        /// The most spans the run takes on, if limited.
+        limit: Option<u64>,
+        /// The configuration's fingerprint.
+        config_fingerprint: String,
+    },
+    /// A span took a slot: it is routed and its prompt is built.
+    SpanStarted {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run.
+        run_id: RunId,
+        /// The batch (page of pending spans) it came in, from 1.
+        batch: u64,
+        /// The span.
+        span_hash: String,
+        /// Its file, relative to the repo root.
+        path: String,
+        /// Its first line.
+        line_start: u32,
+        /// Its last line.
+        line_end: u32,
+        /// The chain that serves it.
+        chain: String,
+        /// The chain's backends, in the order they are tried.
+        backends: Vec<String>,
+        /// The prompt's estimated size in tokens; `None` when the source could not be read.
+        estimated_tokens: Option<u32>,
+    },
+    /// One backend attempt for a span ended.
+    AttemptFinished {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run.
+        run_id: RunId,
+        /// The span.
+        span_hash: String,
+        /// The attempt, as stored in the attempt log.
+        attempt: AttemptRecord,
+        /// What the cascade does next after a failure; `None` after a success.
+        next: Option<NextStep>,
+    },
+    /// A span is done (its outcome is queued for the writer, or nothing is written for it).
+    SpanFinished {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run.
+        run_id: RunId,
+        /// The batch it came in.
+        batch: u64,
+        /// The span.
+        span_hash: String,
+        /// Its file.
+        path: String,
+        /// How it ended.
+        status: SpanStatus,
+        /// The backend whose answer was stored, on success.
+        backend: Option<String>,
+        /// The model that answered, on success.
+        model: Option<String>,
+        /// Backend attempts made.
+        attempts: u32,
+        /// How long the span took, in milliseconds.
+        duration_ms: u64,
+        /// Why it failed, fell back, was skipped or cancelled.
+        message: Option<String>,
+    },
+    /// Every span of one page of pending spans is done.
+    BatchFinished {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run.
+        run_id: RunId,
+        /// The batch number, from 1.
+        batch: u64,
+        /// Spans the batch handled (at most `batch_size`; fewer when the run stopped).
+        spans: u64,
+        /// Spans enriched.
+        succeeded: u64,
+        /// Spans stored as empty enrichments by `on_failure = "fallback_to_empty"`.
+        fell_back: u64,
+        /// Spans that failed and were recorded in the failure ledger.
+        failed: u64,
+        /// Spans left for a later run.
+        skipped: u64,
+        /// Spans cancelled in flight (nothing written).
+        cancelled: u64,
+    },
+    /// The run is over and recorded; everything it produced is committed.
+    RunFinished {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run.
+        run_id: RunId,
+        /// The status stored in the `runs` table.
+        status: RunStatus,
+        /// Why the run ended.
+        end: RunEnd,
+        /// Spans pending when the run started.
+        total_pending: u64,
+        /// Spans taken on (enriched, fell back or failed).
+        attempted: u64,
+        /// Spans enriched.
+        succeeded: u64,
+        /// Spans stored empty by the fallback policy.
+        fell_back: u64,
+        /// Spans that failed.
+        failed: u64,
+        /// Spans left for a later run.
+        skipped: u64,
+        /// Spans cancelled in flight.
+        cancelled: u64,
+        /// Spans this run dead-lettered.
+        dead_lettered: u64,
+        /// How long the run took, in milliseconds.
+        duration_ms: u64,
+    },
+}
+
+impl Event {
+    /// The `type` tag of this event (`run_started`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run_started",
+            Event::SpanStarted { .. } => "span_started",
+            Event::AttemptFinished { .. } => "attempt_finished",
+            Event::SpanFinished { .. } => "span_finished",
+            Event::BatchFinished { .. } => "batch_finished",
+            Event::RunFinished { .. } => "run_finished",
+        }
+    }
+
+    /// The run the event belongs to.
+    pub fn run_id(&self) -> RunId {
+        match self {
+            Event::RunStarted { run_id, .. }
+            | Event::SpanStarted { run_id, .. }
+            | Event::AttemptFinished { run_id, .. }
+            | Event::SpanFinished { run_id, .. }
+            | Event::BatchFinished { run_id, .. }
+            | Event::RunFinished { run_id, .. } => *run_id,
+        }
+    }
+
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Event::RunStarted { at_ms, .. }
+            | Event::SpanStarted { at_ms, .. }
+            | Event::AttemptFinished { at_ms, .. }
+            | Event::SpanFinished { at_ms, .. }
+            | Event::BatchFinished { at_ms, .. }
+            | Event::RunFinished { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
+/// What the cascade does after a failed attempt (its [`Decision`], in serialisable form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum NextStep {
+    /// Wait, then try the same backend again.
+    Retry {
+        /// The wait, in milliseconds.
+        delay_ms: u64,
+    },
+    /// Try the next backend of the chain.
+    NextBackend {
+        /// The failed backend is also skipped for the rest of the run.
+        skip_backend_for_run: bool,
+    },
+    /// Give up on the span.
+    GiveUp,
+}
+
+impl From<Decision> for NextStep {
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Retry { delay } => NextStep::Retry {
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            },
+            Decision::Next {
+                skip_backend_for_run,
+            } => NextStep::NextBackend {
+                skip_backend_for_run,
+            },
+            Decision::Stop => NextStep::GiveUp,
+        }
+    }
+}
+
+/// Receives a run's events as they happen.
+///
+/// Called from the spans' tasks, concurrently, so an implementation must be quick and must not
+/// block for long (a progress bar update, a line written to a file). Closures
+/// `Fn(&Event) + Send + Sync` implement it.
+pub trait EventSink: Send + Sync {
+    /// One event happened.
+    fn on_event(&self, event: &Event);
+}
+
+impl<F> EventSink for F
+where
+    F: Fn(&Event) + Send + Sync,
+{
+    fn on_event(&self, event: &Event) {
+        self(event);
+    }
+}
+
+/// Sends every event to several sinks, in the order they were added.
+#[derive(Clone, Default)]
+pub struct FanOut {
+    sinks: Vec<Arc<dyn EventSink>>,
+}
+
+impl std::fmt::Debug for FanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FanOut")
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl FanOut {
+    /// A fan-out to no sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a sink.
+    pub fn push(&mut self, sink: Arc<dyn EventSink>) {
+        self.sinks.push(sink);
+    }
+
+    /// Adds a sink, builder style.
+    #[must_use]
+    pub fn with(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.push(sink);
+        self
+    }
+
+    /// Whether no sink was added.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+}
+
+impl EventSink for FanOut {
+    fn on_event(&self, event: &Event) {
+        for sink in &self.sinks {
+            sink.on_event(event);
+        }
+    }
+}
+
+/// Appends every event to a file as one line of JSON (JSON Lines).
+///
+/// Each event is written with a single `write` call on a file opened for appending, and goes
+/// straight to the operating system (no buffer held back): a run killed at any point leaves only
+/// whole lines behind, and several processes can share one log. Writing never stops a run: the
+/// first write error is logged and kept, and [`JsonlSink::check`] returns it.
+#[derive(Debug)]
+pub struct JsonlSink {
+    path: PathBuf,
+    file: Mutex<File>,
+    error: Mutex<Option<std::io::Error>>,
+}
+
+impl JsonlSink {
+    /// Opens `path` for appending, creating it and its parent directories if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::EventLog`] naming the path.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, PipelineError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |source| PipelineError::EventLog {
+            action: "open",
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(open_err)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(open_err)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+            error: Mutex::new(None),
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the file to the OS and reports the first write error, if any happened.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::EventLog`] with the first failed write (later events may be missing).
+    pub fn check(&self) -> Result<(), PipelineError> {
+        let flushed = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush();
+        let first = self
+            .error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match first.map_or(flushed, Err) {
+            Ok(()) => Ok(()),
+            Err(source) => Err(PipelineError::EventLog {
+                action: "write to",
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+impl EventSink for JsonlSink {
+    fn on_event(&self, event: &Event) {
+        let mut line = match serde_json::to_vec(event) {
+            Ok(line) => line,
+            // Events hold plain data with string keys: this does not happen.
+            Err(error) => {
+                tracing::error!(%error, event = event.name(), "cannot serialise an event");
+                return;
+            }
+        };
+        line.push(b'\n');
+        let written = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write_all(&line);
+        if let Err(error) = written {
+            let mut first = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+            if first.is_none() {
+                tracing::warn!(path = %self.path.display(), %error, "cannot write to the event log");
+                *first = Some(error);
+            }
+        }
+    }
+}
+
+/// Logs every event through `tracing` (target `enrich_pipeline::events`): runs and batches at
+/// `info`, spans and attempts at `debug`, a failed span at `warn`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingSink;
+
+impl EventSink for TracingSink {
+    fn on_event(&self, event: &Event) {
+        const TARGET: &str = "enrich_pipeline::events";
+        match event {
+            Event::RunStarted {
+                run_id,
+                total_pending,
+                concurrency,
+                limit,
+                ..
+            } => tracing::info!(
+                target: TARGET,
+                run = run_id.0,
+                total_pending,
+                concurrency,
+                limit,
+                "run started"
+            ),
+            Event::SpanStarted {
+                span_hash,
+                path,
+                line_start,
+                line_end,
+                chain,
+                ..
+            } => tracing::debug!(
+                target: TARGET,
+                span = %span_hash,
+                "span started: {path} lines {line_start}-{line_end} via chain {chain:?}"
+            ),
+            Event::AttemptFinished {
+                span_hash,
+                attempt,
+                next,
+                ..
+            } => tracing::debug!(
+                target: TARGET,
+                span = %span_hash,
+                backend = %attempt.backend,
+                attempt = attempt.attempt,
+                outcome = attempt.outcome.as_str(),
+                kind = attempt.failure_kind.map(|k| k.as_str()),
+                duration_ms = attempt.duration_ms,
+                ?next,
+                "attempt finished"
+            ),
+            Event::SpanFinished {
+                span_hash,
+                path,
+                status,
+                message,
+                duration_ms,
+                ..
+            } => {
+                let message = message.as_deref().unwrap_or("");
+                if *status == SpanStatus::Failed {
+                    tracing::warn!(target: TARGET, span = %span_hash, duration_ms, "{path}: failed: {message}");
+                } else {
+                    tracing::debug!(target: TARGET, span = %span_hash, duration_ms, status = status.as_str(), "{path}: {message}");
+                }
+            }
+            Event::BatchFinished {
+                batch,
+                spans,
+                succeeded,
+                failed,
+                ..
+            } => tracing::info!(target: TARGET, batch, spans, succeeded, failed, "batch finished"),
+            Event::RunFinished {
+                run_id,
+                status,
+                attempted,
+                succeeded,
+                failed,
+                skipped,
+                duration_ms,
+                ..
+            } => tracing::info!(
+                target: TARGET,
+                run = run_id.0,
+                status = status.as_str(),
+                attempted,
+                succeeded,
+                failed,
+                skipped,
+                duration_ms,
+                "run finished"
+            ),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The enrichment pipeline: pending spans in, validated enrichments (or ledgered failures) out.
+//!
+//! For each pending span of the index: a [`SliceView`](enrich_router::SliceView) goes to the
+//! router, which picks a chain; the span's source is read from the repository (never outside
+//! it) and put into a prompt ([`PromptBuilder`]: the `[enrichment.prompt]` template or a
+//! built-in enrichment.v1 prompt, cut to `max_snippet_bytes`); the backends' cascade tries the
+//! chain's adapters until one returns valid enrichment.v1 output; the outcome — the enrichment
+//! with its attempt rows, or a failed run in the failure ledger (dead-lettered after
+//! `max_failures_per_span` failed runs), or an empty enrichment under `on_failure =
+//! "fallback_to_empty"` — goes to the single database writer. Spans whose file changed within
+//! `cooldown_seconds` are skipped; a span whose source cannot be read fails with
+//! [`SOURCE_UNREADABLE`] in the ledger.
+//!
+//! ```text
+//! Pipeline::builder(&config, settings).event_sink(..).build(&registry)?
+//!     .run(&control).await?        -> RunSummary   (until nothing is pending, a limit, or stop)
+//!     .process_batch(n, &control)  -> BatchResult  (one run of at most n spans, every result)
+//!     .plan(n)                     -> Plan         (dry run: routes and prompt sizes, no backend)
+//! ```
+//!
+//! # Design
+//!
+//! - **Streaming, flat memory.** Pending spans are read by keyset pages of `batch_size` as slots
+//!   free up, from a read-only connection; a run never holds more than a page plus the spans in
+//!   flight. The cursor only moves forward, so a span is taken at most once per run; a failed
+//!   span waits for a later run.
+//! - **Concurrency.** Up to `concurrency` spans in flight (a tokio `JoinSet`), and at most
+//!   `max_in_flight` (alias `parallel`, default 1) requests per backend, through a private
+//!   decorator around each adapter — the cascade is unchanged. Waiting for a backend's slot
+//!   does not count against its timeout. Adapters are built once per pipeline and shared.
+//! - **One writer.** A dedicated thread owns the write connection and commits outcomes in
+//!   batches (every `commit_every` outcomes or `commit_interval`, and at the end), fed through a
+//!   bounded queue; `run` returns only after everything is committed. A run is a row of the
+//!   `runs` table with its counts, status and [`config_fingerprint`].
+//! - **Cancellation** ([`RunControl`]): *stop* takes no new span and lets those in flight finish
+//!   and be written; *abort* also cancels them through the cascade's token, and a cancelled
+//!   span writes nothing, not even its attempts.
+//! - **Events** ([`Event`], [`EventSink`]): typed, serialisable with a `type` tag and a
+//!   timestamp; [`JsonlSink`] appends them to a file, [`TracingSink`] logs them, [`FanOut`]
+//!   combines sinks. The cost of typed events is that a new field is an API change; the gain is
+//!   that the CLI's progress bar and the JSONL log cannot drift apart.
+//!
+//! # What this crate does not know
+//!
+//! No provider: adapters come from the [`AdapterRegistry`](enrich_backends::AdapterRegistry)
+//! the caller fills. No HTTP, no figment, no config files (it takes a loaded
+//! [`EnrichmentConfig`](enrich_config::EnrichmentConfig)), no terminal: the CLI turns events
+//! into a progress bar and Ctrl-C into [`RunControl::escalate`].
+
+mod control;
+mod error;
+mod events;
+mod limit;
+mod pipeline;
+mod prompt;
+mod result;
+mod run;
+mod settings;
+mod writer;
+
+pub use control::{RunControl, StopLevel};
+pub use error::PipelineError;
+pub use events::{Event, EventSink, FanOut, JsonlSink, NextStep, TracingSink};
+pub use pipeline::{Pipeline, PipelineBuilder};
+pub use prompt::{Prompt, PromptBuilder, PromptSpan, SnippetCut, estimate_tokens};
+pub use result::{BatchResult, Plan, PlannedSpan, RunEnd, RunSummary, SpanResult, SpanStatus};
+pub use run::{NO_ROUTE, SOURCE_UNREADABLE};
+pub use settings::{
+    MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION, PipelineSettings, config_fingerprint, max_in_flight,
+};

@@ -1,0 +1,395 @@
+//! [`Pipeline`] and its builder: the parts of a run, assembled and checked once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use enrich_backends::{AdapterRegistry, BackendAdapter};
+use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
+use enrich_db::{Db, OpenMode, OpenOptions, PendingSpan};
+use enrich_router::{Router, SliceView};
+
+use crate::control::RunControl;
+use crate::error::PipelineError;
+use crate::events::{EventSink, FanOut};
+use crate::limit::Limited;
+use crate::prompt::{PromptBuilder, PromptSpan};
+use crate::result::{BatchResult, Plan, PlannedSpan, RunSummary};
+use crate::run;
+use crate::settings::{PipelineSettings, max_in_flight};
+
+/// The adapters of one chain, in the order the cascade tries them.
+pub(crate) type ChainAdapters = Arc<[Arc<dyn BackendAdapter>]>;
+
+/// Runs pending spans through routing, the backend cascade and the single DB writer.
+///
+/// Built once ([`Pipeline::builder`]); it owns the router, one adapter per distinct backend
+/// (built once, shared by every span and every run, each behind its `max_in_flight` cap), the
+/// prompt builder and the settings. Each [`run`](Self::run) or
+/// [`process_batch`](Self::process_batch) is one run in the `runs` table, with its own cascade
+/// state (circuit breakers, backends skipped for the run). Cheap to share: `Pipeline` is
+/// `Send + Sync`, and runs on one pipeline may even overlap (each uses its own connections).
+pub struct Pipeline {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chains: Vec<&String> = self.inner.chains.keys().collect();
+        chains.sort();
+        f.debug_struct("Pipeline")
+            .field("settings", &self.inner.settings)
+            .field("chains", &chains)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every run of a pipeline shares.
+pub(crate) struct Inner {
+    pub(crate) settings: PipelineSettings,
+    pub(crate) router: Router,
+    pub(crate) chains: HashMap<String, ChainAdapters>,
+    pub(crate) prompts: PromptBuilder,
+    pub(crate) events: Arc<dyn EventSink>,
+    /// The write connection between runs (given to the builder, or kept from the last run).
+    pub(crate) writer_db: Mutex<Option<Db>>,
+}
+
+impl Inner {
+    /// The write connection: the one kept from before, or a new one.
+    pub(crate) fn take_writer_db(&self) -> Result<Db, PipelineError> {
+        let kept = self
+            .writer_db
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut db = match kept {
+            Some(db) => db,
+            None => {
+                let options = OpenOptions {
+                    mode: OpenMode::Existing,
+                    max_failures_per_span: self.settings.max_failures_per_span,
+                    ..OpenOptions::default()
+                };
+                Db::open_with(&self.settings.db_path, &options)
+                    .map_err(PipelineError::db("open the index database"))?
+            }
+        };
+        db.set_max_failures_per_span(self.settings.max_failures_per_span);
+        Ok(db)
+    }
+
+    /// Keeps the write connection for the next run.
+    pub(crate) fn return_writer_db(&self, db: Db) {
+        *self
+            .writer_db
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(db);
+    }
+
+    /// A read-only connection for paging through pending spans.
+    pub(crate) fn open_reader(&self) -> Result<Db, PipelineError> {
+        Db::open_read_only(&self.settings.db_path)
+            .map_err(PipelineError::db("open the index database for reading"))
+    }
+
+    /// What the router sees of a span.
+    pub(crate) fn slice_view<'a>(span: &'a PendingSpan) -> SliceView<'a> {
+        let bytes = span.byte_end.saturating_sub(span.byte_start);
+        SliceView {
+            span_hash: &span.span_hash,
+            path: &span.file_path,
+            line_start: span.start_line,
+            line_end: span.end_line,
+            slice_type: span.slice_type.as_deref(),
+            slice_language: span.slice_language.as_deref(),
+            classifier_confidence: span.classifier_confidence,
+            approx_tokens: u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX),
+            importance: None,
+        }
+    }
+
+    /// How long ago the span's file changed, when that is within the cooldown.
+    pub(crate) fn in_cooldown(&self, span: &PendingSpan) -> Option<f64> {
+        let cooldown = self.settings.cooldown.as_secs_f64();
+        if cooldown <= 0.0 {
+            return None;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let age = now - span.file_mtime;
+        (age < cooldown).then_some(age)
+    }
+}
+
+/// Assembles a [`Pipeline`]; see [`Pipeline::builder`].
+pub struct PipelineBuilder<'a> {
+    config: &'a EnrichmentConfig,
+    settings: PipelineSettings,
+    router: Option<Router>,
+    prompts: Option<PromptBuilder>,
+    events: FanOut,
+    db: Option<Db>,
+}
+
+impl std::fmt::Debug for PipelineBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("settings", &self.settings)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> PipelineBuilder<'a> {
+    /// Uses this router instead of [`Router::new`] on the config (which reads
+    /// `LLMC_ENRICH_DISABLE_ROUTING`). It must be built from the same config.
+    #[must_use]
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// Uses this prompt builder instead of one made from `[enrichment.prompt]`.
+    #[must_use]
+    pub fn prompt_builder(mut self, prompts: PromptBuilder) -> Self {
+        self.prompts = Some(prompts);
+        self
+    }
+
+    /// Adds an event sink; every sink gets every event, in the order they were added.
+    #[must_use]
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events.push(sink);
+        self
+    }
+
+    /// Uses an open connection as the first run's write connection (it is kept for later runs).
+    /// Without one, each run opens `settings.db_path`, which must exist.
+    #[must_use]
+    pub fn db(mut self, db: Db) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    /// Checks the settings, the chain override and the prompt template, then builds one adapter
+    /// per distinct backend the router can choose, through `registry` (the CLI registers every
+    /// provider there), each behind its `max_in_flight` cap.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::InvalidSetting`], [`PipelineError::Chain`] (an override naming a
+    /// missing or disabled chain), [`PipelineError::Route`] (the default chain cannot serve),
+    /// [`PipelineError::PromptTemplate`], [`PipelineError::InvalidInFlightOption`], or
+    /// [`PipelineError::Adapters`] (an unknown provider, a factory refusing its entry).
+    pub fn build(self, registry: &AdapterRegistry) -> Result<Pipeline, PipelineError> {
+        let Self {
+            config,
+            settings,
+            router,
+            prompts,
+            events,
+            db,
+        } = self;
+        settings.validate()?;
+        if let Some(chain) = &settings.chain_override {
+            select_chain(config, chain).map_err(PipelineError::Chain)?;
+        }
+        let prompts = match prompts {
+            Some(prompts) => prompts,
+            None => PromptBuilder::new(&config.prompt)?,
+        };
+        let router = router.unwrap_or_else(|| Router::new(config));
+        let probe = SliceView::default();
+        router
+            .choose_chain(&probe, settings.chain_override.as_deref())
+            .map_err(PipelineError::Route)?;
+
+        // Every chain the router can choose, with its backends after the tier filter.
+        let mut chain_specs: Vec<(String, Vec<BackendSpec>)> = Vec::new();
+        for name in config.chain_names() {
+            let decision = router
+                .choose_chain(&probe, Some(name))
+                .map_err(PipelineError::Route)?;
+            if &*decision.chain_name == name {
+                chain_specs.push((name.to_owned(), decision.backends.to_vec()));
+            }
+        }
+        let built = registry
+            .build_all(chain_specs.iter().flat_map(|(_, specs)| specs))
+            .map_err(PipelineError::Adapters)?;
+
+        // One cap per distinct adapter: build_all shares an adapter between identical entries.
+        let mut limited: Vec<(Arc<dyn BackendAdapter>, Arc<dyn BackendAdapter>)> = Vec::new();
+        let mut built = built.into_iter();
+        let mut chains = HashMap::new();
+        for (name, specs) in chain_specs {
+            let mut adapters: Vec<Arc<dyn BackendAdapter>> = Vec::with_capacity(specs.len());
+            for _ in &specs {
+                let Some(adapter) = built.next() else { break };
+                let wrapped = match limited.iter().find(|(raw, _)| Arc::ptr_eq(raw, &adapter)) {
+                    Some((_, wrapped)) => Arc::clone(wrapped),
+                    None => {
+                        let cap = max_in_flight(adapter.spec())?;
+                        let wrapped: Arc<dyn BackendAdapter> =
+                            Arc::new(Limited::new(Arc::clone(&adapter), cap));
+                        limited.push((adapter, Arc::clone(&wrapped)));
+                        wrapped
+                    }
+                };
+                adapters.push(wrapped);
+            }
+            chains.insert(name, ChainAdapters::from(adapters));
+        }
+
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                settings,
+                router,
+                chains,
+                prompts,
+                events: Arc::new(events),
+                writer_db: Mutex::new(db),
+            }),
+        })
+    }
+}
+
+impl Pipeline {
+    /// Starts assembling a pipeline for `config` with `settings` (usually
+    /// [`PipelineSettings::from_config`] with the CLI's flags applied).
+    pub fn builder(config: &EnrichmentConfig, settings: PipelineSettings) -> PipelineBuilder<'_> {
+        PipelineBuilder {
+            config,
+            settings,
+            router: None,
+            prompts: None,
+            events: FanOut::new(),
+            db: None,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &PipelineSettings {
+        &self.inner.settings
+    }
+
+    /// The spans pending now (exact; about 0.3 s per million enrichments).
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::Db`] when the index cannot be opened or read.
+    pub fn pending_count(&self) -> Result<u64, PipelineError> {
+        self.inner
+            .open_reader()?
+            .pending_count()
+            .map_err(PipelineError::db("count pending spans"))
+    }
+
+    /// Runs until every span pending at the start was taken on, `settings.limit` spans were
+    /// taken, or `control` stops it; one run in the `runs` table.
+    ///
+    /// Spans are read by keyset pages of `batch_size` as slots free up, so memory does not grow
+    /// with the number of pending spans; each span is taken at most once per run (a span that
+    /// fails stays pending for a later run). Up to `concurrency` spans are in flight, and at
+    /// most `max_in_flight` requests per backend. Outcomes are committed in batches by one
+    /// writer thread; everything is committed before this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::Db`] when the index cannot be opened or the run cannot be recorded;
+    /// [`PipelineError::Write`] when storing results failed (the run stops taking spans, lets
+    /// those in flight finish, and is recorded as failed); [`PipelineError::SpanPanicked`] and
+    /// [`PipelineError::WriterPanicked`] for bugs.
+    ///
+    /// Dropping the future instead of stopping through `control` abandons the run: spans in
+    /// flight are dropped, what was committed stays, and the `runs` row keeps status `running`.
+    pub async fn run(&self, control: &RunControl) -> Result<RunSummary, PipelineError> {
+        run::execute(&self.inner, self.inner.settings.limit, control, |_| {}).await
+    }
+
+    /// One run of at most `limit` spans that also returns every span's result (LLMC's
+    /// `process_batch`). Otherwise the same as [`run`](Self::run), whose errors it shares.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn process_batch(
+        &self,
+        limit: u64,
+        control: &RunControl,
+    ) -> Result<BatchResult, PipelineError> {
+        let mut results = Vec::new();
+        let summary = run::execute(&self.inner, Some(limit), control, |result| {
+            results.push(result);
+        })
+        .await?;
+        Ok(BatchResult::new(summary, results))
+    }
+
+    /// A dry run: what the next run would do with its first `limit` pending spans (route,
+    /// prompt size, cut, cooldown), without calling any backend or writing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::Db`] when the index cannot be read; [`PipelineError::Route`] when the
+    /// default chain cannot serve.
+    pub fn plan(&self, limit: usize) -> Result<Plan, PipelineError> {
+        let inner = &self.inner;
+        let reader = inner.open_reader()?;
+        let total_pending = reader
+            .pending_count()
+            .map_err(PipelineError::db("count pending spans"))?;
+        let mut spans = Vec::with_capacity(limit.min(4096));
+        let mut cursor = 0;
+        while spans.len() < limit {
+            let page_size = inner.settings.batch_size.min(limit - spans.len());
+            let page = reader
+                .pending_spans(cursor, page_size)
+                .map_err(PipelineError::db("read pending spans"))?;
+            let Some(last) = page.last() else { break };
+            cursor = last.id;
+            for span in page {
+                spans.push(self.plan_span(span)?);
+            }
+        }
+        Ok(Plan {
+            total_pending,
+            spans,
+        })
+    }
+
+    fn plan_span(&self, span: PendingSpan) -> Result<PlannedSpan, PipelineError> {
+        let inner = &self.inner;
+        let route = inner
+            .router
+            .choose_chain(
+                &Inner::slice_view(&span),
+                inner.settings.chain_override.as_deref(),
+            )
+            .map_err(PipelineError::Route)?;
+        let (estimated_tokens, cut, source_error) =
+            match span.read_source(&inner.settings.repo_root) {
+                Ok(source) => {
+                    let prompt = inner.prompts.build(&PromptSpan::of(&span), &source);
+                    (Some(prompt.estimated_tokens), prompt.cut, None)
+                }
+                Err(error) => (None, None, Some(error.to_string())),
+            };
+        let in_cooldown = inner.in_cooldown(&span).is_some();
+        Ok(PlannedSpan {
+            span_id: span.id,
+            span_hash: span.span_hash,
+            path: span.file_path,
+            symbol: span.symbol,
+            line_start: span.start_line,
+            line_end: span.end_line,
+            route,
+            estimated_tokens,
+            cut,
+            in_cooldown,
+            source_error,
+        })
+    }
+}

@@ -1,0 +1,403 @@
+//! Prompts: the `[enrichment.prompt]` template or the built-in enrichment.v1 prompt, with the
+//! span's source cut to `max_snippet_bytes`.
+
+use std::fmt::Write as _;
+
+use enrich_backends::{SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES};
+use enrich_config::PromptConfig;
+use enrich_db::PendingSpan;
+
+use crate::error::PipelineError;
+
+/// Roughly how many tokens `text` is: its length in bytes divided by 4, rounded up.
+///
+/// A deliberately simple estimate (tokenizers average 3.5 to 4.5 bytes per token on code and
+/// English), good enough to size a plan or spot a span that will not fit a context window.
+pub fn estimate_tokens(text: &str) -> u32 {
+    u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// What a prompt says about the span it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptSpan<'a> {
+    /// The file, relative to the repo root.
+    pub path: &'a str,
+    /// The span's first line (1-based).
+    pub line_start: u32,
+    /// The span's last line (inclusive).
+    pub line_end: u32,
+    /// The file's language (`python`, `rust`, …), used to label the code.
+    pub lang: &'a str,
+    /// The symbol the span defines; may be empty.
+    pub symbol: &'a str,
+    /// The kind of span (`function`, `class`, …); may be empty.
+    pub kind: &'a str,
+}
+
+impl<'a> PromptSpan<'a> {
+    /// The prompt's view of a pending span.
+    pub fn of(span: &'a PendingSpan) -> Self {
+        Self {
+            path: &span.file_path,
+            line_start: span.start_line,
+            line_end: span.end_line,
+            lang: &span.lang,
+            symbol: &span.symbol,
+            kind: &span.kind,
+        }
+    }
+}
+
+/// How a span's source was shortened to fit `max_snippet_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SnippetCut {
+    /// Bytes of source in the prompt.
+    pub shown_bytes: usize,
+    /// Bytes of the whole span.
+    pub total_bytes: usize,
+    /// The last line (fully or partly) in the prompt.
+    pub last_line: u32,
+    /// True when even the first line was longer than the limit, so the cut falls inside a line
+    /// (at a UTF-8 character boundary).
+    pub inside_line: bool,
+}
+
+/// A prompt ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// The full prompt text.
+    pub text: String,
+    /// [`estimate_tokens`] of the text.
+    pub estimated_tokens: u32,
+    /// Set when the span's source was cut to fit `max_snippet_bytes`.
+    pub cut: Option<SnippetCut>,
+}
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Text(String),
+    Path,
+    LineStart,
+    LineEnd,
+    Snippet,
+}
+
+/// Builds each span's prompt: the configured template, or the built-in one.
+///
+/// A template uses `{path}`, `{line_start}`, `{line_end}` and `{snippet}`; `{{` and `}}` are
+/// literal braces. These are the rules of Python's `str.format`, which LLMC applies to the same
+/// template, so an LLMC template works unchanged (and a JSON example in it needs its braces
+/// doubled, as it does for LLMC). The template is parsed once, when the builder is made.
+///
+/// The built-in prompt asks for one enrichment.v1 JSON object, describing every field with its
+/// limits (summary at most 120 words, usage snippet at most 12 lines, evidence line ranges inside
+/// the span), and names the span's range as `lines N-M` before anything else that looks like a
+/// line range.
+///
+/// A span longer than `max_snippet_bytes` is cut at the last line break that fits (inside the
+/// first line only when that line alone is too long, and then at a character boundary), and a
+/// note right after the snippet says what was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptBuilder {
+    template: Option<Vec<Segment>>,
+    max_snippet_bytes: usize,
+}
+
+impl PromptBuilder {
+    /// A builder for `[enrichment.prompt]`.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::PromptTemplate`] for a template with an unknown placeholder or an
+    /// unmatched brace; [`PipelineError::InvalidSetting`] for `max_snippet_bytes = 0`.
+    pub fn new(config: &PromptConfig) -> Result<Self, PipelineError> {
+        if config.max_snippet_bytes == 0 {
+            return Err(PipelineError::InvalidSetting {
+                key: "prompt.max_snippet_bytes",
+                value: "0".to_owned(),
+                fix: "it must be at least 1 (the default is 24576)",
+            });
+        }
+        let template = config.template.as_deref().map(parse_template).transpose()?;
+        if let Some(segments) = &template
+            && !segments.contains(&Segment::Snippet)
+        {
+            tracing::warn!(
+                "[enrichment.prompt] template has no {{snippet}} placeholder: the model will not \
+                 see the code it is asked to describe"
+            );
+        }
+        Ok(Self {
+            template,
+            max_snippet_bytes: config.max_snippet_bytes,
+        })
+    }
+
+    /// Whether a template is configured (else the built-in prompt is used).
+    pub fn has_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// The prompt for `span` whose source is `source`.
+    pub fn build(&self, span: &PromptSpan<'_>, source: &str) -> Prompt {
+        let (snippet, cut) = cut_snippet(source, self.max_snippet_bytes, span.line_start);
+        let mut text = String::with_capacity(snippet.len() + 1600);
+        match &self.template {
+            Some(segments) => {
+                for segment in segments {
+                    match segment {
+                        Segment::Text(t) => text.push_str(t),
+                        Segment::Path => text.push_str(span.path),
+                        Segment::LineStart => push_display(&mut text, span.line_start),
+                        Segment::LineEnd => push_display(&mut text, span.line_end),
+                        Segment::Snippet => {
+                            text.push_str(snippet);
+                            if let Some(cut) = &cut {
+                                push_cut_note(&mut text, span, cut);
+                            }
+                        }
+                    }
+                }
+            }
+            None => built_in(&mut text, span, snippet, cut.as_ref()),
+        }
+        Prompt {
+            estimated_tokens: estimate_tokens(&text),
+            text,
+            cut,
+        }
+    }
+}
+
+fn push_display(text: &mut String, value: impl std::fmt::Display) {
+    // Writing to a String cannot fail.
+    let _ = write!(text, "{value}");
+}
+
+/// Parses a template with Python `str.format` rules restricted to our four names.
+fn parse_template(template: &str) -> Result<Vec<Segment>, PipelineError> {
+    let mut segments = Vec::new();
+    let mut literal = String::new();
+    let mut rest = template.char_indices().peekable();
+    while let Some((at, c)) = rest.next() {
+        match c {
+            '{' if rest.peek().is_some_and(|&(_, n)| n == '{') => {
+                rest.next();
+                literal.push('{');
+            }
+            '}' if rest.peek().is_some_and(|&(_, n)| n == '}') => {
+                rest.next();
+                literal.push('}');
+            }
+            '{' => {
+                let Some(close) = template[at..].find('}').map(|i| at + i) else {
+                    return Err(PipelineError::PromptTemplate {
+                        problem: format!("the '{{' at byte {at} is never closed"),
+                    });
+                };
+                let segment = match &template[at + 1..close] {
+                    "path" => Segment::Path,
+                    "line_start" => Segment::LineStart,
+                    "line_end" => Segment::LineEnd,
+                    "snippet" => Segment::Snippet,
+                    other => {
+                        return Err(PipelineError::PromptTemplate {
+                            problem: format!("unknown placeholder {{{other}}} at byte {at}"),
+                        });
+                    }
+                };
+                if !literal.is_empty() {
+                    segments.push(Segment::Text(std::mem::take(&mut literal)));
+                }
+                segments.push(segment);
+                // Skip the name and its closing brace.
+                while rest.next_if(|&(i, _)| i <= close).is_some() {}
+            }
+            '}' => {
+                return Err(PipelineError::PromptTemplate {
+                    problem: format!("single '}}' at byte {at}"),
+                });
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        segments.push(Segment::Text(literal));
+    }
+    Ok(segments)
+}
+
+/// The source cut to at most `max` bytes, at a line boundary when one fits.
+fn cut_snippet(source: &str, max: usize, line_start: u32) -> (&str, Option<SnippetCut>) {
+    if source.len() <= max {
+        return (source, None);
+    }
+    let mut end = max;
+    while !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    let (shown, inside_line) = match source[..end].rfind('\n') {
+        Some(newline) => (&source[..=newline], false),
+        None => (&source[..end], true),
+    };
+    let breaks = shown.bytes().filter(|&b| b == b'\n').count();
+    let breaks = u32::try_from(breaks).unwrap_or(u32::MAX);
+    // Ending on a line break, the last line shown is the one before it.
+    let last_line = if inside_line {
+        line_start
+    } else {
+        line_start.saturating_add(breaks.saturating_sub(1))
+    };
+    let cut = SnippetCut {
+        shown_bytes: shown.len(),
+        total_bytes: source.len(),
+        last_line,
+        inside_line,
+    };
+    (shown, Some(cut))
+}
+
+fn push_cut_note(text: &mut String, span: &PromptSpan<'_>, cut: &SnippetCut) {
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let (start, end) = (span.line_start, span.line_end);
+    let (shown, total) = (cut.shown_bytes, cut.total_bytes);
+    if cut.inside_line {
+        push_display(
+            text,
+            format_args!(
+                "[source cut: only the first {shown} of {total} bytes are shown, ending inside \
+                 line {start}; the span continues to line {end}]"
+            ),
+        );
+    } else {
+        push_display(
+            text,
+            format_args!(
+                "[source cut: lines {start}-{} of the span's {start}-{end} are shown ({shown} of \
+                 {total} bytes)]",
+                cut.last_line
+            ),
+        );
+    }
+}
+
+/// The longest run of backticks in `text`.
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// The built-in prompt.
+fn built_in(text: &mut String, span: &PromptSpan<'_>, snippet: &str, cut: Option<&SnippetCut>) {
+    let (path, start, end) = (span.path, span.line_start, span.line_end);
+    push_display(
+        text,
+        format_args!(
+            "Describe the code in {path}, lines {start}-{end}, for a code search index.\n"
+        ),
+    );
+    if !span.symbol.is_empty() {
+        let kind = if span.kind.is_empty() {
+            "span"
+        } else {
+            span.kind
+        };
+        push_display(text, format_args!("It is the {kind} `{}`.\n", span.symbol));
+    }
+    push_display(
+        text,
+        format_args!(
+            "\nReply with ONE JSON object (schema enrichment.v1) and nothing else: no markdown \
+             fence, no text before or after it. It has exactly these keys:\n\
+             - \"summary_120w\": string, what the code does and why, at most {SUMMARY_MAX_WORDS} \
+             words.\n\
+             - \"inputs\": array of strings, the parameters, arguments and data it reads.\n\
+             - \"outputs\": array of strings, the return values and data it produces.\n\
+             - \"side_effects\": array of strings, its I/O, changes to shared state, network \
+             calls and logging.\n\
+             - \"pitfalls\": array of strings, edge cases, error conditions and misuse to watch \
+             for.\n\
+             - \"usage_snippet\": string, a short example call of at most \
+             {USAGE_SNIPPET_MAX_LINES} lines, or null when there is none.\n\
+             - \"evidence\": array of {{\"field\": one of the keys above, \"lines\": [first, \
+             last]}}, citing the source lines that support each filled field; every line \
+             number must be inside lines {start}-{end}.\n\
+             Use [] for an array with nothing to say. Keep each array item to a short phrase. \
+             Write in English.\n\n\
+             The source, starting at line {start}:\n"
+        ),
+    );
+    let fence = "`".repeat(longest_backtick_run(snippet).max(2) + 1);
+    push_display(text, format_args!("{fence}{}\n{snippet}", span.lang));
+    if !snippet.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&fence);
+    text.push('\n');
+    if let Some(cut) = cut {
+        push_cut_note(text, span, cut);
+        text.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_with_python_format_rules() {
+        let parsed = parse_template("{{x}} {path}:{line_start}-{line_end}\n{snippet}}}").unwrap();
+        assert_eq!(
+            parsed,
+            [
+                Segment::Text("{x} ".into()),
+                Segment::Path,
+                Segment::Text(":".into()),
+                Segment::LineStart,
+                Segment::Text("-".into()),
+                Segment::LineEnd,
+                Segment::Text("\n".into()),
+                Segment::Snippet,
+                Segment::Text("}".into()),
+            ]
+        );
+        for (template, problem) in [
+            ("a {lang} b", "unknown placeholder {lang} at byte 2"),
+            (
+                "{\"summary_120w\": 1}",
+                "unknown placeholder {\"summary_120w\": 1} at byte 0",
+            ),
+            ("a { b", "the '{' at byte 2 is never closed"),
+            ("a } b", "single '}' at byte 2"),
+        ] {
+            let err = parse_template(template).unwrap_err().to_string();
+            assert!(err.contains(problem), "{template}: {err}");
+        }
+    }
+
+    #[test]
+    fn snippets_are_cut_at_line_boundaries_or_char_boundaries() {
+        let source = "ab\ncd\nef\n";
+        assert_eq!(cut_snippet(source, 9, 10), (source, None));
+        let (shown, cut) = cut_snippet(source, 7, 10);
+        assert_eq!(shown, "ab\ncd\n");
+        let cut = cut.unwrap();
+        assert_eq!(
+            (cut.last_line, cut.inside_line, cut.shown_bytes),
+            (11, false, 6)
+        );
+        // One long line of two-byte characters: cut inside it, never inside a character.
+        let (shown, cut) = cut_snippet("ééééé\n", 5, 3);
+        assert_eq!(shown, "éé");
+        assert_eq!(cut.map(|c| (c.last_line, c.inside_line)), Some((3, true)));
+    }
+
+    #[test]
+    fn token_estimate_rounds_up() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("abcd"), 1);
+        assert_eq!(estimate_tokens("abcde"), 2);
+    }
+}

@@ -1,0 +1,299 @@
+//! What a run returns: per-span results, batch and run summaries, and dry-run plans.
+
+use std::time::Duration;
+
+use enrich_backends::{AttemptRecord, Enrichment};
+use enrich_db::{RunCounts, RunId, RunStatus};
+use enrich_router::RouteDecision;
+use serde::{Deserialize, Serialize};
+
+use crate::prompt::SnippetCut;
+
+/// How one span ended in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanStatus {
+    /// A backend produced a valid enrichment; it is stored.
+    Enriched,
+    /// Every backend failed and `on_failure = "fallback_to_empty"`: an empty enrichment, marked
+    /// as a fallback, is stored so the span stops being pending.
+    FellBack,
+    /// Every backend failed, or the source could not be read: the failure ledger records a
+    /// failed run; the span is retried by a later run until it is dead-lettered.
+    Failed,
+    /// Left for a later run (its file changed within the cooldown); nothing written.
+    Skipped,
+    /// The run was aborted while the span was in flight; nothing written, not even its attempts.
+    Cancelled,
+}
+
+impl SpanStatus {
+    /// The snake_case name used in events.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SpanStatus::Enriched => "enriched",
+            SpanStatus::FellBack => "fell_back",
+            SpanStatus::Failed => "failed",
+            SpanStatus::Skipped => "skipped",
+            SpanStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunEnd {
+    /// Every span pending at the start was taken on (failed ones stay pending for a later run).
+    Exhausted,
+    /// The limit of spans per run was reached with spans still pending.
+    LimitReached,
+    /// [`RunControl::stop`](crate::RunControl::stop): no new span was taken; spans in flight
+    /// finished and were written.
+    Stopped,
+    /// [`RunControl::abort`](crate::RunControl::abort): spans in flight were cancelled and
+    /// nothing was written for them.
+    Aborted,
+    /// An error stopped the run (the writer failed, a span's task panicked).
+    Failed,
+}
+
+impl RunEnd {
+    /// The status stored in the `runs` table for a run that ended this way.
+    pub const fn status(self) -> RunStatus {
+        match self {
+            RunEnd::Exhausted => RunStatus::Completed,
+            RunEnd::LimitReached | RunEnd::Stopped | RunEnd::Aborted => RunStatus::Interrupted,
+            RunEnd::Failed => RunStatus::Failed,
+        }
+    }
+}
+
+/// What happened to one span.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpanResult {
+    /// The span.
+    pub span_hash: String,
+    /// Its file, relative to the repo root.
+    pub path: String,
+    /// Its first line.
+    pub line_start: u32,
+    /// Its last line.
+    pub line_end: u32,
+    /// How it ended.
+    pub status: SpanStatus,
+    /// The validated enrichment, when a backend produced one.
+    pub enrichment: Option<Enrichment>,
+    /// Every backend attempt, in order (also for a cancelled span, though none is stored).
+    pub attempts: Vec<AttemptRecord>,
+    /// The routing decision; `None` for a skipped span, which is not routed.
+    pub route: Option<RouteDecision>,
+    /// How long the span took.
+    pub duration: Duration,
+    /// Why it failed, fell back, was skipped or cancelled.
+    pub error: Option<String>,
+}
+
+impl SpanResult {
+    /// True when a backend's enrichment was stored for the span.
+    pub fn success(&self) -> bool {
+        self.status == SpanStatus::Enriched
+    }
+}
+
+/// Span counts of a run, by how each span ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpanCounts {
+    /// Enriched.
+    pub succeeded: u64,
+    /// Stored empty by the fallback policy.
+    pub fell_back: u64,
+    /// Failed (ledgered).
+    pub failed: u64,
+    /// Skipped (cooldown).
+    pub skipped: u64,
+    /// Cancelled in flight.
+    pub cancelled: u64,
+}
+
+impl SpanCounts {
+    /// Spans taken on and finished: enriched, fell back or failed.
+    pub(crate) fn attempted(&self) -> u64 {
+        self.succeeded + self.fell_back + self.failed
+    }
+
+    /// Counts one span.
+    pub(crate) fn add(&mut self, status: SpanStatus) {
+        match status {
+            SpanStatus::Enriched => self.succeeded += 1,
+            SpanStatus::FellBack => self.fell_back += 1,
+            SpanStatus::Failed => self.failed += 1,
+            SpanStatus::Skipped => self.skipped += 1,
+            SpanStatus::Cancelled => self.cancelled += 1,
+        }
+    }
+
+    /// The counts stored in the `runs` table: a fallback is a failed span there, and a cancelled
+    /// one was left for later like a skipped one.
+    pub(crate) fn to_db(self) -> RunCounts {
+        RunCounts {
+            attempted: self.attempted(),
+            succeeded: self.succeeded,
+            failed: self.failed + self.fell_back,
+            skipped: self.skipped + self.cancelled,
+        }
+    }
+}
+
+/// The outcome of a whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// The run's id in the `runs` table.
+    pub run_id: RunId,
+    /// Why it ended.
+    pub end: RunEnd,
+    /// Spans pending when it started.
+    pub total_pending: u64,
+    /// Spans taken on: `succeeded + fell_back + failed`.
+    pub attempted: u64,
+    /// Spans enriched.
+    pub succeeded: u64,
+    /// Spans stored empty by `on_failure = "fallback_to_empty"`.
+    pub fell_back: u64,
+    /// Spans that failed (recorded in the failure ledger).
+    pub failed: u64,
+    /// Spans left for a later run (cooldown).
+    pub skipped: u64,
+    /// Spans cancelled in flight by an abort (nothing written).
+    pub cancelled: u64,
+    /// Spans this run dead-lettered (they reached `max_failures_per_span` failed runs).
+    pub dead_lettered: u64,
+    /// Outcomes whose span disappeared from the index during the run (re-indexed): their
+    /// attempts are logged, nothing else is written.
+    pub vanished: u64,
+    /// Batches (pages of pending spans) handled.
+    pub batches: u64,
+    /// Wall time of the run.
+    pub duration: Duration,
+}
+
+impl RunSummary {
+    /// The status stored in the `runs` table.
+    pub fn status(&self) -> RunStatus {
+        self.end.status()
+    }
+
+    /// `succeeded / attempted`, or 0 when nothing was attempted.
+    pub fn success_rate(&self) -> f64 {
+        ratio(self.succeeded, self.attempted)
+    }
+}
+
+/// The outcome of [`Pipeline::process_batch`](crate::Pipeline::process_batch): a run of at most
+/// `limit` spans, with every span's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchResult {
+    /// The run's id.
+    pub run_id: RunId,
+    /// Why it ended.
+    pub end: RunEnd,
+    /// Spans pending when it started.
+    pub total_pending: u64,
+    /// Spans taken on: `succeeded + fell_back + failed`.
+    pub attempted: u64,
+    /// Spans enriched.
+    pub succeeded: u64,
+    /// Spans stored empty by the fallback policy.
+    pub fell_back: u64,
+    /// Spans that failed.
+    pub failed: u64,
+    /// Spans left for a later run.
+    pub skipped: u64,
+    /// Spans cancelled in flight.
+    pub cancelled: u64,
+    /// Spans dead-lettered by this run.
+    pub dead_lettered: u64,
+    /// Wall time.
+    pub duration: Duration,
+    /// Every span's result, in the order they finished.
+    pub results: Vec<SpanResult>,
+}
+
+impl BatchResult {
+    pub(crate) fn new(summary: RunSummary, results: Vec<SpanResult>) -> Self {
+        Self {
+            run_id: summary.run_id,
+            end: summary.end,
+            total_pending: summary.total_pending,
+            attempted: summary.attempted,
+            succeeded: summary.succeeded,
+            fell_back: summary.fell_back,
+            failed: summary.failed,
+            skipped: summary.skipped,
+            cancelled: summary.cancelled,
+            dead_lettered: summary.dead_lettered,
+            duration: summary.duration,
+            results,
+        }
+    }
+
+    /// `succeeded / attempted`, or 0 when nothing was attempted.
+    pub fn success_rate(&self) -> f64 {
+        ratio(self.succeeded, self.attempted)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// What a run would do with one pending span ([`Pipeline::plan`](crate::Pipeline::plan)).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedSpan {
+    /// `spans.id`.
+    pub span_id: i64,
+    /// The span.
+    pub span_hash: String,
+    /// Its file, relative to the repo root.
+    pub path: String,
+    /// The symbol it defines.
+    pub symbol: String,
+    /// Its first line.
+    pub line_start: u32,
+    /// Its last line.
+    pub line_end: u32,
+    /// The chain and backends that would serve it, and why.
+    pub route: RouteDecision,
+    /// The prompt's estimated size in tokens; `None` when the source cannot be read.
+    pub estimated_tokens: Option<u32>,
+    /// Set when the source would be cut to `max_snippet_bytes`.
+    pub cut: Option<SnippetCut>,
+    /// True when a run now would skip it (its file changed within the cooldown).
+    pub in_cooldown: bool,
+    /// Why the source cannot be read (a run would record the span as failed).
+    pub source_error: Option<String>,
+}
+
+/// A dry run: what the next run would do, without calling any backend or writing anything.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Spans pending now.
+    pub total_pending: u64,
+    /// The first pending spans, in the order a run takes them.
+    pub spans: Vec<PlannedSpan>,
+}
+
+impl Plan {
+    /// The sum of the estimated prompt tokens of the planned spans.
+    pub fn estimated_tokens(&self) -> u64 {
+        self.spans
+            .iter()
+            .filter_map(|s| s.estimated_tokens)
+            .map(u64::from)
+            .sum()
+    }
+}

@@ -1,0 +1,279 @@
+//! [`PipelineSettings`]: how a run behaves, mostly read from `[enrichment]`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use enrich_backends::CascadePolicy;
+use enrich_config::{BackendSpec, EnrichmentConfig, OnFailure, redacted_options};
+
+use crate::error::PipelineError;
+
+/// The backend option that caps requests in flight to one backend (default 1).
+pub const MAX_IN_FLIGHT_OPTION: &str = "max_in_flight";
+
+/// An alias of [`MAX_IN_FLIGHT_OPTION`], named after the server's `OLLAMA_NUM_PARALLEL`.
+pub const PARALLEL_OPTION: &str = "parallel";
+
+/// Everything a run needs to know besides the router, the adapters and the prompt.
+///
+/// [`PipelineSettings::from_config`] fills it from `[enrichment]`; the CLI then applies its flags
+/// (`--limit`, `--chain`, …) by setting fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSettings {
+    /// The repository root: span paths are relative to it, and source is never read outside it.
+    pub repo_root: PathBuf,
+    /// The index database (default: LLMC's `<repo>/.llmc/rag/index_v2.db`).
+    pub db_path: PathBuf,
+    /// Spans in flight at once (`concurrency`, at least 1).
+    pub concurrency: usize,
+    /// Spans read from the index per page, and reported per [`Event::BatchFinished`]
+    /// (`batch_size`, at least 1). Pages are read as slots free up, so this is not a barrier.
+    ///
+    /// [`Event::BatchFinished`]: crate::Event::BatchFinished
+    pub batch_size: usize,
+    /// The most spans one run takes on (skipped spans do not count); `None` takes all.
+    pub limit: Option<u64>,
+    /// Send every span to this chain (`--chain`), whatever the routes say.
+    pub chain_override: Option<String>,
+    /// Spans of files modified (per the index's `files.mtime`) less than this long ago are left
+    /// for a later run and counted as skipped (`cooldown_seconds`, LLMC's rule).
+    pub cooldown: Duration,
+    /// Failed runs after which a span is dead-lettered (`max_failures_per_span`; 0 never).
+    pub max_failures_per_span: u32,
+    /// Reject enrichments with characters outside Latin-1 (`enforce_latin1_enrichment`).
+    pub enforce_latin1: bool,
+    /// What to store when every backend failed for a span (`on_failure`).
+    pub on_failure: OnFailure,
+    /// Retries, backoff, circuit breaker and the attempt cap per span. [`from_config`] sets
+    /// `max_attempts_per_span` from `max_retries_per_span` (see there).
+    ///
+    /// [`from_config`]: Self::from_config
+    pub cascade: CascadePolicy,
+    /// The writer commits after this many span outcomes…
+    pub commit_every: usize,
+    /// …or when its oldest uncommitted outcome is this old, and always at the end of a run.
+    pub commit_interval: Duration,
+    /// Identifies the configuration in the `runs` table (see [`config_fingerprint`]).
+    pub config_fingerprint: String,
+}
+
+impl PipelineSettings {
+    /// Outcomes per commit by default.
+    pub const DEFAULT_COMMIT_EVERY: usize = 64;
+    /// The longest an outcome waits for its commit by default.
+    pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+    /// Settings from `[enrichment]` for the repository at `repo_root`.
+    ///
+    /// `max_retries_per_span` becomes the cascade's `max_attempts_per_span`: the config documents
+    /// it as "backend attempts allowed per span in one run" (first tries, retries and fallbacks
+    /// together), so 3 means three calls at most; 0 counts as 1, since a span with no attempt
+    /// could never be enriched. The rest of the cascade policy is the default table.
+    pub fn from_config(config: &EnrichmentConfig, repo_root: impl Into<PathBuf>) -> Self {
+        let repo_root = repo_root.into();
+        Self {
+            db_path: enrich_db::default_db_path(&repo_root),
+            repo_root,
+            concurrency: config.concurrency,
+            batch_size: config.batch_size,
+            limit: None,
+            chain_override: None,
+            cooldown: Duration::from_secs(config.cooldown_seconds),
+            max_failures_per_span: config.max_failures_per_span,
+            enforce_latin1: config.enforce_latin1_enrichment,
+            on_failure: config.on_failure,
+            cascade: CascadePolicy::default()
+                .with_max_attempts_per_span(config.max_retries_per_span.max(1)),
+            commit_every: Self::DEFAULT_COMMIT_EVERY,
+            commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
+            config_fingerprint: config_fingerprint(config),
+        }
+    }
+
+    /// Checks the values a run cannot work with.
+    pub(crate) fn validate(&self) -> Result<(), PipelineError> {
+        let positive = |key, value: usize| {
+            if value == 0 {
+                Err(PipelineError::InvalidSetting {
+                    key,
+                    value: "0".to_owned(),
+                    fix: "it must be at least 1",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        if !self.repo_root.is_dir() {
+            return Err(PipelineError::InvalidSetting {
+                key: "repo_root",
+                value: self.repo_root.display().to_string(),
+                fix: "it is not a directory; pass the root of the indexed repository",
+            });
+        }
+        positive("concurrency", self.concurrency)?;
+        positive("batch_size", self.batch_size)?;
+        positive("commit_every", self.commit_every)?;
+        if self.cascade.max_attempts_per_span == 0 {
+            return Err(PipelineError::InvalidSetting {
+                key: "max_retries_per_span",
+                value: "0".to_owned(),
+                fix: "a span needs at least one attempt",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A short, stable fingerprint of a configuration, stored with each run so `enrich status` can
+/// tell runs made with different settings apart: `fnv1a64:` and 16 hex digits of the FNV-1a hash
+/// of the configuration's JSON form, with secret-looking options redacted first (so the
+/// fingerprint never depends on, or reveals, a secret).
+pub fn config_fingerprint(config: &EnrichmentConfig) -> String {
+    let mut redacted = config.clone();
+    for backend in &mut redacted.backends {
+        backend.options = redacted_options(&backend.options);
+    }
+    // Plain data with string keys: serialising it cannot fail.
+    let json = serde_json::to_vec(&redacted).unwrap_or_default();
+    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("fnv1a64:{hash:016x}")
+}
+
+/// The most requests the pipeline sends to `backend` at once: its `max_in_flight` option (or
+/// the alias `parallel`), default 1. Set it to the server's `OLLAMA_NUM_PARALLEL`: more requests
+/// would only queue in the server, where they count against their timeout.
+///
+/// Accepts a positive integer or a string holding one (`"2"`), as LLMC's loader reads numbers.
+///
+/// # Errors
+///
+/// [`PipelineError::InvalidInFlightOption`] for zero, a negative or fractional number, anything
+/// else that is not a positive integer, or both keys given with different values.
+pub fn max_in_flight(backend: &BackendSpec) -> Result<usize, PipelineError> {
+    let read = |key: &'static str| -> Result<Option<usize>, PipelineError> {
+        let Some(value) = backend.options.get(key) else {
+            return Ok(None);
+        };
+        let parsed = match value {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match parsed.and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if n > 0 => Ok(Some(n)),
+            _ => Err(PipelineError::InvalidInFlightOption {
+                backend: backend.name.clone(),
+                chain: backend.chain.clone(),
+                key,
+                found: value.to_string(),
+            }),
+        }
+    };
+    match (read(MAX_IN_FLIGHT_OPTION)?, read(PARALLEL_OPTION)?) {
+        (Some(a), Some(b)) if a != b => Err(PipelineError::InvalidInFlightOption {
+            backend: backend.name.clone(),
+            chain: backend.chain.clone(),
+            key: PARALLEL_OPTION,
+            found: format!("{b} while `{MAX_IN_FLIGHT_OPTION}` is {a} (set only one of them)"),
+        }),
+        (Some(n), _) | (None, Some(n)) => Ok(n),
+        (None, None) => Ok(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(options: serde_json::Value) -> BackendSpec {
+        let mut spec = BackendSpec::new("gpu", "default", "ollama", "m");
+        spec.options = options.as_object().cloned().unwrap_or_default();
+        spec
+    }
+
+    #[test]
+    fn max_in_flight_reads_either_key_leniently() {
+        use serde_json::json;
+        let ok = [
+            (json!({}), 1),
+            (json!({"max_in_flight": 4}), 4),
+            (json!({"parallel": 2}), 2),
+            (json!({"parallel": " 3 "}), 3),
+            (json!({"max_in_flight": 2, "parallel": 2}), 2),
+        ];
+        for (options, expected) in ok {
+            assert_eq!(
+                max_in_flight(&spec(options.clone())).unwrap(),
+                expected,
+                "{options}"
+            );
+        }
+        let bad = [
+            (
+                json!({"max_in_flight": 0}),
+                "option `max_in_flight` of backend 'gpu' in chain 'default' is 0",
+            ),
+            (
+                json!({"parallel": -1}),
+                "option `parallel` of backend 'gpu' in chain 'default' is -1",
+            ),
+            (json!({"parallel": 1.5}), "is 1.5"),
+            (json!({"max_in_flight": "many"}), "is \"many\""),
+            (
+                json!({"max_in_flight": 2, "parallel": 4}),
+                "is 4 while `max_in_flight` is 2 (set only one of them)",
+            ),
+        ];
+        for (options, needle) in bad {
+            let message = max_in_flight(&spec(options)).unwrap_err().to_string();
+            assert!(message.contains(needle), "{message}");
+            assert!(
+                message.contains("fix it in the backend's `options`"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn fingerprints_change_with_settings_but_not_with_secrets() {
+        let base = EnrichmentConfig::default();
+        let fingerprint = config_fingerprint(&base);
+        assert!(
+            fingerprint.starts_with("fnv1a64:") && fingerprint.len() == 24,
+            "{fingerprint}"
+        );
+        assert_eq!(config_fingerprint(&base.clone()), fingerprint);
+
+        let mut other = base.clone();
+        other.batch_size += 1;
+        assert_ne!(config_fingerprint(&other), fingerprint);
+
+        let with_key = |key: &str| {
+            let mut config = base.clone();
+            config.backends[0]
+                .options
+                .insert("api_key".into(), serde_json::Value::String(key.into()));
+            config_fingerprint(&config)
+        };
+        assert_eq!(with_key("one"), with_key("two"));
+    }
+
+    #[test]
+    fn from_config_maps_retries_onto_attempts() {
+        let mut config = EnrichmentConfig {
+            max_retries_per_span: 4,
+            ..EnrichmentConfig::default()
+        };
+        let settings = PipelineSettings::from_config(&config, "/repo");
+        assert_eq!(settings.cascade.max_attempts_per_span, 4);
+        assert_eq!(
+            settings.db_path,
+            PathBuf::from("/repo/.llmc/rag/index_v2.db")
+        );
+        config.max_retries_per_span = 0;
+        let settings = PipelineSettings::from_config(&config, "/repo");
+        assert_eq!(settings.cascade.max_attempts_per_span, 1);
+    }
+}

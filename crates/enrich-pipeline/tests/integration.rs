@@ -1,0 +1,16 @@
+//! enrich-pipeline's integration tests: real SQLite files in temporary repositories, scripted
+//! in-process backends, tokio's paused clock for everything time-dependent.
+
+#[path = "integration/support.rs"]
+mod support;
+
+#[path = "integration/concurrency.rs"]
+mod concurrency;
+#[path = "integration/events.rs"]
+mod events;
+#[path = "integration/failures.rs"]
+mod failures;
+#[path = "integration/prompts.rs"]
+mod prompts;
+#[path = "integration/runs.rs"]
+mod runs;

@@ -1,0 +1,219 @@
+//! The event stream: JSONL log lines that parse back, in a consistent order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use enrich_backends::FailureKind;
+use enrich_pipeline::{Event, EventSink, JsonlSink, NextStep, PipelineError, RunControl};
+
+use crate::support::{Fixture, Reply, Scripted, config, pipeline};
+
+/// Reads a JSONL log: every line is one JSON object with a `type`, `at_ms` and `run_id`.
+fn read_log(path: &std::path::Path) -> Vec<Event> {
+    let text = std::fs::read_to_string(path).expect("read log");
+    assert!(text.ends_with('\n'), "every line is complete");
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            for key in ["type", "at_ms", "run_id"] {
+                assert!(value.get(key).is_some(), "{key} missing in {line}");
+            }
+            serde_json::from_value(value).expect("an Event")
+        })
+        .collect()
+}
+
+/// The position of the first event matching `pred`.
+fn position(events: &[Event], pred: impl Fn(&Event) -> bool) -> usize {
+    events.iter().position(pred).expect("event present")
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_jsonl_log_parses_back_and_comes_in_order() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 5);
+    // The first backend fails every other span, so some spans have two attempts.
+    let flaky = Arc::new(Scripted::new("flaky").replies(|_, call| {
+        if call % 2 == 1 {
+            Reply::Fail(FailureKind::ContextExceeded)
+        } else {
+            Reply::Valid
+        }
+    }));
+    let solid = Arc::new(Scripted::new("solid"));
+    let log_path = fixture.repo.join(".llmc/logs/enrich-events.jsonl");
+    let log = Arc::new(JsonlSink::create(&log_path).expect("create log"));
+    let config = config(&[&flaky, &solid]);
+    let mut settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
+    settings.batch_size = 2;
+    settings.concurrency = 2;
+    let collected = Arc::new(crate::support::Collector::default());
+    let pipeline = enrich_pipeline::Pipeline::builder(&config, settings)
+        .router(enrich_router::Router::with_routing_disabled(&config, false))
+        .event_sink(Arc::clone(&log) as Arc<dyn EventSink>)
+        .event_sink(Arc::clone(&collected) as Arc<dyn EventSink>)
+        .build(&crate::support::registry(&[&flaky, &solid]))
+        .expect("build");
+
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+    log.check().expect("log written");
+
+    let events = read_log(&log_path);
+    assert_eq!(
+        events,
+        collected.events(),
+        "the log holds exactly the events, in order"
+    );
+    assert!(events.iter().all(|e| e.run_id() == summary.run_id));
+    assert!(matches!(
+        events.first(),
+        Some(Event::RunStarted {
+            total_pending: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        events.last(),
+        Some(Event::RunFinished { succeeded: 5, .. })
+    ));
+
+    // Per span: started, its attempts, finished.
+    let mut batch_of: HashMap<String, u64> = HashMap::new();
+    for event in &events {
+        let Event::SpanStarted {
+            span_hash, batch, ..
+        } = event
+        else {
+            continue;
+        };
+        batch_of.insert(span_hash.clone(), *batch);
+        let started = position(
+            &events,
+            |e| matches!(e, Event::SpanStarted { span_hash: h, .. } if h == span_hash),
+        );
+        let finished = position(
+            &events,
+            |e| matches!(e, Event::SpanFinished { span_hash: h, .. } if h == span_hash),
+        );
+        let attempts: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(
+                |(_, e)| matches!(e, Event::AttemptFinished { span_hash: h, .. } if h == span_hash),
+            )
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!attempts.is_empty());
+        assert!(
+            attempts.iter().all(|&i| started < i && i < finished),
+            "{span_hash}"
+        );
+    }
+    assert_eq!(batch_of.len(), 5);
+    // A batch is reported after the last of its spans.
+    let batches: Vec<(usize, u64, u64)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::BatchFinished { batch, spans, .. } => Some((i, *batch, *spans)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        batches.iter().map(|b| (b.1, b.2)).collect::<Vec<_>>(),
+        [(1, 2), (2, 2), (3, 1)]
+    );
+    for (at, batch, _) in batches {
+        let last_span = events
+            .iter()
+            .rposition(|e| matches!(e, Event::SpanFinished { batch: b, .. } if *b == batch))
+            .expect("spans of the batch");
+        assert!(last_span < at, "batch {batch}");
+    }
+
+    // A failed attempt says what comes next; a successful one does not.
+    let nexts: Vec<(String, Option<NextStep>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AttemptFinished { attempt, next, .. } => Some((attempt.backend.clone(), *next)),
+            _ => None,
+        })
+        .collect();
+    assert!(nexts.contains(&(
+        "flaky".to_owned(),
+        Some(NextStep::NextBackend {
+            skip_backend_for_run: false
+        })
+    )));
+    assert!(
+        nexts
+            .iter()
+            .filter(|(b, _)| b == "solid")
+            .all(|(_, next)| next.is_none())
+    );
+
+    // A second run appends to the same log.
+    fixture.index_lines("b.py", 1);
+    pipeline.run(&RunControl::new()).await.expect("second run");
+    log.check().expect("log written");
+    let both = read_log(&log_path);
+    assert_eq!(&both[..events.len()], &events[..]);
+    assert!(matches!(
+        both[events.len()],
+        Event::RunStarted {
+            total_pending: 1,
+            ..
+        }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn span_events_serialise_with_a_type_tag() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 1);
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let (pipeline, events) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |_| {});
+    pipeline.run(&RunControl::new()).await.expect("run");
+
+    let names: Vec<&str> = events.events().iter().map(Event::name).collect();
+    assert_eq!(
+        names,
+        [
+            "run_started",
+            "span_started",
+            "attempt_finished",
+            "span_finished",
+            "batch_finished",
+            "run_finished"
+        ]
+    );
+    let json: Vec<serde_json::Value> = events
+        .events()
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("json"))
+        .collect();
+    let finished = &json[3];
+    assert_eq!(finished["type"], "span_finished");
+    assert_eq!(finished["status"], "enriched");
+    assert_eq!(finished["backend"], "gpu");
+    assert_eq!(finished["model"], "gpu-model:1b");
+    assert_eq!(finished["path"], "a.py");
+    assert_eq!(json[5]["status"], "completed");
+    assert_eq!(json[5]["end"], "exhausted");
+}
+
+#[test]
+fn a_log_that_cannot_be_opened_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").expect("write");
+    let path = file.join("events.jsonl");
+    let err = JsonlSink::create(&path).expect_err("a file is not a directory");
+    assert!(matches!(err, PipelineError::EventLog { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot open the event log "),
+        "{message}"
+    );
+    assert!(message.contains("not-a-dir"), "{message}");
+}

@@ -1,0 +1,204 @@
+//! Whole runs: every pending span enriched with the right rows, re-runs, limits, batches.
+
+use std::sync::Arc;
+
+use enrich_db::{AttemptOutcome, RunStatus};
+use enrich_pipeline::{RunControl, RunEnd, config_fingerprint};
+
+use crate::support::{Fixture, Scripted, config, pipeline};
+
+#[tokio::test(start_paused = true)]
+async fn a_full_run_enriches_every_pending_span_with_the_right_rows() {
+    let fixture = Fixture::new();
+    let mut hashes = fixture.index_lines("src/a.py", 3);
+    hashes.extend(fixture.index_lines("lib/b.py", 4));
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let config = config(&[&gpu]);
+    let (pipeline, _) = pipeline(&fixture, &config, &[&gpu], |s| {
+        s.batch_size = 3;
+        s.concurrency = 2;
+    });
+
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+
+    assert_eq!(
+        (
+            summary.total_pending,
+            summary.attempted,
+            summary.succeeded,
+            summary.failed
+        ),
+        (7, 7, 7, 0)
+    );
+    assert_eq!((summary.end, summary.batches), (RunEnd::Exhausted, 3));
+    assert_eq!(summary.success_rate(), 1.0);
+    assert_eq!(gpu.calls(), 7);
+    assert_eq!(fixture.pending(), 0);
+
+    let db = fixture.db();
+    for hash in &hashes {
+        let span = db.span_by_hash(hash).unwrap().expect("span");
+        let line = span.start_line;
+        let stored = db.enrichment_by_hash(hash).unwrap().expect("enrichment");
+        let e = &stored.enrichment;
+        assert_eq!(
+            e.summary,
+            format!(
+                "Returns a constant from {} lines {line}-{line}.",
+                span.file_path
+            )
+        );
+        assert_eq!(e.outputs, ["an int"]);
+        assert_eq!(e.pitfalls, ["none known"]);
+        assert!(e.inputs.is_empty() && e.side_effects.is_empty());
+        assert_eq!(e.usage_snippet.as_deref(), Some("f()"));
+        let evidence: Vec<(&str, [u32; 2])> = e
+            .evidence
+            .iter()
+            .map(|ev| (ev.field.as_str(), ev.lines))
+            .collect();
+        // The validator adds evidence covering the span for filled fields that cite none.
+        assert_eq!(
+            evidence,
+            [
+                ("summary_120w", [line, line]),
+                ("outputs", [line, line]),
+                ("pitfalls", [line, line]),
+                ("usage_snippet", [line, line]),
+            ]
+        );
+        assert_eq!(
+            (e.model.as_str(), e.schema_ver.as_str()),
+            ("gpu-model:1b", "enrichment.v1")
+        );
+        assert!(!e.is_fallback());
+        let m = &e.metrics;
+        assert_eq!((m.eval_count, m.prompt_eval_count), (Some(42), Some(120)));
+        assert_eq!(
+            (m.eval_duration_ns, m.total_duration_ns),
+            (Some(2_000_000_000), Some(3_000_000_000))
+        );
+        assert_eq!(m.tokens_per_second, Some(21.0));
+        assert_eq!(m.backend_host.as_deref(), Some("scripted://gpu"));
+
+        let attempts = db.attempts_for_span(hash).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].run_id, summary.run_id);
+        let a = &attempts[0].attempt;
+        assert_eq!(
+            (a.attempt, a.backend.as_str(), a.outcome),
+            (1, "gpu", AttemptOutcome::Success)
+        );
+        assert!(db.failure_entry(hash).unwrap().is_none());
+    }
+
+    let run = db.run(summary.run_id).unwrap().expect("run row");
+    assert_eq!(run.status, RunStatus::Completed);
+    assert!(run.finished_at_ms.is_some());
+    assert_eq!(run.config_fingerprint, config_fingerprint(&config));
+    assert_eq!(
+        (
+            run.counts.attempted,
+            run.counts.succeeded,
+            run.counts.failed,
+            run.counts.skipped
+        ),
+        (7, 7, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_run_finds_nothing_to_do() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 4);
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let (pipeline, _) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |_| {});
+    pipeline.run(&RunControl::new()).await.expect("first run");
+    let enrichments = fixture.count("enrichments");
+
+    let again = pipeline.run(&RunControl::new()).await.expect("second run");
+
+    assert_eq!(
+        (again.total_pending, again.attempted, again.batches),
+        (0, 0, 0)
+    );
+    assert_eq!(again.end, RunEnd::Exhausted);
+    assert_eq!(gpu.calls(), 4);
+    assert_eq!(fixture.count("enrichments"), enrichments);
+    assert_eq!(fixture.count("enrich_attempts"), 4);
+    let run = fixture.db().run(again.run_id).unwrap().expect("run row");
+    assert_eq!(
+        (run.status, run.counts.attempted),
+        (RunStatus::Completed, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn process_batch_returns_each_result_and_stops_at_its_limit() {
+    let fixture = Fixture::new();
+    let hashes = fixture.index_lines("a.py", 5);
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let (pipeline, _) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| s.batch_size = 2);
+    let control = RunControl::new();
+
+    let first = pipeline
+        .process_batch(3, &control)
+        .await
+        .expect("first batch");
+    assert_eq!(
+        (first.total_pending, first.attempted, first.succeeded),
+        (5, 3, 3)
+    );
+    assert_eq!(first.end, RunEnd::LimitReached);
+    assert_eq!(first.success_rate(), 1.0);
+    let mut done: Vec<&str> = first.results.iter().map(|r| r.span_hash.as_str()).collect();
+    done.sort_unstable();
+    let mut expected: Vec<&str> = hashes[..3].iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(done, expected, "spans are taken in index order");
+    for result in &first.results {
+        assert!(result.success(), "{result:?}");
+        let route = result.route.as_ref().expect("route");
+        assert_eq!(&*route.chain_name, "default");
+        assert_eq!(result.attempts.len(), 1);
+        let summary = &result.enrichment.as_ref().expect("enrichment").summary_120w;
+        assert!(
+            summary.starts_with("Returns a constant from a.py"),
+            "{summary}"
+        );
+        assert_eq!(result.error, None);
+    }
+    let run = fixture.db().run(first.run_id).unwrap().expect("run row");
+    assert_eq!(run.status, RunStatus::Interrupted);
+
+    // Exactly the rest: the run ends because nothing is left, not because of the limit.
+    let second = pipeline
+        .process_batch(2, &control)
+        .await
+        .expect("second batch");
+    assert_eq!(
+        (second.total_pending, second.attempted, second.end),
+        (2, 2, RunEnd::Exhausted)
+    );
+
+    let empty = pipeline
+        .process_batch(2, &control)
+        .await
+        .expect("third batch");
+    assert_eq!((empty.attempted, empty.results.len()), (0, 0));
+    assert_eq!(empty.success_rate(), 0.0);
+    assert_eq!(gpu.calls(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_limit_setting_caps_a_run() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 4);
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let (pipeline, _) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| s.limit = Some(3));
+
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+
+    assert_eq!((summary.attempted, summary.end), (3, RunEnd::LimitReached));
+    assert_eq!(fixture.pending(), 1);
+}

@@ -1,0 +1,175 @@
+//! [`FakeOllama`]: a fake Ollama HTTP server on a loopback port.
+
+mod config;
+mod server;
+mod stats;
+mod wire;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::error::TestkitError;
+
+pub use self::config::{FakeOllamaConfig, Fault};
+use self::server::Shared;
+pub(crate) use self::server::prompt_bytes;
+pub use self::stats::{Endpoint, FakeOllamaStats, Outcome, RecordedRequest};
+
+/// A fake Ollama server on `127.0.0.1`, for adapter, pipeline and CLI tests and benchmarks.
+///
+/// It speaks enough of Ollama's API for an adapter not to tell the difference, with canned
+/// instead of generated text:
+///
+/// - `POST /api/generate` and `POST /api/chat`, `stream` false (one JSON object) or true (the
+///   default, as in Ollama: NDJSON chunks, then a final line with `done: true`, `done_reason`
+///   and the metrics); `format` (`"json"` or a schema object), `options` (`num_ctx` is
+///   enforced, see [`FakeOllamaConfig::context_length`]); an empty prompt answers
+///   `done_reason: "load"` at once;
+/// - `GET /api/tags`, `GET /api/version`, `POST /api/show` (context length in
+///   `model_info["llama.context_length"]`, `capabilities: ["completion"]`), `GET /api/ps` (the
+///   models used so far), `GET /`;
+/// - `POST /v1/chat/completions` (OpenAI-compatible, non-streaming: `response_format`
+///   `json_schema`/`json_object`/`text`; answers `choices[0].message.content`,
+///   `finish_reason`, `usage`; errors as `{"error":{"message","type","code"}}`) and
+///   `GET /v1/models`;
+/// - `GET /_fake/stats`: the counters as JSON ([`FakeOllamaStats::to_json`]).
+///
+/// **Answers** are deterministic: an enrichment.v1 object valid for the line range the prompt
+/// cites ([`cited_lines`](crate::cited_lines); lines 1-1 when it cites none), the same for the
+/// same prompt. **Metrics** are deterministic too: one token per four bytes of prompt (all
+/// message contents, or prompt plus system) and of answer, `load_duration` 2 ms,
+/// `prompt_eval_duration` 1 ms per prompt token, `eval_duration` 10 ms per answer token
+/// (100 tokens/s), `total_duration` their sum. OpenAI answers carry the token counts in
+/// `usage`.
+///
+/// **Capacity** mirrors Ollama's scheduler: [`FakeOllamaConfig::slots`] generations run at
+/// once, [`FakeOllamaConfig::max_queue`] more wait in arrival order, and beyond that a request
+/// gets 503 `server busy, please try again.  maximum pending requests exceeded`. Each
+/// generation holds its slot for [`FakeOllamaConfig::latency`] (tokio's clock). Requests for
+/// other models get 404 `model 'x' not found, try pulling it first`. Faults are injected per
+/// request from a script or at random with a seed ([`Fault`]).
+///
+/// **Not modelled**: OpenAI streaming (refused with a 400), `/v1/completions`, embeddings,
+/// pulling and other model management, images, tools, `raw`, `template`, `suffix`, `context`,
+/// `keep_alive` (accepted and ignored), model load and unload times, and Ollama's silent
+/// prompt truncation (an over-long prompt is always refused, as with `truncate: false`).
+///
+/// Everything is counted ([`FakeOllama::stats`]) and every request body recorded
+/// ([`FakeOllama::requests`]). [`FakeOllama::wait_until`] waits for a state without sleeping.
+/// The server runs on the runtime that started it, keeps connections alive, holds no lock
+/// across an await, and stops when dropped (open connections are closed).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use enrich_testkit::{FakeOllama, FakeOllamaConfig, Fault};
+///
+/// let server = FakeOllama::start(
+///     FakeOllamaConfig::default()
+///         .with_models(["qwen2.5:7b-instruct"])
+///         .with_faults([Fault::Busy]),
+/// )
+/// .await
+/// .unwrap();
+/// assert!(server.url().starts_with("http://127.0.0.1:"));
+/// // The first generation request gets a 503, the next ones valid answers.
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FakeOllama {
+    addr: SocketAddr,
+    url: String,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+impl FakeOllama {
+    /// Starts a server on `127.0.0.1` and the configured port (0: a free one), on the current
+    /// tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`TestkitError::Bind`] when the port cannot be listened on;
+    /// [`TestkitError::InvalidFaultRate`] when the fault rates are out of range or add up to
+    /// more than 1.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn start(config: FakeOllamaConfig) -> Result<Self, TestkitError> {
+        config.check()?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TestkitError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| TestkitError::Bind { addr, source })?;
+        let shared = Arc::new(Shared::new(config));
+        let accept = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared)));
+        Ok(Self {
+            addr,
+            url: format!("http://{addr}"),
+            shared,
+            accept,
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The counters right now.
+    pub fn stats(&self) -> FakeOllamaStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Every request body received so far (POST routes), in arrival order; empty when
+    /// [`FakeOllamaConfig::record_requests`] is off.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests()
+    }
+
+    /// The body of the last request received on `endpoint`, if any.
+    pub fn last_body(&self, endpoint: Endpoint) -> Option<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.endpoint == endpoint)
+            .map(|r| r.body)
+    }
+
+    /// Appends a fault for a coming generation request (after those already scripted).
+    pub fn push_fault(&self, fault: Fault) {
+        self.shared.push_fault(fault);
+    }
+
+    /// Waits until `condition` holds for the counters; checked now and after every arrival and
+    /// every change of the running and waiting counts. Never sleeps.
+    pub async fn wait_until(&self, mut condition: impl FnMut(&FakeOllamaStats) -> bool) {
+        loop {
+            let changed = self.shared.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before checking, so no change between the check and the wait is lost.
+            changed.as_mut().enable();
+            if condition(&self.stats()) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for FakeOllama {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
