@@ -1,7 +1,13 @@
-//! Cross-crate integration tests: a configuration file loaded by enrich-config, routed by
-//! enrich-router, its backends built through the enrich-backends registry and run by the
-//! cascade. Backends are mockall mocks (the `mock` feature): these tests are about the seams
-//! between the layers, not about any provider.
+//! Cross-crate integration tests of enrich.
+//!
+//! - Here: a configuration file loaded by enrich-config, routed by enrich-router, its backends
+//!   built through the enrich-backends registry and run by the cascade. Backends are mockall
+//!   mocks (the `mock` feature): these tests are about the seams between the layers, not about
+//!   any provider.
+//! - `cli`: the `enrich` binary end to end, against the testkit's fake Ollama server and real
+//!   SQLite files.
+
+mod cli;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 // A command-line tool talks on stderr by design.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+mod demo;
 mod model_server;
 mod tidy;
 
@@ -28,6 +29,7 @@ commands:
   test          every test (cargo-nextest when installed) and the doc tests
   docs          cargo doc --no-deps with -D warnings
   tidy          layering rules, lints opt-in, crate docs
+  demo          the main job end to end: index a small repo, enrich it with the real local model
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
 ";
 
@@ -53,6 +55,7 @@ fn run() -> Result<()> {
         "docs" => docs(&root),
         "tidy" => tidy_cmd(&root),
         "model-server" => model_server::run(&root, rest),
+        "demo" => demo::run(&root, rest),
         "help" | "--help" | "-h" => {
             eprint!("{USAGE}");
             Ok(())

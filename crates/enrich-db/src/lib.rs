@@ -14,6 +14,11 @@
 //! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`].
 //!
+//! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
+//! of files' spans that keeps the row and enrichment of every span whose content did not change
+//! ([`Db::write_index_batch`]), and removal of enrichments left without a span
+//! ([`Db::remove_orphans`]).
+//!
 //! Safety, decided once here: a file that is not a SQLite database, is damaged, or is not a
 //! version 8 LLMC index is reported with its path and never written, truncated or moved (LLMC
 //! itself moves a damaged index aside; enrich does not). Every connection sets a busy timeout
@@ -25,6 +30,7 @@
 //! [`Attempt`], …); the pipeline maps its types onto them, so this crate can be used alone.
 
 mod error;
+mod index;
 mod open;
 mod pending;
 mod read;
@@ -34,6 +40,7 @@ mod types;
 mod write;
 
 pub use error::DbError;
+pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
 };

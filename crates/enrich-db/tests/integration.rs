@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/indexing.rs"]
+mod indexing;
 #[path = "integration/ledger.rs"]
 mod ledger;
 #[path = "integration/locking.rs"]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use enrich_backends::{
     AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, Decision,
-    GenerateRequest, SpanContext, ValidationContext, enrichment_v1_schema,
+    GenerateRequest, SpanContext, ValidationContext, enrichment_v1_schema_for_lines,
 };
 use enrich_config::OnFailure;
 use enrich_db::{self as db, PendingSpan, RunId};
@@ -644,8 +644,8 @@ async fn enrich(
         span.end_line,
     );
     let validation = ValidationContext::for_span(&span_context, settings.enforce_latin1);
-    let request =
-        GenerateRequest::new(prompt, span_context).with_schema(Arc::clone(enrichment_v1_schema()));
+    let schema = enrichment_v1_schema_for_lines(span.start_line, span.end_line);
+    let request = GenerateRequest::new(prompt, span_context).with_schema(schema);
     match ctx
         .cascade
         .run(adapters, 0, &request, &validation, &ctx.abort)

@@ -304,7 +304,7 @@ class ModelServer {
         }
         const key = JSON.stringify(format);
         try {
-            return await this.cachedGrammar(key, () => this.llama.createGrammarForJsonSchema(format));
+            return await this.cachedGrammar(key, () => this.llama.createGrammarForJsonSchema(boundIntegers(format)));
         } catch (err) {
             throw new ApiError(500, `invalid JSON schema in format: ${err.message}`);
         }
@@ -619,3 +619,22 @@ main().catch((err) => {
     log(`error: ${err.message}`);
     process.exit(1);
 });
+
+/**
+ * Ollama (llama.cpp's schema-to-grammar converter) honours `minimum`/`maximum` on integers;
+ * node-llama-cpp's converter does not. Rewrite a bounded integer schema into the `enum` of its
+ * values (up to 4096 of them) so this server constrains the output the way Ollama does.
+ */
+function boundIntegers(schema) {
+    if (Array.isArray(schema)) return schema.map(boundIntegers);
+    if (schema === null || typeof schema !== "object") return schema;
+    const out = {};
+    for (const [key, value] of Object.entries(schema)) out[key] = boundIntegers(value);
+    if (out.type === "integer" && Number.isInteger(out.minimum) && Number.isInteger(out.maximum)
+        && out.maximum >= out.minimum && out.maximum - out.minimum < 4096) {
+        const values = [];
+        for (let n = out.minimum; n <= out.maximum; n++) values.push(n);
+        return { enum: values };
+    }
+    return out;
+}

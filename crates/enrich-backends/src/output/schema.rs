@@ -29,6 +29,23 @@ pub fn enrichment_v1_schema() -> &'static Arc<Value> {
     SCHEMA.get_or_init(|| Arc::new(build()))
 }
 
+/// The enrichment.v1 schema for one span: as [`enrichment_v1_schema`], with every evidence line
+/// bounded to `line_start..=line_end` (`minimum`/`maximum`).
+///
+/// Structured output then keeps a model from citing lines outside the span, which
+/// [`parse_and_validate`](crate::parse_and_validate) would reject as `SchemaInvalid`. Ollama
+/// (llama.cpp's schema-to-grammar converter) and OpenAI's structured outputs both honour integer
+/// bounds; a provider that ignores them still gets a valid schema. Costs one clone of the shared
+/// schema per span.
+pub fn enrichment_v1_schema_for_lines(line_start: u32, line_end: u32) -> Arc<Value> {
+    let (low, high) = (line_start.min(line_end), line_start.max(line_end));
+    let mut schema = Value::clone(enrichment_v1_schema());
+    if let Some(lines) = schema.pointer_mut("/properties/evidence/items/properties/lines/items") {
+        *lines = json!({ "type": "integer", "minimum": low, "maximum": high });
+    }
+    Arc::new(schema)
+}
+
 fn build() -> Value {
     let list = |description: &str| {
         json!({

@@ -2,7 +2,7 @@
 
 use enrich_backends::{
     Enrichment, Evidence, FailureKind, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES,
-    ValidationContext, enrichment_v1_schema, parse_and_validate,
+    ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_lines, parse_and_validate,
 };
 use serde_json::{Value, json};
 
@@ -480,4 +480,25 @@ fn the_schema_leaves_room_for_what_validation_accepts() {
         assert!(parse(&text).is_ok(), "evidence for {field} rejected");
     }
     assert!(!citable.contains(&"evidence"));
+}
+
+#[test]
+fn a_span_schema_bounds_evidence_lines_to_the_span_and_changes_nothing_else() {
+    let schema = enrichment_v1_schema_for_lines(15, 29);
+    let lines = &schema["properties"]["evidence"]["items"]["properties"]["lines"];
+    assert_eq!(
+        lines["items"],
+        json!({"type": "integer", "minimum": 15, "maximum": 29})
+    );
+    assert_eq!(lines["minItems"], 2);
+    assert_eq!(lines["maxItems"], 2);
+    let mut general = Value::clone(enrich_backends::enrichment_v1_schema());
+    general["properties"]["evidence"]["items"]["properties"]["lines"]["items"] =
+        lines["items"].clone();
+    assert_eq!(
+        *schema, general,
+        "only the line bounds differ from the shared schema"
+    );
+    let reversed = enrichment_v1_schema_for_lines(29, 15);
+    assert_eq!(reversed, schema, "bounds are ordered");
 }

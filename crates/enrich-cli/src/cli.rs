@@ -1,0 +1,183 @@
+//! The command line as clap sees it: global flags and one struct per command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Adds LLM-written metadata (summary, inputs, outputs, side effects, pitfalls, usage) to the
+/// code spans of an LLMC index.
+#[derive(Debug, Parser)]
+#[command(name = "enrich", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub(crate) global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command takes, before or after the command name.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub(crate) struct Global {
+    /// The repository root: where the config file is looked for and span paths are relative to.
+    #[arg(long, global = true, value_name = "REPO", default_value = ".")]
+    pub(crate) repo: PathBuf,
+
+    /// The index database [default: REPO/.llmc/rag/index_v2.db].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// The config file [default: REPO/enrich.toml, else REPO/llmc.toml].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout (logs stay on stderr).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Log more on stderr (-v info, -vv debug, -vvv trace); ENRICH_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Log less on stderr (-q errors only, -qq nothing).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) quiet: u8,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Enrich the pending spans of the index.
+    Run(RunArgs),
+    /// Show what `run` would do, calling no backend: each pending span's route and prompt size.
+    Plan(PlanArgs),
+    /// Counts of the index: files, spans, enriched, pending, failing, dead-lettered, last run.
+    Status,
+    /// Check the configuration and the health of every enabled backend.
+    Doctor,
+    /// Print the resolved configuration and where each value came from.
+    Config,
+    /// Show a span's enrichment and attempt history.
+    Show(ShowArgs),
+    /// List dead-lettered spans, or put them back in the queue.
+    Failures(FailuresArgs),
+    /// Write the commented default configuration to REPO/enrich.toml.
+    Init,
+    /// Keep enriching: process pending spans, sleep, repeat, until Ctrl-C or SIGTERM.
+    Watch(WatchArgs),
+    /// Build or refresh the index of DIR (files and spans, as LLMC's indexer writes them).
+    Index(crate::commands::IndexArgs),
+}
+
+/// Flags of `enrich run` (and of each pass of `enrich watch`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RunArgs {
+    /// Enrich at most this many spans.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u64>,
+
+    /// Send every span to this chain instead of routing it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) chain: Option<String>,
+
+    /// Spans in flight at once [default: enrichment.concurrency].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) concurrency: Option<u16>,
+
+    /// Spans taken from the index per batch [default: enrichment.batch_size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) batch_size: Option<u16>,
+
+    /// Append the run's events as JSON lines here [default: REPO/logs/enrichment_events.jsonl].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) events: Option<PathBuf>,
+}
+
+/// Flags of `enrich plan`.
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// Plan at most this many spans.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u64>,
+
+    /// Plan every span on this chain instead of routing it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) chain: Option<String>,
+}
+
+/// Arguments of `enrich show`.
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// A span hash (`sha256:…`), or PATH:LINE for the innermost span of that file around that line.
+    #[arg(value_name = "SPAN_HASH|PATH:LINE")]
+    pub(crate) span: String,
+}
+
+/// Flags of `enrich failures`.
+#[derive(Debug, Args)]
+pub(crate) struct FailuresArgs {
+    /// Put this span back in the queue (forgets its failures).
+    #[arg(long, value_name = "SPAN_HASH", conflicts_with = "requeue_all")]
+    pub(crate) requeue: Option<String>,
+
+    /// Put every dead-lettered span back in the queue.
+    #[arg(long)]
+    pub(crate) requeue_all: bool,
+}
+
+/// Flags of `enrich watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// Seconds to sleep after a pass that found work; idle passes back off, doubling up to 16
+    /// times this (at most an hour).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) interval: u64,
+
+    /// Repositories to serve [default: --repo]. Each uses its own config file and index.
+    #[arg(value_name = "REPO")]
+    pub(crate) repos: Vec<PathBuf>,
+
+    /// Options of each pass.
+    #[command(flatten)]
+    pub(crate) run: WatchRunArgs,
+}
+
+/// The `run` flags that make sense for every pass of `watch`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WatchRunArgs {
+    /// Send every span to this chain instead of routing it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) chain: Option<String>,
+
+    /// Spans in flight at once [default: enrichment.concurrency].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) concurrency: Option<u16>,
+
+    /// Spans taken from the index per batch [default: enrichment.batch_size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) batch_size: Option<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_are_accepted_after_the_command() {
+        let cli =
+            Cli::try_parse_from(["enrich", "status", "--json", "--repo", "r", "-vv"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.repo, PathBuf::from("r"));
+        assert_eq!(cli.global.verbose, 2);
+        assert!(matches!(cli.command, Command::Status));
+    }
+}

@@ -1,0 +1,51 @@
+//! One module per command; [`dispatch`] runs the one the command line names.
+
+mod config;
+mod doctor;
+mod failures;
+mod index;
+mod init;
+mod plan;
+mod run;
+mod show;
+mod status;
+mod watch;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Cli, Command};
+use crate::context::Repo;
+use crate::exit::Exit;
+pub(crate) use index::IndexArgs;
+
+/// Runs the command of `cli`.
+pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
+    let Cli { global, command } = cli;
+    let json = global.json;
+    // `watch` serves its own list of repositories; every other command one `--repo`.
+    let repo = || Repo::from_flags(&global);
+    match command {
+        Command::Init => init::init(&repo()?, json),
+        Command::Config => config::config(&repo()?, json),
+        Command::Status => status::status(&repo()?, json),
+        Command::Show(args) => show::show(&repo()?, &args.span, json),
+        Command::Failures(args) => failures::failures(&repo()?, &args, json),
+        Command::Plan(args) => plan::plan(&repo()?, &args, json),
+        Command::Doctor => runtime()?.block_on(doctor::doctor(&repo()?, json)),
+        Command::Run(args) => {
+            let quiet = global.quiet > 0;
+            runtime()?.block_on(run::run(&repo()?, &args, json, quiet))
+        }
+        Command::Watch(args) => runtime()?.block_on(watch::watch(&global, &args)),
+        Command::Index(args) => index::index(&global, &args),
+    }
+}
+
+/// tokio's multi-thread runtime, for the commands that talk to backends.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("enrich-worker")
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,332 @@
+//! `enrich run`: enrich the pending spans, with progress, an event log and a summary. Also the
+//! pipeline assembly that `plan` and `watch` share.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use enrich_config::{EnrichmentConfig, select_chain};
+use enrich_pipeline::{
+    EventSink, JsonlSink, Pipeline, PipelineSettings, RunEnd, RunSummary, TracingSink,
+};
+use serde::Serialize;
+
+use crate::adapters::registry;
+use crate::cli::RunArgs;
+use crate::context::Repo;
+use crate::exit::{BackendUnusable, Exit};
+use crate::health::{BackendCheck, Verdict, check_all};
+use crate::output;
+use crate::progress::{BackendCounts, Progress, ProgressMode, Tally, format_duration};
+use crate::signals::Shutdown;
+
+/// Where LLMC writes its enrichment events, relative to the repository root.
+pub(crate) const DEFAULT_EVENTS_LOG: &str = "logs/enrichment_events.jsonl";
+
+/// Failure kinds that mean a backend cannot serve at all (rather than one bad answer).
+const UNUSABLE_KINDS: [&str; 3] = ["connect", "model_not_found", "auth"];
+
+/// The run flags that change the pipeline's settings.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunOptions {
+    pub(crate) limit: Option<u64>,
+    pub(crate) chain: Option<String>,
+    pub(crate) concurrency: Option<u16>,
+    pub(crate) batch_size: Option<u16>,
+}
+
+impl From<&RunArgs> for RunOptions {
+    fn from(args: &RunArgs) -> Self {
+        Self {
+            limit: args.limit,
+            chain: args.chain.clone(),
+            concurrency: args.concurrency,
+            batch_size: args.batch_size,
+        }
+    }
+}
+
+/// Checks `--chain` before anything is opened or created: an unknown or disabled chain is a
+/// usage error listing the chains there are.
+pub(crate) fn check_chain(config: &EnrichmentConfig, chain: Option<&str>) -> Result<()> {
+    if let Some(chain) = chain {
+        select_chain(config, chain).context("--chain names a chain that cannot be used")?;
+    }
+    Ok(())
+}
+
+/// The pipeline's settings: the config's, with the repository's paths and the flags applied.
+pub(crate) fn settings(
+    repo: &Repo,
+    config: &EnrichmentConfig,
+    options: &RunOptions,
+) -> PipelineSettings {
+    let mut settings = PipelineSettings::from_config(config, &repo.root);
+    settings.db_path = repo.db_path.clone();
+    settings.limit = options.limit;
+    settings.chain_override = options.chain.clone();
+    if let Some(concurrency) = options.concurrency {
+        settings.concurrency = usize::from(concurrency);
+    }
+    if let Some(batch_size) = options.batch_size {
+        settings.batch_size = usize::from(batch_size);
+    }
+    settings
+}
+
+/// A pipeline over `repo` with every registered provider and these event sinks.
+pub(crate) fn build_pipeline(
+    repo: &Repo,
+    config: &EnrichmentConfig,
+    options: &RunOptions,
+    sinks: Vec<Arc<dyn EventSink>>,
+) -> Result<Pipeline> {
+    let db = repo.open_for_run(config.max_failures_per_span)?;
+    let mut builder = Pipeline::builder(config, settings(repo, config, options))
+        .db(db)
+        .event_sink(Arc::new(TracingSink));
+    for sink in sinks {
+        builder = builder.event_sink(sink);
+    }
+    builder
+        .build(&registry())
+        .context("cannot set up the enrichment pipeline")
+}
+
+/// Checks every enabled backend before spans are taken. When no backend of the chain that serves
+/// unrouted spans (`--chain`, else the default chain) can serve, nothing is run: every span would
+/// fail and count toward its dead-lettering for an outage that is no fault of the span's.
+/// Other unusable backends are warned about; the cascade passes over them.
+pub(crate) async fn preflight(config: &EnrichmentConfig, chain: Option<&str>) -> Result<()> {
+    let main_chain = chain.unwrap_or(&config.default_chain);
+    let checks = check_all(config.backends.iter().filter(|b| b.enabled)).await;
+    let unusable: Vec<&BackendCheck> = checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Unusable)
+        .collect();
+    let main_total = checks.iter().filter(|c| c.chain == main_chain).count();
+    let main_unusable: Vec<String> = unusable
+        .iter()
+        .filter(|c| c.chain == main_chain)
+        .map(|c| c.describe())
+        .collect();
+    if main_total > 0 && main_unusable.len() == main_total {
+        return Err(anyhow::Error::new(BackendUnusable(format!(
+            "no backend of chain {main_chain:?} can serve, so no span was taken: {}; fix it (`enrich doctor` says how) and run again",
+            main_unusable.join("; ")
+        ))));
+    }
+    for check in unusable {
+        tracing::warn!(
+            "backend {}/{} cannot serve and will be passed over: {}",
+            check.chain,
+            check.name,
+            check.describe()
+        );
+    }
+    Ok(())
+}
+
+/// The run summary: `--json` prints it as it is.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunReport {
+    pub(crate) run_id: i64,
+    /// `completed`, `interrupted` or `failed`, as stored in the runs table.
+    pub(crate) status: &'static str,
+    /// Why the run ended: `exhausted`, `limit_reached`, `stopped`, `aborted`, `failed`.
+    pub(crate) end: RunEnd,
+    pub(crate) total_pending: u64,
+    pub(crate) attempted: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) fell_back: u64,
+    pub(crate) skipped: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) duration_sec: f64,
+    pub(crate) spans_per_sec: f64,
+    /// Attempts per backend name.
+    pub(crate) backends: BTreeMap<String, BackendCounts>,
+    pub(crate) events_log: PathBuf,
+}
+
+impl RunReport {
+    pub(crate) fn new(
+        summary: &RunSummary,
+        backends: BTreeMap<String, BackendCounts>,
+        events_log: &Path,
+    ) -> Self {
+        let duration_sec = summary.duration.as_secs_f64();
+        let spans_per_sec = if duration_sec > 0.0 {
+            summary.attempted as f64 / duration_sec
+        } else {
+            0.0
+        };
+        // Milliseconds are all the precision a summary needs.
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        Self {
+            run_id: summary.run_id.0,
+            status: summary.status().as_str(),
+            end: summary.end,
+            total_pending: summary.total_pending,
+            attempted: summary.attempted,
+            succeeded: summary.succeeded,
+            failed: summary.failed,
+            fell_back: summary.fell_back,
+            skipped: summary.skipped,
+            cancelled: summary.cancelled,
+            dead_lettered: summary.dead_lettered,
+            duration_sec: round(duration_sec),
+            spans_per_sec: round(spans_per_sec),
+            backends,
+            events_log: events_log.to_path_buf(),
+        }
+    }
+
+    /// True when spans were tried, none succeeded, and every failed attempt says the backend
+    /// cannot serve at all (unreachable, no such model, refused credentials).
+    pub(crate) fn backends_unusable(&self) -> bool {
+        self.succeeded == 0
+            && self.failed + self.fell_back > 0
+            && !self.backends.is_empty()
+            && self.backends.values().all(|b| {
+                b.succeeded == 0
+                    && b.failures
+                        .keys()
+                        .all(|kind| UNUSABLE_KINDS.contains(&kind.as_str()))
+            })
+    }
+
+    /// The summary for people.
+    pub(crate) fn render(&self) -> Result<String> {
+        let mut text = String::new();
+        let duration = format_duration(std::time::Duration::from_secs_f64(self.duration_sec));
+        writeln!(
+            text,
+            "run {} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({:.2} spans/s)",
+            self.run_id,
+            self.status,
+            serde_json::to_value(self.end)?.as_str().unwrap_or("?"),
+            self.succeeded,
+            self.failed + self.fell_back,
+            self.skipped,
+            self.total_pending,
+            self.spans_per_sec
+        )?;
+        if self.fell_back > 0 {
+            writeln!(
+                text,
+                "  {} of the failed spans were stored empty (on_failure = \"fallback_to_empty\")",
+                self.fell_back
+            )?;
+        }
+        if self.cancelled > 0 {
+            writeln!(
+                text,
+                "  {} span(s) in flight were aborted and stay pending",
+                self.cancelled
+            )?;
+        }
+        for (name, b) in &self.backends {
+            let failures: Vec<String> = b
+                .failures
+                .iter()
+                .map(|(kind, n)| format!("{kind} {n}"))
+                .collect();
+            let failures = if failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", failures.join(", "))
+            };
+            writeln!(
+                text,
+                "  backend {name}: {} attempts, {} ok, {} failed{failures}",
+                b.attempts, b.succeeded, b.failed
+            )?;
+        }
+        if self.dead_lettered > 0 {
+            writeln!(
+                text,
+                "  {} span(s) were dead-lettered: `enrich failures` lists them, `enrich failures --requeue-all` retries them",
+                self.dead_lettered
+            )?;
+        }
+        if self.failed > 0 {
+            writeln!(
+                text,
+                "  failed spans stay pending for the next run; `enrich show SPAN_HASH` shows their attempts"
+            )?;
+        }
+        writeln!(text, "  events: {}", self.events_log.display())?;
+        Ok(text)
+    }
+
+    /// The exit code: interrupted by a signal, all backends unusable, some spans failed, or
+    /// success.
+    pub(crate) fn exit(&self, signal: Option<u8>) -> Result<Exit> {
+        if let Some(signal) = signal {
+            return Ok(Exit::Interrupted(signal));
+        }
+        if self.end == RunEnd::Failed {
+            return Ok(Exit::Failed);
+        }
+        if self.backends_unusable() {
+            let names: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+            return Err(anyhow::Error::new(BackendUnusable(format!(
+                "no backend could serve a span ({}: every attempt failed to connect, found no model or was refused); run `enrich doctor` for the fix",
+                names.join(", ")
+            ))));
+        }
+        Ok(if self.failed + self.fell_back > 0 {
+            Exit::Failed
+        } else {
+            Exit::Success
+        })
+    }
+}
+
+/// Runs the pipeline once over the repository.
+pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) -> Result<Exit> {
+    let loaded = repo.load_config()?;
+    let config = &loaded.config;
+    let options = RunOptions::from(args);
+    check_chain(config, options.chain.as_deref())?;
+
+    let events_path = args
+        .events
+        .clone()
+        .unwrap_or_else(|| repo.root.join(DEFAULT_EVENTS_LOG));
+    let events = Arc::new(JsonlSink::create(&events_path).context("cannot open the event log")?);
+    let progress = Arc::new(Progress::new(ProgressMode::detect(quiet)));
+    let tally = Arc::new(Tally::default());
+    let pipeline = build_pipeline(
+        repo,
+        config,
+        &options,
+        vec![events.clone(), progress.clone(), tally.clone()],
+    )?;
+
+    if pipeline.pending_count()? > 0 {
+        preflight(config, options.chain.as_deref()).await?;
+    }
+
+    let shutdown = Shutdown::install().context("cannot install the Ctrl-C handler")?;
+    let summary = pipeline.run(&shutdown.control).await;
+    // The pipeline holds the sinks: dropping both takes the progress bar off the screen.
+    drop(pipeline);
+    drop(progress);
+    let summary = summary.context("the run stopped")?;
+    if let Err(err) = events.check() {
+        tracing::warn!("{err}; the run itself is complete and stored");
+    }
+
+    let report = RunReport::new(&summary, tally.snapshot(), &events_path);
+    if json {
+        output::json(&report)?;
+    } else {
+        output::text(&report.render()?)?;
+    }
+    report.exit(shutdown.signal())
+}

@@ -1,0 +1,294 @@
+//! `enrich show`: one span's enrichment, ledger row and attempt history.
+
+use std::fmt::Write as _;
+use std::path::{Component, Path};
+
+use anyhow::{Context, Result};
+use enrich_db::{AttemptLogEntry, AttemptOutcome, Db, FailureEntry, PendingSpan, StoredEnrichment};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use crate::context::Repo;
+use crate::exit::{Exit, usage};
+use crate::output;
+use crate::time::{format_ms, format_secs};
+
+/// The `--json` document.
+#[derive(Serialize)]
+struct SpanReport {
+    span: PendingSpan,
+    enrichment: Option<StoredEnrichment>,
+    failure: Option<FailureEntry>,
+    attempts: Vec<AttemptLogEntry>,
+}
+
+/// Shows the span named by `target`: a span hash, or `PATH:LINE`.
+pub(crate) fn show(repo: &Repo, target: &str, json: bool) -> Result<Exit> {
+    let db = repo.open_read_only()?;
+    let span = match db.span_by_hash(target)? {
+        Some(span) => span,
+        None => {
+            let hash = find_by_location(repo, &db, target)?;
+            db.span_by_hash(&hash)?.with_context(|| {
+                format!(
+                    "span {hash} vanished from the index while it was read; run the command again"
+                )
+            })?
+        }
+    };
+    let report = SpanReport {
+        enrichment: db.enrichment_by_hash(&span.span_hash)?,
+        failure: db.failure_entry(&span.span_hash)?,
+        attempts: db.attempts_for_span(&span.span_hash)?,
+        span,
+    };
+    if json {
+        output::json(&report)?;
+    } else {
+        output::text(&render(&report)?)?;
+    }
+    Ok(Exit::Success)
+}
+
+/// The hash of the innermost span of `PATH:LINE`, or a usage error saying what is wrong.
+fn find_by_location(repo: &Repo, db: &Db, target: &str) -> Result<String> {
+    let Some((path, line)) = target
+        .rsplit_once(':')
+        .and_then(|(path, line)| Some((path, line.parse::<u32>().ok()?)))
+        .filter(|(path, _)| !path.is_empty())
+    else {
+        return Err(usage(format!(
+            "no span has the hash {target:?}; give a span hash as `enrich plan`, `enrich failures` or the event log show it, or PATH:LINE (such as src/lib.rs:42)"
+        )));
+    };
+    let Some(relative) = index_path(&repo.root, Path::new(path)) else {
+        return Err(usage(format!(
+            "{path} is outside the repository {}; pass --repo with the repository that holds it",
+            repo.root.display()
+        )));
+    };
+    let conn = Connection::open_with_flags(
+        db.path(),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| {
+        conn.busy_timeout(enrich_db::DEFAULT_BUSY_TIMEOUT)?;
+        Ok(conn)
+    })
+    .with_context(|| format!("cannot open the index {}", db.path().display()))?;
+    let found = innermost_span(&conn, &relative, line)
+        .with_context(|| format!("cannot look up {target} in {}", db.path().display()))?;
+    match found {
+        Lookup::Found(hash) => Ok(hash),
+        Lookup::NoFile => Err(usage(format!(
+            "{relative} is not in the index {}; give the path relative to the repository root ({}), as LLMC indexed it",
+            db.path().display(),
+            repo.root.display()
+        ))),
+        Lookup::NoSpan { first, last } => Err(usage(format!(
+            "no span of {relative} contains line {line}; its spans cover lines {first} to {last}"
+        ))),
+    }
+}
+
+/// The path as the index stores it: relative to the repository root, `/`-separated, without
+/// `./`. An absolute path inside the repository is made relative; one outside it is `None`.
+fn index_path(root: &Path, path: &Path) -> Option<String> {
+    let relative = if path.is_absolute() {
+        let canonical_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        canonical.strip_prefix(&canonical_root).ok()?.to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    let parts: Vec<String> = relative
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
+}
+
+enum Lookup {
+    Found(String),
+    NoFile,
+    NoSpan { first: u32, last: u32 },
+}
+
+/// The innermost span (fewest lines, then the latest start) of `path` containing `line`.
+///
+/// enrich-db has no query by location, so this one reads LLMC's `files` and `spans` tables
+/// directly, on a read-only connection, using LLMC's `files.path` unique index.
+fn innermost_span(conn: &Connection, path: &str, line: u32) -> rusqlite::Result<Lookup> {
+    let hash: Option<String> = conn
+        .query_row(
+            "SELECT s.span_hash FROM spans AS s JOIN files AS f ON f.id = s.file_id
+             WHERE f.path = ?1 AND s.start_line <= ?2 AND s.end_line >= ?2
+             ORDER BY s.end_line - s.start_line, s.start_line DESC LIMIT 1",
+            rusqlite::params![path, line],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(hash) = hash {
+        return Ok(Lookup::Found(hash));
+    }
+    let range: (Option<u32>, Option<u32>) = conn.query_row(
+        "SELECT MIN(s.start_line), MAX(s.end_line) FROM spans AS s JOIN files AS f
+         ON f.id = s.file_id WHERE f.path = ?1",
+        [path],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    Ok(match range {
+        (Some(first), Some(last)) => Lookup::NoSpan { first, last },
+        _ => Lookup::NoFile,
+    })
+}
+
+fn render(report: &SpanReport) -> Result<String> {
+    let mut text = String::new();
+    let span = &report.span;
+    writeln!(text, "span      {}", span.span_hash)?;
+    writeln!(
+        text,
+        "location  {}:{}-{}  {} {}",
+        span.file_path, span.start_line, span.end_line, span.kind, span.symbol
+    )?;
+    if let Some(slice) = &span.slice_type {
+        writeln!(text, "slice     {slice}")?;
+    }
+    match (&report.enrichment, &report.failure) {
+        (Some(stored), _) => {
+            let e = &stored.enrichment;
+            let when = stored.created_at.map(format_secs).unwrap_or_default();
+            let host = e.metrics.backend_host.as_deref().unwrap_or("unknown host");
+            let state = if e.is_fallback() {
+                "empty enrichment (on_failure = \"fallback_to_empty\"): every backend failed"
+            } else {
+                "enriched"
+            };
+            writeln!(text, "status    {state}")?;
+            writeln!(text, "written   {when} by {} at {host}", e.model)?;
+            if !e.is_fallback() {
+                write_enrichment(&mut text, stored)?;
+            }
+        }
+        (None, Some(failure)) if failure.dead_lettered => writeln!(
+            text,
+            "status    dead-lettered after {} failed runs; `enrich failures --requeue {}` retries it",
+            failure.consecutive_failures, span.span_hash
+        )?,
+        (None, Some(failure)) => writeln!(
+            text,
+            "status    pending, failed {} run(s) in a row so far",
+            failure.consecutive_failures
+        )?,
+        (None, None) => writeln!(text, "status    pending")?,
+    }
+    if let Some(failure) = &report.failure {
+        writeln!(
+            text,
+            "last failure  {}: {}",
+            failure.last_failure_kind, failure.last_message
+        )?;
+    }
+    write_attempts(&mut text, &report.attempts)?;
+    Ok(text)
+}
+
+fn write_enrichment(text: &mut String, stored: &StoredEnrichment) -> std::fmt::Result {
+    let e = &stored.enrichment;
+    writeln!(text, "\nsummary\n  {}", e.summary)?;
+    for (title, items) in [
+        ("inputs", &e.inputs),
+        ("outputs", &e.outputs),
+        ("side effects", &e.side_effects),
+        ("pitfalls", &e.pitfalls),
+    ] {
+        if !items.is_empty() {
+            writeln!(text, "{title}")?;
+            for item in items {
+                writeln!(text, "  - {item}")?;
+            }
+        }
+    }
+    if let Some(snippet) = &e.usage_snippet {
+        writeln!(text, "usage")?;
+        for line in snippet.lines() {
+            writeln!(text, "  {line}")?;
+        }
+    }
+    if !e.evidence.is_empty() {
+        writeln!(text, "evidence")?;
+        for ev in &e.evidence {
+            writeln!(
+                text,
+                "  {}: lines {}-{}",
+                ev.field, ev.lines[0], ev.lines[1]
+            )?;
+        }
+    }
+    if !e.tags.is_empty() {
+        writeln!(text, "tags      {}", e.tags.join(", "))?;
+    }
+    Ok(())
+}
+
+fn write_attempts(text: &mut String, attempts: &[AttemptLogEntry]) -> std::fmt::Result {
+    if attempts.is_empty() {
+        return writeln!(
+            text,
+            "\nno attempts logged (LLMC wrote it, or no run reached it yet)"
+        );
+    }
+    writeln!(text, "\nattempts")?;
+    for entry in attempts {
+        let a = &entry.attempt;
+        let outcome = match a.outcome {
+            AttemptOutcome::Success => "success".to_owned(),
+            AttemptOutcome::Failure => a.failure_kind.clone().unwrap_or_else(|| "failure".into()),
+        };
+        let speed = a
+            .tokens_per_second
+            .map(|t| format!(", {t:.1} tok/s"))
+            .unwrap_or_default();
+        writeln!(
+            text,
+            "  run {} #{}  {}  {} ({} {} at {})  {}  {} ms{speed}",
+            entry.run_id,
+            a.attempt,
+            format_ms(a.started_at_ms),
+            a.backend,
+            a.provider,
+            a.model,
+            a.host,
+            outcome,
+            a.duration_ms
+        )?;
+        if let Some(message) = &a.message {
+            writeln!(text, "      {message}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn locations_are_read_as_the_index_stores_paths() {
+        let root = PathBuf::from("/nonexistent-repo");
+        let cases = [
+            ("src/lib.rs", Some("src/lib.rs")),
+            ("./src/lib.rs", Some("src/lib.rs")),
+            ("/nonexistent-repo/src/lib.rs", Some("src/lib.rs")),
+            ("/elsewhere/x.py", None),
+        ];
+        for (given, expected) in cases {
+            let found = index_path(&root, Path::new(given));
+            assert_eq!(found.as_deref(), expected, "{given}");
+        }
+    }
+}

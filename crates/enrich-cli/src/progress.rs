@@ -1,0 +1,270 @@
+//! Showing a run as it goes: a progress bar on a terminal, plain lines elsewhere (a log file, a
+//! service's journal), nothing with `-q`. Failed spans are not shown here: the pipeline's
+//! tracing sink logs each one as a warning, above the bar. Both are [`EventSink`]s fed by the pipeline; the
+//! per-backend [`Tally`] of the run summary is one too.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use enrich_backends::AttemptOutcome;
+use enrich_pipeline::{Event, EventSink, SpanStatus};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::logging;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProgressMode {
+    /// A progress bar with rate and ETA on stderr.
+    Bar,
+    /// A line on stderr per batch and per failed span.
+    Lines,
+    /// Nothing (`-q`).
+    Off,
+}
+
+impl ProgressMode {
+    /// A bar when stderr is a terminal, lines otherwise; nothing when quiet.
+    pub(crate) fn detect(quiet: bool) -> Self {
+        if quiet {
+            ProgressMode::Off
+        } else if std::io::stderr().is_terminal() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Lines
+        }
+    }
+}
+
+/// Counts kept across a run's events.
+#[derive(Debug)]
+struct Counts {
+    /// Spans the run will take on at most (pending, capped by the limit).
+    total: u64,
+    done: u64,
+    enriched: u64,
+    failed: u64,
+    started: Instant,
+}
+
+impl Counts {
+    fn new() -> Self {
+        Self {
+            total: 0,
+            done: 0,
+            enriched: 0,
+            failed: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Finished spans per second since the run started.
+    fn rate(&self) -> f64 {
+        let secs = self.started.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The time left at the current rate, when it can be told.
+    fn eta(&self) -> Option<Duration> {
+        let rate = self.rate();
+        let left = self.total.saturating_sub(self.done);
+        (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate))
+    }
+}
+
+/// The progress display of one run: an [`EventSink`].
+pub(crate) struct Progress {
+    mode: ProgressMode,
+    bar: Option<ProgressBar>,
+    counts: Mutex<Counts>,
+}
+
+impl Progress {
+    /// A display in `mode`; a bar is created hidden and shown when the run starts.
+    pub(crate) fn new(mode: ProgressMode) -> Self {
+        let bar = (mode == ProgressMode::Bar).then(|| {
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} spans  {per_sec}  ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(style);
+            bar
+        });
+        Self {
+            mode,
+            bar,
+            counts: Mutex::new(Counts::new()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+            logging::set_active_bar(None);
+        }
+    }
+}
+
+impl EventSink for Progress {
+    fn on_event(&self, event: &Event) {
+        if self.mode == ProgressMode::Off {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            Event::RunStarted {
+                run_id,
+                total_pending,
+                limit,
+                concurrency,
+                ..
+            } => {
+                *counts = Counts::new();
+                counts.total = limit.map_or(*total_pending, |l| l.min(*total_pending));
+                match &self.bar {
+                    Some(bar) => {
+                        bar.set_length(counts.total);
+                        bar.set_position(0);
+                        bar.reset_elapsed();
+                        bar.enable_steady_tick(Duration::from_millis(200));
+                        logging::set_active_bar(Some(bar.clone()));
+                    }
+                    None if counts.total > 0 => self.line(&format!(
+                        "run {run_id}: {} of {total_pending} pending span(s) to do, {concurrency} at a time",
+                        counts.total
+                    )),
+                    None => {}
+                }
+            }
+            Event::SpanFinished { status, .. } => {
+                // A failed span is logged (a warning) by the pipeline's tracing sink.
+                counts.done += 1;
+                match status {
+                    SpanStatus::Enriched => counts.enriched += 1,
+                    SpanStatus::Failed | SpanStatus::FellBack => counts.failed += 1,
+                    SpanStatus::Skipped | SpanStatus::Cancelled => {}
+                }
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                    bar.set_message(format!("{} ok, {} failed", counts.enriched, counts.failed));
+                }
+            }
+            Event::BatchFinished { .. } if self.bar.is_none() => {
+                let eta = counts
+                    .eta()
+                    .map_or_else(|| "unknown".to_owned(), format_duration);
+                self.line(&format!(
+                    "{}/{} spans ({} enriched, {} failed), {:.2} spans/s, ETA {eta}",
+                    counts.done,
+                    counts.total,
+                    counts.enriched,
+                    counts.failed,
+                    counts.rate()
+                ));
+            }
+            Event::RunFinished { .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.finish_and_clear();
+                    logging::set_active_bar(None);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `1h02m03s`, `4m05s`, `6s`.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// What one backend did during a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct BackendCounts {
+    /// Requests sent.
+    pub(crate) attempts: u64,
+    /// Attempts that produced a valid enrichment.
+    pub(crate) succeeded: u64,
+    /// Attempts that failed.
+    pub(crate) failed: u64,
+    /// Failed attempts by failure kind.
+    pub(crate) failures: BTreeMap<String, u64>,
+}
+
+/// Per-backend attempt counts of a run, for its summary: an [`EventSink`].
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    backends: Mutex<BTreeMap<String, BackendCounts>>,
+}
+
+impl Tally {
+    /// The counts so far, by backend name.
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, BackendCounts> {
+        self.backends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl EventSink for Tally {
+    fn on_event(&self, event: &Event) {
+        let Event::AttemptFinished { attempt, .. } = event else {
+            return;
+        };
+        let mut backends = self.backends.lock().unwrap_or_else(PoisonError::into_inner);
+        let counts = backends.entry(attempt.backend.clone()).or_default();
+        counts.attempts += 1;
+        match attempt.outcome {
+            AttemptOutcome::Success => counts.succeeded += 1,
+            AttemptOutcome::Failure => {
+                counts.failed += 1;
+                let kind = attempt
+                    .failure_kind
+                    .map_or("unknown", |kind| kind.as_str())
+                    .to_owned();
+                *counts.failures.entry(kind).or_default() += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_compactly() {
+        let cases = [(0, "0s"), (59, "59s"), (61, "1m01s"), (3_723, "1h02m03s")];
+        for (secs, expected) in cases {
+            assert_eq!(format_duration(Duration::from_secs(secs)), expected);
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Writing the index itself: LLMC's `files` and `spans` rows, replaced file by file so that a
+//! span whose content did not change keeps its row and its enrichment.
+//!
+//! A span's identity is its content hash (`spans.span_hash`, unique across the table), and the
+//! rows derived from a span (`enrichments`, `embeddings`, `emb_code`) are keyed by that hash.
+//! Replacing a file's spans therefore updates the rows whose hash is still there (new lines and
+//! bytes, same id), inserts the new hashes, moves a hash that another file held to this file,
+//! and deletes the rest. The deletes run with foreign keys off for the transaction, so the rows
+//! keyed by a deleted hash stay behind as orphans instead of cascading away: when the same
+//! content shows up again later in the same indexing run (a function moved to a file indexed
+//! after its old one), its enrichment is attached again for free. [`Db::remove_orphans`] then
+//! deletes what is still orphaned at the end of the run, as the cascade would have.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DbError, sqlite_error};
+use crate::open::Db;
+
+const FILE_BY_PATH_SQL: &str = "SELECT id FROM files WHERE path = ?1";
+const INSERT_FILE_SQL: &str =
+    "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES (?1, ?2, ?3, ?4, ?5)";
+const UPDATE_FILE_SQL: &str =
+    "UPDATE files SET lang = ?2, file_hash = ?3, size = ?4, mtime = ?5 WHERE id = ?1";
+const SPANS_OF_FILE_SQL: &str = "SELECT id, span_hash FROM spans WHERE file_id = ?1";
+const SPAN_BY_HASH_SQL: &str = "SELECT id FROM spans WHERE span_hash = ?1";
+const INSERT_SPAN_SQL: &str = "
+INSERT INTO spans (
+    file_id, symbol, kind, start_line, end_line, byte_start, byte_end, span_hash, doc_hint,
+    slice_type, slice_language, classifier_confidence, classifier_version
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+/// Everything but the identity (`id`, `span_hash`) and `created_at`.
+const UPDATE_SPAN_SQL: &str = "
+UPDATE spans SET
+    file_id = ?2, symbol = ?3, kind = ?4, start_line = ?5, end_line = ?6, byte_start = ?7,
+    byte_end = ?8, doc_hint = ?9, slice_type = ?10, slice_language = ?11,
+    classifier_confidence = ?12, classifier_version = ?13
+WHERE id = ?1";
+const DELETE_SPAN_SQL: &str = "DELETE FROM spans WHERE id = ?1";
+const DELETE_FILE_SPANS_SQL: &str = "DELETE FROM spans WHERE file_id = ?1";
+const DELETE_FILE_DESCRIPTIONS_SQL: &str = "DELETE FROM file_descriptions WHERE file_id = ?1";
+const DELETE_FILE_SQL: &str = "DELETE FROM files WHERE id = ?1";
+
+/// The tables whose rows are keyed by a span hash and outlive a deleted span as orphans.
+const SPAN_KEYED_TABLES: [&str; 3] = ["enrichments", "embeddings", "emb_code"];
+
+/// A `files` row as the index stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexedFile {
+    /// The path relative to the repo root, `/`-separated.
+    pub path: String,
+    /// The language the file was split as (`rust`, `python`, `markdown`, …).
+    pub lang: String,
+    /// The hash of the file's bytes when it was indexed.
+    pub file_hash: String,
+    /// The file's size in bytes when it was indexed.
+    pub size: u64,
+    /// The file's modification time (Unix seconds) when it was indexed.
+    pub mtime: f64,
+}
+
+/// A `files` row and how many spans it has, as [`Db::indexed_files`] lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFile {
+    /// The row.
+    pub file: IndexedFile,
+    /// How many spans the file has (LLMC's indexer leaves files of the languages it cannot
+    /// split without any).
+    pub spans: u64,
+}
+
+/// A file and all its spans as an indexer found them, to store with
+/// [`Db::write_index_batch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The `files` row.
+    pub file: IndexedFile,
+    /// Every span of the file. A hash listed twice is stored once (the first one wins).
+    pub spans: Vec<SpanRecord>,
+}
+
+/// One span of a [`FileRecord`]: the columns of a `spans` row that an indexer fills.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanRecord {
+    /// The content hash, `sha256:` + hex; the span's identity.
+    pub span_hash: String,
+    /// The symbol the span defines (`Type::method`, a section path, …).
+    pub symbol: String,
+    /// The kind of span (`function`, `method`, `class`, `section`, …).
+    pub kind: String,
+    /// First line, 1-based.
+    pub start_line: u32,
+    /// Last line, inclusive.
+    pub end_line: u32,
+    /// First byte in the file.
+    pub byte_start: u64,
+    /// End byte in the file (exclusive).
+    pub byte_end: u64,
+    /// A short description found in the source (a docstring, a doc comment).
+    pub doc_hint: Option<String>,
+    /// The slice type (`code`, `docs`, `config`, …).
+    pub slice_type: Option<String>,
+    /// The programming language of the slice, for code.
+    pub slice_language: Option<String>,
+    /// How sure the classifier was, from 0.0 to 1.0.
+    pub classifier_confidence: Option<f64>,
+    /// Which classifier decided.
+    pub classifier_version: Option<String>,
+}
+
+/// What one [`Db::write_index_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexWriteReport {
+    /// Files that had no row and got one.
+    pub files_added: u64,
+    /// Files whose row was updated.
+    pub files_updated: u64,
+    /// Files deleted with their spans.
+    pub files_removed: u64,
+    /// Spans inserted (new content).
+    pub spans_added: u64,
+    /// Spans whose hash the file already had: same row and id, position and metadata updated.
+    pub spans_kept: u64,
+    /// Spans whose hash another file held: the row moved to this file, keeping its id.
+    pub spans_moved: u64,
+    /// Spans deleted, from changed files and from removed files.
+    pub spans_removed: u64,
+    /// Spans dropped because the same file listed their hash already.
+    pub spans_duplicate: u64,
+}
+
+impl IndexWriteReport {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &IndexWriteReport) {
+        self.files_added += other.files_added;
+        self.files_updated += other.files_updated;
+        self.files_removed += other.files_removed;
+        self.spans_added += other.spans_added;
+        self.spans_kept += other.spans_kept;
+        self.spans_moved += other.spans_moved;
+        self.spans_removed += other.spans_removed;
+        self.spans_duplicate += other.spans_duplicate;
+    }
+}
+
+/// Rows keyed by a span hash whose span no longer exists, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanCounts {
+    /// `enrichments` rows.
+    pub enrichments: u64,
+    /// `embeddings` and `emb_code` rows together.
+    pub embeddings: u64,
+}
+
+impl Db {
+    /// Every `files` row with its number of spans, in path order.
+    pub fn indexed_files(&self) -> Result<Vec<StoredFile>, DbError> {
+        let action = "list the indexed files";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT path, lang, file_hash, size, mtime,
+                        (SELECT count(*) FROM spans WHERE spans.file_id = files.id)
+                 FROM files ORDER BY path",
+            )
+            .map_err(self.err(action))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(StoredFile {
+                    file: IndexedFile {
+                        path: row.get(0)?,
+                        lang: row.get(1)?,
+                        file_hash: row.get(2)?,
+                        size: row.get(3)?,
+                        mtime: row.get(4)?,
+                    },
+                    spans: row.get(5)?,
+                })
+            })
+            .map_err(self.err(action))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err(action))
+    }
+
+    /// Stores re-indexed files and removes deleted ones, in one `IMMEDIATE` transaction.
+    ///
+    /// For each record: the `files` row is inserted or updated by path (its id, `sidecar_path`
+    /// and file description stay), then its spans are replaced: a hash the file already had
+    /// keeps its row, id and enrichment and gets the new position and metadata; a hash another
+    /// file holds moves to this file the same way; a new hash is inserted; the file's other
+    /// spans are deleted. Each path in `removed` loses its `files` row, spans and file
+    /// description. Deleted spans leave their enrichments and embeddings as orphans (see
+    /// [`remove_orphans`](Self::remove_orphans)); nothing else cascades. Any error rolls the
+    /// whole batch back. Writing the same batch twice leaves the same rows.
+    pub fn write_index_batch(
+        &mut self,
+        files: &[FileRecord],
+        removed: &[String],
+    ) -> Result<IndexWriteReport, DbError> {
+        self.ensure_writable("write the index")?;
+        // Cascades would delete the enrichments of replaced spans; they are cleaned up at the end
+        // of the indexing run instead. The pragma is a no-op inside a transaction, so it wraps it.
+        self.set_foreign_keys(false)?;
+        let written = self.write_index_tx(files, removed);
+        let restored = self.set_foreign_keys(true);
+        let report = written?;
+        restored?;
+        Ok(report)
+    }
+
+    /// Counts the rows keyed by a span hash that no span has.
+    pub fn orphan_counts(&self) -> Result<OrphanCounts, DbError> {
+        let action = "count orphaned enrichments and embeddings";
+        let mut counts = [0u64; 3];
+        for (count, table) in counts.iter_mut().zip(SPAN_KEYED_TABLES) {
+            *count = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM {table} AS t WHERE NOT EXISTS \
+                         (SELECT 1 FROM spans WHERE spans.span_hash = t.span_hash)"
+                    ),
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(self.err(action))?;
+        }
+        Ok(OrphanCounts {
+            enrichments: counts[0],
+            embeddings: counts[1] + counts[2],
+        })
+    }
+
+    /// Deletes the enrichments and embeddings whose span no longer exists, as the foreign key
+    /// cascade would have, in one transaction. Returns how many rows went. Orphans LLMC left
+    /// (it deletes spans with foreign keys off by default) go too.
+    pub fn remove_orphans(&mut self) -> Result<OrphanCounts, DbError> {
+        let action = "remove orphaned enrichments and embeddings";
+        self.ensure_writable(action)?;
+        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
+        let err = |e| sqlite_error(&path_buf, action, busy, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut counts = [0u64; 3];
+        for (count, table) in counts.iter_mut().zip(SPAN_KEYED_TABLES) {
+            let deleted = tx
+                .execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE NOT EXISTS \
+                         (SELECT 1 FROM spans WHERE spans.span_hash = {table}.span_hash)"
+                    ),
+                    [],
+                )
+                .map_err(err)?;
+            *count = deleted as u64;
+        }
+        tx.commit().map_err(err)?;
+        Ok(OrphanCounts {
+            enrichments: counts[0],
+            embeddings: counts[1] + counts[2],
+        })
+    }
+
+    fn set_foreign_keys(&self, on: bool) -> Result<(), DbError> {
+        self.conn
+            .pragma_update(None, "foreign_keys", on)
+            .map_err(self.err("switch foreign keys for the index write"))
+    }
+
+    fn write_index_tx(
+        &mut self,
+        files: &[FileRecord],
+        removed: &[String],
+    ) -> Result<IndexWriteReport, DbError> {
+        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
+        let path = path_buf.as_path();
+        let err = |action| move |e| sqlite_error(path, action, busy, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("lock the database for writing"))?;
+        let mut report = IndexWriteReport::default();
+        for record in files {
+            replace_file(&tx, record, &mut report)
+                .map_err(|(action, e)| sqlite_error(path, action, busy, e))?;
+        }
+        for file in removed {
+            remove_file(&tx, file, &mut report)
+                .map_err(|(action, e)| sqlite_error(path, action, busy, e))?;
+        }
+        tx.commit().map_err(err("commit an index batch"))?;
+        Ok(report)
+    }
+}
+
+/// An SQLite error with what was being done.
+type StepError = (&'static str, rusqlite::Error);
+
+fn step(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StepError {
+    move |e| (action, e)
+}
+
+fn replace_file(
+    tx: &Transaction<'_>,
+    record: &FileRecord,
+    report: &mut IndexWriteReport,
+) -> Result<(), StepError> {
+    let file = &record.file;
+    let existing: Option<i64> = tx
+        .prepare_cached(FILE_BY_PATH_SQL)
+        .and_then(|mut s| s.query_row([&file.path], |row| row.get(0)).optional())
+        .map_err(step("look a file up"))?;
+    let file_id = match existing {
+        Some(id) => {
+            tx.prepare_cached(UPDATE_FILE_SQL)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        id,
+                        file.lang,
+                        file.file_hash,
+                        file.size,
+                        file.mtime
+                    ])
+                })
+                .map_err(step("update a file row"))?;
+            report.files_updated += 1;
+            id
+        }
+        None => {
+            tx.prepare_cached(INSERT_FILE_SQL)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        file.path,
+                        file.lang,
+                        file.file_hash,
+                        file.size,
+                        file.mtime
+                    ])
+                })
+                .map_err(step("insert a file row"))?;
+            report.files_added += 1;
+            tx.last_insert_rowid()
+        }
+    };
+
+    let mut old: HashMap<String, i64> = tx
+        .prepare_cached(SPANS_OF_FILE_SQL)
+        .and_then(|mut s| {
+            s.query_map([file_id], |row| Ok((row.get(1)?, row.get(0)?)))?
+                .collect()
+        })
+        .map_err(step("read a file's spans"))?;
+    let mut seen = HashSet::with_capacity(record.spans.len());
+    for span in &record.spans {
+        if !seen.insert(span.span_hash.as_str()) {
+            report.spans_duplicate += 1;
+            continue;
+        }
+        if let Some(id) = old.remove(&span.span_hash) {
+            update_span(tx, id, file_id, span)?;
+            report.spans_kept += 1;
+            continue;
+        }
+        let elsewhere: Option<i64> = tx
+            .prepare_cached(SPAN_BY_HASH_SQL)
+            .and_then(|mut s| s.query_row([&span.span_hash], |row| row.get(0)).optional())
+            .map_err(step("look a span up"))?;
+        if let Some(id) = elsewhere {
+            update_span(tx, id, file_id, span)?;
+            report.spans_moved += 1;
+        } else {
+            tx.prepare_cached(INSERT_SPAN_SQL)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        file_id,
+                        span.symbol,
+                        span.kind,
+                        span.start_line,
+                        span.end_line,
+                        span.byte_start,
+                        span.byte_end,
+                        span.span_hash,
+                        span.doc_hint,
+                        span.slice_type,
+                        span.slice_language,
+                        span.classifier_confidence,
+                        span.classifier_version,
+                    ])
+                })
+                .map_err(step("insert a span"))?;
+            report.spans_added += 1;
+        }
+    }
+    for id in old.into_values() {
+        tx.prepare_cached(DELETE_SPAN_SQL)
+            .and_then(|mut s| s.execute([id]))
+            .map_err(step("delete a span"))?;
+        report.spans_removed += 1;
+    }
+    Ok(())
+}
+
+fn update_span(
+    tx: &Transaction<'_>,
+    id: i64,
+    file_id: i64,
+    span: &SpanRecord,
+) -> Result<(), StepError> {
+    tx.prepare_cached(UPDATE_SPAN_SQL)
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                file_id,
+                span.symbol,
+                span.kind,
+                span.start_line,
+                span.end_line,
+                span.byte_start,
+                span.byte_end,
+                span.doc_hint,
+                span.slice_type,
+                span.slice_language,
+                span.classifier_confidence,
+                span.classifier_version,
+            ])
+        })
+        .map_err(step("update a span"))?;
+    Ok(())
+}
+
+fn remove_file(
+    tx: &Transaction<'_>,
+    path: &str,
+    report: &mut IndexWriteReport,
+) -> Result<(), StepError> {
+    let Some(file_id) = tx
+        .prepare_cached(FILE_BY_PATH_SQL)
+        .and_then(|mut s| s.query_row([path], |row| row.get::<_, i64>(0)).optional())
+        .map_err(step("look a file up"))?
+    else {
+        return Ok(());
+    };
+    let spans = tx
+        .prepare_cached(DELETE_FILE_SPANS_SQL)
+        .and_then(|mut s| s.execute([file_id]))
+        .map_err(step("delete a file's spans"))?;
+    tx.prepare_cached(DELETE_FILE_DESCRIPTIONS_SQL)
+        .and_then(|mut s| s.execute([file_id]))
+        .map_err(step("delete a file's description"))?;
+    tx.prepare_cached(DELETE_FILE_SQL)
+        .and_then(|mut s| s.execute([file_id]))
+        .map_err(step("delete a file row"))?;
+    report.files_removed += 1;
+    report.spans_removed += spans as u64;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_keys_are_on_again_after_an_index_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = Db::open_or_create(dir.path().join("index_v2.db")).expect("open");
+        db.write_index_batch(&[], &["gone.py".to_owned()])
+            .expect("write");
+        let on: bool = db
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .expect("pragma");
+        assert!(on);
+    }
+}

@@ -1,0 +1,54 @@
+//! The enrich indexer: builds and refreshes LLMC's index of a repository (`files` and `spans`
+//! in `.llmc/rag/index_v2.db`) so that `enrich` can enrich a repository LLMC never indexed, and
+//! so that an index refreshed by enrich and one refreshed by LLMC agree.
+//!
+//! [`index_repo`] walks the repository with ripgrep's walker (`.gitignore`, `.ignore` and
+//! `.ragignore` honoured; `.git/`, `.llmc/`, hidden files, symbolic links, binary files, files
+//! over a size limit, lock files and minified bundles skipped), and splits every changed file
+//! into spans:
+//!
+//! - code, with the tree-sitter grammars of Rust, Python, JavaScript, TypeScript, TSX, Go, Java,
+//!   C and C++: functions, methods, classes, structs, enums, unions, traits, impls, interfaces,
+//!   records, type declarations and `macro_rules!`; members are their own spans after their
+//!   type, named `Type::method` (Rust, C++) or `Type.method` (the others);
+//! - Markdown, by heading section, named by heading path (`Install > From source`);
+//! - any other text (and code in which no definition is found), in windows of about 60 lines
+//!   cut at blank lines.
+//!
+//! Compatibility with LLMC decides the details. Language names are LLMC's, and a span's hash
+//! is LLMC's ([`span_hash`]: `sha256:` + hex(sha256(lang + `"\0"` + bytes))) over the same syntax
+//! node LLMC takes, so a definition LLMC also finds gets the same hash and keeps its
+//! enrichment whichever tool refreshed the index last. The file hash is LLMC's too
+//! ([`file_hash`]), so a file LLMC indexed and that did not change is left as LLMC split it
+//! (unless LLMC stored it without spans, as it does for the languages it cannot split). Markdown
+//! sections and text windows are enrich's own: LLMC's Markdown chunks carry approximate offsets
+//! that cannot be reproduced. Slice types follow LLMC's classifier (`code`, `docs`, `config`,
+//! `data`, `other`).
+//!
+//! Incremental by content: a file whose hash did not change is read but not parsed or written;
+//! a changed file keeps the row and enrichment of every span whose bytes did not change (a span
+//! that moved keeps them too, even to another file); a file that went is removed with its
+//! spans; enrichments left without a span are removed at the end of the run (or kept and
+//! counted). Files are read and parsed on several threads and written in path order by the
+//! calling thread, many per transaction, through `enrich-db`.
+//!
+//! Deliberately NOT known here: HTTP, backends, tokio, configuration files, the router and the
+//! pipeline. The crate is synchronous; the only crate of the workspace it uses is `enrich-db`,
+//! which owns every SQL statement.
+
+mod error;
+mod hash;
+mod indexer;
+mod lang;
+mod report;
+mod split;
+mod walk;
+
+pub use error::IndexError;
+pub use hash::{file_hash, span_hash};
+pub use indexer::{
+    DEFAULT_BATCH_FILES, DEFAULT_MAX_FILE_BYTES, DEFAULT_WINDOW_LINES, IndexOptions, index_repo,
+};
+pub use report::{
+    FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SpanCounts,
+};

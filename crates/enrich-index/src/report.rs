@@ -1,0 +1,121 @@
+//! What an indexing run reports: progress events while it runs, the [`IndexReport`] at the end.
+
+use serde::Serialize;
+
+/// What an indexing run did; serialises to the JSON of `enrich index --json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IndexReport {
+    /// File counts.
+    pub files: FileCounts,
+    /// Span counts.
+    pub spans: SpanCounts,
+    /// Enrichments and embeddings whose span is gone.
+    pub orphans: OrphanReport,
+    /// Files that could not be read or walked; the index keeps their previous rows.
+    pub problems: Vec<FileProblem>,
+    /// Wall-clock time of the whole run, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// How many files went which way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FileCounts {
+    /// Files the walk yielded after the ignore rules, over the size limit included.
+    pub seen: u64,
+    /// Files whose content hash matched the index: not parsed, not written.
+    pub unchanged: u64,
+    /// Files indexed for the first time.
+    pub added: u64,
+    /// Indexed files whose content changed: their spans were replaced.
+    pub changed: u64,
+    /// Files removed from the index: deleted, newly ignored, now binary or too large.
+    pub removed: u64,
+    /// Files skipped because they look binary (a NUL byte in the first 8000, as git decides).
+    pub binary: u64,
+    /// Files skipped because they are larger than the size limit.
+    pub too_large: u64,
+}
+
+/// How many spans went which way, in the files that were written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SpanCounts {
+    /// Spans with new content, inserted.
+    pub added: u64,
+    /// Spans of changed files whose content did not change: same row, same enrichment.
+    pub kept: u64,
+    /// Spans whose content another file held: the row and its enrichment now belong to this
+    /// file. Code moved between files, or identical code in several files, which the index
+    /// stores once (the span hash is unique) at the file written last, as LLMC does.
+    pub moved: u64,
+    /// Spans deleted (changed content, or their file went).
+    pub removed: u64,
+    /// Spans dropped because their file already had one with the same content (and so the same
+    /// hash, which the index keeps unique).
+    pub duplicate: u64,
+}
+
+/// Enrichments and embeddings left without a span at the end of the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OrphanReport {
+    /// Orphaned enrichments deleted.
+    pub enrichments_removed: u64,
+    /// Orphaned embeddings deleted (`embeddings` and `emb_code`).
+    pub embeddings_removed: u64,
+    /// Orphaned enrichments left in place ([`IndexOptions::keep_orphans`](crate::IndexOptions)).
+    pub enrichments_kept: u64,
+    /// Orphaned embeddings left in place.
+    pub embeddings_kept: u64,
+}
+
+/// A file the run could not handle, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileProblem {
+    /// The path relative to the repo root (empty when the walk could not tell).
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A progress event, given to the callback of [`index_repo`](crate::index_repo) on the calling
+/// thread, in path order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexEvent<'a> {
+    /// The walk is done: `files` files will be read.
+    Walked {
+        /// How many files the run will go through.
+        files: u64,
+    },
+    /// One file was handled.
+    File {
+        /// Its path relative to the repo root.
+        path: &'a str,
+        /// What happened to it.
+        outcome: FileOutcome,
+        /// How many files are done, this one included.
+        done: u64,
+        /// How many files the run goes through.
+        total: u64,
+    },
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FileOutcome {
+    /// Same content hash as in the index.
+    Unchanged,
+    /// Split and queued for writing, first time in the index.
+    Added,
+    /// Split and queued for writing, replacing its spans.
+    Changed,
+    /// Looks binary: skipped (and removed from the index if it was there).
+    Binary,
+    /// Grew over the size limit since the walk: skipped (and removed if it was there).
+    TooLarge,
+    /// Deleted since the walk: removed from the index if it was there.
+    Vanished,
+    /// Could not be read: listed in [`IndexReport::problems`], its rows left as they were.
+    Failed,
+}

@@ -1,0 +1,426 @@
+//! Re-indexing: what stays, what changes, what goes, and what happens to enrichments.
+
+use std::path::Path;
+
+use enrich_db::{Db, DbError, OpenMode, OpenOptions};
+use enrich_index::{FileOutcome, IndexError, IndexEvent, IndexOptions, index_repo};
+
+use crate::support::{Repo, SpanRow, llmc_file_hash, llmc_span_hash, options, summary_of};
+
+const CALC: &str = "\
+def add(a, b):
+    return a + b
+
+
+def sub(a, b):
+    return a - b
+
+
+def mul(a, b):
+    return a * b
+";
+
+const SHAPES: &str = "\
+class Square:
+    def area(self):
+        return self.side ** 2
+
+    def name(self):
+        return \"square\"
+";
+
+/// `(id, symbol, hash)` of every span, in id order.
+fn identities(repo: &Repo) -> Vec<(i64, String, String)> {
+    repo.spans(None)
+        .into_iter()
+        .map(|s| (s.id, s.symbol, s.span_hash))
+        .collect()
+}
+
+/// A repository with two Python files, indexed, every span enriched.
+fn enriched_repo() -> Repo {
+    let repo = Repo::with(&[("calc.py", CALC), ("shapes.py", SHAPES)]);
+    repo.index();
+    let spans = repo.spans(None);
+    let hashes: Vec<&str> = spans.iter().map(|s| s.span_hash.as_str()).collect();
+    repo.enrich(&hashes);
+    repo
+}
+
+#[test]
+fn an_unchanged_repository_is_read_but_nothing_is_written() {
+    let repo = enriched_repo();
+    let before = identities(&repo);
+    let files_before: Vec<(String, String, f64)> = repo
+        .db()
+        .indexed_files()
+        .expect("files")
+        .into_iter()
+        .map(|f| (f.file.path, f.file.file_hash, f.file.mtime))
+        .collect();
+    let report = repo.index();
+    assert_eq!(report.files.unchanged, 2, "{report:?}");
+    assert_eq!(
+        (
+            report.files.added,
+            report.files.changed,
+            report.files.removed
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(report.spans, Default::default());
+    assert_eq!(report.orphans, Default::default());
+    assert_eq!(identities(&repo), before);
+    let files_after: Vec<(String, String, f64)> = repo
+        .db()
+        .indexed_files()
+        .expect("files")
+        .into_iter()
+        .map(|f| (f.file.path, f.file.file_hash, f.file.mtime))
+        .collect();
+    assert_eq!(files_after, files_before);
+}
+
+#[test]
+fn editing_one_function_changes_only_its_span() {
+    let repo = enriched_repo();
+    let before = repo.spans(Some("calc.py"));
+    // `sub` gets one more line, so `mul` moves down a line but keeps its bytes.
+    repo.write(
+        "calc.py",
+        CALC.replace("    return a - b\n", "    diff = a - b\n    return diff\n"),
+    );
+    let report = repo.index();
+    let after = repo.spans(Some("calc.py"));
+
+    assert_eq!(report.files.changed, 1, "{report:?}");
+    assert_eq!(report.files.unchanged, 1, "{report:?}");
+    assert_eq!(
+        (report.spans.added, report.spans.kept, report.spans.removed),
+        (1, 2, 1)
+    );
+    assert_eq!(report.orphans.enrichments_removed, 1);
+
+    let by_symbol = |rows: &[SpanRow], symbol: &str| -> SpanRow {
+        rows.iter()
+            .find(|s| s.symbol == symbol)
+            .cloned()
+            .expect("span")
+    };
+    let (add0, add1) = (by_symbol(&before, "add"), by_symbol(&after, "add"));
+    assert_eq!((add1.id, &add1.span_hash), (add0.id, &add0.span_hash));
+    let (mul0, mul1) = (by_symbol(&before, "mul"), by_symbol(&after, "mul"));
+    assert_eq!((mul1.id, &mul1.span_hash), (mul0.id, &mul0.span_hash));
+    assert_eq!(
+        (mul1.start_line, mul1.end_line),
+        (mul0.start_line + 1, mul0.end_line + 1)
+    );
+    assert_eq!(mul1.byte_start, mul0.byte_start + 16);
+    let (sub0, sub1) = (by_symbol(&before, "sub"), by_symbol(&after, "sub"));
+    assert_ne!(sub1.span_hash, sub0.span_hash);
+
+    // The unchanged spans keep their enrichment; the edited one lost it and is pending again.
+    for span in [&add1, &mul1] {
+        assert_eq!(
+            repo.summary(&span.span_hash),
+            Some(summary_of(&span.span_hash))
+        );
+    }
+    assert_eq!(repo.summary(&sub0.span_hash), None);
+    assert_eq!(repo.summary(&sub1.span_hash), None);
+    let pending = repo.db().pending_spans(0, 100).expect("pending");
+    let pending: Vec<&str> = pending.iter().map(|p| p.symbol.as_str()).collect();
+    assert_eq!(pending, ["sub"]);
+    // Every other file's spans are untouched.
+    assert_eq!(repo.spans(Some("shapes.py")).len(), 3);
+}
+
+#[test]
+fn a_deleted_file_goes_with_its_spans_and_their_enrichments() {
+    let repo = enriched_repo();
+    repo.remove("shapes.py");
+    let report = repo.index();
+    assert_eq!(
+        (report.files.removed, report.spans.removed),
+        (1, 3),
+        "{report:?}"
+    );
+    assert_eq!(report.orphans.enrichments_removed, 3);
+    assert_eq!(repo.files(), [("calc.py".to_owned(), "python".to_owned())]);
+    assert_eq!(repo.count("spans"), 3);
+    assert_eq!(repo.count("enrichments"), 3);
+}
+
+#[test]
+fn a_function_moved_to_another_file_keeps_its_enrichment() {
+    // Whether the new file is written before the old one or after it.
+    for target in ["aaa.py", "zzz.py"] {
+        let repo = enriched_repo();
+        let mul = repo.span("calc.py", "mul");
+        let (rest, moved) = CALC.split_at(CALC.find("def mul").expect("mul"));
+        repo.write("calc.py", rest.trim_end().to_owned() + "\n");
+        repo.write(target, moved);
+        let report = repo.index();
+
+        let now = repo.span(target, "mul");
+        assert_eq!(now.span_hash, mul.span_hash, "{target}");
+        assert_eq!(
+            repo.summary(&now.span_hash),
+            Some(summary_of(&mul.span_hash)),
+            "{target}"
+        );
+        assert_eq!(
+            report.orphans.enrichments_removed, 0,
+            "{target}: {report:?}"
+        );
+        assert_eq!(repo.spans(Some("calc.py")).len(), 2, "{target}");
+    }
+}
+
+#[test]
+fn orphans_can_be_kept_and_come_back_with_their_content() {
+    let repo = enriched_repo();
+    let keep = IndexOptions {
+        keep_orphans: true,
+        ..options()
+    };
+    repo.remove("shapes.py");
+    let report = repo.index_with(&keep);
+    assert_eq!(
+        (
+            report.orphans.enrichments_kept,
+            report.orphans.enrichments_removed
+        ),
+        (3, 0)
+    );
+    assert_eq!(repo.count("enrichments"), 6);
+    assert_eq!(repo.db().pending_count().expect("pending"), 0);
+
+    repo.write("shapes.py", SHAPES);
+    let report = repo.index_with(&keep);
+    assert_eq!(
+        (report.spans.added, report.orphans.enrichments_kept),
+        (3, 0)
+    );
+    for span in repo.spans(Some("shapes.py")) {
+        assert_eq!(
+            repo.summary(&span.span_hash),
+            Some(summary_of(&span.span_hash))
+        );
+    }
+}
+
+#[test]
+fn spans_llmc_indexed_keep_their_rows_and_enrichments() {
+    // An index LLMC built: the file with an old file hash (so enrich re-splits it), the span of
+    // `add` with LLMC's hash and an enrichment.
+    let repo = Repo::with(&[("calc.py", CALC)]);
+    drop(repo.db());
+    let add = "def add(a, b):\n    return a + b";
+    let hash = llmc_span_hash("python", add.as_bytes());
+    let conn = repo.raw();
+    conn.execute(
+        "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES ('calc.py', 'python', 'old', 1, 1.0)",
+        [],
+    )
+    .expect("file row");
+    conn.execute(
+        "INSERT INTO spans (id, file_id, symbol, kind, start_line, end_line, byte_start, byte_end, span_hash)
+         VALUES (42, 1, 'add', 'function', 1, 2, 0, ?1, ?2)",
+        (add.len(), &hash),
+    )
+    .expect("span row");
+    conn.execute(
+        "INSERT INTO enrichments (span_hash, summary) VALUES (?1, 'adds')",
+        [&hash],
+    )
+    .expect("enrichment row");
+    drop(conn);
+
+    let report = repo.index();
+    assert_eq!(
+        (report.files.changed, report.spans.kept, report.spans.added),
+        (1, 1, 2)
+    );
+    let span = repo.span("calc.py", "add");
+    assert_eq!((span.id, span.span_hash.as_str()), (42, hash.as_str()));
+    assert_eq!(repo.summary(&hash).as_deref(), Some("adds"));
+}
+
+#[test]
+fn files_llmc_left_unsplit_are_split_and_files_it_split_are_kept() {
+    // LLMC stores Rust files without spans (it has no Rust extractor) and splits Python its own
+    // way; both with the file hash enrich computes.
+    let rust = "fn main() {}\n";
+    let repo = Repo::with(&[("main.rs", rust), ("calc.py", CALC)]);
+    drop(repo.db());
+    let conn = repo.raw();
+    for (path, lang, content) in [("main.rs", "rust", rust), ("calc.py", "python", CALC)] {
+        conn.execute(
+            "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES (?1, ?2, ?3, ?4, 1.0)",
+            (
+                path,
+                lang,
+                llmc_file_hash(content.as_bytes()),
+                content.len(),
+            ),
+        )
+        .expect("file row");
+    }
+    let llmc_hash = llmc_span_hash("python", CALC.as_bytes());
+    conn.execute(
+        "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start, byte_end, span_hash)
+         VALUES (2, 'calc', 'module', 1, 11, 0, ?1, ?2)",
+        (CALC.len(), &llmc_hash),
+    )
+    .expect("span row");
+    drop(conn);
+
+    let report = repo.index();
+    assert_eq!(
+        (report.files.changed, report.files.unchanged),
+        (1, 1),
+        "{report:?}"
+    );
+    let symbols = |path| -> Vec<String> {
+        repo.spans(Some(path))
+            .into_iter()
+            .map(|s| s.symbol)
+            .collect()
+    };
+    assert_eq!(symbols("main.rs"), ["main"]);
+    assert_eq!(symbols("calc.py"), ["calc"]);
+}
+
+#[test]
+fn identical_spans_in_one_file_are_stored_once() {
+    let method = "    def name(self):\n        return \"x\"\n";
+    let source = format!("class A:\n{method}\n\nclass B:\n{method}");
+    let repo = Repo::with(&[("twins.py", source.as_str())]);
+    let report = repo.index();
+    let symbols: Vec<String> = repo
+        .spans(Some("twins.py"))
+        .into_iter()
+        .map(|s| s.symbol)
+        .collect();
+    assert_eq!(symbols, ["A", "A.name", "B"]);
+    assert_eq!(report.spans.duplicate, 1);
+}
+
+#[test]
+fn progress_events_come_in_path_order() {
+    let repo = Repo::with(&[("b.py", "def b(): pass\n"), ("a.py", "def a(): pass\n")]);
+    repo.index();
+    repo.write("c.md", "# C\n");
+    repo.write("b.py", "def b(): return 1\n");
+    let mut events = Vec::new();
+    index_repo(&mut repo.db(), repo.root(), &options(), |e| {
+        events.push(match *e {
+            IndexEvent::Walked { files } => format!("walked {files}"),
+            IndexEvent::File {
+                path,
+                outcome,
+                done,
+                total,
+            } => format!("{done}/{total} {path} {outcome:?}"),
+            _ => "other".to_owned(),
+        })
+    })
+    .expect("index");
+    let expected = [
+        "walked 3".to_owned(),
+        format!("1/3 a.py {:?}", FileOutcome::Unchanged),
+        format!("2/3 b.py {:?}", FileOutcome::Changed),
+        format!("3/3 c.md {:?}", FileOutcome::Added),
+    ];
+    assert_eq!(events, expected);
+}
+
+#[test]
+fn threads_and_batch_sizes_do_not_change_the_rows() {
+    let files: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("m{i:02}/f.py"),
+                format!("def f{i}():\n    return {i}\n"),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let rows = |options: &IndexOptions| {
+        let repo = Repo::with(&files);
+        repo.index_with(options);
+        identities(&repo)
+    };
+    let one = rows(&IndexOptions {
+        threads: 1,
+        ..options()
+    });
+    let many = rows(&IndexOptions {
+        threads: 4,
+        batch_files: 3,
+        ..options()
+    });
+    assert_eq!(one.len(), 40);
+    assert_eq!(one, many);
+}
+
+#[test]
+fn runs_that_cannot_start_say_why() {
+    let repo = Repo::with(&[("a.py", "def a(): pass\n")]);
+    let check = |root: &Path, db: &mut Db, options: &IndexOptions| -> IndexError {
+        index_repo(db, root, options, |_| {}).expect_err("refused")
+    };
+    let mut db = repo.db();
+    let missing = repo.root().join("missing");
+    let err = check(&missing, &mut db, &options());
+    assert!(matches!(err, IndexError::Root { .. }), "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
+
+    let err = check(&repo.root().join("a.py"), &mut db, &options());
+    assert!(matches!(err, IndexError::NotADirectory { .. }), "{err}");
+
+    let zero = IndexOptions {
+        window_lines: 0,
+        ..options()
+    };
+    let err = check(repo.root(), &mut db, &zero);
+    assert!(
+        matches!(
+            err,
+            IndexError::InvalidOption {
+                option: "window_lines",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    drop(db);
+
+    let read_only = OpenOptions {
+        mode: OpenMode::ReadOnly,
+        ..OpenOptions::default()
+    };
+    let mut db = Db::open_with(&repo.db_path, &read_only).expect("read-only index");
+    let err = check(repo.root(), &mut db, &options());
+    assert!(
+        matches!(err, IndexError::Db(DbError::ReadOnly { .. })),
+        "{err}"
+    );
+    assert_eq!(repo.count("files"), 0);
+}
+
+#[test]
+fn the_report_serialises_for_json_output() {
+    let repo = Repo::with(&[("a.py", "def a(): pass\n")]);
+    let report = repo.index();
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["files"]["added"], 1);
+    assert_eq!(json["spans"]["added"], 1);
+    assert_eq!(json["orphans"]["enrichments_removed"], 0);
+    assert!(json["problems"].as_array().is_some_and(Vec::is_empty));
+    assert!(json["elapsed_ms"].is_u64());
+}
