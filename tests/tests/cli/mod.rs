@@ -16,5 +16,6 @@
 //! proxy variables from the machine running the tests).
 
 mod commands;
+mod real_model;
 mod runs;
 mod support;

@@ -193,7 +193,7 @@ pub(crate) struct Ran {
 }
 
 impl Ran {
-    fn from_output(output: Output) -> Self {
+    pub(crate) fn from_output(output: Output) -> Self {
         Self {
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use enrich_backends::{GenerateRequest, enrichment_v1_schema};
+use enrich_backends::{GenerateRequest, enrichment_v1_schema_for_lines};
 use enrich_config::EnrichmentConfig;
 use enrich_pipeline::{PipelineError, RunControl, estimate_tokens};
 
@@ -54,7 +54,11 @@ async fn a_template_is_filled_with_python_format_rules_and_sent_with_the_schema(
         &*sent[0].prompt,
         "Summarise pkg/two.py lines 1-2:\ndef two():\n    return 2\n\nAnswer as {json}."
     );
-    assert_eq!(sent[0].schema.as_deref(), Some(&**enrichment_v1_schema()));
+    assert_eq!(
+        sent[0].schema.as_deref(),
+        Some(&*enrichment_v1_schema_for_lines(1, 2)),
+        "the schema bounds evidence lines to the span"
+    );
     assert_eq!((sent[0].span.line_start, sent[0].span.line_end), (1, 2));
     assert_eq!(&*sent[0].span.path, "pkg/two.py");
 }
@@ -93,7 +97,10 @@ async fn the_built_in_prompt_cites_the_span_and_describes_every_field() {
             assert!(prompt.contains(needle), "{needle:?} not in {prompt}");
         }
         assert!(!prompt.contains("source cut"));
-        assert_eq!(request.schema.as_deref(), Some(&**enrichment_v1_schema()));
+        assert_eq!(
+            request.schema.as_deref(),
+            Some(&*enrichment_v1_schema_for_lines(line, line))
+        );
     }
 }
 
