@@ -193,53 +193,22 @@ impl RunSummary {
 /// `limit` spans, with every span's result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchResult {
-    /// The run's id.
-    pub run_id: RunId,
-    /// Why it ended.
-    pub end: RunEnd,
-    /// Spans pending when it started.
-    pub total_pending: u64,
-    /// Spans taken on: `succeeded + fell_back + failed`.
-    pub attempted: u64,
-    /// Spans enriched.
-    pub succeeded: u64,
-    /// Spans stored empty by the fallback policy.
-    pub fell_back: u64,
-    /// Spans that failed.
-    pub failed: u64,
-    /// Spans left for a later run.
-    pub skipped: u64,
-    /// Spans cancelled in flight.
-    pub cancelled: u64,
-    /// Spans dead-lettered by this run.
-    pub dead_lettered: u64,
-    /// Wall time.
-    pub duration: Duration,
+    /// The counts: `total_pending`, `attempted`, `succeeded`, `failed`, `skipped`, … (serialised
+    /// inline, next to `results`).
+    #[serde(flatten)]
+    pub summary: RunSummary,
     /// Every span's result, in the order they finished.
     pub results: Vec<SpanResult>,
 }
 
 impl BatchResult {
     pub(crate) fn new(summary: RunSummary, results: Vec<SpanResult>) -> Self {
-        Self {
-            run_id: summary.run_id,
-            end: summary.end,
-            total_pending: summary.total_pending,
-            attempted: summary.attempted,
-            succeeded: summary.succeeded,
-            fell_back: summary.fell_back,
-            failed: summary.failed,
-            skipped: summary.skipped,
-            cancelled: summary.cancelled,
-            dead_lettered: summary.dead_lettered,
-            duration: summary.duration,
-            results,
-        }
+        Self { summary, results }
     }
 
     /// `succeeded / attempted`, or 0 when nothing was attempted.
     pub fn success_rate(&self) -> f64 {
-        ratio(self.succeeded, self.attempted)
+        self.summary.success_rate()
     }
 }
 

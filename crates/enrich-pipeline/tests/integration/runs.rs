@@ -146,10 +146,14 @@ async fn process_batch_returns_each_result_and_stops_at_its_limit() {
         .await
         .expect("first batch");
     assert_eq!(
-        (first.total_pending, first.attempted, first.succeeded),
+        (
+            first.summary.total_pending,
+            first.summary.attempted,
+            first.summary.succeeded
+        ),
         (5, 3, 3)
     );
-    assert_eq!(first.end, RunEnd::LimitReached);
+    assert_eq!(first.summary.end, RunEnd::LimitReached);
     assert_eq!(first.success_rate(), 1.0);
     let mut done: Vec<&str> = first.results.iter().map(|r| r.span_hash.as_str()).collect();
     done.sort_unstable();
@@ -168,7 +172,11 @@ async fn process_batch_returns_each_result_and_stops_at_its_limit() {
         );
         assert_eq!(result.error, None);
     }
-    let run = fixture.db().run(first.run_id).unwrap().expect("run row");
+    let run = fixture
+        .db()
+        .run(first.summary.run_id)
+        .unwrap()
+        .expect("run row");
     assert_eq!(run.status, RunStatus::Interrupted);
 
     // Exactly the rest: the run ends because nothing is left, not because of the limit.
@@ -177,7 +185,11 @@ async fn process_batch_returns_each_result_and_stops_at_its_limit() {
         .await
         .expect("second batch");
     assert_eq!(
-        (second.total_pending, second.attempted, second.end),
+        (
+            second.summary.total_pending,
+            second.summary.attempted,
+            second.summary.end
+        ),
         (2, 2, RunEnd::Exhausted)
     );
 
@@ -185,7 +197,7 @@ async fn process_batch_returns_each_result_and_stops_at_its_limit() {
         .process_batch(2, &control)
         .await
         .expect("third batch");
-    assert_eq!((empty.attempted, empty.results.len()), (0, 0));
+    assert_eq!((empty.summary.attempted, empty.results.len()), (0, 0));
     assert_eq!(empty.success_rate(), 0.0);
     assert_eq!(gpu.calls(), 5);
 }
