@@ -167,42 +167,101 @@ impl<'de, T: TryFrom<u64>> Deserialize<'de> for Whole<T> {
     }
 }
 
-/// A number of seconds that also accepts numeric text (`"120"`).
+/// What a [`Real`] number stands for, as said in its error messages.
+pub(crate) trait Unit {
+    /// The expected form, e.g. "a number of seconds".
+    const EXPECTED: &'static str;
+}
+
+/// Seconds (`timeout_seconds = 120`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Seconds(pub(crate) f64);
+pub(crate) struct SecondsUnit;
 
-impl<'de> Deserialize<'de> for Seconds {
+impl Unit for SecondsUnit {
+    const EXPECTED: &'static str = "a number of seconds";
+}
+
+/// A plain number (a price, a cost budget).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PlainUnit;
+
+impl Unit for PlainUnit {
+    const EXPECTED: &'static str = "a number";
+}
+
+/// A number that also accepts numeric text (`"120"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Real<U>(pub(crate) f64, PhantomData<U>);
+
+/// A number of seconds.
+pub(crate) type Seconds = Real<SecondsUnit>;
+/// A plain number.
+pub(crate) type Number = Real<PlainUnit>;
+
+impl<'de, U: Unit> Deserialize<'de> for Real<U> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SecondsVisitor;
+        struct RealVisitor<U>(PhantomData<U>);
 
-        impl Visitor<'_> for SecondsVisitor {
-            type Value = Seconds;
+        impl<U: Unit> Visitor<'_> for RealVisitor<U> {
+            type Value = Real<U>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number of seconds")
+                f.write_str(U::EXPECTED)
             }
 
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
-                Ok(Seconds(v))
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Real<U>, E> {
+                Ok(Real(v, PhantomData))
             }
 
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                Ok(Seconds(v as f64))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Real<U>, E> {
+                Ok(Real(v as f64, PhantomData))
             }
 
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Ok(Seconds(v as f64))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Real<U>, E> {
+                Ok(Real(v as f64, PhantomData))
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Real<U>, E> {
                 v.trim()
                     .parse::<f64>()
-                    .map(Seconds)
-                    .map_err(|_| E::custom(format!("{v:?} (expected a number of seconds)")))
+                    .map(|v| Real(v, PhantomData))
+                    .map_err(|_| E::custom(format!("{v:?} (expected {})", U::EXPECTED)))
             }
         }
 
-        deserializer.deserialize_any(SecondsVisitor)
+        deserializer.deserialize_any(RealVisitor(PhantomData))
+    }
+}
+
+/// One string or a list of strings (`urls = "http://a"` or `urls = ["http://a", "http://b"]`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct TextList(pub(crate) Vec<Text>);
+
+impl<'de> Deserialize<'de> for TextList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = TextList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TextList, E> {
+                Ok(TextList(vec![Text(v.to_owned())]))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TextList, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Text>()? {
+                    items.push(item);
+                }
+                Ok(TextList(items))
+            }
+        }
+
+        deserializer.deserialize_any(ListVisitor)
     }
 }
 

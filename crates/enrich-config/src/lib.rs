@@ -26,14 +26,16 @@ mod load;
 mod ollama_host;
 mod provenance;
 mod raw;
+mod reliability;
 mod types;
 
 pub use error::ConfigError;
 pub use load::{CONFIG_FILE_NAMES, DEFAULT_CONFIG_TOML, LoadedConfig, load, select_chain};
 pub use ollama_host::normalize_ollama_host;
 pub use provenance::{Setting, Source};
+pub use reliability::{BudgetConfig, CircuitBreakerConfig, Schedule};
 pub use types::{
     BackendSpec, DEFAULT_CHAIN, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER, DEFAULT_TIER,
-    DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options, PromptConfig, Secret,
+    DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options, Price, PromptConfig, Secret,
     is_secret_key, redacted_options,
 };

@@ -15,10 +15,13 @@ use serde_json::json;
 
 use crate::layers::{Defaults, Entries, EnvLayer, FileLayer, entry_label, from_figment, source_of};
 use crate::lenient::{Text, parse_flag};
-use crate::raw::{ENRICHMENT_KEYS, ENTRY_KEYS, PROMPT_KEYS, RawBackend, RawEntries, RawFile};
+use crate::raw::{
+    BUDGET_KEYS, CIRCUIT_BREAKER_KEYS, ENRICHMENT_KEYS, ENTRY_KEYS, PROMPT_KEYS, RawBackend,
+    RawEntries, RawFile,
+};
 use crate::{
     BackendSpec, ConfigError, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER,
-    EnrichmentConfig, OnFailure, PromptConfig, Setting, Source, normalize_ollama_host,
+    EnrichmentConfig, OnFailure, Price, PromptConfig, Setting, Source, normalize_ollama_host,
     redacted_options,
 };
 
@@ -260,6 +263,7 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         raw.prompt.max_snippet_bytes.0,
         "enrichment.prompt.max_snippet_bytes",
     )?;
+    let reliability = crate::reliability::resolve(&raw, &origin)?;
     let routes: BTreeMap<String, String> = raw
         .routes
         .iter()
@@ -410,6 +414,47 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         json!(max_snippet_bytes),
         origin("enrichment.prompt.max_snippet_bytes"),
     );
+    for (key, value) in [
+        (
+            "enrichment.corrective_reasks",
+            json!(reliability.corrective_reasks),
+        ),
+        ("enrichment.schedule", json!(reliability.schedule.as_str())),
+        (
+            "enrichment.circuit_breaker.failures_to_open",
+            json!(reliability.circuit_breaker.failures_to_open),
+        ),
+        (
+            "enrichment.circuit_breaker.cooldown_seconds",
+            json!(reliability.circuit_breaker.cooldown_seconds),
+        ),
+        (
+            "enrichment.circuit_breaker.max_cooldown_seconds",
+            json!(reliability.circuit_breaker.max_cooldown_seconds),
+        ),
+        (
+            "enrichment.budget.max_tokens_per_run",
+            json!(reliability.budget.max_tokens_per_run),
+        ),
+        (
+            "enrichment.budget.max_cost_per_run",
+            json!(reliability.budget.max_cost_per_run),
+        ),
+        (
+            "enrichment.budget.max_wall_seconds",
+            json!(reliability.budget.max_wall_seconds),
+        ),
+        (
+            "enrichment.budget.max_tokens_per_day",
+            json!(reliability.budget.max_tokens_per_day),
+        ),
+        (
+            "enrichment.budget.max_cost_per_day",
+            json!(reliability.budget.max_cost_per_day),
+        ),
+    ] {
+        put(key, value, origin(key));
+    }
     for entry in &entries {
         let spec = &entry.spec;
         let key = format!("enrichment.chain.{}.{}", spec.chain, spec.name);
@@ -435,6 +480,10 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
             template,
             max_snippet_bytes,
         },
+        corrective_reasks: reliability.corrective_reasks,
+        schedule: reliability.schedule,
+        circuit_breaker: reliability.circuit_breaker,
+        budget: reliability.budget,
         backends: entries.into_iter().map(|e| e.spec).collect(),
     };
     Ok(LoadedConfig {
@@ -469,14 +518,64 @@ fn resolve_entry(
         });
     }
     let text = |value: &Option<Text>| value.as_ref().and_then(Text::non_blank);
+    let invalid = |key: &str, reason: String| ConfigError::Invalid {
+        key: format!("{key} of {label} ({name:?})"),
+        origin: origin.clone(),
+        reason,
+    };
+    let mut hosts: Vec<String> = text(&raw.url).into_iter().collect();
+    for url in raw.urls.iter().flat_map(|list| &list.0) {
+        if let Some(url) = url.non_blank().filter(|url| !hosts.contains(url)) {
+            hosts.push(url);
+        }
+    }
+    let url = hosts.first().cloned();
+    let urls = if hosts.len() > 1 { hosts } else { Vec::new() };
+    let per_minute = |value: Option<crate::lenient::Whole<u32>>, key: &str| {
+        value
+            .map(|v| match v.0 {
+                0 => Err(invalid(
+                    key,
+                    "0 (expected at least 1; remove the key for no limit)".to_owned(),
+                )),
+                n => Ok(n),
+            })
+            .transpose()
+    };
+    let requests_per_minute = per_minute(raw.requests_per_minute, "requests_per_minute")?;
+    let tokens_per_minute = per_minute(raw.tokens_per_minute, "tokens_per_minute")?;
+    let price_of = |value: Option<crate::lenient::Number>, key: &str| {
+        value
+            .map(|v| {
+                if v.0 >= 0.0 && v.0.is_finite() {
+                    Ok(v.0)
+                } else {
+                    Err(invalid(
+                        key,
+                        format!("{} (expected a price of 0 or more per million tokens)", v.0),
+                    ))
+                }
+            })
+            .transpose()
+    };
+    let input_price = price_of(raw.price_input_per_1m, "price_input_per_1m")?;
+    let output_price = price_of(raw.price_output_per_1m, "price_output_per_1m")?;
+    let price = (input_price.is_some() || output_price.is_some()).then(|| Price {
+        input_per_1m: input_price.unwrap_or(0.0),
+        output_per_1m: output_price.unwrap_or(0.0),
+    });
     let spec = BackendSpec {
         chain: text(&raw.chain).unwrap_or_else(|| default_chain.to_owned()),
         provider: text(&raw.provider).unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
         model: text(&raw.model).unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
-        url: text(&raw.url),
+        url,
+        urls,
         routing_tier: text(&raw.routing_tier),
         timeout_seconds,
         api_key_env: text(&raw.api_key_env),
+        requests_per_minute,
+        tokens_per_minute,
+        price,
         options: raw.options.unwrap_or_default(),
         enabled: raw.enabled.is_none_or(|flag| flag.0),
         name,
@@ -634,8 +733,10 @@ fn check_default_chain(
 }
 
 /// A backend entry as shown by `enrich config`, secrets redacted.
+///
+/// The reliability keys (host pool, rate limits, price) are shown only when set.
 fn entry_json(spec: &BackendSpec) -> serde_json::Value {
-    json!({
+    let mut entry = json!({
         "provider": spec.provider,
         "model": spec.model,
         "url": spec.url,
@@ -644,7 +745,27 @@ fn entry_json(spec: &BackendSpec) -> serde_json::Value {
         "api_key_env": spec.api_key_env,
         "options": redacted_options(&spec.options),
         "enabled": spec.enabled,
-    })
+    });
+    let optional = [
+        ("urls", (!spec.urls.is_empty()).then(|| json!(spec.urls))),
+        (
+            "requests_per_minute",
+            spec.requests_per_minute.map(|v| json!(v)),
+        ),
+        (
+            "tokens_per_minute",
+            spec.tokens_per_minute.map(|v| json!(v)),
+        ),
+        ("price", spec.price.map(|v| json!(v))),
+    ];
+    if let Some(map) = entry.as_object_mut() {
+        for (key, value) in optional {
+            if let Some(value) = value {
+                map.insert(key.to_owned(), value);
+            }
+        }
+    }
+    entry
 }
 
 /// Keys of the file's `[enrichment]` table (and its entries) that enrich does not read.
@@ -669,6 +790,19 @@ fn ignored_file_keys(figment: &Figment) -> Vec<String> {
             ("prompt", Value::Dict(_, prompt)) => {
                 for key in prompt.keys().filter(|k| !PROMPT_KEYS.contains(&k.as_str())) {
                     ignored.push(format!("enrichment.prompt.{key}"));
+                }
+            }
+            ("circuit_breaker", Value::Dict(_, table)) => {
+                for key in table
+                    .keys()
+                    .filter(|k| !CIRCUIT_BREAKER_KEYS.contains(&k.as_str()))
+                {
+                    ignored.push(format!("enrichment.circuit_breaker.{key}"));
+                }
+            }
+            ("budget", Value::Dict(_, table)) => {
+                for key in table.keys().filter(|k| !BUDGET_KEYS.contains(&k.as_str())) {
+                    ignored.push(format!("enrichment.budget.{key}"));
                 }
             }
             ("chain", Value::Array(_, entries)) => {

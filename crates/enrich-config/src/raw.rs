@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::Options;
-use crate::lenient::{Flag, Seconds, Text, Whole};
+use crate::lenient::{Flag, Number, Seconds, Text, TextList, Whole};
 
 /// The whole document; only `[enrichment]` is read.
 #[derive(Deserialize)]
@@ -37,6 +37,10 @@ pub(crate) struct RawEnrichment {
     pub(crate) max_tier: Option<Text>,
     pub(crate) on_failure: Text,
     pub(crate) prompt: RawPrompt,
+    pub(crate) corrective_reasks: Whole<u32>,
+    pub(crate) schedule: Text,
+    pub(crate) circuit_breaker: RawCircuitBreaker,
+    pub(crate) budget: Option<RawBudget>,
     #[serde(deserialize_with = "one_or_many")]
     pub(crate) chain: Vec<RawBackend>,
 }
@@ -55,7 +59,47 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "max_tier",
     "on_failure",
     "prompt",
+    "corrective_reasks",
+    "schedule",
+    "circuit_breaker",
+    "budget",
     "chain",
+];
+
+/// The `[enrichment.circuit_breaker]` table.
+#[derive(Deserialize)]
+#[serde(expecting = "the [enrichment.circuit_breaker] table")]
+pub(crate) struct RawCircuitBreaker {
+    pub(crate) failures_to_open: Whole<u32>,
+    pub(crate) cooldown_seconds: Seconds,
+    pub(crate) max_cooldown_seconds: Seconds,
+}
+
+/// The keys of `[enrichment.circuit_breaker]` that enrich reads.
+pub(crate) const CIRCUIT_BREAKER_KEYS: &[&str] = &[
+    "failures_to_open",
+    "cooldown_seconds",
+    "max_cooldown_seconds",
+];
+
+/// The `[enrichment.budget]` table.
+#[derive(Deserialize)]
+#[serde(expecting = "the [enrichment.budget] table")]
+pub(crate) struct RawBudget {
+    pub(crate) max_tokens_per_run: Option<Whole<u64>>,
+    pub(crate) max_cost_per_run: Option<Number>,
+    pub(crate) max_wall_seconds: Option<Seconds>,
+    pub(crate) max_tokens_per_day: Option<Whole<u64>>,
+    pub(crate) max_cost_per_day: Option<Number>,
+}
+
+/// The keys of `[enrichment.budget]` that enrich reads.
+pub(crate) const BUDGET_KEYS: &[&str] = &[
+    "max_tokens_per_run",
+    "max_cost_per_run",
+    "max_wall_seconds",
+    "max_tokens_per_day",
+    "max_cost_per_day",
 ];
 
 /// The `[enrichment.prompt]` table.
@@ -78,9 +122,14 @@ pub(crate) struct RawBackend {
     pub(crate) provider: Option<Text>,
     pub(crate) model: Option<Text>,
     pub(crate) url: Option<Text>,
+    pub(crate) urls: Option<TextList>,
     pub(crate) routing_tier: Option<Text>,
     pub(crate) timeout_seconds: Option<Seconds>,
     pub(crate) api_key_env: Option<Text>,
+    pub(crate) requests_per_minute: Option<Whole<u32>>,
+    pub(crate) tokens_per_minute: Option<Whole<u32>>,
+    pub(crate) price_input_per_1m: Option<Number>,
+    pub(crate) price_output_per_1m: Option<Number>,
     pub(crate) options: Option<Options>,
     pub(crate) enabled: Option<Flag>,
 }
@@ -92,9 +141,14 @@ pub(crate) const ENTRY_KEYS: &[&str] = &[
     "provider",
     "model",
     "url",
+    "urls",
     "routing_tier",
     "timeout_seconds",
     "api_key_env",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "price_input_per_1m",
+    "price_output_per_1m",
     "options",
     "enabled",
 ];

@@ -75,8 +75,13 @@ pub struct BackendSpec {
     pub provider: String,
     /// The model tag sent to the provider.
     pub model: String,
-    /// The provider's base URL; `None` lets the adapter pick its default.
+    /// The provider's base URL; `None` lets the adapter pick its default. With a host pool
+    /// this is the first of [`Self::urls`].
     pub url: Option<String>,
+    /// Every host serving this backend, when the entry lists several (`urls = [...]`, a host
+    /// pool: the same model on several machines); empty for a single host. The first equals
+    /// [`Self::url`].
+    pub urls: Vec<String>,
     /// The size class used by `max_tier` routing (`7b`, `14b`, …); `None` counts as `7b`.
     pub routing_tier: Option<String>,
     /// The per-request timeout in seconds; `None` means [`DEFAULT_TIMEOUT_SECONDS`].
@@ -84,6 +89,12 @@ pub struct BackendSpec {
     /// The name of the environment variable holding this backend's API key. The key itself is
     /// never part of the configuration.
     pub api_key_env: Option<String>,
+    /// Requests per minute this backend may receive (all hosts together); `None` is unlimited.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (prompt and output, estimated before the call) per minute; `None` is unlimited.
+    pub tokens_per_minute: Option<u32>,
+    /// What this backend's tokens cost, for cost budgets and `enrich plan`; `None` is free.
+    pub price: Option<Price>,
     /// Provider-specific options, passed to the adapter as they are.
     pub options: Options,
     /// Disabled entries stay in the config but are never selected.
@@ -104,9 +115,13 @@ impl BackendSpec {
             provider: provider.into(),
             model: model.into(),
             url: None,
+            urls: Vec::new(),
             routing_tier: None,
             timeout_seconds: None,
             api_key_env: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            price: None,
             options: Options::new(),
             enabled: true,
         }
@@ -120,6 +135,24 @@ impl BackendSpec {
     /// The per-request timeout.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS))
+    }
+
+    /// The hosts serving this backend: [`Self::urls`] for a host pool, else [`Self::url`] alone
+    /// (nothing when the adapter picks its default).
+    pub fn hosts(&self) -> Vec<&str> {
+        if self.urls.is_empty() {
+            self.url.as_deref().into_iter().collect()
+        } else {
+            self.urls.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// This spec for one host of its pool: `url` set to `host`, `urls` empty.
+    pub fn for_host(&self, host: &str) -> Self {
+        let mut spec = self.clone();
+        spec.url = Some(host.to_owned());
+        spec.urls = Vec::new();
+        spec
     }
 
     /// Reads the API key from the variable named by `api_key_env`, if any.
@@ -163,12 +196,32 @@ impl fmt::Debug for BackendSpec {
             .field("provider", &self.provider)
             .field("model", &self.model)
             .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("routing_tier", &self.routing_tier)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("api_key_env", &self.api_key_env)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("tokens_per_minute", &self.tokens_per_minute)
+            .field("price", &self.price)
             .field("options", &redacted_options(&self.options))
             .field("enabled", &self.enabled)
             .finish()
+    }
+}
+
+/// The price of a backend's tokens, in any currency (the budgets use the same one), per million.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    /// The price of one million prompt (input) tokens.
+    pub input_per_1m: f64,
+    /// The price of one million output tokens.
+    pub output_per_1m: f64,
+}
+
+impl Price {
+    /// The cost of one call with `input` prompt tokens and `output` output tokens.
+    pub fn cost(&self, input: u64, output: u64) -> f64 {
+        (input as f64 * self.input_per_1m + output as f64 * self.output_per_1m) / 1_000_000.0
     }
 }
 
@@ -230,6 +283,15 @@ pub struct EnrichmentConfig {
     pub on_failure: OnFailure,
     /// The prompt settings.
     pub prompt: PromptConfig,
+    /// Follow-up prompts per backend after an answer that is not valid enrichment JSON, each
+    /// quoting the validator's message (0 moves to the next backend at once).
+    pub corrective_reasks: u32,
+    /// The order in which spans meet backends.
+    pub schedule: crate::Schedule,
+    /// When a failing backend or host is skipped.
+    pub circuit_breaker: crate::CircuitBreakerConfig,
+    /// When a run stops taking spans.
+    pub budget: crate::BudgetConfig,
     /// Every backend entry, in file order, each tagged with its chain.
     pub backends: Vec<BackendSpec>,
 }

@@ -13,6 +13,8 @@ mod files;
 mod ollama_host;
 #[path = "integration/provenance.rs"]
 mod provenance;
+#[path = "integration/reliability.rs"]
+mod reliability;
 #[path = "integration/support.rs"]
 mod support;
 #[path = "integration/validation.rs"]

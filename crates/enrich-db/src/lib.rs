@@ -37,6 +37,7 @@ mod read;
 mod schema;
 mod source;
 mod types;
+mod usage;
 mod write;
 
 pub use error::DbError;
@@ -47,6 +48,7 @@ pub use open::{
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };
+pub use usage::BackendUsage;
 pub use types::{
     Attempt, AttemptLogEntry, AttemptOutcome, ENRICHMENT_SCHEMA_VERSION, Enrichment,
     EnrichmentMetrics, Evidence, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry, GroupCount,

@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use enrich_config::{
-    BackendSpec, DEFAULT_CHAIN, DEFAULT_CONFIG_TOML, DEFAULT_MODEL, DEFAULT_OLLAMA_URL,
-    EnrichmentConfig, OnFailure, PromptConfig, load, select_chain,
+    BackendSpec, BudgetConfig, CircuitBreakerConfig, DEFAULT_CHAIN, DEFAULT_CONFIG_TOML,
+    DEFAULT_MODEL, DEFAULT_OLLAMA_URL, EnrichmentConfig, OnFailure, PromptConfig, Schedule, load,
+    select_chain,
 };
 
 use crate::support::{entries, jail, load_error, load_error_with, load_repo, pairs, same, write};
@@ -26,6 +27,10 @@ fn builtin() -> EnrichmentConfig {
         max_tier: None,
         on_failure: OnFailure::Error,
         prompt: PromptConfig::default(),
+        corrective_reasks: 1,
+        schedule: Schedule::PerSpan,
+        circuit_breaker: CircuitBreakerConfig::default(),
+        budget: BudgetConfig::default(),
         backends: vec![backend],
     }
 }

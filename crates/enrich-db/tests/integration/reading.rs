@@ -130,3 +130,38 @@ fn stats_count_everything_and_group_by_model_and_host() {
     assert_eq!((last.id, last.status), (run2, RunStatus::Running));
     assert!(db.quick_check().expect("quick_check").is_empty());
 }
+
+#[test]
+fn usage_since_sums_the_tokens_of_runs_started_since_then_per_backend() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(3));
+    let mut db = fixture.db();
+    let old_run = db.start_run("fp").expect("run");
+    db.write_batch(&[enriched(&hashes[0], old_run, "old")])
+        .expect("write");
+    // The first run started long ago: a day budget must not count it.
+    fixture
+        .raw()
+        .execute(
+            "UPDATE enrich_runs SET started_at_ms = 1000 WHERE id = ?1",
+            [old_run.0],
+        )
+        .expect("backdate");
+    let run = db.start_run("fp").expect("run");
+    db.write_batch(&[
+        enriched(&hashes[1], run, "a"),
+        enriched(&hashes[2], run, "b"),
+    ])
+    .expect("write");
+
+    let usage = db.usage_since(2000).expect("usage");
+    // `enriched` = a failed attempt on backend-1 (no tokens), a success on backend-2.
+    let got: Vec<_> = usage
+        .iter()
+        .map(|u| (u.backend.as_str(), u.attempts, u.prompt_tokens, u.output_tokens))
+        .collect();
+    assert_eq!(got, [("backend-1", 2, 0, 0), ("backend-2", 2, 642, 176)]);
+    let all = db.usage_since(0).expect("usage");
+    assert_eq!(all[1].prompt_tokens, 963);
+    assert!(db.usage_since(i64::MAX).expect("usage").is_empty());
+}
