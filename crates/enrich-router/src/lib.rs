@@ -43,6 +43,7 @@
 //! #         on_failure: Default::default(),
 //! #         prompt: Default::default(),
 //! #         backends,
+//! #         ..EnrichmentConfig::default()
 //! #     }
 //! # }
 //! let config = config(

@@ -48,6 +48,7 @@ fn config(backends: Vec<BackendSpec>, routes: &[(&str, &str)]) -> EnrichmentConf
         on_failure: Default::default(),
         prompt: Default::default(),
         backends,
+        ..EnrichmentConfig::default()
     }
 }
 

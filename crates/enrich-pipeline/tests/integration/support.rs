@@ -350,6 +350,7 @@ pub(crate) fn config(backends: &[&Arc<Scripted>]) -> EnrichmentConfig {
         on_failure: OnFailure::Error,
         prompt: PromptConfig::default(),
         backends: backends.iter().map(|b| b.spec().clone()).collect(),
+        ..EnrichmentConfig::default()
     }
 }
 
