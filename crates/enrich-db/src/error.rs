@@ -200,6 +200,15 @@ pub enum DbError {
         detail: String,
     },
 
+    /// A write to an `llmc_meta` key that belongs to LLMC.
+    #[error(
+        "llmc_meta key {key:?} is not enrich's (its keys start with `enrich_`); refusing to write it"
+    )]
+    ForeignMetaKey {
+        /// The key.
+        key: String,
+    },
+
     /// `finish_run` or an outcome named a run that `start_run` never returned.
     #[error("{path}: there is no run {run}; use the id `start_run` returned")]
     UnknownRun {

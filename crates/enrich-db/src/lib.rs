@@ -31,6 +31,7 @@
 
 mod error;
 mod index;
+mod meta;
 mod open;
 mod pending;
 mod read;
@@ -42,16 +43,17 @@ mod write;
 
 pub use error::DbError;
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
+pub use meta::CIRCUITS_META_KEY;
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
 };
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };
-pub use usage::BackendUsage;
 pub use types::{
     Attempt, AttemptLogEntry, AttemptOutcome, ENRICHMENT_SCHEMA_VERSION, Enrichment,
     EnrichmentMetrics, Evidence, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry, GroupCount,
     PendingSpan, Run, RunCounts, RunId, RunStatus, SpanOutcome, SpanResult, Stats,
     StoredEnrichment, WriteReport,
 };
+pub use usage::BackendUsage;

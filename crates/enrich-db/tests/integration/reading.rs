@@ -158,10 +158,43 @@ fn usage_since_sums_the_tokens_of_runs_started_since_then_per_backend() {
     // `enriched` = a failed attempt on backend-1 (no tokens), a success on backend-2.
     let got: Vec<_> = usage
         .iter()
-        .map(|u| (u.backend.as_str(), u.attempts, u.prompt_tokens, u.output_tokens))
+        .map(|u| {
+            (
+                u.backend.as_str(),
+                u.attempts,
+                u.prompt_tokens,
+                u.output_tokens,
+            )
+        })
         .collect();
     assert_eq!(got, [("backend-1", 2, 0, 0), ("backend-2", 2, 642, 176)]);
     let all = db.usage_since(0).expect("usage");
     assert_eq!(all[1].prompt_tokens, 963);
     assert!(db.usage_since(i64::MAX).expect("usage").is_empty());
+}
+
+#[test]
+fn enrich_keeps_its_own_facts_in_llmc_meta_and_leaves_llmcs_keys_alone() {
+    let fixture = Fixture::llmc();
+    let mut db = fixture.db();
+    assert_eq!(db.meta(enrich_db::CIRCUITS_META_KEY).expect("read"), None);
+    db.set_meta(enrich_db::CIRCUITS_META_KEY, "[1]")
+        .expect("write");
+    db.set_meta(enrich_db::CIRCUITS_META_KEY, "[2]")
+        .expect("overwrite");
+    assert_eq!(
+        db.meta(enrich_db::CIRCUITS_META_KEY)
+            .expect("read")
+            .as_deref(),
+        Some("[2]")
+    );
+    let err = db.set_meta("schema_version", "9").expect_err("LLMC's key");
+    assert!(
+        matches!(&err, DbError::ForeignMetaKey { key } if key == "schema_version"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "llmc_meta key \"schema_version\" is not enrich's (its keys start with `enrich_`); refusing to write it"
+    );
 }
