@@ -31,6 +31,7 @@
 
 mod error;
 mod index;
+mod locate;
 mod meta;
 mod open;
 mod pending;
@@ -43,6 +44,7 @@ mod write;
 
 pub use error::DbError;
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
+pub use locate::SpanAt;
 pub use meta::CIRCUITS_META_KEY;
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,

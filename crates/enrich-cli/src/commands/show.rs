@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::path::{Component, Path};
 
 use anyhow::{Context, Result};
-use enrich_db::{AttemptLogEntry, AttemptOutcome, Db, FailureEntry, PendingSpan, StoredEnrichment};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use enrich_db::{
+    AttemptLogEntry, AttemptOutcome, Db, FailureEntry, PendingSpan, SpanAt, StoredEnrichment,
+};
 use serde::Serialize;
 
 use crate::context::Repo;
@@ -67,25 +68,17 @@ fn find_by_location(repo: &Repo, db: &Db, target: &str) -> Result<String> {
             repo.root.display()
         )));
     };
-    let conn = Connection::open_with_flags(
-        db.path(),
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .and_then(|conn| {
-        conn.busy_timeout(enrich_db::DEFAULT_BUSY_TIMEOUT)?;
-        Ok(conn)
-    })
-    .with_context(|| format!("cannot open the index {}", db.path().display()))?;
-    let found = innermost_span(&conn, &relative, line)
+    let found = db
+        .span_at(&relative, line)
         .with_context(|| format!("cannot look up {target} in {}", db.path().display()))?;
     match found {
-        Lookup::Found(hash) => Ok(hash),
-        Lookup::NoFile => Err(usage(format!(
+        SpanAt::Found(hash) => Ok(hash),
+        SpanAt::NoFile => Err(usage(format!(
             "{relative} is not in the index {}; give the path relative to the repository root ({}), as LLMC indexed it",
             db.path().display(),
             repo.root.display()
         ))),
-        Lookup::NoSpan { first, last } => Err(usage(format!(
+        SpanAt::NoSpan { first, last } => Err(usage(format!(
             "no span of {relative} contains line {line}; its spans cover lines {first} to {last}"
         ))),
     }
@@ -107,41 +100,6 @@ fn index_path(root: &Path, path: &Path) -> Option<String> {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     Some(parts.join("/"))
-}
-
-enum Lookup {
-    Found(String),
-    NoFile,
-    NoSpan { first: u32, last: u32 },
-}
-
-/// The innermost span (fewest lines, then the latest start) of `path` containing `line`.
-///
-/// enrich-db has no query by location, so this one reads LLMC's `files` and `spans` tables
-/// directly, on a read-only connection, using LLMC's `files.path` unique index.
-fn innermost_span(conn: &Connection, path: &str, line: u32) -> rusqlite::Result<Lookup> {
-    let hash: Option<String> = conn
-        .query_row(
-            "SELECT s.span_hash FROM spans AS s JOIN files AS f ON f.id = s.file_id
-             WHERE f.path = ?1 AND s.start_line <= ?2 AND s.end_line >= ?2
-             ORDER BY s.end_line - s.start_line, s.start_line DESC LIMIT 1",
-            rusqlite::params![path, line],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(hash) = hash {
-        return Ok(Lookup::Found(hash));
-    }
-    let range: (Option<u32>, Option<u32>) = conn.query_row(
-        "SELECT MIN(s.start_line), MAX(s.end_line) FROM spans AS s JOIN files AS f
-         ON f.id = s.file_id WHERE f.path = ?1",
-        [path],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    Ok(match range {
-        (Some(first), Some(last)) => Lookup::NoSpan { first, last },
-        _ => Lookup::NoFile,
-    })
 }
 
 fn render(report: &SpanReport) -> Result<String> {

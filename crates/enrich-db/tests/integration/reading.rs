@@ -198,3 +198,33 @@ fn enrich_keeps_its_own_facts_in_llmc_meta_and_leaves_llmcs_keys_alone() {
         "llmc_meta key \"schema_version\" is not enrich's (its keys start with `enrich_`); refusing to write it"
     );
 }
+
+#[test]
+fn span_at_finds_the_innermost_span_of_a_line_or_says_why_not() {
+    use enrich_db::SpanAt;
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("pkg/m.py", "python", &python_lines(3));
+    // A class span around all three lines: the one-line spans inside it are innermost.
+    fixture
+        .raw()
+        .execute(
+            "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start, byte_end,
+                span_hash) VALUES (1, 'K', 'class', 1, 3, 0, 10, 'sha256:outer')",
+            [],
+        )
+        .expect("outer span");
+    let db = fixture.db();
+    for (path, line, want) in [
+        ("pkg/m.py", 2, SpanAt::Found(hashes[1].clone())),
+        ("pkg/m.py", 3, SpanAt::Found(hashes[2].clone())),
+        ("pkg/m.py", 9, SpanAt::NoSpan { first: 1, last: 3 }),
+        ("pkg/other.py", 1, SpanAt::NoFile),
+        ("m.py", 1, SpanAt::NoFile),
+    ] {
+        assert_eq!(
+            db.span_at(path, line).expect("lookup"),
+            want,
+            "{path}:{line}"
+        );
+    }
+}
