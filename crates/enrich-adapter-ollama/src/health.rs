@@ -12,6 +12,8 @@ use crate::wire::{ShowBody, ShowReply, TagsReply, VersionReply};
 enum ProbeError {
     /// No HTTP answer at all (refused, DNS, timeout).
     Unreachable(String),
+    /// The server refused the credentials (HTTP 401 or 403).
+    Refused(String),
     /// An answer, but not the expected one.
     Answer(String),
 }
@@ -19,7 +21,9 @@ enum ProbeError {
 impl ProbeError {
     fn into_message(self) -> String {
         match self {
-            ProbeError::Unreachable(message) | ProbeError::Answer(message) => message,
+            ProbeError::Unreachable(message)
+            | ProbeError::Refused(message)
+            | ProbeError::Answer(message) => message,
         }
     }
 }
@@ -47,6 +51,22 @@ pub(crate) async fn check(adapter: &OllamaAdapter) -> HealthReport {
                 "start Ollama (`ollama serve`) so that it listens at {host}, or fix the \
                  backend's `url` (or OLLAMA_HOST)"
             ));
+            return report;
+        }
+        Err(ProbeError::Refused(message)) => {
+            report.reachable = Some(true);
+            report.credentials_accepted = Some(false);
+            report.messages.push(message);
+            report.fixes.push(match &adapter.spec().api_key_env {
+                Some(var) => format!(
+                    "check the key in {var}: {host} refuses it (or remove `api_key_env` if the \
+                     server needs no key)"
+                ),
+                None => format!(
+                    "{host} wants credentials: set `api_key_env` on the backend to the name of \
+                     the variable holding its key"
+                ),
+            });
             return report;
         }
         Err(ProbeError::Answer(message)) => {
@@ -151,6 +171,13 @@ async fn probe<T: DeserializeOwned>(
     let response = request.timeout(timeout).send().await.map_err(unreachable)?;
     let status = response.status();
     let body = response.bytes().await.map_err(unreachable)?;
+    if matches!(status.as_u16(), 401 | 403) {
+        return Err(ProbeError::Refused(format!(
+            "{host} refused the credentials for {what} with HTTP {}: \"{}\"",
+            status.as_u16(),
+            error_text(&body)
+        )));
+    }
     if !status.is_success() {
         return Err(ProbeError::Answer(format!(
             "{host} answered {what} with HTTP {}: \"{}\"",

@@ -205,6 +205,9 @@ pub struct HealthReport {
     pub reachable: Option<bool>,
     /// The server's version, if it reports one.
     pub version: Option<String>,
+    /// Whether the server accepted the credentials (`Some(false)` after a 401/403): a backend
+    /// that refuses its key is as unusable as one that is down.
+    pub credentials_accepted: Option<bool>,
     /// Whether the configured model is available there.
     pub model_present: Option<bool>,
     /// The model's context length in tokens.
@@ -224,9 +227,12 @@ impl HealthReport {
         }
     }
 
-    /// True when the backend is known to be reachable and the model is not known to be missing.
+    /// True when the backend is known to be reachable, accepts its credentials, and the model
+    /// is not known to be missing.
     pub fn is_healthy(&self) -> bool {
-        self.reachable == Some(true) && self.model_present != Some(false)
+        self.reachable == Some(true)
+            && self.credentials_accepted != Some(false)
+            && self.model_present != Some(false)
     }
 }
 

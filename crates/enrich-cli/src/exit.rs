@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use enrich_backends::BackendsError;
 use enrich_config::ConfigError;
 use enrich_db::DbError;
+use enrich_pipeline::PipelineError;
 
 /// How the process ends. The numbers are part of the interface: scripts and service managers
 /// read them.
@@ -91,11 +92,36 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
                 BackendsError::UnknownProvider { .. } | BackendsError::Build { .. } => Exit::Usage,
             };
         }
-        if let Some(err) = cause.downcast_ref::<DbError>() {
+        if let Some(err) = cause.downcast_ref::<PipelineError>()
+            && let Some(exit) = pipeline_exit(err)
+        {
+            return exit;
+        }
+        // Errors that box a `DbError` name the box as their source, which a downcast to
+        // `DbError` does not see through.
+        if let Some(err) = cause
+            .downcast_ref::<DbError>()
+            .or_else(|| cause.downcast_ref::<Box<DbError>>().map(|b| &**b))
+        {
             return db_exit(err);
         }
     }
     Exit::Failed
+}
+
+/// The pipeline refuses settings it cannot work with (an in-flight limit of 0, a template with
+/// an unknown placeholder, a default chain with no enabled backend): mistakes in the
+/// configuration. Its database errors are judged like any other; the rest (a failed write, a
+/// panic) are failures of the work, decided by the chain's other causes.
+fn pipeline_exit(err: &PipelineError) -> Option<Exit> {
+    match err {
+        PipelineError::InvalidSetting { .. }
+        | PipelineError::InvalidInFlightOption { .. }
+        | PipelineError::PromptTemplate { .. }
+        | PipelineError::Route(_) => Some(Exit::Usage),
+        PipelineError::Db { source, .. } => Some(db_exit(source)),
+        _ => None,
+    }
 }
 
 /// A database that is missing or is not an index is a wrong `--db`; anything else (locked,
@@ -183,6 +209,52 @@ mod tests {
         check_exit(
             anyhow::Error::new(BackendUnusable("gpu down".into())),
             Exit::BackendUnusable,
+        );
+        check_exit(
+            anyhow::Error::new(PipelineError::PromptTemplate {
+                problem: "unknown placeholder {lang} at byte 0".into(),
+            })
+            .context("cannot set up the enrichment pipeline"),
+            Exit::Usage,
+        );
+        check_exit(
+            anyhow::Error::new(PipelineError::InvalidInFlightOption {
+                backend: "gpu".into(),
+                chain: "local".into(),
+                key: "max_in_flight",
+                found: "0".into(),
+            }),
+            Exit::Usage,
+        );
+        let not_a_database = || DbError::NotADatabase {
+            path: PathBuf::from("README.md"),
+            detail: "its first bytes are not SQLite's header".into(),
+        };
+        // The pipeline boxes the database's error: it still decides the code.
+        check_exit(
+            anyhow::Error::new(PipelineError::Db {
+                action: "open the index database for reading",
+                source: Box::new(not_a_database()),
+            })
+            .context("cannot plan the run"),
+            Exit::Usage,
+        );
+        // A write that fails during the run is a failure of the work.
+        check_exit(
+            anyhow::Error::new(PipelineError::Write {
+                source: Box::new(DbError::Busy {
+                    path: PathBuf::from("index_v2.db"),
+                    action: "commit a batch",
+                    timeout: std::time::Duration::from_secs(30),
+                }),
+            }),
+            Exit::Failed,
+        );
+        check_exit(
+            anyhow::Error::new(PipelineError::WriterPanicked {
+                message: "boom".into(),
+            }),
+            Exit::Failed,
         );
         check_exit(
             Err::<(), _>(std::io::Error::other("x"))

@@ -121,6 +121,9 @@ async fn check(adapter: Arc<dyn BackendAdapter>) -> BackendCheck {
 /// Unusable when known to be unreachable or known to lack the model; unknown when nothing is
 /// known.
 fn verdict(health: &HealthReport) -> Verdict {
+    if health.credentials_accepted == Some(false) {
+        return Verdict::Unusable;
+    }
     match (health.reachable, health.model_present) {
         (Some(false), _) | (_, Some(false)) => Verdict::Unusable,
         (Some(true), _) => Verdict::Ok,
@@ -163,6 +166,13 @@ mod tests {
             (report(Some(true), Some(false)), Verdict::Unusable),
             (report(Some(false), None), Verdict::Unusable),
             (report(None, None), Verdict::Unknown),
+            (
+                HealthReport {
+                    credentials_accepted: Some(false),
+                    ..report(Some(true), None)
+                },
+                Verdict::Unusable,
+            ),
         ];
         for (health, expected) in cases {
             assert_eq!(verdict(&health), expected, "{health:?}");

@@ -196,6 +196,7 @@ impl FakeAdapter {
         let health = HealthReport {
             reachable: Some(true),
             version: Some("fake".to_owned()),
+            credentials_accepted: None,
             model_present: Some(true),
             context_length: None,
             messages: vec![format!("fake backend '{}' always answers", spec.name)],

@@ -15,7 +15,12 @@
 //! Every invocation has a deadline and a clean environment (no `ENRICH_*`, `OLLAMA_HOST` or
 //! proxy variables from the machine running the tests).
 
+mod bad_input;
 mod commands;
+mod crash;
+mod faults;
 mod real_model;
+mod reliability;
 mod runs;
+mod secrets;
 mod support;

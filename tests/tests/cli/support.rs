@@ -533,3 +533,99 @@ pub(crate) fn config(backends: &[(&str, &str)], extra: &str) -> String {
     }
     toml
 }
+
+/// A span to index with [`TestRepo::index_file`]: symbol, kind, first and last line (1-based,
+/// inclusive).
+pub(crate) type NewSpan = (&'static str, &'static str, u32, u32);
+
+impl TestRepo {
+    /// Writes `bytes` to `<root>/path` (creating its directories) and indexes it with `spans`;
+    /// returns the new spans' hashes.
+    pub(crate) fn add_file(
+        &mut self,
+        path: &str,
+        lang: &str,
+        bytes: &[u8],
+        spans: &[NewSpan],
+    ) -> Vec<String> {
+        let full = self.root.join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&full, bytes).expect("write source");
+        self.index_file(path, lang, bytes, spans)
+    }
+
+    /// Indexes `path` as LLMC's indexer would after reading `bytes` from it (its files row, and
+    /// `spans` with their byte ranges and LLMC's hashes), without writing the file: a test then
+    /// puts there what it wants (nothing, a directory, a symlink). Returns the spans' hashes.
+    pub(crate) fn index_file(
+        &mut self,
+        path: &str,
+        lang: &str,
+        bytes: &[u8],
+        spans: &[NewSpan],
+    ) -> Vec<String> {
+        let mut conn = self.raw();
+        let tx = conn.transaction().expect("begin");
+        tx.execute(
+            "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES (?1, ?2, 'h', ?3, 1700000000.0)",
+            (path, lang, bytes.len()),
+        )
+        .expect("insert file");
+        let file_id = tx.last_insert_rowid();
+        let mut starts = vec![0];
+        starts.extend(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        if *starts.last().expect("not empty") != bytes.len() {
+            starts.push(bytes.len());
+        }
+        let mut hashes = Vec::new();
+        for &(symbol, kind, start, end) in spans {
+            let byte_start = starts[start as usize - 1];
+            let byte_end = starts[end as usize];
+            let hash = llmc_span_hash(lang, &bytes[byte_start..byte_end]);
+            tx.execute(
+                "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start,
+                    byte_end, span_hash, slice_type, slice_language, classifier_confidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'code', ?9, 0.9)",
+                (
+                    file_id, symbol, kind, start, end, byte_start, byte_end, &hash, lang,
+                ),
+            )
+            .expect("insert span");
+            self.spans.push(SpanRow {
+                hash: hash.clone(),
+                symbol,
+            });
+            hashes.push(hash);
+        }
+        tx.commit().expect("commit");
+        hashes
+    }
+}
+
+impl Server {
+    /// The prompts of every generation request received so far (`prompt` of
+    /// `/api/generate`, the message contents of the chat routes), in arrival order.
+    pub(crate) fn prompts(&self) -> Vec<String> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint.is_generation())
+            .map(|r| match r.body.get("prompt").and_then(Value::as_str) {
+                Some(prompt) => prompt.to_owned(),
+                None => r.body["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m["content"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            })
+            .collect()
+    }
+}

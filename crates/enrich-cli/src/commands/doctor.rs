@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::context::Repo;
-use crate::exit::Exit;
+use crate::exit::{Exit, classify};
 use crate::health::{BackendCheck, Verdict, check_all};
 use crate::output;
 
@@ -26,6 +26,9 @@ struct IndexCheck {
     spans: Option<u64>,
     pending: Option<u64>,
     error: Option<String>,
+    /// How `enrich run` would end on this index's error: the exit code doctor ends with.
+    #[serde(skip)]
+    exit: Option<Exit>,
 }
 
 /// The `--json` document.
@@ -36,13 +39,15 @@ struct DoctorReport {
     ignored_keys: Vec<String>,
     backends: Vec<DoctorBackend>,
     index: IndexCheck,
-    /// False when a backend of the default chain is unusable (exit code 3).
+    /// False when a backend of the default chain is unusable (exit code 3) or the index cannot
+    /// be opened (exit code 2 for a wrong or missing `--db`, as `enrich run` would end).
     ok: bool,
 }
 
 /// Validates the configuration (an invalid one is exit code 2), checks every enabled backend
-/// concurrently, and reports the index. Exit code 3 when a backend of the default chain is
-/// unusable.
+/// concurrently, and opens the index. Exit code 3 when a backend of the default chain is
+/// unusable; else, when the index cannot be used, the code `enrich run` would end with (2 for a
+/// file that is missing or not an LLMC index).
 pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
     let loaded = repo.load_config_quietly()?;
     let config = &loaded.config;
@@ -55,23 +60,28 @@ pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
         })
         .collect();
 
-    let ok = !backends
+    let backends_ok = !backends
         .iter()
         .any(|b| b.in_default_chain && b.check.verdict == Verdict::Unusable);
+    let index = check_index(repo);
     let report = DoctorReport {
         config_file: loaded.file.clone(),
         default_chain: config.default_chain.clone(),
         ignored_keys: loaded.ignored_keys().to_vec(),
         backends,
-        index: check_index(repo),
-        ok,
+        ok: backends_ok && index.error.is_none(),
+        index,
     };
     if json {
         output::json(&report)?;
     } else {
         output::text(&render(&report)?)?;
     }
-    if ok {
+    if let (true, Some(error)) = (backends_ok, &report.index.error) {
+        output::note(&format!("error: {error}\n"));
+        return Ok(report.index.exit.unwrap_or(Exit::Failed));
+    }
+    if backends_ok {
         Ok(Exit::Success)
     } else {
         let dead: Vec<String> = report
@@ -103,12 +113,14 @@ fn check_index(repo: &Repo) -> IndexCheck {
             spans: Some(stats.spans),
             pending: Some(stats.pending),
             error: None,
+            exit: None,
         },
         Err(err) => IndexCheck {
             path: repo.db_path.clone(),
             spans: None,
             pending: None,
             error: Some(format!("{:#}", err.root_cause())),
+            exit: Some(classify(&err)),
         },
     }
 }
@@ -180,7 +192,7 @@ fn render(report: &DoctorReport) -> Result<String> {
         )?,
         (error, _, _) => writeln!(
             text,
-            "warn  index {}: {}",
+            "FAIL  index {}: {}",
             index.path.display(),
             error.as_deref().unwrap_or("unreadable")
         )?,

@@ -174,6 +174,11 @@ pub struct FakeOllamaConfig {
     pub record_requests: bool,
     /// What `/api/version` reports. Default: `0.12.0`.
     pub version: String,
+    /// The key every request must carry as `Authorization: Bearer <key>`, as a proxy in front of
+    /// Ollama or a hosted OpenAI-compatible server checks it; a request without it, or with
+    /// another, gets 401 ([`Outcome::Unauthorized`](crate::Outcome::Unauthorized)) on every
+    /// route but `/_fake/stats`. Default: `None`, no check.
+    pub api_key: Option<String>,
 }
 
 impl Default for FakeOllamaConfig {
@@ -190,6 +195,7 @@ impl Default for FakeOllamaConfig {
             context_length: 32_768,
             record_requests: true,
             version: "0.12.0".to_owned(),
+            api_key: None,
         }
     }
 }
@@ -242,6 +248,14 @@ impl FakeOllamaConfig {
     #[must_use]
     pub fn with_context_length(mut self, tokens: u64) -> Self {
         self.context_length = tokens;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <key>` on every request (see
+    /// [`FakeOllamaConfig::api_key`]).
+    #[must_use]
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
         self
     }
 

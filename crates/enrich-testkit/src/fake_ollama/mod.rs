@@ -57,8 +57,12 @@ pub use self::stats::{Endpoint, FakeOllamaStats, Outcome, RecordedRequest};
 /// `keep_alive` (accepted and ignored), model load and unload times, and Ollama's silent
 /// prompt truncation (an over-long prompt is always refused, as with `truncate: false`).
 ///
-/// Everything is counted ([`FakeOllama::stats`]) and every request body recorded
-/// ([`FakeOllama::requests`]). [`FakeOllama::wait_until`] waits for a state without sleeping.
+/// **Credentials**: with [`FakeOllamaConfig::api_key`] every request must carry
+/// `Authorization: Bearer <key>` or gets 401, as behind an authenticating proxy.
+///
+/// Everything is counted ([`FakeOllama::stats`]; each generation request under exactly one
+/// [`Outcome`], including [`Outcome::Abandoned`] when its client leaves unanswered) and every
+/// request body recorded ([`FakeOllama::requests`]). [`FakeOllama::wait_until`] waits for a state without sleeping.
 /// The server runs on the runtime that started it, keeps connections alive, holds no lock
 /// across an await, and stops when dropped (open connections are closed).
 ///

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     context_length: u64,
     record: bool,
     version: String,
+    /// `Bearer <key>`, when requests must carry it.
+    authorization: Option<String>,
     fault_rates: Vec<(Fault, f64)>,
     pub(crate) counters: Counters,
     faults: Mutex<VecDeque<Fault>>,
@@ -100,6 +102,7 @@ impl Shared {
             context_length: config.context_length,
             record: config.record_requests,
             version: config.version,
+            authorization: config.api_key.map(|key| format!("Bearer {key}")),
             fault_rates: config.fault_rates,
             counters: Counters::default(),
             faults: Mutex::new(config.faults.into()),
@@ -116,6 +119,19 @@ impl Shared {
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.requests).clone()
+    }
+
+    /// Whether `request` may be served: no key is required, it carries the right one, or it
+    /// asks for the fake's own counters.
+    fn authorized(&self, endpoint: Endpoint, request: &Request<Incoming>) -> bool {
+        let Some(expected) = &self.authorization else {
+            return true;
+        };
+        endpoint == Endpoint::Stats
+            || request
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .is_some_and(|sent| sent.as_bytes() == expected.as_bytes())
     }
 
     fn find_model(&self, name: &str) -> Option<&Model> {
@@ -147,6 +163,38 @@ impl Shared {
         }
         self.changed.notify_waiters();
         Some(Admitted(self))
+    }
+}
+
+/// Counts a request's outcome exactly once: when it is answered, when it starts to hang, or,
+/// when the client goes away first (the handler is dropped unanswered), as
+/// [`Outcome::Abandoned`].
+struct Tally<'a> {
+    shared: &'a Shared,
+    endpoint: Endpoint,
+    counted: AtomicBool,
+}
+
+impl<'a> Tally<'a> {
+    fn new(shared: &'a Shared, endpoint: Endpoint) -> Self {
+        Self {
+            shared,
+            endpoint,
+            counted: AtomicBool::new(false),
+        }
+    }
+
+    fn count(&self, outcome: Outcome) {
+        if !self.counted.swap(true, Ordering::SeqCst) {
+            self.shared.counters.answered(self.endpoint, outcome);
+            self.shared.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        self.count(Outcome::Abandoned);
     }
 }
 
@@ -213,6 +261,14 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
     let (endpoint, wrong_method) = Endpoint::route(request.method(), request.uri().path());
     shared.counters.arrived(endpoint);
     shared.changed.notify_waiters();
+    let tally = Tally::new(shared, endpoint);
+    if !shared.authorized(endpoint, &request) {
+        let refused = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized")
+            .with_code("invalid_api_key")
+            .into_reply(dialect(endpoint));
+        tally.count(Outcome::Unauthorized);
+        return refused;
+    }
     let (reply, outcome) = match endpoint {
         Endpoint::Root => (wire::text(StatusCode::OK, "Ollama is running"), Outcome::Ok),
         Endpoint::Version => (
@@ -228,7 +284,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
         ),
         Endpoint::Show => show(shared, request).await,
         Endpoint::Generate | Endpoint::Chat | Endpoint::ChatCompletions => {
-            match generation(shared, endpoint, request).await {
+            match generation(shared, &tally, endpoint, request).await {
                 Ok(answer) => answer,
                 Err((err, outcome)) => (err.into_reply(dialect(endpoint)), outcome),
             }
@@ -242,8 +298,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
             Outcome::NoRoute,
         ),
     };
-    shared.counters.answered(outcome);
-    shared.changed.notify_waiters();
+    tally.count(outcome);
     reply
 }
 
@@ -378,6 +433,7 @@ fn content_parts<'a>(message: &'a Value, parts: &mut Vec<&'a str>) -> Result<(),
 /// `/api/generate`, `/api/chat` and `/v1/chat/completions`.
 async fn generation(
     shared: &Shared,
+    tally: &Tally<'_>,
     endpoint: Endpoint,
     request: Request<Incoming>,
 ) -> Result<(Reply, Outcome), Refusal> {
@@ -451,8 +507,7 @@ async fn generation(
     let _running = Running::start(shared);
     served.loaded.store(true, Ordering::Relaxed);
     if fault == Some(Fault::Hang) {
-        shared.counters.answered(Outcome::Hang);
-        shared.changed.notify_waiters();
+        tally.count(Outcome::Hang);
         return std::future::pending().await;
     }
     if !shared.latency.is_zero() {
@@ -773,6 +828,8 @@ fn openai_models(shared: &Shared) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use enrich_config::DEFAULT_MODEL;
+
     use super::*;
 
     #[test]
@@ -783,6 +840,97 @@ mod tests {
             model_key("registry.io:5000/ns/llama3"),
             "registry.io:5000/ns/llama3:latest"
         );
+    }
+
+    fn generate_body() -> Value {
+        json!({"model": DEFAULT_MODEL, "prompt": "Describe lines 1-2.", "stream": false})
+    }
+
+    #[tokio::test]
+    async fn every_generation_gets_one_outcome_even_when_its_client_leaves() {
+        let server = crate::FakeOllama::start(
+            FakeOllamaConfig::default()
+                .with_capacity(1, 4)
+                .with_faults([Fault::Hang]),
+        )
+        .await
+        .unwrap();
+        let url = format!("{}/api/generate", server.url());
+        let client = reqwest::Client::new();
+        // The first request hangs in the only slot; the second waits behind it.
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let (client, url) = (client.clone(), url.clone());
+            calls.push(tokio::spawn(async move {
+                client.post(url).json(&generate_body()).send().await
+            }));
+        }
+        server
+            .wait_until(|s| s.running == 1 && s.waiting == 1)
+            .await;
+        for call in calls {
+            call.abort();
+        }
+        server
+            .wait_until(|s| s.generation_outcome(Outcome::Abandoned) == 1)
+            .await;
+        let answered = client
+            .post(&url)
+            .json(&generate_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answered.status(), 200);
+        let stats = server.stats();
+        let by_outcome: Vec<(&str, u64)> = Outcome::ALL
+            .iter()
+            .map(|&o| (o.as_str(), stats.generation_outcome(o)))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        assert_eq!(by_outcome, [("ok", 1), ("hang", 1), ("abandoned", 1)]);
+        assert_eq!(stats.generations(), 3);
+        assert_eq!(
+            stats.to_json()["generation_outcomes"],
+            json!({"ok": 1, "hang": 1, "abandoned": 1})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_required_key_refuses_every_route_but_the_counters_without_it() {
+        let server =
+            crate::FakeOllama::start(FakeOllamaConfig::default().with_api_key("sk-fake-42"))
+                .await
+                .unwrap();
+        let client = reqwest::Client::new();
+        let get = |path: &str, key: Option<&str>| {
+            let mut request = client.get(format!("{}{path}", server.url()));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            request.send()
+        };
+        for (path, key, status) in [
+            ("/api/version", None, 401),
+            ("/api/version", Some("sk-other"), 401),
+            ("/api/version", Some("sk-fake-42"), 200),
+            ("/api/tags", Some("sk-fake-42"), 200),
+            ("/_fake/stats", None, 200),
+        ] {
+            let reply = get(path, key).await.unwrap();
+            assert_eq!(reply.status(), status, "{path} with {key:?}");
+        }
+        let refused = client
+            .post(format!("{}/api/generate", server.url()))
+            .json(&generate_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body, json!({"error": "unauthorized"}));
+        let stats = server.stats();
+        assert_eq!(stats.outcome(Outcome::Unauthorized), 3);
+        assert_eq!(stats.generation_outcome(Outcome::Unauthorized), 1);
     }
 
     #[test]

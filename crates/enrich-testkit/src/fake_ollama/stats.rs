@@ -142,11 +142,15 @@ pub enum Outcome {
     InvalidRequest,
     /// 404 or 405: no such route.
     NoRoute,
+    /// The client went away before it was answered (a client-side timeout while the request
+    /// waited for a slot or generated, or a killed client). A hang is counted as
+    /// [`Outcome::Hang`] when it starts, never again as abandoned.
+    Abandoned,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 17] = [
         Outcome::Ok,
         Outcome::Garbage,
         Outcome::Truncated,
@@ -163,6 +167,7 @@ impl Outcome {
         Outcome::ModelNotFound,
         Outcome::InvalidRequest,
         Outcome::NoRoute,
+        Outcome::Abandoned,
     ];
 
     /// A snake_case name.
@@ -184,6 +189,7 @@ impl Outcome {
             Outcome::ModelNotFound => "model_not_found",
             Outcome::InvalidRequest => "invalid_request",
             Outcome::NoRoute => "no_route",
+            Outcome::Abandoned => "abandoned",
         }
     }
 
@@ -216,6 +222,7 @@ pub struct FakeOllamaStats {
     pub max_running: usize,
     endpoints: [u64; Endpoint::ALL.len()],
     outcomes: [u64; Outcome::ALL.len()],
+    generation_outcomes: [u64; Outcome::ALL.len()],
 }
 
 impl FakeOllamaStats {
@@ -229,6 +236,16 @@ impl FakeOllamaStats {
         self.outcomes[outcome.index()]
     }
 
+    /// Generation requests (see [`FakeOllamaStats::generations`]) that ended with `outcome`.
+    ///
+    /// Each generation request is counted under exactly one outcome (a hang when it starts, an
+    /// abandoned request when its client leaves), so once no request is in flight these add up
+    /// to [`FakeOllamaStats::generations`]: what a client recorded about its calls can be
+    /// reconciled with them one to one.
+    pub fn generation_outcome(&self, outcome: Outcome) -> u64 {
+        self.generation_outcomes[outcome.index()]
+    }
+
     /// Generation requests received (`/api/generate`, `/api/chat`, `/v1/chat/completions`).
     pub fn generations(&self) -> u64 {
         Endpoint::ALL
@@ -239,7 +256,8 @@ impl FakeOllamaStats {
     }
 
     /// The counters as JSON, as `GET /_fake/stats` serves them: `total`, `connections`, `running`, `waiting`,
-    /// `max_running`, and `endpoints` and `outcomes` maps without the zero entries.
+    /// `max_running`, and `endpoints`, `outcomes` and `generation_outcomes` maps without the
+    /// zero entries.
     pub fn to_json(&self) -> Value {
         let nonzero = |pairs: &mut dyn Iterator<Item = (&str, u64)>| {
             pairs
@@ -253,6 +271,11 @@ impl FakeOllamaStats {
                 .map(|&e| (e.as_str(), self.endpoint(e))),
         );
         let outcomes = nonzero(&mut Outcome::ALL.iter().map(|&o| (o.as_str(), self.outcome(o))));
+        let generation_outcomes = nonzero(
+            &mut Outcome::ALL
+                .iter()
+                .map(|&o| (o.as_str(), self.generation_outcome(o))),
+        );
         serde_json::json!({
             "total": self.total,
             "connections": self.connections,
@@ -261,6 +284,7 @@ impl FakeOllamaStats {
             "max_running": self.max_running,
             "endpoints": endpoints,
             "outcomes": outcomes,
+            "generation_outcomes": generation_outcomes,
         })
     }
 }
@@ -272,6 +296,7 @@ pub(crate) struct Counters {
     connections: AtomicU64,
     endpoints: [AtomicU64; Endpoint::ALL.len()],
     outcomes: [AtomicU64; Outcome::ALL.len()],
+    generation_outcomes: [AtomicU64; Outcome::ALL.len()],
     /// Generations admitted: waiting for a slot or holding one.
     pub(crate) admitted: AtomicUsize,
     pub(crate) running: AtomicUsize,
@@ -288,8 +313,11 @@ impl Counters {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn answered(&self, outcome: Outcome) {
+    pub(crate) fn answered(&self, endpoint: Endpoint, outcome: Outcome) {
         self.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        if endpoint.is_generation() {
+            self.generation_outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn start_running(&self) {
@@ -308,6 +336,10 @@ impl Counters {
             max_running: self.max_running.load(Ordering::SeqCst),
             endpoints: self.endpoints.each_ref().map(|n| n.load(Ordering::Relaxed)),
             outcomes: self.outcomes.each_ref().map(|n| n.load(Ordering::Relaxed)),
+            generation_outcomes: self
+                .generation_outcomes
+                .each_ref()
+                .map(|n| n.load(Ordering::Relaxed)),
         }
     }
 }
