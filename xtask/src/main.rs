@@ -9,6 +9,7 @@
 // A command-line tool talks on stderr by design.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+mod bench;
 mod demo;
 mod model_server;
 mod tidy;
@@ -31,6 +32,7 @@ commands:
   tidy          layering rules, lints opt-in, crate docs
   demo          the main job end to end: index a small repo, enrich it with the real local model
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
+  bench         release-build benchmark of the pipeline against its targets: bench [--runs N] [--quick]
 ";
 
 fn main() {
@@ -56,6 +58,7 @@ fn run() -> Result<()> {
         "tidy" => tidy_cmd(&root),
         "model-server" => model_server::run(&root, rest),
         "demo" => demo::run(&root, rest),
+        "bench" => bench::run(&root, rest),
         "help" | "--help" | "-h" => {
             eprint!("{USAGE}");
             Ok(())

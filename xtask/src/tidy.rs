@@ -5,7 +5,7 @@
 //! - every package opts into the workspace lints (`[lints] workspace = true`) and has a
 //!   `description`;
 //! - every crate root (`lib.rs`, `main.rs`) opens with a `//!` header;
-//! - a crate under `crates/` lives in a directory named after its package.
+//! - a crate under `crates/` or `examples/` lives in a directory named after its package.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ const RULES: &[Rule] = &[
         may_use: Some(&["enrich-config"]),
         must_not_use: &["rusqlite", "reqwest", "hyper", "figment"],
     },
+    // Every provider crate (`enrich-adapter-ollama`, `enrich-adapter-openai`) and the example
+    // third-party adapter (`examples/enrich-adapter-ollama-chat`): the contract and config types,
+    // nothing else of ours (not even another adapter).
     Rule {
         package: ADAPTER_PREFIX,
         may_use: Some(&["enrich-backends", "enrich-config"]),
@@ -78,6 +81,19 @@ const RULES: &[Rule] = &[
         package: "enrich-cli",
         may_use: None,
         must_not_use: &[],
+    },
+    // The benchmark's in-process half: a composition root like the CLI, without HTTP or any
+    // provider (the HTTP scenarios run the `enrich` binary against `fake-ollama`).
+    Rule {
+        package: "enrich-bench",
+        may_use: Some(&[
+            "enrich-config",
+            "enrich-router",
+            "enrich-backends",
+            "enrich-db",
+            "enrich-pipeline",
+        ]),
+        must_not_use: &["reqwest", "hyper"],
     },
     Rule {
         package: "enrich-tests",
@@ -249,14 +265,9 @@ fn check_files(root: &Path, p: &Package) -> Result<Vec<String>> {
     if p.description.as_deref().is_none_or(str::is_empty) {
         problems.push(format!("{shown} has no `description`"));
     }
-    let dir = p.manifest.parent().unwrap_or(root);
-    if dir
-        .parent()
-        .is_some_and(|parent| parent.ends_with("crates"))
-        && dir.file_name().and_then(|n| n.to_str()) != Some(p.name.as_str())
-    {
+    if misplaced(p.manifest.parent().unwrap_or(root), &p.name) {
         problems.push(format!(
-            "{shown}: a crate under crates/ must live in a directory named after its package `{}`",
+            "{shown}: a crate under crates/ or examples/ must live in a directory named after its package `{}`",
             p.name
         ));
     }
@@ -272,6 +283,13 @@ fn check_files(root: &Path, p: &Package) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// Whether a package in `dir` under `crates/` or `examples/` is in a directory not named after it.
+fn misplaced(dir: &Path, package: &str) -> bool {
+    dir.parent()
+        .is_some_and(|parent| parent.ends_with("crates") || parent.ends_with("examples"))
+        && dir.file_name().and_then(|n| n.to_str()) != Some(package)
 }
 
 fn opts_into_workspace_lints(manifest: &str) -> bool {
@@ -382,6 +400,73 @@ mod tests {
             "[lints.rust]\nworkspace = true\n"
         ));
         assert!(!opts_into_workspace_lints("[package]\nname='x'\n"));
+    }
+
+    #[test]
+    fn the_bench_is_a_composition_root_without_providers() {
+        check_one(
+            pkg(
+                "enrich-bench",
+                &[
+                    ("enrich-pipeline", "normal"),
+                    ("enrich-db", "normal"),
+                    ("enrich-testkit", "dev"),
+                ],
+            ),
+            &[],
+        );
+        check_one(
+            pkg("enrich-bench", &[("enrich-adapter-ollama", "normal")]),
+            &["breaks the layering"],
+        );
+        check_one(
+            pkg("enrich-bench", &[("reqwest", "normal")]),
+            &["must not know"],
+        );
+    }
+
+    #[test]
+    fn adapters_and_the_example_adapter_use_only_the_contract() {
+        for adapter in ["enrich-adapter-openai", "enrich-adapter-ollama-chat"] {
+            check_one(
+                pkg(
+                    adapter,
+                    &[
+                        ("enrich-backends", "normal"),
+                        ("enrich-config", "normal"),
+                        ("reqwest", "normal"),
+                        ("enrich-testkit", "dev"),
+                    ],
+                ),
+                &[],
+            );
+            check_one(
+                pkg(adapter, &[("enrich-adapter-ollama", "normal")]),
+                &["breaks the layering"],
+            );
+            check_one(pkg(adapter, &[("rusqlite", "normal")]), &["must not know"]);
+        }
+    }
+
+    #[test]
+    fn crates_and_examples_live_in_directories_named_after_them() {
+        let check = |dir: &str, package: &str, expected: bool| {
+            assert_eq!(
+                misplaced(Path::new(dir), package),
+                expected,
+                "{dir} {package}"
+            );
+        };
+        check("/ws/crates/enrich-db", "enrich-db", false);
+        check("/ws/crates/db", "enrich-db", true);
+        check(
+            "/ws/examples/enrich-adapter-ollama-chat",
+            "enrich-adapter-ollama-chat",
+            false,
+        );
+        check("/ws/examples/chat", "enrich-adapter-ollama-chat", true);
+        check("/ws/xtask", "xtask", false);
+        check("/ws/tests", "enrich-tests", false);
     }
 
     /// The real workspace passes every tidy check.

@@ -135,6 +135,18 @@ impl GenerateRequest {
         self.max_output_tokens = Some(max);
         self
     }
+
+    /// The tokens this request may cost, estimated before it is sent: the prompt's and system
+    /// prompt's bytes / 4 (rounded up) plus [`max_output_tokens`](Self::max_output_tokens)
+    /// when set; at least 1. What [`RateLimited`](crate::RateLimited) counts against a
+    /// backend's tokens per minute.
+    pub fn estimated_tokens(&self) -> u32 {
+        let bytes = self.prompt.len() + self.system.as_deref().map_or(0, str::len);
+        let prompt = u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX);
+        prompt
+            .saturating_add(self.max_output_tokens.unwrap_or(0))
+            .max(1)
+    }
 }
 
 /// A backend's answer: the raw text and what it cost.
@@ -325,6 +337,27 @@ mod tests {
         assert_eq!(metrics.derived_tokens_per_second(), Some(20.0));
         metrics.tokens_per_second = Some(42.5);
         assert_eq!(metrics.derived_tokens_per_second(), Some(42.5));
+    }
+
+    #[test]
+    fn token_estimates_count_prompt_bytes_and_the_output_cap() {
+        let check = |request: GenerateRequest, expected: u32| {
+            assert_eq!(request.estimated_tokens(), expected, "{request:?}");
+        };
+        check(GenerateRequest::new("", span()), 1);
+        check(GenerateRequest::new("abcd", span()), 1);
+        check(GenerateRequest::new("abcde", span()), 2);
+        check(GenerateRequest::new("x".repeat(400), span()), 100);
+        check(
+            GenerateRequest::new("x".repeat(400), span())
+                .with_system("y".repeat(40))
+                .with_max_output_tokens(512),
+            622,
+        );
+        check(
+            GenerateRequest::new("p", span()).with_max_output_tokens(u32::MAX),
+            u32::MAX,
+        );
     }
 
     #[test]

@@ -1,27 +1,42 @@
 //! The cascade: tries a chain's backends for one span, carrying out the policy's decisions.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use enrich_config::{BackendSpec, DEFAULT_TIMEOUT_SECONDS};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{BackendAdapter, GenerateRequest, Generation, SpanContext};
 use crate::attempt::{AttemptOutcome, AttemptRecord};
+use crate::circuit::{
+    CallOutcome, CircuitBreaker, CircuitSnapshot, CircuitState, CircuitTicket, CircuitTransition,
+};
+use crate::deadline::{timeout_error, timeout_of};
 use crate::failure::{BackendError, FailureKind};
 use crate::output::{Enrichment, ValidationContext, parse_and_validate};
 use crate::policy::{CascadePolicy, Decision, SpanProgress};
 
-/// Hears about every attempt as it ends, e.g. to emit progress events or write attempt rows.
+/// The most bytes of a rejected answer quoted in a corrective re-ask.
+const REJECTED_ANSWER_MAX_BYTES: usize = 4000;
+
+/// Hears about every attempt as it ends, e.g. to emit progress events or write attempt rows,
+/// and about every circuit that changes state.
 ///
 /// Called on the span's task, so it must be quick. Closures
-/// `Fn(&SpanContext, &AttemptRecord, Option<Decision>)` implement it.
+/// `Fn(&SpanContext, &AttemptRecord, Option<Decision>)` implement it (and ignore circuits).
 pub trait AttemptObserver: Send + Sync {
     /// One attempt ended; `next` is what the cascade does about a failure (`None` on success).
     fn on_attempt(&self, span: &SpanContext, record: &AttemptRecord, next: Option<Decision>);
+
+    /// A circuit breaker changed state: a backend's in the [`Cascade`], or a host's in a
+    /// [`HostPool`](crate::HostPool). The default ignores it.
+    fn on_circuit(&self, transition: &CircuitTransition) {
+        let _ = transition;
+    }
 }
 
 impl<F> AttemptObserver for F
@@ -121,10 +136,11 @@ impl std::error::Error for CascadeFailure {
 
 /// Runs spans through chains of backends under one [`CascadePolicy`].
 ///
-/// Build one per run and share it (`&self`) between concurrent spans: it holds the run's state,
-/// the backends skipped for the rest of the run and the circuit breakers, keyed by backend name,
-/// model and host (so an identical entry in two chains shares its state, and two different
-/// backends that happen to share a name do not).
+/// Build one per run (or keep one across the runs of `enrich watch`) and share it (`&self`)
+/// between concurrent spans: it holds the backends skipped for the rest of the run and one
+/// [`CircuitBreaker`] per backend, keyed by backend name, model and host (so an identical entry
+/// in two chains shares its state, and two different backends that happen to share a name do
+/// not).
 pub struct Cascade {
     policy: CascadePolicy,
     backends: Mutex<HashMap<BackendKey, BackendState>>,
@@ -136,6 +152,7 @@ impl fmt::Debug for Cascade {
         f.debug_struct("Cascade")
             .field("policy", &self.policy)
             .field("skipped_backends", &self.skipped_backends())
+            .field("circuits", &self.circuits())
             .field("observer", &self.observer.is_some())
             .finish()
     }
@@ -164,12 +181,35 @@ impl BackendKey {
 struct BackendState {
     /// Why it is skipped for the rest of the run, if it is.
     skipped: Option<(FailureKind, String)>,
-    /// Consecutive failures that trip the circuit.
-    consecutive_trips: u32,
-    /// The circuit is open until then.
-    open_until: Option<Instant>,
-    /// The last tripping failure, for the skip message.
+    /// Its circuit, when the policy has one.
+    breaker: Option<CircuitBreaker>,
+    /// The last failure that tripped the circuit, for skip messages.
     last_trip: Option<(FailureKind, String)>,
+}
+
+/// A request the backend's circuit let through; settles the circuit when dropped unsettled
+/// (a span future dropped mid-request gives a probe's place back).
+struct Admission<'a> {
+    cascade: &'a Cascade,
+    key: BackendKey,
+    ticket: Option<CircuitTicket>,
+}
+
+impl Admission<'_> {
+    fn settle(mut self, outcome: CallOutcome, trip: Option<&BackendError>) {
+        if let Some(ticket) = self.ticket.take() {
+            self.cascade.settle(&self.key, ticket, outcome, trip);
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.cascade
+                .settle(&self.key, ticket, CallOutcome::Abandoned, None);
+        }
+    }
 }
 
 /// The state of one span's cascade.
@@ -208,7 +248,7 @@ impl Cascade {
         }
     }
 
-    /// Reports every attempt to `observer`.
+    /// Reports every attempt and circuit transition to `observer`.
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn AttemptObserver>) -> Self {
         self.observer = Some(observer);
@@ -236,15 +276,35 @@ impl Cascade {
         skipped
     }
 
+    /// The circuit of every backend tried so far, sorted by backend and host; empty when the
+    /// policy has no circuit breaker.
+    pub fn circuits(&self) -> Vec<CircuitSnapshot> {
+        let now = Instant::now();
+        let mut circuits: Vec<_> = self
+            .state()
+            .iter()
+            .filter_map(|(key, state)| {
+                let breaker = state.breaker.as_ref()?;
+                Some(breaker.snapshot(&key.name, &key.host, now))
+            })
+            .collect();
+        circuits.sort_by(|a, b| (&a.backend, &a.host).cmp(&(&b.backend, &b.host)));
+        circuits
+    }
+
     /// Enriches one span: tries `backends[start..]` in order until one returns output that
     /// passes [`parse_and_validate`].
     ///
-    /// Each backend is tried, retried or left according to the policy (see the crate docs);
-    /// backends skipped for the run or behind an open circuit are passed over without an
-    /// attempt. Each call to `generate` is bounded by the backend's `timeout_seconds` (a
-    /// [`FailureKind::Timeout`] when it elapses). Output that fails validation is a failed
-    /// attempt ([`FailureKind::MalformedOutput`] or [`FailureKind::SchemaInvalid`], or
-    /// [`FailureKind::Truncated`] when the backend reports `done_reason == "length"`).
+    /// Each backend is tried, re-asked, retried or left according to the policy (see the crate
+    /// docs); backends skipped for the run or behind an open circuit are passed over at once,
+    /// without an attempt. Each call to `generate` is bounded by the backend's
+    /// `timeout_seconds` (a [`FailureKind::Timeout`] when it elapses). Output that fails
+    /// validation is a failed attempt ([`FailureKind::MalformedOutput`] or
+    /// [`FailureKind::SchemaInvalid`], or [`FailureKind::Truncated`] when the backend reports
+    /// `done_reason == "length"`); the first kinds get
+    /// [`CascadePolicy::corrective_reasks`] follow-up requests to the same backend, whose prompt
+    /// is `request`'s followed by the rejected answer, the validator's message and an
+    /// instruction to answer with only the corrected JSON object.
     ///
     /// `cancel` interrupts a running `generate` or a backoff wait at once; the span then fails
     /// with [`GiveUpReason::Cancelled`] and a [`FailureKind::Cancelled`] error. Every attempt,
@@ -263,6 +323,27 @@ impl Cascade {
         validation: &ValidationContext,
         cancel: &CancellationToken,
     ) -> Result<CascadeSuccess, CascadeFailure> {
+        self.run_after(0, backends, start, request, validation, cancel)
+            .await
+    }
+
+    /// [`run`](Self::run) for a span that already had `prior_attempts` attempts in this run (a
+    /// by-tier run tries a span's backends in separate passes): its attempts are numbered from
+    /// `prior_attempts + 1`, and [`CascadePolicy::max_attempts_per_span`] counts the earlier ones.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_after(
+        &self,
+        prior_attempts: u32,
+        backends: &[Arc<dyn BackendAdapter>],
+        start: usize,
+        request: &GenerateRequest,
+        validation: &ValidationContext,
+        cancel: &CancellationToken,
+    ) -> Result<CascadeSuccess, CascadeFailure> {
+        let prior = prior_attempts as usize;
         let mut span = SpanRun {
             attempts: Vec::new(),
             last_error: None,
@@ -282,25 +363,32 @@ impl Cascade {
         for (index, backend) in backends.iter().enumerate().skip(start) {
             let backend = backend.as_ref();
             let mut retries_on_backend = 0;
+            let mut reasks_on_backend = 0;
+            let mut current = Cow::Borrowed(request);
             loop {
                 if cancel.is_cancelled() {
                     let error = cancelled_error(backend, "before the next attempt");
                     return Err(span.give_up(GiveUpReason::Cancelled, Some(error)));
                 }
-                if span.attempts.len() >= self.policy.max_attempts_per_span as usize {
+                if prior + span.attempts.len() >= self.policy.max_attempts_per_span as usize {
                     return Err(span.give_up(GiveUpReason::AttemptLimit, None));
                 }
-                if let Some(skip) = self.unavailable(backend) {
-                    tracing::debug!(backend = %backend.spec().name, reason = %skip, "backend passed over");
-                    span.skip_error.get_or_insert(skip);
-                    break;
-                }
+                let admission = match self.admit(backend) {
+                    Ok(admission) => admission,
+                    Err(skip) => {
+                        tracing::debug!(backend = %backend.spec().name, reason = %skip, "backend passed over");
+                        span.skip_error.get_or_insert(skip);
+                        break;
+                    }
+                };
 
-                let number = u32::try_from(span.attempts.len() + 1).unwrap_or(u32::MAX);
-                let (record, result) = attempt(backend, request, validation, cancel, number).await;
-                let error = match result {
+                let number = u32::try_from(prior + span.attempts.len() + 1).unwrap_or(u32::MAX);
+                let (record, result) = attempt(backend, &current, validation, cancel, number).await;
+                let (error, rejected) = match result {
                     Ok((enrichment, generation)) => {
-                        self.on_success(backend);
+                        if let Some(admission) = admission {
+                            admission.settle(CallOutcome::Answered, None);
+                        }
                         self.observe(&request.span, &record, None);
                         span.attempts.push(record);
                         return Ok(CascadeSuccess {
@@ -310,12 +398,16 @@ impl Cascade {
                             attempts: span.attempts,
                         });
                     }
-                    Err(error) => error,
+                    Err(failed) => failed,
                 };
+                if let Some(admission) = admission {
+                    admission.settle(self.circuit_outcome(&error), Some(&error));
+                }
 
                 let progress = SpanProgress {
                     retries_on_backend,
                     attempts_made: number,
+                    reasks_on_backend,
                 };
                 let decision = if cancel.is_cancelled() {
                     Decision::Stop
@@ -335,6 +427,15 @@ impl Cascade {
                 span.attempts.push(record);
 
                 match decision {
+                    Decision::Retry { .. } if self.policy.corrective_reask(&error, progress) => {
+                        current = Cow::Owned(corrective_request(
+                            request,
+                            rejected.as_deref().unwrap_or_default(),
+                            &error,
+                        ));
+                        span.last_error = Some(error);
+                        reasks_on_backend += 1;
+                    }
                     Decision::Retry { delay } => {
                         span.last_error = Some(error);
                         let waited = cancel.run_until_cancelled(tokio::time::sleep(delay)).await;
@@ -342,6 +443,7 @@ impl Cascade {
                             let error = cancelled_error(backend, "while waiting to retry");
                             return Err(span.give_up(GiveUpReason::Cancelled, Some(error)));
                         }
+                        current = Cow::Borrowed(request);
                         retries_on_backend += 1;
                     }
                     Decision::Next { .. } => {
@@ -367,73 +469,147 @@ impl Cascade {
         self.backends.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Why `backend` must not be tried now, if it must not.
-    fn unavailable(&self, backend: &dyn BackendAdapter) -> Option<BackendError> {
-        let state = self.state();
-        if state.is_empty() {
-            // The common case, with every backend healthy: no key to build.
-            return None;
+    /// How a failure counts for the backend's circuit.
+    fn circuit_outcome(&self, error: &BackendError) -> CallOutcome {
+        if error.kind == FailureKind::Cancelled {
+            CallOutcome::Abandoned
+        } else if self.policy.per_kind[error.kind].trips_circuit {
+            CallOutcome::Tripped
+        } else {
+            CallOutcome::Answered
         }
-        let entry = state.get(&BackendKey::of(backend))?;
-        let name = &backend.spec().name;
-        if let Some((kind, message)) = &entry.skipped {
-            return Some(BackendError::new(
-                *kind,
-                format!(
-                    "backend '{name}' is skipped for the rest of this run after {kind}: {message}"
-                ),
-            ));
-        }
-        let open_until = entry.open_until?;
-        let now = Instant::now();
-        if open_until <= now {
-            return None;
-        }
-        let (kind, message) = entry
-            .last_trip
-            .clone()
-            .unwrap_or((FailureKind::Connect, String::new()));
-        Some(BackendError::new(
-            kind,
-            format!(
-                "backend '{name}' is skipped for {:.1}s more: its circuit opened after {} \
-                 consecutive failures (last: {kind}: {message})",
-                (open_until - now).as_secs_f64(),
-                entry.consecutive_trips
-            ),
-        ))
     }
 
-    fn on_success(&self, backend: &dyn BackendAdapter) {
+    /// Lets a request to `backend` through (with its circuit's ticket, when there is a circuit),
+    /// or says why the backend must not be tried now.
+    fn admit(&self, backend: &dyn BackendAdapter) -> Result<Option<Admission<'_>>, BackendError> {
         let mut state = self.state();
-        if state.is_empty() {
-            return;
-        }
-        if let Some(entry) = state.get_mut(&BackendKey::of(backend)) {
-            entry.consecutive_trips = 0;
-            entry.open_until = None;
-        }
-    }
-
-    fn on_failure(&self, backend: &dyn BackendAdapter, error: &BackendError, decision: Decision) {
-        let skip = matches!(
-            decision,
-            Decision::Next {
-                skip_backend_for_run: true
+        let Some(circuit) = self.policy.circuit else {
+            if state.is_empty() {
+                // No circuit and no backend skipped: no key to build.
+                return Ok(None);
             }
-        );
-        let trips = self.policy.per_kind[error.kind].trips_circuit;
-        let answered = !trips && error.kind != FailureKind::Cancelled;
-        let mut state = self.state();
-        if !skip && !trips && state.is_empty() {
-            return;
-        }
+            return match state.get(&BackendKey::of(backend)) {
+                Some(entry) => entry.skip_error(backend).map_or(Ok(None), Err),
+                None => Ok(None),
+            };
+        };
         let key = BackendKey::of(backend);
-        if !skip && !trips && !state.contains_key(&key) {
-            return;
+        let entry = state.entry(key.clone()).or_insert_with(|| BackendState {
+            breaker: Some(CircuitBreaker::new(circuit)),
+            ..BackendState::default()
+        });
+        if let Some(skip) = entry.skip_error(backend) {
+            return Err(skip);
         }
-        let entry = state.entry(key).or_default();
-        if skip && entry.skipped.is_none() {
+        let breaker = entry
+            .breaker
+            .get_or_insert_with(|| CircuitBreaker::new(circuit));
+        let now = Instant::now();
+        match breaker.admit(now) {
+            Ok((ticket, transition)) => {
+                let transition = transition.map(|(from, to)| {
+                    transition_of(&key, breaker, from, to, entry.last_trip.as_ref())
+                });
+                drop(state);
+                if let Some(transition) = transition {
+                    self.report(&transition);
+                }
+                Ok(Some(Admission {
+                    cascade: self,
+                    key,
+                    ticket: Some(ticket),
+                }))
+            }
+            Err(remaining) => {
+                let (kind, last) = match &entry.last_trip {
+                    Some((kind, message)) => (*kind, format!("{kind}: {message}")),
+                    None => (FailureKind::Connect, "unknown".to_owned()),
+                };
+                let name = &backend.spec().name;
+                let message = if remaining.is_zero() {
+                    format!(
+                        "backend '{name}' is skipped: its circuit is half-open and another \
+                         span's probe request decides whether it closes (last failure: {last})"
+                    )
+                } else {
+                    format!(
+                        "backend '{name}' is skipped for {:.1}s more: its circuit opened after \
+                         {} consecutive failures (last: {last})",
+                        remaining.as_secs_f64(),
+                        breaker.consecutive_failures()
+                    )
+                };
+                Err(BackendError::new(kind, message))
+            }
+        }
+    }
+
+    /// Hands a circuit ticket back with the request's outcome.
+    fn settle(
+        &self,
+        key: &BackendKey,
+        ticket: CircuitTicket,
+        outcome: CallOutcome,
+        trip: Option<&BackendError>,
+    ) {
+        let mut state = self.state();
+        let Some(entry) = state.get_mut(key) else {
+            return;
+        };
+        if outcome == CallOutcome::Tripped
+            && let Some(error) = trip
+        {
+            entry.last_trip = Some((error.kind, error.message.clone()));
+        }
+        let Some(breaker) = entry.breaker.as_mut() else {
+            return;
+        };
+        let Some((from, to)) = breaker.settle(ticket, outcome, Instant::now()) else {
+            return;
+        };
+        let transition = transition_of(key, breaker, from, to, entry.last_trip.as_ref());
+        drop(state);
+        self.report(&transition);
+    }
+
+    fn report(&self, transition: &CircuitTransition) {
+        match transition.to {
+            CircuitState::Open { remaining_ms } => tracing::warn!(
+                backend = %transition.backend,
+                host = %transition.host,
+                trips = transition.trips,
+                "circuit opened for {:.1}s: {}",
+                remaining_ms as f64 / 1000.0,
+                transition.reason.as_deref().unwrap_or("unknown failure")
+            ),
+            CircuitState::Closed => tracing::info!(
+                backend = %transition.backend,
+                host = %transition.host,
+                "circuit closed: the probe request was answered"
+            ),
+            CircuitState::HalfOpen { .. } => tracing::debug!(
+                backend = %transition.backend,
+                host = %transition.host,
+                "circuit half-open: sending one probe request"
+            ),
+        }
+        if let Some(observer) = &self.observer {
+            observer.on_circuit(transition);
+        }
+    }
+
+    /// Marks `backend` skipped for the run when the decision says so.
+    fn on_failure(&self, backend: &dyn BackendAdapter, error: &BackendError, decision: Decision) {
+        let Decision::Next {
+            skip_backend_for_run: true,
+        } = decision
+        else {
+            return;
+        };
+        let mut state = self.state();
+        let entry = state.entry(BackendKey::of(backend)).or_default();
+        if entry.skipped.is_none() {
             tracing::warn!(
                 backend = %backend.spec().name,
                 kind = %error.kind,
@@ -441,20 +617,6 @@ impl Cascade {
                 error.message
             );
             entry.skipped = Some((error.kind, error.message.clone()));
-        }
-        match self.policy.circuit {
-            Some(circuit) if trips => {
-                entry.consecutive_trips += 1;
-                entry.last_trip = Some((error.kind, error.message.clone()));
-                if entry.consecutive_trips >= circuit.failures_to_open {
-                    entry.open_until = Some(Instant::now() + circuit.open_for);
-                }
-            }
-            _ if answered => {
-                entry.consecutive_trips = 0;
-                entry.open_until = None;
-            }
-            _ => {}
         }
     }
 
@@ -465,9 +627,74 @@ impl Cascade {
     }
 }
 
-type AttemptResult = Result<(Enrichment, Generation), BackendError>;
+impl BackendState {
+    /// The error that says why the backend is skipped for the run, if it is.
+    fn skip_error(&self, backend: &dyn BackendAdapter) -> Option<BackendError> {
+        let (kind, message) = self.skipped.as_ref()?;
+        let name = &backend.spec().name;
+        Some(BackendError::new(
+            *kind,
+            format!("backend '{name}' is skipped for the rest of this run after {kind}: {message}"),
+        ))
+    }
+}
 
-/// One call to one backend, validated and recorded.
+/// A transition of the circuit guarding `key`.
+fn transition_of(
+    key: &BackendKey,
+    breaker: &CircuitBreaker,
+    from: CircuitState,
+    to: CircuitState,
+    last_trip: Option<&(FailureKind, String)>,
+) -> CircuitTransition {
+    CircuitTransition {
+        backend: key.name.clone(),
+        host: key.host.clone(),
+        from,
+        to,
+        consecutive_failures: breaker.consecutive_failures(),
+        trips: breaker.trips(),
+        reason: matches!(to, CircuitState::Open { .. })
+            .then(|| last_trip.map(|(kind, message)| format!("{kind}: {message}")))
+            .flatten(),
+    }
+}
+
+/// The follow-up request of a corrective re-ask: the original prompt, the rejected answer (cut
+/// to [`REJECTED_ANSWER_MAX_BYTES`]), the validator's message and what to do about it.
+fn corrective_request(
+    request: &GenerateRequest,
+    rejected: &str,
+    error: &BackendError,
+) -> GenerateRequest {
+    let rejected = rejected.trim();
+    let mut cut = rejected.len().min(REJECTED_ANSWER_MAX_BYTES);
+    while !rejected.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut prompt = String::with_capacity(request.prompt.len() + cut + error.message.len() + 400);
+    prompt.push_str(&request.prompt);
+    prompt.push_str("\n\nYour previous answer was rejected. It was:\n<<<\n");
+    prompt.push_str(&rejected[..cut]);
+    if cut < rejected.len() {
+        let _ = write!(prompt, "\n[... {} more bytes cut]", rejected.len() - cut);
+    }
+    let _ = write!(
+        prompt,
+        "\n>>>\nThe problem: {}.\nAnswer again with only the corrected JSON object: no other \
+         text, no code fence.\n",
+        error.message
+    );
+    GenerateRequest {
+        prompt: prompt.into(),
+        ..request.clone()
+    }
+}
+
+type AttemptResult = Result<(Enrichment, Generation), (BackendError, Option<String>)>;
+
+/// One call to one backend, validated and recorded. A failure carries the rejected answer's
+/// text when the backend answered.
 async fn attempt(
     backend: &dyn BackendAdapter,
     request: &GenerateRequest,
@@ -486,15 +713,7 @@ async fn attempt(
     let call = tokio::time::timeout(timeout, backend.generate(request));
     let generated = match cancel.run_until_cancelled(call).await {
         Some(Ok(result)) => result,
-        Some(Err(_elapsed)) => Err(BackendError::new(
-            FailureKind::Timeout,
-            format!(
-                "backend '{}' at {host} gave no answer within {}s; raise its timeout_seconds or \
-                 use a smaller model",
-                spec.name,
-                timeout.as_secs_f64()
-            ),
-        )),
+        Some(Err(_elapsed)) => Err(timeout_error(&spec.name, &host, timeout)),
         None => Err(cancelled_error(backend, "during the request")),
     };
     let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -514,44 +733,46 @@ async fn attempt(
         eval_count: None,
         tokens_per_second: None,
     };
-    let result = generated.and_then(|generation| {
-        let metrics = &generation.metrics;
-        if !metrics.model.is_empty() {
-            record.model.clone_from(&metrics.model);
+    let result = match generated {
+        Err(error) => Err((error, None)),
+        Ok(generation) => {
+            let metrics = &generation.metrics;
+            if !metrics.model.is_empty() {
+                record.model.clone_from(&metrics.model);
+            }
+            if !metrics.host.is_empty() {
+                // A host pool answers from one of its hosts.
+                record.host.clone_from(&metrics.host);
+            }
+            record.prompt_eval_count = metrics.prompt_eval_count;
+            record.eval_count = metrics.eval_count;
+            record.tokens_per_second = metrics.derived_tokens_per_second();
+            match parse_and_validate(&generation.text, validation) {
+                Ok(enrichment) => Ok((enrichment, generation)),
+                Err(error) if generation.metrics.is_truncated() => Err((
+                    BackendError::new(
+                        FailureKind::Truncated,
+                        format!(
+                            "backend '{}' stopped at its output token limit (done_reason \
+                             \"length\") before the answer was complete: {}",
+                            spec.name, error.message
+                        ),
+                    )
+                    .with_source(error),
+                    None,
+                )),
+                Err(error) => Err((error, Some(generation.text))),
+            }
         }
-        record.prompt_eval_count = metrics.prompt_eval_count;
-        record.eval_count = metrics.eval_count;
-        record.tokens_per_second = metrics.derived_tokens_per_second();
-        match parse_and_validate(&generation.text, validation) {
-            Ok(enrichment) => Ok((enrichment, generation)),
-            Err(error) if generation.metrics.is_truncated() => Err(BackendError::new(
-                FailureKind::Truncated,
-                format!(
-                    "backend '{}' stopped at its output token limit (done_reason \"length\") \
-                     before the answer was complete: {}",
-                    spec.name, error.message
-                ),
-            )
-            .with_source(error)),
-            Err(error) => Err(error),
-        }
-    });
+    };
     match &result {
         Ok(_) => record.outcome = AttemptOutcome::Success,
-        Err(error) => {
+        Err((error, _)) => {
             record.failure_kind = Some(error.kind);
             record.message = Some(error.message.clone());
         }
     }
     (record, result)
-}
-
-/// The backend's per-request timeout; an unusable value (negative, NaN, zero) means the default.
-fn timeout_of(spec: &BackendSpec) -> Duration {
-    spec.timeout_seconds
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .filter(|timeout| !timeout.is_zero())
-        .unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECONDS))
 }
 
 fn cancelled_error(backend: &dyn BackendAdapter, when: &str) -> BackendError {

@@ -1,4 +1,5 @@
-//! The shared contract between enrich's pipeline and its LLM providers.
+//! The shared contract between enrich's pipeline and its LLM providers, and the reliability
+//! machinery around it.
 //!
 //! - [`BackendAdapter`]: the trait a provider crate (`enrich-adapter-<name>`) implements. Three
 //!   required methods (`spec`, `describe_host`, `generate`), two provided (`health`,
@@ -9,54 +10,100 @@
 //! - [`parse_and_validate`] and [`enrichment_v1_schema`]: the enrichment.v1 output, extracted
 //!   from chatty replies, normalised and validated into an [`Enrichment`].
 //! - [`Cascade`]: tries a chain's backends for one span under a [`CascadePolicy`], recording
-//!   every attempt as an [`AttemptRecord`].
-//! - [`AdapterRegistry`]: provider name → [`AdapterFactory`].
+//!   every attempt as an [`AttemptRecord`], with a [`CircuitBreaker`] per backend.
+//! - Decorators that are themselves adapters: [`HostPool`] (one backend on several hosts) and
+//!   [`RateLimited`] (requests and tokens per minute).
+//! - [`AdapterRegistry`]: provider name → [`AdapterFactory`]; builds adapters and host pools.
 //!
 //! # Who decides what
 //!
 //! Adapters translate and classify; they never retry, never fall back, and need no timeout of
-//! their own. The cascade owns retries, backoff, deadlines (each backend's `timeout_seconds`),
-//! fallback and cancellation, and decides from the [`FailureKind`] alone, through a policy table
-//! that is plain data ([`KindTable`]). Deciding ([`CascadePolicy::decide`], a pure function) is
-//! kept apart from doing ([`Cascade::run`]), so each is tested on its own.
+//! their own. The cascade owns retries, corrective re-asks, backoff, deadlines (each backend's
+//! `timeout_seconds`), fallback, circuit breaking and cancellation, and decides from the
+//! [`FailureKind`] alone, through a policy table that is plain data ([`KindTable`]). Deciding
+//! ([`CascadePolicy::decide`], [`CircuitBreaker`], both pure) is kept apart from doing
+//! ([`Cascade::run`]), so each is tested on its own.
 //!
 //! The default policy ([`CascadePolicy::default`]):
 //!
 //! | [`FailureKind`] (stored name) | typical cause | retries | then |
 //! |---|---|---|---|
 //! | `connect` | refused, DNS, reset | 0 | next backend; trips the circuit |
-//! | `timeout` | no answer within `timeout_seconds` | 1 | next backend |
+//! | `timeout` | no answer within `timeout_seconds` | 1 | next backend; trips the circuit |
 //! | `overloaded` | Ollama 503 "server busy", 429 | 2, honouring `retry_after` | next backend |
-//! | `server_error` | other 5xx | 1 | next backend |
+//! | `server_error` | other 5xx | 1 | next backend; trips the circuit |
 //! | `model_not_found` | Ollama 404 | 0 | next backend; skipped for the rest of the run |
 //! | `context_exceeded` | 400 "input length exceeds the context length" | 0 | next backend |
 //! | `auth` | 401, 403 | 0 | next backend; skipped for the rest of the run |
 //! | `truncated` | `done_reason == "length"` | 0 | next backend |
-//! | `malformed_output` | no JSON object in the reply | 0 | next backend |
-//! | `schema_invalid` | JSON that fails enrichment.v1 validation | 0 | next backend |
+//! | `malformed_output` | no JSON object in the reply | 1 corrective re-ask | next backend |
+//! | `schema_invalid` | JSON that fails enrichment.v1 validation | 1 corrective re-ask | next backend |
 //! | `cancelled` | shutdown | 0 | stop; write nothing for the span |
 //! | `invalid_request` | other 4xx | 0 | next backend |
 //!
 //! Retries wait an exponential [`Backoff`] (0.5 s doubling to at most 30 s, with jitter) or the
 //! backend's `retry_after`, whichever is longer; a `retry_after` beyond the cap is not waited
 //! for: the cascade moves to the next backend instead. A span gets at most 6 attempts in all
-//! ([`CascadePolicy::max_attempts_per_span`]). Three consecutive `connect` failures of a backend,
-//! across spans, open its circuit for 30 s ([`CircuitPolicy`]): spans pass over it meanwhile.
+//! ([`CascadePolicy::max_attempts_per_span`]); re-asks and retries count like first tries.
+//!
+//! # Corrective re-asks
+//!
+//! After `malformed_output` or `schema_invalid`, the same backend is asked again at once
+//! ([`CascadePolicy::corrective_reasks`], default 1, 0 disables): the follow-up prompt is the
+//! original one, then the rejected answer (at most 4000 bytes of it), the validator's message
+//! and an instruction to answer with only the corrected JSON object. System prompt, schema and
+//! output cap are unchanged, so adapters read the request as always. Observers see the re-ask
+//! as a [`Decision::Retry`] without delay. Only then does the kind's own policy apply.
+//!
+//! # Circuit breaker
+//!
+//! Each backend (keyed by name, model and host) has a [`CircuitBreaker`] under
+//! [`CircuitPolicy`]: after 3 consecutive tripping failures ([`KindPolicy::trips_circuit`]:
+//! connect, timeout, server error), counted across spans, the circuit opens and every span
+//! passes over the backend at once, with no attempt and no delay, for a 30 s cooldown. Then the
+//! circuit is half-open: exactly one span's request is the probe while the others keep passing
+//! over. An answer (a success, or any failure that does not trip) closes it and resets the
+//! cooldown; a tripping failure opens it again for twice the last cooldown, at most 10 minutes.
+//! A probe that is cancelled or dropped gives its place back. A dead first backend thus costs a
+//! chain 3 failed attempts, then one probe per cooldown. [`Cascade::circuits`] gives a
+//! serialisable [`CircuitSnapshot`] per backend, and [`AttemptObserver::on_circuit`] hears
+//! every [`CircuitTransition`].
+//!
+//! # Host pools and rate limits
+//!
+//! A [`HostPool`] ([`AdapterRegistry::build_pool`] builds one from a backend entry's `urls`)
+//! sends each request to the least-loaded host whose own circuit allows it, under that host's
+//! in-flight cap, waiting for a slot when all are busy. A host failing with connect, timeout or
+//! server error is counted against its circuit and the same request goes at once to another
+//! host; only when every host has failed or is open does the pool fail, with `connect` and a
+//! message naming every host. [`RateLimited`] keeps a backend under its requests and tokens per
+//! minute ([`RateLimit`]; tokens estimated before the call by
+//! [`GenerateRequest::estimated_tokens`]) with governor's GCRA on tokio's clock, first come
+//! first served; a request larger than the whole minute's budget spends the whole budget
+//! instead of waiting forever. Waiting for a host slot or the limiter never eats into a
+//! backend's timeout: such decorators show the cascade a spec whose `timeout_seconds` is
+//! [`QUEUEING_TIMEOUT_SECONDS`] and apply the real timeout from the moment the request is sent.
+//! Compose them as `RateLimited(HostPool(hosts))`.
 //!
 //! # What this crate does not know
 //!
-//! No SQLite, no HTTP client, no concrete provider and no prompt: it depends on the config types
-//! alone. Storing attempts and enrichments is the pipeline's job, speaking HTTP the adapters'.
-//! The cost of this split is that the cascade cannot look inside a provider's error: anything
-//! it needs to act on must be said through [`FailureKind`] and [`BackendError::retry_after`].
+//! No SQLite, no HTTP client, no concrete provider and no prompt template: it depends on the
+//! config types alone. Storing attempts and enrichments is the pipeline's job, speaking HTTP the
+//! adapters', turning `[enrichment]` settings into policies the pipeline's too. The cost of this
+//! split is that the cascade cannot look inside a provider's error: anything it needs to act on
+//! must be said through [`FailureKind`] and [`BackendError::retry_after`].
 
 mod adapter;
 mod attempt;
 mod cascade;
+mod circuit;
+mod deadline;
 mod error;
 mod failure;
 mod output;
 mod policy;
+mod pool;
+mod rate;
 mod registry;
 
 #[cfg(any(test, feature = "mock"))]
@@ -67,6 +114,11 @@ pub use adapter::{
 };
 pub use attempt::{AttemptOutcome, AttemptRecord};
 pub use cascade::{AttemptObserver, Cascade, CascadeFailure, CascadeSuccess, GiveUpReason};
+pub use circuit::{
+    CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,
+    CircuitTransition,
+};
+pub use deadline::QUEUEING_TIMEOUT_SECONDS;
 pub use error::BackendsError;
 pub use failure::{BackendError, FailureKind};
 pub use output::{
@@ -74,7 +126,8 @@ pub use output::{
     ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_lines, parse_and_validate,
 };
 pub use policy::{
-    Backoff, CascadePolicy, CircuitPolicy, Decision, FailureAction, KindPolicy, KindTable,
-    SpanProgress,
+    Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,
 };
+pub use pool::{HostPool, HostPoolPolicy};
+pub use rate::{RateLimit, RateLimited};
 pub use registry::{AdapterFactory, AdapterRegistry};

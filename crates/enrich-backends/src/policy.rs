@@ -7,6 +7,7 @@
 use std::ops::{Index, IndexMut};
 use std::time::Duration;
 
+use crate::circuit::CircuitPolicy;
 use crate::failure::{BackendError, FailureKind};
 
 /// What the cascade does once a failure kind's retries on a backend are used up.
@@ -28,6 +29,7 @@ pub struct KindPolicy {
     /// What to do when the retries are used up.
     pub action_after: FailureAction,
     /// Whether this failure counts toward opening the backend's circuit (see [`CircuitPolicy`]).
+    /// A failure that does not trip counts as an answer: the backend is reachable.
     pub trips_circuit: bool,
 }
 
@@ -84,9 +86,9 @@ impl Default for KindTable {
         use FailureAction::{Next, SkipBackendForRun, Stop};
         let mut table = Self::uniform(KindPolicy::new(0, Next));
         table[FailureKind::Connect] = KindPolicy::new(0, Next).tripping_circuit(true);
-        table[FailureKind::Timeout] = KindPolicy::new(1, Next);
+        table[FailureKind::Timeout] = KindPolicy::new(1, Next).tripping_circuit(true);
         table[FailureKind::Overloaded] = KindPolicy::new(2, Next);
-        table[FailureKind::ServerError] = KindPolicy::new(1, Next);
+        table[FailureKind::ServerError] = KindPolicy::new(1, Next).tripping_circuit(true);
         table[FailureKind::ModelNotFound] = KindPolicy::new(0, SkipBackendForRun);
         table[FailureKind::Auth] = KindPolicy::new(0, SkipBackendForRun);
         table[FailureKind::Cancelled] = KindPolicy::new(0, Stop);
@@ -135,30 +137,6 @@ impl Backoff {
     }
 }
 
-/// When to stop sending spans to a backend that keeps failing to answer.
-///
-/// After `failures_to_open` consecutive failures of kinds that trip the circuit (by default
-/// only [`FailureKind::Connect`]), across all spans of the run, the backend is skipped for
-/// `open_for`; then it is tried again, and one more such failure opens it again at once. Any
-/// answer from the backend (a success, or a failure that does not trip) closes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CircuitPolicy {
-    /// Consecutive tripping failures that open the circuit.
-    pub failures_to_open: u32,
-    /// How long an open circuit skips the backend.
-    pub open_for: Duration,
-}
-
-impl Default for CircuitPolicy {
-    /// Three consecutive failures open the circuit for 30 s.
-    fn default() -> Self {
-        Self {
-            failures_to_open: 3,
-            open_for: Duration::from_secs(30),
-        }
-    }
-}
-
 /// Everything the cascade decides by: a policy per failure kind, backoff, limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CascadePolicy {
@@ -170,16 +148,23 @@ pub struct CascadePolicy {
     pub max_attempts_per_span: u32,
     /// The circuit breaker; `None` disables it.
     pub circuit: Option<CircuitPolicy>,
+    /// Corrective re-asks per backend and span: after [`FailureKind::MalformedOutput`] or
+    /// [`FailureKind::SchemaInvalid`], the same backend is asked again this many times, the
+    /// follow-up prompt quoting its rejected answer and the validator's message, before the
+    /// kind's own policy applies. 0 disables them.
+    pub corrective_reasks: u32,
 }
 
 impl Default for CascadePolicy {
-    /// The design's table, default backoff, 6 attempts per span, default circuit.
+    /// The design's table, default backoff, 6 attempts per span, default circuit, one
+    /// corrective re-ask.
     fn default() -> Self {
         Self {
             per_kind: KindTable::default(),
             backoff: Backoff::default(),
             max_attempts_per_span: 6,
             circuit: Some(CircuitPolicy::default()),
+            corrective_reasks: 1,
         }
     }
 }
@@ -191,12 +176,17 @@ pub struct SpanProgress {
     pub retries_on_backend: u32,
     /// Attempts made for this span so far, the failed one included.
     pub attempts_made: u32,
+    /// Corrective re-asks already made on the failing backend for this span.
+    pub reasks_on_backend: u32,
 }
 
 /// What the cascade does after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Wait, then try the same backend again.
+    /// Wait, then try the same backend again. With no delay after
+    /// [`FailureKind::MalformedOutput`] or [`FailureKind::SchemaInvalid`] this may be a
+    /// corrective re-ask ([`CascadePolicy::corrective_reask`]): the same backend gets the
+    /// follow-up prompt.
     Retry {
         /// How long to wait.
         delay: Duration,
@@ -239,10 +229,30 @@ impl CascadePolicy {
         self
     }
 
+    /// Sets the number of corrective re-asks per backend and span.
+    #[must_use]
+    pub fn with_corrective_reasks(mut self, reasks: u32) -> Self {
+        self.corrective_reasks = reasks;
+        self
+    }
+
+    /// Whether a failed attempt is followed by a corrective re-ask of the same backend: the
+    /// failure is [`FailureKind::MalformedOutput`] or [`FailureKind::SchemaInvalid`], the
+    /// backend's re-asks for this span are not used up, and neither is the span's attempt
+    /// limit.
+    pub fn corrective_reask(&self, error: &BackendError, progress: SpanProgress) -> bool {
+        matches!(
+            error.kind,
+            FailureKind::MalformedOutput | FailureKind::SchemaInvalid
+        ) && progress.reasks_on_backend < self.corrective_reasks
+            && progress.attempts_made < self.max_attempts_per_span
+    }
+
     /// Decides what follows a failed attempt: a pure function of the policy, the error's kind
     /// and `retry_after`, the span's progress and a random `jitter_unit` in `0.0..=1.0`.
     ///
-    /// A retry happens while the kind's retries are not used up, the span's attempt limit is not
+    /// A [`corrective_reask`](Self::corrective_reask) comes first, as a retry without delay.
+    /// Otherwise a retry happens while the kind's retries are not used up, the span's attempt limit is not
     /// reached, and the backend's `retry_after` (if any) fits under `backoff.max`; it waits the
     /// backoff delay or the `retry_after`, whichever is longer. Otherwise the kind's
     /// [`FailureAction`] applies.
@@ -252,6 +262,11 @@ impl CascadePolicy {
         progress: SpanProgress,
         jitter_unit: f64,
     ) -> Decision {
+        if self.corrective_reask(error, progress) {
+            return Decision::Retry {
+                delay: Duration::ZERO,
+            };
+        }
         let policy = self.per_kind[error.kind];
         let retry_after_fits = error
             .retry_after
@@ -286,6 +301,14 @@ mod tests {
         SpanProgress {
             retries_on_backend,
             attempts_made,
+            reasks_on_backend: 0,
+        }
+    }
+
+    fn reasked(progress: SpanProgress, reasks_on_backend: u32) -> SpanProgress {
+        SpanProgress {
+            reasks_on_backend,
+            ..progress
         }
     }
 
@@ -314,7 +337,7 @@ mod tests {
     #[test]
     fn default_table_matches_the_design() {
         use FailureKind::*;
-        let policy = CascadePolicy::default();
+        let policy = CascadePolicy::default().with_corrective_reasks(0);
         let fail = |kind| BackendError::new(kind, "x");
         // (kind, decision after the first attempt, decision after the first retry)
         let table = [
@@ -343,7 +366,47 @@ mod tests {
             .filter(|(_, p)| p.trips_circuit)
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(tripping, [Connect]);
+        assert_eq!(tripping, [Connect, Timeout, ServerError]);
+        assert_eq!(CascadePolicy::default().corrective_reasks, 1);
+    }
+
+    #[test]
+    fn invalid_output_gets_corrective_reasks_first() {
+        use FailureKind::*;
+        let policy = CascadePolicy::default();
+        let reask = Decision::Retry {
+            delay: Duration::ZERO,
+        };
+        // (kind, reasks already made on the backend, attempts made, decision)
+        let table = [
+            (MalformedOutput, 0, 1, reask),
+            (SchemaInvalid, 0, 1, reask),
+            (MalformedOutput, 1, 2, NEXT),
+            (SchemaInvalid, 1, 2, NEXT),
+            // The attempt limit wins over a re-ask.
+            (SchemaInvalid, 0, 6, NEXT),
+            // Other kinds are never re-asked.
+            (Truncated, 0, 1, NEXT),
+            (Timeout, 0, 1, retry_ms(500)),
+        ];
+        for (kind, reasks, attempts, expected) in table {
+            let at = reasked(progress(0, attempts), reasks);
+            check(&policy, BackendError::new(kind, "bad"), at, expected);
+            assert_eq!(
+                policy.corrective_reask(&BackendError::new(kind, "bad"), at),
+                expected == reask,
+                "{kind}"
+            );
+        }
+        let twice = policy.clone().with_corrective_reasks(2);
+        let bad = || BackendError::new(SchemaInvalid, "bad");
+        check(&twice, bad(), reasked(progress(0, 2), 1), reask);
+        check(&twice, bad(), reasked(progress(0, 3), 2), NEXT);
+        // Re-asks come before the kind's own retries, which still apply afterwards.
+        let retrying = policy.with_kind(SchemaInvalid, KindPolicy::new(1, FailureAction::Next));
+        check(&retrying, bad(), reasked(progress(0, 1), 0), reask);
+        check(&retrying, bad(), reasked(progress(0, 2), 1), retry_ms(500));
+        check(&retrying, bad(), reasked(progress(1, 3), 1), NEXT);
     }
 
     #[test]
@@ -368,10 +431,12 @@ mod tests {
 
     #[test]
     fn kinds_are_configurable() {
-        let policy = CascadePolicy::default().with_kind(
-            FailureKind::SchemaInvalid,
-            KindPolicy::new(1, FailureAction::Stop),
-        );
+        let policy = CascadePolicy::default()
+            .with_corrective_reasks(0)
+            .with_kind(
+                FailureKind::SchemaInvalid,
+                KindPolicy::new(1, FailureAction::Stop),
+            );
         let invalid = || BackendError::new(FailureKind::SchemaInvalid, "bad");
         check(&policy, invalid(), progress(0, 1), retry_ms(500));
         check(&policy, invalid(), progress(1, 2), Decision::Stop);

@@ -9,6 +9,7 @@ use enrich_config::BackendSpec;
 use crate::adapter::BackendAdapter;
 use crate::error::BackendsError;
 use crate::failure::BackendError;
+use crate::pool::{HostPool, HostPoolPolicy};
 
 /// Builds an adapter for a backend entry. Closures
 /// `Fn(&BackendSpec) -> Result<Arc<dyn BackendAdapter>, BackendError>` implement it.
@@ -99,9 +100,36 @@ impl AdapterRegistry {
         })
     }
 
+    /// A [`HostPool`] for one backend entry: one adapter per host of
+    /// [`BackendSpec::hosts`], each built by the provider's factory from
+    /// [`BackendSpec::for_host`]. An entry with one host, or none (the adapter's default URL),
+    /// makes a pool of one. Keep the returned `Arc` to read the hosts' circuits
+    /// ([`HostPool::circuits`]); it coerces to `Arc<dyn BackendAdapter>` for the cascade.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), for the first host the factory refuses.
+    pub fn build_pool(
+        &self,
+        spec: &BackendSpec,
+        policy: HostPoolPolicy,
+    ) -> Result<Arc<HostPool>, BackendsError> {
+        let hosts = spec.hosts();
+        let adapters = if hosts.len() <= 1 {
+            vec![self.build(spec)?]
+        } else {
+            hosts
+                .into_iter()
+                .map(|host| self.build(&spec.for_host(host)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        HostPool::new(spec.clone(), adapters, policy).map(Arc::new)
+    }
+
     /// Adapters for `specs`, one per spec in order, building each distinct backend once: specs
-    /// that differ only in `chain`, `routing_tier` or `enabled` share one adapter (and so its
-    /// HTTP client and run state), whose [`spec`](BackendAdapter::spec) is the first of them.
+    /// that differ only in `chain`, `routing_tier`, `price` or `enabled` share one adapter (and
+    /// so its HTTP client and run state), whose [`spec`](BackendAdapter::spec) is the first of
+    /// them.
     ///
     /// # Errors
     ///
@@ -131,12 +159,16 @@ fn normalise(provider: &str) -> String {
     provider.trim().to_ascii_lowercase()
 }
 
-/// Whether two entries describe the same backend (everything an adapter uses is equal).
+/// Whether two entries describe the same backend (everything an adapter or its pool and rate
+/// limit use is equal).
 fn same_backend(a: &BackendSpec, b: &BackendSpec) -> bool {
     a.name == b.name
         && normalise(&a.provider) == normalise(&b.provider)
         && a.model == b.model
         && a.url == b.url
+        && a.urls == b.urls
+        && a.requests_per_minute == b.requests_per_minute
+        && a.tokens_per_minute == b.tokens_per_minute
         && a.timeout_seconds == b.timeout_seconds
         && a.api_key_env == b.api_key_env
         && a.options == b.options

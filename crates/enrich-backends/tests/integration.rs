@@ -5,9 +5,17 @@ mod support;
 
 #[path = "integration/cascade.rs"]
 mod cascade;
+#[path = "integration/circuits.rs"]
+mod circuits;
 #[path = "integration/contract.rs"]
 mod contract;
 #[path = "integration/output.rs"]
 mod output;
+#[path = "integration/pools.rs"]
+mod pools;
+#[path = "integration/rate_limits.rs"]
+mod rate_limits;
+#[path = "integration/reask.rs"]
+mod reask;
 #[path = "integration/registry.rs"]
 mod registry;

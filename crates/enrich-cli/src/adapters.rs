@@ -7,5 +7,6 @@ use enrich_backends::AdapterRegistry;
 pub(crate) fn registry() -> AdapterRegistry {
     let mut registry = AdapterRegistry::new();
     enrich_adapter_ollama::register(&mut registry);
+    enrich_adapter_openai::register(&mut registry);
     registry
 }

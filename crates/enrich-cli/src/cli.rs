@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use enrich_config::Schedule;
 
 /// Adds LLM-written metadata (summary, inputs, outputs, side effects, pitfalls, usage) to the
 /// code spans of an LLMC index.
@@ -93,6 +94,44 @@ pub(crate) struct RunArgs {
     /// Append the run's events as JSON lines here [default: REPO/logs/enrichment_events.jsonl].
     #[arg(long, value_name = "PATH")]
     pub(crate) events: Option<PathBuf>,
+
+    /// Take spans in span id order instead of code first (overrides enrichment.code_first).
+    #[arg(long)]
+    pub(crate) no_code_first: bool,
+
+    /// Stop taking spans once the run used this many tokens [default:
+    /// enrichment.budget.max_tokens_per_run].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_tokens: Option<u64>,
+
+    /// Stop taking spans once the run cost this much, by the backends' prices [default:
+    /// enrichment.budget.max_cost_per_run].
+    #[arg(long, value_name = "COST", value_parser = positive_number)]
+    pub(crate) max_cost: Option<f64>,
+
+    /// Stop taking spans after this many seconds; spans in flight finish [default:
+    /// enrichment.budget.max_wall_seconds].
+    #[arg(long, value_name = "SECONDS", value_parser = positive_number)]
+    pub(crate) max_wall_seconds: Option<f64>,
+
+    /// `per-span` (each span runs its whole chain) or `by-tier` (every span on its chain's
+    /// first backend, then the failures on the second, …: one model at a time) [default:
+    /// enrichment.schedule].
+    #[arg(long, value_name = "ORDER", value_parser = parse_schedule)]
+    pub(crate) schedule: Option<Schedule>,
+}
+
+/// `per-span` or `by-tier`.
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    Schedule::parse(text).ok_or_else(|| format!("{text:?} is not per-span or by-tier"))
+}
+
+/// A number above zero, for budget flags.
+fn positive_number(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
+        _ => Err(format!("{text:?} is not a number above 0")),
+    }
 }
 
 /// Flags of `enrich plan`.
@@ -105,6 +144,10 @@ pub(crate) struct PlanArgs {
     /// Plan every span on this chain instead of routing it.
     #[arg(long, value_name = "NAME")]
     pub(crate) chain: Option<String>,
+
+    /// Plan spans in span id order instead of code first (overrides enrichment.code_first).
+    #[arg(long)]
+    pub(crate) no_code_first: bool,
 }
 
 /// Arguments of `enrich show`.
@@ -158,6 +201,12 @@ pub(crate) struct WatchRunArgs {
     /// Spans taken from the index per batch [default: enrichment.batch_size].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) batch_size: Option<u16>,
+
+    /// `per-span` (each span runs its whole chain) or `by-tier` (every span on its chain's
+    /// first backend, then the failures on the second, …: one model at a time) [default:
+    /// enrichment.schedule].
+    #[arg(long, value_name = "ORDER", value_parser = parse_schedule)]
+    pub(crate) schedule: Option<Schedule>,
 }
 
 #[cfg(test)]

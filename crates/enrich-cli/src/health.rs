@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use enrich_backends::{BackendAdapter, HealthReport};
+use enrich_backends::{BackendAdapter, HealthReport, HostPoolPolicy};
 use enrich_config::BackendSpec;
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -67,7 +67,15 @@ pub(crate) async fn check_all<'a>(
     let registry = registry();
     let mut checks = JoinSet::new();
     for (index, spec) in specs.into_iter().enumerate() {
-        match registry.build(spec) {
+        // A host pool is healthy when one of its hosts is: check it as the run will use it.
+        let built = if spec.hosts().len() > 1 {
+            registry
+                .build_pool(spec, HostPoolPolicy::default())
+                .map(|pool| -> Arc<dyn BackendAdapter> { pool })
+        } else {
+            registry.build(spec)
+        };
+        match built {
             Ok(adapter) => {
                 checks.spawn(async move { (index, check(adapter).await) });
             }

@@ -161,7 +161,7 @@ impl EventSink for Progress {
                 match status {
                     SpanStatus::Enriched => counts.enriched += 1,
                     SpanStatus::Failed | SpanStatus::FellBack => counts.failed += 1,
-                    SpanStatus::Skipped | SpanStatus::Cancelled => {}
+                    SpanStatus::Skipped | SpanStatus::Cancelled | SpanStatus::Deferred => {}
                 }
                 if let Some(bar) = &self.bar {
                     bar.inc(1);

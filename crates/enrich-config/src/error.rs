@@ -70,6 +70,16 @@ pub enum ConfigError {
         origin: Source,
     },
 
+    /// A glob of [`PathWeights`](crate::PathWeights) does not compile or has a weight outside
+    /// 1–10 (the loader reports these as [`ConfigError::Invalid`], naming the file).
+    #[error("path weight {glob:?}: {reason}")]
+    InvalidPathWeight {
+        /// The glob.
+        glob: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+
     /// `ENRICH_CHAIN_JSON` is not JSON at all.
     #[error(
         "ENRICH_CHAIN_JSON is not valid JSON: {reason} (expected a list of backend entries or {{\"chains\": {{...}}}})"

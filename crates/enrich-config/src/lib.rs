@@ -9,6 +9,11 @@
 //! where each value came from ([`LoadedConfig::provenance`]); every [`ConfigError`] names the
 //! file or variable and the key.
 //!
+//! The work order ([`WorkOrder`]: `code_first`, `[enrichment.path_weights]`, the starvation
+//! ratios, also in LLMC's `[enrichment.runner]` spelling) includes the glob matcher that weighs a
+//! path ([`PathWeights::weigh`]; the most specific glob wins), so every layer orders spans the
+//! same way.
+//!
 //! Scalars are read leniently because LLMC's Python loader is: `model = 7` is the tag `"7"`,
 //! `batch_size = "50"` is 50, `enabled = "yes"` is true.
 //!
@@ -28,6 +33,7 @@ mod provenance;
 mod raw;
 mod reliability;
 mod types;
+mod work_order;
 
 pub use error::ConfigError;
 pub use load::{CONFIG_FILE_NAMES, DEFAULT_CONFIG_TOML, LoadedConfig, load, select_chain};
@@ -38,4 +44,8 @@ pub use types::{
     BackendSpec, DEFAULT_CHAIN, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER, DEFAULT_TIER,
     DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options, Price, PromptConfig, Secret,
     is_secret_key, redacted_options,
+};
+pub use work_order::{
+    DEFAULT_PATH_WEIGHT, FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, MAX_PATH_WEIGHT, MIN_PATH_WEIGHT,
+    PathWeights, PriorityClass, WeightDecision, WorkOrder,
 };

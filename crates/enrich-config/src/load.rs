@@ -19,6 +19,7 @@ use crate::raw::{
     BUDGET_KEYS, CIRCUIT_BREAKER_KEYS, ENRICHMENT_KEYS, ENTRY_KEYS, PROMPT_KEYS, RawBackend,
     RawEntries, RawFile,
 };
+use crate::work_order::RUNNER_KEYS;
 use crate::{
     BackendSpec, ConfigError, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER,
     EnrichmentConfig, OnFailure, Price, PromptConfig, Setting, Source, normalize_ollama_host,
@@ -264,6 +265,8 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         "enrichment.prompt.max_snippet_bytes",
     )?;
     let reliability = crate::reliability::resolve(&raw, &origin)?;
+    let file_globs = file.as_ref().and_then(file_path_weights);
+    let work_order = crate::work_order::resolve(&raw, &origin, file_globs.as_deref())?;
     let routes: BTreeMap<String, String> = raw
         .routes
         .iter()
@@ -455,6 +458,9 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
     ] {
         put(key, value, origin(key));
     }
+    for setting in work_order.settings {
+        put(&setting.key, setting.value, setting.source);
+    }
     for entry in &entries {
         let spec = &entry.spec;
         let key = format!("enrichment.chain.{}.{}", spec.chain, spec.name);
@@ -484,6 +490,7 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         schedule: reliability.schedule,
         circuit_breaker: reliability.circuit_breaker,
         budget: reliability.budget,
+        work_order: work_order.work_order,
         backends: entries.into_iter().map(|e| e.spec).collect(),
     };
     Ok(LoadedConfig {
@@ -768,6 +775,19 @@ fn entry_json(spec: &BackendSpec) -> serde_json::Value {
     entry
 }
 
+/// The globs of the config file's own `[enrichment.path_weights]` table, `None` when the file
+/// has none (the built-in table applies then; a file's table replaces it whole).
+fn file_path_weights(file: &ConfigFile) -> Option<Vec<String>> {
+    let layer = FileLayer {
+        path: &file.path,
+        text: &file.text,
+    };
+    match Figment::from(layer).find_value("enrichment.path_weights") {
+        Ok(Value::Dict(_, table)) => Some(table.into_keys().collect()),
+        _ => None,
+    }
+}
+
 /// Keys of the file's `[enrichment]` table (and its entries) that enrich does not read.
 fn ignored_file_keys(figment: &Figment) -> Vec<String> {
     let mut ignored = Vec::new();
@@ -803,6 +823,11 @@ fn ignored_file_keys(figment: &Figment) -> Vec<String> {
             ("budget", Value::Dict(_, table)) => {
                 for key in table.keys().filter(|k| !BUDGET_KEYS.contains(&k.as_str())) {
                     ignored.push(format!("enrichment.budget.{key}"));
+                }
+            }
+            ("runner", Value::Dict(_, table)) => {
+                for key in table.keys().filter(|k| !RUNNER_KEYS.contains(&k.as_str())) {
+                    ignored.push(format!("enrichment.runner.{key}"));
                 }
             }
             ("chain", Value::Array(_, entries)) => {

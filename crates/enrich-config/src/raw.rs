@@ -41,6 +41,12 @@ pub(crate) struct RawEnrichment {
     pub(crate) schedule: Text,
     pub(crate) circuit_breaker: RawCircuitBreaker,
     pub(crate) budget: Option<RawBudget>,
+    pub(crate) code_first: Flag,
+    pub(crate) starvation_ratio_high: Whole<u32>,
+    pub(crate) starvation_ratio_low: Whole<u32>,
+    #[serde(default)]
+    pub(crate) path_weights: BTreeMap<String, Whole<u8>>,
+    pub(crate) runner: Option<crate::work_order::RawRunner>,
     #[serde(deserialize_with = "one_or_many")]
     pub(crate) chain: Vec<RawBackend>,
 }
@@ -63,6 +69,11 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "schedule",
     "circuit_breaker",
     "budget",
+    "code_first",
+    "starvation_ratio_high",
+    "starvation_ratio_low",
+    "path_weights",
+    "runner",
     "chain",
 ];
 

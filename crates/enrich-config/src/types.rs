@@ -292,6 +292,8 @@ pub struct EnrichmentConfig {
     pub circuit_breaker: crate::CircuitBreakerConfig,
     /// When a run stops taking spans.
     pub budget: crate::BudgetConfig,
+    /// Which pending spans a run takes first (`code_first`, `path_weights`, starvation ratios).
+    pub work_order: crate::WorkOrder,
     /// Every backend entry, in file order, each tagged with its chain.
     pub backends: Vec<BackendSpec>,
 }

@@ -19,6 +19,8 @@ mod reliability;
 mod support;
 #[path = "integration/validation.rs"]
 mod validation;
+#[path = "integration/work_order.rs"]
+mod work_order;
 
 use enrich_config::{BackendSpec, Secret};
 

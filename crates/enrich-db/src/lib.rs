@@ -3,13 +3,17 @@
 //! LLMC (the Python project whose index enrich works on) keeps files, spans and enrichments in
 //! `<repo>/.llmc/rag/index_v2.db`, schema version 8 in `PRAGMA user_version`, WAL journal. This
 //! crate opens such a file and leaves it readable by LLMC, or creates one with exactly LLMC's
-//! version 8 tables. Next to LLMC's tables it keeps three of its own, `enrich_runs`,
-//! `enrich_attempts` (one row per backend attempt) and `enrich_failures` (the failure ledger and
-//! dead letters), versioned under `enrich_schema_version` in `llmc_meta` by an append-only list
-//! of [`migrations`]; LLMC's `user_version` is never touched.
+//! version 8 tables. Next to LLMC's tables it keeps its own, `enrich_runs`, `enrich_attempts`
+//! (one row per backend attempt), `enrich_failures` (the failure ledger and dead letters), the
+//! work order's cache (`enrich_file_weights`, `enrich_span_order`) and the leases of concurrent
+//! runs (`enrich_leases`), versioned under `enrich_schema_version` in `llmc_meta` by an
+//! append-only list of [`migrations`]; LLMC's `user_version` is never touched.
 //!
 //! What it offers: pending spans in `spans.id` order by keyset pages that only walk indexes
-//! ([`Db::pending_spans`]) and an exact pending count; one-transaction batch writes of
+//! ([`Db::pending_spans`]), or in work order (weight, then span id) once
+//! [`Db::refresh_work_order`] has weighed the files with a function the caller gives
+//! ([`Db::pending_by_weight`]), claimed under a [`Lease`] when several runs share the index
+//! ([`Db::claim_pending_spans`]), and an exact pending count; one-transaction batch writes of
 //! enrichments with their attempt rows and ledger updates ([`Db::write_batch`]), idempotent by
 //! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`].
@@ -31,6 +35,7 @@
 
 mod error;
 mod index;
+mod lease;
 mod locate;
 mod meta;
 mod open;
@@ -40,10 +45,12 @@ mod schema;
 mod source;
 mod types;
 mod usage;
+mod work_order;
 mod write;
 
 pub use error::DbError;
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
+pub use lease::{Lease, LeaseHolder};
 pub use locate::SpanAt;
 pub use meta::CIRCUITS_META_KEY;
 pub use open::{
@@ -59,3 +66,4 @@ pub use types::{
     StoredEnrichment, WriteReport,
 };
 pub use usage::BackendUsage;
+pub use work_order::{WORK_ORDER_RULES_KEY, WeightedSpan, WorkOrderKey, WorkOrderRefresh};

@@ -80,6 +80,9 @@ pub struct Db {
     pub(crate) read_only: bool,
     pub(crate) busy_timeout: Duration,
     pub(crate) max_failures_per_span: u32,
+    /// When this connection last deleted dead span leases (claims do it at most every
+    /// few seconds).
+    pub(crate) last_reap: Option<std::time::Instant>,
 }
 
 /// What the file on disk is, judged from its bytes before SQLite opens it.
@@ -159,6 +162,7 @@ impl Db {
             read_only: options.mode == OpenMode::ReadOnly,
             busy_timeout,
             max_failures_per_span: options.max_failures_per_span,
+            last_reap: None,
         };
         db.configure()?;
         if options.mode == OpenMode::CreateIfMissing {
@@ -243,8 +247,11 @@ impl Db {
         if !self.read_only {
             // Safe in WAL mode (no corruption on power loss, at worst the last batches are
             // lost and, being idempotent, redone); saves an fsync per batch.
+            // Checkpoint the WAL every 10,000 pages (about 40 MB) instead of 1,000: a run's
+            // batches dirty the same index pages again and again, and each checkpoint writes
+            // and syncs them; this cuts the fsyncs of a run by more than half.
             self.conn
-                .execute_batch("PRAGMA synchronous = NORMAL")
+                .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000")
                 .map_err(self.err("set the synchronous mode"))?;
         }
         Ok(())

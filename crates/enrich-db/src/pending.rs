@@ -31,9 +31,16 @@ WHERE s.id > ?1
   AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)
   AND NOT EXISTS (SELECT 1 FROM enrich_failures AS d
                   WHERE d.dead_lettered = 1 AND d.span_hash = s.span_hash)
-ORDER BY s.id
-LIMIT ?2"
+ORDER BY s.id"
 );
+
+/// `sql` with `LIMIT limit` appended. A page query keeps its limit in its text, never as a bound
+/// parameter: SQLite plans with a bound `LIMIT`'s value and so re-prepares the statement every
+/// time it is bound again, which cost more than the page itself. The limit is the same for every
+/// page of a run, so the prepared-statement cache still serves the text.
+pub(crate) fn with_limit(sql: &str, limit: usize) -> String {
+    format!("{sql}\nLIMIT {limit}")
+}
 
 /// Spans, enrichments of existing spans, dead letters of existing unenriched spans: pending is
 /// the first minus the other two. Each walks one index once; see [`Db::pending_count`].
@@ -72,13 +79,12 @@ impl Db {
     /// page means the end. Spans enriched or dead-lettered meanwhile drop out; spans added
     /// behind the cursor are picked up by the next run.
     pub fn pending_spans(&self, after_id: i64, limit: usize) -> Result<Vec<PendingSpan>, DbError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self
             .conn
-            .prepare_cached(PENDING_PAGE_SQL)
+            .prepare_cached(&with_limit(PENDING_PAGE_SQL, limit))
             .map_err(self.err("select pending spans"))?;
         let rows = stmt
-            .query_map((after_id, limit), span_from_row)
+            .query_map([after_id], span_from_row)
             .map_err(self.err("select pending spans"))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.err("read pending spans"))
@@ -106,7 +112,7 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::open::Db;
 
@@ -132,7 +138,9 @@ mod tests {
             .collect()
     }
 
-    fn check_uses_indexes(db: &Db, sql: &str, must_mention: &[&str]) {
+    /// Fails unless the plan of `sql` reads every table through an index, mentions each of
+    /// `must_mention`, and sorts nothing.
+    pub(crate) fn check_uses_indexes(db: &Db, sql: &str, must_mention: &[&str]) {
         let plan = plan(db, sql);
         assert!(full_scans(&plan).is_empty(), "full scan in {plan:#?}");
         for needle in must_mention {

@@ -22,6 +22,12 @@ const SPAN_BY_HASH_SQL: &str = concat!(
     " FROM spans AS s JOIN files AS f ON f.id = s.file_id WHERE s.span_hash = ?1"
 );
 
+const SPAN_BY_ID_SQL: &str = concat!(
+    "SELECT ",
+    span_columns!(),
+    " FROM spans AS s JOIN files AS f ON f.id = s.file_id WHERE s.id = ?1"
+);
+
 /// The enrichment columns, for `e` = enrichments and `s` = spans.
 macro_rules! enrichment_columns {
     () => {
@@ -293,6 +299,15 @@ impl Db {
         self.conn
             .prepare_cached(SPAN_BY_HASH_SQL)
             .and_then(|mut stmt| stmt.query_row([span_hash], span_from_row).optional())
+            .map_err(self.err("read a span"))
+    }
+
+    /// The span with this `spans.id` (as [`PendingSpan::id`] gives it), with its file's path and
+    /// language; `None` when it is gone (re-indexed).
+    pub fn span_by_id(&self, id: i64) -> Result<Option<PendingSpan>, DbError> {
+        self.conn
+            .prepare_cached(SPAN_BY_ID_SQL)
+            .and_then(|mut stmt| stmt.query_row([id], span_from_row).optional())
             .map_err(self.err("read a span"))
     }
 

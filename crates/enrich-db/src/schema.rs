@@ -183,10 +183,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "runs, attempt log and failure ledger",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs, attempt log and failure ledger",
+        sql: "
 CREATE TABLE enrich_runs (
     id INTEGER PRIMARY KEY,
     started_at_ms INTEGER NOT NULL,
@@ -234,7 +235,43 @@ CREATE TABLE enrich_failures (
 
 CREATE INDEX enrich_failures_dead ON enrich_failures(dead_lettered, span_hash);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "work order: file weights and span order",
+        sql: "
+CREATE TABLE enrich_file_weights (
+    file_id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    weight INTEGER NOT NULL CHECK (weight BETWEEN 1 AND 10)
+);
+
+CREATE TABLE enrich_span_order (
+    span_id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    weight INTEGER NOT NULL CHECK (weight BETWEEN 1 AND 10)
+);
+
+CREATE INDEX enrich_span_order_weight ON enrich_span_order(weight, span_id, file_id);
+",
+    },
+    Migration {
+        version: 3,
+        name: "span leases of concurrent runs",
+        sql: "
+CREATE TABLE enrich_leases (
+    span_hash TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_start INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+
+CREATE INDEX enrich_leases_run ON enrich_leases(run_id);
+",
+    },
+];
 
 /// enrich's migrations, oldest first.
 pub fn migrations() -> &'static [Migration] {

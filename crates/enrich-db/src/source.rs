@@ -15,7 +15,21 @@ impl PendingSpan {
     /// outside the repo root. A missing file or a range beyond its end is an error naming the
     /// file. Only the span's bytes are read, not the whole file.
     pub fn read_source(&self, repo_root: &Path) -> Result<String, DbError> {
-        let path = resolve_in_repo(repo_root, &self.file_path)?;
+        let root = repo_root
+            .canonicalize()
+            .map_err(|source| DbError::SourceIo {
+                path: repo_root.to_path_buf(),
+                source,
+            })?;
+        self.read_source_at_canonical(&root)
+    }
+
+    /// [`read_source`](Self::read_source) with a repo root that is already canonical (as
+    /// [`Path::canonicalize`] returns it): a caller reading many spans resolves the root once
+    /// instead of once per span. A root that is not canonical makes every span's path look
+    /// outside it, so nothing is read by mistake.
+    pub fn read_source_at_canonical(&self, canonical_root: &Path) -> Result<String, DbError> {
+        let path = resolve_in_repo(canonical_root, &self.file_path)?;
         let source_err = |source| DbError::SourceIo {
             path: path.clone(),
             source,
@@ -40,8 +54,8 @@ impl PendingSpan {
     }
 }
 
-/// `repo_root/relative`, canonicalised, after checking it stays inside the canonical repo root.
-fn resolve_in_repo(repo_root: &Path, relative: &str) -> Result<PathBuf, DbError> {
+/// `root/relative`, canonicalised, after checking it stays inside `root` (canonical).
+fn resolve_in_repo(root: &Path, relative: &str) -> Result<PathBuf, DbError> {
     let rel = Path::new(relative);
     if rel.is_absolute() || rel.has_root() {
         return Err(DbError::AbsoluteSpanPath {
@@ -50,7 +64,7 @@ fn resolve_in_repo(repo_root: &Path, relative: &str) -> Result<PathBuf, DbError>
     }
     let escapes = || DbError::SpanPathEscapes {
         path: relative.to_owned(),
-        root: repo_root.to_path_buf(),
+        root: root.to_path_buf(),
     };
     if rel
         .components()
@@ -58,18 +72,12 @@ fn resolve_in_repo(repo_root: &Path, relative: &str) -> Result<PathBuf, DbError>
     {
         return Err(escapes());
     }
-    let root = repo_root
-        .canonicalize()
-        .map_err(|source| DbError::SourceIo {
-            path: repo_root.to_path_buf(),
-            source,
-        })?;
     let joined = root.join(rel);
     let resolved = joined.canonicalize().map_err(|source| DbError::SourceIo {
         path: joined.clone(),
         source,
     })?;
-    if !resolved.starts_with(&root) {
+    if !resolved.starts_with(root) {
         return Err(escapes());
     }
     Ok(resolved)

@@ -238,6 +238,9 @@ pub enum SpanResult {
         /// The last failure's message.
         message: String,
     },
+    /// The span is not finished in this run yet (a by-tier run tries its next backend in a
+    /// later pass): log the attempts only; the ledger is untouched and the run keeps its lease.
+    Deferred,
 }
 
 /// Everything the writer stores for one span of one run, in one transaction.

@@ -19,8 +19,10 @@ INSERT INTO enrich_attempts (
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
 ON CONFLICT (span_hash, run_id, attempt) DO NOTHING";
 
-/// LLMC stamps `created_at` with `strftime('%s','now')`; the cast stores the same number as an
-/// integer rather than text.
+/// Stores an enrichment if its span exists (no row changes when it does not), in one statement
+/// instead of a lookup and an upsert. LLMC stamps `created_at` with `strftime('%s','now')`; the
+/// cast stores the same number as an integer rather than text. (`WHERE` also keeps SQLite from
+/// reading `ON CONFLICT` as part of the `SELECT`.)
 const UPSERT_ENRICHMENT_SQL: &str = "
 INSERT INTO enrichments (
     span_hash, summary, tags, evidence, model, created_at, schema_ver,
@@ -28,13 +30,14 @@ INSERT INTO enrichments (
     content_type, content_language, content_type_confidence, content_type_source,
     tokens_per_second, eval_count, eval_duration_ns, prompt_eval_count, total_duration_ns,
     backend_host
-) VALUES (
+)
+SELECT
     ?1, ?2, ?3, ?4, ?5, CAST(strftime('%s', 'now') AS INTEGER), ?6,
     ?7, ?8, ?9, ?10, ?11,
     ?12, ?13, ?14, ?15,
     ?16, ?17, ?18, ?19, ?20,
     ?21
-)
+WHERE EXISTS (SELECT 1 FROM spans WHERE span_hash = ?1)
 ON CONFLICT (span_hash) DO UPDATE SET
     summary = excluded.summary,
     tags = excluded.tags,
@@ -60,6 +63,8 @@ ON CONFLICT (span_hash) DO UPDATE SET
 
 const SPAN_EXISTS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM spans WHERE span_hash = ?1)";
 const RUN_EXISTS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM enrich_runs WHERE id = ?1)";
+const RELEASE_LEASE_SQL: &str = "DELETE FROM enrich_leases WHERE span_hash = ?1 AND run_id = ?2";
+const LEDGER_NOT_EMPTY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM enrich_failures)";
 const CLEAR_LEDGER_SQL: &str = "DELETE FROM enrich_failures WHERE span_hash = ?1";
 const LEDGER_ROW_SQL: &str = "SELECT consecutive_failures, last_run_id, dead_lettered \
      FROM enrich_failures WHERE span_hash = ?1";
@@ -101,12 +106,14 @@ fn tags_column(tags: &[String]) -> Option<String> {
     (!cleaned.is_empty()).then(|| cleaned.join(","))
 }
 
-/// Per-batch state: the last run id known to exist, to check each run once.
+/// Per-batch state: the last run id known to exist, to check each run once, and whether the
+/// failure ledger may hold rows (while it is empty, an enrichment has no ledger row to clear).
 struct BatchWriter<'a> {
     tx: &'a Transaction<'a>,
     max_failures: u32,
     now_ms: u64,
     known_run: Option<RunId>,
+    ledger_in_use: bool,
 }
 
 /// Why writing one outcome stopped the batch.
@@ -118,33 +125,49 @@ enum ItemError {
 impl BatchWriter<'_> {
     fn write(&mut self, outcome: &SpanOutcome, report: &mut WriteReport) -> Result<(), ItemError> {
         self.check_run(outcome.run_id)?;
+        // The span's lease ends with the transaction that stores its outcome; a deferred span
+        // stays the run's.
+        if outcome.result != SpanResult::Deferred {
+            self.tx
+                .prepare_cached(RELEASE_LEASE_SQL)
+                .and_then(|mut s| s.execute((&outcome.span_hash, outcome.run_id.0)))
+                .map_err(|e| ItemError::Sqlite("release the span's lease", e))?;
+        }
         for attempt in &outcome.attempts {
             self.insert_attempt(&outcome.span_hash, outcome.run_id, attempt)
                 .map_err(|e| ItemError::Sqlite("log an attempt", e))?;
         }
-        let exists: bool = self
-            .tx
-            .prepare_cached(SPAN_EXISTS_SQL)
-            .and_then(|mut s| s.query_row([&outcome.span_hash], |row| row.get(0)))
-            .map_err(|e| ItemError::Sqlite("look the span up", e))?;
-        if !exists {
-            report.missing_spans.push(outcome.span_hash.clone());
-            return Ok(());
-        }
         match &outcome.result {
             SpanResult::Enriched(enrichment) => {
-                self.upsert_enrichment(&outcome.span_hash, enrichment)
+                let stored = self
+                    .upsert_enrichment(&outcome.span_hash, enrichment)
                     .map_err(|e| ItemError::Sqlite("store an enrichment", e))?;
-                self.tx
-                    .prepare_cached(CLEAR_LEDGER_SQL)
-                    .and_then(|mut s| s.execute([&outcome.span_hash]))
-                    .map_err(|e| ItemError::Sqlite("clear the failure ledger", e))?;
+                if !stored {
+                    report.missing_spans.push(outcome.span_hash.clone());
+                    return Ok(());
+                }
+                if self.ledger_in_use {
+                    self.tx
+                        .prepare_cached(CLEAR_LEDGER_SQL)
+                        .and_then(|mut s| s.execute([&outcome.span_hash]))
+                        .map_err(|e| ItemError::Sqlite("clear the failure ledger", e))?;
+                }
                 report.enriched += 1;
             }
             SpanResult::Failed {
                 failure_kind,
                 message,
             } => {
+                let exists: bool = self
+                    .tx
+                    .prepare_cached(SPAN_EXISTS_SQL)
+                    .and_then(|mut s| s.query_row([&outcome.span_hash], |row| row.get(0)))
+                    .map_err(|e| ItemError::Sqlite("look the span up", e))?;
+                if !exists {
+                    report.missing_spans.push(outcome.span_hash.clone());
+                    return Ok(());
+                }
+                self.ledger_in_use = true;
                 let newly_dead = self
                     .bump_ledger(&outcome.span_hash, outcome.run_id, failure_kind, message)
                     .map_err(|e| ItemError::Sqlite("update the failure ledger", e))?;
@@ -153,6 +176,7 @@ impl BatchWriter<'_> {
                 }
                 report.failed += 1;
             }
+            SpanResult::Deferred => {}
         }
         Ok(())
     }
@@ -196,12 +220,14 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    fn upsert_enrichment(&self, span_hash: &str, e: &Enrichment) -> rusqlite::Result<()> {
+    /// Stores the enrichment; false when its span does not exist (nothing is written).
+    fn upsert_enrichment(&self, span_hash: &str, e: &Enrichment) -> rusqlite::Result<bool> {
         let m = &e.metrics;
         // An empty summary is stored as NULL, so LLMC's `COALESCE(summary, doc_hint, '')` shows
         // the span's doc hint instead of nothing.
         let summary = (!e.summary.is_empty()).then_some(e.summary.as_str());
-        self.tx
+        let changed = self
+            .tx
             .prepare_cached(UPSERT_ENRICHMENT_SQL)?
             .execute(params![
                 span_hash,
@@ -226,7 +252,7 @@ impl BatchWriter<'_> {
                 m.total_duration_ns,
                 m.backend_host,
             ])?;
-        Ok(())
+        Ok(changed > 0)
     }
 
     /// Records one failed run; returns whether this failure dead-lettered the span. A second
@@ -269,7 +295,8 @@ impl BatchWriter<'_> {
 impl Db {
     /// Stores many outcomes in one `IMMEDIATE` transaction: the single-writer path.
     ///
-    /// Per outcome: its attempt rows (once, keyed by span, run and attempt number); then, if
+    /// Per outcome: the run's lease on the span is released; its attempt rows (once, keyed by
+    /// span, run and attempt number); then, if
     /// the span still exists, either the enrichment (upserted by span hash; the ledger row is
     /// cleared) or a failed run in the ledger (dead-lettered when the span's consecutive failed
     /// runs reach the threshold). An outcome whose span no longer exists is reported in
@@ -285,12 +312,17 @@ impl Db {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err("lock the database for writing"))?;
+        let ledger_in_use = tx
+            .prepare_cached(LEDGER_NOT_EMPTY_SQL)
+            .and_then(|mut s| s.query_row([], |row| row.get(0)))
+            .map_err(err("look at the failure ledger"))?;
         let mut report = WriteReport::default();
         let mut writer = BatchWriter {
             tx: &tx,
             max_failures,
             now_ms: now_ms(),
             known_run: None,
+            ledger_in_use,
         };
         for outcome in outcomes {
             writer
@@ -358,7 +390,8 @@ impl Db {
         Ok(RunId(self.conn.last_insert_rowid()))
     }
 
-    /// Records the end of a run with its counts and status.
+    /// Records the end of a run with its counts and status, and releases the span leases it
+    /// still holds.
     pub fn finish_run(
         &mut self,
         id: RunId,
@@ -389,6 +422,96 @@ impl Db {
                 run: id,
             });
         }
+        // Spans the run still held (a page it did not finish, aborted spans) are free again.
+        self.conn
+            .execute(crate::lease::RELEASE_RUN_SQL, [id.0])
+            .map_err(self.err("release the run's span leases"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{FileRecord, IndexedFile, SpanRecord};
+
+    const HASH: &str = "sha256:aa";
+
+    fn db_with_one_span(dir: &std::path::Path) -> Db {
+        let mut db = Db::open_or_create(dir.join("index_v2.db")).expect("create");
+        let span = SpanRecord {
+            span_hash: HASH.to_owned(),
+            symbol: "f".to_owned(),
+            kind: "function".to_owned(),
+            start_line: 1,
+            end_line: 2,
+            byte_start: 0,
+            byte_end: 10,
+            doc_hint: None,
+            slice_type: None,
+            slice_language: None,
+            classifier_confidence: None,
+            classifier_version: None,
+        };
+        let file = IndexedFile {
+            path: "a.py".to_owned(),
+            lang: "python".to_owned(),
+            file_hash: "h".to_owned(),
+            size: 10,
+            mtime: 0.0,
+        };
+        db.write_index_batch(
+            &[FileRecord {
+                file,
+                spans: vec![span],
+            }],
+            &[],
+        )
+        .expect("index");
+        db
+    }
+
+    fn outcome(run: RunId, result: SpanResult) -> SpanOutcome {
+        SpanOutcome {
+            span_hash: HASH.to_owned(),
+            run_id: run,
+            attempts: Vec::new(),
+            result,
+        }
+    }
+
+    fn failed() -> SpanResult {
+        SpanResult::Failed {
+            failure_kind: "timeout".to_owned(),
+            message: "slow".to_owned(),
+        }
+    }
+
+    fn enriched() -> SpanResult {
+        SpanResult::Enriched(Box::new(Enrichment {
+            summary: "done".to_owned(),
+            ..Enrichment::default()
+        }))
+    }
+
+    /// Starting from an empty ledger, the ledger row a batch writes is cleared by a later
+    /// success of the same span in that batch, and a later failure counts again.
+    #[test]
+    fn the_ledger_follows_the_order_of_outcomes_within_one_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = db_with_one_span(dir.path());
+        let run = db.start_run("fp").expect("run");
+        let report = db
+            .write_batch(&[outcome(run, failed()), outcome(run, enriched())])
+            .expect("write");
+        assert_eq!((report.failed, report.enriched), (1, 1));
+        assert_eq!(db.failure_entry(HASH).expect("read"), None);
+        assert!(db.enrichment_by_hash(HASH).expect("read").is_some());
+
+        let run = db.start_run("fp").expect("run");
+        db.write_batch(&[outcome(run, enriched()), outcome(run, failed())])
+            .expect("write");
+        let entry = db.failure_entry(HASH).expect("read").expect("a ledger row");
+        assert_eq!(entry.consecutive_failures, 1);
     }
 }

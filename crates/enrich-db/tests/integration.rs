@@ -7,6 +7,8 @@ mod support;
 mod corrupt;
 #[path = "integration/indexing.rs"]
 mod indexing;
+#[path = "integration/leases.rs"]
+mod leases;
 #[path = "integration/ledger.rs"]
 mod ledger;
 #[path = "integration/locking.rs"]
@@ -19,5 +21,7 @@ mod reading;
 mod schema;
 #[path = "integration/source.rs"]
 mod source;
+#[path = "integration/work_order.rs"]
+mod work_order;
 #[path = "integration/writing.rs"]
 mod writing;

@@ -21,9 +21,12 @@
 //! # Design
 //!
 //! - **Streaming, flat memory.** Pending spans are read by keyset pages of `batch_size` as slots
-//!   free up, from a read-only connection; a run never holds more than a page plus the spans in
-//!   flight. The cursor only moves forward, so a span is taken at most once per run; a failed
-//!   span waits for a later run.
+//!   free up, in work order (code first: by path weight with the starvation ratio, else by span
+//!   id); a run never holds more than a page per queue plus the spans in flight. The cursors only
+//!   move forward, so a span is taken at most once per run; a failed span waits for a later run.
+//! - **Runs side by side.** A run claims each page: it leases the spans in one transaction, and
+//!   skips spans another run holds; storing an outcome releases its lease, and a dead run's
+//!   leases are reclaimed at once (same host) or when they expire.
 //! - **Concurrency.** Up to `concurrency` spans in flight (a tokio `JoinSet`), and at most
 //!   `max_in_flight` (alias `parallel`, default 1) requests per backend, through a private
 //!   decorator around each adapter — the cascade is unchanged. Waiting for a backend's slot
@@ -47,6 +50,7 @@
 //! [`EnrichmentConfig`](enrich_config::EnrichmentConfig)), no terminal: the CLI turns events
 //! into a progress bar and Ctrl-C into [`RunControl::escalate`].
 
+mod budget;
 mod control;
 mod error;
 mod events;
@@ -58,13 +62,17 @@ mod run;
 mod settings;
 mod writer;
 
+pub use budget::{BudgetKind, BudgetStop};
 pub use control::{RunControl, StopLevel};
 pub use error::PipelineError;
 pub use events::{Event, EventSink, FanOut, JsonlSink, NextStep, TracingSink};
 pub use pipeline::{Pipeline, PipelineBuilder};
 pub use prompt::{Prompt, PromptBuilder, PromptSpan, SnippetCut, estimate_tokens};
-pub use result::{BatchResult, Plan, PlannedSpan, RunEnd, RunSummary, SpanResult, SpanStatus};
+pub use result::{
+    BatchResult, CostEstimate, Plan, PlannedSpan, RunEnd, RunSummary, SpanResult, SpanStatus,
+};
 pub use run::{NO_ROUTE, SOURCE_UNREADABLE};
 pub use settings::{
-    MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION, PipelineSettings, config_fingerprint, max_in_flight,
+    MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION, PipelineSettings, cascade_policy, config_fingerprint,
+    max_in_flight,
 };

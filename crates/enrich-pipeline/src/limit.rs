@@ -13,8 +13,9 @@ use enrich_config::BackendSpec;
 use tokio::sync::Semaphore;
 
 /// The deadline the cascade sees for a limited backend: long enough never to fire. The real
-/// deadline is applied inside [`Limited::generate`], once a slot is taken.
-const QUEUE_AND_CALL_DEADLINE_SECS: f64 = 7.0 * 24.0 * 3600.0;
+/// deadline is applied inside [`Limited::generate`], once a slot is taken; a rate limiter
+/// around this decorator sees the value and leaves the deadline to it.
+const QUEUE_AND_CALL_DEADLINE_SECS: f64 = enrich_backends::QUEUEING_TIMEOUT_SECONDS;
 
 /// An adapter that lets at most `max_in_flight` requests through at once.
 ///

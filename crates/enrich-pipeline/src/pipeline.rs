@@ -1,12 +1,15 @@
 //! [`Pipeline`] and its builder: the parts of a run, assembled and checked once.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use enrich_backends::{AdapterRegistry, BackendAdapter};
+use enrich_backends::{
+    AdapterRegistry, BackendAdapter, HostPool, HostPoolPolicy, RateLimit, RateLimited,
+};
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
-use enrich_db::{Db, OpenMode, OpenOptions, PendingSpan};
+use enrich_db::{BackendUsage, Db, OpenMode, OpenOptions, PendingSpan};
 use enrich_router::{Router, SliceView};
 
 use crate::control::RunControl;
@@ -14,8 +17,9 @@ use crate::error::PipelineError;
 use crate::events::{EventSink, FanOut};
 use crate::limit::Limited;
 use crate::prompt::{PromptBuilder, PromptSpan};
-use crate::result::{BatchResult, Plan, PlannedSpan, RunSummary};
+use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunSummary};
 use crate::run;
+use crate::run::queue::WorkQueue;
 use crate::settings::{PipelineSettings, max_in_flight};
 
 /// The adapters of one chain, in the order the cascade tries them.
@@ -53,6 +57,10 @@ pub(crate) struct Inner {
     pub(crate) events: Arc<dyn EventSink>,
     /// The write connection between runs (given to the builder, or kept from the last run).
     pub(crate) writer_db: Mutex<Option<Db>>,
+    /// The host pools among the backends, for their per-host circuits.
+    pub(crate) pools: Vec<Arc<HostPool>>,
+    /// `settings.repo_root`, canonical, resolved once for every span's source.
+    pub(crate) canonical_root: PathBuf,
 }
 
 impl Inner {
@@ -193,6 +201,15 @@ impl<'a> PipelineBuilder<'a> {
             db,
         } = self;
         settings.validate()?;
+        let canonical_root =
+            settings
+                .repo_root
+                .canonicalize()
+                .map_err(|_| PipelineError::InvalidSetting {
+                    key: "repo_root",
+                    value: settings.repo_root.display().to_string(),
+                    fix: "it cannot be resolved; pass the root of the indexed repository",
+                })?;
         if let Some(chain) = &settings.chain_override {
             select_chain(config, chain).map_err(PipelineError::Chain)?;
         }
@@ -220,8 +237,10 @@ impl<'a> PipelineBuilder<'a> {
             .build_all(chain_specs.iter().flat_map(|(_, specs)| specs))
             .map_err(PipelineError::Adapters)?;
 
-        // One cap per distinct adapter: build_all shares an adapter between identical entries.
+        // One set of decorators per distinct adapter: build_all shares an adapter between
+        // identical entries, and so do their caps, pools and limiters.
         let mut limited: Vec<(Arc<dyn BackendAdapter>, Arc<dyn BackendAdapter>)> = Vec::new();
+        let mut pools = Vec::new();
         let mut built = built.into_iter();
         let mut chains = HashMap::new();
         for (name, specs) in chain_specs {
@@ -231,9 +250,7 @@ impl<'a> PipelineBuilder<'a> {
                 let wrapped = match limited.iter().find(|(raw, _)| Arc::ptr_eq(raw, &adapter)) {
                     Some((_, wrapped)) => Arc::clone(wrapped),
                     None => {
-                        let cap = max_in_flight(adapter.spec())?;
-                        let wrapped: Arc<dyn BackendAdapter> =
-                            Arc::new(Limited::new(Arc::clone(&adapter), cap));
+                        let wrapped = decorate(registry, &adapter, &settings, &mut pools)?;
                         limited.push((adapter, Arc::clone(&wrapped)));
                         wrapped
                     }
@@ -251,9 +268,80 @@ impl<'a> PipelineBuilder<'a> {
                 prompts,
                 events: Arc::new(events),
                 writer_db: Mutex::new(db),
+                pools,
+                canonical_root,
             }),
         })
     }
+}
+
+/// The tokens and cost of `spans`, and extrapolated to `total_pending` spans; output tokens per
+/// span from `history` (the attempt log) when it has any.
+fn estimate(spans: &[PlannedSpan], total_pending: u64, history: &[BackendUsage]) -> CostEstimate {
+    let (attempts, output) = history.iter().fold((0, 0), |(attempts, output), usage| {
+        (attempts + usage.attempts, output + usage.output_tokens)
+    });
+    let output_from_history = attempts > 0 && output > 0;
+    let per_span = if output_from_history {
+        output.div_ceil(attempts)
+    } else {
+        CostEstimate::ASSUMED_OUTPUT_TOKENS
+    };
+    let mut prompt_tokens = 0;
+    let mut cost: Option<f64> = None;
+    for span in spans {
+        let prompt = span.estimated_tokens.map_or(0, u64::from);
+        prompt_tokens += prompt;
+        if let Some(price) = span.route.backends.first().and_then(|b| b.price) {
+            *cost.get_or_insert(0.0) += price.cost(prompt, per_span);
+        }
+    }
+    let planned = spans.len() as u64;
+    let output_tokens = per_span * planned;
+    let scale = if planned == 0 {
+        0.0
+    } else {
+        total_pending as f64 / planned as f64
+    };
+    CostEstimate {
+        prompt_tokens,
+        output_tokens,
+        output_tokens_per_span: per_span,
+        output_from_history,
+        cost,
+        all_pending_tokens: ((prompt_tokens + output_tokens) as f64 * scale).round() as u64,
+        all_pending_cost: cost.map(|c| c * scale),
+    }
+}
+
+/// The decorators around one distinct backend, innermost first: its in-flight cap (one
+/// [`Limited`] for a single host; a [`HostPool`] with a cap and a circuit breaker per host when
+/// the entry lists several `urls`), then its rate limit when it sets one. Every decorator that
+/// queues starts the backend's timeout only once the request is sent.
+fn decorate(
+    registry: &AdapterRegistry,
+    adapter: &Arc<dyn BackendAdapter>,
+    settings: &PipelineSettings,
+    pools: &mut Vec<Arc<HostPool>>,
+) -> Result<Arc<dyn BackendAdapter>, PipelineError> {
+    let spec = adapter.spec();
+    let cap = max_in_flight(spec)?;
+    let capped: Arc<dyn BackendAdapter> = if spec.hosts().len() > 1 {
+        // The adapter build_all made for the first host is dropped: the pool builds one per host.
+        let pool = registry
+            .build_pool(spec, HostPoolPolicy::from_cascade(&settings.cascade, cap))
+            .map_err(PipelineError::Adapters)?;
+        pools.push(Arc::clone(&pool));
+        pool
+    } else {
+        Arc::new(Limited::new(Arc::clone(adapter), cap))
+    };
+    let limit = RateLimit::of(spec);
+    Ok(if limit.is_unlimited() {
+        capped
+    } else {
+        Arc::new(RateLimited::new(capped, limit))
+    })
 }
 
 impl Pipeline {
@@ -290,9 +378,10 @@ impl Pipeline {
     /// Runs until every span pending at the start was taken on, `settings.limit` spans were
     /// taken, or `control` stops it; one run in the `runs` table.
     ///
-    /// Spans are read by keyset pages of `batch_size` as slots free up, so memory does not grow
-    /// with the number of pending spans; each span is taken at most once per run (a span that
-    /// fails stays pending for a later run). Up to `concurrency` spans are in flight, and at
+    /// Spans are claimed by keyset pages of `batch_size` as slots free up, in work order (see
+    /// [`PipelineSettings::work_order`](crate::PipelineSettings::work_order)), so memory does not
+    /// grow with the number of pending spans; each span is taken at most once per run (a span
+    /// that fails stays pending for a later run), and never while another run holds it. Up to `concurrency` spans are in flight, and at
     /// most `max_in_flight` requests per backend. Outcomes are committed in batches by one
     /// writer thread; everything is committed before this returns.
     ///
@@ -328,39 +417,53 @@ impl Pipeline {
         Ok(BatchResult::new(summary, results))
     }
 
-    /// A dry run: what the next run would do with its first `limit` pending spans (route,
-    /// prompt size, cut, cooldown), without calling any backend or writing anything.
+    /// A dry run: what the next run would do with its first `limit` pending spans, in the order
+    /// it would take them (weight, priority class, route, prompt size, cut, cooldown), without
+    /// calling any backend or storing any result. A code-first plan brings the database's copy
+    /// of the work order up to date first, as a run does.
     ///
     /// # Errors
     ///
-    /// [`PipelineError::Db`] when the index cannot be read; [`PipelineError::Route`] when the
-    /// default chain cannot serve.
+    /// [`PipelineError::Db`] when the index cannot be read or the work order refreshed;
+    /// [`PipelineError::Route`] when the default chain cannot serve.
     pub fn plan(&self, limit: usize) -> Result<Plan, PipelineError> {
         let inner = &self.inner;
-        let reader = inner.open_reader()?;
+        let order = &inner.settings.work_order;
+        if order.code_first {
+            let mut db = inner.take_writer_db()?;
+            let refreshed = run::queue::refresh_work_order(order, &mut db);
+            inner.return_writer_db(db);
+            refreshed?;
+        }
+        let mut reader = inner.open_reader()?;
         let total_pending = reader
             .pending_count()
             .map_err(PipelineError::db("count pending spans"))?;
+        let mut queue = WorkQueue::new(order, inner.settings.batch_size.min(limit.max(1)));
         let mut spans = Vec::with_capacity(limit.min(4096));
-        let mut cursor = 0;
         while spans.len() < limit {
-            let page_size = inner.settings.batch_size.min(limit - spans.len());
-            let page = reader
-                .pending_spans(cursor, page_size)
-                .map_err(PipelineError::db("read pending spans"))?;
-            let Some(last) = page.last() else { break };
-            cursor = last.id;
-            for span in page {
-                spans.push(self.plan_span(span)?);
-            }
+            let Some(taken) = queue
+                .next(&mut reader, None)
+                .map_err(PipelineError::db("read pending spans"))?
+            else {
+                break;
+            };
+            let position = spans.len() as u64 + 1;
+            spans.push(self.plan_span(taken.span, position)?);
         }
+        let history = reader
+            .usage_since(0)
+            .map_err(PipelineError::db("read the token usage of past runs"))?;
+        let estimate = estimate(&spans, total_pending, &history);
         Ok(Plan {
             total_pending,
+            code_first: order.code_first,
             spans,
+            estimate,
         })
     }
 
-    fn plan_span(&self, span: PendingSpan) -> Result<PlannedSpan, PipelineError> {
+    fn plan_span(&self, span: PendingSpan, order: u64) -> Result<PlannedSpan, PipelineError> {
         let inner = &self.inner;
         let route = inner
             .router
@@ -370,7 +473,7 @@ impl Pipeline {
             )
             .map_err(PipelineError::Route)?;
         let (estimated_tokens, cut, source_error) =
-            match span.read_source(&inner.settings.repo_root) {
+            match span.read_source_at_canonical(&inner.canonical_root) {
                 Ok(source) => {
                     let prompt = inner.prompts.build(&PromptSpan::of(&span), &source);
                     (Some(prompt.estimated_tokens), prompt.cut, None)
@@ -378,13 +481,22 @@ impl Pipeline {
                 Err(error) => (None, None, Some(error.to_string())),
             };
         let in_cooldown = inner.in_cooldown(&span).is_some();
+        let decision = inner
+            .settings
+            .work_order
+            .path_weights
+            .weigh(&span.file_path);
         Ok(PlannedSpan {
+            order,
             span_id: span.id,
             span_hash: span.span_hash,
             path: span.file_path,
             symbol: span.symbol,
             line_start: span.start_line,
             line_end: span.end_line,
+            weight: decision.weight,
+            priority: decision.priority(),
+            weight_glob: decision.glob.map(str::to_owned),
             route,
             estimated_tokens,
             cut,

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use enrich_backends::{AttemptRecord, Enrichment};
+use enrich_config::PriorityClass;
 use enrich_db::{RunCounts, RunId, RunStatus};
 use enrich_router::RouteDecision;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::BudgetStop;
 use crate::prompt::SnippetCut;
 
 /// How one span ended in a run.
@@ -25,6 +27,9 @@ pub enum SpanStatus {
     Skipped,
     /// The run was aborted while the span was in flight; nothing written, not even its attempts.
     Cancelled,
+    /// `schedule = "by-tier"`: the span's backend of this pass failed; its attempts are logged
+    /// and a later pass of the same run tries its next backend.
+    Deferred,
 }
 
 impl SpanStatus {
@@ -36,6 +41,7 @@ impl SpanStatus {
             SpanStatus::Failed => "failed",
             SpanStatus::Skipped => "skipped",
             SpanStatus::Cancelled => "cancelled",
+            SpanStatus::Deferred => "deferred",
         }
     }
 }
@@ -54,6 +60,9 @@ pub enum RunEnd {
     /// [`RunControl::abort`](crate::RunControl::abort): spans in flight were cancelled and
     /// nothing was written for them.
     Aborted,
+    /// A budget of `[enrichment.budget]` was reached: no new span was taken; spans in flight
+    /// finished and were written ([`RunSummary::budget_stop`] says which budget).
+    BudgetReached,
     /// An error stopped the run (the writer failed, a span's task panicked).
     Failed,
 }
@@ -63,7 +72,9 @@ impl RunEnd {
     pub const fn status(self) -> RunStatus {
         match self {
             RunEnd::Exhausted => RunStatus::Completed,
-            RunEnd::LimitReached | RunEnd::Stopped | RunEnd::Aborted => RunStatus::Interrupted,
+            RunEnd::LimitReached | RunEnd::Stopped | RunEnd::Aborted | RunEnd::BudgetReached => {
+                RunStatus::Interrupted
+            }
             RunEnd::Failed => RunStatus::Failed,
         }
     }
@@ -130,6 +141,8 @@ impl SpanCounts {
             SpanStatus::Failed => self.failed += 1,
             SpanStatus::Skipped => self.skipped += 1,
             SpanStatus::Cancelled => self.cancelled += 1,
+            // Counted when a later pass ends it.
+            SpanStatus::Deferred => {}
         }
     }
 
@@ -175,6 +188,12 @@ pub struct RunSummary {
     pub batches: u64,
     /// Wall time of the run.
     pub duration: Duration,
+    /// The budget that stopped the run, when one did.
+    pub budget_stop: Option<BudgetStop>,
+    /// Tokens (prompt and output) every attempt of the run used, as the backends reported them.
+    pub tokens: u64,
+    /// What those tokens cost, by the backends' prices (0 without prices).
+    pub cost: f64,
 }
 
 impl RunSummary {
@@ -223,6 +242,8 @@ fn ratio(part: u64, whole: u64) -> f64 {
 /// What a run would do with one pending span ([`Pipeline::plan`](crate::Pipeline::plan)).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedSpan {
+    /// Its place in the order a run takes spans, from 1.
+    pub order: u64,
     /// `spans.id`.
     pub span_id: i64,
     /// The span.
@@ -235,6 +256,12 @@ pub struct PlannedSpan {
     pub line_start: u32,
     /// Its last line.
     pub line_end: u32,
+    /// Its file's weight under `[enrichment.path_weights]`, 1 (most important) to 10.
+    pub weight: u8,
+    /// The weight's priority class (high 1–3, medium 4–6, low 7–10).
+    pub priority: PriorityClass,
+    /// The glob that decided the weight; `None` when no glob matched (weight 5).
+    pub weight_glob: Option<String>,
     /// The chain and backends that would serve it, and why.
     pub route: RouteDecision,
     /// The prompt's estimated size in tokens; `None` when the source cannot be read.
@@ -252,8 +279,41 @@ pub struct PlannedSpan {
 pub struct Plan {
     /// Spans pending now.
     pub total_pending: u64,
+    /// Whether the order is code-first (by weight, with the starvation ratio) rather than by
+    /// span id.
+    pub code_first: bool,
     /// The first pending spans, in the order a run takes them.
     pub spans: Vec<PlannedSpan>,
+    /// What enriching the planned spans, and all pending ones, is likely to use and cost.
+    pub estimate: CostEstimate,
+}
+
+/// What a run is likely to use: prompt tokens from the planned spans' prompts, output tokens
+/// from the attempt log's average (or [`CostEstimate::ASSUMED_OUTPUT_TOKENS`] before any run),
+/// cost from the price of each span's first backend. It assumes every span succeeds on its first
+/// attempt: failures, re-asks and fallbacks cost more.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CostEstimate {
+    /// Prompt tokens of the planned spans.
+    pub prompt_tokens: u64,
+    /// Output tokens of the planned spans.
+    pub output_tokens: u64,
+    /// Output tokens assumed per span.
+    pub output_tokens_per_span: u64,
+    /// Whether `output_tokens_per_span` is the attempt log's average (else assumed).
+    pub output_from_history: bool,
+    /// The planned spans' cost, when a first backend of theirs has a price.
+    pub cost: Option<f64>,
+    /// Every pending span, extrapolated from the planned ones: tokens (prompt and output).
+    pub all_pending_tokens: u64,
+    /// Every pending span's cost, extrapolated, when there is a price.
+    pub all_pending_cost: Option<f64>,
+}
+
+impl CostEstimate {
+    /// Output tokens per span assumed before any run logged real ones: a typical enrichment.v1
+    /// answer.
+    pub const ASSUMED_OUTPUT_TOKENS: u64 = 350;
 }
 
 impl Plan {

@@ -3,18 +3,22 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use enrich_backends::{
-    AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, Decision,
-    GenerateRequest, SpanContext, ValidationContext, enrichment_v1_schema_for_lines,
+    AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, CircuitSnapshot,
+    CircuitTransition, Decision, GenerateRequest, GiveUpReason, SpanContext, ValidationContext,
+    enrichment_v1_schema_for_lines,
 };
-use enrich_config::OnFailure;
-use enrich_db::{self as db, PendingSpan, RunId};
+use enrich_config::{DEFAULT_TIMEOUT_SECONDS, OnFailure, Schedule};
+use enrich_db::{self as db, Lease, PendingSpan, RunId};
 use enrich_router::RouteDecision;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{BudgetStop, BudgetTracker, start_of_utc_day_ms};
 use crate::control::{RunControl, StopLevel};
 use crate::error::PipelineError;
 use crate::events::{Event, EventSink, now_ms};
@@ -22,6 +26,10 @@ use crate::pipeline::Inner;
 use crate::prompt::PromptSpan;
 use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
 use crate::writer::{WriteTotals, Writer, WriterHandle, panic_message};
+
+pub(crate) mod queue;
+
+use queue::WorkQueue;
 
 /// The failure kind recorded in the ledger for a span whose source cannot be read (missing
 /// file, a path leaving the repo, a byte range beyond the file's end).
@@ -42,14 +50,19 @@ struct RunCtx {
     writer: WriterHandle,
 }
 
-/// Emits `attempt_finished` for every attempt the cascade makes.
+/// Hears every attempt and circuit change of the run (the cascade's and the host pools'):
+/// emits `attempt_finished` and `circuit_changed`, counts tokens against the budgets, and marks
+/// the circuits for publishing.
 struct AttemptEvents {
     sink: Arc<dyn EventSink>,
     run_id: RunId,
+    budget: Arc<BudgetTracker>,
+    circuits_changed: AtomicBool,
 }
 
 impl AttemptObserver for AttemptEvents {
     fn on_attempt(&self, span: &SpanContext, record: &AttemptRecord, next: Option<Decision>) {
+        self.budget.record(record);
         self.sink.on_event(&Event::AttemptFinished {
             at_ms: now_ms(),
             run_id: self.run_id,
@@ -58,6 +71,24 @@ impl AttemptObserver for AttemptEvents {
             next: next.map(Into::into),
         });
     }
+
+    fn on_circuit(&self, transition: &CircuitTransition) {
+        self.circuits_changed.store(true, Ordering::Release);
+        self.sink.on_event(&Event::CircuitChanged {
+            at_ms: now_ms(),
+            run_id: self.run_id,
+            transition: transition.clone(),
+        });
+    }
+}
+
+/// The circuits of a run as `enrich status` reads them from `llmc_meta`
+/// ([`db::CIRCUITS_META_KEY`]).
+#[derive(serde::Serialize)]
+struct PublishedCircuits<'a> {
+    run_id: RunId,
+    updated_at_ms: u64,
+    circuits: &'a [CircuitSnapshot],
 }
 
 /// One page of pending spans and how its spans ended.
@@ -80,63 +111,226 @@ impl BatchProgress {
 struct Scheduler<'a> {
     inner: &'a Arc<Inner>,
     run_id: RunId,
-    reader: db::Db,
-    cursor: i64,
-    page: VecDeque<PendingSpan>,
-    page_batch: u64,
-    exhausted: bool,
+    /// The connection that claims pages (a read-write one: claiming writes leases).
+    claimer: db::Db,
+    /// The run's leases on the spans it claims.
+    lease: Lease,
+    /// When the run's leases were last renewed.
+    renewed_at: Instant,
+    /// Pending spans in the order the run takes them.
+    queue: WorkQueue,
     /// Spans of a page were dropped when the run stopped taking spans.
     left_behind: bool,
     taken: u64,
     counts: SpanCounts,
     batches: BTreeMap<u64, BatchProgress>,
     batches_done: u64,
+    /// The run's observer: its budget tracker and whether circuits changed.
+    observer: Arc<AttemptEvents>,
+    /// The budget that stopped the run from taking spans, once one did.
+    budget_stop: Option<BudgetStop>,
+    /// By-tier passes (see [`Schedule::ByTier`]): 0 takes pending spans from the work queue on
+    /// their chain's first backend; pass `n` retries the spans pass `n - 1` deferred on their
+    /// chain's backend `n`.
+    pass: usize,
+    /// Spans this pass deferred to the next one.
+    deferred: Vec<Deferred>,
+    /// Spans the current pass (1 and later) still has to hand out, in the order they were
+    /// deferred.
+    retry: VecDeque<Deferred>,
+    /// The batch of the current pass (1 and later) being handed out, and spans left in it.
+    retry_batch: Option<(u64, usize)>,
+    /// The highest batch number used so far.
+    last_batch: u64,
+}
+
+/// A span a by-tier pass could not enrich on its backend and left for the next pass: its id
+/// (8 bytes, so deferring a whole index stays small) and the attempts it already had.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    span_id: i64,
+    prior_attempts: u32,
+}
+
+/// Which backend of its chain a by-tier pass sends a span to, and the attempts it had before.
+#[derive(Debug, Clone, Copy)]
+struct Tier {
+    index: usize,
+    prior_attempts: u32,
 }
 
 impl Scheduler<'_> {
-    /// The next span to hand out, reading a page when the current one is used up; `None` when
-    /// nothing is pending behind the cursor.
-    fn next_span(&mut self) -> Result<Option<(PendingSpan, u64)>, PipelineError> {
-        if self.page.is_empty() {
-            if self.exhausted {
-                return Ok(None);
-            }
-            let page = self
-                .reader
-                .pending_spans(self.cursor, self.inner.settings.batch_size)
-                .map_err(PipelineError::db("read pending spans"))?;
-            let Some(last) = page.last() else {
-                self.exhausted = true;
-                return Ok(None);
+    /// Whether a budget forbids taking another span; says so once, in an event.
+    fn over_budget(&mut self) -> bool {
+        if self.budget_stop.is_some() {
+            return true;
+        }
+        let Some(stop) = self.observer.budget.reached() else {
+            return false;
+        };
+        tracing::warn!(run = self.run_id.0, "{stop}; taking no more spans");
+        self.inner.events.on_event(&Event::BudgetReached {
+            at_ms: now_ms(),
+            run_id: self.run_id,
+            budget: stop,
+        });
+        self.budget_stop = Some(stop);
+        true
+    }
+
+    /// Writes the circuits of the cascade and the host pools to `llmc_meta` for `enrich
+    /// status`, when they changed since the last time. Best effort: a failure is logged.
+    fn publish_circuits(&mut self, cascade: &Cascade) {
+        if !self.observer.circuits_changed.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut circuits = cascade.circuits();
+        for pool in &self.inner.pools {
+            circuits.extend(pool.circuits());
+        }
+        let published = PublishedCircuits {
+            run_id: self.run_id,
+            updated_at_ms: now_ms(),
+            circuits: &circuits,
+        };
+        let written = serde_json::to_string(&published)
+            .map_err(|e| e.to_string())
+            .and_then(|json| {
+                self.claimer
+                    .set_meta(db::CIRCUITS_META_KEY, &json)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(error) = written {
+            tracing::warn!(
+                run = self.run_id.0,
+                "cannot publish the circuits' state: {error}"
+            );
+        }
+    }
+
+    /// The next span to hand out with the attempts it already had in this run: from the work
+    /// queue in the first pass, from the deferred spans in later by-tier passes; `None` when the
+    /// pass has nothing left.
+    fn next_span(&mut self) -> Result<Option<(PendingSpan, u64, u32)>, PipelineError> {
+        if self.renewed_at.elapsed() >= self.lease.ttl / 4 {
+            self.claimer
+                .renew_leases(&self.lease)
+                .map_err(PipelineError::db("renew the run's span leases"))?;
+            self.renewed_at = Instant::now();
+        }
+        if self.pass > 0 {
+            return self.next_deferred();
+        }
+        Ok(self.next_queued()?.map(|(span, batch)| (span, batch, 0)))
+    }
+
+    /// The next deferred span of a later pass, in batches of `batch_size`; spans re-indexed
+    /// away meanwhile are left out.
+    fn next_deferred(&mut self) -> Result<Option<(PendingSpan, u64, u32)>, PipelineError> {
+        while let Some(next) = self.retry.pop_front() {
+            let Some(span) = self
+                .claimer
+                .span_by_id(next.span_id)
+                .map_err(PipelineError::db("read a deferred span"))?
+            else {
+                continue;
             };
-            self.cursor = last.id;
-            self.page_batch += 1;
+            let batch = match self.retry_batch {
+                Some((batch, left)) if left > 0 => batch,
+                _ => {
+                    self.last_batch += 1;
+                    self.batches.insert(
+                        self.last_batch,
+                        BatchProgress {
+                            open: true,
+                            ..BatchProgress::default()
+                        },
+                    );
+                    self.retry_batch = Some((self.last_batch, self.inner.settings.batch_size));
+                    self.last_batch
+                }
+            };
+            if let Some((_, left)) = &mut self.retry_batch {
+                *left -= 1;
+            }
+            return Ok(Some((span, batch, next.prior_attempts)));
+        }
+        Ok(None)
+    }
+
+    /// Starts the next by-tier pass over the spans this one deferred; false when there is none.
+    fn next_pass(&mut self) -> bool {
+        if self.inner.settings.schedule != Schedule::ByTier || self.deferred.is_empty() {
+            return false;
+        }
+        self.pass += 1;
+        self.retry = std::mem::take(&mut self.deferred).into();
+        self.retry_batch = None;
+        tracing::info!(
+            run = self.run_id.0,
+            pass = self.pass,
+            spans = self.retry.len(),
+            "by-tier pass {}: the spans the last pass left go to their chain's backend {}",
+            self.pass,
+            self.pass + 1
+        );
+        true
+    }
+
+    /// The next span of the work queue, reading a page when its lane's page is used up; `None`
+    /// when nothing is pending behind the cursors.
+    fn next_queued(&mut self) -> Result<Option<(PendingSpan, u64)>, PipelineError> {
+        let Some(taken) = self
+            .queue
+            .next(&mut self.claimer, Some(&self.lease))
+            .map_err(PipelineError::db("claim pending spans"))?
+        else {
+            return Ok(None);
+        };
+        self.last_batch = self.last_batch.max(taken.batch);
+        if taken.opened {
             self.batches.insert(
-                self.page_batch,
+                taken.batch,
                 BatchProgress {
                     open: true,
                     ..BatchProgress::default()
                 },
             );
-            self.page = page.into();
         }
-        Ok(self.page.pop_front().map(|span| (span, self.page_batch)))
+        Ok(Some((taken.span, taken.batch)))
     }
 
     /// Called once a span of `batch` is handed out or skipped: the batch is complete once its
     /// page is used up and its spans are done.
     fn handed_out(&mut self, batch: u64) {
-        if self.page.is_empty() {
+        let used_up = if self.pass == 0 {
+            self.queue.batch_used_up(batch)
+        } else {
+            self.retry.is_empty() || self.retry_batch.is_some_and(|(_, left)| left == 0)
+        };
+        if used_up {
             self.close_batch(batch);
         }
     }
 
-    /// Drops the rest of the current page (the run stops taking spans).
+    /// Drops the rest of the pages read (the run takes no more spans from the queue).
     fn drop_page(&mut self) {
-        if !self.page.is_empty() {
-            self.page.clear();
+        for batch in self.queue.drop_pages() {
             self.left_behind = true;
-            self.close_batch(self.page_batch);
+            self.close_batch(batch);
+        }
+    }
+
+    /// Drops the deferred spans not handed out (the run stops: they stay pending, and their
+    /// leases end with the run).
+    fn abandon_deferred(&mut self) {
+        if !self.retry.is_empty() || !self.deferred.is_empty() {
+            self.left_behind = true;
+            self.retry.clear();
+            self.deferred.clear();
+        }
+        if let Some((batch, _)) = self.retry_batch.take() {
+            self.close_batch(batch);
         }
     }
 
@@ -188,18 +382,13 @@ impl Scheduler<'_> {
     }
 
     /// Whether spans remain pending that this run did not take.
-    fn more_pending(&self) -> Result<bool, PipelineError> {
-        if self.left_behind || !self.page.is_empty() {
+    fn more_pending(&mut self) -> Result<bool, PipelineError> {
+        if self.left_behind {
             return Ok(true);
         }
-        if self.exhausted {
-            return Ok(false);
-        }
-        let next = self
-            .reader
-            .pending_spans(self.cursor, 1)
-            .map_err(PipelineError::db("read pending spans"))?;
-        Ok(!next.is_empty())
+        self.queue
+            .more_pending(&mut self.claimer)
+            .map_err(PipelineError::db("read pending spans"))
     }
 }
 
@@ -212,12 +401,19 @@ pub(crate) async fn execute(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let settings = &inner.settings;
-    let (db, run_id, reader, total_pending) = start(inner)?;
+    let (db, run_id, claimer, lease, total_pending, budget) = start(inner)?;
     let writer = Writer::spawn(db, settings.commit_every, settings.commit_interval)?;
-    let cascade = Cascade::new(settings.cascade.clone()).with_observer(Arc::new(AttemptEvents {
+    let observer = Arc::new(AttemptEvents {
         sink: Arc::clone(&inner.events),
         run_id,
-    }));
+        budget,
+        circuits_changed: AtomicBool::new(false),
+    });
+    for pool in &inner.pools {
+        pool.set_observer(Some(Arc::clone(&observer) as Arc<dyn AttemptObserver>));
+    }
+    let cascade = Cascade::new(settings.cascade.clone())
+        .with_observer(Arc::clone(&observer) as Arc<dyn AttemptObserver>);
     let ctx = Arc::new(RunCtx {
         inner: Arc::clone(inner),
         run_id,
@@ -235,10 +431,14 @@ pub(crate) async fn execute(
         config_fingerprint: settings.config_fingerprint.clone(),
     });
 
-    let mut sched = Scheduler::new(inner, run_id, reader);
+    let mut sched = Scheduler::new(inner, run_id, claimer, lease, Arc::clone(&observer));
     let mut failure = sched
         .drive(&ctx, &writer, control, limit, &mut on_result)
         .await;
+    sched.publish_circuits(&ctx.cascade);
+    for pool in &inner.pools {
+        pool.set_observer(None);
+    }
     drop(ctx);
 
     // Everything queued is committed before the run is recorded as over.
@@ -284,6 +484,9 @@ pub(crate) async fn execute(
         vanished: totals.vanished,
         batches: sched.batches_done,
         duration: started.elapsed(),
+        budget_stop: sched.budget_stop,
+        tokens: observer.budget.used().0,
+        cost: observer.budget.used().1,
     };
     inner.events.on_event(&Event::RunFinished {
         at_ms: now_ms(),
@@ -306,9 +509,35 @@ pub(crate) async fn execute(
     }
 }
 
-/// Records the run's start and opens the reader: the write connection, the run's id, the read
-/// connection and the number of pending spans.
-fn start(inner: &Inner) -> Result<(db::Db, RunId, db::Db, u64), PipelineError> {
+/// The shortest a span lease lives between renewals.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(600);
+
+/// How long the run's span leases live between renewals: twice the longest one span can spend
+/// in the cascade (every attempt it may make at the slowest backend's timeout, each followed by
+/// the longest backoff), at least [`MIN_LEASE_TTL`]. The scheduler renews them every quarter of
+/// that while it hands spans out, so a lease only runs out when its run stopped making progress;
+/// a run killed on this host loses its leases at once anyway (see [`db::LeaseHolder`]).
+fn lease_ttl(inner: &Inner) -> Duration {
+    let slowest = inner
+        .chains
+        .values()
+        .flat_map(|adapters| adapters.iter())
+        .map(|adapter| adapter.spec().timeout())
+        .max()
+        .unwrap_or_else(|| Duration::from_secs_f64(DEFAULT_TIMEOUT_SECONDS));
+    let policy = &inner.settings.cascade;
+    let per_attempt = slowest.saturating_add(policy.backoff.max);
+    per_attempt
+        .saturating_mul(policy.max_attempts_per_span.max(1))
+        .saturating_mul(2)
+        .max(MIN_LEASE_TTL)
+}
+
+/// Records the run's start, brings the work order up to date (code-first runs) and opens the
+/// claiming connection: the write connection, the run's id, the claiming connection, the run's
+/// lease and the number of pending spans other runs do not hold (dead leases are reaped first,
+/// so a run right after a crashed one counts, and takes, the crashed run's spans).
+fn start(inner: &Inner) -> Result<Started, PipelineError> {
     let mut db = inner.take_writer_db()?;
     let run_id = match db.start_run(&inner.settings.config_fingerprint) {
         Ok(id) => id,
@@ -317,14 +546,36 @@ fn start(inner: &Inner) -> Result<(db::Db, RunId, db::Db, u64), PipelineError> {
             return Err(PipelineError::db("record the start of the run")(error));
         }
     };
-    let counted = inner.open_reader().and_then(|reader| {
-        let total = reader
-            .pending_count()
-            .map_err(PipelineError::db("count pending spans"))?;
-        Ok((reader, total))
-    });
+    let lease = Lease {
+        run_id,
+        holder: db::LeaseHolder::current(),
+        ttl: lease_ttl(inner),
+    };
+    let counted = queue::refresh_work_order(&inner.settings.work_order, &mut db)
+        .and_then(|()| {
+            let options = db::OpenOptions {
+                mode: db::OpenMode::Existing,
+                max_failures_per_span: inner.settings.max_failures_per_span,
+                ..db::OpenOptions::default()
+            };
+            db::Db::open_with(&inner.settings.db_path, &options)
+                .map_err(PipelineError::db("open the index database to claim spans"))
+        })
+        .and_then(|mut claimer| {
+            claimer
+                .reap_dead_leases(&lease.holder)
+                .map_err(PipelineError::db("delete dead span leases"))?;
+            let pending = claimer
+                .pending_count()
+                .map_err(PipelineError::db("count pending spans"))?;
+            let held = claimer
+                .leased_elsewhere(run_id)
+                .map_err(PipelineError::db("count the spans other runs hold"))?;
+            let budget = budget_tracker(inner, &claimer)?;
+            Ok((claimer, pending.saturating_sub(held), budget))
+        });
     match counted {
-        Ok((reader, total)) => Ok((db, run_id, reader, total)),
+        Ok((claimer, total, budget)) => Ok((db, run_id, claimer, lease, total, budget)),
         Err(error) => {
             // Best effort: the run row says it failed; the error says why.
             let _ = db.finish_run(run_id, db::RunCounts::default(), db::RunStatus::Failed);
@@ -332,6 +583,28 @@ fn start(inner: &Inner) -> Result<(db::Db, RunId, db::Db, u64), PipelineError> {
             Err(error)
         }
     }
+}
+
+/// What [`start`] opens: the write connection, the run's id, the claiming connection, the
+/// run's lease, the spans pending for it, and its budget tracker.
+type Started = (db::Db, RunId, db::Db, Lease, u64, Arc<BudgetTracker>);
+
+/// The run's budgets, with what today's earlier runs used when a day budget is set.
+fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, PipelineError> {
+    let config = inner.settings.budget;
+    let today = if config.max_tokens_per_day.is_some() || config.max_cost_per_day.is_some() {
+        db.usage_since(start_of_utc_day_ms(now_ms()))
+            .map_err(PipelineError::db("read today's token usage"))?
+    } else {
+        Vec::new()
+    };
+    let specs: Vec<_> = inner
+        .chains
+        .values()
+        .flat_map(|adapters| adapters.iter())
+        .map(|adapter| adapter.spec().clone())
+        .collect();
+    Ok(Arc::new(BudgetTracker::new(config, &specs, &today)))
 }
 
 /// Stores the run's counts and status, on the writer's connection, or on a new one when the
@@ -359,15 +632,27 @@ fn record_end(
 }
 
 impl<'a> Scheduler<'a> {
-    fn new(inner: &'a Arc<Inner>, run_id: RunId, reader: db::Db) -> Self {
+    fn new(
+        inner: &'a Arc<Inner>,
+        run_id: RunId,
+        claimer: db::Db,
+        lease: Lease,
+        observer: Arc<AttemptEvents>,
+    ) -> Self {
         Self {
             inner,
             run_id,
-            reader,
-            cursor: 0,
-            page: VecDeque::new(),
-            page_batch: 0,
-            exhausted: false,
+            claimer,
+            lease,
+            observer,
+            budget_stop: None,
+            pass: 0,
+            deferred: Vec::new(),
+            retry: VecDeque::new(),
+            retry_batch: None,
+            last_batch: 0,
+            renewed_at: Instant::now(),
+            queue: WorkQueue::new(&inner.settings.work_order, inner.settings.batch_size),
             left_behind: false,
             taken: 0,
             counts: SpanCounts::default(),
@@ -390,19 +675,23 @@ impl<'a> Scheduler<'a> {
         let inner = self.inner;
         let settings = &inner.settings;
         let mut tasks: JoinSet<SpanResult> = JoinSet::new();
-        let mut in_flight: HashMap<tokio::task::Id, (String, u64)> = HashMap::new();
+        // Task → span hash, batch, span id, attempts before this pass.
+        let mut in_flight: HashMap<tokio::task::Id, (String, u64, i64, u32)> = HashMap::new();
         let mut failure: Option<PipelineError> = None;
         loop {
             while tasks.len() < settings.concurrency {
+                // The limit counts the spans taken from the queue; later by-tier passes only
+                // finish those.
                 let may_take = failure.is_none()
                     && !control.is_stopping()
                     && !writer.has_failed()
-                    && limit.is_none_or(|limit| self.taken < limit);
+                    && (self.pass > 0 || limit.is_none_or(|limit| self.taken < limit))
+                    && !self.over_budget();
                 if !may_take {
                     self.drop_page();
                     break;
                 }
-                let (span, batch) = match self.next_span() {
+                let (span, batch, prior_attempts) = match self.next_span() {
                     Ok(Some(next)) => next,
                     Ok(None) => break,
                     Err(error) => {
@@ -418,30 +707,69 @@ impl<'a> Scheduler<'a> {
                     on_result(result);
                     continue;
                 }
-                self.taken += 1;
+                if self.pass == 0 {
+                    self.taken += 1;
+                }
                 if let Some(progress) = self.batches.get_mut(&batch) {
                     progress.outstanding += 1;
                 }
                 self.handed_out(batch);
                 let span_hash = span.span_hash.clone();
+                let span_id = span.id;
+                let tier = (settings.schedule == Schedule::ByTier).then_some(Tier {
+                    index: self.pass,
+                    prior_attempts,
+                });
                 let ctx = Arc::clone(ctx);
-                let task = tasks.spawn(async move { process_span(&ctx, span, batch).await });
-                in_flight.insert(task.id(), (span_hash, batch));
+                let task = tasks.spawn(async move { process_span(&ctx, span, batch, tier).await });
+                in_flight.insert(task.id(), (span_hash, batch, span_id, prior_attempts));
             }
 
             let Some(joined) = tasks.join_next_with_id().await else {
+                // Nothing in flight and nothing left in this pass: the next by-tier pass, if
+                // any, unless the run is stopping.
+                let stopping = failure.is_some()
+                    || control.is_stopping()
+                    || writer.has_failed()
+                    || self.over_budget();
+                if stopping {
+                    self.abandon_deferred();
+                } else if self.next_pass() {
+                    continue;
+                }
                 return failure;
             };
+            self.publish_circuits(&ctx.cascade);
             match joined {
                 Ok((id, result)) => {
-                    let batch = in_flight.remove(&id).map_or(0, |(_, batch)| batch);
+                    let (batch, deferred) = match in_flight.remove(&id) {
+                        Some((_, batch, span_id, prior)) => (
+                            batch,
+                            Deferred {
+                                span_id,
+                                prior_attempts: prior.saturating_add(
+                                    u32::try_from(result.attempts.len()).unwrap_or(u32::MAX),
+                                ),
+                            },
+                        ),
+                        None => (
+                            0,
+                            Deferred {
+                                span_id: 0,
+                                prior_attempts: 0,
+                            },
+                        ),
+                    };
+                    if result.status == SpanStatus::Deferred {
+                        self.deferred.push(deferred);
+                    }
                     self.record(batch, result.status, true);
                     on_result(result);
                 }
                 Err(join_error) => {
-                    let (span_hash, batch) = in_flight
+                    let (span_hash, batch, _, _) = in_flight
                         .remove(&join_error.id())
-                        .unwrap_or_else(|| (String::from("(unknown)"), 0));
+                        .unwrap_or_else(|| (String::from("(unknown)"), 0, 0, 0));
                     let message = match join_error.try_into_panic() {
                         Ok(panic) => panic_message(&*panic),
                         Err(join_error) => join_error.to_string(),
@@ -459,14 +787,16 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Why the run ended, once nothing is in flight (for a run no error stopped).
-    fn end(&self, control: &RunControl) -> Result<RunEnd, PipelineError> {
+    fn end(&mut self, control: &RunControl) -> Result<RunEnd, PipelineError> {
         Ok(
-            if self.exhausted && self.page.is_empty() && self.counts.cancelled == 0 {
+            if self.queue.is_exhausted() && !self.left_behind && self.counts.cancelled == 0 {
                 RunEnd::Exhausted
             } else if control.level() == StopLevel::Abort {
                 RunEnd::Aborted
             } else if control.level() == StopLevel::Stop {
                 RunEnd::Stopped
+            } else if self.budget_stop.is_some() {
+                RunEnd::BudgetReached
             } else if self.more_pending()? {
                 RunEnd::LimitReached
             } else {
@@ -543,7 +873,12 @@ impl Ending {
 }
 
 /// Routes, prompts, runs the cascade for, and queues the outcome of one span.
-async fn process_span(ctx: &RunCtx, span: PendingSpan, batch: u64) -> SpanResult {
+async fn process_span(
+    ctx: &RunCtx,
+    span: PendingSpan,
+    batch: u64,
+    tier: Option<Tier>,
+) -> SpanResult {
     let started = Instant::now();
     let inner = &ctx.inner;
     let settings = &inner.settings;
@@ -551,7 +886,7 @@ async fn process_span(ctx: &RunCtx, span: PendingSpan, batch: u64) -> SpanResult
     let route = inner
         .router
         .choose_chain(&view, settings.chain_override.as_deref());
-    let source = span.read_source(&settings.repo_root);
+    let source = span.read_source_at_canonical(&inner.canonical_root);
     let prompt = source
         .as_ref()
         .ok()
@@ -580,7 +915,9 @@ async fn process_span(ctx: &RunCtx, span: PendingSpan, batch: u64) -> SpanResult
     let ending = match (&route, source, prompt) {
         (Err(error), _, _) => Ending::failed(NO_ROUTE, error.to_string(), Vec::new()),
         (Ok(_), Err(error), _) => Ending::failed(SOURCE_UNREADABLE, error.to_string(), Vec::new()),
-        (Ok(decision), Ok(_), Some(prompt)) => enrich(ctx, &span, decision, prompt.text).await,
+        (Ok(decision), Ok(_), Some(prompt)) => {
+            enrich(ctx, &span, decision, prompt.text, tier).await
+        }
         // A prompt is built whenever the source was read.
         (Ok(_), Ok(_), None) => Ending::failed(
             SOURCE_UNREADABLE,
@@ -628,6 +965,7 @@ async fn enrich(
     span: &PendingSpan,
     decision: &RouteDecision,
     prompt: String,
+    tier: Option<Tier>,
 ) -> Ending {
     let settings = &ctx.inner.settings;
     let Some(adapters) = ctx.inner.chains.get(&*decision.chain_name) else {
@@ -646,9 +984,28 @@ async fn enrich(
     let validation = ValidationContext::for_span(&span_context, settings.enforce_latin1);
     let schema = enrichment_v1_schema_for_lines(span.start_line, span.end_line);
     let request = GenerateRequest::new(prompt, span_context).with_schema(schema);
+    // Per span: the whole chain. By tier: only the pass's backend of the chain.
+    let (backends, start, prior) = match tier {
+        None => (&adapters[..], 0, 0),
+        Some(tier) if tier.index < adapters.len() => {
+            (&adapters[..=tier.index], tier.index, tier.prior_attempts)
+        }
+        Some(tier) => {
+            return Ending::failed(
+                NO_ROUTE,
+                format!(
+                    "chain '{}' has no backend {} for this pass",
+                    decision.chain_name,
+                    tier.index + 1
+                ),
+                Vec::new(),
+            );
+        }
+    };
+    let has_next_tier = tier.is_some_and(|tier| tier.index + 1 < adapters.len());
     match ctx
         .cascade
-        .run(adapters, 0, &request, &validation, &ctx.abort)
+        .run_after(prior, backends, start, &request, &validation, &ctx.abort)
         .await
     {
         Ok(success) => {
@@ -667,6 +1024,17 @@ async fn enrich(
             error: Some(failure.to_string()),
             attempts: failure.attempts,
             stored: None,
+        },
+        // By tier, a span whose backend failed waits for the next pass, unless it used up its
+        // attempts or the policy stopped it.
+        Err(failure) if has_next_tier && failure.reason == GiveUpReason::Exhausted => Ending {
+            status: SpanStatus::Deferred,
+            enrichment: None,
+            error: Some(format!(
+                "{failure}; the next pass tries the chain's next backend"
+            )),
+            attempts: failure.attempts,
+            stored: Some(db::SpanResult::Deferred),
         },
         Err(failure) => match settings.on_failure {
             OnFailure::FallbackToEmpty => Ending {

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use enrich_backends::CascadePolicy;
-use enrich_config::{BackendSpec, EnrichmentConfig, OnFailure, redacted_options};
+use enrich_backends::{CascadePolicy, CircuitPolicy};
+use enrich_config::{
+    BackendSpec, BudgetConfig, EnrichmentConfig, OnFailure, Schedule, WorkOrder, redacted_options,
+};
 
 use crate::error::PipelineError;
 
@@ -55,6 +57,14 @@ pub struct PipelineSettings {
     pub commit_interval: Duration,
     /// Identifies the configuration in the `runs` table (see [`config_fingerprint`]).
     pub config_fingerprint: String,
+    /// The order pending spans are taken in (`code_first`, `path_weights`, the starvation
+    /// ratios). Code-first runs first bring the database's copy of the weights up to date.
+    pub work_order: WorkOrder,
+    /// The budgets that stop a run from taking spans (`[enrichment.budget]`).
+    pub budget: BudgetConfig,
+    /// Per span (each span runs its whole chain) or by tier (each backend of the chains in
+    /// turn, over every span) (`schedule`).
+    pub schedule: Schedule,
 }
 
 impl PipelineSettings {
@@ -82,11 +92,13 @@ impl PipelineSettings {
             max_failures_per_span: config.max_failures_per_span,
             enforce_latin1: config.enforce_latin1_enrichment,
             on_failure: config.on_failure,
-            cascade: CascadePolicy::default()
-                .with_max_attempts_per_span(config.max_retries_per_span.max(1)),
+            cascade: cascade_policy(config),
             commit_every: Self::DEFAULT_COMMIT_EVERY,
             commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
             config_fingerprint: config_fingerprint(config),
+            work_order: config.work_order.clone(),
+            budget: config.budget,
+            schedule: config.schedule,
         }
     }
 
@@ -181,6 +193,23 @@ pub fn max_in_flight(backend: &BackendSpec) -> Result<usize, PipelineError> {
         (Some(n), _) | (None, Some(n)) => Ok(n),
         (None, None) => Ok(1),
     }
+}
+
+/// The cascade policy `[enrichment]` asks for: the design's table, `max_retries_per_span`
+/// attempts per span (0 counts as 1), `corrective_reasks`, and the circuit breaker of
+/// `[enrichment.circuit_breaker]` (`failures_to_open = 0` turns it off).
+pub fn cascade_policy(config: &EnrichmentConfig) -> CascadePolicy {
+    let breaker = &config.circuit_breaker;
+    let circuit = (breaker.failures_to_open > 0).then(|| CircuitPolicy {
+        failures_to_open: breaker.failures_to_open,
+        cooldown: Duration::from_secs_f64(breaker.cooldown_seconds),
+        max_cooldown: Duration::from_secs_f64(breaker.max_cooldown_seconds),
+        ..CircuitPolicy::default()
+    });
+    CascadePolicy::default()
+        .with_max_attempts_per_span(config.max_retries_per_span.max(1))
+        .with_corrective_reasks(config.corrective_reasks)
+        .with_circuit(circuit)
 }
 
 #[cfg(test)]

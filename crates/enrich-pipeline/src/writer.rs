@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -129,6 +129,99 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// How long the writer naps while outcomes keep arriving, before taking what has queued up.
+///
+/// A writer blocked on the queue is woken by every outcome sent, a futex wake and a context
+/// switch each. While outcomes arrive faster than that, the writer instead sleeps this long and
+/// takes them all at once; when a nap brings nothing it blocks on the queue again, so a slow run
+/// costs no wake-ups. The outcomes waiting meanwhile are bounded by the queue's slots.
+const GATHER_NAP: Duration = Duration::from_millis(1);
+
+/// One outcome (with its queue slot) or the end of the run.
+enum Received {
+    Outcome(Box<SpanOutcome>, OwnedSemaphorePermit),
+    Finish,
+    /// Nothing came in time.
+    Nothing,
+}
+
+/// The batch being gathered, and what to do with it.
+struct Batch {
+    outcomes: Vec<SpanOutcome>,
+    /// Released after the commit, so the queue's bound covers uncommitted outcomes too.
+    slots: Vec<OwnedSemaphorePermit>,
+    /// After a failed commit, outcomes are dropped: the run is stopping.
+    keep: bool,
+}
+
+impl Batch {
+    fn take(&mut self, received: Received) -> bool {
+        match received {
+            Received::Outcome(outcome, slot) => {
+                if self.keep {
+                    self.outcomes.push(*outcome);
+                }
+                self.slots.push(slot);
+                false
+            }
+            Received::Finish => true,
+            Received::Nothing => false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+fn received(message: Result<Msg, RecvTimeoutError>) -> Received {
+    match message {
+        Ok(Msg::Outcome(outcome, slot)) => Received::Outcome(outcome, slot),
+        Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => Received::Finish,
+        Err(RecvTimeoutError::Timeout) => Received::Nothing,
+    }
+}
+
+/// Gathers one batch: waits for its first outcome, then takes outcomes until there are
+/// `commit_every`, the first is `commit_interval` old, or the run finishes (returns true).
+fn gather(
+    rx: &Receiver<Msg>,
+    batch: &mut Batch,
+    commit_every: usize,
+    commit_interval: Duration,
+) -> bool {
+    if batch.take(received(
+        rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    )) {
+        return true;
+    }
+    let deadline = Instant::now() + commit_interval;
+    loop {
+        let before = batch.len();
+        while batch.len() < commit_every {
+            match rx.try_recv() {
+                Ok(message) => {
+                    if batch.take(received(Ok(message))) {
+                        return true;
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if batch.len() >= commit_every || left.is_zero() {
+            return false;
+        }
+        if batch.len() > before {
+            // Outcomes are flowing: let more queue up rather than be woken for each.
+            std::thread::sleep(GATHER_NAP.min(left));
+        } else if batch.take(received(rx.recv_timeout(left))) {
+            return true;
+        }
+    }
+}
+
 fn write_loop(
     mut db: Db,
     rx: &Receiver<Msg>,
@@ -136,59 +229,124 @@ fn write_loop(
     commit_interval: Duration,
     failed: &AtomicBool,
 ) -> WriterOutput {
-    let mut pending: Vec<SpanOutcome> = Vec::with_capacity(commit_every);
-    // Released after the commit, so the queue's bound covers uncommitted outcomes too.
-    let mut slots: Vec<OwnedSemaphorePermit> = Vec::with_capacity(commit_every);
-    let mut oldest: Option<Instant> = None;
+    let mut batch = Batch {
+        outcomes: Vec::with_capacity(commit_every),
+        slots: Vec::with_capacity(commit_every),
+        keep: true,
+    };
     let mut totals = WriteTotals::default();
     let mut error: Option<DbError> = None;
     loop {
-        let received = match oldest {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(since) => {
-                rx.recv_timeout((since + commit_interval).saturating_duration_since(Instant::now()))
-            }
-        };
-        let finish = match received {
-            Ok(Msg::Outcome(outcome, slot)) => {
-                // After a failed commit, outcomes are dropped: the run is stopping.
-                if error.is_none() {
-                    pending.push(*outcome);
-                }
-                slots.push(slot);
-                let since = *oldest.get_or_insert_with(Instant::now);
-                if pending.len() < commit_every && since.elapsed() < commit_interval {
-                    continue;
-                }
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => true,
-        };
-        if !pending.is_empty() {
-            match db.write_batch(&pending) {
+        let finish = gather(rx, &mut batch, commit_every, commit_interval);
+        if !batch.outcomes.is_empty() {
+            match db.write_batch(&batch.outcomes) {
                 Ok(report) => {
                     totals.dead_lettered += report.dead_lettered.len() as u64;
                     totals.vanished += report.missing_spans.len() as u64;
                     tracing::debug!(
-                        outcomes = pending.len(),
+                        outcomes = batch.outcomes.len(),
                         enriched = report.enriched,
                         failed = report.failed,
                         "committed a batch"
                     );
                 }
                 Err(e) => {
-                    tracing::error!(outcomes = pending.len(), "cannot store results: {e}");
+                    tracing::error!(outcomes = batch.outcomes.len(), "cannot store results: {e}");
                     failed.store(true, Ordering::Release);
+                    batch.keep = false;
                     error = Some(e);
                 }
             }
-            pending.clear();
+            batch.outcomes.clear();
         }
-        slots.clear();
-        oldest = None;
+        batch.slots.clear();
         if finish {
             return WriterOutput { db, totals, error };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use enrich_db::{RunId, SpanResult};
+
+    use super::*;
+
+    fn outcome(n: usize) -> SpanOutcome {
+        SpanOutcome {
+            span_hash: format!("sha256:{n}"),
+            run_id: RunId(1),
+            attempts: Vec::new(),
+            result: SpanResult::Failed {
+                failure_kind: "timeout".to_owned(),
+                message: String::new(),
+            },
+        }
+    }
+
+    /// A queue holding `n` outcomes, then `Finish` when `finish`.
+    fn queue(n: usize, finish: bool) -> (Sender<Msg>, Receiver<Msg>) {
+        let slots = Arc::new(Semaphore::new(n));
+        let (tx, rx) = mpsc::channel();
+        for i in 0..n {
+            let slot = Arc::clone(&slots).try_acquire_owned().expect("a slot");
+            tx.send(Msg::Outcome(Box::new(outcome(i)), slot))
+                .expect("send");
+        }
+        if finish {
+            tx.send(Msg::Finish).expect("send");
+        }
+        (tx, rx)
+    }
+
+    fn empty_batch() -> Batch {
+        Batch {
+            outcomes: Vec::new(),
+            slots: Vec::new(),
+            keep: true,
+        }
+    }
+
+    fn hashes(batch: &Batch) -> Vec<String> {
+        batch.outcomes.iter().map(|o| o.span_hash.clone()).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_queued_up_to_commit_every_in_order() {
+        let (_tx, rx) = queue(10, false);
+        let mut batch = empty_batch();
+        let interval = Duration::from_secs(3600);
+        assert!(!gather(&rx, &mut batch, 4, interval));
+        assert_eq!(
+            hashes(&batch),
+            ["sha256:0", "sha256:1", "sha256:2", "sha256:3"]
+        );
+        assert_eq!(batch.slots.len(), 4);
+
+        // The next batch goes on where this one stopped; a run's end ends it early.
+        let (tx, rx) = queue(3, true);
+        drop(tx);
+        let mut batch = empty_batch();
+        assert!(gather(&rx, &mut batch, 4, interval));
+        assert_eq!(hashes(&batch), ["sha256:0", "sha256:1", "sha256:2"]);
+    }
+
+    #[test]
+    fn an_old_enough_batch_is_committed_with_what_came() {
+        let (_tx, rx) = queue(2, false);
+        let mut batch = empty_batch();
+        // With no time to wait, the batch is what was queued.
+        assert!(!gather(&rx, &mut batch, 64, Duration::ZERO));
+        assert_eq!(hashes(&batch), ["sha256:0", "sha256:1"]);
+    }
+
+    #[test]
+    fn after_a_failed_commit_outcomes_are_dropped_but_their_slots_freed() {
+        let (_tx, rx) = queue(3, false);
+        let mut batch = empty_batch();
+        batch.keep = false;
+        assert!(!gather(&rx, &mut batch, 3, Duration::from_secs(3600)));
+        assert!(batch.outcomes.is_empty());
+        assert_eq!(batch.slots.len(), 3);
     }
 }

@@ -14,3 +14,7 @@ mod failures;
 mod prompts;
 #[path = "integration/runs.rs"]
 mod runs;
+#[path = "integration/schedule.rs"]
+mod schedule;
+#[path = "integration/work_order.rs"]
+mod work_order;

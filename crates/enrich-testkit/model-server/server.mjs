@@ -7,7 +7,8 @@
 //                   [--ctx 2048] [--threads 1] [--max-queue 512] [--exit-on-stdin-close]
 //
 // Once listening it prints exactly one line to stdout, {"listening":"http://HOST:PORT"}, and
-// nothing else ever; logs go to stderr. See README.md for what of Ollama's API it implements.
+// nothing else ever; logs go to stderr. See README.md for what of Ollama's API (and of its
+// OpenAI-compatible /v1) it implements.
 
 import { createHash } from "node:crypto";
 import { createReadStream, statSync } from "node:fs";
@@ -47,11 +48,15 @@ const FILE_TYPES = {
     29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
 };
 
-/** An error answered as `{"error": message}` with an HTTP status. */
+/**
+ * An error answered with an HTTP status: `{"error": message}` on Ollama's routes, OpenAI's
+ * `{"error": {message, type, param, code}}` on /v1 routes (`code` is OpenAI's error code).
+ */
 class ApiError extends Error {
-    constructor(status, message) {
+    constructor(status, message, code = null) {
         super(message);
         this.status = status;
+        this.code = code;
     }
 }
 
@@ -211,7 +216,7 @@ class ModelServer {
 
     requireModel(name) {
         if (typeof name !== "string" || name === "" || normalizeName(name) !== this.cli.name) {
-            throw new ApiError(404, `model '${typeof name === "string" ? name : ""}' not found, try pulling it first`);
+            throw new ApiError(404, `model '${typeof name === "string" ? name : ""}' not found, try pulling it first`, "model_not_found");
         }
     }
 
@@ -224,6 +229,19 @@ class ModelServer {
                 size: this.info.size,
                 digest: this.info.digest,
                 details: this.details(),
+            }],
+        };
+    }
+
+    /** GET /v1/models, as Ollama's OpenAI-compatible API lists pulled models. */
+    openAiModels() {
+        return {
+            object: "list",
+            data: [{
+                id: this.cli.name,
+                object: "model",
+                created: Math.floor(Date.parse(this.info.modifiedAt) / 1000),
+                owned_by: "library",
             }],
         };
     }
@@ -373,7 +391,7 @@ class ModelServer {
         const prepared = this.prepare(kind, body);
         const promptTokens = prepared.raw ? prepared.tokens.length : prepared.promptTokens;
         if (promptTokens >= opts.numCtx) {
-            throw new ApiError(400, CONTEXT_EXCEEDED);
+            throw new ApiError(400, CONTEXT_EXCEEDED, "context_length_exceeded");
         }
         return this.slot.run(async () => {
             if (signal.aborted) throw new ApiError(499, "client disconnected");
@@ -541,6 +559,137 @@ async function completionHandler(server, kind, req, res, received) {
     }
 }
 
+/** OpenAI's `error.type` for a status, as OpenAI's API answers. */
+function openAiError(status, err) {
+    const type = status >= 500 ? "server_error" : status === 401 ? "authentication_error" : "invalid_request_error";
+    return { error: { message: err.message, type, param: null, code: err instanceof ApiError ? err.code : null } };
+}
+
+/** One OpenAI chat message as the chat generation takes it: roles system/developer, user, assistant; text content. */
+function openAiMessage(message, index) {
+    if (message === null || typeof message !== "object" || typeof message.role !== "string") {
+        throw new ApiError(400, `messages[${index}] must be an object with a string role`, "invalid_value");
+    }
+    const roles = { system: "system", developer: "system", user: "user", assistant: "assistant" };
+    const role = roles[message.role];
+    if (role === undefined) {
+        throw new ApiError(400, `messages[${index}]: unsupported role "${message.role}" (system, developer, user, assistant)`, "invalid_value");
+    }
+    let content = message.content ?? "";
+    if (Array.isArray(content)) {
+        content = content.map((part, p) => {
+            if (part === null || typeof part !== "object" || part.type !== "text" || typeof part.text !== "string") {
+                throw new ApiError(400, `messages[${index}].content[${p}]: only text parts are supported`, "invalid_value");
+            }
+            return part.text;
+        }).join("\n");
+    }
+    if (typeof content !== "string") {
+        throw new ApiError(400, `messages[${index}].content must be a string or an array of text parts`, "invalid_type");
+    }
+    return { role, content };
+}
+
+/** OpenAI's `response_format` as Ollama's `format`: a schema object, "json", or none. */
+function openAiFormat(responseFormat) {
+    if (responseFormat === undefined || responseFormat === null) return undefined;
+    switch (responseFormat.type) {
+        case "text":
+            return undefined;
+        case "json_object":
+            return "json";
+        case "json_schema": {
+            const schema = responseFormat.json_schema?.schema;
+            if (schema === null || typeof schema !== "object" || Array.isArray(schema)) {
+                throw new ApiError(400, "response_format.json_schema.schema must be a JSON Schema object", "invalid_json_schema");
+            }
+            return schema;
+        }
+        default:
+            throw new ApiError(400, `invalid response_format ${JSON.stringify(responseFormat)}: expected type text, json_object or json_schema`, "invalid_value");
+    }
+}
+
+/** OpenAI's sampling and length fields as Ollama's options, with OpenAI's defaults (temperature and top_p 1). */
+function openAiOptions(body) {
+    const options = { temperature: 1, top_p: 1 };
+    for (const key of ["temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"]) {
+        if (body[key] !== undefined && body[key] !== null) options[key] = body[key];
+    }
+    for (const key of ["max_completion_tokens", "max_tokens"]) {
+        const limit = body[key];
+        if (limit === undefined || limit === null) continue;
+        if (!Number.isInteger(limit) || limit < 1) {
+            throw new ApiError(400, `${key} must be a positive integer, got ${JSON.stringify(limit)}`, "invalid_value");
+        }
+        options.num_predict ??= limit;
+    }
+    if (body.stop !== undefined && body.stop !== null) {
+        options.stop = typeof body.stop === "string" ? [body.stop] : body.stop;
+    }
+    return options;
+}
+
+let completionCount = 0;
+
+/**
+ * POST /v1/chat/completions: OpenAI's chat completions (not streamed) over the same chat
+ * generation as /api/chat, answered as OpenAI answers, with `usage` and `finish_reason`.
+ */
+async function chatCompletionsHandler(server, req, res, received) {
+    const body = await readJson(req);
+    if (body.stream === true) {
+        throw new ApiError(400, 'this server does not stream /v1/chat/completions; send "stream": false', "unsupported_value");
+    }
+    if (body.n !== undefined && body.n !== null && body.n !== 1) {
+        throw new ApiError(400, "only n = 1 is supported", "unsupported_value");
+    }
+    if (body.tools !== undefined && body.tools !== null) {
+        throw new ApiError(400, "tools are not supported", "unsupported_parameter");
+    }
+    server.requireModel(body.model);
+    if (!Array.isArray(body.messages) || body.messages.length === 0) {
+        throw new ApiError(400, "messages must be a non-empty array", "invalid_value");
+    }
+    const chat = {
+        model: body.model,
+        messages: body.messages.map(openAiMessage),
+        format: openAiFormat(body.response_format),
+        options: openAiOptions(body),
+    };
+    try {
+        await server.grammar(chat.format);
+    } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        // A schema the grammar converter cannot use is the request's fault, as OpenAI says it.
+        throw new ApiError(400, err.message.replace("in format", "in response_format"), "invalid_json_schema");
+    }
+    const aborter = new AbortController();
+    res.on("close", () => {
+        if (!res.writableFinished) aborter.abort();
+    });
+    const result = await server.generate("chat", chat, received, undefined, aborter.signal);
+    completionCount += 1;
+    sendJson(res, 200, {
+        id: `chatcmpl-${completionCount}`,
+        object: "chat.completion",
+        created: Math.floor(Date.now() / 1000),
+        model: body.model,
+        system_fingerprint: "fp_enrich_model_server",
+        choices: [{
+            index: 0,
+            message: { role: "assistant", content: result.text },
+            logprobs: null,
+            finish_reason: result.doneReason === "length" ? "length" : "stop",
+        }],
+        usage: {
+            prompt_tokens: result.metrics.prompt_eval_count,
+            completion_tokens: result.metrics.eval_count,
+            total_tokens: result.metrics.prompt_eval_count + result.metrics.eval_count,
+        },
+    });
+}
+
 async function route(server, req, res, received) {
     const path = new URL(req.url, "http://localhost").pathname;
     const key = `${req.method} ${path}`;
@@ -568,6 +717,12 @@ async function route(server, req, res, received) {
         case "POST /api/chat":
             await completionHandler(server, "chat", req, res, received);
             return;
+        case "GET /v1/models":
+            sendJson(res, 200, server.openAiModels());
+            return;
+        case "POST /v1/chat/completions":
+            await chatCompletionsHandler(server, req, res, received);
+            return;
         default:
             res.writeHead(404, { "Content-Type": "text/plain" });
             res.end("404 page not found");
@@ -585,6 +740,8 @@ async function main() {
                 if (!(err instanceof ApiError)) log(`error: ${err.stack ?? err}`);
                 if (res.headersSent) {
                     res.destroy();
+                } else if (new URL(req.url, "http://localhost").pathname.startsWith("/v1/")) {
+                    sendJson(res, status, openAiError(status, err));
                 } else {
                     sendJson(res, status, { error: err.message });
                 }

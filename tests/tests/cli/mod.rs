@@ -17,10 +17,15 @@
 
 mod bad_input;
 mod commands;
+mod concurrent;
 mod crash;
 mod faults;
+mod limits;
+mod openai_chain;
+mod pools;
 mod real_model;
 mod reliability;
 mod runs;
 mod secrets;
 mod support;
+mod work_order;

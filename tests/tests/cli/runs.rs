@@ -150,7 +150,10 @@ fn a_refused_first_backend_falls_through_to_the_second_and_both_attempts_are_log
 
 #[test]
 fn faulty_answers_store_no_row_and_ledger_each_failed_span() {
+    // Garbage twice: the answer and its one corrective re-ask; then a truncated answer; then a
+    // server error and its one retry.
     let server = Server::start(FakeOllamaConfig::default().with_faults([
+        Fault::Garbage,
         Fault::Garbage,
         Fault::Truncated,
         Fault::ServerError,
@@ -215,9 +218,10 @@ fn spans_are_dead_lettered_after_failed_runs_and_requeued_by_failures() {
 
     let first = repo.enrich(&["--json", "run"]).expect_code(1).json();
     assert_eq!(first["failed"], total, "{first}");
+    // Each span's answer and its one corrective re-ask.
     assert_eq!(
         first["backends"]["babbler"]["failures"]["malformed_output"],
-        total
+        2 * total
     );
     let status = repo.enrich(&["--json", "status"]).expect_code(0).json();
     assert_eq!(
@@ -241,7 +245,11 @@ fn spans_are_dead_lettered_after_failed_runs_and_requeued_by_failures() {
     // Dead letters are not retried.
     let idle = repo.enrich(&["--json", "run"]).expect_code(0).json();
     assert_eq!(idle["attempted"], 0, "{idle}");
-    assert_eq!(babbler.stats().generations(), 2 * total);
+    assert_eq!(
+        babbler.stats().generations(),
+        2 * 2 * total,
+        "two runs of two attempts"
+    );
 
     // One span back, then the rest; requeueing a span with no failure is a usage error.
     let one = &repo.spans[0].hash;

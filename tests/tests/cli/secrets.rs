@@ -16,8 +16,8 @@ const KEY_VAR: &str = "ENRICH_H6_PLANTED_API_KEY";
 /// Providers whose backend entries take `api_key_env`, each with the path under the fake
 /// server's URL where it is served. The fake server answers Ollama's API and the
 /// OpenAI-compatible `/v1`; a provider whose adapter sends the key as a bearer token is one
-/// more line here (for instance `("openai", "/v1")`).
-const PROVIDERS: &[(&str, &str)] = &[("ollama", "")];
+/// more line here.
+const PROVIDERS: &[(&str, &str)] = &[("ollama", ""), ("openai", "/v1")];
 
 /// A key no output could contain by chance.
 fn planted_key() -> String {

@@ -105,7 +105,11 @@ async fn fail_then_next(kind: FailureKind) -> (Vec<AttemptRecord>, Vec<AttemptRe
     let a = Scripted::always("a", Step::Fail(kind));
     let b = Scripted::always("b", ok());
     let backends = chain(&[&a, &b]);
-    let cascade = Cascade::new(CascadePolicy::default());
+    // The kinds' own policies: no circuit opening in between, no corrective re-ask.
+    let policy = CascadePolicy::default()
+        .with_circuit(None)
+        .with_corrective_reasks(0);
+    let cascade = Cascade::new(policy);
     let first = run(&cascade, &backends, 0).await.unwrap();
     assert_eq!(first.backend_index, 1, "{kind}");
     let second = run(&cascade, &backends, 0).await.unwrap();
@@ -242,6 +246,7 @@ async fn a_retry_after_beyond_the_cap_moves_on_at_once() {
 #[tokio::test(start_paused = true)]
 async fn backoff_grows_exponentially_up_to_its_cap() {
     let policy = CascadePolicy::default()
+        .with_circuit(None)
         .with_kind(
             FailureKind::ServerError,
             KindPolicy::new(4, FailureAction::Next),
@@ -441,7 +446,7 @@ async fn invalid_output_is_a_failed_attempt_of_the_right_kind() {
         Step::Truncated(r#"{"summary_120w": "Adds two"#.into()),
     );
     let good = Scripted::always("good", ok());
-    let cascade = Cascade::new(CascadePolicy::default());
+    let cascade = Cascade::new(CascadePolicy::default().with_corrective_reasks(0));
     let success = run(&cascade, &chain(&[&chatter, &wordy, &cut, &good]), 0)
         .await
         .unwrap();
@@ -489,7 +494,7 @@ async fn a_complete_answer_is_accepted_even_when_marked_truncated() {
 async fn connect_failures_open_the_circuit_across_spans() {
     let policy = CascadePolicy::default().with_circuit(Some(CircuitPolicy {
         failures_to_open: 2,
-        open_for: Duration::from_secs(30),
+        ..CircuitPolicy::default()
     }));
     let dead = Scripted::new(
         "dead",
@@ -521,7 +526,8 @@ async fn connect_failures_open_the_circuit_across_spans() {
 async fn an_open_circuit_says_why_when_nothing_else_is_left() {
     let policy = CascadePolicy::default().with_circuit(Some(CircuitPolicy {
         failures_to_open: 1,
-        open_for: Duration::from_secs(10),
+        cooldown: Duration::from_secs(10),
+        ..CircuitPolicy::default()
     }));
     let dead = Scripted::always("dead", Step::Fail(FailureKind::Connect));
     let cascade = Cascade::new(policy);
@@ -539,11 +545,13 @@ async fn an_open_circuit_says_why_when_nothing_else_is_left() {
 
 #[tokio::test(start_paused = true)]
 async fn an_answer_closes_the_circuit_count() {
-    let policy = CascadePolicy::default().with_circuit(Some(CircuitPolicy {
-        failures_to_open: 2,
-        open_for: Duration::from_secs(30),
-    }));
-    // connect, schema_invalid (it answered), connect: never two in a row.
+    let policy = CascadePolicy::default()
+        .with_corrective_reasks(0)
+        .with_circuit(Some(CircuitPolicy {
+            failures_to_open: 2,
+            ..CircuitPolicy::default()
+        }));
+    // connect, malformed output (it answered), connect: never two in a row.
     let flaky = Scripted::new(
         "flaky",
         vec![
@@ -651,4 +659,24 @@ async fn a_span_can_run_on_a_spawned_task() {
     let handle =
         tokio::spawn(async move { run(&shared, &backends, 0).await.map(|s| s.backend_index) });
     assert_eq!(handle.await.unwrap().unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_later_pass_numbers_its_attempts_after_the_earlier_ones_and_counts_them() {
+    let a = Scripted::always("a", ok());
+    let cascade = Cascade::new(no_jitter().with_max_attempts_per_span(3));
+    let backends = chain(&[&a]);
+    let cancel = CancellationToken::new();
+    let success = cascade
+        .run_after(2, &backends, 0, &request(), &validation(), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(summary(&success.attempts), [attempt("a", 3, None)]);
+
+    let spent = cascade
+        .run_after(3, &backends, 0, &request(), &validation(), &cancel)
+        .await
+        .expect_err("the earlier passes used every attempt");
+    assert_eq!(spent.reason, GiveUpReason::AttemptLimit);
+    assert!(spent.attempts.is_empty());
 }

@@ -95,14 +95,24 @@ fn build_all_builds_each_distinct_backend_once() {
         ..local.clone()
     };
     let other_model = BackendSpec::new("local", "code", "ollama", "llama");
-    let specs = [local.clone(), same_in_docs, other_model];
+    let pooled = BackendSpec {
+        urls: vec!["http://a:11434".into(), "http://b:11434".into()],
+        ..local.clone()
+    };
+    let limited = BackendSpec {
+        requests_per_minute: Some(60),
+        ..local.clone()
+    };
+    let specs = [local.clone(), same_in_docs, other_model, pooled, limited];
     let adapters = registry.build_all(&specs).unwrap();
-    assert_eq!(adapters.len(), 3);
+    assert_eq!(adapters.len(), 5);
     assert!(Arc::ptr_eq(&adapters[0], &adapters[1]));
-    assert!(!Arc::ptr_eq(&adapters[0], &adapters[2]));
+    for different in &adapters[2..] {
+        assert!(!Arc::ptr_eq(&adapters[0], different));
+    }
     assert_eq!(adapters[1].spec(), &local);
     assert_eq!(adapters[2].spec().model, "llama");
-    assert_eq!(builds.load(Ordering::SeqCst), 2);
+    assert_eq!(builds.load(Ordering::SeqCst), 4);
 
     let with_unknown = [local, BackendSpec::new("x", "default", "acme", "m")];
     let err = registry.build_all(&with_unknown).err().unwrap();

@@ -1,12 +1,12 @@
 //! Scripted adapters and shared fixtures.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use enrich_backends::{
-    BackendAdapter, BackendError, FailureKind, GenerateRequest, Generation, SpanContext,
-    UsageMetrics, ValidationContext,
+    BackendAdapter, BackendError, FailureKind, GenerateRequest, Generation, HealthReport,
+    SpanContext, UsageMetrics, ValidationContext,
 };
 use enrich_config::BackendSpec;
 use tokio::time::Instant;
@@ -51,6 +51,8 @@ pub(crate) enum Step {
     FailRetryAfter(FailureKind, Duration),
     /// Never answer.
     Hang,
+    /// Wait this long (tokio's clock), then do the step.
+    After(Duration, Box<Step>),
 }
 
 /// An adapter that plays a script, one step per call; the last step repeats.
@@ -59,6 +61,7 @@ pub(crate) struct Scripted {
     steps: Vec<Step>,
     calls: AtomicU32,
     call_times: Mutex<Vec<Instant>>,
+    requests: Mutex<Vec<GenerateRequest>>,
 }
 
 impl Scripted {
@@ -76,6 +79,7 @@ impl Scripted {
             steps,
             calls: AtomicU32::new(0),
             call_times: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
         })
     }
 
@@ -91,6 +95,19 @@ impl Scripted {
     /// When each call started (tokio's clock).
     pub(crate) fn call_times(&self) -> Vec<Instant> {
         self.call_times.lock().unwrap().clone()
+    }
+
+    /// The request of each call.
+    pub(crate) fn requests(&self) -> Vec<GenerateRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The prompt of each call.
+    pub(crate) fn prompts(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.prompt.to_string())
+            .collect()
     }
 
     /// The waits between consecutive calls.
@@ -112,10 +129,15 @@ impl BackendAdapter for Scripted {
         format!("scripted://{}", self.spec.name)
     }
 
-    async fn generate(&self, _request: &GenerateRequest) -> Result<Generation, BackendError> {
+    async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) as usize;
         self.call_times.lock().unwrap().push(Instant::now());
-        let step = self.steps[call.min(self.steps.len() - 1)].clone();
+        self.requests.lock().unwrap().push(request.clone());
+        let mut step = self.steps[call.min(self.steps.len() - 1)].clone();
+        while let Step::After(wait, then) = step {
+            tokio::time::sleep(wait).await;
+            step = *then;
+        }
         let name = &self.spec.name;
         let answer = |text: String, done_reason: &str| {
             let mut metrics =
@@ -137,6 +159,7 @@ impl BackendAdapter for Scripted {
                 Err(BackendError::new(kind, format!("{name} is busy")).with_retry_after(wait))
             }
             Step::Hang => std::future::pending().await,
+            Step::After(..) => unreachable!("unwrapped above"),
         }
     }
 }
@@ -147,4 +170,121 @@ pub(crate) fn chain(adapters: &[&Arc<Scripted>]) -> Vec<Arc<dyn BackendAdapter>>
         .iter()
         .map(|a| Arc::clone(*a) as Arc<dyn BackendAdapter>)
         .collect()
+}
+
+/// One machine of a host pool: answers validly after `latency` while alive, refuses connections
+/// once killed (a request under way when it dies is reset). Counts calls and the most requests
+/// it served at once.
+pub(crate) struct FakeHost {
+    spec: BackendSpec,
+    url: String,
+    latency: Duration,
+    alive: AtomicBool,
+    calls: AtomicU32,
+    answered: AtomicU32,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl FakeHost {
+    pub(crate) fn new(spec: &BackendSpec, url: &str, latency: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            spec: spec.for_host(url),
+            url: url.to_owned(),
+            latency,
+            alive: AtomicBool::new(true),
+            calls: AtomicU32::new(0),
+            answered: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn kill(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn revive(&self) {
+        self.alive.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn answered(&self) -> u32 {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    fn refused(&self, what: &str) -> BackendError {
+        BackendError::new(FailureKind::Connect, format!("{what} by {}", self.url))
+    }
+}
+
+/// Decrements a counter when dropped (a request ends or is dropped mid-way).
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl BackendAdapter for FakeHost {
+    fn spec(&self) -> &BackendSpec {
+        &self.spec
+    }
+
+    fn describe_host(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Reachable with the model while alive; unreachable once killed.
+    async fn health(&self) -> HealthReport {
+        if self.alive.load(Ordering::SeqCst) {
+            HealthReport {
+                reachable: Some(true),
+                version: Some("0.12.0".into()),
+                model_present: Some(true),
+                context_length: Some(if self.url.contains("gpu1") {
+                    8192
+                } else {
+                    4096
+                }),
+                messages: vec!["ollama 0.12.0 serves the model".into()],
+                ..HealthReport::default()
+            }
+        } else {
+            HealthReport {
+                reachable: Some(false),
+                messages: vec!["connection refused".into()],
+                fixes: vec!["start ollama there".into()],
+                ..HealthReport::default()
+            }
+        }
+    }
+
+    async fn generate(&self, _request: &GenerateRequest) -> Result<Generation, BackendError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if !self.alive.load(Ordering::SeqCst) {
+            return Err(self.refused("connection refused"));
+        }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _leave = Leave(&self.in_flight);
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
+        if !self.alive.load(Ordering::SeqCst) {
+            return Err(self.refused("connection reset"));
+        }
+        self.answered.fetch_add(1, Ordering::SeqCst);
+        Ok(Generation {
+            text: valid_reply(),
+            metrics: UsageMetrics::new(self.spec.model.clone(), self.url.clone()),
+        })
+    }
 }

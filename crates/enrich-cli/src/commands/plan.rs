@@ -19,20 +19,43 @@ use crate::output;
 struct PlanReport<'a> {
     /// Spans pending now.
     total_pending: u64,
+    /// The order spans are taken in.
+    work_order: WorkOrderReport,
     /// Spans planned (at most `--limit`).
     planned: usize,
     /// The planned spans' estimated prompt tokens, summed.
     estimated_tokens: u64,
+    /// Tokens and cost of the planned spans and of every pending span (see
+    /// [`enrich_pipeline::CostEstimate`]).
+    estimate: enrich_pipeline::CostEstimate,
     /// Planned spans per chain.
     by_chain: BTreeMap<&'a str, u64>,
-    /// Each planned span: its route (chain, backends in order, tier, reasons), estimated
-    /// prompt tokens, cut, cooldown, unreadable source.
+    /// Planned spans per priority class (`high`, `medium`, `low`).
+    by_priority: BTreeMap<&'static str, u64>,
+    /// Each planned span, in the order a run takes them: its place (`order`), weight, priority
+    /// class and the glob that decided the weight, its route (chain, backends in order, tier,
+    /// reasons), estimated prompt tokens, cut, cooldown, unreadable source.
     spans: &'a [enrich_pipeline::PlannedSpan],
 }
 
-/// Prints the plan of the first `--limit` pending spans (all by default).
+/// How the plan orders spans.
+#[derive(Serialize)]
+struct WorkOrderReport {
+    /// By weight with the starvation ratio (true), or by span id.
+    code_first: bool,
+    /// First-queue (high and medium) spans taken before low ones are let in.
+    starvation_ratio_high: u32,
+    /// Low spans let in each time.
+    starvation_ratio_low: u32,
+}
+
+/// Prints the plan of the first `--limit` pending spans (all by default), in the order a run
+/// takes them.
 pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool) -> Result<Exit> {
-    let loaded = repo.load_config()?;
+    let mut loaded = repo.load_config()?;
+    if args.no_code_first {
+        loaded.config.work_order.code_first = false;
+    }
     let config = &loaded.config;
     let options = RunOptions {
         chain: args.chain.clone(),
@@ -50,14 +73,24 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool) -> Result<Exit> {
     let plan = pipeline.plan(limit).context("cannot plan the run")?;
 
     let mut by_chain = BTreeMap::new();
+    let mut by_priority = BTreeMap::new();
     for span in &plan.spans {
         *by_chain.entry(&*span.route.chain_name).or_insert(0) += 1;
+        *by_priority.entry(span.priority.as_str()).or_insert(0) += 1;
     }
+    let order = &config.work_order;
     let report = PlanReport {
         total_pending: plan.total_pending,
+        work_order: WorkOrderReport {
+            code_first: plan.code_first,
+            starvation_ratio_high: order.starvation_ratio_high,
+            starvation_ratio_low: order.starvation_ratio_low,
+        },
         planned: plan.spans.len(),
         estimated_tokens: plan.estimated_tokens(),
+        estimate: plan.estimate,
         by_chain,
+        by_priority,
         spans: &plan.spans,
     };
     if json {
@@ -81,10 +114,21 @@ fn render(plan: &Plan, report: &PlanReport<'_>) -> Result<String> {
         let tokens = span
             .estimated_tokens
             .map_or_else(|| "? tokens".to_owned(), |t| format!("~{t} tokens"));
+        let glob = span
+            .weight_glob
+            .as_deref()
+            .map_or_else(|| "no glob".to_owned(), |g| format!("\"{g}\""));
         writeln!(
             text,
-            "{}  {}:{}-{} {}",
-            span.span_hash, span.path, span.line_start, span.line_end, span.symbol
+            "#{} {}:{}-{} {}  weight {} ({}, {glob})  {}",
+            span.order,
+            span.path,
+            span.line_start,
+            span.line_end,
+            span.symbol,
+            span.weight,
+            span.priority.as_str(),
+            span.span_hash
         )?;
         writeln!(
             text,
@@ -116,6 +160,26 @@ fn render(plan: &Plan, report: &PlanReport<'_>) -> Result<String> {
         .iter()
         .map(|(chain, n)| format!("{chain} {n}"))
         .collect();
+    let order = &report.work_order;
+    if order.code_first {
+        let priorities: Vec<String> = ["high", "medium", "low"]
+            .iter()
+            .filter_map(|p| report.by_priority.get(p).map(|n| format!("{p} {n}")))
+            .collect();
+        writeln!(
+            text,
+            "code first: by weight, {} high or medium then {} low; planned by priority: {}",
+            order.starvation_ratio_high,
+            order.starvation_ratio_low,
+            if priorities.is_empty() {
+                "-".to_owned()
+            } else {
+                priorities.join(", ")
+            }
+        )?;
+    } else {
+        writeln!(text, "span id order (code first is off)")?;
+    }
     writeln!(
         text,
         "{} pending; planned {}: ~{} prompt tokens; by chain: {}",
@@ -127,6 +191,30 @@ fn render(plan: &Plan, report: &PlanReport<'_>) -> Result<String> {
         } else {
             chains.join(", ")
         }
+    )?;
+    let e = &report.estimate;
+    let per_span = if e.output_from_history {
+        "the attempt log's average"
+    } else {
+        "assumed; no run logged any yet"
+    };
+    let cost = |cost: Option<f64>| {
+        cost.map_or_else(
+            || "no cost (no backend has price_input_per_1m / price_output_per_1m)".to_owned(),
+            |c| format!("cost ~{c:.4}"),
+        )
+    };
+    writeln!(
+        text,
+        "estimate if every span succeeds at once: planned ~{} tokens ({} prompt + {} output, {} per span: {per_span}), {}; all {} pending ~{} tokens, {}",
+        e.prompt_tokens + e.output_tokens,
+        e.prompt_tokens,
+        e.output_tokens,
+        e.output_tokens_per_span,
+        cost(e.cost),
+        report.total_pending,
+        e.all_pending_tokens,
+        cost(e.all_pending_cost)
     )?;
     Ok(text)
 }

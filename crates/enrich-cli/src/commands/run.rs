@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use enrich_config::{EnrichmentConfig, select_chain};
+use enrich_config::{EnrichmentConfig, Schedule, select_chain};
 use enrich_pipeline::{
-    EventSink, JsonlSink, Pipeline, PipelineSettings, RunEnd, RunSummary, TracingSink,
+    BudgetStop, EventSink, JsonlSink, Pipeline, PipelineSettings, RunEnd, RunSummary, TracingSink,
 };
 use serde::Serialize;
 
@@ -35,6 +35,10 @@ pub(crate) struct RunOptions {
     pub(crate) chain: Option<String>,
     pub(crate) concurrency: Option<u16>,
     pub(crate) batch_size: Option<u16>,
+    pub(crate) max_tokens: Option<u64>,
+    pub(crate) max_cost: Option<f64>,
+    pub(crate) max_wall_seconds: Option<f64>,
+    pub(crate) schedule: Option<Schedule>,
 }
 
 impl From<&RunArgs> for RunOptions {
@@ -44,6 +48,10 @@ impl From<&RunArgs> for RunOptions {
             chain: args.chain.clone(),
             concurrency: args.concurrency,
             batch_size: args.batch_size,
+            max_tokens: args.max_tokens,
+            max_cost: args.max_cost,
+            max_wall_seconds: args.max_wall_seconds,
+            schedule: args.schedule,
         }
     }
 }
@@ -73,6 +81,13 @@ pub(crate) fn settings(
     if let Some(batch_size) = options.batch_size {
         settings.batch_size = usize::from(batch_size);
     }
+    if let Some(schedule) = options.schedule {
+        settings.schedule = schedule;
+    }
+    let budget = &mut settings.budget;
+    budget.max_tokens_per_run = options.max_tokens.or(budget.max_tokens_per_run);
+    budget.max_cost_per_run = options.max_cost.or(budget.max_cost_per_run);
+    budget.max_wall_seconds = options.max_wall_seconds.or(budget.max_wall_seconds);
     settings
 }
 
@@ -135,8 +150,15 @@ pub(crate) struct RunReport {
     pub(crate) run_id: i64,
     /// `completed`, `interrupted` or `failed`, as stored in the runs table.
     pub(crate) status: &'static str,
-    /// Why the run ended: `exhausted`, `limit_reached`, `stopped`, `aborted`, `failed`.
+    /// Why the run ended: `exhausted`, `limit_reached`, `stopped`, `aborted`,
+    /// `budget_reached`, `failed`.
     pub(crate) end: RunEnd,
+    /// The budget that stopped the run, when one did.
+    pub(crate) budget_stop: Option<BudgetStop>,
+    /// Tokens every attempt used, as the backends reported them.
+    pub(crate) tokens: u64,
+    /// Their cost by the backends' prices (0 without prices).
+    pub(crate) cost: f64,
     pub(crate) total_pending: u64,
     pub(crate) attempted: u64,
     pub(crate) succeeded: u64,
@@ -170,6 +192,9 @@ impl RunReport {
             run_id: summary.run_id.0,
             status: summary.status().as_str(),
             end: summary.end,
+            budget_stop: summary.budget_stop,
+            tokens: summary.tokens,
+            cost: summary.cost,
             total_pending: summary.total_pending,
             attempted: summary.attempted,
             succeeded: summary.succeeded,
@@ -215,6 +240,20 @@ impl RunReport {
             self.total_pending,
             self.spans_per_sec
         )?;
+        if let Some(stop) = &self.budget_stop {
+            writeln!(
+                text,
+                "  stopped taking spans: {stop}; the rest stays pending"
+            )?;
+        }
+        if self.tokens > 0 {
+            let cost = if self.cost > 0.0 {
+                format!(", cost {:.4}", self.cost)
+            } else {
+                String::new()
+            };
+            writeln!(text, "  tokens used: {}{cost}", self.tokens)?;
+        }
         if self.fell_back > 0 {
             writeln!(
                 text,
@@ -289,7 +328,10 @@ impl RunReport {
 
 /// Runs the pipeline once over the repository.
 pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) -> Result<Exit> {
-    let loaded = repo.load_config()?;
+    let mut loaded = repo.load_config()?;
+    if args.no_code_first {
+        loaded.config.work_order.code_first = false;
+    }
     let config = &loaded.config;
     let options = RunOptions::from(args);
     check_chain(config, options.chain.as_deref())?;

@@ -4,38 +4,63 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
-use enrich_db::{GroupCount, Run, Stats};
-use serde::Serialize;
+use enrich_backends::{CircuitSnapshot, CircuitState};
+use enrich_db::{CIRCUITS_META_KEY, GroupCount, Run, Stats};
+use serde::{Deserialize, Serialize};
 
 use crate::context::Repo;
 use crate::exit::Exit;
 use crate::output;
 use crate::time::format_ms;
 
-/// The `--json` document: the database's [`Stats`] and which file they are of.
+/// The `--json` document: the database's [`Stats`], which file they are of, and the circuit
+/// breakers of the last run that published them.
 #[derive(Serialize)]
 struct StatusReport<'a> {
     db: &'a Path,
     #[serde(flatten)]
     stats: &'a Stats,
+    circuits: Option<&'a Circuits>,
 }
 
-/// Prints the index's counts. Opens the database read-only: safe next to a running `enrich run`.
+/// The circuit breakers a run publishes in `llmc_meta` while it runs (and once at its end).
+#[derive(Debug, Serialize, Deserialize)]
+struct Circuits {
+    run_id: i64,
+    updated_at_ms: u64,
+    circuits: Vec<CircuitSnapshot>,
+}
+
+/// Prints the index's counts. Opens the database read-only: safe next to a running `enrich run`
+/// or `enrich watch`, whose circuit breakers it shows as they last changed.
 pub(crate) fn status(repo: &Repo, json: bool) -> Result<Exit> {
     let db = repo.open_read_only()?;
     let stats = db.stats()?;
+    let circuits = match db.meta(CIRCUITS_META_KEY)? {
+        Some(text) => match serde_json::from_str::<Circuits>(&text) {
+            Ok(circuits) => Some(circuits),
+            Err(err) => {
+                tracing::warn!(
+                    "ignoring the published circuit state ({err}); the next run rewrites it"
+                );
+                None
+            }
+        },
+        None => None,
+    };
     if json {
         output::json(&StatusReport {
             db: &repo.db_path,
             stats: &stats,
+            circuits: circuits.as_ref(),
         })?;
     } else {
-        output::text(&render(&repo.db_path, &stats)?)?;
+        output::text(&render(&repo.db_path, &stats, circuits.as_ref())?)?;
     }
     Ok(Exit::Success)
 }
 
-fn render(db: &Path, stats: &Stats) -> Result<String> {
+fn render(db: &Path, stats: &Stats, circuits: Option<&Circuits>) -> Result<String> {
     let mut text = String::new();
     writeln!(text, "index          {}", db.display())?;
     writeln!(text, "files          {}", stats.files)?;
@@ -49,6 +74,9 @@ fn render(db: &Path, stats: &Stats) -> Result<String> {
     match &stats.last_run {
         Some(run) => write_run(&mut text, run)?,
         None => writeln!(text, "last run       none")?,
+    }
+    if let Some(circuits) = circuits {
+        write_circuits(&mut text, circuits)?;
     }
     if stats.dead_lettered > 0 {
         writeln!(
@@ -68,6 +96,40 @@ fn write_groups(text: &mut String, title: &str, groups: &[GroupCount]) -> std::f
     for group in groups {
         let key = group.key.as_deref().unwrap_or("(unknown)");
         writeln!(text, "  {key:<40} {}", group.count)?;
+    }
+    Ok(())
+}
+
+/// The circuits that are not closed, as the run last published them.
+fn write_circuits(text: &mut String, circuits: &Circuits) -> std::fmt::Result {
+    let troubled: Vec<&CircuitSnapshot> = circuits
+        .circuits
+        .iter()
+        .filter(|c| c.state != CircuitState::Closed)
+        .collect();
+    if troubled.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        text,
+        "circuits       run #{} as of {}",
+        circuits.run_id,
+        format_ms(circuits.updated_at_ms)
+    )?;
+    for circuit in troubled {
+        let state = match circuit.state {
+            CircuitState::Open { remaining_ms } => format!(
+                "open until {}",
+                format_ms(circuits.updated_at_ms.saturating_add(remaining_ms))
+            ),
+            CircuitState::HalfOpen { .. } => "half-open (probing)".to_owned(),
+            CircuitState::Closed => "closed".to_owned(),
+        };
+        writeln!(
+            text,
+            "  {} at {}: {state}, opened {} time(s)",
+            circuit.backend, circuit.host, circuit.trips
+        )?;
     }
     Ok(())
 }

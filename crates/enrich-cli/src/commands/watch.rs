@@ -55,6 +55,8 @@ pub(crate) async fn watch(global: &Global, args: &WatchArgs) -> Result<Exit> {
         chain: args.run.chain.clone(),
         concurrency: args.run.concurrency,
         batch_size: args.run.batch_size,
+        schedule: args.run.schedule,
+        ..RunOptions::default()
     };
     let interval = Duration::from_secs(args.interval);
     let shutdown = Shutdown::install().context("cannot install the signal handlers")?;
@@ -122,7 +124,13 @@ async fn pass(repo: &Repo, options: &RunOptions, shutdown: &Shutdown) -> Result<
     let loaded = repo.load_config()?;
     let config = &loaded.config;
     check_chain(config, options.chain.as_deref())?;
-    if repo.open_read_only()?.pending_count()? == 0 {
+    // Read-write, as the run will open it: an index of an older enrich is migrated here
+    // rather than refused.
+    if repo
+        .open_for_run(config.max_failures_per_span)?
+        .pending_count()?
+        == 0
+    {
         return Ok(None);
     }
     preflight(config, options.chain.as_deref()).await?;

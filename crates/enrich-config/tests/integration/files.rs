@@ -31,6 +31,7 @@ fn builtin() -> EnrichmentConfig {
         schedule: Schedule::PerSpan,
         circuit_breaker: CircuitBreakerConfig::default(),
         budget: BudgetConfig::default(),
+        work_order: crate::work_order::builtin_work_order(),
         backends: vec![backend],
     }
 }

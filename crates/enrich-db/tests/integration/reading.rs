@@ -228,3 +228,14 @@ fn span_at_finds_the_innermost_span_of_a_line_or_says_why_not() {
         );
     }
 }
+
+#[test]
+fn span_by_id_reads_a_span_or_none_when_it_is_gone() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(2));
+    let db = fixture.db();
+    let first = db.span_by_hash(&hashes[1]).expect("read").expect("span");
+    let again = db.span_by_id(first.id).expect("read").expect("span");
+    assert_eq!(again, first);
+    assert_eq!(db.span_by_id(first.id + 100).expect("read"), None);
+}

@@ -298,7 +298,17 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
         .expect("journal_mode");
     assert_eq!(mode, "wal");
     let mut expected: BTreeSet<String> = LLMC_TABLES.iter().map(|(t, _)| (*t).to_owned()).collect();
-    expected.extend(["enrich_attempts", "enrich_failures", "enrich_runs"].map(str::to_owned));
+    expected.extend(
+        [
+            "enrich_attempts",
+            "enrich_failures",
+            "enrich_runs",
+            "enrich_file_weights",
+            "enrich_span_order",
+            "enrich_leases",
+        ]
+        .map(str::to_owned),
+    );
     assert_eq!(table_names(&conn), expected);
     let stored: String = conn
         .query_row(
@@ -469,10 +479,20 @@ fn read_only_open_of_a_pristine_llmc_index_reports_without_writing() {
 #[test]
 fn migrations_are_append_only() {
     // Each released migration's SQL is pinned: change nothing, append a new migration instead.
-    const PINNED: &[(u32, &str)] = &[(
-        1,
-        "acc8ab42c320462dc26ddda4daa64463d22bbd08c6545d56a6b79b313df5ab97",
-    )];
+    const PINNED: &[(u32, &str)] = &[
+        (
+            1,
+            "acc8ab42c320462dc26ddda4daa64463d22bbd08c6545d56a6b79b313df5ab97",
+        ),
+        (
+            2,
+            "99071364c0a192003c368e500ac444cadff6dba3cd0c003092323c91e20a4f18",
+        ),
+        (
+            3,
+            "703430e31c4e3c8571dc79025d7d8bcd41919c6939a6a633ca521662ddf1315d",
+        ),
+    ];
     let all = migrations();
     assert_eq!(
         all.len(),

@@ -244,3 +244,22 @@ async fn pending_spans_are_read_page_by_page_as_slots_free_up() {
         .expect("count");
     assert_eq!(external_kept, 30);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_backends_requests_per_minute_pace_the_run() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 5);
+    let model = Arc::new(Scripted::new("model").requests_per_minute(2));
+    let (pipeline, _) = pipeline(&fixture, &config(&[&model]), &[&model], |s| {
+        s.concurrency = 5;
+    });
+
+    let started = Instant::now();
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+
+    assert_eq!(summary.succeeded, 5);
+    // A burst of a minute's budget (2), then one request every 30 s: 3 more take 90 s.
+    let took = started.elapsed().as_secs_f64();
+    assert!((90.0..91.0).contains(&took), "took {took} s");
+    assert_eq!(model.calls(), 5);
+}

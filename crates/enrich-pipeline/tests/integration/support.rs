@@ -230,6 +230,12 @@ impl Scripted {
         self
     }
 
+    /// Sets `requests_per_minute`.
+    pub(crate) fn requests_per_minute(mut self, rpm: u32) -> Self {
+        self.spec.requests_per_minute = Some(rpm);
+        self
+    }
+
     /// Sets `timeout_seconds`.
     pub(crate) fn timeout_seconds(mut self, secs: f64) -> Self {
         self.spec.timeout_seconds = Some(secs);

@@ -1,0 +1,349 @@
+//! A backend entry read into what the adapter needs for every request, checked once.
+
+use std::time::Duration;
+
+use enrich_config::{BackendSpec, Options, Secret};
+use serde_json::Value;
+use url::Url;
+
+use crate::error::OpenAiConfigError;
+
+/// The base URL of a backend without `url`: OpenAI's own API.
+pub const DEFAULT_URL: &str = "https://api.openai.com/v1";
+
+/// The variable holding the API key of a backend without `api_key_env`.
+pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// The longest wait for a TCP (and TLS) connection, whatever the total timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Option keys that are enrich's own and never become request fields: `response_format` and
+/// `strict` shape the request's `response_format`, `stream` must stay off, `max_in_flight` and
+/// `parallel` are the pipeline's per-backend concurrency limit.
+const OWN_OPTION_KEYS: [&str; 5] = [
+    "response_format",
+    "strict",
+    "stream",
+    "max_in_flight",
+    "parallel",
+];
+
+/// Request fields the adapter fills in from the request itself.
+const RESERVED_KEYS: [&str; 2] = ["model", "messages"];
+
+/// What to send as `response_format` (option `response_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormatMode {
+    /// `{"type": "json_schema", …}` with the request's schema; `json_object` without one.
+    JsonSchema,
+    /// `{"type": "json_object"}`: any JSON object, for servers that refuse schemas.
+    JsonObject,
+    /// No `response_format` at all, for servers that refuse the field.
+    None,
+}
+
+/// What one OpenAI-compatible backend entry means, checked when the adapter is built.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// `POST {url}/chat/completions` (may carry the URL's credentials, which are sent as basic
+    /// auth).
+    pub(crate) chat_url: Url,
+    /// `GET {url}/models`.
+    pub(crate) models_url: Url,
+    /// The base URL without credentials, query or trailing slash, for messages and metrics.
+    pub(crate) host: String,
+    /// The total time one request may take, body included.
+    pub(crate) timeout: Duration,
+    /// The time a connection may take: the total timeout, at most 10 s.
+    pub(crate) connect_timeout: Duration,
+    /// The `response_format` mode.
+    pub(crate) format: FormatMode,
+    /// `json_schema.strict`, only when configured.
+    pub(crate) strict: Option<bool>,
+    /// Everything else from the options table, sent as top-level request fields.
+    pub(crate) fields: Options,
+    /// The variable the API key is read from (`api_key_env`, else `OPENAI_API_KEY`).
+    pub(crate) api_key_var: String,
+    /// The key sent as a bearer token, if the variable is set.
+    pub(crate) api_key: Option<Secret>,
+}
+
+impl Settings {
+    /// Reads and checks `spec`, reading the API key from the environment.
+    pub(crate) fn from_spec(spec: &BackendSpec) -> Result<Self, OpenAiConfigError> {
+        Self::from_spec_with(spec, |var| std::env::var(var).ok())
+    }
+
+    /// Reads and checks `spec`, reading variables through `env`.
+    pub(crate) fn from_spec_with(
+        spec: &BackendSpec,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, OpenAiConfigError> {
+        let base = parse_base_url(spec.url.as_deref().unwrap_or(DEFAULT_URL))?;
+        let timeout = timeout(spec)?;
+
+        let mut fields = spec.options.clone();
+        let format = match fields.get("response_format") {
+            None | Some(Value::Null) => FormatMode::JsonSchema,
+            Some(Value::String(mode)) if mode == "json_schema" => FormatMode::JsonSchema,
+            Some(Value::String(mode)) if mode == "json_object" => FormatMode::JsonObject,
+            Some(Value::String(mode)) if mode == "none" => FormatMode::None,
+            Some(other) => {
+                return Err(invalid_option(
+                    "response_format",
+                    "\"json_schema\", \"json_object\" or \"none\"",
+                    other,
+                ));
+            }
+        };
+        let strict = match fields.get("strict") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(strict)) => Some(*strict),
+            Some(other) => return Err(invalid_option("strict", "true or false", other)),
+        };
+        match fields.get("stream") {
+            None | Some(Value::Null | Value::Bool(false)) => {}
+            Some(other) => {
+                return Err(invalid_option(
+                    "stream",
+                    "false (this adapter reads whole answers, never streams)",
+                    other,
+                ));
+            }
+        }
+        if let Some(key) = RESERVED_KEYS.iter().find(|key| fields.contains_key(**key)) {
+            return Err(OpenAiConfigError::ReservedOption {
+                key: (*key).to_owned(),
+            });
+        }
+        fields.retain(|key, _| !OWN_OPTION_KEYS.contains(&key.as_str()));
+
+        let (api_key_var, api_key) = match &spec.api_key_env {
+            Some(var) => {
+                let key = env(var)
+                    .filter(|key| !key.is_empty())
+                    .ok_or_else(|| OpenAiConfigError::MissingApiKey { var: var.clone() })?;
+                (var.clone(), Some(Secret::new(key)))
+            }
+            // The default variable is optional: local servers need no key.
+            None => (
+                DEFAULT_API_KEY_ENV.to_owned(),
+                env(DEFAULT_API_KEY_ENV)
+                    .filter(|key| !key.is_empty())
+                    .map(Secret::new),
+            ),
+        };
+
+        let endpoint = |path: &str| {
+            let mut url = base.clone();
+            let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
+            url.set_path(&joined);
+            url
+        };
+        Ok(Self {
+            chat_url: endpoint("chat/completions"),
+            models_url: endpoint("models"),
+            host: describe(&base),
+            timeout,
+            connect_timeout: timeout.min(MAX_CONNECT_TIMEOUT),
+            format,
+            strict,
+            fields,
+            api_key_var,
+            api_key,
+        })
+    }
+}
+
+/// Parses the base URL: an absolute `http` or `https` URL with a host.
+fn parse_base_url(raw: &str) -> Result<Url, OpenAiConfigError> {
+    let raw = raw.trim();
+    let invalid = |reason: String| OpenAiConfigError::InvalidUrl {
+        url: redact_userinfo(raw),
+        reason,
+    };
+    if !raw.contains("://") {
+        return Err(invalid("it has no scheme".to_owned()));
+    }
+    let url = Url::parse(raw).map_err(|err| invalid(err.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(OpenAiConfigError::UnsupportedScheme {
+            url: redact_userinfo(raw),
+            scheme: url.scheme().to_owned(),
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it names no host".to_owned()));
+    }
+    Ok(url)
+}
+
+fn timeout(spec: &BackendSpec) -> Result<Duration, OpenAiConfigError> {
+    match spec.timeout_seconds {
+        Some(seconds) if !(seconds.is_finite() && seconds > 0.0) => {
+            Err(OpenAiConfigError::InvalidTimeout { seconds })
+        }
+        _ => Ok(spec.timeout()),
+    }
+}
+
+fn invalid_option(key: &'static str, expected: &'static str, found: &Value) -> OpenAiConfigError {
+    OpenAiConfigError::InvalidOption {
+        key,
+        expected,
+        found: found.to_string(),
+    }
+}
+
+/// The base URL for people: no credentials, query or trailing slash.
+fn describe(base: &Url) -> String {
+    let mut url = base.clone();
+    // Cannot fail for an http(s) URL with a host, which `parse_base_url` guarantees.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// `raw` with anything between `://` and `@` replaced, for a URL too broken to parse.
+fn redact_userinfo(raw: &str) -> String {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return raw.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
+        None => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(url: Option<&str>, options: Value) -> BackendSpec {
+        let Value::Object(options) = options else {
+            panic!("options must be an object")
+        };
+        BackendSpec {
+            url: url.map(str::to_owned),
+            options,
+            ..BackendSpec::new("cloud", "default", "openai", "gpt-4o-mini")
+        }
+    }
+
+    #[test]
+    fn endpoints_keep_the_path_and_query_and_the_host_drops_credentials() {
+        let check = |url: Option<&str>, chat: &str, models: &str, host: &str| {
+            let settings = Settings::from_spec_with(&spec(url, json!({})), |_| None).unwrap();
+            assert_eq!(settings.chat_url.as_str(), chat, "{url:?}");
+            assert_eq!(settings.models_url.as_str(), models, "{url:?}");
+            assert_eq!(settings.host, host, "{url:?}");
+        };
+        check(
+            None,
+            "https://api.openai.com/v1/chat/completions",
+            "https://api.openai.com/v1/models",
+            "https://api.openai.com/v1",
+        );
+        check(
+            Some("http://localhost:8000/v1/"),
+            "http://localhost:8000/v1/chat/completions",
+            "http://localhost:8000/v1/models",
+            "http://localhost:8000/v1",
+        );
+        check(
+            Some("https://api.groq.com/openai/v1"),
+            "https://api.groq.com/openai/v1/chat/completions",
+            "https://api.groq.com/openai/v1/models",
+            "https://api.groq.com/openai/v1",
+        );
+        check(
+            Some("https://me:s3cret@proxy.example/v1?api-version=2024-10-21"),
+            "https://me:s3cret@proxy.example/v1/chat/completions?api-version=2024-10-21",
+            "https://me:s3cret@proxy.example/v1/models?api-version=2024-10-21",
+            "https://proxy.example/v1",
+        );
+    }
+
+    #[test]
+    fn options_split_into_enrichs_own_keys_and_request_fields() {
+        let settings = Settings::from_spec_with(
+            &spec(
+                None,
+                json!({
+                    "response_format": "json_object", "strict": true, "stream": false,
+                    "max_in_flight": 4, "parallel": 2, "temperature": 0, "seed": 7, "top_p": 0.9,
+                }),
+            ),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(settings.format, FormatMode::JsonObject);
+        assert_eq!(settings.strict, Some(true));
+        assert_eq!(
+            Value::Object(settings.fields),
+            json!({"temperature": 0, "seed": 7, "top_p": 0.9})
+        );
+        let defaults = Settings::from_spec_with(&spec(None, json!({})), |_| None).unwrap();
+        assert_eq!(
+            (defaults.format, defaults.strict),
+            (FormatMode::JsonSchema, None)
+        );
+        let none =
+            Settings::from_spec_with(&spec(None, json!({"response_format": "none"})), |_| None)
+                .unwrap();
+        assert_eq!(none.format, FormatMode::None);
+    }
+
+    #[test]
+    fn the_key_comes_from_api_key_env_else_openai_api_key_which_may_be_unset() {
+        let env = |var: &str| match var {
+            "OPENAI_API_KEY" => Some("sk-default".to_owned()),
+            "GROQ_API_KEY" => Some("gsk-groq".to_owned()),
+            "EMPTY_KEY" => Some(String::new()),
+            _ => None,
+        };
+        let check = |api_key_env: Option<&str>, env: &dyn Fn(&str) -> Option<String>| {
+            let entry = BackendSpec {
+                api_key_env: api_key_env.map(str::to_owned),
+                ..spec(None, json!({}))
+            };
+            Settings::from_spec_with(&entry, env)
+                .map(|s| (s.api_key_var, s.api_key.map(|k| k.expose().to_owned())))
+                .map_err(|err| err.to_string())
+        };
+        assert_eq!(
+            check(None, &env),
+            Ok(("OPENAI_API_KEY".to_owned(), Some("sk-default".to_owned())))
+        );
+        assert_eq!(
+            check(Some("GROQ_API_KEY"), &env),
+            Ok(("GROQ_API_KEY".to_owned(), Some("gsk-groq".to_owned())))
+        );
+        assert_eq!(
+            check(None, &|_| None),
+            Ok(("OPENAI_API_KEY".to_owned(), None))
+        );
+        for var in ["UNSET_KEY", "EMPTY_KEY"] {
+            let err = check(Some(var), &env).unwrap_err();
+            assert!(
+                err.starts_with(&format!("`api_key_env` names the variable {var}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_urls_are_shown_without_credentials() {
+        assert_eq!(
+            redact_userinfo("https://me:pw@bad host/x"),
+            "https://[redacted]@bad host/x"
+        );
+        assert_eq!(redact_userinfo("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact_userinfo("no scheme"), "no scheme");
+    }
+}

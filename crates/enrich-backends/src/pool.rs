@@ -1,0 +1,523 @@
+//! [`HostPool`]: one backend served by several hosts (the same model on several machines).
+
+use std::fmt;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use enrich_config::BackendSpec;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::adapter::{BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport};
+use crate::cascade::AttemptObserver;
+use crate::circuit::{
+    CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,
+    CircuitTransition,
+};
+use crate::deadline;
+use crate::error::BackendsError;
+use crate::failure::{BackendError, FailureKind};
+use crate::policy::CascadePolicy;
+
+/// How a [`HostPool`] shares requests among its hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPoolPolicy {
+    /// Requests one host serves at once (Ollama's `OLLAMA_NUM_PARALLEL`); 0 counts as 1.
+    pub max_in_flight_per_host: usize,
+    /// Each host's circuit breaker; `None`: a failing host is still passed over for the request
+    /// that saw it fail, but never skipped for later ones.
+    pub circuit: Option<CircuitPolicy>,
+    /// The failures that move a request to another host and count toward the host's circuit.
+    pub failover_kinds: Vec<FailureKind>,
+}
+
+impl Default for HostPoolPolicy {
+    /// One request per host; the default circuit; fail over on connect, timeout and server
+    /// errors.
+    fn default() -> Self {
+        Self {
+            max_in_flight_per_host: 1,
+            circuit: Some(CircuitPolicy::default()),
+            failover_kinds: vec![
+                FailureKind::Connect,
+                FailureKind::Timeout,
+                FailureKind::ServerError,
+            ],
+        }
+    }
+}
+
+impl HostPoolPolicy {
+    /// The cascade's circuit and tripping kinds ([`KindPolicy::trips_circuit`](crate::KindPolicy::trips_circuit)),
+    /// with `max_in_flight_per_host`.
+    pub fn from_cascade(policy: &CascadePolicy, max_in_flight_per_host: usize) -> Self {
+        Self {
+            max_in_flight_per_host,
+            circuit: policy.circuit,
+            failover_kinds: policy
+                .per_kind
+                .iter()
+                .filter(|(_, kind)| kind.trips_circuit)
+                .map(|(kind, _)| kind)
+                .collect(),
+        }
+    }
+}
+
+/// One backend served by several hosts: a [`BackendAdapter`] over one adapter per host (same
+/// spec, different URL).
+///
+/// Each request goes to the least-loaded host whose circuit lets it through (ties in turn), under
+/// that host's in-flight cap; when every usable host is at its cap the request waits for a slot.
+/// A host failing with a fail-over kind ([`HostPoolPolicy::failover_kinds`]: connect, timeout,
+/// server error by default) counts toward its circuit, and the same request goes at once to
+/// another host it has not tried: one host going down moves its load to the others without
+/// failing spans. Only when every host has failed this request or is behind an open circuit
+/// does the pool fail, with [`FailureKind::Connect`] and a message naming every host. Other
+/// failures (a missing model, a busy server, …) are the cascade's to decide and are returned
+/// as they are.
+///
+/// The backend's `timeout_seconds` applies to each host call from the moment its slot is taken,
+/// so queueing for a slot never times a request out; the spec the cascade sees carries
+/// [`QUEUEING_TIMEOUT_SECONDS`](crate::QUEUEING_TIMEOUT_SECONDS) instead. A request that times
+/// out on every host therefore takes up to one timeout per host.
+pub struct HostPool {
+    spec: BackendSpec,
+    deadline: Option<Duration>,
+    hosts: Vec<Host>,
+    description: String,
+    max_in_flight: usize,
+    failover: [bool; FailureKind::ALL.len()],
+    state: Mutex<PoolState>,
+    released: Notify,
+    observer: Mutex<Option<Arc<dyn AttemptObserver>>>,
+}
+
+struct Host {
+    adapter: Arc<dyn BackendAdapter>,
+    name: String,
+}
+
+struct PoolState {
+    hosts: Vec<HostState>,
+    /// Where the next search starts, so equally loaded hosts take turns.
+    cursor: usize,
+}
+
+#[derive(Debug)]
+struct HostState {
+    in_flight: usize,
+    breaker: Option<CircuitBreaker>,
+    /// The last fail-over failure, for error messages.
+    last_failure: Option<String>,
+}
+
+impl fmt::Debug for HostPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostPool")
+            .field("backend", &self.spec.name)
+            .field("hosts", &self.description)
+            .field("max_in_flight_per_host", &self.max_in_flight)
+            .field("circuits", &self.circuits())
+            .finish()
+    }
+}
+
+/// What a request found when it looked for a host.
+enum Pick<'a> {
+    Slot(Slot<'a>),
+    Wait,
+    Exhausted,
+}
+
+/// A taken host slot; gives it back (and settles the host's circuit) when dropped.
+struct Slot<'a> {
+    pool: &'a HostPool,
+    index: usize,
+    ticket: Option<CircuitTicket>,
+    outcome: CallOutcome,
+}
+
+impl Slot<'_> {
+    fn finish(mut self, outcome: CallOutcome, failure: Option<&BackendError>) {
+        self.outcome = outcome;
+        if let Some(error) = failure {
+            self.pool.lock().hosts[self.index].last_failure = Some(error.to_string());
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let transition = {
+            let mut state = self.pool.lock();
+            let host = &mut state.hosts[self.index];
+            host.in_flight -= 1;
+            match (host.breaker.as_mut(), self.ticket.take()) {
+                (Some(breaker), Some(ticket)) => breaker
+                    .settle(ticket, self.outcome, Instant::now())
+                    .map(|(from, to)| self.pool.transition(self.index, host, from, to)),
+                _ => None,
+            }
+        };
+        self.pool.released.notify_waiters();
+        if let Some(transition) = transition {
+            self.pool.report(&transition);
+        }
+    }
+}
+
+impl HostPool {
+    /// A pool serving `spec` (the backend entry with every host) through `hosts`, one adapter
+    /// per host.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendsError::Build`] when `hosts` is empty.
+    pub fn new(
+        spec: BackendSpec,
+        hosts: Vec<Arc<dyn BackendAdapter>>,
+        policy: HostPoolPolicy,
+    ) -> Result<Self, BackendsError> {
+        if hosts.is_empty() {
+            return Err(BackendsError::Build {
+                backend: spec.name.clone(),
+                chain: spec.chain.clone(),
+                provider: spec.provider.clone(),
+                source: Box::new(BackendError::new(
+                    FailureKind::InvalidRequest,
+                    "a host pool needs at least one host; list them in `urls`",
+                )),
+            });
+        }
+        let (outer, deadline) = deadline::split(&spec);
+        let hosts: Vec<Host> = hosts
+            .into_iter()
+            .map(|adapter| Host {
+                name: adapter.describe_host(),
+                adapter,
+            })
+            .collect();
+        let description = hosts
+            .iter()
+            .map(|host| host.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let state = hosts
+            .iter()
+            .map(|_| HostState {
+                in_flight: 0,
+                breaker: policy.circuit.map(CircuitBreaker::new),
+                last_failure: None,
+            })
+            .collect();
+        let mut failover = [false; FailureKind::ALL.len()];
+        for kind in &policy.failover_kinds {
+            failover[kind.index()] = true;
+        }
+        Ok(Self {
+            spec: outer,
+            deadline,
+            hosts,
+            description,
+            max_in_flight: policy.max_in_flight_per_host.max(1),
+            failover,
+            state: Mutex::new(PoolState {
+                hosts: state,
+                cursor: 0,
+            }),
+            released: Notify::new(),
+            observer: Mutex::new(None),
+        })
+    }
+
+    /// Reports every host circuit transition to `observer` from now on (`None`: to nobody).
+    pub fn set_observer(&self, observer: Option<Arc<dyn AttemptObserver>>) {
+        *self.observer.lock().unwrap_or_else(PoisonError::into_inner) = observer;
+    }
+
+    /// The hosts, as their adapters describe them, in configuration order.
+    pub fn hosts(&self) -> Vec<&str> {
+        self.hosts.iter().map(|host| host.name.as_str()).collect()
+    }
+
+    /// Each host's circuit, in configuration order; empty without a circuit policy.
+    pub fn circuits(&self) -> Vec<CircuitSnapshot> {
+        let now = Instant::now();
+        self.lock()
+            .hosts
+            .iter()
+            .zip(&self.hosts)
+            .filter_map(|(state, host)| {
+                let breaker = state.breaker.as_ref()?;
+                Some(breaker.snapshot(&self.spec.name, &host.name, now))
+            })
+            .collect()
+    }
+
+    /// Requests in flight on each host, in configuration order.
+    pub fn in_flight(&self) -> Vec<usize> {
+        self.lock()
+            .hosts
+            .iter()
+            .map(|host| host.in_flight)
+            .collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // Every update is a few field writes: the state stays consistent after a panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a slot on the least-loaded usable host not in `tried`.
+    fn pick(&self, tried: &[bool]) -> Pick<'_> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let n = self.hosts.len();
+        let mut best: Option<usize> = None;
+        let mut full = false;
+        for offset in 0..n {
+            let index = (state.cursor + offset) % n;
+            let host = &state.hosts[index];
+            if tried[index] || !host.breaker.as_ref().is_none_or(|b| b.allows(now)) {
+                continue;
+            }
+            if host.in_flight >= self.max_in_flight {
+                full = true;
+            } else if best.is_none_or(|b| host.in_flight < state.hosts[b].in_flight) {
+                best = Some(index);
+            }
+        }
+        let Some(index) = best else {
+            return if full { Pick::Wait } else { Pick::Exhausted };
+        };
+        state.cursor = (index + 1) % n;
+        let host = &mut state.hosts[index];
+        let mut transition = None;
+        let ticket = match host.breaker.as_mut() {
+            Some(breaker) => match breaker.admit(now) {
+                Ok((ticket, admitted)) => {
+                    transition = admitted;
+                    Some(ticket)
+                }
+                // `allows` said yes under the same lock.
+                Err(_) => return Pick::Exhausted,
+            },
+            None => None,
+        };
+        host.in_flight += 1;
+        let transition = transition.map(|(from, to)| self.transition(index, host, from, to));
+        drop(state);
+        if let Some(transition) = transition {
+            self.report(&transition);
+        }
+        Pick::Slot(Slot {
+            pool: self,
+            index,
+            ticket,
+            outcome: CallOutcome::Abandoned,
+        })
+    }
+
+    /// Waits until a usable host has a free slot, or says that none is usable.
+    async fn slot(&self, tried: &[bool]) -> Option<Slot<'_>> {
+        loop {
+            // Registered before looking, so a slot freed in between is not missed.
+            let mut released = pin!(self.released.notified());
+            released.as_mut().enable();
+            match self.pick(tried) {
+                Pick::Slot(slot) => return Some(slot),
+                Pick::Exhausted => return None,
+                Pick::Wait => released.await,
+            }
+        }
+    }
+
+    fn transition(
+        &self,
+        index: usize,
+        host: &HostState,
+        from: CircuitState,
+        to: CircuitState,
+    ) -> CircuitTransition {
+        let breaker = host.breaker.as_ref();
+        CircuitTransition {
+            backend: self.spec.name.clone(),
+            host: self.hosts[index].name.clone(),
+            from,
+            to,
+            consecutive_failures: breaker.map_or(0, CircuitBreaker::consecutive_failures),
+            trips: breaker.map_or(0, CircuitBreaker::trips),
+            reason: matches!(to, CircuitState::Open { .. })
+                .then(|| host.last_failure.clone())
+                .flatten(),
+        }
+    }
+
+    fn report(&self, transition: &CircuitTransition) {
+        match transition.to {
+            CircuitState::Open { remaining_ms } => tracing::warn!(
+                backend = %transition.backend,
+                host = %transition.host,
+                "host circuit opened for {:.1}s: {}",
+                remaining_ms as f64 / 1000.0,
+                transition.reason.as_deref().unwrap_or("unknown failure")
+            ),
+            CircuitState::Closed => tracing::info!(
+                backend = %transition.backend,
+                host = %transition.host,
+                "host circuit closed: the probe request was answered"
+            ),
+            CircuitState::HalfOpen { .. } => tracing::debug!(
+                backend = %transition.backend,
+                host = %transition.host,
+                "host circuit half-open: sending one probe request"
+            ),
+        }
+        let observer = self
+            .observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(observer) = observer {
+            observer.on_circuit(transition);
+        }
+    }
+
+    /// The failure of a request no host could serve, naming every host and why.
+    fn exhausted(&self, failures: &[Option<BackendError>]) -> BackendError {
+        let now = Instant::now();
+        let state = self.lock();
+        let reasons: Vec<String> = self
+            .hosts
+            .iter()
+            .zip(state.hosts.iter())
+            .zip(failures)
+            .map(|((host, state), failure)| {
+                let why = match (failure, state.breaker.as_ref().map(|b| b.state(now))) {
+                    (Some(error), _) => error.to_string(),
+                    (None, Some(CircuitState::Open { remaining_ms })) => format!(
+                        "circuit open for {:.1}s more after: {}",
+                        remaining_ms as f64 / 1000.0,
+                        state.last_failure.as_deref().unwrap_or("unknown failure")
+                    ),
+                    (None, Some(CircuitState::HalfOpen { .. })) => {
+                        "circuit half-open, another request's probe decides".to_owned()
+                    }
+                    (None, _) => "not tried".to_owned(),
+                };
+                format!("{} ({why})", host.name)
+            })
+            .collect();
+        BackendError::new(
+            FailureKind::Connect,
+            format!(
+                "no host of backend '{}' could serve the request: {}; start the hosts or remove \
+                 the dead ones from its `urls`",
+                self.spec.name,
+                reasons.join("; ")
+            ),
+        )
+    }
+}
+
+#[async_trait]
+impl BackendAdapter for HostPool {
+    fn spec(&self) -> &BackendSpec {
+        &self.spec
+    }
+
+    fn describe_host(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
+        let mut tried = vec![false; self.hosts.len()];
+        let mut failures: Vec<Option<BackendError>> = std::iter::repeat_with(|| None)
+            .take(self.hosts.len())
+            .collect();
+        loop {
+            let Some(slot) = self.slot(&tried).await else {
+                return Err(self.exhausted(&failures));
+            };
+            let host = &self.hosts[slot.index];
+            let call = host.adapter.generate(request);
+            let result = deadline::within(self.deadline, &self.spec.name, &host.name, call).await;
+            match result {
+                Ok(generation) => {
+                    slot.finish(CallOutcome::Answered, None);
+                    return Ok(generation);
+                }
+                Err(error) if self.failover[error.kind.index()] => {
+                    tracing::debug!(
+                        backend = %self.spec.name,
+                        host = %host.name,
+                        "host failed, trying another: {error}"
+                    );
+                    let index = slot.index;
+                    slot.finish(CallOutcome::Tripped, Some(&error));
+                    tried[index] = true;
+                    failures[index] = Some(error);
+                }
+                Err(error) if error.kind == FailureKind::Cancelled => {
+                    slot.finish(CallOutcome::Abandoned, None);
+                    return Err(error);
+                }
+                Err(error) => {
+                    slot.finish(CallOutcome::Answered, None);
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Every host's health, merged: reachable when any host is; a model missing or credentials
+    /// refused on any reachable host show as such; the smallest context length; each message
+    /// and fix prefixed with its host.
+    async fn health(&self) -> HealthReport {
+        let mut merged = HealthReport::default();
+        let (mut reachable, mut unknown) = (0, 0);
+        for host in &self.hosts {
+            let report = host.adapter.health().await;
+            match report.reachable {
+                Some(true) => {
+                    reachable += 1;
+                    merged.version = merged.version.or(report.version);
+                    if let Some(accepted) = report.credentials_accepted {
+                        merged.credentials_accepted =
+                            Some(merged.credentials_accepted.unwrap_or(true) && accepted);
+                    }
+                    if let Some(present) = report.model_present {
+                        merged.model_present =
+                            Some(merged.model_present.unwrap_or(true) && present);
+                    }
+                    merged.context_length = match (merged.context_length, report.context_length) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Some(false) => {}
+                None => unknown += 1,
+            }
+            let prefix = |line: String| format!("{}: {line}", host.name);
+            merged
+                .messages
+                .extend(report.messages.into_iter().map(prefix));
+            merged.fixes.extend(report.fixes.into_iter().map(prefix));
+        }
+        merged.reachable = if reachable > 0 {
+            Some(true)
+        } else if unknown > 0 {
+            None
+        } else {
+            Some(false)
+        };
+        merged
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.hosts[0].adapter.capabilities()
+    }
+}
