@@ -100,6 +100,7 @@ mod circuit;
 mod deadline;
 mod error;
 mod failure;
+mod limit;
 mod output;
 mod policy;
 mod pool;
@@ -121,6 +122,7 @@ pub use circuit::{
 pub use deadline::QUEUEING_TIMEOUT_SECONDS;
 pub use error::BackendsError;
 pub use failure::{BackendError, FailureKind};
+pub use limit::InFlightLimit;
 pub use output::{
     ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES,
     ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_lines, parse_and_validate,

@@ -28,9 +28,11 @@
 //!   skips spans another run holds; storing an outcome releases its lease, and a dead run's
 //!   leases are reclaimed at once (same host) or when they expire.
 //! - **Concurrency.** Up to `concurrency` spans in flight (a tokio `JoinSet`), and at most
-//!   `max_in_flight` (alias `parallel`, default 1) requests per backend, through a private
-//!   decorator around each adapter — the cascade is unchanged. Waiting for a backend's slot
-//!   does not count against its timeout. Adapters are built once per pipeline and shared.
+//!   `max_in_flight` (alias `parallel`, default 1) requests per backend (per host of a host
+//!   pool), through enrich-backends' decorators around each adapter (`InFlightLimit` or
+//!   `HostPool`, then `RateLimited` when the backend sets rates) — the cascade is unchanged.
+//!   Waiting for a slot or the limiter does not count against the backend's timeout. Adapters
+//!   are built once per pipeline and shared.
 //! - **One writer.** A dedicated thread owns the write connection and commits outcomes in
 //!   batches (every `commit_every` outcomes or `commit_interval`, and at the end), fed through a
 //!   bounded queue; `run` returns only after everything is committed. A run is a row of the
@@ -54,7 +56,6 @@ mod budget;
 mod control;
 mod error;
 mod events;
-mod limit;
 mod pipeline;
 mod prompt;
 mod result;

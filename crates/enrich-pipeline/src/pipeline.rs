@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use enrich_backends::{
-    AdapterRegistry, BackendAdapter, HostPool, HostPoolPolicy, RateLimit, RateLimited,
+    AdapterRegistry, BackendAdapter, HostPool, HostPoolPolicy, InFlightLimit, RateLimit,
+    RateLimited,
 };
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
 use enrich_db::{BackendUsage, Db, OpenMode, OpenOptions, PendingSpan};
@@ -15,7 +16,6 @@ use enrich_router::{Router, SliceView};
 use crate::control::RunControl;
 use crate::error::PipelineError;
 use crate::events::{EventSink, FanOut};
-use crate::limit::Limited;
 use crate::prompt::{PromptBuilder, PromptSpan};
 use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunSummary};
 use crate::run;
@@ -315,7 +315,7 @@ fn estimate(spans: &[PlannedSpan], total_pending: u64, history: &[BackendUsage])
 }
 
 /// The decorators around one distinct backend, innermost first: its in-flight cap (one
-/// [`Limited`] for a single host; a [`HostPool`] with a cap and a circuit breaker per host when
+/// [`InFlightLimit`] for a single host; a [`HostPool`] with a cap and a circuit breaker per host when
 /// the entry lists several `urls`), then its rate limit when it sets one. Every decorator that
 /// queues starts the backend's timeout only once the request is sent.
 fn decorate(
@@ -334,7 +334,7 @@ fn decorate(
         pools.push(Arc::clone(&pool));
         pool
     } else {
-        Arc::new(Limited::new(Arc::clone(adapter), cap))
+        Arc::new(InFlightLimit::new(Arc::clone(adapter), cap))
     };
     let limit = RateLimit::of(spec);
     Ok(if limit.is_unlimited() {
