@@ -1,15 +1,15 @@
 //! Reading: spans, enrichments (decoded the way LLMC stores them), the attempt log, the ledger,
 //! runs and stats.
 
+use std::collections::HashMap;
+
 use rusqlite::types::{Type, ValueRef};
 use rusqlite::{OptionalExtension, Row};
 use serde_json::Value;
 
 use crate::error::DbError;
 use crate::open::Db;
-use crate::pending::{
-    COUNT_DEAD_SQL, COUNT_ENRICHED_SQL, COUNT_SPANS_SQL, span_columns, span_from_row,
-};
+use crate::pending::{COUNT_DEAD_SQL, COUNT_SPANS_SQL, span_columns, span_from_row};
 use crate::types::{
     Attempt, AttemptLogEntry, AttemptOutcome, Enrichment, EnrichmentMetrics, Evidence,
     FailureEntry, GroupCount, PendingSpan, Run, RunCounts, RunId, RunStatus, Stats,
@@ -81,19 +81,21 @@ const COUNT_FAILING_SQL: &str = "SELECT COUNT(*) FROM enrich_failures AS d \
        AND EXISTS (SELECT 1 FROM spans AS s WHERE s.span_hash = d.span_hash) \
        AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = d.span_hash)";
 
-macro_rules! group_enrichments_by {
-    ($column:literal) => {
-        concat!(
-            "SELECT e.",
-            $column,
-            ", COUNT(*) AS n FROM enrichments AS e \
-             WHERE EXISTS (SELECT 1 FROM spans AS s WHERE s.span_hash = e.span_hash) \
-             GROUP BY e.",
-            $column,
-            " ORDER BY n DESC, e.",
-            $column
-        )
-    };
+/// Enrichments of existing spans by model and host: one pass over the table gives the enriched
+/// count and both groupings (three passes cost twice as long on a big index).
+const GROUP_ENRICHMENTS_SQL: &str = "SELECT e.model, e.backend_host, COUNT(*) \
+     FROM enrichments AS e \
+     WHERE EXISTS (SELECT 1 FROM spans AS s WHERE s.span_hash = e.span_hash) \
+     GROUP BY e.model, e.backend_host";
+
+/// `counts` as groups, most first, then by key.
+fn ranked(counts: HashMap<Option<String>, u64>) -> Vec<GroupCount> {
+    let mut groups: Vec<GroupCount> = counts
+        .into_iter()
+        .map(|(key, count)| GroupCount { key, count })
+        .collect();
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    groups
 }
 
 const RUN_COLUMNS_SQL: &str = "SELECT id, started_at_ms, finished_at_ms, status, \
@@ -286,13 +288,6 @@ fn run(row: &Row<'_>) -> rusqlite::Result<Run> {
     })
 }
 
-fn group_count(row: &Row<'_>) -> rusqlite::Result<GroupCount> {
-    Ok(GroupCount {
-        key: text(row.get_ref(0)?),
-        count: row.get(1)?,
-    })
-}
-
 impl Db {
     /// The span with this hash, with its file's path and language.
     pub fn span_by_hash(&self, span_hash: &str) -> Result<Option<PendingSpan>, DbError> {
@@ -393,11 +388,9 @@ impl Db {
             .map_err(self.err("start a read transaction"))?;
         let files = self.count("SELECT COUNT(*) FROM files")?;
         let spans = self.count(COUNT_SPANS_SQL)?;
-        let enriched = self.count(COUNT_ENRICHED_SQL)?;
         let dead_lettered = self.count(COUNT_DEAD_SQL)?;
         let failing = self.count(COUNT_FAILING_SQL)?;
-        let by_model = self.group_counts(group_enrichments_by!("model"))?;
-        let by_backend_host = self.group_counts(group_enrichments_by!("backend_host"))?;
+        let (enriched, by_model, by_backend_host) = self.group_enrichments()?;
         let last_run = self.last_run()?;
         snapshot
             .finish()
@@ -415,14 +408,29 @@ impl Db {
         })
     }
 
-    fn group_counts(&self, sql: &str) -> Result<Vec<GroupCount>, DbError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut stmt| {
-                stmt.query_map([], group_count)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+    /// The enriched count, and the enrichments by model and by backend host.
+    fn group_enrichments(&self) -> Result<(u64, Vec<GroupCount>, Vec<GroupCount>), DbError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(GROUP_ENRICHMENTS_SQL)
+            .map_err(self.err("count enrichments"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    text(row.get_ref(0)?),
+                    text(row.get_ref(1)?),
+                    row.get::<_, u64>(2)?,
+                ))
             })
-            .map_err(self.err("count enrichments"))
+            .map_err(self.err("count enrichments"))?;
+        let (mut total, mut by_model, mut by_host) = (0, HashMap::new(), HashMap::new());
+        for row in rows {
+            let (model, host, n) = row.map_err(self.err("count enrichments"))?;
+            total += n;
+            *by_model.entry(model).or_insert(0) += n;
+            *by_host.entry(host).or_insert(0) += n;
+        }
+        Ok((total, ranked(by_model), ranked(by_host)))
     }
 
     fn decode_enrichment(&self, raw: RawEnrichment) -> Result<StoredEnrichment, DbError> {
