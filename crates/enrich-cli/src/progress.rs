@@ -155,6 +155,11 @@ impl EventSink for Progress {
                     None => {}
                 }
             }
+            // A deferred span (by-tier schedule) is not done: a later pass of the run ends it.
+            Event::SpanFinished {
+                status: SpanStatus::Deferred,
+                ..
+            } => {}
             Event::SpanFinished { status, .. } => {
                 // A failed span is logged (a warning) by the pipeline's tracing sink.
                 counts.done += 1;

@@ -134,3 +134,47 @@ fn plan_estimates_tokens_and_cost_from_prices_then_from_the_attempt_log() {
         "{text}"
     );
 }
+
+#[test]
+fn by_tier_from_the_command_line_finishes_every_span_and_counts_each_once() {
+    let (small, big) = (Server::healthy(), Server::healthy());
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 3, 5);
+    let total = repo.spans.len() as u64;
+    // The small model lacks the model tag the config asks for: every span moves to the big one.
+    let mut toml = config(
+        &[("small", small.url()), ("big", big.url())],
+        "batch_size = 4",
+    );
+    toml = toml.replacen(
+        "model = \"qwen2.5:7b-instruct\"",
+        "model = \"not-pulled:1b\"",
+        1,
+    );
+    repo.write_config(&toml);
+
+    let ran = repo.enrich(&["--json", "run", "--schedule", "by-tier"]);
+    let summary = ran.expect_code(0).json();
+
+    assert_eq!(
+        (summary["succeeded"].clone(), summary["attempted"].clone()),
+        (total.into(), total.into()),
+        "{summary}"
+    );
+    assert_eq!(big.stats().generations(), total);
+    // Progress lines count finished spans, never a span deferred to the next pass.
+    let progress: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" spans ("))
+        .collect();
+    assert!(!progress.is_empty(), "{}", ran.stderr);
+    for line in progress {
+        let done: u64 = line
+            .split('/')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a progress line: {line}"));
+        assert!(done <= total, "{line}");
+    }
+}

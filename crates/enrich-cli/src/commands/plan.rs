@@ -200,7 +200,10 @@ fn render(plan: &Plan, report: &PlanReport<'_>) -> Result<String> {
     };
     let cost = |cost: Option<f64>| {
         cost.map_or_else(
-            || "no cost (no backend has price_input_per_1m / price_output_per_1m)".to_owned(),
+            || {
+                "no cost (the spans' first backends set no price_input_per_1m / price_output_per_1m)"
+                    .to_owned()
+            },
             |c| format!("cost ~{c:.4}"),
         )
     };
