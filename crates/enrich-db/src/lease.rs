@@ -68,6 +68,12 @@ const INSERT_LEASE_SQL: &str = "INSERT INTO enrich_leases \
 const DELETE_EXPIRED_SQL: &str = "DELETE FROM enrich_leases WHERE expires_at_ms <= ?1";
 const DELETE_ENDED_RUNS_SQL: &str = "DELETE FROM enrich_leases WHERE run_id IN \
      (SELECT id FROM enrich_runs WHERE status != 'running')";
+/// Processes of this host with runs still `running`.
+const RUNNING_HOLDERS_SQL: &str = "SELECT DISTINCT holder_pid, holder_start FROM enrich_runs \
+     WHERE status = 'running' AND holder_host = ?1 AND holder_pid IS NOT NULL";
+/// Those runs of a process that is gone, ended as interrupted (it was killed).
+const END_DEAD_RUNS_SQL: &str = "UPDATE enrich_runs SET status = 'interrupted', finished_at_ms = ?4 \
+     WHERE status = 'running' AND holder_host = ?1 AND holder_pid = ?2 AND holder_start = ?3";
 const LOCAL_HOLDERS_SQL: &str =
     "SELECT DISTINCT pid, process_start FROM enrich_leases WHERE host = ?1";
 const DELETE_HOLDER_SQL: &str =
@@ -185,6 +191,25 @@ fn reap(tx: &Transaction<'_>, me: &LeaseHolder, now_ms: u64) -> rusqlite::Result
         .prepare_cached(LOCAL_HOLDERS_SQL)?
         .query_map([&me.host], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let running: Vec<(u32, u64)> = tx
+        .prepare_cached(RUNNING_HOLDERS_SQL)?
+        .query_map([&me.host], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (pid, process_start) in running {
+        let holder = LeaseHolder {
+            host: me.host.clone(),
+            pid,
+            process_start,
+        };
+        if holder != *me && holder.is_alive() == Some(false) {
+            tx.prepare_cached(END_DEAD_RUNS_SQL)?.execute((
+                &me.host,
+                pid,
+                process_start,
+                now_ms,
+            ))?;
+        }
+    }
     for (pid, process_start) in holders {
         let holder = LeaseHolder {
             host: me.host.clone(),

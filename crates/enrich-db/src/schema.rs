@@ -271,6 +271,15 @@ CREATE TABLE enrich_leases (
 CREATE INDEX enrich_leases_run ON enrich_leases(run_id);
 ",
     },
+    Migration {
+        version: 4,
+        name: "the process that runs each run",
+        sql: "
+ALTER TABLE enrich_runs ADD COLUMN holder_host TEXT;
+ALTER TABLE enrich_runs ADD COLUMN holder_pid INTEGER;
+ALTER TABLE enrich_runs ADD COLUMN holder_start INTEGER;
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

@@ -380,11 +380,21 @@ impl Db {
     /// Records the start of a run and returns its id.
     pub fn start_run(&mut self, config_fingerprint: &str) -> Result<RunId, DbError> {
         self.ensure_writable("start a run")?;
+        // The process, so that a later run on this host can tell this one was killed.
+        let me = crate::lease::LeaseHolder::current();
         self.conn
             .execute(
-                "INSERT INTO enrich_runs (started_at_ms, status, config_fingerprint)
-                 VALUES (?1, ?2, ?3)",
-                params![now_ms(), RunStatus::Running.as_str(), config_fingerprint],
+                "INSERT INTO enrich_runs (started_at_ms, status, config_fingerprint,
+                     holder_host, holder_pid, holder_start)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    now_ms(),
+                    RunStatus::Running.as_str(),
+                    config_fingerprint,
+                    me.host,
+                    me.pid,
+                    me.process_start
+                ],
             )
             .map_err(self.err("start a run"))?;
         Ok(RunId(self.conn.last_insert_rowid()))

@@ -132,6 +132,12 @@ fn sigkill_at_random_points_then_rerunning_enriches_every_span_exactly_once() {
         total as i64,
         "{replay}\n{history}"
     );
+    // Every killed run is recorded as interrupted, not as running forever.
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_runs WHERE status = 'running'"),
+        0,
+        "{replay}\n{history}"
+    );
     let status = repo.enrich(&["--json", "status"]).expect_code(0).json();
     assert_eq!(
         (status["pending"].clone(), status["enriched"].clone()),

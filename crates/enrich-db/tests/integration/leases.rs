@@ -195,3 +195,37 @@ fn leases_of_an_exited_process_are_reclaimed_at_once_and_expired_ones_too() {
         "a live holder's run is left alone"
     );
 }
+
+#[test]
+fn a_run_whose_process_is_gone_is_recorded_as_interrupted_even_without_leases() {
+    let fixture = Fixture::llmc();
+    fixture.index_file("src/a.py", "python", &code("a", 1));
+    let current = me();
+    let mut db = fixture.db();
+    let killed = db.start_run("fp").expect("start a run");
+    let live = db.start_run("fp").expect("start a run");
+    // The first run's process exited before it claimed anything (killed while starting up).
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    fixture
+        .raw()
+        .execute(
+            "UPDATE enrich_runs SET holder_pid = ?1 WHERE id = ?2",
+            (pid, killed.0),
+        )
+        .expect("the exited process ran it");
+
+    db.reap_dead_leases(&current).expect("reap");
+
+    let status = |run| db.run(run).expect("read").expect("run").status;
+    let exited = LeaseHolder { pid, ..current };
+    if exited.is_alive() == Some(false) {
+        assert_eq!(status(killed), RunStatus::Interrupted);
+    }
+    assert_eq!(
+        status(live),
+        RunStatus::Running,
+        "this process still runs it"
+    );
+}

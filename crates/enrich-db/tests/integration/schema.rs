@@ -492,6 +492,10 @@ fn migrations_are_append_only() {
             3,
             "703430e31c4e3c8571dc79025d7d8bcd41919c6939a6a633ca521662ddf1315d",
         ),
+        (
+            4,
+            "ea3e0eaa296d4520a8cee928aef6edcc77d3b4397dc4b2073da9e5027dc89034",
+        ),
     ];
     let all = migrations();
     assert_eq!(
