@@ -17,44 +17,25 @@ use rusqlite::{Transaction, TransactionBehavior};
 
 use crate::error::{DbError, sqlite_error};
 use crate::open::Db;
-use crate::pending::{span_columns, span_from_row, with_limit};
+use crate::pending::{pending_page, span_from_row, with_limit};
 use crate::types::{PendingSpan, RunId};
-use crate::work_order::{WeightedSpan, WorkOrderKey, for_weight};
+use crate::work_order::{WeightedSpan, WorkOrderKey, for_weight, weight_page};
 use crate::write::now_ms;
 
 /// Pending spans after a span id that no other run holds, in span id order; as
 /// [`PENDING_PAGE_SQL`](crate::pending::PENDING_PAGE_SQL) with one more primary-key probe.
-pub(crate) const CLAIM_PAGE_SQL: &str = concat!(
-    "SELECT ",
-    span_columns!(),
-    " FROM spans AS s
-JOIN files AS f ON f.id = s.file_id
-WHERE s.id > ?1
-  AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)
-  AND NOT EXISTS (SELECT 1 FROM enrich_failures AS d
-                  WHERE d.dead_lettered = 1 AND d.span_hash = s.span_hash)
+pub(crate) const CLAIM_PAGE_SQL: &str = pending_page!(
+    "
   AND NOT EXISTS (SELECT 1 FROM enrich_leases AS l
-                  WHERE l.span_hash = s.span_hash AND l.run_id != ?2)
-ORDER BY s.id"
+                  WHERE l.span_hash = s.span_hash AND l.run_id != ?2)"
 );
 
 /// Pending spans of one weight after a span id that no other run holds; as
 /// [`WEIGHT_PAGE_SQL`](crate::work_order::WEIGHT_PAGE_SQL) with one more primary-key probe.
-pub(crate) const CLAIM_WEIGHT_PAGE_SQL: &str = concat!(
-    "SELECT ",
-    span_columns!(),
-    " FROM enrich_span_order AS o
-JOIN spans AS s ON s.id = o.span_id
-JOIN files AS f ON f.id = s.file_id
-WHERE o.weight = ?1
-  AND o.span_id > ?2
-  AND s.file_id = o.file_id
-  AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)
-  AND NOT EXISTS (SELECT 1 FROM enrich_failures AS d
-                  WHERE d.dead_lettered = 1 AND d.span_hash = s.span_hash)
+pub(crate) const CLAIM_WEIGHT_PAGE_SQL: &str = weight_page!(
+    "
   AND NOT EXISTS (SELECT 1 FROM enrich_leases AS l
-                  WHERE l.span_hash = s.span_hash AND l.run_id != ?3)
-ORDER BY o.span_id"
+                  WHERE l.span_hash = s.span_hash AND l.run_id != ?3)"
 );
 
 /// How often a claiming connection looks for dead leases.

@@ -17,22 +17,43 @@ macro_rules! span_columns {
 }
 pub(crate) use span_columns;
 
+/// What makes a span `s` pending, as a `WHERE` continuation: no enrichment and not
+/// dead-lettered. Every page query (plain or claiming, by id or by weight) uses this one
+/// definition.
+macro_rules! pending_conditions {
+    () => {
+        "
+  AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)
+  AND NOT EXISTS (SELECT 1 FROM enrich_failures AS d
+                  WHERE d.dead_lettered = 1 AND d.span_hash = s.span_hash)"
+    };
+}
+pub(crate) use pending_conditions;
+
+/// The page of pending spans after span id `?1`, with `$extra` conditions, in span id order.
+macro_rules! pending_page {
+    ($extra:expr) => {
+        concat!(
+            "SELECT ",
+            $crate::pending::span_columns!(),
+            " FROM spans AS s
+JOIN files AS f ON f.id = s.file_id
+WHERE s.id > ?1",
+            $crate::pending::pending_conditions!(),
+            $extra,
+            "
+ORDER BY s.id"
+        )
+    };
+}
+pub(crate) use pending_page;
+
 /// One page of pending spans after a keyset cursor. Every step is an index lookup: the spans
 /// primary key for the range and the order, the files primary key for the join, the
 /// enrichments primary key and the ledger's `(dead_lettered, span_hash)` index for the two
 /// exclusions. A page costs its own rows plus the enriched or dead spans it skips, never a scan
 /// of the table.
-pub(crate) const PENDING_PAGE_SQL: &str = concat!(
-    "SELECT ",
-    span_columns!(),
-    " FROM spans AS s
-JOIN files AS f ON f.id = s.file_id
-WHERE s.id > ?1
-  AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)
-  AND NOT EXISTS (SELECT 1 FROM enrich_failures AS d
-                  WHERE d.dead_lettered = 1 AND d.span_hash = s.span_hash)
-ORDER BY s.id"
-);
+pub(crate) const PENDING_PAGE_SQL: &str = pending_page!("");
 
 /// `sql` with `LIMIT limit` appended. A page query keeps its limit in its text, never as a bound
 /// parameter: SQLite plans with a bound `LIMIT`'s value and so re-prepares the statement every

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior};
 
 use crate::error::{DbError, sqlite_error};
 use crate::open::Db;
-use crate::pending::{span_columns, span_from_row, with_limit};
+use crate::pending::{span_from_row, with_limit};
 
 /// A weight page query (`o.weight = ?1`) with the weight and the limit in its text.
 ///
@@ -61,6 +61,28 @@ const ORDER_SURPLUS_SQL: &str =
 const DELETE_GONE_SPANS_SQL: &str = "DELETE FROM enrich_span_order WHERE NOT EXISTS \
      (SELECT 1 FROM spans WHERE spans.id = enrich_span_order.span_id)";
 
+/// The page of pending spans of weight `?1` after span id `?2`, with `$extra` conditions, in
+/// span id order.
+macro_rules! weight_page {
+    ($extra:expr) => {
+        concat!(
+            "SELECT ",
+            $crate::pending::span_columns!(),
+            " FROM enrich_span_order AS o
+JOIN spans AS s ON s.id = o.span_id
+JOIN files AS f ON f.id = s.file_id
+WHERE o.weight = ?1
+  AND o.span_id > ?2
+  AND s.file_id = o.file_id",
+            $crate::pending::pending_conditions!(),
+            $extra,
+            "
+ORDER BY o.span_id"
+        )
+    };
+}
+pub(crate) use weight_page;
+
 /// Pending spans of one weight after a span id, in span id order. The walk is the
 /// `(weight, span_id, file_id)` index of `enrich_span_order` from the cursor; each row costs
 /// primary-key lookups of its span and file and the two exclusions' index lookups, as in
@@ -71,20 +93,7 @@ const DELETE_GONE_SPANS_SQL: &str = "DELETE FROM enrich_span_order WHERE NOT EXI
 ///
 /// Run it through [`for_weight`], which writes the weight in place of `?1`; the constant keeps
 /// `?1` so the tests can explain its plan, and the other parameters keep their numbers.
-pub(crate) const WEIGHT_PAGE_SQL: &str = concat!(
-    "SELECT ",
-    span_columns!(),
-    " FROM enrich_span_order AS o
-JOIN spans AS s ON s.id = o.span_id
-JOIN files AS f ON f.id = s.file_id
-WHERE o.weight = ?1
-  AND o.span_id > ?2
-  AND s.file_id = o.file_id
-  AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)
-  AND NOT EXISTS (SELECT 1 FROM enrich_failures AS d
-                  WHERE d.dead_lettered = 1 AND d.span_hash = s.span_hash)
-ORDER BY o.span_id"
-);
+pub(crate) const WEIGHT_PAGE_SQL: &str = weight_page!("");
 
 /// A place in the work order: spans are taken by weight (1 first), then by span id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -5,7 +5,6 @@
 //! taken: may the run go on? When a budget is reached the run takes no more spans, finishes the
 //! ones in flight, and its summary names the budget ([`BudgetStop`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
@@ -101,7 +100,7 @@ pub(crate) struct BudgetTracker {
     config: BudgetConfig,
     started: Instant,
     /// Price by (backend name, model); a backend without a price costs nothing.
-    prices: HashMap<(String, String), Price>,
+    prices: Vec<((String, String), Price)>,
     /// What today's earlier runs used.
     today_before: Used,
     run: Mutex<Used>,
@@ -115,13 +114,15 @@ impl BudgetTracker {
         backends: &[BackendSpec],
         today: &[BackendUsage],
     ) -> Self {
-        let prices: HashMap<(String, String), Price> = backends
+        let mut prices: Vec<((String, String), Price)> = backends
             .iter()
             .filter_map(|b| Some(((b.name.clone(), b.model.clone()), b.price?)))
             .collect();
+        // The same backend is listed once per chain that uses it.
+        prices.sort_by(|a, b| a.0.cmp(&b.0));
+        prices.dedup_by(|a, b| a.0 == b.0);
         let today_before = today.iter().fold(Used::default(), |used, usage| {
-            let cost = prices
-                .get(&(usage.backend.clone(), usage.model.clone()))
+            let cost = price_of(&prices, &usage.backend, &usage.model)
                 .map_or(0.0, |p| p.cost(usage.prompt_tokens, usage.output_tokens));
             Used {
                 tokens: used.tokens + usage.prompt_tokens + usage.output_tokens,
@@ -137,6 +138,10 @@ impl BudgetTracker {
         }
     }
 
+    fn price_of(&self, backend: &str, model: &str) -> Option<Price> {
+        price_of(&self.prices, backend, model)
+    }
+
     /// Counts one attempt's tokens and cost.
     pub(crate) fn record(&self, attempt: &AttemptRecord) {
         let input = attempt.prompt_eval_count.unwrap_or(0);
@@ -145,8 +150,7 @@ impl BudgetTracker {
             return;
         }
         let cost = self
-            .prices
-            .get(&(attempt.backend.clone(), attempt.model.clone()))
+            .price_of(&attempt.backend, &attempt.model)
             .map_or(0.0, |p| p.cost(input, output));
         let mut run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
         run.tokens += input + output;
@@ -188,6 +192,15 @@ impl BudgetTracker {
         let run = *self.run.lock().unwrap_or_else(PoisonError::into_inner);
         (run.tokens, run.cost)
     }
+}
+
+/// The price of `backend` serving `model`. A run has a handful of priced backends: a scan costs
+/// less than building an owned key for a map lookup on every attempt.
+fn price_of(prices: &[((String, String), Price)], backend: &str, model: &str) -> Option<Price> {
+    prices
+        .iter()
+        .find(|((b, m), _)| b == backend && m == model)
+        .map(|(_, price)| *price)
 }
 
 /// Unix milliseconds of the start of the current UTC day.

@@ -742,26 +742,15 @@ impl<'a> Scheduler<'a> {
             self.publish_circuits(&ctx.cascade);
             match joined {
                 Ok((id, result)) => {
-                    let (batch, deferred) = match in_flight.remove(&id) {
-                        Some((_, batch, span_id, prior)) => (
-                            batch,
-                            Deferred {
-                                span_id,
-                                prior_attempts: prior.saturating_add(
-                                    u32::try_from(result.attempts.len()).unwrap_or(u32::MAX),
-                                ),
-                            },
-                        ),
-                        None => (
-                            0,
-                            Deferred {
-                                span_id: 0,
-                                prior_attempts: 0,
-                            },
-                        ),
-                    };
+                    let (_, batch, span_id, prior) = in_flight
+                        .remove(&id)
+                        .expect("every task's span is in flight until it is joined");
                     if result.status == SpanStatus::Deferred {
-                        self.deferred.push(deferred);
+                        let made = u32::try_from(result.attempts.len()).unwrap_or(u32::MAX);
+                        self.deferred.push(Deferred {
+                            span_id,
+                            prior_attempts: prior.saturating_add(made),
+                        });
                     }
                     self.record(batch, result.status, true);
                     on_result(result);
