@@ -1,7 +1,6 @@
 //! [`Pipeline`] and its builder: the parts of a run, assembled and checked once.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +9,7 @@ use enrich_backends::{
     RateLimited,
 };
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
-use enrich_db::{BackendUsage, Db, OpenMode, OpenOptions, PendingSpan};
+use enrich_db::{BackendUsage, Db, OpenMode, OpenOptions, PendingSpan, SourceReader};
 use enrich_router::{Router, SliceView};
 
 use crate::control::RunControl;
@@ -59,8 +58,8 @@ pub(crate) struct Inner {
     pub(crate) writer_db: Mutex<Option<Db>>,
     /// The host pools among the backends, for their per-host circuits.
     pub(crate) pools: Vec<Arc<HostPool>>,
-    /// `settings.repo_root`, canonical, resolved once for every span's source.
-    pub(crate) canonical_root: PathBuf,
+    /// Reads each span's source under `settings.repo_root`, resolved once.
+    pub(crate) sources: SourceReader,
 }
 
 impl Inner {
@@ -201,15 +200,12 @@ impl<'a> PipelineBuilder<'a> {
             db,
         } = self;
         settings.validate()?;
-        let canonical_root =
-            settings
-                .repo_root
-                .canonicalize()
-                .map_err(|_| PipelineError::InvalidSetting {
-                    key: "repo_root",
-                    value: settings.repo_root.display().to_string(),
-                    fix: "it cannot be resolved; pass the root of the indexed repository",
-                })?;
+        let sources =
+            SourceReader::new(&settings.repo_root).map_err(|_| PipelineError::InvalidSetting {
+                key: "repo_root",
+                value: settings.repo_root.display().to_string(),
+                fix: "it cannot be resolved; pass the root of the indexed repository",
+            })?;
         if let Some(chain) = &settings.chain_override {
             select_chain(config, chain).map_err(PipelineError::Chain)?;
         }
@@ -269,7 +265,7 @@ impl<'a> PipelineBuilder<'a> {
                 events: Arc::new(events),
                 writer_db: Mutex::new(db),
                 pools,
-                canonical_root,
+                sources,
             }),
         })
     }
@@ -439,7 +435,11 @@ impl Pipeline {
         let total_pending = reader
             .pending_count()
             .map_err(PipelineError::db("count pending spans"))?;
-        let mut queue = WorkQueue::new(order, inner.settings.batch_size.min(limit.max(1)));
+        let mut queue = WorkQueue::new(
+            order,
+            inner.settings.batch_size,
+            Some(u64::try_from(limit).unwrap_or(u64::MAX)),
+        );
         let mut spans = Vec::with_capacity(limit.min(4096));
         while spans.len() < limit {
             let Some(taken) = queue
@@ -472,14 +472,13 @@ impl Pipeline {
                 inner.settings.chain_override.as_deref(),
             )
             .map_err(PipelineError::Route)?;
-        let (estimated_tokens, cut, source_error) =
-            match span.read_source_at_canonical(&inner.canonical_root) {
-                Ok(source) => {
-                    let prompt = inner.prompts.build(&PromptSpan::of(&span), &source);
-                    (Some(prompt.estimated_tokens), prompt.cut, None)
-                }
-                Err(error) => (None, None, Some(error.to_string())),
-            };
+        let (estimated_tokens, cut, source_error) = match inner.sources.read(&span) {
+            Ok(source) => {
+                let prompt = inner.prompts.build(&PromptSpan::of(&span), &source);
+                (Some(prompt.estimated_tokens), prompt.cut, None)
+            }
+            Err(error) => (None, None, Some(error.to_string())),
+        };
         let in_cooldown = inner.in_cooldown(&span).is_some();
         let decision = inner
             .settings

@@ -25,7 +25,7 @@ use crate::events::{Event, EventSink, now_ms};
 use crate::pipeline::Inner;
 use crate::prompt::PromptSpan;
 use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
-use crate::writer::{WriteTotals, Writer, WriterHandle, panic_message};
+use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
 pub(crate) mod queue;
 
@@ -113,6 +113,8 @@ struct Scheduler<'a> {
     run_id: RunId,
     /// The connection that claims pages (a read-write one: claiming writes leases).
     claimer: db::Db,
+    /// Entered around the claimer's write transactions (see [`WriteGate`]).
+    gate: WriteGate,
     /// The run's leases on the spans it claims.
     lease: Lease,
     /// When the run's leases were last renewed.
@@ -196,6 +198,7 @@ impl Scheduler<'_> {
         let written = serde_json::to_string(&published)
             .map_err(|e| e.to_string())
             .and_then(|json| {
+                let _turn = self.gate.enter();
                 self.claimer
                     .set_meta(db::CIRCUITS_META_KEY, &json)
                     .map_err(|e| e.to_string())
@@ -213,6 +216,7 @@ impl Scheduler<'_> {
     /// pass has nothing left.
     fn next_span(&mut self) -> Result<Option<(PendingSpan, u64, u32)>, PipelineError> {
         if self.renewed_at.elapsed() >= self.lease.ttl / 4 {
+            let _turn = self.gate.enter();
             self.claimer
                 .renew_leases(&self.lease)
                 .map_err(PipelineError::db("renew the run's span leases"))?;
@@ -282,7 +286,7 @@ impl Scheduler<'_> {
     fn next_queued(&mut self) -> Result<Option<(PendingSpan, u64)>, PipelineError> {
         let Some(taken) = self
             .queue
-            .next(&mut self.claimer, Some(&self.lease))
+            .next(&mut self.claimer, Some((&self.lease, &self.gate)))
             .map_err(PipelineError::db("claim pending spans"))?
         else {
             return Ok(None);
@@ -315,8 +319,11 @@ impl Scheduler<'_> {
 
     /// Drops the rest of the pages read (the run takes no more spans from the queue).
     fn drop_page(&mut self) {
-        for batch in self.queue.drop_pages() {
+        let dropped = self.queue.drop_pages();
+        if dropped.spans > 0 {
             self.left_behind = true;
+        }
+        for batch in dropped.batches {
             self.close_batch(batch);
         }
     }
@@ -402,7 +409,13 @@ pub(crate) async fn execute(
     let started = Instant::now();
     let settings = &inner.settings;
     let (db, run_id, claimer, lease, total_pending, budget) = start(inner)?;
-    let writer = Writer::spawn(db, settings.commit_every, settings.commit_interval)?;
+    let gate = WriteGate::default();
+    let writer = Writer::spawn(
+        db,
+        settings.commit_every,
+        settings.commit_interval,
+        gate.clone(),
+    )?;
     let observer = Arc::new(AttemptEvents {
         sink: Arc::clone(&inner.events),
         run_id,
@@ -431,7 +444,15 @@ pub(crate) async fn execute(
         config_fingerprint: settings.config_fingerprint.clone(),
     });
 
-    let mut sched = Scheduler::new(inner, run_id, claimer, lease, Arc::clone(&observer));
+    let mut sched = Scheduler::new(
+        inner,
+        run_id,
+        claimer,
+        lease,
+        Arc::clone(&observer),
+        limit,
+        gate,
+    );
     let mut failure = sched
         .drive(&ctx, &writer, control, limit, &mut on_result)
         .await;
@@ -638,8 +659,11 @@ impl<'a> Scheduler<'a> {
         claimer: db::Db,
         lease: Lease,
         observer: Arc<AttemptEvents>,
+        limit: Option<u64>,
+        gate: WriteGate,
     ) -> Self {
         Self {
+            gate,
             inner,
             run_id,
             claimer,
@@ -652,7 +676,7 @@ impl<'a> Scheduler<'a> {
             retry_batch: None,
             last_batch: 0,
             renewed_at: Instant::now(),
-            queue: WorkQueue::new(&inner.settings.work_order, inner.settings.batch_size),
+            queue: WorkQueue::new(&inner.settings.work_order, inner.settings.batch_size, limit),
             left_behind: false,
             taken: 0,
             counts: SpanCounts::default(),
@@ -875,7 +899,7 @@ async fn process_span(
     let route = inner
         .router
         .choose_chain(&view, settings.chain_override.as_deref());
-    let source = span.read_source_at_canonical(&inner.canonical_root);
+    let source = inner.sources.read(&span);
     let prompt = source
         .as_ref()
         .ok()

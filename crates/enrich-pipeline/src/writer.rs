@@ -7,11 +7,18 @@
 //! connections and one `IMMEDIATE` transaction per batch rather than per span. The queue is
 //! bounded by a semaphore whose slots are released only once an outcome is committed, so a slow
 //! disk slows the spans down instead of piling outcomes up in memory.
+//!
+//! The run's scheduler writes too (it claims spans, renews their leases, publishes the
+//! circuits), on its own connection. The two take turns through a [`WriteGate`] held around
+//! each write transaction: SQLite would make the loser of a race for its write lock poll with
+//! sleeps of 1, 2, 5, 10, 15, 20 ms and more, and the writer, busy with batch after batch,
+//! would win nearly every race while the scheduler slept and the backend slots ran dry.
 
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,6 +30,19 @@ use crate::error::PipelineError;
 enum Msg {
     Outcome(Box<SpanOutcome>, OwnedSemaphorePermit),
     Finish,
+}
+
+/// Taken around every write transaction of a run's connections, so they wait for each other
+/// in turn instead of in SQLite's busy handler (see the module documentation).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteGate(Arc<Mutex<()>>);
+
+impl WriteGate {
+    /// Waits for the gate; the write transaction goes while the guard lives.
+    pub(crate) fn enter(&self) -> MutexGuard<'_, ()> {
+        // The mutex guards nothing but the turn: a panic while it was held changes no data.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What the writer stored over a run.
@@ -65,18 +85,19 @@ impl WriterHandle {
 }
 
 impl Writer {
-    /// Starts the writer thread on `db`.
+    /// Starts the writer thread on `db`; it enters `gate` for each commit.
     pub(crate) fn spawn(
         db: Db,
         commit_every: usize,
         commit_interval: Duration,
+        gate: WriteGate,
     ) -> Result<Self, PipelineError> {
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
         let thread = std::thread::Builder::new()
             .name("enrich-db-writer".to_owned())
-            .spawn(move || write_loop(db, &rx, commit_every, commit_interval, &flag))
+            .spawn(move || write_loop(db, &rx, commit_every, commit_interval, &gate, &flag))
             .map_err(|source| PipelineError::WriterThread { source })?;
         Ok(Self {
             handle: WriterHandle {
@@ -227,6 +248,7 @@ fn write_loop(
     rx: &Receiver<Msg>,
     commit_every: usize,
     commit_interval: Duration,
+    gate: &WriteGate,
     failed: &AtomicBool,
 ) -> WriterOutput {
     let mut batch = Batch {
@@ -239,7 +261,11 @@ fn write_loop(
     loop {
         let finish = gather(rx, &mut batch, commit_every, commit_interval);
         if !batch.outcomes.is_empty() {
-            match db.write_batch(&batch.outcomes) {
+            let written = {
+                let _turn = gate.enter();
+                db.write_batch(&batch.outcomes)
+            };
+            match written {
                 Ok(report) => {
                     totals.dead_lettered += report.dead_lettered.len() as u64;
                     totals.vanished += report.missing_spans.len() as u64;

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use enrich_db::{DbError, PendingSpan};
+use enrich_db::{DbError, PendingSpan, SourceReader};
 
 use crate::support::Fixture;
 
@@ -89,4 +89,74 @@ fn a_missing_file_or_a_range_past_its_end_names_the_file() {
         );
         assert!(err.to_string().contains("short.py"), "{err}");
     }
+}
+
+#[test]
+fn a_source_reader_reads_what_read_source_reads_and_applies_the_same_refusals() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("pkg/m.py", "python", "def a(): pass\ndef b(): pass\n");
+    let reader = SourceReader::new(&fixture.repo).expect("reader");
+    assert_eq!(
+        reader.root(),
+        fixture.repo.canonicalize().expect("canonical")
+    );
+    let db = fixture.db();
+    for hash in &hashes {
+        let span = db.span_by_hash(hash).expect("read").expect("span");
+        // Twice: resolved, then remembered.
+        for _ in 0..2 {
+            assert_eq!(
+                reader.read(&span).expect("source"),
+                span.read_source(&fixture.repo).expect("source")
+            );
+        }
+    }
+    let outside = fixture.repo.parent().expect("parent").join("secret.txt");
+    fs::write(&outside, "password = hunter2\n").expect("outside file");
+    for path in ["../secret.txt", outside.to_str().expect("utf-8")] {
+        let err = reader.read(&span(path, 0, 4)).expect_err(path);
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+    let err = reader.read(&span("gone.py", 0, 1)).expect_err("missing");
+    assert!(err.to_string().contains("gone.py"), "{err}");
+    assert!(SourceReader::new(&fixture.repo.join("no-such-dir")).is_err());
+}
+
+/// A file the reader resolved before, then replaced by a symlink out of the repository (the
+/// file itself, or a directory above it), is resolved again and refused.
+#[cfg(unix)]
+#[test]
+fn a_source_reader_notices_a_remembered_path_now_leading_out_of_the_repo() {
+    use std::os::unix::fs::symlink;
+
+    let fixture = Fixture::llmc();
+    let outside = fixture.repo.parent().expect("parent").join("elsewhere");
+    fs::create_dir_all(outside.join("pkg")).expect("outside dir");
+    fs::write(outside.join("pkg/m.py"), "password = hunter2\n").expect("outside file");
+    fs::write(outside.join("m.py"), "password = hunter2\n").expect("outside file");
+    fs::create_dir_all(fixture.repo.join("pkg")).expect("pkg");
+    let reader = SourceReader::new(&fixture.repo).expect("reader");
+    let refused = |path: &str| {
+        let err = reader.read(&span(path, 0, 8)).expect_err(path);
+        assert!(matches!(err, DbError::SpanPathEscapes { .. }), "{err}");
+    };
+
+    // The file becomes a symlink.
+    fs::write(fixture.repo.join("pkg/m.py"), "x = 1\n# pad\n").expect("file");
+    assert_eq!(reader.read(&span("pkg/m.py", 0, 5)).expect("read"), "x = 1");
+    fs::remove_file(fixture.repo.join("pkg/m.py")).expect("remove");
+    symlink(outside.join("m.py"), fixture.repo.join("pkg/m.py")).expect("symlink");
+    refused("pkg/m.py");
+
+    // A directory above it becomes a symlink.
+    fs::write(fixture.repo.join("sub.py"), "y = 2\n# pad\n").expect("file");
+    fs::create_dir_all(fixture.repo.join("lib/pkg")).expect("lib");
+    fs::write(fixture.repo.join("lib/pkg/m.py"), "z = 3\n# pad\n").expect("file");
+    assert_eq!(
+        reader.read(&span("lib/pkg/m.py", 0, 5)).expect("read"),
+        "z = 3"
+    );
+    fs::remove_dir_all(fixture.repo.join("lib")).expect("remove");
+    symlink(&outside, fixture.repo.join("lib")).expect("symlink");
+    refused("lib/pkg/m.py");
 }

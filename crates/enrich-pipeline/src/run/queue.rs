@@ -4,20 +4,32 @@
 //! order (weight, then span id) from the database's `enrich_span_order`: the first holds the
 //! high and medium weights (1–6), the second the low ones (7–10). The queue takes
 //! `starvation_ratio_high` spans from the first lane, then `starvation_ratio_low` from the
-//! second, and so on; when one lane runs dry the other goes on alone. Each page read is a batch
-//! (its number goes with every span of the page, for the batch events).
+//! second, and so on; when one lane runs dry the other goes on alone.
 //!
 //! A run reads its pages by claiming them ([`Lease`]): only spans no other run holds, leased to
 //! this run in the same transaction, so runs in several processes never take the same span. A
 //! plan reads without claiming.
+//!
+//! **Pages and batches are not the same.** A batch is `batch_size` spans handed out one after
+//! the other from one lane (its number goes with each of its spans, for the batch events). A page
+//! is what one claim reads, and its size follows how fast the run takes spans
+//! ([`next_page_size`]): it starts at `batch_size` and grows while pages are used up in less
+//! than [`PAGE_TARGET`], up to [`MAX_PAGE`]. A run against a slow model claims a batch at a
+//! time, so concurrent runs share the work finely; a fast run claims a few hundred spans per
+//! write transaction instead of one transaction per five spans, which would make the claims
+//! contend with the run's own writer for the database's write lock.
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use enrich_config::{FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, WorkOrder};
 use enrich_db::{Db, DbError, Lease, PendingSpan, WorkOrderKey};
 
 use crate::error::PipelineError;
+use crate::writer::WriteGate;
 
 /// Brings the database's work order up to date with the index and the path weights, when the
 /// run goes in code-first order.
@@ -64,24 +76,52 @@ impl Source {
     }
 }
 
-/// One lane: its cursor, its current page and that page's batch number.
+/// A page is meant to last about this long: pages used up faster grow.
+pub(crate) const PAGE_TARGET: Duration = Duration::from_millis(500);
+
+/// The most spans one page claims (unless `batch_size` is larger).
+pub(crate) const MAX_PAGE: usize = 256;
+
+/// The size of a lane's next page, after a page of `size` spans was used up in `used_up_in`:
+/// the spans the run takes in [`PAGE_TARGET`] at that pace, at most twice `size`, within
+/// `min..=max(min, MAX_PAGE)`.
+pub(crate) fn next_page_size(size: usize, used_up_in: Duration, min: usize) -> usize {
+    let max = MAX_PAGE.max(min);
+    let elapsed = used_up_in.as_secs_f64().max(1e-6);
+    let at_pace = size as f64 * PAGE_TARGET.as_secs_f64() / elapsed;
+    // Float to integer casts saturate; the clamp keeps the result in range.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let at_pace = at_pace as usize;
+    at_pace.min(size.saturating_mul(2)).clamp(min, max)
+}
+
+/// One lane: its cursor, the spans of its last page not handed out yet, and its open batch.
 #[derive(Debug)]
 struct Lane {
     source: Source,
     /// Spans taken from this lane in a row before the other lane's turn.
     quota: u32,
     page: VecDeque<(Option<u8>, PendingSpan)>,
+    /// Spans the next page asks for.
+    page_size: usize,
+    /// When the current page was read.
+    read_at: Option<Instant>,
+    /// The lane's current batch, and how many of its spans are still to hand out.
     batch: u64,
+    batch_left: usize,
     exhausted: bool,
 }
 
 impl Lane {
-    fn new(source: Source, quota: u32) -> Self {
+    fn new(source: Source, quota: u32, page_size: usize) -> Self {
         Self {
             source,
             quota: quota.max(1),
             page: VecDeque::new(),
+            page_size,
+            read_at: None,
             batch: 0,
+            batch_left: 0,
             exhausted: false,
         }
     }
@@ -124,60 +164,85 @@ impl Lane {
 pub(crate) struct Taken {
     /// The span.
     pub(crate) span: PendingSpan,
-    /// The batch (page) it came in.
+    /// The batch it came in.
     pub(crate) batch: u64,
-    /// True when this span's page was read for it: its batch starts here.
+    /// True when its batch starts with it.
     pub(crate) opened: bool,
+}
+
+/// What [`WorkQueue::drop_pages`] dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Dropped {
+    /// The batches left open, to close.
+    pub(crate) batches: Vec<u64>,
+    /// Spans read and never handed out.
+    pub(crate) spans: usize,
 }
 
 /// Pending spans in the order a run takes them; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct WorkQueue {
     lanes: Vec<Lane>,
-    page_size: usize,
+    batch_size: usize,
+    /// No page reads more spans than this (the run's limit).
+    page_cap: usize,
     turn: usize,
     taken_in_turn: u32,
     batches: u64,
 }
 
 impl WorkQueue {
-    /// The queue for `order`, reading pages of `page_size` spans.
-    pub(crate) fn new(order: &WorkOrder, page_size: usize) -> Self {
+    /// The queue for `order`, handing spans out in batches of `batch_size`; with a `limit`, no
+    /// page reads more spans than that (the caller stops taking at its limit).
+    pub(crate) fn new(order: &WorkOrder, batch_size: usize, limit: Option<u64>) -> Self {
+        let batch_size = batch_size.max(1);
         let lanes = if order.code_first {
             vec![
                 Lane::new(
                     Source::Weights(FIRST_QUEUE_WEIGHTS, WorkOrderKey::START),
                     order.starvation_ratio_high,
+                    batch_size,
                 ),
                 Lane::new(
                     Source::Weights(LOW_QUEUE_WEIGHTS, WorkOrderKey::START),
                     order.starvation_ratio_low,
+                    batch_size,
                 ),
             ]
         } else {
-            vec![Lane::new(Source::SpanId(0), 1)]
+            vec![Lane::new(Source::SpanId(0), 1, batch_size)]
         };
         Self {
             lanes,
-            page_size: page_size.max(1),
+            batch_size,
+            page_cap: limit.map_or(usize::MAX, |limit| {
+                usize::try_from(limit).unwrap_or(usize::MAX).max(1)
+            }),
             turn: 0,
             taken_in_turn: 0,
             batches: 0,
         }
     }
 
-    /// The next span, reading (with a lease: claiming) a page when its lane's page is used up;
-    /// `None` when every lane is exhausted.
+    /// The next span, reading (with a lease: claiming, inside `gate`) a page when its lane's
+    /// page is used up; `None` when every lane is exhausted.
     pub(crate) fn next(
         &mut self,
         db: &mut Db,
-        lease: Option<&Lease>,
+        lease: Option<(&Lease, &WriteGate)>,
     ) -> Result<Option<Taken>, DbError> {
         for _ in 0..=self.lanes.len() {
             let index = self.turn;
-            let opened = self.fill(index, db, lease)?;
+            self.fill(index, db, lease)?;
             let lane = &mut self.lanes[index];
             if let Some((_, span)) = lane.page.pop_front() {
+                let opened = lane.batch_left == 0;
+                if opened {
+                    self.batches += 1;
+                    lane.batch = self.batches;
+                    lane.batch_left = self.batch_size.min(lane.page.len() + 1);
+                }
+                lane.batch_left -= 1;
                 let batch = lane.batch;
                 self.taken_in_turn += 1;
                 if self.taken_in_turn >= lane.quota {
@@ -199,44 +264,60 @@ impl WorkQueue {
         self.taken_in_turn = 0;
     }
 
-    /// Reads the lane's next page when its page is empty; true when a page was read.
-    fn fill(&mut self, index: usize, db: &mut Db, lease: Option<&Lease>) -> Result<bool, DbError> {
-        let page_size = self.page_size;
+    /// Reads the lane's next page when its page is empty, sized by how fast the last one went.
+    fn fill(
+        &mut self,
+        index: usize,
+        db: &mut Db,
+        lease: Option<(&Lease, &WriteGate)>,
+    ) -> Result<(), DbError> {
+        let min = self.batch_size;
         let lane = &mut self.lanes[index];
         if !lane.page.is_empty() || lane.exhausted {
-            return Ok(false);
+            return Ok(());
         }
-        let page = lane.read(db, lease, page_size)?;
+        let now = Instant::now();
+        if let Some(read_at) = lane.read_at {
+            lane.page_size = next_page_size(lane.page_size, now - read_at, min);
+        }
+        let size = lane.page_size.min(self.page_cap);
+        let page = match lease {
+            Some((lease, gate)) => {
+                let _turn = gate.enter();
+                lane.read(db, Some(lease), size)?
+            }
+            None => lane.read(db, None, size)?,
+        };
         let Some((last_weight, last)) = page.last() else {
             lane.exhausted = true;
-            return Ok(false);
+            return Ok(());
         };
         lane.source.advance(*last_weight, last.id);
-        self.batches += 1;
-        lane.batch = self.batches;
+        lane.read_at = Some(now);
         lane.page = page.into();
-        Ok(true)
+        Ok(())
     }
 
-    /// Whether the page of `batch` has been handed out whole.
+    /// Whether every span of `batch` has been handed out.
     pub(crate) fn batch_used_up(&self, batch: u64) -> bool {
         !self
             .lanes
             .iter()
-            .any(|lane| lane.batch == batch && !lane.page.is_empty())
+            .any(|lane| lane.batch == batch && lane.batch_left > 0)
     }
 
-    /// Drops every page read and not handed out (the run stops taking spans); returns their
-    /// batches.
-    pub(crate) fn drop_pages(&mut self) -> Vec<u64> {
-        self.lanes
-            .iter_mut()
-            .filter(|lane| !lane.page.is_empty())
-            .map(|lane| {
-                lane.page.clear();
-                lane.batch
-            })
-            .collect()
+    /// Drops every span read and not handed out (the run stops taking spans).
+    pub(crate) fn drop_pages(&mut self) -> Dropped {
+        let mut dropped = Dropped::default();
+        for lane in &mut self.lanes {
+            dropped.spans += lane.page.len();
+            lane.page.clear();
+            if lane.batch_left > 0 {
+                lane.batch_left = 0;
+                dropped.batches.push(lane.batch);
+            }
+        }
+        dropped
     }
 
     /// True once every lane has been read to its end and handed out.
@@ -258,5 +339,37 @@ impl WorkQueue {
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn pages_used_up_fast_double_up_to_the_most_a_page_claims() {
+        let mut size = 5;
+        let mut sizes = Vec::new();
+        for _ in 0..8 {
+            size = next_page_size(size, MS, 5);
+            sizes.push(size);
+        }
+        assert_eq!(sizes, [10, 20, 40, 80, 160, 256, 256, 256]);
+    }
+
+    #[test]
+    fn a_page_holds_about_the_target_time_of_work_at_the_run_s_pace() {
+        // 100 spans in 1 s: 50 spans in PAGE_TARGET.
+        assert_eq!(next_page_size(100, 1000 * MS, 5), 50);
+        // Right on target: unchanged.
+        assert_eq!(next_page_size(64, PAGE_TARGET, 5), 64);
+        // A slow model: back to one batch per claim, never less.
+        assert_eq!(next_page_size(40, 60_000 * MS, 5), 5);
+        assert_eq!(next_page_size(5, 60_000 * MS, 5), 5);
+        // A batch larger than the most a page claims is still claimed whole.
+        assert_eq!(next_page_size(500, MS, 500), 500);
+        assert_eq!(next_page_size(1, Duration::ZERO, 1), 2);
     }
 }
