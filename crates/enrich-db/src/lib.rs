@@ -6,7 +6,7 @@
 //! version 8 tables. Next to LLMC's tables it keeps its own, `enrich_runs`, `enrich_attempts`
 //! (one row per backend attempt), `enrich_failures` (the failure ledger and dead letters), the
 //! work order's cache (`enrich_file_weights`, `enrich_span_order`) and the leases of concurrent
-//! runs (`enrich_leases`), versioned under `enrich_schema_version` in `llmc_meta` by an
+//! runs (`enrich_leases`) and the pending frontiers (`enrich_frontiers`, see [`Db::frontier`]), versioned under `enrich_schema_version` in `llmc_meta` by an
 //! append-only list of [`migrations`]; LLMC's `user_version` is never touched.
 //!
 //! What it offers: pending spans in `spans.id` order by keyset pages that only walk indexes
@@ -34,6 +34,7 @@
 //! [`Attempt`], …); the pipeline maps its types onto them, so this crate can be used alone.
 
 mod error;
+mod frontier;
 mod index;
 mod lease;
 mod locate;
@@ -49,6 +50,7 @@ mod work_order;
 mod write;
 
 pub use error::DbError;
+pub use frontier::{FrontierLane, PENDING_EPOCH_KEY, SPAN_ID_FRONTIER_KEY};
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
 pub use lease::{Lease, LeaseHolder};
 pub use locate::SpanAt;

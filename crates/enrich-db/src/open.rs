@@ -331,7 +331,7 @@ impl Db {
         Ok(())
     }
 
-    fn has_table(&self, name: &str) -> Result<bool, DbError> {
+    pub(crate) fn has_table(&self, name: &str) -> Result<bool, DbError> {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",

@@ -280,6 +280,22 @@ ALTER TABLE enrich_runs ADD COLUMN holder_pid INTEGER;
 ALTER TABLE enrich_runs ADD COLUMN holder_start INTEGER;
 ",
     },
+    Migration {
+        version: 5,
+        name: "pending frontiers",
+        // The triggers that keep frontiers true are created with the first frontier
+        // (`Db::advance_frontier`), not here: a read-only connection shadows these tables.
+        sql: "
+CREATE TABLE enrich_frontiers (
+    lane TEXT PRIMARY KEY,
+    weight_lo INTEGER NOT NULL,
+    weight_hi INTEGER NOT NULL,
+    weight INTEGER NOT NULL,
+    span_id INTEGER NOT NULL,
+    epoch INTEGER NOT NULL
+);
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

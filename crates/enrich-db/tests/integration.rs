@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/frontier.rs"]
+mod frontier;
 #[path = "integration/indexing.rs"]
 mod indexing;
 #[path = "integration/leases.rs"]

@@ -440,6 +440,9 @@ impl Pipeline {
             inner.settings.batch_size,
             Some(u64::try_from(limit).unwrap_or(u64::MAX)),
         );
+        queue
+            .start_at_frontiers(&reader)
+            .map_err(PipelineError::db("read the pending frontiers"))?;
         let mut spans = Vec::with_capacity(limit.min(4096));
         while spans.len() < limit {
             let Some(taken) = queue

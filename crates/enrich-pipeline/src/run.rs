@@ -388,6 +388,28 @@ impl Scheduler<'_> {
         });
     }
 
+    /// Records where the pending spans of each lane now begin, for the next run (best effort:
+    /// a frontier is a shortcut, and a failure to record one is logged).
+    fn advance_frontiers(&mut self) {
+        for lane in self.queue.frontier_lanes() {
+            let _turn = self.gate.enter();
+            match self.claimer.advance_frontier(&lane) {
+                Ok(frontier) => tracing::debug!(
+                    run = self.run_id.0,
+                    ?lane,
+                    weight = frontier.weight,
+                    span_id = frontier.span_id,
+                    "pending frontier recorded"
+                ),
+                Err(error) => tracing::warn!(
+                    run = self.run_id.0,
+                    ?lane,
+                    "cannot record where pending spans begin: {error}"
+                ),
+            }
+        }
+    }
+
     /// Whether spans remain pending that this run did not take.
     fn more_pending(&mut self) -> Result<bool, PipelineError> {
         if self.left_behind {
@@ -453,6 +475,13 @@ pub(crate) async fn execute(
         limit,
         gate,
     );
+    if let Err(error) = sched.queue.start_at_frontiers(&sched.claimer) {
+        // A frontier is a shortcut: without one the run reads from the first span.
+        tracing::warn!(
+            run = run_id.0,
+            "cannot read where pending spans begin: {error}"
+        );
+    }
     let mut failure = sched
         .drive(&ctx, &writer, control, limit, &mut on_result)
         .await;
@@ -477,6 +506,7 @@ pub(crate) async fn execute(
             (None, WriteTotals::default())
         }
     };
+    sched.advance_frontiers();
     let end = match (&failure, sched.end(control)) {
         (Some(_), _) => RunEnd::Failed,
         (None, Ok(end)) => end,

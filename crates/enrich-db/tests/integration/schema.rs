@@ -306,6 +306,7 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_file_weights",
             "enrich_span_order",
             "enrich_leases",
+            "enrich_frontiers",
         ]
         .map(str::to_owned),
     );
@@ -495,6 +496,10 @@ fn migrations_are_append_only() {
         (
             4,
             "ea3e0eaa296d4520a8cee928aef6edcc77d3b4397dc4b2073da9e5027dc89034",
+        ),
+        (
+            5,
+            "14516117a47c2ac8a25969fb67f5d03bb2538287ddfff38450daab9540f51bb4",
         ),
     ];
     let all = migrations();

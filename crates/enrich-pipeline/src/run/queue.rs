@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use enrich_config::{FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, WorkOrder};
-use enrich_db::{Db, DbError, Lease, PendingSpan, WorkOrderKey};
+use enrich_db::{Db, DbError, FrontierLane, Lease, PendingSpan, WorkOrderKey};
 
 use crate::error::PipelineError;
 use crate::writer::WriteGate;
@@ -62,6 +62,22 @@ enum Source {
 }
 
 impl Source {
+    /// The lane of pending spans this source reads, for its frontier.
+    fn lane(&self) -> FrontierLane {
+        match self {
+            Source::SpanId(_) => FrontierLane::SpanId,
+            Source::Weights(weights, _) => FrontierLane::Weights(weights.clone()),
+        }
+    }
+
+    /// Starts the cursor at `frontier` (no span at or before it is pending).
+    fn start_at(&mut self, frontier: WorkOrderKey) {
+        match self {
+            Source::SpanId(after) => *after = (*after).max(frontier.span_id),
+            Source::Weights(_, after) => *after = (*after).max(frontier),
+        }
+    }
+
     /// Moves the cursor past the span `span_id` of weight `weight` (`None` in span id order).
     fn advance(&mut self, weight: Option<u8>, span_id: i64) {
         match self {
@@ -222,6 +238,27 @@ impl WorkQueue {
             taken_in_turn: 0,
             batches: 0,
         }
+    }
+
+    /// Starts each lane after its frontier, when the database has a valid one: the enriched
+    /// spans in front of it are not walked again (see [`Db::frontier`]).
+    pub(crate) fn start_at_frontiers(&mut self, db: &Db) -> Result<(), DbError> {
+        for lane in &mut self.lanes {
+            if let Some(frontier) = db.frontier(&lane.source.lane())? {
+                lane.source.start_at(frontier);
+            }
+        }
+        Ok(())
+    }
+
+    /// The lanes this queue reads, and the span-id lane in any case, to record their frontiers
+    /// after a run (see [`Db::advance_frontier`]).
+    pub(crate) fn frontier_lanes(&self) -> Vec<FrontierLane> {
+        let mut lanes: Vec<FrontierLane> = self.lanes.iter().map(|l| l.source.lane()).collect();
+        if !lanes.contains(&FrontierLane::SpanId) {
+            lanes.push(FrontierLane::SpanId);
+        }
+        lanes
     }
 
     /// The next span, reading (with a lease: claiming, inside `gate`) a page when its lane's

@@ -133,6 +133,42 @@ async fn a_second_run_finds_nothing_to_do() {
     );
 }
 
+/// A run records where pending spans begin; the next starts there, and still finds a span an
+/// outside writer made pending again in front of it, and a span indexed since.
+#[tokio::test(start_paused = true)]
+async fn the_next_run_starts_at_the_frontier_and_still_finds_what_became_pending() {
+    let fixture = Fixture::new();
+    let hashes = fixture.index_lines("a.py", 6);
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let (pipeline, _) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |_| {});
+    pipeline.run(&RunControl::new()).await.expect("first run");
+    let frontier = fixture
+        .db()
+        .frontier(&enrich_db::FrontierLane::SpanId)
+        .expect("read");
+    assert_eq!(frontier.map(|f| f.span_id), Some(6));
+
+    fixture
+        .raw()
+        .execute("DELETE FROM enrichments WHERE span_hash = ?1", [&hashes[1]])
+        .expect("an outside writer deletes an enrichment");
+    let new = fixture.index_lines("b.py", 1);
+    let again = pipeline.run(&RunControl::new()).await.expect("second run");
+
+    assert_eq!((again.total_pending, again.attempted), (2, 2));
+    let asked: Vec<String> = gpu.requests()[6..]
+        .iter()
+        .map(|request| request.span.span_hash.to_string())
+        .collect();
+    assert_eq!(asked, [hashes[1].clone(), new[0].clone()]);
+    assert_eq!(fixture.pending(), 0);
+    let frontier = fixture
+        .db()
+        .frontier(&enrich_db::FrontierLane::SpanId)
+        .expect("read");
+    assert_eq!(frontier.map(|f| f.span_id), Some(7));
+}
+
 #[tokio::test(start_paused = true)]
 async fn process_batch_returns_each_result_and_stops_at_its_limit() {
     let fixture = Fixture::new();
