@@ -28,8 +28,9 @@ pub struct PipelineSettings {
     pub db_path: PathBuf,
     /// Spans in flight at once (`concurrency`, at least 1).
     pub concurrency: usize,
-    /// Spans read from the index per page, and reported per [`Event::BatchFinished`]
-    /// (`batch_size`, at least 1). Pages are read as slots free up, so this is not a barrier.
+    /// Spans reported per [`Event::BatchFinished`], and the size of a run's first page read
+    /// from the index (`batch_size`, at least 1); later pages grow while the run takes spans
+    /// fast. Pages are read as slots free up, so this is not a barrier.
     ///
     /// [`Event::BatchFinished`]: crate::Event::BatchFinished
     pub batch_size: usize,
