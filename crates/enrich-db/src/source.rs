@@ -31,11 +31,7 @@ impl PendingSpan {
     /// instead of once per span. A root that is not canonical makes every span's path look
     /// outside it, so nothing is read by mistake.
     pub fn read_source_at_canonical(&self, canonical_root: &Path) -> Result<String, DbError> {
-        let path = resolve_in_repo(canonical_root, &self.file_path)?;
-        let file = File::open(&path).map_err(|source| DbError::SourceIo {
-            path: path.clone(),
-            source,
-        })?;
+        let (file, path) = open_in_repo(canonical_root, &self.file_path)?;
         self.read_span_of(file, path)
     }
 
@@ -117,11 +113,7 @@ impl SourceReader {
         {
             return span.read_span_of(file, path);
         }
-        let path = resolve_in_repo(&self.root, &span.file_path)?;
-        let file = File::open(&path).map_err(|source| DbError::SourceIo {
-            path: path.clone(),
-            source,
-        })?;
+        let (file, path) = open_in_repo(&self.root, &span.file_path)?;
         self.remember(&span.file_path, &path);
         span.read_span_of(file, path)
     }
@@ -162,6 +154,15 @@ fn open_unchanged(path: &Path) -> Option<File> {
     {
         let _ = path;
         None
+    }
+}
+
+/// Opens `root/relative` (see [`resolve_in_repo`]), with the path it resolved to.
+fn open_in_repo(root: &Path, relative: &str) -> Result<(File, PathBuf), DbError> {
+    let path = resolve_in_repo(root, relative)?;
+    match File::open(&path) {
+        Ok(file) => Ok((file, path)),
+        Err(source) => Err(DbError::SourceIo { path, source }),
     }
 }
 

@@ -389,10 +389,10 @@ impl Scheduler<'_> {
     }
 
     /// Records where the pending spans of each lane now begin, for the next run (best effort:
-    /// a frontier is a shortcut, and a failure to record one is logged).
+    /// a frontier is a shortcut, and a failure to record one is logged). Called once the writer
+    /// has committed everything and ended, so no gate is needed.
     fn advance_frontiers(&mut self) {
         for lane in self.queue.frontier_lanes() {
-            let _turn = self.gate.enter();
             match self.claimer.advance_frontier(&lane) {
                 Ok(frontier) => tracing::debug!(
                     run = self.run_id.0,

@@ -3,8 +3,8 @@
 //!
 //! Spans finish on many tasks; their outcomes go through a bounded queue to this one thread,
 //! which commits every `commit_every` outcomes, when its oldest uncommitted outcome is
-//! `commit_interval` old, and at the end. One writer means no lock contention between our own
-//! connections and one `IMMEDIATE` transaction per batch rather than per span. The queue is
+//! `commit_interval` old, and at the end: one `IMMEDIATE` transaction per batch of outcomes
+//! rather than per span. The queue is
 //! bounded by a semaphore whose slots are released only once an outcome is committed, so a slow
 //! disk slows the spans down instead of piling outcomes up in memory.
 //!
