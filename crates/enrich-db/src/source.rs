@@ -2,9 +2,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::DbError;
 use crate::types::PendingSpan;
@@ -32,19 +31,21 @@ impl PendingSpan {
     /// outside it, so nothing is read by mistake.
     pub fn read_source_at_canonical(&self, canonical_root: &Path) -> Result<String, DbError> {
         let (file, path) = open_in_repo(canonical_root, &self.file_path)?;
-        self.read_span_of(file, path)
+        let len = file
+            .metadata()
+            .map_err(|source| DbError::SourceIo {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        self.read_span_at(&file, &path, len)
     }
 
-    /// Reads the span's bytes from `file`, opened at `path` (for errors).
-    fn read_span_of(&self, mut file: File, path: PathBuf) -> Result<String, DbError> {
-        let source_err = |source| DbError::SourceIo {
-            path: path.clone(),
-            source,
-        };
-        let len = file.metadata().map_err(source_err)?.len();
+    /// Reads the span's bytes from `file` (opened at `path`, for errors), `len` bytes long.
+    fn read_span_at(&self, file: &File, path: &Path, len: u64) -> Result<String, DbError> {
         if self.byte_start > self.byte_end || self.byte_end > len {
             return Err(DbError::SpanOutOfRange {
-                path,
+                path: path.to_path_buf(),
                 start: self.byte_start,
                 end: self.byte_end,
                 len,
@@ -53,29 +54,80 @@ impl PendingSpan {
         // The range fits in a file that exists, so it fits in memory's address space too.
         let size = usize::try_from(self.byte_end - self.byte_start).unwrap_or(usize::MAX);
         let mut bytes = vec![0u8; size];
-        file.seek(SeekFrom::Start(self.byte_start))
-            .and_then(|_| file.read_exact(&mut bytes))
-            .map_err(source_err)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        read_exact_at(file, &mut bytes, self.byte_start).map_err(|source| DbError::SourceIo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+        })
     }
 }
 
-/// How many resolved files a [`SourceReader`] remembers.
+/// Fills `buf` from `file` at `offset`, without moving a shared cursor (many tasks read one
+/// open file at once).
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// Fills `buf` from `file` at `offset`, without moving a shared cursor (many tasks read one
+/// open file at once).
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` from `file` at `offset`, on a handle of its own so no shared cursor moves.
+#[cfg(not(any(unix, windows)))]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    let mut own = file.try_clone()?;
+    own.seek(SeekFrom::Start(offset))?;
+    own.read_exact(buf)
+}
+
+/// How many resolved files a [`SourceReader`] keeps open.
 const RECENT_FILES: usize = 8;
 
 /// Reads the source of many spans under one repository root, with the checks of
 /// [`PendingSpan::read_source`], resolving the root once and each file once while its spans
 /// come (spans arrive in file order, several tasks at a time).
 ///
-/// A remembered file is opened at its resolved path and checked to still be that file (see
-/// `open_unchanged`); a path changed meanwhile (a symlink out of the repository put in place of
-/// the file or a directory above it, say) is resolved again, and refused if it now leaves the
-/// root.
+/// The last few files resolved stay open, and a span of one of them costs a `stat` of its
+/// resolved path and one positional read instead of a resolution, an open and a close. The
+/// `stat` must show the very file that is open (same device and inode): a path changed
+/// meanwhile (the file replaced, or a symlink out of the repository put in place of the file
+/// or of a directory above it) is resolved again, and refused if it now leaves the root. A file
+/// rewritten in place is the same file, and its new bytes are read.
 #[derive(Debug)]
 pub struct SourceReader {
     root: PathBuf,
-    /// Recently resolved files: `file_path` as the index spells it, and where it resolved.
-    recent: Mutex<VecDeque<(Box<str>, PathBuf)>>,
+    /// Recently opened files, the most recent last.
+    recent: Mutex<VecDeque<Arc<OpenSource>>>,
+}
+
+/// A file a [`SourceReader`] resolved and keeps open.
+#[derive(Debug)]
+struct OpenSource {
+    /// `file_path` as the index spells it.
+    file_path: Box<str>,
+    /// Where it resolved to.
+    path: PathBuf,
+    file: File,
+    identity: FileIdentity,
 }
 
 impl SourceReader {
@@ -108,52 +160,70 @@ impl SourceReader {
     ///
     /// As [`PendingSpan::read_source`].
     pub fn read(&self, span: &PendingSpan) -> Result<String, DbError> {
-        if let Some(path) = self.remembered(&span.file_path)
-            && let Some(file) = open_unchanged(&path)
+        if let Some(open) = self.remembered(&span.file_path)
+            && let Ok(now) = std::fs::metadata(&open.path)
+            && FileIdentity::of(&now).same_as(open.identity)
         {
-            return span.read_span_of(file, path);
+            return span.read_span_at(&open.file, &open.path, now.len());
         }
         let (file, path) = open_in_repo(&self.root, &span.file_path)?;
-        self.remember(&span.file_path, &path);
-        span.read_span_of(file, path)
+        let metadata = file.metadata().map_err(|source| DbError::SourceIo {
+            path: path.clone(),
+            source,
+        })?;
+        let open = Arc::new(OpenSource {
+            file_path: span.file_path.as_str().into(),
+            path,
+            file,
+            identity: FileIdentity::of(&metadata),
+        });
+        self.remember(Arc::clone(&open));
+        span.read_span_at(&open.file, &open.path, metadata.len())
     }
 
-    fn remembered(&self, file_path: &str) -> Option<PathBuf> {
+    fn remembered(&self, file_path: &str) -> Option<Arc<OpenSource>> {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         recent
             .iter()
-            .find(|(known, _)| &**known == file_path)
-            .map(|(_, path)| path.clone())
+            .rev()
+            .find(|open| &*open.file_path == file_path)
+            .cloned()
     }
 
-    fn remember(&self, file_path: &str, path: &Path) {
+    /// Keeps `open`, in place of an older entry for the same path (which a task still reading
+    /// it keeps open until it is done) or of the least recent one.
+    fn remember(&self, open: Arc<OpenSource>) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if recent.iter().any(|(known, _)| &**known == file_path) {
-            return;
-        }
+        recent.retain(|known| known.file_path != open.file_path);
         if recent.len() == RECENT_FILES {
             recent.pop_front();
         }
-        recent.push_back((file_path.into(), path.to_path_buf()));
+        recent.push_back(open);
     }
 }
 
-/// Opens `path`, resolved earlier, when it still is the file it was resolved to: the file the
-/// kernel opened has that path (Linux's `/proc/self/fd`), so no symlink swapped in meanwhile,
-/// for the file or any directory above it, took the read elsewhere. `None` otherwise, and where
-/// that cannot be checked (no `/proc`, other systems): the caller resolves the path again.
-fn open_unchanged(path: &Path) -> Option<File> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let file = File::open(path).ok()?;
-        let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
-        (opened == path).then_some(file)
+/// What makes a file the same file, whatever path leads to it: device and inode where there are
+/// such (elsewhere nothing matches, and every span resolves its path again).
+#[derive(Debug, Clone, Copy)]
+struct FileIdentity(Option<(u64, u64)>);
+
+impl FileIdentity {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Self(Some((metadata.dev(), metadata.ino())))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = metadata;
+            Self(None)
+        }
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
-        None
+
+    /// Whether both are known and equal.
+    fn same_as(self, other: Self) -> bool {
+        self.0.is_some() && self.0 == other.0
     }
 }
 

@@ -160,3 +160,31 @@ fn a_source_reader_notices_a_remembered_path_now_leading_out_of_the_repo() {
     symlink(&outside, fixture.repo.join("lib")).expect("symlink");
     refused("lib/pkg/m.py");
 }
+
+/// The reader keeps recent files open; a file saved again meanwhile is read as it is now,
+/// whether the editor rewrote it in place or put a new file in its place.
+#[test]
+fn a_source_reader_reads_a_file_saved_again_meanwhile() {
+    let fixture = Fixture::llmc();
+    let reader = SourceReader::new(&fixture.repo).expect("reader");
+    let file = fixture.repo.join("m.py");
+    fs::write(&file, "a = 1\n").expect("file");
+    assert_eq!(reader.read(&span("m.py", 0, 5)).expect("read"), "a = 1");
+
+    fs::write(&file, "b = 2\n").expect("rewrite in place");
+    assert_eq!(reader.read(&span("m.py", 0, 5)).expect("read"), "b = 2");
+
+    let saved = fixture.repo.join("m.py.tmp");
+    fs::write(&saved, "c = 3\n# longer\n").expect("new file");
+    fs::rename(&saved, &file).expect("replace");
+    assert_eq!(reader.read(&span("m.py", 6, 14)).expect("read"), "# longer");
+
+    fs::write(&file, "d\n").expect("shrink");
+    let err = reader
+        .read(&span("m.py", 0, 5))
+        .expect_err("beyond the end");
+    assert!(
+        matches!(err, DbError::SpanOutOfRange { len: 2, .. }),
+        "{err}"
+    );
+}
