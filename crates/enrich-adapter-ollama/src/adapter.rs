@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use enrich_backends::{
@@ -11,20 +11,16 @@ use enrich_backends::{
 };
 use enrich_config::BackendSpec;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use serde_json::Value;
 
 use crate::classify::{
     error_chain, error_text, excerpt, is_connection_lost, retry_after, status_kind, text_kind,
 };
 use crate::error::OllamaConfigError;
 use crate::settings::Settings;
-use crate::wire::{GenerateBody, GenerateReply};
+use crate::wire::{Format, GenerateBody, GenerateReply};
 
 /// The provider name this crate serves (`provider = "ollama"`).
 pub const PROVIDER: &str = "ollama";
-
-/// Ollama's `format` for a request without a schema: any JSON object.
-static FORMAT_JSON: LazyLock<Value> = LazyLock::new(|| Value::from("json"));
 
 /// Registers the Ollama adapter's factory for provider `"ollama"`.
 ///
@@ -121,7 +117,11 @@ impl OllamaAdapter {
             prompt: &request.prompt,
             system: request.system.as_deref(),
             stream: self.settings.stream,
-            format: request.schema.as_deref().unwrap_or(&FORMAT_JSON),
+            // Without a schema, any JSON object.
+            format: request
+                .schema
+                .as_ref()
+                .map_or(Format::Json("json"), Format::Schema),
             options,
             keep_alive: self.settings.keep_alive.as_ref(),
             think: self.settings.think.as_ref(),

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use enrich_backends::OutputSchema;
 use enrich_config::Options;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,13 +16,23 @@ pub(crate) struct GenerateBody<'a> {
     pub(crate) system: Option<&'a str>,
     pub(crate) stream: bool,
     /// A JSON Schema object, or the string `"json"`.
-    pub(crate) format: &'a Value,
+    pub(crate) format: Format<'a>,
     #[serde(skip_serializing_if = "is_empty")]
     pub(crate) options: Cow<'a, Options>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) keep_alive: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) think: Option<&'a Value>,
+}
+
+/// Ollama's `format`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Format<'a> {
+    /// The output must follow this JSON Schema.
+    Schema(&'a OutputSchema),
+    /// `"json"`: any JSON object.
+    Json(&'static str),
 }
 
 fn is_empty(options: &Options) -> bool {

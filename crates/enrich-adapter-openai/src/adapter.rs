@@ -145,11 +145,11 @@ impl OpenAiAdapter {
 
     /// The `response_format` for `request` under the configured mode.
     fn response_format<'a>(&self, request: &'a GenerateRequest) -> Option<ResponseFormat<'a>> {
-        match (self.settings.format, request.schema.as_deref()) {
+        match (self.settings.format, request.schema.as_ref()) {
             (FormatMode::None, _) => None,
             (FormatMode::JsonSchema, Some(schema)) => Some(ResponseFormat::JsonSchema {
                 json_schema: JsonSchema {
-                    name: schema_name(schema),
+                    name: schema_name(schema.shared()),
                     schema,
                     strict: self.settings.strict,
                 },

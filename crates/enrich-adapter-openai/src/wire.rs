@@ -1,6 +1,7 @@
 //! OpenAI's chat completions JSON, as far as the adapter reads and writes it. Private to the
 //! crate.
 
+use enrich_backends::OutputSchema;
 use enrich_config::Options;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -42,7 +43,7 @@ pub(crate) enum ResponseFormat<'a> {
 pub(crate) struct JsonSchema<'a> {
     /// Required by OpenAI: `[a-zA-Z0-9_-]`, at most 64 characters.
     pub(crate) name: String,
-    pub(crate) schema: &'a Value,
+    pub(crate) schema: &'a OutputSchema,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) strict: Option<bool>,
 }
@@ -218,7 +219,7 @@ mod tests {
 
     #[test]
     fn the_response_format_has_openais_shape() {
-        let schema = json!({"type": "object"});
+        let schema = OutputSchema::from(json!({"type": "object"}));
         let strict = ResponseFormat::JsonSchema {
             json_schema: JsonSchema {
                 name: "enrichment_v1".to_owned(),

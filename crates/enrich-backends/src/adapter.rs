@@ -7,6 +7,7 @@ use enrich_config::BackendSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::BackendError;
+use crate::output::OutputSchema;
 
 /// One backend as the cascade sees it: a configured model behind some provider's API.
 ///
@@ -95,8 +96,8 @@ pub struct GenerateRequest {
     pub system: Option<Arc<str>>,
     /// The JSON schema the output must follow (usually
     /// [`enrichment_v1_schema`](crate::enrichment_v1_schema)); adapters whose provider supports
-    /// structured output send it (Ollama's `format`).
-    pub schema: Option<Arc<serde_json::Value>>,
+    /// structured output send it (Ollama's `format`), serialized as it is.
+    pub schema: Option<OutputSchema>,
     /// The span this request is about.
     pub span: SpanContext,
     /// The most tokens the model may generate, if limited.
@@ -124,8 +125,8 @@ impl GenerateRequest {
 
     /// Sets the output schema to enforce.
     #[must_use]
-    pub fn with_schema(mut self, schema: Arc<serde_json::Value>) -> Self {
-        self.schema = Some(schema);
+    pub fn with_schema(mut self, schema: impl Into<OutputSchema>) -> Self {
+        self.schema = Some(schema.into());
         self
     }
 
@@ -370,7 +371,7 @@ mod tests {
         assert!(Arc::ptr_eq(&request.prompt, &copy.prompt));
         assert!(Arc::ptr_eq(&request.span.span_hash, &copy.span.span_hash));
         assert!(Arc::ptr_eq(
-            request.schema.as_ref().unwrap(),
+            copy.schema.as_ref().unwrap().shared(),
             crate::enrichment_v1_schema()
         ));
         assert_eq!(copy.max_output_tokens, Some(512));

@@ -124,8 +124,9 @@ pub use error::BackendsError;
 pub use failure::{BackendError, FailureKind};
 pub use limit::InFlightLimit;
 pub use output::{
-    ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES,
-    ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_lines, parse_and_validate,
+    ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, OutputSchema, SUMMARY_MAX_WORDS,
+    USAGE_SNIPPET_MAX_LINES, ValidationContext, enrichment_v1_schema,
+    enrichment_v1_schema_for_lines, parse_and_validate,
 };
 pub use policy::{
     Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,

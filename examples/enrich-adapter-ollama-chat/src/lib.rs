@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, BackendError, Capabilities, FailureKind, GenerateRequest,
-    Generation, HealthReport, UsageMetrics,
+    Generation, HealthReport, OutputSchema, UsageMetrics,
 };
 use enrich_config::{BackendSpec, DEFAULT_OLLAMA_URL};
 use serde::Deserialize;
@@ -90,7 +90,7 @@ impl ChatAdapter {
             "messages": messages,
             "stream": false,
             // Structured output: Ollama constrains the model to the schema.
-            "format": request.schema.as_deref().cloned().unwrap_or_else(|| "json".into()),
+            "format": request.schema.as_ref().map_or_else(|| "json".into(), OutputSchema::to_value),
             "options": options,
         })
     }

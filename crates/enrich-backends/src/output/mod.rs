@@ -14,7 +14,7 @@ use crate::failure::{BackendError, FailureKind};
 
 use self::raw::{Field, RawEnrichment, RawEvidence};
 
-pub use self::schema::{enrichment_v1_schema, enrichment_v1_schema_for_lines};
+pub use self::schema::{OutputSchema, enrichment_v1_schema, enrichment_v1_schema_for_lines};
 
 /// The name of the output schema, stored with every enrichment (`schema_ver`).
 pub const ENRICHMENT_SCHEMA_VERSION: &str = "enrichment.v1";

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 use super::raw::Field;
@@ -29,21 +30,155 @@ pub fn enrichment_v1_schema() -> &'static Arc<Value> {
     SCHEMA.get_or_init(|| Arc::new(build()))
 }
 
+/// Where enrichment.v1 keeps the schema of one evidence line number.
+const EVIDENCE_LINE_PATH: &[&str] = &[
+    "properties",
+    "evidence",
+    "items",
+    "properties",
+    "lines",
+    "items",
+];
+
 /// The enrichment.v1 schema for one span: as [`enrichment_v1_schema`], with every evidence line
 /// bounded to `line_start..=line_end` (`minimum`/`maximum`).
 ///
 /// Structured output then keeps a model from citing lines outside the span, which
 /// [`parse_and_validate`](crate::parse_and_validate) would reject as `SchemaInvalid`. Ollama
 /// (llama.cpp's schema-to-grammar converter) and OpenAI's structured outputs both honour integer
-/// bounds; a provider that ignores them still gets a valid schema. Costs one clone of the shared
-/// schema per span.
-pub fn enrichment_v1_schema_for_lines(line_start: u32, line_end: u32) -> Arc<Value> {
+/// bounds; a provider that ignores them still gets a valid schema. The shared schema is not
+/// copied: the bounds are written in as the request is serialized (see [`OutputSchema`]).
+pub fn enrichment_v1_schema_for_lines(line_start: u32, line_end: u32) -> OutputSchema {
     let (low, high) = (line_start.min(line_end), line_start.max(line_end));
-    let mut schema = Value::clone(enrichment_v1_schema());
-    if let Some(lines) = schema.pointer_mut("/properties/evidence/items/properties/lines/items") {
-        *lines = json!({ "type": "integer", "minimum": low, "maximum": high });
+    OutputSchema::new(Arc::clone(enrichment_v1_schema())).with_replaced(
+        EVIDENCE_LINE_PATH,
+        json!({ "type": "integer", "minimum": low, "maximum": high }),
+    )
+}
+
+/// The JSON Schema a request's output must follow, as adapters send it: a schema shared by many
+/// requests, and optionally one of its subschemas replaced for this request (the span's line
+/// bounds), written in when the schema is serialized so no request copies the whole schema.
+///
+/// Adapters serialize it where their provider takes a schema (it implements [`Serialize`]), or
+/// take [`to_value`](Self::to_value) where they build JSON by hand.
+///
+/// ```
+/// use std::sync::Arc;
+/// use enrich_backends::OutputSchema;
+/// use serde_json::json;
+///
+/// let shared = Arc::new(json!({ "type": "object", "properties": { "n": { "type": "integer" } } }));
+/// let schema = OutputSchema::new(shared)
+///     .with_replaced(&["properties", "n"], json!({ "type": "integer", "maximum": 9 }));
+/// assert_eq!(
+///     serde_json::to_value(&schema).unwrap(),
+///     json!({ "type": "object", "properties": { "n": { "type": "integer", "maximum": 9 } } })
+/// );
+/// assert_eq!(serde_json::to_value(&schema).unwrap(), schema.to_value());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputSchema {
+    shared: Arc<Value>,
+    replaced: Option<(&'static [&'static str], Value)>,
+}
+
+impl OutputSchema {
+    /// `schema` as it is.
+    pub fn new(schema: Arc<Value>) -> Self {
+        Self {
+            shared: schema,
+            replaced: None,
+        }
     }
-    Arc::new(schema)
+
+    /// The schema with the subschema at `path` (object keys from the root) replaced by
+    /// `subschema`. A path the schema does not have changes nothing.
+    #[must_use]
+    pub fn with_replaced(mut self, path: &'static [&'static str], subschema: Value) -> Self {
+        self.replaced = Some((path, subschema));
+        self
+    }
+
+    /// The shared schema, without this request's replacement (its `title` and the like).
+    pub fn shared(&self) -> &Arc<Value> {
+        &self.shared
+    }
+
+    /// The schema as one JSON value, replacement included (a copy of the whole schema).
+    pub fn to_value(&self) -> Value {
+        let mut value = Value::clone(&self.shared);
+        if let Some((path, subschema)) = &self.replaced {
+            let mut at = Some(&mut value);
+            for key in *path {
+                at = at.and_then(|v| v.get_mut(*key));
+            }
+            if let Some(slot) = at {
+                slot.clone_from(subschema);
+            }
+        }
+        value
+    }
+}
+
+impl From<Arc<Value>> for OutputSchema {
+    fn from(schema: Arc<Value>) -> Self {
+        Self::new(schema)
+    }
+}
+
+impl From<Value> for OutputSchema {
+    fn from(schema: Value) -> Self {
+        Self::new(Arc::new(schema))
+    }
+}
+
+impl Serialize for OutputSchema {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.replaced {
+            None => self.shared.serialize(serializer),
+            Some((path, subschema)) => Replaced {
+                value: &self.shared,
+                path,
+                subschema,
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+/// `value` serialized with the subschema at `path` replaced.
+struct Replaced<'a> {
+    value: &'a Value,
+    path: &'a [&'static str],
+    subschema: &'a Value,
+}
+
+impl Serialize for Replaced<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some((key, rest)) = self.path.split_first() else {
+            return self.subschema.serialize(serializer);
+        };
+        let Value::Object(map) = self.value else {
+            return self.value.serialize(serializer);
+        };
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for (name, value) in map {
+            if name == key {
+                out.serialize_entry(
+                    name,
+                    &Replaced {
+                        value,
+                        path: rest,
+                        subschema: self.subschema,
+                    },
+                )?;
+            } else {
+                out.serialize_entry(name, value)?;
+            }
+        }
+        out.end()
+    }
 }
 
 fn build() -> Value {

@@ -485,7 +485,10 @@ fn the_schema_leaves_room_for_what_validation_accepts() {
 #[test]
 fn a_span_schema_bounds_evidence_lines_to_the_span_and_changes_nothing_else() {
     let schema = enrichment_v1_schema_for_lines(15, 29);
-    let lines = &schema["properties"]["evidence"]["items"]["properties"]["lines"];
+    // What an adapter sends: the schema serialized.
+    let sent = serde_json::to_value(&schema).expect("serializes");
+    assert_eq!(sent, schema.to_value(), "serialized as written out in full");
+    let lines = &sent["properties"]["evidence"]["items"]["properties"]["lines"];
     assert_eq!(
         lines["items"],
         json!({"type": "integer", "minimum": 15, "maximum": 29})
@@ -496,7 +499,7 @@ fn a_span_schema_bounds_evidence_lines_to_the_span_and_changes_nothing_else() {
     general["properties"]["evidence"]["items"]["properties"]["lines"]["items"] =
         lines["items"].clone();
     assert_eq!(
-        *schema, general,
+        sent, general,
         "only the line bounds differ from the shared schema"
     );
     let reversed = enrichment_v1_schema_for_lines(29, 15);

@@ -55,8 +55,8 @@ async fn a_template_is_filled_with_python_format_rules_and_sent_with_the_schema(
         "Summarise pkg/two.py lines 1-2:\ndef two():\n    return 2\n\nAnswer as {json}."
     );
     assert_eq!(
-        sent[0].schema.as_deref(),
-        Some(&*enrichment_v1_schema_for_lines(1, 2)),
+        sent[0].schema.as_ref(),
+        Some(&enrichment_v1_schema_for_lines(1, 2)),
         "the schema bounds evidence lines to the span"
     );
     assert_eq!((sent[0].span.line_start, sent[0].span.line_end), (1, 2));
@@ -98,8 +98,8 @@ async fn the_built_in_prompt_cites_the_span_and_describes_every_field() {
         }
         assert!(!prompt.contains("source cut"));
         assert_eq!(
-            request.schema.as_deref(),
-            Some(&*enrichment_v1_schema_for_lines(line, line))
+            request.schema.as_ref(),
+            Some(&enrichment_v1_schema_for_lines(line, line))
         );
     }
 }

@@ -75,7 +75,7 @@ impl Reference {
     fn body(&self, request: &GenerateRequest) -> Value {
         let schema = request
             .schema
-            .as_deref()
+            .as_ref()
             .filter(|_| self.quirk != Quirk::NoSchema);
         let system = request.system.as_deref().unwrap_or_default();
         match self.api {
