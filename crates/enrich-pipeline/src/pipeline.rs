@@ -390,8 +390,14 @@ impl Pipeline {
     ///
     /// Dropping the future instead of stopping through `control` abandons the run: spans in
     /// flight are dropped, what was committed stays, and the `runs` row keeps status `running`.
+    ///
+    /// The run goes on as a task of the current tokio runtime (which it needs anyway), so its
+    /// scheduler is woken like any other task rather than through whatever thread awaits this.
     pub async fn run(&self, control: &RunControl) -> Result<RunSummary, PipelineError> {
-        run::execute(&self.inner, self.inner.settings.limit, control, |_| {}).await
+        let inner = Arc::clone(&self.inner);
+        let control = control.clone();
+        as_task(async move { run::execute(&inner, inner.settings.limit, &control, |_| {}).await })
+            .await
     }
 
     /// One run of at most `limit` spans that also returns every span's result (LLMC's
@@ -405,12 +411,17 @@ impl Pipeline {
         limit: u64,
         control: &RunControl,
     ) -> Result<BatchResult, PipelineError> {
-        let mut results = Vec::new();
-        let summary = run::execute(&self.inner, Some(limit), control, |result| {
-            results.push(result);
+        let inner = Arc::clone(&self.inner);
+        let control = control.clone();
+        as_task(async move {
+            let mut results = Vec::new();
+            let summary = run::execute(&inner, Some(limit), &control, |result| {
+                results.push(result);
+            })
+            .await?;
+            Ok(BatchResult::new(summary, results))
         })
-        .await?;
-        Ok(BatchResult::new(summary, results))
+        .await
     }
 
     /// A dry run: what the next run would do with its first `limit` pending spans, in the order
@@ -505,5 +516,28 @@ impl Pipeline {
             in_cooldown,
             source_error,
         })
+    }
+}
+
+/// Runs `future` as a task of the current runtime and waits for it; dropping the returned future
+/// aborts the task (which drops `future` at its next await), as dropping `future` itself would.
+/// A panic in the task goes on in the caller.
+async fn as_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    /// Aborts the task when the waiting future is dropped.
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(future));
+    match (&mut task.0).await {
+        Ok(value) => value,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only `AbortOnDrop` aborts the task, and it cannot while this waits; a runtime
+            // shutting down drops this future along with the task.
+            Err(error) => panic!("the run's task ended without a result: {error}"),
+        },
     }
 }

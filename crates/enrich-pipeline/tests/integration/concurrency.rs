@@ -129,6 +129,33 @@ async fn stop_lets_spans_in_flight_finish_and_writes_them() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn dropping_the_run_abandons_it_and_nothing_goes_on_behind_the_caller() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 6);
+    let gpu = Arc::new(
+        Scripted::new("gpu")
+            .delay(CALL)
+            .option("max_in_flight", json!(2)),
+    );
+    let (pipeline, _events) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| {
+        s.concurrency = 2;
+    });
+
+    let dropped = tokio::time::timeout(CALL / 2, pipeline.run(&RunControl::new())).await;
+    assert!(dropped.is_err(), "the run was still waiting for its calls");
+    tokio::time::sleep(CALL * 5).await;
+
+    assert_eq!(gpu.calls(), 2, "no call starts after the drop");
+    assert_eq!(
+        fixture.count("enrichments"),
+        0,
+        "the calls in flight were dropped"
+    );
+    assert_eq!(fixture.pending(), 6);
+    assert_eq!(fixture.count("enrich_runs"), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn abort_cancels_spans_in_flight_and_writes_nothing_for_them() {
     let fixture = Fixture::new();
     fixture.index_lines("a.py", 4);
