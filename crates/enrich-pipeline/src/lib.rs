@@ -22,9 +22,10 @@
 //!
 //! - **Streaming, flat memory.** Pending spans are read by keyset pages as slots free up, in
 //!   work order (code first: by path weight with the starvation ratio, else by span id), from
-//!   each lane's pending frontier; a page is `batch_size` spans at first and grows (up to 256)
-//!   while it lasts under half a second, so a run never holds more than a page per queue plus
-//!   the spans in flight. The cursors only move forward, so a span is taken at most once per
+//!   each lane's pending frontier; a page is `batch_size` spans at first and grows (up to 2048)
+//!   while it lasts under half a second, and the next one is claimed ahead while the writer is
+//!   not committing, so a run never holds more than two pages per queue plus the spans in
+//!   flight. The cursors only move forward, so a span is taken at most once per
 //!   run; a failed span waits for a later run.
 //! - **Runs side by side.** A run claims each page: it leases the spans in one transaction, and
 //!   skips spans another run holds; storing an outcome releases its lease, and a dead run's

@@ -18,7 +18,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,15 @@ impl WriteGate {
     pub(crate) fn enter(&self) -> MutexGuard<'_, ()> {
         // The mutex guards nothing but the turn: a panic while it was held changes no data.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The gate if no one holds it now, without waiting.
+    pub(crate) fn try_enter(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.0.try_lock() {
+            Ok(turn) => Some(turn),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 

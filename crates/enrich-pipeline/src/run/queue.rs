@@ -15,9 +15,14 @@
 //! is what one claim reads, and its size follows how fast the run takes spans
 //! ([`next_page_size`]): it starts at `batch_size` and grows while pages are used up in less
 //! than [`PAGE_TARGET`], up to [`MAX_PAGE`]. A run against a slow model claims a batch at a
-//! time, so concurrent runs share the work finely; a fast run claims a few hundred spans per
+//! time, so concurrent runs share the work finely; a fast run claims up to 2048 spans per
 //! write transaction instead of one transaction per five spans, which would make the claims
 //! contend with the run's own writer for the database's write lock.
+//!
+//! A run claims a lane's next page ahead, once half of its page is handed out, when the write
+//! gate is free at that moment (the writer is gathering outcomes, not committing): a claim
+//! that had to wait for a commit of 1024 outcomes left the backends without spans meanwhile.
+//! Only a page used up entirely waits for the gate.
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -96,7 +101,7 @@ impl Source {
 pub(crate) const PAGE_TARGET: Duration = Duration::from_millis(500);
 
 /// The most spans one page claims (unless `batch_size` is larger).
-pub(crate) const MAX_PAGE: usize = 256;
+pub(crate) const MAX_PAGE: usize = 2048;
 
 /// The size of a lane's next page, after a page of `size` spans was used up in `used_up_in`:
 /// the spans the run takes in [`PAGE_TARGET`] at that pace, at most twice `size`, within
@@ -273,6 +278,8 @@ impl WorkQueue {
             self.fill(index, db, lease)?;
             let lane = &mut self.lanes[index];
             if let Some((_, span)) = lane.page.pop_front() {
+                self.read_ahead(index, db, lease)?;
+                let lane = &mut self.lanes[index];
                 let opened = lane.batch_left == 0;
                 if opened {
                     self.batches += 1;
@@ -335,6 +342,42 @@ impl WorkQueue {
         Ok(())
     }
 
+    /// With a lease, claims the lane's next page ahead of time when its page is half used up and
+    /// no one holds the write gate at this moment (the writer is gathering outcomes, not
+    /// committing): the claim then does not wait for a commit, and the lane does not run dry
+    /// while it would. Not under a run's limit, which the first page covers.
+    fn read_ahead(
+        &mut self,
+        index: usize,
+        db: &mut Db,
+        lease: Option<(&Lease, &WriteGate)>,
+    ) -> Result<(), DbError> {
+        let Some((lease, gate)) = lease else {
+            return Ok(());
+        };
+        let min = self.batch_size;
+        let lane = &mut self.lanes[index];
+        if lane.exhausted || self.page_cap != usize::MAX || lane.page.len() * 2 > lane.page_size {
+            return Ok(());
+        }
+        let Some(_turn) = gate.try_enter() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if let Some(read_at) = lane.read_at {
+            lane.page_size = next_page_size(lane.page_size, now - read_at, min);
+        }
+        let page = lane.read(db, Some(lease), lane.page_size)?;
+        let Some((last_weight, last)) = page.last() else {
+            lane.exhausted = true;
+            return Ok(());
+        };
+        lane.source.advance(*last_weight, last.id);
+        lane.read_at = Some(now);
+        lane.page.extend(page);
+        Ok(())
+    }
+
     /// Whether every span of `batch` has been handed out.
     pub(crate) fn batch_used_up(&self, batch: u64) -> bool {
         !self
@@ -393,7 +436,9 @@ mod tests {
             size = next_page_size(size, MS, 5);
             sizes.push(size);
         }
-        assert_eq!(sizes, [10, 20, 40, 80, 160, 256, 256, 256]);
+        assert_eq!(sizes, [10, 20, 40, 80, 160, 320, 640, 1280]);
+        assert_eq!(next_page_size(1280, MS, 5), MAX_PAGE);
+        assert_eq!(next_page_size(MAX_PAGE, MS, 5), MAX_PAGE);
     }
 
     #[test]
@@ -406,7 +451,94 @@ mod tests {
         assert_eq!(next_page_size(40, 60_000 * MS, 5), 5);
         assert_eq!(next_page_size(5, 60_000 * MS, 5), 5);
         // A batch larger than the most a page claims is still claimed whole.
-        assert_eq!(next_page_size(500, MS, 500), 500);
+        assert_eq!(next_page_size(5000, MS, 5000), 5000);
         assert_eq!(next_page_size(1, Duration::ZERO, 1), 2);
+    }
+
+    /// An index of `spans` one-line spans in `repo/a.py`, and a run's lease on it.
+    fn index(dir: &std::path::Path, spans: usize) -> (Db, Lease) {
+        let path = dir.join("index.db");
+        let mut db = Db::open_or_create(&path).expect("create index");
+        let raw = rusqlite::Connection::open(&path).expect("raw connection");
+        raw.execute(
+            "INSERT INTO files (id, path, lang, file_hash, size, mtime) \
+             VALUES (1, 'a.py', 'python', 'h', 0, 0)",
+            [],
+        )
+        .expect("file");
+        for n in 0..spans {
+            raw.execute(
+                "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start, \
+                 byte_end, span_hash) VALUES (1, 'f', 'function', ?1, ?1, 0, 0, ?2)",
+                rusqlite::params![n + 1, format!("sha256:{n}")],
+            )
+            .expect("span");
+        }
+        let run_id = db.start_run("test").expect("run");
+        let lease = Lease {
+            run_id,
+            holder: enrich_db::LeaseHolder::current(),
+            ttl: Duration::from_secs(600),
+        };
+        (db, lease)
+    }
+
+    /// The work order in span id order: one lane.
+    fn by_span_id() -> WorkOrder {
+        WorkOrder {
+            code_first: false,
+            ..enrich_config::EnrichmentConfig::default().work_order
+        }
+    }
+
+    fn leased(db: &Db) -> u64 {
+        db.leased_elsewhere(enrich_db::RunId(0))
+            .expect("count leases")
+    }
+
+    #[test]
+    fn a_lane_claims_its_next_page_ahead_only_while_no_one_holds_the_write_gate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut db, lease) = index(dir.path(), 100);
+        let gate = WriteGate::default();
+        let mut queue = WorkQueue::new(&by_span_id(), 4, None);
+        let mut take = |db: &mut Db| {
+            queue
+                .next(db, Some((&lease, &gate)))
+                .expect("next")
+                .expect("a span")
+        };
+
+        // The first page: one batch. Half of it handed out, the next page (grown, since the
+        // first went fast) is claimed ahead.
+        take(&mut db);
+        assert_eq!(leased(&db), 4);
+        take(&mut db);
+        assert_eq!(leased(&db), 4 + 8, "claimed ahead at half the page");
+
+        // While the writer holds the gate, the lane goes on with what it has.
+        let held = gate.enter();
+        for _ in 0..6 {
+            take(&mut db);
+        }
+        assert_eq!(leased(&db), 12, "no claim waits for the writer");
+        drop(held);
+        take(&mut db);
+        assert_eq!(leased(&db), 12 + 16, "claimed as soon as the gate is free");
+    }
+
+    #[test]
+    fn under_a_limit_nothing_is_claimed_ahead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut db, lease) = index(dir.path(), 100);
+        let gate = WriteGate::default();
+        let mut queue = WorkQueue::new(&by_span_id(), 4, Some(10));
+        for _ in 0..4 {
+            queue
+                .next(&mut db, Some((&lease, &gate)))
+                .expect("next")
+                .expect("a span");
+        }
+        assert_eq!(leased(&db), 4);
     }
 }
