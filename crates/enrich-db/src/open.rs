@@ -197,6 +197,18 @@ impl Db {
         self.max_failures_per_span = max;
     }
 
+    /// Lets this connection keep up to `bytes` of database pages in memory (SQLite's default is
+    /// 2 MiB); the memory is taken only as pages are read. A connection that writes all over
+    /// big indexes, as a run's writer does (`enrichments` and `enrich_attempts` are keyed by
+    /// span hash), then reads fewer pages back from the WAL or the file.
+    pub fn set_page_cache(&mut self, bytes: u64) -> Result<(), DbError> {
+        let kib = i64::try_from(bytes / 1024).unwrap_or(i64::MAX).max(1);
+        // A negative `cache_size` is a size in KiB rather than a number of pages.
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+            .map_err(self.err("set the page cache size"))
+    }
+
     /// Runs SQLite's `PRAGMA quick_check` over the whole file (slow on a big index: it reads
     /// every page) and returns its findings; an empty list means the file is sound.
     pub fn quick_check(&self) -> Result<Vec<String>, DbError> {
@@ -250,14 +262,8 @@ impl Db {
             // Checkpoint the WAL every 10,000 pages (about 40 MB) instead of 1,000: a run's
             // batches dirty the same index pages again and again, and each checkpoint writes
             // and syncs them; this cuts the fsyncs of a run by more than half.
-            // A writer's page cache of up to 32 MiB (SQLite's default is 2 MiB): enrichments
-            // land on index pages all over `enrichments` and `enrich_attempts`, and a page
-            // missing from the cache is read back from the WAL or the file.
             self.conn
-                .execute_batch(
-                    "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000; \
-                     PRAGMA cache_size = -32768",
-                )
+                .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000")
                 .map_err(self.err("configure the write connection"))?;
         }
         Ok(())
@@ -470,4 +476,31 @@ fn inspect_file(path: &Path) -> Result<FileState, DbError> {
         });
     }
     Ok(FileState::Sqlite)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_cache_is_sized_in_bytes_per_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index.db");
+        let mut db = Db::open_or_create(&path).expect("create");
+        let cache = |db: &Db| -> i64 {
+            db.conn
+                .query_row("PRAGMA cache_size", [], |row| row.get(0))
+                .expect("cache_size")
+        };
+        let default = cache(&db);
+        db.set_page_cache(32 << 20).expect("set");
+        assert_eq!(cache(&db), -32 * 1024, "32 MiB, in KiB");
+        assert_eq!(
+            cache(&Db::open(&path).expect("open")),
+            default,
+            "others keep theirs"
+        );
+        db.set_page_cache(0).expect("set");
+        assert_eq!(cache(&db), -1, "never less than 1 KiB");
+    }
 }

@@ -93,14 +93,20 @@ impl WriterHandle {
     }
 }
 
+/// The writer connection's page cache: the index pages a run's enrichments and attempts land on
+/// are all over their tables, and SQLite's default 2 MiB rereads many of them for each commit.
+const WRITER_PAGE_CACHE_BYTES: u64 = 32 << 20;
+
 impl Writer {
     /// Starts the writer thread on `db`; it enters `gate` for each commit.
     pub(crate) fn spawn(
-        db: Db,
+        mut db: Db,
         commit_every: usize,
         commit_interval: Duration,
         gate: WriteGate,
     ) -> Result<Self, PipelineError> {
+        db.set_page_cache(WRITER_PAGE_CACHE_BYTES)
+            .map_err(PipelineError::db("size the writer's page cache"))?;
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
