@@ -94,6 +94,7 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::R
 /// Fills `buf` from `file` at `offset`, on a handle of its own so no shared cursor moves.
 #[cfg(not(any(unix, windows)))]
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut own = file.try_clone()?;
     own.seek(SeekFrom::Start(offset))?;
     own.read_exact(buf)
@@ -126,7 +127,9 @@ struct OpenSource {
     file_path: Box<str>,
     /// Where it resolved to.
     path: PathBuf,
+    /// The file, opened there.
     file: File,
+    /// Which file that was, to tell whether `path` still leads to it.
     identity: FileIdentity,
 }
 
