@@ -80,7 +80,9 @@ pub(crate) fn run(args: &mut Args) -> Result<Value> {
         .build(&registry)
         .context("could not build the pipeline")?;
 
+    // The runtime `enrich run` builds.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(enrich_pipeline::run_worker_threads())
         .enable_all()
         .build()
         .context("could not start the tokio runtime")?;

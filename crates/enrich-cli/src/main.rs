@@ -11,8 +11,10 @@
 //! exit code says what happened (0 done, 1 some spans failed, 2 usage or configuration error,
 //! 3 a backend is unusable, 128 + the signal's number when Ctrl-C or SIGTERM stopped a run).
 //!
-//! The runtime is tokio's multi-thread scheduler, built only by the commands that talk to
-//! backends (`run`, `watch`, `doctor`); the others are plain synchronous SQLite reads.
+//! The runtime is tokio's multi-thread scheduler with one worker thread unless
+//! `TOKIO_WORKER_THREADS` says otherwise (`enrich_pipeline::run_worker_threads`), built only by
+//! the commands that talk to backends (`run`, `watch`, `doctor`); the others are plain
+//! synchronous SQLite reads.
 
 mod adapters;
 mod cli;

@@ -77,6 +77,6 @@ pub use result::{
 };
 pub use run::{NO_ROUTE, SOURCE_UNREADABLE};
 pub use settings::{
-    MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION, PipelineSettings, cascade_policy, config_fingerprint,
-    max_in_flight,
+    MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION, PipelineSettings, WORKER_THREADS_ENV, cascade_policy,
+    config_fingerprint, max_in_flight, run_worker_threads,
 };

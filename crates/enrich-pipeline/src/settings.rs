@@ -140,6 +140,31 @@ impl PipelineSettings {
     }
 }
 
+/// The environment variable that sets the runtime's worker threads: tokio's own.
+pub const WORKER_THREADS_ENV: &str = "TOKIO_WORKER_THREADS";
+
+/// How many worker threads the tokio runtime driving runs should have: 1, unless
+/// [`WORKER_THREADS_ENV`] (`TOKIO_WORKER_THREADS`) asks for another whole number.
+///
+/// A run's tasks mostly wait: for backends, and for the writer and the event log, which have
+/// threads of their own. What they compute per span (prompt, output validation) takes tens of
+/// microseconds, which one worker serves without handing tasks and wake-ups from thread to
+/// thread; on two cores a second worker cost more CPU per span than it saved (17 % more against
+/// the 0 ms fake server, docs/performance.md), CPU that a model running on the same machine
+/// wants. Build the runtime with `Builder::new_multi_thread().worker_threads(run_worker_threads())`:
+/// its worker then runs the tasks while the thread that blocks on the run only waits.
+pub fn run_worker_threads() -> usize {
+    worker_threads_from(std::env::var(WORKER_THREADS_ENV).ok().as_deref())
+}
+
+/// [`run_worker_threads`] for the variable's value.
+fn worker_threads_from(value: Option<&str>) -> usize {
+    value
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(1)
+}
+
 /// A short, stable fingerprint of a configuration, stored with each run so `enrich status` can
 /// tell runs made with different settings apart: `fnv1a64:` and 16 hex digits of the FNV-1a hash
 /// of the configuration's JSON form, with secret-looking options redacted first (so the
@@ -308,5 +333,15 @@ mod tests {
         config.max_retries_per_span = 0;
         let settings = PipelineSettings::from_config(&config, "/repo");
         assert_eq!(settings.cascade.max_attempts_per_span, 1);
+    }
+
+    #[test]
+    fn runs_take_one_worker_thread_unless_tokio_s_variable_says_otherwise() {
+        assert_eq!(worker_threads_from(None), 1);
+        assert_eq!(worker_threads_from(Some("4")), 4);
+        assert_eq!(worker_threads_from(Some(" 2 ")), 2);
+        for ignored in ["0", "", "many", "-1"] {
+            assert_eq!(worker_threads_from(Some(ignored)), 1, "{ignored:?}");
+        }
     }
 }

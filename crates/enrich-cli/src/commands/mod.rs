@@ -41,9 +41,11 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
     }
 }
 
-/// tokio's multi-thread runtime, for the commands that talk to backends.
+/// tokio's multi-thread runtime, for the commands that talk to backends, with the worker threads
+/// runs want (`enrich_pipeline::run_worker_threads`: one, unless `TOKIO_WORKER_THREADS` says).
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(enrich_pipeline::run_worker_threads())
         .enable_all()
         .thread_name("enrich-worker")
         .build()
