@@ -184,6 +184,16 @@ impl SourceReader {
         span.read_span_at(&open.file, &open.path, metadata.len())
     }
 
+    /// Closes the files kept open (a task still reading one keeps it until it is done); the
+    /// next span of each is resolved again. For a caller done with a run's spans, so no file
+    /// stays open between runs (a deleted file's space is freed only once it is closed).
+    pub fn close_files(&self) {
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     fn remembered(&self, file_path: &str) -> Option<Arc<OpenSource>> {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         recent

@@ -455,16 +455,22 @@ impl Pipeline {
             .start_at_frontiers(&reader)
             .map_err(PipelineError::db("read the pending frontiers"))?;
         let mut spans = Vec::with_capacity(limit.min(4096));
-        while spans.len() < limit {
-            let Some(taken) = queue
-                .next(&mut reader, None)
-                .map_err(PipelineError::db("read pending spans"))?
-            else {
-                break;
-            };
-            let position = spans.len() as u64 + 1;
-            spans.push(self.plan_span(taken.span, position)?);
-        }
+        let mut plan_spans = || {
+            while spans.len() < limit {
+                let Some(taken) = queue
+                    .next(&mut reader, None)
+                    .map_err(PipelineError::db("read pending spans"))?
+                else {
+                    break;
+                };
+                let position = spans.len() as u64 + 1;
+                spans.push(self.plan_span(taken.span, position)?);
+            }
+            Ok::<_, PipelineError>(())
+        };
+        let planned = plan_spans();
+        inner.sources.close_files();
+        planned?;
         let history = reader
             .usage_since(0)
             .map_err(PipelineError::db("read the token usage of past runs"))?;

@@ -506,6 +506,7 @@ pub(crate) async fn execute(
             (None, WriteTotals::default())
         }
     };
+    inner.sources.close_files();
     sched.advance_frontiers();
     let end = match (&failure, sched.end(control)) {
         (Some(_), _) => RunEnd::Failed,

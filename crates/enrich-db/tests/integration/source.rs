@@ -188,3 +188,26 @@ fn a_source_reader_reads_a_file_saved_again_meanwhile() {
         "{err}"
     );
 }
+
+/// Files the reader keeps open are closed on request: nothing stays open between runs.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_source_reader_closes_the_files_it_keeps_open() {
+    let fixture = Fixture::llmc();
+    let reader = SourceReader::new(&fixture.repo).expect("reader");
+    fs::write(fixture.repo.join("m.py"), "a = 1\n").expect("file");
+    let file = fixture.repo.join("m.py").canonicalize().expect("canonical");
+    let open_here = || {
+        fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| *target == file)
+            .count()
+    };
+
+    assert_eq!(reader.read(&span("m.py", 0, 5)).expect("read"), "a = 1");
+    assert_eq!(open_here(), 1, "kept open for the next span");
+    reader.close_files();
+    assert_eq!(open_here(), 0);
+    assert_eq!(reader.read(&span("m.py", 0, 5)).expect("read"), "a = 1");
+}

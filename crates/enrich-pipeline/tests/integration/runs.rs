@@ -107,6 +107,38 @@ async fn a_full_run_enriches_every_pending_span_with_the_right_rows() {
     );
 }
 
+/// The source files a run kept open are closed when it ends: nothing stays open between the
+/// runs of `enrich watch`, and a file deleted meanwhile frees its space.
+#[cfg(target_os = "linux")]
+#[tokio::test(start_paused = true)]
+async fn a_run_leaves_no_source_file_open() {
+    let fixture = Fixture::new();
+    fixture.index_lines("src/a.py", 3);
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let (pipeline, _) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |_| {});
+    let repo = fixture.repo.canonicalize().expect("canonical repo");
+    let open_in_repo = || {
+        std::fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| {
+                target.starts_with(&repo) && target.extension().is_some_and(|e| e == "py")
+            })
+            .count()
+    };
+
+    let plan = pipeline.plan(10).expect("plan");
+    assert_eq!(plan.spans.len(), 3);
+    assert_eq!(
+        open_in_repo(),
+        0,
+        "a plan reads the sources and closes them"
+    );
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+    assert_eq!(summary.succeeded, 3);
+    assert_eq!(open_in_repo(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_second_run_finds_nothing_to_do() {
     let fixture = Fixture::new();
