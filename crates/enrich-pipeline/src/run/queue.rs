@@ -147,6 +147,31 @@ impl Lane {
         }
     }
 
+    /// Reads the page after the cursor (claims it, with a lease) and appends it to what is left
+    /// of the current one, moving the cursor past it; sized by how fast the last page went
+    /// ([`next_page_size`], at least `min`), at most `cap`. An empty read exhausts the lane.
+    fn read_next(
+        &mut self,
+        db: &mut Db,
+        lease: Option<&Lease>,
+        min: usize,
+        cap: usize,
+    ) -> Result<(), DbError> {
+        let now = Instant::now();
+        if let Some(read_at) = self.read_at {
+            self.page_size = next_page_size(self.page_size, now - read_at, min);
+        }
+        let page = self.read(db, lease, self.page_size.min(cap))?;
+        let Some((last_weight, last)) = page.last() else {
+            self.exhausted = true;
+            return Ok(());
+        };
+        self.source.advance(*last_weight, last.id);
+        self.read_at = Some(now);
+        self.page.extend(page);
+        Ok(())
+    }
+
     /// Reads up to `limit` spans after the cursor, without moving it, each with its weight in
     /// work order; with a lease, claims them (spans other runs hold are passed over).
     fn read(
@@ -308,38 +333,25 @@ impl WorkQueue {
         self.taken_in_turn = 0;
     }
 
-    /// Reads the lane's next page when its page is empty, sized by how fast the last one went.
+    /// Reads the lane's next page when its page is empty.
     fn fill(
         &mut self,
         index: usize,
         db: &mut Db,
         lease: Option<(&Lease, &WriteGate)>,
     ) -> Result<(), DbError> {
-        let min = self.batch_size;
+        let (min, cap) = (self.batch_size, self.page_cap);
         let lane = &mut self.lanes[index];
         if !lane.page.is_empty() || lane.exhausted {
             return Ok(());
         }
-        let now = Instant::now();
-        if let Some(read_at) = lane.read_at {
-            lane.page_size = next_page_size(lane.page_size, now - read_at, min);
-        }
-        let size = lane.page_size.min(self.page_cap);
-        let page = match lease {
+        match lease {
             Some((lease, gate)) => {
                 let _turn = gate.enter();
-                lane.read(db, Some(lease), size)?
+                lane.read_next(db, Some(lease), min, cap)
             }
-            None => lane.read(db, None, size)?,
-        };
-        let Some((last_weight, last)) = page.last() else {
-            lane.exhausted = true;
-            return Ok(());
-        };
-        lane.source.advance(*last_weight, last.id);
-        lane.read_at = Some(now);
-        lane.page = page.into();
-        Ok(())
+            None => lane.read_next(db, None, min, cap),
+        }
     }
 
     /// With a lease, claims the lane's next page ahead of time when its page is half used up and
@@ -355,27 +367,15 @@ impl WorkQueue {
         let Some((lease, gate)) = lease else {
             return Ok(());
         };
-        let min = self.batch_size;
+        let (min, cap) = (self.batch_size, self.page_cap);
         let lane = &mut self.lanes[index];
-        if lane.exhausted || self.page_cap != usize::MAX || lane.page.len() * 2 > lane.page_size {
+        if lane.exhausted || cap != usize::MAX || lane.page.len() * 2 > lane.page_size {
             return Ok(());
         }
         let Some(_turn) = gate.try_enter() else {
             return Ok(());
         };
-        let now = Instant::now();
-        if let Some(read_at) = lane.read_at {
-            lane.page_size = next_page_size(lane.page_size, now - read_at, min);
-        }
-        let page = lane.read(db, Some(lease), lane.page_size)?;
-        let Some((last_weight, last)) = page.last() else {
-            lane.exhausted = true;
-            return Ok(());
-        };
-        lane.source.advance(*last_weight, last.id);
-        lane.read_at = Some(now);
-        lane.page.extend(page);
-        Ok(())
+        lane.read_next(db, Some(lease), min, cap)
     }
 
     /// Whether every span of `batch` has been handed out.
