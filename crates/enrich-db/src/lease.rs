@@ -66,6 +66,8 @@ const END_HOLDER_RUNS_SQL: &str = "UPDATE enrich_runs SET status = 'interrupted'
      WHERE host = ?1 AND pid = ?2 AND process_start = ?3)";
 const RENEW_SQL: &str = "UPDATE enrich_leases SET expires_at_ms = ?2 WHERE run_id = ?1";
 pub(crate) const RELEASE_RUN_SQL: &str = "DELETE FROM enrich_leases WHERE run_id = ?1";
+pub(crate) const RELEASE_LEASE_SQL: &str =
+    "DELETE FROM enrich_leases WHERE span_hash = ?1 AND run_id = ?2";
 /// Leases of other runs on spans that are still pending. It reads the whole leases table, which
 /// holds only the spans runs have in hand (pages and spans in flight).
 const HELD_ELSEWHERE_SQL: &str = "SELECT COUNT(*) FROM enrich_leases AS l \
@@ -364,6 +366,33 @@ impl Db {
             .prepare_cached(RELEASE_RUN_SQL)
             .and_then(|mut stmt| stmt.execute([run.0]))
             .map_err(self.err("release span leases"))
+    }
+
+    /// Releases `run`'s leases on these spans, in one transaction, so other runs may claim them
+    /// (a run gives back spans it claimed and no longer means to take soon). Spans it holds no
+    /// lease on are passed over. Returns how many leases ended.
+    pub fn release_span_leases<S: AsRef<str>>(
+        &mut self,
+        run: RunId,
+        span_hashes: &[S],
+    ) -> Result<usize, DbError> {
+        self.ensure_writable("release span leases")?;
+        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
+        let path = path_buf.as_path();
+        let err = |e| sqlite_error(path, "release span leases", busy, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut released = 0;
+        {
+            let mut stmt = tx.prepare_cached(RELEASE_LEASE_SQL).map_err(err)?;
+            for hash in span_hashes {
+                released += stmt.execute((hash.as_ref(), run.0)).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(released)
     }
 
     /// Pending spans that runs other than `run` hold leases on (dead leases count until they

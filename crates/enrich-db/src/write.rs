@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::error::{DbError, sqlite_error};
+use crate::lease::RELEASE_LEASE_SQL;
 use crate::open::Db;
 use crate::types::{
     Attempt, Enrichment, FailureEntry, RunCounts, RunId, RunStatus, SpanOutcome, SpanResult,
@@ -63,7 +64,6 @@ ON CONFLICT (span_hash) DO UPDATE SET
 
 const SPAN_EXISTS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM spans WHERE span_hash = ?1)";
 const RUN_EXISTS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM enrich_runs WHERE id = ?1)";
-const RELEASE_LEASE_SQL: &str = "DELETE FROM enrich_leases WHERE span_hash = ?1 AND run_id = ?2";
 const LEDGER_NOT_EMPTY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM enrich_failures)";
 const CLEAR_LEDGER_SQL: &str = "DELETE FROM enrich_failures WHERE span_hash = ?1";
 const LEDGER_ROW_SQL: &str = "SELECT consecutive_failures, last_run_id, dead_lettered \

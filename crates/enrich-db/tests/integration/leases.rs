@@ -111,6 +111,39 @@ fn two_runs_claim_disjoint_pages_that_together_cover_every_span() {
 }
 
 #[test]
+fn spans_a_run_gives_back_go_to_the_next_run_that_claims() {
+    let fixture = Fixture::llmc();
+    fixture.index_file("src/a.py", "python", &code("a", 6));
+    let mut a = Runner::new(&fixture, me(), HOUR);
+    let mut b = Runner::new(&fixture, me(), HOUR);
+    let page = a.claim(6);
+    assert!(b.claim(6).is_empty(), "A holds every span");
+
+    let released =
+        a.db.release_span_leases(a.lease.run_id, &page[3..])
+            .expect("release");
+    assert_eq!(released, 3);
+    assert_eq!(
+        leases(&fixture),
+        3,
+        "A keeps the spans it did not give back"
+    );
+    b.cursor = 0;
+    assert_eq!(
+        b.claim(6),
+        page[3..],
+        "B gets what A gave back, and only that"
+    );
+    assert_eq!(
+        a.db.release_span_leases(a.lease.run_id, &page[3..])
+            .expect("release"),
+        0,
+        "B's leases are not A's to release"
+    );
+    assert_eq!(leases(&fixture), 6);
+}
+
+#[test]
 fn outcomes_and_the_end_of_a_run_release_its_leases() {
     let fixture = Fixture::llmc();
     fixture.index_file("src/a.py", "python", &code("a", 5));

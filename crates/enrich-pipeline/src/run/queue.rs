@@ -23,6 +23,10 @@
 //! gate is free at that moment (the writer is gathering outcomes, not committing): a claim
 //! that had to wait for a commit of 1024 outcomes left the backends without spans meanwhile.
 //! Only a page used up entirely waits for the gate.
+//!
+//! A run that slows down after a fast phase (spans skipped for their cooldown, then a model's
+//! pace) gives back the tail of a page it would hold for minutes: its leases are released and
+//! the cursor moves back before it, so runs beside it can take those spans (`give_back`).
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -100,6 +104,10 @@ impl Source {
 /// A page is meant to last about this long: pages used up faster grow.
 pub(crate) const PAGE_TARGET: Duration = Duration::from_millis(500);
 
+/// A page this old that still holds far more than the run's pace needs gives back the rest
+/// (see `WorkQueue::give_back`).
+pub(crate) const GIVE_BACK_AFTER: Duration = Duration::from_secs(2);
+
 /// The most spans one page claims (unless `batch_size` is larger).
 pub(crate) const MAX_PAGE: usize = 2048;
 
@@ -127,6 +135,8 @@ struct Lane {
     page_size: usize,
     /// When the current page was read.
     read_at: Option<Instant>,
+    /// Spans handed out since then.
+    handed: usize,
     /// The lane's current batch, and how many of its spans are still to hand out.
     batch: u64,
     batch_left: usize,
@@ -141,6 +151,7 @@ impl Lane {
             page: VecDeque::new(),
             page_size,
             read_at: None,
+            handed: 0,
             batch: 0,
             batch_left: 0,
             exhausted: false,
@@ -168,6 +179,7 @@ impl Lane {
         };
         self.source.advance(*last_weight, last.id);
         self.read_at = Some(now);
+        self.handed = 0;
         self.page.extend(page);
         Ok(())
     }
@@ -303,6 +315,8 @@ impl WorkQueue {
             self.fill(index, db, lease)?;
             let lane = &mut self.lanes[index];
             if let Some((_, span)) = lane.page.pop_front() {
+                lane.handed += 1;
+                self.give_back(index, db, lease)?;
                 self.read_ahead(index, db, lease)?;
                 let lane = &mut self.lanes[index];
                 let opened = lane.batch_left == 0;
@@ -376,6 +390,53 @@ impl WorkQueue {
             return Ok(());
         };
         lane.read_next(db, Some(lease), min, cap)
+    }
+
+    /// With a lease, gives back the tail of a lane's page when the run has slowed down so much
+    /// that the page would last far longer than a page should: a fast phase (spans skipped for
+    /// their cooldown, say) grows pages that a model's pace then holds for minutes, out of reach
+    /// of the runs beside this one. Once a page is [`GIVE_BACK_AFTER`] old and holds more than
+    /// twice what the run takes in [`PAGE_TARGET`] at its pace since the page was read, it keeps
+    /// that much (at least a batch); the rest have their leases released and the cursor moves
+    /// back before them, so another run may take them meanwhile, and this run takes later those
+    /// no one did. Only when the write gate is free at that moment.
+    fn give_back(
+        &mut self,
+        index: usize,
+        db: &mut Db,
+        lease: Option<(&Lease, &WriteGate)>,
+    ) -> Result<(), DbError> {
+        let Some((lease, gate)) = lease else {
+            return Ok(());
+        };
+        let min = self.batch_size;
+        let lane = &mut self.lanes[index];
+        let Some(read_at) = lane.read_at else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let age = now - read_at;
+        if age < GIVE_BACK_AFTER {
+            return Ok(());
+        }
+        let keep = next_page_size(lane.handed.max(1), age, min);
+        if lane.page.len() <= keep.saturating_mul(2) {
+            return Ok(());
+        }
+        let Some(_turn) = gate.try_enter() else {
+            return Ok(());
+        };
+        let tail: Vec<(Option<u8>, PendingSpan)> = lane.page.drain(keep..).collect();
+        let hashes: Vec<&str> = tail.iter().map(|(_, s)| s.span_hash.as_str()).collect();
+        db.release_span_leases(lease.run_id, &hashes)?;
+        if let Some((weight, last)) = lane.page.back() {
+            lane.source.advance(*weight, last.id);
+        }
+        lane.exhausted = false;
+        lane.page_size = keep;
+        lane.read_at = Some(now);
+        lane.handed = 0;
+        Ok(())
     }
 
     /// Whether every span of `batch` has been handed out.
@@ -525,6 +586,56 @@ mod tests {
         drop(held);
         take(&mut db);
         assert_eq!(leased(&db), 12 + 16, "claimed as soon as the gate is free");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_slows_down_gives_back_what_its_page_holds_beyond_its_pace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut db, lease) = index(dir.path(), 200);
+        let gate = WriteGate::default();
+        let mut queue = WorkQueue::new(&by_span_id(), 4, None);
+        let mut handed = Vec::new();
+        // A fast phase: pages grow while they are used up at once.
+        for _ in 0..40 {
+            let taken = queue.next(&mut db, Some((&lease, &gate))).expect("next");
+            handed.push(taken.expect("a span").span.id);
+        }
+        let held = queue.lanes[0].page.len();
+        assert!(held > 8, "a grown page: {held}");
+        assert_eq!(leased(&db), (40 + held) as u64);
+
+        // Then a span every 10 s: the page is given back down to one batch.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let taken = queue.next(&mut db, Some((&lease, &gate))).expect("next");
+        handed.push(taken.expect("a span").span.id);
+        assert_eq!(queue.lanes[0].page.len(), 4);
+        assert_eq!(leased(&db), 41 + 4, "the rest was released");
+
+        // A run beside it takes what was given back; this run never hands out those.
+        let mut other = Db::open(dir.path().join("index.db")).expect("open");
+        let other_run = other.start_run("other").expect("run");
+        let other_lease = Lease {
+            run_id: other_run,
+            ..lease.clone()
+        };
+        let theirs: Vec<i64> = other
+            .claim_pending_spans(&other_lease, 0, 20)
+            .expect("claim")
+            .iter()
+            .map(|span| span.id)
+            .collect();
+        assert_eq!(theirs.len(), 20);
+        assert!(
+            theirs[0] > *handed.last().expect("handed") + 4,
+            "{theirs:?}"
+        );
+        while let Some(taken) = queue.next(&mut db, Some((&lease, &gate))).expect("next") {
+            handed.push(taken.span.id);
+        }
+        assert!(handed.iter().all(|id| !theirs.contains(id)));
+        let mut all: Vec<i64> = handed.iter().chain(&theirs).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=200).collect::<Vec<i64>>(), "every span once");
     }
 
     #[test]
