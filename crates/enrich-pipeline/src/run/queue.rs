@@ -26,7 +26,7 @@
 //!
 //! A run that slows down after a fast phase (spans skipped for their cooldown, then a model's
 //! pace) gives back the tail of a page it would hold for minutes: its leases are released and
-//! the cursor moves back before it, so runs beside it can take those spans (`give_back`).
+//! the cursor moves back before it, so runs beside it can take those spans (`rebalance`).
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -105,7 +105,7 @@ impl Source {
 pub(crate) const PAGE_TARGET: Duration = Duration::from_millis(500);
 
 /// A page this old that still holds far more than the run's pace needs gives back the rest
-/// (see `WorkQueue::give_back`).
+/// (see `WorkQueue::rebalance`).
 pub(crate) const GIVE_BACK_AFTER: Duration = Duration::from_secs(2);
 
 /// The most spans one page claims (unless `batch_size` is larger).
@@ -181,6 +181,43 @@ impl Lane {
         self.read_at = Some(now);
         self.handed = 0;
         self.page.extend(page);
+        Ok(())
+    }
+
+    /// How many spans of its page the lane should keep when the page is [`GIVE_BACK_AFTER`] old
+    /// at `now` and holds more than twice what the run takes in [`PAGE_TARGET`] at its pace since
+    /// it was read (at least `min`); `None` while the page is as it should be.
+    fn keep_at_pace(&self, now: Instant, min: usize) -> Option<usize> {
+        let age = now - self.read_at?;
+        if age < GIVE_BACK_AFTER {
+            return None;
+        }
+        let keep = next_page_size(self.handed.max(1), age, min);
+        (self.page.len() > keep.saturating_mul(2)).then_some(keep)
+    }
+
+    /// Keeps the first `keep` spans of the page and gives the rest back: their leases are
+    /// released and the cursor moves back before them.
+    fn give_back(
+        &mut self,
+        db: &mut Db,
+        lease: &Lease,
+        keep: usize,
+        now: Instant,
+    ) -> Result<(), DbError> {
+        let tail: Vec<String> = self
+            .page
+            .drain(keep..)
+            .map(|(_, span)| span.span_hash)
+            .collect();
+        db.release_span_leases(lease.run_id, &tail)?;
+        if let Some((weight, last)) = self.page.back() {
+            self.source.advance(*weight, last.id);
+        }
+        self.exhausted = false;
+        self.page_size = keep;
+        self.read_at = Some(now);
+        self.handed = 0;
         Ok(())
     }
 
@@ -316,8 +353,7 @@ impl WorkQueue {
             let lane = &mut self.lanes[index];
             if let Some((_, span)) = lane.page.pop_front() {
                 lane.handed += 1;
-                self.give_back(index, db, lease)?;
-                self.read_ahead(index, db, lease)?;
+                self.rebalance(index, db, lease)?;
                 let lane = &mut self.lanes[index];
                 let opened = lane.batch_left == 0;
                 if opened {
@@ -368,11 +404,21 @@ impl WorkQueue {
         }
     }
 
-    /// With a lease, claims the lane's next page ahead of time when its page is half used up and
-    /// no one holds the write gate at this moment (the writer is gathering outcomes, not
-    /// committing): the claim then does not wait for a commit, and the lane does not run dry
-    /// while it would. Not under a run's limit, which the first page covers.
-    fn read_ahead(
+    /// After a span of lane `index` is handed out, with a lease and only if no one holds the
+    /// write gate at this moment (the writer is gathering outcomes, not committing), so neither
+    /// ever waits for a commit:
+    ///
+    /// - **gives back** the tail of a page the run has slowed down for: a fast phase (spans
+    ///   skipped for their cooldown, say) grows pages that a model's pace then holds for minutes,
+    ///   out of reach of the runs beside this one. Once a page is [`GIVE_BACK_AFTER`] old and
+    ///   holds more than twice what the run takes in [`PAGE_TARGET`] at its pace since the page
+    ///   was read, it keeps that much (at least a batch); the rest have their leases released
+    ///   and the cursor moves back before them, so another run may take them meanwhile, and this
+    ///   run takes later those no one did;
+    /// - or **claims the next page ahead** once half of the page is handed out, so the lane does
+    ///   not run dry while a commit goes on. Not under a run's limit, which the first page
+    ///   covers.
+    fn rebalance(
         &mut self,
         index: usize,
         db: &mut Db,
@@ -383,60 +429,20 @@ impl WorkQueue {
         };
         let (min, cap) = (self.batch_size, self.page_cap);
         let lane = &mut self.lanes[index];
-        if lane.exhausted || cap != usize::MAX || lane.page.len() * 2 > lane.page_size {
-            return Ok(());
-        }
-        let Some(_turn) = gate.try_enter() else {
-            return Ok(());
-        };
-        lane.read_next(db, Some(lease), min, cap)
-    }
-
-    /// With a lease, gives back the tail of a lane's page when the run has slowed down so much
-    /// that the page would last far longer than a page should: a fast phase (spans skipped for
-    /// their cooldown, say) grows pages that a model's pace then holds for minutes, out of reach
-    /// of the runs beside this one. Once a page is [`GIVE_BACK_AFTER`] old and holds more than
-    /// twice what the run takes in [`PAGE_TARGET`] at its pace since the page was read, it keeps
-    /// that much (at least a batch); the rest have their leases released and the cursor moves
-    /// back before them, so another run may take them meanwhile, and this run takes later those
-    /// no one did. Only when the write gate is free at that moment.
-    fn give_back(
-        &mut self,
-        index: usize,
-        db: &mut Db,
-        lease: Option<(&Lease, &WriteGate)>,
-    ) -> Result<(), DbError> {
-        let Some((lease, gate)) = lease else {
-            return Ok(());
-        };
-        let min = self.batch_size;
-        let lane = &mut self.lanes[index];
-        let Some(read_at) = lane.read_at else {
-            return Ok(());
-        };
         let now = Instant::now();
-        let age = now - read_at;
-        if age < GIVE_BACK_AFTER {
-            return Ok(());
-        }
-        let keep = next_page_size(lane.handed.max(1), age, min);
-        if lane.page.len() <= keep.saturating_mul(2) {
+        let give_back = lane.keep_at_pace(now, min);
+        let read_ahead =
+            !lane.exhausted && cap == usize::MAX && lane.page.len() * 2 <= lane.page_size;
+        if give_back.is_none() && !read_ahead {
             return Ok(());
         }
         let Some(_turn) = gate.try_enter() else {
             return Ok(());
         };
-        let tail: Vec<(Option<u8>, PendingSpan)> = lane.page.drain(keep..).collect();
-        let hashes: Vec<&str> = tail.iter().map(|(_, s)| s.span_hash.as_str()).collect();
-        db.release_span_leases(lease.run_id, &hashes)?;
-        if let Some((weight, last)) = lane.page.back() {
-            lane.source.advance(*weight, last.id);
+        match give_back {
+            Some(keep) => lane.give_back(db, lease, keep, now),
+            None => lane.read_next(db, Some(lease), min, cap),
         }
-        lane.exhausted = false;
-        lane.page_size = keep;
-        lane.read_at = Some(now);
-        lane.handed = 0;
-        Ok(())
     }
 
     /// Whether every span of `batch` has been handed out.
