@@ -9,7 +9,8 @@
 //! Once listening it prints one line to stdout, `{"listening":"http://127.0.0.1:PORT"}`, and
 //! serves until killed (or until its stdin closes, with `--exit-on-stdin-close`). Its counters
 //! are at `GET /_fake/stats`. Request bodies are not kept unless `--record` is given, so long
-//! benchmarks run in flat memory. It knows nothing beyond the testkit's `FakeOllama`.
+//! benchmarks run in flat memory; with it, `GET /_fake/requests` lists them. It knows nothing
+//! beyond the testkit's `FakeOllama`.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -32,7 +33,8 @@ usage: fake-ollama [--port N] [--latency-ms MS] [--slots N] [--queue N] [--model
                          bad_request, unauthorized, stream_error, thinking_only
   --seed N               seed of the fault draws (default 0)
   --context-length N     context length reported and enforced (default 32768)
-  --record               keep request bodies (memory grows with every request)
+  --record               keep request bodies, listed at GET /_fake/requests (memory grows
+                         with every request)
   --exit-on-stdin-close  exit when stdin reaches end of file (the parent went away)
 
 Prints {\"listening\":\"http://127.0.0.1:PORT\"} on stdout once listening; counters at GET /_fake/stats.

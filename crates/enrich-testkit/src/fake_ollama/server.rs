@@ -122,12 +122,12 @@ impl Shared {
     }
 
     /// Whether `request` may be served: no key is required, it carries the right one, or it
-    /// asks for the fake's own counters.
+    /// asks for one of the fake's own routes (counters, recorded requests).
     fn authorized(&self, endpoint: Endpoint, request: &Request<Incoming>) -> bool {
         let Some(expected) = &self.authorization else {
             return true;
         };
-        endpoint == Endpoint::Stats
+        matches!(endpoint, Endpoint::Stats | Endpoint::Requests)
             || request
                 .headers()
                 .get(hyper::header::AUTHORIZATION)
@@ -282,6 +282,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
             wire::json(StatusCode::OK, &shared.counters.snapshot().to_json()),
             Outcome::Ok,
         ),
+        Endpoint::Requests => (recorded(shared), Outcome::Ok),
         Endpoint::Show => show(shared, request).await,
         Endpoint::Generate | Endpoint::Chat | Endpoint::ChatCompletions => {
             match generation(shared, &tally, endpoint, request).await {
@@ -308,6 +309,22 @@ fn dialect(endpoint: Endpoint) -> Dialect {
     } else {
         Dialect::Ollama
     }
+}
+
+/// `GET /_fake/requests`: every recorded request as `{"endpoint": "POST /api/generate",
+/// "body": {…}}`, oldest first; 409 when the server does not record.
+fn recorded(shared: &Shared) -> Reply {
+    if !shared.record {
+        return wire::text(
+            StatusCode::CONFLICT,
+            "request bodies are not recorded: start the fake server with --record",
+        );
+    }
+    let requests: Vec<Value> = lock(&shared.requests)
+        .iter()
+        .map(|r| json!({ "endpoint": r.endpoint.as_str(), "body": r.body }))
+        .collect();
+    wire::json(StatusCode::OK, &Value::Array(requests))
 }
 
 type Refusal = (ApiError, Outcome);

@@ -29,13 +29,15 @@ pub enum Endpoint {
     Models,
     /// `GET /_fake/stats`: these counters as JSON (the fake's own route).
     Stats,
+    /// `GET /_fake/requests`: the recorded request bodies as JSON (the fake's own route).
+    Requests,
     /// Anything else (404, or 405 for a known path with the wrong method).
     Unknown,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Root,
         Endpoint::Generate,
         Endpoint::Chat,
@@ -46,6 +48,7 @@ impl Endpoint {
         Endpoint::ChatCompletions,
         Endpoint::Models,
         Endpoint::Stats,
+        Endpoint::Requests,
         Endpoint::Unknown,
     ];
 
@@ -62,6 +65,7 @@ impl Endpoint {
             Endpoint::ChatCompletions => "POST /v1/chat/completions",
             Endpoint::Models => "GET /v1/models",
             Endpoint::Stats => "GET /_fake/stats",
+            Endpoint::Requests => "GET /_fake/requests",
             Endpoint::Unknown => "unknown",
         }
     }
@@ -87,6 +91,7 @@ impl Endpoint {
             "/v1/chat/completions" => (Endpoint::ChatCompletions, true),
             "/v1/models" => (Endpoint::Models, false),
             "/_fake/stats" => (Endpoint::Stats, false),
+            "/_fake/requests" => (Endpoint::Requests, false),
             _ => return (Endpoint::Unknown, false),
         };
         let allowed = if post {

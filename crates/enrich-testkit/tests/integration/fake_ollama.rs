@@ -793,10 +793,51 @@ async fn counters_and_recorded_bodies_say_what_was_sent() {
         "absent"
     );
 
+    let listed = get(&client, url("/_fake/requests")).await;
+    assert_eq!(listed.status, 200);
+    let listed = listed.json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3, "POST bodies only, oldest first");
+    assert_eq!(listed[0]["endpoint"], "POST /api/generate");
+    assert_eq!(listed[0]["body"], generate_body(false));
+    assert_eq!(listed[1]["endpoint"], "POST /api/chat");
+    assert_eq!(listed[2]["body"]["model"], "absent");
+
     let quiet = start(FakeOllamaConfig::default().with_recording(false)).await;
     generation(&quiet, "/api/generate", &generate_body(false)).await;
     assert!(quiet.requests().is_empty());
     assert_eq!(quiet.stats().generations(), 1);
+    let refused = get(&client, format!("{}/_fake/requests", quiet.url())).await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(
+        refused.text,
+        "request bodies are not recorded: start the fake server with --record"
+    );
+}
+
+#[tokio::test]
+async fn the_fakes_own_routes_need_no_key() {
+    let server = start(FakeOllamaConfig::default().with_api_key("sk-test")).await;
+    let client = reqwest::Client::new();
+    let denied = post(
+        &client,
+        format!("{}/api/generate", server.url()),
+        &generate_body(false),
+    )
+    .await;
+    assert_eq!(denied.status, 401);
+    for route in ["/_fake/stats", "/_fake/requests"] {
+        let reply = get(&client, format!("{}{route}", server.url())).await;
+        assert_eq!(reply.status, 200, "{route}: {}", reply.text);
+    }
+    let listed = get(&client, format!("{}/_fake/requests", server.url()))
+        .await
+        .json();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        0,
+        "a refused request is not recorded"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Child processes: the `fake-ollama` binary, and the launcher of the real model server (run
-//! here against stand-in scripts; the real end-to-end run belongs to the Ollama adapter).
+//! Child processes: the `fake-ollama` and `ollama-load` binaries, and the launcher of the real
+//! model server (run here against stand-in scripts; the real end-to-end run belongs to the
+//! Ollama adapter).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -8,12 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use enrich_testkit::{
-    MODEL_SERVER_MODEL_NAME, MODEL_VAR, ModelServerConfig, ModelServerProcess, NODE_VAR,
-    SCRIPT_VAR, TestkitError,
+    Endpoint, FakeOllamaConfig, MODEL_SERVER_MODEL_NAME, MODEL_VAR, ModelServerConfig,
+    ModelServerProcess, NODE_VAR, SCRIPT_VAR, TestkitError,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::support::get;
+use crate::support::{MODEL, get, server, start};
 
 #[tokio::test]
 async fn the_binary_prints_its_url_and_serves_until_stdin_closes() {
@@ -67,6 +68,138 @@ fn the_binary_explains_bad_arguments() {
         "{stderr}"
     );
     assert!(stderr.contains("usage: fake-ollama"), "{stderr}");
+}
+
+/// Runs `ollama-load` with `args` off the runtime; returns the exit code, stdout and stderr.
+async fn ollama_load(args: Vec<String>) -> (Option<i32>, String, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_ollama-load"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// A bodies file of `bodies`, one JSON line each.
+fn bodies_file(dir: &tempfile::TempDir, bodies: &[Value]) -> String {
+    let path = dir.path().join("bodies.jsonl");
+    let text: String = bodies.iter().map(|b| format!("{b}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn load_args(url: &str, bodies: &str, requests: u32, connections: u32) -> Vec<String> {
+    [
+        "--url",
+        url,
+        "--bodies",
+        bodies,
+        "--requests",
+        &requests.to_string(),
+        "--connections",
+        &connections.to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_client_sends_the_bodies_in_turn_over_kept_alive_connections() {
+    let server = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Vec<Value> = (1..=3)
+        .map(|i| json!({ "model": MODEL, "prompt": format!("src/a.rs lines {i}-9"), "stream": false }))
+        .collect();
+    let file = bodies_file(&dir, &bodies);
+
+    let (code, stdout, stderr) = ollama_load(load_args(server.url(), &file, 10, 2)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["requests"], 10);
+    assert_eq!(report["ok"], 10);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["first_failure"], Value::Null);
+    assert_eq!(report["connections"], 2);
+    assert!(
+        report["requests_per_sec"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+
+    let stats = server.stats();
+    assert_eq!(stats.endpoint(Endpoint::Generate), 10);
+    assert_eq!(stats.connections, 2, "one kept-alive connection each");
+    // Request n carries body n mod 3: four of the first, three of each other.
+    let sent = server.requests();
+    let count = |body: &Value| sent.iter().filter(|r| &r.body == body).count();
+    assert_eq!(
+        bodies.iter().map(count).collect::<Vec<_>>(),
+        [4, 3, 3],
+        "{sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_client_counts_refused_requests_and_fails() {
+    let server = start(FakeOllamaConfig::default().with_recording(false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = bodies_file(&dir, &[json!({ "model": "absent", "prompt": "x" })]);
+    let (code, stdout, _) = ollama_load(load_args(server.url(), &file, 3, 1)).await;
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (report["ok"].as_u64(), report["failed"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let first = report["first_failure"].as_str().unwrap();
+    assert!(
+        first.starts_with("404 Not Found: {\"error\":\"model 'absent' not found"),
+        "{first}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_client_explains_bad_input_and_a_dead_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = bodies_file(&dir, &[json!({ "model": MODEL, "prompt": "x" })]);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let (code, stdout, stderr) = ollama_load(load_args(&dead, &good, 1, 1)).await;
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    let addr = dead.trim_start_matches("http://");
+    assert!(
+        stderr.starts_with(&format!("ollama-load: could not connect to {addr}: ")),
+        "{stderr}"
+    );
+
+    let broken = dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"model\": \"m\"}\n\n{not json\n").unwrap();
+    let broken = broken.to_str().unwrap().to_owned();
+    let (code, _, stderr) = ollama_load(load_args(&dead, &broken, 1, 1)).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with(&format!(
+            "ollama-load: {broken} line 3: not a JSON request body ("
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("usage: ollama-load"), "{stderr}");
+
+    let (code, _, stderr) = ollama_load(load_args("localhost:11434", &good, 1, 1)).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with("ollama-load: --url localhost:11434 is not http://IP:PORT"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,0 +1,283 @@
+//! `ollama-load`: a bare HTTP client that drives an Ollama-compatible server with recorded
+//! request bodies, to measure what the server can do by itself.
+//!
+//! ```text
+//! ollama-load --url http://HOST:PORT --bodies FILE --requests N [--connections N] [--path PATH]
+//! ```
+//!
+//! `FILE` holds one JSON request body per line (JSON Lines), as `GET /_fake/requests` of a
+//! `fake-ollama --record` lists them. `--connections` keep-alive connections (default 4) each
+//! send one request at a time, taking the bodies in turn, until `N` requests were answered. The
+//! client is as cheap as an HTTP client gets: hyper's HTTP/1.1 connection with no pool, no URL
+//! parsing, no timeouts, on a one-thread runtime; it reads each answer whole and checks only
+//! its status. What it measures is the server's own request rate, the reference that
+//! `cargo xtask bench` holds `enrich run` against.
+//!
+//! Prints one JSON line on stdout: `requests`, `ok`, `failed` (non-200 answers),
+//! `first_failure` (status and the start of the body, or `null`), `seconds`,
+//! `requests_per_sec`, `connections`. Exits 1 when a request failed or a connection broke.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+const USAGE: &str = "\
+usage: ollama-load --url http://HOST:PORT --bodies FILE --requests N [--connections N] [--path PATH]
+
+  --url URL          the server (plain http, an IP address and port)
+  --bodies FILE      JSON request bodies, one per line, sent in turn
+  --requests N       requests to send in all
+  --connections N    keep-alive connections, one request in flight on each (default 4)
+  --path PATH        the route to POST to (default /api/generate)
+
+Prints one JSON line: requests, ok, failed, first_failure, seconds, requests_per_sec, connections.
+";
+
+/// What the command line asks for.
+struct Args {
+    addr: SocketAddr,
+    bodies: Vec<Bytes>,
+    requests: u64,
+    connections: u64,
+    path: String,
+}
+
+/// What one connection saw.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+    first_failure: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "--help" || a == "-h") {
+        say(&mut std::io::stdout(), USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse(&argv) {
+        Ok(args) => args,
+        Err(message) => {
+            say(
+                &mut std::io::stderr(),
+                &format!("ollama-load: {message}\n{USAGE}"),
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            say(
+                &mut std::io::stderr(),
+                &format!("ollama-load: could not start the tokio runtime: {err}\n"),
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(drive(args)) {
+        Ok((report, clean)) => {
+            say(&mut std::io::stdout(), &format!("{report}\n"));
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(message) => {
+            say(&mut std::io::stderr(), &format!("ollama-load: {message}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes to stdout or stderr; a closed stream leaves nobody to tell.
+fn say(out: &mut impl Write, text: &str) {
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Sends every request; returns the report and whether every request was answered with 200.
+async fn drive(args: Args) -> Result<(Value, bool), String> {
+    let args = Arc::new(args);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut connections = tokio::task::JoinSet::new();
+    for _ in 0..args.connections {
+        connections.spawn(connection(Arc::clone(&args), Arc::clone(&next)));
+    }
+    let mut total = Tally::default();
+    let mut broken = None;
+    while let Some(joined) = connections.join_next().await {
+        match joined {
+            Ok(Ok(tally)) => {
+                total.ok += tally.ok;
+                total.failed += tally.failed;
+                total.first_failure = total.first_failure.or(tally.first_failure);
+            }
+            Ok(Err(message)) => broken = broken.or(Some(message)),
+            Err(err) => broken = broken.or(Some(format!("a connection task failed: {err}"))),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(message) = broken {
+        return Err(message);
+    }
+    let answered = total.ok + total.failed;
+    let report = json!({
+        "requests": answered,
+        "ok": total.ok,
+        "failed": total.failed,
+        "first_failure": total.first_failure,
+        "seconds": seconds,
+        "requests_per_sec": if seconds > 0.0 { answered as f64 / seconds } else { 0.0 },
+        "connections": args.connections,
+    });
+    Ok((report, total.failed == 0))
+}
+
+/// One keep-alive connection sending requests one after another while any are left.
+async fn connection(args: Arc<Args>, next: Arc<AtomicU64>) -> Result<Tally, String> {
+    let addr = args.addr;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|err| format!("could not connect to {addr}: {err}"))?;
+    // Small requests must not wait for Nagle's algorithm.
+    stream
+        .set_nodelay(true)
+        .map_err(|err| format!("could not set TCP_NODELAY on the connection to {addr}: {err}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| format!("HTTP handshake with {addr} failed: {err}"))?;
+    let conn = tokio::spawn(conn);
+    let host = addr.to_string();
+    let mut tally = Tally::default();
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= args.requests {
+            break;
+        }
+        let index = usize::try_from(n % args.bodies.len() as u64).unwrap_or(0);
+        let request = Request::post(args.path.as_str())
+            .header(HOST, host.as_str())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(args.bodies[index].clone()))
+            .map_err(|err| format!("could not build a request for {}: {err}", args.path))?;
+        sender
+            .ready()
+            .await
+            .map_err(|err| format!("the connection to {addr} closed: {err}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|err| format!("request {n} to {addr} failed: {err}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| format!("could not read the answer to request {n} from {addr}: {err}"))?
+            .to_bytes();
+        if status == StatusCode::OK {
+            tally.ok += 1;
+        } else {
+            tally.failed += 1;
+            if tally.first_failure.is_none() {
+                let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                tally.first_failure = Some(format!("{status}: {start}"));
+            }
+        }
+    }
+    drop(sender);
+    // The connection ends once its sender is gone; an error on the way out changes nothing.
+    let _ = conn.await;
+    Ok(tally)
+}
+
+fn parse(argv: &[String]) -> Result<Args, String> {
+    let mut url = None;
+    let mut bodies_path = None;
+    let mut requests = None;
+    let mut connections = 4;
+    let mut path = "/api/generate".to_owned();
+    let mut rest = argv.iter();
+    while let Some(flag) = rest.next() {
+        let mut value = || {
+            rest.next()
+                .ok_or_else(|| format!("{flag} needs a value"))
+                .cloned()
+        };
+        match flag.as_str() {
+            "--url" => url = Some(value()?),
+            "--bodies" => bodies_path = Some(value()?),
+            "--requests" => requests = Some(number(flag, &value()?)?),
+            "--connections" => connections = number(flag, &value()?)?,
+            "--path" => path = value()?,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let url = url.ok_or("--url is required")?;
+    let addr = url
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(|hostport| hostport.parse::<SocketAddr>().ok())
+        .ok_or_else(|| {
+            format!("--url {url} is not http://IP:PORT (for example http://127.0.0.1:11434)")
+        })?;
+    let bodies_path = bodies_path.ok_or("--bodies is required")?;
+    let requests = requests.ok_or("--requests is required")?;
+    if connections == 0 {
+        return Err("--connections must be at least 1".to_owned());
+    }
+    if !path.starts_with('/') {
+        return Err(format!("--path {path} must start with /"));
+    }
+    let text = std::fs::read_to_string(&bodies_path)
+        .map_err(|err| format!("could not read the bodies file {bodies_path}: {err}"))?;
+    let mut bodies = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        serde_json::from_str::<Value>(line).map_err(|err| {
+            format!(
+                "{bodies_path} line {}: not a JSON request body ({err})",
+                i + 1
+            )
+        })?;
+        bodies.push(Bytes::from(line.to_owned()));
+    }
+    if bodies.is_empty() {
+        return Err(format!(
+            "{bodies_path} holds no request body: write one JSON object per line"
+        ));
+    }
+    Ok(Args {
+        addr,
+        bodies,
+        requests,
+        connections,
+        path,
+    })
+}
+
+fn number(flag: &str, value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag} takes a whole number, not `{value}`"))
+}
