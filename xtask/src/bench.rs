@@ -21,7 +21,10 @@
 //! Prints one table (scenario, measured, target, met?) and writes it with the samples and the
 //! machine (`available_parallelism`, the CPU model, the load average) to
 //! `target/bench/<unix-ts>.json` and `target/bench/latest.json` (under `CARGO_TARGET_DIR` when
-//! set). `--quick` runs every scenario once at small sizes, as a smoke test. Working files go to
+//! set). `--quick` runs every scenario once at small sizes. `--smoke` runs every scenario once at
+//! tiny sizes with debug binaries and judges no target: it checks that every scenario still
+//! runs (`cargo xtask ci` does it), writes `target/bench/smoke.json` only, and fails when a
+//! scenario cannot be measured. Working files go to
 //! `target/bench/work` (removed first).
 //!
 //! Like the rest of xtask it links no product crate: it drives the binaries as processes,
@@ -81,6 +84,16 @@ impl Sizes {
         scale: 1_000_000,
         scale_run: 100_000,
     };
+    /// Enough for every scenario to do its work once; nothing to judge speed by.
+    const SMOKE: Sizes = Sizes {
+        overhead: 200,
+        http: 200,
+        latency: 8,
+        pool: 16,
+        failure: 8,
+        scale: 2_000,
+        scale_run: 200,
+    };
     const QUICK: Sizes = Sizes {
         overhead: 2_000,
         http: 2_000,
@@ -108,15 +121,21 @@ impl Sizes {
 struct Options {
     runs: usize,
     quick: bool,
+    /// Debug binaries, tiny sizes, no target judged: does every scenario still run?
+    smoke: bool,
 }
+
+const BENCH_USAGE: &str = "usage: cargo xtask bench [--runs N] [--quick | --smoke]";
 
 fn parse_args(args: &[String]) -> Result<Options> {
     let mut runs = None;
     let mut quick = false;
+    let mut smoke = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--smoke" => smoke = true,
             "--runs" => {
                 let n = it.next().context("--runs needs a number")?;
                 let n: usize = n
@@ -127,13 +146,17 @@ fn parse_args(args: &[String]) -> Result<Options> {
                 runs = Some(n);
             }
             other => {
-                bail!("unknown argument `{other}`: usage: cargo xtask bench [--runs N] [--quick]")
+                bail!("unknown argument `{other}`: {BENCH_USAGE}")
             }
         }
     }
+    if quick && smoke {
+        bail!("--quick and --smoke are two sizes of run: pick one ({BENCH_USAGE})");
+    }
     Ok(Options {
-        runs: runs.unwrap_or(if quick { 1 } else { 3 }),
+        runs: runs.unwrap_or(if quick || smoke { 1 } else { 3 }),
         quick,
+        smoke,
     })
 }
 
@@ -204,16 +227,21 @@ struct Bench {
 /// Runs the benchmark.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let options = parse_args(args)?;
-    let sizes = if options.quick {
+    let sizes = if options.smoke {
+        Sizes::SMOKE
+    } else if options.quick {
         Sizes::QUICK
     } else {
         Sizes::FULL
     };
-    say("building the release binaries");
+    let profile = if options.smoke { "debug" } else { "release" };
+    say(&format!("building the {profile} binaries"));
     let mut build = crate::cargo(root);
+    build.arg("build");
+    if !options.smoke {
+        build.arg("--release");
+    }
     build.args([
-        "build",
-        "--release",
         "--locked",
         "--package",
         "enrich-cli",
@@ -228,9 +256,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|dir| root.join(dir))
         .unwrap_or_else(|| root.join("target"));
-    let release = target.join("release");
+    let release = target.join(profile);
     let out_dir = target.join("bench");
-    let work = out_dir.join("work");
+    // A smoke run (part of `cargo xtask ci`) leaves the last real run's working files alone.
+    let work = out_dir.join(if options.smoke { "smoke-work" } else { "work" });
     if work.exists() {
         fs::remove_dir_all(&work).with_context(|| format!("could not clear {}", work.display()))?;
     }
@@ -250,7 +279,13 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         machine["cores"],
         machine["cpu"].as_str().unwrap_or("unknown CPU"),
         bench.runs,
-        if options.quick { ", quick sizes" } else { "" }
+        if options.smoke {
+            ", smoke run (debug build, tiny sizes)"
+        } else if options.quick {
+            ", quick sizes"
+        } else {
+            ""
+        }
     ));
 
     if let Some(load) = machine["load_average_1m"].as_f64().filter(|&l| l >= 0.5) {
@@ -292,7 +327,18 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Err(e) => rows.push(Row::failed("scale", "scale", &e)),
     }
 
-    let table = render_table(&machine, bench.runs, &rows);
+    if options.smoke {
+        // Debug binaries at tiny sizes: the numbers say only that each scenario ran.
+        for row in &mut rows {
+            row.met = None;
+        }
+    }
+    let build = if options.smoke {
+        "debug build, smoke run: targets not judged"
+    } else {
+        "release build"
+    };
+    let table = render_table(&machine, bench.runs, build, &rows);
     println!("{table}");
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -302,19 +348,25 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         "machine": machine,
         "runs": bench.runs,
         "quick": options.quick,
+        "smoke": options.smoke,
         "sizes": sizes.to_json(),
         "seconds": started.elapsed().as_secs_f64(),
         "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&report)?;
-    for name in [format!("{ts}.json"), "latest.json".to_owned()] {
+    let names = if options.smoke {
+        vec!["smoke.json".to_owned()]
+    } else {
+        vec![format!("{ts}.json"), "latest.json".to_owned()]
+    };
+    for name in &names {
         let path = out_dir.join(name);
         fs::write(&path, &text).with_context(|| format!("could not write {}", path.display()))?;
     }
     say(&format!(
         "done in {:.0} s; results in {}",
         started.elapsed().as_secs_f64(),
-        out_dir.join(format!("{ts}.json")).display()
+        out_dir.join(&names[0]).display()
     ));
     let errors = rows
         .iter()
@@ -1292,7 +1344,7 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
 }
 
 /// The table printed at the end: scenario, measured, target, met?
-fn render_table(machine: &Value, runs: usize, rows: &[Row]) -> String {
+fn render_table(machine: &Value, runs: usize, build: &str, rows: &[Row]) -> String {
     let headers = ["scenario", "measured", "target", "met?"];
     let cells: Vec<[String; 4]> = rows
         .iter()
@@ -1321,7 +1373,7 @@ fn render_table(machine: &Value, runs: usize, rows: &[Row]) -> String {
         .map(|l| format!("; load {l:.2} at start"))
         .unwrap_or_default();
     let mut text = format!(
-        "enrich bench: {} core(s), {}; median of {runs} run(s); release build{load}\n\n",
+        "enrich bench: {} core(s), {}; median of {runs} run(s); {build}{load}\n\n",
         machine["cores"],
         machine["cpu"].as_str().unwrap_or("unknown CPU")
     );
@@ -1341,7 +1393,11 @@ fn render_table(machine: &Value, runs: usize, rows: &[Row]) -> String {
     }
     let met = rows.iter().filter(|r| r.met == Some(true)).count();
     let judged = rows.iter().filter(|r| r.met.is_some()).count();
-    let _ = write!(text, "\n{met} of {judged} targets met");
+    if judged > 0 {
+        let _ = write!(text, "\n{met} of {judged} targets met");
+    } else {
+        let _ = write!(text, "\nno target judged");
+    }
     text
 }
 
@@ -1450,7 +1506,7 @@ mod tests {
         pool.measured = "n/a: host pools not available".to_owned();
         pool.target = "≥ 95%".to_owned();
         let machine = json!({ "cores": 2, "cpu": "AMD EPYC" });
-        let table = render_table(&machine, 3, &[fast, slow, pool]);
+        let table = render_table(&machine, 3, "release build", &[fast, slow, pool]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
@@ -1484,6 +1540,14 @@ mod tests {
         assert_eq!((quick.runs, quick.quick), (1, true));
         let five = args(&["--quick", "--runs", "5"]).unwrap();
         assert_eq!(five.runs, 5);
+        let smoke = args(&["--smoke"]).unwrap();
+        assert_eq!((smoke.runs, smoke.quick, smoke.smoke), (1, false, true));
+        assert!(
+            args(&["--smoke", "--quick"])
+                .unwrap_err()
+                .to_string()
+                .contains("pick one")
+        );
         assert!(args(&["--runs", "0"]).is_err());
         assert!(
             args(&["--fast"])

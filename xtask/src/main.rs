@@ -1,7 +1,8 @@
 //! enrich's developer workflow, run as `cargo xtask <command>`.
 //!
 //! `cargo xtask ci` is the one gate that `.ci/run` calls: fmt check, clippy with `-D warnings`,
-//! every test, doc tests, `cargo doc` with `-D warnings`, and the tidy checks. Each step is also
+//! every test, doc tests, a smoke run of the benchmark (every scenario once, debug build, tiny
+//! sizes), `cargo doc` with `-D warnings`, and the tidy checks. Each step is also
 //! a command of its own. xtask knows cargo and the filesystem; it deliberately knows nothing of
 //! the product crates (it never links them), so a broken product crate cannot break the tool
 //! that reports it.
@@ -24,7 +25,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci            the full gate: fmt check, clippy, tests, doc tests, docs, tidy
+  ci            the full gate: fmt check, clippy, tests, doc tests, bench smoke run, docs, tidy
   fmt           format every crate (fmt --check with --check)
   lint          clippy on every target with -D warnings
   test          every test (cargo-nextest when installed) and the doc tests
@@ -32,7 +33,8 @@ commands:
   tidy          layering rules, lints opt-in, crate docs
   demo          the main job end to end: index a small repo, enrich it with the real local model
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
-  bench         release-build benchmark of the pipeline against its targets: bench [--runs N] [--quick]
+  bench         release-build benchmark of the pipeline against its targets:
+                bench [--runs N] [--quick | --smoke]
 ";
 
 fn main() {
@@ -82,6 +84,7 @@ fn ci(root: &Path) -> Result<()> {
     step("fmt --check", || fmt(root, true))?;
     step("clippy", || lint(root))?;
     step("tests", || test(root))?;
+    step("bench smoke", || bench::run(root, &["--smoke".to_owned()]))?;
     step("docs", || docs(root))?;
     step("tidy", || tidy_cmd(root))?;
     eprintln!(
