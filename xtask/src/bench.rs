@@ -24,8 +24,8 @@
 //! set). `--quick` runs every scenario once at small sizes. `--smoke` runs every scenario once at
 //! tiny sizes with debug binaries and judges no target: it checks that every scenario still
 //! runs (`cargo xtask ci` does it), writes `target/bench/smoke.json` only, and fails when a
-//! scenario cannot be measured. Working files go to
-//! `target/bench/work` (removed first).
+//! scenario cannot be measured. Working files go to `target/bench/work` (`smoke-work` for a smoke
+//! run), removed first.
 //!
 //! Like the rest of xtask it links no product crate: it drives the binaries as processes,
 //! reads the fake server's counters over a bare HTTP/1.1 request and the processes' memory and
@@ -256,7 +256,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|dir| root.join(dir))
         .unwrap_or_else(|| root.join("target"));
-    let release = target.join(profile);
+    let bin_dir = target.join(profile);
     let out_dir = target.join("bench");
     // A smoke run (part of `cargo xtask ci`) leaves the last real run's working files alone.
     let work = out_dir.join(if options.smoke { "smoke-work" } else { "work" });
@@ -265,10 +265,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     fs::create_dir_all(&work).with_context(|| format!("could not create {}", work.display()))?;
     let bench = Bench {
-        enrich: release.join("enrich"),
-        fake: release.join("fake-ollama"),
-        load: release.join("ollama-load"),
-        tool: release.join("enrich-bench"),
+        enrich: bin_dir.join("enrich"),
+        fake: bin_dir.join("fake-ollama"),
+        load: bin_dir.join("ollama-load"),
+        tool: bin_dir.join("enrich-bench"),
         work,
         runs: options.runs,
         sizes,
