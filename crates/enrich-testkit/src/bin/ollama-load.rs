@@ -15,7 +15,8 @@
 //!
 //! Prints one JSON line on stdout: `requests`, `ok`, `failed` (non-200 answers),
 //! `first_failure` (status and the start of the body, or `null`), `seconds`,
-//! `requests_per_sec`, `connections`. Exits 1 when a request failed or a connection broke.
+//! `requests_per_sec`, `connections`. Exits 1 when a request failed or a connection broke, 2 on
+//! bad arguments or a bodies file that cannot be read or holds a line that is not JSON.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -45,12 +46,43 @@ Prints one JSON line: requests, ok, failed, first_failure, seconds, requests_per
 ";
 
 /// What the command line asks for.
-struct Args {
+struct Args<B = Vec<Bytes>> {
     addr: SocketAddr,
-    bodies: Vec<Bytes>,
+    /// The bodies file's path, then its bodies ([`Args::read_bodies`]).
+    bodies: B,
     requests: u64,
     connections: u64,
     path: String,
+}
+
+impl Args<String> {
+    /// Reads the bodies file: every non-empty line must be JSON.
+    fn read_bodies(self) -> Result<Args, String> {
+        let path = &self.bodies;
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("could not read the bodies file {path}: {err}"))?;
+        let mut bodies = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            serde_json::from_str::<Value>(line)
+                .map_err(|err| format!("{path} line {}: not a JSON request body ({err})", i + 1))?;
+            bodies.push(Bytes::from(line.to_owned()));
+        }
+        if bodies.is_empty() {
+            return Err(format!(
+                "{path} holds no request body: write one JSON object per line"
+            ));
+        }
+        Ok(Args {
+            addr: self.addr,
+            bodies,
+            requests: self.requests,
+            connections: self.connections,
+            path: self.path,
+        })
+    }
 }
 
 /// What one connection saw.
@@ -74,6 +106,13 @@ fn main() -> ExitCode {
                 &mut std::io::stderr(),
                 &format!("ollama-load: {message}\n{USAGE}"),
             );
+            return ExitCode::from(2);
+        }
+    };
+    let args = match args.read_bodies() {
+        Ok(args) => args,
+        Err(message) => {
+            say(&mut std::io::stderr(), &format!("ollama-load: {message}\n"));
             return ExitCode::from(2);
         }
     };
@@ -209,7 +248,7 @@ async fn connection(args: Arc<Args>, next: Arc<AtomicU64>) -> Result<Tally, Stri
     Ok(tally)
 }
 
-fn parse(argv: &[String]) -> Result<Args, String> {
+fn parse(argv: &[String]) -> Result<Args<String>, String> {
     let mut url = None;
     let mut bodies_path = None;
     let mut requests = None;
@@ -247,29 +286,9 @@ fn parse(argv: &[String]) -> Result<Args, String> {
     if !path.starts_with('/') {
         return Err(format!("--path {path} must start with /"));
     }
-    let text = std::fs::read_to_string(&bodies_path)
-        .map_err(|err| format!("could not read the bodies file {bodies_path}: {err}"))?;
-    let mut bodies = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        serde_json::from_str::<Value>(line).map_err(|err| {
-            format!(
-                "{bodies_path} line {}: not a JSON request body ({err})",
-                i + 1
-            )
-        })?;
-        bodies.push(Bytes::from(line.to_owned()));
-    }
-    if bodies.is_empty() {
-        return Err(format!(
-            "{bodies_path} holds no request body: write one JSON object per line"
-        ));
-    }
     Ok(Args {
         addr,
-        bodies,
+        bodies: bodies_path,
         requests,
         connections,
         path,
