@@ -398,6 +398,16 @@ struct Entry<'a> {
     urls: Vec<String>,
 }
 
+impl Entry<'static> {
+    /// The backend `fake` on one fake server.
+    fn fake(server: &FakeServer) -> Self {
+        Entry {
+            name: "fake",
+            urls: vec![server.url.clone()],
+        }
+    }
+}
+
 impl Bench {
     fn gen_db(&self, name: &str, spans: u64) -> Result<Repo> {
         say(&format!("generating a {spans}-span index ({name})"));
@@ -598,19 +608,13 @@ impl Bench {
     /// enriched against a recording fake server, written one per line for `ollama-load`.
     fn capture_bodies(&self, repo: &Repo) -> Result<PathBuf> {
         let server = FakeServer::recording(&self.fake)?;
-        let config = self.write_config(
-            "capture",
-            &[Entry {
-                name: "fake",
-                urls: vec![server.url.clone()],
-            }],
-            CONCURRENCY_PER_HOST,
-        )?;
+        let config = self.write_config("capture", &[Entry::fake(&server)], CONCURRENCY_PER_HOST)?;
         let db = self.fresh_db(repo)?;
         let spans = CAPTURED_BODIES.min(repo.spans);
         self.enrich_run(repo, &db, &config, Some(spans), "capture")?;
         let recorded = server.requests()?;
         let mut lines = String::new();
+        let mut sent = 0;
         for request in recorded
             .as_array()
             .context("/_fake/requests is not a list")?
@@ -618,12 +622,12 @@ impl Bench {
             if request["endpoint"] == "POST /api/generate" {
                 lines.push_str(&serde_json::to_string(&request["body"])?);
                 lines.push('\n');
+                sent += 1;
             }
         }
         ensure!(
-            lines.lines().count() as u64 == spans,
-            "the capture run sent {} generate requests for {spans} spans",
-            lines.lines().count()
+            sent == spans,
+            "the capture run sent {sent} generate requests for {spans} spans"
         );
         let path = self.work.join("bodies.jsonl");
         fs::write(&path, lines).with_context(|| format!("could not write {}", path.display()))?;
@@ -663,14 +667,7 @@ impl Bench {
         ));
         let bodies = self.capture_bodies(repo)?;
         let server = FakeServer::start(&self.fake, 0)?;
-        let config = self.write_config(
-            "http",
-            &[Entry {
-                name: "fake",
-                urls: vec![server.url.clone()],
-            }],
-            CONCURRENCY_PER_HOST,
-        )?;
+        let config = self.write_config("http", &[Entry::fake(&server)], CONCURRENCY_PER_HOST)?;
         let mut rates = Vec::new();
         let mut own_rates = Vec::new();
         let mut shares = Vec::new();
@@ -800,10 +797,7 @@ impl Bench {
             "3 latency: fake-ollama at {LATENCY_MS} ms, {SLOTS} slots, {spans} spans (limit {limit:.0} spans/s)"
         ));
         let server = FakeServer::start(&self.fake, LATENCY_MS)?;
-        let entries = [Entry {
-            name: "fake",
-            urls: vec![server.url.clone()],
-        }];
+        let entries = [Entry::fake(&server)];
         let (rates, _) = self.latency_runs(repo, "latency", &entries, &[&server], 1, spans)?;
         let fractions: Vec<f64> = rates.iter().map(|r| r / limit).collect();
         let value = median(&fractions);
@@ -900,10 +894,7 @@ impl Bench {
                 name: "down",
                 urls: vec![refused],
             },
-            Entry {
-                name: "fake",
-                urls: vec![server.url.clone()],
-            },
+            Entry::fake(&server),
         ];
         let (rates, _) = self.latency_runs(repo, "failure", &entries, &[&server], 1, spans)?;
         let rate = median(&rates);
@@ -947,14 +938,7 @@ impl Bench {
         let repo = self.gen_db("scale", spans)?;
         let gen_seconds = gen_started.elapsed().as_secs_f64();
         let server = FakeServer::start(&self.fake, 0)?;
-        let config = self.write_config(
-            "scale",
-            &[Entry {
-                name: "fake",
-                urls: vec![server.url.clone()],
-            }],
-            CONCURRENCY_PER_HOST,
-        )?;
+        let config = self.write_config("scale", &[Entry::fake(&server)], CONCURRENCY_PER_HOST)?;
         let mut select_fresh = Vec::new();
         let mut select_deep = Vec::new();
         let mut select_after = Vec::new();
