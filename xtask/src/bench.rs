@@ -8,7 +8,9 @@
 //! 2. **http** — `enrich run` against `fake-ollama` at 0 ms latency: spans/s as a fraction of
 //!    the fake server's own request rate, which `ollama-load` (a bare hyper client, as many
 //!    connections as slots) measures by sending the same server request bodies captured from a
-//!    real run; also the CPU time of `enrich` and of the fake per request;
+//!    real run; also the rate through reqwest alone (`ollama-load --client reqwest`, the HTTP
+//!    client enrich uses, without its pipeline) and the CPU time of `enrich` and of the fake
+//!    per request;
 //! 3. **latency** — `fake-ollama` at 200 ms with 4 slots and `max_in_flight = 4`: spans/s as a
 //!    fraction of 4 / 0.2 s; then two such servers as one backend's host pool (`urls`), against
 //!    40 spans/s (reported "n/a" when the second server gets no request: no host pools);
@@ -634,9 +636,15 @@ impl Bench {
         Ok(path)
     }
 
-    /// `ollama-load`: `requests` requests over [`SLOTS`] connections to `server`, the bodies in
-    /// turn. Returns the report and the client's CPU seconds.
-    fn drive(&self, server: &FakeServer, bodies: &Path, requests: u64) -> Result<(Value, f64)> {
+    /// `ollama-load --client client`: `requests` requests over [`SLOTS`] connections to
+    /// `server`, the bodies in turn. Returns the report and the client's CPU seconds.
+    fn drive(
+        &self,
+        server: &FakeServer,
+        bodies: &Path,
+        requests: u64,
+        client: &str,
+    ) -> Result<(Value, f64)> {
         let cpu_before = children_cpu_seconds()?;
         let out = Command::new(&self.load)
             .arg("--url")
@@ -645,6 +653,7 @@ impl Bench {
             .arg(bodies)
             .args(["--requests", &requests.to_string()])
             .args(["--connections", &SLOTS.to_string()])
+            .args(["--client", client])
             .stderr(Stdio::inherit())
             .output()
             .with_context(|| format!("could not start {}", self.load.display()))?;
@@ -652,7 +661,7 @@ impl Bench {
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         ensure!(
             out.status.success() && report["ok"].as_u64() == Some(requests),
-            "ollama-load exited with {}: {}",
+            "ollama-load --client {client} exited with {}: {}",
             out.status,
             String::from_utf8_lossy(&out.stdout).trim()
         );
@@ -663,13 +672,14 @@ impl Bench {
         let spans = self.sizes.http;
         say(&format!(
             "2 http: enrich run against fake-ollama at 0 ms, {spans} spans; the fake's own rate \
-             with ollama-load"
+             with ollama-load (hyper, then reqwest)"
         ));
         let bodies = self.capture_bodies(repo)?;
         let server = FakeServer::start(&self.fake, 0)?;
         let config = self.write_config("http", &[Entry::fake(&server)], CONCURRENCY_PER_HOST)?;
         let mut rates = Vec::new();
         let mut own_rates = Vec::new();
+        let mut reqwest_rates = Vec::new();
         let mut shares = Vec::new();
         let mut cpu_ratio = Vec::new();
         let mut cpu_per_span = Vec::new();
@@ -690,9 +700,14 @@ impl Bench {
             let rate = outcome.report["spans_per_sec"].as_f64().unwrap_or(0.0);
 
             let load_cpu_before = process_cpu_seconds(server.pid())?;
-            let (load, client_cpu) = self.drive(&server, &bodies, spans)?;
+            let (load, client_cpu) = self.drive(&server, &bodies, spans, "hyper")?;
             let load_server_cpu = process_cpu_seconds(server.pid())? - load_cpu_before;
             let own_rate = load["requests_per_sec"].as_f64().unwrap_or(0.0);
+
+            let reqwest_cpu_before = process_cpu_seconds(server.pid())?;
+            let (reqwest, reqwest_cpu) = self.drive(&server, &bodies, spans, "reqwest")?;
+            let reqwest_server_cpu = process_cpu_seconds(server.pid())? - reqwest_cpu_before;
+            reqwest_rates.push(reqwest["requests_per_sec"].as_f64().unwrap_or(0.0));
 
             rates.push(rate);
             own_rates.push(own_rate);
@@ -717,16 +732,20 @@ impl Bench {
                 "load": load,
                 "load_client_cpu_us_per_request": client_cpu * 1e6 / spans as f64,
                 "load_fake_cpu_us_per_request": load_server_cpu * 1e6 / spans as f64,
+                "reqwest_load": reqwest,
+                "reqwest_client_cpu_us_per_request": reqwest_cpu * 1e6 / spans as f64,
+                "reqwest_fake_cpu_us_per_request": reqwest_server_cpu * 1e6 / spans as f64,
             });
         }
         let value = median(&shares);
         let rate = median(&rates);
         let own_rate = median(&own_rates);
+        let reqwest_rate = median(&reqwest_rates);
         let ratio = median(&cpu_ratio);
         let cpu_us = median(&cpu_per_span);
         let measured = format!(
-            "{rate:.0} spans/s = {:.0}% of the fake's own {own_rate:.0} req/s; CPU enrich/fake \
-             {ratio:.2} ({cpu_us:.0} µs/span)",
+            "{rate:.0} spans/s = {:.0}% of the fake's own {own_rate:.0} req/s (through reqwest \
+             alone {reqwest_rate:.0}); CPU enrich/fake {ratio:.2} ({cpu_us:.0} µs/span)",
             value * 100.0
         );
         say(&format!("  {measured}"));
@@ -747,6 +766,7 @@ impl Bench {
             "last_run": detail,
             "spans_per_sec": rates,
             "fake_own_requests_per_sec": own_rates,
+            "reqwest_requests_per_sec": reqwest_rates,
             "cpu_ratio_samples": cpu_ratio,
             "enrich_cpu_us_per_span": cpu_per_span,
         });

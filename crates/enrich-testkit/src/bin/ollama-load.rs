@@ -3,19 +3,24 @@
 //!
 //! ```text
 //! ollama-load --url http://HOST:PORT --bodies FILE --requests N [--connections N] [--path PATH]
+//!             [--client hyper|reqwest]
 //! ```
 //!
 //! `FILE` holds one JSON request body per line (JSON Lines), as `GET /_fake/requests` of a
 //! `fake-ollama --record` lists them. `--connections` keep-alive connections (default 4) each
 //! send one request at a time, taking the bodies in turn, until `N` requests were answered. The
-//! client is as cheap as an HTTP client gets: hyper's HTTP/1.1 connection with no pool, no URL
-//! parsing, no timeouts, on a one-thread runtime; it reads each answer whole and checks only
-//! its status. What it measures is the server's own request rate, the reference that
+//! default client is as cheap as an HTTP client gets: hyper's HTTP/1.1 connection with no pool,
+//! no URL parsing, no timeouts, on a one-thread runtime; it reads each answer whole and checks
+//! only its status. What it measures is the server's own request rate, the reference that
 //! `cargo xtask bench` holds `enrich run` against.
+//!
+//! `--client reqwest` sends the same requests through one `reqwest::Client` (its pool holds the
+//! connections), the HTTP client enrich's adapters use, with nothing else around it: what the
+//! server and that client do together, without enrich's pipeline.
 //!
 //! Prints one JSON line on stdout: `requests`, `ok`, `failed` (non-200 answers),
 //! `first_failure` (status and the start of the body, or `null`), `seconds`,
-//! `requests_per_sec`, `connections`. Exits 1 when a request failed or a connection broke, 2 on
+//! `requests_per_sec`, `connections`, `client`. Exits 1 when a request failed or a connection broke, 2 on
 //! bad arguments or a bodies file that cannot be read or holds a line that is not JSON.
 
 use std::io::Write;
@@ -35,14 +40,18 @@ use tokio::net::TcpStream;
 
 const USAGE: &str = "\
 usage: ollama-load --url http://HOST:PORT --bodies FILE --requests N [--connections N] [--path PATH]
+                   [--client hyper|reqwest]
 
   --url URL          the server (plain http, an IP address and port)
   --bodies FILE      JSON request bodies, one per line, sent in turn
   --requests N       requests to send in all
   --connections N    keep-alive connections, one request in flight on each (default 4)
   --path PATH        the route to POST to (default /api/generate)
+  --client NAME      hyper: a bare HTTP/1.1 connection each (default); reqwest: one
+                     reqwest::Client, the client enrich's adapters use
 
-Prints one JSON line: requests, ok, failed, first_failure, seconds, requests_per_sec, connections.
+Prints one JSON line: requests, ok, failed, first_failure, seconds, requests_per_sec,
+connections, client.
 ";
 
 /// What the command line asks for.
@@ -53,6 +62,25 @@ struct Args<B = Vec<Bytes>> {
     requests: u64,
     connections: u64,
     path: String,
+    client: Client,
+}
+
+/// Which HTTP client sends the requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Client {
+    /// One bare hyper HTTP/1.1 connection per `--connections`.
+    Hyper,
+    /// One `reqwest::Client` shared by `--connections` senders.
+    Reqwest,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Hyper => "hyper",
+            Client::Reqwest => "reqwest",
+        }
+    }
 }
 
 impl Args<String> {
@@ -81,6 +109,7 @@ impl Args<String> {
             requests: self.requests,
             connections: self.connections,
             path: self.path,
+            client: self.client,
         })
     }
 }
@@ -91,6 +120,21 @@ struct Tally {
     ok: u64,
     failed: u64,
     first_failure: Option<String>,
+}
+
+impl Tally {
+    /// Counts one answer: 200 is ok, anything else failed (the first one kept, shortened).
+    fn count(&mut self, status: StatusCode, body: &[u8]) {
+        if status == StatusCode::OK {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+            if self.first_failure.is_none() {
+                let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                self.first_failure = Some(format!("{status}: {start}"));
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -116,8 +160,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Time for reqwest's pool, which expires idle connections.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
     {
         Ok(runtime) => runtime,
@@ -157,8 +203,20 @@ async fn drive(args: Args) -> Result<(Value, bool), String> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut connections = tokio::task::JoinSet::new();
+    let reqwest = match args.client {
+        Client::Hyper => None,
+        Client::Reqwest => Some(
+            reqwest::Client::builder()
+                .build()
+                .map_err(|err| format!("could not build the reqwest client: {err}"))?,
+        ),
+    };
     for _ in 0..args.connections {
-        connections.spawn(connection(Arc::clone(&args), Arc::clone(&next)));
+        let (args, next) = (Arc::clone(&args), Arc::clone(&next));
+        match &reqwest {
+            None => connections.spawn(connection(args, next)),
+            Some(client) => connections.spawn(reqwest_sender(client.clone(), args, next)),
+        };
     }
     let mut total = Tally::default();
     let mut broken = None;
@@ -186,6 +244,7 @@ async fn drive(args: Args) -> Result<(Value, bool), String> {
         "seconds": seconds,
         "requests_per_sec": if seconds > 0.0 { answered as f64 / seconds } else { 0.0 },
         "connections": args.connections,
+        "client": args.client.name(),
     });
     Ok((report, total.failed == 0))
 }
@@ -232,19 +291,49 @@ async fn connection(args: Arc<Args>, next: Arc<AtomicU64>) -> Result<Tally, Stri
             .await
             .map_err(|err| format!("could not read the answer to request {n} from {addr}: {err}"))?
             .to_bytes();
-        if status == StatusCode::OK {
-            tally.ok += 1;
-        } else {
-            tally.failed += 1;
-            if tally.first_failure.is_none() {
-                let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-                tally.first_failure = Some(format!("{status}: {start}"));
-            }
-        }
+        tally.count(status, &body);
     }
     drop(sender);
     // The connection ends once its sender is gone; an error on the way out changes nothing.
     let _ = conn.await;
+    Ok(tally)
+}
+
+/// One sender on a shared `reqwest::Client`, one request at a time while any are left.
+async fn reqwest_sender(
+    client: reqwest::Client,
+    args: Arc<Args>,
+    next: Arc<AtomicU64>,
+) -> Result<Tally, String> {
+    let url = format!("http://{}{}", args.addr, args.path);
+    let url = reqwest::Url::parse(&url).map_err(|err| format!("bad URL {url}: {err}"))?;
+    let mut tally = Tally::default();
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= args.requests {
+            break;
+        }
+        let index = usize::try_from(n % args.bodies.len() as u64).unwrap_or(0);
+        let failed = |err: reqwest::Error| {
+            let mut message = format!("request {n} to {url} failed: {err}");
+            let mut cause = std::error::Error::source(&err);
+            while let Some(source) = cause {
+                message.push_str(&format!(": {source}"));
+                cause = source.source();
+            }
+            message
+        };
+        let response = client
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(args.bodies[index].clone())
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(failed)?;
+        tally.count(status, &body);
+    }
     Ok(tally)
 }
 
@@ -254,6 +343,7 @@ fn parse(argv: &[String]) -> Result<Args<String>, String> {
     let mut requests = None;
     let mut connections = 4;
     let mut path = "/api/generate".to_owned();
+    let mut client = Client::Hyper;
     let mut rest = argv.iter();
     while let Some(flag) = rest.next() {
         let mut value = || {
@@ -267,6 +357,15 @@ fn parse(argv: &[String]) -> Result<Args<String>, String> {
             "--requests" => requests = Some(number(flag, &value()?)?),
             "--connections" => connections = number(flag, &value()?)?,
             "--path" => path = value()?,
+            "--client" => {
+                client = match value()?.as_str() {
+                    "hyper" => Client::Hyper,
+                    "reqwest" => Client::Reqwest,
+                    other => {
+                        return Err(format!("--client takes hyper or reqwest, not `{other}`"));
+                    }
+                }
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -292,6 +391,7 @@ fn parse(argv: &[String]) -> Result<Args<String>, String> {
         requests,
         connections,
         path,
+        client,
     })
 }
 

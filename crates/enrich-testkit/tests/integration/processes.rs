@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use enrich_testkit::{
-    Endpoint, FakeOllamaConfig, MODEL_SERVER_MODEL_NAME, MODEL_VAR, ModelServerConfig,
-    ModelServerProcess, NODE_VAR, SCRIPT_VAR, TestkitError,
+    Endpoint, FakeOllamaConfig, FakeOllamaStats, MODEL_SERVER_MODEL_NAME, MODEL_VAR,
+    ModelServerConfig, ModelServerProcess, NODE_VAR, SCRIPT_VAR, TestkitError,
 };
 use serde_json::{Value, json};
 
@@ -110,8 +110,9 @@ fn load_args(url: &str, bodies: &str, requests: u32, connections: u32) -> Vec<St
     .to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_load_client_sends_the_bodies_in_turn_over_kept_alive_connections() {
+/// Runs `ollama-load --client client` with 10 requests of 3 bodies over 2 connections; checks
+/// the report and that the server got body n mod 3 for request n; returns the server's stats.
+async fn load_in_turn(client: &str) -> FakeOllamaStats {
     let server = server().await;
     let dir = tempfile::tempdir().unwrap();
     let bodies: Vec<Value> = (1..=3)
@@ -119,9 +120,12 @@ async fn the_load_client_sends_the_bodies_in_turn_over_kept_alive_connections() 
         .collect();
     let file = bodies_file(&dir, &bodies);
 
-    let (code, stdout, stderr) = ollama_load(load_args(server.url(), &file, 10, 2)).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let mut args = load_args(server.url(), &file, 10, 2);
+    args.extend(["--client".to_owned(), client.to_owned()]);
+    let (code, stdout, stderr) = ollama_load(args).await;
+    assert_eq!(code, Some(0), "{client}: {stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["client"], client);
     assert_eq!(report["requests"], 10);
     assert_eq!(report["ok"], 10);
     assert_eq!(report["failed"], 0);
@@ -133,15 +137,32 @@ async fn the_load_client_sends_the_bodies_in_turn_over_kept_alive_connections() 
     );
 
     let stats = server.stats();
-    assert_eq!(stats.endpoint(Endpoint::Generate), 10);
-    assert_eq!(stats.connections, 2, "one kept-alive connection each");
+    assert_eq!(stats.endpoint(Endpoint::Generate), 10, "{client}");
     // Request n carries body n mod 3: four of the first, three of each other.
     let sent = server.requests();
     let count = |body: &Value| sent.iter().filter(|r| &r.body == body).count();
     assert_eq!(
         bodies.iter().map(count).collect::<Vec<_>>(),
         [4, 3, 3],
-        "{sent:?}"
+        "{client}: {sent:?}"
+    );
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_client_sends_the_bodies_in_turn_over_kept_alive_connections() {
+    let stats = load_in_turn("hyper").await;
+    assert_eq!(stats.connections, 2, "one kept-alive connection each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reqwest_client_sends_the_same_requests_through_its_pool() {
+    let stats = load_in_turn("reqwest").await;
+    // Its pool opens a connection when none is idle; two senders never need ten.
+    assert!(
+        (1..10).contains(&stats.connections),
+        "connections reused: {}",
+        stats.connections
     );
 }
 
@@ -201,6 +222,27 @@ async fn the_load_client_explains_bad_input_and_a_dead_server() {
     assert_eq!(code, Some(2));
     assert!(
         stderr.starts_with("ollama-load: --url localhost:11434 is not http://IP:PORT"),
+        "{stderr}"
+    );
+
+    let mut args = load_args(&dead, &good, 1, 1);
+    args.extend(["--client".to_owned(), "curl".to_owned()]);
+    let (code, _, stderr) = ollama_load(args).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with("ollama-load: --client takes hyper or reqwest, not `curl`"),
+        "{stderr}"
+    );
+
+    let mut args = load_args(&dead, &good, 1, 1);
+    args.extend(["--client".to_owned(), "reqwest".to_owned()]);
+    let (code, stdout, stderr) = ollama_load(args).await;
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with(&format!(
+            "ollama-load: request 0 to {dead}/api/generate failed: "
+        )) && stderr.contains("Connection refused"),
         "{stderr}"
     );
 }
