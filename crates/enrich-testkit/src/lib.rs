@@ -10,7 +10,8 @@
 //!   enrichment.v1, parallel slots and a bounded queue, injected [`Fault`]s, counters and
 //!   recorded request bodies. Also a binary, `fake-ollama`, for CLI tests and benchmarks, and
 //!   beside it `ollama-load`, a bare HTTP client that replays recorded request bodies at a
-//!   fixed concurrency to measure a server's own request rate (`cargo xtask bench`).
+//!   fixed concurrency to measure a server's own request rate (`cargo xtask bench`), with a
+//!   bare hyper connection or through a `reqwest::Client` alone.
 //! - [`run_conformance`]: the adapter conformance suite. An adapter crate calls it in its own
 //!   tests; it points the adapter at fake servers and checks, by name, that requests carry the
 //!   prompt, schema and options, metrics come back, and every failure is classified into the
