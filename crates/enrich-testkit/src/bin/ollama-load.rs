@@ -114,6 +114,19 @@ impl Args<String> {
     }
 }
 
+impl Args {
+    /// The next request to send, shared by all senders: its number and body (body `n` mod the
+    /// number of bodies), or `None` once `--requests` were taken.
+    fn take(&self, next: &AtomicU64) -> Option<(u64, &Bytes)> {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= self.requests {
+            return None;
+        }
+        let index = usize::try_from(n % self.bodies.len() as u64).unwrap_or(0);
+        Some((n, &self.bodies[index]))
+    }
+}
+
 /// What one connection saw.
 #[derive(Default)]
 struct Tally {
@@ -265,16 +278,11 @@ async fn connection(args: Arc<Args>, next: Arc<AtomicU64>) -> Result<Tally, Stri
     let conn = tokio::spawn(conn);
     let host = addr.to_string();
     let mut tally = Tally::default();
-    loop {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        if n >= args.requests {
-            break;
-        }
-        let index = usize::try_from(n % args.bodies.len() as u64).unwrap_or(0);
+    while let Some((n, body)) = args.take(&next) {
         let request = Request::post(args.path.as_str())
             .header(HOST, host.as_str())
             .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(args.bodies[index].clone()))
+            .body(Full::new(body.clone()))
             .map_err(|err| format!("could not build a request for {}: {err}", args.path))?;
         sender
             .ready()
@@ -308,12 +316,7 @@ async fn reqwest_sender(
     let url = format!("http://{}{}", args.addr, args.path);
     let url = reqwest::Url::parse(&url).map_err(|err| format!("bad URL {url}: {err}"))?;
     let mut tally = Tally::default();
-    loop {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        if n >= args.requests {
-            break;
-        }
-        let index = usize::try_from(n % args.bodies.len() as u64).unwrap_or(0);
+    while let Some((n, body)) = args.take(&next) {
         let failed = |err: reqwest::Error| {
             let mut message = format!("request {n} to {url} failed: {err}");
             let mut cause = std::error::Error::source(&err);
@@ -326,7 +329,7 @@ async fn reqwest_sender(
         let response = client
             .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
-            .body(args.bodies[index].clone())
+            .body(body.clone())
             .send()
             .await
             .map_err(failed)?;

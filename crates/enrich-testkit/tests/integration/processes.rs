@@ -110,6 +110,12 @@ fn load_args(url: &str, bodies: &str, requests: u32, connections: u32) -> Vec<St
     .to_vec()
 }
 
+/// `args` with `--client client`.
+fn with_client(mut args: Vec<String>, client: &str) -> Vec<String> {
+    args.extend(["--client".to_owned(), client.to_owned()]);
+    args
+}
+
 /// Runs `ollama-load --client client` with 10 requests of 3 bodies over 2 connections; checks
 /// the report and that the server got body n mod 3 for request n; returns the server's stats.
 async fn load_in_turn(client: &str) -> FakeOllamaStats {
@@ -120,8 +126,7 @@ async fn load_in_turn(client: &str) -> FakeOllamaStats {
         .collect();
     let file = bodies_file(&dir, &bodies);
 
-    let mut args = load_args(server.url(), &file, 10, 2);
-    args.extend(["--client".to_owned(), client.to_owned()]);
+    let args = with_client(load_args(server.url(), &file, 10, 2), client);
     let (code, stdout, stderr) = ollama_load(args).await;
     assert_eq!(code, Some(0), "{client}: {stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
@@ -225,17 +230,14 @@ async fn the_load_client_explains_bad_input_and_a_dead_server() {
         "{stderr}"
     );
 
-    let mut args = load_args(&dead, &good, 1, 1);
-    args.extend(["--client".to_owned(), "curl".to_owned()]);
-    let (code, _, stderr) = ollama_load(args).await;
+    let (code, _, stderr) = ollama_load(with_client(load_args(&dead, &good, 1, 1), "curl")).await;
     assert_eq!(code, Some(2));
     assert!(
         stderr.starts_with("ollama-load: --client takes hyper or reqwest, not `curl`"),
         "{stderr}"
     );
 
-    let mut args = load_args(&dead, &good, 1, 1);
-    args.extend(["--client".to_owned(), "reqwest".to_owned()]);
+    let args = with_client(load_args(&dead, &good, 1, 1), "reqwest");
     let (code, stdout, stderr) = ollama_load(args).await;
     assert_eq!(code, Some(1));
     assert!(stdout.is_empty(), "{stdout}");
