@@ -637,14 +637,16 @@ impl Bench {
     }
 
     /// `ollama-load --client client`: `requests` requests over [`SLOTS`] connections to
-    /// `server`, the bodies in turn. Returns the report and the client's CPU seconds.
+    /// `server`, the bodies in turn. Returns the report and the CPU seconds the client and the
+    /// server spent.
     fn drive(
         &self,
         server: &FakeServer,
         bodies: &Path,
         requests: u64,
         client: &str,
-    ) -> Result<(Value, f64)> {
+    ) -> Result<(Value, f64, f64)> {
+        let server_cpu_before = process_cpu_seconds(server.pid())?;
         let cpu_before = children_cpu_seconds()?;
         let out = Command::new(&self.load)
             .arg("--url")
@@ -658,6 +660,7 @@ impl Bench {
             .output()
             .with_context(|| format!("could not start {}", self.load.display()))?;
         let cpu = children_cpu_seconds()? - cpu_before;
+        let server_cpu = process_cpu_seconds(server.pid())? - server_cpu_before;
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         ensure!(
             out.status.success() && report["ok"].as_u64() == Some(requests),
@@ -665,7 +668,7 @@ impl Bench {
             out.status,
             String::from_utf8_lossy(&out.stdout).trim()
         );
-        Ok((report, cpu))
+        Ok((report, cpu, server_cpu))
     }
 
     fn http(&self, repo: &Repo) -> Result<Row> {
@@ -699,14 +702,11 @@ impl Bench {
             let generations = generations(&after) - generations(&before);
             let rate = outcome.report["spans_per_sec"].as_f64().unwrap_or(0.0);
 
-            let load_cpu_before = process_cpu_seconds(server.pid())?;
-            let (load, client_cpu) = self.drive(&server, &bodies, spans, "hyper")?;
-            let load_server_cpu = process_cpu_seconds(server.pid())? - load_cpu_before;
+            let (load, client_cpu, load_server_cpu) =
+                self.drive(&server, &bodies, spans, "hyper")?;
             let own_rate = load["requests_per_sec"].as_f64().unwrap_or(0.0);
-
-            let reqwest_cpu_before = process_cpu_seconds(server.pid())?;
-            let (reqwest, reqwest_cpu) = self.drive(&server, &bodies, spans, "reqwest")?;
-            let reqwest_server_cpu = process_cpu_seconds(server.pid())? - reqwest_cpu_before;
+            let (reqwest, reqwest_cpu, reqwest_server_cpu) =
+                self.drive(&server, &bodies, spans, "reqwest")?;
             reqwest_rates.push(reqwest["requests_per_sec"].as_f64().unwrap_or(0.0));
 
             rates.push(rate);

@@ -20,8 +20,9 @@
 //!
 //! Prints one JSON line on stdout: `requests`, `ok`, `failed` (non-200 answers),
 //! `first_failure` (status and the start of the body, or `null`), `seconds`,
-//! `requests_per_sec`, `connections`, `client`. Exits 1 when a request failed or a connection broke, 2 on
-//! bad arguments or a bodies file that cannot be read or holds a line that is not JSON.
+//! `requests_per_sec`, `connections`, `client`. Exits 1 when a request failed or a connection
+//! broke, 2 on bad arguments or a bodies file that cannot be read or holds a line that is not
+//! JSON.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -66,7 +67,7 @@ struct Args<B = Vec<Bytes>> {
 }
 
 /// Which HTTP client sends the requests.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Client {
     /// One bare hyper HTTP/1.1 connection per `--connections`.
     Hyper,
