@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Instant, UNIX_EPOCH};
@@ -14,6 +14,7 @@ use crate::error::IndexError;
 use crate::hash::{file_hash, span_hash};
 use crate::lang::{CLASSIFIER_VERSION, classify, language_for};
 use crate::report::{FileOutcome, FileProblem, IndexEvent, IndexReport};
+use crate::scope::Scope;
 use crate::split::FileSplitter;
 use crate::walk::{Candidate, walk};
 
@@ -108,6 +109,43 @@ pub fn index_repo(
     db: &mut Db,
     repo_root: &Path,
     options: &IndexOptions,
+    on_event: impl FnMut(&IndexEvent<'_>),
+) -> Result<IndexReport, IndexError> {
+    index(db, repo_root, None, options, on_event)
+}
+
+/// Re-indexes exactly `paths` of the repository at `repo_root`, as [`index_repo`] would have
+/// indexed them, and nothing else: what a file watcher calls with the paths that changed.
+///
+/// A path is absolute (under `repo_root`, as given or canonical) or relative to it; paths
+/// outside the repository are ignored. A file is added, updated or removed by what is on disk
+/// now and by the same rules as the walk of [`index_repo`] (ignore files, hidden files,
+/// `.git/` and `.llmc/`, binaries, size limit, generated files): an ignored path is never
+/// indexed, and an indexed file that is now ignored or gone is removed. A directory stands for
+/// every file under it (a directory renamed or deleted), the root for the whole repository,
+/// and an ignore file (`.gitignore`, `.ignore`, `.ragignore`) for the directory it governs.
+/// Only the directories on the way to the paths are read. Orphaned enrichments are handled as
+/// in [`index_repo`].
+///
+/// # Errors
+///
+/// As [`index_repo`].
+pub fn index_paths(
+    db: &mut Db,
+    repo_root: &Path,
+    paths: &[PathBuf],
+    options: &IndexOptions,
+    on_event: impl FnMut(&IndexEvent<'_>),
+) -> Result<IndexReport, IndexError> {
+    index(db, repo_root, Some(paths), options, on_event)
+}
+
+/// [`index_repo`] when `paths` is `None`, else [`index_paths`].
+fn index(
+    db: &mut Db,
+    repo_root: &Path,
+    paths: Option<&[PathBuf]>,
+    options: &IndexOptions,
     mut on_event: impl FnMut(&IndexEvent<'_>),
 ) -> Result<IndexReport, IndexError> {
     let started = Instant::now();
@@ -129,10 +167,20 @@ pub fn index_repo(
         });
     }
 
-    let walked = walk(&root, options.include_hidden, options.max_file_bytes);
+    let scope = paths.map(|paths| Scope::new(repo_root, &root, paths));
+    if scope.as_ref().is_some_and(Scope::is_empty) {
+        return Ok(IndexReport::default());
+    }
+    let walked = walk(
+        &root,
+        options.include_hidden,
+        options.max_file_bytes,
+        scope.as_ref(),
+    );
     let known: HashMap<String, Known> = db
         .indexed_files()?
         .into_iter()
+        .filter(|f| scope.as_ref().is_none_or(|s| s.covers(&f.file.path)))
         .map(|f| {
             let known = Known {
                 file_hash: f.file.file_hash,

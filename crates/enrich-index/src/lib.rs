@@ -30,7 +30,9 @@
 //! that moved keeps them too, even to another file); a file that went is removed with its
 //! spans; enrichments left without a span are removed at the end of the run (or kept and
 //! counted). Files are read and parsed on several threads and written in path order by the
-//! calling thread, many per transaction, through `enrich-db`.
+//! calling thread, many per transaction, through `enrich-db`. [`index_paths`] does the same for
+//! a given set of paths only (what a file watcher reports), by the same walk restricted to them,
+//! so an ignored path stays out of the index whichever way it arrives.
 //!
 //! Deliberately NOT known here: HTTP, backends, tokio, configuration files, the router and the
 //! pipeline. The crate is synchronous; the only crate of the workspace it uses is `enrich-db`,
@@ -41,13 +43,15 @@ mod hash;
 mod indexer;
 mod lang;
 mod report;
+mod scope;
 mod split;
 mod walk;
 
 pub use error::IndexError;
 pub use hash::{file_hash, span_hash};
 pub use indexer::{
-    DEFAULT_BATCH_FILES, DEFAULT_MAX_FILE_BYTES, DEFAULT_WINDOW_LINES, IndexOptions, index_repo,
+    DEFAULT_BATCH_FILES, DEFAULT_MAX_FILE_BYTES, DEFAULT_WINDOW_LINES, IndexOptions, index_paths,
+    index_repo,
 };
 pub use report::{
     FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SpanCounts,

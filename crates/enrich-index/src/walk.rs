@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use ignore::WalkBuilder;
 
 use crate::report::FileProblem;
+use crate::scope::Scope;
 
 /// The ignore file of LLMC's indexer, read with `.gitignore` syntax in every directory.
 pub(crate) const RAGIGNORE: &str = ".ragignore";
@@ -58,8 +59,15 @@ pub(crate) struct Walked {
 /// Walks `root` honouring `.gitignore`, `.ignore`, `.ragignore` (in every directory, even
 /// outside a git repository) and git's own excludes, skipping `.git/` and `.llmc/`, symbolic
 /// links, generated files (lock files, minified bundles), and hidden files unless
-/// `include_hidden`.
-pub(crate) fn walk(root: &Path, include_hidden: bool, max_file_bytes: u64) -> Walked {
+/// `include_hidden`. With a `scope`, only the files in it are yielded, and only the directories
+/// on the way to them are read.
+pub(crate) fn walk(
+    root: &Path,
+    include_hidden: bool,
+    max_file_bytes: u64,
+    scope: Option<&Scope>,
+) -> Walked {
+    let scope = scope.cloned().map(|scope| (root.to_path_buf(), scope));
     let mut builder = WalkBuilder::new(root);
     builder
         .hidden(!include_hidden)
@@ -68,13 +76,23 @@ pub(crate) fn walk(root: &Path, include_hidden: bool, max_file_bytes: u64) -> Wa
         .require_git(false)
         .follow_links(false)
         .add_custom_ignore_filename(RAGIGNORE)
-        .filter_entry(|entry| {
+        .filter_entry(move |entry| {
             let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
             !(is_dir
                 && entry.depth() > 0
                 && SKIPPED_DIRS
                     .iter()
                     .any(|d| entry.file_name() == std::ffi::OsStr::new(d)))
+                && scope.as_ref().is_none_or(|(root, scope)| {
+                    entry.depth() == 0
+                        || relative(root, entry.path()).is_some_and(|rel| {
+                            if is_dir {
+                                scope.enters(&rel)
+                            } else {
+                                scope.covers(&rel)
+                            }
+                        })
+                })
         });
     let mut walked = Walked::default();
     for result in builder.build() {
