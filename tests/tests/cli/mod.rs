@@ -28,4 +28,5 @@ mod reliability;
 mod runs;
 mod secrets;
 mod support;
+mod watch;
 mod work_order;

@@ -110,7 +110,7 @@ fn run(repo: &Repo, args: &IndexArgs, mode: ProgressMode) -> Result<IndexReport>
 }
 
 /// The run's error, marked so that the exit code tells a wrong path from a failure.
-fn index_error(err: IndexError) -> anyhow::Error {
+pub(crate) fn index_error(err: IndexError) -> anyhow::Error {
     match err {
         IndexError::Db(err) => anyhow::Error::new(err),
         err @ (IndexError::Root { .. }
