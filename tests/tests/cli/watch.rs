@@ -83,6 +83,25 @@ fn a_saved_edit_is_enriched_and_a_deleted_files_spans_go_with_no_other_command()
     assert_eq!(repo.count(lib_spans), indexed + 1);
     assert_eq!(unenriched(&repo), 0);
 
+    // An editor's save: a new file written beside it, then renamed over it.
+    let geometry = repo.root.join("src/geometry.py");
+    let mut source = std::fs::read_to_string(&geometry).expect("read src/geometry.py");
+    source.push_str("\n\ndef cube(side):\n    return side ** 3\n");
+    let swap = repo.root.join("src/.geometry.py.swp");
+    std::fs::write(&swap, source).expect("write the editor's copy");
+    std::fs::rename(&swap, &geometry).expect("rename it over src/geometry.py");
+    wait_until("the renamed-over file's new function's enrichment", || {
+        repo.count(
+            "SELECT COUNT(*) FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
+             WHERE s.symbol = 'cube'",
+        ) == 1
+    });
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM files WHERE path LIKE '%.swp'"),
+        0,
+        "the editor's hidden copy was never indexed"
+    );
+
     let guide: Vec<String> = {
         let conn = repo.raw();
         let mut stmt = conn

@@ -6,13 +6,15 @@
 //! `--poll`, or where the file system cannot be followed, each periodic pass re-indexes the
 //! whole repository instead. Ctrl-C or SIGTERM ends it gracefully.
 //!
-//! notify's callback runs on the debouncer's thread; it hands each batch to the async loop
-//! through an unbounded channel (batches are small, and they merge while a pass runs). Changes
-//! to enrich's own files (the index and its journals, the event log) are dropped before a pass:
-//! reacting to them would make every pass start the next.
+//! notify's callback runs on the debouncer's thread; it merges each batch into an [`Inbox`]
+//! that the async loop empties (a channel whose messages fold into one: a build writing
+//! thousands of files while a long pass runs costs a bounded set of paths, not a queue of
+//! batches). Changes to enrich's own files (the index and its journals, the event log) are
+//! dropped before a pass: reacting to them would make every pass start the next.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,7 +24,7 @@ use enrich_index::{IndexOptions, IndexReport, index_paths, index_repo};
 use enrich_pipeline::{JsonlSink, Pipeline, RunSummary};
 use notify_debouncer_full::notify::{self, EventKindMask, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{Config, DebounceEventResult, Debouncer, RecommendedCache};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::cli::{Global, WatchArgs};
@@ -38,6 +40,10 @@ use crate::signals::Shutdown;
 const IDLE_BACKOFF_FACTOR: u32 = 16;
 /// …and never beyond an hour.
 const IDLE_SLEEP_CAP: Duration = Duration::from_secs(3600);
+
+/// Changed paths kept for the next pass; beyond this many, the next pass re-indexes the whole
+/// repository instead (cheaper than re-indexing as many paths one by one, and flat in memory).
+const MAX_CHANGED_PATHS: usize = 10_000;
 
 /// The sleep after a pass: the interval, doubled `doublings` times, at most the cap (16 times
 /// the interval, and an hour, but never less than the interval).
@@ -85,12 +91,12 @@ pub(crate) async fn watch(global: &Global, args: &WatchArgs) -> Result<Exit> {
     let shutdown = Shutdown::install().context("cannot install the signal handlers")?;
 
     // Follow the file system before the first pass, so no change made during it is missed.
-    let (changes_tx, mut changes) = mpsc::unbounded_channel();
-    let mut watcher = if args.poll {
+    let inbox = Arc::new(Inbox::default());
+    let watcher = if args.poll {
         None
     } else {
         let debounce = Duration::from_millis(args.debounce_ms);
-        match follow(&served, debounce, changes_tx) {
+        match follow(&served, debounce, Arc::clone(&inbox)) {
             Ok(watcher) => Some(watcher),
             Err(err) => {
                 tracing::warn!(
@@ -130,31 +136,19 @@ pub(crate) async fn watch(global: &Global, args: &WatchArgs) -> Result<Exit> {
         let batch = tokio::select! {
             () = shutdown.requested.cancelled() => break,
             () = tokio::time::sleep_until(next_periodic) => None,
-            received = changes.recv(), if watcher.is_some() => match received {
-                Some(batch) => Some(batch),
-                None => {
-                    tracing::warn!(
-                        "the file watcher stopped; re-indexing every {} s instead",
-                        interval.as_secs()
-                    );
-                    watcher = None;
-                    continue;
-                }
-            },
+            () = inbox.wake.notified(), if watcher.is_some() => Some(inbox.take()),
         };
         let mut worked = false;
         match batch {
             None => {
-                // Without a watcher, the periodic pass is the only way changes come in.
-                let reindex = || {
-                    if watcher.is_some() {
-                        Reindex::Nothing
-                    } else {
-                        Reindex::All
-                    }
-                };
                 for repo in &mut served {
-                    worked |= repo.pass_logged(reindex(), &options, &shutdown).await;
+                    // Without a watcher, the periodic pass is the only way changes come in.
+                    let reindex = if watcher.is_none() || repo.reindex_owed {
+                        Reindex::All
+                    } else {
+                        Reindex::Nothing
+                    };
+                    worked |= repo.pass_logged(reindex, &options, &shutdown).await;
                 }
                 idle_passes = if worked {
                     0
@@ -171,11 +165,7 @@ pub(crate) async fn watch(global: &Global, args: &WatchArgs) -> Result<Exit> {
                 tracing::debug!(seconds = sleep.as_secs(), "next periodic pass");
                 next_periodic = Instant::now() + sleep;
             }
-            Some(mut batch) => {
-                // What came in while the last pass ran is one batch.
-                while let Ok(more) = changes.try_recv() {
-                    batch.merge(more);
-                }
+            Some(batch) => {
                 for error in &batch.errors {
                     tracing::warn!("file watcher: {error}; re-indexing everything to be sure");
                 }
@@ -197,12 +187,8 @@ pub(crate) async fn watch(global: &Global, args: &WatchArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Watches every root, recursively; each debounced batch goes to `tx`.
-fn follow(
-    served: &[Served],
-    debounce: Duration,
-    tx: mpsc::UnboundedSender<Changes>,
-) -> notify::Result<Watcher> {
+/// Watches every root, recursively; each debounced batch goes to `inbox`.
+fn follow(served: &[Served], debounce: Duration, inbox: Arc<Inbox>) -> notify::Result<Watcher> {
     // Content, creation, removal and renames; not metadata (chmod, atime) nor access (the
     // indexer's own reads).
     let kinds = EventKindMask::CREATE
@@ -214,10 +200,7 @@ fn follow(
         .with_notify_config(notify::Config::default().with_event_kinds(kinds));
     let mut watcher = notify_debouncer_full::new_debouncer_opt(
         config,
-        move |result: DebounceEventResult| {
-            // The receiver is gone only when watch is ending.
-            let _ = tx.send(Changes::from(result));
-        },
+        move |result: DebounceEventResult| inbox.put(Changes::from(result)),
         RecommendedCache::default(),
     )?;
     for repo in served {
@@ -231,11 +214,34 @@ fn is_backend_outage(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| cause.is::<BackendUnusable>())
 }
 
-/// One debounced batch of file system changes (or several, merged).
+/// Where the watcher's thread leaves changes for the async loop.
 #[derive(Debug, Default)]
+struct Inbox {
+    /// The changes not taken yet, merged.
+    pending: Mutex<Changes>,
+    /// Woken when changes come in (a wake-up with nobody waiting is kept for the next wait).
+    wake: Notify,
+}
+
+impl Inbox {
+    fn put(&self, changes: Changes) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .merge(changes);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Changes {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// One debounced batch of file system changes (or several, merged).
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Changes {
-    /// Every path an event named.
-    paths: Vec<PathBuf>,
+    /// Every path an event named, once (none when `rescan`).
+    paths: BTreeSet<PathBuf>,
     /// Events were lost (the kernel's queue overflowed, or the watcher failed): only a whole
     /// re-index is sure to see every change.
     rescan: bool,
@@ -252,10 +258,11 @@ impl From<DebounceEventResult> for Changes {
                     changes.rescan |= event.need_rescan();
                     changes.paths.extend(event.event.paths);
                 }
+                changes.bound();
                 changes
             }
             Err(errors) => Self {
-                paths: Vec::new(),
+                paths: BTreeSet::new(),
                 rescan: true,
                 errors: errors.iter().map(ToString::to_string).collect(),
             },
@@ -267,7 +274,23 @@ impl Changes {
     fn merge(&mut self, other: Self) {
         self.paths.extend(other.paths);
         self.rescan |= other.rescan;
-        self.errors.extend(other.errors);
+        // One of each is enough to say what went wrong.
+        for error in other.errors {
+            if !self.errors.contains(&error) {
+                self.errors.push(error);
+            }
+        }
+        self.bound();
+    }
+
+    /// A rescan needs no paths; too many paths become a rescan.
+    fn bound(&mut self) {
+        if self.paths.len() > MAX_CHANGED_PATHS {
+            self.rescan = true;
+        }
+        if self.rescan {
+            self.paths.clear();
+        }
     }
 }
 
@@ -295,6 +318,9 @@ struct Served {
     /// The pipeline of the configuration in force, kept between passes (its adapters and their
     /// HTTP connections) and rebuilt when the configuration changes.
     built: Option<Built>,
+    /// A re-index failed (the index was locked, say): the changes it was given are not in the
+    /// index, so the next periodic pass re-indexes the whole repository.
+    reindex_owed: bool,
 }
 
 /// A pipeline and what it was built from.
@@ -323,11 +349,13 @@ impl Served {
             own,
             index_db: None,
             built: None,
+            reindex_owed: false,
         })
     }
 
     /// What `changes` ask of this repository: nothing when none of its paths changed but
     /// enrich's own files.
+    /// A re-index that failed before is owed first.
     fn reindex_for(&self, changes: &Changes) -> Reindex {
         if changes.rescan {
             return Reindex::All;
@@ -340,6 +368,8 @@ impl Served {
             .collect();
         if paths.is_empty() {
             Reindex::Nothing
+        } else if self.reindex_owed {
+            Reindex::All
         } else {
             Reindex::Paths(paths)
         }
@@ -414,9 +444,10 @@ impl Served {
         if reindex == Reindex::Nothing {
             return Ok(None);
         }
+        let whole = reindex == Reindex::All;
         let db = self.index_db.take();
         let (root, db_path) = (self.repo.root.clone(), self.repo.db_path.clone());
-        let (db, report) = tokio::task::spawn_blocking(move || {
+        let outcome = tokio::task::spawn_blocking(move || {
             let mut db = match db {
                 Some(db) => db,
                 None => match Db::open_or_create(&db_path) {
@@ -432,9 +463,23 @@ impl Served {
             (Some(db), report.map_err(index_error))
         })
         .await
-        .context("the indexer stopped")?;
-        self.index_db = db;
-        let report = report.context("cannot index the repository")?;
+        .context("the indexer stopped");
+        let report = match outcome {
+            Ok((db, Ok(report))) => {
+                self.index_db = db;
+                report
+            }
+            Ok((db, Err(err))) => {
+                self.index_db = db;
+                self.reindex_owed = true;
+                return Err(err.context("cannot index the repository"));
+            }
+            Err(err) => {
+                self.reindex_owed = true;
+                return Err(err);
+            }
+        };
+        self.reindex_owed &= !whole;
         for problem in &report.problems {
             tracing::warn!(repo = %self.repo.root.display(), "{}: {}", problem.path, problem.message);
         }
@@ -541,7 +586,218 @@ fn describe(indexed: Option<&IndexReport>, run: Option<&RunSummary>) -> Option<S
 
 #[cfg(test)]
 mod tests {
+    use enrich_db::RunId;
+    use enrich_index::{FileCounts, SpanCounts};
+    use enrich_pipeline::RunEnd;
+
     use super::*;
+
+    /// A served repository at a temporary root, its index and event log in the default places.
+    fn served(dir: &Path, db: Option<&Path>) -> Served {
+        Served::new(Repo::new(dir, db, None).expect("repo")).expect("served")
+    }
+
+    fn changes(paths: &[PathBuf]) -> Changes {
+        Changes {
+            paths: paths.iter().cloned().collect(),
+            ..Changes::default()
+        }
+    }
+
+    #[test]
+    fn changes_to_enrichs_own_files_or_other_trees_ask_for_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let elsewhere_db = outside.path().join("index.db");
+        let repo = served(dir.path(), None);
+        let own = [
+            ".llmc/rag/index_v2.db",
+            ".llmc/rag/index_v2.db-wal",
+            ".llmc/rag/index_v2.db-shm",
+            "logs/enrichment_events.jsonl",
+            "logs/enrichment_events.jsonl.1",
+        ];
+        for path in own {
+            assert_eq!(
+                repo.reindex_for(&changes(&[root.join(path)])),
+                Reindex::Nothing,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            repo.reindex_for(&changes(&[outside.path().join("a.rs")])),
+            Reindex::Nothing
+        );
+        // Everything else goes to the indexer, whose walk decides (`.git/`, ignored files).
+        let others = [
+            root.join("src/a.rs"),
+            root.join(".git/index"),
+            root.join("logs"),
+        ];
+        let mut all = others.to_vec();
+        all.push(root.join(own[0]));
+        assert_eq!(
+            repo.reindex_for(&changes(&all)),
+            Reindex::Paths(
+                others
+                    .into_iter()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            )
+        );
+        // An index elsewhere (`--db`) is enrich's own there.
+        let repo = served(dir.path(), Some(&elsewhere_db));
+        let wal = outside
+            .path()
+            .canonicalize()
+            .expect("canonical")
+            .join("index.db-wal");
+        assert_eq!(repo.reindex_for(&changes(&[wal])), Reindex::Nothing);
+    }
+
+    #[test]
+    fn lost_events_too_many_paths_or_a_failed_reindex_mean_the_whole_repository() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let mut repo = served(dir.path(), None);
+        let rescan = Changes {
+            rescan: true,
+            ..Changes::default()
+        };
+        assert_eq!(repo.reindex_for(&rescan), Reindex::All);
+
+        let mut many = Changes::default();
+        for batch in 0..3 {
+            let paths: Vec<PathBuf> = (0..MAX_CHANGED_PATHS / 2)
+                .map(|i| root.join(format!("f{batch}-{i}.rs")))
+                .collect();
+            many.merge(changes(&paths));
+        }
+        assert!(
+            many.rescan && many.paths.is_empty(),
+            "{} paths",
+            many.paths.len()
+        );
+        assert_eq!(repo.reindex_for(&many), Reindex::All);
+
+        let one = changes(&[root.join("a.rs")]);
+        assert_eq!(
+            repo.reindex_for(&one),
+            Reindex::Paths(vec![root.join("a.rs")])
+        );
+        repo.reindex_owed = true;
+        assert_eq!(repo.reindex_for(&one), Reindex::All);
+        assert_eq!(repo.reindex_for(&Changes::default()), Reindex::Nothing);
+    }
+
+    #[tokio::test]
+    async fn a_failed_reindex_is_owed_until_a_whole_one_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.py"), "def a():\n    return 1\n").expect("write");
+        let not_an_index = dir.path().join("notes.txt");
+        std::fs::write(&not_an_index, "not a database, and never overwritten\n").expect("write");
+        let mut repo = served(dir.path(), Some(&not_an_index));
+        let changed = Reindex::Paths(vec![dir.path().join("a.py")]);
+        let err = repo
+            .reindex(changed.clone())
+            .await
+            .expect_err("not an index");
+        assert!(format!("{err:#}").contains("notes.txt"), "{err:#}");
+        assert!(repo.reindex_owed);
+
+        std::fs::remove_file(&not_an_index).expect("remove");
+        let report = repo.reindex(changed).await.expect("reindex");
+        assert_eq!(report.map(|r| r.files.added), Some(1));
+        assert!(repo.reindex_owed, "some paths are no whole re-index");
+        repo.reindex(Reindex::All).await.expect("reindex all");
+        assert!(!repo.reindex_owed);
+    }
+
+    #[test]
+    fn merged_changes_keep_each_path_and_error_once() {
+        let inbox = Inbox::default();
+        for _ in 0..2 {
+            inbox.put(Changes {
+                errors: vec!["too many open files".to_owned()],
+                ..changes(&[PathBuf::from("/r/a.rs")])
+            });
+        }
+        let taken = inbox.take();
+        assert_eq!(taken.errors, ["too many open files"]);
+        assert_eq!(taken.paths.len(), 1);
+        assert_eq!(inbox.take(), Changes::default(), "taking empties the inbox");
+    }
+
+    #[test]
+    fn a_pass_says_what_it_did_and_nothing_when_idle() {
+        let indexed = IndexReport {
+            files: FileCounts {
+                changed: 1,
+                removed: 1,
+                unchanged: 5,
+                ..FileCounts::default()
+            },
+            spans: SpanCounts {
+                added: 2,
+                removed: 3,
+                ..SpanCounts::default()
+            },
+            ..IndexReport::default()
+        };
+        let run = RunSummary {
+            run_id: RunId(7),
+            end: RunEnd::Exhausted,
+            total_pending: 2,
+            attempted: 2,
+            succeeded: 1,
+            fell_back: 0,
+            failed: 1,
+            skipped: 1,
+            cancelled: 0,
+            dead_lettered: 0,
+            vanished: 0,
+            batches: 1,
+            duration: Duration::from_millis(5),
+            budget_stop: None,
+            tokens: 0,
+            cost: 0.0,
+        };
+        let unchanged = IndexReport {
+            files: FileCounts {
+                unchanged: 6,
+                ..FileCounts::default()
+            },
+            ..IndexReport::default()
+        };
+        let cases = [
+            (
+                Some(&indexed),
+                Some(&run),
+                Some(
+                    "re-indexed 2 file(s) (0 added, 1 changed, 1 removed): 2 span(s) added, 3 removed; 1 span(s) enriched, 1 failed, 1 left for later (cooldown)",
+                ),
+            ),
+            (
+                Some(&indexed),
+                None,
+                Some(
+                    "re-indexed 2 file(s) (0 added, 1 changed, 1 removed): 2 span(s) added, 3 removed",
+                ),
+            ),
+            (
+                None,
+                Some(&run),
+                Some("1 span(s) enriched, 1 failed, 1 left for later (cooldown)"),
+            ),
+            (Some(&unchanged), None, None),
+            (None, None, None),
+        ];
+        for (indexed, run, expected) in cases {
+            assert_eq!(describe(indexed, run).as_deref(), expected);
+        }
+    }
 
     #[test]
     fn sleeps_double_up_to_the_cap() {
