@@ -23,6 +23,17 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the span named `symbol` is indexed and enriched.
+fn wait_for_enrichment(repo: &TestRepo, symbol: &str) {
+    let sql = format!(
+        "SELECT COUNT(*) FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
+         WHERE s.symbol = '{symbol}'"
+    );
+    wait_until(&format!("the enrichment of {symbol}"), || {
+        repo.count(&sql) == 1
+    });
+}
+
 /// Spans without an enrichment.
 fn unenriched(repo: &TestRepo) -> i64 {
     repo.count(
@@ -74,12 +85,7 @@ fn a_saved_edit_is_enriched_and_a_deleted_files_spans_go_with_no_other_command()
     let mut source = std::fs::read_to_string(&lib).expect("read src/lib.rs");
     source.push_str("\npub fn sub(a: i32, b: i32) -> i32 {\n    a - b\n}\n");
     std::fs::write(&lib, source).expect("save src/lib.rs");
-    wait_until("the new function's enrichment", || {
-        repo.count(
-            "SELECT COUNT(*) FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
-             WHERE s.symbol = 'sub'",
-        ) == 1
-    });
+    wait_for_enrichment(&repo, "sub");
     assert_eq!(repo.count(lib_spans), indexed + 1);
     assert_eq!(unenriched(&repo), 0);
 
@@ -90,12 +96,7 @@ fn a_saved_edit_is_enriched_and_a_deleted_files_spans_go_with_no_other_command()
     let swap = repo.root.join("src/.geometry.py.swp");
     std::fs::write(&swap, source).expect("write the editor's copy");
     std::fs::rename(&swap, &geometry).expect("rename it over src/geometry.py");
-    wait_until("the renamed-over file's new function's enrichment", || {
-        repo.count(
-            "SELECT COUNT(*) FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
-             WHERE s.symbol = 'cube'",
-        ) == 1
-    });
+    wait_for_enrichment(&repo, "cube");
     assert_eq!(
         repo.count("SELECT COUNT(*) FROM files WHERE path LIKE '%.swp'"),
         0,
@@ -178,12 +179,7 @@ fn with_poll_each_periodic_pass_reindexes_the_repository() {
         "def polled():\n    return 1\n",
     )
     .expect("write src/extra.py");
-    wait_until("the new file's enrichment", || {
-        repo.count(
-            "SELECT COUNT(*) FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
-             WHERE s.symbol = 'polled'",
-        ) == 1
-    });
+    wait_for_enrichment(&repo, "polled");
     watch.signal("TERM");
     let ran = watch.finish();
     ran.expect_code(0);
@@ -219,12 +215,7 @@ fn watch_serves_several_repositories_until_sigterm() {
         "def more():\n    return 2\n",
     )
     .expect("write src/more.py");
-    wait_until("the second repository's new span", || {
-        second.count(
-            "SELECT COUNT(*) FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
-             WHERE s.symbol = 'more'",
-        ) == 1
-    });
+    wait_for_enrichment(&second, "more");
     assert_eq!(
         first.count("SELECT COUNT(*) FROM spans WHERE symbol = 'more'"),
         0

@@ -434,8 +434,8 @@ fn paths(repo: &Repo) -> Vec<String> {
 fn indexing_paths_updates_adds_and_removes_exactly_those_files() {
     let repo = enriched_repo();
     repo.write("notes.txt", "kept out: not named\n");
-    repo.write("calc.py", &CALC.replace("a * b", "b * a"));
-    repo.write("shapes.py", &SHAPES.replace("square", "squared"));
+    repo.write("calc.py", CALC.replace("a * b", "b * a"));
+    repo.write("shapes.py", SHAPES.replace("square", "squared"));
     repo.write("new.py", "def fresh():\n    return 1\n");
     let mul = repo.span("calc.py", "mul");
     let add = repo.span("calc.py", "add");
