@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Instant, UNIX_EPOCH};
 
-use enrich_db::{Db, DbError, FileRecord, IndexWriteReport, IndexedFile, SpanRecord};
+use enrich_db::{Db, DbError, FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord};
 
 use crate::error::IndexError;
 use crate::hash::{file_hash, span_hash};
@@ -125,7 +125,8 @@ pub fn index_repo(
 /// every file under it (a directory renamed or deleted), the root for the whole repository,
 /// and an ignore file (`.gitignore`, `.ignore`, `.ragignore`) for the directory it governs.
 /// Only the directories on the way to the paths are read. Orphaned enrichments are handled as
-/// in [`index_repo`].
+/// in [`index_repo`] when the run wrote something; a run that wrote nothing does not look for
+/// them (and reports none).
 ///
 /// # Errors
 ///
@@ -238,7 +239,13 @@ fn index(
     report.spans.removed = written.spans_removed;
     report.spans.duplicate = written.spans_duplicate;
 
-    let orphans = db.orphan_counts()?;
+    // A re-index of some paths that wrote nothing left no orphan: no need to count them (three
+    // scans of the span-keyed tables), which a watcher would do for every change it ignores.
+    let orphans = if scope.is_some() && written == IndexWriteReport::default() {
+        OrphanCounts::default()
+    } else {
+        db.orphan_counts()?
+    };
     if options.keep_orphans {
         report.orphans.enrichments_kept = orphans.enrichments;
         report.orphans.embeddings_kept = orphans.embeddings;

@@ -411,7 +411,7 @@ impl Served {
         let loaded = self.repo.load_config_quietly()?;
         check_chain(&loaded.config, options.chain.as_deref())?;
         let only_if_changed = matches!(reindex, Reindex::Paths(_));
-        let indexed = self.reindex(reindex).await?;
+        let indexed = self.reindex(reindex, IndexOptions::default()).await?;
         let changed = indexed.as_ref().is_some_and(changed_files);
         let run = if only_if_changed && !changed {
             Ok(None)
@@ -440,7 +440,11 @@ impl Served {
 
     /// Runs the indexer on a blocking thread, with the connection kept between passes (the
     /// index is created when there is none).
-    async fn reindex(&mut self, reindex: Reindex) -> Result<Option<IndexReport>> {
+    async fn reindex(
+        &mut self,
+        reindex: Reindex,
+        options: IndexOptions,
+    ) -> Result<Option<IndexReport>> {
         if reindex == Reindex::Nothing {
             return Ok(None);
         }
@@ -455,7 +459,6 @@ impl Served {
                     Err(err) => return (None, Err(index_error(err.into()))),
                 },
             };
-            let options = IndexOptions::default();
             let report = match &reindex {
                 Reindex::Paths(paths) => index_paths(&mut db, &root, paths, &options, |_| {}),
                 _ => index_repo(&mut db, &root, &options, |_| {}),
@@ -701,17 +704,22 @@ mod tests {
         let mut repo = served(dir.path(), Some(&not_an_index));
         let changed = Reindex::Paths(vec![dir.path().join("a.py")]);
         let err = repo
-            .reindex(changed.clone())
+            .reindex(changed.clone(), IndexOptions::default())
             .await
             .expect_err("not an index");
         assert!(format!("{err:#}").contains("notes.txt"), "{err:#}");
         assert!(repo.reindex_owed);
 
         std::fs::remove_file(&not_an_index).expect("remove");
-        let report = repo.reindex(changed).await.expect("reindex");
+        let report = repo
+            .reindex(changed, IndexOptions::default())
+            .await
+            .expect("reindex");
         assert_eq!(report.map(|r| r.files.added), Some(1));
         assert!(repo.reindex_owed, "some paths are no whole re-index");
-        repo.reindex(Reindex::All).await.expect("reindex all");
+        repo.reindex(Reindex::All, IndexOptions::default())
+            .await
+            .expect("reindex all");
         assert!(!repo.reindex_owed);
     }
 

@@ -566,3 +566,27 @@ fn a_directory_or_an_ignore_file_stands_for_what_is_under_it() {
     assert_eq!(report.files.removed, 1, "{report:?}");
     assert_eq!(paths(&repo), ["new/a.py", "new/deep/b.py"]);
 }
+
+#[test]
+fn indexing_paths_that_changed_nothing_leaves_orphans_alone() {
+    let repo = enriched_repo();
+    repo.remove("calc.py");
+    let kept = repo.index_with(&IndexOptions {
+        keep_orphans: true,
+        ..options()
+    });
+    assert_eq!(kept.orphans.enrichments_kept, 3, "{kept:?}");
+    let enrichments = repo.count("enrichments");
+
+    let report = repo.index_paths(&["shapes.py", ".git/index"]);
+    assert_eq!(report.files.unchanged, 1, "{report:?}");
+    assert_eq!(report.orphans, Default::default(), "not even counted");
+    assert_eq!(repo.count("enrichments"), enrichments);
+
+    // A run that writes cleans up as `index_repo` does: calc.py's 3, and the 2 spans of
+    // shapes.py whose text changed.
+    repo.write("shapes.py", SHAPES.replace("square", "squared"));
+    let report = repo.index_paths(&["shapes.py"]);
+    assert_eq!(report.orphans.enrichments_removed, 5, "{report:?}");
+    assert_eq!(repo.count("enrichments"), enrichments - 5);
+}
