@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use enrich_backends::{AttemptRecord, CircuitState, CircuitTransition, Decision};
+use enrich_config::EventLogLimit;
 use enrich_db::{RunId, RunStatus};
 use serde::{Deserialize, Serialize};
 
@@ -332,51 +333,6 @@ const FLUSH_DELAY: Duration = Duration::from_millis(20);
 /// Buffered bytes past which the event's own caller writes them at once.
 const FLUSH_BYTES: usize = 64 * 1024;
 
-/// How large a [`JsonlSink`]'s log may grow before it is rotated, and how many rotated files
-/// are kept.
-///
-/// When the next lines would take the log past `max_bytes`, it is renamed to `PATH.1` (an
-/// older `PATH.1` to `PATH.2`, and so on; the oldest beyond `keep` is dropped) and a new log
-/// is started at `PATH`. Every file holds whole lines, at most `max_bytes` of them (a single
-/// line longer than that gets a file of its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventLogLimit {
-    /// The most bytes one file holds; 0 lets the log grow without bound.
-    pub max_bytes: u64,
-    /// How many rotated files (`PATH.1` … `PATH.keep`) are kept; 0 keeps none (the full log
-    /// is deleted and started again).
-    pub keep: u32,
-}
-
-impl EventLogLimit {
-    /// The default bound: 16 MiB per file, about 15,000 spans of events.
-    pub const DEFAULT_MAX_BYTES: u64 = 16 * 1024 * 1024;
-    /// The default number of rotated files kept, so the log takes at most 64 MiB.
-    pub const DEFAULT_KEEP: u32 = 3;
-
-    /// No bound: the log grows for ever.
-    pub const UNBOUNDED: EventLogLimit = EventLogLimit {
-        max_bytes: 0,
-        keep: 0,
-    };
-
-    /// The path of the `n`th rotated file of the log at `path` (`PATH.n`).
-    pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
-    }
-}
-
-impl Default for EventLogLimit {
-    fn default() -> Self {
-        Self {
-            max_bytes: Self::DEFAULT_MAX_BYTES,
-            keep: Self::DEFAULT_KEEP,
-        }
-    }
-}
-
 /// Appends every event to a file as one line of JSON (JSON Lines).
 ///
 /// Events are gathered in a buffer and appended in batches of whole lines by a background
@@ -556,13 +512,13 @@ impl LogShared {
         } else {
             for n in (1..self.limit.keep).rev() {
                 gone_is_fine(std::fs::rename(
-                    EventLogLimit::rotated_path(&self.path, n),
-                    EventLogLimit::rotated_path(&self.path, n + 1),
+                    JsonlSink::rotated_path(&self.path, n),
+                    JsonlSink::rotated_path(&self.path, n + 1),
                 ))?;
             }
             gone_is_fine(std::fs::rename(
                 &self.path,
-                EventLogLimit::rotated_path(&self.path, 1),
+                JsonlSink::rotated_path(&self.path, 1),
             ))?;
         }
         log.file = open_append(&self.path)?;
@@ -646,6 +602,14 @@ impl JsonlSink {
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The path of the `n`th rotated file of the log at `path` (`PATH.n`; `PATH.1` is the
+    /// newest).
+    pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
     }
 
     /// Writes what is buffered and reports the first write error, if any happened.
@@ -949,7 +913,7 @@ mod tests {
             sink.check().expect("written");
         }
         assert_eq!(read(&path), [batch(1, 2)]);
-        assert!(!EventLogLimit::rotated_path(&path, 1).exists());
+        assert!(!JsonlSink::rotated_path(&path, 1).exists());
     }
 
     #[test]

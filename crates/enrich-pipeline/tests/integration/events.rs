@@ -4,9 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use enrich_backends::FailureKind;
-use enrich_pipeline::{
-    Event, EventLogLimit, EventSink, JsonlSink, NextStep, PipelineError, RunControl,
-};
+use enrich_config::EventLogLimit;
+use enrich_pipeline::{Event, EventSink, JsonlSink, NextStep, PipelineError, RunControl};
 
 use crate::support::{Fixture, Reply, Scripted, config, pipeline};
 
@@ -245,13 +244,13 @@ async fn run_logged(spans: usize, log: &Arc<JsonlSink>) -> Vec<Event> {
 fn rotated_files(path: &std::path::Path, limit: EventLogLimit) -> Vec<Vec<Event>> {
     let mut files = Vec::new();
     for n in (1..=limit.keep).rev() {
-        let rotated = EventLogLimit::rotated_path(path, n);
+        let rotated = JsonlSink::rotated_path(path, n);
         if rotated.exists() {
             files.push(rotated);
         }
     }
     assert!(
-        !EventLogLimit::rotated_path(path, limit.keep + 1).exists(),
+        !JsonlSink::rotated_path(path, limit.keep + 1).exists(),
         "no more than `keep` rotated files"
     );
     files.push(path.to_path_buf());
