@@ -88,6 +88,20 @@ pub(crate) enum Command {
     /// Keep enriching: process pending spans, sleep, repeat, until Ctrl-C or SIGTERM.
     Watch(WatchArgs),
     /// Build or refresh the index of DIR (files and spans, as LLMC's indexer writes them).
+    ///
+    /// Every file under DIR is indexed except what the ignore files and the default exclusions
+    /// leave out.
+    ///
+    /// Ignore files: `.gitignore`, `.ignore`, git's own excludes, and `.ragignore` (LLMC's:
+    /// `.gitignore` syntax, in any directory, inside a git repository or not).
+    ///
+    /// Default exclusions: enrich's and LLMC's own files (`.git/`, the index directory
+    /// `.llmc/`, their configuration and enrich's event log); files that hold secrets (keys,
+    /// credentials, `.env` files); hidden files and directories (unless --include-hidden);
+    /// symbolic links; binary files; generated files (dependency lock files, minified bundles);
+    /// files over --max-file-size.
+    ///
+    /// The user guide (docs/user-guide.md, "Index a repository") lists every exclusion.
     Index(crate::commands::IndexArgs),
 }
 
