@@ -369,28 +369,14 @@ fn replace_file(
     let file_id = match &existing {
         Some((id, _)) => *id,
         None => {
-            tx.prepare_cached(INSERT_FILE_SQL)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        file.path,
-                        file.lang,
-                        file.file_hash,
-                        file.size,
-                        file.mtime
-                    ])
-                })
+            write_file_row(tx, INSERT_FILE_SQL, &file.path, file)
                 .map_err(step("insert a file row"))?;
             report.files_added += 1;
             tx.last_insert_rowid()
         }
     };
     let spans = replace_spans(tx, file_id, record, batch)?;
-    report.spans_duplicate += spans.spans_duplicate;
-    report.spans_kept += spans.spans_kept;
-    report.spans_moved += spans.spans_moved;
-    report.spans_shared += spans.spans_shared;
-    report.spans_added += spans.spans_added;
-    report.spans_removed += spans.spans_removed;
+    report.add(&spans);
     let Some((_, old_hash)) = existing else {
         return Ok(());
     };
@@ -400,22 +386,32 @@ fn replace_file(
         report.files_unchanged += 1;
         return Ok(());
     }
-    tx.prepare_cached(UPDATE_FILE_SQL)
-        .and_then(|mut s| {
-            s.execute(params![
-                file_id,
-                file.lang,
-                file.file_hash,
-                file.size,
-                file.mtime
-            ])
-        })
-        .map_err(step("update a file row"))?;
+    write_file_row(tx, UPDATE_FILE_SQL, &file_id, file).map_err(step("update a file row"))?;
     report.files_updated += 1;
     Ok(())
 }
 
-/// Replaces the spans of the file `file_id` with those of `record`; returns the span counts.
+/// Runs `sql`, the insert (`key`: the path) or the update (`key`: the id) of a `files` row,
+/// with the file's other columns.
+fn write_file_row(
+    tx: &Transaction<'_>,
+    sql: &str,
+    key: &dyn rusqlite::ToSql,
+    file: &IndexedFile,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql).and_then(|mut s| {
+        s.execute(params![
+            key,
+            file.lang,
+            file.file_hash,
+            file.size,
+            file.mtime
+        ])
+    })
+}
+
+/// Replaces the spans of the file `file_id` with those of `record`; returns the span counts
+/// (the file counts stay 0).
 fn replace_spans(
     tx: &Transaction<'_>,
     file_id: i64,
