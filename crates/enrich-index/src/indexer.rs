@@ -129,7 +129,17 @@ pub fn index_repo(
         });
     }
 
-    let walked = walk(&root, options.include_hidden, options.max_file_bytes);
+    let mut walked = walk(&root, options.include_hidden, options.max_file_bytes);
+    // Files over the size limit go through the same stream as the others (without being
+    // opened), so the count announced after the walk, the progress and the summary agree.
+    let too_large: HashSet<String> = walked.too_large.drain(..).collect();
+    walked
+        .candidates
+        .extend(too_large.iter().map(|rel| Candidate {
+            rel: rel.clone(),
+            abs: root.join(rel),
+        }));
+    walked.candidates.sort_by(|a, b| a.rel.cmp(&b.rel));
     let known: HashMap<String, Known> = db
         .indexed_files()?
         .into_iter()
@@ -142,8 +152,7 @@ pub fn index_repo(
         })
         .collect();
     let mut report = IndexReport::default();
-    report.files.seen = (walked.candidates.len() + walked.too_large.len()) as u64;
-    report.files.too_large = walked.too_large.len() as u64;
+    report.files.seen = walked.candidates.len() as u64;
 
     // Indexed files the walk did not yield go, unless the walk failed on them.
     let yielded: HashSet<&str> = walked.candidates.iter().map(|c| c.rel.as_str()).collect();
@@ -174,6 +183,7 @@ pub fn index_repo(
         &root,
         &walked.candidates,
         &known,
+        &too_large,
         options,
         &mut writer,
         |e| on_event(e),
@@ -183,10 +193,12 @@ pub fn index_repo(
 
     report.files.added = written.files_added;
     report.files.changed = written.files_updated;
+    report.files.unchanged += written.files_unchanged;
     report.files.removed = written.files_removed;
     report.spans.added = written.spans_added;
     report.spans.kept = written.spans_kept;
     report.spans.moved = written.spans_moved;
+    report.spans.shared = written.spans_shared;
     report.spans.removed = written.spans_removed;
     report.spans.duplicate = written.spans_duplicate;
 
@@ -235,6 +247,7 @@ fn process_in_parallel(
     root: &Path,
     candidates: &[Candidate],
     known: &HashMap<String, Known>,
+    too_large: &HashSet<String>,
     options: &IndexOptions,
     writer: &mut Writer<'_>,
     mut on_event: impl FnMut(&IndexEvent<'_>),
@@ -257,8 +270,12 @@ fn process_in_parallel(
                         let Some(candidate) = candidates.get(i) else {
                             break;
                         };
-                        let known = known.get(&candidate.rel);
-                        let processed = process(candidate, known, &mut splitter, options);
+                        let processed = if too_large.contains(&candidate.rel) {
+                            Processed::TooLarge
+                        } else {
+                            let known = known.get(&candidate.rel);
+                            process(candidate, known, &mut splitter, options)
+                        };
                         if tx.send((i, processed)).is_err() {
                             break;
                         }
