@@ -137,8 +137,8 @@ fn render(repo: &Repo, report: &IndexReport) -> Result<String> {
     )?;
     writeln!(
         text,
-        "spans   {} added, {} kept, {} moved, {} removed, {} duplicate",
-        s.added, s.kept, s.moved, s.removed, s.duplicate
+        "spans   {} added, {} kept, {} moved, {} removed, {} duplicate, {} shared with a file earlier in path order",
+        s.added, s.kept, s.moved, s.removed, s.duplicate, s.shared
     )?;
     if o.enrichments_removed + o.embeddings_removed > 0 {
         writeln!(

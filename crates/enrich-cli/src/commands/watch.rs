@@ -508,8 +508,10 @@ impl Served {
                 // Again, with the warnings for keys enrich does not read.
                 let config = self.repo.load_config()?.config;
                 let events_path = self.repo.root.join(DEFAULT_EVENTS_LOG);
-                let events =
-                    Arc::new(JsonlSink::create(&events_path).context("cannot open the event log")?);
+                let events = Arc::new(
+                    JsonlSink::with_limit(&events_path, config.event_log)
+                        .context("cannot open the event log")?,
+                );
                 // No progress display: a service's log is its output, and the pipeline's
                 // tracing sink logs runs and batches at info and failed spans as warnings.
                 let pipeline = build_pipeline(&self.repo, &config, options, vec![events.clone()])?;
