@@ -423,7 +423,7 @@ impl Served {
         let seconds = started.elapsed().as_secs_f64();
         match &line {
             Some(line) => tracing::info!(repo = %root, "{line} in {seconds:.1} s"),
-            None => tracing::debug!(repo = %root, "idle pass: nothing changed, nothing pending"),
+            None => tracing::debug!(repo = %root, "idle pass: nothing to re-index or enrich"),
         }
         if let Some(summary) = run.as_ref().ok().and_then(Option::as_ref)
             && summary.dead_lettered > 0
