@@ -228,3 +228,27 @@ fn watch_serves_several_repositories_until_sigterm() {
         assert_eq!(unenriched(repo), 0, "{}", ran.stderr);
     }
 }
+
+#[test]
+fn a_configuration_edit_applies_from_the_next_pass() {
+    let (first, second) = (Server::healthy(), Server::healthy());
+    let repo = watched_repo(&first);
+    let watch = start_watch(&repo, &["--interval", "3600"]);
+    let served = first.stats().generations();
+    assert!(served > 0, "the first pass used the first server");
+
+    repo.write_config(&config(&[("other", second.url())], ""));
+    std::fs::write(
+        repo.root.join("src/later.py"),
+        "def later():\n    return 3\n",
+    )
+    .expect("write src/later.py");
+    wait_for_enrichment(&repo, "later");
+    watch.signal("INT");
+    watch.finish().expect_code(0);
+    assert!(
+        second.stats().generations() >= 1,
+        "the new chain served the edit"
+    );
+    assert_eq!(first.stats().generations(), served, "the old one no more");
+}
