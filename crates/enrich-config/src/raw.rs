@@ -47,6 +47,8 @@ pub(crate) struct RawEnrichment {
     #[serde(default)]
     pub(crate) path_weights: BTreeMap<String, Whole<u8>>,
     pub(crate) runner: Option<crate::work_order::RawRunner>,
+    pub(crate) index: Option<crate::secrets::RawIndex>,
+    pub(crate) secrets: Option<crate::secrets::RawSecrets>,
     #[serde(deserialize_with = "one_or_many")]
     pub(crate) chain: Vec<RawBackend>,
 }
@@ -74,6 +76,8 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "starvation_ratio_low",
     "path_weights",
     "runner",
+    "index",
+    "secrets",
     "chain",
 ];
 
