@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Instant, UNIX_EPOCH};
@@ -13,9 +13,13 @@ use enrich_db::{Db, DbError, FileRecord, IndexWriteReport, IndexedFile, SpanReco
 use crate::error::IndexError;
 use crate::hash::{file_hash, span_hash};
 use crate::lang::{CLASSIFIER_VERSION, classify, language_for};
-use crate::report::{FileOutcome, FileProblem, IndexEvent, IndexReport};
+use enrich_secrets::Scanner;
+
+use crate::report::{
+    FileOutcome, FileProblem, IndexEvent, IndexReport, SecretSpan, SkipReason, SkippedFile,
+};
 use crate::split::FileSplitter;
-use crate::walk::{Candidate, walk};
+use crate::walk::{Candidate, Exclusions, walk};
 
 /// The default size limit: files larger than 1 MiB are not indexed.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -48,6 +52,16 @@ pub struct IndexOptions {
     /// of the run; they are counted either way. A kept enrichment comes back to life if its
     /// exact content is indexed again.
     pub keep_orphans: bool,
+    /// Globs of more files to leave out (`[enrichment.index] exclude`): over paths relative to
+    /// the root, `/`-separated; a glob without `/` matches the file name in any directory;
+    /// case-insensitive.
+    pub exclude: Vec<String>,
+    /// Globs of files to index although the built-in secret-file list or [`Self::exclude`]
+    /// names them (`[enrichment.index] include`).
+    pub include: Vec<String>,
+    /// Files enrich writes at paths of their own (the index database and its journals, an
+    /// event log given with `--events`): never indexed when they lie inside the root.
+    pub own_files: Vec<PathBuf>,
 }
 
 impl Default for IndexOptions {
@@ -59,6 +73,9 @@ impl Default for IndexOptions {
             batch_files: DEFAULT_BATCH_FILES,
             include_hidden: false,
             keep_orphans: false,
+            exclude: Vec::new(),
+            include: Vec::new(),
+            own_files: Vec::new(),
         }
     }
 }
@@ -91,9 +108,10 @@ impl IndexOptions {
 
 /// Indexes the repository at `repo_root` into `db`, incrementally.
 ///
-/// Walks the tree (`.gitignore`, `.ignore` and `.ragignore` honoured; `.git/`, `.llmc/`, hidden
-/// files, symbolic links, binary files, files over the size limit, dependency lock files and
-/// minified bundles skipped), reads and hashes every file on [`IndexOptions::threads`] threads,
+/// Walks the tree (`.gitignore`, `.ignore` and `.ragignore` honoured; `.git/`, `.llmc/`,
+/// `.rag/`, hidden files, symbolic links, binary files, files over the size limit, dependency
+/// lock files and minified bundles, files holding secrets and enrich's own files skipped, each
+/// skipped file reported with its reason), reads and hashes every file on [`IndexOptions::threads`] threads,
 /// and splits the files whose content hash differs from the index's into spans. Files are
 /// written in path order, many per transaction: a changed file keeps the row, id and enrichment
 /// of every span whose content did not change. Files the walk no longer yields are removed with
@@ -129,7 +147,18 @@ pub fn index_repo(
         });
     }
 
-    let walked = walk(&root, options.include_hidden, options.max_file_bytes);
+    let own_paths = options
+        .own_files
+        .iter()
+        .filter_map(|path| relative_to(&root, path))
+        .collect();
+    let exclusions = Exclusions::new(&options.exclude, &options.include, own_paths)?;
+    let walked = walk(
+        &root,
+        options.include_hidden,
+        options.max_file_bytes,
+        &exclusions,
+    );
     let known: HashMap<String, Known> = db
         .indexed_files()?
         .into_iter()
@@ -144,6 +173,23 @@ pub fn index_repo(
     let mut report = IndexReport::default();
     report.files.seen = (walked.candidates.len() + walked.too_large.len()) as u64;
     report.files.too_large = walked.too_large.len() as u64;
+    for skipped in &walked.skipped {
+        let files = &mut report.files;
+        match skipped.reason {
+            SkipReason::Secret => files.secret += 1,
+            SkipReason::Excluded => files.excluded += 1,
+            SkipReason::Generated => files.generated += 1,
+            SkipReason::Own => files.own += 1,
+            SkipReason::TooLarge | SkipReason::Binary => {}
+        }
+    }
+    report.skipped = walked.skipped;
+    report
+        .skipped
+        .extend(walked.too_large.iter().map(|path| SkippedFile {
+            path: path.clone(),
+            reason: SkipReason::TooLarge,
+        }));
 
     // Indexed files the walk did not yield go, unless the walk failed on them.
     let yielded: HashSet<&str> = walked.candidates.iter().map(|c| c.rel.as_str()).collect();
@@ -180,6 +226,7 @@ pub fn index_repo(
     )?;
     writer.flush()?;
     let written = writer.written;
+    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
 
     report.files.added = written.files_added;
     report.files.changed = written.files_updated;
@@ -203,6 +250,21 @@ pub fn index_repo(
     Ok(report)
 }
 
+/// `path` (absolute, or relative to the current directory) relative to `root`, if inside it;
+/// the file itself need not exist (a journal the database has not written yet).
+fn relative_to(root: &Path, path: &Path) -> Option<String> {
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let parent = std::fs::canonicalize(parent).ok()?;
+    let rel = parent.join(name);
+    let rel = rel.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
 /// What the index knows of a file before the run.
 struct Known {
     file_hash: String,
@@ -222,9 +284,11 @@ fn is_under(path: &str, dir: &str) -> bool {
 /// What a worker made of one file.
 enum Processed {
     Unchanged,
-    Split(FileRecord),
+    Split(FileRecord, Vec<SecretSpan>),
     Binary,
     TooLarge,
+    /// Holds enrich's events.
+    Own,
     Vanished,
     Failed(String),
 }
@@ -244,6 +308,8 @@ fn process_in_parallel(
     let stop = AtomicBool::new(false);
     // Room for a whole batch, so workers keep parsing while the writer commits one.
     let capacity = options.batch_files.max(threads * 16);
+    let scanner = Scanner::new();
+    let scanner = &scanner;
     let (tx, rx) = mpsc::sync_channel::<(usize, Processed)>(capacity);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -258,7 +324,7 @@ fn process_in_parallel(
                             break;
                         };
                         let known = known.get(&candidate.rel);
-                        let processed = process(candidate, known, &mut splitter, options);
+                        let processed = process(candidate, known, &mut splitter, scanner, options);
                         if tx.send((i, processed)).is_err() {
                             break;
                         }
@@ -302,6 +368,7 @@ fn process(
     candidate: &Candidate,
     known: Option<&Known>,
     splitter: &mut FileSplitter,
+    scanner: &Scanner,
     options: &IndexOptions,
 ) -> Processed {
     let mut file = match File::open(&candidate.abs) {
@@ -329,6 +396,9 @@ fn process(
     if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
         return Processed::Binary;
     }
+    if is_event_log(&bytes) {
+        return Processed::Own;
+    }
     let hash = file_hash(&bytes);
     // A file that is not blank always has a span once split.
     if known.is_some_and(|k| k.file_hash == hash && (k.has_spans || bytes.trim_ascii().is_empty()))
@@ -337,34 +407,62 @@ fn process(
     }
     let lang = language_for(&candidate.rel, &bytes);
     let class = classify(&candidate.rel, &bytes);
+    let mut secrets = Vec::new();
     let spans = splitter
         .split(lang, &candidate.rel, &bytes)
         .into_iter()
-        .map(|s| SpanRecord {
-            span_hash: span_hash(lang.name, &bytes[s.byte_start..s.byte_end]),
-            symbol: s.symbol,
-            kind: s.kind.to_owned(),
-            start_line: s.start_line,
-            end_line: s.end_line,
-            byte_start: s.byte_start as u64,
-            byte_end: s.byte_end as u64,
-            doc_hint: s.doc_hint,
-            slice_type: Some(class.slice_type.to_owned()),
-            slice_language: class.slice_language.map(str::to_owned),
-            classifier_confidence: Some(class.confidence),
-            classifier_version: Some(CLASSIFIER_VERSION.to_owned()),
+        .map(|s| {
+            // Scanned as a run reads it, so the report and the run agree on every span.
+            let source = String::from_utf8_lossy(&bytes[s.byte_start..s.byte_end]);
+            let rules = scanner.rules_in(&source);
+            if !rules.is_empty() {
+                secrets.push(SecretSpan {
+                    path: candidate.rel.clone(),
+                    start_line: s.start_line,
+                    end_line: s.end_line,
+                    rules,
+                });
+            }
+            SpanRecord {
+                span_hash: span_hash(lang.name, &bytes[s.byte_start..s.byte_end]),
+                symbol: s.symbol,
+                kind: s.kind.to_owned(),
+                start_line: s.start_line,
+                end_line: s.end_line,
+                byte_start: s.byte_start as u64,
+                byte_end: s.byte_end as u64,
+                // A doc comment is stored in the index as it is: redact it like a prompt.
+                doc_hint: s
+                    .doc_hint
+                    .map(|hint| scanner.redact(&hint).text.into_owned()),
+                slice_type: Some(class.slice_type.to_owned()),
+                slice_language: class.slice_language.map(str::to_owned),
+                classifier_confidence: Some(class.confidence),
+                classifier_version: Some(CLASSIFIER_VERSION.to_owned()),
+            }
         })
         .collect();
-    Processed::Split(FileRecord {
-        file: IndexedFile {
-            path: candidate.rel.clone(),
-            lang: lang.name.to_owned(),
-            file_hash: hash,
-            size: bytes.len() as u64,
-            mtime,
+    Processed::Split(
+        FileRecord {
+            file: IndexedFile {
+                path: candidate.rel.clone(),
+                lang: lang.name.to_owned(),
+                file_hash: hash,
+                size: bytes.len() as u64,
+                mtime,
+            },
+            spans,
         },
-        spans,
-    })
+        secrets,
+    )
+}
+
+/// Whether `bytes` are an enrich event log (at a path of its own, `enrich run --events`): its
+/// first line is one of enrich's events, a JSON object that starts with its `type` tag and
+/// carries a `run_id` (see `enrich_pipeline::Event`).
+fn is_event_log(bytes: &[u8]) -> bool {
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    first.starts_with(br#"{"type":""#) && first.windows(9).any(|w| w == br#""run_id":"#)
 }
 
 /// The single writer: counts outcomes, batches changed files and removals, reports progress.
@@ -394,8 +492,10 @@ impl Writer<'_> {
                 files.unchanged += 1;
                 FileOutcome::Unchanged
             }
-            Processed::Split(record) => {
+            Processed::Split(record, secrets) => {
                 self.batch.push(record);
+                self.report.spans.with_secrets += secrets.len() as u64;
+                self.report.secret_spans.extend(secrets);
                 if indexed {
                     FileOutcome::Changed
                 } else {
@@ -404,10 +504,26 @@ impl Writer<'_> {
             }
             Processed::Binary => {
                 files.binary += 1;
+                self.report.skipped.push(SkippedFile {
+                    path: candidate.rel.clone(),
+                    reason: SkipReason::Binary,
+                });
                 FileOutcome::Binary
+            }
+            Processed::Own => {
+                files.own += 1;
+                self.report.skipped.push(SkippedFile {
+                    path: candidate.rel.clone(),
+                    reason: SkipReason::Own,
+                });
+                FileOutcome::Own
             }
             Processed::TooLarge => {
                 files.too_large += 1;
+                self.report.skipped.push(SkippedFile {
+                    path: candidate.rel.clone(),
+                    reason: SkipReason::TooLarge,
+                });
                 FileOutcome::TooLarge
             }
             Processed::Vanished => FileOutcome::Vanished,
@@ -422,7 +538,10 @@ impl Writer<'_> {
         if indexed
             && matches!(
                 outcome,
-                FileOutcome::Binary | FileOutcome::TooLarge | FileOutcome::Vanished
+                FileOutcome::Binary
+                    | FileOutcome::TooLarge
+                    | FileOutcome::Own
+                    | FileOutcome::Vanished
             )
         {
             self.removed.push(candidate.rel.clone());
