@@ -252,7 +252,7 @@ pub fn index_repo(
 
 /// `path` (absolute, or relative to the current directory) relative to `root`, if inside it;
 /// the file itself need not exist (a journal the database has not written yet).
-fn relative_to(root: &Path, path: &Path) -> Option<String> {
+pub(crate) fn relative_to(root: &Path, path: &Path) -> Option<String> {
     let name = path.file_name()?;
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

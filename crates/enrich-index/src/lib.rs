@@ -58,3 +58,4 @@ pub use report::{
     FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SecretSpan,
     SkipReason, SkippedFile, SpanCounts,
 };
+pub use walk::skipped_files;

@@ -230,6 +230,43 @@ pub(crate) fn walk(
     walked
 }
 
+/// The files an indexing run of `repo_root` with `options` leaves out by rule (secret files,
+/// `exclude`, generated files, enrich's own) or for their size, in path order, found by walking
+/// the tree without reading any file. For `enrich plan`, which reports them without indexing.
+///
+/// # Errors
+///
+/// [`IndexError::Root`] when the root cannot be resolved, [`IndexError::InvalidGlob`] for a
+/// bad `exclude` or `include` glob.
+pub fn skipped_files(
+    repo_root: &Path,
+    options: &crate::IndexOptions,
+) -> Result<Vec<SkippedFile>, IndexError> {
+    let root = std::fs::canonicalize(repo_root).map_err(|source| IndexError::Root {
+        path: repo_root.to_path_buf(),
+        source,
+    })?;
+    let own_paths = options
+        .own_files
+        .iter()
+        .filter_map(|path| crate::indexer::relative_to(&root, path))
+        .collect();
+    let exclusions = Exclusions::new(&options.exclude, &options.include, own_paths)?;
+    let walked = walk(
+        &root,
+        options.include_hidden,
+        options.max_file_bytes,
+        &exclusions,
+    );
+    let mut skipped = walked.skipped;
+    skipped.extend(walked.too_large.into_iter().map(|path| SkippedFile {
+        path,
+        reason: SkipReason::TooLarge,
+    }));
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(skipped)
+}
+
 /// Whether a file or directory name is hidden (starts with `.`).
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')

@@ -29,7 +29,9 @@ const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A PEM block of `kind` with `lines` lines of 64 base64 characters.
 fn pem(kind: &str, lines: usize) -> String {
-    let body: Vec<String> = (0..lines).map(|i| random(BASE64, 64, 90 + i as u64)).collect();
+    let body: Vec<String> = (0..lines)
+        .map(|i| random(BASE64, 64, 90 + i as u64))
+        .collect();
     format!(
         "-----BEGIN {kind}-----\n{}\n-----END {kind}-----",
         body.join("\n")
@@ -41,7 +43,8 @@ fn pem(kind: &str, lines: usize) -> String {
 fn cases() -> Vec<(&'static str, String, String, String)> {
     let key = pem("RSA PRIVATE KEY", 6);
     let digits = |n, seed| random("0123456789", n, seed);
-    let mut cases = vec![
+    let mut cases =
+        vec![
         (
             "private-key",
             format!("KEY = \"\"\"\n{key}\n\"\"\"\n"),
@@ -305,7 +308,10 @@ fn check(scanner: &Scanner, id: &str, positive: &str, secret: &str, negative: &s
         redacted.text
     );
     let missed = scanner.scan(negative);
-    assert!(missed.is_empty(), "{id}: near miss {negative:?} found {missed:?}");
+    assert!(
+        missed.is_empty(),
+        "{id}: near miss {negative:?} found {missed:?}"
+    );
 }
 
 #[test]
@@ -330,7 +336,8 @@ fn a_redacted_text_keeps_everything_but_the_secrets() {
     let scanner = Scanner::new();
     let aws = format!("AKIA{}", random(AWS, 16, 40));
     let github = format!("ghp_{}", random(ALNUM, 36, 41));
-    let text = format!("def client():\n    key = \"{aws}\"\n    return Client(key, \"{github}\")\n");
+    let text =
+        format!("def client():\n    key = \"{aws}\"\n    return Client(key, \"{github}\")\n");
     let redacted = scanner.redact(&text);
     assert_eq!(
         redacted.text,
@@ -354,7 +361,13 @@ fn a_private_key_is_redacted_whole_even_when_a_span_cuts_it() {
         // A span ending inside the key: from BEGIN to the end of the key's characters.
         (format!("x = 1\n{begin_part}"), ["x = 1\n", ""]),
         // A span starting inside the key's body: from its start through END.
-        (format!("{}\nafter\n", end_part.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())), ["", "\nafter\n"]),
+        (
+            format!(
+                "{}\nafter\n",
+                end_part.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+            ),
+            ["", "\nafter\n"],
+        ),
     ] {
         let redacted = scanner.redact(&text);
         assert_eq!(redacted.rules(), ["private-key"], "{text:?}");
@@ -408,5 +421,9 @@ fn the_secret_file_list_is_unique_and_sourced() {
     let total = globs.len();
     globs.dedup();
     assert_eq!(globs.len(), total, "a glob is listed twice");
-    assert!(SECRET_FILES.iter().all(|f| !f.source.is_empty() && !f.holds.is_empty()));
+    assert!(
+        SECRET_FILES
+            .iter()
+            .all(|f| !f.source.is_empty() && !f.holds.is_empty())
+    );
 }

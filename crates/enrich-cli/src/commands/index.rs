@@ -96,10 +96,7 @@ fn run(
         threads: args.threads.map_or(0, usize::from),
         include_hidden: args.include_hidden,
         keep_orphans: args.keep_orphans,
-        exclude: config.exclude.clone(),
-        include: config.include.clone(),
-        own_files: own_files(&repo.db_path),
-        ..IndexOptions::default()
+        ..rule_options(repo, config)
     };
     let bar = (mode == ProgressMode::Bar).then(|| {
         let style = ProgressStyle::with_template(
@@ -124,6 +121,17 @@ fn run(
         logging::set_active_bar(None);
     }
     result.map_err(index_error)
+}
+
+/// The default options with the rules that leave files out: `[enrichment.index]` and the index
+/// database's own files.
+pub(crate) fn rule_options(repo: &Repo, config: &IndexConfig) -> IndexOptions {
+    IndexOptions {
+        exclude: config.exclude.clone(),
+        include: config.include.clone(),
+        own_files: own_files(&repo.db_path),
+        ..IndexOptions::default()
+    }
 }
 
 /// The files the index database is made of, wherever `--db` puts it: never indexed.
