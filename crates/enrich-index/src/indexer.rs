@@ -19,7 +19,7 @@ use crate::report::{
     FileOutcome, FileProblem, IndexEvent, IndexReport, SecretSpan, SkipReason, SkippedFile,
 };
 use crate::split::FileSplitter;
-use crate::walk::{Candidate, Exclusions, walk};
+use crate::walk::{Candidate, walk};
 
 /// The default size limit: files larger than 1 MiB are not indexed.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -147,18 +147,7 @@ pub fn index_repo(
         });
     }
 
-    let own_paths = options
-        .own_files
-        .iter()
-        .filter_map(|path| relative_to(&root, path))
-        .collect();
-    let exclusions = Exclusions::new(&options.exclude, &options.include, own_paths)?;
-    let walked = walk(
-        &root,
-        options.include_hidden,
-        options.max_file_bytes,
-        &exclusions,
-    );
+    let walked = walk(&root, options)?;
     let known: HashMap<String, Known> = db
         .indexed_files()?
         .into_iter()
@@ -248,21 +237,6 @@ pub fn index_repo(
     }
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(report)
-}
-
-/// `path` (absolute, or relative to the current directory) relative to `root`, if inside it;
-/// the file itself need not exist (a journal the database has not written yet).
-pub(crate) fn relative_to(root: &Path, path: &Path) -> Option<String> {
-    let name = path.file_name()?;
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let parent = std::fs::canonicalize(parent).ok()?;
-    let rel = parent.join(name);
-    let rel = rel.strip_prefix(root).ok()?;
-    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(parts?.join("/"))
 }
 
 /// What the index knows of a file before the run.
@@ -504,26 +478,14 @@ impl Writer<'_> {
             }
             Processed::Binary => {
                 files.binary += 1;
-                self.report.skipped.push(SkippedFile {
-                    path: candidate.rel.clone(),
-                    reason: SkipReason::Binary,
-                });
                 FileOutcome::Binary
             }
             Processed::Own => {
                 files.own += 1;
-                self.report.skipped.push(SkippedFile {
-                    path: candidate.rel.clone(),
-                    reason: SkipReason::Own,
-                });
                 FileOutcome::Own
             }
             Processed::TooLarge => {
                 files.too_large += 1;
-                self.report.skipped.push(SkippedFile {
-                    path: candidate.rel.clone(),
-                    reason: SkipReason::TooLarge,
-                });
                 FileOutcome::TooLarge
             }
             Processed::Vanished => FileOutcome::Vanished,
@@ -535,15 +497,19 @@ impl Writer<'_> {
                 FileOutcome::Failed
             }
         };
-        if indexed
-            && matches!(
-                outcome,
-                FileOutcome::Binary
-                    | FileOutcome::TooLarge
-                    | FileOutcome::Own
-                    | FileOutcome::Vanished
-            )
-        {
+        let skipped = match outcome {
+            FileOutcome::Binary => Some(SkipReason::Binary),
+            FileOutcome::TooLarge => Some(SkipReason::TooLarge),
+            FileOutcome::Own => Some(SkipReason::Own),
+            _ => None,
+        };
+        if let Some(reason) = skipped {
+            self.report.skipped.push(SkippedFile {
+                path: candidate.rel.clone(),
+                reason,
+            });
+        }
+        if indexed && (skipped.is_some() || outcome == FileOutcome::Vanished) {
             self.removed.push(candidate.rel.clone());
         }
         self.done += 1;

@@ -152,17 +152,34 @@ fn glob_set<S: AsRef<str>>(globs: &[S], option: &'static str) -> Result<GlobSet,
     })
 }
 
+/// `path` (absolute, or relative to the current directory) relative to `root`, if inside it;
+/// the file itself need not exist (a journal the database has not written yet).
+fn relative_to(root: &Path, path: &Path) -> Option<String> {
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let parent = std::fs::canonicalize(parent).ok()?;
+    let rel = parent.join(name);
+    let rel = rel.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
 /// Walks `root` honouring `.gitignore`, `.ignore`, `.ragignore` (in every directory, even
 /// outside a git repository) and git's own excludes, skipping `.git/`, `.llmc/` and `.rag/`,
-/// symbolic links, hidden directories and files unless `include_hidden`, and the files
-/// `exclusions` leave out (listed with their reason, hidden ones too: a `.env` is reported as a
-/// secret, not silently passed over).
-pub(crate) fn walk(
-    root: &Path,
-    include_hidden: bool,
-    max_file_bytes: u64,
-    exclusions: &Exclusions,
-) -> Walked {
+/// symbolic links, hidden directories and files unless `options.include_hidden`, and the files
+/// [`Exclusions`] built from `options` leave out (listed with their reason, hidden ones too: a
+/// `.env` is reported as a secret, not silently passed over). `root` is canonical.
+pub(crate) fn walk(root: &Path, options: &crate::IndexOptions) -> Result<Walked, IndexError> {
+    let own_paths = options
+        .own_files
+        .iter()
+        .filter_map(|path| relative_to(root, path))
+        .collect();
+    let exclusions = Exclusions::new(&options.exclude, &options.include, own_paths)?;
+    let (include_hidden, max_file_bytes) = (options.include_hidden, options.max_file_bytes);
     let mut builder = WalkBuilder::new(root);
     builder
         // Hidden files are judged below, so secret ones are reported.
@@ -227,7 +244,7 @@ pub(crate) fn walk(
     walked.candidates.sort_by(|a, b| a.rel.cmp(&b.rel));
     walked.too_large.sort();
     walked.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    walked
+    Ok(walked)
 }
 
 /// The files an indexing run of `repo_root` with `options` leaves out by rule (secret files,
@@ -246,18 +263,7 @@ pub fn skipped_files(
         path: repo_root.to_path_buf(),
         source,
     })?;
-    let own_paths = options
-        .own_files
-        .iter()
-        .filter_map(|path| crate::indexer::relative_to(&root, path))
-        .collect();
-    let exclusions = Exclusions::new(&options.exclude, &options.include, own_paths)?;
-    let walked = walk(
-        &root,
-        options.include_hidden,
-        options.max_file_bytes,
-        &exclusions,
-    );
+    let walked = walk(&root, options)?;
     let mut skipped = walked.skipped;
     skipped.extend(walked.too_large.into_iter().map(|path| SkippedFile {
         path,

@@ -2,7 +2,20 @@
 //! run just wrote, the index database wherever `--db` puts it), and it says what it skipped, by
 //! reason, naming the files with `--verbose` and in `--json`.
 
+use serde_json::Value;
+
 use super::support::{Server, TestRepo, config};
+
+/// The paths an `enrich --json index` document lists as skipped for `reason`.
+fn skipped_for<'a>(index: &'a Value, reason: &str) -> Vec<&'a str> {
+    index["skipped"]
+        .as_array()
+        .expect("skipped files")
+        .iter()
+        .filter(|f| f["reason"] == reason)
+        .filter_map(|f| f["path"].as_str())
+        .collect()
+}
 
 #[test]
 fn an_index_after_a_run_leaves_the_event_log_and_the_config_out() {
@@ -27,13 +40,7 @@ fn an_index_after_a_run_leaves_the_event_log_and_the_config_out() {
         ),
         0
     );
-    let own: Vec<&str> = index["skipped"]
-        .as_array()
-        .expect("skipped files")
-        .iter()
-        .filter(|f| f["reason"] == "own")
-        .filter_map(|f| f["path"].as_str())
-        .collect();
+    let own = skipped_for(&index, "own");
     assert_eq!(
         own,
         ["enrich.toml", "logs/enrichment_events.jsonl", "out/run.log"],
@@ -54,13 +61,7 @@ fn a_database_given_with_db_inside_the_repository_is_not_indexed() {
         .enrich(&["--db", db_arg, "--json", "index"])
         .expect_code(0)
         .json();
-    let own: Vec<&str> = again["skipped"]
-        .as_array()
-        .expect("skipped files")
-        .iter()
-        .filter(|f| f["reason"] == "own")
-        .filter_map(|f| f["path"].as_str())
-        .collect();
+    let own = skipped_for(&again, "own");
     assert!(own.contains(&"data/index.db"), "{again}");
     assert_eq!(again["files"]["added"], 0, "{again}");
 }

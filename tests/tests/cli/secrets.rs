@@ -354,6 +354,22 @@ fn rows(outputs: &mut Outputs, repo: &TestRepo) {
     }
 }
 
+/// Adds every request body the server received, every file under `.llmc/` and `logs/`, and
+/// every text value of every table.
+fn everything_written(outputs: &mut Outputs, server: &Server, repo: &TestRepo) {
+    outputs.0.extend(
+        server
+            .request_bodies()
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| (format!("request {i}"), body.into_bytes())),
+    );
+    for dir in repo_files(&repo.root) {
+        outputs.files(&dir);
+    }
+    rows(outputs, repo);
+}
+
 /// Fails when any output holds any planted secret.
 #[track_caller]
 fn check_no_planted_leak(outputs: &Outputs, planted: &Planted) {
@@ -443,17 +459,7 @@ fn planted_secrets_reach_no_request_log_event_or_row() {
         "{prompts:?}"
     );
     outputs.enrich(&repo, "", &["-v", "plan"]).expect_code(0);
-    outputs.0.extend(
-        server
-            .request_bodies()
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| (format!("request {i}"), body.into_bytes())),
-    );
-    for dir in repo_files(&repo.root) {
-        outputs.files(&dir);
-    }
-    rows(&mut outputs, &repo);
+    everything_written(&mut outputs, &server, &repo);
     // The searched outputs hold what the secrets became, and the event log is among them.
     assert!(!outputs.holding("[REDACTED:github-pat]").is_empty());
     assert!(
@@ -505,16 +511,6 @@ fn with_action_skip_a_span_holding_a_secret_is_ledgered_and_never_sent() {
         prompts.iter().all(|p| !p.contains("src/cloud.py")),
         "a span with secrets was sent"
     );
-    outputs.0.extend(
-        server
-            .request_bodies()
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| (format!("request {i}"), body.into_bytes())),
-    );
-    for dir in repo_files(&repo.root) {
-        outputs.files(&dir);
-    }
-    rows(&mut outputs, &repo);
+    everything_written(&mut outputs, &server, &repo);
     check_no_planted_leak(&outputs, &planted);
 }
