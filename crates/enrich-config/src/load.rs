@@ -22,8 +22,8 @@ use crate::raw::{
 use crate::work_order::RUNNER_KEYS;
 use crate::{
     BackendSpec, ConfigError, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER,
-    EnrichmentConfig, OnFailure, Price, PromptConfig, Setting, Source, normalize_ollama_host,
-    redacted_options,
+    EnrichmentConfig, EventLogLimit, OnFailure, Price, PromptConfig, Setting, Source,
+    normalize_ollama_host, redacted_options,
 };
 
 /// The built-in defaults: a commented TOML file that is both the lowest configuration layer and
@@ -399,6 +399,14 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         ),
         (json!(max_tier), scalar("enrichment.max_tier")),
         (json!(on_failure.as_str()), scalar("enrichment.on_failure")),
+        (
+            json!(raw.event_log_max_bytes.0),
+            scalar("enrichment.event_log_max_bytes"),
+        ),
+        (
+            json!(raw.event_log_keep.0),
+            scalar("enrichment.event_log_keep"),
+        ),
     ] {
         put(key, value, source);
     }
@@ -502,6 +510,10 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         work_order: work_order.work_order,
         index,
         secrets,
+        event_log: EventLogLimit {
+            max_bytes: raw.event_log_max_bytes.0,
+            keep: raw.event_log_keep.0,
+        },
         backends: entries.into_iter().map(|e| e.spec).collect(),
     };
     Ok(LoadedConfig {

@@ -49,6 +49,8 @@ pub(crate) struct RawEnrichment {
     pub(crate) runner: Option<crate::work_order::RawRunner>,
     pub(crate) index: Option<crate::secrets::RawIndex>,
     pub(crate) secrets: Option<crate::secrets::RawSecrets>,
+    pub(crate) event_log_max_bytes: Whole<u64>,
+    pub(crate) event_log_keep: Whole<u32>,
     #[serde(deserialize_with = "one_or_many")]
     pub(crate) chain: Vec<RawBackend>,
 }
@@ -78,6 +80,8 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "runner",
     "index",
     "secrets",
+    "event_log_max_bytes",
+    "event_log_keep",
     "chain",
 ];
 

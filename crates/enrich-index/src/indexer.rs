@@ -147,7 +147,17 @@ pub fn index_repo(
         });
     }
 
-    let walked = walk(&root, options)?;
+    let mut walked = walk(&root, options)?;
+    // Files over the size limit go through the same stream as the others (without being
+    // opened), so the count announced after the walk, the progress and the summary agree.
+    let too_large: HashSet<String> = walked.too_large.drain(..).collect();
+    walked
+        .candidates
+        .extend(too_large.iter().map(|rel| Candidate {
+            rel: rel.clone(),
+            abs: root.join(rel),
+        }));
+    walked.candidates.sort_by(|a, b| a.rel.cmp(&b.rel));
     let known: HashMap<String, Known> = db
         .indexed_files()?
         .into_iter()
@@ -160,8 +170,8 @@ pub fn index_repo(
         })
         .collect();
     let mut report = IndexReport::default();
-    report.files.seen = (walked.candidates.len() + walked.too_large.len()) as u64;
-    report.files.too_large = walked.too_large.len() as u64;
+    report.files.seen = walked.candidates.len() as u64;
+    // Files left out by rule; binary and too large ones are counted as the stream reaches them.
     for skipped in &walked.skipped {
         let files = &mut report.files;
         match skipped.reason {
@@ -172,13 +182,7 @@ pub fn index_repo(
             SkipReason::TooLarge | SkipReason::Binary => {}
         }
     }
-    report.skipped = walked.skipped;
-    report
-        .skipped
-        .extend(walked.too_large.iter().map(|path| SkippedFile {
-            path: path.clone(),
-            reason: SkipReason::TooLarge,
-        }));
+    report.skipped = std::mem::take(&mut walked.skipped);
 
     // Indexed files the walk did not yield go, unless the walk failed on them.
     let yielded: HashSet<&str> = walked.candidates.iter().map(|c| c.rel.as_str()).collect();
@@ -209,6 +213,7 @@ pub fn index_repo(
         &root,
         &walked.candidates,
         &known,
+        &too_large,
         options,
         &mut writer,
         |e| on_event(e),
@@ -219,10 +224,12 @@ pub fn index_repo(
 
     report.files.added = written.files_added;
     report.files.changed = written.files_updated;
+    report.files.unchanged += written.files_unchanged;
     report.files.removed = written.files_removed;
     report.spans.added = written.spans_added;
     report.spans.kept = written.spans_kept;
     report.spans.moved = written.spans_moved;
+    report.spans.shared = written.spans_shared;
     report.spans.removed = written.spans_removed;
     report.spans.duplicate = written.spans_duplicate;
 
@@ -273,6 +280,7 @@ fn process_in_parallel(
     root: &Path,
     candidates: &[Candidate],
     known: &HashMap<String, Known>,
+    too_large: &HashSet<String>,
     options: &IndexOptions,
     writer: &mut Writer<'_>,
     mut on_event: impl FnMut(&IndexEvent<'_>),
@@ -297,8 +305,12 @@ fn process_in_parallel(
                         let Some(candidate) = candidates.get(i) else {
                             break;
                         };
-                        let known = known.get(&candidate.rel);
-                        let processed = process(candidate, known, &mut splitter, scanner, options);
+                        let processed = if too_large.contains(&candidate.rel) {
+                            Processed::TooLarge
+                        } else {
+                            let known = known.get(&candidate.rel);
+                            process(candidate, known, &mut splitter, scanner, options)
+                        };
                         if tx.send((i, processed)).is_err() {
                             break;
                         }

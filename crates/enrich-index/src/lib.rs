@@ -34,7 +34,9 @@
 //! a changed file keeps the row and enrichment of every span whose bytes did not change (a span
 //! that moved keeps them too, even to another file); a file that went is removed with its
 //! spans; enrichments left without a span are removed at the end of the run (or kept and
-//! counted). Files are read and parsed on several threads and written in path order by the
+//! counted). Content that several files share (identical files, copied code) is one span, owned
+//! by the file whose path sorts first, so which thread read which file first never matters and
+//! re-indexing an unchanged tree writes nothing. Files are read and parsed on several threads and written in path order by the
 //! calling thread, many per transaction, through `enrich-db`.
 //!
 //! Deliberately NOT known here: HTTP, backends, tokio, configuration files, the router and the

@@ -28,7 +28,8 @@ pub struct IndexReport {
 pub struct FileCounts {
     /// Files the walk yielded after the ignore rules, over the size limit included.
     pub seen: u64,
-    /// Files whose content hash matched the index: not parsed, not written.
+    /// Files whose content hash matched the index: not written (a file without spans of its
+    /// own, such as a copy of another file, is split again to be sure, but nothing changes).
     pub unchanged: u64,
     /// Files indexed for the first time.
     pub added: u64,
@@ -59,9 +60,14 @@ pub struct SpanCounts {
     /// Spans of changed files whose content did not change: same row, same enrichment.
     pub kept: u64,
     /// Spans whose content another file held: the row and its enrichment now belong to this
-    /// file. Code moved between files, or identical code in several files, which the index
-    /// stores once (the span hash is unique) at the file written last, as LLMC does.
+    /// file. Code moved between files, or identical code whose owner changed (see `shared`).
     pub moved: u64,
+    /// Spans whose content a file with a smaller path holds. Identical content in several files
+    /// (copies of a licence, vendored duplicates) has one span hash, which the index keeps
+    /// unique: the file whose path sorts first (byte order) owns the span and its enrichment,
+    /// and the others share it. Counted in every file that was split, so an unchanged tree with
+    /// copies reports the same number each run.
+    pub shared: u64,
     /// Spans deleted (changed content, or their file went).
     pub removed: u64,
     /// Spans dropped because their file already had one with the same content (and so the same
@@ -154,7 +160,8 @@ pub struct SecretSpan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IndexEvent<'a> {
-    /// The walk is done: `files` files will be read.
+    /// The walk is done: `files` files will be gone through (those over the size limit
+    /// included, as [`FileCounts::seen`] counts them).
     Walked {
         /// How many files the run will go through.
         files: u64,
@@ -181,11 +188,13 @@ pub enum FileOutcome {
     Unchanged,
     /// Split and queued for writing, first time in the index.
     Added,
-    /// Split and queued for writing, replacing its spans.
+    /// Split and queued for writing, replacing its spans (a file without spans of its own is
+    /// split again even when its content did not change; the summary then counts it as
+    /// unchanged).
     Changed,
     /// Looks binary: skipped (and removed from the index if it was there).
     Binary,
-    /// Grew over the size limit since the walk: skipped (and removed if it was there).
+    /// Larger than the size limit: skipped (and removed from the index if it was there).
     TooLarge,
     /// Holds enrich's events (an event log at a path of its own): skipped (and removed if it
     /// was there).

@@ -219,8 +219,8 @@ fn render(
     }
     writeln!(
         text,
-        "spans   {} added, {} kept, {} moved, {} removed, {} duplicate",
-        s.added, s.kept, s.moved, s.removed, s.duplicate
+        "spans   {} added, {} kept, {} moved, {} removed, {} duplicate, {} shared with a file earlier in path order",
+        s.added, s.kept, s.moved, s.removed, s.duplicate, s.shared
     )?;
     if s.with_secrets > 0 {
         writeln!(

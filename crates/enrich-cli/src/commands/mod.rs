@@ -20,7 +20,13 @@ pub(crate) use index::IndexArgs;
 
 /// Runs the command of `cli`.
 pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
-    let Cli { global, command } = cli;
+    let Cli {
+        mut global,
+        command,
+    } = cli;
+    global
+        .resolve_repo()
+        .context("cannot find the repository: the current directory is unreadable")?;
     let json = global.json;
     // `watch` serves its own list of repositories; every other command one `--repo`.
     let repo = || Repo::from_flags(&global);
