@@ -40,8 +40,9 @@
 //! calling thread, many per transaction, through `enrich-db`.
 //!
 //! Deliberately NOT known here: HTTP, backends, tokio, configuration files, the router and the
-//! pipeline. The crate is synchronous; the only crate of the workspace it uses is `enrich-db`,
-//! which owns every SQL statement.
+//! pipeline. The crate is synchronous; the crates of the workspace it uses are `enrich-db`,
+//! which owns every SQL statement, and `enrich-secrets`, which owns the secret-file list and
+//! the secret patterns (the CLI passes `[enrichment.index]` in as [`IndexOptions`]).
 
 mod error;
 mod hash;
