@@ -98,7 +98,8 @@ pub(crate) enum Command {
     ///
     /// Default exclusions: enrich's and LLMC's own files (`.git/`, the index directory
     /// `.llmc/`, their configuration and enrich's event log); files that hold secrets (keys,
-    /// credentials, `.env` files); hidden files and directories (unless --include-hidden);
+    /// certificates, credentials, `.env` files; `[enrichment.index] include` and `exclude`
+    /// change the list); hidden files and directories (unless --include-hidden);
     /// symbolic links; binary files; generated files (dependency lock files, minified bundles);
     /// files over --max-file-size.
     ///

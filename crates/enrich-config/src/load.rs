@@ -267,6 +267,8 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
     let reliability = crate::reliability::resolve(&raw, &origin)?;
     let file_globs = file.as_ref().and_then(file_path_weights);
     let work_order = crate::work_order::resolve(&raw, &origin, file_globs.as_deref())?;
+    let (index, secrets) =
+        crate::secrets::resolve(raw.index.as_ref(), raw.secrets.as_ref(), &origin)?;
     let routes: BTreeMap<String, String> = raw
         .routes
         .iter()
@@ -466,6 +468,13 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
     ] {
         put(key, value, origin(key));
     }
+    for (key, value) in [
+        ("enrichment.index.exclude", json!(index.exclude)),
+        ("enrichment.index.include", json!(index.include)),
+        ("enrichment.secrets.action", json!(secrets.action.as_str())),
+    ] {
+        put(key, value, origin(key));
+    }
     for setting in work_order.settings {
         put(&setting.key, setting.value, setting.source);
     }
@@ -499,6 +508,8 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         circuit_breaker: reliability.circuit_breaker,
         budget: reliability.budget,
         work_order: work_order.work_order,
+        index,
+        secrets,
         event_log: EventLogLimit {
             max_bytes: raw.event_log_max_bytes.0,
             keep: raw.event_log_keep.0,
@@ -835,6 +846,22 @@ fn ignored_file_keys(figment: &Figment) -> Vec<String> {
             ("budget", Value::Dict(_, table)) => {
                 for key in table.keys().filter(|k| !BUDGET_KEYS.contains(&k.as_str())) {
                     ignored.push(format!("enrichment.budget.{key}"));
+                }
+            }
+            ("index", Value::Dict(_, table)) => {
+                for key in table
+                    .keys()
+                    .filter(|k| !crate::secrets::INDEX_KEYS.contains(&k.as_str()))
+                {
+                    ignored.push(format!("enrichment.index.{key}"));
+                }
+            }
+            ("secrets", Value::Dict(_, table)) => {
+                for key in table
+                    .keys()
+                    .filter(|k| !crate::secrets::SECRETS_KEYS.contains(&k.as_str()))
+                {
+                    ignored.push(format!("enrichment.secrets.{key}"));
                 }
             }
             ("runner", Value::Dict(_, table)) => {

@@ -326,6 +326,10 @@ pub struct EnrichmentConfig {
     pub budget: crate::BudgetConfig,
     /// Which pending spans a run takes first (`code_first`, `path_weights`, starvation ratios).
     pub work_order: crate::WorkOrder,
+    /// Which files `enrich index` leaves out beyond the ignore files (`[enrichment.index]`).
+    pub index: crate::IndexConfig,
+    /// What a run does with a span holding a secret (`[enrichment.secrets]`).
+    pub secrets: crate::SecretsConfig,
     /// The size bound of the JSONL event log.
     pub event_log: EventLogLimit,
     /// Every backend entry, in file order, each tagged with its chain.

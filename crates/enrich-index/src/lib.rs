@@ -3,9 +3,14 @@
 //! so that an index refreshed by enrich and one refreshed by LLMC agree.
 //!
 //! [`index_repo`] walks the repository with ripgrep's walker (`.gitignore`, `.ignore` and
-//! `.ragignore` honoured; `.git/`, `.llmc/`, hidden files, symbolic links, binary files, files
-//! over a size limit, lock files and minified bundles skipped), and splits every changed file
-//! into spans:
+//! `.ragignore` honoured; `.git/`, `.llmc/`, `.rag/`, hidden files, symbolic links, binary
+//! files, files over a size limit, lock files and minified bundles skipped), leaves out the
+//! files that hold secrets by their nature (`enrich_secrets::SECRET_FILES`: keys, certificates,
+//! `.env`, credential stores; `IndexOptions::include` and `exclude` change the list) and every
+//! file enrich or LLMC writes (config files, the event log, the index database), and reports
+//! each file it left out with the reason ([`IndexReport::skipped`]). It splits every changed
+//! file into spans, scans each span for secrets as a run will (reporting the ones that carry
+//! one in [`IndexReport::secret_spans`], and redacting them from stored doc hints):
 //!
 //! - code, with the tree-sitter grammars of Rust, Python, JavaScript, TypeScript, TSX, Go, Java,
 //!   C and C++: functions, methods, classes, structs, enums, unions, traits, impls, interfaces,
@@ -38,8 +43,9 @@
 //! it arrives.
 //!
 //! Deliberately NOT known here: HTTP, backends, tokio, configuration files, the router and the
-//! pipeline. The crate is synchronous; the only crate of the workspace it uses is `enrich-db`,
-//! which owns every SQL statement.
+//! pipeline. The crate is synchronous; the crates of the workspace it uses are `enrich-db`,
+//! which owns every SQL statement, and `enrich-secrets`, which owns the secret-file list and
+//! the secret patterns (the CLI passes `[enrichment.index]` in as [`IndexOptions`]).
 
 mod error;
 mod hash;
@@ -57,5 +63,7 @@ pub use indexer::{
     index_repo,
 };
 pub use report::{
-    FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SpanCounts,
+    FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SecretSpan,
+    SkipReason, SkippedFile, SpanCounts,
 };
+pub use walk::skipped_files;

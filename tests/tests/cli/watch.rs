@@ -252,3 +252,38 @@ fn a_configuration_edit_applies_from_the_next_pass() {
     );
     assert_eq!(first.stats().generations(), served, "the old one no more");
 }
+
+#[test]
+fn a_save_the_index_rules_leave_out_stays_out() {
+    let server = Server::healthy();
+    let repo = watched_repo(&server);
+    repo.write_config(&config(
+        &[("fake", server.url())],
+        "[enrichment.index]\nexclude = [\"fixtures/**\"]",
+    ));
+    std::fs::write(repo.root.join(".gitignore"), "build/\n").expect("write .gitignore");
+    let watch = start_watch(&repo, &["--interval", "3600"]);
+    let files = repo.count("SELECT COUNT(*) FROM files");
+
+    // Saved first, so their changes are taken no later than the one waited for below.
+    for (path, text) in [
+        ("fixtures/generated.py", "def generated():\n    return 1\n"),
+        ("build/out.py", "def built():\n    return 2\n"),
+        ("certs/server.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n"),
+        (".hidden.py", "def hidden():\n    return 3\n"),
+    ] {
+        let full = repo.root.join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+    std::fs::write(repo.root.join("src/kept.py"), "def kept():\n    return 4\n")
+        .expect("write src/kept.py");
+    wait_for_enrichment(&repo, "kept");
+    watch.signal("INT");
+    watch.finish().expect_code(0);
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM files"),
+        files + 1,
+        "only src/kept.py came in"
+    );
+}

@@ -36,7 +36,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
-        Command::Plan(args) => plan::plan(&repo()?, &args, json),
+        Command::Plan(args) => plan::plan(&repo()?, &args, json, global.verbose > 0),
         Command::Doctor => runtime()?.block_on(doctor::doctor(&repo()?, json)),
         Command::Run(args) => {
             let quiet = global.quiet > 0;

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::cli::{Global, WatchArgs};
-use crate::commands::index::index_error;
+use crate::commands::index::{index_error, rule_options};
 use crate::commands::run::{
     DEFAULT_EVENTS_LOG, RunOptions, build_pipeline, check_chain, preflight,
 };
@@ -411,7 +411,9 @@ impl Served {
         let loaded = self.repo.load_config_quietly()?;
         check_chain(&loaded.config, options.chain.as_deref())?;
         let only_if_changed = matches!(reindex, Reindex::Paths(_));
-        let indexed = self.reindex(reindex, IndexOptions::default()).await?;
+        // The rules of `enrich index`: `[enrichment.index]`, and the index's own files.
+        let index_options = rule_options(&self.repo, &loaded.config.index);
+        let indexed = self.reindex(reindex, index_options).await?;
         let changed = indexed.as_ref().is_some_and(changed_files);
         let run = if only_if_changed && !changed {
             Ok(None)

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use enrich_config::{
     BackendSpec, BudgetConfig, CircuitBreakerConfig, DEFAULT_CHAIN, DEFAULT_CONFIG_TOML,
-    DEFAULT_MODEL, DEFAULT_OLLAMA_URL, EnrichmentConfig, EventLogLimit, OnFailure, PromptConfig,
-    Schedule, load, select_chain,
+    DEFAULT_MODEL, DEFAULT_OLLAMA_URL, EnrichmentConfig, EventLogLimit, IndexConfig, OnFailure,
+    PromptConfig, Schedule, SecretsAction, SecretsConfig, load, select_chain,
 };
 
 use crate::support::{entries, jail, load_error, load_error_with, load_repo, pairs, same, write};
@@ -32,6 +32,10 @@ fn builtin() -> EnrichmentConfig {
         circuit_breaker: CircuitBreakerConfig::default(),
         budget: BudgetConfig::default(),
         work_order: crate::work_order::builtin_work_order(),
+        index: IndexConfig::default(),
+        secrets: SecretsConfig {
+            action: SecretsAction::Redact,
+        },
         event_log: EventLogLimit {
             max_bytes: 16 * 1024 * 1024,
             keep: 3,
