@@ -34,6 +34,16 @@ fn wait_for_enrichment(repo: &TestRepo, symbol: &str) {
     });
 }
 
+/// Saves `path` with one Python function named `symbol`, and waits until it is enriched.
+fn save_function_and_wait(repo: &TestRepo, path: &str, symbol: &str) {
+    std::fs::write(
+        repo.root.join(path),
+        format!("def {symbol}():\n    return 1\n"),
+    )
+    .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    wait_for_enrichment(repo, symbol);
+}
+
 /// Spans without an enrichment.
 fn unenriched(repo: &TestRepo) -> i64 {
     repo.count(
@@ -174,12 +184,7 @@ fn with_poll_each_periodic_pass_reindexes_the_repository() {
     let server = Server::healthy();
     let repo = watched_repo(&server);
     let watch = start_watch(&repo, &["--poll", "--interval", "1"]);
-    std::fs::write(
-        repo.root.join("src/extra.py"),
-        "def polled():\n    return 1\n",
-    )
-    .expect("write src/extra.py");
-    wait_for_enrichment(&repo, "polled");
+    save_function_and_wait(&repo, "src/extra.py", "polled");
     watch.signal("TERM");
     let ran = watch.finish();
     ran.expect_code(0);
@@ -210,12 +215,7 @@ fn watch_serves_several_repositories_until_sigterm() {
         });
     }
     // Each repository's edits go to its own index.
-    std::fs::write(
-        second.root.join("src/more.py"),
-        "def more():\n    return 2\n",
-    )
-    .expect("write src/more.py");
-    wait_for_enrichment(&second, "more");
+    save_function_and_wait(&second, "src/more.py", "more");
     assert_eq!(
         first.count("SELECT COUNT(*) FROM spans WHERE symbol = 'more'"),
         0
@@ -238,12 +238,7 @@ fn a_configuration_edit_applies_from_the_next_pass() {
     assert!(served > 0, "the first pass used the first server");
 
     repo.write_config(&config(&[("other", second.url())], ""));
-    std::fs::write(
-        repo.root.join("src/later.py"),
-        "def later():\n    return 3\n",
-    )
-    .expect("write src/later.py");
-    wait_for_enrichment(&repo, "later");
+    save_function_and_wait(&repo, "src/later.py", "later");
     watch.signal("INT");
     watch.finish().expect_code(0);
     assert!(
@@ -276,9 +271,7 @@ fn a_save_the_index_rules_leave_out_stays_out() {
         std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
         std::fs::write(full, text).expect("write");
     }
-    std::fs::write(repo.root.join("src/kept.py"), "def kept():\n    return 4\n")
-        .expect("write src/kept.py");
-    wait_for_enrichment(&repo, "kept");
+    save_function_and_wait(&repo, "src/kept.py", "kept");
     watch.signal("INT");
     watch.finish().expect_code(0);
     assert_eq!(
