@@ -29,4 +29,5 @@ mod reliability;
 mod runs;
 mod secrets;
 mod support;
+mod watch;
 mod work_order;
