@@ -21,6 +21,7 @@ mod concurrent;
 mod crash;
 mod faults;
 mod limits;
+mod locks;
 mod openai_chain;
 mod pools;
 mod real_model;

@@ -1,0 +1,72 @@
+//! A write lock another process holds on the index: the run waits for it without stalling the
+//! requests in flight (a backend's timeout measures only the backend), and a lock held past the
+//! busy timeout stops the run with a clear error, not with backend failures.
+
+use std::path::Path;
+use std::time::Duration;
+
+use enrich_testkit::FakeOllamaConfig;
+use rusqlite::Connection;
+
+use super::reliability::add_python_files;
+use super::support::{Server, TestRepo, config};
+
+/// Takes the index's write lock (`BEGIN IMMEDIATE`) as another process would, waiting for it if
+/// enrich holds it, and keeps it for `hold`.
+fn hold_write_lock(db: &Path, hold: Duration) {
+    let conn = Connection::open(db).expect("open the index");
+    conn.busy_timeout(Duration::from_secs(60))
+        .expect("busy timeout");
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    std::thread::sleep(hold);
+    conn.execute_batch("COMMIT")
+        .expect("release the write lock");
+}
+
+/// A repository of 307 spans and a fake at 20 ms with four slots behind a `timeout_seconds`
+/// of 2, plus `extra` lines in `[enrichment]`.
+fn repo_and_server(extra: &str) -> (TestRepo, Server) {
+    let server = Server::start(
+        FakeOllamaConfig::default()
+            .with_latency(Duration::from_millis(20))
+            .with_capacity(4, 64)
+            .with_recording(false),
+    );
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 30, 10);
+    let mut toml = config(
+        &[("fake", server.url())],
+        &format!("concurrency = 4\nbatch_size = 8\n{extra}"),
+    )
+    .replace("timeout_seconds = 20", "timeout_seconds = 2");
+    toml.push_str("options = { max_in_flight = 4 }\n");
+    repo.write_config(&toml);
+    (repo, server)
+}
+
+#[test]
+fn a_lock_held_elsewhere_within_the_busy_timeout_times_no_request_out() {
+    let (repo, server) = repo_and_server("");
+    let total = repo.spans.len() as u64;
+
+    // Four times, the lock is held 3 s (more than the backend's 2 s timeout, well within the
+    // 30 s busy timeout) while the run has requests in flight.
+    let run = repo.start(&["--json", "run"]);
+    for round in 1..=4 {
+        server.wait_until(|stats| stats.generations() >= round * 50);
+        hold_write_lock(&repo.db, Duration::from_secs(3));
+    }
+    let ran = run.finish();
+
+    let summary = ran.expect_code(0).json();
+    assert_eq!(summary["succeeded"], total, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE outcome = 'failure'"),
+        0,
+        "no attempt failed, none timed out"
+    );
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total as i64);
+    assert_eq!(server.stats().generations(), total, "one request per span");
+}
