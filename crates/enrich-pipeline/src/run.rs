@@ -24,7 +24,7 @@ use crate::error::PipelineError;
 use crate::events::{Event, EventSink, now_ms};
 use crate::pipeline::Inner;
 use crate::prompt::PromptSpan;
-use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
+use crate::result::{RunEnd, RunOutcome, RunSummary, SpanCounts, SpanResult, SpanStatus};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
 mod claimer;
@@ -472,21 +472,31 @@ pub(crate) async fn execute(
     limit: Option<u64>,
     control: &RunControl,
     mut on_result: impl FnMut(SpanResult),
-) -> Result<RunSummary, PipelineError> {
+) -> RunOutcome {
     let started = Instant::now();
     let settings = &inner.settings;
     let started_run = {
         let inner = Arc::clone(inner);
         off_runtime(move || start(&inner)).await
     };
-    let (db, run_id, claimer, lease, total_pending, budget) = started_run?;
+    let not_started = |error| RunOutcome {
+        summary: None,
+        error: Some(error),
+    };
+    let (db, run_id, claimer, lease, total_pending, budget) = match started_run {
+        Ok(started) => started,
+        Err(error) => return not_started(error),
+    };
     let gate = WriteGate::default();
-    let writer = Writer::spawn(
+    let writer = match Writer::spawn(
         db,
         settings.commit_every,
         settings.commit_interval,
         gate.clone(),
-    )?;
+    ) {
+        Ok(writer) => writer,
+        Err(error) => return not_started(error),
+    };
     let observer = Arc::new(AttemptEvents {
         sink: Arc::clone(&inner.events),
         run_id,
@@ -554,9 +564,7 @@ pub(crate) async fn execute(
     let (db, totals) = match writer.finish().await {
         Ok(output) => {
             if let Some(error) = output.error {
-                failure = Some(PipelineError::Write {
-                    source: Box::new(error),
-                });
+                failure = Some(PipelineError::write(error));
             }
             (Some(output.db), output.totals)
         }
@@ -578,21 +586,23 @@ pub(crate) async fn execute(
     let counts = sched.counts;
     let recorded = {
         let inner = Arc::clone(inner);
-        off_runtime(move || record_end(&inner, db, run_id, counts, end)).await
+        off_runtime(move || record_end(&inner, db, run_id, counts.left_alone(), end)).await
     };
     if let Err(error) = recorded {
         tracing::error!(run = run_id.0, "cannot record the end of the run: {error}");
         failure.get_or_insert(PipelineError::db("record the end of the run")(error));
     }
 
+    // The counts of what was committed: a span whose outcome did not reach the database (the
+    // writer failed, its span vanished) is not counted as enriched or failed.
     let summary = RunSummary {
         run_id,
         end,
         total_pending,
-        attempted: counts.attempted(),
-        succeeded: counts.succeeded,
-        fell_back: counts.fell_back,
-        failed: counts.failed,
+        attempted: totals.succeeded + totals.fell_back + totals.failed,
+        succeeded: totals.succeeded,
+        fell_back: totals.fell_back,
+        failed: totals.failed,
         skipped: counts.skipped,
         cancelled: counts.cancelled,
         dead_lettered: totals.dead_lettered,
@@ -618,9 +628,9 @@ pub(crate) async fn execute(
         dead_lettered: summary.dead_lettered,
         duration_ms: millis(summary.duration),
     });
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(summary),
+    RunOutcome {
+        summary: Some(summary),
+        error: failure,
     }
 }
 
@@ -671,6 +681,7 @@ fn start(inner: &Inner) -> Result<Started, PipelineError> {
             let options = db::OpenOptions {
                 mode: db::OpenMode::Existing,
                 max_failures_per_span: inner.settings.max_failures_per_span,
+                busy_timeout: inner.settings.busy_timeout,
                 ..db::OpenOptions::default()
             };
             db::Db::open_with(&inner.settings.db_path, &options)
@@ -693,7 +704,7 @@ fn start(inner: &Inner) -> Result<Started, PipelineError> {
         Ok((claimer, total, budget)) => Ok((db, run_id, claimer, lease, total, budget)),
         Err(error) => {
             // Best effort: the run row says it failed; the error says why.
-            let _ = db.finish_run(run_id, db::RunCounts::default(), db::RunStatus::Failed);
+            let _ = db.finish_run(run_id, 0, db::RunStatus::Failed);
             inner.return_writer_db(db);
             Err(error)
         }
@@ -722,13 +733,14 @@ fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, Pipe
     Ok(Arc::new(BudgetTracker::new(config, &specs, &today)))
 }
 
-/// Stores the run's counts and status, on the writer's connection, or on a new one when the
-/// writer thread took its connection down with it.
+/// Stores the run's end (its status and the spans it left alone; the writer counted what it
+/// stored), on the writer's connection, or on a new one when the writer thread took its
+/// connection down with it.
 fn record_end(
     inner: &Inner,
     db: Option<db::Db>,
     run_id: RunId,
-    counts: SpanCounts,
+    left_alone: u64,
     end: RunEnd,
 ) -> Result<(), db::DbError> {
     let mut db = match db {
@@ -741,9 +753,9 @@ fn record_end(
             }
         },
     };
-    let recorded = db.finish_run(run_id, counts.to_db(), end.status());
+    let recorded = db.finish_run(run_id, left_alone, end.status());
     inner.return_writer_db(db);
-    recorded
+    recorded.map(|_| ())
 }
 
 impl<'a> Scheduler<'a> {
