@@ -70,3 +70,47 @@ fn a_lock_held_elsewhere_within_the_busy_timeout_times_no_request_out() {
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total as i64);
     assert_eq!(server.stats().generations(), total, "one request per span");
 }
+
+#[test]
+fn a_lock_held_past_the_busy_timeout_stops_the_run_with_a_clear_error_and_no_backend_failure() {
+    let (repo, server) = repo_and_server("busy_timeout_seconds = 1");
+
+    let run = repo.start(&["--json", "run"]);
+    server.wait_until(|stats| stats.generations() >= 50);
+    hold_write_lock(&repo.db, Duration::from_secs(4));
+    let ran = run.finish();
+
+    assert!(
+        ran.code.is_some_and(|code| code != 0),
+        "a failed run: {ran:?}"
+    );
+    assert!(
+        ran.stderr.contains("is locked by another process")
+            && ran.stderr.contains("busy_timeout_seconds"),
+        "{}",
+        ran.stderr
+    );
+    // `--json` prints the report of the failed run, with why it ended.
+    let report = ran.json();
+    assert_eq!(report["end"], "failed", "{report}");
+    assert_eq!(report["status"], "failed", "{report}");
+    let error = report["error"].as_str().expect("the error");
+    assert!(
+        error.contains(&repo.db.display().to_string())
+            && error.contains("locked by another process"),
+        "{error}"
+    );
+    // Nothing was blamed on the backend, and what was reported is what was stored.
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE outcome = 'failure'"),
+        0
+    );
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
+    let stored = repo.count("SELECT COUNT(*) FROM enrichments");
+    assert!(stored < repo.spans.len() as i64, "the run stopped early");
+    assert_eq!(report["succeeded"], stored, "{report}");
+    assert_eq!(
+        repo.count("SELECT succeeded FROM enrich_runs ORDER BY id DESC LIMIT 1"),
+        stored
+    );
+}

@@ -144,10 +144,11 @@ pub(crate) async fn preflight(config: &EnrichmentConfig, chain: Option<&str>) ->
     Ok(())
 }
 
-/// The run summary: `--json` prints it as it is.
+/// The run summary: `--json` prints it as it is, also for a run an error stopped.
 #[derive(Debug, Serialize)]
 pub(crate) struct RunReport {
-    pub(crate) run_id: i64,
+    /// `None` (`null`) only for a run that could not even be recorded.
+    pub(crate) run_id: Option<i64>,
     /// `completed`, `interrupted` or `failed`, as stored in the runs table.
     pub(crate) status: &'static str,
     /// Why the run ended: `exhausted`, `limit_reached`, `stopped`, `aborted`,
@@ -172,6 +173,8 @@ pub(crate) struct RunReport {
     /// Attempts per backend name.
     pub(crate) backends: BTreeMap<String, BackendCounts>,
     pub(crate) events_log: PathBuf,
+    /// What stopped the run (`end = "failed"`), or `null`.
+    pub(crate) error: Option<String>,
 }
 
 impl RunReport {
@@ -189,7 +192,7 @@ impl RunReport {
         // Milliseconds are all the precision a summary needs.
         let round = |x: f64| (x * 1000.0).round() / 1000.0;
         Self {
-            run_id: summary.run_id.0,
+            run_id: Some(summary.run_id.0),
             status: summary.status().as_str(),
             end: summary.end,
             budget_stop: summary.budget_stop,
@@ -207,6 +210,32 @@ impl RunReport {
             spans_per_sec: round(spans_per_sec),
             backends,
             events_log: events_log.to_path_buf(),
+            error: None,
+        }
+    }
+
+    /// The report of a run that stopped before it could be recorded.
+    pub(crate) fn not_started(events_log: &Path) -> Self {
+        Self {
+            run_id: None,
+            status: RunEnd::Failed.status().as_str(),
+            end: RunEnd::Failed,
+            budget_stop: None,
+            tokens: 0,
+            cost: 0.0,
+            total_pending: 0,
+            attempted: 0,
+            succeeded: 0,
+            failed: 0,
+            fell_back: 0,
+            skipped: 0,
+            cancelled: 0,
+            dead_lettered: 0,
+            duration_sec: 0.0,
+            spans_per_sec: 0.0,
+            backends: BTreeMap::new(),
+            events_log: events_log.to_path_buf(),
+            error: None,
         }
     }
 
@@ -228,10 +257,12 @@ impl RunReport {
     pub(crate) fn render(&self) -> Result<String> {
         let mut text = String::new();
         let duration = format_duration(std::time::Duration::from_secs_f64(self.duration_sec));
+        let run = self
+            .run_id
+            .map_or_else(|| "(not recorded)".to_owned(), |id| id.to_string());
         writeln!(
             text,
-            "run {} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({:.2} spans/s)",
-            self.run_id,
+            "run {run} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({:.2} spans/s)",
             self.status,
             serde_json::to_value(self.end)?.as_str().unwrap_or("?"),
             self.succeeded,
@@ -355,20 +386,28 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
     }
 
     let shutdown = Shutdown::install().context("cannot install the Ctrl-C handler")?;
-    let summary = pipeline.run(&shutdown.control).await;
+    let outcome = pipeline.run_to_end(&shutdown.control).await;
     // The pipeline holds the sinks: dropping both takes the progress bar off the screen.
     drop(pipeline);
     drop(progress);
-    let summary = summary.context("the run stopped")?;
     if let Err(err) = events.check() {
-        tracing::warn!("{err}; the run itself is complete and stored");
+        tracing::warn!("{err}; the run itself is stored");
     }
 
-    let report = RunReport::new(&summary, tally.snapshot(), &events_path);
+    // The report is printed whatever ended the run; an error then also goes to stderr and
+    // decides the exit code.
+    let mut report = match &outcome.summary {
+        Some(summary) => RunReport::new(summary, tally.snapshot(), &events_path),
+        None => RunReport::not_started(&events_path),
+    };
+    report.error = outcome.error.as_ref().map(ToString::to_string);
     if json {
         output::json(&report)?;
     } else {
         output::text(&report.render()?)?;
+    }
+    if let Some(error) = outcome.error {
+        return Err(anyhow::Error::new(error).context("the run stopped"));
     }
     report.exit(shutdown.signal())
 }
