@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use enrich_backends::{AttemptRecord, Enrichment};
 use enrich_config::PriorityClass;
-use enrich_db::{RunId, RunStatus};
+use enrich_db::{HeldLeases, RunId, RunStatus};
 use enrich_router::RouteDecision;
 use serde::{Deserialize, Serialize};
 
@@ -161,8 +161,10 @@ pub struct RunSummary {
     pub run_id: RunId,
     /// Why it ended.
     pub end: RunEnd,
-    /// Spans pending when it started.
+    /// Spans pending when it started, less those other runs held.
     pub total_pending: u64,
+    /// Pending spans other runs held leases on when it started, by run; it did not take them.
+    pub held_elsewhere: Vec<HeldLeases>,
     /// Spans taken on: `succeeded + fell_back + failed`.
     pub attempted: u64,
     /// Spans enriched.

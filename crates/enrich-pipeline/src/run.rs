@@ -483,7 +483,7 @@ pub(crate) async fn execute(
         summary: None,
         error: Some(error),
     };
-    let (db, run_id, claimer, lease, total_pending, budget) = match started_run {
+    let (db, run_id, claimer, lease, (total_pending, held_elsewhere), budget) = match started_run {
         Ok(started) => started,
         Err(error) => return not_started(error),
     };
@@ -519,6 +519,7 @@ pub(crate) async fn execute(
         at_ms: now_ms(),
         run_id,
         total_pending,
+        held_elsewhere: held_elsewhere.clone(),
         concurrency: settings.concurrency,
         batch_size: settings.batch_size,
         limit,
@@ -599,6 +600,7 @@ pub(crate) async fn execute(
         run_id,
         end,
         total_pending,
+        held_elsewhere,
         attempted: totals.succeeded + totals.fell_back + totals.failed,
         succeeded: totals.succeeded,
         fell_back: totals.fell_back,
@@ -695,10 +697,11 @@ fn start(inner: &Inner) -> Result<Started, PipelineError> {
                 .pending_count()
                 .map_err(PipelineError::db("count pending spans"))?;
             let held = claimer
-                .leased_elsewhere(run_id)
-                .map_err(PipelineError::db("count the spans other runs hold"))?;
+                .leases_elsewhere(run_id)
+                .map_err(PipelineError::db("list the spans other runs hold"))?;
             let budget = budget_tracker(inner, &claimer)?;
-            Ok((claimer, pending.saturating_sub(held), budget))
+            let held_spans = held.iter().map(|h| h.spans).sum::<u64>();
+            Ok((claimer, (pending.saturating_sub(held_spans), held), budget))
         });
     match counted {
         Ok((claimer, total, budget)) => Ok((db, run_id, claimer, lease, total, budget)),
@@ -712,8 +715,15 @@ fn start(inner: &Inner) -> Result<Started, PipelineError> {
 }
 
 /// What [`start`] opens: the write connection, the run's id, the claiming connection, the
-/// run's lease, the spans pending for it, and its budget tracker.
-type Started = (db::Db, RunId, db::Db, Lease, u64, Arc<BudgetTracker>);
+/// run's lease, the spans pending for it (and those other runs hold), and its budget tracker.
+type Started = (
+    db::Db,
+    RunId,
+    db::Db,
+    Lease,
+    (u64, Vec<db::HeldLeases>),
+    Arc<BudgetTracker>,
+);
 
 /// The run's budgets, with what today's earlier runs used when a day budget is set.
 fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, PipelineError> {

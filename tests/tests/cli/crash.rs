@@ -138,6 +138,23 @@ fn sigkill_at_random_points_then_rerunning_enriches_every_span_exactly_once() {
         0,
         "{replay}\n{history}"
     );
+    // Every run's counts, the killed ones' too, are what it committed: one success attempt per
+    // span it enriched, and together the runs enriched every span once.
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM enrich_runs AS r WHERE r.succeeded != \
+             (SELECT COUNT(*) FROM enrich_attempts AS a \
+              WHERE a.run_id = r.id AND a.outcome = 'success') \
+             OR r.attempted != r.succeeded + r.failed"
+        ),
+        0,
+        "{replay}\n{history}"
+    );
+    assert_eq!(
+        repo.count("SELECT SUM(succeeded) FROM enrich_runs"),
+        total as i64,
+        "{replay}\n{history}"
+    );
     let status = repo.enrich(&["--json", "status"]).expect_code(0).json();
     assert_eq!(
         (status["pending"].clone(), status["enriched"].clone()),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use enrich_config::{EnrichmentConfig, Schedule, select_chain};
+use enrich_db::HeldLeases;
 use enrich_pipeline::{
     BudgetStop, EventSink, JsonlSink, Pipeline, PipelineSettings, RunEnd, RunSummary, TracingSink,
 };
@@ -21,6 +22,7 @@ use crate::health::{BackendCheck, Verdict, check_all};
 use crate::output;
 use crate::progress::{BackendCounts, Progress, ProgressMode, Tally, format_duration};
 use crate::signals::Shutdown;
+use crate::time::format_ms;
 
 /// Where LLMC writes its enrichment events, relative to the repository root.
 pub(crate) const DEFAULT_EVENTS_LOG: &str = "logs/enrichment_events.jsonl";
@@ -161,6 +163,8 @@ pub(crate) struct RunReport {
     /// Their cost by the backends' prices (0 without prices).
     pub(crate) cost: f64,
     pub(crate) total_pending: u64,
+    /// Pending spans other runs held when this one started (it did not take them), by run.
+    pub(crate) held_elsewhere: Vec<HeldLeases>,
     pub(crate) attempted: u64,
     pub(crate) succeeded: u64,
     pub(crate) failed: u64,
@@ -199,6 +203,7 @@ impl RunReport {
             tokens: summary.tokens,
             cost: summary.cost,
             total_pending: summary.total_pending,
+            held_elsewhere: summary.held_elsewhere.clone(),
             attempted: summary.attempted,
             succeeded: summary.succeeded,
             failed: summary.failed,
@@ -224,6 +229,7 @@ impl RunReport {
             tokens: 0,
             cost: 0.0,
             total_pending: 0,
+            held_elsewhere: Vec::new(),
             attempted: 0,
             succeeded: 0,
             failed: 0,
@@ -271,6 +277,18 @@ impl RunReport {
             self.total_pending,
             self.spans_per_sec
         )?;
+        for held in &self.held_elsewhere {
+            writeln!(
+                text,
+                "  {} more pending span(s) are held by run {} on host {} (pid {}) until {}: a \
+                 later run takes them once that run ends or its leases expire",
+                held.spans,
+                held.run_id.0,
+                held.host,
+                held.pid,
+                format_ms(held.until_ms)
+            )?;
+        }
         if let Some(stop) = &self.budget_stop {
             writeln!(
                 text,
