@@ -76,7 +76,6 @@ impl Inner {
                 let options = OpenOptions {
                     mode: OpenMode::Existing,
                     max_failures_per_span: self.settings.max_failures_per_span,
-                    busy_timeout: self.settings.busy_timeout,
                     ..OpenOptions::default()
                 };
                 Db::open_with(&self.settings.db_path, &options)

@@ -640,10 +640,12 @@ pub(crate) async fn execute(
 const MIN_LEASE_TTL: Duration = Duration::from_secs(600);
 
 /// How long the run's span leases live between renewals: twice the longest one span can spend
-/// in the cascade (every attempt it may make at the slowest backend's timeout, each followed by
-/// the longest backoff), at least [`MIN_LEASE_TTL`]. The scheduler renews them every quarter of
-/// that while it hands spans out, so a lease only runs out when its run stopped making progress;
-/// a run killed on this host loses its leases at once anyway (see [`db::LeaseHolder`]).
+/// in the cascade (every attempt it may make at the slowest backend's request timeout, each
+/// followed by the longest backoff), at least [`MIN_LEASE_TTL`]. The request timeout is the
+/// configured one whoever applies it ([`enrich_backends::Deadline`]): a queueing decorator's
+/// wait has no deadline and must not count as one. The scheduler renews the leases every
+/// quarter of that on a timer, so a lease only runs out when its run is gone or hung; a run
+/// killed on this host loses its leases at once anyway (see [`db::LeaseHolder`]).
 fn lease_ttl(inner: &Inner) -> Duration {
     let slowest = inner
         .chains
@@ -683,13 +685,15 @@ fn start(inner: &Inner) -> Result<Started, PipelineError> {
             let options = db::OpenOptions {
                 mode: db::OpenMode::Existing,
                 max_failures_per_span: inner.settings.max_failures_per_span,
-                busy_timeout: inner.settings.busy_timeout,
                 ..db::OpenOptions::default()
             };
             db::Db::open_with(&inner.settings.db_path, &options)
                 .map_err(PipelineError::db("open the index database to claim spans"))
         })
         .and_then(|mut claimer| {
+            claimer
+                .set_busy_timeout(inner.settings.busy_timeout)
+                .map_err(PipelineError::db("set the busy timeout"))?;
             claimer
                 .reap_dead_leases(&lease.holder)
                 .map_err(PipelineError::db("delete dead span leases"))?;
