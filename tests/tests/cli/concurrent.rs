@@ -5,24 +5,14 @@ use std::time::Duration;
 
 use enrich_testkit::FakeOllamaConfig;
 
-use super::reliability::add_python_files;
+use super::reliability::{add_python_files, busy_repo};
 use super::support::{Server, TestRepo, config};
 
 #[test]
 fn two_runs_at_once_share_the_spans_without_doing_one_twice() {
-    // Four slots at 20 ms: a run of 300 spans lasts long enough for the two to overlap.
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_capacity(4, 64)
-            .with_recording(false),
-    );
-    let mut repo = TestRepo::new();
-    add_python_files(&mut repo, 30, 10);
+    // A run of 300 spans lasts long enough for the two to overlap.
+    let (repo, server) = busy_repo(20, "");
     let total = repo.spans.len() as u64;
-    let mut toml = config(&[("fake", server.url())], "concurrency = 4\nbatch_size = 8");
-    toml.push_str("options = { max_in_flight = 4 }\n");
-    repo.write_config(&toml);
 
     // The second starts once the first is surely under way (it has 300 spans to send and
     // claims them a page at a time), so the two overlap on any machine.

@@ -5,11 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use enrich_testkit::FakeOllamaConfig;
 use rusqlite::Connection;
 
-use super::reliability::add_python_files;
-use super::support::{Server, TestRepo, config};
+use super::reliability::busy_repo;
 
 /// Takes the index's write lock (`BEGIN IMMEDIATE`) as another process would, waiting for it if
 /// enrich holds it, and keeps it for `hold`.
@@ -24,30 +22,9 @@ fn hold_write_lock(db: &Path, hold: Duration) {
         .expect("release the write lock");
 }
 
-/// A repository of 307 spans and a fake at 20 ms with four slots behind a `timeout_seconds`
-/// of 2, plus `extra` lines in `[enrichment]`.
-fn repo_and_server(extra: &str) -> (TestRepo, Server) {
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_capacity(4, 64)
-            .with_recording(false),
-    );
-    let mut repo = TestRepo::new();
-    add_python_files(&mut repo, 30, 10);
-    let mut toml = config(
-        &[("fake", server.url())],
-        &format!("concurrency = 4\nbatch_size = 8\n{extra}"),
-    )
-    .replace("timeout_seconds = 20", "timeout_seconds = 2");
-    toml.push_str("options = { max_in_flight = 4 }\n");
-    repo.write_config(&toml);
-    (repo, server)
-}
-
 #[test]
 fn a_lock_held_elsewhere_within_the_busy_timeout_times_no_request_out() {
-    let (repo, server) = repo_and_server("");
+    let (repo, server) = busy_repo(2, "");
     let total = repo.spans.len() as u64;
 
     // Four times, the lock is held 3 s (more than the backend's 2 s timeout, well within the
@@ -73,7 +50,7 @@ fn a_lock_held_elsewhere_within_the_busy_timeout_times_no_request_out() {
 
 #[test]
 fn a_lock_held_past_the_busy_timeout_stops_the_run_with_a_clear_error_and_no_backend_failure() {
-    let (repo, server) = repo_and_server("busy_timeout_seconds = 1");
+    let (repo, server) = busy_repo(2, "busy_timeout_seconds = 1");
 
     let run = repo.start(&["--json", "run"]);
     server.wait_until(|stats| stats.generations() >= 50);
