@@ -227,14 +227,14 @@ impl Scheduler<'_> {
         self.renewed_at + self.lease_ttl / 4
     }
 
-    /// Extends the run's leases (see [`db::Db::renew_leases`]).
+    /// Extends the run's leases (see [`db::Db::renew_leases`]). The next renewal is due a
+    /// quarter of their life later, also after a failure (which stops the run).
     async fn renew_leases(&mut self) -> Result<(), PipelineError> {
-        self.claimer
-            .call(Claimer::renew_leases)
-            .await
-            .map_err(PipelineError::db("renew the run's span leases"))?;
+        let renewed = self.claimer.call(Claimer::renew_leases).await;
         self.renewed_at = Instant::now();
-        Ok(())
+        renewed
+            .map(drop)
+            .map_err(PipelineError::db("renew the run's span leases"))
     }
 
     /// The next span to hand out: from the work queue in the first pass, from the deferred
