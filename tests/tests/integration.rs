@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use enrich_backends::{
-    AdapterRegistry, BackendAdapter, BackendError, Cascade, CascadePolicy, FailureKind,
+    AdapterRegistry, BackendAdapter, BackendError, Cascade, CascadePolicy, Deadline, FailureKind,
     GenerateRequest, Generation, MockBackendAdapter, SpanContext, UsageMetrics, ValidationContext,
     enrichment_v1_schema,
 };
@@ -77,6 +77,7 @@ fn scripted_registry() -> AdapterRegistry {
         |spec: &BackendSpec| -> Result<Arc<dyn BackendAdapter>, BackendError> {
             let mut mock = MockBackendAdapter::new();
             mock.expect_spec().return_const(spec.clone());
+            mock.expect_deadline().return_const(Deadline::of(spec));
             let host = spec.url.clone().unwrap_or_else(|| "scripted://".into());
             mock.expect_describe_host().return_const(host.clone());
             let dead = spec.name == "dead-gpu";

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use enrich_config::BackendSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::deadline::Deadline;
 use crate::failure::BackendError;
 use crate::output::OutputSchema;
 
@@ -18,8 +19,8 @@ use crate::output::OutputSchema;
 /// retries, never falls back and needs no timeout of its own: the [`Cascade`](crate::Cascade)
 /// does all that, enforcing [`BackendSpec::timeout`] around [`generate`](Self::generate).
 ///
-/// Three methods are required; [`health`](Self::health) and
-/// [`capabilities`](Self::capabilities) have conservative defaults.
+/// Three methods are required; [`health`](Self::health), [`capabilities`](Self::capabilities)
+/// and [`deadline`](Self::deadline) have conservative defaults.
 ///
 /// With the `mock` feature (or in this crate's unit tests) mockall generates
 /// `MockBackendAdapter` for consumers' unit tests.
@@ -54,6 +55,13 @@ pub trait BackendAdapter: Send + Sync {
     /// What the backend supports. The default claims nothing ([`Capabilities::default`]).
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
+    }
+
+    /// How long one request may take once it is sent, and who enforces it. The default: the
+    /// cascade bounds each call by the spec's `timeout_seconds`. Decorators that queue apply
+    /// the timeout themselves after their wait ([`Deadline::Adapter`]).
+    fn deadline(&self) -> Deadline {
+        Deadline::of(self.spec())
     }
 }
 

@@ -15,7 +15,7 @@ use crate::attempt::{AttemptOutcome, AttemptRecord};
 use crate::circuit::{
     CallOutcome, CircuitBreaker, CircuitSnapshot, CircuitState, CircuitTicket, CircuitTransition,
 };
-use crate::deadline::{timeout_error, timeout_of};
+use crate::deadline::within;
 use crate::failure::{BackendError, FailureKind};
 use crate::output::{Enrichment, ValidationContext, parse_and_validate};
 use crate::policy::{CascadePolicy, Decision, SpanProgress};
@@ -709,11 +709,14 @@ async fn attempt(
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let clock = Instant::now();
 
-    let timeout = timeout_of(spec);
-    let call = tokio::time::timeout(timeout, backend.generate(request));
+    let call = within(
+        backend.deadline().caller_timeout(),
+        &spec.name,
+        &host,
+        backend.generate(request),
+    );
     let generated = match cancel.run_until_cancelled(call).await {
-        Some(Ok(result)) => result,
-        Some(Err(_elapsed)) => Err(timeout_error(&spec.name, &host, timeout)),
+        Some(result) => result,
         None => Err(cancelled_error(backend, "during the request")),
     };
     let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -1,5 +1,6 @@
-//! Deadlines for decorators that queue: the backend's timeout must start when the request is
-//! sent, not while it waits for a host slot or the rate limiter.
+//! Deadlines: how long one request to a backend may take, and who enforces it. A decorator that
+//! queues (for a host slot, an in-flight cap, a rate limiter) must start the backend's timeout
+//! when the request is sent, not while it waits.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,16 +9,46 @@ use enrich_config::{BackendSpec, DEFAULT_TIMEOUT_SECONDS};
 
 use crate::failure::{BackendError, FailureKind};
 
-/// The `timeout_seconds` a queueing decorator shows the cascade: a week, which never fires.
+/// Who bounds the time of one request to a backend, and by how much
+/// ([`BackendAdapter::deadline`](crate::BackendAdapter::deadline)).
 ///
-/// The [`Cascade`](crate::Cascade) bounds each `generate` call by the backend's
-/// `timeout_seconds`. A decorator that makes requests wait (for a host slot, an in-flight cap, a
-/// rate limiter) must not let that wait eat into the timeout, so it shows the cascade a spec with
-/// this value and applies the backend's own timeout around the inner call only, once the wait is
-/// over. A decorator whose inner adapter's spec carries this value (or more) leaves the deadline
-/// to it: the inner one queues too. Cancellation still interrupts waits and calls: the cascade
-/// races the whole `generate` against its token.
-pub const QUEUEING_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// A plain adapter leaves its deadline to the [`Cascade`](crate::Cascade), which bounds each
+/// `generate` call by the backend's `timeout_seconds`. A decorator that makes requests wait (a
+/// host pool, an in-flight cap, a rate limiter) must not let that wait eat into the timeout, so
+/// it applies the timeout itself around the inner call once the wait is over, and says so with
+/// [`Deadline::Adapter`]: the cascade then sets no timer of its own. Cancellation still
+/// interrupts waits and calls: the cascade races the whole `generate` against its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// The cascade bounds each `generate` call by this.
+    Cascade(Duration),
+    /// The adapter bounds each request by this itself, from the moment it is sent; waiting
+    /// before that (for a slot, a host, the limiter) is not bounded by a deadline.
+    Adapter(Duration),
+}
+
+impl Deadline {
+    /// The deadline of a plain adapter serving `spec`: the cascade applies its timeout.
+    pub fn of(spec: &BackendSpec) -> Self {
+        Deadline::Cascade(timeout_of(spec))
+    }
+
+    /// The longest one request may take once it is sent, whoever enforces it.
+    pub fn request_timeout(self) -> Duration {
+        match self {
+            Deadline::Cascade(timeout) | Deadline::Adapter(timeout) => timeout,
+        }
+    }
+
+    /// The timeout whoever calls an adapter with this deadline (the cascade, or a decorator
+    /// around it) applies around `generate`: `None` when the adapter applies it itself.
+    pub(crate) fn caller_timeout(self) -> Option<Duration> {
+        match self {
+            Deadline::Cascade(timeout) => Some(timeout),
+            Deadline::Adapter(_) => None,
+        }
+    }
+}
 
 /// The backend's per-request timeout; an unusable value (negative, NaN, zero) means the default.
 pub(crate) fn timeout_of(spec: &BackendSpec) -> Duration {
@@ -25,21 +56,6 @@ pub(crate) fn timeout_of(spec: &BackendSpec) -> Duration {
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .filter(|timeout| !timeout.is_zero())
         .unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECONDS))
-}
-
-/// Whether an adapter with this spec applies its deadline itself, after its own queueing.
-pub(crate) fn queues_itself(spec: &BackendSpec) -> bool {
-    spec.timeout_seconds
-        .is_some_and(|secs| secs >= QUEUEING_TIMEOUT_SECONDS)
-}
-
-/// The spec a queueing decorator shows the cascade, and the deadline it applies itself (`None`
-/// when the inner adapter applies it).
-pub(crate) fn split(inner: &BackendSpec) -> (BackendSpec, Option<Duration>) {
-    let own = (!queues_itself(inner)).then(|| timeout_of(inner));
-    let mut outer = inner.clone();
-    outer.timeout_seconds = Some(QUEUEING_TIMEOUT_SECONDS);
-    (outer, own)
 }
 
 /// `call`, bounded by `timeout` when there is one, failing with the cascade's wording.

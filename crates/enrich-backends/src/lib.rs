@@ -81,8 +81,8 @@
 //! [`GenerateRequest::estimated_tokens`]) with governor's GCRA on tokio's clock, first come
 //! first served; a request larger than the whole minute's budget spends the whole budget
 //! instead of waiting forever. Waiting for a host slot or the limiter never eats into a
-//! backend's timeout: such decorators show the cascade a spec whose `timeout_seconds` is
-//! [`QUEUEING_TIMEOUT_SECONDS`] and apply the real timeout from the moment the request is sent.
+//! backend's timeout: such decorators apply the backend's timeout themselves from the moment
+//! the request is sent, and say so with [`Deadline::Adapter`], so the cascade sets no timer.
 //! Compose them as `RateLimited(HostPool(hosts))`.
 //!
 //! # What this crate does not know
@@ -119,7 +119,7 @@ pub use circuit::{
     CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,
     CircuitTransition,
 };
-pub use deadline::QUEUEING_TIMEOUT_SECONDS;
+pub use deadline::Deadline;
 pub use error::BackendsError;
 pub use failure::{BackendError, FailureKind};
 pub use limit::InFlightLimit;

@@ -8,7 +8,7 @@ use enrich_config::BackendSpec;
 use tokio::sync::Semaphore;
 
 use crate::adapter::{BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport};
-use crate::deadline;
+use crate::deadline::{self, Deadline};
 use crate::failure::{BackendError, FailureKind};
 
 /// A [`BackendAdapter`] that lets at most `max_in_flight` requests through to its inner adapter
@@ -16,15 +16,14 @@ use crate::failure::{BackendError, FailureKind};
 /// for a slot, first come first served.
 ///
 /// Waiting for a slot must not eat into the backend's `timeout_seconds` (with one slot and four
-/// spans in flight, the fourth would time out while queueing): the spec the cascade sees carries
-/// [`QUEUEING_TIMEOUT_SECONDS`](crate::QUEUEING_TIMEOUT_SECONDS), and the backend's own timeout
-/// is applied around the inner call once the slot is taken, with the cascade's wording and
-/// [`FailureKind::Timeout`]. Cancellation still interrupts both the wait and the call (the
+/// spans in flight, the fourth would time out while queueing): the backend's timeout is applied
+/// around the inner call once the slot is taken, with the cascade's wording and
+/// [`FailureKind::Timeout`], and [`deadline`](BackendAdapter::deadline) tells the cascade so
+/// ([`Deadline::Adapter`]). Cancellation still interrupts both the wait and the call (the
 /// cascade races the whole `generate` against its token). [`HostPool`](crate::HostPool) caps
 /// each of its hosts itself; this is the cap of a single-host backend.
 pub struct InFlightLimit {
     inner: Arc<dyn BackendAdapter>,
-    spec: BackendSpec,
     deadline: Option<Duration>,
     slots: Semaphore,
 }
@@ -32,11 +31,9 @@ pub struct InFlightLimit {
 impl InFlightLimit {
     /// `inner` with at most `max_in_flight` requests at once (0 counts as 1).
     pub fn new(inner: Arc<dyn BackendAdapter>, max_in_flight: usize) -> Self {
-        let (spec, deadline) = deadline::split(inner.spec());
         Self {
+            deadline: inner.deadline().caller_timeout(),
             inner,
-            spec,
-            deadline,
             slots: Semaphore::new(max_in_flight.clamp(1, Semaphore::MAX_PERMITS)),
         }
     }
@@ -45,7 +42,11 @@ impl InFlightLimit {
 #[async_trait]
 impl BackendAdapter for InFlightLimit {
     fn spec(&self) -> &BackendSpec {
-        &self.spec
+        self.inner.spec()
+    }
+
+    fn deadline(&self) -> Deadline {
+        Deadline::Adapter(self.inner.deadline().request_timeout())
     }
 
     fn describe_host(&self) -> String {
@@ -57,12 +58,12 @@ impl BackendAdapter for InFlightLimit {
             // The semaphore is never closed; this only guards against a future change.
             BackendError::new(
                 FailureKind::Cancelled,
-                format!("backend '{}' is shutting down", self.spec.name),
+                format!("backend '{}' is shutting down", self.inner.spec().name),
             )
         })?;
         let host = self.inner.describe_host();
         let call = self.inner.generate(request);
-        deadline::within(self.deadline, &self.spec.name, &host, call).await
+        deadline::within(self.deadline, &self.inner.spec().name, &host, call).await
     }
 
     async fn health(&self) -> HealthReport {

@@ -16,7 +16,7 @@ use crate::circuit::{
     CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,
     CircuitTransition,
 };
-use crate::deadline;
+use crate::deadline::{self, Deadline};
 use crate::error::BackendsError;
 use crate::failure::{BackendError, FailureKind};
 use crate::policy::CascadePolicy;
@@ -80,12 +80,12 @@ impl HostPoolPolicy {
 /// as they are.
 ///
 /// The backend's `timeout_seconds` applies to each host call from the moment its slot is taken,
-/// so queueing for a slot never times a request out; the spec the cascade sees carries
-/// [`QUEUEING_TIMEOUT_SECONDS`](crate::QUEUEING_TIMEOUT_SECONDS) instead. A request that times
-/// out on every host therefore takes up to one timeout per host.
+/// so queueing for a slot never times a request out ([`Deadline::Adapter`]: the cascade sets no
+/// timer of its own). A request that times out on every host therefore takes up to one timeout
+/// per host, and that is the pool's request timeout.
 pub struct HostPool {
     spec: BackendSpec,
-    deadline: Option<Duration>,
+    deadline: Duration,
     hosts: Vec<Host>,
     description: String,
     max_in_flight: usize,
@@ -192,7 +192,7 @@ impl HostPool {
                 )),
             });
         }
-        let (outer, deadline) = deadline::split(&spec);
+        let deadline = deadline::timeout_of(&spec);
         let hosts: Vec<Host> = hosts
             .into_iter()
             .map(|adapter| Host {
@@ -218,7 +218,7 @@ impl HostPool {
             failover[kind.index()] = true;
         }
         Ok(Self {
-            spec: outer,
+            spec,
             deadline,
             hosts,
             description,
@@ -429,6 +429,11 @@ impl BackendAdapter for HostPool {
         &self.spec
     }
 
+    fn deadline(&self) -> Deadline {
+        let hosts = u32::try_from(self.hosts.len()).unwrap_or(u32::MAX);
+        Deadline::Adapter(self.deadline.saturating_mul(hosts))
+    }
+
     fn describe_host(&self) -> String {
         self.description.clone()
     }
@@ -444,7 +449,8 @@ impl BackendAdapter for HostPool {
             };
             let host = &self.hosts[slot.index];
             let call = host.adapter.generate(request);
-            let result = deadline::within(self.deadline, &self.spec.name, &host.name, call).await;
+            let result =
+                deadline::within(Some(self.deadline), &self.spec.name, &host.name, call).await;
             match result {
                 Ok(generation) => {
                     slot.finish(CallOutcome::Answered, None);

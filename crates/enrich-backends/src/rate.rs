@@ -15,7 +15,7 @@ use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::adapter::{BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport};
-use crate::deadline;
+use crate::deadline::{self, Deadline};
 use crate::failure::BackendError;
 
 /// How much one backend may be sent per minute. `None` is unlimited.
@@ -110,13 +110,12 @@ impl Budget {
 /// it: it waits for a full budget and spends it, instead of waiting forever. Tokens are counted
 /// before the call from the estimate, never corrected afterwards.
 ///
-/// The backend's `timeout_seconds` starts once the limiter lets the request go (the spec the
-/// cascade sees carries [`QUEUEING_TIMEOUT_SECONDS`](crate::QUEUEING_TIMEOUT_SECONDS)). Wrap it
+/// The backend's `timeout_seconds` starts once the limiter lets the request go
+/// ([`Deadline::Adapter`]: the cascade sets no timer of its own). Wrap it
 /// outermost, around a [`HostPool`](crate::HostPool) or an in-flight cap: a limit covers every
 /// host of the backend, and waiting for the limiter never holds a host slot.
 pub struct RateLimited {
     inner: Arc<dyn BackendAdapter>,
-    spec: BackendSpec,
     deadline: Option<Duration>,
     limit: RateLimit,
     requests: Option<Budget>,
@@ -127,7 +126,7 @@ pub struct RateLimited {
 impl fmt::Debug for RateLimited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimited")
-            .field("backend", &self.spec.name)
+            .field("backend", &self.inner.spec().name)
             .field("limit", &self.limit)
             .finish()
     }
@@ -139,15 +138,13 @@ impl RateLimited {
         let clock = TokioClock {
             origin: Instant::now(),
         };
-        let (spec, deadline) = deadline::split(inner.spec());
         Self {
+            deadline: inner.deadline().caller_timeout(),
             requests: limit
                 .requests_per_minute
                 .map(|rpm| Budget::new(rpm, &clock)),
             tokens: limit.tokens_per_minute.map(|tpm| Budget::new(tpm, &clock)),
             inner,
-            spec,
-            deadline,
             limit,
             queue: tokio::sync::Mutex::new(()),
         }
@@ -162,7 +159,11 @@ impl RateLimited {
 #[async_trait]
 impl BackendAdapter for RateLimited {
     fn spec(&self) -> &BackendSpec {
-        &self.spec
+        self.inner.spec()
+    }
+
+    fn deadline(&self) -> Deadline {
+        Deadline::Adapter(self.inner.deadline().request_timeout())
     }
 
     fn describe_host(&self) -> String {
@@ -181,7 +182,7 @@ impl BackendAdapter for RateLimited {
         }
         let host = self.inner.describe_host();
         let call = self.inner.generate(request);
-        deadline::within(self.deadline, &self.spec.name, &host, call).await
+        deadline::within(self.deadline, &self.inner.spec().name, &host, call).await
     }
 
     async fn health(&self) -> HealthReport {

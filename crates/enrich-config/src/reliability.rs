@@ -86,6 +86,7 @@ impl BudgetConfig {
 /// The reliability settings resolved from their raw layers.
 pub(crate) struct Resolved {
     pub(crate) corrective_reasks: u32,
+    pub(crate) busy_timeout_seconds: f64,
     pub(crate) schedule: Schedule,
     pub(crate) circuit_breaker: CircuitBreakerConfig,
     pub(crate) budget: BudgetConfig,
@@ -184,6 +185,10 @@ pub(crate) fn resolve(
     }
     Ok(Resolved {
         corrective_reasks: raw.corrective_reasks.0,
+        busy_timeout_seconds: seconds(
+            raw.busy_timeout_seconds.0,
+            "enrichment.busy_timeout_seconds",
+        )?,
         schedule,
         circuit_breaker: CircuitBreakerConfig {
             failures_to_open: breaker.failures_to_open.0,

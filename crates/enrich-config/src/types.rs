@@ -318,6 +318,9 @@ pub struct EnrichmentConfig {
     /// Follow-up prompts per backend after an answer that is not valid enrichment JSON, each
     /// quoting the validator's message (0 moves to the next backend at once).
     pub corrective_reasks: u32,
+    /// How long a run waits for the index's write lock while another process (an LLMC
+    /// indexer, another run) holds it, before it stops with a "locked by another process" error.
+    pub busy_timeout_seconds: f64,
     /// The order in which spans meet backends.
     pub schedule: crate::Schedule,
     /// When a failing backend or host is skipped.

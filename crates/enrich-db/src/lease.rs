@@ -75,6 +75,14 @@ const HELD_ELSEWHERE_SQL: &str = "SELECT COUNT(*) FROM enrich_leases AS l \
        AND EXISTS (SELECT 1 FROM spans AS s WHERE s.span_hash = l.span_hash) \
        AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = l.span_hash)";
 
+/// [`HELD_ELSEWHERE_SQL`] by holder.
+const HELD_ELSEWHERE_BY_RUN_SQL: &str = "SELECT l.run_id, l.host, l.pid, COUNT(*), \
+     MAX(l.expires_at_ms) FROM enrich_leases AS l \
+     WHERE l.run_id != ?1 \
+       AND EXISTS (SELECT 1 FROM spans AS s WHERE s.span_hash = l.span_hash) \
+       AND NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = l.span_hash) \
+     GROUP BY l.run_id, l.host, l.pid ORDER BY l.run_id";
+
 /// The process that holds a lease: its host, its process id and when that process started, so
 /// that a later process given the same id is not taken for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -127,6 +135,23 @@ pub struct Lease {
     /// How long a lease lives unless renewed ([`Db::renew_leases`]): long enough for a span to
     /// wait for a slot and go through its whole cascade.
     pub ttl: Duration,
+}
+
+/// Pending spans another run holds leases on, by run and process
+/// ([`Db::leases_elsewhere`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldLeases {
+    /// The run holding them.
+    pub run_id: RunId,
+    /// The host of its process.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// How many pending spans it holds.
+    pub spans: u64,
+    /// When the last of those leases expires unless renewed, in milliseconds since the Unix
+    /// epoch.
+    pub until_ms: u64,
 }
 
 impl Lease {
@@ -393,6 +418,26 @@ impl Db {
         }
         tx.commit().map_err(err)?;
         Ok(released)
+    }
+
+    /// Pending spans that runs other than `run` hold leases on, by run and process, with when
+    /// their leases expire (dead leases count until they are reaped).
+    pub fn leases_elsewhere(&self, run: RunId) -> Result<Vec<HeldLeases>, DbError> {
+        self.conn
+            .prepare_cached(HELD_ELSEWHERE_BY_RUN_SQL)
+            .and_then(|mut stmt| {
+                stmt.query_map([run.0], |row| {
+                    Ok(HeldLeases {
+                        run_id: RunId(row.get(0)?),
+                        host: row.get(1)?,
+                        pid: row.get(2)?,
+                        spans: row.get(3)?,
+                        until_ms: row.get(4)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(self.err("list the leases other runs hold"))
     }
 
     /// Pending spans that runs other than `run` hold leases on (dead leases count until they

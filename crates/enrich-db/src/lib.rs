@@ -52,7 +52,7 @@ mod write;
 pub use error::DbError;
 pub use frontier::{FrontierLane, PENDING_EPOCH_KEY, SPAN_ID_FRONTIER_KEY};
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
-pub use lease::{Lease, LeaseHolder};
+pub use lease::{HeldLeases, Lease, LeaseHolder};
 pub use locate::SpanAt;
 pub use meta::CIRCUITS_META_KEY;
 pub use open::{

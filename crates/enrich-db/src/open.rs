@@ -197,6 +197,15 @@ impl Db {
         self.max_failures_per_span = max;
     }
 
+    /// Sets how long this connection waits for another connection's lock before a write or
+    /// read fails with [`DbError::Busy`].
+    pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<(), DbError> {
+        self.busy_timeout = timeout;
+        self.conn
+            .busy_timeout(timeout)
+            .map_err(self.err("set the busy timeout"))
+    }
+
     /// Lets this connection keep up to `bytes` of database pages in memory (SQLite's default is
     /// 2 MiB); the memory is taken only as pages are read. A connection that writes all over
     /// big indexes, as a run's writer does (`enrichments` and `enrich_attempts` are keyed by

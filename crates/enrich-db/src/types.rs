@@ -259,8 +259,10 @@ pub struct SpanOutcome {
 /// What a [`Db::write_batch`](crate::Db::write_batch) stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteReport {
-    /// Enrichments stored (inserted or replaced).
+    /// Enrichments stored (inserted or replaced), fallbacks included.
     pub enriched: usize,
+    /// Of those, empty fallbacks ([`Enrichment::is_fallback`]).
+    pub fell_back: usize,
     /// Failed runs recorded in the ledger.
     pub failed: usize,
     /// Spans that reached the dead-letter threshold with this batch.
@@ -334,13 +336,13 @@ impl RunStatus {
 /// Span counts of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCounts {
-    /// Spans sent to at least one backend.
+    /// Spans whose outcome the run stored: `succeeded + failed`.
     pub attempted: u64,
-    /// Spans enriched.
+    /// Spans whose enrichment the run stored.
     pub succeeded: u64,
-    /// Spans every backend failed on.
+    /// Spans the run stored as failed (a ledger row, or an empty fallback enrichment).
     pub failed: u64,
-    /// Spans left alone (cooldown, source unreadable, …).
+    /// Spans the run left alone, with nothing stored (cooldown, aborted in flight).
     pub skipped: u64,
 }
 

@@ -106,14 +106,20 @@ fn tags_column(tags: &[String]) -> Option<String> {
     (!cleaned.is_empty()).then(|| cleaned.join(","))
 }
 
-/// Per-batch state: the last run id known to exist, to check each run once, and whether the
-/// failure ledger may hold rows (while it is empty, an enrichment has no ledger row to clear).
+/// Adds a batch's stored outcomes to its run's counts, in the transaction that stores them.
+const COUNT_OUTCOMES_SQL: &str = "UPDATE enrich_runs SET attempted = attempted + ?2, \
+     succeeded = succeeded + ?3, failed = failed + ?4 WHERE id = ?1";
+
+/// Per-batch state: the last run id known to exist, to check each run once, whether the
+/// failure ledger may hold rows (while it is empty, an enrichment has no ledger row to clear),
+/// and the outcomes stored per run.
 struct BatchWriter<'a> {
     tx: &'a Transaction<'a>,
     max_failures: u32,
     now_ms: u64,
     known_run: Option<RunId>,
     ledger_in_use: bool,
+    stored: Vec<(RunId, RunCounts)>,
 }
 
 /// Why writing one outcome stopped the batch.
@@ -153,6 +159,11 @@ impl BatchWriter<'_> {
                         .map_err(|e| ItemError::Sqlite("clear the failure ledger", e))?;
                 }
                 report.enriched += 1;
+                let fell_back = enrichment.is_fallback();
+                if fell_back {
+                    report.fell_back += 1;
+                }
+                self.count(outcome.run_id, !fell_back);
             }
             SpanResult::Failed {
                 failure_kind,
@@ -175,8 +186,41 @@ impl BatchWriter<'_> {
                     report.dead_lettered.push(outcome.span_hash.clone());
                 }
                 report.failed += 1;
+                self.count(outcome.run_id, false);
             }
             SpanResult::Deferred => {}
+        }
+        Ok(())
+    }
+
+    /// Counts one stored outcome of `run`: enriched, or failed (a fallback counts as failed).
+    fn count(&mut self, run: RunId, succeeded: bool) {
+        let index = match self.stored.iter().position(|(r, _)| *r == run) {
+            Some(index) => index,
+            None => {
+                self.stored.push((run, RunCounts::default()));
+                self.stored.len() - 1
+            }
+        };
+        let counts = &mut self.stored[index].1;
+        counts.attempted += 1;
+        if succeeded {
+            counts.succeeded += 1;
+        } else {
+            counts.failed += 1;
+        }
+    }
+
+    /// Adds the batch's stored outcomes to their runs' counts.
+    fn add_counts(&self) -> rusqlite::Result<()> {
+        let mut update = self.tx.prepare_cached(COUNT_OUTCOMES_SQL)?;
+        for (run, counts) in &self.stored {
+            update.execute(params![
+                run.0,
+                counts.attempted,
+                counts.succeeded,
+                counts.failed
+            ])?;
         }
         Ok(())
     }
@@ -300,8 +344,10 @@ impl Db {
     /// the span still exists, either the enrichment (upserted by span hash; the ledger row is
     /// cleared) or a failed run in the ledger (dead-lettered when the span's consecutive failed
     /// runs reach the threshold). An outcome whose span no longer exists is reported in
-    /// [`WriteReport::missing_spans`] and does not fail the batch. Any error rolls the whole
-    /// batch back. Writing the same outcomes twice leaves the same rows.
+    /// [`WriteReport::missing_spans`] and does not fail the batch. The outcomes stored are added
+    /// to their run's counts in `enrich_runs` in the same transaction, so a run's counts are
+    /// always what it committed, even when it was killed or its next batch failed. Any error
+    /// rolls the whole batch back. Writing the same outcomes twice leaves the same rows.
     pub fn write_batch(&mut self, outcomes: &[SpanOutcome]) -> Result<WriteReport, DbError> {
         self.ensure_writable("write enrichments")?;
         let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
@@ -323,6 +369,7 @@ impl Db {
             now_ms: now_ms(),
             known_run: None,
             ledger_in_use,
+            stored: Vec::new(),
         };
         for outcome in outcomes {
             writer
@@ -335,6 +382,10 @@ impl Db {
                     ItemError::Sqlite(action, e) => sqlite_error(path, action, busy, e),
                 })?;
         }
+        writer
+            .add_counts()
+            .map_err(err("count the batch's outcomes in the run's row"))?;
+        drop(writer);
         tx.commit().map_err(err("commit a batch"))?;
         Ok(report)
     }
@@ -400,30 +451,23 @@ impl Db {
         Ok(RunId(self.conn.last_insert_rowid()))
     }
 
-    /// Records the end of a run with its counts and status, and releases the span leases it
-    /// still holds.
+    /// Records the end of a run: its status and the spans it left alone (`skipped`: nothing of
+    /// them is stored), and releases the span leases it still holds. Returns the run's counts:
+    /// attempted, succeeded and failed are what its committed batches stored
+    /// ([`write_batch`](Self::write_batch) counts them), never what the run meant to store.
     pub fn finish_run(
         &mut self,
         id: RunId,
-        counts: RunCounts,
+        skipped: u64,
         status: RunStatus,
-    ) -> Result<(), DbError> {
+    ) -> Result<RunCounts, DbError> {
         self.ensure_writable("finish a run")?;
         let changed = self
             .conn
             .execute(
-                "UPDATE enrich_runs SET finished_at_ms = ?2, status = ?3,
-                     attempted = ?4, succeeded = ?5, failed = ?6, skipped = ?7
+                "UPDATE enrich_runs SET finished_at_ms = ?2, status = ?3, skipped = ?4
                  WHERE id = ?1",
-                params![
-                    id.0,
-                    now_ms(),
-                    status.as_str(),
-                    counts.attempted,
-                    counts.succeeded,
-                    counts.failed,
-                    counts.skipped,
-                ],
+                params![id.0, now_ms(), status.as_str(), skipped],
             )
             .map_err(self.err("finish a run"))?;
         if changed == 0 {
@@ -436,7 +480,11 @@ impl Db {
         self.conn
             .execute(crate::lease::RELEASE_RUN_SQL, [id.0])
             .map_err(self.err("release the run's span leases"))?;
-        Ok(())
+        let run = self.run(id)?.ok_or_else(|| DbError::UnknownRun {
+            path: self.path.clone(),
+            run: id,
+        })?;
+        Ok(run.counts)
     }
 }
 

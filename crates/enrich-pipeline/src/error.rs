@@ -4,6 +4,7 @@
 //! status, recorded in the failure ledger. These errors are about the run itself.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use enrich_backends::BackendsError;
 use enrich_config::ConfigError;
@@ -87,6 +88,24 @@ pub enum PipelineError {
         source: Box<DbError>,
     },
 
+    /// Another process held the index's write lock through the whole busy timeout: the run
+    /// stopped rather than count its spans as failures of the backends.
+    #[error(
+        "the index database {path} is locked by another process: it held the write lock through \
+         the whole busy timeout ({}s) while the run tried to {action}; the run stopped and what it \
+         had not stored stays pending: wait for the other enrich or LLMC process to finish, or \
+         raise `busy_timeout_seconds` in [enrichment]",
+        timeout.as_secs_f64()
+    )]
+    Locked {
+        /// The index file.
+        path: PathBuf,
+        /// What the run was doing.
+        action: &'static str,
+        /// How long it waited.
+        timeout: Duration,
+    },
+
     /// The writer thread could not be started.
     #[error(
         "cannot start the database writer thread: {source}; the system may be out of threads or memory"
@@ -133,11 +152,37 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    /// A closure wrapping a [`DbError`] with what the pipeline was doing.
+    /// A closure wrapping a [`DbError`] with what the pipeline was doing; a lock held past the
+    /// busy timeout is [`PipelineError::Locked`].
     pub(crate) fn db(action: &'static str) -> impl FnOnce(DbError) -> Self {
-        move |source| Self::Db {
-            action,
+        move |source| {
+            Self::locked(&source).unwrap_or_else(|| Self::Db {
+                action,
+                source: Box::new(source),
+            })
+        }
+    }
+
+    /// The writer's failure to store results; a lock held past the busy timeout is
+    /// [`PipelineError::Locked`].
+    pub(crate) fn write(source: DbError) -> Self {
+        Self::locked(&source).unwrap_or_else(|| Self::Write {
             source: Box::new(source),
+        })
+    }
+
+    fn locked(source: &DbError) -> Option<Self> {
+        match source {
+            DbError::Busy {
+                path,
+                action,
+                timeout,
+            } => Some(Self::Locked {
+                path: path.clone(),
+                action,
+                timeout: *timeout,
+            }),
+            _ => None,
         }
     }
 }

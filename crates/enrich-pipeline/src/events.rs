@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use enrich_backends::{AttemptRecord, CircuitState, CircuitTransition, Decision};
 use enrich_config::EventLogLimit;
-use enrich_db::{RunId, RunStatus};
+use enrich_db::{HeldLeases, RunId, RunStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::BudgetStop;
@@ -42,8 +42,12 @@ pub enum Event {
         at_ms: u64,
         /// The run's id in the `runs` table.
         run_id: RunId,
-        /// Spans pending when the run started.
+        /// Spans pending when the run started, less those other runs hold.
         total_pending: u64,
+        /// Pending spans other runs hold leases on, by run: this run does not take them until
+        /// their leases end.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        held_elsewhere: Vec<HeldLeases>,
         /// Spans in flight at most.
         concurrency: usize,
         /// Spans per page (batch).
@@ -683,19 +687,37 @@ impl EventSink for TracingSink {
         const TARGET: &str = "enrich_pipeline::events";
         match event {
             Event::RunStarted {
+                at_ms,
                 run_id,
                 total_pending,
+                held_elsewhere,
                 concurrency,
                 limit,
                 ..
-            } => tracing::info!(
-                target: TARGET,
-                run = run_id.0,
-                total_pending,
-                concurrency,
-                limit,
-                "run started"
-            ),
+            } => {
+                tracing::info!(
+                    target: TARGET,
+                    run = run_id.0,
+                    total_pending,
+                    concurrency,
+                    limit,
+                    "run started"
+                );
+                for held in held_elsewhere {
+                    tracing::warn!(
+                        target: TARGET,
+                        run = run_id.0,
+                        "{} more pending span(s) are held by run {} on host {} (pid {}) for up \
+                         to {} s more; this run takes them once that run ends or its leases \
+                         expire",
+                        held.spans,
+                        held.run_id.0,
+                        held.host,
+                        held.pid,
+                        held.until_ms.saturating_sub(*at_ms).div_ceil(1000)
+                    );
+                }
+            }
             Event::SpanStarted {
                 span_hash,
                 path,

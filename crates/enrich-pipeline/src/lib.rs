@@ -77,7 +77,8 @@ pub use events::{Event, EventSink, FanOut, JsonlSink, NextStep, TracingSink};
 pub use pipeline::{Pipeline, PipelineBuilder};
 pub use prompt::{Prompt, PromptBuilder, PromptSpan, SnippetCut, estimate_tokens};
 pub use result::{
-    BatchResult, CostEstimate, Plan, PlannedSpan, RunEnd, RunSummary, SpanResult, SpanStatus,
+    BatchResult, CostEstimate, Plan, PlannedSpan, RunEnd, RunOutcome, RunSummary, SpanResult,
+    SpanStatus,
 };
 pub use run::{NO_ROUTE, SOURCE_UNREADABLE};
 pub use secrets::SECRET_DETECTED;

@@ -16,7 +16,7 @@ use crate::control::RunControl;
 use crate::error::PipelineError;
 use crate::events::{EventSink, FanOut};
 use crate::prompt::{PromptBuilder, PromptSpan};
-use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunSummary};
+use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunOutcome, RunSummary};
 use crate::run;
 use crate::run::queue::WorkQueue;
 use crate::secrets::{Guarded, SecretGuard};
@@ -86,6 +86,8 @@ impl Inner {
             }
         };
         db.set_max_failures_per_span(self.settings.max_failures_per_span);
+        db.set_busy_timeout(self.settings.busy_timeout)
+            .map_err(PipelineError::db("set the busy timeout"))?;
         Ok(db)
     }
 
@@ -398,6 +400,12 @@ impl Pipeline {
     /// The run goes on as a task of the current tokio runtime (which it needs anyway), so its
     /// scheduler is woken like any other task rather than through whatever thread awaits this.
     pub async fn run(&self, control: &RunControl) -> Result<RunSummary, PipelineError> {
+        self.run_to_end(control).await.into_result()
+    }
+
+    /// As [`run`](Self::run), but a run that an error stopped still returns its summary
+    /// (`end = Failed`, counts of what it stored) along with the error, so it can be reported.
+    pub async fn run_to_end(&self, control: &RunControl) -> RunOutcome {
         let inner = Arc::clone(&self.inner);
         let control = control.clone();
         as_task(async move { run::execute(&inner, inner.settings.limit, &control, |_| {}).await })
@@ -422,7 +430,8 @@ impl Pipeline {
             let summary = run::execute(&inner, Some(limit), &control, |result| {
                 results.push(result);
             })
-            .await?;
+            .await
+            .into_result()?;
             Ok(BatchResult::new(summary, results))
         })
         .await

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use enrich_backends::{AttemptRecord, Enrichment};
 use enrich_config::PriorityClass;
-use enrich_db::{RunCounts, RunId, RunStatus};
+use enrich_db::{HeldLeases, RunId, RunStatus};
 use enrich_router::RouteDecision;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::BudgetStop;
+use crate::error::PipelineError;
 use crate::prompt::SnippetCut;
 
 /// How one span ended in a run.
@@ -146,15 +147,10 @@ impl SpanCounts {
         }
     }
 
-    /// The counts stored in the `runs` table: a fallback is a failed span there, and a cancelled
-    /// one was left for later like a skipped one.
-    pub(crate) fn to_db(self) -> RunCounts {
-        RunCounts {
-            attempted: self.attempted(),
-            succeeded: self.succeeded,
-            failed: self.failed + self.fell_back,
-            skipped: self.skipped + self.cancelled,
-        }
+    /// The spans left alone with nothing stored, as the `runs` table counts them: skipped and
+    /// cancelled ones.
+    pub(crate) fn left_alone(self) -> u64 {
+        self.skipped + self.cancelled
     }
 }
 
@@ -165,8 +161,10 @@ pub struct RunSummary {
     pub run_id: RunId,
     /// Why it ended.
     pub end: RunEnd,
-    /// Spans pending when it started.
+    /// Spans pending when it started, less those other runs held.
     pub total_pending: u64,
+    /// Pending spans other runs held leases on when it started, by run; it did not take them.
+    pub held_elsewhere: Vec<HeldLeases>,
     /// Spans taken on: `succeeded + fell_back + failed`.
     pub attempted: u64,
     /// Spans enriched.
@@ -205,6 +203,32 @@ impl RunSummary {
     /// `succeeded / attempted`, or 0 when nothing was attempted.
     pub fn success_rate(&self) -> f64 {
         ratio(self.succeeded, self.attempted)
+    }
+}
+
+/// A run's summary together with the error that stopped it, if one did
+/// ([`Pipeline::run_to_end`](crate::Pipeline::run_to_end)): a failed run is reported like any
+/// other, with `end = Failed`.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The summary; `None` only when the run could not start (no run was recorded).
+    pub summary: Option<RunSummary>,
+    /// What stopped the run, if anything did.
+    pub error: Option<PipelineError>,
+}
+
+impl RunOutcome {
+    /// The summary, or the error that stopped the run.
+    ///
+    /// # Errors
+    ///
+    /// The error that stopped the run.
+    pub fn into_result(self) -> Result<RunSummary, PipelineError> {
+        match (self.summary, self.error) {
+            (_, Some(error)) => Err(error),
+            (Some(summary), None) => Ok(summary),
+            (None, None) => unreachable!("a run without a summary ended with an error"),
+        }
     }
 }
 

@@ -24,12 +24,14 @@ use crate::error::PipelineError;
 use crate::events::{Event, EventSink, now_ms};
 use crate::pipeline::Inner;
 use crate::prompt::PromptSpan;
-use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
+use crate::result::{RunEnd, RunOutcome, RunSummary, SpanCounts, SpanResult, SpanStatus};
 use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
+mod claimer;
 pub(crate) mod queue;
 
+use claimer::{Claimer, OffRuntime, Ready, off_runtime};
 use queue::WorkQueue;
 
 /// The failure kind recorded in the ledger for a span whose source cannot be read (missing
@@ -112,18 +114,23 @@ impl BatchProgress {
 struct Scheduler<'a> {
     inner: &'a Arc<Inner>,
     run_id: RunId,
-    /// The connection that claims pages (a read-write one: claiming writes leases).
-    claimer: db::Db,
-    /// Entered around the claimer's write transactions (see [`WriteGate`]).
-    gate: WriteGate,
-    /// The run's leases on the spans it claims.
-    lease: Lease,
+    /// The claiming connection (a read-write one: claiming writes leases) and the work queue
+    /// that pages through it, used off the runtime's threads only (see [`claimer`]).
+    claimer: OffRuntime<Claimer>,
+    /// Spans taken from the work queue and not handed out yet, in order.
+    ready: VecDeque<Ready>,
+    /// The work queue has no span left for this run.
+    queue_dry: bool,
+    /// The pages read were dropped (the run takes no more spans).
+    pages_dropped: bool,
+    /// How long the run's leases live unless renewed.
+    lease_ttl: Duration,
     /// When the run's leases were last renewed.
     renewed_at: Instant,
-    /// Pending spans in the order the run takes them.
-    queue: WorkQueue,
     /// Spans of a page were dropped when the run stopped taking spans.
     left_behind: bool,
+    /// The most spans the run takes from the queue.
+    limit: Option<u64>,
     taken: u64,
     counts: SpanCounts,
     batches: BTreeMap<u64, BatchProgress>,
@@ -183,7 +190,7 @@ impl Scheduler<'_> {
 
     /// Writes the circuits of the cascade and the host pools to `llmc_meta` for `enrich
     /// status`, when they changed since the last time. Best effort: a failure is logged.
-    fn publish_circuits(&mut self, cascade: &Cascade) {
+    async fn publish_circuits(&mut self, cascade: &Cascade) {
         if !self.observer.circuits_changed.swap(false, Ordering::AcqRel) {
             return;
         }
@@ -196,14 +203,18 @@ impl Scheduler<'_> {
             updated_at_ms: now_ms(),
             circuits: &circuits,
         };
-        let written = serde_json::to_string(&published)
-            .map_err(|e| e.to_string())
-            .and_then(|json| {
-                let _turn = self.gate.enter();
+        let written = match serde_json::to_string(&published) {
+            Ok(json) => {
                 self.claimer
-                    .set_meta(db::CIRCUITS_META_KEY, &json)
-                    .map_err(|e| e.to_string())
-            });
+                    .call(move |claimer| {
+                        claimer
+                            .set_meta(db::CIRCUITS_META_KEY, &json)
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+            }
+            Err(error) => Err(error.to_string()),
+        };
         if let Err(error) = written {
             tracing::warn!(
                 run = self.run_id.0,
@@ -212,30 +223,44 @@ impl Scheduler<'_> {
         }
     }
 
-    /// The next span to hand out with the attempts it already had in this run: from the work
-    /// queue in the first pass, from the deferred spans in later by-tier passes; `None` when the
-    /// pass has nothing left.
-    fn next_span(&mut self) -> Result<Option<(PendingSpan, u64, u32)>, PipelineError> {
-        if self.renewed_at.elapsed() >= self.lease.ttl / 4 {
-            let _turn = self.gate.enter();
-            self.claimer
-                .renew_leases(&self.lease)
-                .map_err(PipelineError::db("renew the run's span leases"))?;
-            self.renewed_at = Instant::now();
-        }
+    /// When the run's leases are renewed next: every quarter of their life.
+    fn renew_at(&self) -> Instant {
+        self.renewed_at + self.lease_ttl / 4
+    }
+
+    /// Extends the run's leases (see [`db::Db::renew_leases`]). The next renewal is due a
+    /// quarter of their life later, also after a failure (which stops the run).
+    async fn renew_leases(&mut self) -> Result<(), PipelineError> {
+        let renewed = self.claimer.call(Claimer::renew_leases).await;
+        self.renewed_at = Instant::now();
+        renewed
+            .map(drop)
+            .map_err(PipelineError::db("renew the run's span leases"))
+    }
+
+    /// The next span to hand out: from the work queue in the first pass, from the deferred
+    /// spans in later by-tier passes; `None` when the pass has nothing left.
+    async fn next_span(&mut self) -> Result<Option<Next>, PipelineError> {
         if self.pass > 0 {
-            return self.next_deferred();
+            return self.next_deferred().await;
         }
-        Ok(self.next_queued()?.map(|(span, batch)| (span, batch, 0)))
+        Ok(self.next_queued().await?.map(|ready| Next {
+            span: ready.span,
+            batch: ready.batch,
+            prior_attempts: 0,
+            used_up: ready.used_up,
+        }))
     }
 
     /// The next deferred span of a later pass, in batches of `batch_size`; spans re-indexed
     /// away meanwhile are left out.
-    fn next_deferred(&mut self) -> Result<Option<(PendingSpan, u64, u32)>, PipelineError> {
+    async fn next_deferred(&mut self) -> Result<Option<Next>, PipelineError> {
         while let Some(next) = self.retry.pop_front() {
+            let id = next.span_id;
             let Some(span) = self
                 .claimer
-                .span_by_id(next.span_id)
+                .call(move |claimer| claimer.db.span_by_id(id))
+                .await
                 .map_err(PipelineError::db("read a deferred span"))?
             else {
                 continue;
@@ -258,7 +283,14 @@ impl Scheduler<'_> {
             if let Some((_, left)) = &mut self.retry_batch {
                 *left -= 1;
             }
-            return Ok(Some((span, batch, next.prior_attempts)));
+            let used_up =
+                self.retry.is_empty() || self.retry_batch.is_some_and(|(_, left)| left == 0);
+            return Ok(Some(Next {
+                span,
+                batch,
+                prior_attempts: next.prior_attempts,
+                used_up,
+            }));
         }
         Ok(None)
     }
@@ -282,49 +314,65 @@ impl Scheduler<'_> {
         true
     }
 
-    /// The next span of the work queue, reading a page when its lane's page is used up; `None`
-    /// when nothing is pending behind the cursors.
-    fn next_queued(&mut self) -> Result<Option<(PendingSpan, u64)>, PipelineError> {
-        let Some(taken) = self
-            .queue
-            .next(&mut self.claimer, Some((&self.lease, &self.gate)))
-            .map_err(PipelineError::db("claim pending spans"))?
-        else {
+    /// The next span of the work queue; when none is left in hand, takes up to `concurrency`
+    /// more (claiming pages as needed) in one call off the runtime. `None` when nothing is
+    /// pending behind the cursors.
+    async fn next_queued(&mut self) -> Result<Option<Ready>, PipelineError> {
+        if self.ready.is_empty() && !self.queue_dry {
+            let mut want = self.inner.settings.concurrency.max(1);
+            if let Some(limit) = self.limit {
+                let left = usize::try_from(limit.saturating_sub(self.taken)).unwrap_or(usize::MAX);
+                want = want.min(left.max(1));
+            }
+            let taken = self
+                .claimer
+                .call(move |claimer| claimer.take(want))
+                .await
+                .map_err(PipelineError::db("claim pending spans"))?;
+            self.queue_dry = taken.len() < want;
+            self.ready.extend(taken);
+        }
+        let Some(ready) = self.ready.pop_front() else {
             return Ok(None);
         };
-        self.last_batch = self.last_batch.max(taken.batch);
-        if taken.opened {
+        self.last_batch = self.last_batch.max(ready.batch);
+        if ready.opened {
             self.batches.insert(
-                taken.batch,
+                ready.batch,
                 BatchProgress {
                     open: true,
                     ..BatchProgress::default()
                 },
             );
         }
-        Ok(Some((taken.span, taken.batch)))
+        Ok(Some(ready))
     }
 
     /// Called once a span of `batch` is handed out or skipped: the batch is complete once its
-    /// page is used up and its spans are done.
-    fn handed_out(&mut self, batch: u64) {
-        let used_up = if self.pass == 0 {
-            self.queue.batch_used_up(batch)
-        } else {
-            self.retry.is_empty() || self.retry_batch.is_some_and(|(_, left)| left == 0)
-        };
+    /// page is used up (`used_up`) and its spans are done.
+    fn handed_out(&mut self, batch: u64, used_up: bool) {
         if used_up {
             self.close_batch(batch);
         }
     }
 
-    /// Drops the rest of the pages read (the run takes no more spans from the queue).
-    fn drop_page(&mut self) {
-        let dropped = self.queue.drop_pages();
-        if dropped.spans > 0 {
+    /// Drops the rest of the pages read and the spans in hand (the run takes no more spans from
+    /// the queue); their leases end with the run.
+    async fn drop_page(&mut self) {
+        if self.pages_dropped {
+            return;
+        }
+        self.pages_dropped = true;
+        let in_hand = std::mem::take(&mut self.ready);
+        let dropped = self.claimer.call(Claimer::drop_pages).await;
+        if dropped.spans > 0 || !in_hand.is_empty() {
             self.left_behind = true;
         }
-        for batch in dropped.batches {
+        for batch in in_hand
+            .iter()
+            .map(|ready| ready.batch)
+            .chain(dropped.batches)
+        {
             self.close_batch(batch);
         }
     }
@@ -389,37 +437,34 @@ impl Scheduler<'_> {
         });
     }
 
-    /// Records where the pending spans of each lane now begin, for the next run (best effort:
-    /// a frontier is a shortcut, and a failure to record one is logged). Called once the writer
-    /// has committed everything and ended, so no gate is needed.
-    fn advance_frontiers(&mut self) {
-        for lane in self.queue.frontier_lanes() {
-            match self.claimer.advance_frontier(&lane) {
-                Ok(frontier) => tracing::debug!(
-                    run = self.run_id.0,
-                    ?lane,
-                    weight = frontier.weight,
-                    span_id = frontier.span_id,
-                    "pending frontier recorded"
-                ),
-                Err(error) => tracing::warn!(
-                    run = self.run_id.0,
-                    ?lane,
-                    "cannot record where pending spans begin: {error}"
-                ),
-            }
-        }
+    /// Records where the pending spans of each lane now begin (see
+    /// [`Claimer::advance_frontiers`]).
+    async fn advance_frontiers(&mut self) {
+        let run = self.run_id;
+        self.claimer
+            .call(move |claimer| claimer.advance_frontiers(run))
+            .await;
     }
 
     /// Whether spans remain pending that this run did not take.
-    fn more_pending(&mut self) -> Result<bool, PipelineError> {
-        if self.left_behind {
+    async fn more_pending(&mut self) -> Result<bool, PipelineError> {
+        if self.left_behind || !self.ready.is_empty() {
             return Ok(true);
         }
-        self.queue
-            .more_pending(&mut self.claimer)
+        self.claimer
+            .call(|claimer| claimer.queue.more_pending(&mut claimer.db))
+            .await
             .map_err(PipelineError::db("read pending spans"))
     }
+}
+
+/// A span to hand out, with the attempts it already had in this run and whether its batch has
+/// no span left after it.
+struct Next {
+    span: PendingSpan,
+    batch: u64,
+    prior_attempts: u32,
+    used_up: bool,
 }
 
 /// One run; `on_result` sees every span's result as it finishes.
@@ -428,17 +473,31 @@ pub(crate) async fn execute(
     limit: Option<u64>,
     control: &RunControl,
     mut on_result: impl FnMut(SpanResult),
-) -> Result<RunSummary, PipelineError> {
+) -> RunOutcome {
     let started = Instant::now();
     let settings = &inner.settings;
-    let (db, run_id, claimer, lease, total_pending, budget) = start(inner)?;
+    let started_run = {
+        let inner = Arc::clone(inner);
+        off_runtime(move || start(&inner)).await
+    };
+    let not_started = |error| RunOutcome {
+        summary: None,
+        error: Some(error),
+    };
+    let (db, run_id, claimer, lease, (total_pending, held_elsewhere), budget) = match started_run {
+        Ok(started) => started,
+        Err(error) => return not_started(error),
+    };
     let gate = WriteGate::default();
-    let writer = Writer::spawn(
+    let writer = match Writer::spawn(
         db,
         settings.commit_every,
         settings.commit_interval,
         gate.clone(),
-    )?;
+    ) {
+        Ok(writer) => writer,
+        Err(error) => return not_started(error),
+    };
     let observer = Arc::new(AttemptEvents {
         sink: Arc::clone(&inner.events),
         run_id,
@@ -461,22 +520,33 @@ pub(crate) async fn execute(
         at_ms: now_ms(),
         run_id,
         total_pending,
+        held_elsewhere: held_elsewhere.clone(),
         concurrency: settings.concurrency,
         batch_size: settings.batch_size,
         limit,
         config_fingerprint: settings.config_fingerprint.clone(),
     });
 
+    let lease_ttl = lease.ttl;
+    let claimer = Claimer {
+        db: claimer,
+        queue: WorkQueue::new(&settings.work_order, settings.batch_size, limit),
+        lease,
+        gate,
+    };
     let mut sched = Scheduler::new(
         inner,
         run_id,
         claimer,
-        lease,
+        lease_ttl,
         Arc::clone(&observer),
         limit,
-        gate,
     );
-    if let Err(error) = sched.queue.start_at_frontiers(&sched.claimer) {
+    let frontiers = sched
+        .claimer
+        .call(|claimer| claimer.queue.start_at_frontiers(&claimer.db))
+        .await;
+    if let Err(error) = frontiers {
         // A frontier is a shortcut: without one the run reads from the first span.
         tracing::warn!(
             run = run_id.0,
@@ -486,7 +556,7 @@ pub(crate) async fn execute(
     let mut failure = sched
         .drive(&ctx, &writer, control, limit, &mut on_result)
         .await;
-    sched.publish_circuits(&ctx.cascade);
+    sched.publish_circuits(&ctx.cascade).await;
     for pool in &inner.pools {
         pool.set_observer(None);
     }
@@ -496,9 +566,7 @@ pub(crate) async fn execute(
     let (db, totals) = match writer.finish().await {
         Ok(output) => {
             if let Some(error) = output.error {
-                failure = Some(PipelineError::Write {
-                    source: Box::new(error),
-                });
+                failure = Some(PipelineError::write(error));
             }
             (Some(output.db), output.totals)
         }
@@ -508,8 +576,8 @@ pub(crate) async fn execute(
         }
     };
     inner.sources.close_files();
-    sched.advance_frontiers();
-    let end = match (&failure, sched.end(control)) {
+    sched.advance_frontiers().await;
+    let end = match (&failure, sched.end(control).await) {
         (Some(_), _) => RunEnd::Failed,
         (None, Ok(end)) => end,
         (None, Err(error)) => {
@@ -518,19 +586,26 @@ pub(crate) async fn execute(
         }
     };
     let counts = sched.counts;
-    if let Err(error) = record_end(inner, db, run_id, counts, end) {
+    let recorded = {
+        let inner = Arc::clone(inner);
+        off_runtime(move || record_end(&inner, db, run_id, counts.left_alone(), end)).await
+    };
+    if let Err(error) = recorded {
         tracing::error!(run = run_id.0, "cannot record the end of the run: {error}");
         failure.get_or_insert(PipelineError::db("record the end of the run")(error));
     }
 
+    // The counts of what was committed: a span whose outcome did not reach the database (the
+    // writer failed, its span vanished) is not counted as enriched or failed.
     let summary = RunSummary {
         run_id,
         end,
         total_pending,
-        attempted: counts.attempted(),
-        succeeded: counts.succeeded,
-        fell_back: counts.fell_back,
-        failed: counts.failed,
+        held_elsewhere,
+        attempted: totals.succeeded + totals.fell_back + totals.failed,
+        succeeded: totals.succeeded,
+        fell_back: totals.fell_back,
+        failed: totals.failed,
         skipped: counts.skipped,
         cancelled: counts.cancelled,
         dead_lettered: totals.dead_lettered,
@@ -556,9 +631,9 @@ pub(crate) async fn execute(
         dead_lettered: summary.dead_lettered,
         duration_ms: millis(summary.duration),
     });
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(summary),
+    RunOutcome {
+        summary: Some(summary),
+        error: failure,
     }
 }
 
@@ -566,16 +641,18 @@ pub(crate) async fn execute(
 const MIN_LEASE_TTL: Duration = Duration::from_secs(600);
 
 /// How long the run's span leases live between renewals: twice the longest one span can spend
-/// in the cascade (every attempt it may make at the slowest backend's timeout, each followed by
-/// the longest backoff), at least [`MIN_LEASE_TTL`]. The scheduler renews them every quarter of
-/// that while it hands spans out, so a lease only runs out when its run stopped making progress;
-/// a run killed on this host loses its leases at once anyway (see [`db::LeaseHolder`]).
+/// in the cascade (every attempt it may make at the slowest backend's request timeout, each
+/// followed by the longest backoff), at least [`MIN_LEASE_TTL`]. The request timeout is the
+/// configured one whoever applies it ([`enrich_backends::Deadline`]): a queueing decorator's
+/// wait has no deadline and must not count as one. The scheduler renews the leases every
+/// quarter of that on a timer, so a lease only runs out when its run is gone or hung; a run
+/// killed on this host loses its leases at once anyway (see [`db::LeaseHolder`]).
 fn lease_ttl(inner: &Inner) -> Duration {
     let slowest = inner
         .chains
         .values()
         .flat_map(|adapters| adapters.iter())
-        .map(|adapter| adapter.spec().timeout())
+        .map(|adapter| adapter.deadline().request_timeout())
         .max()
         .unwrap_or_else(|| Duration::from_secs_f64(DEFAULT_TIMEOUT_SECONDS));
     let policy = &inner.settings.cascade;
@@ -616,22 +693,26 @@ fn start(inner: &Inner) -> Result<Started, PipelineError> {
         })
         .and_then(|mut claimer| {
             claimer
+                .set_busy_timeout(inner.settings.busy_timeout)
+                .map_err(PipelineError::db("set the busy timeout"))?;
+            claimer
                 .reap_dead_leases(&lease.holder)
                 .map_err(PipelineError::db("delete dead span leases"))?;
             let pending = claimer
                 .pending_count()
                 .map_err(PipelineError::db("count pending spans"))?;
             let held = claimer
-                .leased_elsewhere(run_id)
-                .map_err(PipelineError::db("count the spans other runs hold"))?;
+                .leases_elsewhere(run_id)
+                .map_err(PipelineError::db("list the spans other runs hold"))?;
             let budget = budget_tracker(inner, &claimer)?;
-            Ok((claimer, pending.saturating_sub(held), budget))
+            let held_spans = held.iter().map(|h| h.spans).sum::<u64>();
+            Ok((claimer, (pending.saturating_sub(held_spans), held), budget))
         });
     match counted {
         Ok((claimer, total, budget)) => Ok((db, run_id, claimer, lease, total, budget)),
         Err(error) => {
             // Best effort: the run row says it failed; the error says why.
-            let _ = db.finish_run(run_id, db::RunCounts::default(), db::RunStatus::Failed);
+            let _ = db.finish_run(run_id, 0, db::RunStatus::Failed);
             inner.return_writer_db(db);
             Err(error)
         }
@@ -639,8 +720,15 @@ fn start(inner: &Inner) -> Result<Started, PipelineError> {
 }
 
 /// What [`start`] opens: the write connection, the run's id, the claiming connection, the
-/// run's lease, the spans pending for it, and its budget tracker.
-type Started = (db::Db, RunId, db::Db, Lease, u64, Arc<BudgetTracker>);
+/// run's lease, the spans pending for it (and those other runs hold), and its budget tracker.
+type Started = (
+    db::Db,
+    RunId,
+    db::Db,
+    Lease,
+    (u64, Vec<db::HeldLeases>),
+    Arc<BudgetTracker>,
+);
 
 /// The run's budgets, with what today's earlier runs used when a day budget is set.
 fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, PipelineError> {
@@ -660,13 +748,14 @@ fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, Pipe
     Ok(Arc::new(BudgetTracker::new(config, &specs, &today)))
 }
 
-/// Stores the run's counts and status, on the writer's connection, or on a new one when the
-/// writer thread took its connection down with it.
+/// Stores the run's end (its status and the spans it left alone; the writer counted what it
+/// stored), on the writer's connection, or on a new one when the writer thread took its
+/// connection down with it.
 fn record_end(
     inner: &Inner,
     db: Option<db::Db>,
     run_id: RunId,
-    counts: SpanCounts,
+    left_alone: u64,
     end: RunEnd,
 ) -> Result<(), db::DbError> {
     let mut db = match db {
@@ -679,27 +768,29 @@ fn record_end(
             }
         },
     };
-    let recorded = db.finish_run(run_id, counts.to_db(), end.status());
+    let recorded = db.finish_run(run_id, left_alone, end.status());
     inner.return_writer_db(db);
-    recorded
+    recorded.map(|_| ())
 }
 
 impl<'a> Scheduler<'a> {
     fn new(
         inner: &'a Arc<Inner>,
         run_id: RunId,
-        claimer: db::Db,
-        lease: Lease,
+        claimer: Claimer,
+        lease_ttl: Duration,
         observer: Arc<AttemptEvents>,
         limit: Option<u64>,
-        gate: WriteGate,
     ) -> Self {
         Self {
-            gate,
             inner,
             run_id,
-            claimer,
-            lease,
+            claimer: OffRuntime::new(claimer),
+            ready: VecDeque::new(),
+            queue_dry: false,
+            pages_dropped: false,
+            lease_ttl,
+            limit,
             observer,
             budget_stop: None,
             pass: 0,
@@ -708,7 +799,6 @@ impl<'a> Scheduler<'a> {
             retry_batch: None,
             last_batch: 0,
             renewed_at: Instant::now(),
-            queue: WorkQueue::new(&inner.settings.work_order, inner.settings.batch_size, limit),
             left_behind: false,
             taken: 0,
             counts: SpanCounts::default(),
@@ -744,10 +834,15 @@ impl<'a> Scheduler<'a> {
                     && (self.pass > 0 || limit.is_none_or(|limit| self.taken < limit))
                     && !self.over_budget();
                 if !may_take {
-                    self.drop_page();
+                    self.drop_page().await;
                     break;
                 }
-                let (span, batch, prior_attempts) = match self.next_span() {
+                let Next {
+                    span,
+                    batch,
+                    prior_attempts,
+                    used_up,
+                } = match self.next_span().await {
                     Ok(Some(next)) => next,
                     Ok(None) => break,
                     Err(error) => {
@@ -759,7 +854,7 @@ impl<'a> Scheduler<'a> {
                     let result = skipped(&span, age, settings.cooldown.as_secs());
                     emit_finished(inner, self.run_id, batch, &result);
                     self.record(batch, SpanStatus::Skipped, false);
-                    self.handed_out(batch);
+                    self.handed_out(batch, used_up);
                     on_result(result);
                     continue;
                 }
@@ -769,7 +864,7 @@ impl<'a> Scheduler<'a> {
                 if let Some(progress) = self.batches.get_mut(&batch) {
                     progress.outstanding += 1;
                 }
-                self.handed_out(batch);
+                self.handed_out(batch, used_up);
                 let span_hash = span.span_hash.clone();
                 let span_id = span.id;
                 let tier = (settings.schedule == Schedule::ByTier).then_some(Tier {
@@ -781,7 +876,18 @@ impl<'a> Scheduler<'a> {
                 in_flight.insert(task.id(), (span_hash, batch, span_id, prior_attempts));
             }
 
-            let Some(joined) = tasks.join_next_with_id().await else {
+            // While spans are in flight, the run's leases are renewed on time.
+            let joined =
+                match tokio::time::timeout_at(self.renew_at(), tasks.join_next_with_id()).await {
+                    Ok(joined) => joined,
+                    Err(_renewal_due) => {
+                        if let Err(error) = self.renew_leases().await {
+                            failure.get_or_insert(error);
+                        }
+                        continue;
+                    }
+                };
+            let Some(joined) = joined else {
                 // Nothing in flight and nothing left in this pass: the next by-tier pass, if
                 // any, unless the run is stopping.
                 let stopping = failure.is_some()
@@ -795,7 +901,7 @@ impl<'a> Scheduler<'a> {
                 }
                 return failure;
             };
-            self.publish_circuits(&ctx.cascade);
+            self.publish_circuits(&ctx.cascade).await;
             match joined {
                 Ok((id, result)) => {
                     let (_, batch, span_id, prior) = in_flight
@@ -832,9 +938,14 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Why the run ended, once nothing is in flight (for a run no error stopped).
-    fn end(&mut self, control: &RunControl) -> Result<RunEnd, PipelineError> {
+    async fn end(&mut self, control: &RunControl) -> Result<RunEnd, PipelineError> {
+        let exhausted = self.ready.is_empty()
+            && self
+                .claimer
+                .call(|claimer| claimer.queue.is_exhausted())
+                .await;
         Ok(
-            if self.queue.is_exhausted() && !self.left_behind && self.counts.cancelled == 0 {
+            if exhausted && !self.left_behind && self.counts.cancelled == 0 {
                 RunEnd::Exhausted
             } else if control.level() == StopLevel::Abort {
                 RunEnd::Aborted
@@ -842,7 +953,7 @@ impl<'a> Scheduler<'a> {
                 RunEnd::Stopped
             } else if self.budget_stop.is_some() {
                 RunEnd::BudgetReached
-            } else if self.more_pending()? {
+            } else if self.more_pending().await? {
                 RunEnd::LimitReached
             } else {
                 RunEnd::Exhausted

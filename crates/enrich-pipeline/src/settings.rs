@@ -44,6 +44,9 @@ pub struct PipelineSettings {
     pub cooldown: Duration,
     /// Failed runs after which a span is dead-lettered (`max_failures_per_span`; 0 never).
     pub max_failures_per_span: u32,
+    /// How long the run's connections wait for a write lock another process holds before the
+    /// run stops as locked out (`busy_timeout_seconds`).
+    pub busy_timeout: Duration,
     /// Reject enrichments with characters outside Latin-1 (`enforce_latin1_enrichment`).
     pub enforce_latin1: bool,
     /// What to store when every backend failed for a span (`on_failure`).
@@ -98,6 +101,8 @@ impl PipelineSettings {
             chain_override: None,
             cooldown: Duration::from_secs(config.cooldown_seconds),
             max_failures_per_span: config.max_failures_per_span,
+            busy_timeout: Duration::try_from_secs_f64(config.busy_timeout_seconds)
+                .unwrap_or(enrich_db::DEFAULT_BUSY_TIMEOUT),
             enforce_latin1: config.enforce_latin1_enrichment,
             on_failure: config.on_failure,
             cascade: cascade_policy(config),

@@ -54,9 +54,15 @@ impl WriteGate {
     }
 }
 
-/// What the writer stored over a run.
+/// What the writer stored over a run: counts of committed outcomes only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct WriteTotals {
+    /// Enrichments stored, fallbacks not included.
+    pub(crate) succeeded: u64,
+    /// Empty fallback enrichments stored.
+    pub(crate) fell_back: u64,
+    /// Failed runs recorded in the ledger.
+    pub(crate) failed: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) vanished: u64,
 }
@@ -282,6 +288,9 @@ fn write_loop(
             };
             match written {
                 Ok(report) => {
+                    totals.succeeded += (report.enriched - report.fell_back) as u64;
+                    totals.fell_back += report.fell_back as u64;
+                    totals.failed += report.failed as u64;
                     totals.dead_lettered += report.dead_lettered.len() as u64;
                     totals.vanished += report.missing_spans.len() as u64;
                     tracing::debug!(

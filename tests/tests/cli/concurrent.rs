@@ -5,24 +5,14 @@ use std::time::Duration;
 
 use enrich_testkit::FakeOllamaConfig;
 
-use super::reliability::add_python_files;
+use super::reliability::{add_python_files, busy_repo};
 use super::support::{Server, TestRepo, config};
 
 #[test]
 fn two_runs_at_once_share_the_spans_without_doing_one_twice() {
-    // Four slots at 20 ms: a run of 300 spans lasts long enough for the two to overlap.
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_capacity(4, 64)
-            .with_recording(false),
-    );
-    let mut repo = TestRepo::new();
-    add_python_files(&mut repo, 30, 10);
+    // A run of 300 spans lasts long enough for the two to overlap.
+    let (repo, server) = busy_repo(20, "");
     let total = repo.spans.len() as u64;
-    let mut toml = config(&[("fake", server.url())], "concurrency = 4\nbatch_size = 8");
-    toml.push_str("options = { max_in_flight = 4 }\n");
-    repo.write_config(&toml);
 
     // The second starts once the first is surely under way (it has 300 spans to send and
     // claims them a page at a time), so the two overlap on any machine.
@@ -75,4 +65,81 @@ fn two_runs_at_once_share_the_spans_without_doing_one_twice() {
         0,
         "finished runs hold no lease"
     );
+}
+
+/// Milliseconds since the Unix epoch, as leases count them.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("fits")
+}
+
+#[test]
+fn a_run_killed_on_another_host_holds_its_spans_only_until_its_leases_expire_and_is_named() {
+    let server = Server::start(
+        FakeOllamaConfig::default()
+            .with_latency(Duration::from_millis(200))
+            .with_recording(false),
+    );
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 2, 10);
+    let total = repo.spans.len() as i64;
+    repo.write_config(&config(&[("fake", server.url())], ""));
+
+    let run = repo.start(&["run"]);
+    server.wait_until(|stats| stats.generations() >= 2);
+    run.signal("KILL");
+    run.finish();
+    // As if that run had been on another host, where its process cannot be looked up.
+    let raw = repo.raw();
+    raw.execute_batch(
+        "UPDATE enrich_leases SET host = 'gpu-elsewhere';
+         UPDATE enrich_runs SET holder_host = 'gpu-elsewhere' WHERE status = 'running';",
+    )
+    .expect("move the killed run to another host");
+    let held = repo.count(
+        "SELECT COUNT(*) FROM enrich_leases AS l \
+         WHERE NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = l.span_hash)",
+    );
+    assert!(held > 0, "the killed run held spans");
+    // 2 × 3 attempts × (20 s timeout + 30 s longest backoff) = 300 s: the 10-minute minimum,
+    // not weeks.
+    let life_ms = repo.count("SELECT MAX(expires_at_ms) FROM enrich_leases") - now_ms();
+    assert!(
+        (500_000..=600_000).contains(&life_ms),
+        "the leases live {life_ms} ms more"
+    );
+
+    // The next run takes every other span and says which ones it cannot take, and why.
+    let pending = total - repo.count("SELECT COUNT(*) FROM enrichments");
+    let ran = repo.enrich(&["--json", "run"]);
+    let report = ran.expect_code(0).json();
+    assert_eq!(report["total_pending"], pending - held, "{report}");
+    let holder = &report["held_elsewhere"][0];
+    assert_eq!(
+        (&holder["run_id"], &holder["host"], &holder["spans"]),
+        (&1.into(), &"gpu-elsewhere".into(), &held.into()),
+        "{report}"
+    );
+    assert!(
+        ran.stderr.contains(&format!(
+            "{held} more pending span(s) are held by run 1 on host gpu-elsewhere"
+        )),
+        "{}",
+        ran.stderr
+    );
+    let status = repo.enrich(&["--json", "status"]).expect_code(0).json();
+    assert_eq!(status["pending"], held, "status counts them pending");
+
+    // Once the leases expire (here: as if their 10 minutes had passed), a run takes them.
+    raw.execute(
+        "UPDATE enrich_leases SET expires_at_ms = ?1",
+        [now_ms() - 1],
+    )
+    .expect("expire");
+    let report = repo.enrich(&["--json", "run"]).expect_code(0).json();
+    assert_eq!(report["succeeded"], held, "{report}");
+    assert_eq!(report["held_elsewhere"], serde_json::json!([]), "{report}");
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total);
 }

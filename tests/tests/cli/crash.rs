@@ -1,15 +1,13 @@
 //! Crash safety: `enrich run` killed with SIGKILL at random points, again and again, and rerun,
 //! ends with every span enriched exactly once in a sound, consistent index.
 
-use std::time::{Duration, SystemTime};
-
-use enrich_testkit::FakeOllamaConfig;
+use std::time::SystemTime;
 
 use super::reliability::{
-    Rng, add_python_files, check_attempt_log, check_every_span_accounted_for,
+    Rng, busy_repo, check_attempt_log, check_every_span_accounted_for,
     check_stored_enrichments_are_valid, integrity,
 };
-use super::support::{Server, TestRepo, config};
+use super::support::TestRepo;
 
 /// Runs killed before the run that may finish.
 const KILLS: usize = 10;
@@ -39,20 +37,10 @@ fn sigkill_at_random_points_then_rerunning_enriches_every_span_exactly_once() {
     let replay = format!("seed {seed} (replay with ENRICH_TEST_SEED={seed})");
     let mut rng = Rng::new(seed);
 
-    // Four slots at 20 ms: about 200 spans a second, so a run of 300 spans lasts long enough
-    // to be killed in the middle, and the whole test stays within a few seconds.
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_capacity(4, 64)
-            .with_recording(false),
-    );
-    let mut repo = TestRepo::new();
-    add_python_files(&mut repo, 30, 10);
+    // A run of 300 spans lasts long enough to be killed in the middle, and the whole test
+    // stays within a few seconds.
+    let (repo, server) = busy_repo(20, "");
     let total = repo.spans.len() as u64;
-    let mut toml = config(&[("fake", server.url())], "concurrency = 4\nbatch_size = 8");
-    toml.push_str("options = { max_in_flight = 4 }\n");
-    repo.write_config(&toml);
 
     let mut history = Vec::new();
     for round in 0..KILLS {
@@ -136,6 +124,23 @@ fn sigkill_at_random_points_then_rerunning_enriches_every_span_exactly_once() {
     assert_eq!(
         repo.count("SELECT COUNT(*) FROM enrich_runs WHERE status = 'running'"),
         0,
+        "{replay}\n{history}"
+    );
+    // Every run's counts, the killed ones' too, are what it committed: one success attempt per
+    // span it enriched, and together the runs enriched every span once.
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM enrich_runs AS r WHERE r.succeeded != \
+             (SELECT COUNT(*) FROM enrich_attempts AS a \
+              WHERE a.run_id = r.id AND a.outcome = 'success') \
+             OR r.attempted != r.succeeded + r.failed"
+        ),
+        0,
+        "{replay}\n{history}"
+    );
+    assert_eq!(
+        repo.count("SELECT SUM(succeeded) FROM enrich_runs"),
+        total as i64,
         "{replay}\n{history}"
     );
     let status = repo.enrich(&["--json", "status"]).expect_code(0).json();

@@ -22,6 +22,7 @@ mod crash;
 mod faults;
 mod indexing;
 mod limits;
+mod locks;
 mod openai_chain;
 mod pools;
 mod real_model;

@@ -7,7 +7,38 @@ use std::collections::BTreeMap;
 use enrich_backends::{ValidationContext, parse_and_validate};
 use serde_json::{Value, json};
 
-use super::support::TestRepo;
+use std::time::Duration;
+
+use enrich_testkit::FakeOllamaConfig;
+
+use super::support::{Server, TestRepo, config};
+
+/// A repository of 307 spans (30 Python files of 10 functions, and the fixture's 7) and a fake
+/// with four slots at 20 ms (about 200 spans a second, so a run lasts about 1.5 s: long enough
+/// to be killed, locked out or joined in the middle), as backend `fake` with
+/// `max_in_flight = 4` and `timeout_seconds`, `concurrency = 4`, `batch_size = 8`, plus `extra`
+/// lines in `[enrichment]`.
+pub(crate) fn busy_repo(timeout_seconds: u32, extra: &str) -> (TestRepo, Server) {
+    let server = Server::start(
+        FakeOllamaConfig::default()
+            .with_latency(Duration::from_millis(20))
+            .with_capacity(4, 64)
+            .with_recording(false),
+    );
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 30, 10);
+    let mut toml = config(
+        &[("fake", server.url())],
+        &format!("concurrency = 4\nbatch_size = 8\n{extra}"),
+    )
+    .replace(
+        "timeout_seconds = 20",
+        &format!("timeout_seconds = {timeout_seconds}"),
+    );
+    toml.push_str("options = { max_in_flight = 4 }\n");
+    repo.write_config(&toml);
+    (repo, server)
+}
 
 /// Adds `files` Python files of `per_file` three-line functions each to the repository and
 /// its index (every function a span with its own content, so its own hash).

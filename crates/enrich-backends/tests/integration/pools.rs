@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use enrich_backends::{
     AdapterRegistry, AttemptObserver, AttemptRecord, BackendAdapter, BackendError, BackendsError,
-    Cascade, CascadePolicy, CircuitState, CircuitTransition, Decision, FailureKind, HostPool,
-    HostPoolPolicy, QUEUEING_TIMEOUT_SECONDS, SpanContext,
+    Cascade, CascadePolicy, CircuitState, CircuitTransition, Deadline, Decision, FailureKind,
+    HostPool, HostPoolPolicy, SpanContext,
 };
 use enrich_config::BackendSpec;
 use tokio::task::JoinSet;
@@ -191,7 +191,11 @@ async fn the_deadline_starts_when_a_host_slot_is_taken() {
     // slot and still gets its full 10 s.
     let (a, _) = hosts(Duration::from_secs(4));
     let pool = pool_of(vec![Arc::clone(&a) as _], 1);
-    assert_eq!(pool.spec().timeout_seconds, Some(QUEUEING_TIMEOUT_SECONDS));
+    assert_eq!(
+        pool.deadline(),
+        Deadline::Adapter(Duration::from_secs(10)),
+        "one host's timeout, applied by the pool once a slot is taken"
+    );
     let cascade = Arc::new(Cascade::new(CascadePolicy::default()));
     let started = Instant::now();
     assert_eq!(spans(&cascade, &pool, 3).await, Vec::<String>::new());

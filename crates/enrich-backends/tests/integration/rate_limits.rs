@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enrich_backends::{
-    BackendAdapter, Cascade, CascadePolicy, FailureKind, GenerateRequest, GiveUpReason, HostPool,
-    HostPoolPolicy, QUEUEING_TIMEOUT_SECONDS, RateLimit, RateLimited,
+    BackendAdapter, Cascade, CascadePolicy, Deadline, FailureKind, GenerateRequest, GiveUpReason,
+    HostPool, HostPoolPolicy, RateLimit, RateLimited,
 };
 use enrich_config::BackendSpec;
 use tokio::task::JoinSet;
@@ -117,7 +117,13 @@ async fn the_deadline_starts_once_the_limiter_lets_the_request_go() {
         Arc::new(RateLimited::new(Arc::clone(&backend) as _, limit(1, 0)));
     assert_eq!(
         limited.spec().timeout_seconds,
-        Some(QUEUEING_TIMEOUT_SECONDS)
+        Some(5.0),
+        "the configured timeout"
+    );
+    assert_eq!(
+        limited.deadline(),
+        Deadline::Adapter(Duration::from_secs(5)),
+        "applied by the limiter, after the wait"
     );
     assert_eq!(limited.describe_host(), "scripted://slow");
     let cascade = Cascade::new(CascadePolicy::default());

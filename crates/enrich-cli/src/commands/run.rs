@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use enrich_config::{EnrichmentConfig, Schedule, select_chain};
+use enrich_db::HeldLeases;
 use enrich_pipeline::{
     BudgetStop, EventSink, JsonlSink, Pipeline, PipelineSettings, RunEnd, RunSummary, TracingSink,
 };
@@ -21,6 +22,7 @@ use crate::health::{BackendCheck, Verdict, check_all};
 use crate::output;
 use crate::progress::{BackendCounts, Progress, ProgressMode, Tally, format_duration};
 use crate::signals::Shutdown;
+use crate::time::format_ms;
 
 /// Where LLMC writes its enrichment events, relative to the repository root.
 pub(crate) const DEFAULT_EVENTS_LOG: &str = "logs/enrichment_events.jsonl";
@@ -144,10 +146,11 @@ pub(crate) async fn preflight(config: &EnrichmentConfig, chain: Option<&str>) ->
     Ok(())
 }
 
-/// The run summary: `--json` prints it as it is.
+/// The run summary: `--json` prints it as it is, also for a run an error stopped.
 #[derive(Debug, Serialize)]
 pub(crate) struct RunReport {
-    pub(crate) run_id: i64,
+    /// `None` (`null`) only for a run that could not even be recorded.
+    pub(crate) run_id: Option<i64>,
     /// `completed`, `interrupted` or `failed`, as stored in the runs table.
     pub(crate) status: &'static str,
     /// Why the run ended: `exhausted`, `limit_reached`, `stopped`, `aborted`,
@@ -160,6 +163,8 @@ pub(crate) struct RunReport {
     /// Their cost by the backends' prices (0 without prices).
     pub(crate) cost: f64,
     pub(crate) total_pending: u64,
+    /// Pending spans other runs held when this one started (it did not take them), by run.
+    pub(crate) held_elsewhere: Vec<HeldLeases>,
     pub(crate) attempted: u64,
     pub(crate) succeeded: u64,
     pub(crate) failed: u64,
@@ -172,6 +177,8 @@ pub(crate) struct RunReport {
     /// Attempts per backend name.
     pub(crate) backends: BTreeMap<String, BackendCounts>,
     pub(crate) events_log: PathBuf,
+    /// What stopped the run (`end = "failed"`), or `null`.
+    pub(crate) error: Option<String>,
 }
 
 impl RunReport {
@@ -189,13 +196,14 @@ impl RunReport {
         // Milliseconds are all the precision a summary needs.
         let round = |x: f64| (x * 1000.0).round() / 1000.0;
         Self {
-            run_id: summary.run_id.0,
+            run_id: Some(summary.run_id.0),
             status: summary.status().as_str(),
             end: summary.end,
             budget_stop: summary.budget_stop,
             tokens: summary.tokens,
             cost: summary.cost,
             total_pending: summary.total_pending,
+            held_elsewhere: summary.held_elsewhere.clone(),
             attempted: summary.attempted,
             succeeded: summary.succeeded,
             failed: summary.failed,
@@ -207,6 +215,33 @@ impl RunReport {
             spans_per_sec: round(spans_per_sec),
             backends,
             events_log: events_log.to_path_buf(),
+            error: None,
+        }
+    }
+
+    /// The report of a run that stopped before it could be recorded.
+    pub(crate) fn not_started(events_log: &Path) -> Self {
+        Self {
+            run_id: None,
+            status: RunEnd::Failed.status().as_str(),
+            end: RunEnd::Failed,
+            budget_stop: None,
+            tokens: 0,
+            cost: 0.0,
+            total_pending: 0,
+            held_elsewhere: Vec::new(),
+            attempted: 0,
+            succeeded: 0,
+            failed: 0,
+            fell_back: 0,
+            skipped: 0,
+            cancelled: 0,
+            dead_lettered: 0,
+            duration_sec: 0.0,
+            spans_per_sec: 0.0,
+            backends: BTreeMap::new(),
+            events_log: events_log.to_path_buf(),
+            error: None,
         }
     }
 
@@ -228,10 +263,12 @@ impl RunReport {
     pub(crate) fn render(&self) -> Result<String> {
         let mut text = String::new();
         let duration = format_duration(std::time::Duration::from_secs_f64(self.duration_sec));
+        let run = self
+            .run_id
+            .map_or_else(|| "(not recorded)".to_owned(), |id| id.to_string());
         writeln!(
             text,
-            "run {} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({:.2} spans/s)",
-            self.run_id,
+            "run {run} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({:.2} spans/s)",
             self.status,
             serde_json::to_value(self.end)?.as_str().unwrap_or("?"),
             self.succeeded,
@@ -240,6 +277,18 @@ impl RunReport {
             self.total_pending,
             self.spans_per_sec
         )?;
+        for held in &self.held_elsewhere {
+            writeln!(
+                text,
+                "  {} more pending span(s) are held by run {} on host {} (pid {}) until {}: a \
+                 later run takes them once that run ends or its leases expire",
+                held.spans,
+                held.run_id.0,
+                held.host,
+                held.pid,
+                format_ms(held.until_ms)
+            )?;
+        }
         if let Some(stop) = &self.budget_stop {
             writeln!(
                 text,
@@ -358,20 +407,28 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
     }
 
     let shutdown = Shutdown::install().context("cannot install the Ctrl-C handler")?;
-    let summary = pipeline.run(&shutdown.control).await;
+    let outcome = pipeline.run_to_end(&shutdown.control).await;
     // The pipeline holds the sinks: dropping both takes the progress bar off the screen.
     drop(pipeline);
     drop(progress);
-    let summary = summary.context("the run stopped")?;
     if let Err(err) = events.check() {
-        tracing::warn!("{err}; the run itself is complete and stored");
+        tracing::warn!("{err}; the run itself is stored");
     }
 
-    let report = RunReport::new(&summary, tally.snapshot(), &events_path);
+    // The report is printed whatever ended the run; an error then also goes to stderr and
+    // decides the exit code.
+    let mut report = match &outcome.summary {
+        Some(summary) => RunReport::new(summary, tally.snapshot(), &events_path),
+        None => RunReport::not_started(&events_path),
+    };
+    report.error = outcome.error.as_ref().map(ToString::to_string);
     if json {
         output::json(&report)?;
     } else {
         output::text(&report.render()?)?;
+    }
+    if let Some(error) = outcome.error {
+        return Err(anyhow::Error::new(error).context("the run stopped"));
     }
     report.exit(shutdown.signal())
 }

@@ -28,6 +28,7 @@ fn builtin() -> EnrichmentConfig {
         on_failure: OnFailure::Error,
         prompt: PromptConfig::default(),
         corrective_reasks: 1,
+        busy_timeout_seconds: 30.0,
         schedule: Schedule::PerSpan,
         circuit_breaker: CircuitBreakerConfig::default(),
         budget: BudgetConfig::default(),

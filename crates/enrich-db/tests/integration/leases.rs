@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use enrich_db::{Db, Lease, LeaseHolder, RunCounts, RunStatus, WeightedSpan, WorkOrderKey};
+use enrich_db::{Db, Lease, LeaseHolder, RunStatus, WeightedSpan, WorkOrderKey};
 
 use crate::support::{Fixture, enriched};
 
@@ -157,7 +157,7 @@ fn outcomes_and_the_end_of_a_run_release_its_leases() {
     assert_eq!(b.db.leased_elsewhere(b.lease.run_id).expect("count"), 2);
     assert_eq!(b.claim(10).len(), 2, "B gets the spans A does not hold");
 
-    a.db.finish_run(run, RunCounts::default(), RunStatus::Interrupted)
+    a.db.finish_run(run, 0, RunStatus::Interrupted)
         .expect("finish");
     assert_eq!(leases(&fixture), 2, "only B's leases remain");
     let mut c = Runner::new(&fixture, me(), HOUR);

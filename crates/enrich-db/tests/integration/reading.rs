@@ -103,8 +103,11 @@ fn stats_count_everything_and_group_by_model_and_host() {
         failed: 2,
         skipped: 0,
     };
-    db.finish_run(run, counts, RunStatus::Completed)
-        .expect("finish");
+    assert_eq!(
+        db.finish_run(run, 0, RunStatus::Completed).expect("finish"),
+        counts,
+        "the counts of what the run stored"
+    );
     let run2 = db.start_run("fp").expect("run");
     db.write_batch(&[failed(&hashes[4], run2)]).expect("run 2");
 

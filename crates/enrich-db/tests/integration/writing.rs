@@ -330,35 +330,63 @@ fn the_attempt_history_of_a_span_spans_runs_in_order() {
 }
 
 #[test]
-fn runs_record_their_start_end_counts_and_status() {
+fn runs_record_their_start_end_and_status_and_count_what_they_committed() {
     let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("a.py", "python", &python_lines(6));
     let mut db = fixture.db();
     assert_eq!(db.last_run().expect("none"), None);
     let first = db.start_run("config-a").expect("run");
     let second = db.start_run("config-b").expect("run");
     assert!(second > first);
-    let counts = RunCounts {
-        attempted: 10,
-        succeeded: 7,
+    db.write_batch(&[
+        enriched(&hashes[0], second, "a"),
+        enriched(&hashes[1], second, "b"),
+        failed(&hashes[2], second),
+        SpanOutcome {
+            result: SpanResult::Enriched(Box::new(Enrichment::fallback_empty())),
+            ..enriched(&hashes[3], second, "fallback")
+        },
+        enriched(&hashes[4], first, "the other run's"),
+        enriched("sha256:gone", second, "a span re-indexed away"),
+    ])
+    .expect("write");
+    // A batch that fails (here: its run is unknown) stores nothing and counts nothing.
+    db.write_batch(&[
+        enriched(&hashes[5], second, "lost"),
+        enriched(&hashes[5], RunId(999), "lost"),
+    ])
+    .expect_err("an unknown run fails the batch");
+    let open = db.run(second).expect("read").expect("run");
+    assert_eq!(
+        (open.status, open.counts.succeeded, open.counts.failed),
+        (RunStatus::Running, 2, 2),
+        "counted as committed, before the run ends"
+    );
+
+    let counts = db
+        .finish_run(second, 1, RunStatus::Interrupted)
+        .expect("finish");
+    let expected = RunCounts {
+        attempted: 4,
+        succeeded: 2,
         failed: 2,
         skipped: 1,
     };
-    db.finish_run(second, counts, RunStatus::Interrupted)
-        .expect("finish");
+    assert_eq!(counts, expected);
     let run = db.last_run().expect("read").expect("run");
     assert_eq!(run.id, second);
     assert_eq!(run.config_fingerprint, "config-b");
     assert_eq!(run.status, RunStatus::Interrupted);
-    assert_eq!(run.counts, counts);
+    assert_eq!(run.counts, expected);
     assert!(run.finished_at_ms.expect("finished") >= run.started_at_ms);
     let open = db.run(first).expect("read").expect("run");
     assert_eq!(
-        (open.status, open.finished_at_ms),
-        (RunStatus::Running, None)
+        (open.status, open.finished_at_ms, open.counts.succeeded),
+        (RunStatus::Running, None, 1)
     );
 
     let err = db
-        .finish_run(RunId(999), counts, RunStatus::Completed)
+        .finish_run(RunId(999), 0, RunStatus::Completed)
         .expect_err("unknown");
     assert!(
         matches!(

@@ -398,3 +398,48 @@ async fn a_failing_write_stops_the_run_and_records_it_as_failed() {
         })
     ));
 }
+
+/// A run that a failing write stops (a full disk after four enrichments) reports and records
+/// the counts of what it committed, not of the spans its backends answered: the spans answered
+/// after the failure were never stored.
+#[tokio::test(start_paused = true)]
+async fn a_run_that_fails_half_way_counts_what_it_committed() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 12);
+    fixture
+        .raw()
+        .execute_batch(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON enrich_attempts
+             WHEN (SELECT COUNT(*) FROM enrichments) >= 4
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .expect("trigger");
+    let model = Arc::new(
+        Scripted::new("model")
+            .delay(std::time::Duration::from_secs(1))
+            .option("max_in_flight", serde_json::json!(4)),
+    );
+    let (pipeline, _) = pipeline(&fixture, &config(&[&model]), &[&model], |s| {
+        s.commit_every = 1;
+        s.concurrency = 4;
+    });
+
+    let outcome = pipeline.run_to_end(&RunControl::new()).await;
+
+    assert!(
+        matches!(outcome.error, Some(PipelineError::Write { .. })),
+        "{:?}",
+        outcome.error
+    );
+    let summary = outcome.summary.expect("a failed run is reported");
+    assert_eq!(summary.end, enrich_pipeline::RunEnd::Failed);
+    assert_eq!(fixture.count("enrichments"), 4);
+    assert!(model.calls() > 4, "spans were answered after the failure");
+    assert_eq!(
+        (summary.attempted, summary.succeeded, summary.failed),
+        (4, 4, 0)
+    );
+    let run = fixture.db().last_run().unwrap().expect("run row");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!((run.counts.attempted, run.counts.succeeded), (4, 4));
+}

@@ -282,3 +282,53 @@ async fn the_limit_setting_caps_a_run() {
     assert_eq!((summary.attempted, summary.end), (3, RunEnd::LimitReached));
     assert_eq!(fixture.pending(), 1);
 }
+
+/// Milliseconds since the Unix epoch, as leases count them.
+fn wall_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("fits")
+}
+
+/// A run's span leases live twice the longest a span's cascade may take (every attempt at the
+/// backend's own `timeout_seconds` plus the longest backoff), at least 10 minutes: computed from
+/// the configured timeout, also behind the in-flight cap every backend is wrapped in, whose
+/// queueing needs no deadline of its own.
+#[tokio::test(start_paused = true)]
+async fn a_run_s_leases_live_as_long_as_its_backends_timeouts_say() {
+    // 3 attempts per span; the longest backoff: 30 s (the default).
+    for (timeout, expected_secs) in [(2.0, 600), (200.0, 2 * 3 * (200 + 30))] {
+        let fixture = Fixture::new();
+        fixture.index_lines("a.py", 3);
+        let model = Arc::new(
+            Scripted::new("model")
+                .timeout_seconds(timeout)
+                .delay(std::time::Duration::from_secs(1)),
+        );
+        let (pipeline, _) = pipeline(&fixture, &config(&[&model]), &[&model], |s| {
+            s.cascade = s.cascade.clone().with_max_attempts_per_span(3);
+        });
+        let run = tokio::spawn(async move { pipeline.run(&RunControl::new()).await });
+        let raw = fixture.raw();
+        let life_ms = loop {
+            let expires: Option<i64> = raw
+                .query_row("SELECT MAX(expires_at_ms) FROM enrich_leases", [], |row| {
+                    row.get(0)
+                })
+                .expect("read leases");
+            if let Some(expires) = expires {
+                break expires - wall_ms();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let expected_ms = expected_secs * 1000;
+        assert!(
+            (expected_ms - 10_000..=expected_ms).contains(&life_ms),
+            "timeout {timeout}s: leases live {life_ms} ms, not about {expected_secs} s"
+        );
+        let summary = run.await.expect("run task").expect("run");
+        assert_eq!(summary.succeeded, 3);
+        assert_eq!(fixture.count("enrich_leases"), 0, "released at the end");
+    }
+}
