@@ -132,7 +132,11 @@ mod tests {
         let err = limit.check_declared(Some(101)).unwrap_err();
         assert_eq!(err.kind, FailureKind::ResponseTooLarge);
         assert!(err.message.contains("http://h"), "{}", err.message);
-        assert!(err.message.contains("declares 101 bytes"), "{}", err.message);
+        assert!(
+            err.message.contains("declares 101 bytes"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("100 bytes"), "{}", err.message);
         assert_eq!(limit.read(), 0);
     }
@@ -146,7 +150,11 @@ mod tests {
         assert_eq!(limit.read(), 10);
         let err = limit.append(&mut body, b"x").unwrap_err();
         assert_eq!(err.kind, FailureKind::ResponseTooLarge);
-        assert!(err.message.contains("more than 10 bytes"), "{}", err.message);
+        assert!(
+            err.message.contains("more than 10 bytes"),
+            "{}",
+            err.message
+        );
         assert_eq!(body, b"1234567890");
         assert!(limit.count(0).is_err(), "past the cap stays past it");
     }

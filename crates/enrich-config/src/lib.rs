@@ -45,8 +45,8 @@ pub use redact::{credential_option, redact_url};
 pub use reliability::{BudgetConfig, CircuitBreakerConfig, Schedule};
 pub use types::{
     BackendSpec, DEFAULT_CHAIN, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MODEL, DEFAULT_OLLAMA_URL,
-    DEFAULT_PROVIDER, DEFAULT_TIER, DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options, Price, PromptConfig, Secret,
-    is_secret_key, redacted_options,
+    DEFAULT_PROVIDER, DEFAULT_TIER, DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options,
+    Price, PromptConfig, Secret, is_secret_key, redacted_options,
 };
 pub use work_order::{
     DEFAULT_PATH_WEIGHT, FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, MAX_PATH_WEIGHT, MIN_PATH_WEIGHT,

@@ -578,7 +578,9 @@ fn resolve_entry(
     if let Some(bytes) = max_response_bytes.filter(|&bytes| bytes < MIN_RESPONSE_BYTES) {
         return Err(invalid(
             "max_response_bytes",
-            format!("{bytes} (expected at least {MIN_RESPONSE_BYTES} bytes; remove the key for the default of {DEFAULT_MAX_RESPONSE_BYTES})"),
+            format!(
+                "{bytes} (expected at least {MIN_RESPONSE_BYTES} bytes; remove the key for the default of {DEFAULT_MAX_RESPONSE_BYTES})"
+            ),
         ));
     }
     let options = raw.options.unwrap_or_default();
@@ -778,8 +780,14 @@ fn entry_json(spec: &BackendSpec) -> serde_json::Value {
     let optional = [
         (
             "urls",
-            (!spec.urls.is_empty())
-                .then(|| json!(spec.urls.iter().map(|url| redact_url(url)).collect::<Vec<_>>())),
+            (!spec.urls.is_empty()).then(|| {
+                json!(
+                    spec.urls
+                        .iter()
+                        .map(|url| redact_url(url))
+                        .collect::<Vec<_>>()
+                )
+            }),
         ),
         (
             "max_response_bytes",

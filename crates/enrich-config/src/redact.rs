@@ -125,12 +125,21 @@ mod tests {
         let cases = [
             ("http://u:PASS@host/v1", "http://[redacted]@host/v1"),
             ("http://TOKEN@host", "http://[redacted]@host"),
-            ("https://u:p@ss@host:8443/x", "https://[redacted]@host:8443/x"),
+            (
+                "https://u:p@ss@host:8443/x",
+                "https://[redacted]@host:8443/x",
+            ),
             ("http://me:pw@bad host/x", "http://[redacted]@bad host/x"),
             ("u:PASS@gpu-box:8080", "[redacted]@gpu-box:8080"),
             ("http://host/a@b", "http://host/a@b"),
-            ("http://host?token=T#frag", "http://host?token=[redacted]#frag"),
-            ("http://host/v1?model=x&key=K", "http://host/v1?model=x&key=[redacted]"),
+            (
+                "http://host?token=T#frag",
+                "http://host?token=[redacted]#frag",
+            ),
+            (
+                "http://host/v1?model=x&key=K",
+                "http://host/v1?model=x&key=[redacted]",
+            ),
             ("http://localhost:11434", "http://localhost:11434"),
             ("gpu-box", "gpu-box"),
             ("", ""),
@@ -146,12 +155,21 @@ mod tests {
         let cases = [
             (json!({"api_key": "k"}), Some("api_key")),
             (json!({"API-Key": "k"}), Some("API-Key")),
-            (json!({"temperature": 0, "Authorization": "Bearer k"}), Some("Authorization")),
+            (
+                json!({"temperature": 0, "Authorization": "Bearer k"}),
+                Some("Authorization"),
+            ),
             (json!({"access_token": "k"}), Some("access_token")),
             (json!({"password": "k"}), Some("password")),
-            (json!({"headers": {"x": 1, "authorization": "k"}}), Some("headers.authorization")),
+            (
+                json!({"headers": {"x": 1, "authorization": "k"}}),
+                Some("headers.authorization"),
+            ),
             (json!({"extra": [{"secret": "k"}]}), Some("extra.secret")),
-            (json!({"max_tokens": 10, "num_keep": 4, "stop": ["token"]}), None),
+            (
+                json!({"max_tokens": 10, "num_keep": 4, "stop": ["token"]}),
+                None,
+            ),
             (json!({"keep_alive": "5m", "api_key_env": "X"}), None),
         ];
         for (value, expected) in cases {

@@ -212,7 +212,11 @@ impl fmt::Debug for BackendSpec {
             .field("url", &self.url.as_deref().map(crate::redact_url))
             .field(
                 "urls",
-                &self.urls.iter().map(|url| crate::redact_url(url)).collect::<Vec<_>>(),
+                &self
+                    .urls
+                    .iter()
+                    .map(|url| crate::redact_url(url))
+                    .collect::<Vec<_>>(),
             )
             .field("routing_tier", &self.routing_tier)
             .field("timeout_seconds", &self.timeout_seconds)

@@ -209,7 +209,9 @@ fn secrets_never_show_in_debug_of_a_loaded_config() {
         }
         same(
             "OLLAMA_HOST shown",
-            setting(&loaded, "enrichment.chain.main.local.url")?.value.clone(),
+            setting(&loaded, "enrichment.chain.main.local.url")?
+                .value
+                .clone(),
             json!("http://[redacted]@gpu:11434"),
         )?;
         // The key is still there for the adapter that needs it.

@@ -121,7 +121,10 @@ fn credentials_in_options_are_refused_naming_the_backend_the_key_and_api_key_env
         ("token = \"sk-1\"", "options.token"),
         ("password = \"sk-1\"", "options.password"),
         ("secret = \"sk-1\"", "options.secret"),
-        ("headers = { authorization = \"sk-1\" }", "options.headers.authorization"),
+        (
+            "headers = { authorization = \"sk-1\" }",
+            "options.headers.authorization",
+        ),
     ];
     for (option, key) in cases {
         let toml = format!(
