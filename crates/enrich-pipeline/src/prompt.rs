@@ -139,9 +139,36 @@ impl PromptBuilder {
         self.template.is_some()
     }
 
+    /// How many bytes of a span's source a prompt can use: `max_snippet_bytes`, plus a UTF-8
+    /// character's worth so the character at the cut is whole. Read no more than this of a
+    /// span ([`SourceReader::read_prefix`](enrich_db::SourceReader::read_prefix)), however long
+    /// it is.
+    pub fn source_limit(&self) -> u64 {
+        u64::try_from(self.max_snippet_bytes)
+            .unwrap_or(u64::MAX)
+            .saturating_add(4)
+    }
+
     /// The prompt for `span` whose source is `source`.
     pub fn build(&self, span: &PromptSpan<'_>, source: &str) -> Prompt {
+        self.build_from_prefix(span, source, source.len())
+    }
+
+    /// The prompt for `span` from the first bytes of its source (`source`: at least
+    /// [`source_limit`](Self::source_limit) bytes of it, or all of it), the whole span being
+    /// `span_bytes` long. The prompt is the one [`build`](Self::build) makes from the whole
+    /// source.
+    pub fn build_from_prefix(
+        &self,
+        span: &PromptSpan<'_>,
+        source: &str,
+        span_bytes: usize,
+    ) -> Prompt {
         let (snippet, cut) = cut_snippet(source, self.max_snippet_bytes, span.line_start);
+        let cut = cut.map(|cut| SnippetCut {
+            total_bytes: span_bytes.max(cut.total_bytes),
+            ..cut
+        });
         let mut text = String::with_capacity(snippet.len() + 1600);
         match &self.template {
             Some(segments) => {
@@ -392,6 +419,35 @@ mod tests {
         let (shown, cut) = cut_snippet("ééééé\n", 5, 3);
         assert_eq!(shown, "éé");
         assert_eq!(cut.map(|c| (c.last_line, c.inside_line)), Some((3, true)));
+    }
+
+    #[test]
+    fn a_prefix_of_source_limit_bytes_makes_the_prompt_of_the_whole_source() {
+        let builder = PromptBuilder::new(&PromptConfig {
+            template: None,
+            max_snippet_bytes: 40,
+        })
+        .unwrap();
+        let span = PromptSpan {
+            path: "src/big.rs",
+            line_start: 1,
+            line_end: 400,
+            lang: "rust",
+            symbol: "big",
+            kind: "function",
+        };
+        // Multi-byte characters around the limit, so the prefix may end inside one.
+        let whole = "fn big() {\n    let é = \"ééé\";\n    call(é);\n}\n".repeat(100);
+        let limit = usize::try_from(builder.source_limit()).unwrap();
+        assert_eq!(limit, 44);
+        for cut_at in [limit, limit + 1] {
+            let prefix = String::from_utf8_lossy(&whole.as_bytes()[..cut_at]);
+            assert_eq!(
+                builder.build_from_prefix(&span, &prefix, whole.len()),
+                builder.build(&span, &whole),
+                "prefix of {cut_at} bytes"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,6 @@ use crate::control::{RunControl, StopLevel};
 use crate::error::PipelineError;
 use crate::events::{Event, EventSink, now_ms};
 use crate::pipeline::Inner;
-use crate::prompt::PromptSpan;
 use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
@@ -930,11 +929,11 @@ async fn process_span(
     let route = inner
         .router
         .choose_chain(&view, settings.chain_override.as_deref());
-    let source = inner.sources.read(&span);
+    let source = inner.read_source(&span);
     let prompt = source
         .as_ref()
         .ok()
-        .map(|source| inner.prompts.build(&PromptSpan::of(&span), source));
+        .map(|source| inner.prompt(&span, source));
 
     let (chain, backends) = match &route {
         Ok(decision) => (
