@@ -1,13 +1,4 @@
 //! [`ResponseLimit`]: reading an answer's body up to the backend's `max_response_bytes`.
-//!
-//! An adapter that reads a whole body before parsing it holds all of it in memory: a server
-//! answering 100 MB would cost 100 MB per request in flight. Every adapter, first-party or not,
-//! reads its answers through one `ResponseLimit` per request instead: a declared
-//! `Content-Length` over the cap fails before a byte of the body is read, and a body without one
-//! (chunked, or a stream) fails as soon as the bytes read pass the cap. Either way the failure
-//! is a [`FailureKind::ResponseTooLarge`] naming the host and the cap, and the rest of the body
-//! is never read. The limit works on byte chunks, so it knows no HTTP client: an adapter feeds
-//! it whatever its client yields.
 
 use crate::failure::{BackendError, FailureKind};
 
@@ -15,7 +6,16 @@ use crate::failure::{BackendError, FailureKind};
 /// message; the rest is not read. Error bodies are only ever quoted, in a few hundred characters.
 pub const ERROR_BODY_BYTES: usize = 64 * 1024;
 
-/// Counts the bytes of one answer against a cap; see the [module documentation](self).
+/// Counts the bytes of one answer against a cap.
+///
+/// An adapter that reads a whole body before parsing it holds all of it in memory: a server
+/// answering 100 MB would cost 100 MB per request in flight. Every adapter, first-party or not,
+/// reads its answers through one `ResponseLimit` per request instead: a declared
+/// `Content-Length` over the cap fails before a byte of the body is read, and a body without one
+/// (chunked, or a stream) fails as soon as the bytes read pass the cap. Either way the failure
+/// is a [`FailureKind::ResponseTooLarge`] naming the host and the cap, and the rest of the body
+/// is never read. The limit works on byte chunks, so it knows no HTTP client: an adapter feeds
+/// it whatever its client yields.
 ///
 /// ```
 /// use enrich_backends::{FailureKind, ResponseLimit};

@@ -61,6 +61,21 @@ impl Outputs {
         ran
     }
 
+    /// Runs every command that shows what a run stored (`status`, `show`, `failures`, each as
+    /// text and JSON); each must succeed.
+    fn read_back(&mut self, repo: &TestRepo, key: &str) {
+        for args in [
+            &["status"][..],
+            &["--json", "status"],
+            &["show", &repo.spans[0].hash],
+            &["--json", "show", &repo.spans[0].hash],
+            &["failures"],
+            &["--json", "failures"],
+        ] {
+            self.enrich(repo, key, args).expect_code(0);
+        }
+    }
+
     /// Adds every file under `dir`, recursively.
     fn files(&mut self, dir: &Path) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -136,16 +151,7 @@ fn an_api_key_reaches_the_backend_and_no_output_log_or_file() {
         .enrich(&repo, &key, &["-vvv", "--json", "run", "--limit", "3"])
         .expect_code(0);
     outputs.enrich(&repo, &key, &["-vvv", "run"]).expect_code(0);
-    for args in [
-        &["status"][..],
-        &["--json", "status"],
-        &["show", &repo.spans[0].hash],
-        &["--json", "show", &repo.spans[0].hash],
-        &["failures"],
-        &["--json", "failures"],
-    ] {
-        outputs.enrich(&repo, &key, args).expect_code(0);
-    }
+    outputs.read_back(&repo, &key);
     assert_eq!(
         repo.count("SELECT COUNT(*) FROM enrichments"),
         repo.spans.len() as i64
@@ -290,16 +296,7 @@ fn a_password_in_a_url_reaches_the_backend_and_no_output_log_or_file() {
     outputs.enrich(&repo, "", &["-vvv", "plan"]).expect_code(0);
     outputs.enrich(&repo, "", &["-vvv", "--json", "run", "--limit", "3"]);
     outputs.enrich(&repo, "", &["-vvv", "run"]);
-    for args in [
-        &["status"][..],
-        &["--json", "status"],
-        &["show", &repo.spans[0].hash],
-        &["--json", "show", &repo.spans[0].hash],
-        &["failures"],
-        &["--json", "failures"],
-    ] {
-        outputs.enrich(&repo, "", args).expect_code(0);
-    }
+    outputs.read_back(&repo, "");
     assert!(repo.count("SELECT COUNT(*) FROM enrichments") > 0);
     assert!(
         repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE outcome = 'failure'") > 0,
