@@ -37,7 +37,6 @@ pub fn register(registry: &mut AdapterRegistry) {
 }
 
 /// One backend: a model on an Ollama server, asked through `POST {url}/api/chat`.
-#[derive(Debug)]
 pub struct ChatAdapter {
     spec: BackendSpec,
     /// The base URL without a trailing slash (with its credentials, if any: reqwest sends them
@@ -47,6 +46,16 @@ pub struct ChatAdapter {
     shown: String,
     /// Built once and shared by every request, so connections are kept alive.
     client: reqwest::Client,
+}
+
+/// Shows the URL as [`redact_url`] does: a password in it is never printed.
+impl std::fmt::Debug for ChatAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatAdapter")
+            .field("spec", &self.spec)
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChatAdapter {
