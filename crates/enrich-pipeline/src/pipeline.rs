@@ -21,6 +21,7 @@ use crate::prompt::{Prompt, PromptBuilder, PromptSpan};
 use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunSummary};
 use crate::run;
 use crate::run::queue::WorkQueue;
+use crate::secrets::{Guarded, SecretGuard};
 use crate::settings::{PipelineSettings, max_in_flight};
 
 /// The adapters of one chain, in the order the cascade tries them.
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) pools: Vec<Arc<HostPool>>,
     /// Reads each span's source under `settings.repo_root`, resolved once.
     pub(crate) sources: SourceReader,
+    /// Scans each span's source before its prompt is built.
+    pub(crate) secrets: SecretGuard,
 }
 
 impl Inner {
@@ -108,11 +111,12 @@ impl Inner {
         self.sources.read_prefix(span, self.prompts.source_limit())
     }
 
-    /// The prompt for `span` from what [`read_source`](Self::read_source) read.
-    pub(crate) fn prompt(&self, span: &PendingSpan, source: &SpanSource) -> Prompt {
-        let span_bytes = usize::try_from(source.span_bytes).unwrap_or(usize::MAX);
+    /// The prompt for `span` from the text [`read_source`](Self::read_source) read (after the
+    /// secrets guard), the whole span being `span_bytes` long.
+    pub(crate) fn prompt(&self, span: &PendingSpan, text: &str, span_bytes: u64) -> Prompt {
+        let span_bytes = usize::try_from(span_bytes).unwrap_or(usize::MAX);
         self.prompts
-            .build_from_prefix(&PromptSpan::of(span), &source.text, span_bytes)
+            .build_from_prefix(&PromptSpan::of(span), text, span_bytes)
     }
 
     /// What the router sees of a span.
@@ -273,6 +277,7 @@ impl<'a> PipelineBuilder<'a> {
 
         Ok(Pipeline {
             inner: Arc::new(Inner {
+                secrets: SecretGuard::new(settings.secrets),
                 settings,
                 router,
                 chains,
@@ -507,13 +512,23 @@ impl Pipeline {
                 inner.settings.chain_override.as_deref(),
             )
             .map_err(PipelineError::Route)?;
-        let (estimated_tokens, cut, source_error) = match inner.read_source(&span) {
-            Ok(source) => {
-                let prompt = inner.prompt(&span, &source);
-                (Some(prompt.estimated_tokens), prompt.cut, None)
-            }
-            Err(error) => (None, None, Some(error.to_string())),
-        };
+        let (estimated_tokens, cut, source_error, secrets, withheld) =
+            match inner.read_source(&span) {
+                Ok(read) => match inner.secrets.guard(&read.text) {
+                    Guarded::Send { source, redacted } => {
+                        let prompt = inner.prompt(&span, &source, read.span_bytes);
+                        (
+                            Some(prompt.estimated_tokens),
+                            prompt.cut,
+                            None,
+                            redacted,
+                            false,
+                        )
+                    }
+                    Guarded::Withheld { rules } => (None, None, None, rules, true),
+                },
+                Err(error) => (None, None, Some(error.to_string()), Vec::new(), false),
+            };
         let in_cooldown = inner.in_cooldown(&span).is_some();
         let decision = inner
             .settings
@@ -536,6 +551,8 @@ impl Pipeline {
             cut,
             in_cooldown,
             source_error,
+            secrets,
+            withheld,
         })
     }
 }

@@ -48,6 +48,11 @@ impl<'a> PromptSpan<'a> {
     }
 }
 
+/// The bytes read past `max_snippet_bytes` (see [`PromptBuilder::source_limit`]): more than any
+/// secret the scanner knows (a private key block included) and than a UTF-8 character, so what
+/// the snippet shows is scanned in full context.
+const SCAN_MARGIN: u64 = 64 * 1024;
+
 /// How a span's source was shortened to fit `max_snippet_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SnippetCut {
@@ -139,14 +144,15 @@ impl PromptBuilder {
         self.template.is_some()
     }
 
-    /// How many bytes of a span's source a prompt can use: `max_snippet_bytes`, plus a UTF-8
-    /// character's worth so the character at the cut is whole. Read no more than this of a
-    /// span ([`SourceReader::read_prefix`](enrich_db::SourceReader::read_prefix)), however long
-    /// it is.
+    /// How many bytes of a span's source a prompt can use: `max_snippet_bytes`, plus 64 KiB so
+    /// that a secret starting inside the snippet is read whole and the
+    /// secrets scanner sees all of it (and the character at the cut is whole). Read no more
+    /// than this of a span ([`SourceReader::read_prefix`](enrich_db::SourceReader::read_prefix)),
+    /// however long it is.
     pub fn source_limit(&self) -> u64 {
         u64::try_from(self.max_snippet_bytes)
             .unwrap_or(u64::MAX)
-            .saturating_add(4)
+            .saturating_add(SCAN_MARGIN)
     }
 
     /// The prompt for `span` whose source is `source`.
@@ -437,10 +443,11 @@ mod tests {
             kind: "function",
         };
         // Multi-byte characters around the limit, so the prefix may end inside one.
-        let whole = "fn big() {\n    let é = \"ééé\";\n    call(é);\n}\n".repeat(100);
+        let whole = "fn big() {\n    let é = \"ééé\";\n    call(é);\n}\n".repeat(3000);
         let limit = usize::try_from(builder.source_limit()).unwrap();
-        assert_eq!(limit, 44);
-        for cut_at in [limit, limit + 1] {
+        assert_eq!(limit as u64, 40 + SCAN_MARGIN);
+        // One character past the snippet, a character's worth, the limit.
+        for cut_at in [41, 44, limit] {
             let prefix = String::from_utf8_lossy(&whole.as_bytes()[..cut_at]);
             assert_eq!(
                 builder.build_from_prefix(&span, &prefix, whole.len()),

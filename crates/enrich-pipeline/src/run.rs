@@ -24,6 +24,7 @@ use crate::error::PipelineError;
 use crate::events::{Event, EventSink, now_ms};
 use crate::pipeline::Inner;
 use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
+use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
 pub(crate) mod queue;
@@ -930,10 +931,28 @@ async fn process_span(
         .router
         .choose_chain(&view, settings.chain_override.as_deref());
     let source = inner.read_source(&span);
-    let prompt = source
+    // Scanned before the prompt is built: a secret is redacted from it, or the span withheld.
+    let guarded = source
         .as_ref()
         .ok()
-        .map(|source| inner.prompt(&span, source));
+        .map(|read| (inner.secrets.guard(&read.text), read.span_bytes));
+    let (prompt, withheld) = match &guarded {
+        Some((Guarded::Send { source, redacted }, span_bytes)) => {
+            if !redacted.is_empty() {
+                tracing::info!(
+                    span = %span.span_hash,
+                    path = %span.file_path,
+                    rules = %redacted.join(","),
+                    "secrets redacted from the span's prompt"
+                );
+            }
+            let prompt = inner.prompt(&span, source, *span_bytes);
+            (Some(prompt), None)
+        }
+        Some((Guarded::Withheld { rules }, _)) => (None, Some(withheld_message(rules))),
+        None => (None, None),
+    };
+    drop(guarded);
 
     let (chain, backends) = match &route {
         Ok(decision) => (
@@ -961,12 +980,15 @@ async fn process_span(
         (Ok(decision), Ok(_), Some(prompt)) => {
             enrich(ctx, &span, decision, prompt.text, tier).await
         }
-        // A prompt is built whenever the source was read.
-        (Ok(_), Ok(_), None) => Ending::failed(
-            SOURCE_UNREADABLE,
-            "no prompt could be built for the span".to_owned(),
-            Vec::new(),
-        ),
+        (Ok(_), Ok(_), None) => match withheld {
+            Some(message) => Ending::failed(SECRET_DETECTED, message, Vec::new()),
+            // A prompt is built whenever the source was read and not withheld.
+            None => Ending::failed(
+                SOURCE_UNREADABLE,
+                "no prompt could be built for the span".to_owned(),
+                Vec::new(),
+            ),
+        },
     };
 
     let mut error = ending.error;

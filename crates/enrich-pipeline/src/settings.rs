@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use enrich_backends::{CascadePolicy, CircuitPolicy};
 use enrich_config::{
-    BackendSpec, BudgetConfig, EnrichmentConfig, OnFailure, Schedule, WorkOrder, redacted_options,
+    BackendSpec, BudgetConfig, EnrichmentConfig, OnFailure, Schedule, SecretsAction, WorkOrder,
+    redacted_options,
 };
 
 use crate::error::PipelineError;
@@ -66,6 +67,9 @@ pub struct PipelineSettings {
     /// Per span (each span runs its whole chain) or by tier (each backend of the chains in
     /// turn, over every span) (`schedule`).
     pub schedule: Schedule,
+    /// What a run does with a span holding a secret (`[enrichment.secrets] action`): send it
+    /// redacted, or not at all.
+    pub secrets: SecretsAction,
 }
 
 impl PipelineSettings {
@@ -103,6 +107,7 @@ impl PipelineSettings {
             work_order: config.work_order.clone(),
             budget: config.budget,
             schedule: config.schedule,
+            secrets: config.secrets.action,
         }
     }
 
