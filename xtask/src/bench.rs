@@ -18,7 +18,10 @@
 //!    healthy case of 3;
 //! 5. **scale** — a 1,000,000-span index (`enrich-bench gen-db`): time to select the next
 //!    batch (`enrich-bench select-batch`, fresh and after a 100,000-span run), `enrich status`,
-//!    and the peak RSS (`VmHWM`) of `enrich run` over 100,000 spans.
+//!    and the peak RSS (`VmHWM`) of `enrich run` over 100,000 spans;
+//! 6. **huge answers** — a chain whose first backend (`fake-ollama --fault-rate oversized=1`)
+//!    answers every span with 100 MB, at concurrency 4: the peak RSS of `enrich run` (each
+//!    answer fails at `max_response_bytes` and the second backend enriches the span).
 //!
 //! Prints one table (scenario, measured, target, met?) and writes it with the samples and the
 //! machine (`available_parallelism`, the CPU model, the load average) to
@@ -61,6 +64,10 @@ const CAPTURED_BODIES: u64 = 256;
 /// The share of the fake server's own request rate `enrich run` must reach to count as limited
 /// by the server.
 const HTTP_TARGET: f64 = 0.9;
+/// The size of every answer of the huge-answers scenario's first backend.
+const HUGE_ANSWER_BYTES: u64 = 100_000_000;
+/// Spans in flight in the huge-answers scenario.
+const HUGE_CONCURRENCY: u32 = 4;
 /// How often a running `enrich run` is sampled for its peak RSS.
 const RSS_POLL: Duration = Duration::from_millis(10);
 
@@ -74,6 +81,7 @@ struct Sizes {
     failure: u64,
     scale: u64,
     scale_run: u64,
+    huge: u64,
 }
 
 impl Sizes {
@@ -85,6 +93,7 @@ impl Sizes {
         failure: 400,
         scale: 1_000_000,
         scale_run: 100_000,
+        huge: 200,
     };
     /// Enough for every scenario to do its work once; nothing to judge speed by.
     const SMOKE: Sizes = Sizes {
@@ -95,6 +104,7 @@ impl Sizes {
         failure: 8,
         scale: 2_000,
         scale_run: 200,
+        huge: 8,
     };
     const QUICK: Sizes = Sizes {
         overhead: 2_000,
@@ -104,6 +114,7 @@ impl Sizes {
         failure: 40,
         scale: 50_000,
         scale_run: 5_000,
+        huge: 40,
     };
 
     fn to_json(self) -> Value {
@@ -115,6 +126,7 @@ impl Sizes {
             "failure": self.failure,
             "scale": self.scale,
             "scale_run": self.scale_run,
+            "huge": self.huge,
         })
     }
 }
@@ -328,6 +340,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Ok(scale_rows) => rows.extend(scale_rows),
         Err(e) => rows.push(Row::failed("scale", "scale", &e)),
     }
+    rows.push(
+        bench
+            .huge_answers(&small)
+            .unwrap_or_else(|e| Row::failed("huge_answers", "huge answers", &e)),
+    );
 
     if options.smoke {
         // Debug binaries at tiny sizes: the numbers say only that each scenario ran.
@@ -1055,6 +1072,68 @@ impl Bench {
         Ok(vec![select_row, after_row, status_row, rss_row])
     }
 
+    fn huge_answers(&self, repo: &Repo) -> Result<Row> {
+        let spans = self.sizes.huge;
+        say(&format!(
+            "6 huge answers: the first backend answers {} MB each, concurrency {HUGE_CONCURRENCY}, \
+             {spans} spans",
+            HUGE_ANSWER_BYTES / 1_000_000
+        ));
+        let huge = FakeServer::spawn(
+            &self.fake,
+            0,
+            &[
+                "--fault-rate",
+                "oversized=1",
+                "--oversized-bytes",
+                &HUGE_ANSWER_BYTES.to_string(),
+            ],
+        )?;
+        let solid = FakeServer::start(&self.fake, 0)?;
+        let entries = [
+            Entry {
+                name: "huge",
+                urls: vec![huge.url.clone()],
+            },
+            Entry::fake(&solid),
+        ];
+        let config = self.write_config("huge", &entries, HUGE_CONCURRENCY)?;
+        let mut rss = Vec::new();
+        for run in 0..self.runs {
+            let db = self.fresh_db(repo)?;
+            let before = huge.stats()?["outcomes"]["oversized"].as_u64().unwrap_or(0);
+            let outcome = self.enrich_run(repo, &db, &config, Some(spans), "huge")?;
+            let succeeded = outcome.report["succeeded"].as_u64().unwrap_or(0);
+            ensure!(
+                succeeded == spans,
+                "huge answers run {run}: {succeeded} of {spans} spans enriched (exit {})",
+                outcome.status
+            );
+            let oversized = huge.stats()?["outcomes"]["oversized"].as_u64().unwrap_or(0) - before;
+            ensure!(
+                oversized == spans,
+                "huge answers run {run}: {oversized} oversized answers for {spans} spans"
+            );
+            rss.push(outcome.peak_rss_kb as f64 / 1024.0);
+        }
+        let peak = median(&rss);
+        say(&format!("  peak RSS {peak:.1} MB"));
+        let mut row = Row::new(
+            "huge_answers",
+            format!(
+                "6 peak RSS, {} MB answers at concurrency {HUGE_CONCURRENCY}, {spans} spans",
+                HUGE_ANSWER_BYTES / 1_000_000
+            ),
+            "MB",
+        );
+        row.measured = format!("{peak:.1} MB");
+        row.target = "< 150 MB".to_owned();
+        row.met = Some(peak < 150.0);
+        row.value = Some(peak);
+        row.samples = rss;
+        Ok(row)
+    }
+
     fn select_batch(&self, repo: &Repo, db: &Path) -> Result<Value> {
         self.tool_json(&[
             "select-batch",
@@ -1092,18 +1171,19 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(binary: &Path, latency_ms: u32) -> Result<Self> {
-        Self::spawn(binary, latency_ms, false)
+        Self::spawn(binary, latency_ms, &[])
     }
 
     /// A server at 0 ms that keeps every request body (`--record`), for [`Self::requests`].
     fn recording(binary: &Path) -> Result<Self> {
-        Self::spawn(binary, 0, true)
+        Self::spawn(binary, 0, &["--record"])
     }
 
-    fn spawn(binary: &Path, latency_ms: u32, record: bool) -> Result<Self> {
+    /// A server at `latency_ms` with [`SLOTS`] slots, serving [`MODEL`], and `extra` arguments.
+    fn spawn(binary: &Path, latency_ms: u32, extra: &[&str]) -> Result<Self> {
         let mut child = Command::new(binary)
             .args(["--latency-ms", &latency_ms.to_string()])
-            .args(record.then_some("--record"))
+            .args(extra)
             .args(["--slots", &SLOTS.to_string()])
             .args(["--model", MODEL, "--exit-on-stdin-close"])
             .stdin(Stdio::piped())

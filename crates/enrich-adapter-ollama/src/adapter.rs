@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enrich_backends::{
-    AdapterRegistry, BackendAdapter, BackendError, Capabilities, FailureKind, GenerateRequest,
-    Generation, HealthReport, UsageMetrics,
+    AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
+    GenerateRequest, Generation, HealthReport, ResponseLimit, UsageMetrics,
 };
 use enrich_config::BackendSpec;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -128,12 +128,22 @@ impl OllamaAdapter {
         }
     }
 
-    /// Reads a whole (`stream: false`) answer.
-    async fn read_whole(&self, response: reqwest::Response) -> Result<GenerateReply, BackendError> {
-        let bytes = response
-            .bytes()
+    /// A fresh limit for one answer's body (`max_response_bytes`).
+    fn limit(&self) -> ResponseLimit {
+        ResponseLimit::new(&self.settings.host, self.settings.max_response_bytes)
+    }
+
+    /// Reads a whole (`stream: false`) answer, at most `max_response_bytes` of it.
+    async fn read_whole(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<GenerateReply, BackendError> {
+        let bytes = read_body(&mut response, self.limit())
             .await
-            .map_err(|err| self.transport_error(err))?;
+            .map_err(|err| match err {
+                BodyError::TooLarge(err) => err,
+                BodyError::Transport(err) => self.transport_error(err),
+            })?;
         let reply: GenerateReply =
             serde_json::from_slice(&bytes).map_err(|err| self.not_ollama(&bytes, err))?;
         if let Some(error) = &reply.error {
@@ -146,11 +156,14 @@ impl OllamaAdapter {
     }
 
     /// Reads a streamed answer: NDJSON chunks whose `response` pieces add up to the text, the
-    /// last one (`done: true`) carrying the metrics.
+    /// last one (`done: true`) carrying the metrics. All the chunks together may be at most
+    /// `max_response_bytes`.
     async fn read_stream(
         &self,
         mut response: reqwest::Response,
     ) -> Result<GenerateReply, BackendError> {
+        let mut limit = self.limit();
+        limit.check_declared(response.content_length())?;
         let mut pending: Vec<u8> = Vec::new();
         let mut text = String::new();
         let mut thinking = String::new();
@@ -164,7 +177,7 @@ impl OllamaAdapter {
             };
             let at_end = chunk.is_none();
             match chunk {
-                Some(bytes) => pending.extend_from_slice(&bytes),
+                Some(bytes) => limit.append(&mut pending, &bytes)?,
                 // A last line without its newline.
                 None => pending.push(b'\n'),
             }
@@ -303,11 +316,18 @@ impl OllamaAdapter {
     }
 
     /// Classifies a non-success HTTP answer from `POST /api/generate`.
-    async fn status_error(&self, response: reqwest::Response) -> BackendError {
+    async fn status_error(&self, mut response: reqwest::Response) -> BackendError {
         let status = response.status();
         let wait = retry_after(response.headers());
-        // The body is only read for its message: a body that cannot be read says nothing.
-        let body = response.bytes().await.unwrap_or_default();
+        // The body is only read for its message, and only its start: a body that cannot be
+        // read says nothing.
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
         let said = error_text(&body);
         let kind = status_kind(status, &said);
         let host = &self.settings.host;
@@ -426,6 +446,32 @@ impl BackendAdapter for OllamaAdapter {
             output_token_limit: true,
         }
     }
+}
+
+/// Why [`read_body`] stopped.
+pub(crate) enum BodyError {
+    /// The body passed the limit.
+    TooLarge(BackendError),
+    /// The body could not be read.
+    Transport(reqwest::Error),
+}
+
+/// Reads `response`'s body under `limit`: a declared length over it fails before reading, and
+/// reading stops at the chunk that passes it.
+pub(crate) async fn read_body(
+    response: &mut reqwest::Response,
+    mut limit: ResponseLimit,
+) -> Result<Vec<u8>, BodyError> {
+    limit
+        .check_declared(response.content_length())
+        .map_err(BodyError::TooLarge)?;
+    let mut body = Vec::with_capacity(limit.initial_capacity(response.content_length()));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        limit
+            .append(&mut body, &chunk)
+            .map_err(BodyError::TooLarge)?;
+    }
+    Ok(body)
 }
 
 /// The time a health-check request may take: the backend's timeout, at most 10 s.

@@ -1,10 +1,10 @@
 //! The health check behind `enrich doctor`: `/api/version`, `/api/tags`, `/api/show`.
 
-use enrich_backends::{BackendAdapter, HealthReport};
+use enrich_backends::{BackendAdapter, HealthReport, ResponseLimit};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::adapter::{OllamaAdapter, health_timeout};
+use crate::adapter::{BodyError, OllamaAdapter, health_timeout, read_body};
 use crate::classify::{error_chain, error_text, excerpt};
 use crate::wire::{ShowBody, ShowReply, TagsReply, VersionReply};
 
@@ -168,9 +168,15 @@ async fn probe<T: DeserializeOwned>(
             "cannot reach Ollama at {host}: {what} failed ({why})"
         ))
     };
-    let response = request.timeout(timeout).send().await.map_err(unreachable)?;
+    let mut response = request.timeout(timeout).send().await.map_err(unreachable)?;
     let status = response.status();
-    let body = response.bytes().await.map_err(unreachable)?;
+    let limit = ResponseLimit::new(host, settings.max_response_bytes);
+    let body = read_body(&mut response, limit)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge(err) => ProbeError::Answer(err.message),
+            BodyError::Transport(err) => unreachable(err),
+        })?;
     if matches!(status.as_u16(), 401 | 403) {
         return Err(ProbeError::Refused(format!(
             "{host} refused the credentials for {what} with HTTP {}: \"{}\"",

@@ -54,6 +54,7 @@
 //! | `{"error": …}` after a 200 (streamed, or as the body) | by its text: context length → `context_exceeded`, "server busy" → `overloaded`, model not found → `model_not_found`, else `server_error` | |
 //! | a 200 whose body (or a stream line) is not Ollama's JSON, or lacks `done: true` | `server_error` | a proxy or another server answered; `malformed_output` is kept for the model's own text, which the cascade judges |
 //! | a stream that ends without `done: true` | `server_error` | |
+//! | an answer over the backend's `max_response_bytes` (default 4 MiB): a `Content-Length` above it, or more bytes than that arriving (whole or streamed) | `response_too_large` | the body is not read further; the next backend gets the span |
 //! | `done_reason == "length"` | `truncated` | the message gives `eval_count` and says to raise `num_predict` or `num_ctx` |
 //!
 //! Every message quotes Ollama's `{"error": …}` text (cut to 300 characters) and names the

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use enrich_config::{BackendSpec, DEFAULT_OLLAMA_URL, Options, Secret, normalize_ollama_host};
+use enrich_config::{
+    BackendSpec, DEFAULT_OLLAMA_URL, Options, Secret, normalize_ollama_host, redact_url,
+};
 use reqwest::Url;
 use serde_json::Value;
 
@@ -44,6 +46,8 @@ pub(crate) struct Settings {
     pub(crate) options: Options,
     /// The key sent as a bearer token (`api_key_env`).
     pub(crate) api_key: Option<Secret>,
+    /// The largest answer body read (`max_response_bytes`).
+    pub(crate) max_response_bytes: u64,
 }
 
 impl Settings {
@@ -109,6 +113,7 @@ impl Settings {
             think,
             options,
             api_key,
+            max_response_bytes: spec.max_response_bytes(),
         })
     }
 }
@@ -124,18 +129,18 @@ fn parse_base_url(raw: &str) -> Result<Url, OllamaConfigError> {
         normalize_ollama_host(raw)
     };
     let url = Url::parse(&full).map_err(|err| OllamaConfigError::InvalidUrl {
-        url: redact_userinfo(raw),
+        url: redact_url(raw),
         reason: err.to_string(),
     })?;
     if url.scheme() != "http" {
         return Err(OllamaConfigError::UnsupportedScheme {
-            url: redact_userinfo(raw),
+            url: redact_url(raw),
             scheme: url.scheme().to_owned(),
         });
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(OllamaConfigError::InvalidUrl {
-            url: redact_userinfo(raw),
+            url: redact_url(raw),
             reason: "it names no host".to_owned(),
         });
     }
@@ -168,18 +173,6 @@ fn describe(base: &Url) -> String {
     url.set_query(None);
     url.set_fragment(None);
     url.as_str().trim_end_matches('/').to_owned()
-}
-
-/// `raw` with anything between `://` and `@` replaced, for a URL too broken to parse.
-fn redact_userinfo(raw: &str) -> String {
-    let Some((scheme, rest)) = raw.split_once("://") else {
-        return raw.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
-        None => raw.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -229,11 +222,10 @@ mod tests {
 
     #[test]
     fn broken_urls_are_shown_without_credentials() {
-        assert_eq!(
-            redact_userinfo("http://me:pw@bad host/x"),
-            "http://[redacted]@bad host/x"
-        );
-        assert_eq!(redact_userinfo("http://host/a@b"), "http://host/a@b");
-        assert_eq!(redact_userinfo("no scheme"), "no scheme");
+        let err = parse_base_url("http://me:pw@bad host/x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://[redacted]@bad host/x"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
     }
 }

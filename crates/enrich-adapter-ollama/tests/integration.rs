@@ -12,6 +12,8 @@ mod failures;
 mod generate;
 #[path = "integration/health.rs"]
 mod health;
+#[path = "integration/limits.rs"]
+mod limits;
 #[path = "integration/real_model.rs"]
 mod real_model;
 #[path = "integration/setup.rs"]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use enrich_backends::{
-    AdapterRegistry, BackendAdapter, BackendError, Capabilities, FailureKind, GenerateRequest,
-    Generation, HealthReport, UsageMetrics,
+    AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
+    GenerateRequest, Generation, HealthReport, ResponseLimit, UsageMetrics,
 };
 use enrich_config::BackendSpec;
 use hyper::header::LOCATION;
@@ -19,7 +19,7 @@ use crate::classify::{
 };
 use crate::error::OpenAiConfigError;
 use crate::settings::{FormatMode, Settings};
-use crate::transport::{Endpoint, Reply, Transport, TransportError};
+use crate::transport::{BodyError, Endpoint, Reply, Transport, TransportError};
 use crate::wire::{ChatBody, ChatReply, ErrorInfo, JsonSchema, Message, ResponseFormat};
 
 /// The provider name this crate serves (`provider = "openai"`).
@@ -337,6 +337,11 @@ impl OpenAiAdapter {
         }
     }
 
+    /// A fresh limit for one answer's body (`max_response_bytes`).
+    pub(crate) fn limit(&self) -> ResponseLimit {
+        ResponseLimit::new(&self.settings.host, self.settings.max_response_bytes)
+    }
+
     /// The failure for an exchange that outlived the backend's timeout.
     fn timed_out(&self) -> BackendError {
         BackendError::new(
@@ -360,8 +365,8 @@ impl OpenAiAdapter {
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        // The body is only read for its message: a body that cannot be read says nothing.
-        let body = reply.bytes().await.unwrap_or_default();
+        // The body is only read for its message, and only its start.
+        let body = reply.prefix(ERROR_BODY_BYTES).await;
         let error = ErrorInfo::from_body(&body);
         let kind = status_kind(status, &error);
         let host = &self.settings.host;
@@ -498,7 +503,10 @@ impl BackendAdapter for OpenAiAdapter {
             if !reply.status.is_success() {
                 return Err(self.status_error(reply).await);
             }
-            reply.bytes().await.map_err(|err| self.transport_error(err))
+            reply.bytes(self.limit()).await.map_err(|err| match err {
+                BodyError::TooLarge(err) => err,
+                BodyError::Transport(err) => self.transport_error(err),
+            })
         };
         let bytes = tokio::time::timeout(self.settings.timeout, exchange)
             .await

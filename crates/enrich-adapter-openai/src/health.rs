@@ -4,7 +4,7 @@ use enrich_backends::{BackendAdapter, HealthReport};
 
 use crate::adapter::{OpenAiAdapter, health_timeout};
 use crate::classify::excerpt;
-use crate::transport::Endpoint;
+use crate::transport::{BodyError, Endpoint};
 use crate::wire::{ErrorInfo, ModelsReply};
 
 /// The most listed models named in a message.
@@ -23,7 +23,11 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
     let exchange = async {
         let reply = adapter.transport().send(Endpoint::Models, None).await?;
         let status = reply.status;
-        reply.bytes().await.map(|body| (status, body))
+        match reply.bytes(adapter.limit()).await {
+            Ok(body) => Ok((status, Ok(body))),
+            Err(BodyError::TooLarge(err)) => Ok((status, Err(err))),
+            Err(BodyError::Transport(err)) => Err(err),
+        }
     };
     let start_it =
         || format!("start the server so that it answers at {host}, or fix the backend's `url`");
@@ -43,6 +47,15 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
         }
     };
     report.reachable = Some(true);
+    let body = match body {
+        Ok(body) => body,
+        Err(too_large) => {
+            report
+                .messages
+                .push(format!("GET /models: {}", too_large.message));
+            return report;
+        }
+    };
 
     if matches!(status.as_u16(), 401 | 403) {
         report.credentials_accepted = Some(false);

@@ -87,6 +87,7 @@
 //! | any other 5xx (or other non-2xx) | `server_error` | |
 //! | a 200 with an `error` object and no choices | by its code and words, else `server_error` | some proxies answer so |
 //! | a 200 that is not a chat completion (no JSON, no `choices`) | `server_error` | a proxy or another server answered; `malformed_output` is kept for the model's own text |
+//! | an answer over the backend's `max_response_bytes` (default 4 MiB): a `Content-Length` above it, or more bytes than that arriving (whole or streamed) | `response_too_large` | the body is not read further; the next backend gets the span |
 //! | `finish_reason == "length"` | `truncated` | the message gives the tokens generated and the limit |
 //! | an empty `content` with a `refusal` | `malformed_output` | the message quotes the refusal |
 //!

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use enrich_config::{BackendSpec, Options, Secret};
+use enrich_config::{BackendSpec, Options, Secret, redact_url};
 use serde_json::Value;
 use url::Url;
 
@@ -66,6 +66,8 @@ pub(crate) struct Settings {
     pub(crate) api_key_var: String,
     /// The key sent as a bearer token, if the variable is set.
     pub(crate) api_key: Option<Secret>,
+    /// The largest answer body read (`max_response_bytes`).
+    pub(crate) max_response_bytes: u64,
 }
 
 impl Settings {
@@ -151,6 +153,7 @@ impl Settings {
             fields,
             api_key_var,
             api_key,
+            max_response_bytes: spec.max_response_bytes(),
         })
     }
 }
@@ -159,7 +162,7 @@ impl Settings {
 fn parse_base_url(raw: &str) -> Result<Url, OpenAiConfigError> {
     let raw = raw.trim();
     let invalid = |reason: String| OpenAiConfigError::InvalidUrl {
-        url: redact_userinfo(raw),
+        url: redact_url(raw),
         reason,
     };
     if !raw.contains("://") {
@@ -168,7 +171,7 @@ fn parse_base_url(raw: &str) -> Result<Url, OpenAiConfigError> {
     let url = Url::parse(raw).map_err(|err| invalid(err.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(OpenAiConfigError::UnsupportedScheme {
-            url: redact_userinfo(raw),
+            url: redact_url(raw),
             scheme: url.scheme().to_owned(),
         });
     }
@@ -204,18 +207,6 @@ fn describe(base: &Url) -> String {
     url.set_query(None);
     url.set_fragment(None);
     url.as_str().trim_end_matches('/').to_owned()
-}
-
-/// `raw` with anything between `://` and `@` replaced, for a URL too broken to parse.
-fn redact_userinfo(raw: &str) -> String {
-    let Some((scheme, rest)) = raw.split_once("://") else {
-        return raw.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
-        None => raw.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -339,11 +330,10 @@ mod tests {
 
     #[test]
     fn broken_urls_are_shown_without_credentials() {
-        assert_eq!(
-            redact_userinfo("https://me:pw@bad host/x"),
-            "https://[redacted]@bad host/x"
-        );
-        assert_eq!(redact_userinfo("http://host/a@b"), "http://host/a@b");
-        assert_eq!(redact_userinfo("no scheme"), "no scheme");
+        let err = parse_base_url("https://me:pw@bad host/x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("https://[redacted]@bad host/x"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
     }
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use enrich_backends::{BackendError, ResponseLimit};
 use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, PROXY_AUTHORIZATION, USER_AGENT,
 };
@@ -78,14 +79,49 @@ pub(crate) struct Reply {
     body: Incoming,
 }
 
+/// Why [`Reply::bytes`] stopped.
+pub(crate) enum BodyError {
+    /// The body passed the backend's `max_response_bytes`.
+    TooLarge(BackendError),
+    /// The body could not be read to its end.
+    Transport(TransportError),
+}
+
 impl Reply {
-    /// Reads the whole body.
-    pub(crate) async fn bytes(self) -> Result<Bytes, TransportError> {
-        self.body
-            .collect()
-            .await
-            .map(|body| body.to_bytes())
-            .map_err(TransportError::Body)
+    /// Reads the whole body under `limit`: a declared length over it fails before reading, and
+    /// reading stops at the frame that passes it.
+    pub(crate) async fn bytes(mut self, mut limit: ResponseLimit) -> Result<Vec<u8>, BodyError> {
+        let declared = self.body.size_hint().exact();
+        limit
+            .check_declared(declared)
+            .map_err(BodyError::TooLarge)?;
+        let mut body = Vec::with_capacity(limit.initial_capacity(declared));
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|err| BodyError::Transport(TransportError::Body(err)))?;
+            if let Ok(data) = frame.into_data() {
+                limit
+                    .append(&mut body, &data)
+                    .map_err(BodyError::TooLarge)?;
+            }
+        }
+        Ok(body)
+    }
+
+    /// The first `max` bytes of the body, or fewer when it ends or breaks first; the rest is not
+    /// read. For error answers, which are only quoted.
+    pub(crate) async fn prefix(mut self, max: usize) -> Vec<u8> {
+        let mut body = Vec::new();
+        while body.len() < max {
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        body.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
+        body
     }
 }
 

@@ -38,11 +38,14 @@ pub enum FailureKind {
     Cancelled,
     /// Any other 4xx answer: the request itself is wrong.
     InvalidRequest,
+    /// The answer is larger than the backend's `max_response_bytes`: it was not read further
+    /// (see [`ResponseLimit`](crate::ResponseLimit)). The span's own failure, not an outage.
+    ResponseTooLarge,
 }
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FailureKind; 12] = [
+    pub const ALL: [FailureKind; 13] = [
         FailureKind::Connect,
         FailureKind::Timeout,
         FailureKind::Overloaded,
@@ -55,6 +58,7 @@ impl FailureKind {
         FailureKind::SchemaInvalid,
         FailureKind::Cancelled,
         FailureKind::InvalidRequest,
+        FailureKind::ResponseTooLarge,
     ];
 
     /// The stable snake_case name stored in the database.
@@ -72,6 +76,7 @@ impl FailureKind {
             FailureKind::SchemaInvalid => "schema_invalid",
             FailureKind::Cancelled => "cancelled",
             FailureKind::InvalidRequest => "invalid_request",
+            FailureKind::ResponseTooLarge => "response_too_large",
         }
     }
 

@@ -40,6 +40,7 @@
 //! | `schema_invalid` | JSON that fails enrichment.v1 validation | 1 corrective re-ask | next backend |
 //! | `cancelled` | shutdown | 0 | stop; write nothing for the span |
 //! | `invalid_request` | other 4xx | 0 | next backend |
+//! | `response_too_large` | an answer over the backend's `max_response_bytes` ([`ResponseLimit`]) | 0 | next backend |
 //!
 //! Retries wait an exponential [`Backoff`] (0.5 s doubling to at most 30 s, with jitter) or the
 //! backend's `retry_after`, whichever is longer; a `retry_after` beyond the cap is not waited
@@ -95,6 +96,7 @@
 
 mod adapter;
 mod attempt;
+mod body;
 mod cascade;
 mod circuit;
 mod deadline;
@@ -114,6 +116,7 @@ pub use adapter::{
     UsageMetrics,
 };
 pub use attempt::{AttemptOutcome, AttemptRecord};
+pub use body::{ERROR_BODY_BYTES, ResponseLimit};
 pub use cascade::{AttemptObserver, Cascade, CascadeFailure, CascadeSuccess, GiveUpReason};
 pub use circuit::{
     CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,

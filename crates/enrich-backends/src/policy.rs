@@ -353,6 +353,7 @@ mod tests {
             (SchemaInvalid, NEXT, NEXT),
             (Cancelled, Decision::Stop, Decision::Stop),
             (InvalidRequest, NEXT, NEXT),
+            (ResponseTooLarge, NEXT, NEXT),
         ];
         assert_eq!(table.len(), FailureKind::ALL.len());
         for (kind, first, second) in table {

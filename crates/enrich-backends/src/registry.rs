@@ -171,5 +171,6 @@ fn same_backend(a: &BackendSpec, b: &BackendSpec) -> bool {
         && a.tokens_per_minute == b.tokens_per_minute
         && a.timeout_seconds == b.timeout_seconds
         && a.api_key_env == b.api_key_env
+        && a.max_response_bytes == b.max_response_bytes
         && a.options == b.options
 }

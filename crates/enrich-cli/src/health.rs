@@ -146,7 +146,7 @@ fn unbuilt(spec: &BackendSpec, error: String) -> BackendCheck {
         name: spec.name.clone(),
         provider: spec.provider.clone(),
         model: spec.model.clone(),
-        host: spec.url.clone(),
+        host: spec.url.as_deref().map(enrich_config::redact_url),
         verdict: Verdict::Unusable,
         health: None,
         error: Some(error),

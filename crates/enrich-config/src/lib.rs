@@ -21,8 +21,9 @@
 //! backend's `provider` is just a string that the adapter registry resolves later (and
 //! validates), and its `options` are opaque JSON handed to the adapter. Routes may name chains
 //! that do not exist: the router falls back and says why. Secrets are not configuration: a
-//! backend names the variable holding its key (`api_key_env`), and `Debug` output redacts
-//! secret-looking options.
+//! backend names the variable holding its key (`api_key_env`), credential-named options are
+//! refused ([`credential_option`]), `Debug` output redacts secret-looking options, and every
+//! URL is shown through [`redact_url`].
 
 mod error;
 mod layers;
@@ -31,6 +32,7 @@ mod load;
 mod ollama_host;
 mod provenance;
 mod raw;
+mod redact;
 mod reliability;
 mod secrets;
 mod types;
@@ -40,12 +42,13 @@ pub use error::ConfigError;
 pub use load::{CONFIG_FILE_NAMES, DEFAULT_CONFIG_TOML, LoadedConfig, load, select_chain};
 pub use ollama_host::normalize_ollama_host;
 pub use provenance::{Setting, Source};
+pub use redact::{credential_option, redact_url};
 pub use reliability::{BudgetConfig, CircuitBreakerConfig, Schedule};
 pub use secrets::{IndexConfig, SecretsAction, SecretsConfig};
 pub use types::{
-    BackendSpec, DEFAULT_CHAIN, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER, DEFAULT_TIER,
-    DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, EventLogLimit, OnFailure, Options, Price,
-    PromptConfig, Secret, is_secret_key, redacted_options,
+    BackendSpec, DEFAULT_CHAIN, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MODEL, DEFAULT_OLLAMA_URL,
+    DEFAULT_PROVIDER, DEFAULT_TIER, DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, EventLogLimit,
+    OnFailure, Options, Price, PromptConfig, Secret, is_secret_key, redacted_options,
 };
 pub use work_order::{
     DEFAULT_PATH_WEIGHT, FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, MAX_PATH_WEIGHT, MIN_PATH_WEIGHT,

@@ -21,9 +21,9 @@ use crate::raw::{
 };
 use crate::work_order::RUNNER_KEYS;
 use crate::{
-    BackendSpec, ConfigError, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER,
-    EnrichmentConfig, EventLogLimit, OnFailure, Price, PromptConfig, Setting, Source,
-    normalize_ollama_host, redacted_options,
+    BackendSpec, ConfigError, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MODEL, DEFAULT_OLLAMA_URL,
+    DEFAULT_PROVIDER, EnrichmentConfig, EventLogLimit, OnFailure, Price, PromptConfig, Setting,
+    Source, credential_option, normalize_ollama_host, redact_url, redacted_options,
 };
 
 /// The built-in defaults: a commented TOML file that is both the lowest configuration layer and
@@ -44,6 +44,8 @@ const ENV_OVERRIDES: [(&str, &str); 5] = [
 const CHAIN_JSON: &str = "ENRICH_CHAIN_JSON";
 const OLLAMA_HOST: &str = "OLLAMA_HOST";
 const DISABLE_ROUTING: &str = "LLMC_ENRICH_DISABLE_ROUTING";
+/// The smallest `max_response_bytes` accepted: no enrichment fits in less.
+const MIN_RESPONSE_BYTES: u64 = 1024;
 
 /// Where `[[enrichment.chain]]` entries sit in the file figment.
 const FILE_ENTRIES: Entries<'static> = Entries {
@@ -487,7 +489,8 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         let key = format!("enrichment.chain.{}.{}", spec.chain, spec.name);
         put(&key, entry_json(spec), entry.origin.clone());
         if let Some(url_origin) = &entry.url_origin {
-            put(&format!("{key}.url"), json!(spec.url), url_origin.clone());
+            let url = spec.url.as_deref().map(redact_url);
+            put(&format!("{key}.url"), json!(url), url_origin.clone());
         }
     }
 
@@ -599,6 +602,26 @@ fn resolve_entry(
         input_per_1m: input_price.unwrap_or(0.0),
         output_per_1m: output_price.unwrap_or(0.0),
     });
+    let max_response_bytes = raw.max_response_bytes.map(|v| v.0);
+    if let Some(bytes) = max_response_bytes.filter(|&bytes| bytes < MIN_RESPONSE_BYTES) {
+        return Err(invalid(
+            "max_response_bytes",
+            format!(
+                "{bytes} (expected at least {MIN_RESPONSE_BYTES} bytes; remove the key for the default of {DEFAULT_MAX_RESPONSE_BYTES})"
+            ),
+        ));
+    }
+    let options = raw.options.unwrap_or_default();
+    if let Some(path) = credential_option(&options) {
+        return Err(invalid(
+            &format!("options.{path}"),
+            "a credential in `options` would be sent to the model server in the request body; \
+             put it in an environment variable and name that variable with \
+             `api_key_env = \"VAR\"` (sent as an Authorization header), or write it into `url` \
+             as user:password@"
+                .to_owned(),
+        ));
+    }
     let spec = BackendSpec {
         chain: text(&raw.chain).unwrap_or_else(|| default_chain.to_owned()),
         provider: text(&raw.provider).unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
@@ -608,10 +631,11 @@ fn resolve_entry(
         routing_tier: text(&raw.routing_tier),
         timeout_seconds,
         api_key_env: text(&raw.api_key_env),
+        max_response_bytes,
         requests_per_minute,
         tokens_per_minute,
         price,
-        options: raw.options.unwrap_or_default(),
+        options,
         enabled: raw.enabled.is_none_or(|flag| flag.0),
         name,
     };
@@ -774,7 +798,7 @@ fn entry_json(spec: &BackendSpec) -> serde_json::Value {
     let mut entry = json!({
         "provider": spec.provider,
         "model": spec.model,
-        "url": spec.url,
+        "url": spec.url.as_deref().map(redact_url),
         "routing_tier": spec.routing_tier,
         "timeout_seconds": spec.timeout_seconds,
         "api_key_env": spec.api_key_env,
@@ -782,7 +806,21 @@ fn entry_json(spec: &BackendSpec) -> serde_json::Value {
         "enabled": spec.enabled,
     });
     let optional = [
-        ("urls", (!spec.urls.is_empty()).then(|| json!(spec.urls))),
+        (
+            "urls",
+            (!spec.urls.is_empty()).then(|| {
+                json!(
+                    spec.urls
+                        .iter()
+                        .map(|url| redact_url(url))
+                        .collect::<Vec<_>>()
+                )
+            }),
+        ),
+        (
+            "max_response_bytes",
+            spec.max_response_bytes.map(|v| json!(v)),
+        ),
         (
             "requests_per_minute",
             spec.requests_per_minute.map(|v| json!(v)),

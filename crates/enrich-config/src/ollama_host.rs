@@ -39,6 +39,10 @@ pub fn normalize_ollama_host(raw: &str) -> String {
     };
     let rest = rest.trim_end_matches('/');
     let (host_port, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    // Credentials (`user:password@`) stay in front of the host; they are not part of it.
+    let (userinfo, host_port) = host_port
+        .rfind('@')
+        .map_or(("", host_port), |at| host_port.split_at(at + 1));
     let (host, port) = split_host_port(host_port);
     let host = match host.as_str() {
         "" | "0.0.0.0" => "127.0.0.1",
@@ -50,7 +54,7 @@ pub fn normalize_ollama_host(raw: &str) -> String {
         .or(default_port)
         .map(|p| format!(":{p}"))
         .unwrap_or_default();
-    format!("{scheme}://{host}{port}{path}")
+    format!("{scheme}://{userinfo}{host}{port}{path}")
 }
 
 /// Splits `host:port`, `[v6]:port`, `[v6]` or a bare IPv6 address (which has no room for a

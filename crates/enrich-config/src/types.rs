@@ -21,6 +21,10 @@ pub const DEFAULT_MODEL: &str = "qwen2.5:7b-instruct";
 pub const DEFAULT_OLLAMA_URL: &str = "http://localhost:11434";
 /// The per-request timeout of a backend that sets none, in seconds.
 pub const DEFAULT_TIMEOUT_SECONDS: f64 = 120.0;
+/// The largest answer body read from a backend that sets no `max_response_bytes`: 4 MiB, far
+/// above any enrichment (the output schema bounds every field) and far below what would strain
+/// memory with many requests in flight.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
 /// The routing tier an untiered backend counts as (LLMC's rule).
 pub const DEFAULT_TIER: &str = "7b";
 
@@ -89,6 +93,9 @@ pub struct BackendSpec {
     /// The name of the environment variable holding this backend's API key. The key itself is
     /// never part of the configuration.
     pub api_key_env: Option<String>,
+    /// The largest answer body read from this backend, in bytes; `None` means
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`]. A larger answer fails the attempt unread.
+    pub max_response_bytes: Option<u64>,
     /// Requests per minute this backend may receive (all hosts together); `None` is unlimited.
     pub requests_per_minute: Option<u32>,
     /// Tokens (prompt and output, estimated before the call) per minute; `None` is unlimited.
@@ -119,6 +126,7 @@ impl BackendSpec {
             routing_tier: None,
             timeout_seconds: None,
             api_key_env: None,
+            max_response_bytes: None,
             requests_per_minute: None,
             tokens_per_minute: None,
             price: None,
@@ -135,6 +143,12 @@ impl BackendSpec {
     /// The per-request timeout.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS))
+    }
+
+    /// The largest answer body read from this backend, in bytes.
+    pub fn max_response_bytes(&self) -> u64 {
+        self.max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
     }
 
     /// The hosts serving this backend: [`Self::urls`] for a host pool, else [`Self::url`] alone
@@ -195,11 +209,19 @@ impl fmt::Debug for BackendSpec {
             .field("chain", &self.chain)
             .field("provider", &self.provider)
             .field("model", &self.model)
-            .field("url", &self.url)
-            .field("urls", &self.urls)
+            .field("url", &self.url.as_deref().map(crate::redact_url))
+            .field(
+                "urls",
+                &self
+                    .urls
+                    .iter()
+                    .map(|url| crate::redact_url(url))
+                    .collect::<Vec<_>>(),
+            )
             .field("routing_tier", &self.routing_tier)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("api_key_env", &self.api_key_env)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("requests_per_minute", &self.requests_per_minute)
             .field("tokens_per_minute", &self.tokens_per_minute)
             .field("price", &self.price)

@@ -61,7 +61,7 @@ pub use open::{
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };
-pub use source::SourceReader;
+pub use source::{SourceReader, SpanSource};
 pub use types::{
     Attempt, AttemptLogEntry, AttemptOutcome, ENRICHMENT_SCHEMA_VERSION, Enrichment,
     EnrichmentMetrics, Evidence, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry, GroupCount,

@@ -43,6 +43,19 @@ impl PendingSpan {
 
     /// Reads the span's bytes from `file` (opened at `path`, for errors), `len` bytes long.
     fn read_span_at(&self, file: &File, path: &Path, len: u64) -> Result<String, DbError> {
+        self.read_prefix_at(file, path, len, u64::MAX)
+            .map(|source| source.text)
+    }
+
+    /// Reads at most `max_bytes` of the span's bytes from `file` (opened at `path`, for
+    /// errors), `len` bytes long.
+    fn read_prefix_at(
+        &self,
+        file: &File,
+        path: &Path,
+        len: u64,
+        max_bytes: u64,
+    ) -> Result<SpanSource, DbError> {
         if self.byte_start > self.byte_end || self.byte_end > len {
             return Err(DbError::SpanOutOfRange {
                 path: path.to_path_buf(),
@@ -51,17 +64,44 @@ impl PendingSpan {
                 len,
             });
         }
+        let span_bytes = self.byte_end - self.byte_start;
+        let read_bytes = span_bytes.min(max_bytes);
         // The range fits in a file that exists, so it fits in memory's address space too.
-        let size = usize::try_from(self.byte_end - self.byte_start).unwrap_or(usize::MAX);
+        let size = usize::try_from(read_bytes).unwrap_or(usize::MAX);
         let mut bytes = vec![0u8; size];
         read_exact_at(file, &mut bytes, self.byte_start).map_err(|source| DbError::SourceIo {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(match String::from_utf8(bytes) {
+        let text = match String::from_utf8(bytes) {
             Ok(text) => text,
+            // A prefix may end inside a character: that one is replaced too.
             Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+        };
+        Ok(SpanSource {
+            text,
+            span_bytes,
+            read_bytes,
         })
+    }
+}
+
+/// The first bytes of a span's source, as [`SourceReader::read_prefix`] read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanSource {
+    /// The bytes read, decoded as UTF-8 (invalid sequences, and a character the end of the
+    /// read cuts, become U+FFFD).
+    pub text: String,
+    /// The length of the whole span in bytes (`byte_end - byte_start`).
+    pub span_bytes: u64,
+    /// The bytes read from the file: the whole span, or the limit when the span is longer.
+    pub read_bytes: u64,
+}
+
+impl SpanSource {
+    /// Whether the whole span was read.
+    pub fn is_whole(&self) -> bool {
+        self.read_bytes == self.span_bytes
     }
 }
 
@@ -163,11 +203,22 @@ impl SourceReader {
     ///
     /// As [`PendingSpan::read_source`].
     pub fn read(&self, span: &PendingSpan) -> Result<String, DbError> {
+        self.read_prefix(span, u64::MAX).map(|source| source.text)
+    }
+
+    /// At most the first `max_bytes` bytes of the span's source, with the checks of
+    /// [`read`](Self::read): a span longer than what its caller can use (a prompt's
+    /// `max_snippet_bytes`) is never read whole, however large it is.
+    ///
+    /// # Errors
+    ///
+    /// As [`PendingSpan::read_source`].
+    pub fn read_prefix(&self, span: &PendingSpan, max_bytes: u64) -> Result<SpanSource, DbError> {
         if let Some(open) = self.remembered(&span.file_path)
             && let Ok(now) = std::fs::metadata(&open.path)
             && FileIdentity::of(&now).same_as(open.identity)
         {
-            return span.read_span_at(&open.file, &open.path, now.len());
+            return span.read_prefix_at(&open.file, &open.path, now.len(), max_bytes);
         }
         let (file, path) = open_in_repo(&self.root, &span.file_path)?;
         let metadata = file.metadata().map_err(|source| DbError::SourceIo {
@@ -181,7 +232,7 @@ impl SourceReader {
             identity: FileIdentity::of(&metadata),
         });
         self.remember(Arc::clone(&open));
-        span.read_span_at(&open.file, &open.path, metadata.len())
+        span.read_prefix_at(&open.file, &open.path, metadata.len(), max_bytes)
     }
 
     /// Closes the files kept open (a task still reading one keeps it until it is done); the

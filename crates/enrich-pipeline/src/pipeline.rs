@@ -9,13 +9,15 @@ use enrich_backends::{
     RateLimited,
 };
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
-use enrich_db::{BackendUsage, Db, OpenMode, OpenOptions, PendingSpan, SourceReader};
+use enrich_db::{
+    BackendUsage, Db, DbError, OpenMode, OpenOptions, PendingSpan, SourceReader, SpanSource,
+};
 use enrich_router::{Router, SliceView};
 
 use crate::control::RunControl;
 use crate::error::PipelineError;
 use crate::events::{EventSink, FanOut};
-use crate::prompt::{PromptBuilder, PromptSpan};
+use crate::prompt::{Prompt, PromptBuilder, PromptSpan};
 use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunOutcome, RunSummary};
 use crate::run;
 use crate::run::queue::WorkQueue;
@@ -103,6 +105,20 @@ impl Inner {
     pub(crate) fn open_reader(&self) -> Result<Db, PipelineError> {
         Db::open_read_only(&self.settings.db_path)
             .map_err(PipelineError::db("open the index database for reading"))
+    }
+
+    /// The part of a span's source its prompt can use: never more than
+    /// [`PromptBuilder::source_limit`] bytes, however long the span is.
+    pub(crate) fn read_source(&self, span: &PendingSpan) -> Result<SpanSource, DbError> {
+        self.sources.read_prefix(span, self.prompts.source_limit())
+    }
+
+    /// The prompt for `span` from the text [`read_source`](Self::read_source) read (after the
+    /// secrets guard), the whole span being `span_bytes` long.
+    pub(crate) fn prompt(&self, span: &PendingSpan, text: &str, span_bytes: u64) -> Prompt {
+        let span_bytes = usize::try_from(span_bytes).unwrap_or(usize::MAX);
+        self.prompts
+            .build_from_prefix(&PromptSpan::of(span), text, span_bytes)
     }
 
     /// What the router sees of a span.
@@ -506,10 +522,10 @@ impl Pipeline {
             )
             .map_err(PipelineError::Route)?;
         let (estimated_tokens, cut, source_error, secrets, withheld) =
-            match inner.sources.read(&span) {
-                Ok(source) => match inner.secrets.guard(&source) {
+            match inner.read_source(&span) {
+                Ok(read) => match inner.secrets.guard(&read.text) {
                     Guarded::Send { source, redacted } => {
-                        let prompt = inner.prompts.build(&PromptSpan::of(&span), &source);
+                        let prompt = inner.prompt(&span, &source, read.span_bytes);
                         (
                             Some(prompt.estimated_tokens),
                             prompt.cut,

@@ -48,6 +48,11 @@ impl<'a> PromptSpan<'a> {
     }
 }
 
+/// The bytes read past `max_snippet_bytes` (see [`PromptBuilder::source_limit`]): more than any
+/// secret the scanner knows (a private key block included) and than a UTF-8 character, so what
+/// the snippet shows is scanned in full context.
+const SCAN_MARGIN: u64 = 64 * 1024;
+
 /// How a span's source was shortened to fit `max_snippet_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SnippetCut {
@@ -139,9 +144,37 @@ impl PromptBuilder {
         self.template.is_some()
     }
 
+    /// How many bytes of a span's source a prompt can use: `max_snippet_bytes`, plus 64 KiB so
+    /// that a secret starting inside the snippet is read whole and the
+    /// secrets scanner sees all of it (and the character at the cut is whole). Read no more
+    /// than this of a span ([`SourceReader::read_prefix`](enrich_db::SourceReader::read_prefix)),
+    /// however long it is.
+    pub fn source_limit(&self) -> u64 {
+        u64::try_from(self.max_snippet_bytes)
+            .unwrap_or(u64::MAX)
+            .saturating_add(SCAN_MARGIN)
+    }
+
     /// The prompt for `span` whose source is `source`.
     pub fn build(&self, span: &PromptSpan<'_>, source: &str) -> Prompt {
+        self.build_from_prefix(span, source, source.len())
+    }
+
+    /// The prompt for `span` from the first bytes of its source (`source`: at least
+    /// [`source_limit`](Self::source_limit) bytes of it, or all of it), the whole span being
+    /// `span_bytes` long. The prompt is the one [`build`](Self::build) makes from the whole
+    /// source.
+    pub fn build_from_prefix(
+        &self,
+        span: &PromptSpan<'_>,
+        source: &str,
+        span_bytes: usize,
+    ) -> Prompt {
         let (snippet, cut) = cut_snippet(source, self.max_snippet_bytes, span.line_start);
+        let cut = cut.map(|cut| SnippetCut {
+            total_bytes: span_bytes.max(cut.total_bytes),
+            ..cut
+        });
         let mut text = String::with_capacity(snippet.len() + 1600);
         match &self.template {
             Some(segments) => {
@@ -392,6 +425,36 @@ mod tests {
         let (shown, cut) = cut_snippet("ééééé\n", 5, 3);
         assert_eq!(shown, "éé");
         assert_eq!(cut.map(|c| (c.last_line, c.inside_line)), Some((3, true)));
+    }
+
+    #[test]
+    fn a_prefix_of_source_limit_bytes_makes_the_prompt_of_the_whole_source() {
+        let builder = PromptBuilder::new(&PromptConfig {
+            template: None,
+            max_snippet_bytes: 40,
+        })
+        .unwrap();
+        let span = PromptSpan {
+            path: "src/big.rs",
+            line_start: 1,
+            line_end: 400,
+            lang: "rust",
+            symbol: "big",
+            kind: "function",
+        };
+        // Multi-byte characters around the limit, so the prefix may end inside one.
+        let whole = "fn big() {\n    let é = \"ééé\";\n    call(é);\n}\n".repeat(3000);
+        let limit = usize::try_from(builder.source_limit()).unwrap();
+        assert_eq!(limit as u64, 40 + SCAN_MARGIN);
+        // One character past the snippet, a character's worth, the limit.
+        for cut_at in [41, 44, limit] {
+            let prefix = String::from_utf8_lossy(&whole.as_bytes()[..cut_at]);
+            assert_eq!(
+                builder.build_from_prefix(&span, &prefix, whole.len()),
+                builder.build(&span, &whole),
+                "prefix of {cut_at} bytes"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,6 @@ use crate::control::{RunControl, StopLevel};
 use crate::error::PipelineError;
 use crate::events::{Event, EventSink, now_ms};
 use crate::pipeline::Inner;
-use crate::prompt::PromptSpan;
 use crate::result::{RunEnd, RunOutcome, RunSummary, SpanCounts, SpanResult, SpanStatus};
 use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
@@ -1042,14 +1041,14 @@ async fn process_span(
     let route = inner
         .router
         .choose_chain(&view, settings.chain_override.as_deref());
-    let source = inner.sources.read(&span);
+    let source = inner.read_source(&span);
     // Scanned before the prompt is built: a secret is redacted from it, or the span withheld.
     let guarded = source
         .as_ref()
         .ok()
-        .map(|source| inner.secrets.guard(source));
+        .map(|read| (inner.secrets.guard(&read.text), read.span_bytes));
     let (prompt, withheld) = match &guarded {
-        Some(Guarded::Send { source, redacted }) => {
+        Some((Guarded::Send { source, redacted }, span_bytes)) => {
             if !redacted.is_empty() {
                 tracing::info!(
                     span = %span.span_hash,
@@ -1058,10 +1057,10 @@ async fn process_span(
                     "secrets redacted from the span's prompt"
                 );
             }
-            let prompt = inner.prompts.build(&PromptSpan::of(&span), source);
+            let prompt = inner.prompt(&span, source, *span_bytes);
             (Some(prompt), None)
         }
-        Some(Guarded::Withheld { rules }) => (None, Some(withheld_message(rules))),
+        Some((Guarded::Withheld { rules }, _)) => (None, Some(withheld_message(rules))),
         None => (None, None),
     };
     drop(guarded);

@@ -141,6 +141,12 @@ const MODEL: &str = "conformance-model:7b";
 const ABSENT_MODEL: &str = "absent-model:1b";
 /// The timeout of specs that expect an answer.
 const TIMEOUT_SECONDS: f64 = 10.0;
+/// The password in the URL of the credentials check.
+const URL_PASSWORD: &str = "conformance-url-password";
+/// `max_response_bytes` of the oversized check.
+const RESPONSE_CAP: u64 = 64 * 1024;
+/// The oversized answer of that check: a thousand times the cap.
+const OVERSIZED_BYTES: u64 = 64 * 1024 * 1024;
 /// The timeout of the spec in the hang check.
 const HANG_TIMEOUT_SECONDS: f64 = 0.3;
 /// How long past its timeout the hang check waits for the adapter.
@@ -185,6 +191,8 @@ const SYSTEM: &str = "You describe code. Reply with one JSON object and nothing 
 /// | `rate_limit_429_is_overloaded_with_retry_after` | 429 with `Retry-After: 7`: `Overloaded`, `retry_after` 7 s |
 /// | `server_error_500_is_server_error` | 500: `ServerError` |
 /// | `stream_error_is_server_error` | Ollama: an `{"error"}` line after a 200 (a 500 when not streaming): `ServerError` |
+/// | `oversized_answer_is_response_too_large` | with `max_response_bytes` 64 KiB, a 200 of 64 MiB sent in chunks without a length: `ResponseTooLarge` (read through [`ResponseLimit`](enrich_backends::ResponseLimit), never whole) |
+/// | `credentials_in_the_url_are_never_shown` | with `user:PASSWORD@` in the URL: a 500, an answer and a health check, and the password is in no message, fix, `describe_host()` or `metrics.host` |
 /// | `unknown_model_404_is_model_not_found` | 404: `ModelNotFound`, the message names the model |
 /// | `context_400_is_context_exceeded` | 400 "the input length exceeds the context length": `ContextExceeded` |
 /// | `bad_request_400_is_invalid_request` | another 400: `InvalidRequest` |
@@ -293,6 +301,14 @@ where
         };
         record(name, verdict);
     }
+    record(
+        "oversized_answer_is_response_too_large",
+        verdict(suite.oversized().await),
+    );
+    record(
+        "credentials_in_the_url_are_never_shown",
+        verdict(suite.credentials_hidden().await),
+    );
     record(
         "unknown_model_404_is_model_not_found",
         verdict(suite.unknown_model().await),
@@ -591,6 +607,60 @@ where
             }
         }
         Ok(Verdict::Passed)
+    }
+
+    async fn oversized(&self) -> Outcome {
+        let config = FakeOllamaConfig::default()
+            .with_models([MODEL])
+            .with_faults([Fault::Oversized])
+            .with_oversized_bytes(OVERSIZED_BYTES);
+        let server = FakeOllama::start(config)
+            .await
+            .map_err(|err| format!("could not start the fake server: {err}"))?;
+        let mut spec = self.spec(self.api.base_url(server.url()), MODEL, TIMEOUT_SECONDS);
+        spec.max_response_bytes = Some(RESPONSE_CAP);
+        let adapter = self.adapter(&spec)?;
+        let result = limited("generate()", adapter.generate(&request())).await?;
+        expect_kind(&result, FailureKind::ResponseTooLarge).map_err(|err| {
+            format!(
+                "{err}; read answers through enrich_backends::ResponseLimit with the spec's \
+                 max_response_bytes()"
+            )
+        })?;
+        Ok(Verdict::Passed)
+    }
+
+    async fn credentials_hidden(&self) -> Outcome {
+        let server = self.server(&[Fault::ServerError]).await?;
+        let url = self.api.base_url(server.url()).replacen(
+            "http://",
+            &format!("http://conformance:{URL_PASSWORD}@"),
+            1,
+        );
+        let spec = self.spec(url, MODEL, TIMEOUT_SECONDS);
+        let adapter = self.adapter(&spec)?;
+        let mut shown = vec![format!("describe_host(): {}", adapter.describe_host())];
+        for call in 1..=2 {
+            match limited("generate()", adapter.generate(&request())).await? {
+                Ok(generation) => shown.push(format!("metrics.host: {}", generation.metrics.host)),
+                Err(err) => shown.push(format!("call {call}'s error: {err}")),
+            }
+        }
+        let health = limited("health()", adapter.health()).await?;
+        shown.extend(
+            health
+                .messages
+                .iter()
+                .map(|m| format!("health message: {m}")),
+        );
+        shown.extend(health.fixes.iter().map(|m| format!("health fix: {m}")));
+        match shown.iter().find(|text| text.contains(URL_PASSWORD)) {
+            Some(leak) => Err(format!(
+                "the URL's password is shown in {leak:?}; show URLs through \
+                 enrich_config::redact_url"
+            )),
+            None => Ok(Verdict::Passed),
+        }
     }
 
     async fn unknown_model(&self) -> Outcome {

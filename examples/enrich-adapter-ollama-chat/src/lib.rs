@@ -9,16 +9,19 @@
 //!
 //! What it does not know: SQLite, prompts, retries, fallbacks and deadlines. The adapter sends
 //! one request and says what happened; the cascade decides what to do next. It does not stream,
-//! and it reads `Retry-After` in seconds only.
+//! and it reads `Retry-After` in seconds only. Two rules every adapter keeps: answers are read
+//! through [`ResponseLimit`] (the backend's `max_response_bytes`, so a huge answer fails as
+//! `response_too_large` instead of filling memory), and the URL is only ever shown through
+//! [`redact_url`] (credentials in it are sent, never shown).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use enrich_backends::{
-    AdapterRegistry, BackendAdapter, BackendError, Capabilities, FailureKind, GenerateRequest,
-    Generation, HealthReport, OutputSchema, UsageMetrics,
+    AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
+    GenerateRequest, Generation, HealthReport, OutputSchema, ResponseLimit, UsageMetrics,
 };
-use enrich_config::{BackendSpec, DEFAULT_OLLAMA_URL};
+use enrich_config::{BackendSpec, DEFAULT_OLLAMA_URL, redact_url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -34,13 +37,25 @@ pub fn register(registry: &mut AdapterRegistry) {
 }
 
 /// One backend: a model on an Ollama server, asked through `POST {url}/api/chat`.
-#[derive(Debug)]
 pub struct ChatAdapter {
     spec: BackendSpec,
-    /// The base URL without a trailing slash.
+    /// The base URL without a trailing slash (with its credentials, if any: reqwest sends them
+    /// as basic auth).
     base: String,
+    /// The base URL as shown in messages and metrics: credentials redacted.
+    shown: String,
     /// Built once and shared by every request, so connections are kept alive.
     client: reqwest::Client,
+}
+
+/// Shows the URL as [`redact_url`] does: a password in it is never printed.
+impl std::fmt::Debug for ChatAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatAdapter")
+            .field("spec", &self.spec)
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChatAdapter {
@@ -56,7 +71,10 @@ impl ChatAdapter {
         if !url.starts_with("http://") {
             return Err(BackendError::new(
                 FailureKind::InvalidRequest,
-                format!("`url` '{url}' must be an http:// URL such as {DEFAULT_OLLAMA_URL}"),
+                format!(
+                    "`url` '{}' must be an http:// URL such as {DEFAULT_OLLAMA_URL}",
+                    redact_url(url)
+                ),
             ));
         }
         let client = reqwest::Client::builder()
@@ -65,8 +83,10 @@ impl ChatAdapter {
             .map_err(|err| {
                 BackendError::new(FailureKind::InvalidRequest, err.to_string()).with_source(err)
             })?;
+        let base = url.trim_end_matches('/').to_owned();
         Ok(Self {
-            base: url.trim_end_matches('/').to_owned(),
+            shown: redact_url(&base),
+            base,
             spec,
             client,
         })
@@ -104,7 +124,7 @@ impl ChatAdapter {
         } else {
             FailureKind::ServerError
         };
-        let message = format!("{} failed: {}", self.base, err.without_url());
+        let message = format!("{} failed: {}", self.shown, err.without_url());
         BackendError::new(kind, message)
     }
 
@@ -127,7 +147,7 @@ impl ChatAdapter {
             kind,
             format!(
                 "{} answered HTTP {status} for model '{model}': {said}",
-                self.base
+                self.shown
             ),
         );
         match retry_after {
@@ -168,7 +188,7 @@ impl BackendAdapter for ChatAdapter {
     }
 
     fn describe_host(&self) -> String {
-        self.base.clone()
+        self.shown.clone()
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
@@ -185,17 +205,34 @@ impl BackendAdapter for ChatAdapter {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok()?.trim().parse().ok());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| self.transport_error(err))?;
+        let mut response = response;
         if !(200..300).contains(&status) {
+            // An error body is only quoted: read its start, never all of it.
+            let mut body = Vec::new();
+            while body.len() < ERROR_BODY_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
             return Err(self.status_error(status, retry_after, &body));
+        }
+        // Every answer is read under the backend's `max_response_bytes`: a larger one fails as
+        // `response_too_large` without being read whole.
+        let mut limit = ResponseLimit::new(self.describe_host(), self.spec.max_response_bytes());
+        limit.check_declared(response.content_length())?;
+        let mut body = Vec::with_capacity(limit.initial_capacity(response.content_length()));
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| self.transport_error(err))?
+        {
+            limit.append(&mut body, &chunk)?;
         }
         let reply: ChatReply = serde_json::from_slice(&body).map_err(|err| {
             let message = format!(
                 "{} sent something other than a chat answer: {err}",
-                self.base
+                self.shown
             );
             BackendError::new(FailureKind::ServerError, message)
         })?;
@@ -246,10 +283,13 @@ impl BackendAdapter for ChatAdapter {
         let tags = match tags {
             Ok(response) => response.json::<Tags>().await,
             Err(err) => {
-                let mut report =
-                    HealthReport::unknown(format!("cannot reach {}: {err}", self.base));
+                let mut report = HealthReport::unknown(format!(
+                    "cannot reach {}: {}",
+                    self.shown,
+                    err.without_url()
+                ));
                 report.reachable = Some(false);
-                report.fixes.push(format!("start Ollama at {}", self.base));
+                report.fixes.push(format!("start Ollama at {}", self.shown));
                 return report;
             }
         };
@@ -271,7 +311,7 @@ impl BackendAdapter for ChatAdapter {
             }
             Err(err) => report
                 .messages
-                .push(format!("cannot read /api/tags: {err}")),
+                .push(format!("cannot read /api/tags: {}", err.without_url())),
         }
         report
     }

@@ -178,3 +178,47 @@ fn by_tier_from_the_command_line_finishes_every_span_and_counts_each_once() {
         assert!(done <= total, "{line}");
     }
 }
+
+#[test]
+fn an_oversized_answer_fails_its_attempt_and_the_next_backend_enriches_the_span() {
+    // Every answer of the first server is 8 MiB: a valid enrichment padded with spaces, over
+    // the default `max_response_bytes` of 4 MiB.
+    let huge = Server::start(
+        enrich_testkit::FakeOllamaConfig::default()
+            .with_fault_rate(enrich_testkit::Fault::Oversized, 1.0),
+    );
+    let solid = Server::healthy();
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 1, 3);
+    let total = repo.spans.len() as i64;
+    repo.write_config(&config(
+        &[("huge", huge.url()), ("solid", solid.url())],
+        "concurrency = 2",
+    ));
+
+    let summary = repo.enrich(&["--json", "run"]).expect_code(0).json();
+    assert_eq!(summary["succeeded"], total, "{summary}");
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM enrich_attempts WHERE backend = 'huge' \
+             AND failure_kind = 'response_too_large' AND message LIKE '%max_response_bytes%'"
+        ),
+        total,
+        "one oversized attempt per span, recorded with its kind"
+    );
+    assert_eq!(
+        repo.count(&format!(
+            "SELECT COUNT(*) FROM enrichments WHERE backend_host = '{}'",
+            solid.url()
+        )),
+        total,
+        "every span was enriched by the next backend"
+    );
+    // The oversized kind is the span's own failure: the first backend stays in use, its
+    // circuit closed, and no span is retried on it.
+    assert_eq!(
+        huge.stats().outcome(enrich_testkit::Outcome::Oversized),
+        total as u64
+    );
+    assert_eq!(events_of(&repo, "circuit_changed").len(), 0);
+}

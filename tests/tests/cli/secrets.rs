@@ -64,6 +64,21 @@ impl Outputs {
         ran
     }
 
+    /// Runs every command that shows what a run stored (`status`, `show`, `failures`, each as
+    /// text and JSON); each must succeed.
+    fn read_back(&mut self, repo: &TestRepo, key: &str) {
+        for args in [
+            &["status"][..],
+            &["--json", "status"],
+            &["show", &repo.spans[0].hash],
+            &["--json", "show", &repo.spans[0].hash],
+            &["failures"],
+            &["--json", "failures"],
+        ] {
+            self.enrich(repo, key, args).expect_code(0);
+        }
+    }
+
     /// Adds every file under `dir`, recursively.
     fn files(&mut self, dir: &Path) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -139,16 +154,7 @@ fn an_api_key_reaches_the_backend_and_no_output_log_or_file() {
         .enrich(&repo, &key, &["-vvv", "--json", "run", "--limit", "3"])
         .expect_code(0);
     outputs.enrich(&repo, &key, &["-vvv", "run"]).expect_code(0);
-    for args in [
-        &["status"][..],
-        &["--json", "status"],
-        &["show", &repo.spans[0].hash],
-        &["--json", "show", &repo.spans[0].hash],
-        &["failures"],
-        &["--json", "failures"],
-    ] {
-        outputs.enrich(&repo, &key, args).expect_code(0);
-    }
+    outputs.read_back(&repo, &key);
     assert_eq!(
         repo.count("SELECT COUNT(*) FROM enrichments"),
         repo.spans.len() as i64
@@ -251,6 +257,102 @@ fn a_backend_refusing_the_key_is_unusable_before_any_span() {
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_attempts"), 0);
     check_no_leak(&outputs, &key);
+}
+
+/// [`keyed_config`]'s chain, with `user:password@` in each backend's URL instead of a key.
+fn userinfo_config(url: &str, password: &str) -> String {
+    let with_password = url.replacen("http://", &format!("http://enrich:{password}@"), 1);
+    keyed_config(&with_password).replace(&format!("api_key_env = \"{KEY_VAR}\"\n"), "")
+}
+
+#[test]
+fn a_password_in_a_url_reaches_the_backend_and_no_output_log_or_file() {
+    let password = planted_key();
+    // Some failures, so errors are logged, evented and ledgered with the host in them.
+    let server = Server::start(FakeOllamaConfig::default().with_faults([
+        Fault::ServerError,
+        Fault::ContextExceeded,
+        Fault::Garbage,
+    ]));
+    let repo = TestRepo::new();
+    repo.write_config(&userinfo_config(server.url(), &password));
+    let mut outputs = Outputs::default();
+
+    let shown = outputs.enrich(&repo, "", &["config"]);
+    shown.expect_code(0);
+    assert!(
+        shown.stdout.contains("http://[redacted]@127.0.0.1:"),
+        "`enrich config` shows the URL, redacted:\n{}",
+        shown.stdout
+    );
+    let json = outputs
+        .enrich(&repo, "", &["--json", "config"])
+        .expect_code(0)
+        .json();
+    assert!(json.to_string().contains("[redacted]@127.0.0.1:"), "{json}");
+    outputs
+        .enrich(&repo, "", &["-vvv", "doctor"])
+        .expect_code(0);
+    outputs
+        .enrich(&repo, "", &["--json", "doctor"])
+        .expect_code(0);
+    outputs.enrich(&repo, "", &["-vvv", "plan"]).expect_code(0);
+    outputs.enrich(&repo, "", &["-vvv", "--json", "run", "--limit", "3"]);
+    outputs.enrich(&repo, "", &["-vvv", "run"]);
+    outputs.read_back(&repo, "");
+    assert!(repo.count("SELECT COUNT(*) FROM enrichments") > 0);
+    assert!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE outcome = 'failure'") > 0,
+        "failures were recorded, with their messages"
+    );
+
+    // A backend that cannot even be set up is shown by doctor with its URL, redacted too.
+    let broken = format!(
+        "{}\n[[enrichment.chain]]\nname = \"broken\"\nchain = \"spare\"\nprovider = \"openai\"\nurl = \"ftp://enrich:{password}@files.example/v1\"\n",
+        userinfo_config(server.url(), &password)
+    );
+    repo.write_config(&broken);
+    let doctor = outputs.enrich(&repo, "", &["doctor"]);
+    assert!(
+        doctor.stdout.contains("ftp://[redacted]@files.example/v1"),
+        "{}",
+        doctor.stdout
+    );
+    outputs.enrich(&repo, "", &["--json", "doctor"]);
+
+    for dir in repo_files(&repo.root) {
+        outputs.files(&dir);
+    }
+    assert!(
+        outputs.holding("[redacted]@127.0.0.1").len() >= 2,
+        "the redacted URL was searched for in what was shown"
+    );
+    check_no_leak(&outputs, &password);
+}
+
+#[test]
+fn a_credential_in_options_is_refused_before_anything_runs() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    let planted = planted_key();
+    repo.write_config(&format!(
+        "[[enrichment.chain]]\nname = \"hosted\"\nprovider = \"openai\"\nurl = \"{}/v1\"\noptions = {{ temperature = 0, api_key = \"{planted}\" }}\n",
+        server.url()
+    ));
+    let mut outputs = Outputs::default();
+    for args in [&["config"][..], &["run"], &["doctor"]] {
+        let ran = outputs.enrich(&repo, "", args);
+        ran.expect_code(2);
+        assert!(
+            ran.stderr.contains("options.api_key")
+                && ran.stderr.contains("\"hosted\"")
+                && ran.stderr.contains("api_key_env"),
+            "names the backend, the key and the fix:\n{}",
+            ran.stderr
+        );
+    }
+    assert_eq!(server.stats().generations(), 0, "no request was sent");
+    check_no_leak(&outputs, &planted);
 }
 
 /// Secrets planted in a repository: a private-key file, a `.env` file and a source file with

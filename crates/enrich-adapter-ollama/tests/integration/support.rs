@@ -173,3 +173,38 @@ pub(crate) fn chunked(parts: &[&str]) -> Vec<String> {
         .chain(["0\r\n\r\n".to_owned()])
         .collect()
 }
+
+/// A raw HTTP/1.1 server on loopback that answers every request with `head`, then `prefix` as
+/// a first chunk, then chunks of `filler` without end, until the client stops reading: a body
+/// no whole-body read ever finishes.
+pub(crate) fn endless_server(head: &'static str, prefix: &'static str, filler: u8) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut writer = stream;
+                let chunk = |data: &[u8]| {
+                    let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
+                    chunk.extend_from_slice(data);
+                    chunk.extend_from_slice(b"\r\n");
+                    chunk
+                };
+                let filler = chunk(&[filler; 64 * 1024]);
+                if writer.write_all(head.as_bytes()).is_err()
+                    || writer.write_all(&chunk(prefix.as_bytes())).is_err()
+                {
+                    return;
+                }
+                while writer.write_all(&filler).is_ok() {}
+            });
+        }
+    });
+    url
+}

@@ -21,6 +21,7 @@ fn failure_kind_names_are_the_stored_ones() {
             "schema_invalid",
             "cancelled",
             "invalid_request",
+            "response_too_large",
         ]
     );
     for kind in FailureKind::ALL {

@@ -45,6 +45,9 @@ fn ollama_host_forms() {
         ("gpu-box:notaport", "http://gpu-box:11434"),
         ("gpu-box:70000", "http://gpu-box:11434"),
         ("https://secure-box:bad", "https://secure-box"),
+        // Credentials stay in front of the host, which is read as without them.
+        ("http://u:pw@gpu:8080", "http://u:pw@gpu:8080"),
+        ("u:pw@gpu-box", "http://u:pw@gpu-box:11434"),
         // Nothing at all.
         ("", DEFAULT_OLLAMA_URL),
         ("   ", DEFAULT_OLLAMA_URL),

@@ -30,8 +30,10 @@ name = "hosted"
 chain = "main"
 provider = "openai"
 model = "gpt-4o-mini"
+url = "https://me:sk-planted-in-file@api.example/v1?api_key=sk-planted-in-query"
 api_key_env = "HOSTED_API_KEY"
-options = { api_key = "sk-planted-in-file", temperature = 0.1 }
+max_response_bytes = 65536
+options = { temperature = 0.1, secret_sauce = "sk-planted-in-options" }
 
 [[enrichment.chain]]
 name = "coder"
@@ -94,11 +96,12 @@ fn provenance_names_default_file_and_env() {
                 value: json!({
                     "provider": "openai",
                     "model": "gpt-4o-mini",
-                    "url": null,
+                    "url": "https://[redacted]@api.example/v1?api_key=[redacted]",
                     "routing_tier": null,
                     "timeout_seconds": null,
                     "api_key_env": "HOSTED_API_KEY",
-                    "options": {"api_key": "[redacted]", "temperature": 0.1},
+                    "max_response_bytes": 65536,
+                    "options": {"secret_sauce": "[redacted]", "temperature": 0.1},
                     "enabled": true,
                 }),
                 source: file.clone(),
@@ -183,19 +186,34 @@ fn secrets_never_show_in_debug_of_a_loaded_config() {
         jail.set_env("HOSTED_API_KEY", "sk-planted-in-env");
         jail.set_env(
             "ENRICH_CHAIN_JSON",
-            r#"{"chains": {"j": [{"name": "j", "options": {"token": "sk-planted-in-json"}}]}}"#,
+            r#"{"chains": {"j": [{"name": "j", "url": "http://j:sk-planted-in-json@h"}]}}"#,
         );
+        jail.set_env("OLLAMA_HOST", "http://u:sk-planted-in-host@gpu:11434");
         let loaded = load_repo(jail)?;
-        let debug = format!("{loaded:?} {:#?}", loaded.provenance());
+        let shown = format!(
+            "{loaded:?} {:#?} {}",
+            loaded.provenance(),
+            serde_json::to_string(loaded.provenance()).map_err(|e| e.to_string())?
+        );
         for secret in [
             "sk-planted-in-file",
+            "sk-planted-in-query",
+            "sk-planted-in-options",
             "sk-planted-in-env",
             "sk-planted-in-json",
+            "sk-planted-in-host",
         ] {
-            if debug.contains(secret) {
-                return Err(format!("{secret} leaked into Debug output"));
+            if shown.contains(secret) {
+                return Err(format!("{secret} leaked into Debug output or provenance"));
             }
         }
+        same(
+            "OLLAMA_HOST shown",
+            setting(&loaded, "enrichment.chain.main.local.url")?
+                .value
+                .clone(),
+            json!("http://[redacted]@gpu:11434"),
+        )?;
         // The key is still there for the adapter that needs it.
         let hosted = loaded
             .config

@@ -108,6 +108,71 @@ fn bad_entries_name_the_entry_and_the_fix() {
 }
 
 #[test]
+fn credentials_in_options_are_refused_naming_the_backend_the_key_and_api_key_env() {
+    let fix = "a credential in `options` would be sent to the model server in the request body; \
+               put it in an environment variable and name that variable with \
+               `api_key_env = \"VAR\"` (sent as an Authorization header), or write it into \
+               `url` as user:password@";
+    let cases = [
+        ("api_key = \"sk-1\"", "options.api_key"),
+        ("APIKEY = \"sk-1\"", "options.APIKEY"),
+        ("Authorization = \"Bearer sk-1\"", "options.Authorization"),
+        ("access-token = \"sk-1\"", "options.access-token"),
+        ("token = \"sk-1\"", "options.token"),
+        ("password = \"sk-1\"", "options.password"),
+        ("secret = \"sk-1\"", "options.secret"),
+        (
+            "headers = { authorization = \"sk-1\" }",
+            "options.headers.authorization",
+        ),
+    ];
+    for (option, key) in cases {
+        let toml = format!(
+            "[[enrichment.chain]]\nname = \"a\"\n[[enrichment.chain]]\nname = \"hosted\"\noptions = {{ temperature = 0, {option} }}\n"
+        );
+        let want = format!(
+            "invalid value for {key} of enrichment.chain entry 2 (\"hosted\") in FILE: {fix}"
+        );
+        check(&toml, &want);
+    }
+}
+
+#[test]
+fn options_that_only_contain_a_credential_word_are_kept() {
+    jail(|jail| {
+        write(
+            jail,
+            "llmc.toml",
+            "[[enrichment.chain]]\nname = \"a\"\noptions = { max_tokens = 10, num_keep = 4, stop = [\"token\"] }\n",
+        )?;
+        let config = load_repo(jail)?.config;
+        same("options kept", config.backends[0].options.len(), 3)
+    });
+}
+
+#[test]
+fn max_response_bytes_is_read_per_backend_with_a_default_and_a_floor() {
+    check(
+        "[[enrichment.chain]]\nname = \"a\"\nmax_response_bytes = 10\n",
+        "invalid value for max_response_bytes of enrichment.chain entry 1 (\"a\") in FILE: 10 (expected at least 1024 bytes; remove the key for the default of 4194304)",
+    );
+    jail(|jail| {
+        write(
+            jail,
+            "llmc.toml",
+            "[[enrichment.chain]]\nname = \"a\"\nmax_response_bytes = 65536\n[[enrichment.chain]]\nname = \"b\"\n",
+        )?;
+        let config = load_repo(jail)?.config;
+        same("set", config.backends[0].max_response_bytes(), 65536)?;
+        same(
+            "default",
+            config.backends[1].max_response_bytes(),
+            enrich_config::DEFAULT_MAX_RESPONSE_BYTES,
+        )
+    });
+}
+
+#[test]
 fn the_default_chain_must_exist_and_have_an_enabled_entry() {
     let cases = [
         (

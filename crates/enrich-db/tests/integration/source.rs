@@ -211,3 +211,32 @@ fn a_source_reader_closes_the_files_it_keeps_open() {
     assert_eq!(open_here(), 0);
     assert_eq!(reader.read(&span("m.py", 0, 5)).expect("read"), "a = 1");
 }
+
+/// A span far longer than its caller can use is read only up to the limit: a 50 MB span costs
+/// the limit's bytes, not 50 MB.
+#[test]
+fn a_prefix_of_a_huge_span_reads_only_the_limit() {
+    const SPAN: u64 = 50 * 1024 * 1024;
+    const LIMIT: u64 = 24 * 1024 + 4;
+    let fixture = Fixture::llmc();
+    let file = fs::File::create(fixture.repo.join("huge.txt")).expect("file");
+    // Sparse: 50 MB of zero bytes without writing them.
+    file.set_len(SPAN).expect("length");
+    let reader = SourceReader::new(&fixture.repo).expect("reader");
+    let source = reader
+        .read_prefix(&span("huge.txt", 0, SPAN), LIMIT)
+        .expect("read");
+    assert_eq!(source.read_bytes, LIMIT);
+    assert_eq!(source.span_bytes, SPAN);
+    assert_eq!(source.text.len() as u64, LIMIT);
+    assert!(!source.is_whole());
+
+    // A short span is read whole; a character the limit cuts is replaced, not split.
+    fs::write(fixture.repo.join("m.py"), "é = 1\n").expect("file");
+    let whole = reader.read_prefix(&span("m.py", 0, 7), 100).expect("read");
+    assert_eq!((whole.text.as_str(), whole.is_whole()), ("é = 1\n", true));
+    let cut = reader.read_prefix(&span("m.py", 0, 7), 1).expect("read");
+    assert_eq!((cut.text.as_str(), cut.read_bytes), ("\u{fffd}", 1));
+    // The range is still checked against the file, whatever the limit.
+    assert!(reader.read_prefix(&span("m.py", 0, 70), 1).is_err());
+}

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! fake-ollama [--port N] [--latency-ms MS] [--slots N] [--queue N] [--model NAME]...
-//!             [--fault-rate KIND=P]... [--seed N] [--context-length TOKENS] [--record]
-//!             [--exit-on-stdin-close]
+//!             [--fault-rate KIND=P]... [--seed N] [--context-length TOKENS]
+//!             [--oversized-bytes N] [--record] [--exit-on-stdin-close]
 //! ```
 //!
 //! Once listening it prints one line to stdout, `{"listening":"http://127.0.0.1:PORT"}`, and
@@ -20,8 +20,8 @@ use enrich_testkit::{FakeOllama, FakeOllamaConfig, Fault};
 
 const USAGE: &str = "\
 usage: fake-ollama [--port N] [--latency-ms MS] [--slots N] [--queue N] [--model NAME]...
-                   [--fault-rate KIND=P]... [--seed N] [--context-length TOKENS] [--record]
-                   [--exit-on-stdin-close]
+                   [--fault-rate KIND=P]... [--seed N] [--context-length TOKENS]
+                   [--oversized-bytes N] [--record] [--exit-on-stdin-close]
 
   --port N               port on 127.0.0.1 (default 0: a free one)
   --latency-ms MS        time each generation holds its slot (default 0)
@@ -30,9 +30,10 @@ usage: fake-ollama [--port N] [--latency-ms MS] [--slots N] [--queue N] [--model
   --model NAME           a served model; repeatable (default qwen2.5:7b-instruct)
   --fault-rate KIND=P    inject fault KIND with probability P; repeatable. Kinds: server_error,
                          garbage, truncated, hang, busy, rate_limited, context_exceeded,
-                         bad_request, unauthorized, stream_error, thinking_only
+                         bad_request, unauthorized, stream_error, thinking_only, oversized
   --seed N               seed of the fault draws (default 0)
   --context-length N     context length reported and enforced (default 32768)
+  --oversized-bytes N    body size of an `oversized` answer (default 8388608)
   --record               keep request bodies, listed at GET /_fake/requests (memory grows
                          with every request)
   --exit-on-stdin-close  exit when stdin reaches end of file (the parent went away)
@@ -135,6 +136,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             }
             "--seed" => config.seed = number(flag, value()?)?,
             "--context-length" => config.context_length = number(flag, value()?)?,
+            "--oversized-bytes" => config.oversized_bytes = number(flag, value()?)?,
             "--record" => config.record_requests = true,
             "--exit-on-stdin-close" => exit_on_stdin_close = true,
             other => return Err(format!("unknown argument `{other}`")),

@@ -27,6 +27,7 @@ use crate::error::TestkitError;
 /// | `unauthorized` | 401 `unauthorized` | same, code `invalid_api_key` |
 /// | `stream_error` | streaming: 200, a first chunk, then an `{"error":…}` line; else 500 | 500 |
 /// | `thinking_only` | 200, empty `response`/`content`, the answer in `thinking` | the answer in `message.reasoning` |
+/// | `oversized` | 200, chunked without a length: a valid answer whose text is padded with spaces to [`FakeOllamaConfig::oversized_bytes`] in all (one `done: true` line when streaming) | same, as a chat completion |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Fault {
@@ -55,11 +56,14 @@ pub enum Fault {
     StreamError,
     /// A reply whose answer is in `thinking` and whose `response` is empty.
     ThinkingOnly,
+    /// A 200 whose body is [`FakeOllamaConfig::oversized_bytes`] long: a valid answer padded
+    /// with spaces, sent in chunks without a `Content-Length` and never held in memory whole.
+    Oversized,
 }
 
 impl Fault {
     /// Every fault, with `rate_limited` at its default `Retry-After` of 1 s.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 12] = [
         Fault::ServerError,
         Fault::Garbage,
         Fault::Truncated,
@@ -73,6 +77,7 @@ impl Fault {
         Fault::Unauthorized,
         Fault::StreamError,
         Fault::ThinkingOnly,
+        Fault::Oversized,
     ];
 
     /// The snake_case name used by `--fault-rate` and [`Fault::from_name`].
@@ -89,6 +94,7 @@ impl Fault {
             Fault::Unauthorized => "unauthorized",
             Fault::StreamError => "stream_error",
             Fault::ThinkingOnly => "thinking_only",
+            Fault::Oversized => "oversized",
         }
     }
 
@@ -179,6 +185,9 @@ pub struct FakeOllamaConfig {
     /// another, gets 401 ([`Outcome::Unauthorized`](crate::Outcome::Unauthorized)) on every
     /// route but `/_fake/stats`. Default: `None`, no check.
     pub api_key: Option<String>,
+    /// The body size of an [`Fault::Oversized`] answer, in bytes. Default: 8 MiB, twice
+    /// enrich's default `max_response_bytes`.
+    pub oversized_bytes: u64,
 }
 
 impl Default for FakeOllamaConfig {
@@ -196,6 +205,7 @@ impl Default for FakeOllamaConfig {
             record_requests: true,
             version: "0.12.0".to_owned(),
             api_key: None,
+            oversized_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -256,6 +266,13 @@ impl FakeOllamaConfig {
     #[must_use]
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the body size of an [`Fault::Oversized`] answer.
+    #[must_use]
+    pub fn with_oversized_bytes(mut self, bytes: u64) -> Self {
+        self.oversized_bytes = bytes;
         self
     }
 

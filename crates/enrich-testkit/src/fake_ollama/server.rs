@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     faults: Mutex<VecDeque<Fault>>,
     rng: Mutex<fastrand::Rng>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// The body size of an `oversized` answer.
+    oversized_bytes: u64,
     /// Woken on every arrival and every change of the slot and queue counts.
     pub(crate) changed: Notify,
     next_id: AtomicU64,
@@ -108,6 +110,7 @@ impl Shared {
             faults: Mutex::new(config.faults.into()),
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             requests: Mutex::new(Vec::new()),
+            oversized_bytes: config.oversized_bytes,
             changed: Notify::new(),
             next_id: AtomicU64::new(1),
         }
@@ -542,11 +545,16 @@ async fn generation(
             Outcome::StreamError,
         ));
     }
+    let oversized = fault == Some(Fault::Oversized);
     let reply = if openai {
         answer.openai(shared, model)
     } else {
-        answer.ollama(endpoint == Endpoint::Chat, model, stream)
+        // Oversized and streamed: one final line, padded.
+        answer.ollama(endpoint == Endpoint::Chat, model, stream && !oversized)
     };
+    if oversized {
+        return Ok((wire::padded(reply, shared.oversized_bytes), answer.outcome));
+    }
     Ok((reply, answer.outcome))
 }
 
@@ -662,6 +670,10 @@ impl Answer {
                 full.truncate(full.len() / 2);
                 stream_error = true;
                 Outcome::StreamError
+            }
+            Some(Fault::Oversized) => {
+                full.push_str(wire::PADDING_MARK);
+                Outcome::Oversized
             }
             _ => Outcome::Ok,
         };

@@ -125,6 +125,8 @@ pub enum Outcome {
     ThinkingOnly,
     /// The `stream_error` fault.
     StreamError,
+    /// The `oversized` fault.
+    Oversized,
     /// The `server_error` fault.
     ServerError,
     /// The `busy` fault.
@@ -155,12 +157,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 17] = [
+    pub const ALL: [Outcome; 18] = [
         Outcome::Ok,
         Outcome::Garbage,
         Outcome::Truncated,
         Outcome::ThinkingOnly,
         Outcome::StreamError,
+        Outcome::Oversized,
         Outcome::ServerError,
         Outcome::Busy,
         Outcome::QueueFull,
@@ -183,6 +186,7 @@ impl Outcome {
             Outcome::Truncated => "truncated",
             Outcome::ThinkingOnly => "thinking_only",
             Outcome::StreamError => "stream_error",
+            Outcome::Oversized => "oversized",
             Outcome::ServerError => "server_error",
             Outcome::Busy => "busy",
             Outcome::QueueFull => "queue_full",

@@ -13,11 +13,48 @@ use serde::Serialize;
 
 use crate::answer::FakeMetrics;
 
-/// A response body: one buffer, or NDJSON lines sent as chunks.
+/// A response body: one buffer, NDJSON lines sent as chunks, or a padded answer.
 #[derive(Debug)]
 pub(crate) enum ReplyBody {
     Full(Option<Bytes>),
     Lines(VecDeque<Bytes>),
+    /// `head`, then `remaining` spaces in chunks of [`PADDING`], then `tail`: sent without a
+    /// length and never held whole.
+    Padded {
+        head: Option<Bytes>,
+        remaining: u64,
+        tail: Option<Bytes>,
+    },
+}
+
+/// Where [`padded`] puts its spaces: the answer text of an `oversized` reply ends with it.
+pub(crate) const PADDING_MARK: &str = "<<enrich-testkit-padding>>";
+
+/// One chunk of padding.
+static PADDING: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+/// `reply` (a whole JSON body whose text ends with [`PADDING_MARK`]) with the mark replaced by
+/// spaces and a final newline, so the body is `total` bytes long (or the answer's own length,
+/// when that is longer). A streaming client reads it as one NDJSON line.
+pub(crate) fn padded(reply: Reply, total: u64) -> Reply {
+    let (parts, body) = reply.into_parts();
+    let ReplyBody::Full(Some(bytes)) = body else {
+        return Response::from_parts(parts, body);
+    };
+    let mark = PADDING_MARK.as_bytes();
+    let Some(at) = bytes.windows(mark.len()).position(|window| window == mark) else {
+        return Response::from_parts(parts, ReplyBody::Full(Some(bytes)));
+    };
+    let head = bytes.slice(..at);
+    let mut tail = bytes[at + mark.len()..].to_vec();
+    tail.push(b'\n');
+    let own = (head.len() + tail.len()) as u64;
+    let body = ReplyBody::Padded {
+        head: Some(head),
+        remaining: total.saturating_sub(own),
+        tail: Some(Bytes::from(tail)),
+    };
+    Response::from_parts(parts, body)
 }
 
 impl Body for ReplyBody {
@@ -31,6 +68,19 @@ impl Body for ReplyBody {
         let next = match self.get_mut() {
             ReplyBody::Full(bytes) => bytes.take(),
             ReplyBody::Lines(lines) => lines.pop_front(),
+            ReplyBody::Padded {
+                head,
+                remaining,
+                tail,
+            } => head.take().or_else(|| {
+                if *remaining > 0 {
+                    let n = (*remaining).min(PADDING.len() as u64);
+                    *remaining -= n;
+                    Some(Bytes::from_static(&PADDING[..n as usize]))
+                } else {
+                    tail.take()
+                }
+            }),
         };
         Poll::Ready(next.map(|bytes| Ok(Frame::data(bytes))))
     }
@@ -39,6 +89,11 @@ impl Body for ReplyBody {
         match self {
             ReplyBody::Full(bytes) => bytes.is_none(),
             ReplyBody::Lines(lines) => lines.is_empty(),
+            ReplyBody::Padded {
+                head,
+                remaining,
+                tail,
+            } => head.is_none() && *remaining == 0 && tail.is_none(),
         }
     }
 
@@ -47,7 +102,7 @@ impl Body for ReplyBody {
             ReplyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            ReplyBody::Lines(_) => SizeHint::default(),
+            ReplyBody::Lines(_) | ReplyBody::Padded { .. } => SizeHint::default(),
         }
     }
 }

@@ -52,6 +52,30 @@ async fn a_wrong_classification_fails_exactly_its_checks() {
 }
 
 #[tokio::test]
+async fn reading_whole_answers_is_named() {
+    for api in [Api::Ollama, Api::OpenAiCompatible] {
+        check(
+            api,
+            Quirk::ReadsWholeAnswers,
+            &["oversized_answer_is_response_too_large"],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn showing_the_urls_password_is_named() {
+    for api in [Api::Ollama, Api::OpenAiCompatible] {
+        check(
+            api,
+            Quirk::ShowsCredentials,
+            &["credentials_in_the_url_are_never_shown"],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn a_missing_schema_is_named() {
     check(Api::Ollama, Quirk::NoSchema, &["request_carries_schema"]).await;
     check(
@@ -121,7 +145,7 @@ async fn the_report_explains_each_failure_and_what_does_not_apply() {
     let text = report.to_string();
     assert!(
         text.starts_with(
-            "adapter conformance (openai-compatible): 21 passed, 1 failed, 2 not applicable\n"
+            "adapter conformance (openai-compatible): 23 passed, 1 failed, 2 not applicable\n"
         ),
         "{text}"
     );

@@ -748,7 +748,7 @@ async fn invalid_fault_rates_are_refused_at_start() {
     assert_eq!(
         Fault::parse_rate("slow=0.1").unwrap_err().to_string(),
         "unknown fault `slow`; known faults: server_error, garbage, truncated, hang, busy, \
-         rate_limited, context_exceeded, bad_request, unauthorized, stream_error, thinking_only"
+         rate_limited, context_exceeded, bad_request, unauthorized, stream_error, thinking_only, oversized"
     );
     assert!(Fault::parse_rate("garbage=2").is_err());
 }
@@ -863,4 +863,51 @@ async fn faults_can_be_pushed_while_running_and_the_server_stops_on_drop() {
     tokio::task::yield_now().await;
     let err = reqwest::Client::new().get(url).send().await.unwrap_err();
     assert!(err.is_connect(), "{err}");
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_a_valid_answer_padded_to_its_size_without_a_length() {
+    const SIZE: u64 = 1024 * 1024;
+    let cases = [
+        ("/api/generate", generate_body(false), "/response"),
+        ("/api/generate", generate_body(true), "/response"),
+        ("/api/chat", chat_body(false), "/message/content"),
+        (
+            "/v1/chat/completions",
+            openai_body(),
+            "/choices/0/message/content",
+        ),
+    ];
+    for (path, body, text_at) in cases {
+        let config = FakeOllamaConfig::default()
+            .with_faults([Fault::Oversized])
+            .with_oversized_bytes(SIZE);
+        let server = start(config).await;
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", server.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.content_length(),
+            None,
+            "{path}: sent without a length"
+        );
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(bytes.len() as u64, SIZE, "{path}");
+        assert_eq!(bytes.last(), Some(&b'\n'), "{path}: one (NDJSON) line");
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        if !path.starts_with("/v1") {
+            assert_eq!(answer["done"], true, "{path}");
+        }
+        let text = answer.pointer(text_at).and_then(Value::as_str).unwrap();
+        assert!(
+            text.len() as u64 > SIZE / 2,
+            "{path}: the padding is in the text"
+        );
+        validates_for(text, 12, 30);
+        assert_eq!(server.stats().outcome(Outcome::Oversized), 1, "{path}");
+    }
 }

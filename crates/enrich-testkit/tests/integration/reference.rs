@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use enrich_backends::{
     BackendAdapter, BackendError, Capabilities, FailureKind, GenerateRequest, Generation,
-    HealthReport, UsageMetrics,
+    HealthReport, ResponseLimit, UsageMetrics,
 };
-use enrich_config::BackendSpec;
+use enrich_config::{BackendSpec, redact_url};
 use enrich_testkit::Api;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
@@ -31,6 +31,10 @@ pub(crate) enum Quirk {
     IgnoresRetryAfter,
     /// Passes a truncated answer on as an ordinary one.
     HidesTruncation,
+    /// Reads whole answers, whatever their size.
+    ReadsWholeAnswers,
+    /// Shows its URL with the credentials in it.
+    ShowsCredentials,
 }
 
 pub(crate) struct Reference {
@@ -138,12 +142,23 @@ impl Reference {
             _ if self.quirk == Quirk::ServerErrorAsOverloaded => FailureKind::Overloaded,
             _ => FailureKind::ServerError,
         };
-        let mut err =
-            BackendError::new(kind, format!("{} answered {status}: {message}", self.base));
+        let mut err = BackendError::new(
+            kind,
+            format!("{} answered {status}: {message}", self.shown()),
+        );
         if self.quirk != Quirk::IgnoresRetryAfter {
             err.retry_after = retry_after.map(Duration::from_secs);
         }
         err
+    }
+
+    /// The base URL as shown to people.
+    fn shown(&self) -> String {
+        if self.quirk == Quirk::ShowsCredentials {
+            self.base.clone()
+        } else {
+            redact_url(&self.base)
+        }
     }
 
     fn read(&self, body: &Value) -> Generation {
@@ -216,7 +231,7 @@ impl BackendAdapter for Reference {
     }
 
     fn describe_host(&self) -> String {
-        self.base.clone()
+        self.shown()
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
@@ -233,7 +248,18 @@ impl BackendAdapter for Reference {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        let text = response.text().await.map_err(transport)?;
+        let text = if self.quirk == Quirk::ReadsWholeAnswers {
+            response.text().await.map_err(transport)?
+        } else {
+            let mut limit =
+                ResponseLimit::new(self.describe_host(), self.spec.max_response_bytes());
+            let mut response = response;
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                limit.append(&mut body, &chunk)?;
+            }
+            String::from_utf8_lossy(&body).into_owned()
+        };
         if !status.is_success() {
             return Err(self.classify_status(status, retry_after, error_message(&text)));
         }
@@ -272,7 +298,7 @@ impl BackendAdapter for Reference {
             report.reachable = Some(false);
             report
                 .messages
-                .push(format!("{} is unreachable", self.base));
+                .push(format!("{} is unreachable", self.shown()));
             return report;
         };
         report.reachable = Some(true);
