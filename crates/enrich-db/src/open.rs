@@ -241,10 +241,15 @@ impl Db {
             .map_err(self.err("check the database"))?;
         let mut problems = Vec::new();
         for row in rows {
-            let line = row.map_err(self.err("check the database"))?;
-            if line != "ok" {
-                problems.push(line);
-            }
+            // One row may hold several findings, one per line, under a heading naming the
+            // schema ("*** in database main ***").
+            let text = row.map_err(self.err("check the database"))?;
+            problems.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && *line != "ok" && !line.starts_with("***"))
+                    .map(str::to_owned),
+            );
         }
         Ok(problems)
     }

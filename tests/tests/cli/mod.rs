@@ -19,6 +19,7 @@ mod bad_input;
 mod commands;
 mod concurrent;
 mod crash;
+mod damaged;
 mod faults;
 mod indexing;
 mod limits;

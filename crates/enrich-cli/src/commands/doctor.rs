@@ -45,9 +45,10 @@ struct DoctorReport {
 }
 
 /// Validates the configuration (an invalid one is exit code 2), checks every enabled backend
-/// concurrently, and opens the index. Exit code 3 when a backend of the default chain is
+/// concurrently, and opens the index and checks every page of it (SQLite's `quick_check`). Exit
+/// code 3 when a backend of the default chain is
 /// unusable; else, when the index cannot be used, the code `enrich run` would end with (2 for a
-/// file that is missing or not an LLMC index).
+/// file that is missing, damaged or not an LLMC index).
 pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
     let loaded = repo.load_config_quietly()?;
     let config = &loaded.config;
@@ -106,7 +107,7 @@ pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
 }
 
 fn check_index(repo: &Repo) -> IndexCheck {
-    let stats = repo.open_read_only().and_then(|db| Ok(db.stats()?));
+    let stats = repo.open_checked().and_then(|db| Ok(db.stats()?));
     match stats {
         Ok(stats) => IndexCheck {
             path: repo.db_path.clone(),
