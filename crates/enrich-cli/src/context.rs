@@ -68,7 +68,7 @@ impl Repo {
     pub(crate) fn load_config(&self) -> Result<LoadedConfig> {
         let loaded = self.load_config_quietly()?;
         for key in loaded.ignored_keys() {
-            tracing::warn!("{}", ignored_key_warning(key, loaded.file.as_deref()));
+            tracing::warn!("{key}");
         }
         Ok(loaded)
     }
@@ -131,18 +131,6 @@ impl Repo {
     fn open_failed(&self) -> String {
         format!("cannot open the index {}", self.db_path.display())
     }
-}
-
-/// The warning for a key enrich does not read; `key` comes from
-/// [`LoadedConfig::ignored_keys`], which names the origin of `ENRICH_CHAIN_JSON` keys itself.
-pub(crate) fn ignored_key_warning(key: &str, file: Option<&Path>) -> String {
-    let origin = match file {
-        Some(file) if !key.contains(" in env ") => format!(" in {}", file.display()),
-        _ => String::new(),
-    };
-    format!(
-        "{key}{origin} is ignored: enrich does not read it (if you meant a setting, check its spelling)"
-    )
 }
 
 #[cfg(test)]

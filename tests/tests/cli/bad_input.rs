@@ -157,6 +157,46 @@ const CONFIG_CASES: &[ConfigCase] = &[
         needles: &["[enrichment.prompt] template", "{lang}", "{snippet}"],
     },
     ConfigCase {
+        name: "a template without {snippet}",
+        toml: "[enrichment]\ndefault_chain = \"local\"\n[enrichment.prompt]\ntemplate = \"Describe {path}, lines {line_start}-{line_end}.\"\n",
+        env: &[],
+        needles: &[
+            "[enrichment.prompt] template",
+            "no {snippet} placeholder",
+            "put {snippet} where the source goes",
+        ],
+    },
+    ConfigCase {
+        name: "a misspelt key",
+        toml: "[enrichment]\ndefault_chain = \"local\"\n[[enrichment.chain]]\nname = \"fake\"\nchain = \"local\"\nurl = \"{url}\"\nmodle = \"qwen2.5:14b\"\n",
+        env: &[],
+        needles: &[
+            "unknown key modle of enrichment.chain entry 1",
+            "enrich.toml, line 7",
+            "did you mean `model`?",
+        ],
+    },
+    ConfigCase {
+        name: "several mistakes",
+        toml: "[enrichment]\nconcurency = 2\nbatch_size = 0\n",
+        env: &[],
+        needles: &[
+            "2 problems in the configuration:\n  - unknown key enrichment.concurency",
+            "line 2: did you mean `concurrency`?",
+            "\n  - invalid value for enrichment.batch_size",
+        ],
+    },
+    ConfigCase {
+        name: "no attempt per span",
+        toml: "[enrichment]\nmax_retries_per_span = 0\n",
+        env: &[],
+        needles: &[
+            "enrichment.max_retries_per_span",
+            "enrich.toml",
+            "expected at least 1",
+        ],
+    },
+    ConfigCase {
         name: "a zero in-flight limit",
         toml: "[enrichment]\ndefault_chain = \"local\"\n[[enrichment.chain]]\nname = \"fake\"\nchain = \"local\"\nurl = \"{url}\"\noptions = { max_in_flight = 0 }\n",
         env: &[],

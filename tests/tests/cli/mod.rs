@@ -18,6 +18,7 @@
 mod bad_input;
 mod commands;
 mod concurrent;
+mod config_keys;
 mod crash;
 mod damaged;
 mod faults;

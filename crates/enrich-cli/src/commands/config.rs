@@ -7,7 +7,7 @@ use anyhow::Result;
 use enrich_config::Setting;
 use serde::Serialize;
 
-use crate::context::{Repo, ignored_key_warning};
+use crate::context::Repo;
 use crate::exit::Exit;
 use crate::output;
 
@@ -18,8 +18,8 @@ struct ConfigReport<'a> {
     file: Option<&'a PathBuf>,
     /// Every resolved setting with its source; secret-looking options are redacted.
     settings: &'a [Setting],
-    /// Keys enrich does not read.
-    ignored_keys: &'a [String],
+    /// Keys enrich does not read, each with where it is and what it may have meant.
+    ignored_keys: Vec<String>,
 }
 
 /// Prints the resolved configuration.
@@ -29,7 +29,11 @@ pub(crate) fn config(repo: &Repo, json: bool) -> Result<Exit> {
         output::json(&ConfigReport {
             file: loaded.file.as_ref(),
             settings: loaded.provenance(),
-            ignored_keys: loaded.ignored_keys(),
+            ignored_keys: loaded
+                .ignored_keys()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })?;
     } else {
         let mut text = String::new();
@@ -56,11 +60,7 @@ pub(crate) fn config(repo: &Repo, json: bool) -> Result<Exit> {
         output::text(&text)?;
         let mut warnings = String::new();
         for key in loaded.ignored_keys() {
-            writeln!(
-                warnings,
-                "warning: {}",
-                ignored_key_warning(key, loaded.file.as_deref())
-            )?;
+            writeln!(warnings, "warning: {key}")?;
         }
         output::note(&warnings);
     }

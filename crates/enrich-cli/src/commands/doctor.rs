@@ -68,7 +68,11 @@ pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
     let report = DoctorReport {
         config_file: loaded.file.clone(),
         default_chain: config.default_chain.clone(),
-        ignored_keys: loaded.ignored_keys().to_vec(),
+        ignored_keys: loaded
+            .ignored_keys()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         backends,
         ok: backends_ok && index.error.is_none(),
         index,
@@ -136,10 +140,7 @@ fn render(report: &DoctorReport) -> Result<String> {
         )?,
     }
     for key in &report.ignored_keys {
-        writeln!(
-            text,
-            "warn  config key {key} is ignored: enrich does not read it"
-        )?;
+        writeln!(text, "warn  config key {key}")?;
     }
     for DoctorBackend {
         check: b,
