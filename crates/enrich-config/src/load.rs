@@ -232,18 +232,13 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
             }
         }
     }
-    let resolved = resolve_values(file, env, ignored, &mut errors);
-    if let Err(error) = &resolved {
-        // A syntax error makes the unknown keys moot: the file was not read.
-        if matches!(error, ConfigError::Syntax { .. }) {
-            errors.clear();
-        }
-    }
-    match resolved {
+    // A file that is not TOML has no unknown keys: its syntax error comes alone.
+    match resolve_values(file, env, ignored, &mut errors) {
         Ok(loaded) => ConfigError::combine(errors).map_or(Ok(loaded), Err),
+        Err(error) if errors.is_empty() => Err(error),
         Err(error) => {
             errors.push(error);
-            Err(ConfigError::combine(errors).unwrap_or_else(|| unreachable!("one was pushed")))
+            Err(ConfigError::Several { errors })
         }
     }
 }
@@ -303,34 +298,37 @@ fn resolve_values(
         }),
     };
     let on_failure = keep(errors, on_failure, OnFailure::Error);
-    let at_least_one = |value: usize, key: &str, meaning: &str| {
+    let at_least_one = |value: usize, key: &str| {
         if value >= 1 {
             Ok(value)
         } else {
             Err(ConfigError::Invalid {
                 key: key.to_owned(),
                 origin: origin(key),
-                reason: format!("{value} (expected at least 1{meaning})"),
+                reason: format!("{value} (expected at least 1)"),
             })
         }
     };
-    let batch_size = at_least_one(raw.batch_size.0, "enrichment.batch_size", "");
+    let batch_size = at_least_one(raw.batch_size.0, "enrichment.batch_size");
     let batch_size = keep(errors, batch_size, 1);
-    let concurrency = at_least_one(raw.concurrency.0, "enrichment.concurrency", "");
+    let concurrency = at_least_one(raw.concurrency.0, "enrichment.concurrency");
     let concurrency = keep(errors, concurrency, 1);
     let max_snippet_bytes = at_least_one(
         raw.prompt.max_snippet_bytes.0,
         "enrichment.prompt.max_snippet_bytes",
-        "",
     );
     let max_snippet_bytes = keep(errors, max_snippet_bytes, 1);
-    let max_retries = at_least_one(
-        raw.max_retries_per_span.0 as usize,
-        "enrichment.max_retries_per_span",
-        ": it counts every backend attempt of a span in one run, the first one included, so 1 \
-         is a single attempt with no retry, re-ask or fallback",
-    );
-    keep(errors, max_retries.map(drop), ());
+    if raw.max_retries_per_span.0 == 0 {
+        let key = "enrichment.max_retries_per_span";
+        errors.push(ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: origin(key),
+            reason: "0 (expected at least 1: it counts every backend attempt of a span in one \
+                     run, the first one included, so 1 is a single attempt with no retry, \
+                     re-ask or fallback)"
+                .to_owned(),
+        });
+    }
     let reliability = crate::reliability::resolve(&raw, &origin)?;
     let file_globs = file.as_ref().and_then(file_path_weights);
     let work_order = crate::work_order::resolve(&raw, &origin, file_globs.as_deref())?;
