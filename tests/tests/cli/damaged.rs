@@ -18,7 +18,10 @@ fn listing(dir: &Path) -> Vec<(String, u64)> {
             let len = e.metadata().expect("metadata").len();
             (e.file_name().to_string_lossy().into_owned(), len)
         })
-        .filter(|(name, len)| !name.ends_with("-shm") && !(name.ends_with("-wal") && *len == 0))
+        .filter(|(name, len)| {
+            let companion = name.ends_with("-shm") || (name.ends_with("-wal") && *len == 0);
+            !companion
+        })
         .collect();
     files.sort();
     files
