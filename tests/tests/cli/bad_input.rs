@@ -22,7 +22,7 @@ const MAX_SNIPPET_BYTES: usize = 24 * 1024;
 
 /// Fails unless `text` contains every needle.
 #[track_caller]
-fn check_mentions(what: &str, text: &str, needles: &[&str]) {
+pub(super) fn check_mentions(what: &str, text: &str, needles: &[&str]) {
     let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
     assert!(
         missing.is_empty(),
@@ -312,21 +312,26 @@ const NOT_AN_INDEX: &[NotAnIndex] = &[
     },
 ];
 
+/// Every command that opens the index, with `hash` for `show`.
+pub(super) fn commands_opening_the_index(hash: &str) -> [Vec<&str>; 7] {
+    [
+        vec!["run"],
+        vec!["plan"],
+        vec!["status"],
+        vec!["show", hash],
+        vec!["failures"],
+        vec!["failures", "--requeue-all"],
+        vec!["doctor"],
+    ]
+}
+
 #[test]
 fn a_file_that_is_not_an_index_given_as_db_is_refused_by_every_command_and_left_as_it_was() {
     let server = Server::healthy();
     let repo = TestRepo::new();
     repo.write_config(&config(&[("fake", server.url())], ""));
     let hash = repo.spans[0].hash.clone();
-    let commands: [&[&str]; 7] = [
-        &["run"],
-        &["plan"],
-        &["status"],
-        &["show", &hash],
-        &["failures"],
-        &["failures", "--requeue-all"],
-        &["doctor"],
-    ];
+    let commands = commands_opening_the_index(&hash);
     let dir = tempfile::tempdir().expect("temp dir");
     for (i, case) in NOT_AN_INDEX.iter().enumerate() {
         let path = dir.path().join(format!("case{i}.db"));
@@ -334,7 +339,7 @@ fn a_file_that_is_not_an_index_given_as_db_is_refused_by_every_command_and_left_
         let before = std::fs::read(&path).ok();
         let files_before = listing(dir.path());
         let shown = path.to_str().expect("utf-8 path");
-        for args in commands {
+        for args in &commands {
             let mut full = vec!["--db", shown];
             full.extend_from_slice(args);
             let ran = repo.enrich(&full);
@@ -374,7 +379,7 @@ fn two_lines(path: &str) -> Vec<u8> {
 }
 
 /// Whether this process runs as root (who reads any file whatever its permissions).
-fn running_as_root() -> bool {
+pub(super) fn running_as_root() -> bool {
     let out = Command::new("id").arg("-u").output().expect("run id -u");
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }

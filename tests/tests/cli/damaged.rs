@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::support::{Ran, Server, TestRepo, config, enrich_bin, finish};
+use super::bad_input::{check_mentions, commands_opening_the_index, running_as_root};
+use super::support::{Ran, Server, TestRepo, config, finish};
 
 /// The names and sizes of the files in `dir`, sorted, but for what SQLite may leave next to a
 /// WAL-mode file it could not read: its shared-memory index and an empty WAL.
@@ -27,14 +28,27 @@ fn listing(dir: &Path) -> Vec<(String, u64)> {
     files
 }
 
-/// Fails unless `text` contains every needle.
-#[track_caller]
-fn check_mentions(what: &str, text: &str, needles: &[&str]) {
-    let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
-    assert!(
-        missing.is_empty(),
-        "{what}: {missing:?} missing from:\n{text}"
-    );
+/// The index's bytes and the listing of its directory, to compare after a command.
+struct Snapshot {
+    bytes: Vec<u8>,
+    files: Vec<(String, u64)>,
+}
+
+impl Snapshot {
+    fn of(repo: &TestRepo) -> Self {
+        Self {
+            bytes: std::fs::read(&repo.db).expect("read the index"),
+            files: listing(repo.db.parent().expect("db dir")),
+        }
+    }
+
+    /// Fails unless the index and its directory are as they were.
+    #[track_caller]
+    fn check_unchanged(&self, repo: &TestRepo, what: &str) {
+        let now = Self::of(repo);
+        assert!(now.bytes == self.bytes, "{what}: the index changed");
+        assert_eq!(now.files, self.files, "{what}: files changed");
+    }
 }
 
 /// Moves the WAL into the index file, so that its bytes are the whole database.
@@ -71,8 +85,7 @@ fn a_damaged_index_is_reported_by_doctor_and_refused_by_run_before_anything_is_w
     // The index of `spans.span_hash`: every enrichment written goes through it (its foreign
     // key), so a run that does not check first writes its run row, then fails.
     damage_page_of(&repo, "sqlite_autoindex_spans_1");
-    let dir = repo.db.parent().expect("db dir");
-    let (before, files_before) = (std::fs::read(&repo.db).expect("read"), listing(dir));
+    let before = Snapshot::of(&repo);
     let shown = repo.db.display().to_string();
     let fix = [
         "restore it from a backup",
@@ -104,12 +117,7 @@ fn a_damaged_index_is_reported_by_doctor_and_refused_by_run_before_anything_is_w
         );
         check_mentions(&what, &ran.stderr, &fix);
         check_mentions(&what, &ran.stderr, &["(the file was not modified)"]);
-        assert_eq!(
-            std::fs::read(&repo.db).expect("read"),
-            before,
-            "{what}: the index changed"
-        );
-        assert_eq!(listing(dir), files_before, "{what}: files changed");
+        before.check_unchanged(&repo, &what);
     }
     assert_eq!(server.stats().generations(), 0, "no span is sent");
 }
@@ -124,58 +132,33 @@ fn a_truncated_index_is_refused_by_every_command_with_exit_2_and_left_as_it_was(
     let whole = std::fs::read(&repo.db).expect("read the index");
     // Cut after the schema's first pages: what a full disk or an interrupted copy leaves.
     std::fs::write(&repo.db, &whole[..whole.len() / 2]).expect("truncate");
-    let dir = repo.db.parent().expect("db dir");
-    let (before, files_before) = (std::fs::read(&repo.db).expect("read"), listing(dir));
+    let before = Snapshot::of(&repo);
     let shown = repo.db.display().to_string();
-    let commands: [&[&str]; 7] = [
-        &["run"],
-        &["plan"],
-        &["status"],
-        &["show", &hash],
-        &["failures"],
-        &["failures", "--requeue-all"],
-        &["doctor"],
-    ];
-    for args in commands {
-        let ran = repo.enrich(args);
+    for args in commands_opening_the_index(&hash) {
+        let ran = repo.enrich(&args);
         let what = format!("`{}`", args.join(" "));
         ran.expect_code(2);
         let said = format!("{}{}", ran.stdout, ran.stderr);
         check_mentions(&what, &said, &[&shown, "is a damaged SQLite database"]);
         check_mentions(&what, &said, &["restore it from a backup"]);
-        assert_eq!(
-            std::fs::read(&repo.db).expect("read"),
-            before,
-            "{what}: the index changed"
-        );
-        assert_eq!(listing(dir), files_before, "{what}: files changed");
+        before.check_unchanged(&repo, &what);
     }
     assert_eq!(server.stats().generations(), 0, "no span is sent");
-}
-
-/// Whether this process runs as root (whom directory permissions do not stop).
-fn running_as_root() -> bool {
-    let out = Command::new("id").arg("-u").output().expect("run id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 /// Runs `enrich --repo <root> ARGS` as a user whom permissions bind: this user, or `nobody`
 /// (through util-linux's `setpriv`) when the tests run as root.
 fn enrich_unprivileged(repo: &TestRepo, args: &[&str]) -> Ran {
-    let mut command = if running_as_root() {
-        let mut command = Command::new("setpriv");
-        command
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(enrich_bin());
-        command
-    } else {
-        Command::new(enrich_bin())
-    };
+    if !running_as_root() {
+        return repo.enrich(args);
+    }
+    let plain = repo.command(args);
+    let mut command = Command::new("setpriv");
     command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(plain.get_program())
+        .args(plain.get_args())
         .env_clear()
-        .arg("--repo")
-        .arg(&repo.root)
-        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
