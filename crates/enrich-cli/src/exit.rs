@@ -124,9 +124,9 @@ fn pipeline_exit(err: &PipelineError) -> Option<Exit> {
     }
 }
 
-/// A database that is missing, is not an index, is damaged or sits in a directory enrich cannot
-/// write is bad input (a wrong `--db`, a file to restore, a directory to fix); anything else
-/// (locked, an I/O error) is a failure of the work.
+/// A database that is missing, is not an index, is damaged, or that this user may not read or
+/// write (the file, or its directory) is bad input (a wrong `--db`, a file to restore,
+/// permissions to fix); anything else (locked, an I/O error) is a failure of the work.
 fn db_exit(err: &DbError) -> Exit {
     match err {
         DbError::NotFound { .. }
@@ -134,6 +134,7 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::Damaged { .. }
         | DbError::Corrupt { .. }
         | DbError::ReadOnlyDirectory { .. }
+        | DbError::PermissionDenied { .. }
         | DbError::NotAnIndex { .. }
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }

@@ -65,6 +65,20 @@ pub enum DbError {
         problems: Vec<String>,
     },
 
+    /// The index file's permissions do not let this user read it, or write it when a writing
+    /// command opened it.
+    #[error(
+        "{path} cannot be {access} by this user (permission denied); give the user running enrich \
+         read and write permission on it, or pass --db with an index it can use (the file was not \
+         modified)"
+    )]
+    PermissionDenied {
+        /// The file.
+        path: PathBuf,
+        /// `read` or `written`.
+        access: &'static str,
+    },
+
     /// The index's directory is not writable, which SQLite's WAL journal needs even to read.
     #[error(
         "the directory {} of the index {} is not writable: SQLite keeps the index's WAL journal \

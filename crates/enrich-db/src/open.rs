@@ -168,6 +168,18 @@ impl Db {
         let busy_timeout = options.busy_timeout;
         let conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?;
+        // SQLite quietly opens a file it may not write read-only; a writing command would only
+        // find out at its first write.
+        if options.mode != OpenMode::ReadOnly
+            && conn
+                .is_readonly(rusqlite::MAIN_DB)
+                .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?
+        {
+            return Err(DbError::PermissionDenied {
+                path,
+                access: "written",
+            });
+        }
 
         let mut db = Db {
             conn,
@@ -495,10 +507,16 @@ fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// Looks at the file's bytes without SQLite: missing, empty, or with SQLite's header. Anything
 /// else is refused here, before SQLite could touch it.
 fn inspect_file(path: &Path) -> Result<FileState, DbError> {
-    let io_err = |source| DbError::Io {
-        path: path.to_path_buf(),
-        action: "inspect",
-        source,
+    let io_err = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::PermissionDenied => DbError::PermissionDenied {
+            path: path.to_path_buf(),
+            access: "read",
+        },
+        _ => DbError::Io {
+            path: path.to_path_buf(),
+            action: "inspect",
+            source,
+        },
     };
     let metadata = match std::fs::metadata(path) {
         Ok(m) => m,

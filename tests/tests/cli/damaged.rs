@@ -169,19 +169,26 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// A repository whose directories and index every user may read and write, for
+/// [`enrich_unprivileged`]; its index checkpointed. Returns the index's directory.
+fn open_to_every_user(repo: &TestRepo) -> &Path {
+    checkpoint(repo);
+    let rag = repo.db.parent().expect(".llmc/rag");
+    let temp = repo.root.parent().expect("temp dir");
+    for dir in [temp, &repo.root, rag.parent().expect(".llmc"), rag] {
+        chmod(dir, 0o777);
+    }
+    chmod(&repo.db, 0o666);
+    rag
+}
+
 #[test]
 fn an_index_in_a_read_only_directory_is_refused_naming_the_directory_and_the_fix() {
     let server = Server::healthy();
     let repo = TestRepo::new();
     repo.write_config(&config(&[("fake", server.url())], ""));
-    checkpoint(&repo);
-    let rag = repo.db.parent().expect(".llmc/rag");
     // Everything readable and writable for the other user but the index's directory.
-    let temp = repo.root.parent().expect("temp dir");
-    for dir in [temp, &repo.root, rag.parent().expect(".llmc")] {
-        chmod(dir, 0o777);
-    }
-    chmod(&repo.db, 0o666);
+    let rag = open_to_every_user(&repo);
     chmod(rag, 0o555);
     let before = std::fs::read(&repo.db).expect("read");
     let shown = rag.display().to_string();
@@ -203,5 +210,49 @@ fn an_index_in_a_read_only_directory_is_refused_naming_the_directory_and_the_fix
         assert_eq!(std::fs::read(&repo.db).expect("read"), before, "{what}");
     }
     chmod(rag, 0o755);
+    assert_eq!(server.stats().generations(), 0, "no span is sent");
+}
+
+#[test]
+fn an_index_this_user_may_not_read_or_write_is_refused_naming_the_file_and_the_fix() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&config(&[("fake", server.url())], ""));
+    open_to_every_user(&repo);
+    let shown = repo.db.display().to_string();
+    // (mode, command, exit code, what the error says)
+    let cases: [(u32, &[&str], i32, &str); 4] = [
+        (0o444, &["run"], 2, "cannot be written by this user"),
+        (
+            0o444,
+            &["failures", "--requeue-all"],
+            2,
+            "cannot be written by this user",
+        ),
+        (0o000, &["status"], 2, "cannot be read by this user"),
+        (0o000, &["run"], 2, "cannot be read by this user"),
+    ];
+    let before = Snapshot::of(&repo);
+    for (mode, args, code, says) in cases {
+        chmod(&repo.db, mode);
+        let ran = enrich_unprivileged(&repo, args);
+        let what = format!("`{}` on a {mode:o} index", args.join(" "));
+        ran.expect_code(code);
+        check_mentions(
+            &what,
+            &ran.stderr,
+            &[
+                &shown,
+                says,
+                "give the user running enrich read and write permission",
+            ],
+        );
+        chmod(&repo.db, 0o666);
+        before.check_unchanged(&repo, &what);
+    }
+    // Reading a file it may not write is fine.
+    chmod(&repo.db, 0o444);
+    enrich_unprivileged(&repo, &["status"]).expect_code(0);
+    chmod(&repo.db, 0o666);
     assert_eq!(server.stats().generations(), 0, "no span is sent");
 }
