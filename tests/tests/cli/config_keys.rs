@@ -1,6 +1,7 @@
-//! Keys enrich does not read in LLMC's `llmc.toml`: LLMC's own keys pass in silence, a misspelt
-//! key of enrich's tables is warned about with its line and the key it resembles, and the run
-//! goes on. (In `enrich.toml` the same key is an error: `bad_input`'s configuration cases.)
+//! Configuration checks beyond `bad_input`'s cases for `run`: keys enrich does not read in
+//! LLMC's `llmc.toml` (LLMC's own keys pass in silence, a misspelt key of enrich's tables is
+//! warned about with its line and the key it resembles, and the run goes on; in `enrich.toml`
+//! the same key is an error), and `doctor` judging the prompt template as a run would.
 
 use super::support::{Server, TestRepo, config};
 
@@ -33,4 +34,21 @@ fn a_misspelt_key_in_llmc_toml_is_warned_about_with_its_line_and_llmc_keys_are_n
         assert!(!out.contains("pycache_cleanup_days"), "{out}");
     }
     assert_eq!(server.stats().generations(), repo.spans.len() as u64);
+}
+
+#[test]
+fn doctor_refuses_a_template_without_the_snippet_as_a_run_would() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&format!(
+        "{}\n[enrichment.prompt]\ntemplate = \"Describe {{path}} in one line.\"\n",
+        config(&[("fake", server.url())], "")
+    ));
+    let doctor = repo.enrich(&["doctor"]);
+    doctor.expect_code(2);
+    assert!(
+        doctor.stderr.contains("no {snippet} placeholder"),
+        "{}",
+        doctor.stderr
+    );
 }

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use enrich_pipeline::PromptBuilder;
 use serde::Serialize;
 
 use crate::context::Repo;
@@ -52,6 +53,8 @@ struct DoctorReport {
 pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
     let loaded = repo.load_config_quietly()?;
     let config = &loaded.config;
+    // The prompt template is checked where it is parsed, as a run would.
+    PromptBuilder::new(&config.prompt).context("the configuration cannot be used")?;
     let backends: Vec<DoctorBackend> = check_all(config.backends.iter().filter(|b| b.enabled))
         .await
         .into_iter()
