@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use enrich_config::Setting;
+use enrich_config::{IgnoredKey, Setting};
 use serde::Serialize;
 
 use crate::context::Repo;
@@ -19,7 +19,7 @@ struct ConfigReport<'a> {
     /// Every resolved setting with its source; secret-looking options are redacted.
     settings: &'a [Setting],
     /// Keys enrich does not read, each with where it is and what it may have meant.
-    ignored_keys: Vec<String>,
+    ignored_keys: &'a [IgnoredKey],
 }
 
 /// Prints the resolved configuration.
@@ -29,11 +29,7 @@ pub(crate) fn config(repo: &Repo, json: bool) -> Result<Exit> {
         output::json(&ConfigReport {
             file: loaded.file.as_ref(),
             settings: loaded.provenance(),
-            ignored_keys: loaded
-                .ignored_keys()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            ignored_keys: loaded.ignored_keys(),
         })?;
     } else {
         let mut text = String::new();

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
+use enrich_config::IgnoredKey;
 use enrich_pipeline::PromptBuilder;
 use serde::Serialize;
 
@@ -37,7 +38,7 @@ struct IndexCheck {
 struct DoctorReport {
     config_file: Option<PathBuf>,
     default_chain: String,
-    ignored_keys: Vec<String>,
+    ignored_keys: Vec<IgnoredKey>,
     backends: Vec<DoctorBackend>,
     index: IndexCheck,
     /// False when a backend of the default chain is unusable (exit code 3) or the index cannot
@@ -46,10 +47,10 @@ struct DoctorReport {
 }
 
 /// Validates the configuration (an invalid one is exit code 2), checks every enabled backend
-/// concurrently, and opens the index and checks every page of it (SQLite's `quick_check`). Exit
-/// code 3 when a backend of the default chain is
-/// unusable; else, when the index cannot be used, the code `enrich run` would end with (2 for a
-/// file that is missing, damaged or not an LLMC index).
+/// concurrently, and opens the index and checks every page of it (SQLite's `quick_check`).
+/// Exit code 3 when a backend of the default chain is unusable; else, when the index cannot be
+/// used, the code `enrich run` would end with (2 for a file that is missing, damaged or not an
+/// LLMC index).
 pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
     let loaded = repo.load_config_quietly()?;
     let config = &loaded.config;
@@ -71,11 +72,7 @@ pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
     let report = DoctorReport {
         config_file: loaded.file.clone(),
         default_chain: config.default_chain.clone(),
-        ignored_keys: loaded
-            .ignored_keys()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        ignored_keys: loaded.ignored_keys().to_vec(),
         backends,
         ok: backends_ok && index.error.is_none(),
         index,
