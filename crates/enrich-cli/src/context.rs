@@ -2,6 +2,8 @@
 //! from the global flags.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 use enrich_config::LoadedConfig;
@@ -34,6 +36,9 @@ pub(crate) struct Repo {
     pub(crate) db_path: PathBuf,
     /// `--config`, if given.
     pub(crate) config_path: Option<PathBuf>,
+    /// Whether a writing command of this process has checked the index (SQLite's
+    /// `quick_check`): the first read-write open checks, later ones (`watch`'s passes) trust it.
+    checked: Arc<AtomicBool>,
 }
 
 impl Repo {
@@ -54,6 +59,7 @@ impl Repo {
             root: root.to_path_buf(),
             db_path: db.map_or_else(|| default_db_path(root), Path::to_path_buf),
             config_path: config.map(Path::to_path_buf),
+            checked: Arc::default(),
         })
     }
 
@@ -62,7 +68,7 @@ impl Repo {
     pub(crate) fn load_config(&self) -> Result<LoadedConfig> {
         let loaded = self.load_config_quietly()?;
         for key in loaded.ignored_keys() {
-            tracing::warn!("{}", ignored_key_warning(key, loaded.file.as_deref()));
+            tracing::warn!("{key}");
         }
         Ok(loaded)
     }
@@ -79,38 +85,52 @@ impl Repo {
         Db::open_read_only(&self.db_path).with_context(|| self.open_failed())
     }
 
-    /// Opens the existing index read-write, for commands that change a little.
-    pub(crate) fn open_existing(&self) -> Result<Db> {
-        Db::open(&self.db_path).with_context(|| self.open_failed())
-    }
-
-    /// Opens the existing index read-write for a run, with the configured dead-letter
-    /// threshold. A missing index is an error, not created: without LLMC's indexer it would hold
-    /// no span, and a mistyped `--repo` would leave an empty index behind.
-    pub(crate) fn open_for_run(&self, max_failures_per_span: u32) -> Result<Db> {
+    /// Opens the index read-only after SQLite's `quick_check` of every page, for `enrich doctor`:
+    /// a damaged file is [`enrich_db::DbError::Damaged`].
+    pub(crate) fn open_checked(&self) -> Result<Db> {
         let options = OpenOptions {
-            mode: OpenMode::Existing,
-            max_failures_per_span,
+            mode: OpenMode::ReadOnly,
+            quick_check: true,
             ..OpenOptions::default()
         };
         Db::open_with(&self.db_path, &options).with_context(|| self.open_failed())
     }
 
+    /// Opens the existing index read-write, for commands that change a little, checked as
+    /// [`Self::open_for_run`] says.
+    pub(crate) fn open_existing(&self) -> Result<Db> {
+        self.open_writable(OpenOptions::default())
+    }
+
+    /// Opens the existing index read-write for a run, with the configured dead-letter
+    /// threshold. A missing index is an error, not created: without LLMC's indexer it would hold
+    /// no span, and a mistyped `--repo` would leave an empty index behind.
+    ///
+    /// A damaged index is refused before anything is written: the first read-write open of
+    /// the process runs SQLite's `quick_check` of every page first (0.4 s on the bench's index
+    /// of a million spans; docs/database.md). Later opens (the passes of `watch`) skip it;
+    /// damage that appears after the check is reported when SQLite meets it.
+    pub(crate) fn open_for_run(&self, max_failures_per_span: u32) -> Result<Db> {
+        self.open_writable(OpenOptions {
+            mode: OpenMode::Existing,
+            max_failures_per_span,
+            ..OpenOptions::default()
+        })
+    }
+
+    fn open_writable(&self, options: OpenOptions) -> Result<Db> {
+        let options = OpenOptions {
+            quick_check: !self.checked.load(Ordering::Relaxed),
+            ..options
+        };
+        let db = Db::open_with(&self.db_path, &options).with_context(|| self.open_failed())?;
+        self.checked.store(true, Ordering::Relaxed);
+        Ok(db)
+    }
+
     fn open_failed(&self) -> String {
         format!("cannot open the index {}", self.db_path.display())
     }
-}
-
-/// The warning for a key enrich does not read; `key` comes from
-/// [`LoadedConfig::ignored_keys`], which names the origin of `ENRICH_CHAIN_JSON` keys itself.
-pub(crate) fn ignored_key_warning(key: &str, file: Option<&Path>) -> String {
-    let origin = match file {
-        Some(file) if !key.contains(" in env ") => format!(" in {}", file.display()),
-        _ => String::new(),
-    };
-    format!(
-        "{key}{origin} is ignored: enrich does not read it (if you meant a setting, check its spelling)"
-    )
 }
 
 #[cfg(test)]

@@ -124,12 +124,17 @@ fn pipeline_exit(err: &PipelineError) -> Option<Exit> {
     }
 }
 
-/// A database that is missing or is not an index is a wrong `--db`; anything else (locked,
-/// damaged while running, an I/O error) is a failure of the work.
+/// A database that is missing, is not an index, is damaged, or that this user may not read or
+/// write (the file, or its directory) is bad input (a wrong `--db`, a file to restore,
+/// permissions to fix); anything else (locked, an I/O error) is a failure of the work.
 fn db_exit(err: &DbError) -> Exit {
     match err {
         DbError::NotFound { .. }
         | DbError::NotADatabase { .. }
+        | DbError::Damaged { .. }
+        | DbError::Corrupt { .. }
+        | DbError::ReadOnlyDirectory { .. }
+        | DbError::PermissionDenied { .. }
         | DbError::NotAnIndex { .. }
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }

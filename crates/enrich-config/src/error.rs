@@ -37,6 +37,31 @@ pub enum ConfigError {
         reason: String,
     },
 
+    /// enrich's own config file has a key enrich does not read (a misspelling, most likely).
+    #[error(
+        "unknown key {key} in {}{}: {}",
+        path.display(),
+        line.map(|l| format!(", line {l}")).unwrap_or_default(),
+        unknown_key_fix(suggestion.as_deref())
+    )]
+    UnknownKey {
+        /// The key as messages name it (`enrichment.modle`, `modle of enrichment.chain entry 2`).
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// Its line, counting from 1.
+        line: Option<usize>,
+        /// The key enrich reads that it most resembles.
+        suggestion: Option<String>,
+    },
+
+    /// Several mistakes, all reported at once (each on its own line).
+    #[error("{} problems in the configuration:{}", errors.len(), each_on_a_line(errors))]
+    Several {
+        /// The mistakes, in the order they were found.
+        errors: Vec<ConfigError>,
+    },
+
     /// A value has the wrong type or is out of range.
     #[error("invalid value for {key} in {origin}: {reason}")]
     Invalid {
@@ -156,6 +181,31 @@ pub enum ConfigError {
         /// The chains that have an enabled backend.
         available: Vec<String>,
     },
+}
+
+impl ConfigError {
+    /// One error for `errors`: the error itself when there is one, [`ConfigError::Several`]
+    /// when there are more. `None` when there are none.
+    pub(crate) fn combine(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(ConfigError::Several { errors }),
+        }
+    }
+}
+
+fn unknown_key_fix(suggestion: Option<&str>) -> String {
+    match suggestion {
+        Some(known) => format!(
+            "did you mean `{known}`? (enrich stops at keys it does not read; `enrich init` prints every key)"
+        ),
+        None => "enrich does not read it; remove it, or fix its spelling (`enrich init` prints every key)".to_owned(),
+    }
+}
+
+fn each_on_a_line(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("\n  - {e}")).collect()
 }
 
 /// How to write a name in the syntax of the entry's origin.

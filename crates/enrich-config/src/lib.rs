@@ -2,10 +2,11 @@
 //!
 //! Layers, lowest first: built-in defaults ([`DEFAULT_CONFIG_TOML`], a commented TOML file that
 //! `enrich init` prints), then the config file (`--config PATH`, else `enrich.toml`, else LLMC's
-//! `llmc.toml` in the repo root; only the `[enrichment]` table is read, unknown keys are
-//! ignored), then the environment (`ENRICH_*`, `ENRICH_CHAIN_JSON`, `OLLAMA_HOST`,
-//! `LLMC_ENRICH_DISABLE_ROUTING`) exactly as LLMC reads it, so an LLMC user's files and env keep
-//! working. [`load`] resolves them into an [`EnrichmentConfig`], validates it, and remembers
+//! `llmc.toml` in the repo root; only the `[enrichment]` table is read; a key enrich does not
+//! read is an error in enrich's own file and a warning in LLMC's, see [`IgnoredKey`]), then the
+//! environment (`ENRICH_*`, `ENRICH_CHAIN_JSON`, `OLLAMA_HOST`, `LLMC_ENRICH_DISABLE_ROUTING`)
+//! exactly as LLMC reads it, so an LLMC user's files and env keep working. Every mistake of a
+//! file is reported at once ([`ConfigError::Several`]). [`load`] resolves them into an [`EnrichmentConfig`], validates it, and remembers
 //! where each value came from ([`LoadedConfig::provenance`]); every [`ConfigError`] names the
 //! file or variable and the key.
 //!
@@ -26,6 +27,7 @@
 //! URL is shown through [`redact_url`].
 
 mod error;
+mod keys;
 mod layers;
 mod lenient;
 mod load;
@@ -39,6 +41,7 @@ mod types;
 mod work_order;
 
 pub use error::ConfigError;
+pub use keys::IgnoredKey;
 pub use load::{CONFIG_FILE_NAMES, DEFAULT_CONFIG_TOML, LoadedConfig, load, select_chain};
 pub use ollama_host::normalize_ollama_host;
 pub use provenance::{Setting, Source};

@@ -13,17 +13,15 @@ use figment::providers::Serialized;
 use figment::value::Value;
 use serde_json::json;
 
+use crate::keys::{IgnoredKey, is_llmc_file, suggest, unknown_keys};
 use crate::layers::{Defaults, Entries, EnvLayer, FileLayer, entry_label, from_figment, source_of};
 use crate::lenient::{Text, parse_flag};
-use crate::raw::{
-    BUDGET_KEYS, CIRCUIT_BREAKER_KEYS, ENRICHMENT_KEYS, ENTRY_KEYS, PROMPT_KEYS, RawBackend,
-    RawEntries, RawFile,
-};
-use crate::work_order::RUNNER_KEYS;
+use crate::raw::{ENTRY_KEYS, LLMC_ENTRY_KEYS, RawBackend, RawEntries, RawFile};
 use crate::{
-    BackendSpec, ConfigError, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MODEL, DEFAULT_OLLAMA_URL,
-    DEFAULT_PROVIDER, EnrichmentConfig, EventLogLimit, OnFailure, Price, PromptConfig, Setting,
-    Source, credential_option, normalize_ollama_host, redact_url, redacted_options,
+    BackendSpec, ConfigError, DEFAULT_CHAIN, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MODEL,
+    DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER, EnrichmentConfig, EventLogLimit, OnFailure, Price,
+    PromptConfig, Setting, Source, credential_option, normalize_ollama_host, redact_url,
+    redacted_options,
 };
 
 /// The built-in defaults: a commented TOML file that is both the lowest configuration layer and
@@ -61,7 +59,7 @@ pub struct LoadedConfig {
     /// The config file read, if any.
     pub file: Option<PathBuf>,
     settings: Vec<Setting>,
-    ignored: Vec<String>,
+    ignored: Vec<IgnoredKey>,
 }
 
 impl LoadedConfig {
@@ -72,10 +70,12 @@ impl LoadedConfig {
         &self.settings
     }
 
-    /// Keys of the config file (and of `ENRICH_CHAIN_JSON` entries) that enrich does not read,
-    /// such as LLMC's `est_tokens_per_span`, or a misspelt key. Loading ignores them; `enrich
-    /// config` can show them.
-    pub fn ignored_keys(&self) -> &[String] {
+    /// Keys of LLMC's `llmc.toml` (in enrich's tables) and of `ENRICH_CHAIN_JSON` entries that
+    /// enrich does not read, a misspelt key most likely, each with its line and the key it most
+    /// resembles. Loading goes on without them; commands warn. (In enrich's own file such a key
+    /// is an error, [`ConfigError::UnknownKey`]; LLMC's own keys, such as
+    /// `est_tokens_per_span`, are never listed.)
+    pub fn ignored_keys(&self) -> &[IgnoredKey] {
         &self.ignored
     }
 }
@@ -210,7 +210,59 @@ fn push_grouped(chains: &mut Chains, entry: Entry) {
     }
 }
 
+/// Resolves the layers, reporting every mistake found in one error: the file's unknown keys
+/// (errors in enrich's own file, warnings in `llmc.toml`), then the values that are wrong.
 fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig, ConfigError> {
+    let mut errors = Vec::new();
+    let mut ignored = Vec::new();
+    if let Some(file) = &file {
+        let llmc = is_llmc_file(&file.path);
+        for unknown in unknown_keys(&file.text, llmc) {
+            if llmc {
+                ignored.push(IgnoredKey {
+                    key: unknown.key,
+                    origin: Source::File(file.path.clone()),
+                    line: unknown.line,
+                    suggestion: unknown.suggestion,
+                });
+            } else {
+                errors.push(ConfigError::UnknownKey {
+                    key: unknown.key,
+                    path: file.path.clone(),
+                    line: unknown.line,
+                    suggestion: unknown.suggestion,
+                });
+            }
+        }
+    }
+    // A file that is not TOML has no unknown keys: its syntax error comes alone.
+    match resolve_values(file, env, ignored, &mut errors) {
+        Ok(loaded) => ConfigError::combine(errors).map_or(Ok(loaded), Err),
+        Err(error) if errors.is_empty() => Err(error),
+        Err(error) => {
+            errors.push(error);
+            Err(ConfigError::Several { errors })
+        }
+    }
+}
+
+/// Keeps the value of `result`, or records its error and goes on with `fallback`, so that
+/// every independent mistake is reported at once.
+fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>, fallback: T) -> T {
+    result.unwrap_or_else(|error| {
+        errors.push(error);
+        fallback
+    })
+}
+
+/// The layers' values, checked. Mistakes that leave the rest checkable go to `errors` (the
+/// result is then only a stand-in); the others end the check as the `Err`.
+fn resolve_values(
+    file: Option<ConfigFile>,
+    env: EnvLookup<'_>,
+    mut ignored: Vec<IgnoredKey>,
+    errors: &mut Vec<ConfigError>,
+) -> Result<LoadedConfig, ConfigError> {
     let mut figment = Figment::from(Defaults);
     if let Some(file) = &file {
         figment = figment.merge(FileLayer {
@@ -228,7 +280,6 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         .map_err(|e| from_figment(e, &FILE_ENTRIES, None))?
         .enrichment;
     let origin = |key: &str| source_of(figment.find_metadata(key));
-    let mut ignored = ignored_file_keys(&figment);
 
     let default_chain = raw
         .default_chain
@@ -237,18 +288,19 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
             key: "enrichment.default_chain".to_owned(),
             origin: origin("enrichment.default_chain"),
             reason: "an empty name (expected the name of a chain)".to_owned(),
-        })?;
+        });
+    let default_chain_valid = default_chain.is_ok();
+    let default_chain = keep(errors, default_chain, DEFAULT_CHAIN.to_owned());
     let on_failure = match raw.on_failure.0.trim() {
-        "error" => OnFailure::Error,
-        "fallback_to_empty" => OnFailure::FallbackToEmpty,
-        other => {
-            return Err(ConfigError::Invalid {
-                key: "enrichment.on_failure".to_owned(),
-                origin: origin("enrichment.on_failure"),
-                reason: format!("{other:?} (expected \"error\" or \"fallback_to_empty\")"),
-            });
-        }
+        "error" => Ok(OnFailure::Error),
+        "fallback_to_empty" => Ok(OnFailure::FallbackToEmpty),
+        other => Err(ConfigError::Invalid {
+            key: "enrichment.on_failure".to_owned(),
+            origin: origin("enrichment.on_failure"),
+            reason: format!("{other:?} (expected \"error\" or \"fallback_to_empty\")"),
+        }),
     };
+    let on_failure = keep(errors, on_failure, OnFailure::Error);
     let at_least_one = |value: usize, key: &str| {
         if value >= 1 {
             Ok(value)
@@ -260,12 +312,26 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
             })
         }
     };
-    let batch_size = at_least_one(raw.batch_size.0, "enrichment.batch_size")?;
-    let concurrency = at_least_one(raw.concurrency.0, "enrichment.concurrency")?;
+    let batch_size = at_least_one(raw.batch_size.0, "enrichment.batch_size");
+    let batch_size = keep(errors, batch_size, 1);
+    let concurrency = at_least_one(raw.concurrency.0, "enrichment.concurrency");
+    let concurrency = keep(errors, concurrency, 1);
     let max_snippet_bytes = at_least_one(
         raw.prompt.max_snippet_bytes.0,
         "enrichment.prompt.max_snippet_bytes",
-    )?;
+    );
+    let max_snippet_bytes = keep(errors, max_snippet_bytes, 1);
+    if raw.max_retries_per_span.0 == 0 {
+        let key = "enrichment.max_retries_per_span";
+        errors.push(ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: origin(key),
+            reason: "0 (expected at least 1: it counts every backend attempt of a span in one \
+                     run, the first one included, so 1 is a single attempt with no retry, \
+                     re-ask or fallback)"
+                .to_owned(),
+        });
+    }
     let reliability = crate::reliability::resolve(&raw, &origin)?;
     let file_globs = file.as_ref().and_then(file_path_weights);
     let work_order = crate::work_order::resolve(&raw, &origin, file_globs.as_deref())?;
@@ -296,7 +362,7 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
             }
             Some(false) => {}
             None => {
-                return Err(ConfigError::Invalid {
+                errors.push(ConfigError::Invalid {
                     key: "enrichment.enable_routing".to_owned(),
                     origin: Source::Env(DISABLE_ROUTING.to_owned()),
                     reason: format!(
@@ -313,8 +379,10 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
     let mut chains: Chains = Vec::new();
     for (index, raw_entry) in raw.chain.into_iter().enumerate() {
         let label = entry_label(FILE_ENTRIES.label, index);
-        let entry = resolve_entry(raw_entry, &default_chain, label, &chain_origin)?;
-        push_grouped(&mut chains, entry);
+        match resolve_entry(raw_entry, &default_chain, label, &chain_origin) {
+            Ok(entry) => push_grouped(&mut chains, entry),
+            Err(error) => errors.push(error),
+        }
     }
     let mut json_named = HashSet::new();
     if let Some(text) = env(CHAIN_JSON)? {
@@ -331,7 +399,7 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         let mut seen = HashSet::new();
         for entry in entries {
             if !seen.insert(entry.spec.name.as_str()) {
-                return Err(ConfigError::DuplicateName {
+                errors.push(ConfigError::DuplicateName {
                     chain: chain.clone(),
                     name: entry.spec.name.clone(),
                     origin: entry.origin.clone(),
@@ -355,12 +423,15 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         }
     }
 
-    // Name the layer that decided the default chain's entries.
-    check_default_chain(&chains, &default_chain, || match &file {
-        _ if json_named.contains(&default_chain) => Source::Env(CHAIN_JSON.to_owned()),
-        Some(file) => Source::File(file.path.clone()),
-        None => Source::Default,
-    })?;
+    // Name the layer that decided the default chain's entries. Only when the chains and their
+    // default are all known: a refused entry or name would make this a second, false report.
+    if default_chain_valid && errors.is_empty() {
+        check_default_chain(&chains, &default_chain, || match &file {
+            _ if json_named.contains(&default_chain) => Source::Env(CHAIN_JSON.to_owned()),
+            Some(file) => Source::File(file.path.clone()),
+            None => Source::Default,
+        })?;
+    }
 
     let entries: Vec<Entry> = chains
         .into_iter()
@@ -652,7 +723,7 @@ fn resolve_entry(
 fn chains_from_json(
     text: &str,
     default_chain: &str,
-    ignored: &mut Vec<String>,
+    ignored: &mut Vec<IgnoredKey>,
 ) -> Result<Chains, ConfigError> {
     let payload: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ConfigError::ChainJsonSyntax {
@@ -712,14 +783,20 @@ fn json_entries(
     label: &str,
     default_chain: &str,
     listed_under: Option<&str>,
-    ignored: &mut Vec<String>,
+    ignored: &mut Vec<IgnoredKey>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let origin = Source::Env(CHAIN_JSON.to_owned());
     for (index, item) in items.iter().enumerate() {
         if let serde_json::Value::Object(entry) = item {
-            for key in entry.keys().filter(|k| !ENTRY_KEYS.contains(&k.as_str())) {
-                let entry = entry_label(label, index);
-                ignored.push(format!("{key} of {entry} in {origin}"));
+            for key in entry.keys().filter(|k| {
+                !ENTRY_KEYS.contains(&k.as_str()) && !LLMC_ENTRY_KEYS.contains(&k.as_str())
+            }) {
+                ignored.push(IgnoredKey {
+                    key: format!("{key} of {}", entry_label(label, index)),
+                    origin: origin.clone(),
+                    line: None,
+                    suggestion: suggest(key, ENTRY_KEYS),
+                });
             }
         }
     }
@@ -852,74 +929,4 @@ fn file_path_weights(file: &ConfigFile) -> Option<Vec<String>> {
         Ok(Value::Dict(_, table)) => Some(table.into_keys().collect()),
         _ => None,
     }
-}
-
-/// Keys of the file's `[enrichment]` table (and its entries) that enrich does not read.
-fn ignored_file_keys(figment: &Figment) -> Vec<String> {
-    let mut ignored = Vec::new();
-    let Ok(Value::Dict(_, table)) = figment.find_value("enrichment") else {
-        return ignored;
-    };
-    let unknown_entry_keys = |ignored: &mut Vec<String>, index: usize, entry: &Value| {
-        if let Value::Dict(_, entry) = entry {
-            let label = entry_label(FILE_ENTRIES.label, index);
-            for key in entry.keys().filter(|k| !ENTRY_KEYS.contains(&k.as_str())) {
-                ignored.push(format!("{key} of {label}"));
-            }
-        }
-    };
-    for (key, value) in &table {
-        match (key.as_str(), value) {
-            (key, _) if !ENRICHMENT_KEYS.contains(&key) => {
-                ignored.push(format!("enrichment.{key}"));
-            }
-            ("prompt", Value::Dict(_, prompt)) => {
-                for key in prompt.keys().filter(|k| !PROMPT_KEYS.contains(&k.as_str())) {
-                    ignored.push(format!("enrichment.prompt.{key}"));
-                }
-            }
-            ("circuit_breaker", Value::Dict(_, table)) => {
-                for key in table
-                    .keys()
-                    .filter(|k| !CIRCUIT_BREAKER_KEYS.contains(&k.as_str()))
-                {
-                    ignored.push(format!("enrichment.circuit_breaker.{key}"));
-                }
-            }
-            ("budget", Value::Dict(_, table)) => {
-                for key in table.keys().filter(|k| !BUDGET_KEYS.contains(&k.as_str())) {
-                    ignored.push(format!("enrichment.budget.{key}"));
-                }
-            }
-            ("index", Value::Dict(_, table)) => {
-                for key in table
-                    .keys()
-                    .filter(|k| !crate::secrets::INDEX_KEYS.contains(&k.as_str()))
-                {
-                    ignored.push(format!("enrichment.index.{key}"));
-                }
-            }
-            ("secrets", Value::Dict(_, table)) => {
-                for key in table
-                    .keys()
-                    .filter(|k| !crate::secrets::SECRETS_KEYS.contains(&k.as_str()))
-                {
-                    ignored.push(format!("enrichment.secrets.{key}"));
-                }
-            }
-            ("runner", Value::Dict(_, table)) => {
-                for key in table.keys().filter(|k| !RUNNER_KEYS.contains(&k.as_str())) {
-                    ignored.push(format!("enrichment.runner.{key}"));
-                }
-            }
-            ("chain", Value::Array(_, entries)) => {
-                for (index, entry) in entries.iter().enumerate() {
-                    unknown_entry_keys(&mut ignored, index, entry);
-                }
-            }
-            ("chain", entry @ Value::Dict(..)) => unknown_entry_keys(&mut ignored, 0, entry),
-            _ => {}
-        }
-    }
-    ignored
 }

@@ -1,8 +1,8 @@
 //! The shapes read from the layers, before defaults are applied and values validated.
 //!
-//! Every scalar goes through a lenient type (see [`crate::lenient`]). Unknown keys are ignored
+//! Every scalar goes through a lenient type (see [`crate::lenient`]). Unknown keys pass serde
 //! (LLMC's tables carry keys enrich does not use); [`ENRICHMENT_KEYS`] and friends list the
-//! known ones so the loader can report the others.
+//! known ones so that [`crate::keys`] can report the others.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,6 +86,24 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "event_log_keep",
     "chain",
 ];
+
+/// Keys of LLMC's `[enrichment]` table that enrich does not read (LLMC's cost estimate, its
+/// on/off switch and tier defaults): accepted in silence in either file, since both use LLMC's
+/// table.
+pub(crate) const LLMC_ENRICHMENT_KEYS: &[&str] = &[
+    "enabled",
+    "est_tokens_per_span",
+    "default_provider",
+    "default_tier",
+    "fallback_tier",
+];
+
+/// Keys of LLMC's backend entries that enrich does not read, accepted in silence.
+pub(crate) const LLMC_ENTRY_KEYS: &[&str] = &["max_retries"];
+
+/// Keys of LLMC's `[enrichment.runner]` that enrich does not read (its own concurrency caps),
+/// accepted in silence.
+pub(crate) const LLMC_RUNNER_KEYS: &[&str] = &["max_concurrent", "max_concurrent_high_priority"];
 
 /// The `[enrichment.circuit_breaker]` table.
 #[derive(Deserialize)]

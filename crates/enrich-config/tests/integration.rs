@@ -9,6 +9,8 @@ mod chains;
 mod env;
 #[path = "integration/files.rs"]
 mod files;
+#[path = "integration/keys.rs"]
+mod keys;
 #[path = "integration/ollama_host.rs"]
 mod ollama_host;
 #[path = "integration/provenance.rs"]

@@ -10,8 +10,9 @@ use crate::types::RunId;
 
 /// An error of the index database or of reading a span's source file.
 ///
-/// Every variant names the file it concerns. The variants about a file that is not, or no longer,
-/// a usable index all mean the same thing for the caller: nothing was written to it.
+/// Every variant names the file it concerns. The variants whose message says "the file was not
+/// modified" are only raised before enrich writes anything to the file; [`DbError::Corrupt`],
+/// damage found while working, makes no such claim.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbError {
@@ -35,16 +36,63 @@ pub enum DbError {
         detail: String,
     },
 
-    /// The file is an SQLite database but SQLite reports it damaged.
+    /// SQLite found damage while enrich was working on the file. Writes that committed before
+    /// the damage showed stay in the file, so this error makes no claim that nothing was written.
     #[error(
-        "{path} is a damaged SQLite database ({source}); restore it from a backup or rebuild the index with LLMC (the file was not modified)"
+        "{path} is a damaged SQLite database: SQLite reported {source} while trying to {action}; {DAMAGE_FIX}"
     )]
     Corrupt {
         /// The file.
         path: PathBuf,
+        /// What enrich was doing.
+        action: &'static str,
         /// SQLite's report.
         #[source]
         source: rusqlite::Error,
+    },
+
+    /// The file failed the integrity check made before anything is written (a damaged page, a
+    /// truncated file): it was refused and left byte for byte as it was.
+    #[error(
+        "{path} is a damaged SQLite database ({}); {DAMAGE_FIX} (the file was not modified)",
+        problems.join("; ")
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's findings (the first few lines of `PRAGMA quick_check`, or the error that
+        /// reading the schema ran into).
+        problems: Vec<String>,
+    },
+
+    /// The index file's permissions do not let this user read it, or write it when a writing
+    /// command opened it.
+    #[error(
+        "{path} cannot be {access} by this user (permission denied); give the user running enrich \
+         read and write permission on it, or pass --db with an index it can use (the file was not \
+         modified)"
+    )]
+    PermissionDenied {
+        /// The file.
+        path: PathBuf,
+        /// `read` or `written`.
+        access: &'static str,
+    },
+
+    /// The index's directory is not writable, which SQLite's WAL journal needs even to read.
+    #[error(
+        "the directory {} of the index {} is not writable: SQLite keeps the index's WAL journal \
+         (`-wal` and `-shm` files) next to it, so enrich needs to write there even to read; make \
+         the directory writable for this user (chmod u+w), or copy the index to a writable \
+         directory and pass --db",
+        directory.display(),
+        path.display()
+    )]
+    ReadOnlyDirectory {
+        /// The directory holding the index.
+        directory: PathBuf,
+        /// The index.
+        path: PathBuf,
     },
 
     /// A valid SQLite database that is not an LLMC index.
@@ -264,6 +312,29 @@ pub enum DbError {
     },
 }
 
+/// What to do about a damaged index.
+const DAMAGE_FIX: &str = "restore it from a backup, or delete it and rebuild it with `enrich index` \
+     (an LLMC index: with LLMC's own re-index), which enriches every span again";
+
+/// SQLite's `SQLITE_READONLY_DIRECTORY`: the database's directory is not writable, so its
+/// journal cannot be created.
+const READONLY_DIRECTORY: std::ffi::c_int = rusqlite::ffi::SQLITE_READONLY_DIRECTORY;
+
+fn extended_code(error: &rusqlite::Error) -> Option<std::ffi::c_int> {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+        _ => None,
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Maps a rusqlite error to a [`DbError`] with the file and the action in it, recognising the
 /// SQLite codes that have a dedicated variant.
 pub(crate) fn sqlite_error(
@@ -283,12 +354,54 @@ pub(crate) fn sqlite_error(
             path,
             detail: source.to_string(),
         },
-        Some(ErrorCode::DatabaseCorrupt) => DbError::Corrupt { path, source },
+        Some(ErrorCode::DatabaseCorrupt) => DbError::Corrupt {
+            path,
+            action,
+            source,
+        },
+        Some(ErrorCode::ReadOnly) if extended_code(&source) == Some(READONLY_DIRECTORY) => {
+            DbError::ReadOnlyDirectory {
+                directory: directory_of(&path),
+                path,
+            }
+        }
         Some(ErrorCode::ReadOnly) => DbError::ReadOnly { path, action },
         _ => DbError::Sqlite {
             path,
             action,
             source,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_only_directory_is_named_as_the_directory() {
+        let refused = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(READONLY_DIRECTORY),
+            Some("attempt to write a readonly database".to_owned()),
+        );
+        let err = sqlite_error(
+            Path::new("/srv/repo/.llmc/rag/index_v2.db"),
+            "read the schema",
+            Duration::from_secs(1),
+            refused,
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("the directory /srv/repo/.llmc/rag of the index"),
+            "{message}"
+        );
+        assert!(message.contains("make the directory writable"), "{message}");
+        // A file that is read-only itself stays a plain refused write.
+        let file = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            None,
+        );
+        let err = sqlite_error(Path::new("i.db"), "write", Duration::from_secs(1), file);
+        assert!(matches!(err, DbError::ReadOnly { .. }), "{err:?}");
     }
 }

@@ -23,6 +23,13 @@ pub const DEFAULT_MAX_FAILURES_PER_SPAN: u32 = 3;
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// How many findings of `PRAGMA quick_check` are read at most: enough to say what is wrong, not
+/// a line for every damaged page of a wrecked file.
+const QUICK_CHECK_MAX_FINDINGS: u32 = 20;
+
+/// How many findings a [`DbError::Damaged`] quotes.
+const DAMAGE_QUOTED: usize = 3;
+
 /// The size of the SQLite file header.
 const SQLITE_HEADER_LEN: u64 = 100;
 
@@ -56,6 +63,10 @@ pub struct OpenOptions {
     pub busy_timeout: Duration,
     /// Failed runs after which a span is dead-lettered; 0 never dead-letters.
     pub max_failures_per_span: u32,
+    /// Run SQLite's `PRAGMA quick_check` once the schema has been read and before anything is
+    /// written, refusing a damaged file with [`DbError::Damaged`]. It reads every page: about
+    /// 0.4 s for an index of a million spans (docs/database.md has the measurements).
+    pub quick_check: bool,
 }
 
 impl Default for OpenOptions {
@@ -64,6 +75,7 @@ impl Default for OpenOptions {
             mode: OpenMode::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_failures_per_span: DEFAULT_MAX_FAILURES_PER_SPAN,
+            quick_check: false,
         }
     }
 }
@@ -120,9 +132,10 @@ impl Db {
     /// Opens the index as `options` say.
     ///
     /// Before anything is written the file is checked: its header must be SQLite's, SQLite must
-    /// read its schema, `PRAGMA user_version` must be 8 and LLMC's columns must be there. A file
-    /// that fails any check is reported and left byte for byte as it was. Then, read-write only:
-    /// WAL mode, and enrich's migrations.
+    /// read its schema, `PRAGMA user_version` must be 8 and LLMC's columns must be there, and,
+    /// with [`OpenOptions::quick_check`], SQLite's `quick_check` must find no damage. A file that
+    /// fails any check is reported and left byte for byte as it was (damage found here is
+    /// [`DbError::Damaged`]). Then, read-write only: WAL mode, and enrich's migrations.
     pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self, DbError> {
         let path = path.as_ref().to_path_buf();
         match (inspect_file(&path)?, options.mode) {
@@ -155,6 +168,18 @@ impl Db {
         let busy_timeout = options.busy_timeout;
         let conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?;
+        // SQLite quietly opens a file it may not write read-only; a writing command would only
+        // find out at its first write.
+        if options.mode != OpenMode::ReadOnly
+            && conn
+                .is_readonly(rusqlite::MAIN_DB)
+                .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?
+        {
+            return Err(DbError::PermissionDenied {
+                path,
+                access: "written",
+            });
+        }
 
         let mut db = Db {
             conn,
@@ -164,16 +189,21 @@ impl Db {
             max_failures_per_span: options.max_failures_per_span,
             last_reap: None,
         };
-        db.configure()?;
+        db.configure().map_err(unwritten)?;
         if options.mode == OpenMode::CreateIfMissing {
-            let (version, tables) = read_header(&db.conn).map_err(db.err("read the schema"))?;
+            let (version, tables) = read_header(&db.conn)
+                .map_err(db.err("read the schema"))
+                .map_err(unwritten)?;
             if version == 0 && tables == 0 {
                 db.create_llmc_schema()?;
             }
         }
-        db.check_llmc_schema()?;
+        db.check_llmc_schema().map_err(unwritten)?;
+        if options.quick_check {
+            db.refuse_damaged().map_err(unwritten)?;
+        }
         if db.read_only {
-            db.check_enrich_schema_read_only()?;
+            db.check_enrich_schema_read_only().map_err(unwritten)?;
         } else {
             db.set_wal()?;
             db.run_migrations()?;
@@ -218,24 +248,50 @@ impl Db {
             .map_err(self.err("set the page cache size"))
     }
 
-    /// Runs SQLite's `PRAGMA quick_check` over the whole file (slow on a big index: it reads
-    /// every page) and returns its findings; an empty list means the file is sound.
+    /// Runs SQLite's `PRAGMA quick_check` over the whole file (it reads every page: about 0.4 s
+    /// for an index of a million spans) and returns its findings, at most 20; an empty list
+    /// means the file is sound. Damage bad enough to stop the check is an error
+    /// ([`DbError::Corrupt`]).
     pub fn quick_check(&self) -> Result<Vec<String>, DbError> {
         let mut stmt = self
             .conn
-            .prepare("PRAGMA quick_check")
+            .prepare(&format!("PRAGMA quick_check({QUICK_CHECK_MAX_FINDINGS})"))
             .map_err(self.err("check the database"))?;
         let rows = stmt
             .query_map([], |row| row.get::<_, String>(0))
             .map_err(self.err("check the database"))?;
         let mut problems = Vec::new();
         for row in rows {
-            let line = row.map_err(self.err("check the database"))?;
-            if line != "ok" {
-                problems.push(line);
-            }
+            // One row may hold several findings, one per line, under a heading naming the
+            // schema ("*** in database main ***").
+            let text = row.map_err(self.err("check the database"))?;
+            problems.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && *line != "ok" && !line.starts_with("***"))
+                    .map(str::to_owned),
+            );
         }
         Ok(problems)
+    }
+
+    /// [`Self::quick_check`], with its findings as a [`DbError::Damaged`].
+    fn refuse_damaged(&self) -> Result<(), DbError> {
+        let problems = self.quick_check()?;
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let mut quoted: Vec<String> = problems.iter().take(DAMAGE_QUOTED).cloned().collect();
+        if problems.len() > DAMAGE_QUOTED {
+            quoted.push(format!(
+                "{} more findings: see `enrich doctor`",
+                problems.len() - DAMAGE_QUOTED
+            ));
+        }
+        Err(DbError::Damaged {
+            path: self.path.clone(),
+            problems: quoted,
+        })
     }
 
     /// A closure mapping a rusqlite error to [`DbError`] with this file and `action`.
@@ -433,6 +489,18 @@ impl Db {
     }
 }
 
+/// Damage SQLite ran into before anything was written: [`DbError::Damaged`], whose message can
+/// say that the file was not modified.
+fn unwritten(error: DbError) -> DbError {
+    match error {
+        DbError::Corrupt { path, source, .. } => DbError::Damaged {
+            path,
+            problems: vec![source.to_string()],
+        },
+        other => other,
+    }
+}
+
 /// `PRAGMA user_version` and the number of tables: reading both makes SQLite parse the header
 /// and the schema, which is where a damaged file shows first.
 fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -448,10 +516,16 @@ fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// Looks at the file's bytes without SQLite: missing, empty, or with SQLite's header. Anything
 /// else is refused here, before SQLite could touch it.
 fn inspect_file(path: &Path) -> Result<FileState, DbError> {
-    let io_err = |source| DbError::Io {
-        path: path.to_path_buf(),
-        action: "inspect",
-        source,
+    let io_err = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::PermissionDenied => DbError::PermissionDenied {
+            path: path.to_path_buf(),
+            access: "read",
+        },
+        _ => DbError::Io {
+            path: path.to_path_buf(),
+            action: "inspect",
+            source,
+        },
     };
     let metadata = match std::fs::metadata(path) {
         Ok(m) => m,

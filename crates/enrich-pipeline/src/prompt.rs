@@ -114,8 +114,9 @@ impl PromptBuilder {
     ///
     /// # Errors
     ///
-    /// [`PipelineError::PromptTemplate`] for a template with an unknown placeholder or an
-    /// unmatched brace; [`PipelineError::InvalidSetting`] for `max_snippet_bytes = 0`.
+    /// [`PipelineError::PromptTemplate`] for a template with an unknown placeholder, an
+    /// unmatched brace or no `{snippet}`; [`PipelineError::InvalidSetting`] for
+    /// `max_snippet_bytes = 0`.
     pub fn new(config: &PromptConfig) -> Result<Self, PipelineError> {
         if config.max_snippet_bytes == 0 {
             return Err(PipelineError::InvalidSetting {
@@ -128,10 +129,13 @@ impl PromptBuilder {
         if let Some(segments) = &template
             && !segments.contains(&Segment::Snippet)
         {
-            tracing::warn!(
-                "[enrichment.prompt] template has no {{snippet}} placeholder: the model will not \
-                 see the code it is asked to describe"
-            );
+            // Every span would be sent without its source, answered with a made-up summary or
+            // failed and ledgered: refuse before any span is taken.
+            return Err(PipelineError::PromptTemplate {
+                problem: "it has no {snippet} placeholder, so the model would never see the \
+                          span's source; put {snippet} where the source goes"
+                    .to_owned(),
+            });
         }
         Ok(Self {
             template,

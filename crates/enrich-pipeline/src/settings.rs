@@ -88,8 +88,9 @@ impl PipelineSettings {
     ///
     /// `max_retries_per_span` becomes the cascade's `max_attempts_per_span`: the config documents
     /// it as "backend attempts allowed per span in one run" (first tries, retries and fallbacks
-    /// together), so 3 means three calls at most; 0 counts as 1, since a span with no attempt
-    /// could never be enriched. The rest of the cascade policy is the default table.
+    /// together), so 3 means three calls at most. 0 is refused (by the config loader, and by
+    /// the pipeline for settings built in code): a span with no attempt could never be
+    /// enriched. The rest of the cascade policy is the default table.
     pub fn from_config(config: &EnrichmentConfig, repo_root: impl Into<PathBuf>) -> Self {
         let repo_root = repo_root.into();
         Self {
@@ -143,7 +144,8 @@ impl PipelineSettings {
             return Err(PipelineError::InvalidSetting {
                 key: "max_retries_per_span",
                 value: "0".to_owned(),
-                fix: "a span needs at least one attempt",
+                fix: "it counts every backend attempt of a span in one run, the first one \
+                      included; 1 is a single attempt with no retry, re-ask or fallback",
             });
         }
         Ok(())
@@ -235,7 +237,7 @@ pub fn max_in_flight(backend: &BackendSpec) -> Result<usize, PipelineError> {
 }
 
 /// The cascade policy `[enrichment]` asks for: the design's table, `max_retries_per_span`
-/// attempts per span (0 counts as 1), `corrective_reasks`, and the circuit breaker of
+/// attempts per span, `corrective_reasks`, and the circuit breaker of
 /// `[enrichment.circuit_breaker]` (`failures_to_open = 0` turns it off).
 pub fn cascade_policy(config: &EnrichmentConfig) -> CascadePolicy {
     let breaker = &config.circuit_breaker;
@@ -246,7 +248,7 @@ pub fn cascade_policy(config: &EnrichmentConfig) -> CascadePolicy {
         ..CircuitPolicy::default()
     });
     CascadePolicy::default()
-        .with_max_attempts_per_span(config.max_retries_per_span.max(1))
+        .with_max_attempts_per_span(config.max_retries_per_span)
         .with_corrective_reasks(config.corrective_reasks)
         .with_circuit(circuit)
 }
@@ -340,9 +342,12 @@ mod tests {
             settings.db_path,
             PathBuf::from("/repo/.llmc/rag/index_v2.db")
         );
+        // 0 attempts could never enrich a span: refused, not quietly raised to 1.
         config.max_retries_per_span = 0;
-        let settings = PipelineSettings::from_config(&config, "/repo");
-        assert_eq!(settings.cascade.max_attempts_per_span, 1);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = PipelineSettings::from_config(&config, dir.path());
+        let err = settings.validate().expect_err("0 attempts");
+        assert!(err.to_string().contains("max_retries_per_span"), "{err}");
     }
 
     #[test]

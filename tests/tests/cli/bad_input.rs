@@ -22,7 +22,7 @@ const MAX_SNIPPET_BYTES: usize = 24 * 1024;
 
 /// Fails unless `text` contains every needle.
 #[track_caller]
-fn check_mentions(what: &str, text: &str, needles: &[&str]) {
+pub(super) fn check_mentions(what: &str, text: &str, needles: &[&str]) {
     let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
     assert!(
         missing.is_empty(),
@@ -157,6 +157,46 @@ const CONFIG_CASES: &[ConfigCase] = &[
         needles: &["[enrichment.prompt] template", "{lang}", "{snippet}"],
     },
     ConfigCase {
+        name: "a template without {snippet}",
+        toml: "[enrichment]\ndefault_chain = \"local\"\n[enrichment.prompt]\ntemplate = \"Describe {path}, lines {line_start}-{line_end}.\"\n",
+        env: &[],
+        needles: &[
+            "[enrichment.prompt] template",
+            "no {snippet} placeholder",
+            "put {snippet} where the source goes",
+        ],
+    },
+    ConfigCase {
+        name: "a misspelt key",
+        toml: "[enrichment]\ndefault_chain = \"local\"\n[[enrichment.chain]]\nname = \"fake\"\nchain = \"local\"\nurl = \"{url}\"\nmodle = \"qwen2.5:14b\"\n",
+        env: &[],
+        needles: &[
+            "unknown key modle of enrichment.chain entry 1",
+            "enrich.toml, line 7",
+            "did you mean `model`?",
+        ],
+    },
+    ConfigCase {
+        name: "several mistakes",
+        toml: "[enrichment]\nconcurency = 2\nbatch_size = 0\n",
+        env: &[],
+        needles: &[
+            "2 problems in the configuration:\n  - unknown key enrichment.concurency",
+            "line 2: did you mean `concurrency`?",
+            "\n  - invalid value for enrichment.batch_size",
+        ],
+    },
+    ConfigCase {
+        name: "no attempt per span",
+        toml: "[enrichment]\nmax_retries_per_span = 0\n",
+        env: &[],
+        needles: &[
+            "enrichment.max_retries_per_span",
+            "enrich.toml",
+            "expected at least 1",
+        ],
+    },
+    ConfigCase {
         name: "a zero in-flight limit",
         toml: "[enrichment]\ndefault_chain = \"local\"\n[[enrichment.chain]]\nname = \"fake\"\nchain = \"local\"\nurl = \"{url}\"\noptions = { max_in_flight = 0 }\n",
         env: &[],
@@ -272,21 +312,26 @@ const NOT_AN_INDEX: &[NotAnIndex] = &[
     },
 ];
 
+/// Every command that opens the index, with `hash` for `show`.
+pub(super) fn commands_opening_the_index(hash: &str) -> [Vec<&str>; 7] {
+    [
+        vec!["run"],
+        vec!["plan"],
+        vec!["status"],
+        vec!["show", hash],
+        vec!["failures"],
+        vec!["failures", "--requeue-all"],
+        vec!["doctor"],
+    ]
+}
+
 #[test]
 fn a_file_that_is_not_an_index_given_as_db_is_refused_by_every_command_and_left_as_it_was() {
     let server = Server::healthy();
     let repo = TestRepo::new();
     repo.write_config(&config(&[("fake", server.url())], ""));
     let hash = repo.spans[0].hash.clone();
-    let commands: [&[&str]; 7] = [
-        &["run"],
-        &["plan"],
-        &["status"],
-        &["show", &hash],
-        &["failures"],
-        &["failures", "--requeue-all"],
-        &["doctor"],
-    ];
+    let commands = commands_opening_the_index(&hash);
     let dir = tempfile::tempdir().expect("temp dir");
     for (i, case) in NOT_AN_INDEX.iter().enumerate() {
         let path = dir.path().join(format!("case{i}.db"));
@@ -294,7 +339,7 @@ fn a_file_that_is_not_an_index_given_as_db_is_refused_by_every_command_and_left_
         let before = std::fs::read(&path).ok();
         let files_before = listing(dir.path());
         let shown = path.to_str().expect("utf-8 path");
-        for args in commands {
+        for args in &commands {
             let mut full = vec!["--db", shown];
             full.extend_from_slice(args);
             let ran = repo.enrich(&full);
@@ -334,7 +379,7 @@ fn two_lines(path: &str) -> Vec<u8> {
 }
 
 /// Whether this process runs as root (who reads any file whatever its permissions).
-fn running_as_root() -> bool {
+pub(super) fn running_as_root() -> bool {
     let out = Command::new("id").arg("-u").output().expect("run id -u");
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }

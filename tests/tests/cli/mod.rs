@@ -18,7 +18,9 @@
 mod bad_input;
 mod commands;
 mod concurrent;
+mod config_keys;
 mod crash;
+mod damaged;
 mod faults;
 mod indexing;
 mod limits;

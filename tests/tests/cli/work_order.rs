@@ -209,6 +209,7 @@ code_first_default = true
 starvation_ratio_high = 1
 starvation_ratio_low = 1
 max_concurrent = 4
+code_frist_default = false
 
 [enrichment.path_weights]
 "src/**"        = 1
@@ -229,11 +230,19 @@ url = "{}"
 
     let plan = repo.enrich(&["--json", "plan", "--limit", "5"]);
     plan.expect_code(0);
+    // LLMC's own keys pass in silence; a misspelt one is warned about and left unread.
     assert!(
-        plan.stderr.contains("enrichment.runner.max_concurrent"),
-        "an unknown runner key is reported: {}",
+        plan.stderr.contains(&format!(
+            "enrichment.runner.code_frist_default in {}, line 11 is ignored: enrich does not \
+             read it (did you mean `code_first_default`?)",
+            repo.root.join("llmc.toml").display()
+        )),
+        "a misspelt runner key is reported: {}",
         plan.stderr
     );
+    for silent in ["max_concurrent", "est_tokens_per_span"] {
+        assert!(!plan.stderr.contains(silent), "{silent}: {}", plan.stderr);
+    }
     let plan = plan.json();
     assert_eq!(
         paths(&plan),

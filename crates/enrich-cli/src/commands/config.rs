@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use enrich_config::Setting;
+use enrich_config::{IgnoredKey, Setting};
 use serde::Serialize;
 
-use crate::context::{Repo, ignored_key_warning};
+use crate::context::Repo;
 use crate::exit::Exit;
 use crate::output;
 
@@ -18,8 +18,8 @@ struct ConfigReport<'a> {
     file: Option<&'a PathBuf>,
     /// Every resolved setting with its source; secret-looking options are redacted.
     settings: &'a [Setting],
-    /// Keys enrich does not read.
-    ignored_keys: &'a [String],
+    /// Keys enrich does not read, each with where it is and what it may have meant.
+    ignored_keys: &'a [IgnoredKey],
 }
 
 /// Prints the resolved configuration.
@@ -56,11 +56,7 @@ pub(crate) fn config(repo: &Repo, json: bool) -> Result<Exit> {
         output::text(&text)?;
         let mut warnings = String::new();
         for key in loaded.ignored_keys() {
-            writeln!(
-                warnings,
-                "warning: {}",
-                ignored_key_warning(key, loaded.file.as_deref())
-            )?;
+            writeln!(warnings, "warning: {key}")?;
         }
         output::note(&warnings);
     }

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use enrich_config::IgnoredKey;
+use enrich_pipeline::PromptBuilder;
 use serde::Serialize;
 
 use crate::context::Repo;
@@ -36,7 +38,7 @@ struct IndexCheck {
 struct DoctorReport {
     config_file: Option<PathBuf>,
     default_chain: String,
-    ignored_keys: Vec<String>,
+    ignored_keys: Vec<IgnoredKey>,
     backends: Vec<DoctorBackend>,
     index: IndexCheck,
     /// False when a backend of the default chain is unusable (exit code 3) or the index cannot
@@ -45,12 +47,15 @@ struct DoctorReport {
 }
 
 /// Validates the configuration (an invalid one is exit code 2), checks every enabled backend
-/// concurrently, and opens the index. Exit code 3 when a backend of the default chain is
-/// unusable; else, when the index cannot be used, the code `enrich run` would end with (2 for a
-/// file that is missing or not an LLMC index).
+/// concurrently, and opens the index and checks every page of it (SQLite's `quick_check`).
+/// Exit code 3 when a backend of the default chain is unusable; else, when the index cannot be
+/// used, the code `enrich run` would end with (2 for a file that is missing, damaged or not an
+/// LLMC index).
 pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
     let loaded = repo.load_config_quietly()?;
     let config = &loaded.config;
+    // The prompt template is checked where it is parsed, as a run would.
+    PromptBuilder::new(&config.prompt).context("the configuration cannot be used")?;
     let backends: Vec<DoctorBackend> = check_all(config.backends.iter().filter(|b| b.enabled))
         .await
         .into_iter()
@@ -106,7 +111,7 @@ pub(crate) async fn doctor(repo: &Repo, json: bool) -> Result<Exit> {
 }
 
 fn check_index(repo: &Repo) -> IndexCheck {
-    let stats = repo.open_read_only().and_then(|db| Ok(db.stats()?));
+    let stats = repo.open_checked().and_then(|db| Ok(db.stats()?));
     match stats {
         Ok(stats) => IndexCheck {
             path: repo.db_path.clone(),
@@ -135,10 +140,7 @@ fn render(report: &DoctorReport) -> Result<String> {
         )?,
     }
     for key in &report.ignored_keys {
-        writeln!(
-            text,
-            "warn  config key {key} is ignored: enrich does not read it"
-        )?;
+        writeln!(text, "warn  config key {key}")?;
     }
     for DoctorBackend {
         check: b,

@@ -48,9 +48,9 @@ fn each_scalar_variable_overrides_the_file() {
         ),
         (
             "ENRICH_MAX_RETRIES_PER_SPAN",
-            "0",
+            "2",
             |c| u64::from(c.max_retries_per_span),
-            0,
+            2,
         ),
         (
             "ENRICH_ENFORCE_LATIN1",
@@ -205,11 +205,8 @@ fn chain_json_list_replaces_the_default_chain_only() {
         same("provider", backends[1].provider.as_str(), "openai")?;
         same("no url for openai", backends[1].url.as_deref(), None)?;
         same("timeout", backends[3].timeout_seconds, Some(45.0))?;
-        same(
-            "ignored",
-            loaded.ignored_keys().to_vec(),
-            vec!["max_retries of entry 1 in env ENRICH_CHAIN_JSON".to_owned()],
-        )
+        // `max_retries` is a key of LLMC's entries: not enrich's, and not a mistake either.
+        same("ignored", loaded.ignored_keys().to_vec(), vec![])
     });
 }
 

@@ -65,7 +65,7 @@ fn the_default_toml_is_itself_a_config_file_meaning_the_defaults() {
     jail(|jail| {
         write(jail, "enrich.toml", DEFAULT_CONFIG_TOML)?;
         let loaded = load_repo(jail)?;
-        same("ignored keys", loaded.ignored_keys().to_vec(), vec![])?;
+        same("ignored keys", loaded.ignored_keys().len(), 0)?;
         same(
             "file",
             loaded.file,
@@ -278,17 +278,8 @@ fn a_real_llmc_toml_loads_reading_only_enrichment() {
             big.options.get("num_ctx"),
             Some(&serde_json::json!(12288)),
         )?;
-        same(
-            "ignored keys",
-            loaded.ignored_keys().to_vec(),
-            [
-                "max_retries of enrichment.chain entry 1",
-                "enrichment.default_provider",
-                "enrichment.est_tokens_per_span",
-            ]
-            .map(String::from)
-            .to_vec(),
-        )?;
+        // LLMC's own keys and tables pass in silence.
+        same("ignored keys", loaded.ignored_keys().len(), 0)?;
         let selected = select_chain(config, "workstation").map_err(|e| e.to_string())?;
         same("selected", selected.len(), 2)
     });

@@ -33,6 +33,10 @@ fn bad_scalars_name_file_key_value_and_expectation() {
             "invalid value for enrichment.batch_size in FILE: \"ten\" (expected a whole number)",
         ),
         (
+            "[enrichment]\nmax_retries_per_span = 0\n",
+            "invalid value for enrichment.max_retries_per_span in FILE: 0 (expected at least 1: it counts every backend attempt of a span in one run, the first one included, so 1 is a single attempt with no retry, re-ask or fallback)",
+        ),
+        (
             "[enrichment]\nmax_retries_per_span = -1\n",
             "invalid value for enrichment.max_retries_per_span in FILE: -1 (expected a whole number, not negative)",
         ),

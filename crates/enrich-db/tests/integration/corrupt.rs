@@ -5,7 +5,7 @@ use std::path::Path;
 
 use enrich_db::{Db, DbError, OpenMode, OpenOptions};
 
-use crate::support::{Fixture, python_lines};
+use crate::support::{Fixture, enriched, python_lines};
 
 /// Writes `bytes` to a file, opens it in every mode, expects `expected`, and checks the file
 /// is byte-identical afterwards. SQLite may leave the empty `-wal` and `-shm` companions of a
@@ -57,7 +57,7 @@ fn not_a_database(e: &DbError) -> bool {
 }
 
 fn damaged(e: &DbError) -> bool {
-    matches!(e, DbError::NotADatabase { .. } | DbError::Corrupt { .. })
+    matches!(e, DbError::NotADatabase { .. } | DbError::Damaged { .. })
 }
 
 /// The bytes of a real index with a few hundred spans, checkpointed into the main file.
@@ -115,4 +115,82 @@ fn a_directory_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = Db::open(dir.path()).expect_err("directory");
     assert!(matches!(err, DbError::NotADatabase { .. }), "{err}");
+}
+
+/// A real index with a few hundred spans whose `span_hash` index (LLMC's `UNIQUE` on `spans`)
+/// has its root page overwritten with garbage. The schema still reads: only a check of every
+/// page, or a statement that goes through that index, finds the damage. Returns the fixture and
+/// a span hash.
+fn index_with_a_damaged_page() -> (Fixture, String) {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("src/big.py", "python", &python_lines(400));
+    drop(fixture.db());
+    let conn = fixture.raw();
+    let (root, page_size): (u64, u64) = conn
+        .query_row(
+            "SELECT (SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_spans_1'),
+                    (SELECT page_size FROM pragma_page_size())",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("root page");
+    drop(conn);
+    let mut bytes = fixture.bytes();
+    let start = usize::try_from((root - 1) * page_size).expect("offset");
+    let end = start + usize::try_from(page_size).expect("page size");
+    for b in &mut bytes[start..end] {
+        *b = 0xA5;
+    }
+    fs::write(&fixture.db_path, &bytes).expect("write the damaged copy");
+    (fixture, hashes[0].clone())
+}
+
+#[test]
+fn a_damaged_page_is_refused_by_the_check_before_anything_is_written() {
+    let (fixture, _) = index_with_a_damaged_page();
+    let before = fixture.bytes();
+    // Reading the schema does not notice; the full check does.
+    let findings = Db::open_read_only(&fixture.db_path)
+        .expect("the schema reads")
+        .quick_check()
+        .expect("the check runs");
+    assert!(!findings.is_empty(), "quick_check found nothing");
+    for mode in [OpenMode::Existing, OpenMode::ReadOnly] {
+        let options = OpenOptions {
+            mode,
+            quick_check: true,
+            ..OpenOptions::default()
+        };
+        let err = Db::open_with(&fixture.db_path, &options).expect_err("refused");
+        assert!(matches!(err, DbError::Damaged { .. }), "{mode:?}: {err:?}");
+        let message = err.to_string();
+        for needle in [
+            fixture.db_path.display().to_string().as_str(),
+            "is a damaged SQLite database",
+            "restore it from a backup",
+            "enrich index",
+            "(the file was not modified)",
+        ] {
+            assert!(
+                message.contains(needle),
+                "{mode:?}: {needle:?} missing: {message}"
+            );
+        }
+        assert_eq!(fixture.bytes(), before, "{mode:?} modified the file");
+    }
+}
+
+#[test]
+fn damage_found_after_a_write_never_claims_the_file_was_not_modified() {
+    let (fixture, hash) = index_with_a_damaged_page();
+    // Without the check the file opens, and enrich writes to it before the damage shows.
+    let mut db = fixture.db();
+    let run = db.start_run("fp").expect("a run starts: a write");
+    let err = db
+        .write_batch(&[enriched(&hash, run, "Adds one to x.")])
+        .expect_err("the foreign key goes through the damaged index");
+    assert!(matches!(err, DbError::Corrupt { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(!message.contains("not modified"), "{message}");
+    assert!(message.contains("restore it from a backup"), "{message}");
 }

@@ -142,24 +142,33 @@ fn fixture_copy(_: &Fixture, source: &str) -> Fixture {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_template_with_an_unknown_placeholder_is_refused_when_building() {
+async fn a_template_with_an_unknown_placeholder_or_without_the_snippet_is_refused_when_building() {
     let fixture = Fixture::new();
     let model = Arc::new(Scripted::new("model"));
-    let mut config = config(&[&model]);
-    config.prompt.template = Some("Describe {symbol} in {path}".into());
-    let settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
-    let err = enrich_pipeline::Pipeline::builder(&config, settings)
-        .build(&crate::support::registry(&[&model]))
-        .expect_err("unknown placeholder");
-    assert!(
-        matches!(err, PipelineError::PromptTemplate { .. }),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string()
-            .contains("unknown placeholder {symbol} at byte 9"),
-        "{err}"
-    );
+    for (template, problem) in [
+        (
+            "Describe {symbol} in {path}:\n{snippet}",
+            "unknown placeholder {symbol} at byte 9",
+        ),
+        // `{{snippet}}` is the literal text "{snippet}", not the placeholder.
+        (
+            "Describe {path} lines {line_start}-{line_end}: {{snippet}}",
+            "it has no {snippet} placeholder, so the model would never see the span's source",
+        ),
+    ] {
+        let mut config = config(&[&model]);
+        config.prompt.template = Some(template.into());
+        let settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
+        let err = enrich_pipeline::Pipeline::builder(&config, settings)
+            .build(&crate::support::registry(&[&model]))
+            .expect_err("refused");
+        assert!(
+            matches!(err, PipelineError::PromptTemplate { .. }),
+            "{template}: {err:?}"
+        );
+        assert!(err.to_string().contains(problem), "{template}: {err}");
+    }
+    assert_eq!(model.calls(), 0, "no span is sent");
 }
 
 #[tokio::test(start_paused = true)]

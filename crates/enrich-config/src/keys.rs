@@ -1,0 +1,223 @@
+//! The keys of a config file that enrich does not read, with their lines and the known key each
+//! most resembles.
+//!
+//! In enrich's own file (`enrich.toml`, or any `--config` file not named `llmc.toml`) such a key
+//! is an error: a misspelt `modle` would otherwise leave the default model running. In LLMC's
+//! `llmc.toml` the other tables and LLMC's own `[enrichment]` keys are LLMC's business and pass
+//! in silence, while an unknown key in one of enrich's tables is a warning. The file is walked
+//! with toml_edit, the parser underneath figment, because only it keeps the keys' positions.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+use toml_edit::{ImDocument, Item, TableLike};
+
+use crate::Source;
+use crate::raw::{
+    BUDGET_KEYS, CIRCUIT_BREAKER_KEYS, ENRICHMENT_KEYS, ENTRY_KEYS, LLMC_ENRICHMENT_KEYS,
+    LLMC_ENTRY_KEYS, LLMC_RUNNER_KEYS, PROMPT_KEYS,
+};
+use crate::secrets::{INDEX_KEYS, SECRETS_KEYS};
+use crate::work_order::RUNNER_KEYS;
+
+/// The file name whose other tables and keys belong to LLMC.
+const LLMC_FILE_NAME: &str = "llmc.toml";
+
+/// How alike (Jaro similarity, as clap's suggestions use) a key and a known key must be for the
+/// known key to be suggested.
+const SUGGESTION_SIMILARITY: f64 = 0.8;
+
+/// A key that enrich does not read, in LLMC's `llmc.toml` or in `ENRICH_CHAIN_JSON`: loading
+/// goes on without it, and commands warn about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredKey {
+    /// The key as messages name it: `enrichment.modle`, `modle of enrichment.chain entry 2`.
+    pub key: String,
+    /// The file or variable it is in.
+    pub origin: Source,
+    /// Its line in the file, counting from 1.
+    pub line: Option<usize>,
+    /// The key enrich reads that it most resembles.
+    pub suggestion: Option<String>,
+}
+
+impl fmt::Display for IgnoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {}", self.key, self.origin)?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        match &self.suggestion {
+            Some(known) => write!(
+                f,
+                " is ignored: enrich does not read it (did you mean `{known}`?)"
+            ),
+            None => f.write_str(
+                " is ignored: enrich does not read it (if you meant a setting, check its spelling)",
+            ),
+        }
+    }
+}
+
+/// Whether `path` is LLMC's file, whose other tables and LLMC-only keys are not enrich's to judge.
+pub(crate) fn is_llmc_file(path: &Path) -> bool {
+    path.file_name().is_some_and(|name| name == LLMC_FILE_NAME)
+}
+
+/// A key of a config file that enrich does not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unknown {
+    /// As messages name it.
+    pub(crate) key: String,
+    /// Its line, counting from 1.
+    pub(crate) line: Option<usize>,
+    /// The known key it most resembles.
+    pub(crate) suggestion: Option<String>,
+}
+
+/// The keys of `text` that enrich does not read, in file order. LLMC's own keys are left out
+/// everywhere; the other top-level tables only in LLMC's file (`llmc`). Text that is not TOML
+/// has none: figment reports the syntax error.
+pub(crate) fn unknown_keys(text: &str, llmc: bool) -> Vec<Unknown> {
+    let Ok(document) = ImDocument::parse(text) else {
+        return Vec::new();
+    };
+    let mut walk = Walk {
+        text,
+        found: Vec::new(),
+    };
+    for (name, item) in document.as_table().iter() {
+        if name == "enrichment" {
+            if let Some(table) = item.as_table_like() {
+                walk.enrichment(table);
+            }
+        } else if !llmc {
+            walk.unknown(document.as_table(), name, "", &["enrichment"]);
+        }
+    }
+    walk.found
+}
+
+/// The known key that `key` most resembles, if any is alike enough.
+pub(crate) fn suggest(key: &str, known: &[&str]) -> Option<String> {
+    known
+        .iter()
+        .map(|candidate| (strsim::jaro(key, candidate), *candidate))
+        .filter(|(similarity, _)| *similarity >= SUGGESTION_SIMILARITY)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate.to_owned())
+}
+
+struct Walk<'a> {
+    text: &'a str,
+    found: Vec<Unknown>,
+}
+
+impl Walk<'_> {
+    fn enrichment(&mut self, table: &dyn TableLike) {
+        for (name, item) in table.iter() {
+            let known = match name {
+                "prompt" => Some((PROMPT_KEYS, &[][..])),
+                "circuit_breaker" => Some((CIRCUIT_BREAKER_KEYS, &[][..])),
+                "budget" => Some((BUDGET_KEYS, &[][..])),
+                "runner" => Some((RUNNER_KEYS, LLMC_RUNNER_KEYS)),
+                "index" => Some((INDEX_KEYS, &[][..])),
+                "secrets" => Some((SECRETS_KEYS, &[][..])),
+                _ => None,
+            };
+            match (name, known) {
+                (_, Some((known, llmc))) => {
+                    if let Some(inner) = item.as_table_like() {
+                        self.table(inner, &format!("enrichment.{name}."), known, llmc);
+                    }
+                }
+                ("chain", None) => self.entries(item),
+                (name, None)
+                    if ENRICHMENT_KEYS.contains(&name) || LLMC_ENRICHMENT_KEYS.contains(&name) => {}
+                (name, None) => self.unknown(table, name, "enrichment.", ENRICHMENT_KEYS),
+            }
+        }
+    }
+
+    /// `[[enrichment.chain]]`, an inline list of entries, or a single `[enrichment.chain]`.
+    fn entries(&mut self, item: &Item) {
+        let mut tables: Vec<&dyn TableLike> = Vec::new();
+        if let Some(array) = item.as_array_of_tables() {
+            tables.extend(array.iter().map(|t| t as &dyn TableLike));
+        } else if let Some(array) = item.as_array() {
+            tables.extend(
+                array
+                    .iter()
+                    .filter_map(|v| v.as_inline_table())
+                    .map(|t| t as &dyn TableLike),
+            );
+        } else if let Some(table) = item.as_table_like() {
+            tables.push(table);
+        }
+        for (index, entry) in tables.into_iter().enumerate() {
+            for (name, _) in entry.iter() {
+                if !ENTRY_KEYS.contains(&name) && !LLMC_ENTRY_KEYS.contains(&name) {
+                    let label = crate::layers::entry_label("enrichment.chain", index);
+                    self.push(entry, name, format!("{name} of {label}"), ENTRY_KEYS);
+                }
+            }
+        }
+    }
+
+    fn table(&mut self, table: &dyn TableLike, prefix: &str, known: &[&str], llmc: &[&str]) {
+        for (name, _) in table.iter() {
+            if !known.contains(&name) && !llmc.contains(&name) {
+                self.unknown(table, name, prefix, known);
+            }
+        }
+    }
+
+    fn unknown(&mut self, table: &dyn TableLike, name: &str, prefix: &str, known: &[&str]) {
+        self.push(table, name, format!("{prefix}{name}"), known);
+    }
+
+    fn push(&mut self, table: &dyn TableLike, name: &str, key: String, known: &[&str]) {
+        let line = table
+            .key(name)
+            .and_then(toml_edit::Key::span)
+            .map(|span| line_of(self.text, span.start));
+        self.found.push(Unknown {
+            key,
+            line,
+            suggestion: suggest(name, known),
+        });
+    }
+}
+
+/// The line (counting from 1) of byte `offset` of `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    let before = text.get(..offset).unwrap_or(text);
+    before.bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_name_the_closest_known_key_or_none() {
+        for (typo, known, expected) in [
+            ("modle", ENTRY_KEYS, Some("model")),
+            ("timeout", ENTRY_KEYS, Some("timeout_seconds")),
+            ("batchsize", ENRICHMENT_KEYS, Some("batch_size")),
+            ("concurency", ENRICHMENT_KEYS, Some("concurrency")),
+            ("enrichmnet", &["enrichment"][..], Some("enrichment")),
+            ("xyz", ENTRY_KEYS, None),
+        ] {
+            assert_eq!(suggest(typo, known).as_deref(), expected, "{typo}");
+        }
+    }
+
+    #[test]
+    fn lines_count_from_one() {
+        let text = "a = 1\nb = 2\n\nc = 3\n";
+        assert_eq!(line_of(text, 0), 1);
+        assert_eq!(line_of(text, text.find('c').unwrap()), 4);
+    }
+}
