@@ -762,6 +762,7 @@ mod tests {
             run_id: RunId(7),
             end: RunEnd::Exhausted,
             total_pending: 2,
+            held_elsewhere: Vec::new(),
             attempted: 2,
             succeeded: 1,
             fell_back: 0,
