@@ -30,7 +30,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    OptionalExtension, ToSql, Transaction, TransactionBehavior, params, params_from_iter,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DbError, sqlite_error};
@@ -46,9 +48,11 @@ const SPANS_OF_FILE_SQL: &str = "SELECT id, span_hash FROM spans WHERE file_id =
 /// The span holding a hash and its file's path (none for a span LLMC left without a file).
 const SPAN_BY_HASH_SQL: &str = "SELECT s.id, f.path FROM spans AS s LEFT JOIN files AS f
      ON f.id = s.file_id WHERE s.span_hash = ?1";
+/// The statements that write a span's columns bind them after their keys, in the order of
+/// `execute_span`.
 const INSERT_SPAN_SQL: &str = "
 INSERT INTO spans (
-    file_id, symbol, kind, start_line, end_line, byte_start, byte_end, span_hash, doc_hint,
+    file_id, span_hash, symbol, kind, start_line, end_line, byte_start, byte_end, doc_hint,
     slice_type, slice_language, classifier_confidence, classifier_version
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 /// Everything but the identity (`id`, `span_hash`) and `created_at`.
@@ -517,24 +521,7 @@ fn replace_spans(
                 report.spans_moved += 1;
             }
             None => {
-                tx.prepare_cached(INSERT_SPAN_SQL)
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            file_id,
-                            span.symbol,
-                            span.kind,
-                            span.start_line,
-                            span.end_line,
-                            span.byte_start,
-                            span.byte_end,
-                            span.span_hash,
-                            span.doc_hint,
-                            span.slice_type,
-                            span.slice_language,
-                            span.classifier_confidence,
-                            span.classifier_version,
-                        ])
-                    })
+                execute_span(tx, INSERT_SPAN_SQL, &[&file_id, &span.span_hash], span)
                     .map_err(step("insert a span"))?;
                 report.spans_added += 1;
             }
@@ -548,26 +535,13 @@ fn replace_spans(
 
 /// Records that `file` holds `span`, which another file owns.
 fn share(tx: &Transaction<'_>, file: &IndexedFile, span: &SpanRecord) -> Result<(), StepError> {
-    tx.prepare_cached(INSERT_SHARED_SQL)
-        .and_then(|mut s| {
-            s.execute(params![
-                span.span_hash,
-                file.path,
-                file.file_hash,
-                span.symbol,
-                span.kind,
-                span.start_line,
-                span.end_line,
-                span.byte_start,
-                span.byte_end,
-                span.doc_hint,
-                span.slice_type,
-                span.slice_language,
-                span.classifier_confidence,
-                span.classifier_version,
-            ])
-        })
-        .map_err(step("record a shared span"))?;
+    execute_span(
+        tx,
+        INSERT_SHARED_SQL,
+        &[&span.span_hash, &file.path, &file.file_hash],
+        span,
+    )
+    .map_err(step("record a shared span"))?;
     Ok(())
 }
 
@@ -629,31 +603,38 @@ fn let_go(
     Ok(())
 }
 
+/// Runs `sql` with `keys` bound first (`?1`, …) and then the columns of `span` every span
+/// statement writes, `symbol` to `classifier_version` in table order.
+fn execute_span(
+    tx: &Transaction<'_>,
+    sql: &str,
+    keys: &[&dyn ToSql],
+    span: &SpanRecord,
+) -> rusqlite::Result<usize> {
+    let columns: [&dyn ToSql; 11] = [
+        &span.symbol,
+        &span.kind,
+        &span.start_line,
+        &span.end_line,
+        &span.byte_start,
+        &span.byte_end,
+        &span.doc_hint,
+        &span.slice_type,
+        &span.slice_language,
+        &span.classifier_confidence,
+        &span.classifier_version,
+    ];
+    tx.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params_from_iter(keys.iter().chain(&columns))))
+}
+
 fn update_span(
     tx: &Transaction<'_>,
     id: i64,
     file_id: i64,
     span: &SpanRecord,
 ) -> Result<(), StepError> {
-    tx.prepare_cached(UPDATE_SPAN_SQL)
-        .and_then(|mut s| {
-            s.execute(params![
-                id,
-                file_id,
-                span.symbol,
-                span.kind,
-                span.start_line,
-                span.end_line,
-                span.byte_start,
-                span.byte_end,
-                span.doc_hint,
-                span.slice_type,
-                span.slice_language,
-                span.classifier_confidence,
-                span.classifier_version,
-            ])
-        })
-        .map_err(step("update a span"))?;
+    execute_span(tx, UPDATE_SPAN_SQL, &[&id, &file_id], span).map_err(step("update a span"))?;
     Ok(())
 }
 

@@ -234,13 +234,13 @@ fn when_the_owner_lets_go_of_shared_content_the_next_path_holding_it_takes_it_ov
         .write_index_batch(&[record("a.py", &["f"])], &[])
         .expect("a drops g");
     assert_eq!(
-        (
-            report.files_updated,
-            report.spans_moved,
-            report.spans_removed
-        ),
-        (1, 1, 0),
-        "{report:?}"
+        report,
+        IndexWriteReport {
+            files_updated: 1,
+            spans_kept: 1,
+            spans_moved: 1,
+            ..IndexWriteReport::default()
+        }
     );
     assert_eq!(
         rows(&fixture),
@@ -256,13 +256,12 @@ fn when_the_owner_lets_go_of_shared_content_the_next_path_holding_it_takes_it_ov
         .write_index_batch(&[], &["b.py".to_owned()])
         .expect("b removed");
     assert_eq!(
-        (
-            report.files_removed,
-            report.spans_moved,
-            report.spans_removed
-        ),
-        (1, 1, 0),
-        "{report:?}"
+        report,
+        IndexWriteReport {
+            files_removed: 1,
+            spans_moved: 1,
+            ..IndexWriteReport::default()
+        }
     );
     assert_eq!(
         rows(&fixture),
