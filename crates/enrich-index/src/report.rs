@@ -192,9 +192,9 @@ pub enum FileOutcome {
     Unchanged,
     /// Split and queued for writing, first time in the index.
     Added,
-    /// Split and queued for writing, replacing its spans (a file without spans of its own is
-    /// split again even when its content did not change; the summary then counts it as
-    /// unchanged).
+    /// Split and queued for writing, replacing its spans (a file the index has neither spans
+    /// nor shared spans of is split again even when its content did not change; the summary
+    /// then counts it as unchanged).
     Changed,
     /// Looks binary: skipped (and removed from the index if it was there).
     Binary,

@@ -487,6 +487,16 @@ fn identical_files_share_their_spans_with_the_first_path_and_reindexing_changes_
         repo.summary(&spans[0].span_hash),
         Some(summary_of(&spans[0].span_hash))
     );
+
+    // The index records what each copy shares, so an unchanged copy is not split again.
+    let mut outcomes = Vec::new();
+    index_repo(&mut repo.db(), repo.root(), &options(), |e| {
+        if let IndexEvent::File { outcome, .. } = e {
+            outcomes.push(*outcome);
+        }
+    })
+    .expect("index");
+    assert_eq!(outcomes, [FileOutcome::Unchanged; 4]);
 }
 
 #[test]
