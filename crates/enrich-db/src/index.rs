@@ -11,8 +11,18 @@
 //! span hash, so only one file can own the row: the one whose path sorts first (byte order, as
 //! SQLite compares text). A file that comes later only notes that the span is shared; one that
 //! comes earlier takes the row over. The indexer writes files in path order, so the owner does not
-//! depend on which file was read first, and re-indexing an unchanged tree moves nothing. The
-//! deletes run with foreign keys off for the transaction, so the rows
+//! depend on which file was read first, and re-indexing an unchanged tree moves nothing.
+//!
+//! Each file that shares a span leaves a record of it in enrich's `enrich_shared_spans`: the
+//! span as the file's split found it (position, symbol, metadata) and the file's content hash.
+//! When the owner lets go of the span (it is removed, or its new content lacks it), the row is
+//! not deleted but taken over, id and enrichment included, by the next path that shares it, from
+//! that record: the other file need not be read or be part of the batch, so an unchanged copy (or
+//! one a watcher was not told about) never loses content it holds. A record whose file LLMC has
+//! changed or removed since (another content hash in `files`) is not trusted and is dropped. The
+//! cost is a record per shared span and an index probe per span that leaves its file.
+//!
+//! The deletes run with foreign keys off for the transaction, so the rows
 //! keyed by a deleted hash stay behind as orphans instead of cascading away: when the same
 //! content shows up again later in the same indexing run (a function moved to a file indexed
 //! after its old one), its enrichment is attached again for free. [`Db::remove_orphans`] then
@@ -20,7 +30,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    OptionalExtension, ToSql, Transaction, TransactionBehavior, params, params_from_iter,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DbError, sqlite_error};
@@ -36,9 +48,11 @@ const SPANS_OF_FILE_SQL: &str = "SELECT id, span_hash FROM spans WHERE file_id =
 /// The span holding a hash and its file's path (none for a span LLMC left without a file).
 const SPAN_BY_HASH_SQL: &str = "SELECT s.id, f.path FROM spans AS s LEFT JOIN files AS f
      ON f.id = s.file_id WHERE s.span_hash = ?1";
+/// The statements that write a span's columns bind them after their keys, in the order of
+/// `execute_span`.
 const INSERT_SPAN_SQL: &str = "
 INSERT INTO spans (
-    file_id, symbol, kind, start_line, end_line, byte_start, byte_end, span_hash, doc_hint,
+    file_id, span_hash, symbol, kind, start_line, end_line, byte_start, byte_end, doc_hint,
     slice_type, slice_language, classifier_confidence, classifier_version
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 /// Everything but the identity (`id`, `span_hash`) and `created_at`.
@@ -49,7 +63,36 @@ UPDATE spans SET
     classifier_confidence = ?12, classifier_version = ?13
 WHERE id = ?1";
 const DELETE_SPAN_SQL: &str = "DELETE FROM spans WHERE id = ?1";
-const DELETE_FILE_SPANS_SQL: &str = "DELETE FROM spans WHERE file_id = ?1";
+const SPAN_HASHES_OF_FILE_SQL: &str =
+    "SELECT id, span_hash FROM spans WHERE file_id = ?1 ORDER BY id";
+const DELETE_SHARED_OF_PATH_SQL: &str = "DELETE FROM enrich_shared_spans WHERE path = ?1";
+const DELETE_SHARED_SQL: &str =
+    "DELETE FROM enrich_shared_spans WHERE span_hash = ?1 AND path = ?2";
+/// Records that the file at `?2` (content hash `?3`) holds the span `?1` another file owns.
+const INSERT_SHARED_SQL: &str = "
+INSERT OR REPLACE INTO enrich_shared_spans (
+    span_hash, path, file_hash, symbol, kind, start_line, end_line, byte_start, byte_end,
+    doc_hint, slice_type, slice_language, classifier_confidence, classifier_version
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+/// Records the file of the span `?1` as sharing it, with the span's columns, before the row
+/// moves to another file.
+const SHARE_FROM_SPAN_SQL: &str = "
+INSERT OR REPLACE INTO enrich_shared_spans (
+    span_hash, path, file_hash, symbol, kind, start_line, end_line, byte_start, byte_end,
+    doc_hint, slice_type, slice_language, classifier_confidence, classifier_version
+) SELECT s.span_hash, f.path, f.file_hash, s.symbol, s.kind, s.start_line, s.end_line,
+         s.byte_start, s.byte_end, s.doc_hint, s.slice_type, s.slice_language,
+         s.classifier_confidence, s.classifier_version
+  FROM spans AS s JOIN files AS f ON f.id = s.file_id WHERE s.id = ?1";
+/// The files recorded as sharing a span, in path order, with their `files` id when the row
+/// still has the content hash they were recorded with (none: LLMC changed or removed the file).
+const SHARERS_SQL: &str = "
+SELECT sh.path, f.id, sh.symbol, sh.kind, sh.start_line, sh.end_line, sh.byte_start,
+       sh.byte_end, sh.doc_hint, sh.slice_type, sh.slice_language, sh.classifier_confidence,
+       sh.classifier_version
+FROM enrich_shared_spans AS sh
+LEFT JOIN files AS f ON f.path = sh.path AND f.file_hash = sh.file_hash
+WHERE sh.span_hash = ?1 ORDER BY sh.path";
 const DELETE_FILE_DESCRIPTIONS_SQL: &str = "DELETE FROM file_descriptions WHERE file_id = ?1";
 const DELETE_FILE_SQL: &str = "DELETE FROM files WHERE id = ?1";
 
@@ -79,6 +122,9 @@ pub struct StoredFile {
     /// How many spans the file has (LLMC's indexer leaves files of the languages it cannot
     /// split without any).
     pub spans: u64,
+    /// How many spans of the file another file owns (identical content), as recorded when the
+    /// file was last written by [`Db::write_index_batch`].
+    pub shared: u64,
 }
 
 /// A file and all its spans as an indexer found them, to store with
@@ -138,12 +184,13 @@ pub struct IndexWriteReport {
     /// Spans whose hash the file already had: same row and id, position and metadata updated.
     pub spans_kept: u64,
     /// Spans whose hash another file held (one with a larger path, or one that lost it in this
-    /// batch): the row moved to this file, keeping its id.
+    /// batch): the row moved to this file, keeping its id. Also spans a changed or removed file
+    /// let go of that the next file sharing them took over, keeping the id.
     pub spans_moved: u64,
     /// Spans whose hash a file with a smaller path holds: left with that file, which owns the
     /// content for every file that has it.
     pub spans_shared: u64,
-    /// Spans deleted, from changed files and from removed files.
+    /// Spans deleted, from changed files and from removed files, that no other file held.
     pub spans_removed: u64,
     /// Spans dropped because the same file listed their hash already.
     pub spans_duplicate: u64,
@@ -175,14 +222,16 @@ pub struct OrphanCounts {
 }
 
 impl Db {
-    /// Every `files` row with its number of spans, in path order.
+    /// Every `files` row with its number of spans and of shared spans, in path order.
     pub fn indexed_files(&self) -> Result<Vec<StoredFile>, DbError> {
         let action = "list the indexed files";
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT path, lang, file_hash, size, mtime,
-                        (SELECT count(*) FROM spans WHERE spans.file_id = files.id)
+                        (SELECT count(*) FROM spans WHERE spans.file_id = files.id),
+                        (SELECT count(*) FROM enrich_shared_spans AS sh
+                         WHERE sh.path = files.path AND sh.file_hash = files.file_hash)
                  FROM files ORDER BY path",
             )
             .map_err(self.err(action))?;
@@ -197,6 +246,7 @@ impl Db {
                         mtime: row.get(4)?,
                     },
                     spans: row.get(5)?,
+                    shared: row.get(6)?,
                 })
             })
             .map_err(self.err(action))?;
@@ -211,14 +261,18 @@ impl Db {
     /// keeps its row, id and enrichment and gets the new position and metadata; a hash another
     /// file holds moves to this file the same way, unless that file's path is smaller and it
     /// keeps the hash (it is not in `removed`, and its record in this batch, if any, lists the
-    /// hash): then the span stays there, shared ([`IndexWriteReport::spans_shared`]); a new hash
-    /// is inserted; the file's other spans are deleted. So the smallest path owns content that
-    /// several files share, in whatever order the files are written. A record with the content
+    /// hash): then the span stays there, shared ([`IndexWriteReport::spans_shared`]), and the
+    /// file's record of it is kept for a takeover (a larger-path holder that loses the row to
+    /// this file gets one too); a new hash is inserted. The file's other spans leave it: each is
+    /// taken over by the smallest path recorded as sharing it that keeps it through this batch
+    /// (counted as moved, same id), or deleted when none does. So the smallest path owns content
+    /// that several files share, in whatever order the files are written, and content stays in
+    /// the index as long as one indexed file holds it. A record with the content
     /// hash its row already has, whose spans neither arrive, move nor go, leaves the row as it is
     /// and counts as [`IndexWriteReport::files_unchanged`]. Each path in `removed` loses its
-    /// `files` row, spans and file description. Deleted spans leave their enrichments and
-    /// embeddings as orphans (see [`remove_orphans`](Self::remove_orphans)); nothing else
-    /// cascades. Any error rolls the whole batch back. Writing the same batch twice leaves the
+    /// `files` row, shared records and file description, and its spans leave it as above.
+    /// Deleted spans leave their enrichments and embeddings as orphans (see
+    /// [`remove_orphans`](Self::remove_orphans)); nothing else cascades. Any error rolls the whole batch back. Writing the same batch twice leaves the
     /// same rows.
     pub fn write_index_batch(
         &mut self,
@@ -319,7 +373,7 @@ impl Db {
                 .map_err(|(action, e)| sqlite_error(path, action, busy, e))?;
         }
         for file in removed {
-            remove_file(&tx, file, &mut report)
+            remove_file(&tx, file, &batch, &mut report)
                 .map_err(|(action, e)| sqlite_error(path, action, busy, e))?;
         }
         tx.commit().map_err(err("commit an index batch"))?;
@@ -375,6 +429,9 @@ fn replace_file(
             tx.last_insert_rowid()
         }
     };
+    tx.prepare_cached(DELETE_SHARED_OF_PATH_SQL)
+        .and_then(|mut s| s.execute([&file.path]))
+        .map_err(step("forget a file's shared spans"))?;
     let spans = replace_spans(tx, file_id, record, batch)?;
     report.add(&spans);
     let Some((_, old_hash)) = existing else {
@@ -450,43 +507,125 @@ fn replace_spans(
                 if holder.as_str() < record.file.path.as_str()
                     && batch.keeps(&holder, &span.span_hash) =>
             {
+                share(tx, &record.file, span)?;
                 report.spans_shared += 1;
             }
-            Some((id, _)) => {
+            Some((id, holder)) => {
+                // A holder that keeps the content (a larger path) shares it from now on.
+                if holder.is_some_and(|h| batch.keeps(&h, &span.span_hash)) {
+                    tx.prepare_cached(SHARE_FROM_SPAN_SQL)
+                        .and_then(|mut s| s.execute([id]))
+                        .map_err(step("record a shared span"))?;
+                }
                 update_span(tx, id, file_id, span)?;
                 report.spans_moved += 1;
             }
             None => {
-                tx.prepare_cached(INSERT_SPAN_SQL)
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            file_id,
-                            span.symbol,
-                            span.kind,
-                            span.start_line,
-                            span.end_line,
-                            span.byte_start,
-                            span.byte_end,
-                            span.span_hash,
-                            span.doc_hint,
-                            span.slice_type,
-                            span.slice_language,
-                            span.classifier_confidence,
-                            span.classifier_version,
-                        ])
-                    })
+                execute_span(tx, INSERT_SPAN_SQL, &[&file_id, &span.span_hash], span)
                     .map_err(step("insert a span"))?;
                 report.spans_added += 1;
             }
         }
     }
-    for id in old.into_values() {
-        tx.prepare_cached(DELETE_SPAN_SQL)
-            .and_then(|mut s| s.execute([id]))
-            .map_err(step("delete a span"))?;
-        report.spans_removed += 1;
+    for (span_hash, id) in old {
+        let_go(tx, id, &span_hash, batch, &mut report)?;
     }
     Ok(report)
+}
+
+/// Records that `file` holds `span`, which another file owns.
+fn share(tx: &Transaction<'_>, file: &IndexedFile, span: &SpanRecord) -> Result<(), StepError> {
+    execute_span(
+        tx,
+        INSERT_SHARED_SQL,
+        &[&span.span_hash, &file.path, &file.file_hash],
+        span,
+    )
+    .map_err(step("record a shared span"))?;
+    Ok(())
+}
+
+/// The span `id` (hash `span_hash`) leaves its file. The file with the smallest path that
+/// shares it and keeps it through this batch takes the row over, with its id and so its
+/// enrichment, as its split recorded it (counted as moved); without one the row is deleted.
+/// Records of files whose row LLMC changed or removed since are dropped on the way.
+fn let_go(
+    tx: &Transaction<'_>,
+    id: i64,
+    span_hash: &str,
+    batch: &Batch<'_>,
+    report: &mut IndexWriteReport,
+) -> Result<(), StepError> {
+    let sharers: Vec<(String, Option<i64>, SpanRecord)> = tx
+        .prepare_cached(SHARERS_SQL)
+        .and_then(|mut s| {
+            s.query_map([span_hash], |row| {
+                let span = SpanRecord {
+                    span_hash: span_hash.to_owned(),
+                    symbol: row.get(2)?,
+                    kind: row.get(3)?,
+                    start_line: row.get(4)?,
+                    end_line: row.get(5)?,
+                    byte_start: row.get(6)?,
+                    byte_end: row.get(7)?,
+                    doc_hint: row.get(8)?,
+                    slice_type: row.get(9)?,
+                    slice_language: row.get(10)?,
+                    classifier_confidence: row.get(11)?,
+                    classifier_version: row.get(12)?,
+                };
+                Ok((row.get(0)?, row.get(1)?, span))
+            })?
+            .collect()
+        })
+        .map_err(step("look up the files sharing a span"))?;
+    for (path, file_id, span) in sharers {
+        let forget = |tx: &Transaction<'_>| {
+            tx.prepare_cached(DELETE_SHARED_SQL)
+                .and_then(|mut s| s.execute([span_hash, path.as_str()]))
+                .map_err(step("forget a shared span"))
+        };
+        let Some(file_id) = file_id else {
+            forget(tx)?;
+            continue;
+        };
+        if batch.keeps(&path, span_hash) {
+            update_span(tx, id, file_id, &span)?;
+            forget(tx)?;
+            report.spans_moved += 1;
+            return Ok(());
+        }
+    }
+    tx.prepare_cached(DELETE_SPAN_SQL)
+        .and_then(|mut s| s.execute([id]))
+        .map_err(step("delete a span"))?;
+    report.spans_removed += 1;
+    Ok(())
+}
+
+/// Runs `sql` with `keys` bound first (`?1`, …) and then the columns of `span` every span
+/// statement writes, `symbol` to `classifier_version` in table order.
+fn execute_span(
+    tx: &Transaction<'_>,
+    sql: &str,
+    keys: &[&dyn ToSql],
+    span: &SpanRecord,
+) -> rusqlite::Result<usize> {
+    let columns: [&dyn ToSql; 11] = [
+        &span.symbol,
+        &span.kind,
+        &span.start_line,
+        &span.end_line,
+        &span.byte_start,
+        &span.byte_end,
+        &span.doc_hint,
+        &span.slice_type,
+        &span.slice_language,
+        &span.classifier_confidence,
+        &span.classifier_version,
+    ];
+    tx.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params_from_iter(keys.iter().chain(&columns))))
 }
 
 fn update_span(
@@ -495,33 +634,19 @@ fn update_span(
     file_id: i64,
     span: &SpanRecord,
 ) -> Result<(), StepError> {
-    tx.prepare_cached(UPDATE_SPAN_SQL)
-        .and_then(|mut s| {
-            s.execute(params![
-                id,
-                file_id,
-                span.symbol,
-                span.kind,
-                span.start_line,
-                span.end_line,
-                span.byte_start,
-                span.byte_end,
-                span.doc_hint,
-                span.slice_type,
-                span.slice_language,
-                span.classifier_confidence,
-                span.classifier_version,
-            ])
-        })
-        .map_err(step("update a span"))?;
+    execute_span(tx, UPDATE_SPAN_SQL, &[&id, &file_id], span).map_err(step("update a span"))?;
     Ok(())
 }
 
 fn remove_file(
     tx: &Transaction<'_>,
     path: &str,
+    batch: &Batch<'_>,
     report: &mut IndexWriteReport,
 ) -> Result<(), StepError> {
+    tx.prepare_cached(DELETE_SHARED_OF_PATH_SQL)
+        .and_then(|mut s| s.execute([path]))
+        .map_err(step("forget a file's shared spans"))?;
     let Some(file_id) = tx
         .prepare_cached(FILE_BY_PATH_SQL)
         .and_then(|mut s| s.query_row([path], |row| row.get::<_, i64>(0)).optional())
@@ -529,10 +654,16 @@ fn remove_file(
     else {
         return Ok(());
     };
-    let spans = tx
-        .prepare_cached(DELETE_FILE_SPANS_SQL)
-        .and_then(|mut s| s.execute([file_id]))
-        .map_err(step("delete a file's spans"))?;
+    let spans: Vec<(i64, String)> = tx
+        .prepare_cached(SPAN_HASHES_OF_FILE_SQL)
+        .and_then(|mut s| {
+            s.query_map([file_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .map_err(step("read a file's spans"))?;
+    for (id, span_hash) in spans {
+        let_go(tx, id, &span_hash, batch, report)?;
+    }
     tx.prepare_cached(DELETE_FILE_DESCRIPTIONS_SQL)
         .and_then(|mut s| s.execute([file_id]))
         .map_err(step("delete a file's description"))?;
@@ -540,7 +671,6 @@ fn remove_file(
         .and_then(|mut s| s.execute([file_id]))
         .map_err(step("delete a file row"))?;
     report.files_removed += 1;
-    report.spans_removed += spans as u64;
     Ok(())
 }
 

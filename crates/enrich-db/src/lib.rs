@@ -20,6 +20,7 @@
 //!
 //! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
 //! of files' spans that keeps the row and enrichment of every span whose content did not change
+//! and hands a span its owner lets go of to the next file sharing it
 //! ([`Db::write_index_batch`]), and removal of enrichments left without a span
 //! ([`Db::remove_orphans`]).
 //!

@@ -296,6 +296,33 @@ CREATE TABLE enrich_frontiers (
 );
 ",
     },
+    Migration {
+        version: 6,
+        name: "spans a file shares with the file that owns them",
+        // One row per span a file holds but another file owns (identical content): what the
+        // file's span would be, so it can take the span over when the owner lets go of it.
+        sql: "
+CREATE TABLE enrich_shared_spans (
+    span_hash TEXT NOT NULL,
+    path TEXT NOT NULL,
+    file_hash TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    byte_start INTEGER NOT NULL,
+    byte_end INTEGER NOT NULL,
+    doc_hint TEXT,
+    slice_type TEXT,
+    slice_language TEXT,
+    classifier_confidence REAL,
+    classifier_version TEXT,
+    PRIMARY KEY (span_hash, path)
+) WITHOUT ROWID;
+
+CREATE INDEX enrich_shared_spans_path ON enrich_shared_spans(path);
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

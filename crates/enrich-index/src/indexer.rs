@@ -209,7 +209,7 @@ fn index(
         .map(|f| {
             let known = Known {
                 file_hash: f.file.file_hash,
-                has_spans: f.spans > 0,
+                split: f.spans + f.shared > 0,
             };
             (f.file.path, known)
         })
@@ -300,9 +300,11 @@ fn index(
 /// What the index knows of a file before the run.
 struct Known {
     file_hash: String,
-    /// LLMC's indexer stores files of the languages it cannot split (Rust, C, JSON, …) without
-    /// spans; such a file is split even when its hash matches.
-    has_spans: bool,
+    /// Whether the file has spans, its own or shared with the file that owns them. LLMC's
+    /// indexer stores files of the languages it cannot split (Rust, C, JSON, …) without spans;
+    /// such a file is split even when its hash matches (as is a copy of another file indexed
+    /// before shared spans were recorded).
+    split: bool,
 }
 
 /// Whether `path` is `dir` or lies under it (`dir` empty: unknown, matches nothing).
@@ -438,8 +440,7 @@ fn process(
     }
     let hash = file_hash(&bytes);
     // A file that is not blank always has a span once split.
-    if known.is_some_and(|k| k.file_hash == hash && (k.has_spans || bytes.trim_ascii().is_empty()))
-    {
+    if known.is_some_and(|k| k.file_hash == hash && (k.split || bytes.trim_ascii().is_empty())) {
         return Processed::Unchanged;
     }
     let lang = language_for(&candidate.rel, &bytes);

@@ -36,7 +36,9 @@
 //! spans; enrichments left without a span are removed at the end of the run (or kept and
 //! counted). Content that several files share (identical files, copied code) is one span, owned
 //! by the file whose path sorts first, so which thread read which file first never matters and
-//! re-indexing an unchanged tree writes nothing. Files are read and parsed on several threads
+//! re-indexing an unchanged tree writes nothing; when that file goes or drops the content, the
+//! next path holding it takes the span over in the same run, from what the index recorded of it
+//! (`enrich-db` keeps a record of every shared span), without reading it. Files are read and parsed on several threads
 //! and written in path order by the calling thread, many per transaction, through `enrich-db`.
 //! [`index_paths`] does the same for a given set of paths only (what a file watcher reports),
 //! by the same walk restricted to them, so an ignored path stays out of the index whichever way

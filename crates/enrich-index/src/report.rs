@@ -28,8 +28,8 @@ pub struct IndexReport {
 pub struct FileCounts {
     /// Files the walk yielded after the ignore rules, over the size limit included.
     pub seen: u64,
-    /// Files whose content hash matched the index: not written (a file without spans of its
-    /// own, such as a copy of another file, is split again to be sure, but nothing changes).
+    /// Files whose content hash matched the index: not written (a file the index has neither
+    /// spans nor shared spans of, such as one LLMC could not split, is split again to be sure).
     pub unchanged: u64,
     /// Files indexed for the first time.
     pub added: u64,
@@ -60,15 +60,19 @@ pub struct SpanCounts {
     /// Spans of changed files whose content did not change: same row, same enrichment.
     pub kept: u64,
     /// Spans whose content another file held: the row and its enrichment now belong to this
-    /// file. Code moved between files, or identical code whose owner changed (see `shared`).
+    /// file. Code moved between files, or identical code whose owner changed (see `shared`): a
+    /// file that shares a span takes it over when its owner goes or drops it, even when this run
+    /// does not read that file (it is unchanged, or not among [`index_paths`]'s paths).
+    ///
+    /// [`index_paths`]: crate::index_paths
     pub moved: u64,
     /// Spans whose content a file with a smaller path holds. Identical content in several files
     /// (copies of a licence, vendored duplicates) has one span hash, which the index keeps
     /// unique: the file whose path sorts first (byte order) owns the span and its enrichment,
-    /// and the others share it. Counted in every file that was split, so an unchanged tree with
-    /// copies reports the same number each run.
+    /// and the others share it. Counted in the files this run split (an unchanged copy is not
+    /// split again: the index records what it shares).
     pub shared: u64,
-    /// Spans deleted (changed content, or their file went).
+    /// Spans deleted (changed content, or their file went) that no other indexed file holds.
     pub removed: u64,
     /// Spans dropped because their file already had one with the same content (and so the same
     /// hash, which the index keeps unique).
@@ -188,9 +192,9 @@ pub enum FileOutcome {
     Unchanged,
     /// Split and queued for writing, first time in the index.
     Added,
-    /// Split and queued for writing, replacing its spans (a file without spans of its own is
-    /// split again even when its content did not change; the summary then counts it as
-    /// unchanged).
+    /// Split and queued for writing, replacing its spans (a file the index has neither spans
+    /// nor shared spans of is split again even when its content did not change; the summary
+    /// then counts it as unchanged).
     Changed,
     /// Looks binary: skipped (and removed from the index if it was there).
     Binary,

@@ -87,10 +87,12 @@ fn new_files_are_inserted_and_listed_in_path_order() {
         StoredFile {
             file: record("a.py", &["h"]).file,
             spans: 1,
+            shared: 0,
         },
         StoredFile {
             file: record("b.py", &["f", "g"]).file,
             spans: 2,
+            shared: 0,
         },
     ];
     assert_eq!(files, expected);
@@ -195,6 +197,157 @@ fn content_several_files_hold_belongs_to_the_smallest_path_in_any_order() {
         .expect("a removed");
     assert_eq!((report.spans_moved, report.files_removed), (1, 1));
     assert_eq!(rows(&fixture), [row(1, "b.py", "g", 1)]);
+}
+
+/// How many spans each file shares, as [`Db::indexed_files`] lists them.
+fn shared(db: &Db) -> Vec<(String, u64)> {
+    let files = db.indexed_files().expect("files");
+    files.into_iter().map(|f| (f.file.path, f.shared)).collect()
+}
+
+#[test]
+fn when_the_owner_lets_go_of_shared_content_the_next_path_holding_it_takes_it_over() {
+    let fixture = Fixture::llmc();
+    let mut db = fixture.db();
+    // `g` is in three files; `c.py` has a span of its own before it, so its `g` is on line 2.
+    db.write_index_batch(
+        &[
+            record("a.py", &["f", "g"]),
+            record("b.py", &["g"]),
+            record("c.py", &["h", "g"]),
+        ],
+        &[],
+    )
+    .expect("first");
+    assert_eq!(
+        shared(&db),
+        [
+            ("a.py".to_owned(), 0),
+            ("b.py".to_owned(), 1),
+            ("c.py".to_owned(), 1)
+        ]
+    );
+
+    // The owner's new content lacks `g`: the next path takes the row over, with its id, in a
+    // batch it is not part of.
+    let report = db
+        .write_index_batch(&[record("a.py", &["f"])], &[])
+        .expect("a drops g");
+    assert_eq!(
+        report,
+        IndexWriteReport {
+            files_updated: 1,
+            spans_kept: 1,
+            spans_moved: 1,
+            ..IndexWriteReport::default()
+        }
+    );
+    assert_eq!(
+        rows(&fixture),
+        [
+            row(1, "a.py", "f", 1),
+            row(2, "b.py", "g", 1),
+            row(3, "c.py", "h", 1)
+        ]
+    );
+
+    // The owner removed: the next one takes it over at the place its split recorded.
+    let report = db
+        .write_index_batch(&[], &["b.py".to_owned()])
+        .expect("b removed");
+    assert_eq!(
+        report,
+        IndexWriteReport {
+            files_removed: 1,
+            spans_moved: 1,
+            ..IndexWriteReport::default()
+        }
+    );
+    assert_eq!(
+        rows(&fixture),
+        [
+            row(1, "a.py", "f", 1),
+            row(2, "c.py", "g", 2),
+            row(3, "c.py", "h", 1)
+        ]
+    );
+    assert_eq!(
+        shared(&db),
+        [("a.py".to_owned(), 0), ("c.py".to_owned(), 0)]
+    );
+
+    // A smaller path takes the row over; the file it came from is recorded as sharing it and
+    // gets it back when the smaller one goes.
+    db.write_index_batch(&[record("a.py", &["f", "g"])], &[])
+        .expect("a holds g again");
+    assert_eq!(
+        shared(&db),
+        [("a.py".to_owned(), 0), ("c.py".to_owned(), 1)]
+    );
+    db.write_index_batch(&[], &["a.py".to_owned()])
+        .expect("a removed");
+    assert_eq!(
+        rows(&fixture),
+        [row(2, "c.py", "g", 2), row(3, "c.py", "h", 1)]
+    );
+}
+
+#[test]
+fn a_file_that_shared_content_and_loses_it_in_the_same_batch_does_not_take_it_over() {
+    let fixture = Fixture::llmc();
+    let mut db = fixture.db();
+    db.write_index_batch(
+        &[
+            record("a.py", &["g"]),
+            record("b.py", &["g", "h"]),
+            record("c.py", &["g"]),
+            record("d.py", &["g"]),
+        ],
+        &[],
+    )
+    .expect("first");
+    // `b.py` drops `g` and `c.py` goes in the batch that removes the owner: `d.py` takes it.
+    let report = db
+        .write_index_batch(
+            &[record("b.py", &["h"])],
+            &["a.py".to_owned(), "c.py".to_owned()],
+        )
+        .expect("second");
+    assert_eq!(
+        (report.spans_moved, report.spans_removed),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        rows(&fixture),
+        [row(1, "d.py", "g", 1), row(2, "b.py", "h", 1)]
+    );
+
+    // A file LLMC re-indexed since (another content hash) is not taken for a holder: the span
+    // goes, and the stale record with it.
+    db.write_index_batch(&[record("e.py", &["g"])], &[])
+        .expect("e shares g");
+    fixture
+        .raw()
+        .execute(
+            "UPDATE files SET file_hash = 'llmc' WHERE path = 'e.py'",
+            [],
+        )
+        .expect("llmc rewrote e.py");
+    let report = db
+        .write_index_batch(&[], &["d.py".to_owned()])
+        .expect("d removed");
+    assert_eq!(
+        (report.spans_moved, report.spans_removed),
+        (0, 1),
+        "{report:?}"
+    );
+    assert_eq!(rows(&fixture), [row(2, "b.py", "h", 1)]);
+    let records: i64 = fixture
+        .raw()
+        .query_row("SELECT count(*) FROM enrich_shared_spans", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(records, 0);
 }
 
 #[test]

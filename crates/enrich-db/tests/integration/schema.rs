@@ -307,6 +307,7 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_span_order",
             "enrich_leases",
             "enrich_frontiers",
+            "enrich_shared_spans",
         ]
         .map(str::to_owned),
     );
@@ -500,6 +501,10 @@ fn migrations_are_append_only() {
         (
             5,
             "14516117a47c2ac8a25969fb67f5d03bb2538287ddfff38450daab9540f51bb4",
+        ),
+        (
+            6,
+            "81a0ef86311da23e4e321b2626d19360d31190eba075ebd9eb812e5fa63394d2",
         ),
     ];
     let all = migrations();

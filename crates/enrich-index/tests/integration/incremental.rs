@@ -487,6 +487,16 @@ fn identical_files_share_their_spans_with_the_first_path_and_reindexing_changes_
         repo.summary(&spans[0].span_hash),
         Some(summary_of(&spans[0].span_hash))
     );
+
+    // The index records what each copy shares, so an unchanged copy is not split again.
+    let mut outcomes = Vec::new();
+    index_repo(&mut repo.db(), repo.root(), &options(), |e| {
+        if let IndexEvent::File { outcome, .. } = e {
+            outcomes.push(*outcome);
+        }
+    })
+    .expect("index");
+    assert_eq!(outcomes, [FileOutcome::Unchanged; 4]);
 }
 
 #[test]
@@ -511,12 +521,21 @@ fn when_the_owner_of_shared_spans_goes_the_next_path_owns_them() {
     assert_eq!(spans.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
     assert_eq!(report.orphans.enrichments_removed, 0, "{report:?}");
 
-    // Edited so that it no longer holds the content: the next path gets the spans (as new rows,
-    // since the edited file is written first) with their enrichments; both files changed.
+    // Edited so that it no longer holds the content: the next path takes the rows over, ids and
+    // enrichments included, without being split again itself.
     repo.write("b/LICENSE", "Another licence altogether.\n");
     let report = repo.index();
-    assert_eq!(report.files.changed, 2, "{report:?}");
-    assert_eq!(repo.spans(Some("c/LICENSE")).len(), ids.len());
+    assert_eq!(
+        (
+            report.files.changed,
+            report.files.unchanged,
+            report.spans.moved
+        ),
+        (1, 1, ids.len() as u64),
+        "{report:?}"
+    );
+    let taken: Vec<i64> = repo.spans(Some("c/LICENSE")).iter().map(|s| s.id).collect();
+    assert_eq!(taken, ids);
     for hash in &hashes {
         assert_eq!(repo.summary(hash), Some(summary_of(hash)));
     }
@@ -532,6 +551,131 @@ fn when_the_owner_of_shared_spans_goes_the_next_path_owns_them() {
         (0, 0),
         "{report:?}"
     );
+}
+
+const SHARED_FN: &str = "def shared(x):\n    return x * 2\n";
+
+/// `a.py`, `b.py` and `c.py`, each with `shared` and a function of its own (`c.py` with its own
+/// first, so its `shared` sits lower), indexed, every span enriched.
+fn copies_repo() -> Repo {
+    let a = format!("{SHARED_FN}\n\ndef only_a():\n    return 1\n");
+    let b = format!("{SHARED_FN}\n\ndef only_b():\n    return 2\n");
+    let c = format!("def only_c():\n    return 3\n\n\n{SHARED_FN}");
+    let repo = Repo::with(&[("a.py", &a), ("b.py", &b), ("c.py", &c)]);
+    repo.index();
+    let hashes: Vec<String> = repo.spans(None).into_iter().map(|s| s.span_hash).collect();
+    repo.enrich(&hashes.iter().map(String::as_str).collect::<Vec<_>>());
+    repo
+}
+
+/// How the owner of a shared span lets go of it, and which run notices.
+#[derive(Debug, Clone, Copy)]
+enum LetGo {
+    Deleted,
+    Edited,
+}
+
+/// The owner `a.py` lets go of `shared` as `how` says, then the run `index` (all, or the paths
+/// given) runs: the unchanged `b.py` takes the row over (same id, same enrichment, its own
+/// position), and so does `c.py` when `b.py` goes in turn; nothing else is written.
+fn check_takeover(how: LetGo, index: impl Fn(&Repo, &str) -> enrich_index::IndexReport) {
+    let repo = copies_repo();
+    let before = repo.span("a.py", "shared");
+    let only_b = repo.span("b.py", "only_b");
+    match how {
+        LetGo::Deleted => repo.remove("a.py"),
+        LetGo::Edited => repo.write("a.py", "def only_a():\n    return 1\n"),
+    }
+    let report = index(&repo, "a.py");
+    let after = repo.span("b.py", "shared");
+    assert_eq!(after.id, before.id, "{how:?}: the row is taken over");
+    assert_eq!((after.start_line, after.byte_start), (1, 0), "{how:?}");
+    assert_eq!(
+        repo.summary(&before.span_hash),
+        Some(summary_of(&before.span_hash)),
+        "{how:?}: the enrichment stays"
+    );
+    assert_eq!(repo.span("b.py", "only_b"), only_b, "{how:?}");
+    // Deleted, `a.py` takes the enrichment of `only_a` with it.
+    let (changed, removed) = match how {
+        LetGo::Deleted => (0, 1),
+        LetGo::Edited => (1, 0),
+    };
+    assert_eq!(
+        (
+            report.files.changed,
+            report.files.removed,
+            report.spans.moved,
+            report.orphans.enrichments_removed
+        ),
+        (changed, removed, 1, removed),
+        "{how:?}: {report:?}"
+    );
+
+    // Indexing again changes nothing.
+    let again = repo.index();
+    assert_eq!(
+        (
+            again.files.added,
+            again.files.changed,
+            again.spans.moved,
+            again.spans.added
+        ),
+        (0, 0, 0, 0),
+        "{how:?}: {again:?}"
+    );
+
+    // The next owner goes: the next path takes it over in turn, at its own line.
+    repo.remove("b.py");
+    index(&repo, "b.py");
+    let last = repo.span("c.py", "shared");
+    assert_eq!((last.id, last.start_line), (before.id, 5), "{how:?}");
+    assert_eq!(
+        repo.summary(&before.span_hash),
+        Some(summary_of(&before.span_hash))
+    );
+}
+
+#[test]
+fn an_unchanged_file_takes_over_shared_spans_its_owner_lets_go_of() {
+    for how in [LetGo::Deleted, LetGo::Edited] {
+        check_takeover(how, |repo, _| repo.index());
+    }
+}
+
+#[test]
+fn an_unchanged_file_takes_over_shared_spans_when_only_the_owner_s_path_is_reindexed() {
+    for how in [LetGo::Deleted, LetGo::Edited] {
+        check_takeover(how, |repo, path| repo.index_paths(&[path]));
+    }
+}
+
+#[test]
+fn a_copy_takes_over_when_the_owner_is_deleted_and_only_its_path_is_reindexed() {
+    let repo = Repo::with(&[("a/LICENSE", LICENSE), ("b/LICENSE", LICENSE)]);
+    repo.index();
+    let before = repo.spans(None);
+    let hashes: Vec<&str> = before.iter().map(|s| s.span_hash.as_str()).collect();
+    repo.enrich(&hashes);
+
+    repo.remove("a/LICENSE");
+    let report = repo.index_paths(&["a/LICENSE"]);
+    assert_eq!(
+        (
+            report.files.removed,
+            report.spans.moved,
+            report.spans.removed
+        ),
+        (1, before.len() as u64, 0),
+        "{report:?}"
+    );
+    let after = repo.spans(None);
+    assert!(after.iter().all(|s| s.path == "b/LICENSE"), "{after:?}");
+    let ids = |spans: &[SpanRow]| spans.iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before));
+    for hash in hashes {
+        assert_eq!(repo.summary(hash), Some(summary_of(hash)));
+    }
 }
 
 #[test]
