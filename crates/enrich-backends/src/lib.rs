@@ -114,7 +114,10 @@ pub use adapter::{
     UsageMetrics,
 };
 pub use attempt::{AttemptOutcome, AttemptRecord};
-pub use cascade::{AttemptObserver, Cascade, CascadeFailure, CascadeSuccess, GiveUpReason};
+pub use cascade::{
+    AttemptObserver, Availability, BackendOutage, Cascade, CascadeFailure, CascadeSuccess,
+    Disposition, GiveUpReason, SpanStart,
+};
 pub use circuit::{
     CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,
     CircuitTransition,
