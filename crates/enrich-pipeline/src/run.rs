@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use enrich_backends::{
-    AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, CircuitSnapshot,
-    CircuitTransition, Decision, GenerateRequest, GiveUpReason, SpanContext, ValidationContext,
-    enrichment_v1_schema_for_lines,
+    AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, CircuitSnapshot, CircuitTransition, Decision, Disposition, GenerateRequest,
+    GiveUpReason, SpanContext, SpanStart, ValidationContext, enrichment_v1_schema_for_lines,
 };
 use enrich_config::{DEFAULT_TIMEOUT_SECONDS, OnFailure, Schedule};
 use enrich_db::{self as db, Lease, PendingSpan, RunId};
@@ -27,6 +26,7 @@ use crate::prompt::PromptSpan;
 use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
+mod outage;
 pub(crate) mod queue;
 
 use queue::WorkQueue;
@@ -144,6 +144,19 @@ struct Scheduler<'a> {
     retry_batch: Option<(u64, usize)>,
     /// The highest batch number used so far.
     last_batch: u64,
+    /// Spans whose backends were unavailable, waiting for one of them to be usable again (at
+    /// most [`Scheduler::park_limit`] taken from the queue for it, plus the spans in flight).
+    parked: VecDeque<Parked>,
+    /// Since when no backend has answered a span while spans were unavailable.
+    outage_since: Option<Instant>,
+    /// The run stopped taking spans: no backend answered for `outage_grace`.
+    outage_stop: bool,
+    /// A span's whole chain is skipped for the run: the run takes no more spans.
+    backends_gone: bool,
+    /// Spans taken and left pending because no backend could serve them.
+    unsent: u64,
+    /// The last wait announced in a [`Event::BackendWaiting`]: backend and whole seconds left.
+    announced: Option<(String, Option<u64>)>,
 }
 
 /// A span a by-tier pass could not enrich on its backend and left for the next pass: its id
@@ -151,14 +164,46 @@ struct Scheduler<'a> {
 #[derive(Debug, Clone, Copy)]
 struct Deferred {
     span_id: i64,
-    prior_attempts: u32,
+    prior: SpanStart,
 }
 
-/// Which backend of its chain a by-tier pass sends a span to, and the attempts it had before.
-#[derive(Debug, Clone, Copy)]
-struct Tier {
-    index: usize,
-    prior_attempts: u32,
+/// Where a span's cascade starts: the backend of its by-tier pass, if any (the last one it may
+/// reach), the first backend it tries, and the attempts it already had in this run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resume {
+    tier: Option<usize>,
+    start: usize,
+    prior: SpanStart,
+}
+
+/// A span no backend of its chain could serve: it waits in the scheduler (its lease kept, its
+/// batch open) until one of the backends it missed is usable again.
+#[derive(Debug, Clone)]
+struct Parked {
+    span_id: i64,
+    batch: u64,
+    /// Its chain, as routed.
+    chain: String,
+    /// The chain's backends that were unavailable for it, by index, in order.
+    wanted: Vec<usize>,
+    tier: Option<usize>,
+    prior: SpanStart,
+}
+
+/// What the scheduler knows of a span in flight.
+struct InFlight {
+    span_hash: String,
+    batch: u64,
+    span_id: i64,
+    resume: Resume,
+}
+
+/// What one span's task hands back: its result, and which backends of its chain were
+/// unavailable for it when the result is [`SpanStatus::Unavailable`].
+struct Processed {
+    result: SpanResult,
+    chain: String,
+    unavailable: Vec<usize>,
 }
 
 impl Scheduler<'_> {
@@ -214,7 +259,18 @@ impl Scheduler<'_> {
     /// The next span to hand out with the attempts it already had in this run: from the work
     /// queue in the first pass, from the deferred spans in later by-tier passes; `None` when the
     /// pass has nothing left.
-    fn next_span(&mut self) -> Result<Option<(PendingSpan, u64, u32)>, PipelineError> {
+    fn next_span(&mut self) -> Result<Option<(PendingSpan, u64, SpanStart)>, PipelineError> {
+        self.renew_if_due()?;
+        if self.pass > 0 {
+            return self.next_deferred();
+        }
+        Ok(self
+            .next_queued()?
+            .map(|(span, batch)| (span, batch, SpanStart::default())))
+    }
+
+    /// Renews the run's span leases when a quarter of their life has passed.
+    fn renew_if_due(&mut self) -> Result<(), PipelineError> {
         if self.renewed_at.elapsed() >= self.lease.ttl / 4 {
             let _turn = self.gate.enter();
             self.claimer
@@ -222,15 +278,12 @@ impl Scheduler<'_> {
                 .map_err(PipelineError::db("renew the run's span leases"))?;
             self.renewed_at = Instant::now();
         }
-        if self.pass > 0 {
-            return self.next_deferred();
-        }
-        Ok(self.next_queued()?.map(|(span, batch)| (span, batch, 0)))
+        Ok(())
     }
 
     /// The next deferred span of a later pass, in batches of `batch_size`; spans re-indexed
     /// away meanwhile are left out.
-    fn next_deferred(&mut self) -> Result<Option<(PendingSpan, u64, u32)>, PipelineError> {
+    fn next_deferred(&mut self) -> Result<Option<(PendingSpan, u64, SpanStart)>, PipelineError> {
         while let Some(next) = self.retry.pop_front() {
             let Some(span) = self
                 .claimer
@@ -257,7 +310,7 @@ impl Scheduler<'_> {
             if let Some((_, left)) = &mut self.retry_batch {
                 *left -= 1;
             }
-            return Ok(Some((span, batch, next.prior_attempts)));
+            return Ok(Some((span, batch, next.prior)));
         }
         Ok(None)
     }
@@ -489,6 +542,11 @@ pub(crate) async fn execute(
     for pool in &inner.pools {
         pool.set_observer(None);
     }
+    let outages = if sched.unsent > 0 || sched.outage_stop || sched.backends_gone {
+        ctx.cascade.outages()
+    } else {
+        Vec::new()
+    };
     drop(ctx);
 
     // Everything queued is committed before the run is recorded as over.
@@ -532,6 +590,8 @@ pub(crate) async fn execute(
         failed: counts.failed,
         skipped: counts.skipped,
         cancelled: counts.cancelled,
+        unsent: sched.unsent,
+        outages,
         dead_lettered: totals.dead_lettered,
         vanished: totals.vanished,
         batches: sched.batches_done,
@@ -552,6 +612,7 @@ pub(crate) async fn execute(
         failed: summary.failed,
         skipped: summary.skipped,
         cancelled: summary.cancelled,
+        unsent: summary.unsent,
         dead_lettered: summary.dead_lettered,
         duration_ms: millis(summary.duration),
     });
@@ -706,6 +767,12 @@ impl<'a> Scheduler<'a> {
             retry: VecDeque::new(),
             retry_batch: None,
             last_batch: 0,
+            parked: VecDeque::new(),
+            outage_since: None,
+            outage_stop: false,
+            backends_gone: false,
+            unsent: 0,
+            announced: None,
             renewed_at: Instant::now(),
             queue: WorkQueue::new(&inner.settings.work_order, inner.settings.batch_size, limit),
             left_behind: false,
@@ -729,66 +796,132 @@ impl<'a> Scheduler<'a> {
     ) -> Option<PipelineError> {
         let inner = self.inner;
         let settings = &inner.settings;
-        let mut tasks: JoinSet<SpanResult> = JoinSet::new();
-        // Task → span hash, batch, span id, attempts before this pass.
-        let mut in_flight: HashMap<tokio::task::Id, (String, u64, i64, u32)> = HashMap::new();
+        let mut tasks: JoinSet<Processed> = JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
         let mut failure: Option<PipelineError> = None;
         loop {
+            self.check_grace(&ctx.cascade);
             while tasks.len() < settings.concurrency {
-                // The limit counts the spans taken from the queue; later by-tier passes only
-                // finish those.
                 let may_take = failure.is_none()
                     && !control.is_stopping()
                     && !writer.has_failed()
-                    && (self.pass > 0 || limit.is_none_or(|limit| self.taken < limit))
+                    && !self.outage_stop
                     && !self.over_budget();
                 if !may_take {
                     self.drop_page();
+                    self.abandon_parked();
                     break;
                 }
-                let (span, batch, prior_attempts) = match self.next_span() {
-                    Ok(Some(next)) => next,
-                    Ok(None) => break,
+                // A span that waited for a backend goes first once one of its backends is
+                // usable again.
+                let (span, batch, resume) = match self.next_parked(&ctx.cascade) {
+                    Ok(Some(parked)) => parked,
+                    Ok(None) => {
+                        // The limit counts the spans taken from the queue; later by-tier passes
+                        // and spans waiting for a backend only finish those.
+                        let may_take_new = (self.pass > 0
+                            || limit.is_none_or(|limit| self.taken < limit))
+                            && !self.backends_gone
+                            && self.parked.len() < self.park_limit();
+                        if !may_take_new {
+                            if self.pass == 0 && limit.is_some_and(|limit| self.taken >= limit) {
+                                self.drop_page();
+                            }
+                            break;
+                        }
+                        let (span, batch, prior) = match self.next_span() {
+                            Ok(Some(next)) => next,
+                            Ok(None) => break,
+                            Err(error) => {
+                                failure = Some(error);
+                                break;
+                            }
+                        };
+                        if let Some(age) = inner.in_cooldown(&span) {
+                            let result = skipped(&span, age, settings.cooldown.as_secs());
+                            emit_finished(inner, self.run_id, batch, &result);
+                            self.record(batch, SpanStatus::Skipped, false);
+                            self.handed_out(batch);
+                            on_result(result);
+                            continue;
+                        }
+                        if self.pass == 0 {
+                            self.taken += 1;
+                        }
+                        if let Some(progress) = self.batches.get_mut(&batch) {
+                            progress.outstanding += 1;
+                        }
+                        self.handed_out(batch);
+                        let resume = Resume {
+                            tier: (settings.schedule == Schedule::ByTier).then_some(self.pass),
+                            start: if settings.schedule == Schedule::ByTier {
+                                self.pass
+                            } else {
+                                0
+                            },
+                            prior,
+                        };
+                        // No request for a span whose backends are all unavailable: it waits.
+                        if self.hold_if_unavailable(&ctx.cascade, &span, batch, resume) {
+                            continue;
+                        }
+                        (span, batch, resume)
+                    }
                     Err(error) => {
                         failure = Some(error);
                         break;
                     }
                 };
-                if let Some(age) = inner.in_cooldown(&span) {
-                    let result = skipped(&span, age, settings.cooldown.as_secs());
-                    emit_finished(inner, self.run_id, batch, &result);
-                    self.record(batch, SpanStatus::Skipped, false);
-                    self.handed_out(batch);
-                    on_result(result);
-                    continue;
-                }
-                if self.pass == 0 {
-                    self.taken += 1;
-                }
-                if let Some(progress) = self.batches.get_mut(&batch) {
-                    progress.outstanding += 1;
-                }
-                self.handed_out(batch);
-                let span_hash = span.span_hash.clone();
-                let span_id = span.id;
-                let tier = (settings.schedule == Schedule::ByTier).then_some(Tier {
-                    index: self.pass,
-                    prior_attempts,
-                });
+                let entry = InFlight {
+                    span_hash: span.span_hash.clone(),
+                    batch,
+                    span_id: span.id,
+                    resume,
+                };
                 let ctx = Arc::clone(ctx);
-                let task = tasks.spawn(async move { process_span(&ctx, span, batch, tier).await });
-                in_flight.insert(task.id(), (span_hash, batch, span_id, prior_attempts));
+                let task = tasks.spawn(async move { process_span(&ctx, span, batch, resume).await });
+                in_flight.insert(task.id(), entry);
             }
 
-            let Some(joined) = tasks.join_next_with_id().await else {
+            let waiting = !self.parked.is_empty()
+                && tasks.len() < settings.concurrency
+                && failure.is_none()
+                && !control.is_stopping()
+                && !self.outage_stop;
+            let joined = if waiting {
+                // Nothing can be handed out: wait for a backend (or the grace's end), or for a
+                // span in flight.
+                if let Err(error) = self.renew_if_due() {
+                    failure = Some(error);
+                    continue;
+                }
+                let wake = self.wake_at(&ctx.cascade);
+                let stop = control.stop_token();
+                if tasks.is_empty() {
+                    stop.run_until_cancelled(tokio::time::sleep_until(wake))
+                        .await;
+                    continue;
+                }
+                let next = tokio::time::timeout_at(wake, tasks.join_next_with_id());
+                match stop.run_until_cancelled(next).await {
+                    Some(Ok(joined)) => joined,
+                    // Time to look at the waiting spans again, or the run is stopping.
+                    Some(Err(_)) | None => continue,
+                }
+            } else {
+                tasks.join_next_with_id().await
+            };
+            let Some(joined) = joined else {
                 // Nothing in flight and nothing left in this pass: the next by-tier pass, if
                 // any, unless the run is stopping.
                 let stopping = failure.is_some()
                     || control.is_stopping()
                     || writer.has_failed()
+                    || self.outage_stop
                     || self.over_budget();
                 if stopping {
                     self.abandon_deferred();
+                    self.abandon_parked();
                 } else if self.next_pass() {
                     continue;
                 }
@@ -796,24 +929,18 @@ impl<'a> Scheduler<'a> {
             };
             self.publish_circuits(&ctx.cascade);
             match joined {
-                Ok((id, result)) => {
-                    let (_, batch, span_id, prior) = in_flight
+                Ok((id, processed)) => {
+                    let flight = in_flight
                         .remove(&id)
                         .expect("every task's span is in flight until it is joined");
-                    if result.status == SpanStatus::Deferred {
-                        let made = u32::try_from(result.attempts.len()).unwrap_or(u32::MAX);
-                        self.deferred.push(Deferred {
-                            span_id,
-                            prior_attempts: prior.saturating_add(made),
-                        });
-                    }
-                    self.record(batch, result.status, true);
-                    on_result(result);
+                    self.finished(flight, processed, &ctx.cascade, on_result);
                 }
                 Err(join_error) => {
-                    let (span_hash, batch, _, _) = in_flight
-                        .remove(&join_error.id())
-                        .unwrap_or_else(|| (String::from("(unknown)"), 0, 0, 0));
+                    let flight = in_flight.remove(&join_error.id());
+                    let (span_hash, batch) = flight.map_or_else(
+                        || (String::from("(unknown)"), 0),
+                        |flight| (flight.span_hash, flight.batch),
+                    );
                     let message = match join_error.try_into_panic() {
                         Ok(panic) => panic_message(&*panic),
                         Err(join_error) => join_error.to_string(),
@@ -830,6 +957,61 @@ impl<'a> Scheduler<'a> {
         }
     }
 
+    /// Books a span's task that ended: deferred to the next by-tier pass, parked to wait for a
+    /// backend, or counted.
+    fn finished(
+        &mut self,
+        flight: InFlight,
+        processed: Processed,
+        cascade: &Cascade,
+        on_result: &mut impl FnMut(SpanResult),
+    ) {
+        let Processed {
+            result,
+            chain,
+            unavailable,
+        } = processed;
+        let prior = flight.resume.prior;
+        let made = u32::try_from(result.attempts.len()).unwrap_or(u32::MAX);
+        match result.status {
+            SpanStatus::Unavailable => {
+                // Outages do not count toward the span's attempt cap.
+                let own = result
+                    .attempts
+                    .iter()
+                    .filter(|a| a.failure_kind.is_none_or(|k| !cascade.policy().is_outage(k)))
+                    .count();
+                self.park(Parked {
+                    span_id: flight.span_id,
+                    batch: flight.batch,
+                    chain,
+                    wanted: unavailable,
+                    tier: flight.resume.tier,
+                    prior: SpanStart {
+                        numbered: prior.numbered.saturating_add(made),
+                        counted: prior
+                            .counted
+                            .saturating_add(u32::try_from(own).unwrap_or(u32::MAX)),
+                    },
+                });
+                return;
+            }
+            SpanStatus::Deferred => {
+                self.deferred.push(Deferred {
+                    span_id: flight.span_id,
+                    prior: SpanStart {
+                        numbered: prior.numbered.saturating_add(made),
+                        counted: prior.counted.saturating_add(made),
+                    },
+                });
+            }
+            SpanStatus::Enriched | SpanStatus::FellBack | SpanStatus::Failed => self.progressed(),
+            SpanStatus::Skipped | SpanStatus::Cancelled => {}
+        }
+        self.record(flight.batch, result.status, true);
+        on_result(result);
+    }
+
     /// Why the run ended, once nothing is in flight (for a run no error stopped).
     fn end(&mut self, control: &RunControl) -> Result<RunEnd, PipelineError> {
         Ok(
@@ -841,6 +1023,8 @@ impl<'a> Scheduler<'a> {
                 RunEnd::Stopped
             } else if self.budget_stop.is_some() {
                 RunEnd::BudgetReached
+            } else if self.outage_stop || self.backends_gone || self.unsent > 0 {
+                RunEnd::BackendsUnavailable
             } else if self.more_pending()? {
                 RunEnd::LimitReached
             } else {
@@ -899,6 +1083,8 @@ struct Ending {
     error: Option<String>,
     /// What to store; `None` writes nothing (a cancelled span).
     stored: Option<db::SpanResult>,
+    /// The chain's backends that were unavailable for an unavailable span, by index.
+    unavailable: Vec<usize>,
 }
 
 impl Ending {
@@ -912,17 +1098,13 @@ impl Ending {
                 message: message.clone(),
             }),
             error: Some(message),
+            unavailable: Vec::new(),
         }
     }
 }
 
 /// Routes, prompts, runs the cascade for, and queues the outcome of one span.
-async fn process_span(
-    ctx: &RunCtx,
-    span: PendingSpan,
-    batch: u64,
-    tier: Option<Tier>,
-) -> SpanResult {
+async fn process_span(ctx: &RunCtx, span: PendingSpan, batch: u64, resume: Resume) -> Processed {
     let started = Instant::now();
     let inner = &ctx.inner;
     let settings = &inner.settings;
@@ -936,7 +1118,7 @@ async fn process_span(
         .ok()
         .map(|source| inner.prompts.build(&PromptSpan::of(&span), source));
 
-    let (chain, backends) = match &route {
+    let (chain, backends): (String, Vec<String>) = match &route {
         Ok(decision) => (
             decision.chain_name.to_string(),
             decision.backends.iter().map(|b| b.name.clone()).collect(),
@@ -951,7 +1133,7 @@ async fn process_span(
         path: span.file_path.clone(),
         line_start: span.start_line,
         line_end: span.end_line,
-        chain,
+        chain: chain.clone(),
         backends,
         estimated_tokens: prompt.as_ref().map(|p| p.estimated_tokens),
     });
@@ -960,7 +1142,7 @@ async fn process_span(
         (Err(error), _, _) => Ending::failed(NO_ROUTE, error.to_string(), Vec::new()),
         (Ok(_), Err(error), _) => Ending::failed(SOURCE_UNREADABLE, error.to_string(), Vec::new()),
         (Ok(decision), Ok(_), Some(prompt)) => {
-            enrich(ctx, &span, decision, prompt.text, tier).await
+            enrich(ctx, &span, decision, prompt.text, resume).await
         }
         // A prompt is built whenever the source was read.
         (Ok(_), Ok(_), None) => Ending::failed(
@@ -1000,7 +1182,11 @@ async fn process_span(
         error,
     };
     emit_finished(inner, ctx.run_id, batch, &result);
-    result
+    Processed {
+        result,
+        chain,
+        unavailable: ending.unavailable,
+    }
 }
 
 /// Runs the cascade for a span and decides what to store.
@@ -1009,7 +1195,7 @@ async fn enrich(
     span: &PendingSpan,
     decision: &RouteDecision,
     prompt: String,
-    tier: Option<Tier>,
+    resume: Resume,
 ) -> Ending {
     let settings = &ctx.inner.settings;
     let Some(adapters) = ctx.inner.chains.get(&*decision.chain_name) else {
@@ -1029,27 +1215,32 @@ async fn enrich(
     let schema = enrichment_v1_schema_for_lines(span.start_line, span.end_line);
     let request = GenerateRequest::new(prompt, span_context).with_schema(schema);
     // Per span: the whole chain. By tier: only the pass's backend of the chain.
-    let (backends, start, prior) = match tier {
-        None => (&adapters[..], 0, 0),
-        Some(tier) if tier.index < adapters.len() => {
-            (&adapters[..=tier.index], tier.index, tier.prior_attempts)
-        }
+    let backends = match resume.tier {
+        None => &adapters[..],
+        Some(tier) if tier < adapters.len() => &adapters[..=tier],
         Some(tier) => {
             return Ending::failed(
                 NO_ROUTE,
                 format!(
                     "chain '{}' has no backend {} for this pass",
                     decision.chain_name,
-                    tier.index + 1
+                    tier + 1
                 ),
                 Vec::new(),
             );
         }
     };
-    let has_next_tier = tier.is_some_and(|tier| tier.index + 1 < adapters.len());
+    let has_next_tier = resume.tier.is_some_and(|tier| tier + 1 < adapters.len());
     match ctx
         .cascade
-        .run_after(prior, backends, start, &request, &validation, &ctx.abort)
+        .run_resumed(
+            resume.prior,
+            backends,
+            resume.start,
+            &request,
+            &validation,
+            &ctx.abort,
+        )
         .await
     {
         Ok(success) => {
@@ -1060,18 +1251,45 @@ async fn enrich(
                 attempts: success.attempts,
                 error: None,
                 stored: Some(db::SpanResult::Enriched(Box::new(stored))),
+                unavailable: Vec::new(),
             }
         }
-        Err(failure) if failure.is_cancelled() => Ending {
-            status: SpanStatus::Cancelled,
-            enrichment: None,
-            error: Some(failure.to_string()),
-            attempts: failure.attempts,
-            stored: None,
+        Err(failure) => match failure.disposition() {
+            Disposition::Cancelled => Ending {
+                status: SpanStatus::Cancelled,
+                enrichment: None,
+                error: Some(failure.to_string()),
+                attempts: failure.attempts,
+                stored: None,
+                unavailable: Vec::new(),
+            },
+            // An outage is not the span's failure: its attempts are logged, the ledger is
+            // untouched, and the run keeps it until a backend it missed is usable.
+            Disposition::Unavailable => Ending {
+                status: SpanStatus::Unavailable,
+                enrichment: None,
+                error: Some(format!(
+                    "{failure}; the span waits for a backend and is not counted as failed"
+                )),
+                attempts: failure.attempts,
+                stored: Some(db::SpanResult::Deferred),
+                unavailable: failure.unavailable,
+            },
+            Disposition::Failed => failed(settings.on_failure, failure, has_next_tier),
         },
+    }
+}
+
+/// What becomes of a span whose own answers failed on every backend the cascade reached.
+fn failed(
+    on_failure: OnFailure,
+    failure: enrich_backends::CascadeFailure,
+    has_next_tier: bool,
+) -> Ending {
+    match failure {
         // By tier, a span whose backend failed waits for the next pass, unless it used up its
         // attempts or the policy stopped it.
-        Err(failure) if has_next_tier && failure.reason == GiveUpReason::Exhausted => Ending {
+        failure if has_next_tier && failure.reason == GiveUpReason::Exhausted => Ending {
             status: SpanStatus::Deferred,
             enrichment: None,
             error: Some(format!(
@@ -1079,8 +1297,9 @@ async fn enrich(
             )),
             attempts: failure.attempts,
             stored: Some(db::SpanResult::Deferred),
+            unavailable: Vec::new(),
         },
-        Err(failure) => match settings.on_failure {
+        failure => match on_failure {
             OnFailure::FallbackToEmpty => Ending {
                 status: SpanStatus::FellBack,
                 enrichment: None,
@@ -1091,6 +1310,7 @@ async fn enrich(
                 stored: Some(db::SpanResult::Enriched(Box::new(
                     db::Enrichment::fallback_empty(),
                 ))),
+                unavailable: Vec::new(),
             },
             OnFailure::Error => {
                 let kind = failure.kind().as_str();
