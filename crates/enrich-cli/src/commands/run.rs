@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use enrich_backends::BackendOutage;
 use enrich_config::{EnrichmentConfig, Schedule, select_chain};
 use enrich_pipeline::{
     BudgetStop, EventSink, JsonlSink, Pipeline, PipelineSettings, RunEnd, RunSummary, TracingSink,
@@ -166,6 +167,10 @@ pub(crate) struct RunReport {
     pub(crate) fell_back: u64,
     pub(crate) skipped: u64,
     pub(crate) cancelled: u64,
+    /// Spans taken but left pending because no backend could serve them (no ledger row).
+    pub(crate) unsent: u64,
+    /// The backends that could not serve when the run ended, with their last errors.
+    pub(crate) backends_unavailable: Vec<BackendOutage>,
     pub(crate) dead_lettered: u64,
     pub(crate) duration_sec: f64,
     pub(crate) spans_per_sec: f64,
@@ -202,6 +207,8 @@ impl RunReport {
             fell_back: summary.fell_back,
             skipped: summary.skipped,
             cancelled: summary.cancelled,
+            unsent: summary.unsent,
+            backends_unavailable: summary.outages.clone(),
             dead_lettered: summary.dead_lettered,
             duration_sec: round(duration_sec),
             spans_per_sec: round(spans_per_sec),
@@ -268,6 +275,13 @@ impl RunReport {
                 self.cancelled
             )?;
         }
+        if self.unsent > 0 {
+            writeln!(
+                text,
+                "  {} span(s) could not be sent to a backend and stay pending (not counted as failed)",
+                self.unsent
+            )?;
+        }
         for (name, b) in &self.backends {
             let failures: Vec<String> = b
                 .failures
@@ -310,6 +324,22 @@ impl RunReport {
         }
         if self.end == RunEnd::Failed {
             return Ok(Exit::Failed);
+        }
+        if self.end == RunEnd::BackendsUnavailable {
+            let backends: Vec<String> = self
+                .backends_unavailable
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let backends = if backends.is_empty() {
+                "no backend answered".to_owned()
+            } else {
+                backends.join("; ")
+            };
+            return Err(anyhow::Error::new(BackendUnusable(format!(
+                "the run stopped because no backend could serve its spans ({backends}); the {} span(s) it could not send stay pending and were not counted as failed; fix the backends (`enrich doctor` says how) and run again",
+                self.unsent
+            ))));
         }
         if self.backends_unusable() {
             let names: Vec<&str> = self.backends.keys().map(String::as_str).collect();
