@@ -22,6 +22,7 @@ mod crash;
 mod faults;
 mod limits;
 mod openai_chain;
+mod outages;
 mod pools;
 mod real_model;
 mod reliability;

@@ -1,0 +1,168 @@
+//! Outages are the backends' state, not the spans': against one faulty backend a run enriches
+//! almost everything and ledgers only spans the backend really answered badly; a backend that
+//! refuses its key ledgers nothing and exits 3; an Ollama that is down for a second costs no
+//! span.
+
+use std::time::Duration;
+
+use enrich_testkit::{FakeOllamaConfig, Fault};
+
+use super::reliability::{add_python_files, check_attempt_log, check_stored_enrichments_are_valid};
+use super::support::{Server, TestRepo, config};
+
+/// One backend `local` at `url`, with a short timeout and a short circuit cooldown (so a run
+/// waiting for the circuit stays quick), and `extra` lines in `[enrichment]`.
+fn one_backend(url: &str, extra: &str) -> String {
+    config(&[("local", url)], extra)
+        .replace("timeout_seconds = 20", "timeout_seconds = 2")
+        .replace(
+            "\n[[enrichment.chain]]",
+            "\n[enrichment.circuit_breaker]\ncooldown_seconds = 1\n\n[[enrichment.chain]]",
+        )
+}
+
+/// Ledger rows whose span has no attempt in the attempt log.
+fn ledger_rows_without_attempts(repo: &TestRepo) -> i64 {
+    repo.count(
+        "SELECT COUNT(*) FROM enrich_failures AS f
+         WHERE NOT EXISTS (SELECT 1 FROM enrich_attempts AS a
+                           WHERE a.span_hash = f.span_hash AND a.run_id = f.last_run_id)",
+    )
+}
+
+#[test]
+fn under_the_fault_mix_one_backend_enriches_95_percent_and_ledgers_only_answered_spans() {
+    const SEED: u64 = 11;
+    let server = Server::start(
+        FakeOllamaConfig::default()
+            .with_fault_rate(Fault::ServerError, 0.10)
+            .with_fault_rate(Fault::Garbage, 0.05)
+            .with_fault_rate(Fault::Truncated, 0.05)
+            .with_fault_rate(Fault::Hang, 0.02)
+            .with_seed(SEED)
+            .with_latency(Duration::from_millis(5))
+            .with_capacity(8, 512)
+            .with_recording(false),
+    );
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 30, 10);
+    let total = repo.spans.len() as i64;
+    repo.write_config(&one_backend(
+        server.url(),
+        "concurrency = 8\nbatch_size = 16",
+    ));
+
+    let ran = repo.enrich(&["--json", "run"]);
+    let summary = ran.json();
+    let context = format!("seed {SEED}\n{summary}\n{}", server.stats().to_json());
+
+    let enriched = repo.count("SELECT COUNT(*) FROM enrichments");
+    let ledgered = repo.count("SELECT COUNT(*) FROM enrich_failures");
+    assert!(enriched * 100 >= total * 95, "{enriched} of {total}: {context}");
+    assert_eq!(enriched + ledgered, total, "every span ends one way: {context}");
+    assert_eq!(ledger_rows_without_attempts(&repo), 0, "{context}");
+    // Only the span's own failures are ledgered: never an outage.
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM enrich_failures
+             WHERE last_failure_kind IN ('connect', 'server_error', 'overloaded', 'auth',
+                                         'model_not_found')"
+        ),
+        0,
+        "{context}"
+    );
+    assert_eq!(summary["end"], "exhausted", "{context}");
+    assert_eq!(summary["succeeded"], enriched, "{context}");
+    assert_eq!(summary["failed"], ledgered, "{context}");
+    assert_eq!(summary["unsent"], 0, "{context}");
+    ran.expect_code(if ledgered > 0 { 1 } else { 0 });
+    assert_eq!(check_stored_enrichments_are_valid(&repo) as i64, enriched);
+    check_attempt_log(&repo);
+    // The outages really happened: 500s (some spans met two in a row and waited).
+    let stats = server.stats();
+    assert!(
+        stats.generation_outcome(enrich_testkit::Outcome::ServerError) > 0,
+        "{context}"
+    );
+}
+
+#[test]
+fn a_backend_refusing_its_key_ledgers_nothing_and_exits_3_naming_it() {
+    // The server itself answers (the health check passes); every generation gets a 401, as
+    // behind a proxy that checks keys on the generation route only.
+    let server = Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Unauthorized, 1.0));
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 4, 10);
+    let total = repo.spans.len() as i64;
+    repo.write_config(&one_backend(server.url(), "concurrency = 4"));
+
+    // Three runs: before, each one dead-lettered a third of the way.
+    for run in 1..=3 {
+        let before = server.stats().generations();
+        let ran = repo.enrich(&["--json", "run"]);
+        ran.expect_code(3);
+        let summary = ran.json();
+        assert_eq!(summary["end"], "backends_unavailable", "run {run}: {summary}");
+        assert_eq!(summary["failed"], 0, "run {run}: {summary}");
+        assert!(summary["unsent"].as_u64() > Some(0), "run {run}: {summary}");
+        let outage = &summary["backends_unavailable"][0];
+        assert_eq!(outage["backend"], "local", "{summary}");
+        assert!(
+            outage["last_error"].as_str().unwrap_or("").starts_with("auth: "),
+            "{summary}"
+        );
+        assert!(
+            ran.stderr.contains("backend 'local'") && ran.stderr.contains("auth"),
+            "{}",
+            ran.stderr
+        );
+        // At most the spans in flight when the first 401 came back were sent.
+        assert!(server.stats().generations() - before <= 4, "run {run}");
+        assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0, "run {run}");
+    }
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM spans AS s
+             WHERE NOT EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)"
+        ),
+        total,
+        "every span is still pending"
+    );
+}
+
+#[test]
+fn an_ollama_down_for_a_second_costs_no_span() {
+    let server = Server::start(
+        FakeOllamaConfig::default()
+            .with_latency(Duration::from_millis(10))
+            .with_capacity(2, 512)
+            .with_recording(false),
+    );
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 10, 10);
+    let total = repo.spans.len() as i64;
+    repo.write_config(&one_backend(server.url(), "concurrency = 2"));
+
+    let run = repo.start(&["run"]);
+    server.wait_until(|s| s.generations() >= 20);
+    server.go_down();
+    // Down for about a second: every request meanwhile is refused, and the circuit opens.
+    std::thread::sleep(Duration::from_secs(1));
+    server.come_back();
+    let ran = run.finish();
+
+    ran.expect_code(0);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
+    check_attempt_log(&repo);
+    // The run said what it waited for.
+    assert!(
+        ran.stderr.contains("waiting for backend local"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE failure_kind = 'connect'") > 0,
+        "the outage was met"
+    );
+}
