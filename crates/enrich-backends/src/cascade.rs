@@ -463,10 +463,9 @@ impl Cascade {
                 } else {
                     let last = entry.last_outage.as_ref().or(entry.last_trip.as_ref());
                     let state = match circuit {
-                        Some(CircuitState::Open { remaining_ms }) => format!(
-                            "circuit open, retry in {} s",
-                            remaining_ms.div_ceil(1000)
-                        ),
+                        Some(CircuitState::Open { remaining_ms }) => {
+                            format!("circuit open, retry in {} s", remaining_ms.div_ceil(1000))
+                        }
                         Some(CircuitState::HalfOpen { .. }) => "circuit half-open".to_owned(),
                         Some(CircuitState::Closed) | None => {
                             last?;
@@ -617,8 +616,7 @@ impl Cascade {
                     }
                 };
 
-                let number =
-                    u32::try_from(numbered + span.attempts.len() + 1).unwrap_or(u32::MAX);
+                let number = u32::try_from(numbered + span.attempts.len() + 1).unwrap_or(u32::MAX);
                 let (record, result) = attempt(backend, &current, validation, cancel, number).await;
                 let (error, rejected) = match result {
                     Ok((enrichment, generation)) => {

@@ -99,14 +99,11 @@ impl Default for KindTable {
     fn default() -> Self {
         use FailureAction::{Next, SkipBackendForRun, Stop};
         let mut table = Self::uniform(KindPolicy::new(0, Next));
-        table[FailureKind::Connect] = KindPolicy::new(0, Next)
-            .tripping_circuit(true)
-            .outage(true);
+        table[FailureKind::Connect] = KindPolicy::new(0, Next).tripping_circuit(true).outage(true);
         table[FailureKind::Timeout] = KindPolicy::new(1, Next).tripping_circuit(true);
         table[FailureKind::Overloaded] = KindPolicy::new(2, Next).outage(true);
-        table[FailureKind::ServerError] = KindPolicy::new(1, Next)
-            .tripping_circuit(true)
-            .outage(true);
+        table[FailureKind::ServerError] =
+            KindPolicy::new(1, Next).tripping_circuit(true).outage(true);
         table[FailureKind::ModelNotFound] = KindPolicy::new(0, SkipBackendForRun).outage(true);
         table[FailureKind::Auth] = KindPolicy::new(0, SkipBackendForRun).outage(true);
         table[FailureKind::Cancelled] = KindPolicy::new(0, Stop);

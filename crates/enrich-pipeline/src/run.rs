@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use enrich_backends::{
-    AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, CircuitSnapshot, CircuitTransition, Decision, Disposition, GenerateRequest,
-    GiveUpReason, SpanContext, SpanStart, ValidationContext, enrichment_v1_schema_for_lines,
+    AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, CircuitSnapshot,
+    CircuitTransition, Decision, Disposition, GenerateRequest, GiveUpReason, SpanContext,
+    SpanStart, ValidationContext, enrichment_v1_schema_for_lines,
 };
 use enrich_config::{DEFAULT_TIMEOUT_SECONDS, OnFailure, Schedule};
 use enrich_db::{self as db, Lease, PendingSpan, RunId};
@@ -160,7 +161,7 @@ struct Scheduler<'a> {
 }
 
 /// A span a by-tier pass could not enrich on its backend and left for the next pass: its id
-/// (8 bytes, so deferring a whole index stays small) and the attempts it already had.
+/// and the attempts it already had (16 bytes, so deferring a whole index stays small).
 #[derive(Debug, Clone, Copy)]
 struct Deferred {
     span_id: i64,
@@ -879,7 +880,8 @@ impl<'a> Scheduler<'a> {
                     resume,
                 };
                 let ctx = Arc::clone(ctx);
-                let task = tasks.spawn(async move { process_span(&ctx, span, batch, resume).await });
+                let task =
+                    tasks.spawn(async move { process_span(&ctx, span, batch, resume).await });
                 in_flight.insert(task.id(), entry);
             }
 
@@ -979,7 +981,10 @@ impl<'a> Scheduler<'a> {
                 let own = result
                     .attempts
                     .iter()
-                    .filter(|a| a.failure_kind.is_none_or(|k| !cascade.policy().is_outage(k)))
+                    .filter(|a| {
+                        a.failure_kind
+                            .is_none_or(|k| !cascade.policy().is_outage(k))
+                    })
                     .count();
                 self.park(Parked {
                     span_id: flight.span_id,

@@ -58,8 +58,15 @@ fn under_the_fault_mix_one_backend_enriches_95_percent_and_ledgers_only_answered
 
     let enriched = repo.count("SELECT COUNT(*) FROM enrichments");
     let ledgered = repo.count("SELECT COUNT(*) FROM enrich_failures");
-    assert!(enriched * 100 >= total * 95, "{enriched} of {total}: {context}");
-    assert_eq!(enriched + ledgered, total, "every span ends one way: {context}");
+    assert!(
+        enriched * 100 >= total * 95,
+        "{enriched} of {total}: {context}"
+    );
+    assert_eq!(
+        enriched + ledgered,
+        total,
+        "every span ends one way: {context}"
+    );
     assert_eq!(ledger_rows_without_attempts(&repo), 0, "{context}");
     // Only the span's own failures are ledgered: never an outage.
     assert_eq!(
@@ -90,7 +97,8 @@ fn under_the_fault_mix_one_backend_enriches_95_percent_and_ledgers_only_answered
 fn a_backend_refusing_its_key_ledgers_nothing_and_exits_3_naming_it() {
     // The server itself answers (the health check passes); every generation gets a 401, as
     // behind a proxy that checks keys on the generation route only.
-    let server = Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Unauthorized, 1.0));
+    let server =
+        Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Unauthorized, 1.0));
     let mut repo = TestRepo::new();
     add_python_files(&mut repo, 4, 10);
     let total = repo.spans.len() as i64;
@@ -102,13 +110,19 @@ fn a_backend_refusing_its_key_ledgers_nothing_and_exits_3_naming_it() {
         let ran = repo.enrich(&["--json", "run"]);
         ran.expect_code(3);
         let summary = ran.json();
-        assert_eq!(summary["end"], "backends_unavailable", "run {run}: {summary}");
+        assert_eq!(
+            summary["end"], "backends_unavailable",
+            "run {run}: {summary}"
+        );
         assert_eq!(summary["failed"], 0, "run {run}: {summary}");
         assert!(summary["unsent"].as_u64() > Some(0), "run {run}: {summary}");
         let outage = &summary["backends_unavailable"][0];
         assert_eq!(outage["backend"], "local", "{summary}");
         assert!(
-            outage["last_error"].as_str().unwrap_or("").starts_with("auth: "),
+            outage["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("auth: "),
             "{summary}"
         );
         assert!(
@@ -118,7 +132,11 @@ fn a_backend_refusing_its_key_ledgers_nothing_and_exits_3_naming_it() {
         );
         // At most the spans in flight when the first 401 came back were sent.
         assert!(server.stats().generations() - before <= 4, "run {run}");
-        assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0, "run {run}");
+        assert_eq!(
+            repo.count("SELECT COUNT(*) FROM enrich_failures"),
+            0,
+            "run {run}"
+        );
     }
     assert_eq!(
         repo.count(

@@ -702,14 +702,49 @@ async fn a_span_is_failed_only_by_its_own_answers_and_unavailable_after_an_outag
     // (first backend, second backend, disposition, unavailable backends)
     let table = [
         // The span's own failures on every backend: ledgered.
-        (fail(SchemaInvalid), fail(Truncated), Disposition::Failed, vec![]),
-        (fail(Timeout), fail(ContextExceeded), Disposition::Failed, vec![]),
-        (fail(MalformedOutput), fail(InvalidRequest), Disposition::Failed, vec![]),
+        (
+            fail(SchemaInvalid),
+            fail(Truncated),
+            Disposition::Failed,
+            vec![],
+        ),
+        (
+            fail(Timeout),
+            fail(ContextExceeded),
+            Disposition::Failed,
+            vec![],
+        ),
+        (
+            fail(MalformedOutput),
+            fail(InvalidRequest),
+            Disposition::Failed,
+            vec![],
+        ),
         // An outage of either backend: not the span's fault.
-        (fail(Connect), fail(SchemaInvalid), Disposition::Unavailable, vec![0]),
-        (fail(SchemaInvalid), fail(ServerError), Disposition::Unavailable, vec![1]),
-        (fail(Auth), fail(ModelNotFound), Disposition::Unavailable, vec![0, 1]),
-        (fail(Overloaded), fail(Timeout), Disposition::Unavailable, vec![0]),
+        (
+            fail(Connect),
+            fail(SchemaInvalid),
+            Disposition::Unavailable,
+            vec![0],
+        ),
+        (
+            fail(SchemaInvalid),
+            fail(ServerError),
+            Disposition::Unavailable,
+            vec![1],
+        ),
+        (
+            fail(Auth),
+            fail(ModelNotFound),
+            Disposition::Unavailable,
+            vec![0, 1],
+        ),
+        (
+            fail(Overloaded),
+            fail(Timeout),
+            Disposition::Unavailable,
+            vec![0],
+        ),
         // The last answer on a backend decides for it: a 5xx after an invalid answer is an
         // outage, an invalid answer after a 5xx is the span's own.
         (
@@ -725,7 +760,12 @@ async fn a_span_is_failed_only_by_its_own_answers_and_unavailable_after_an_outag
             vec![],
         ),
         // Cancellation is neither.
-        (fail(Cancelled), fail(Connect), Disposition::Cancelled, vec![]),
+        (
+            fail(Cancelled),
+            fail(Connect),
+            Disposition::Cancelled,
+            vec![],
+        ),
     ];
     for (a, b, disposition, unavailable) in table {
         let label = format!("{a:?} then {b:?}");
@@ -741,7 +781,9 @@ async fn a_span_passing_over_open_or_skipped_backends_is_unavailable_after_zero_
     let cascade = Cascade::new(CascadePolicy::default());
     // Three spans open the dead backend's circuit; the first also gets the key refused.
     for _ in 0..3 {
-        run(&cascade, &chain(&[&dead, &locked]), 0).await.unwrap_err();
+        run(&cascade, &chain(&[&dead, &locked]), 0)
+            .await
+            .unwrap_err();
     }
     assert_eq!((dead.calls(), locked.calls()), (3, 1));
     let failure = run(&cascade, &chain(&[&dead, &locked]), 0)
@@ -766,10 +808,18 @@ async fn availability_says_usable_waiting_with_the_earliest_retry_or_gone() {
     let locked = Scripted::always("locked", Step::Fail(FailureKind::Auth));
     let of = |adapters: &[&Arc<Scripted>]| {
         let backends = chain(adapters);
-        cascade.availability(backends.iter().map(|b| -> &dyn BackendAdapter { b.as_ref() }))
+        cascade.availability(
+            backends
+                .iter()
+                .map(|b| -> &dyn BackendAdapter { b.as_ref() }),
+        )
     };
     assert!(!cascade.has_outage());
-    assert_eq!(of(&[&fresh, &dead]), Availability::Usable, "untried is usable");
+    assert_eq!(
+        of(&[&fresh, &dead]),
+        Availability::Usable,
+        "untried is usable"
+    );
 
     run(&cascade, &chain(&[&dead]), 0).await.unwrap_err();
     tokio::time::advance(Duration::from_secs(10)).await;
@@ -803,7 +853,11 @@ async fn availability_says_usable_waiting_with_the_earliest_retry_or_gone() {
             ("locked".into(), "skipped for the rest of the run".into()),
         ]
     );
-    assert!(outages[2].last_error.starts_with("auth: "), "{:?}", outages[2]);
+    assert!(
+        outages[2].last_error.starts_with("auth: "),
+        "{:?}",
+        outages[2]
+    );
     assert!(outages[2].to_string().contains("backend 'locked'"));
 }
 
@@ -811,7 +865,10 @@ async fn availability_says_usable_waiting_with_the_earliest_retry_or_gone() {
 async fn a_resumed_span_numbers_after_all_its_attempts_but_counts_only_its_own_failures() {
     let a = Scripted::new(
         "a",
-        vec![Step::Fail(FailureKind::SchemaInvalid), Step::Reply(valid_reply())],
+        vec![
+            Step::Fail(FailureKind::SchemaInvalid),
+            Step::Reply(valid_reply()),
+        ],
     );
     let cascade = Cascade::new(CascadePolicy::default().with_max_attempts_per_span(3));
     // Five attempts so far (four of them outages), two of them counted: one more own

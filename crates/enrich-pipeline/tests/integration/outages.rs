@@ -127,14 +127,20 @@ async fn the_run_waits_for_the_circuit_and_enriches_every_span_when_the_backend_
     let summary = pipeline.run(&RunControl::new()).await.expect("run");
 
     assert_eq!(summary.end, RunEnd::Exhausted, "{summary:?}");
-    assert_eq!((summary.succeeded, summary.failed, summary.unsent), (12, 0, 0));
+    assert_eq!(
+        (summary.succeeded, summary.failed, summary.unsent),
+        (12, 0, 0)
+    );
     assert_eq!(ledger_rows(&fixture), 0);
     assert_eq!(fixture.pending(), 0);
     // Three connect failures open the circuit for 30 s; the probe fails and doubles it to 60 s;
     // the next probe is answered. The run said what it waited for, and took no span meanwhile.
     assert_eq!(
         waits(&events.events()),
-        [("flaky".to_owned(), Some(30)), ("flaky".to_owned(), Some(60))]
+        [
+            ("flaky".to_owned(), Some(30)),
+            ("flaky".to_owned(), Some(60))
+        ]
     );
     assert_eq!(flaky.calls(), 4 + 12);
     let waited = started.elapsed();
