@@ -1260,6 +1260,13 @@ async fn enrich(
             }
         }
         Err(failure) => match failure.disposition() {
+            // By tier, a span whose backend failed or was unavailable waits for the next pass
+            // (its next backend), unless it used up its attempts or the policy stopped it.
+            Disposition::Unavailable | Disposition::Failed
+                if has_next_tier && failure.reason == GiveUpReason::Exhausted =>
+            {
+                deferred(failure)
+            }
             Disposition::Cancelled => Ending {
                 status: SpanStatus::Cancelled,
                 enrichment: None,
@@ -1280,49 +1287,45 @@ async fn enrich(
                 stored: Some(db::SpanResult::Deferred),
                 unavailable: failure.unavailable,
             },
-            Disposition::Failed => failed(settings.on_failure, failure, has_next_tier),
+            Disposition::Failed => failed(settings.on_failure, failure),
         },
     }
 }
 
+/// A by-tier span left for the next pass: its attempts are logged, the ledger is untouched.
+fn deferred(failure: enrich_backends::CascadeFailure) -> Ending {
+    Ending {
+        status: SpanStatus::Deferred,
+        enrichment: None,
+        error: Some(format!(
+            "{failure}; the next pass tries the chain's next backend"
+        )),
+        attempts: failure.attempts,
+        stored: Some(db::SpanResult::Deferred),
+        unavailable: Vec::new(),
+    }
+}
+
 /// What becomes of a span whose own answers failed on every backend the cascade reached.
-fn failed(
-    on_failure: OnFailure,
-    failure: enrich_backends::CascadeFailure,
-    has_next_tier: bool,
-) -> Ending {
-    match failure {
-        // By tier, a span whose backend failed waits for the next pass, unless it used up its
-        // attempts or the policy stopped it.
-        failure if has_next_tier && failure.reason == GiveUpReason::Exhausted => Ending {
-            status: SpanStatus::Deferred,
+fn failed(on_failure: OnFailure, failure: enrich_backends::CascadeFailure) -> Ending {
+    match on_failure {
+        OnFailure::FallbackToEmpty => Ending {
+            status: SpanStatus::FellBack,
             enrichment: None,
             error: Some(format!(
-                "{failure}; the next pass tries the chain's next backend"
+                "{failure}; stored an empty enrichment (on_failure = fallback_to_empty)"
             )),
             attempts: failure.attempts,
-            stored: Some(db::SpanResult::Deferred),
+            stored: Some(db::SpanResult::Enriched(Box::new(
+                db::Enrichment::fallback_empty(),
+            ))),
             unavailable: Vec::new(),
         },
-        failure => match on_failure {
-            OnFailure::FallbackToEmpty => Ending {
-                status: SpanStatus::FellBack,
-                enrichment: None,
-                error: Some(format!(
-                    "{failure}; stored an empty enrichment (on_failure = fallback_to_empty)"
-                )),
-                attempts: failure.attempts,
-                stored: Some(db::SpanResult::Enriched(Box::new(
-                    db::Enrichment::fallback_empty(),
-                ))),
-                unavailable: Vec::new(),
-            },
-            OnFailure::Error => {
-                let kind = failure.kind().as_str();
-                let message = failure.to_string();
-                Ending::failed(kind, message, failure.attempts)
-            }
-        },
+        OnFailure::Error => {
+            let kind = failure.kind().as_str();
+            let message = failure.to_string();
+            Ending::failed(kind, message, failure.attempts)
+        }
     }
 }
 

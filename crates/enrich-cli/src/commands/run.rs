@@ -152,7 +152,7 @@ pub(crate) struct RunReport {
     /// `completed`, `interrupted` or `failed`, as stored in the runs table.
     pub(crate) status: &'static str,
     /// Why the run ended: `exhausted`, `limit_reached`, `stopped`, `aborted`,
-    /// `budget_reached`, `failed`.
+    /// `budget_reached`, `backends_unavailable`, `failed`.
     pub(crate) end: RunEnd,
     /// The budget that stopped the run, when one did.
     pub(crate) budget_stop: Option<BudgetStop>,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use enrich_pipeline::{EventSink, JsonlSink};
+use enrich_pipeline::{EventSink, JsonlSink, RunEnd};
 
 use crate::cli::{Global, WatchArgs};
 use crate::commands::run::{
@@ -74,6 +74,19 @@ pub(crate) async fn watch(global: &Global, args: &WatchArgs) -> Result<Exit> {
                 Ok(None) => {}
                 Ok(Some(report)) => {
                     worked |= report.attempted > 0;
+                    if report.end == RunEnd::BackendsUnavailable {
+                        let backends: Vec<String> = report
+                            .backends_unavailable
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect();
+                        tracing::warn!(
+                            repo = %repo.root.display(),
+                            "no backend could serve ({}); {} span(s) stay pending for the next pass",
+                            backends.join("; "),
+                            report.unsent
+                        );
+                    }
                     if report.dead_lettered > 0 {
                         tracing::warn!(
                             repo = %repo.root.display(),

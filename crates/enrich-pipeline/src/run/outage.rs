@@ -77,6 +77,9 @@ impl Scheduler<'_> {
             return false;
         };
         let reachable: Vec<usize> = match resume.tier {
+            // By tier, a span whose backend of this pass is unavailable goes on to the next
+            // pass; only the last backend of its chain is waited for.
+            Some(tier) if tier + 1 < count => return false,
             Some(tier) => vec![tier],
             None => (resume.start..count).collect(),
         };

@@ -177,3 +177,40 @@ async fn a_grace_of_zero_stops_at_the_first_outage_and_a_span_own_failures_still
     assert_eq!(fixture.pending(), 6);
     assert_eq!(model.calls(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn by_tier_an_unavailable_backend_defers_to_the_next_pass_and_the_last_one_is_waited_for() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 6);
+    // The first tier lacks the model (skipped for the run); the last is down for its first four
+    // requests, then answers.
+    let small = Arc::new(Scripted::new("small").always(Reply::Fail(FailureKind::ModelNotFound)));
+    let big = Arc::new(Scripted::new("big").replies(|_, call| {
+        if call <= 4 {
+            Reply::Fail(FailureKind::Connect)
+        } else {
+            Reply::Valid
+        }
+    }));
+    let mut config = config(&[&small, &big]);
+    config.concurrency = 2;
+    let (pipeline, events) = pipeline(&fixture, &config, &[&small, &big], |s| {
+        s.schedule = enrich_config::Schedule::ByTier;
+    });
+
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+
+    assert_eq!(summary.end, RunEnd::Exhausted, "{summary:?}");
+    assert_eq!(
+        (summary.succeeded, summary.failed, summary.unsent),
+        (6, 0, 0)
+    );
+    assert_eq!(ledger_rows(&fixture), 0);
+    assert_eq!(small.calls(), 1, "skipped for the run after its 404");
+    assert!(!waits(&events.events()).is_empty());
+    assert!(
+        waits(&events.events())
+            .iter()
+            .all(|(backend, _)| backend == "big")
+    );
+}
