@@ -861,6 +861,23 @@ async fn availability_says_usable_waiting_with_the_earliest_retry_or_gone() {
     assert!(outages[2].to_string().contains("backend 'locked'"));
 }
 
+async fn resumed(
+    cascade: &Cascade,
+    prior: SpanStart,
+    backends: &[Arc<dyn BackendAdapter>],
+) -> Result<CascadeSuccess, CascadeFailure> {
+    cascade
+        .run_resumed(
+            prior,
+            backends,
+            0,
+            &request(),
+            &validation(),
+            &CancellationToken::new(),
+        )
+        .await
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_resumed_span_numbers_after_all_its_attempts_but_counts_only_its_own_failures() {
     let a = Scripted::new(
@@ -871,23 +888,13 @@ async fn a_resumed_span_numbers_after_all_its_attempts_but_counts_only_its_own_f
         ],
     );
     let cascade = Cascade::new(CascadePolicy::default().with_max_attempts_per_span(3));
-    // Five attempts so far (four of them outages), two of them counted: one more own
-    // failure fits under the cap of 3, and the answer after it too would not.
+    // Five attempts so far, only one of them the span's own failure (the rest outages): under
+    // a cap of 3, another own failure and the answer after it still fit.
     let prior = SpanStart {
         numbered: 5,
         counted: 1,
     };
-    let success = cascade
-        .run_resumed(
-            prior,
-            &chain(&[&a]),
-            0,
-            &request(),
-            &validation(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let success = resumed(&cascade, prior, &chain(&[&a])).await.unwrap();
     assert_eq!(
         summary(&success.attempts),
         [
@@ -897,19 +904,10 @@ async fn a_resumed_span_numbers_after_all_its_attempts_but_counts_only_its_own_f
     );
     // Counted as five, the same span would be over its cap before its first attempt.
     let b = Scripted::always("b", ok());
-    let failure = cascade
-        .run_resumed(
-            SpanStart {
-                numbered: 5,
-                counted: 3,
-            },
-            &chain(&[&b]),
-            0,
-            &request(),
-            &validation(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let over = SpanStart {
+        numbered: 5,
+        counted: 3,
+    };
+    let failure = resumed(&cascade, over, &chain(&[&b])).await.unwrap_err();
     assert_eq!((failure.reason, b.calls()), (GiveUpReason::AttemptLimit, 0));
 }
