@@ -1,8 +1,10 @@
 //! Outages are the backends' state, not the spans': against one faulty backend a run enriches
 //! almost everything and ledgers only spans the backend really answered badly; a backend that
 //! refuses its key ledgers nothing and exits 3; an Ollama that is down for a second costs no
-//! span.
+//! span; and `doctor` fails a URL where something other than Ollama answers.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use enrich_testkit::{FakeOllamaConfig, Fault};
@@ -183,4 +185,53 @@ fn an_ollama_down_for_a_second_costs_no_span() {
         repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE failure_kind = 'connect'") > 0,
         "the outage was met"
     );
+}
+
+/// A web server that answers every request with a plain `404 page not found`, as many servers
+/// that are not Ollama do; its URL.
+fn not_ollama() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+            // The request head, up to its blank line.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = "404 page not found";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn doctor_fails_a_url_that_answers_but_is_not_ollama_and_says_how_to_fix_it() {
+    let repo = TestRepo::new();
+    repo.write_config(&config(&[("local", &not_ollama())], ""));
+
+    let ran = repo.enrich(&["doctor"]);
+    ran.expect_code(3);
+    assert!(ran.stdout.contains("FAIL"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("this is not an Ollama server"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains(r#"provider = "openai""#) && ran.stdout.contains("11434"),
+        "{}",
+        ran.stdout
+    );
+    // The run checks the same way and takes no span.
+    repo.enrich(&["run"]).expect_code(3);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_attempts"), 0);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
 }
