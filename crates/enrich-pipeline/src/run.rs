@@ -169,12 +169,14 @@ struct Deferred {
 }
 
 /// Where a span's cascade starts: the backend of its by-tier pass, if any (the last one it may
-/// reach), the first backend it tries, and the attempts it already had in this run.
+/// reach), the first backend it tries, the attempts it already had in this run, and how often
+/// it came back unavailable.
 #[derive(Debug, Clone, Copy, Default)]
 struct Resume {
     tier: Option<usize>,
     start: usize,
     prior: SpanStart,
+    waits: u32,
 }
 
 /// A span no backend of its chain could serve: it waits in the scheduler (its lease kept, its
@@ -189,6 +191,12 @@ struct Parked {
     wanted: Vec<usize>,
     tier: Option<usize>,
     prior: SpanStart,
+    /// How often it came back unavailable in this run.
+    waits: u32,
+    /// Not handed out before this: a span that came back unavailable from a backend whose
+    /// circuit did not open (a 503 storm, no circuit breaker) waits the cascade's backoff,
+    /// growing with `waits`, rather than going straight back.
+    retry_at: Instant,
 }
 
 /// What the scheduler knows of a span in flight.
@@ -861,6 +869,7 @@ impl<'a> Scheduler<'a> {
                                 0
                             },
                             prior,
+                            waits: 0,
                         };
                         // No request for a span whose backends are all unavailable: it waits.
                         if self.hold_if_unavailable(&ctx.cascade, &span, batch, resume) {
@@ -986,6 +995,7 @@ impl<'a> Scheduler<'a> {
                             .is_none_or(|k| !cascade.policy().is_outage(k))
                     })
                     .count();
+                let waits = flight.resume.waits.saturating_add(1);
                 self.park(Parked {
                     span_id: flight.span_id,
                     batch: flight.batch,
@@ -998,6 +1008,8 @@ impl<'a> Scheduler<'a> {
                             .counted
                             .saturating_add(u32::try_from(own).unwrap_or(u32::MAX)),
                     },
+                    waits,
+                    retry_at: Instant::now() + cascade.policy().backoff.delay(waits, 0.0),
                 });
                 return;
             }

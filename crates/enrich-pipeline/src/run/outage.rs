@@ -98,6 +98,8 @@ impl Scheduler<'_> {
                     wanted: reachable,
                     tier: resume.tier,
                     prior: resume.prior,
+                    waits: resume.waits,
+                    retry_at: Instant::now(),
                 });
                 true
             }
@@ -132,9 +134,14 @@ impl Scheduler<'_> {
         &mut self,
         cascade: &Cascade,
     ) -> Result<Option<(PendingSpan, u64, Resume)>, PipelineError> {
+        let now = Instant::now();
         let mut index = 0;
         while index < self.parked.len() {
             let parked = &self.parked[index];
+            if parked.retry_at > now {
+                index += 1;
+                continue;
+            }
             match self.availability(cascade, &parked.chain, parked.wanted.iter().copied()) {
                 Availability::Waiting { .. } => index += 1,
                 Availability::Gone => {
@@ -155,6 +162,7 @@ impl Scheduler<'_> {
                         tier: parked.tier,
                         start: parked.wanted.first().copied().unwrap_or_default(),
                         prior: parked.prior,
+                        waits: parked.waits,
                     };
                     return Ok(Some((span, parked.batch, resume)));
                 }
@@ -200,36 +208,38 @@ impl Scheduler<'_> {
         );
     }
 
-    /// When to look at the parked spans again: when the earliest circuit lets a probe through,
-    /// and no later than the end of the grace. Says which backend the run waits for in a
-    /// [`Event::BackendWaiting`] whenever that changes.
+    /// When to look at the parked spans again: the earliest a parked span may go (its backend's
+    /// circuit lets a probe through, and its own backoff is over), and no later than the end of
+    /// the grace. Says which backend the run waits for in a [`Event::BackendWaiting`] whenever
+    /// that changes.
     pub(super) fn wake_at(&mut self, cascade: &Cascade) -> Instant {
         let now = Instant::now();
-        let mut earliest: Option<(String, Option<Duration>)> = None;
+        let mut wake: Option<Instant> = None;
+        let mut circuit: Option<(String, Option<Duration>)> = None;
         for parked in &self.parked {
-            let Availability::Waiting { backend, retry_in } =
-                self.availability(cascade, &parked.chain, parked.wanted.iter().copied())
-            else {
-                // Usable or gone: the next hand-out deals with it at once.
-                earliest = Some((String::new(), Some(Duration::ZERO)));
-                break;
-            };
-            let sooner = match (&earliest, retry_in) {
-                (None, _) => true,
-                (Some((_, Some(current))), Some(new)) => new < *current,
-                (Some((_, current)), None) => current.is_some_and(|c| !c.is_zero()),
-                (Some((_, None)), Some(_)) => false,
-            };
-            if sooner {
-                earliest = Some((backend, retry_in));
-            }
+            let ready =
+                match self.availability(cascade, &parked.chain, parked.wanted.iter().copied()) {
+                    Availability::Waiting { backend, retry_in } => {
+                        let sooner = match (&circuit, retry_in) {
+                            (None, _) => true,
+                            (Some((_, Some(current))), Some(new)) => new < *current,
+                            (Some((_, current)), None) => current.is_some(),
+                            (Some((_, None)), Some(_)) => false,
+                        };
+                        if sooner {
+                            circuit = Some((backend, retry_in));
+                        }
+                        now + retry_in.unwrap_or(PROBE_POLL)
+                    }
+                    // Usable or gone: the next hand-out deals with it once its backoff is over.
+                    Availability::Usable | Availability::Gone => now,
+                };
+            let at = ready.max(parked.retry_at);
+            wake = Some(wake.map_or(at, |earliest| earliest.min(at)));
         }
         let since = *self.outage_since.get_or_insert(now);
-        let grace_end = since + self.inner.settings.outage_grace;
-        let Some((backend, retry_in)) = earliest else {
-            return grace_end.max(now);
-        };
-        if !backend.is_empty() {
+        let grace_end = (since + self.inner.settings.outage_grace).max(now);
+        if let Some((backend, retry_in)) = circuit {
             let seconds = retry_in.map(|d| d.as_secs_f64().ceil() as u64);
             let announce = (backend.clone(), seconds);
             if self.announced.as_ref() != Some(&announce) {
@@ -245,7 +255,6 @@ impl Scheduler<'_> {
                 self.announced = Some(announce);
             }
         }
-        let retry_at = now + retry_in.unwrap_or(PROBE_POLL);
-        retry_at.min(grace_end.max(now))
+        wake.map_or(grace_end, |wake| wake.min(grace_end))
     }
 }

@@ -214,3 +214,24 @@ async fn by_tier_an_unavailable_backend_defers_to_the_next_pass_and_the_last_one
             .all(|(backend, _)| backend == "big")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_a_circuit_breaker_an_unavailable_span_backs_off_instead_of_hammering() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 3);
+    let down = Arc::new(Scripted::new("down").always(Reply::Fail(FailureKind::Connect)));
+    let mut config = config(&[&down]);
+    config.circuit_breaker.failures_to_open = 0;
+    let (pipeline, _) = pipeline(&fixture, &config, &[&down], |s| {
+        s.outage_grace = Duration::from_secs(60);
+    });
+
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+
+    assert_eq!(summary.end, RunEnd::BackendsUnavailable, "{summary:?}");
+    assert_eq!((summary.failed, summary.unsent), (0, 3));
+    // Each span waits the backoff between its tries (0.5 s doubling to 30 s): a few requests a
+    // minute, not one after the other.
+    assert!(down.calls() <= 3 * 8, "{} requests", down.calls());
+    assert_eq!(ledger_rows(&fixture), 0);
+}
