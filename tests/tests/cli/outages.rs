@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use enrich_testkit::{FakeOllamaConfig, Fault};
 
+use super::faults::fault_mix;
 use super::reliability::{add_python_files, check_attempt_log, check_stored_enrichments_are_valid};
 use super::support::{Server, TestRepo, config};
 
@@ -36,12 +37,7 @@ fn ledger_rows_without_attempts(repo: &TestRepo) -> i64 {
 fn under_the_fault_mix_one_backend_enriches_95_percent_and_ledgers_only_answered_spans() {
     const SEED: u64 = 11;
     let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_fault_rate(Fault::ServerError, 0.10)
-            .with_fault_rate(Fault::Garbage, 0.05)
-            .with_fault_rate(Fault::Truncated, 0.05)
-            .with_fault_rate(Fault::Hang, 0.02)
-            .with_seed(SEED)
+        fault_mix(SEED)
             .with_latency(Duration::from_millis(5))
             .with_capacity(8, 512)
             .with_recording(false),

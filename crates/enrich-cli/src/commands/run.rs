@@ -231,6 +231,19 @@ impl RunReport {
             })
     }
 
+    /// Each backend that could not serve, with its state and last error, `; `-separated.
+    pub(crate) fn unavailable_backends(&self) -> String {
+        if self.backends_unavailable.is_empty() {
+            return "no backend answered".to_owned();
+        }
+        let backends: Vec<String> = self
+            .backends_unavailable
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        backends.join("; ")
+    }
+
     /// The summary for people.
     pub(crate) fn render(&self) -> Result<String> {
         let mut text = String::new();
@@ -326,18 +339,9 @@ impl RunReport {
             return Ok(Exit::Failed);
         }
         if self.end == RunEnd::BackendsUnavailable {
-            let backends: Vec<String> = self
-                .backends_unavailable
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            let backends = if backends.is_empty() {
-                "no backend answered".to_owned()
-            } else {
-                backends.join("; ")
-            };
             return Err(anyhow::Error::new(BackendUnusable(format!(
-                "the run stopped because no backend could serve its spans ({backends}); the {} span(s) it could not send stay pending and were not counted as failed; fix the backends (`enrich doctor` says how) and run again",
+                "the run stopped because no backend could serve its spans ({}); the {} span(s) it could not send stay pending and were not counted as failed; fix the backends (`enrich doctor` says how) and run again",
+                self.unavailable_backends(),
                 self.unsent
             ))));
         }

@@ -75,15 +75,10 @@ pub(crate) async fn watch(global: &Global, args: &WatchArgs) -> Result<Exit> {
                 Ok(Some(report)) => {
                     worked |= report.attempted > 0;
                     if report.end == RunEnd::BackendsUnavailable {
-                        let backends: Vec<String> = report
-                            .backends_unavailable
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect();
                         tracing::warn!(
                             repo = %repo.root.display(),
                             "no backend could serve ({}); {} span(s) stay pending for the next pass",
-                            backends.join("; "),
+                            report.unavailable_backends(),
                             report.unsent
                         );
                     }
