@@ -26,9 +26,6 @@ use crate::signals::Shutdown;
 /// Where LLMC writes its enrichment events, relative to the repository root.
 pub(crate) const DEFAULT_EVENTS_LOG: &str = "logs/enrichment_events.jsonl";
 
-/// Failure kinds that mean a backend cannot serve at all (rather than one bad answer).
-const UNUSABLE_KINDS: [&str; 3] = ["connect", "model_not_found", "auth"];
-
 /// The run flags that change the pipeline's settings.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunOptions {
@@ -217,20 +214,6 @@ impl RunReport {
         }
     }
 
-    /// True when spans were tried, none succeeded, and every failed attempt says the backend
-    /// cannot serve at all (unreachable, no such model, refused credentials).
-    pub(crate) fn backends_unusable(&self) -> bool {
-        self.succeeded == 0
-            && self.failed + self.fell_back > 0
-            && !self.backends.is_empty()
-            && self.backends.values().all(|b| {
-                b.succeeded == 0
-                    && b.failures
-                        .keys()
-                        .all(|kind| UNUSABLE_KINDS.contains(&kind.as_str()))
-            })
-    }
-
     /// Each backend that could not serve, with its state and last error, `; `-separated.
     pub(crate) fn unavailable_backends(&self) -> String {
         if self.backends_unavailable.is_empty() {
@@ -329,7 +312,8 @@ impl RunReport {
         Ok(text)
     }
 
-    /// The exit code: interrupted by a signal, all backends unusable, some spans failed, or
+    /// The exit code: interrupted by a signal, stopped because no backend could serve (an
+    /// error naming each backend and its last error: exit code 3), some spans failed, or
     /// success.
     pub(crate) fn exit(&self, signal: Option<u8>) -> Result<Exit> {
         if let Some(signal) = signal {
@@ -343,13 +327,6 @@ impl RunReport {
                 "the run stopped because no backend could serve its spans ({}); the {} span(s) it could not send stay pending and were not counted as failed; fix the backends (`enrich doctor` says how) and run again",
                 self.unavailable_backends(),
                 self.unsent
-            ))));
-        }
-        if self.backends_unusable() {
-            let names: Vec<&str> = self.backends.keys().map(String::as_str).collect();
-            return Err(anyhow::Error::new(BackendUnusable(format!(
-                "no backend could serve a span ({}: every attempt failed to connect, found no model or was refused); run `enrich doctor` for the fix",
-                names.join(", ")
             ))));
         }
         Ok(if self.failed + self.fell_back > 0 {
