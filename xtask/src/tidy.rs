@@ -57,9 +57,15 @@ const RULES: &[Rule] = &[
         may_use: Some(&[]),
         must_not_use: &["reqwest", "hyper", "tokio", "figment"],
     },
+    // Pure computation over text: the secret patterns and the secret-file list.
+    Rule {
+        package: "enrich-secrets",
+        may_use: Some(&[]),
+        must_not_use: &["reqwest", "rusqlite", "tokio", "hyper", "figment"],
+    },
     Rule {
         package: "enrich-index",
-        may_use: Some(&["enrich-db", "enrich-config"]),
+        may_use: Some(&["enrich-db", "enrich-config", "enrich-secrets"]),
         must_not_use: &["reqwest", "hyper"],
     },
     Rule {
@@ -69,6 +75,7 @@ const RULES: &[Rule] = &[
             "enrich-router",
             "enrich-backends",
             "enrich-db",
+            "enrich-secrets",
         ]),
         must_not_use: &["reqwest", "hyper", "figment"],
     },

@@ -22,8 +22,15 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
-    /// The repository root: where the config file is looked for and span paths are relative to.
-    #[arg(long, global = true, value_name = "REPO", default_value = ".")]
+    /// The repository root: where the config file is looked for and span paths are relative to
+    /// [default: the nearest directory, from the current one up, holding `.llmc/`,
+    /// `enrich.toml`, `llmc.toml` or `.git`; else the current directory].
+    #[arg(long = "repo", id = "repo", global = true, value_name = "REPO")]
+    pub(crate) repo_flag: Option<PathBuf>,
+
+    /// The repository root in use: `--repo`, else the one found from the current directory
+    /// (set by [`Global::resolve_repo`] before a command runs).
+    #[arg(skip)]
     pub(crate) repo: PathBuf,
 
     /// The index database [default: REPO/.llmc/rag/index_v2.db].
@@ -45,6 +52,18 @@ pub(crate) struct Global {
     /// Log less on stderr (-q errors only, -qq nothing).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) quiet: u8,
+}
+
+impl Global {
+    /// Sets [`Global::repo`]: `--repo` when given, else the repository around the current
+    /// directory ([`crate::context::find_repo_root`]).
+    pub(crate) fn resolve_repo(&mut self) -> std::io::Result<()> {
+        self.repo = match &self.repo_flag {
+            Some(repo) => repo.clone(),
+            None => crate::context::find_repo_root(&std::env::current_dir()?),
+        };
+        Ok(())
+    }
 }
 
 /// The commands.
@@ -69,6 +88,21 @@ pub(crate) enum Command {
     /// Keep enriching: process pending spans, sleep, repeat, until Ctrl-C or SIGTERM.
     Watch(WatchArgs),
     /// Build or refresh the index of DIR (files and spans, as LLMC's indexer writes them).
+    ///
+    /// Every file under DIR is indexed except what the ignore files and the default exclusions
+    /// leave out.
+    ///
+    /// Ignore files: `.gitignore`, `.ignore`, git's own excludes, and `.ragignore` (LLMC's:
+    /// `.gitignore` syntax, in any directory, inside a git repository or not).
+    ///
+    /// Default exclusions: enrich's and LLMC's own files (`.git/`, the index directory
+    /// `.llmc/`, their configuration and enrich's event log); files that hold secrets (keys,
+    /// certificates, credentials, `.env` files; `[enrichment.index] include` and `exclude`
+    /// change the list); hidden files and directories (unless --include-hidden);
+    /// symbolic links; binary files; generated files (dependency lock files, minified bundles);
+    /// files over --max-file-size.
+    ///
+    /// The user guide (docs/user-guide.md, "Index a repository") lists every exclusion.
     Index(crate::commands::IndexArgs),
 }
 
@@ -225,7 +259,7 @@ mod tests {
         let cli =
             Cli::try_parse_from(["enrich", "status", "--json", "--repo", "r", "-vv"]).unwrap();
         assert!(cli.global.json);
-        assert_eq!(cli.global.repo, PathBuf::from("r"));
+        assert_eq!(cli.global.repo_flag, Some(PathBuf::from("r")));
         assert_eq!(cli.global.verbose, 2);
         assert!(matches!(cli.command, Command::Status));
     }

@@ -10,10 +10,25 @@ use enrich_db::{Db, OpenMode, OpenOptions, default_db_path};
 use crate::cli::Global;
 use crate::exit::usage;
 
+/// What marks a repository root, looked for from the current directory up when `--repo` is not
+/// given: LLMC's (and enrich's) index directory, the two config files, git's directory (or the
+/// `.git` file of a worktree or submodule).
+pub(crate) const ROOT_MARKERS: [&str; 4] = [".llmc", "enrich.toml", "llmc.toml", ".git"];
+
+/// The repository around `start`: the nearest of `start` and its ancestors that holds one of
+/// [`ROOT_MARKERS`], as git finds its work tree; `start` itself when none does.
+pub(crate) fn find_repo_root(start: &Path) -> PathBuf {
+    start
+        .ancestors()
+        .find(|dir| ROOT_MARKERS.iter().any(|m| dir.join(m).exists()))
+        .unwrap_or(start)
+        .to_path_buf()
+}
+
 /// The repository a command works on.
 #[derive(Debug, Clone)]
 pub(crate) struct Repo {
-    /// The repository root, as given (span paths are relative to it).
+    /// The repository root, as given or found (span paths are relative to it).
     pub(crate) root: PathBuf,
     /// The index database.
     pub(crate) db_path: PathBuf,
@@ -96,4 +111,35 @@ pub(crate) fn ignored_key_warning(key: &str, file: Option<&Path>) -> String {
     format!(
         "{key}{origin} is ignored: enrich does not read it (if you meant a setting, check its spelling)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nearest_directory_with_a_marker_is_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outer = dir.path().join("outer");
+        let inner = outer.join("vendor/inner");
+        let deep = inner.join("src/deep");
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        for marker in ROOT_MARKERS {
+            let marked = dir.path().join(format!("m{}", marker.replace('.', "_")));
+            let sub = marked.join("a/b");
+            std::fs::create_dir_all(&sub).expect("mkdir");
+            if marker.ends_with(".toml") {
+                std::fs::write(marked.join(marker), "").expect("write marker");
+            } else {
+                std::fs::create_dir_all(marked.join(marker)).expect("mkdir marker");
+            }
+            assert_eq!(find_repo_root(&sub), marked, "{marker}");
+            assert_eq!(find_repo_root(&marked), marked, "{marker}");
+        }
+        // The nearest wins: a `.git` file (a submodule) inside a repository with an index.
+        std::fs::create_dir_all(outer.join(".llmc")).expect("mkdir");
+        std::fs::write(inner.join(".git"), "gitdir: ../.git/modules/inner").expect("write");
+        assert_eq!(find_repo_root(&deep), inner);
+        assert_eq!(find_repo_root(&outer.join("vendor")), outer);
+    }
 }

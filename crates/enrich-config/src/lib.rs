@@ -32,6 +32,7 @@ mod ollama_host;
 mod provenance;
 mod raw;
 mod reliability;
+mod secrets;
 mod types;
 mod work_order;
 
@@ -40,10 +41,11 @@ pub use load::{CONFIG_FILE_NAMES, DEFAULT_CONFIG_TOML, LoadedConfig, load, selec
 pub use ollama_host::normalize_ollama_host;
 pub use provenance::{Setting, Source};
 pub use reliability::{BudgetConfig, CircuitBreakerConfig, Schedule};
+pub use secrets::{IndexConfig, SecretsAction, SecretsConfig};
 pub use types::{
     BackendSpec, DEFAULT_CHAIN, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER, DEFAULT_TIER,
-    DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, OnFailure, Options, Price, PromptConfig, Secret,
-    is_secret_key, redacted_options,
+    DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, EventLogLimit, OnFailure, Options, Price,
+    PromptConfig, Secret, is_secret_key, redacted_options,
 };
 pub use work_order::{
     DEFAULT_PATH_WEIGHT, FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, MAX_PATH_WEIGHT, MIN_PATH_WEIGHT,

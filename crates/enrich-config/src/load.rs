@@ -22,8 +22,8 @@ use crate::raw::{
 use crate::work_order::RUNNER_KEYS;
 use crate::{
     BackendSpec, ConfigError, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, DEFAULT_PROVIDER,
-    EnrichmentConfig, OnFailure, Price, PromptConfig, Setting, Source, normalize_ollama_host,
-    redacted_options,
+    EnrichmentConfig, EventLogLimit, OnFailure, Price, PromptConfig, Setting, Source,
+    normalize_ollama_host, redacted_options,
 };
 
 /// The built-in defaults: a commented TOML file that is both the lowest configuration layer and
@@ -268,6 +268,8 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
     let reliability = crate::reliability::resolve(&raw, &origin)?;
     let file_globs = file.as_ref().and_then(file_path_weights);
     let work_order = crate::work_order::resolve(&raw, &origin, file_globs.as_deref())?;
+    let (index, secrets) =
+        crate::secrets::resolve(raw.index.as_ref(), raw.secrets.as_ref(), &origin)?;
     let routes: BTreeMap<String, String> = raw
         .routes
         .iter()
@@ -402,6 +404,14 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         ),
         (json!(max_tier), scalar("enrichment.max_tier")),
         (json!(on_failure.as_str()), scalar("enrichment.on_failure")),
+        (
+            json!(raw.event_log_max_bytes.0),
+            scalar("enrichment.event_log_max_bytes"),
+        ),
+        (
+            json!(raw.event_log_keep.0),
+            scalar("enrichment.event_log_keep"),
+        ),
     ] {
         put(key, value, source);
     }
@@ -463,6 +473,13 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
     ] {
         put(key, value, origin(key));
     }
+    for (key, value) in [
+        ("enrichment.index.exclude", json!(index.exclude)),
+        ("enrichment.index.include", json!(index.include)),
+        ("enrichment.secrets.action", json!(secrets.action.as_str())),
+    ] {
+        put(key, value, origin(key));
+    }
     for setting in work_order.settings {
         put(&setting.key, setting.value, setting.source);
     }
@@ -497,6 +514,12 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         circuit_breaker: reliability.circuit_breaker,
         budget: reliability.budget,
         work_order: work_order.work_order,
+        index,
+        secrets,
+        event_log: EventLogLimit {
+            max_bytes: raw.event_log_max_bytes.0,
+            keep: raw.event_log_keep.0,
+        },
         backends: entries.into_iter().map(|e| e.spec).collect(),
     };
     Ok(LoadedConfig {
@@ -829,6 +852,22 @@ fn ignored_file_keys(figment: &Figment) -> Vec<String> {
             ("budget", Value::Dict(_, table)) => {
                 for key in table.keys().filter(|k| !BUDGET_KEYS.contains(&k.as_str())) {
                     ignored.push(format!("enrichment.budget.{key}"));
+                }
+            }
+            ("index", Value::Dict(_, table)) => {
+                for key in table
+                    .keys()
+                    .filter(|k| !crate::secrets::INDEX_KEYS.contains(&k.as_str()))
+                {
+                    ignored.push(format!("enrichment.index.{key}"));
+                }
+            }
+            ("secrets", Value::Dict(_, table)) => {
+                for key in table
+                    .keys()
+                    .filter(|k| !crate::secrets::SECRETS_KEYS.contains(&k.as_str()))
+                {
+                    ignored.push(format!("enrichment.secrets.{key}"));
                 }
             }
             ("runner", Value::Dict(_, table)) => {

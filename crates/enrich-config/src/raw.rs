@@ -48,6 +48,10 @@ pub(crate) struct RawEnrichment {
     #[serde(default)]
     pub(crate) path_weights: BTreeMap<String, Whole<u8>>,
     pub(crate) runner: Option<crate::work_order::RawRunner>,
+    pub(crate) index: Option<crate::secrets::RawIndex>,
+    pub(crate) secrets: Option<crate::secrets::RawSecrets>,
+    pub(crate) event_log_max_bytes: Whole<u64>,
+    pub(crate) event_log_keep: Whole<u32>,
     #[serde(deserialize_with = "one_or_many")]
     pub(crate) chain: Vec<RawBackend>,
 }
@@ -76,6 +80,10 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "starvation_ratio_low",
     "path_weights",
     "runner",
+    "index",
+    "secrets",
+    "event_log_max_bytes",
+    "event_log_keep",
     "chain",
 ];
 

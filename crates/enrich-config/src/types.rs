@@ -256,6 +256,38 @@ impl fmt::Display for Secret {
     }
 }
 
+/// How large the JSONL event log may grow before it is rotated, and how many rotated files are
+/// kept (`event_log_max_bytes`, `event_log_keep`).
+///
+/// When the next lines would take the log past `max_bytes`, it is renamed to `PATH.1` (an
+/// older `PATH.1` to `PATH.2`, and so on; the oldest beyond `keep` is dropped) and a new log is
+/// started at `PATH`. Every file holds whole lines, at most `max_bytes` of them (a single line
+/// longer than that gets a file of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogLimit {
+    /// The most bytes one file holds; 0 lets the log grow without bound.
+    pub max_bytes: u64,
+    /// How many rotated files (`PATH.1` … `PATH.keep`) are kept; 0 keeps none (the full log is
+    /// deleted and started again).
+    pub keep: u32,
+}
+
+impl EventLogLimit {
+    /// The default bound: 16 MiB per file, about 15,000 spans of events.
+    pub const DEFAULT_MAX_BYTES: u64 = 16 * 1024 * 1024;
+    /// The default number of rotated files kept, so the log takes at most 64 MiB.
+    pub const DEFAULT_KEEP: u32 = 3;
+}
+
+impl Default for EventLogLimit {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            keep: Self::DEFAULT_KEEP,
+        }
+    }
+}
+
 /// The resolved `[enrichment]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrichmentConfig {
@@ -297,6 +329,12 @@ pub struct EnrichmentConfig {
     pub budget: crate::BudgetConfig,
     /// Which pending spans a run takes first (`code_first`, `path_weights`, starvation ratios).
     pub work_order: crate::WorkOrder,
+    /// Which files `enrich index` leaves out beyond the ignore files (`[enrichment.index]`).
+    pub index: crate::IndexConfig,
+    /// What a run does with a span holding a secret (`[enrichment.secrets]`).
+    pub secrets: crate::SecretsConfig,
+    /// The size bound of the JSONL event log.
+    pub event_log: EventLogLimit,
     /// Every backend entry, in file order, each tagged with its chain.
     pub backends: Vec<BackendSpec>,
 }

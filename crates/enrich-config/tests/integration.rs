@@ -15,6 +15,8 @@ mod ollama_host;
 mod provenance;
 #[path = "integration/reliability.rs"]
 mod reliability;
+#[path = "integration/secrets.rs"]
+mod secrets;
 #[path = "integration/support.rs"]
 mod support;
 #[path = "integration/validation.rs"]

@@ -17,7 +17,7 @@ use crate::types::RunId;
 pub enum DbError {
     /// The caller asked to open an existing database and there is none.
     #[error(
-        "no index database at {path}; index the repo with LLMC first, or pass --db with the right path"
+        "no index database at {path}; build it with `enrich index` in the repository (an index LLMC built works too), or pass --repo or --db with the right path"
     )]
     NotFound {
         /// The path that was looked at.

@@ -5,7 +5,14 @@
 //! rows derived from a span (`enrichments`, `embeddings`, `emb_code`) are keyed by that hash.
 //! Replacing a file's spans therefore updates the rows whose hash is still there (new lines and
 //! bytes, same id), inserts the new hashes, moves a hash that another file held to this file,
-//! and deletes the rest. The deletes run with foreign keys off for the transaction, so the rows
+//! and deletes the rest.
+//!
+//! Identical content in several files (copies of a licence, vendored duplicates) yields the same
+//! span hash, so only one file can own the row: the one whose path sorts first (byte order, as
+//! SQLite compares text). A file that comes later only notes that the span is shared; one that
+//! comes earlier takes the row over. The indexer writes files in path order, so the owner does not
+//! depend on which file was read first, and re-indexing an unchanged tree moves nothing. The
+//! deletes run with foreign keys off for the transaction, so the rows
 //! keyed by a deleted hash stay behind as orphans instead of cascading away: when the same
 //! content shows up again later in the same indexing run (a function moved to a file indexed
 //! after its old one), its enrichment is attached again for free. [`Db::remove_orphans`] then
@@ -20,12 +27,15 @@ use crate::error::{DbError, sqlite_error};
 use crate::open::Db;
 
 const FILE_BY_PATH_SQL: &str = "SELECT id FROM files WHERE path = ?1";
+const FILE_ROW_BY_PATH_SQL: &str = "SELECT id, file_hash FROM files WHERE path = ?1";
 const INSERT_FILE_SQL: &str =
     "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES (?1, ?2, ?3, ?4, ?5)";
 const UPDATE_FILE_SQL: &str =
     "UPDATE files SET lang = ?2, file_hash = ?3, size = ?4, mtime = ?5 WHERE id = ?1";
 const SPANS_OF_FILE_SQL: &str = "SELECT id, span_hash FROM spans WHERE file_id = ?1";
-const SPAN_BY_HASH_SQL: &str = "SELECT id FROM spans WHERE span_hash = ?1";
+/// The span holding a hash and its file's path (none for a span LLMC left without a file).
+const SPAN_BY_HASH_SQL: &str = "SELECT s.id, f.path FROM spans AS s LEFT JOIN files AS f
+     ON f.id = s.file_id WHERE s.span_hash = ?1";
 const INSERT_SPAN_SQL: &str = "
 INSERT INTO spans (
     file_id, symbol, kind, start_line, end_line, byte_start, byte_end, span_hash, doc_hint,
@@ -77,7 +87,8 @@ pub struct StoredFile {
 pub struct FileRecord {
     /// The `files` row.
     pub file: IndexedFile,
-    /// Every span of the file. A hash listed twice is stored once (the first one wins).
+    /// Every span of the file. A hash listed twice is stored once (the first one wins); a hash
+    /// a file with a smaller path holds stays there (see [`Db::write_index_batch`]).
     pub spans: Vec<SpanRecord>,
 }
 
@@ -117,14 +128,21 @@ pub struct IndexWriteReport {
     pub files_added: u64,
     /// Files whose row was updated.
     pub files_updated: u64,
+    /// Files written again with the content hash their row already had and whose spans all
+    /// stayed as they were (a file whose every span another file owns): nothing was written.
+    pub files_unchanged: u64,
     /// Files deleted with their spans.
     pub files_removed: u64,
     /// Spans inserted (new content).
     pub spans_added: u64,
     /// Spans whose hash the file already had: same row and id, position and metadata updated.
     pub spans_kept: u64,
-    /// Spans whose hash another file held: the row moved to this file, keeping its id.
+    /// Spans whose hash another file held (one with a larger path, or one that lost it in this
+    /// batch): the row moved to this file, keeping its id.
     pub spans_moved: u64,
+    /// Spans whose hash a file with a smaller path holds: left with that file, which owns the
+    /// content for every file that has it.
+    pub spans_shared: u64,
     /// Spans deleted, from changed files and from removed files.
     pub spans_removed: u64,
     /// Spans dropped because the same file listed their hash already.
@@ -136,10 +154,12 @@ impl IndexWriteReport {
     pub fn add(&mut self, other: &IndexWriteReport) {
         self.files_added += other.files_added;
         self.files_updated += other.files_updated;
+        self.files_unchanged += other.files_unchanged;
         self.files_removed += other.files_removed;
         self.spans_added += other.spans_added;
         self.spans_kept += other.spans_kept;
         self.spans_moved += other.spans_moved;
+        self.spans_shared += other.spans_shared;
         self.spans_removed += other.spans_removed;
         self.spans_duplicate += other.spans_duplicate;
     }
@@ -189,11 +209,17 @@ impl Db {
     /// For each record: the `files` row is inserted or updated by path (its id, `sidecar_path`
     /// and file description stay), then its spans are replaced: a hash the file already had
     /// keeps its row, id and enrichment and gets the new position and metadata; a hash another
-    /// file holds moves to this file the same way; a new hash is inserted; the file's other
-    /// spans are deleted. Each path in `removed` loses its `files` row, spans and file
-    /// description. Deleted spans leave their enrichments and embeddings as orphans (see
-    /// [`remove_orphans`](Self::remove_orphans)); nothing else cascades. Any error rolls the
-    /// whole batch back. Writing the same batch twice leaves the same rows.
+    /// file holds moves to this file the same way, unless that file's path is smaller and it
+    /// keeps the hash (it is not in `removed`, and its record in this batch, if any, lists the
+    /// hash): then the span stays there, shared ([`IndexWriteReport::spans_shared`]); a new hash
+    /// is inserted; the file's other spans are deleted. So the smallest path owns content that
+    /// several files share, in whatever order the files are written. A record with the content
+    /// hash its row already has, whose spans neither arrive, move nor go, leaves the row as it is
+    /// and counts as [`IndexWriteReport::files_unchanged`]. Each path in `removed` loses its
+    /// `files` row, spans and file description. Deleted spans leave their enrichments and
+    /// embeddings as orphans (see [`remove_orphans`](Self::remove_orphans)); nothing else
+    /// cascades. Any error rolls the whole batch back. Writing the same batch twice leaves the
+    /// same rows.
     pub fn write_index_batch(
         &mut self,
         files: &[FileRecord],
@@ -284,8 +310,12 @@ impl Db {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err("lock the database for writing"))?;
         let mut report = IndexWriteReport::default();
+        let batch = Batch {
+            records: files.iter().map(|r| (r.file.path.as_str(), r)).collect(),
+            removed: removed.iter().map(String::as_str).collect(),
+        };
         for record in files {
-            replace_file(&tx, record, &mut report)
+            replace_file(&tx, record, &batch, &mut report)
                 .map_err(|(action, e)| sqlite_error(path, action, busy, e))?;
         }
         for file in removed {
@@ -294,6 +324,24 @@ impl Db {
         }
         tx.commit().map_err(err("commit an index batch"))?;
         Ok(report)
+    }
+}
+
+/// The files of one [`Db::write_index_batch`], to tell whether a file holding a span keeps it.
+struct Batch<'a> {
+    records: HashMap<&'a str, &'a FileRecord>,
+    removed: HashSet<&'a str>,
+}
+
+impl Batch<'_> {
+    /// Whether the file at `holder`, which holds the span `span_hash`, still has it after this
+    /// batch: it is not removed, and its record here (if it has one) lists the hash.
+    fn keeps(&self, holder: &str, span_hash: &str) -> bool {
+        !self.removed.contains(holder)
+            && self
+                .records
+                .get(holder)
+                .is_none_or(|r| r.spans.iter().any(|s| s.span_hash == span_hash))
     }
 }
 
@@ -307,46 +355,70 @@ fn step(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StepError {
 fn replace_file(
     tx: &Transaction<'_>,
     record: &FileRecord,
+    batch: &Batch<'_>,
     report: &mut IndexWriteReport,
 ) -> Result<(), StepError> {
     let file = &record.file;
-    let existing: Option<i64> = tx
-        .prepare_cached(FILE_BY_PATH_SQL)
-        .and_then(|mut s| s.query_row([&file.path], |row| row.get(0)).optional())
+    let existing: Option<(i64, String)> = tx
+        .prepare_cached(FILE_ROW_BY_PATH_SQL)
+        .and_then(|mut s| {
+            s.query_row([&file.path], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(step("look a file up"))?;
-    let file_id = match existing {
-        Some(id) => {
-            tx.prepare_cached(UPDATE_FILE_SQL)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        file.lang,
-                        file.file_hash,
-                        file.size,
-                        file.mtime
-                    ])
-                })
-                .map_err(step("update a file row"))?;
-            report.files_updated += 1;
-            id
-        }
+    let file_id = match &existing {
+        Some((id, _)) => *id,
         None => {
-            tx.prepare_cached(INSERT_FILE_SQL)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        file.path,
-                        file.lang,
-                        file.file_hash,
-                        file.size,
-                        file.mtime
-                    ])
-                })
+            write_file_row(tx, INSERT_FILE_SQL, &file.path, file)
                 .map_err(step("insert a file row"))?;
             report.files_added += 1;
             tx.last_insert_rowid()
         }
     };
+    let spans = replace_spans(tx, file_id, record, batch)?;
+    report.add(&spans);
+    let Some((_, old_hash)) = existing else {
+        return Ok(());
+    };
+    if old_hash == file.file_hash
+        && spans.spans_added + spans.spans_moved + spans.spans_removed == 0
+    {
+        report.files_unchanged += 1;
+        return Ok(());
+    }
+    write_file_row(tx, UPDATE_FILE_SQL, &file_id, file).map_err(step("update a file row"))?;
+    report.files_updated += 1;
+    Ok(())
+}
 
+/// Runs `sql`, the insert (`key`: the path) or the update (`key`: the id) of a `files` row,
+/// with the file's other columns.
+fn write_file_row(
+    tx: &Transaction<'_>,
+    sql: &str,
+    key: &dyn rusqlite::ToSql,
+    file: &IndexedFile,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql).and_then(|mut s| {
+        s.execute(params![
+            key,
+            file.lang,
+            file.file_hash,
+            file.size,
+            file.mtime
+        ])
+    })
+}
+
+/// Replaces the spans of the file `file_id` with those of `record`; returns the span counts
+/// (the file counts stay 0).
+fn replace_spans(
+    tx: &Transaction<'_>,
+    file_id: i64,
+    record: &FileRecord,
+    batch: &Batch<'_>,
+) -> Result<IndexWriteReport, StepError> {
+    let mut report = IndexWriteReport::default();
     let mut old: HashMap<String, i64> = tx
         .prepare_cached(SPANS_OF_FILE_SQL)
         .and_then(|mut s| {
@@ -365,34 +437,47 @@ fn replace_file(
             report.spans_kept += 1;
             continue;
         }
-        let elsewhere: Option<i64> = tx
+        let elsewhere: Option<(i64, Option<String>)> = tx
             .prepare_cached(SPAN_BY_HASH_SQL)
-            .and_then(|mut s| s.query_row([&span.span_hash], |row| row.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row([&span.span_hash], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
             .map_err(step("look a span up"))?;
-        if let Some(id) = elsewhere {
-            update_span(tx, id, file_id, span)?;
-            report.spans_moved += 1;
-        } else {
-            tx.prepare_cached(INSERT_SPAN_SQL)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        file_id,
-                        span.symbol,
-                        span.kind,
-                        span.start_line,
-                        span.end_line,
-                        span.byte_start,
-                        span.byte_end,
-                        span.span_hash,
-                        span.doc_hint,
-                        span.slice_type,
-                        span.slice_language,
-                        span.classifier_confidence,
-                        span.classifier_version,
-                    ])
-                })
-                .map_err(step("insert a span"))?;
-            report.spans_added += 1;
+        match elsewhere {
+            // The smaller path keeps it, unless that file is losing it in this batch.
+            Some((_, Some(holder)))
+                if holder.as_str() < record.file.path.as_str()
+                    && batch.keeps(&holder, &span.span_hash) =>
+            {
+                report.spans_shared += 1;
+            }
+            Some((id, _)) => {
+                update_span(tx, id, file_id, span)?;
+                report.spans_moved += 1;
+            }
+            None => {
+                tx.prepare_cached(INSERT_SPAN_SQL)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            file_id,
+                            span.symbol,
+                            span.kind,
+                            span.start_line,
+                            span.end_line,
+                            span.byte_start,
+                            span.byte_end,
+                            span.span_hash,
+                            span.doc_hint,
+                            span.slice_type,
+                            span.slice_language,
+                            span.classifier_confidence,
+                            span.classifier_version,
+                        ])
+                    })
+                    .map_err(step("insert a span"))?;
+                report.spans_added += 1;
+            }
         }
     }
     for id in old.into_values() {
@@ -401,7 +486,7 @@ fn replace_file(
             .map_err(step("delete a span"))?;
         report.spans_removed += 1;
     }
-    Ok(())
+    Ok(report)
 }
 
 fn update_span(

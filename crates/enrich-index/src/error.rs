@@ -38,6 +38,17 @@ pub enum IndexError {
         reason: &'static str,
     },
 
+    /// A glob of [`IndexOptions::exclude`](crate::IndexOptions) or `include` does not compile.
+    #[error("invalid glob {glob:?} in the index option `{option}`: {reason}")]
+    InvalidGlob {
+        /// The option's name.
+        option: &'static str,
+        /// The glob.
+        glob: String,
+        /// Why it does not compile.
+        reason: String,
+    },
+
     /// Reading or writing the index database failed.
     #[error(transparent)]
     Db(#[from] DbError),

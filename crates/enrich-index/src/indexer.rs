@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Instant, UNIX_EPOCH};
@@ -13,7 +13,11 @@ use enrich_db::{Db, DbError, FileRecord, IndexWriteReport, IndexedFile, SpanReco
 use crate::error::IndexError;
 use crate::hash::{file_hash, span_hash};
 use crate::lang::{CLASSIFIER_VERSION, classify, language_for};
-use crate::report::{FileOutcome, FileProblem, IndexEvent, IndexReport};
+use enrich_secrets::Scanner;
+
+use crate::report::{
+    FileOutcome, FileProblem, IndexEvent, IndexReport, SecretSpan, SkipReason, SkippedFile,
+};
 use crate::split::FileSplitter;
 use crate::walk::{Candidate, walk};
 
@@ -48,6 +52,16 @@ pub struct IndexOptions {
     /// of the run; they are counted either way. A kept enrichment comes back to life if its
     /// exact content is indexed again.
     pub keep_orphans: bool,
+    /// Globs of more files to leave out (`[enrichment.index] exclude`): over paths relative to
+    /// the root, `/`-separated; a glob without `/` matches the file name in any directory;
+    /// case-insensitive.
+    pub exclude: Vec<String>,
+    /// Globs of files to index although the built-in secret-file list or [`Self::exclude`]
+    /// names them (`[enrichment.index] include`).
+    pub include: Vec<String>,
+    /// Files enrich writes at paths of their own (the index database and its journals, an
+    /// event log given with `--events`): never indexed when they lie inside the root.
+    pub own_files: Vec<PathBuf>,
 }
 
 impl Default for IndexOptions {
@@ -59,6 +73,9 @@ impl Default for IndexOptions {
             batch_files: DEFAULT_BATCH_FILES,
             include_hidden: false,
             keep_orphans: false,
+            exclude: Vec::new(),
+            include: Vec::new(),
+            own_files: Vec::new(),
         }
     }
 }
@@ -91,9 +108,10 @@ impl IndexOptions {
 
 /// Indexes the repository at `repo_root` into `db`, incrementally.
 ///
-/// Walks the tree (`.gitignore`, `.ignore` and `.ragignore` honoured; `.git/`, `.llmc/`, hidden
-/// files, symbolic links, binary files, files over the size limit, dependency lock files and
-/// minified bundles skipped), reads and hashes every file on [`IndexOptions::threads`] threads,
+/// Walks the tree (`.gitignore`, `.ignore` and `.ragignore` honoured; `.git/`, `.llmc/`,
+/// `.rag/`, hidden files, symbolic links, binary files, files over the size limit, dependency
+/// lock files and minified bundles, files holding secrets and enrich's own files skipped, each
+/// skipped file reported with its reason), reads and hashes every file on [`IndexOptions::threads`] threads,
 /// and splits the files whose content hash differs from the index's into spans. Files are
 /// written in path order, many per transaction: a changed file keeps the row, id and enrichment
 /// of every span whose content did not change. Files the walk no longer yields are removed with
@@ -129,7 +147,17 @@ pub fn index_repo(
         });
     }
 
-    let walked = walk(&root, options.include_hidden, options.max_file_bytes);
+    let mut walked = walk(&root, options)?;
+    // Files over the size limit go through the same stream as the others (without being
+    // opened), so the count announced after the walk, the progress and the summary agree.
+    let too_large: HashSet<String> = walked.too_large.drain(..).collect();
+    walked
+        .candidates
+        .extend(too_large.iter().map(|rel| Candidate {
+            rel: rel.clone(),
+            abs: root.join(rel),
+        }));
+    walked.candidates.sort_by(|a, b| a.rel.cmp(&b.rel));
     let known: HashMap<String, Known> = db
         .indexed_files()?
         .into_iter()
@@ -142,8 +170,19 @@ pub fn index_repo(
         })
         .collect();
     let mut report = IndexReport::default();
-    report.files.seen = (walked.candidates.len() + walked.too_large.len()) as u64;
-    report.files.too_large = walked.too_large.len() as u64;
+    report.files.seen = walked.candidates.len() as u64;
+    // Files left out by rule; binary and too large ones are counted as the stream reaches them.
+    for skipped in &walked.skipped {
+        let files = &mut report.files;
+        match skipped.reason {
+            SkipReason::Secret => files.secret += 1,
+            SkipReason::Excluded => files.excluded += 1,
+            SkipReason::Generated => files.generated += 1,
+            SkipReason::Own => files.own += 1,
+            SkipReason::TooLarge | SkipReason::Binary => {}
+        }
+    }
+    report.skipped = std::mem::take(&mut walked.skipped);
 
     // Indexed files the walk did not yield go, unless the walk failed on them.
     let yielded: HashSet<&str> = walked.candidates.iter().map(|c| c.rel.as_str()).collect();
@@ -174,19 +213,23 @@ pub fn index_repo(
         &root,
         &walked.candidates,
         &known,
+        &too_large,
         options,
         &mut writer,
         |e| on_event(e),
     )?;
     writer.flush()?;
     let written = writer.written;
+    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
 
     report.files.added = written.files_added;
     report.files.changed = written.files_updated;
+    report.files.unchanged += written.files_unchanged;
     report.files.removed = written.files_removed;
     report.spans.added = written.spans_added;
     report.spans.kept = written.spans_kept;
     report.spans.moved = written.spans_moved;
+    report.spans.shared = written.spans_shared;
     report.spans.removed = written.spans_removed;
     report.spans.duplicate = written.spans_duplicate;
 
@@ -222,9 +265,11 @@ fn is_under(path: &str, dir: &str) -> bool {
 /// What a worker made of one file.
 enum Processed {
     Unchanged,
-    Split(FileRecord),
+    Split(FileRecord, Vec<SecretSpan>),
     Binary,
     TooLarge,
+    /// Holds enrich's events.
+    Own,
     Vanished,
     Failed(String),
 }
@@ -235,6 +280,7 @@ fn process_in_parallel(
     root: &Path,
     candidates: &[Candidate],
     known: &HashMap<String, Known>,
+    too_large: &HashSet<String>,
     options: &IndexOptions,
     writer: &mut Writer<'_>,
     mut on_event: impl FnMut(&IndexEvent<'_>),
@@ -244,6 +290,8 @@ fn process_in_parallel(
     let stop = AtomicBool::new(false);
     // Room for a whole batch, so workers keep parsing while the writer commits one.
     let capacity = options.batch_files.max(threads * 16);
+    let scanner = Scanner::new();
+    let scanner = &scanner;
     let (tx, rx) = mpsc::sync_channel::<(usize, Processed)>(capacity);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -257,8 +305,12 @@ fn process_in_parallel(
                         let Some(candidate) = candidates.get(i) else {
                             break;
                         };
-                        let known = known.get(&candidate.rel);
-                        let processed = process(candidate, known, &mut splitter, options);
+                        let processed = if too_large.contains(&candidate.rel) {
+                            Processed::TooLarge
+                        } else {
+                            let known = known.get(&candidate.rel);
+                            process(candidate, known, &mut splitter, scanner, options)
+                        };
                         if tx.send((i, processed)).is_err() {
                             break;
                         }
@@ -302,6 +354,7 @@ fn process(
     candidate: &Candidate,
     known: Option<&Known>,
     splitter: &mut FileSplitter,
+    scanner: &Scanner,
     options: &IndexOptions,
 ) -> Processed {
     let mut file = match File::open(&candidate.abs) {
@@ -329,6 +382,9 @@ fn process(
     if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
         return Processed::Binary;
     }
+    if is_event_log(&bytes) {
+        return Processed::Own;
+    }
     let hash = file_hash(&bytes);
     // A file that is not blank always has a span once split.
     if known.is_some_and(|k| k.file_hash == hash && (k.has_spans || bytes.trim_ascii().is_empty()))
@@ -337,34 +393,62 @@ fn process(
     }
     let lang = language_for(&candidate.rel, &bytes);
     let class = classify(&candidate.rel, &bytes);
+    let mut secrets = Vec::new();
     let spans = splitter
         .split(lang, &candidate.rel, &bytes)
         .into_iter()
-        .map(|s| SpanRecord {
-            span_hash: span_hash(lang.name, &bytes[s.byte_start..s.byte_end]),
-            symbol: s.symbol,
-            kind: s.kind.to_owned(),
-            start_line: s.start_line,
-            end_line: s.end_line,
-            byte_start: s.byte_start as u64,
-            byte_end: s.byte_end as u64,
-            doc_hint: s.doc_hint,
-            slice_type: Some(class.slice_type.to_owned()),
-            slice_language: class.slice_language.map(str::to_owned),
-            classifier_confidence: Some(class.confidence),
-            classifier_version: Some(CLASSIFIER_VERSION.to_owned()),
+        .map(|s| {
+            // Scanned as a run reads it, so the report and the run agree on every span.
+            let source = String::from_utf8_lossy(&bytes[s.byte_start..s.byte_end]);
+            let rules = scanner.rules_in(&source);
+            if !rules.is_empty() {
+                secrets.push(SecretSpan {
+                    path: candidate.rel.clone(),
+                    start_line: s.start_line,
+                    end_line: s.end_line,
+                    rules,
+                });
+            }
+            SpanRecord {
+                span_hash: span_hash(lang.name, &bytes[s.byte_start..s.byte_end]),
+                symbol: s.symbol,
+                kind: s.kind.to_owned(),
+                start_line: s.start_line,
+                end_line: s.end_line,
+                byte_start: s.byte_start as u64,
+                byte_end: s.byte_end as u64,
+                // A doc comment is stored in the index as it is: redact it like a prompt.
+                doc_hint: s
+                    .doc_hint
+                    .map(|hint| scanner.redact(&hint).text.into_owned()),
+                slice_type: Some(class.slice_type.to_owned()),
+                slice_language: class.slice_language.map(str::to_owned),
+                classifier_confidence: Some(class.confidence),
+                classifier_version: Some(CLASSIFIER_VERSION.to_owned()),
+            }
         })
         .collect();
-    Processed::Split(FileRecord {
-        file: IndexedFile {
-            path: candidate.rel.clone(),
-            lang: lang.name.to_owned(),
-            file_hash: hash,
-            size: bytes.len() as u64,
-            mtime,
+    Processed::Split(
+        FileRecord {
+            file: IndexedFile {
+                path: candidate.rel.clone(),
+                lang: lang.name.to_owned(),
+                file_hash: hash,
+                size: bytes.len() as u64,
+                mtime,
+            },
+            spans,
         },
-        spans,
-    })
+        secrets,
+    )
+}
+
+/// Whether `bytes` are an enrich event log (at a path of its own, `enrich run --events`): its
+/// first line is one of enrich's events, a JSON object that starts with its `type` tag and
+/// carries a `run_id` (see `enrich_pipeline::Event`).
+fn is_event_log(bytes: &[u8]) -> bool {
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    first.starts_with(br#"{"type":""#) && first.windows(9).any(|w| w == br#""run_id":"#)
 }
 
 /// The single writer: counts outcomes, batches changed files and removals, reports progress.
@@ -394,8 +478,10 @@ impl Writer<'_> {
                 files.unchanged += 1;
                 FileOutcome::Unchanged
             }
-            Processed::Split(record) => {
+            Processed::Split(record, secrets) => {
                 self.batch.push(record);
+                self.report.spans.with_secrets += secrets.len() as u64;
+                self.report.secret_spans.extend(secrets);
                 if indexed {
                     FileOutcome::Changed
                 } else {
@@ -405,6 +491,10 @@ impl Writer<'_> {
             Processed::Binary => {
                 files.binary += 1;
                 FileOutcome::Binary
+            }
+            Processed::Own => {
+                files.own += 1;
+                FileOutcome::Own
             }
             Processed::TooLarge => {
                 files.too_large += 1;
@@ -419,12 +509,19 @@ impl Writer<'_> {
                 FileOutcome::Failed
             }
         };
-        if indexed
-            && matches!(
-                outcome,
-                FileOutcome::Binary | FileOutcome::TooLarge | FileOutcome::Vanished
-            )
-        {
+        let skipped = match outcome {
+            FileOutcome::Binary => Some(SkipReason::Binary),
+            FileOutcome::TooLarge => Some(SkipReason::TooLarge),
+            FileOutcome::Own => Some(SkipReason::Own),
+            _ => None,
+        };
+        if let Some(reason) = skipped {
+            self.report.skipped.push(SkippedFile {
+                path: candidate.rel.clone(),
+                reason,
+            });
+        }
+        if indexed && (skipped.is_some() || outcome == FileOutcome::Vanished) {
             self.removed.push(candidate.rel.clone());
         }
         self.done += 1;

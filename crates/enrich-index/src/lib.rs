@@ -3,9 +3,14 @@
 //! so that an index refreshed by enrich and one refreshed by LLMC agree.
 //!
 //! [`index_repo`] walks the repository with ripgrep's walker (`.gitignore`, `.ignore` and
-//! `.ragignore` honoured; `.git/`, `.llmc/`, hidden files, symbolic links, binary files, files
-//! over a size limit, lock files and minified bundles skipped), and splits every changed file
-//! into spans:
+//! `.ragignore` honoured; `.git/`, `.llmc/`, `.rag/`, hidden files, symbolic links, binary
+//! files, files over a size limit, lock files and minified bundles skipped), leaves out the
+//! files that hold secrets by their nature (`enrich_secrets::SECRET_FILES`: keys, certificates,
+//! `.env`, credential stores; `IndexOptions::include` and `exclude` change the list) and every
+//! file enrich or LLMC writes (config files, the event log, the index database), and reports
+//! each file it left out with the reason ([`IndexReport::skipped`]). It splits every changed
+//! file into spans, scans each span for secrets as a run will (reporting the ones that carry
+//! one in [`IndexReport::secret_spans`], and redacting them from stored doc hints):
 //!
 //! - code, with the tree-sitter grammars of Rust, Python, JavaScript, TypeScript, TSX, Go, Java,
 //!   C and C++: functions, methods, classes, structs, enums, unions, traits, impls, interfaces,
@@ -29,12 +34,15 @@
 //! a changed file keeps the row and enrichment of every span whose bytes did not change (a span
 //! that moved keeps them too, even to another file); a file that went is removed with its
 //! spans; enrichments left without a span are removed at the end of the run (or kept and
-//! counted). Files are read and parsed on several threads and written in path order by the
+//! counted). Content that several files share (identical files, copied code) is one span, owned
+//! by the file whose path sorts first, so which thread read which file first never matters and
+//! re-indexing an unchanged tree writes nothing. Files are read and parsed on several threads and written in path order by the
 //! calling thread, many per transaction, through `enrich-db`.
 //!
 //! Deliberately NOT known here: HTTP, backends, tokio, configuration files, the router and the
-//! pipeline. The crate is synchronous; the only crate of the workspace it uses is `enrich-db`,
-//! which owns every SQL statement.
+//! pipeline. The crate is synchronous; the crates of the workspace it uses are `enrich-db`,
+//! which owns every SQL statement, and `enrich-secrets`, which owns the secret-file list and
+//! the secret patterns (the CLI passes `[enrichment.index]` in as [`IndexOptions`]).
 
 mod error;
 mod hash;
@@ -50,5 +58,7 @@ pub use indexer::{
     DEFAULT_BATCH_FILES, DEFAULT_MAX_FILE_BYTES, DEFAULT_WINDOW_LINES, IndexOptions, index_repo,
 };
 pub use report::{
-    FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SpanCounts,
+    FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SecretSpan,
+    SkipReason, SkippedFile, SpanCounts,
 };
+pub use walk::skipped_files;

@@ -4,6 +4,8 @@
 #[path = "integration/support.rs"]
 mod support;
 
+#[path = "integration/exclusions.rs"]
+mod exclusions;
 #[path = "integration/incremental.rs"]
 mod incremental;
 #[path = "integration/splitting.rs"]

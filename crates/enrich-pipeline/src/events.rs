@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use enrich_backends::{AttemptRecord, CircuitState, CircuitTransition, Decision};
+use enrich_config::EventLogLimit;
 use enrich_db::{RunId, RunStatus};
 use serde::{Deserialize, Serialize};
 
@@ -376,6 +377,15 @@ const FLUSH_BYTES: usize = 64 * 1024;
 /// leaves only whole lines behind (losing at most its last 20 ms of events), and several
 /// processes can share one log, which is opened for appending. Writing never stops a run: the
 /// first write error is logged and kept, and [`JsonlSink::check`] returns it.
+///
+/// The log is bounded by an [`EventLogLimit`] (by default 16 MiB, and 3 rotated files). Before
+/// each batch the sink measures the file it holds open (one `fstat`) and rotates it by renames
+/// when the batch would not fit; a batch is split only between lines, so no line is torn and
+/// none is lost: a crash between two renames leaves every file in place under some name, and a
+/// rotation that fails keeps appending to the current file. When another process sharing the
+/// log has rotated it, the sink notices that `PATH` is a new file and follows it. Written by
+/// hand rather than with a rotating-writer crate because of exactly these three needs: whole
+/// lines, several writers, and renames that are safe at any point.
 #[derive(Debug)]
 pub struct JsonlSink {
     shared: Arc<LogShared>,
@@ -388,6 +398,7 @@ pub struct JsonlSink {
 #[derive(Debug)]
 struct LogShared {
     path: PathBuf,
+    limit: EventLogLimit,
     buffer: Mutex<LogBuffer>,
     /// Wakes the background writer when the buffer gets its first line, or the sink closes.
     wake: Condvar,
@@ -408,6 +419,48 @@ struct LogFile {
     error: Option<std::io::Error>,
 }
 
+impl LogFile {
+    /// Keeps the first write error (and logs it); the sink goes on with the next lines.
+    fn record(&mut self, path: &Path, error: std::io::Error) {
+        if self.error.is_none() {
+            tracing::warn!(path = %path.display(), %error, "cannot write to the event log");
+            self.error = Some(error);
+        }
+    }
+}
+
+/// The length of the longest run of whole lines at the start of `lines` that fits in `room`
+/// bytes (0 when even the first line does not).
+fn whole_lines_within(lines: &[u8], room: usize) -> usize {
+    if lines.len() <= room {
+        return lines.len();
+    }
+    lines[..room]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1)
+}
+
+/// Opens `path` for appending, creating it.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Whether two metadata describe the same file (device and inode); always true where that
+/// cannot be told, which only means a rotation by another process is not followed.
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        true
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -422,12 +475,88 @@ impl LogShared {
         let lines = std::mem::take(&mut buffer.lines);
         let mut log = lock(&self.file);
         drop(buffer);
-        if let Err(error) = log.file.write_all(&lines)
-            && log.error.is_none()
-        {
-            tracing::warn!(path = %self.path.display(), %error, "cannot write to the event log");
-            log.error = Some(error);
+        self.write_lines(&mut log, &lines);
+    }
+
+    /// Appends `lines` (whole lines) to the log, rotating it first whenever the next lines
+    /// would not fit under the limit.
+    fn write_lines(&self, log: &mut LogFile, mut lines: &[u8]) {
+        while !lines.is_empty() {
+            let mut chunk = lines.len();
+            if self.limit.max_bytes > 0 {
+                let size = match self.measure(log) {
+                    Ok(size) => size,
+                    Err(error) => {
+                        log.record(&self.path, error);
+                        0
+                    }
+                };
+                let room = usize::try_from(self.limit.max_bytes.saturating_sub(size))
+                    .unwrap_or(usize::MAX);
+                chunk = whole_lines_within(lines, room);
+                if chunk == 0 && size > 0 {
+                    match self.rotate(log) {
+                        Ok(()) => continue,
+                        // Never lose a line for a rotation: the current file takes the rest.
+                        Err(error) => {
+                            log.record(&self.path, error);
+                            chunk = lines.len();
+                        }
+                    }
+                }
+                if chunk == 0 {
+                    // A line longer than the limit, alone in a fresh file.
+                    chunk = lines
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(lines.len(), |end| end + 1);
+                }
+            }
+            if let Err(error) = log.file.write_all(&lines[..chunk]) {
+                log.record(&self.path, error);
+            }
+            lines = &lines[chunk..];
         }
+    }
+
+    /// The size of the log at [`Self::path`], after following a rotation another process made
+    /// (the path then names another file than the one held open).
+    fn measure(&self, log: &mut LogFile) -> std::io::Result<u64> {
+        let held = log.file.metadata()?;
+        match std::fs::metadata(&self.path) {
+            Ok(current) if same_file(&held, &current) => return Ok(held.len()),
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        log.file = open_append(&self.path)?;
+        Ok(log.file.metadata()?.len())
+    }
+
+    /// Renames the log to `PATH.1` (shifting older ones up, dropping the one past `keep`) and
+    /// opens a new, empty log at `PATH`. Each step is one rename, so a crash at any point loses
+    /// no file but the dropped one.
+    fn rotate(&self, log: &mut LogFile) -> std::io::Result<()> {
+        let gone_is_fine = |result: std::io::Result<()>| match result {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        };
+        if self.limit.keep == 0 {
+            gone_is_fine(std::fs::remove_file(&self.path))?;
+        } else {
+            for n in (1..self.limit.keep).rev() {
+                gone_is_fine(std::fs::rename(
+                    JsonlSink::rotated_path(&self.path, n),
+                    JsonlSink::rotated_path(&self.path, n + 1),
+                ))?;
+            }
+            gone_is_fine(std::fs::rename(
+                &self.path,
+                JsonlSink::rotated_path(&self.path, 1),
+            ))?;
+        }
+        log.file = open_append(&self.path)?;
+        Ok(())
     }
 
     /// The background writer: waits for a first line, lets [`FLUSH_DELAY`] pass so more can
@@ -456,12 +585,22 @@ impl LogShared {
 }
 
 impl JsonlSink {
-    /// Opens `path` for appending, creating it and its parent directories if needed.
+    /// Opens `path` for appending, creating it and its parent directories if needed, bounded
+    /// by the default [`EventLogLimit`].
     ///
     /// # Errors
     ///
     /// [`PipelineError::EventLog`] naming the path.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, PipelineError> {
+        Self::with_limit(path, EventLogLimit::default())
+    }
+
+    /// Opens `path` for appending like [`create`](Self::create), bounded by `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::EventLog`] naming the path.
+    pub fn with_limit(path: impl AsRef<Path>, limit: EventLogLimit) -> Result<Self, PipelineError> {
         let path = path.as_ref().to_path_buf();
         let open_err = |source| PipelineError::EventLog {
             action: "open",
@@ -471,13 +610,10 @@ impl JsonlSink {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(open_err)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(open_err)?;
+        let file = open_append(&path).map_err(open_err)?;
         let shared = Arc::new(LogShared {
             path,
+            limit,
             buffer: Mutex::new(LogBuffer::default()),
             wake: Condvar::new(),
             file: Mutex::new(LogFile { file, error: None }),
@@ -500,6 +636,14 @@ impl JsonlSink {
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The path of the `n`th rotated file of the log at `path` (`PATH.n`; `PATH.1` is the
+    /// newest).
+    pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
     }
 
     /// Writes what is buffered and reports the first write error, if any happened.
@@ -782,6 +926,40 @@ mod tests {
         sink.on_event(&batch(9, 0));
         drop(sink);
         assert_eq!(read(&path).len(), 6001);
+    }
+
+    #[test]
+    fn batches_are_cut_between_lines_and_a_long_line_gets_a_file_of_its_own() {
+        let cases: [(&[u8], usize, usize); 5] = [
+            (b"ab\ncd\n", 100, 6),
+            (b"ab\ncd\n", 6, 6),
+            (b"ab\ncd\n", 5, 3),
+            (b"ab\ncd\n", 2, 0),
+            (b"", 0, 0),
+        ];
+        for (lines, room, fit) in cases {
+            assert_eq!(whole_lines_within(lines, room), fit, "{lines:?} in {room}");
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let one_line = {
+            let mut line = serde_json::to_vec(&batch(1, 1)).expect("json");
+            line.push(b'\n');
+            line.len() as u64
+        };
+        // Smaller than one line, nothing kept: every line replaces the file.
+        let limit = EventLogLimit {
+            max_bytes: one_line / 2,
+            keep: 0,
+        };
+        let sink = JsonlSink::with_limit(&path, limit).expect("create");
+        for n in 0..3 {
+            sink.on_event(&batch(1, n));
+            sink.check().expect("written");
+        }
+        assert_eq!(read(&path), [batch(1, 2)]);
+        assert!(!JsonlSink::rotated_path(&path, 1).exists());
     }
 
     #[test]

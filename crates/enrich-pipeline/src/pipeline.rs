@@ -19,6 +19,7 @@ use crate::prompt::{PromptBuilder, PromptSpan};
 use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunSummary};
 use crate::run;
 use crate::run::queue::WorkQueue;
+use crate::secrets::{Guarded, SecretGuard};
 use crate::settings::{PipelineSettings, max_in_flight};
 
 /// The adapters of one chain, in the order the cascade tries them.
@@ -60,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) pools: Vec<Arc<HostPool>>,
     /// Reads each span's source under `settings.repo_root`, resolved once.
     pub(crate) sources: SourceReader,
+    /// Scans each span's source before its prompt is built.
+    pub(crate) secrets: SecretGuard,
 }
 
 impl Inner {
@@ -258,6 +261,7 @@ impl<'a> PipelineBuilder<'a> {
 
         Ok(Pipeline {
             inner: Arc::new(Inner {
+                secrets: SecretGuard::new(settings.secrets),
                 settings,
                 router,
                 chains,
@@ -492,13 +496,23 @@ impl Pipeline {
                 inner.settings.chain_override.as_deref(),
             )
             .map_err(PipelineError::Route)?;
-        let (estimated_tokens, cut, source_error) = match inner.sources.read(&span) {
-            Ok(source) => {
-                let prompt = inner.prompts.build(&PromptSpan::of(&span), &source);
-                (Some(prompt.estimated_tokens), prompt.cut, None)
-            }
-            Err(error) => (None, None, Some(error.to_string())),
-        };
+        let (estimated_tokens, cut, source_error, secrets, withheld) =
+            match inner.sources.read(&span) {
+                Ok(source) => match inner.secrets.guard(&source) {
+                    Guarded::Send { source, redacted } => {
+                        let prompt = inner.prompts.build(&PromptSpan::of(&span), &source);
+                        (
+                            Some(prompt.estimated_tokens),
+                            prompt.cut,
+                            None,
+                            redacted,
+                            false,
+                        )
+                    }
+                    Guarded::Withheld { rules } => (None, None, None, rules, true),
+                },
+                Err(error) => (None, None, Some(error.to_string()), Vec::new(), false),
+            };
         let in_cooldown = inner.in_cooldown(&span).is_some();
         let decision = inner
             .settings
@@ -521,6 +535,8 @@ impl Pipeline {
             cut,
             in_cooldown,
             source_error,
+            secrets,
+            withheld,
         })
     }
 }

@@ -290,6 +290,13 @@ pub struct PlannedSpan {
     pub in_cooldown: bool,
     /// Why the source cannot be read (a run would record the span as failed).
     pub source_error: Option<String>,
+    /// The ids of the secret rules that fire in its source (empty: none): a run sends the span
+    /// with those secrets redacted, or not at all when [`Self::withheld`].
+    pub secrets: Vec<&'static str>,
+    /// True when a run would not send the span for its secrets (`[enrichment.secrets] action =
+    /// "skip"`) but record it in the failure ledger as
+    /// [`SECRET_DETECTED`](crate::SECRET_DETECTED).
+    pub withheld: bool,
 }
 
 /// A dry run: what the next run would do, without calling any backend or writing anything.

@@ -25,6 +25,7 @@ use crate::events::{Event, EventSink, now_ms};
 use crate::pipeline::Inner;
 use crate::prompt::PromptSpan;
 use crate::result::{RunEnd, RunSummary, SpanCounts, SpanResult, SpanStatus};
+use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
 mod outage;
@@ -1130,10 +1131,28 @@ async fn process_span(ctx: &RunCtx, span: PendingSpan, batch: u64, resume: Resum
         .router
         .choose_chain(&view, settings.chain_override.as_deref());
     let source = inner.sources.read(&span);
-    let prompt = source
+    // Scanned before the prompt is built: a secret is redacted from it, or the span withheld.
+    let guarded = source
         .as_ref()
         .ok()
-        .map(|source| inner.prompts.build(&PromptSpan::of(&span), source));
+        .map(|source| inner.secrets.guard(source));
+    let (prompt, withheld) = match &guarded {
+        Some(Guarded::Send { source, redacted }) => {
+            if !redacted.is_empty() {
+                tracing::info!(
+                    span = %span.span_hash,
+                    path = %span.file_path,
+                    rules = %redacted.join(","),
+                    "secrets redacted from the span's prompt"
+                );
+            }
+            let prompt = inner.prompts.build(&PromptSpan::of(&span), source);
+            (Some(prompt), None)
+        }
+        Some(Guarded::Withheld { rules }) => (None, Some(withheld_message(rules))),
+        None => (None, None),
+    };
+    drop(guarded);
 
     let (chain, backends): (String, Vec<String>) = match &route {
         Ok(decision) => (
@@ -1161,12 +1180,15 @@ async fn process_span(ctx: &RunCtx, span: PendingSpan, batch: u64, resume: Resum
         (Ok(decision), Ok(_), Some(prompt)) => {
             enrich(ctx, &span, decision, prompt.text, resume).await
         }
-        // A prompt is built whenever the source was read.
-        (Ok(_), Ok(_), None) => Ending::failed(
-            SOURCE_UNREADABLE,
-            "no prompt could be built for the span".to_owned(),
-            Vec::new(),
-        ),
+        (Ok(_), Ok(_), None) => match withheld {
+            Some(message) => Ending::failed(SECRET_DETECTED, message, Vec::new()),
+            // A prompt is built whenever the source was read and not withheld.
+            None => Ending::failed(
+                SOURCE_UNREADABLE,
+                "no prompt could be built for the span".to_owned(),
+                Vec::new(),
+            ),
+        },
     };
 
     let mut error = ending.error;

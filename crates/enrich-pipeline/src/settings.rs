@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use enrich_backends::{CascadePolicy, CircuitPolicy};
 use enrich_config::{
-    BackendSpec, BudgetConfig, EnrichmentConfig, OnFailure, Schedule, WorkOrder, redacted_options,
+    BackendSpec, BudgetConfig, EnrichmentConfig, OnFailure, Schedule, SecretsAction, WorkOrder,
+    redacted_options,
 };
 
 use crate::error::PipelineError;
@@ -72,6 +73,9 @@ pub struct PipelineSettings {
     ///
     /// [`RunEnd::BackendsUnavailable`]: crate::RunEnd::BackendsUnavailable
     pub outage_grace: Duration,
+    /// What a run does with a span holding a secret (`[enrichment.secrets] action`): send it
+    /// redacted, or not at all.
+    pub secrets: SecretsAction,
 }
 
 impl PipelineSettings {
@@ -110,6 +114,7 @@ impl PipelineSettings {
             budget: config.budget,
             schedule: config.schedule,
             outage_grace: Duration::from_secs(config.outage_grace_seconds),
+            secrets: config.secrets.action,
         }
     }
 

@@ -18,5 +18,7 @@ mod prompts;
 mod runs;
 #[path = "integration/schedule.rs"]
 mod schedule;
+#[path = "integration/secrets.rs"]
+mod secrets;
 #[path = "integration/work_order.rs"]
 mod work_order;

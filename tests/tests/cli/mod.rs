@@ -20,6 +20,7 @@ mod commands;
 mod concurrent;
 mod crash;
 mod faults;
+mod indexing;
 mod limits;
 mod openai_chain;
 mod outages;

@@ -1,7 +1,10 @@
 //! Secrets: an API key, named in the config by its variable (`api_key_env`) and given in the
 //! environment, reaches the backend and nothing else: not stdout or stderr of any command (at
 //! trace level), not the event log, not any file under `.llmc/` (the database, its WAL),
-//! neither when everything works nor on the error paths (a key the server refuses).
+//! neither when everything works nor on the error paths (a key the server refuses). And the
+//! secrets of the repository itself (a private-key file, a `.env`, tokens inline in code) reach
+//! no model: the files are not indexed, inline tokens are redacted from every prompt (or the
+//! span is not sent), and none of them lands in a request, an output, the event log or a row.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -248,4 +251,266 @@ fn a_backend_refusing_the_key_is_unusable_before_any_span() {
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_attempts"), 0);
     check_no_leak(&outputs, &key);
+}
+
+/// Secrets planted in a repository: a private-key file, a `.env` file and a source file with
+/// an AWS access key id and a GitHub token inline, each made when the test runs.
+struct Planted {
+    key_body: String,
+    env_secret: String,
+    aws: String,
+    github: String,
+}
+
+impl Planted {
+    /// Writes the secrets into `repo`'s files.
+    fn plant(repo: &TestRepo) -> Self {
+        let mut seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(7, |d| d.as_nanos() as u64);
+        let mut random = |alphabet: &str, n: usize| -> String {
+            let chars: Vec<char> = alphabet.chars().collect();
+            (0..n)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    chars[((seed >> 33) % chars.len() as u64) as usize]
+                })
+                .collect()
+        };
+        let base64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let planted = Self {
+            key_body: random(base64, 64),
+            env_secret: random(alnum, 32),
+            aws: format!("AKIA{}", random("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+            github: format!("ghp_{}", random(alnum, 36)),
+        };
+        let lines: Vec<String> = (0..5).map(|_| random(base64, 64)).collect();
+        let write = |path: &str, text: &str| {
+            let full = repo.root.join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(full, text).expect("write a planted file");
+        };
+        write(
+            "certs/server.key",
+            &format!(
+                "-----BEGIN RSA PRIVATE KEY-----\n{}\n{}\n-----END RSA PRIVATE KEY-----\n",
+                planted.key_body,
+                lines.join("\n")
+            ),
+        );
+        write(
+            ".env",
+            &format!("SERVICE_PASSWORD={}\n", planted.env_secret),
+        );
+        write(
+            "src/cloud.py",
+            &format!(
+                "def upload(bucket, data):\n    client = Client(key_id=\"{}\")\n    return client.put(bucket, data)\n\n\ndef releases(repo):\n    token = \"{}\"\n    return fetch(repo, token)\n",
+                planted.aws, planted.github
+            ),
+        );
+        planted
+    }
+
+    /// Every planted secret.
+    fn all(&self) -> [&str; 4] {
+        [&self.key_body, &self.env_secret, &self.aws, &self.github]
+    }
+}
+
+/// Adds every text (and blob) value of every table of the index, one output per table.
+fn rows(outputs: &mut Outputs, repo: &TestRepo) {
+    let conn = repo.raw();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut s| {
+            s.query_map([], |row| row.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .expect("list the tables");
+    assert!(tables.len() > 5, "{tables:?}");
+    for table in tables {
+        let mut statement = conn
+            .prepare(&format!("SELECT * FROM \"{table}\""))
+            .expect("select a table");
+        let columns = statement.column_count();
+        let mut text = Vec::new();
+        let mut query = statement.query([]).expect("read a table");
+        while let Some(row) = query.next().expect("a row") {
+            for i in 0..columns {
+                match row.get_ref(i).expect("a value") {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        text.extend_from_slice(t);
+                        text.push(b'\n');
+                    }
+                    _ => {}
+                }
+            }
+        }
+        outputs.0.push((format!("table {table}"), text));
+    }
+}
+
+/// Adds every request body the server received, every file under `.llmc/` and `logs/`, and
+/// every text value of every table.
+fn everything_written(outputs: &mut Outputs, server: &Server, repo: &TestRepo) {
+    outputs.0.extend(
+        server
+            .request_bodies()
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| (format!("request {i}"), body.into_bytes())),
+    );
+    for dir in repo_files(&repo.root) {
+        outputs.files(&dir);
+    }
+    rows(outputs, repo);
+}
+
+/// Fails when any output holds any planted secret.
+#[track_caller]
+fn check_no_planted_leak(outputs: &Outputs, planted: &Planted) {
+    for secret in planted.all() {
+        let leaks = outputs.holding(secret);
+        assert!(leaks.is_empty(), "a planted secret leaked into {leaks:?}");
+    }
+}
+
+#[test]
+fn planted_secrets_reach_no_request_log_event_or_row() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    let planted = Planted::plant(&repo);
+    repo.write_config(&super::support::config(&[("fake", server.url())], ""));
+    let mut outputs = Outputs::default();
+
+    // The index leaves the key and the .env out, says so, and names the spans with secrets.
+    let index = outputs
+        .enrich(&repo, "", &["--json", "index"])
+        .expect_code(0)
+        .json();
+    assert_eq!(index["files"]["secret"], 2, "{index}");
+    let skipped: Vec<(String, String)> = index["skipped"]
+        .as_array()
+        .expect("skipped files")
+        .iter()
+        .map(|f| (f["path"].to_string(), f["reason"].to_string()))
+        .collect();
+    for (path, reason) in [
+        ("\".env\"", "\"secret\""),
+        ("\"certs/server.key\"", "\"secret\""),
+        ("\"enrich.toml\"", "\"own\""),
+    ] {
+        assert!(
+            skipped.contains(&(path.to_owned(), reason.to_owned())),
+            "{path} {reason} in {skipped:?}"
+        );
+    }
+    let secret_spans = index["secret_spans"].to_string();
+    assert!(
+        secret_spans.contains("src/cloud.py")
+            && secret_spans.contains("aws-access-key")
+            && secret_spans.contains("github-pat"),
+        "{secret_spans}"
+    );
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM files WHERE path IN ('certs/server.key', '.env', 'enrich.toml')"
+        ),
+        0
+    );
+    let verbose = outputs.enrich(&repo, "", &["-v", "index"]);
+    verbose.expect_code(0);
+    assert!(
+        verbose.stdout.contains("skipped 2 secret")
+            && verbose.stdout.contains("  secret        certs/server.key"),
+        "{}",
+        verbose.stdout
+    );
+
+    // The plan counts the same, and lists them in --json.
+    let plan = outputs
+        .enrich(&repo, "", &["--json", "plan"])
+        .expect_code(0)
+        .json();
+    let secrets = &plan["secrets"];
+    assert_eq!(secrets["files_excluded"], 2, "{plan}");
+    assert_eq!(secrets["action"], "redact", "{plan}");
+    assert_eq!(secrets["spans_with_secrets"], 2, "{secrets}");
+
+    // The run sends the spans redacted.
+    outputs
+        .enrich(&repo, "", &["-vvv", "--json", "run"])
+        .expect_code(0);
+    let prompts = server.prompts();
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("key_id=\"[REDACTED:aws-access-key]\"")),
+        "{prompts:?}"
+    );
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("token = \"[REDACTED:github-pat]\"")),
+        "{prompts:?}"
+    );
+    outputs.enrich(&repo, "", &["-v", "plan"]).expect_code(0);
+    everything_written(&mut outputs, &server, &repo);
+    // The searched outputs hold what the secrets became, and the event log is among them.
+    assert!(!outputs.holding("[REDACTED:github-pat]").is_empty());
+    assert!(
+        outputs
+            .holding("\"span_finished\"")
+            .iter()
+            .any(|name| name.ends_with("enrichment_events.jsonl")),
+        "the event log was searched"
+    );
+    check_no_planted_leak(&outputs, &planted);
+}
+
+#[test]
+fn with_action_skip_a_span_holding_a_secret_is_ledgered_and_never_sent() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    let planted = Planted::plant(&repo);
+    repo.write_config(&super::support::config(
+        &[("fake", server.url())],
+        "[enrichment.secrets]\naction = \"skip\"",
+    ));
+    let mut outputs = Outputs::default();
+    outputs.enrich(&repo, "", &["index"]).expect_code(0);
+    let plan = outputs
+        .enrich(&repo, "", &["plan"])
+        .expect_code(0)
+        .stdout
+        .clone();
+    assert!(
+        plan.contains("holds secrets (aws-access-key): a run does not send it"),
+        "{plan}"
+    );
+    // The spans with secrets fail (exit 1); the others are enriched.
+    outputs.enrich(&repo, "", &["-vvv", "run"]).expect_code(1);
+    let ledgered = repo.count(
+        "SELECT COUNT(*) FROM enrich_failures d JOIN spans s ON s.span_hash = d.span_hash \
+         JOIN files f ON f.id = s.file_id \
+         WHERE f.path = 'src/cloud.py' AND d.last_failure_kind = 'secret_detected'",
+    );
+    assert_eq!(ledgered, 2);
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts a JOIN spans s ON s.span_hash = a.span_hash JOIN files f ON f.id = s.file_id WHERE f.path = 'src/cloud.py'"),
+        0,
+        "no attempt was made"
+    );
+    let prompts = server.prompts();
+    assert!(!prompts.is_empty());
+    assert!(
+        prompts.iter().all(|p| !p.contains("src/cloud.py")),
+        "a span with secrets was sent"
+    );
+    everything_written(&mut outputs, &server, &repo);
+    check_no_planted_leak(&outputs, &planted);
 }

@@ -621,6 +621,15 @@ impl TestRepo {
 }
 
 impl Server {
+    /// Every request body received so far (POST routes), as JSON text, in arrival order.
+    pub(crate) fn request_bodies(&self) -> Vec<String> {
+        self.fake
+            .requests()
+            .into_iter()
+            .map(|r| r.body.to_string())
+            .collect()
+    }
+
     /// The prompts of every generation request received so far (`prompt` of
     /// `/api/generate`, the message contents of the chat routes), in arrival order.
     pub(crate) fn prompts(&self) -> Vec<String> {

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use enrich_config::{IndexConfig, SecretsAction};
 use enrich_db::Db;
 use enrich_index::{
-    DEFAULT_MAX_FILE_BYTES, IndexError, IndexEvent, IndexOptions, IndexReport, index_repo,
+    DEFAULT_MAX_FILE_BYTES, IndexError, IndexEvent, IndexOptions, IndexReport, SkipReason,
+    index_repo,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -58,7 +60,13 @@ struct IndexJson<'a> {
 pub(crate) fn index(global: &Global, args: &IndexArgs) -> Result<Exit> {
     let root = args.dir.as_deref().unwrap_or(&global.repo);
     let repo = Repo::new(root, global.db.as_deref(), global.config.as_deref())?;
-    let report = run(&repo, args, ProgressMode::detect(global.quiet > 0))?;
+    let config = repo.load_config()?.config;
+    let report = run(
+        &repo,
+        args,
+        &config.index,
+        ProgressMode::detect(global.quiet > 0),
+    )?;
     for problem in &report.problems {
         tracing::warn!("{}: {}", problem.path, problem.message);
     }
@@ -69,12 +77,18 @@ pub(crate) fn index(global: &Global, args: &IndexArgs) -> Result<Exit> {
             report: &report,
         })?;
     } else {
-        output::text(&render(&repo, &report)?)?;
+        let action = config.secrets.action;
+        output::text(&render(&repo, &report, action, global.verbose > 0)?)?;
     }
     Ok(Exit::Success)
 }
 
-fn run(repo: &Repo, args: &IndexArgs, mode: ProgressMode) -> Result<IndexReport> {
+fn run(
+    repo: &Repo,
+    args: &IndexArgs,
+    config: &IndexConfig,
+    mode: ProgressMode,
+) -> Result<IndexReport> {
     let mut db = Db::open_or_create(&repo.db_path)
         .with_context(|| format!("cannot open the index {}", repo.db_path.display()))?;
     let options = IndexOptions {
@@ -82,7 +96,7 @@ fn run(repo: &Repo, args: &IndexArgs, mode: ProgressMode) -> Result<IndexReport>
         threads: args.threads.map_or(0, usize::from),
         include_hidden: args.include_hidden,
         keep_orphans: args.keep_orphans,
-        ..IndexOptions::default()
+        ..rule_options(repo, config)
     };
     let bar = (mode == ProgressMode::Bar).then(|| {
         let style = ProgressStyle::with_template(
@@ -109,18 +123,57 @@ fn run(repo: &Repo, args: &IndexArgs, mode: ProgressMode) -> Result<IndexReport>
     result.map_err(index_error)
 }
 
+/// The default options with the rules that leave files out: `[enrichment.index]` and the index
+/// database's own files.
+pub(crate) fn rule_options(repo: &Repo, config: &IndexConfig) -> IndexOptions {
+    IndexOptions {
+        exclude: config.exclude.clone(),
+        include: config.include.clone(),
+        own_files: own_files(&repo.db_path),
+        ..IndexOptions::default()
+    }
+}
+
+/// The files the index database is made of, wherever `--db` puts it: never indexed.
+fn own_files(db: &Path) -> Vec<PathBuf> {
+    let mut files = vec![db.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    files
+}
+
 /// The run's error, marked so that the exit code tells a wrong path from a failure.
 fn index_error(err: IndexError) -> anyhow::Error {
     match err {
         IndexError::Db(err) => anyhow::Error::new(err),
         err @ (IndexError::Root { .. }
         | IndexError::NotADirectory { .. }
-        | IndexError::InvalidOption { .. }) => usage(err.to_string()),
+        | IndexError::InvalidOption { .. }
+        | IndexError::InvalidGlob { .. }) => usage(err.to_string()),
         err => anyhow::Error::new(err),
     }
 }
 
-fn render(repo: &Repo, report: &IndexReport) -> Result<String> {
+/// The reasons a file is skipped, in the order the summary lists them.
+const SKIP_REASONS: [SkipReason; 6] = [
+    SkipReason::Secret,
+    SkipReason::Binary,
+    SkipReason::TooLarge,
+    SkipReason::Excluded,
+    SkipReason::Generated,
+    SkipReason::Own,
+];
+
+/// The summary; `verbose` also names every skipped file and every span with a secret.
+fn render(
+    repo: &Repo,
+    report: &IndexReport,
+    action: SecretsAction,
+    verbose: bool,
+) -> Result<String> {
     let (f, s, o) = (&report.files, &report.spans, &report.orphans);
     let mut text = String::new();
     writeln!(
@@ -132,14 +185,72 @@ fn render(repo: &Repo, report: &IndexReport) -> Result<String> {
     )?;
     writeln!(
         text,
-        "files   {} seen: {} added, {} changed, {} removed, {} unchanged; skipped {} binary, {} too large",
-        f.seen, f.added, f.changed, f.removed, f.unchanged, f.binary, f.too_large
+        "files   {} seen: {} added, {} changed, {} removed, {} unchanged",
+        f.seen, f.added, f.changed, f.removed, f.unchanged
     )?;
+    let skipped: Vec<String> = SKIP_REASONS
+        .iter()
+        .map(|&reason| {
+            let count = match reason {
+                SkipReason::Secret => f.secret,
+                SkipReason::Binary => f.binary,
+                SkipReason::TooLarge => f.too_large,
+                SkipReason::Excluded => f.excluded,
+                SkipReason::Generated => f.generated,
+                _ => f.own,
+            };
+            (count, reason)
+        })
+        .filter(|&(count, _)| count > 0)
+        .map(|(count, reason)| format!("{count} {}", reason.as_str()))
+        .collect();
+    if !skipped.is_empty() {
+        let hint = if verbose {
+            ""
+        } else {
+            " (--verbose names them)"
+        };
+        writeln!(text, "skipped {}{hint}", skipped.join(", "))?;
+        if verbose {
+            for file in &report.skipped {
+                writeln!(text, "  {:<13} {}", file.reason.as_str(), file.path)?;
+            }
+        }
+    }
     writeln!(
         text,
-        "spans   {} added, {} kept, {} moved, {} removed, {} duplicate",
-        s.added, s.kept, s.moved, s.removed, s.duplicate
+        "spans   {} added, {} kept, {} moved, {} removed, {} duplicate, {} shared with a file earlier in path order",
+        s.added, s.kept, s.moved, s.removed, s.duplicate, s.shared
     )?;
+    if s.with_secrets > 0 {
+        writeln!(
+            text,
+            "secrets {} span(s) hold secrets: a run {} ([enrichment.secrets] action = \"{}\"){}",
+            s.with_secrets,
+            match action {
+                SecretsAction::Redact => "redacts them from its prompts",
+                SecretsAction::Skip => "sends none of these spans",
+            },
+            action.as_str(),
+            if verbose {
+                ""
+            } else {
+                " (--verbose names them)"
+            }
+        )?;
+        if verbose {
+            for span in &report.secret_spans {
+                writeln!(
+                    text,
+                    "  {}:{}-{} {}",
+                    span.path,
+                    span.start_line,
+                    span.end_line,
+                    span.rules.join(", ")
+                )?;
+            }
+        }
+    }
     if o.enrichments_removed + o.embeddings_removed > 0 {
         writeln!(
             text,
@@ -183,16 +294,66 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("lib.py"), "def f():\n    return 1\n").expect("write");
         let repo = Repo::new(dir.path(), None, None).expect("repo");
-        let report = run(&repo, &args(), ProgressMode::Off).expect("index");
+        let config = IndexConfig::default();
+        let report = run(&repo, &args(), &config, ProgressMode::Off).expect("index");
         assert_eq!((report.files.added, report.spans.added), (1, 1));
-        let text = render(&repo, &report).expect("render");
+        let text = render(&repo, &report, SecretsAction::Redact, false).expect("render");
         assert!(
             text.contains("files   1 seen: 1 added, 0 changed, 0 removed, 0 unchanged"),
             "{text}"
         );
         assert!(text.contains("spans   1 added, 0 kept"), "{text}");
-        let again = run(&repo, &args(), ProgressMode::Off).expect("index again");
+        let again = run(&repo, &args(), &config, ProgressMode::Off).expect("index again");
         assert_eq!(again.files.unchanged, 1);
+    }
+
+    #[test]
+    fn skipped_files_are_counted_by_reason_and_named_with_verbose() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("lib.py", "def f():\n    return 1\n");
+        write("certs/server.key", "key\n");
+        write("enrich.toml", "[enrichment]\n");
+        write("yarn.lock", "x\n");
+        write("vendor/big.js", "var x = 1;\n");
+        write(
+            "settings.py",
+            &format!("PASSWORD = \"{}\"\n", "q8Zr2LmX9vTp4WkB7sYc1NdF"),
+        );
+        let repo = Repo::new(dir.path(), None, None).expect("repo");
+        let config = IndexConfig {
+            exclude: vec!["vendor/**".to_owned()],
+            include: Vec::new(),
+        };
+        let report = run(&repo, &args(), &config, ProgressMode::Off).expect("index");
+        let text = render(&repo, &report, SecretsAction::Redact, false).expect("render");
+        assert!(
+            text.contains(
+                "skipped 1 secret, 1 excluded, 1 generated, 1 enrich's own (--verbose names them)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("secrets 1 span(s) hold secrets: a run redacts them from its prompts"),
+            "{text}"
+        );
+        assert!(!text.contains("certs/server.key"), "{text}");
+        let text = render(&repo, &report, SecretsAction::Skip, true).expect("render");
+        for line in [
+            "  secret        certs/server.key",
+            "  enrich's own  enrich.toml",
+            "  excluded      vendor/big.js",
+            "  generated     yarn.lock",
+            "  settings.py:1-1 generic-secret",
+            "a run sends none of these spans",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        assert!(!text.contains("q8Zr2LmX9vTp4WkB7sYc1NdF"), "{text}");
     }
 
     #[test]

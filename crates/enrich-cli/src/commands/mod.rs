@@ -20,7 +20,13 @@ pub(crate) use index::IndexArgs;
 
 /// Runs the command of `cli`.
 pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
-    let Cli { global, command } = cli;
+    let Cli {
+        mut global,
+        command,
+    } = cli;
+    global
+        .resolve_repo()
+        .context("cannot find the repository: the current directory is unreadable")?;
     let json = global.json;
     // `watch` serves its own list of repositories; every other command one `--repo`.
     let repo = || Repo::from_flags(&global);
@@ -30,7 +36,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
-        Command::Plan(args) => plan::plan(&repo()?, &args, json),
+        Command::Plan(args) => plan::plan(&repo()?, &args, json, global.verbose > 0),
         Command::Doctor => runtime()?.block_on(doctor::doctor(&repo()?, json)),
         Command::Run(args) => {
             let quiet = global.quiet > 0;

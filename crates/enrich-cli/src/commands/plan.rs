@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
+use enrich_config::SecretsAction;
+use enrich_index::SkipReason;
 use enrich_pipeline::{Pipeline, Plan};
 use serde::Serialize;
 
 use crate::adapters::registry;
 use crate::cli::PlanArgs;
+use crate::commands::index::rule_options;
 use crate::commands::run::{RunOptions, check_chain, settings};
 use crate::context::Repo;
 use crate::exit::Exit;
@@ -34,8 +37,38 @@ struct PlanReport<'a> {
     by_priority: BTreeMap<&'static str, u64>,
     /// Each planned span, in the order a run takes them: its place (`order`), weight, priority
     /// class and the glob that decided the weight, its route (chain, backends in order, tier,
-    /// reasons), estimated prompt tokens, cut, cooldown, unreadable source.
+    /// reasons), estimated prompt tokens, cut, cooldown, unreadable source, the secret rules
+    /// that fire in it and whether a run withholds it.
     spans: &'a [enrich_pipeline::PlannedSpan],
+    /// What is kept from the model.
+    secrets: SecretsReport<'a>,
+}
+
+/// The secrets part of the plan: never a secret, only where they are.
+#[derive(Serialize)]
+struct SecretsReport<'a> {
+    /// `[enrichment.secrets] action`: `redact` or `skip`.
+    action: &'static str,
+    /// Files `enrich index` leaves out because they hold secrets (keys, `.env`, ...).
+    files_excluded: usize,
+    /// Their paths.
+    excluded_files: Vec<&'a str>,
+    /// Planned spans in which a secret is found.
+    spans_with_secrets: usize,
+    /// Those spans: where, and by which rules.
+    spans: Vec<SecretSpan<'a>>,
+}
+
+/// A planned span that holds secrets.
+#[derive(Serialize)]
+struct SecretSpan<'a> {
+    path: &'a str,
+    line_start: u32,
+    line_end: u32,
+    span_hash: &'a str,
+    rules: &'a [&'static str],
+    /// True: a run does not send it (action = skip); false: it is sent redacted.
+    withheld: bool,
 }
 
 /// How the plan orders spans.
@@ -51,7 +84,7 @@ struct WorkOrderReport {
 
 /// Prints the plan of the first `--limit` pending spans (all by default), in the order a run
 /// takes them.
-pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool) -> Result<Exit> {
+pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> Result<Exit> {
     let mut loaded = repo.load_config()?;
     if args.no_code_first {
         loaded.config.work_order.code_first = false;
@@ -78,6 +111,33 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool) -> Result<Exit> {
         *by_chain.entry(&*span.route.chain_name).or_insert(0) += 1;
         *by_priority.entry(span.priority.as_str()).or_insert(0) += 1;
     }
+    let skipped = enrich_index::skipped_files(&repo.root, &rule_options(repo, &config.index))
+        .context("cannot list the files the index leaves out")?;
+    let excluded_files: Vec<&str> = skipped
+        .iter()
+        .filter(|f| f.reason == SkipReason::Secret)
+        .map(|f| f.path.as_str())
+        .collect();
+    let secret_spans: Vec<SecretSpan<'_>> = plan
+        .spans
+        .iter()
+        .filter(|s| !s.secrets.is_empty())
+        .map(|s| SecretSpan {
+            path: &s.path,
+            line_start: s.line_start,
+            line_end: s.line_end,
+            span_hash: &s.span_hash,
+            rules: &s.secrets,
+            withheld: s.withheld,
+        })
+        .collect();
+    let secrets = SecretsReport {
+        action: config.secrets.action.as_str(),
+        files_excluded: excluded_files.len(),
+        excluded_files,
+        spans_with_secrets: secret_spans.len(),
+        spans: secret_spans,
+    };
     let order = &config.work_order;
     let report = PlanReport {
         total_pending: plan.total_pending,
@@ -92,16 +152,22 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool) -> Result<Exit> {
         by_chain,
         by_priority,
         spans: &plan.spans,
+        secrets,
     };
     if json {
         output::json(&report)?;
     } else {
-        output::text(&render(&plan, &report)?)?;
+        output::text(&render(&plan, &report, config.secrets.action, verbose)?)?;
     }
     Ok(Exit::Success)
 }
 
-fn render(plan: &Plan, report: &PlanReport<'_>) -> Result<String> {
+fn render(
+    plan: &Plan,
+    report: &PlanReport<'_>,
+    action: SecretsAction,
+    verbose: bool,
+) -> Result<String> {
     let mut text = String::new();
     for span in &plan.spans {
         let route = &span.route;
@@ -154,6 +220,18 @@ fn render(plan: &Plan, report: &PlanReport<'_>) -> Result<String> {
         if let Some(error) = &span.source_error {
             writeln!(text, "    source unreadable, a run would fail it: {error}")?;
         }
+        if !span.secrets.is_empty() {
+            let fate = if span.withheld {
+                "a run does not send it (ledgered as secret_detected)"
+            } else {
+                "a run sends it with them redacted"
+            };
+            writeln!(
+                text,
+                "    holds secrets ({}): {fate}",
+                span.secrets.join(", ")
+            )?;
+        }
     }
     let chains: Vec<String> = report
         .by_chain
@@ -192,6 +270,28 @@ fn render(plan: &Plan, report: &PlanReport<'_>) -> Result<String> {
             chains.join(", ")
         }
     )?;
+    let s = &report.secrets;
+    writeln!(
+        text,
+        "secrets: {} file(s) left out of the index as secret files{}; {} planned span(s) hold secrets, {}",
+        s.files_excluded,
+        if s.files_excluded > 0 && !verbose {
+            " (--verbose names them)"
+        } else {
+            ""
+        },
+        s.spans_with_secrets,
+        match action {
+            SecretsAction::Redact =>
+                "sent with them redacted ([enrichment.secrets] action = \"redact\")",
+            SecretsAction::Skip => "not sent ([enrichment.secrets] action = \"skip\")",
+        }
+    )?;
+    if verbose {
+        for path in &s.excluded_files {
+            writeln!(text, "  secret file {path}")?;
+        }
+    }
     let e = &report.estimate;
     let per_span = if e.output_from_history {
         "the attempt log's average"

@@ -351,7 +351,10 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
         .events
         .clone()
         .unwrap_or_else(|| repo.root.join(DEFAULT_EVENTS_LOG));
-    let events = Arc::new(JsonlSink::create(&events_path).context("cannot open the event log")?);
+    let events = Arc::new(
+        JsonlSink::with_limit(&events_path, config.event_log)
+            .context("cannot open the event log")?,
+    );
     let progress = Arc::new(Progress::new(ProgressMode::detect(quiet)));
     let tally = Arc::new(Tally::default());
     let pipeline = build_pipeline(

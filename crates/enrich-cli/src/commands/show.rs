@@ -18,26 +18,42 @@ use crate::time::{format_ms, format_secs};
 #[derive(Serialize)]
 struct SpanReport {
     span: PendingSpan,
+    /// The file asked for (`PATH:LINE`) when it has the same content as the span's file, which
+    /// holds the span for both: the index stores shared content once, at the first path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    same_content_as: Option<SameContent>,
     enrichment: Option<StoredEnrichment>,
     failure: Option<FailureEntry>,
     attempts: Vec<AttemptLogEntry>,
 }
 
+/// A file asked for that holds no span of its own there, because another file with the same
+/// content holds it.
+#[derive(Serialize)]
+struct SameContent {
+    /// The file asked for.
+    path: String,
+    /// The file that holds the span.
+    owner: String,
+}
+
 /// Shows the span named by `target`: a span hash, or `PATH:LINE`.
 pub(crate) fn show(repo: &Repo, target: &str, json: bool) -> Result<Exit> {
     let db = repo.open_read_only()?;
-    let span = match db.span_by_hash(target)? {
-        Some(span) => span,
+    let (span, same_content_as) = match db.span_by_hash(target)? {
+        Some(span) => (span, None),
         None => {
-            let hash = find_by_location(repo, &db, target)?;
-            db.span_by_hash(&hash)?.with_context(|| {
+            let (hash, same_content_as) = find_by_location(repo, &db, target)?;
+            let span = db.span_by_hash(&hash)?.with_context(|| {
                 format!(
                     "span {hash} vanished from the index while it was read; run the command again"
                 )
-            })?
+            })?;
+            (span, same_content_as)
         }
     };
     let report = SpanReport {
+        same_content_as,
         enrichment: db.enrichment_by_hash(&span.span_hash)?,
         failure: db.failure_entry(&span.span_hash)?,
         attempts: db.attempts_for_span(&span.span_hash)?,
@@ -51,8 +67,9 @@ pub(crate) fn show(repo: &Repo, target: &str, json: bool) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// The hash of the innermost span of `PATH:LINE`, or a usage error saying what is wrong.
-fn find_by_location(repo: &Repo, db: &Db, target: &str) -> Result<String> {
+/// The hash of the innermost span of `PATH:LINE` (and, when a file with the same content holds
+/// it, which), or a usage error saying what is wrong.
+fn find_by_location(repo: &Repo, db: &Db, target: &str) -> Result<(String, Option<SameContent>)> {
     let Some((path, line)) = target
         .rsplit_once(':')
         .and_then(|(path, line)| Some((path, line.parse::<u32>().ok()?)))
@@ -62,17 +79,41 @@ fn find_by_location(repo: &Repo, db: &Db, target: &str) -> Result<String> {
             "no span has the hash {target:?}; give a span hash as `enrich plan`, `enrich failures` or the event log show it, or PATH:LINE (such as src/lib.rs:42)"
         )));
     };
+    // A relative path is read from the current directory when that is inside the repository
+    // and the index has the file there, else from the repository root.
+    let from_cwd = std::env::current_dir()
+        .ok()
+        .filter(|_| Path::new(path).is_relative())
+        .and_then(|cwd| index_path(&repo.root, &cwd.join(path)));
     let Some(relative) = index_path(&repo.root, Path::new(path)) else {
         return Err(usage(format!(
             "{path} is outside the repository {}; pass --repo with the repository that holds it",
             repo.root.display()
         )));
     };
-    let found = db
-        .span_at(&relative, line)
-        .with_context(|| format!("cannot look up {target} in {}", db.path().display()))?;
+    let look_up = |relative: &str| {
+        db.span_at(relative, line)
+            .with_context(|| format!("cannot look up {target} in {}", db.path().display()))
+    };
+    let (relative, found) = match from_cwd.filter(|p| *p != relative) {
+        Some(from_cwd) => match look_up(&from_cwd)? {
+            SpanAt::NoFile => (relative.clone(), look_up(&relative)?),
+            found => (from_cwd, found),
+        },
+        None => (relative.clone(), look_up(&relative)?),
+    };
     match found {
-        SpanAt::Found(hash) => Ok(hash),
+        SpanAt::Found(hash) => Ok((hash, None)),
+        SpanAt::SameContent { span_hash, owner } => Ok((
+            span_hash,
+            Some(SameContent {
+                path: relative,
+                owner,
+            }),
+        )),
+        SpanAt::NoSpans => Err(usage(format!(
+            "{relative} is in the index without any span: it is blank, or LLMC indexed it without splitting its language (`enrich index` splits it)"
+        ))),
         SpanAt::NoFile => Err(usage(format!(
             "{relative} is not in the index {}; give the path relative to the repository root ({}), as LLMC indexed it",
             db.path().display(),
@@ -111,6 +152,13 @@ fn render(report: &SpanReport) -> Result<String> {
         "location  {}:{}-{}  {} {}",
         span.file_path, span.start_line, span.end_line, span.kind, span.symbol
     )?;
+    if let Some(same) = &report.same_content_as {
+        writeln!(
+            text,
+            "same      {} has the same content as {}, which holds the span for both",
+            same.path, same.owner
+        )?;
+    }
     if let Some(slice) = &span.slice_type {
         writeln!(text, "slice     {slice}")?;
     }

@@ -143,7 +143,10 @@ async fn pass(repo: &Repo, options: &RunOptions, shutdown: &Shutdown) -> Result<
     }
     preflight(config, options.chain.as_deref()).await?;
     let events_path = repo.root.join(DEFAULT_EVENTS_LOG);
-    let events = Arc::new(JsonlSink::create(&events_path).context("cannot open the event log")?);
+    let events = Arc::new(
+        JsonlSink::with_limit(&events_path, config.event_log)
+            .context("cannot open the event log")?,
+    );
     let tally = Arc::new(Tally::default());
     let sinks: Vec<Arc<dyn EventSink>> = vec![events.clone(), tally.clone()];
     let pipeline = build_pipeline(repo, config, options, sinks)?;

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use enrich_config::{
     BackendSpec, BudgetConfig, CircuitBreakerConfig, DEFAULT_CHAIN, DEFAULT_CONFIG_TOML,
-    DEFAULT_MODEL, DEFAULT_OLLAMA_URL, EnrichmentConfig, OnFailure, PromptConfig, Schedule, load,
-    select_chain,
+    DEFAULT_MODEL, DEFAULT_OLLAMA_URL, EnrichmentConfig, EventLogLimit, IndexConfig, OnFailure,
+    PromptConfig, Schedule, SecretsAction, SecretsConfig, load, select_chain,
 };
 
 use crate::support::{entries, jail, load_error, load_error_with, load_repo, pairs, same, write};
@@ -33,6 +33,14 @@ fn builtin() -> EnrichmentConfig {
         circuit_breaker: CircuitBreakerConfig::default(),
         budget: BudgetConfig::default(),
         work_order: crate::work_order::builtin_work_order(),
+        index: IndexConfig::default(),
+        secrets: SecretsConfig {
+            action: SecretsAction::Redact,
+        },
+        event_log: EventLogLimit {
+            max_bytes: 16 * 1024 * 1024,
+            keep: 3,
+        },
         backends: vec![backend],
     }
 }
@@ -339,6 +347,8 @@ fn prompt_routes_and_tier_are_read() {
 enable_routing = true
 max_tier = "14b"
 on_failure = "fallback_to_empty"
+event_log_max_bytes = "4096"
+event_log_keep = 0
 
 [enrichment.routes]
 Code = "code"
@@ -364,6 +374,14 @@ max_snippet_bytes = 4096
             ],
         )?;
         same("snippet bytes", config.prompt.max_snippet_bytes, 4096)?;
+        same(
+            "event log",
+            config.event_log,
+            EventLogLimit {
+                max_bytes: 4096,
+                keep: 0,
+            },
+        )?;
         same(
             "template",
             config.prompt.template.as_deref(),

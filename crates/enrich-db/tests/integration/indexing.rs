@@ -165,6 +165,39 @@ fn content_that_moved_to_another_file_keeps_its_row() {
 }
 
 #[test]
+fn content_several_files_hold_belongs_to_the_smallest_path_in_any_order() {
+    let fixture = Fixture::llmc();
+    let mut db = fixture.db();
+    db.write_index_batch(&[record("b.py", &["g"])], &[])
+        .expect("b first");
+    // A smaller path takes the row over, keeping its id.
+    let report = db
+        .write_index_batch(&[record("a.py", &["g"])], &[])
+        .expect("a");
+    assert_eq!((report.spans_moved, report.spans_shared), (1, 0));
+    assert_eq!(rows(&fixture), [row(1, "a.py", "g", 1)]);
+    // A larger path written again shares it, and its unchanged row is not written.
+    let report = db
+        .write_index_batch(&[record("b.py", &["g"])], &[])
+        .expect("b again");
+    assert_eq!(
+        report,
+        IndexWriteReport {
+            files_unchanged: 1,
+            spans_shared: 1,
+            ..IndexWriteReport::default()
+        }
+    );
+    assert_eq!(rows(&fixture), [row(1, "a.py", "g", 1)]);
+    // The owner removed in the same batch: the next path takes it.
+    let report = db
+        .write_index_batch(&[record("b.py", &["g"])], &["a.py".to_owned()])
+        .expect("a removed");
+    assert_eq!((report.spans_moved, report.files_removed), (1, 1));
+    assert_eq!(rows(&fixture), [row(1, "b.py", "g", 1)]);
+}
+
+#[test]
 fn a_hash_listed_twice_in_a_file_is_stored_once() {
     let fixture = Fixture::llmc();
     let mut db = fixture.db();

@@ -213,13 +213,32 @@ fn span_at_finds_the_innermost_span_of_a_line_or_says_why_not() {
             [],
         )
         .expect("outer span");
+    // A copy of it (same content: hash, size, language) that owns no span, and a blank file.
+    let size = python_lines(3).len();
+    for (path, hash, size) in [("vendor/m.py", "h", size), ("blank.py", "e", 0)] {
+        fixture
+            .raw()
+            .execute(
+                "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES (?1, 'python', ?2, ?3, 1.0)",
+                (path, hash, size),
+            )
+            .expect("file row");
+    }
     let db = fixture.db();
+    let copy = |i: usize| SpanAt::SameContent {
+        span_hash: hashes[i].clone(),
+        owner: "pkg/m.py".to_owned(),
+    };
     for (path, line, want) in [
         ("pkg/m.py", 2, SpanAt::Found(hashes[1].clone())),
         ("pkg/m.py", 3, SpanAt::Found(hashes[2].clone())),
         ("pkg/m.py", 9, SpanAt::NoSpan { first: 1, last: 3 }),
         ("pkg/other.py", 1, SpanAt::NoFile),
         ("m.py", 1, SpanAt::NoFile),
+        ("vendor/m.py", 2, copy(1)),
+        ("vendor/m.py", 3, copy(2)),
+        ("vendor/m.py", 9, SpanAt::NoSpan { first: 1, last: 3 }),
+        ("blank.py", 1, SpanAt::NoSpans),
     ] {
         assert_eq!(
             db.span_at(path, line).expect("lookup"),

@@ -424,3 +424,145 @@ fn the_report_serialises_for_json_output() {
     assert!(json["problems"].as_array().is_some_and(Vec::is_empty));
     assert!(json["elapsed_ms"].is_u64());
 }
+
+const LICENSE: &str = "\
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software, to deal in the software without restriction.
+
+The above copyright notice shall be included in all copies.
+";
+
+/// The path owning each span hash of the index, in hash order.
+fn owners(repo: &Repo) -> Vec<(String, String)> {
+    let mut owners: Vec<(String, String)> = repo
+        .spans(None)
+        .into_iter()
+        .map(|s| (s.span_hash, s.path))
+        .collect();
+    owners.sort();
+    owners
+}
+
+#[test]
+fn identical_files_share_their_spans_with_the_first_path_and_reindexing_changes_nothing() {
+    let copies = ["b/LICENSE", "a/LICENSE", "c/UNLICENSE", "LICENSE-MIT"];
+    let files: Vec<(&str, &str)> = copies.iter().map(|p| (*p, LICENSE)).collect();
+    let repo = Repo::with(&files);
+    let first = repo.index();
+    assert_eq!(first.files.added, 4, "{first:?}");
+    // The smallest path in byte order ("L" sorts before "a") owns every span.
+    let spans = repo.spans(None);
+    assert!(!spans.is_empty());
+    assert!(spans.iter().all(|s| s.path == "LICENSE-MIT"), "{spans:?}");
+    assert_eq!(first.spans.moved, 0, "{first:?}");
+    assert_eq!(first.spans.shared, 3 * spans.len() as u64, "{first:?}");
+    repo.enrich(&[spans[0].span_hash.as_str()]);
+    let before = (identities(&repo), owners(&repo));
+
+    // Whatever the threads and batches, every later run changes nothing.
+    for (threads, batch_files) in [(1, 1), (4, 2), (2, 256), (1, 256)] {
+        let report = repo.index_with(&IndexOptions {
+            threads,
+            batch_files,
+            ..options()
+        });
+        assert_eq!(
+            (
+                report.files.added,
+                report.files.changed,
+                report.files.removed
+            ),
+            (0, 0, 0),
+            "{report:?}"
+        );
+        assert_eq!(report.files.unchanged, 4, "{report:?}");
+        assert_eq!(
+            (report.spans.added, report.spans.moved, report.spans.removed),
+            (0, 0, 0),
+            "{report:?}"
+        );
+        assert_eq!((identities(&repo), owners(&repo)), before);
+    }
+    assert_eq!(
+        repo.summary(&spans[0].span_hash),
+        Some(summary_of(&spans[0].span_hash))
+    );
+}
+
+#[test]
+fn when_the_owner_of_shared_spans_goes_the_next_path_owns_them() {
+    let repo = Repo::with(&[
+        ("a/LICENSE", LICENSE),
+        ("b/LICENSE", LICENSE),
+        ("c/LICENSE", LICENSE),
+    ]);
+    repo.index();
+    let ids: Vec<i64> = repo.spans(None).iter().map(|s| s.id).collect();
+    let hashes: Vec<String> = repo.spans(None).into_iter().map(|s| s.span_hash).collect();
+    repo.enrich(&hashes.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Deleted: the next path takes the rows over, ids and enrichments included.
+    repo.remove("a/LICENSE");
+    let report = repo.index();
+    assert_eq!(report.files.removed, 1, "{report:?}");
+    assert_eq!(report.spans.moved, ids.len() as u64, "{report:?}");
+    let spans = repo.spans(None);
+    assert!(spans.iter().all(|s| s.path == "b/LICENSE"), "{spans:?}");
+    assert_eq!(spans.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+    assert_eq!(report.orphans.enrichments_removed, 0, "{report:?}");
+
+    // Edited so that it no longer holds the content: the next path gets the spans (as new rows,
+    // since the edited file is written first) with their enrichments; both files changed.
+    repo.write("b/LICENSE", "Another licence altogether.\n");
+    let report = repo.index();
+    assert_eq!(report.files.changed, 2, "{report:?}");
+    assert_eq!(repo.spans(Some("c/LICENSE")).len(), ids.len());
+    for hash in &hashes {
+        assert_eq!(repo.summary(hash), Some(summary_of(hash)));
+    }
+
+    // A new copy with a smaller path takes them over once; then nothing moves.
+    repo.write("0/LICENSE", LICENSE);
+    let report = repo.index();
+    assert_eq!(report.spans.moved, ids.len() as u64, "{report:?}");
+    assert_eq!(repo.spans(Some("0/LICENSE")).len(), ids.len());
+    let report = repo.index();
+    assert_eq!(
+        (report.files.changed, report.spans.moved),
+        (0, 0),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn the_announced_file_count_is_the_summary_s() {
+    let repo = Repo::with(&[("a.py", "def a(): pass\n"), ("c.py", "def c(): pass\n")]);
+    repo.write("b.txt", "x".repeat(200));
+    let small = IndexOptions {
+        max_file_bytes: 100,
+        ..options()
+    };
+    let mut announced = None;
+    let mut files = Vec::new();
+    let report = index_repo(&mut repo.db(), repo.root(), &small, |e| match *e {
+        IndexEvent::Walked { files } => announced = Some(files),
+        IndexEvent::File {
+            path,
+            outcome,
+            done,
+            total,
+        } => files.push((path.to_owned(), outcome, done, total)),
+        _ => {}
+    })
+    .expect("index");
+    assert_eq!(announced, Some(report.files.seen), "{report:?}");
+    assert_eq!((report.files.seen, report.files.too_large), (3, 1));
+    assert_eq!(
+        files,
+        [
+            ("a.py".to_owned(), FileOutcome::Added, 1, 3),
+            ("b.txt".to_owned(), FileOutcome::TooLarge, 2, 3),
+            ("c.py".to_owned(), FileOutcome::Added, 3, 3),
+        ]
+    );
+}

@@ -85,7 +85,6 @@ fn hidden_files_can_be_included_but_never_git_or_llmc() {
     check(
         &options,
         &[
-            ".env",
             ".github/workflows/ci.yml",
             ".gitignore",
             ".ragignore",
@@ -97,7 +96,7 @@ fn hidden_files_can_be_included_but_never_git_or_llmc() {
             "sub/keep.log",
             "sub/ok.txt",
         ],
-        13,
+        12,
         1,
         1,
     );

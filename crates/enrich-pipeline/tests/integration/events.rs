@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use enrich_backends::FailureKind;
+use enrich_config::EventLogLimit;
 use enrich_pipeline::{Event, EventSink, JsonlSink, NextStep, PipelineError, RunControl};
 
 use crate::support::{Fixture, Reply, Scripted, config, pipeline};
@@ -216,4 +217,119 @@ fn a_log_that_cannot_be_opened_is_reported_with_its_path() {
         "{message}"
     );
     assert!(message.contains("not-a-dir"), "{message}");
+}
+
+/// Runs a pipeline over `spans` one-line spans with `log` as its event log; returns every event
+/// of the run, as a second sink saw them.
+async fn run_logged(spans: usize, log: &Arc<JsonlSink>) -> Vec<Event> {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", spans);
+    let backend = Arc::new(Scripted::new("solid"));
+    let config = config(&[&backend]);
+    let settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
+    let collected = Arc::new(crate::support::Collector::default());
+    let pipeline = enrich_pipeline::Pipeline::builder(&config, settings)
+        .router(enrich_router::Router::with_routing_disabled(&config, false))
+        .event_sink(Arc::clone(log) as Arc<dyn EventSink>)
+        .event_sink(Arc::clone(&collected) as Arc<dyn EventSink>)
+        .build(&crate::support::registry(&[&backend]))
+        .expect("build");
+    pipeline.run(&RunControl::new()).await.expect("run");
+    log.check().expect("log written");
+    collected.events()
+}
+
+/// The log's files, oldest first (`PATH.n` … `PATH.1`, `PATH`), each checked against the
+/// bound: whole lines, at most `max_bytes`.
+fn rotated_files(path: &std::path::Path, limit: EventLogLimit) -> Vec<Vec<Event>> {
+    let mut files = Vec::new();
+    for n in (1..=limit.keep).rev() {
+        let rotated = JsonlSink::rotated_path(path, n);
+        if rotated.exists() {
+            files.push(rotated);
+        }
+    }
+    assert!(
+        !JsonlSink::rotated_path(path, limit.keep + 1).exists(),
+        "no more than `keep` rotated files"
+    );
+    files.push(path.to_path_buf());
+    files
+        .iter()
+        .map(|file| {
+            let size = std::fs::metadata(file).expect("size").len();
+            assert!(
+                size <= limit.max_bytes,
+                "{} holds {size} bytes",
+                file.display()
+            );
+            read_log(file)
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bounded_log_rotates_between_whole_lines_and_keeps_the_newest_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("logs/enrichment_events.jsonl");
+
+    // Room for every rotated file: nothing is lost, the files in order are the whole run.
+    let roomy = EventLogLimit {
+        max_bytes: 4096,
+        keep: 100,
+    };
+    let log = Arc::new(JsonlSink::with_limit(&path, roomy).expect("create log"));
+    let events = run_logged(40, &log).await;
+    drop(log);
+    let files = rotated_files(&path, roomy);
+    assert!(files.len() > 5, "the run wrote several times the bound");
+    assert_eq!(files.concat(), events);
+    assert!(matches!(
+        files.last().and_then(|f| f.last()),
+        Some(Event::RunFinished { .. })
+    ));
+
+    // Three rotated files kept: the log is bounded, and what is kept is the newest events.
+    std::fs::remove_dir_all(dir.path().join("logs")).expect("clean");
+    let tight = EventLogLimit {
+        max_bytes: 4096,
+        keep: 3,
+    };
+    let log = Arc::new(JsonlSink::with_limit(&path, tight).expect("create log"));
+    let events = run_logged(40, &log).await;
+    drop(log);
+    let kept = rotated_files(&path, tight);
+    assert_eq!(kept.len(), 4, "three rotated files and the current one");
+    let kept = kept.concat();
+    assert!(kept.len() < events.len());
+    assert_eq!(kept[..], events[events.len() - kept.len()..]);
+}
+
+#[test]
+fn a_log_shared_by_two_writers_follows_the_other_s_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.jsonl");
+    let limit = EventLogLimit {
+        max_bytes: 1024,
+        keep: 100,
+    };
+    let first = JsonlSink::with_limit(&path, limit).expect("first");
+    let second = JsonlSink::with_limit(&path, limit).expect("second");
+    let event = |run: i64| Event::BudgetReached {
+        at_ms: 1,
+        run_id: enrich_db::RunId(run),
+        budget: enrich_pipeline::BudgetStop {
+            kind: enrich_pipeline::BudgetKind::TokensPerRun,
+            limit: 1.0,
+            used: 2.0,
+        },
+    };
+    for n in 0..60 {
+        let sink = if n % 2 == 0 { &first } else { &second };
+        sink.on_event(&event(n));
+        sink.check().expect("written");
+    }
+    let files = rotated_files(&path, limit);
+    let runs: Vec<i64> = files.concat().iter().map(|e| e.run_id().0).collect();
+    assert_eq!(runs, (0..60).collect::<Vec<_>>(), "in order, none lost");
 }
