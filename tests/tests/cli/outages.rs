@@ -102,7 +102,7 @@ fn a_backend_refusing_its_key_ledgers_nothing_and_exits_3_naming_it() {
     let total = repo.spans.len() as i64;
     repo.write_config(&one_backend(server.url(), "concurrency = 4"));
 
-    // Three runs: before, each one dead-lettered a third of the way.
+    // Three runs, as many as dead-letter a span that fails in each (max_failures_per_span = 3).
     for run in 1..=3 {
         let before = server.stats().generations();
         let ran = repo.enrich(&["--json", "run"]);
