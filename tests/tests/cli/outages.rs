@@ -1,6 +1,6 @@
 //! Outages are the backends' state, not the spans': against one faulty backend a run enriches
 //! almost everything and ledgers only spans the backend really answered badly; a backend that
-//! refuses its key ledgers nothing and exits 3; an Ollama that is down for a second costs no
+//! refuses its key ledgers nothing and exits 3; an Ollama that is down for a moment costs no
 //! span; and `doctor` fails a URL where something other than Ollama answers.
 
 use std::io::{BufRead, BufReader, Write};
@@ -147,7 +147,7 @@ fn a_backend_refusing_its_key_ledgers_nothing_and_exits_3_naming_it() {
 }
 
 #[test]
-fn an_ollama_down_for_a_second_costs_no_span() {
+fn an_ollama_down_for_a_moment_costs_no_span() {
     let server = Server::start(
         FakeOllamaConfig::default()
             .with_latency(Duration::from_millis(10))
@@ -155,15 +155,16 @@ fn an_ollama_down_for_a_second_costs_no_span() {
             .with_recording(false),
     );
     let mut repo = TestRepo::new();
-    add_python_files(&mut repo, 10, 10);
+    add_python_files(&mut repo, 20, 10);
     let total = repo.spans.len() as i64;
     repo.write_config(&one_backend(server.url(), "concurrency = 2"));
 
-    let run = repo.start(&["run"]);
+    let mut run = repo.start(&["run"]);
     server.wait_until(|s| s.generations() >= 20);
     server.go_down();
-    // Down for about a second: every request meanwhile is refused, and the circuit opens.
-    std::thread::sleep(Duration::from_secs(1));
+    // Down until the run has noticed (every request refused, the circuit open, the run waiting
+    // for it), then back.
+    run.wait_for_stderr("waiting for backend local");
     server.come_back();
     let ran = run.finish();
 
@@ -171,12 +172,6 @@ fn an_ollama_down_for_a_second_costs_no_span() {
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total);
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
     check_attempt_log(&repo);
-    // The run said what it waited for.
-    assert!(
-        ran.stderr.contains("waiting for backend local"),
-        "{}",
-        ran.stderr
-    );
     assert!(
         repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE failure_kind = 'connect'") > 0,
         "the outage was met"
