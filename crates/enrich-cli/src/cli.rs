@@ -85,7 +85,8 @@ pub(crate) enum Command {
     Failures(FailuresArgs),
     /// Write the commented default configuration to REPO/enrich.toml.
     Init,
-    /// Keep enriching: process pending spans, sleep, repeat, until Ctrl-C or SIGTERM.
+    /// Keep the index and its enrichments current: index, enrich, then re-index and enrich each
+    /// file as it is saved, until Ctrl-C or SIGTERM.
     Watch(WatchArgs),
     /// Build or refresh the index of DIR (files and spans, as LLMC's indexer writes them).
     ///
@@ -207,10 +208,21 @@ pub(crate) struct FailuresArgs {
 /// Flags of `enrich watch`.
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
-    /// Seconds to sleep after a pass that found work; idle passes back off, doubling up to 16
-    /// times this (at most an hour).
+    /// Seconds between periodic passes, which enrich what is still pending (failed spans, spans
+    /// indexed by another tool); idle ones back off, doubling up to 16 times this (at most an
+    /// hour). File changes do not wait for them.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) interval: u64,
+
+    /// Milliseconds a file must be quiet before its change is taken (an editor's save is
+    /// several events).
+    #[arg(long, value_name = "MS", default_value_t = 400, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub(crate) debounce_ms: u64,
+
+    /// Do not follow file system events: re-index the whole repository at every periodic pass,
+    /// every --interval (for file systems that report no events, such as network mounts).
+    #[arg(long)]
+    pub(crate) poll: bool,
 
     /// Repositories to serve [default: --repo]. Each uses its own config file and index.
     #[arg(value_name = "REPO")]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Instant, UNIX_EPOCH};
 
-use enrich_db::{Db, DbError, FileRecord, IndexWriteReport, IndexedFile, SpanRecord};
+use enrich_db::{Db, DbError, FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord};
 
 use crate::error::IndexError;
 use crate::hash::{file_hash, span_hash};
@@ -18,6 +18,7 @@ use enrich_secrets::Scanner;
 use crate::report::{
     FileOutcome, FileProblem, IndexEvent, IndexReport, SecretSpan, SkipReason, SkippedFile,
 };
+use crate::scope::Scope;
 use crate::split::FileSplitter;
 use crate::walk::{Candidate, walk};
 
@@ -126,6 +127,45 @@ pub fn index_repo(
     db: &mut Db,
     repo_root: &Path,
     options: &IndexOptions,
+    on_event: impl FnMut(&IndexEvent<'_>),
+) -> Result<IndexReport, IndexError> {
+    index(db, repo_root, None, options, on_event)
+}
+
+/// Re-indexes exactly `paths` of the repository at `repo_root`, as [`index_repo`] would have
+/// indexed them, and nothing else: what a file watcher calls with the paths that changed.
+///
+/// A path is absolute (under `repo_root`, as given or canonical) or relative to it; paths
+/// outside the repository are ignored. A file is added, updated or removed by what is on disk
+/// now and by the same rules as the walk of [`index_repo`] (ignore files, hidden files,
+/// `.git/` and `.llmc/`, secret files, enrich's own files, [`IndexOptions::exclude`], binaries,
+/// size limit, generated files): an ignored path is never indexed, and an indexed file that is
+/// now ignored or gone is removed. A directory stands for
+/// every file under it (a directory renamed or deleted), the root for the whole repository,
+/// and an ignore file (`.gitignore`, `.ignore`, `.ragignore`) for the directory it governs.
+/// Only the directories on the way to the paths are read. Orphaned enrichments are handled as
+/// in [`index_repo`] when the run wrote something; a run that wrote nothing does not look for
+/// them (and reports none).
+///
+/// # Errors
+///
+/// As [`index_repo`].
+pub fn index_paths(
+    db: &mut Db,
+    repo_root: &Path,
+    paths: &[PathBuf],
+    options: &IndexOptions,
+    on_event: impl FnMut(&IndexEvent<'_>),
+) -> Result<IndexReport, IndexError> {
+    index(db, repo_root, Some(paths), options, on_event)
+}
+
+/// [`index_repo`] when `paths` is `None`, else [`index_paths`].
+fn index(
+    db: &mut Db,
+    repo_root: &Path,
+    paths: Option<&[PathBuf]>,
+    options: &IndexOptions,
     mut on_event: impl FnMut(&IndexEvent<'_>),
 ) -> Result<IndexReport, IndexError> {
     let started = Instant::now();
@@ -147,7 +187,11 @@ pub fn index_repo(
         });
     }
 
-    let mut walked = walk(&root, options)?;
+    let scope = paths.map(|paths| Scope::new(repo_root, &root, paths));
+    if scope.as_ref().is_some_and(Scope::is_empty) {
+        return Ok(IndexReport::default());
+    }
+    let mut walked = walk(&root, options, scope.as_ref())?;
     // Files over the size limit go through the same stream as the others (without being
     // opened), so the count announced after the walk, the progress and the summary agree.
     let too_large: HashSet<String> = walked.too_large.drain(..).collect();
@@ -161,6 +205,7 @@ pub fn index_repo(
     let known: HashMap<String, Known> = db
         .indexed_files()?
         .into_iter()
+        .filter(|f| scope.as_ref().is_none_or(|s| s.covers(&f.file.path)))
         .map(|f| {
             let known = Known {
                 file_hash: f.file.file_hash,
@@ -233,7 +278,13 @@ pub fn index_repo(
     report.spans.removed = written.spans_removed;
     report.spans.duplicate = written.spans_duplicate;
 
-    let orphans = db.orphan_counts()?;
+    // A re-index of some paths that wrote nothing left no orphan: no need to count them (three
+    // scans of the span-keyed tables), which a watcher would do for every change it ignores.
+    let orphans = if scope.is_some() && written == IndexWriteReport::default() {
+        OrphanCounts::default()
+    } else {
+        db.orphan_counts()?
+    };
     if options.keep_orphans {
         report.orphans.enrichments_kept = orphans.enrichments;
         report.orphans.embeddings_kept = orphans.embeddings;

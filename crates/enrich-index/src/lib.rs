@@ -36,8 +36,11 @@
 //! spans; enrichments left without a span are removed at the end of the run (or kept and
 //! counted). Content that several files share (identical files, copied code) is one span, owned
 //! by the file whose path sorts first, so which thread read which file first never matters and
-//! re-indexing an unchanged tree writes nothing. Files are read and parsed on several threads and written in path order by the
-//! calling thread, many per transaction, through `enrich-db`.
+//! re-indexing an unchanged tree writes nothing. Files are read and parsed on several threads
+//! and written in path order by the calling thread, many per transaction, through `enrich-db`.
+//! [`index_paths`] does the same for a given set of paths only (what a file watcher reports),
+//! by the same walk restricted to them, so an ignored path stays out of the index whichever way
+//! it arrives.
 //!
 //! Deliberately NOT known here: HTTP, backends, tokio, configuration files, the router and the
 //! pipeline. The crate is synchronous; the crates of the workspace it uses are `enrich-db`,
@@ -49,13 +52,15 @@ mod hash;
 mod indexer;
 mod lang;
 mod report;
+mod scope;
 mod split;
 mod walk;
 
 pub use error::IndexError;
 pub use hash::{file_hash, span_hash};
 pub use indexer::{
-    DEFAULT_BATCH_FILES, DEFAULT_MAX_FILE_BYTES, DEFAULT_WINDOW_LINES, IndexOptions, index_repo,
+    DEFAULT_BATCH_FILES, DEFAULT_MAX_FILE_BYTES, DEFAULT_WINDOW_LINES, IndexOptions, index_paths,
+    index_repo,
 };
 pub use report::{
     FileCounts, FileOutcome, FileProblem, IndexEvent, IndexReport, OrphanReport, SecretSpan,

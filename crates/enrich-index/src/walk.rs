@@ -8,6 +8,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::IndexError;
 use crate::report::{FileProblem, SkipReason, SkippedFile};
+use crate::scope::Scope;
 
 /// The ignore file of LLMC's indexer, read with `.gitignore` syntax in every directory.
 pub(crate) const RAGIGNORE: &str = ".ragignore";
@@ -171,8 +172,15 @@ fn relative_to(root: &Path, path: &Path) -> Option<String> {
 /// outside a git repository) and git's own excludes, skipping `.git/`, `.llmc/` and `.rag/`,
 /// symbolic links, hidden directories and files unless `options.include_hidden`, and the files
 /// [`Exclusions`] built from `options` leave out (listed with their reason, hidden ones too: a
-/// `.env` is reported as a secret, not silently passed over). `root` is canonical.
-pub(crate) fn walk(root: &Path, options: &crate::IndexOptions) -> Result<Walked, IndexError> {
+/// `.env` is reported as a secret, not silently passed over). `root` is canonical. With a
+/// `scope`, only the files in it are yielded, and only the directories on the way to them are
+/// read.
+pub(crate) fn walk(
+    root: &Path,
+    options: &crate::IndexOptions,
+    scope: Option<&Scope>,
+) -> Result<Walked, IndexError> {
+    let scope = scope.cloned().map(|scope| (root.to_path_buf(), scope));
     let own_paths = options
         .own_files
         .iter()
@@ -196,6 +204,16 @@ pub(crate) fn walk(root: &Path, options: &crate::IndexOptions) -> Result<Walked,
                 && entry.depth() > 0
                 && (SKIPPED_DIRS.iter().any(|d| name == std::ffi::OsStr::new(d))
                     || (!include_hidden && is_hidden(name))))
+                && scope.as_ref().is_none_or(|(root, scope)| {
+                    entry.depth() == 0
+                        || relative(root, entry.path()).is_some_and(|rel| {
+                            if is_dir {
+                                scope.enters(&rel)
+                            } else {
+                                scope.covers(&rel)
+                            }
+                        })
+                })
         });
     let mut walked = Walked::default();
     for result in builder.build() {
@@ -263,7 +281,7 @@ pub fn skipped_files(
         path: repo_root.to_path_buf(),
         source,
     })?;
-    let walked = walk(&root, options)?;
+    let walked = walk(&root, options, None)?;
     let mut skipped = walked.skipped;
     skipped.extend(walked.too_large.into_iter().map(|path| SkippedFile {
         path,

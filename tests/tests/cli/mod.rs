@@ -30,4 +30,5 @@ mod reliability;
 mod runs;
 mod secrets;
 mod support;
+mod watch;
 mod work_order;

@@ -426,30 +426,3 @@ fn an_unknown_chain_is_a_usage_error_naming_the_chains() {
     assert_eq!(server.stats().total, 0);
     assert!(!repo.root.join("logs").exists(), "nothing was started");
 }
-
-#[test]
-fn watch_serves_several_repositories_until_sigterm() {
-    let server = Server::healthy();
-    let (first, second) = (TestRepo::new(), TestRepo::new());
-    for repo in [&first, &second] {
-        repo.write_config(&config(&[("fake", server.url())], ""));
-    }
-    let total = (first.spans.len() + second.spans.len()) as u64;
-    let second_root = second.root.to_str().expect("utf-8 path");
-    let first_root = first.root.to_str().expect("utf-8 path");
-
-    let watch = first.start(&["watch", "--interval", "1", first_root, second_root]);
-    server.wait_until(|s| s.generations() >= total);
-    watch.signal("TERM");
-    let ran = watch.finish();
-    ran.expect_code(0);
-    assert!(ran.stderr.contains("stopped"), "{}", ran.stderr);
-    for repo in [&first, &second] {
-        assert_eq!(
-            repo.count("SELECT COUNT(*) FROM enrichments"),
-            repo.spans.len() as i64,
-            "{}",
-            ran.stderr
-        );
-    }
-}

@@ -146,7 +146,7 @@ fn own_files(db: &Path) -> Vec<PathBuf> {
 }
 
 /// The run's error, marked so that the exit code tells a wrong path from a failure.
-fn index_error(err: IndexError) -> anyhow::Error {
+pub(crate) fn index_error(err: IndexError) -> anyhow::Error {
     match err {
         IndexError::Db(err) => anyhow::Error::new(err),
         err @ (IndexError::Root { .. }

@@ -566,3 +566,169 @@ fn the_announced_file_count_is_the_summary_s() {
         ]
     );
 }
+
+/// Every indexed path, in order.
+fn paths(repo: &Repo) -> Vec<String> {
+    repo.files().into_iter().map(|(path, _)| path).collect()
+}
+
+#[test]
+fn indexing_paths_updates_adds_and_removes_exactly_those_files() {
+    let repo = enriched_repo();
+    repo.write("notes.txt", "kept out: not named\n");
+    repo.write("calc.py", CALC.replace("a * b", "b * a"));
+    repo.write("shapes.py", SHAPES.replace("square", "squared"));
+    repo.write("new.py", "def fresh():\n    return 1\n");
+    let mul = repo.span("calc.py", "mul");
+    let add = repo.span("calc.py", "add");
+
+    let report = repo.index_paths(&["calc.py", "new.py", "gone.py"]);
+    assert_eq!(
+        (report.files.seen, report.files.added, report.files.changed),
+        (2, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.spans.added, report.spans.removed),
+        (2, 1),
+        "{report:?}"
+    );
+    assert_eq!(paths(&repo), ["calc.py", "new.py", "shapes.py"]);
+    assert_ne!(repo.span("calc.py", "mul").span_hash, mul.span_hash);
+    assert_eq!(
+        repo.span("calc.py", "add"),
+        add,
+        "an unchanged span keeps its row"
+    );
+    assert_eq!(
+        repo.summary(&mul.span_hash),
+        None,
+        "the old span's enrichment went"
+    );
+    assert!(
+        !repo.spans(Some("shapes.py")).iter().any(|s| s.span_hash
+            != llmc_span_hash("python", &SHAPES.as_bytes()[s.byte_start..s.byte_end])),
+        "shapes.py changed on disk but was not named: its rows are as before"
+    );
+
+    repo.remove("new.py");
+    let report = repo.index_paths(&["new.py"]);
+    assert_eq!(
+        (report.files.removed, report.spans.removed),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(paths(&repo), ["calc.py", "shapes.py"]);
+}
+
+#[test]
+fn indexing_paths_honours_the_walks_rules() {
+    let repo = Repo::with(&[
+        (".gitignore", "build/\n*.log\n"),
+        ("src/app.py", "def run():\n    return 1\n"),
+    ]);
+    repo.index();
+    assert_eq!(paths(&repo), ["src/app.py"]);
+    for (path, content) in [
+        ("build/out.py", "def built():\n    return 2\n"),
+        ("debug.log", "a log line\n"),
+        (".hidden.py", "def hidden():\n    return 3\n"),
+        (".llmc/rag/notes.md", "# Not indexed\n"),
+        (".git/config.py", "def git():\n    return 4\n"),
+        ("package-lock.json", "{}\n"),
+    ] {
+        repo.write(path, content);
+        let report = repo.index_paths(&[path]);
+        assert_eq!(report.files.seen, 0, "{path}: {report:?}");
+    }
+    // Named by their absolute path, the outside and the root's parent are not the repository.
+    let outside = repo.root().parent().expect("parent").join("elsewhere.py");
+    std::fs::write(&outside, "def outside():\n    return 5\n").expect("write");
+    let report = index_paths_abs(&repo, &[outside]);
+    assert_eq!(report.files.seen, 0, "{report:?}");
+    assert_eq!(paths(&repo), ["src/app.py"]);
+
+    // An absolute path inside the repository is taken; a binary file is skipped.
+    repo.write("src/blob.py", b"\0\0binary".as_slice());
+    let report = index_paths_abs(
+        &repo,
+        &[
+            repo.root().join("src/blob.py"),
+            repo.root().join("src/app.py"),
+        ],
+    );
+    assert_eq!(
+        (report.files.binary, report.files.unchanged),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(paths(&repo), ["src/app.py"]);
+}
+
+/// [`index_paths`] with absolute paths.
+fn index_paths_abs(repo: &Repo, paths: &[std::path::PathBuf]) -> enrich_index::IndexReport {
+    enrich_index::index_paths(&mut repo.db(), repo.root(), paths, &options(), |_| {})
+        .expect("index paths")
+}
+
+#[test]
+fn a_directory_or_an_ignore_file_stands_for_what_is_under_it() {
+    let repo = Repo::with(&[
+        ("old/a.py", "def a():\n    return 1\n"),
+        ("old/deep/b.py", "def b():\n    return 2\n"),
+        ("lib/c.py", "def c():\n    return 3\n"),
+    ]);
+    repo.index();
+    // `mv old new`: the watcher reports both directories.
+    std::fs::rename(repo.root().join("old"), repo.root().join("new")).expect("rename");
+    let report = repo.index_paths(&["old", "new"]);
+    assert_eq!(
+        (report.files.added, report.files.removed),
+        (2, 2),
+        "{report:?}"
+    );
+    assert_eq!(paths(&repo), ["lib/c.py", "new/a.py", "new/deep/b.py"]);
+    assert_eq!(
+        report.spans.moved, 2,
+        "the spans moved with their files: {report:?}"
+    );
+
+    // A new ignore rule takes the files it hides out; dropping it brings them back.
+    repo.write("new/.ragignore", "deep/\n");
+    let report = repo.index_paths(&["new/.ragignore"]);
+    assert_eq!(report.files.removed, 1, "{report:?}");
+    assert_eq!(paths(&repo), ["lib/c.py", "new/a.py"]);
+    repo.remove("new/.ragignore");
+    repo.index_paths(&["new/.ragignore"]);
+    assert_eq!(paths(&repo), ["lib/c.py", "new/a.py", "new/deep/b.py"]);
+
+    // The root is the whole repository.
+    repo.remove("lib/c.py");
+    let report = index_paths_abs(&repo, &[repo.root().to_path_buf()]);
+    assert_eq!(report.files.removed, 1, "{report:?}");
+    assert_eq!(paths(&repo), ["new/a.py", "new/deep/b.py"]);
+}
+
+#[test]
+fn indexing_paths_that_changed_nothing_leaves_orphans_alone() {
+    let repo = enriched_repo();
+    repo.remove("calc.py");
+    let kept = repo.index_with(&IndexOptions {
+        keep_orphans: true,
+        ..options()
+    });
+    assert_eq!(kept.orphans.enrichments_kept, 3, "{kept:?}");
+    let enrichments = repo.count("enrichments");
+
+    let report = repo.index_paths(&["shapes.py", ".git/index"]);
+    assert_eq!(report.files.unchanged, 1, "{report:?}");
+    assert_eq!(report.orphans, Default::default(), "not even counted");
+    assert_eq!(repo.count("enrichments"), enrichments);
+
+    // A run that writes cleans up as `index_repo` does: calc.py's 3, and the 2 spans of
+    // shapes.py whose text changed.
+    repo.write("shapes.py", SHAPES.replace("square", "squared"));
+    let report = repo.index_paths(&["shapes.py"]);
+    assert_eq!(report.orphans.enrichments_removed, 5, "{report:?}");
+    assert_eq!(repo.count("enrichments"), enrichments - 5);
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use enrich_db::{
     Db, ENRICHMENT_SCHEMA_VERSION, Enrichment, SpanOutcome, SpanResult, default_db_path,
 };
-use enrich_index::{IndexEvent, IndexOptions, IndexReport, index_repo};
+use enrich_index::{IndexEvent, IndexOptions, IndexReport, index_paths, index_repo};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -88,6 +88,19 @@ impl Repo {
     /// Indexes with `options`.
     pub(crate) fn index_with(&self, options: &IndexOptions) -> IndexReport {
         index_repo(&mut self.db(), &self.root, options, |_: &IndexEvent<'_>| {}).expect("index")
+    }
+
+    /// Re-indexes `paths` only (relative to the root), with two threads.
+    pub(crate) fn index_paths(&self, paths: &[&str]) -> IndexReport {
+        let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        index_paths(
+            &mut self.db(),
+            &self.root,
+            &paths,
+            &options(),
+            |_: &IndexEvent<'_>| {},
+        )
+        .expect("index paths")
     }
 
     /// A plain connection, as LLMC has.
