@@ -349,6 +349,7 @@ pub(crate) fn config(backends: &[&Arc<Scripted>]) -> EnrichmentConfig {
         cooldown_seconds: 0,
         max_retries_per_span: 6,
         max_failures_per_span: 3,
+        outage_grace_seconds: 300,
         enforce_latin1_enrichment: false,
         enable_routing: false,
         routes: BTreeMap::new(),
