@@ -391,7 +391,7 @@ mod tests {
             .collect();
         assert_eq!(tripping, [Connect, Timeout, ServerError]);
         // Outages are the backend's state: a span giving up on one is left pending, not
-        // ledgered. Timeouts and every kind of bad answer are the span's own.
+        // ledgered. Timeouts, oversized answers and every kind of bad answer are the span's own.
         let outages: Vec<_> = FailureKind::ALL
             .into_iter()
             .filter(|&kind| policy.is_outage(kind))
