@@ -10,7 +10,7 @@ use enrich_config::OnFailure;
 use enrich_pipeline::{Event, RunControl, RunEnd, SpanStatus};
 use tokio::time::Instant;
 
-use crate::support::{Fixture, Reply, Scripted, config, pipeline};
+use crate::support::{Fixture, Reply, Scripted, config, pipeline, wall_ms};
 
 /// The failure ledger's rows.
 fn ledger_rows(fixture: &Fixture) -> u64 {
@@ -234,4 +234,57 @@ async fn without_a_circuit_breaker_an_unavailable_span_backs_off_instead_of_hamm
     // minute, not one after the other.
     assert!(down.calls() <= 3 * 8, "{} requests", down.calls());
     assert_eq!(ledger_rows(&fixture), 0);
+}
+
+/// A run waiting for a backend holds its spans: it renews their leases every quarter of their
+/// life (10 minutes here) while it waits, with no span in flight to wake it.
+#[tokio::test(start_paused = true)]
+async fn a_run_waiting_for_a_backend_renews_its_leases_on_time() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 3);
+    // Down for its first five requests: three open the circuit for 30 s, the probes after
+    // 30 s and 60 s more fail, the probe 210 s in is answered.
+    // A short timeout keeps the leases at their shortest life, 10 minutes.
+    let flaky = Arc::new(
+        Scripted::new("flaky")
+            .timeout_seconds(2.0)
+            .replies(|_, call| {
+                if call <= 5 {
+                    Reply::Fail(FailureKind::Connect)
+                } else {
+                    Reply::Valid
+                }
+            }),
+    );
+    let mut config = config(&[&flaky]);
+    config.concurrency = 3;
+    let (pipeline, events) = pipeline(&fixture, &config, &[&flaky], |_| {});
+    let started = Instant::now();
+    let run = tokio::spawn(async move { pipeline.run(&RunControl::new()).await });
+    while waits(&events.events()).is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The leases of the waiting spans as good as expired: only a renewal brings them back.
+    let raw = fixture.raw();
+    let held = raw
+        .execute("UPDATE enrich_leases SET expires_at_ms = 1", [])
+        .expect("age the leases");
+    assert_eq!(held, 3, "the waiting spans are leased");
+
+    // The first renewal is due 150 s in, while the run still waits (the next probe is 210 s in).
+    tokio::time::sleep_until(started + Duration::from_secs(160)).await;
+    assert_eq!(flaky.calls(), 5, "still waiting");
+    let soonest: i64 = raw
+        .query_row("SELECT MIN(expires_at_ms) FROM enrich_leases", [], |row| {
+            row.get(0)
+        })
+        .expect("read leases");
+    assert!(
+        soonest - wall_ms() > 500_000,
+        "renewed for about 10 minutes: {soonest}"
+    );
+
+    let summary = run.await.expect("run task").expect("run");
+    assert_eq!(summary.end, RunEnd::Exhausted, "{summary:?}");
+    assert_eq!((summary.succeeded, summary.unsent), (3, 0));
 }
