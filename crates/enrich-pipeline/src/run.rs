@@ -291,6 +291,19 @@ impl Scheduler<'_> {
             .map_err(PipelineError::db("renew the run's span leases"))
     }
 
+    /// The span with this id, read again from the index off the runtime; `None` when it was
+    /// re-indexed away. `action` names the read in an error.
+    async fn span_by_id(
+        &mut self,
+        id: i64,
+        action: &'static str,
+    ) -> Result<Option<PendingSpan>, PipelineError> {
+        self.claimer
+            .call(move |claimer| claimer.db.span_by_id(id))
+            .await
+            .map_err(PipelineError::db(action))
+    }
+
     /// The next span to hand out: from the work queue in the first pass, from the deferred
     /// spans in later by-tier passes; `None` when the pass has nothing left.
     async fn next_span(&mut self) -> Result<Option<Next>, PipelineError> {
@@ -309,12 +322,9 @@ impl Scheduler<'_> {
     /// away meanwhile are left out.
     async fn next_deferred(&mut self) -> Result<Option<Next>, PipelineError> {
         while let Some(next) = self.retry.pop_front() {
-            let id = next.span_id;
             let Some(span) = self
-                .claimer
-                .call(move |claimer| claimer.db.span_by_id(id))
-                .await
-                .map_err(PipelineError::db("read a deferred span"))?
+                .span_by_id(next.span_id, "read a deferred span")
+                .await?
             else {
                 continue;
             };

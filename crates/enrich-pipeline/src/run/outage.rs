@@ -150,12 +150,9 @@ impl Scheduler<'_> {
                 }
                 Availability::Usable => {
                     let parked = self.parked.remove(index).expect("index is in bounds");
-                    let id = parked.span_id;
                     let Some(span) = self
-                        .claimer
-                        .call(move |claimer| claimer.db.span_by_id(id))
-                        .await
-                        .map_err(PipelineError::db("read a span waiting for a backend"))?
+                        .span_by_id(parked.span_id, "read a span waiting for a backend")
+                        .await?
                     else {
                         self.release_from_batch(parked.batch);
                         continue;

@@ -32,6 +32,17 @@ fn waits(events: &[Event]) -> Vec<(String, Option<u64>)> {
         .collect()
 }
 
+/// A backend refusing connections for its first `requests` requests, then answering.
+fn down_at_first(name: &str, requests: usize) -> Scripted {
+    Scripted::new(name).replies(move |_, call| {
+        if call <= requests {
+            Reply::Fail(FailureKind::Connect)
+        } else {
+            Reply::Valid
+        }
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_outage_of_any_kind_leaves_every_span_pending_and_unledgered() {
     // (failure every request gets, whether the run waits out the grace before it stops)
@@ -112,13 +123,7 @@ async fn the_run_waits_for_the_circuit_and_enriches_every_span_when_the_backend_
     fixture.index_lines("a.py", 12);
     // Down for its first four requests (the circuit opens after three, and its first probe
     // fails too), then answering.
-    let flaky = Arc::new(Scripted::new("flaky").replies(|_, call| {
-        if call <= 4 {
-            Reply::Fail(FailureKind::Connect)
-        } else {
-            Reply::Valid
-        }
-    }));
+    let flaky = Arc::new(down_at_first("flaky", 4));
     let mut config = config(&[&flaky]);
     config.concurrency = 3;
     let (pipeline, events) = pipeline(&fixture, &config, &[&flaky], |_| {});
@@ -185,13 +190,7 @@ async fn by_tier_an_unavailable_backend_defers_to_the_next_pass_and_the_last_one
     // The first tier lacks the model (skipped for the run); the last is down for its first four
     // requests, then answers.
     let small = Arc::new(Scripted::new("small").always(Reply::Fail(FailureKind::ModelNotFound)));
-    let big = Arc::new(Scripted::new("big").replies(|_, call| {
-        if call <= 4 {
-            Reply::Fail(FailureKind::Connect)
-        } else {
-            Reply::Valid
-        }
-    }));
+    let big = Arc::new(down_at_first("big", 4));
     let mut config = config(&[&small, &big]);
     config.concurrency = 2;
     let (pipeline, events) = pipeline(&fixture, &config, &[&small, &big], |s| {
@@ -245,17 +244,7 @@ async fn a_run_waiting_for_a_backend_renews_its_leases_on_time() {
     // Down for its first five requests: three open the circuit for 30 s, the probes after
     // 30 s and 60 s more fail, the probe 210 s in is answered.
     // A short timeout keeps the leases at their shortest life, 10 minutes.
-    let flaky = Arc::new(
-        Scripted::new("flaky")
-            .timeout_seconds(2.0)
-            .replies(|_, call| {
-                if call <= 5 {
-                    Reply::Fail(FailureKind::Connect)
-                } else {
-                    Reply::Valid
-                }
-            }),
-    );
+    let flaky = Arc::new(down_at_first("flaky", 5).timeout_seconds(2.0));
     let mut config = config(&[&flaky]);
     config.concurrency = 3;
     let (pipeline, events) = pipeline(&fixture, &config, &[&flaky], |_| {});
