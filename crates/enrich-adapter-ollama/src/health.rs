@@ -14,6 +14,8 @@ enum ProbeError {
     Unreachable(String),
     /// The server refused the credentials (HTTP 401 or 403).
     Refused(String),
+    /// HTTP 404 on a route every Ollama server has: something else answers at the URL.
+    NotOllama(String),
     /// An answer, but not the expected one.
     Answer(String),
 }
@@ -23,6 +25,7 @@ impl ProbeError {
         match self {
             ProbeError::Unreachable(message)
             | ProbeError::Refused(message)
+            | ProbeError::NotOllama(message)
             | ProbeError::Answer(message) => message,
         }
     }
@@ -69,6 +72,13 @@ pub(crate) async fn check(adapter: &OllamaAdapter) -> HealthReport {
             });
             return report;
         }
+        Err(ProbeError::NotOllama(message)) => {
+            report.reachable = Some(true);
+            report.api_recognised = Some(false);
+            report.messages.push(message);
+            report.fixes.push(not_ollama_fix(host));
+            return report;
+        }
         Err(ProbeError::Answer(message)) => {
             report.reachable = Some(true);
             report.messages.push(message);
@@ -105,6 +115,12 @@ pub(crate) async fn check(adapter: &OllamaAdapter) -> HealthReport {
                      `model`"
                 ));
             }
+        }
+        Err(ProbeError::NotOllama(message)) => {
+            report.api_recognised = Some(false);
+            report.messages.push(message);
+            report.fixes.push(not_ollama_fix(host));
+            return report;
         }
         Err(err) => report.messages.push(format!(
             "cannot list the pulled models: {}",
@@ -184,6 +200,13 @@ async fn probe<T: DeserializeOwned>(
             error_text(&body)
         )));
     }
+    if status.as_u16() == 404 && what.starts_with("GET ") {
+        // Every Ollama server answers its GET routes; a 404 there is another server.
+        return Err(ProbeError::NotOllama(format!(
+            "this is not an Ollama server: {host} answered {what} with HTTP 404: \"{}\"",
+            error_text(&body)
+        )));
+    }
     if !status.is_success() {
         return Err(ProbeError::Answer(format!(
             "{host} answered {what} with HTTP {}: \"{}\"",
@@ -197,6 +220,15 @@ async fn probe<T: DeserializeOwned>(
             excerpt(&String::from_utf8_lossy(&body))
         ))
     })
+}
+
+/// How to fix a backend whose URL answers but is not an Ollama server.
+fn not_ollama_fix(host: &str) -> String {
+    format!(
+        "check the backend's `url` (or OLLAMA_HOST): {host} is some other server; Ollama listens \
+         on port 11434 by default. For an OpenAI-compatible server (vLLM, llama.cpp, LM Studio) \
+         set provider = \"openai\" and its base URL (usually ending in /v1)"
+    )
 }
 
 /// Whether two model names mean the same model, as Ollama matches them: case-insensitive, a

@@ -85,6 +85,19 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
     };
     let listed = match listed {
         Ok(listed) => listed,
+        // A 404 without an API's JSON error: no API answers here at all.
+        Err(why) if status.as_u16() == 404 && !is_json_object(&body) => {
+            report.api_recognised = Some(false);
+            report.messages.push(format!(
+                "this is not an OpenAI-compatible API: {host} answered GET /models with {why}"
+            ));
+            report.fixes.push(format!(
+                "check the backend's `url`: {host} must be the API's base URL (usually ending in \
+                 /v1, e.g. http://localhost:8000/v1); for Ollama's own API set provider = \
+                 \"ollama\" instead"
+            ));
+            return report;
+        }
         Err(why) => {
             report.messages.push(format!(
                 "{host} answers, but GET /models did not list models ({why}): \"{}\"",
@@ -139,6 +152,11 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
         }
     }
     report
+}
+
+/// Whether `body` is a JSON object, as every API's error body is.
+fn is_json_object(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|value| value.is_object())
 }
 
 /// The report for a server that did not answer `GET /models`: `why`, and the `fix`.

@@ -229,6 +229,10 @@ pub struct HealthReport {
     /// Whether the server accepted the credentials (`Some(false)` after a 401/403): a backend
     /// that refuses its key is as unusable as one that is down.
     pub credentials_accepted: Option<bool>,
+    /// Whether what answers at the URL speaks the provider's API (`Some(false)` when it
+    /// answers but is something else, such as a 404 on Ollama's `/api/version`): as unusable
+    /// as a server that is down.
+    pub api_recognised: Option<bool>,
     /// Whether the configured model is available there.
     pub model_present: Option<bool>,
     /// The model's context length in tokens.
@@ -248,11 +252,12 @@ impl HealthReport {
         }
     }
 
-    /// True when the backend is known to be reachable, accepts its credentials, and the model
-    /// is not known to be missing.
+    /// True when the backend is known to be reachable, accepts its credentials, speaks the
+    /// provider's API as far as is known, and the model is not known to be missing.
     pub fn is_healthy(&self) -> bool {
         self.reachable == Some(true)
             && self.credentials_accepted != Some(false)
+            && self.api_recognised != Some(false)
             && self.model_present != Some(false)
     }
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +87,21 @@ impl fmt::Display for GiveUpReason {
     }
 }
 
+/// What a span the cascade gave up on is, for what the caller stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Disposition {
+    /// Every backend the cascade reached answered the span, and the answers (or their absence
+    /// within the timeout) were the span's own failures: record it as failed.
+    Failed,
+    /// At least one backend of the chain was unavailable for the span (passed over behind an
+    /// open circuit, skipped for the run, or its last failure an outage such as a refused
+    /// connection, a 5xx, a refused key): the span is not at fault; leave it pending and try it
+    /// again when a backend is usable.
+    Unavailable,
+    /// The run was cancelled: write nothing for the span.
+    Cancelled,
+}
+
 /// A span the cascade could not enrich.
 #[derive(Debug)]
 pub struct CascadeFailure {
@@ -94,6 +111,10 @@ pub struct CascadeFailure {
     pub last_error: BackendError,
     /// Why the cascade stopped.
     pub reason: GiveUpReason,
+    /// The indexes (in the backends given to [`Cascade::run`]) of the backends that were
+    /// unavailable for this span, in order: passed over without an attempt, or left after an
+    /// outage ([`KindPolicy::outage`](crate::KindPolicy::outage)).
+    pub unavailable: Vec<usize>,
 }
 
 impl CascadeFailure {
@@ -105,6 +126,19 @@ impl CascadeFailure {
     /// True when the span was cancelled and nothing should be written for it.
     pub fn is_cancelled(&self) -> bool {
         self.reason == GiveUpReason::Cancelled || self.last_error.kind == FailureKind::Cancelled
+    }
+
+    /// Whether the span failed by its own answers, or its backends were unavailable, or the
+    /// run was cancelled. A pure function of the failure: cancelled first, then unavailable
+    /// when any backend was.
+    pub fn disposition(&self) -> Disposition {
+        if self.is_cancelled() {
+            Disposition::Cancelled
+        } else if self.unavailable.is_empty() {
+            Disposition::Failed
+        } else {
+            Disposition::Unavailable
+        }
     }
 }
 
@@ -132,6 +166,16 @@ impl std::error::Error for CascadeFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.last_error)
     }
+}
+
+/// Where a span resumed in the same run starts ([`Cascade::run_resumed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpanStart {
+    /// Attempts already made for the span in this run: the next one is numbered after them.
+    pub numbered: u32,
+    /// Of those, the attempts that count toward
+    /// [`CascadePolicy::max_attempts_per_span`].
+    pub counted: u32,
 }
 
 /// Runs spans through chains of backends under one [`CascadePolicy`].
@@ -185,6 +229,51 @@ struct BackendState {
     breaker: Option<CircuitBreaker>,
     /// The last failure that tripped the circuit, for skip messages.
     last_trip: Option<(FailureKind, String)>,
+    /// The last outage ([`KindPolicy::outage`](crate::KindPolicy::outage)) it answered with,
+    /// for the message of a run that stops waiting for it.
+    last_outage: Option<(FailureKind, String)>,
+}
+
+/// Whether any of some backends would be tried now ([`Cascade::availability`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// At least one of them would get a request now.
+    Usable,
+    /// None now, but a circuit will let a probe through: after `retry_in` (the earliest
+    /// cooldown's end), or, with `retry_in` `None`, when another span's probe request settles.
+    Waiting {
+        /// The backend whose circuit lets a request through first.
+        backend: String,
+        /// How long until its cooldown ends; `None` while a probe is under way.
+        retry_in: Option<Duration>,
+    },
+    /// Every one of them is skipped for the rest of the run (refused credentials, missing
+    /// model): none will come back in this run.
+    Gone,
+}
+
+/// A backend that cannot serve now, and why ([`Cascade::outages`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendOutage {
+    /// The backend's configured name.
+    pub backend: String,
+    /// Its host ([`BackendAdapter::describe_host`]).
+    pub host: String,
+    /// `skipped for the run`, `circuit open, retry in 12 s`, `circuit half-open` or `answering
+    /// with outages`.
+    pub state: String,
+    /// The failure that made it unusable, `kind: message`.
+    pub last_error: String,
+}
+
+impl fmt::Display for BackendOutage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "backend '{}' ({}): {}; last error: {}",
+            self.backend, self.host, self.state, self.last_error
+        )
+    }
 }
 
 /// A request the backend's circuit let through; settles the circuit when dropped unsettled
@@ -217,9 +306,17 @@ struct SpanRun {
     attempts: Vec<AttemptRecord>,
     last_error: Option<BackendError>,
     skip_error: Option<BackendError>,
+    unavailable: Vec<usize>,
 }
 
 impl SpanRun {
+    /// Notes that backend `index` was unavailable for the span.
+    fn unavailable(&mut self, index: usize) {
+        if self.unavailable.last() != Some(&index) {
+            self.unavailable.push(index);
+        }
+    }
+
     fn give_up(self, reason: GiveUpReason, error: Option<BackendError>) -> CascadeFailure {
         let last_error = error
             .or(self.last_error)
@@ -234,6 +331,7 @@ impl SpanRun {
             attempts: self.attempts,
             last_error,
             reason,
+            unavailable: self.unavailable,
         }
     }
 }
@@ -292,6 +390,105 @@ impl Cascade {
         circuits
     }
 
+    /// Whether any of `backends` would be tried now: not skipped for the run and its circuit
+    /// letting a request through. A backend not tried yet in the run is usable.
+    pub fn availability<'b>(
+        &self,
+        backends: impl IntoIterator<Item = &'b dyn BackendAdapter>,
+    ) -> Availability {
+        let state = self.state();
+        let now = Instant::now();
+        let mut waiting: Option<(String, Option<Duration>)> = None;
+        for backend in backends {
+            let Some(entry) = state.get(&BackendKey::of(backend)) else {
+                return Availability::Usable;
+            };
+            if entry.skipped.is_some() {
+                continue;
+            }
+            let retry_in = match &entry.breaker {
+                None => return Availability::Usable,
+                Some(breaker) if breaker.allows(now) => return Availability::Usable,
+                Some(breaker) => match breaker.state(now) {
+                    CircuitState::Open { remaining_ms } => {
+                        Some(Duration::from_millis(remaining_ms.max(1)))
+                    }
+                    _ => None,
+                },
+            };
+            // The earliest retry wins; a probe under way (no time) counts as the earliest.
+            let earlier = match &waiting {
+                None => true,
+                Some((_, current)) => match (retry_in, current) {
+                    (None, _) => current.is_some(),
+                    (Some(_), None) => false,
+                    (Some(new), Some(old)) => new < *old,
+                },
+            };
+            if earlier {
+                waiting = Some((backend.spec().name.clone(), retry_in));
+            }
+        }
+        match waiting {
+            Some((backend, retry_in)) => Availability::Waiting { backend, retry_in },
+            None => Availability::Gone,
+        }
+    }
+
+    /// True when some backend tried in this run is skipped for the run or behind a circuit that
+    /// is not closed: only then can [`availability`](Self::availability) say anything but
+    /// [`Availability::Usable`].
+    pub fn has_outage(&self) -> bool {
+        self.state().values().any(|entry| {
+            entry.skipped.is_some()
+                || entry
+                    .breaker
+                    .as_ref()
+                    .is_some_and(|breaker| breaker.state(Instant::now()) != CircuitState::Closed)
+        })
+    }
+
+    /// Every backend that cannot serve now or last answered with an outage, with its state and
+    /// last error, sorted by backend and host: what a run that stops waiting for backends
+    /// reports.
+    pub fn outages(&self) -> Vec<BackendOutage> {
+        let now = Instant::now();
+        let mut outages: Vec<BackendOutage> = self
+            .state()
+            .iter()
+            .filter_map(|(key, entry)| {
+                let circuit = entry.breaker.as_ref().map(|b| b.state(now));
+                let (state, last) = if let Some(skipped) = &entry.skipped {
+                    ("skipped for the rest of the run".to_owned(), Some(skipped))
+                } else {
+                    let last = entry.last_outage.as_ref().or(entry.last_trip.as_ref());
+                    let state = match circuit {
+                        Some(CircuitState::Open { remaining_ms }) => {
+                            format!("circuit open, retry in {} s", remaining_ms.div_ceil(1000))
+                        }
+                        Some(CircuitState::HalfOpen { .. }) => "circuit half-open".to_owned(),
+                        Some(CircuitState::Closed) | None => {
+                            last?;
+                            "answering with outages".to_owned()
+                        }
+                    };
+                    (state, last)
+                };
+                Some(BackendOutage {
+                    backend: key.name.clone(),
+                    host: key.host.clone(),
+                    state,
+                    last_error: last.map_or_else(
+                        || "unknown".to_owned(),
+                        |(kind, message)| format!("{kind}: {message}"),
+                    ),
+                })
+            })
+            .collect();
+        outages.sort_by(|a, b| (&a.backend, &a.host).cmp(&(&b.backend, &b.host)));
+        outages
+    }
+
     /// Enriches one span: tries `backends[start..]` in order until one returns output that
     /// passes [`parse_and_validate`].
     ///
@@ -343,11 +540,38 @@ impl Cascade {
         validation: &ValidationContext,
         cancel: &CancellationToken,
     ) -> Result<CascadeSuccess, CascadeFailure> {
-        let prior = prior_attempts as usize;
+        let prior = SpanStart {
+            numbered: prior_attempts,
+            counted: prior_attempts,
+        };
+        self.run_resumed(prior, backends, start, request, validation, cancel)
+            .await
+    }
+
+    /// [`run`](Self::run) for a span taken up again in the same run: its attempts are numbered
+    /// after `prior.numbered`, and [`CascadePolicy::max_attempts_per_span`] counts
+    /// `prior.counted` earlier ones. A span left unavailable by an outage resumes with only its
+    /// own failures counted, so waiting out an outage does not use up its attempts.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_resumed(
+        &self,
+        prior: SpanStart,
+        backends: &[Arc<dyn BackendAdapter>],
+        start: usize,
+        request: &GenerateRequest,
+        validation: &ValidationContext,
+        cancel: &CancellationToken,
+    ) -> Result<CascadeSuccess, CascadeFailure> {
+        let numbered = prior.numbered as usize;
+        let counted = prior.counted as usize;
         let mut span = SpanRun {
             attempts: Vec::new(),
             last_error: None,
             skip_error: None,
+            unavailable: Vec::new(),
         };
         if start >= backends.len() {
             let error = BackendError::new(
@@ -370,7 +594,16 @@ impl Cascade {
                     let error = cancelled_error(backend, "before the next attempt");
                     return Err(span.give_up(GiveUpReason::Cancelled, Some(error)));
                 }
-                if prior + span.attempts.len() >= self.policy.max_attempts_per_span as usize {
+                if counted + span.attempts.len() >= self.policy.max_attempts_per_span as usize {
+                    // The backend this span was retrying after an outage stays unavailable
+                    // for it: the cap stopped the retries, not an answer.
+                    let outage_here = span.attempts.last().is_some_and(|last| {
+                        last.backend == backend.spec().name
+                            && last.failure_kind.is_some_and(|k| self.policy.is_outage(k))
+                    });
+                    if outage_here && retries_on_backend + reasks_on_backend > 0 {
+                        span.unavailable(index);
+                    }
                     return Err(span.give_up(GiveUpReason::AttemptLimit, None));
                 }
                 let admission = match self.admit(backend) {
@@ -378,11 +611,12 @@ impl Cascade {
                     Err(skip) => {
                         tracing::debug!(backend = %backend.spec().name, reason = %skip, "backend passed over");
                         span.skip_error.get_or_insert(skip);
+                        span.unavailable(index);
                         break;
                     }
                 };
 
-                let number = u32::try_from(prior + span.attempts.len() + 1).unwrap_or(u32::MAX);
+                let number = u32::try_from(numbered + span.attempts.len() + 1).unwrap_or(u32::MAX);
                 let (record, result) = attempt(backend, &current, validation, cancel, number).await;
                 let (error, rejected) = match result {
                     Ok((enrichment, generation)) => {
@@ -406,7 +640,8 @@ impl Cascade {
 
                 let progress = SpanProgress {
                     retries_on_backend,
-                    attempts_made: number,
+                    attempts_made: u32::try_from(counted + span.attempts.len() + 1)
+                        .unwrap_or(u32::MAX),
                     reasks_on_backend,
                 };
                 let decision = if cancel.is_cancelled() {
@@ -447,6 +682,9 @@ impl Cascade {
                         retries_on_backend += 1;
                     }
                     Decision::Next { .. } => {
+                        if self.policy.is_outage(error.kind) {
+                            span.unavailable(index);
+                        }
                         span.last_error = Some(error);
                         break;
                     }
@@ -454,6 +692,9 @@ impl Cascade {
                         let reason = if cancel.is_cancelled() {
                             GiveUpReason::Cancelled
                         } else {
+                            if self.policy.is_outage(error.kind) {
+                                span.unavailable(index);
+                            }
                             GiveUpReason::Stopped
                         };
                         return Err(span.give_up(reason, Some(error)));
@@ -599,17 +840,22 @@ impl Cascade {
         }
     }
 
-    /// Marks `backend` skipped for the run when the decision says so.
+    /// Remembers an outage, and marks `backend` skipped for the run when the decision says so.
     fn on_failure(&self, backend: &dyn BackendAdapter, error: &BackendError, decision: Decision) {
-        let Decision::Next {
-            skip_backend_for_run: true,
-        } = decision
-        else {
+        let skip = decision
+            == Decision::Next {
+                skip_backend_for_run: true,
+            };
+        let outage = self.policy.is_outage(error.kind);
+        if !skip && !outage {
             return;
-        };
+        }
         let mut state = self.state();
         let entry = state.entry(BackendKey::of(backend)).or_default();
-        if entry.skipped.is_none() {
+        if outage {
+            entry.last_outage = Some((error.kind, error.message.clone()));
+        }
+        if skip && entry.skipped.is_none() {
             tracing::warn!(
                 backend = %backend.spec().name,
                 kind = %error.kind,
@@ -674,6 +920,20 @@ fn corrective_request(
     }
     let mut prompt = String::with_capacity(request.prompt.len() + cut + error.message.len() + 400);
     prompt.push_str(&request.prompt);
+    if error.kind == FailureKind::Truncated {
+        // A cut-off answer is not worth quoting: ask for one that fits.
+        let _ = write!(
+            prompt,
+            "\n\nYour previous answer was cut off at the output limit before the JSON object \
+             was complete ({}).\nAnswer again with only the JSON object, shorter: a brief \
+             summary and short lists, no other text, no code fence.\n",
+            error.message
+        );
+        return GenerateRequest {
+            prompt: prompt.into(),
+            ..request.clone()
+        };
+    }
     prompt.push_str("\n\nYour previous answer was rejected. It was:\n<<<\n");
     prompt.push_str(&rejected[..cut]);
     if cut < rejected.len() {

@@ -28,14 +28,14 @@
 //!
 //! | [`FailureKind`] (stored name) | typical cause | retries | then |
 //! |---|---|---|---|
-//! | `connect` | refused, DNS, reset | 0 | next backend; trips the circuit |
+//! | `connect` | refused, DNS, reset | 0 | next backend; trips the circuit; outage |
 //! | `timeout` | no answer within `timeout_seconds` | 1 | next backend; trips the circuit |
-//! | `overloaded` | Ollama 503 "server busy", 429 | 2, honouring `retry_after` | next backend |
-//! | `server_error` | other 5xx | 1 | next backend; trips the circuit |
-//! | `model_not_found` | Ollama 404 | 0 | next backend; skipped for the rest of the run |
+//! | `overloaded` | Ollama 503 "server busy", 429 | 2, honouring `retry_after` | next backend; outage |
+//! | `server_error` | other 5xx | 1 | next backend; trips the circuit; outage |
+//! | `model_not_found` | Ollama 404 | 0 | next backend; skipped for the rest of the run; outage |
 //! | `context_exceeded` | 400 "input length exceeds the context length" | 0 | next backend |
-//! | `auth` | 401, 403 | 0 | next backend; skipped for the rest of the run |
-//! | `truncated` | `done_reason == "length"` | 0 | next backend |
+//! | `auth` | 401, 403 | 0 | next backend; skipped for the rest of the run; outage |
+//! | `truncated` | `done_reason == "length"` | 1 corrective re-ask (for a shorter answer) | next backend |
 //! | `malformed_output` | no JSON object in the reply | 1 corrective re-ask | next backend |
 //! | `schema_invalid` | JSON that fails enrichment.v1 validation | 1 corrective re-ask | next backend |
 //! | `cancelled` | shutdown | 0 | stop; write nothing for the span |
@@ -47,13 +47,20 @@
 //! for: the cascade moves to the next backend instead. A span gets at most 6 attempts in all
 //! ([`CascadePolicy::max_attempts_per_span`]); re-asks and retries count like first tries.
 //!
+//! An *outage* ([`KindPolicy::outage`]) is the backend's state, not the span's: a span that
+//! gives up with a backend of its chain unavailable (an outage as its last failure there, or
+//! passed over behind an open circuit or a skip) is [`Disposition::Unavailable`], not
+//! [`Disposition::Failed`] ([`CascadeFailure::disposition`]); the pipeline keeps such a span
+//! pending and tries it again when [`Cascade::availability`] says a backend is usable.
+//!
 //! # Corrective re-asks
 //!
-//! After `malformed_output` or `schema_invalid`, the same backend is asked again at once
+//! After `malformed_output`, `schema_invalid` or `truncated`, the same backend is asked again at once
 //! ([`CascadePolicy::corrective_reasks`], default 1, 0 disables): the follow-up prompt is the
 //! original one, then the rejected answer (at most 4000 bytes of it), the validator's message
 //! and an instruction to answer with only the corrected JSON object. System prompt, schema and
-//! output cap are unchanged, so adapters read the request as always. Observers see the re-ask
+//! output cap are unchanged, so adapters read the request as always. After `truncated` the
+//! follow-up asks for a shorter answer instead of quoting the cut one. Observers see the re-ask
 //! as a [`Decision::Retry`] without delay. Only then does the kind's own policy apply.
 //!
 //! # Circuit breaker
@@ -117,7 +124,10 @@ pub use adapter::{
 };
 pub use attempt::{AttemptOutcome, AttemptRecord};
 pub use body::{ERROR_BODY_BYTES, ResponseLimit};
-pub use cascade::{AttemptObserver, Cascade, CascadeFailure, CascadeSuccess, GiveUpReason};
+pub use cascade::{
+    AttemptObserver, Availability, BackendOutage, Cascade, CascadeFailure, CascadeSuccess,
+    Disposition, GiveUpReason, SpanStart,
+};
 pub use circuit::{
     CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,
     CircuitTransition,

@@ -31,16 +31,30 @@ pub struct KindPolicy {
     /// Whether this failure counts toward opening the backend's circuit (see [`CircuitPolicy`]).
     /// A failure that does not trip counts as an answer: the backend is reachable.
     pub trips_circuit: bool,
+    /// Whether this failure is the backend's state rather than the span's (unreachable,
+    /// refusing its key, missing the model, failing with 5xx, too busy): a span that gives up
+    /// on such a failure counts as *unavailable*, not failed (see
+    /// [`CascadeFailure::disposition`](crate::CascadeFailure::disposition)).
+    pub outage: bool,
 }
 
 impl KindPolicy {
-    /// `retries` retries, then `action_after`; does not trip the circuit.
+    /// `retries` retries, then `action_after`; does not trip the circuit and is the span's own
+    /// failure.
     pub const fn new(retries: u32, action_after: FailureAction) -> Self {
         Self {
             retries,
             action_after,
             trips_circuit: false,
+            outage: false,
         }
+    }
+
+    /// Sets whether the failure is an outage of the backend rather than the span's own.
+    #[must_use]
+    pub const fn outage(mut self, outage: bool) -> Self {
+        self.outage = outage;
+        self
     }
 
     /// Sets whether the failure counts toward opening the circuit.
@@ -85,12 +99,13 @@ impl Default for KindTable {
     fn default() -> Self {
         use FailureAction::{Next, SkipBackendForRun, Stop};
         let mut table = Self::uniform(KindPolicy::new(0, Next));
-        table[FailureKind::Connect] = KindPolicy::new(0, Next).tripping_circuit(true);
+        table[FailureKind::Connect] = KindPolicy::new(0, Next).tripping_circuit(true).outage(true);
         table[FailureKind::Timeout] = KindPolicy::new(1, Next).tripping_circuit(true);
-        table[FailureKind::Overloaded] = KindPolicy::new(2, Next);
-        table[FailureKind::ServerError] = KindPolicy::new(1, Next).tripping_circuit(true);
-        table[FailureKind::ModelNotFound] = KindPolicy::new(0, SkipBackendForRun);
-        table[FailureKind::Auth] = KindPolicy::new(0, SkipBackendForRun);
+        table[FailureKind::Overloaded] = KindPolicy::new(2, Next).outage(true);
+        table[FailureKind::ServerError] =
+            KindPolicy::new(1, Next).tripping_circuit(true).outage(true);
+        table[FailureKind::ModelNotFound] = KindPolicy::new(0, SkipBackendForRun).outage(true);
+        table[FailureKind::Auth] = KindPolicy::new(0, SkipBackendForRun).outage(true);
         table[FailureKind::Cancelled] = KindPolicy::new(0, Stop);
         table
     }
@@ -148,9 +163,10 @@ pub struct CascadePolicy {
     pub max_attempts_per_span: u32,
     /// The circuit breaker; `None` disables it.
     pub circuit: Option<CircuitPolicy>,
-    /// Corrective re-asks per backend and span: after [`FailureKind::MalformedOutput`] or
-    /// [`FailureKind::SchemaInvalid`], the same backend is asked again this many times, the
-    /// follow-up prompt quoting its rejected answer and the validator's message, before the
+    /// Corrective re-asks per backend and span: after [`FailureKind::MalformedOutput`],
+    /// [`FailureKind::SchemaInvalid`] or [`FailureKind::Truncated`], the same backend is asked
+    /// again this many times, the follow-up prompt quoting its rejected answer and the
+    /// validator's message (or, after a truncated answer, asking for a shorter one), before the
     /// kind's own policy applies. 0 disables them.
     pub corrective_reasks: u32,
 }
@@ -236,14 +252,20 @@ impl CascadePolicy {
         self
     }
 
+    /// Whether a failure is the backend's outage rather than the span's own
+    /// ([`KindPolicy::outage`]).
+    pub fn is_outage(&self, kind: FailureKind) -> bool {
+        self.per_kind[kind].outage
+    }
+
     /// Whether a failed attempt is followed by a corrective re-ask of the same backend: the
-    /// failure is [`FailureKind::MalformedOutput`] or [`FailureKind::SchemaInvalid`], the
-    /// backend's re-asks for this span are not used up, and neither is the span's attempt
-    /// limit.
+    /// failure is [`FailureKind::MalformedOutput`], [`FailureKind::SchemaInvalid`] or
+    /// [`FailureKind::Truncated`], the backend's re-asks for this span are not used up, and
+    /// neither is the span's attempt limit.
     pub fn corrective_reask(&self, error: &BackendError, progress: SpanProgress) -> bool {
         matches!(
             error.kind,
-            FailureKind::MalformedOutput | FailureKind::SchemaInvalid
+            FailureKind::MalformedOutput | FailureKind::SchemaInvalid | FailureKind::Truncated
         ) && progress.reasks_on_backend < self.corrective_reasks
             && progress.attempts_made < self.max_attempts_per_span
     }
@@ -368,6 +390,16 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(tripping, [Connect, Timeout, ServerError]);
+        // Outages are the backend's state: a span giving up on one is left pending, not
+        // ledgered. Timeouts, oversized answers and every kind of bad answer are the span's own.
+        let outages: Vec<_> = FailureKind::ALL
+            .into_iter()
+            .filter(|&kind| policy.is_outage(kind))
+            .collect();
+        assert_eq!(
+            outages,
+            [Connect, Overloaded, ServerError, ModelNotFound, Auth]
+        );
         assert_eq!(CascadePolicy::default().corrective_reasks, 1);
     }
 
@@ -386,8 +418,11 @@ mod tests {
             (SchemaInvalid, 1, 2, NEXT),
             // The attempt limit wins over a re-ask.
             (SchemaInvalid, 0, 6, NEXT),
+            // A truncated answer is re-asked too (for a shorter one).
+            (Truncated, 0, 1, reask),
+            (Truncated, 1, 2, NEXT),
             // Other kinds are never re-asked.
-            (Truncated, 0, 1, NEXT),
+            (ContextExceeded, 0, 1, NEXT),
             (Timeout, 0, 1, retry_ms(500)),
         ];
         for (kind, reasks, attempts, expected) in table {

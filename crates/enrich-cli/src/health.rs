@@ -129,7 +129,7 @@ async fn check(adapter: Arc<dyn BackendAdapter>) -> BackendCheck {
 /// Unusable when known to be unreachable or known to lack the model; unknown when nothing is
 /// known.
 fn verdict(health: &HealthReport) -> Verdict {
-    if health.credentials_accepted == Some(false) {
+    if health.credentials_accepted == Some(false) || health.api_recognised == Some(false) {
         return Verdict::Unusable;
     }
     match (health.reachable, health.model_present) {
@@ -177,6 +177,14 @@ mod tests {
             (
                 HealthReport {
                     credentials_accepted: Some(false),
+                    ..report(Some(true), None)
+                },
+                Verdict::Unusable,
+            ),
+            // Something answers, but not the provider's API.
+            (
+                HealthReport {
+                    api_recognised: Some(false),
                     ..report(Some(true), None)
                 },
                 Verdict::Unusable,

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use enrich_backends::AttemptOutcome;
-use enrich_pipeline::{Event, EventSink, SpanStatus};
+use enrich_pipeline::{Event, EventSink, SpanStatus, waiting_message};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -155,9 +155,10 @@ impl EventSink for Progress {
                     None => {}
                 }
             }
-            // A deferred span (by-tier schedule) is not done: a later pass of the run ends it.
+            // A deferred span (by-tier schedule) is not done: a later pass of the run ends it; nor
+            // is a span whose backends were unavailable: it waits for one.
             Event::SpanFinished {
-                status: SpanStatus::Deferred,
+                status: SpanStatus::Deferred | SpanStatus::Unavailable,
                 ..
             } => {}
             Event::SpanFinished { status, .. } => {
@@ -166,7 +167,10 @@ impl EventSink for Progress {
                 match status {
                     SpanStatus::Enriched => counts.enriched += 1,
                     SpanStatus::Failed | SpanStatus::FellBack => counts.failed += 1,
-                    SpanStatus::Skipped | SpanStatus::Cancelled | SpanStatus::Deferred => {}
+                    SpanStatus::Skipped
+                    | SpanStatus::Cancelled
+                    | SpanStatus::Deferred
+                    | SpanStatus::Unavailable => {}
                 }
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
@@ -185,6 +189,17 @@ impl EventSink for Progress {
                     counts.failed,
                     counts.rate()
                 ));
+            }
+            Event::BackendWaiting {
+                backend,
+                retry_in_ms,
+                ..
+            } => {
+                let waiting = waiting_message(backend, *retry_in_ms);
+                match &self.bar {
+                    Some(bar) => bar.set_message(waiting),
+                    None => self.line(&waiting),
+                }
             }
             Event::RunFinished { .. } => {
                 if let Some(bar) = &self.bar {

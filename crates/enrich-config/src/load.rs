@@ -32,11 +32,12 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
 pub const CONFIG_FILE_NAMES: [&str; 2] = ["enrich.toml", "llmc.toml"];
 
 /// LLMC's scalar overrides: variable → key of `[enrichment]`.
-const ENV_OVERRIDES: [(&str, &str); 5] = [
+const ENV_OVERRIDES: [(&str, &str); 6] = [
     ("ENRICH_BATCH_SIZE", "batch_size"),
     ("ENRICH_CONCURRENCY", "concurrency"),
     ("ENRICH_COOLDOWN_SECONDS", "cooldown_seconds"),
     ("ENRICH_MAX_RETRIES_PER_SPAN", "max_retries_per_span"),
+    ("ENRICH_OUTAGE_GRACE_SECONDS", "outage_grace_seconds"),
     ("ENRICH_ENFORCE_LATIN1", "enforce_latin1_enrichment"),
 ];
 const CHAIN_JSON: &str = "ENRICH_CHAIN_JSON";
@@ -96,9 +97,9 @@ impl Default for EnrichmentConfig {
 /// missing file is an error), else `<repo_root>/enrich.toml`, else `<repo_root>/llmc.toml`, else
 /// none. Only its `[enrichment]` table is read. The environment is read from the process:
 /// `ENRICH_BATCH_SIZE`, `ENRICH_CONCURRENCY`, `ENRICH_COOLDOWN_SECONDS`,
-/// `ENRICH_MAX_RETRIES_PER_SPAN`, `ENRICH_ENFORCE_LATIN1`, `ENRICH_CHAIN_JSON`, `OLLAMA_HOST`
-/// and `LLMC_ENRICH_DISABLE_ROUTING`; a blank variable counts as unset and other `ENRICH_*`
-/// variables are not read.
+/// `ENRICH_MAX_RETRIES_PER_SPAN`, `ENRICH_OUTAGE_GRACE_SECONDS`, `ENRICH_ENFORCE_LATIN1`,
+/// `ENRICH_CHAIN_JSON`, `OLLAMA_HOST` and `LLMC_ENRICH_DISABLE_ROUTING`; a blank variable
+/// counts as unset and other `ENRICH_*` variables are not read.
 pub fn load(repo_root: &Path, explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     let file = find_file(repo_root, explicit)?;
     resolve(file, &process_env)
@@ -463,6 +464,10 @@ fn resolve_values(
             scalar("enrichment.max_failures_per_span"),
         ),
         (
+            json!(raw.outage_grace_seconds.0),
+            scalar("enrichment.outage_grace_seconds"),
+        ),
+        (
             json!(raw.enforce_latin1_enrichment.0),
             scalar("enrichment.enforce_latin1_enrichment"),
         ),
@@ -572,6 +577,7 @@ fn resolve_values(
         cooldown_seconds: raw.cooldown_seconds.0,
         max_retries_per_span: raw.max_retries_per_span.0,
         max_failures_per_span: raw.max_failures_per_span.0,
+        outage_grace_seconds: raw.outage_grace_seconds.0,
         enforce_latin1_enrichment: raw.enforce_latin1_enrichment.0,
         enable_routing,
         routes,

@@ -30,6 +30,7 @@ pub(crate) struct RawEnrichment {
     pub(crate) cooldown_seconds: Whole<u64>,
     pub(crate) max_retries_per_span: Whole<u32>,
     pub(crate) max_failures_per_span: Whole<u32>,
+    pub(crate) outage_grace_seconds: Whole<u64>,
     pub(crate) enforce_latin1_enrichment: Flag,
     pub(crate) enable_routing: Flag,
     #[serde(default)]
@@ -64,6 +65,7 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "cooldown_seconds",
     "max_retries_per_span",
     "max_failures_per_span",
+    "outage_grace_seconds",
     "enforce_latin1_enrichment",
     "enable_routing",
     "routes",

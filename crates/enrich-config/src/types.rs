@@ -325,6 +325,9 @@ pub struct EnrichmentConfig {
     pub max_retries_per_span: u32,
     /// Failed runs after which a span is dead-lettered.
     pub max_failures_per_span: u32,
+    /// How long, in seconds, a run waits for a backend to answer again when none can serve
+    /// its spans, before it stops and leaves them pending (0: stop at once).
+    pub outage_grace_seconds: u64,
     /// Reject enrichments containing characters outside Latin-1.
     pub enforce_latin1_enrichment: bool,
     /// Route spans by slice type through `routes`.

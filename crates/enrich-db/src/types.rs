@@ -239,7 +239,8 @@ pub enum SpanResult {
         message: String,
     },
     /// The span is not finished in this run yet (a by-tier run tries its next backend in a
-    /// later pass): log the attempts only; the ledger is untouched and the run keeps its lease.
+    /// later pass, or its backends were unavailable and the run tries it again when one is
+    /// usable): log the attempts only; the ledger is untouched and the run keeps its lease.
     Deferred,
 }
 

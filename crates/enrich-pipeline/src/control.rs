@@ -71,6 +71,11 @@ impl RunControl {
         self.stop.is_cancelled()
     }
 
+    /// The token that fires on stop (and abort): a run waiting for a backend wakes on it.
+    pub(crate) fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
     /// The token handed to the cascade: it fires on abort.
     pub(crate) fn abort_token(&self) -> &CancellationToken {
         &self.abort

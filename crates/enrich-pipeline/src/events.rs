@@ -158,6 +158,22 @@ pub enum Event {
         /// Which budget, its limit and what was used.
         budget: BudgetStop,
     },
+    /// No backend can serve the spans the run has left: it takes no span and waits for the
+    /// earliest circuit to let a probe through (at most `outage_grace_seconds` without an
+    /// answer from any backend), or stops at once when the backends are skipped for the run.
+    BackendWaiting {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run.
+        run_id: RunId,
+        /// The backend whose circuit lets a request through first.
+        backend: String,
+        /// How long until it does, in milliseconds; `None` while another span's probe request
+        /// decides.
+        retry_in_ms: Option<u64>,
+        /// Spans waiting for a backend.
+        waiting_spans: u64,
+    },
     /// The run is over and recorded; everything it produced is committed.
     RunFinished {
         /// When, in milliseconds since the Unix epoch.
@@ -182,6 +198,9 @@ pub enum Event {
         skipped: u64,
         /// Spans cancelled in flight.
         cancelled: u64,
+        /// Spans taken but left pending because no backend could serve them.
+        #[serde(default)]
+        unsent: u64,
         /// Spans this run dead-lettered.
         dead_lettered: u64,
         /// How long the run took, in milliseconds.
@@ -200,6 +219,7 @@ impl Event {
             Event::BatchFinished { .. } => "batch_finished",
             Event::CircuitChanged { .. } => "circuit_changed",
             Event::BudgetReached { .. } => "budget_reached",
+            Event::BackendWaiting { .. } => "backend_waiting",
             Event::RunFinished { .. } => "run_finished",
         }
     }
@@ -214,6 +234,7 @@ impl Event {
             | Event::BatchFinished { run_id, .. }
             | Event::CircuitChanged { run_id, .. }
             | Event::BudgetReached { run_id, .. }
+            | Event::BackendWaiting { run_id, .. }
             | Event::RunFinished { run_id, .. } => *run_id,
         }
     }
@@ -228,8 +249,21 @@ impl Event {
             | Event::BatchFinished { at_ms, .. }
             | Event::CircuitChanged { at_ms, .. }
             | Event::BudgetReached { at_ms, .. }
+            | Event::BackendWaiting { at_ms, .. }
             | Event::RunFinished { at_ms, .. } => *at_ms,
         }
+    }
+}
+
+/// `waiting for backend X, retry in 12 s` (or `…, a probe request decides` while one is under
+/// way): how a [`Event::BackendWaiting`] reads to people.
+pub fn waiting_message(backend: &str, retry_in_ms: Option<u64>) -> String {
+    match retry_in_ms {
+        Some(ms) => format!(
+            "waiting for backend {backend}, retry in {} s",
+            ms.div_ceil(1000)
+        ),
+        None => format!("waiting for backend {backend}, a probe request decides"),
     }
 }
 
@@ -796,6 +830,17 @@ impl EventSink for TracingSink {
             Event::BudgetReached { budget, .. } => {
                 tracing::warn!(target: TARGET, "{budget}; taking no more spans");
             }
+            Event::BackendWaiting {
+                backend,
+                retry_in_ms,
+                waiting_spans,
+                ..
+            } => tracing::info!(
+                target: TARGET,
+                waiting_spans,
+                "{}",
+                waiting_message(backend, *retry_in_ms)
+            ),
             Event::RunFinished {
                 run_id,
                 status,
@@ -851,6 +896,7 @@ mod tests {
             failed: 0,
             skipped: 0,
             cancelled: 0,
+            unsent: 0,
             dead_lettered: 0,
             duration_ms: 3,
         }

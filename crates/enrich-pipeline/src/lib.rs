@@ -73,7 +73,7 @@ mod writer;
 pub use budget::{BudgetKind, BudgetStop};
 pub use control::{RunControl, StopLevel};
 pub use error::PipelineError;
-pub use events::{Event, EventSink, FanOut, JsonlSink, NextStep, TracingSink};
+pub use events::{Event, EventSink, FanOut, JsonlSink, NextStep, TracingSink, waiting_message};
 pub use pipeline::{Pipeline, PipelineBuilder};
 pub use prompt::{Prompt, PromptBuilder, PromptSpan, SnippetCut, estimate_tokens};
 pub use result::{

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use enrich_backends::{AttemptRecord, Enrichment};
+use enrich_backends::{AttemptRecord, BackendOutage, Enrichment};
 use enrich_config::PriorityClass;
 use enrich_db::{HeldLeases, RunId, RunStatus};
 use enrich_router::RouteDecision;
@@ -31,6 +31,11 @@ pub enum SpanStatus {
     /// `schedule = "by-tier"`: the span's backend of this pass failed; its attempts are logged
     /// and a later pass of the same run tries its next backend.
     Deferred,
+    /// A backend of its chain was unavailable (unreachable, circuit open, refusing its key,
+    /// missing the model, 5xx): not the span's fault. Its attempts are logged, the failure
+    /// ledger is untouched, and the run hands it out again once a backend is usable, or leaves
+    /// it pending when it stops.
+    Unavailable,
 }
 
 impl SpanStatus {
@@ -43,6 +48,7 @@ impl SpanStatus {
             SpanStatus::Skipped => "skipped",
             SpanStatus::Cancelled => "cancelled",
             SpanStatus::Deferred => "deferred",
+            SpanStatus::Unavailable => "unavailable",
         }
     }
 }
@@ -64,6 +70,10 @@ pub enum RunEnd {
     /// A budget of `[enrichment.budget]` was reached: no new span was taken; spans in flight
     /// finished and were written ([`RunSummary::budget_stop`] says which budget).
     BudgetReached,
+    /// No backend could serve the spans left: every backend they need is skipped for the run,
+    /// or none answered for `outage_grace_seconds`. Spans not enriched stay pending, with no
+    /// ledger row ([`RunSummary::unsent`], [`RunSummary::outages`]).
+    BackendsUnavailable,
     /// An error stopped the run (the writer failed, a span's task panicked).
     Failed,
 }
@@ -73,9 +83,11 @@ impl RunEnd {
     pub const fn status(self) -> RunStatus {
         match self {
             RunEnd::Exhausted => RunStatus::Completed,
-            RunEnd::LimitReached | RunEnd::Stopped | RunEnd::Aborted | RunEnd::BudgetReached => {
-                RunStatus::Interrupted
-            }
+            RunEnd::LimitReached
+            | RunEnd::Stopped
+            | RunEnd::Aborted
+            | RunEnd::BudgetReached
+            | RunEnd::BackendsUnavailable => RunStatus::Interrupted,
             RunEnd::Failed => RunStatus::Failed,
         }
     }
@@ -142,8 +154,8 @@ impl SpanCounts {
             SpanStatus::Failed => self.failed += 1,
             SpanStatus::Skipped => self.skipped += 1,
             SpanStatus::Cancelled => self.cancelled += 1,
-            // Counted when a later pass ends it.
-            SpanStatus::Deferred => {}
+            // Counted when a later pass or hand-out ends it, or as unsent when the run stops.
+            SpanStatus::Deferred | SpanStatus::Unavailable => {}
         }
     }
 
@@ -177,6 +189,12 @@ pub struct RunSummary {
     pub skipped: u64,
     /// Spans cancelled in flight by an abort (nothing written).
     pub cancelled: u64,
+    /// Spans the run took but left pending because no backend could serve them: their
+    /// attempts (if any) are logged, and they have no ledger row.
+    pub unsent: u64,
+    /// The backends that could not serve when the run ended, with their last errors (empty
+    /// unless something was unavailable).
+    pub outages: Vec<BackendOutage>,
     /// Spans this run dead-lettered (they reached `max_failures_per_span` failed runs).
     pub dead_lettered: u64,
     /// Outcomes whose span disappeared from the index during the run (re-indexed): their

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use enrich_backends::{
     AttemptObserver, AttemptOutcome, AttemptRecord, Cascade, CascadeSuccess, CircuitSnapshot,
-    CircuitTransition, Decision, GenerateRequest, GiveUpReason, SpanContext, ValidationContext,
-    enrichment_v1_schema_for_lines,
+    CircuitTransition, Decision, Disposition, GenerateRequest, GiveUpReason, SpanContext,
+    SpanStart, ValidationContext, enrichment_v1_schema_for_lines,
 };
 use enrich_config::{DEFAULT_TIMEOUT_SECONDS, OnFailure, Schedule};
 use enrich_db::{self as db, Lease, PendingSpan, RunId};
@@ -28,6 +28,7 @@ use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
 mod claimer;
+mod outage;
 pub(crate) mod queue;
 
 use claimer::{Claimer, OffRuntime, Ready, off_runtime};
@@ -151,21 +152,74 @@ struct Scheduler<'a> {
     retry_batch: Option<(u64, usize)>,
     /// The highest batch number used so far.
     last_batch: u64,
+    /// Spans whose backends were unavailable, waiting for one of them to be usable again (at
+    /// most [`Scheduler::park_limit`] taken from the queue for it, plus the spans in flight).
+    parked: VecDeque<Parked>,
+    /// Since when no backend has answered a span while spans were unavailable.
+    outage_since: Option<Instant>,
+    /// The run stopped taking spans: no backend answered for `outage_grace`.
+    outage_stop: bool,
+    /// A span's whole chain is skipped for the run: the run takes no more spans.
+    backends_gone: bool,
+    /// Spans taken and left pending because no backend could serve them.
+    unsent: u64,
+    /// The last wait announced in a [`Event::BackendWaiting`]: backend and whole seconds left.
+    announced: Option<(String, Option<u64>)>,
 }
 
 /// A span a by-tier pass could not enrich on its backend and left for the next pass: its id
-/// (8 bytes, so deferring a whole index stays small) and the attempts it already had.
+/// and the attempts it already had (16 bytes, so deferring a whole index stays small).
 #[derive(Debug, Clone, Copy)]
 struct Deferred {
     span_id: i64,
-    prior_attempts: u32,
+    prior: SpanStart,
 }
 
-/// Which backend of its chain a by-tier pass sends a span to, and the attempts it had before.
-#[derive(Debug, Clone, Copy)]
-struct Tier {
-    index: usize,
-    prior_attempts: u32,
+/// Where a span's cascade starts: the backend of its by-tier pass, if any (the last one it may
+/// reach), the first backend it tries, the attempts it already had in this run, and how often
+/// it came back unavailable.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resume {
+    tier: Option<usize>,
+    start: usize,
+    prior: SpanStart,
+    waits: u32,
+}
+
+/// A span no backend of its chain could serve: it waits in the scheduler (its lease kept, its
+/// batch open) until one of the backends it missed is usable again.
+#[derive(Debug, Clone)]
+struct Parked {
+    span_id: i64,
+    batch: u64,
+    /// Its chain, as routed.
+    chain: String,
+    /// The chain's backends that were unavailable for it, by index, in order.
+    wanted: Vec<usize>,
+    tier: Option<usize>,
+    prior: SpanStart,
+    /// How often it came back unavailable in this run.
+    waits: u32,
+    /// Not handed out before this: a span that came back unavailable from a backend whose
+    /// circuit did not open (a 503 storm, no circuit breaker) waits the cascade's backoff,
+    /// growing with `waits`, rather than going straight back.
+    retry_at: Instant,
+}
+
+/// What the scheduler knows of a span in flight.
+struct InFlight {
+    span_hash: String,
+    batch: u64,
+    span_id: i64,
+    resume: Resume,
+}
+
+/// What one span's task hands back: its result, and which backends of its chain were
+/// unavailable for it when the result is [`SpanStatus::Unavailable`].
+struct Processed {
+    result: SpanResult,
+    chain: String,
+    unavailable: Vec<usize>,
 }
 
 impl Scheduler<'_> {
@@ -237,6 +291,19 @@ impl Scheduler<'_> {
             .map_err(PipelineError::db("renew the run's span leases"))
     }
 
+    /// The span with this id, read again from the index off the runtime; `None` when it was
+    /// re-indexed away. `action` names the read in an error.
+    async fn span_by_id(
+        &mut self,
+        id: i64,
+        action: &'static str,
+    ) -> Result<Option<PendingSpan>, PipelineError> {
+        self.claimer
+            .call(move |claimer| claimer.db.span_by_id(id))
+            .await
+            .map_err(PipelineError::db(action))
+    }
+
     /// The next span to hand out: from the work queue in the first pass, from the deferred
     /// spans in later by-tier passes; `None` when the pass has nothing left.
     async fn next_span(&mut self) -> Result<Option<Next>, PipelineError> {
@@ -246,7 +313,7 @@ impl Scheduler<'_> {
         Ok(self.next_queued().await?.map(|ready| Next {
             span: ready.span,
             batch: ready.batch,
-            prior_attempts: 0,
+            prior: SpanStart::default(),
             used_up: ready.used_up,
         }))
     }
@@ -255,12 +322,9 @@ impl Scheduler<'_> {
     /// away meanwhile are left out.
     async fn next_deferred(&mut self) -> Result<Option<Next>, PipelineError> {
         while let Some(next) = self.retry.pop_front() {
-            let id = next.span_id;
             let Some(span) = self
-                .claimer
-                .call(move |claimer| claimer.db.span_by_id(id))
-                .await
-                .map_err(PipelineError::db("read a deferred span"))?
+                .span_by_id(next.span_id, "read a deferred span")
+                .await?
             else {
                 continue;
             };
@@ -287,7 +351,7 @@ impl Scheduler<'_> {
             return Ok(Some(Next {
                 span,
                 batch,
-                prior_attempts: next.prior_attempts,
+                prior: next.prior,
                 used_up,
             }));
         }
@@ -462,7 +526,7 @@ impl Scheduler<'_> {
 struct Next {
     span: PendingSpan,
     batch: u64,
-    prior_attempts: u32,
+    prior: SpanStart,
     used_up: bool,
 }
 
@@ -559,6 +623,11 @@ pub(crate) async fn execute(
     for pool in &inner.pools {
         pool.set_observer(None);
     }
+    let outages = if sched.unsent > 0 || sched.outage_stop || sched.backends_gone {
+        ctx.cascade.outages()
+    } else {
+        Vec::new()
+    };
     drop(ctx);
 
     // Everything queued is committed before the run is recorded as over.
@@ -607,6 +676,8 @@ pub(crate) async fn execute(
         failed: totals.failed,
         skipped: counts.skipped,
         cancelled: counts.cancelled,
+        unsent: sched.unsent,
+        outages,
         dead_lettered: totals.dead_lettered,
         vanished: totals.vanished,
         batches: sched.batches_done,
@@ -627,6 +698,7 @@ pub(crate) async fn execute(
         failed: summary.failed,
         skipped: summary.skipped,
         cancelled: summary.cancelled,
+        unsent: summary.unsent,
         dead_lettered: summary.dead_lettered,
         duration_ms: millis(summary.duration),
     });
@@ -797,6 +869,12 @@ impl<'a> Scheduler<'a> {
             retry: VecDeque::new(),
             retry_batch: None,
             last_batch: 0,
+            parked: VecDeque::new(),
+            outage_since: None,
+            outage_stop: false,
+            backends_gone: false,
+            unsent: 0,
+            announced: None,
             renewed_at: Instant::now(),
             left_behind: false,
             taken: 0,
@@ -819,82 +897,153 @@ impl<'a> Scheduler<'a> {
     ) -> Option<PipelineError> {
         let inner = self.inner;
         let settings = &inner.settings;
-        let mut tasks: JoinSet<SpanResult> = JoinSet::new();
-        // Task → span hash, batch, span id, attempts before this pass.
-        let mut in_flight: HashMap<tokio::task::Id, (String, u64, i64, u32)> = HashMap::new();
+        let mut tasks: JoinSet<Processed> = JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
         let mut failure: Option<PipelineError> = None;
         loop {
+            self.check_grace(&ctx.cascade);
             while tasks.len() < settings.concurrency {
-                // The limit counts the spans taken from the queue; later by-tier passes only
-                // finish those.
                 let may_take = failure.is_none()
                     && !control.is_stopping()
                     && !writer.has_failed()
-                    && (self.pass > 0 || limit.is_none_or(|limit| self.taken < limit))
+                    && !self.outage_stop
                     && !self.over_budget();
                 if !may_take {
                     self.drop_page().await;
+                    self.abandon_parked();
                     break;
                 }
-                let Next {
-                    span,
-                    batch,
-                    prior_attempts,
-                    used_up,
-                } = match self.next_span().await {
-                    Ok(Some(next)) => next,
-                    Ok(None) => break,
+                // A span that waited for a backend goes first once one of its backends is
+                // usable again.
+                let (span, batch, resume) = match self.next_parked(&ctx.cascade).await {
+                    Ok(Some(parked)) => parked,
+                    Ok(None) => {
+                        // The limit counts the spans taken from the queue; later by-tier passes
+                        // and spans waiting for a backend only finish those.
+                        let limit_reached =
+                            self.pass == 0 && limit.is_some_and(|limit| self.taken >= limit);
+                        if limit_reached || self.backends_gone {
+                            // The run takes no more spans from the queue.
+                            self.drop_page().await;
+                            break;
+                        }
+                        if self.parked.len() >= self.park_limit() {
+                            break;
+                        }
+                        let Next {
+                            span,
+                            batch,
+                            prior,
+                            used_up,
+                        } = match self.next_span().await {
+                            Ok(Some(next)) => next,
+                            Ok(None) => break,
+                            Err(error) => {
+                                failure = Some(error);
+                                break;
+                            }
+                        };
+                        if let Some(age) = inner.in_cooldown(&span) {
+                            let result = skipped(&span, age, settings.cooldown.as_secs());
+                            emit_finished(inner, self.run_id, batch, &result);
+                            self.record(batch, SpanStatus::Skipped, false);
+                            self.handed_out(batch, used_up);
+                            on_result(result);
+                            continue;
+                        }
+                        if self.pass == 0 {
+                            self.taken += 1;
+                        }
+                        if let Some(progress) = self.batches.get_mut(&batch) {
+                            progress.outstanding += 1;
+                        }
+                        self.handed_out(batch, used_up);
+                        let resume = Resume {
+                            tier: (settings.schedule == Schedule::ByTier).then_some(self.pass),
+                            start: if settings.schedule == Schedule::ByTier {
+                                self.pass
+                            } else {
+                                0
+                            },
+                            prior,
+                            waits: 0,
+                        };
+                        // No request for a span whose backends are all unavailable: it waits.
+                        if self.hold_if_unavailable(&ctx.cascade, &span, batch, resume) {
+                            continue;
+                        }
+                        (span, batch, resume)
+                    }
                     Err(error) => {
                         failure = Some(error);
                         break;
                     }
                 };
-                if let Some(age) = inner.in_cooldown(&span) {
-                    let result = skipped(&span, age, settings.cooldown.as_secs());
-                    emit_finished(inner, self.run_id, batch, &result);
-                    self.record(batch, SpanStatus::Skipped, false);
-                    self.handed_out(batch, used_up);
-                    on_result(result);
-                    continue;
-                }
-                if self.pass == 0 {
-                    self.taken += 1;
-                }
-                if let Some(progress) = self.batches.get_mut(&batch) {
-                    progress.outstanding += 1;
-                }
-                self.handed_out(batch, used_up);
-                let span_hash = span.span_hash.clone();
-                let span_id = span.id;
-                let tier = (settings.schedule == Schedule::ByTier).then_some(Tier {
-                    index: self.pass,
-                    prior_attempts,
-                });
+                let entry = InFlight {
+                    span_hash: span.span_hash.clone(),
+                    batch,
+                    span_id: span.id,
+                    resume,
+                };
                 let ctx = Arc::clone(ctx);
-                let task = tasks.spawn(async move { process_span(&ctx, span, batch, tier).await });
-                in_flight.insert(task.id(), (span_hash, batch, span_id, prior_attempts));
+                let task =
+                    tasks.spawn(async move { process_span(&ctx, span, batch, resume).await });
+                in_flight.insert(task.id(), entry);
             }
 
-            // While spans are in flight, the run's leases are renewed on time.
-            let joined =
-                match tokio::time::timeout_at(self.renew_at(), tasks.join_next_with_id()).await {
-                    Ok(joined) => joined,
-                    Err(_renewal_due) => {
-                        if let Err(error) = self.renew_leases().await {
-                            failure.get_or_insert(error);
-                        }
-                        continue;
-                    }
-                };
+            // Spans wait for a backend and a slot is free: the run also wakes to look at them
+            // again (a circuit lets a probe through, the grace ends) and on a stop.
+            let waiting = !self.parked.is_empty()
+                && tasks.len() < settings.concurrency
+                && failure.is_none()
+                && !control.is_stopping()
+                && !self.outage_stop;
+            // While spans are in flight or wait, the run's leases are renewed on time.
+            let renew_at = self.renew_at();
+            let wake = if waiting {
+                self.wake_at(&ctx.cascade).min(renew_at)
+            } else {
+                renew_at
+            };
+            let joined = if waiting && tasks.is_empty() {
+                // Nothing in flight to wait for: a timeout, as if a task were still running.
+                control
+                    .stop_token()
+                    .run_until_cancelled(tokio::time::sleep_until(wake))
+                    .await;
+                None
+            } else {
+                let next = tokio::time::timeout_at(wake, tasks.join_next_with_id());
+                if waiting {
+                    control
+                        .stop_token()
+                        .run_until_cancelled(next)
+                        .await
+                        .and_then(Result::ok)
+                } else {
+                    next.await.ok()
+                }
+            };
+            // Woken before any task ended: renew the leases when due, then look again.
+            let Some(joined) = joined else {
+                if Instant::now() >= self.renew_at()
+                    && let Err(error) = self.renew_leases().await
+                {
+                    failure.get_or_insert(error);
+                }
+                continue;
+            };
             let Some(joined) = joined else {
                 // Nothing in flight and nothing left in this pass: the next by-tier pass, if
                 // any, unless the run is stopping.
                 let stopping = failure.is_some()
                     || control.is_stopping()
                     || writer.has_failed()
+                    || self.outage_stop
                     || self.over_budget();
                 if stopping {
                     self.abandon_deferred();
+                    self.abandon_parked();
                 } else if self.next_pass() {
                     continue;
                 }
@@ -902,24 +1051,18 @@ impl<'a> Scheduler<'a> {
             };
             self.publish_circuits(&ctx.cascade).await;
             match joined {
-                Ok((id, result)) => {
-                    let (_, batch, span_id, prior) = in_flight
+                Ok((id, processed)) => {
+                    let flight = in_flight
                         .remove(&id)
                         .expect("every task's span is in flight until it is joined");
-                    if result.status == SpanStatus::Deferred {
-                        let made = u32::try_from(result.attempts.len()).unwrap_or(u32::MAX);
-                        self.deferred.push(Deferred {
-                            span_id,
-                            prior_attempts: prior.saturating_add(made),
-                        });
-                    }
-                    self.record(batch, result.status, true);
-                    on_result(result);
+                    self.finished(flight, processed, &ctx.cascade, on_result);
                 }
                 Err(join_error) => {
-                    let (span_hash, batch, _, _) = in_flight
-                        .remove(&join_error.id())
-                        .unwrap_or_else(|| (String::from("(unknown)"), 0, 0, 0));
+                    let flight = in_flight.remove(&join_error.id());
+                    let (span_hash, batch) = flight.map_or_else(
+                        || (String::from("(unknown)"), 0),
+                        |flight| (flight.span_hash, flight.batch),
+                    );
                     let message = match join_error.try_into_panic() {
                         Ok(panic) => panic_message(&*panic),
                         Err(join_error) => join_error.to_string(),
@@ -934,6 +1077,67 @@ impl<'a> Scheduler<'a> {
                 }
             }
         }
+    }
+
+    /// Books a span's task that ended: deferred to the next by-tier pass, parked to wait for a
+    /// backend, or counted.
+    fn finished(
+        &mut self,
+        flight: InFlight,
+        processed: Processed,
+        cascade: &Cascade,
+        on_result: &mut impl FnMut(SpanResult),
+    ) {
+        let Processed {
+            result,
+            chain,
+            unavailable,
+        } = processed;
+        let prior = flight.resume.prior;
+        let made = u32::try_from(result.attempts.len()).unwrap_or(u32::MAX);
+        match result.status {
+            SpanStatus::Unavailable => {
+                // Outages do not count toward the span's attempt cap.
+                let own = result
+                    .attempts
+                    .iter()
+                    .filter(|a| {
+                        a.failure_kind
+                            .is_none_or(|k| !cascade.policy().is_outage(k))
+                    })
+                    .count();
+                let waits = flight.resume.waits.saturating_add(1);
+                self.park(Parked {
+                    span_id: flight.span_id,
+                    batch: flight.batch,
+                    chain,
+                    wanted: unavailable,
+                    tier: flight.resume.tier,
+                    prior: SpanStart {
+                        numbered: prior.numbered.saturating_add(made),
+                        counted: prior
+                            .counted
+                            .saturating_add(u32::try_from(own).unwrap_or(u32::MAX)),
+                    },
+                    waits,
+                    retry_at: Instant::now() + cascade.policy().backoff.delay(waits, 0.0),
+                });
+                return;
+            }
+            SpanStatus::Deferred => {
+                self.deferred.push(Deferred {
+                    span_id: flight.span_id,
+                    prior: SpanStart {
+                        numbered: prior.numbered.saturating_add(made),
+                        counted: prior.counted.saturating_add(made),
+                    },
+                });
+            }
+            SpanStatus::Enriched | SpanStatus::FellBack | SpanStatus::Failed => self.progressed(),
+            SpanStatus::Skipped | SpanStatus::Cancelled => {}
+        }
+        self.record(flight.batch, result.status, true);
+        on_result(result);
     }
 
     /// Why the run ended, once nothing is in flight (for a run no error stopped).
@@ -952,6 +1156,8 @@ impl<'a> Scheduler<'a> {
                 RunEnd::Stopped
             } else if self.budget_stop.is_some() {
                 RunEnd::BudgetReached
+            } else if self.outage_stop || self.backends_gone || self.unsent > 0 {
+                RunEnd::BackendsUnavailable
             } else if self.more_pending().await? {
                 RunEnd::LimitReached
             } else {
@@ -1010,6 +1216,8 @@ struct Ending {
     error: Option<String>,
     /// What to store; `None` writes nothing (a cancelled span).
     stored: Option<db::SpanResult>,
+    /// The chain's backends that were unavailable for an unavailable span, by index.
+    unavailable: Vec<usize>,
 }
 
 impl Ending {
@@ -1023,17 +1231,13 @@ impl Ending {
                 message: message.clone(),
             }),
             error: Some(message),
+            unavailable: Vec::new(),
         }
     }
 }
 
 /// Routes, prompts, runs the cascade for, and queues the outcome of one span.
-async fn process_span(
-    ctx: &RunCtx,
-    span: PendingSpan,
-    batch: u64,
-    tier: Option<Tier>,
-) -> SpanResult {
+async fn process_span(ctx: &RunCtx, span: PendingSpan, batch: u64, resume: Resume) -> Processed {
     let started = Instant::now();
     let inner = &ctx.inner;
     let settings = &inner.settings;
@@ -1065,7 +1269,7 @@ async fn process_span(
     };
     drop(guarded);
 
-    let (chain, backends) = match &route {
+    let (chain, backends): (String, Vec<String>) = match &route {
         Ok(decision) => (
             decision.chain_name.to_string(),
             decision.backends.iter().map(|b| b.name.clone()).collect(),
@@ -1080,7 +1284,7 @@ async fn process_span(
         path: span.file_path.clone(),
         line_start: span.start_line,
         line_end: span.end_line,
-        chain,
+        chain: chain.clone(),
         backends,
         estimated_tokens: prompt.as_ref().map(|p| p.estimated_tokens),
     });
@@ -1089,7 +1293,7 @@ async fn process_span(
         (Err(error), _, _) => Ending::failed(NO_ROUTE, error.to_string(), Vec::new()),
         (Ok(_), Err(error), _) => Ending::failed(SOURCE_UNREADABLE, error.to_string(), Vec::new()),
         (Ok(decision), Ok(_), Some(prompt)) => {
-            enrich(ctx, &span, decision, prompt.text, tier).await
+            enrich(ctx, &span, decision, prompt.text, resume).await
         }
         (Ok(_), Ok(_), None) => match withheld {
             Some(message) => Ending::failed(SECRET_DETECTED, message, Vec::new()),
@@ -1132,7 +1336,11 @@ async fn process_span(
         error,
     };
     emit_finished(inner, ctx.run_id, batch, &result);
-    result
+    Processed {
+        result,
+        chain,
+        unavailable: ending.unavailable,
+    }
 }
 
 /// Runs the cascade for a span and decides what to store.
@@ -1141,7 +1349,7 @@ async fn enrich(
     span: &PendingSpan,
     decision: &RouteDecision,
     prompt: String,
-    tier: Option<Tier>,
+    resume: Resume,
 ) -> Ending {
     let settings = &ctx.inner.settings;
     let Some(adapters) = ctx.inner.chains.get(&*decision.chain_name) else {
@@ -1161,27 +1369,32 @@ async fn enrich(
     let schema = enrichment_v1_schema_for_lines(span.start_line, span.end_line);
     let request = GenerateRequest::new(prompt, span_context).with_schema(schema);
     // Per span: the whole chain. By tier: only the pass's backend of the chain.
-    let (backends, start, prior) = match tier {
-        None => (&adapters[..], 0, 0),
-        Some(tier) if tier.index < adapters.len() => {
-            (&adapters[..=tier.index], tier.index, tier.prior_attempts)
-        }
+    let backends = match resume.tier {
+        None => &adapters[..],
+        Some(tier) if tier < adapters.len() => &adapters[..=tier],
         Some(tier) => {
             return Ending::failed(
                 NO_ROUTE,
                 format!(
                     "chain '{}' has no backend {} for this pass",
                     decision.chain_name,
-                    tier.index + 1
+                    tier + 1
                 ),
                 Vec::new(),
             );
         }
     };
-    let has_next_tier = tier.is_some_and(|tier| tier.index + 1 < adapters.len());
+    let has_next_tier = resume.tier.is_some_and(|tier| tier + 1 < adapters.len());
     match ctx
         .cascade
-        .run_after(prior, backends, start, &request, &validation, &ctx.abort)
+        .run_resumed(
+            resume.prior,
+            backends,
+            resume.start,
+            &request,
+            &validation,
+            &ctx.abort,
+        )
         .await
     {
         Ok(success) => {
@@ -1192,44 +1405,76 @@ async fn enrich(
                 attempts: success.attempts,
                 error: None,
                 stored: Some(db::SpanResult::Enriched(Box::new(stored))),
+                unavailable: Vec::new(),
             }
         }
-        Err(failure) if failure.is_cancelled() => Ending {
-            status: SpanStatus::Cancelled,
-            enrichment: None,
-            error: Some(failure.to_string()),
-            attempts: failure.attempts,
-            stored: None,
-        },
-        // By tier, a span whose backend failed waits for the next pass, unless it used up its
-        // attempts or the policy stopped it.
-        Err(failure) if has_next_tier && failure.reason == GiveUpReason::Exhausted => Ending {
-            status: SpanStatus::Deferred,
-            enrichment: None,
-            error: Some(format!(
-                "{failure}; the next pass tries the chain's next backend"
-            )),
-            attempts: failure.attempts,
-            stored: Some(db::SpanResult::Deferred),
-        },
-        Err(failure) => match settings.on_failure {
-            OnFailure::FallbackToEmpty => Ending {
-                status: SpanStatus::FellBack,
+        Err(failure) => match failure.disposition() {
+            // By tier, a span whose backend failed or was unavailable waits for the next pass
+            // (its next backend), unless it used up its attempts or the policy stopped it.
+            Disposition::Unavailable | Disposition::Failed
+                if has_next_tier && failure.reason == GiveUpReason::Exhausted =>
+            {
+                deferred(failure)
+            }
+            Disposition::Cancelled => Ending {
+                status: SpanStatus::Cancelled,
+                enrichment: None,
+                error: Some(failure.to_string()),
+                attempts: failure.attempts,
+                stored: None,
+                unavailable: Vec::new(),
+            },
+            // An outage is not the span's failure: its attempts are logged, the ledger is
+            // untouched, and the run keeps it until a backend it missed is usable.
+            Disposition::Unavailable => Ending {
+                status: SpanStatus::Unavailable,
                 enrichment: None,
                 error: Some(format!(
-                    "{failure}; stored an empty enrichment (on_failure = fallback_to_empty)"
+                    "{failure}; the span waits for a backend and is not counted as failed"
                 )),
                 attempts: failure.attempts,
-                stored: Some(db::SpanResult::Enriched(Box::new(
-                    db::Enrichment::fallback_empty(),
-                ))),
+                stored: Some(db::SpanResult::Deferred),
+                unavailable: failure.unavailable,
             },
-            OnFailure::Error => {
-                let kind = failure.kind().as_str();
-                let message = failure.to_string();
-                Ending::failed(kind, message, failure.attempts)
-            }
+            Disposition::Failed => failed(settings.on_failure, failure),
         },
+    }
+}
+
+/// A by-tier span left for the next pass: its attempts are logged, the ledger is untouched.
+fn deferred(failure: enrich_backends::CascadeFailure) -> Ending {
+    Ending {
+        status: SpanStatus::Deferred,
+        enrichment: None,
+        error: Some(format!(
+            "{failure}; the next pass tries the chain's next backend"
+        )),
+        attempts: failure.attempts,
+        stored: Some(db::SpanResult::Deferred),
+        unavailable: Vec::new(),
+    }
+}
+
+/// What becomes of a span whose own answers failed on every backend the cascade reached.
+fn failed(on_failure: OnFailure, failure: enrich_backends::CascadeFailure) -> Ending {
+    match on_failure {
+        OnFailure::FallbackToEmpty => Ending {
+            status: SpanStatus::FellBack,
+            enrichment: None,
+            error: Some(format!(
+                "{failure}; stored an empty enrichment (on_failure = fallback_to_empty)"
+            )),
+            attempts: failure.attempts,
+            stored: Some(db::SpanResult::Enriched(Box::new(
+                db::Enrichment::fallback_empty(),
+            ))),
+            unavailable: Vec::new(),
+        },
+        OnFailure::Error => {
+            let kind = failure.kind().as_str();
+            let message = failure.to_string();
+            Ending::failed(kind, message, failure.attempts)
+        }
     }
 }
 

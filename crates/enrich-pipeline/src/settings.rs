@@ -70,6 +70,12 @@ pub struct PipelineSettings {
     /// Per span (each span runs its whole chain) or by tier (each backend of the chains in
     /// turn, over every span) (`schedule`).
     pub schedule: Schedule,
+    /// How long a run whose spans no backend can serve waits without an answer from any
+    /// backend before it stops with [`RunEnd::BackendsUnavailable`], leaving them pending
+    /// (`outage_grace_seconds`; zero stops at once).
+    ///
+    /// [`RunEnd::BackendsUnavailable`]: crate::RunEnd::BackendsUnavailable
+    pub outage_grace: Duration,
     /// What a run does with a span holding a secret (`[enrichment.secrets] action`): send it
     /// redacted, or not at all.
     pub secrets: SecretsAction,
@@ -113,6 +119,7 @@ impl PipelineSettings {
             work_order: config.work_order.clone(),
             budget: config.budget,
             schedule: config.schedule,
+            outage_grace: Duration::from_secs(config.outage_grace_seconds),
             secrets: config.secrets.action,
         }
     }

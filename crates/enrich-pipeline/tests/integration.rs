@@ -10,6 +10,8 @@ mod concurrency;
 mod events;
 #[path = "integration/failures.rs"]
 mod failures;
+#[path = "integration/outages.rs"]
+mod outages;
 #[path = "integration/prompts.rs"]
 mod prompts;
 #[path = "integration/runs.rs"]

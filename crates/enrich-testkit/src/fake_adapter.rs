@@ -197,6 +197,7 @@ impl FakeAdapter {
             reachable: Some(true),
             version: Some("fake".to_owned()),
             credentials_accepted: None,
+            api_recognised: Some(true),
             model_present: Some(true),
             context_length: None,
             messages: vec![format!("fake backend '{}' always answers", spec.name)],

@@ -32,16 +32,21 @@ const KIND_OF_OUTCOME: &[(Outcome, &str)] = &[
 /// "server busy" whenever the other three are admitted.
 fn faulty_server(seed: u64) -> Server {
     Server::start(
-        FakeOllamaConfig::default()
-            .with_fault_rate(Fault::ServerError, 0.10)
-            .with_fault_rate(Fault::Garbage, 0.05)
-            .with_fault_rate(Fault::Truncated, 0.05)
-            .with_fault_rate(Fault::Hang, 0.02)
-            .with_seed(seed)
+        fault_mix(seed)
             .with_latency(Duration::from_millis(5))
             .with_capacity(2, 1)
             .with_recording(false),
     )
+}
+
+/// The fault mix, drawn from `seed`: 10 % HTTP 500, 5 % garbage, 5 % truncated, 2 % hangs.
+pub(crate) fn fault_mix(seed: u64) -> FakeOllamaConfig {
+    FakeOllamaConfig::default()
+        .with_fault_rate(Fault::ServerError, 0.10)
+        .with_fault_rate(Fault::Garbage, 0.05)
+        .with_fault_rate(Fault::Truncated, 0.05)
+        .with_fault_rate(Fault::Hang, 0.02)
+        .with_seed(seed)
 }
 
 /// Two backends in one chain, each on its own faulty server: a span the first gives up on

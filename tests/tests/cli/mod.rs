@@ -26,6 +26,7 @@ mod indexing;
 mod limits;
 mod locks;
 mod openai_chain;
+mod outages;
 mod pools;
 mod real_model;
 mod reliability;

@@ -503,6 +503,18 @@ impl Server {
         self.fake.stats()
     }
 
+    /// Takes the server down: connections are refused until [`Server::come_back`].
+    pub(crate) fn go_down(&self) {
+        self.runtime.block_on(self.fake.go_down());
+    }
+
+    /// Listens again at the same address.
+    pub(crate) fn come_back(&self) {
+        self.runtime
+            .block_on(self.fake.come_back())
+            .expect("the fake server listens again");
+    }
+
     /// Waits (without sleeping) until `condition` holds for the counters; fails the test after
     /// [`DEADLINE`].
     pub(crate) fn wait_until(&self, condition: impl FnMut(&FakeOllamaStats) -> bool) {

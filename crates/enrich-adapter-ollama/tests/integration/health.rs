@@ -122,20 +122,31 @@ async fn an_unreachable_server_says_to_start_ollama() {
 }
 
 #[tokio::test]
-async fn a_server_that_is_not_ollama_is_reported() {
-    let server = MockServer::start().await;
-    let report = adapter(&server.uri(), json!({})).health().await;
-    assert_eq!(report.reachable, Some(true));
-    assert_eq!(report.model_present, None);
-    assert!(
-        !report.messages.is_empty()
-            && report.messages[0].contains("GET /api/version with HTTP 404"),
-        "{:?}",
-        report.messages
-    );
-    assert!(
-        report.fixes[0].contains("is an Ollama server"),
-        "{:?}",
-        report.fixes
-    );
+async fn a_server_that_is_not_ollama_is_unusable_with_the_fix() {
+    // Nothing answers Ollama's routes (404 on /api/version), or only /api/version does (404 on
+    // /api/tags): either way another server listens at the URL.
+    let nothing = MockServer::start().await;
+    let version_only = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/version"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"version": "0.12.0"})))
+        .mount(&version_only)
+        .await;
+    for (server, route) in [(&nothing, "/api/version"), (&version_only, "/api/tags")] {
+        let report = adapter(&server.uri(), json!({})).health().await;
+        assert_eq!(report.reachable, Some(true), "{route}");
+        assert_eq!(report.api_recognised, Some(false), "{route}");
+        assert!(!report.is_healthy(), "{route}");
+        let said = report.messages.join("\n");
+        assert!(
+            said.contains("this is not an Ollama server")
+                && said.contains(&format!("GET {route} with HTTP 404")),
+            "{said}"
+        );
+        let fix = report.fixes.last().expect("a fix");
+        assert!(
+            fix.contains("11434") && fix.contains(r#"provider = "openai""#),
+            "{fix}"
+        );
+    }
 }

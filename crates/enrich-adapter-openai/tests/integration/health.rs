@@ -132,11 +132,39 @@ async fn a_refused_key_is_reported_as_such() {
 }
 
 #[tokio::test]
-async fn a_server_that_lists_no_models_says_to_check_the_url() {
+async fn a_url_where_no_api_answers_is_unusable_with_the_fix() {
+    // A plain 404 page: no API at all at this URL.
     let server = MockServer::start().await;
     let report = adapter(&server.uri(), json!({})).health().await;
     assert_eq!(report.reachable, Some(true));
+    assert_eq!(report.api_recognised, Some(false));
+    assert!(!report.is_healthy());
     assert_eq!(report.model_present, None);
+    assert!(
+        report.messages[0].contains("this is not an OpenAI-compatible API")
+            && report.messages[0].contains("HTTP 404"),
+        "{:?}",
+        report.messages
+    );
+    assert!(
+        report.fixes[0].contains("/v1") && report.fixes[0].contains(r#"provider = "ollama""#),
+        "{:?}",
+        report.fixes
+    );
+}
+
+#[tokio::test]
+async fn an_api_without_a_model_list_says_to_check_the_url_but_stays_usable() {
+    // An API's JSON error for a route it does not have: an API answers, it just lists nothing.
+    let server = models_server(
+        404,
+        json!({"error": {"message": "Not Found", "type": "invalid_request_error"}}),
+    )
+    .await;
+    let report = health(&server, "m").await;
+    assert_eq!(report.reachable, Some(true));
+    assert_eq!(report.api_recognised, None);
+    assert!(report.is_healthy());
     assert!(
         report.messages[0].contains("GET /models did not list models (HTTP 404"),
         "{:?}",

@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use enrich_backends::{
-    AttemptOutcome, AttemptRecord, BackendAdapter, Backoff, Cascade, CascadeFailure, CascadePolicy,
-    CascadeSuccess, CircuitPolicy, Decision, FailureAction, FailureKind, GiveUpReason, KindPolicy,
-    SpanContext,
+    AttemptOutcome, AttemptRecord, Availability, BackendAdapter, Backoff, Cascade, CascadeFailure,
+    CascadePolicy, CascadeSuccess, CircuitPolicy, Decision, Disposition, FailureAction,
+    FailureKind, GiveUpReason, KindPolicy, SpanContext, SpanStart,
 };
 use enrich_config::BackendSpec;
 use tokio::time::Instant;
@@ -679,4 +679,235 @@ async fn a_later_pass_numbers_its_attempts_after_the_earlier_ones_and_counts_the
         .expect_err("the earlier passes used every attempt");
     assert_eq!(spent.reason, GiveUpReason::AttemptLimit);
     assert!(spent.attempts.is_empty());
+}
+
+/// How a span's give-up reads, with the backends unavailable for it, after a chain `a`, `b`
+/// whose backends answer with these scripts.
+async fn disposition_after(a: Vec<Step>, b: Vec<Step>) -> (Disposition, Vec<usize>, usize) {
+    let a = Scripted::new("a", a);
+    let b = Scripted::new("b", b);
+    let cascade = Cascade::new(no_jitter().with_max_attempts_per_span(6));
+    let failure = run(&cascade, &chain(&[&a, &b]), 0).await.unwrap_err();
+    (
+        failure.disposition(),
+        failure.unavailable.clone(),
+        failure.attempts.len(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_span_is_failed_only_by_its_own_answers_and_unavailable_after_an_outage() {
+    use FailureKind::*;
+    let fail = |kind| vec![Step::Fail(kind)];
+    // (first backend, second backend, disposition, unavailable backends)
+    let table = [
+        // The span's own failures on every backend: ledgered.
+        (
+            fail(SchemaInvalid),
+            fail(Truncated),
+            Disposition::Failed,
+            vec![],
+        ),
+        (
+            fail(Timeout),
+            fail(ContextExceeded),
+            Disposition::Failed,
+            vec![],
+        ),
+        (
+            fail(MalformedOutput),
+            fail(InvalidRequest),
+            Disposition::Failed,
+            vec![],
+        ),
+        // An outage of either backend: not the span's fault.
+        (
+            fail(Connect),
+            fail(SchemaInvalid),
+            Disposition::Unavailable,
+            vec![0],
+        ),
+        (
+            fail(SchemaInvalid),
+            fail(ServerError),
+            Disposition::Unavailable,
+            vec![1],
+        ),
+        (
+            fail(Auth),
+            fail(ModelNotFound),
+            Disposition::Unavailable,
+            vec![0, 1],
+        ),
+        (
+            fail(Overloaded),
+            fail(Timeout),
+            Disposition::Unavailable,
+            vec![0],
+        ),
+        // The last answer on a backend decides for it: a 5xx after an invalid answer is an
+        // outage, an invalid answer after a 5xx is the span's own.
+        (
+            vec![Step::Fail(SchemaInvalid), Step::Fail(ServerError)],
+            fail(Truncated),
+            Disposition::Unavailable,
+            vec![0],
+        ),
+        (
+            vec![Step::Fail(ServerError), Step::Fail(SchemaInvalid)],
+            fail(Truncated),
+            Disposition::Failed,
+            vec![],
+        ),
+        // Cancellation is neither.
+        (
+            fail(Cancelled),
+            fail(Connect),
+            Disposition::Cancelled,
+            vec![],
+        ),
+    ];
+    for (a, b, disposition, unavailable) in table {
+        let label = format!("{a:?} then {b:?}");
+        let (got, missed, _) = disposition_after(a, b).await;
+        assert_eq!((got, missed), (disposition, unavailable), "{label}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_span_passing_over_open_or_skipped_backends_is_unavailable_after_zero_attempts() {
+    let dead = Scripted::always("dead", Step::Fail(FailureKind::Connect));
+    let locked = Scripted::always("locked", Step::Fail(FailureKind::Auth));
+    let cascade = Cascade::new(CascadePolicy::default());
+    // Three spans open the dead backend's circuit; the first also gets the key refused.
+    for _ in 0..3 {
+        run(&cascade, &chain(&[&dead, &locked]), 0)
+            .await
+            .unwrap_err();
+    }
+    assert_eq!((dead.calls(), locked.calls()), (3, 1));
+    let failure = run(&cascade, &chain(&[&dead, &locked]), 0)
+        .await
+        .unwrap_err();
+    assert!(failure.attempts.is_empty());
+    assert_eq!(failure.disposition(), Disposition::Unavailable);
+    assert_eq!(failure.unavailable, [0, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn availability_says_usable_waiting_with_the_earliest_retry_or_gone() {
+    let circuit = CircuitPolicy {
+        failures_to_open: 1,
+        cooldown: Duration::from_secs(30),
+        ..CircuitPolicy::default()
+    };
+    let cascade = Cascade::new(CascadePolicy::default().with_circuit(Some(circuit)));
+    let fresh = Scripted::always("fresh", ok());
+    let dead = Scripted::always("dead", Step::Fail(FailureKind::Connect));
+    let later = Scripted::always("later", Step::Fail(FailureKind::Connect));
+    let locked = Scripted::always("locked", Step::Fail(FailureKind::Auth));
+    let of = |adapters: &[&Arc<Scripted>]| {
+        let backends = chain(adapters);
+        cascade.availability(
+            backends
+                .iter()
+                .map(|b| -> &dyn BackendAdapter { b.as_ref() }),
+        )
+    };
+    assert!(!cascade.has_outage());
+    assert_eq!(
+        of(&[&fresh, &dead]),
+        Availability::Usable,
+        "untried is usable"
+    );
+
+    run(&cascade, &chain(&[&dead]), 0).await.unwrap_err();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    run(&cascade, &chain(&[&later]), 0).await.unwrap_err();
+    run(&cascade, &chain(&[&locked]), 0).await.unwrap_err();
+    assert!(cascade.has_outage());
+    // The dead backend half-opens in 20 s, the later one in 30 s: the earliest wins.
+    assert_eq!(
+        of(&[&locked, &later, &dead]),
+        Availability::Waiting {
+            backend: "dead".into(),
+            retry_in: Some(Duration::from_secs(20)),
+        }
+    );
+    assert_eq!(of(&[&locked]), Availability::Gone);
+    assert_eq!(of(&[&locked, &fresh]), Availability::Usable);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(of(&[&dead, &later]), Availability::Usable, "half-open");
+
+    // Every unusable backend with its state and last error, for the run's final message.
+    let outages = cascade.outages();
+    let described: Vec<(String, String)> = outages
+        .iter()
+        .map(|o| (o.backend.clone(), o.state.clone()))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            ("dead".into(), "circuit half-open".into()),
+            ("later".into(), "circuit open, retry in 10 s".into()),
+            ("locked".into(), "skipped for the rest of the run".into()),
+        ]
+    );
+    assert!(
+        outages[2].last_error.starts_with("auth: "),
+        "{:?}",
+        outages[2]
+    );
+    assert!(outages[2].to_string().contains("backend 'locked'"));
+}
+
+async fn resumed(
+    cascade: &Cascade,
+    prior: SpanStart,
+    backends: &[Arc<dyn BackendAdapter>],
+) -> Result<CascadeSuccess, CascadeFailure> {
+    cascade
+        .run_resumed(
+            prior,
+            backends,
+            0,
+            &request(),
+            &validation(),
+            &CancellationToken::new(),
+        )
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_span_numbers_after_all_its_attempts_but_counts_only_its_own_failures() {
+    let a = Scripted::new(
+        "a",
+        vec![
+            Step::Fail(FailureKind::SchemaInvalid),
+            Step::Reply(valid_reply()),
+        ],
+    );
+    let cascade = Cascade::new(CascadePolicy::default().with_max_attempts_per_span(3));
+    // Five attempts so far, only one of them the span's own failure (the rest outages): under
+    // a cap of 3, another own failure and the answer after it still fit.
+    let prior = SpanStart {
+        numbered: 5,
+        counted: 1,
+    };
+    let success = resumed(&cascade, prior, &chain(&[&a])).await.unwrap();
+    assert_eq!(
+        summary(&success.attempts),
+        [
+            attempt("a", 6, Some(FailureKind::SchemaInvalid)),
+            attempt("a", 7, None)
+        ]
+    );
+    // Counted as five, the same span would be over its cap before its first attempt.
+    let b = Scripted::always("b", ok());
+    let over = SpanStart {
+        numbered: 5,
+        counted: 3,
+    };
+    let failure = resumed(&cascade, over, &chain(&[&b])).await.unwrap_err();
+    assert_eq!((failure.reason, b.calls()), (GiveUpReason::AttemptLimit, 0));
 }

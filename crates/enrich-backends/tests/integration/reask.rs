@@ -143,10 +143,29 @@ async fn reasks_are_configurable_and_count_toward_the_attempt_limit() {
             (outcome, expected) => panic!("{:?} != {expected:?}", outcome.map(|s| s.attempts)),
         }
     }
-    // Truncated output is not re-asked: a longer answer would be cut again.
-    let cut = Scripted::always("cut", Step::Truncated(r#"{"summary_120w": "Adds"#.into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_truncated_answer_is_reasked_once_for_a_shorter_one_without_quoting_it() {
+    let cut_text = r#"{"summary_120w": "Adds"#;
+    let cut = Scripted::always("cut", Step::Truncated(cut_text.into()));
     let b = Scripted::always("b", Step::Reply(valid_reply()));
-    run(&Cascade::new(CascadePolicy::default()), &chain(&[&cut, &b]))
+    let success = run(&Cascade::new(CascadePolicy::default()), &chain(&[&cut, &b]))
+        .await
+        .unwrap();
+    assert_eq!(success.backend_index, 1);
+    assert_eq!(cut.calls(), 2, "one first try, one re-ask");
+    let prompts = cut.prompts();
+    let reask = &prompts[1];
+    assert!(reask.starts_with(&prompts[0]), "{reask}");
+    assert!(reask.contains("cut off at the output limit"), "{reask}");
+    assert!(reask.contains("shorter"), "{reask}");
+    // A cut-off answer is useless to quote: the follow-up asks for a shorter one instead.
+    assert!(!reask.contains(cut_text), "{reask}");
+    // Re-asks off: a truncated answer moves on at once.
+    let cut = Scripted::always("cut", Step::Truncated(cut_text.into()));
+    let policy = CascadePolicy::default().with_corrective_reasks(0);
+    run(&Cascade::new(policy), &chain(&[&cut, &b]))
         .await
         .unwrap();
     assert_eq!(cut.calls(), 1);

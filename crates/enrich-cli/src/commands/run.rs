@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use enrich_backends::BackendOutage;
 use enrich_config::{EnrichmentConfig, Schedule, select_chain};
 use enrich_db::HeldLeases;
 use enrich_pipeline::{
@@ -26,9 +27,6 @@ use crate::time::format_ms;
 
 /// Where LLMC writes its enrichment events, relative to the repository root.
 pub(crate) const DEFAULT_EVENTS_LOG: &str = "logs/enrichment_events.jsonl";
-
-/// Failure kinds that mean a backend cannot serve at all (rather than one bad answer).
-const UNUSABLE_KINDS: [&str; 3] = ["connect", "model_not_found", "auth"];
 
 /// The run flags that change the pipeline's settings.
 #[derive(Debug, Clone, Default)]
@@ -154,7 +152,7 @@ pub(crate) struct RunReport {
     /// `completed`, `interrupted` or `failed`, as stored in the runs table.
     pub(crate) status: &'static str,
     /// Why the run ended: `exhausted`, `limit_reached`, `stopped`, `aborted`,
-    /// `budget_reached`, `failed`.
+    /// `budget_reached`, `backends_unavailable`, `failed`.
     pub(crate) end: RunEnd,
     /// The budget that stopped the run, when one did.
     pub(crate) budget_stop: Option<BudgetStop>,
@@ -171,6 +169,10 @@ pub(crate) struct RunReport {
     pub(crate) fell_back: u64,
     pub(crate) skipped: u64,
     pub(crate) cancelled: u64,
+    /// Spans taken but left pending because no backend could serve them (no ledger row).
+    pub(crate) unsent: u64,
+    /// The backends that could not serve when the run ended, with their last errors.
+    pub(crate) backends_unavailable: Vec<BackendOutage>,
     pub(crate) dead_lettered: u64,
     pub(crate) duration_sec: f64,
     pub(crate) spans_per_sec: f64,
@@ -210,6 +212,8 @@ impl RunReport {
             fell_back: summary.fell_back,
             skipped: summary.skipped,
             cancelled: summary.cancelled,
+            unsent: summary.unsent,
+            backends_unavailable: summary.outages.clone(),
             dead_lettered: summary.dead_lettered,
             duration_sec: round(duration_sec),
             spans_per_sec: round(spans_per_sec),
@@ -236,6 +240,8 @@ impl RunReport {
             fell_back: 0,
             skipped: 0,
             cancelled: 0,
+            unsent: 0,
+            backends_unavailable: Vec::new(),
             dead_lettered: 0,
             duration_sec: 0.0,
             spans_per_sec: 0.0,
@@ -245,18 +251,17 @@ impl RunReport {
         }
     }
 
-    /// True when spans were tried, none succeeded, and every failed attempt says the backend
-    /// cannot serve at all (unreachable, no such model, refused credentials).
-    pub(crate) fn backends_unusable(&self) -> bool {
-        self.succeeded == 0
-            && self.failed + self.fell_back > 0
-            && !self.backends.is_empty()
-            && self.backends.values().all(|b| {
-                b.succeeded == 0
-                    && b.failures
-                        .keys()
-                        .all(|kind| UNUSABLE_KINDS.contains(&kind.as_str()))
-            })
+    /// Each backend that could not serve, with its state and last error, `; `-separated.
+    pub(crate) fn unavailable_backends(&self) -> String {
+        if self.backends_unavailable.is_empty() {
+            return "no backend answered".to_owned();
+        }
+        let backends: Vec<String> = self
+            .backends_unavailable
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        backends.join("; ")
     }
 
     /// The summary for people.
@@ -317,6 +322,13 @@ impl RunReport {
                 self.cancelled
             )?;
         }
+        if self.unsent > 0 {
+            writeln!(
+                text,
+                "  {} span(s) could not be sent to a backend and stay pending (not counted as failed)",
+                self.unsent
+            )?;
+        }
         for (name, b) in &self.backends {
             let failures: Vec<String> = b
                 .failures
@@ -351,7 +363,8 @@ impl RunReport {
         Ok(text)
     }
 
-    /// The exit code: interrupted by a signal, all backends unusable, some spans failed, or
+    /// The exit code: interrupted by a signal, stopped because no backend could serve (an
+    /// error naming each backend and its last error: exit code 3), some spans failed, or
     /// success.
     pub(crate) fn exit(&self, signal: Option<u8>) -> Result<Exit> {
         if let Some(signal) = signal {
@@ -360,11 +373,11 @@ impl RunReport {
         if self.end == RunEnd::Failed {
             return Ok(Exit::Failed);
         }
-        if self.backends_unusable() {
-            let names: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+        if self.end == RunEnd::BackendsUnavailable {
             return Err(anyhow::Error::new(BackendUnusable(format!(
-                "no backend could serve a span ({}: every attempt failed to connect, found no model or was refused); run `enrich doctor` for the fix",
-                names.join(", ")
+                "the run stopped because no backend could serve its spans ({}); the {} span(s) it could not send stay pending and were not counted as failed; fix the backends (`enrich doctor` says how) and run again",
+                self.unavailable_backends(),
+                self.unsent
             ))));
         }
         Ok(if self.failed + self.fell_back > 0 {

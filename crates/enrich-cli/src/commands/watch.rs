@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use enrich_config::EnrichmentConfig;
 use enrich_db::Db;
 use enrich_index::{IndexOptions, IndexReport, index_paths, index_repo};
-use enrich_pipeline::{JsonlSink, Pipeline, RunSummary};
+use enrich_pipeline::{JsonlSink, Pipeline, RunEnd, RunSummary};
 use notify_debouncer_full::notify::{self, EventKindMask, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{Config, DebounceEventResult, Debouncer, RecommendedCache};
 use tokio::sync::Notify;
@@ -436,6 +436,17 @@ impl Served {
                 summary.dead_lettered
             );
         }
+        if let Some(summary) = run.as_ref().ok().and_then(Option::as_ref)
+            && summary.end == RunEnd::BackendsUnavailable
+        {
+            let backends: Vec<String> = summary.outages.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                repo = %root,
+                "no backend could serve ({}); {} span(s) stay pending for the next pass",
+                backends.join("; "),
+                summary.unsent
+            );
+        }
         run?;
         Ok(line.is_some())
     }
@@ -769,6 +780,8 @@ mod tests {
             failed: 1,
             skipped: 1,
             cancelled: 0,
+            unsent: 0,
+            outages: Vec::new(),
             dead_lettered: 0,
             vanished: 0,
             batches: 1,

@@ -13,6 +13,7 @@ batch_size = 9
 concurrency = 9
 cooldown_seconds = 9
 max_retries_per_span = 9
+outage_grace_seconds = 9
 enforce_latin1_enrichment = false
 enable_routing = true
 
@@ -37,7 +38,7 @@ fn with_env(vars: &[(&str, &str)], check: impl FnOnce(&mut Jail) -> Result<(), S
 #[test]
 fn each_scalar_variable_overrides_the_file() {
     type Read = fn(&EnrichmentConfig) -> u64;
-    let cases: [(&str, &str, Read, u64); 5] = [
+    let cases: [(&str, &str, Read, u64); 6] = [
         ("ENRICH_BATCH_SIZE", "3", |c| c.batch_size as u64, 3),
         ("ENRICH_CONCURRENCY", " 4 ", |c| c.concurrency as u64, 4),
         (
@@ -51,6 +52,12 @@ fn each_scalar_variable_overrides_the_file() {
             "2",
             |c| u64::from(c.max_retries_per_span),
             2,
+        ),
+        (
+            "ENRICH_OUTAGE_GRACE_SECONDS",
+            "0",
+            |c| c.outage_grace_seconds,
+            0,
         ),
         (
             "ENRICH_ENFORCE_LATIN1",

@@ -21,6 +21,7 @@ fn builtin() -> EnrichmentConfig {
         cooldown_seconds: 0,
         max_retries_per_span: 3,
         max_failures_per_span: 3,
+        outage_grace_seconds: 300,
         enforce_latin1_enrichment: false,
         enable_routing: false,
         routes: Default::default(),

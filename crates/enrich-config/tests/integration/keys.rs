@@ -225,3 +225,19 @@ fn unknown_keys_of_chain_json_entries_warn_with_a_suggestion() {
         )
     });
 }
+
+#[test]
+fn the_waiting_keys_of_enrich_toml_are_read_not_refused() {
+    // `outage_grace_seconds` (how long a run waits for a backend) and `busy_timeout_seconds`
+    // (how long it waits for the index's write lock) are enrich's own keys of [enrichment].
+    let toml = "[enrichment]\noutage_grace_seconds = 45\nbusy_timeout_seconds = 7\n";
+    for name in ["enrich.toml", "llmc.toml"] {
+        jail(|jail| {
+            write(jail, name, toml)?;
+            let loaded = load_repo(jail).map_err(|e| format!("{name}: {e}"))?;
+            same("ignored", loaded.ignored_keys().to_vec(), Vec::new())?;
+            same("grace", loaded.config.outage_grace_seconds, 45)?;
+            same("busy timeout", loaded.config.busy_timeout_seconds, 7.0)
+        });
+    }
+}

@@ -148,7 +148,7 @@ async fn a_span_is_dead_lettered_after_max_failed_runs_and_never_tried_again() {
 async fn fallback_to_empty_stores_a_marked_empty_enrichment_and_logs_the_attempts() {
     let fixture = Fixture::new();
     let hash = fixture.index_lines("a.py", 1).remove(0);
-    let down = Arc::new(Scripted::new("down").always(Reply::Fail(FailureKind::Connect)));
+    let down = Arc::new(Scripted::new("down").always(Reply::Fail(FailureKind::ContextExceeded)));
     let mut config = config(&[&down]);
     config.on_failure = OnFailure::FallbackToEmpty;
     let (pipeline, events) = pipeline(&fixture, &config, &[&down], |_| {});
@@ -171,7 +171,10 @@ async fn fallback_to_empty_stores_a_marked_empty_enrichment_and_logs_the_attempt
     assert!(db.failure_entry(&hash).unwrap().is_none());
     let attempts = db.attempts_for_span(&hash).unwrap();
     assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].attempt.failure_kind.as_deref(), Some("connect"));
+    assert_eq!(
+        attempts[0].attempt.failure_kind.as_deref(),
+        Some("context_exceeded")
+    );
     let finished = events.events().into_iter().find_map(|e| match e {
         Event::SpanFinished {
             status, message, ..

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use enrich_db::{AttemptOutcome, RunStatus};
 use enrich_pipeline::{RunControl, RunEnd, config_fingerprint};
 
-use crate::support::{Fixture, Scripted, config, pipeline};
+use crate::support::{Fixture, Scripted, config, pipeline, wall_ms};
 
 #[tokio::test(start_paused = true)]
 async fn a_full_run_enriches_every_pending_span_with_the_right_rows() {
@@ -281,14 +281,6 @@ async fn the_limit_setting_caps_a_run() {
 
     assert_eq!((summary.attempted, summary.end), (3, RunEnd::LimitReached));
     assert_eq!(fixture.pending(), 1);
-}
-
-/// Milliseconds since the Unix epoch, as leases count them.
-fn wall_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970");
-    i64::try_from(since.as_millis()).expect("fits")
 }
 
 /// A run's span leases live twice the longest a span's cascade may take (every attempt at the

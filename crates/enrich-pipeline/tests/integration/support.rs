@@ -173,6 +173,14 @@ pub(crate) fn now_secs() -> f64 {
         .as_secs_f64()
 }
 
+/// Milliseconds since the Unix epoch, now, as leases count them.
+pub(crate) fn wall_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("fits")
+}
+
 /// What a scripted backend answers.
 #[derive(Debug, Clone)]
 pub(crate) enum Reply {
@@ -349,6 +357,7 @@ pub(crate) fn config(backends: &[&Arc<Scripted>]) -> EnrichmentConfig {
         cooldown_seconds: 0,
         max_retries_per_span: 6,
         max_failures_per_span: 3,
+        outage_grace_seconds: 300,
         enforce_latin1_enrichment: false,
         enable_routing: false,
         routes: BTreeMap::new(),

@@ -6,7 +6,7 @@ mod stats;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -64,7 +64,9 @@ pub use self::stats::{Endpoint, FakeOllamaStats, Outcome, RecordedRequest};
 /// [`Outcome`], including [`Outcome::Abandoned`] when its client leaves unanswered) and every
 /// request body recorded ([`FakeOllama::requests`]). [`FakeOllama::wait_until`] waits for a state without sleeping.
 /// The server runs on the runtime that started it, keeps connections alive, holds no lock
-/// across an await, and stops when dropped (open connections are closed).
+/// across an await, and stops when dropped (open connections are closed). [`FakeOllama::go_down`]
+/// and [`FakeOllama::come_back`] stop and restart it at the same address, as an Ollama that
+/// restarts: meanwhile connections are refused.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -86,7 +88,8 @@ pub struct FakeOllama {
     addr: SocketAddr,
     url: String,
     shared: Arc<Shared>,
-    accept: JoinHandle<()>,
+    /// The accept loop; `None` while the server is down ([`FakeOllama::go_down`]).
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl FakeOllama {
@@ -117,8 +120,46 @@ impl FakeOllama {
             addr,
             url: format!("http://{addr}"),
             shared,
-            accept,
+            accept: Mutex::new(Some(accept)),
         })
+    }
+
+    /// Takes the server down as if its process stopped: the listener closes and every open
+    /// connection is dropped (requests in flight get no answer), so new connections are refused
+    /// until [`FakeOllama::come_back`]. Returns once nothing listens any more.
+    pub async fn go_down(&self) {
+        let accept = self.accept_loop().take();
+        if let Some(accept) = accept {
+            accept.abort();
+            // Aborted: the listener and the connections are dropped once this returns.
+            let _ = accept.await;
+        }
+    }
+
+    /// Listens again at the same address after [`FakeOllama::go_down`]; the counters, the
+    /// scripted faults and the fault draws carry on. Does nothing while the server is up.
+    ///
+    /// # Errors
+    ///
+    /// [`TestkitError::Bind`] when the address was taken meanwhile.
+    pub async fn come_back(&self) -> Result<(), TestkitError> {
+        if self.accept_loop().is_some() {
+            return Ok(());
+        }
+        let addr = self.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TestkitError::Bind { addr, source })?;
+        let accept = tokio::spawn(server::accept_loop(listener, Arc::clone(&self.shared)));
+        *self.accept_loop() = Some(accept);
+        Ok(())
+    }
+
+    fn accept_loop(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        // The slot holds a handle only: a panic elsewhere cannot leave it inconsistent.
+        self.accept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
@@ -174,6 +215,8 @@ impl FakeOllama {
 
 impl Drop for FakeOllama {
     fn drop(&mut self) {
-        self.accept.abort();
+        if let Some(accept) = self.accept_loop().take() {
+            accept.abort();
+        }
     }
 }

@@ -911,3 +911,27 @@ async fn an_oversized_answer_is_a_valid_answer_padded_to_its_size_without_a_leng
         assert_eq!(server.stats().outcome(Outcome::Oversized), 1, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_server_taken_down_refuses_connections_and_comes_back_at_the_same_address() {
+    let server = server().await;
+    let client = reqwest::Client::new();
+    let version = format!("{}/api/version", server.url());
+    assert_eq!(get(&client, version.clone()).await.status, 200);
+
+    server.go_down().await;
+    // The kept-alive connection is gone too: the next request finds nothing listening.
+    let refused = client
+        .get(&version)
+        .send()
+        .await
+        .expect_err("nothing listens while the server is down");
+    assert!(refused.is_connect(), "{refused:?}");
+
+    server.come_back().await.expect("the address is free again");
+    assert_eq!(get(&client, version).await.status, 200);
+    // Its counters carried on across the outage.
+    assert_eq!(server.stats().endpoint(Endpoint::Version), 2);
+    // Coming back while up changes nothing.
+    server.come_back().await.expect("already up");
+}

@@ -1,0 +1,259 @@
+//! Outages: a span whose backends are unavailable (unreachable, circuit open, refusing its key,
+//! missing the model, 5xx) is not the span's failure. It waits in the scheduler, *parked*, with
+//! its lease kept and its attempts logged, and is handed out again once one of the backends it
+//! missed is usable; a span whose chain is unavailable before it is sent waits the same way,
+//! without a request. When nothing can be handed out, the run sleeps until the earliest circuit
+//! lets a probe through and says so in a [`Event::BackendWaiting`]. After `outage_grace`
+//! without an answer from any backend, or when every backend a span needs is skipped for the
+//! run, the run takes no more spans and ends with [`RunEnd::BackendsUnavailable`]
+//! (crate::RunEnd::BackendsUnavailable); the spans it could not send stay pending, with no
+//! ledger row.
+
+use std::time::Duration;
+
+use enrich_backends::{Availability, BackendAdapter, Cascade};
+use enrich_db::PendingSpan;
+use tokio::time::Instant;
+
+use super::{Parked, Resume, Scheduler};
+use crate::error::PipelineError;
+use crate::events::{Event, now_ms};
+use crate::pipeline::Inner;
+
+/// How often a run waiting while another span's probe request decides looks again, when no
+/// span of its own is in flight to wake it.
+const PROBE_POLL: Duration = Duration::from_secs(1);
+
+impl Scheduler<'_> {
+    /// The most spans that wait for a backend before the run stops taking spans from the queue:
+    /// one page's worth, or the spans in flight.
+    pub(super) fn park_limit(&self) -> usize {
+        let settings = &self.inner.settings;
+        settings.concurrency.max(settings.batch_size)
+    }
+
+    /// Whether any of `chain`'s backends at `indexes` would get a request now.
+    fn availability(
+        &self,
+        cascade: &Cascade,
+        chain: &str,
+        indexes: impl IntoIterator<Item = usize>,
+    ) -> Availability {
+        let Some(adapters) = self.inner.chains.get(chain) else {
+            // No adapters for the chain: processing the span ledgers it as unroutable.
+            return Availability::Usable;
+        };
+        cascade.availability(
+            indexes
+                .into_iter()
+                .filter_map(|index| adapters.get(index))
+                .map(|adapter| -> &dyn BackendAdapter { adapter.as_ref() }),
+        )
+    }
+
+    /// Before a span taken from the queue is sent: when no backend it could reach is usable,
+    /// parks it (or, when they are all skipped for the run, leaves it pending and takes no more
+    /// spans) and returns true. Routing is only consulted while some backend has an outage.
+    pub(super) fn hold_if_unavailable(
+        &mut self,
+        cascade: &Cascade,
+        span: &PendingSpan,
+        batch: u64,
+        resume: Resume,
+    ) -> bool {
+        if !cascade.has_outage() {
+            return false;
+        }
+        let settings = &self.inner.settings;
+        let Ok(decision) = self
+            .inner
+            .router
+            .choose_chain(&Inner::slice_view(span), settings.chain_override.as_deref())
+        else {
+            return false;
+        };
+        let chain = decision.chain_name.to_string();
+        let Some(count) = self.inner.chains.get(&chain).map(|adapters| adapters.len()) else {
+            return false;
+        };
+        let reachable: Vec<usize> = match resume.tier {
+            // By tier, a span whose backend of this pass is unavailable goes on to the next
+            // pass; only the last backend of its chain is waited for.
+            Some(tier) if tier + 1 < count => return false,
+            Some(tier) => vec![tier],
+            None => (resume.start..count).collect(),
+        };
+        match self.availability(cascade, &chain, reachable.iter().copied()) {
+            Availability::Usable => false,
+            Availability::Gone => {
+                self.backends_gone = true;
+                self.strand(batch);
+                true
+            }
+            Availability::Waiting { .. } => {
+                self.park(Parked {
+                    span_id: span.id,
+                    batch,
+                    chain,
+                    wanted: reachable,
+                    tier: resume.tier,
+                    prior: resume.prior,
+                    waits: resume.waits,
+                    retry_at: Instant::now(),
+                });
+                true
+            }
+        }
+    }
+
+    /// Sets a span aside until one of its wanted backends is usable.
+    pub(super) fn park(&mut self, parked: Parked) {
+        self.outage_since.get_or_insert_with(Instant::now);
+        self.parked.push_back(parked);
+    }
+
+    /// Leaves a span of `batch` pending: no backend can serve it in this run.
+    fn strand(&mut self, batch: u64) {
+        self.outage_since.get_or_insert_with(Instant::now);
+        self.unsent += 1;
+        self.left_behind = true;
+        self.release_from_batch(batch);
+    }
+
+    fn release_from_batch(&mut self, batch: u64) {
+        if let Some(progress) = self.batches.get_mut(&batch) {
+            progress.outstanding -= 1;
+        }
+        self.emit_if_done(batch);
+    }
+
+    /// The first parked span that one of its wanted backends would serve now, read again from
+    /// the index, with where its cascade resumes. Parked spans whose wanted backends are all
+    /// skipped for the run are left pending; spans re-indexed away meanwhile are dropped.
+    pub(super) async fn next_parked(
+        &mut self,
+        cascade: &Cascade,
+    ) -> Result<Option<(PendingSpan, u64, Resume)>, PipelineError> {
+        let now = Instant::now();
+        let mut index = 0;
+        while index < self.parked.len() {
+            let parked = &self.parked[index];
+            if parked.retry_at > now {
+                index += 1;
+                continue;
+            }
+            match self.availability(cascade, &parked.chain, parked.wanted.iter().copied()) {
+                Availability::Waiting { .. } => index += 1,
+                Availability::Gone => {
+                    let parked = self.parked.remove(index).expect("index is in bounds");
+                    self.strand(parked.batch);
+                }
+                Availability::Usable => {
+                    let parked = self.parked.remove(index).expect("index is in bounds");
+                    let Some(span) = self
+                        .span_by_id(parked.span_id, "read a span waiting for a backend")
+                        .await?
+                    else {
+                        self.release_from_batch(parked.batch);
+                        continue;
+                    };
+                    let resume = Resume {
+                        tier: parked.tier,
+                        start: parked.wanted.first().copied().unwrap_or_default(),
+                        prior: parked.prior,
+                        waits: parked.waits,
+                    };
+                    return Ok(Some((span, parked.batch, resume)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Leaves every parked span pending (the run stops taking spans).
+    pub(super) fn abandon_parked(&mut self) {
+        while let Some(parked) = self.parked.pop_front() {
+            self.strand(parked.batch);
+        }
+    }
+
+    /// A backend answered a span: the outage, if there was one, is over.
+    pub(super) fn progressed(&mut self) {
+        self.outage_since = None;
+        self.announced = None;
+    }
+
+    /// Stops the run taking spans once no backend has answered for `outage_grace` while spans
+    /// waited, or when a span's whole chain is skipped for the run and nothing is in flight to
+    /// wait for.
+    pub(super) fn check_grace(&mut self, cascade: &Cascade) {
+        if self.outage_stop {
+            return;
+        }
+        let grace = self.inner.settings.outage_grace;
+        let Some(since) = self.outage_since else {
+            return;
+        };
+        if since.elapsed() < grace {
+            return;
+        }
+        self.outage_stop = true;
+        let outages: Vec<String> = cascade.outages().iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            run = self.run_id.0,
+            "no backend answered for {} s; taking no more spans and leaving the rest pending: {}",
+            grace.as_secs(),
+            outages.join("; ")
+        );
+    }
+
+    /// When to look at the parked spans again: the earliest a parked span may go (its backend's
+    /// circuit lets a probe through, and its own backoff is over), and no later than the end of
+    /// the grace. Says which backend the run waits for in a [`Event::BackendWaiting`] whenever
+    /// that changes.
+    pub(super) fn wake_at(&mut self, cascade: &Cascade) -> Instant {
+        let now = Instant::now();
+        let mut wake: Option<Instant> = None;
+        let mut circuit: Option<(String, Option<Duration>)> = None;
+        for parked in &self.parked {
+            let ready =
+                match self.availability(cascade, &parked.chain, parked.wanted.iter().copied()) {
+                    Availability::Waiting { backend, retry_in } => {
+                        let sooner = match (&circuit, retry_in) {
+                            (None, _) => true,
+                            (Some((_, Some(current))), Some(new)) => new < *current,
+                            (Some((_, current)), None) => current.is_some(),
+                            (Some((_, None)), Some(_)) => false,
+                        };
+                        if sooner {
+                            circuit = Some((backend, retry_in));
+                        }
+                        now + retry_in.unwrap_or(PROBE_POLL)
+                    }
+                    // Usable or gone: the next hand-out deals with it once its backoff is over.
+                    Availability::Usable | Availability::Gone => now,
+                };
+            let at = ready.max(parked.retry_at);
+            wake = Some(wake.map_or(at, |earliest| earliest.min(at)));
+        }
+        let since = *self.outage_since.get_or_insert(now);
+        let grace_end = (since + self.inner.settings.outage_grace).max(now);
+        if let Some((backend, retry_in)) = circuit {
+            let seconds = retry_in.map(|d| d.as_secs_f64().ceil() as u64);
+            let announce = (backend.clone(), seconds);
+            if self.announced.as_ref() != Some(&announce) {
+                let retry_in_ms =
+                    retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                self.inner.events.on_event(&Event::BackendWaiting {
+                    at_ms: now_ms(),
+                    run_id: self.run_id,
+                    backend,
+                    retry_in_ms,
+                    waiting_spans: self.parked.len() as u64,
+                });
+                self.announced = Some(announce);
+            }
+        }
+        wake.map_or(grace_end, |wake| wake.min(grace_end))
+    }
+}
