@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use enrich_backends::{BackendAdapter, HealthReport, HostPoolPolicy};
+use enrich_backends::{BackendAdapter, BackendOutage, HealthReport, HostPoolPolicy};
 use enrich_config::BackendSpec;
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -47,16 +47,31 @@ pub(crate) struct BackendCheck {
 impl BackendCheck {
     /// `name at host: what was found`, for one line of a log or an error.
     pub(crate) fn describe(&self) -> String {
-        let found = match (&self.error, &self.health) {
+        format!("{} at {}: {}", self.name, self.host(), self.found())
+    }
+
+    /// The check as a [`BackendOutage`], for a run that took no span because of it.
+    pub(crate) fn outage(&self) -> BackendOutage {
+        BackendOutage {
+            backend: self.name.clone(),
+            host: self.host().to_owned(),
+            state: "failed its health check before the run".to_owned(),
+            last_error: self.found(),
+        }
+    }
+
+    /// Where requests go, for people.
+    fn host(&self) -> &str {
+        self.host.as_deref().unwrap_or("the provider's default URL")
+    }
+
+    /// What the check found.
+    fn found(&self) -> String {
+        match (&self.error, &self.health) {
             (Some(error), _) => error.clone(),
             (None, Some(health)) => health.messages.join("; "),
             (None, None) => String::new(),
-        };
-        format!(
-            "{} at {}: {found}",
-            self.name,
-            self.host.as_deref().unwrap_or("the provider's default URL")
-        )
+        }
     }
 }
 

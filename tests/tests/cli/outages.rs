@@ -225,4 +225,25 @@ fn doctor_fails_a_url_that_answers_but_is_not_ollama_and_says_how_to_fix_it() {
     repo.enrich(&["run"]).expect_code(3);
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_attempts"), 0);
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
+    // `--json` still prints the report, saying why nothing ran.
+    let ran = repo.enrich(&["--json", "run"]);
+    ran.expect_code(3);
+    let report = ran.json();
+    assert_eq!(report["end"], "backends_unavailable", "{report}");
+    assert_eq!(report["run_id"], serde_json::Value::Null, "{report}");
+    assert!(report["total_pending"].as_u64() > Some(0), "{report}");
+    let outage = &report["backends_unavailable"][0];
+    assert_eq!(outage["backend"], "local", "{report}");
+    assert!(
+        outage["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("this is not an Ollama server")),
+        "{report}"
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("so no span was taken")),
+        "{report}"
+    );
 }

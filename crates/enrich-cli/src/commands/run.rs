@@ -115,6 +115,15 @@ pub(crate) fn build_pipeline(
 /// fail and count toward its dead-lettering for an outage that is no fault of the span's.
 /// Other unusable backends are warned about; the cascade passes over them.
 pub(crate) async fn preflight(config: &EnrichmentConfig, chain: Option<&str>) -> Result<()> {
+    match unservable(config, chain).await {
+        Some(outages) => Err(unservable_error(config, chain, &outages)),
+        None => Ok(()),
+    }
+}
+
+/// The backends of the chain that serves unrouted spans, each with what was found, when none of
+/// them can serve; `None` when one can. Warns about the other unusable backends.
+async fn unservable(config: &EnrichmentConfig, chain: Option<&str>) -> Option<Vec<BackendOutage>> {
     let main_chain = chain.unwrap_or(&config.default_chain);
     let checks = check_all(config.backends.iter().filter(|b| b.enabled)).await;
     let unusable: Vec<&BackendCheck> = checks
@@ -122,16 +131,13 @@ pub(crate) async fn preflight(config: &EnrichmentConfig, chain: Option<&str>) ->
         .filter(|c| c.verdict == Verdict::Unusable)
         .collect();
     let main_total = checks.iter().filter(|c| c.chain == main_chain).count();
-    let main_unusable: Vec<String> = unusable
+    let main_unusable: Vec<&BackendCheck> = unusable
         .iter()
+        .copied()
         .filter(|c| c.chain == main_chain)
-        .map(|c| c.describe())
         .collect();
     if main_total > 0 && main_unusable.len() == main_total {
-        return Err(anyhow::Error::new(BackendUnusable(format!(
-            "no backend of chain {main_chain:?} can serve, so no span was taken: {}; fix it (`enrich doctor` says how) and run again",
-            main_unusable.join("; ")
-        ))));
+        return Some(main_unusable.iter().map(|c| c.outage()).collect());
     }
     for check in unusable {
         tracing::warn!(
@@ -141,7 +147,24 @@ pub(crate) async fn preflight(config: &EnrichmentConfig, chain: Option<&str>) ->
             check.describe()
         );
     }
-    Ok(())
+    None
+}
+
+/// The error of a run that took no span because no backend of its chain can serve (exit 3).
+fn unservable_error(
+    config: &EnrichmentConfig,
+    chain: Option<&str>,
+    outages: &[BackendOutage],
+) -> anyhow::Error {
+    let main_chain = chain.unwrap_or(&config.default_chain);
+    let found: Vec<String> = outages
+        .iter()
+        .map(|o| format!("{} at {}: {}", o.backend, o.host, o.last_error))
+        .collect();
+    anyhow::Error::new(BackendUnusable(format!(
+        "no backend of chain {main_chain:?} can serve, so no span was taken: {}; fix it (`enrich doctor` says how) and run again",
+        found.join("; ")
+    )))
 }
 
 /// The run summary: `--json` prints it as it is, also for a run an error stopped.
@@ -415,8 +438,22 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
         vec![events.clone(), progress.clone(), tally.clone()],
     )?;
 
-    if pipeline.pending_count()? > 0 {
-        preflight(config, options.chain.as_deref()).await?;
+    let pending = pipeline.pending_count()?;
+    if pending > 0
+        && let Some(outages) = unservable(config, options.chain.as_deref()).await
+    {
+        let error = unservable_error(config, options.chain.as_deref(), &outages);
+        if json {
+            // A script reading the report learns why nothing ran, as from a run that stopped.
+            let mut report = RunReport::not_started(&events_path);
+            report.end = RunEnd::BackendsUnavailable;
+            report.status = RunEnd::BackendsUnavailable.status().as_str();
+            report.total_pending = pending;
+            report.backends_unavailable = outages;
+            report.error = Some(error.to_string());
+            output::json(&report)?;
+        }
+        return Err(error);
     }
 
     let shutdown = Shutdown::install().context("cannot install the Ctrl-C handler")?;
