@@ -1,5 +1,5 @@
 //! Fault injection: a run against two fake servers that answer 500s, garbage, truncated
-//! answers, hangs and "server busy" at the rates issue #7 lists. Every span ends enriched and
+//! answers, hangs and "server busy" at fixed rates. Every span ends enriched and
 //! valid, or in the failure ledger with a reason; and the attempt log, the run summary and the
 //! servers' own counters tell the same story, request for request.
 
@@ -27,7 +27,7 @@ const KIND_OF_OUTCOME: &[(Outcome, &str)] = &[
     (Outcome::QueueFull, "overloaded"),
 ];
 
-/// A server with the issue's fault mix: 10 % HTTP 500, 5 % garbage, 5 % truncated, 2 % hangs;
+/// A server with the fault mix: 10 % HTTP 500, 5 % garbage, 5 % truncated, 2 % hangs;
 /// two slots and one queue place, so a client with four requests in flight meets a real 503
 /// "server busy" whenever the other three are admitted.
 fn faulty_server(seed: u64) -> Server {
