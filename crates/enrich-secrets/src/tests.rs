@@ -8,15 +8,8 @@ use crate::{RULES, SECRET_FILES, Scanner, shannon_entropy};
 /// `n` pseudo-random characters of `alphabet`, different for each `seed`.
 fn random(alphabet: &str, n: usize, seed: u64) -> String {
     let chars: Vec<char> = alphabet.chars().collect();
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            chars[((state >> 33) % chars.len() as u64) as usize]
-        })
-        .collect()
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| chars[rng.usize(..chars.len())]).collect()
 }
 
 const ALNUM: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

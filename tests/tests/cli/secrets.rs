@@ -367,19 +367,10 @@ struct Planted {
 impl Planted {
     /// Writes the secrets into `repo`'s files.
     fn plant(repo: &TestRepo) -> Self {
-        let mut seed = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(7, |d| d.as_nanos() as u64);
+        let mut rng = fastrand::Rng::new();
         let mut random = |alphabet: &str, n: usize| -> String {
             let chars: Vec<char> = alphabet.chars().collect();
-            (0..n)
-                .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
-                    chars[((seed >> 33) % chars.len() as u64) as usize]
-                })
-                .collect()
+            (0..n).map(|_| chars[rng.usize(..chars.len())]).collect()
         };
         let base64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
