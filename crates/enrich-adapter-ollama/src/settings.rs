@@ -1,9 +1,11 @@
 //! A backend entry read into what the adapter needs for every request, checked once.
 
+use std::fmt;
 use std::time::Duration;
 
 use enrich_config::{
     BackendSpec, DEFAULT_OLLAMA_URL, Options, Secret, normalize_ollama_host, redact_url,
+    redacted_options,
 };
 use reqwest::Url;
 use serde_json::Value;
@@ -19,8 +21,8 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const OWN_OPTION_KEYS: [&str; 5] =
     ["stream", "keep_alive", "think", "max_in_flight", "parallel"];
 
-/// What one Ollama backend entry means, checked when the adapter is built.
-#[derive(Debug)]
+/// What one Ollama backend entry means, checked when the adapter is built. Its `Debug` output
+/// shows the URLs through [`redact_url`] and the key as `[redacted]`.
 pub(crate) struct Settings {
     /// `POST /api/generate` (may carry the URL's credentials; reqwest sends them as basic auth).
     pub(crate) generate_url: Url,
@@ -48,6 +50,27 @@ pub(crate) struct Settings {
     pub(crate) api_key: Option<Secret>,
     /// The largest answer body read (`max_response_bytes`).
     pub(crate) max_response_bytes: u64,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = |url: &Url| redact_url(url.as_str());
+        f.debug_struct("Settings")
+            .field("generate_url", &url(&self.generate_url))
+            .field("version_url", &url(&self.version_url))
+            .field("tags_url", &url(&self.tags_url))
+            .field("show_url", &url(&self.show_url))
+            .field("host", &self.host)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("stream", &self.stream)
+            .field("keep_alive", &self.keep_alive)
+            .field("think", &self.think)
+            .field("options", &redacted_options(&self.options))
+            .field("api_key", &self.api_key)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
 }
 
 impl Settings {
@@ -184,6 +207,21 @@ mod tests {
             url: Some(url.to_owned()),
             ..BackendSpec::new("local", "default", "ollama", "qwen2.5")
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_url_credentials() {
+        let spec = spec_with_url("http://u:PASS@127.0.0.1:1/prefix");
+        let settings = Settings::from_spec(&spec).unwrap();
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("PASS"), "{shown}");
+        assert!(
+            shown.contains("http://[redacted]@127.0.0.1:1/prefix/api/generate"),
+            "{shown}"
+        );
+        let adapter = crate::OllamaAdapter::new(spec).unwrap();
+        let shown = format!("{adapter:?}");
+        assert!(!shown.contains("PASS"), "{shown}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A backend entry read into what the adapter needs for every request, checked once.
 
+use std::fmt;
 use std::time::Duration;
 
-use enrich_config::{BackendSpec, Options, Secret, redact_url};
+use enrich_config::{BackendSpec, Options, Secret, redact_url, redacted_options};
 use serde_json::Value;
 use url::Url;
 
@@ -42,8 +43,8 @@ pub(crate) enum FormatMode {
     None,
 }
 
-/// What one OpenAI-compatible backend entry means, checked when the adapter is built.
-#[derive(Debug)]
+/// What one OpenAI-compatible backend entry means, checked when the adapter is built. Its
+/// `Debug` output shows the URLs through [`redact_url`] and the key as `[redacted]`.
 pub(crate) struct Settings {
     /// `POST {url}/chat/completions` (may carry the URL's credentials, which are sent as basic
     /// auth).
@@ -68,6 +69,25 @@ pub(crate) struct Settings {
     pub(crate) api_key: Option<Secret>,
     /// The largest answer body read (`max_response_bytes`).
     pub(crate) max_response_bytes: u64,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = |url: &Url| redact_url(url.as_str());
+        f.debug_struct("Settings")
+            .field("chat_url", &url(&self.chat_url))
+            .field("models_url", &url(&self.models_url))
+            .field("host", &self.host)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("format", &self.format)
+            .field("strict", &self.strict)
+            .field("fields", &redacted_options(&self.fields))
+            .field("api_key_var", &self.api_key_var)
+            .field("api_key", &self.api_key)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
 }
 
 impl Settings {
@@ -223,6 +243,28 @@ mod tests {
             url: url.map(str::to_owned),
             options,
             ..BackendSpec::new("cloud", "default", "openai", "gpt-4o-mini")
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_url_credentials() {
+        let spec = spec(
+            Some("http://u:PASS@127.0.0.1:1/v1?api_key=QUERYKEY"),
+            json!({}),
+        );
+        let settings = Settings::from_spec_with(&spec, |_| Some("sk-KEY".to_owned())).unwrap();
+        let shown = format!("{settings:?}");
+        for secret in ["PASS", "QUERYKEY", "sk-KEY"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("http://[redacted]@127.0.0.1:1/v1/chat/completions?api_key=[redacted]"),
+            "{shown}"
+        );
+        let adapter = crate::OpenAiAdapter::new(spec).unwrap();
+        let shown = format!("{adapter:?}");
+        for secret in ["PASS", "QUERYKEY"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
 

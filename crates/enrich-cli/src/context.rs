@@ -118,6 +118,19 @@ impl Repo {
         })
     }
 
+    /// Opens the index read-write for the indexer (`enrich index`, `watch`'s re-index),
+    /// creating it when there is none. An existing index is checked as [`Self::open_for_run`]
+    /// says, so the indexer never writes into a damaged one; a new index needs no check.
+    pub(crate) fn open_for_index(&self) -> Result<Db> {
+        if !self.db_path.exists() {
+            self.checked.store(true, Ordering::Relaxed);
+        }
+        self.open_writable(OpenOptions {
+            mode: OpenMode::CreateIfMissing,
+            ..OpenOptions::default()
+        })
+    }
+
     fn open_writable(&self, options: OpenOptions) -> Result<Db> {
         let options = OpenOptions {
             quick_check: !self.checked.load(Ordering::Relaxed),

@@ -63,23 +63,34 @@ pub enum ConfigError {
     },
 
     /// A value has the wrong type or is out of range.
-    #[error("invalid value for {key} in {origin}: {reason}")]
+    #[error(
+        "invalid value for {key} in {origin}{}: {reason}",
+        line.map(|l| format!(", line {l}")).unwrap_or_default()
+    )]
     Invalid {
         /// The key (`enrichment.batch_size`, `timeout_seconds of enrichment.chain entry 2`).
         key: String,
         /// Where the value came from.
         origin: Source,
+        /// The key's line in the config file, counting from 1, when the value came from the file.
+        line: Option<usize>,
         /// The value and what was expected instead.
         reason: String,
     },
 
     /// A backend entry has no `name`.
-    #[error("{entry} in {origin} has no name: add {}", name_hint(origin))]
+    #[error(
+        "{entry} in {origin}{} has no name: add {}",
+        line.map(|l| format!(", line {l}")).unwrap_or_default(),
+        name_hint(origin)
+    )]
     UnnamedEntry {
         /// Which entry (`enrichment.chain entry 2`, counting from 1).
         entry: String,
         /// Where the entry came from.
         origin: Source,
+        /// The entry's line in the config file, counting from 1, when it came from the file.
+        line: Option<usize>,
     },
 
     /// Two entries of one chain share a name.

@@ -1,5 +1,5 @@
 //! The keys of a config file that enrich does not read, with their lines and the known key each
-//! most resembles.
+//! most resembles, and the line of the key that a value error names.
 //!
 //! In enrich's own file (`enrich.toml`, or any `--config` file not named `llmc.toml`) such a key
 //! is an error: a misspelt `modle` would otherwise leave the default model running. In LLMC's
@@ -76,28 +76,120 @@ pub(crate) struct Unknown {
     pub(crate) suggestion: Option<String>,
 }
 
-/// The keys of `text` that enrich does not read, in file order. LLMC's own keys are left out
-/// everywhere; the other top-level tables only in LLMC's file (`llmc`). Text that is not TOML
-/// has none: figment reports the syntax error.
-pub(crate) fn unknown_keys(text: &str, llmc: bool) -> Vec<Unknown> {
-    let Ok(document) = ImDocument::parse(text) else {
-        return Vec::new();
-    };
-    let mut walk = Walk {
-        text,
-        found: Vec::new(),
-    };
-    for (name, item) in document.as_table().iter() {
-        if name == "enrichment" {
-            if let Some(table) = item.as_table_like() {
-                walk.enrichment(table);
-            }
-        } else if !llmc {
-            walk.unknown(document.as_table(), name, "", &["enrichment"]);
+/// A config file's keys with their positions, parsed once for both uses: the keys enrich does
+/// not read ([`Self::unknown_keys`]) and the line of a key a value error names ([`Self::line`]).
+/// Text that is not TOML has no keys: figment reports the syntax error.
+pub(crate) struct KeyTree<'a> {
+    text: &'a str,
+    document: Option<ImDocument<&'a str>>,
+}
+
+impl<'a> KeyTree<'a> {
+    /// Parses `text`.
+    pub(crate) fn parse(text: &'a str) -> Self {
+        Self {
+            text,
+            document: ImDocument::parse(text).ok(),
         }
     }
-    walk.found
+
+    /// The keys that enrich does not read, in file order. LLMC's own keys are left out
+    /// everywhere; the other top-level tables only in LLMC's file (`llmc`).
+    pub(crate) fn unknown_keys(&self, llmc: bool) -> Vec<Unknown> {
+        let Some(document) = &self.document else {
+            return Vec::new();
+        };
+        let mut walk = Walk {
+            text: self.text,
+            found: Vec::new(),
+        };
+        for (name, item) in document.as_table().iter() {
+            if name == "enrichment" {
+                if let Some(table) = item.as_table_like() {
+                    walk.enrichment(table);
+                }
+            } else if !llmc {
+                walk.unknown(document.as_table(), name, "", &["enrichment"]);
+            }
+        }
+        walk.found
+    }
+
+    /// The line (counting from 1) of the key that a value error names, in the forms messages
+    /// use: `enrichment.batch_size`, `enrichment.path_weights.src/**` (a key may hold dots),
+    /// `timeout_seconds of enrichment.chain entry 2 ("fast")`, `enrichment.chain entry 2`. When
+    /// the key itself is not in the file (a nested option, a whole entry), the line of the
+    /// deepest enclosing key or entry that is.
+    pub(crate) fn line(&self, key: &str) -> Option<usize> {
+        let root = self.document.as_ref()?.as_table() as &dyn TableLike;
+        let (table, rest, line) = match key.split_once(ENTRY_MARK) {
+            Some((before, entry)) if before.is_empty() || before.ends_with(" of ") => {
+                let (table, line) = self.entry(root, entry)?;
+                (table, before.strip_suffix(" of "), line)
+            }
+            _ => (root, Some(key), None),
+        };
+        let Some(rest) = rest else { return line };
+        self.deepest(table, rest).or(line)
+    }
+
+    /// Entry `n` (counting from 1, the number that starts `entry`) of `enrichment.chain`, and
+    /// the line of its `[[enrichment.chain]]` header or inline table.
+    fn entry<'t>(
+        &self,
+        root: &'t dyn TableLike,
+        entry: &str,
+    ) -> Option<(&'t dyn TableLike, Option<usize>)> {
+        let digits = entry.split(|c: char| !c.is_ascii_digit()).next()?;
+        let index = digits.parse::<usize>().ok()?.checked_sub(1)?;
+        let chain = root.get("enrichment")?.as_table_like()?.get("chain")?;
+        if let Some(array) = chain.as_array_of_tables() {
+            let table = array.get(index)?;
+            Some((table, table.span().map(|s| line_of(self.text, s.start))))
+        } else {
+            let table = chain.as_array()?.get(index)?.as_inline_table()?;
+            Some((table, table.span().map(|s| line_of(self.text, s.start))))
+        }
+    }
+
+    /// The line of the deepest key of the dotted `rest` found under `table`. A key may hold
+    /// dots (a glob), so at each level the longest key that `rest` starts with is taken.
+    fn deepest(&self, mut table: &dyn TableLike, mut rest: &str) -> Option<usize> {
+        let mut line = None;
+        loop {
+            let Some(name) = table
+                .iter()
+                .map(|(name, _)| name)
+                .filter(|name| {
+                    rest == *name
+                        || rest
+                            .strip_prefix(*name)
+                            .is_some_and(|after| after.starts_with('.'))
+                })
+                .max_by_key(|name| name.len())
+            else {
+                return line;
+            };
+            let found = table
+                .key(name)
+                .and_then(toml_edit::Key::span)
+                .map(|span| line_of(self.text, span.start));
+            line = found.or(line);
+            if rest == name {
+                return line;
+            }
+            rest = &rest[name.len() + 1..];
+            match table.get(name).and_then(Item::as_table_like) {
+                Some(inner) => table = inner,
+                None => return line,
+            }
+        }
+    }
 }
+
+/// How a value error names a file entry, `enrichment.chain entry <n>`, or a key of one,
+/// `<key> of enrichment.chain entry <n>` (see [`crate::layers::entry_label`]).
+const ENTRY_MARK: &str = "enrichment.chain entry ";
 
 /// The known key that `key` most resembles, if any is alike enough.
 pub(crate) fn suggest(key: &str, known: &[&str]) -> Option<String> {
@@ -212,6 +304,43 @@ mod tests {
         ] {
             assert_eq!(suggest(typo, known).as_deref(), expected, "{typo}");
         }
+    }
+
+    #[test]
+    fn the_line_of_a_key_is_found_in_every_form_messages_name_it() {
+        let text = "\
+[enrichment]
+batch_size = 0
+path_weights = { \"src/a.b/**\" = 11 }
+
+[[enrichment.chain]]
+name = \"a\"
+
+[[enrichment.chain]]
+name = \"b\"
+options = { headers = { authorization = \"x\" } }
+";
+        let keys = KeyTree::parse(text);
+        for (key, line) in [
+            ("enrichment.batch_size", Some(2)),
+            ("enrichment.path_weights.src/a.b/**", Some(3)),
+            ("enrichment.chain entry 2", Some(8)),
+            ("name of enrichment.chain entry 1 (\"a\")", Some(6)),
+            (
+                "options.headers.authorization of enrichment.chain entry 2 (\"b\")",
+                Some(10),
+            ),
+            // Not in the file: the deepest enclosing key.
+            ("enrichment.budget.max_cost_per_run", Some(1)),
+            ("timeout_seconds of enrichment.chain entry 2", Some(8)),
+            ("name of enrichment.chain entry 3", None),
+        ] {
+            assert_eq!(keys.line(key), line, "{key}");
+        }
+        let inline =
+            KeyTree::parse("[enrichment]\nchain = [\n  { name = \"a\" },\n  { model = 1 },\n]\n");
+        assert_eq!(inline.line("model of enrichment.chain entry 2"), Some(4));
+        assert_eq!(KeyTree::parse("not toml =").line("enrichment"), None);
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub(crate) fn from_figment(
     ConfigError::Invalid {
         key: key_name(&error.path, entries),
         origin,
+        line: None,
         reason,
     }
 }

@@ -8,7 +8,7 @@
 //! exactly as LLMC reads it, so an LLMC user's files and env keep working. Every mistake of a
 //! file is reported at once ([`ConfigError::Several`]). [`load`] resolves them into an [`EnrichmentConfig`], validates it, and remembers
 //! where each value came from ([`LoadedConfig::provenance`]); every [`ConfigError`] names the
-//! file or variable and the key.
+//! file or variable and the key, and a bad value of the file its line.
 //!
 //! The work order ([`WorkOrder`]: `code_first`, `[enrichment.path_weights]`, the starvation
 //! ratios, also in LLMC's `[enrichment.runner]` spelling) includes the glob matcher that weighs a

@@ -13,7 +13,7 @@ use figment::providers::Serialized;
 use figment::value::Value;
 use serde_json::json;
 
-use crate::keys::{IgnoredKey, is_llmc_file, suggest, unknown_keys};
+use crate::keys::{IgnoredKey, KeyTree, is_llmc_file, suggest};
 use crate::layers::{Defaults, Entries, EnvLayer, FileLayer, entry_label, from_figment, source_of};
 use crate::lenient::{Text, parse_flag};
 use crate::raw::{ENTRY_KEYS, LLMC_ENTRY_KEYS, RawBackend, RawEntries, RawFile};
@@ -212,13 +212,15 @@ fn push_grouped(chains: &mut Chains, entry: Entry) {
 }
 
 /// Resolves the layers, reporting every mistake found in one error: the file's unknown keys
-/// (errors in enrich's own file, warnings in `llmc.toml`), then the values that are wrong.
+/// (errors in enrich's own file, warnings in `llmc.toml`), then the values that are wrong, each
+/// value from the file with its line.
 fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig, ConfigError> {
     let mut errors = Vec::new();
     let mut ignored = Vec::new();
-    if let Some(file) = &file {
+    let keys = file.as_ref().map(|file| KeyTree::parse(&file.text));
+    if let (Some(file), Some(keys)) = (&file, &keys) {
         let llmc = is_llmc_file(&file.path);
-        for unknown in unknown_keys(&file.text, llmc) {
+        for unknown in keys.unknown_keys(llmc) {
             if llmc {
                 ignored.push(IgnoredKey {
                     key: unknown.key,
@@ -237,13 +239,46 @@ fn resolve(file: Option<ConfigFile>, env: EnvLookup<'_>) -> Result<LoadedConfig,
         }
     }
     // A file that is not TOML has no unknown keys: its syntax error comes alone.
-    match resolve_values(file, env, ignored, &mut errors) {
+    let result = resolve_values(file.as_ref(), env, ignored, &mut errors);
+    let at_line = |error| match (&file, &keys) {
+        (Some(file), Some(keys)) => with_line(error, &file.path, keys),
+        _ => error,
+    };
+    let mut errors: Vec<ConfigError> = errors.into_iter().map(at_line).collect();
+    match result {
         Ok(loaded) => ConfigError::combine(errors).map_or(Ok(loaded), Err),
-        Err(error) if errors.is_empty() => Err(error),
+        Err(error) if errors.is_empty() => Err(at_line(error)),
         Err(error) => {
-            errors.push(error);
+            errors.push(at_line(error));
             Err(ConfigError::Several { errors })
         }
+    }
+}
+
+/// `error` with the line of its key when it is about a value of the config file at `path`.
+fn with_line(error: ConfigError, path: &Path, keys: &KeyTree<'_>) -> ConfigError {
+    match error {
+        ConfigError::Invalid {
+            key,
+            origin: Source::File(from),
+            line: None,
+            reason,
+        } if from == path => ConfigError::Invalid {
+            line: keys.line(&key),
+            key,
+            origin: Source::File(from),
+            reason,
+        },
+        ConfigError::UnnamedEntry {
+            entry,
+            origin: Source::File(from),
+            line: None,
+        } if from == path => ConfigError::UnnamedEntry {
+            line: keys.line(&entry),
+            entry,
+            origin: Source::File(from),
+        },
+        other => other,
     }
 }
 
@@ -259,13 +294,13 @@ fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>, fallba
 /// The layers' values, checked. Mistakes that leave the rest checkable go to `errors` (the
 /// result is then only a stand-in); the others end the check as the `Err`.
 fn resolve_values(
-    file: Option<ConfigFile>,
+    file: Option<&ConfigFile>,
     env: EnvLookup<'_>,
     mut ignored: Vec<IgnoredKey>,
     errors: &mut Vec<ConfigError>,
 ) -> Result<LoadedConfig, ConfigError> {
     let mut figment = Figment::from(Defaults);
-    if let Some(file) = &file {
+    if let Some(file) = file {
         figment = figment.merge(FileLayer {
             path: &file.path,
             text: &file.text,
@@ -288,6 +323,7 @@ fn resolve_values(
         .ok_or_else(|| ConfigError::Invalid {
             key: "enrichment.default_chain".to_owned(),
             origin: origin("enrichment.default_chain"),
+            line: None,
             reason: "an empty name (expected the name of a chain)".to_owned(),
         });
     let default_chain_valid = default_chain.is_ok();
@@ -298,6 +334,7 @@ fn resolve_values(
         other => Err(ConfigError::Invalid {
             key: "enrichment.on_failure".to_owned(),
             origin: origin("enrichment.on_failure"),
+            line: None,
             reason: format!("{other:?} (expected \"error\" or \"fallback_to_empty\")"),
         }),
     };
@@ -309,6 +346,7 @@ fn resolve_values(
             Err(ConfigError::Invalid {
                 key: key.to_owned(),
                 origin: origin(key),
+                line: None,
                 reason: format!("{value} (expected at least 1)"),
             })
         }
@@ -327,6 +365,7 @@ fn resolve_values(
         errors.push(ConfigError::Invalid {
             key: key.to_owned(),
             origin: origin(key),
+            line: None,
             reason: "0 (expected at least 1: it counts every backend attempt of a span in one \
                      run, the first one included, so 1 is a single attempt with no retry, \
                      re-ask or fallback)"
@@ -334,7 +373,7 @@ fn resolve_values(
         });
     }
     let reliability = crate::reliability::resolve(&raw, &origin)?;
-    let file_globs = file.as_ref().and_then(file_path_weights);
+    let file_globs = file.and_then(file_path_weights);
     let work_order = crate::work_order::resolve(&raw, &origin, file_globs.as_deref())?;
     let (index, secrets) =
         crate::secrets::resolve(raw.index.as_ref(), raw.secrets.as_ref(), &origin)?;
@@ -366,6 +405,7 @@ fn resolve_values(
                 errors.push(ConfigError::Invalid {
                     key: "enrichment.enable_routing".to_owned(),
                     origin: Source::Env(DISABLE_ROUTING.to_owned()),
+                    line: None,
                     reason: format!(
                         "{value:?} (expected 1, true, yes or on to turn routing off; 0, false, no or off to leave it)"
                     ),
@@ -427,7 +467,7 @@ fn resolve_values(
     // Name the layer that decided the default chain's entries. Only when the chains and their
     // default are all known: a refused entry or name would make this a second, false report.
     if default_chain_valid && errors.is_empty() {
-        check_default_chain(&chains, &default_chain, || match &file {
+        check_default_chain(&chains, &default_chain, || match file {
             _ if json_named.contains(&default_chain) => Source::Env(CHAIN_JSON.to_owned()),
             Some(file) => Source::File(file.path.clone()),
             None => Source::Default,
@@ -603,7 +643,7 @@ fn resolve_values(
     };
     Ok(LoadedConfig {
         config,
-        file: file.map(|f| f.path),
+        file: file.map(|f| f.path.clone()),
         settings,
         ignored,
     })
@@ -620,6 +660,7 @@ fn resolve_entry(
         return Err(ConfigError::UnnamedEntry {
             entry: label,
             origin: origin.clone(),
+            line: None,
         });
     };
     let timeout_seconds = raw.timeout_seconds.map(|t| t.0);
@@ -629,6 +670,7 @@ fn resolve_entry(
         return Err(ConfigError::Invalid {
             key: format!("timeout_seconds of {label} ({name:?})"),
             origin: origin.clone(),
+            line: None,
             reason: format!("{seconds} (expected a positive number of seconds)"),
         });
     }
@@ -636,6 +678,7 @@ fn resolve_entry(
     let invalid = |key: &str, reason: String| ConfigError::Invalid {
         key: format!("{key} of {label} ({name:?})"),
         origin: origin.clone(),
+        line: None,
         reason,
     };
     let mut hosts: Vec<String> = text(&raw.url).into_iter().collect();
@@ -825,6 +868,7 @@ fn json_entries(
                 return Err(ConfigError::Invalid {
                     key: format!("chain of {label}"),
                     origin: origin.clone(),
+                    line: None,
                     reason: format!(
                         "{chain:?} (expected {under:?}, the chain it is listed under, or no chain)"
                     ),

@@ -100,6 +100,7 @@ pub(crate) fn resolve(
     let invalid = |key: &str, reason: String| crate::ConfigError::Invalid {
         key: key.to_owned(),
         origin: origin(key),
+        line: None,
         reason,
     };
     let schedule = Schedule::parse(&raw.schedule.0).ok_or_else(|| {

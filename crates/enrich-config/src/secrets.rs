@@ -82,6 +82,7 @@ pub(crate) fn resolve(
                 .map_err(|e| ConfigError::Invalid {
                     key: key.to_owned(),
                     origin: origin(key),
+                    line: None,
                     reason: format!("{glob:?} is not a valid glob: {}", e.kind()),
                 })?;
             globs.push(glob);
@@ -110,6 +111,7 @@ pub(crate) fn resolve(
             return Err(ConfigError::Invalid {
                 key: key.to_owned(),
                 origin: origin(key),
+                line: None,
                 reason: format!("{other:?} (expected \"redact\" or \"skip\")"),
             });
         }

@@ -364,6 +364,7 @@ pub(crate) fn resolve(
             return Err(ConfigError::Invalid {
                 key: at,
                 origin: source,
+                line: None,
                 reason: "0 (expected at least 1: after every starvation_ratio_high spans of \
                          high and medium priority, starvation_ratio_low low-priority spans are \
                          taken)"
@@ -393,6 +394,7 @@ pub(crate) fn resolve(
         ConfigError::InvalidPathWeight { glob, reason } => ConfigError::Invalid {
             key: format!("enrichment.path_weights.{glob}"),
             origin: weights_origin.clone(),
+            line: None,
             reason,
         },
         other => other,

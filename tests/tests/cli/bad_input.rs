@@ -187,6 +187,17 @@ const CONFIG_CASES: &[ConfigCase] = &[
         ],
     },
     ConfigCase {
+        name: "two bad values, each with its line",
+        toml: "[enrichment]\nbatch_size = 0\n[[enrichment.chain]]\nname = \"fake\"\nurl = \"{url}\"\ntimeout_seconds = -3\n",
+        env: &[],
+        needles: &[
+            "2 problems in the configuration:",
+            "invalid value for enrichment.batch_size in ",
+            "enrich.toml, line 2: 0 (expected at least 1)",
+            "enrich.toml, line 6: -3 (expected a positive number of seconds)",
+        ],
+    },
+    ConfigCase {
         name: "no attempt per span",
         toml: "[enrichment]\nmax_retries_per_span = 0\n",
         env: &[],

@@ -51,6 +51,13 @@ impl Snapshot {
     }
 }
 
+/// What every refusal of a damaged index says to do.
+const DAMAGE_FIX: [&str; 3] = [
+    "restore it from a backup",
+    "enrich index",
+    "LLMC's own re-index",
+];
+
 /// Moves the WAL into the index file, so that its bytes are the whole database.
 fn checkpoint(repo: &TestRepo) {
     repo.raw()
@@ -87,11 +94,6 @@ fn a_damaged_index_is_reported_by_doctor_and_refused_by_run_before_anything_is_w
     damage_page_of(&repo, "sqlite_autoindex_spans_1");
     let before = Snapshot::of(&repo);
     let shown = repo.db.display().to_string();
-    let fix = [
-        "restore it from a backup",
-        "enrich index",
-        "LLMC's own re-index",
-    ];
 
     let doctor = repo.enrich(&["doctor"]);
     doctor.expect_code(2);
@@ -99,7 +101,7 @@ fn a_damaged_index_is_reported_by_doctor_and_refused_by_run_before_anything_is_w
     check_mentions(
         "doctor",
         &doctor.stdout,
-        &["is a damaged SQLite database", fix[0], fix[1], fix[2]],
+        &[&["is a damaged SQLite database"][..], &DAMAGE_FIX].concat(),
     );
 
     for args in [
@@ -107,17 +109,40 @@ fn a_damaged_index_is_reported_by_doctor_and_refused_by_run_before_anything_is_w
         &["--json", "run"],
         &["failures", "--requeue-all"],
     ] {
-        let ran = repo.enrich(args);
-        let what = format!("`{}`", args.join(" "));
-        ran.expect_code(2);
-        check_mentions(
-            &what,
-            &ran.stderr,
-            &[&shown, "is a damaged SQLite database"],
-        );
-        check_mentions(&what, &ran.stderr, &fix);
-        check_mentions(&what, &ran.stderr, &["(the file was not modified)"]);
-        before.check_unchanged(&repo, &what);
+        refused_before_writing(&repo, &before, args);
+    }
+    assert_eq!(server.stats().generations(), 0, "no span is sent");
+}
+
+/// Runs `enrich ARGS` on the damaged index of `repo`: exit code 2 naming the file, the damage
+/// and the fix, and the index and its directory as they were (`before`).
+#[track_caller]
+fn refused_before_writing(repo: &TestRepo, before: &Snapshot, args: &[&str]) {
+    let ran = repo.enrich(args);
+    let what = format!("`{}`", args.join(" "));
+    ran.expect_code(2);
+    let shown = repo.db.display().to_string();
+    check_mentions(
+        &what,
+        &ran.stderr,
+        &[&shown, "is a damaged SQLite database"],
+    );
+    check_mentions(&what, &ran.stderr, &DAMAGE_FIX);
+    check_mentions(&what, &ran.stderr, &["(the file was not modified)"]);
+    before.check_unchanged(repo, &what);
+}
+
+#[test]
+fn a_damaged_index_is_refused_by_index_and_watch_before_the_indexer_writes() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&config(&[("fake", server.url())], ""));
+    // A file the index does not have yet: an indexer that does not check first writes it.
+    std::fs::write(repo.root.join("new.py"), "def added():\n    return 1\n").expect("write");
+    damage_page_of(&repo, "sqlite_autoindex_spans_1");
+    let before = Snapshot::of(&repo);
+    for args in [&["index"][..], &["--json", "index"], &["watch", "--poll"]] {
+        refused_before_writing(&repo, &before, args);
     }
     assert_eq!(server.stats().generations(), 0, "no span is sent");
 }

@@ -5,10 +5,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use enrich_config::{IndexConfig, SecretsAction};
-use enrich_db::Db;
 use enrich_index::{
     DEFAULT_MAX_FILE_BYTES, IndexError, IndexEvent, IndexOptions, IndexReport, SkipReason,
     index_repo,
@@ -89,8 +88,7 @@ fn run(
     config: &IndexConfig,
     mode: ProgressMode,
 ) -> Result<IndexReport> {
-    let mut db = Db::open_or_create(&repo.db_path)
-        .with_context(|| format!("cannot open the index {}", repo.db_path.display()))?;
+    let mut db = repo.open_for_index()?;
     let options = IndexOptions {
         max_file_bytes: args.max_file_size,
         threads: args.threads.map_or(0, usize::from),

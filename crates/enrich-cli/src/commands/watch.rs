@@ -452,7 +452,8 @@ impl Served {
     }
 
     /// Runs the indexer on a blocking thread, with the connection kept between passes (the
-    /// index is created when there is none).
+    /// index is created when there is none, and an existing one checked before the first
+    /// write, as [`Repo::open_for_index`] says).
     async fn reindex(
         &mut self,
         reindex: Reindex,
@@ -463,18 +464,19 @@ impl Served {
         }
         let whole = reindex == Reindex::All;
         let db = self.index_db.take();
-        let (root, db_path) = (self.repo.root.clone(), self.repo.db_path.clone());
+        let repo = self.repo.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut db = match db {
                 Some(db) => db,
-                None => match Db::open_or_create(&db_path) {
+                None => match repo.open_for_index() {
                     Ok(db) => db,
-                    Err(err) => return (None, Err(index_error(err.into()))),
+                    Err(err) => return (None, Err(err)),
                 },
             };
+            let root = &repo.root;
             let report = match &reindex {
-                Reindex::Paths(paths) => index_paths(&mut db, &root, paths, &options, |_| {}),
-                _ => index_repo(&mut db, &root, &options, |_| {}),
+                Reindex::Paths(paths) => index_paths(&mut db, root, paths, &options, |_| {}),
+                _ => index_repo(&mut db, root, &options, |_| {}),
             };
             (Some(db), report.map_err(index_error))
         })

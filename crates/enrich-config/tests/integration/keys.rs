@@ -89,15 +89,17 @@ chain = \"default\"
                     "unknown key modle of enrichment.chain entry 1 in {file}, line 8: did you mean `model`? {FIX}"
                 ),
                 format!(
-                    "invalid value for enrichment.on_failure in {file}: \"explode\" (expected \"error\" or \"fallback_to_empty\")"
+                    "invalid value for enrichment.on_failure in {file}, line 4: \"explode\" (expected \"error\" or \"fallback_to_empty\")"
                 ),
                 format!(
-                    "invalid value for enrichment.batch_size in {file}: 0 (expected at least 1)"
+                    "invalid value for enrichment.batch_size in {file}, line 3: 0 (expected at least 1)"
                 ),
                 format!(
-                    "invalid value for timeout_seconds of enrichment.chain entry 1 (\"gpu\") in {file}: -1 (expected a positive number of seconds)"
+                    "invalid value for timeout_seconds of enrichment.chain entry 1 (\"gpu\") in {file}, line 9: -1 (expected a positive number of seconds)"
                 ),
-                format!("enrichment.chain entry 2 in {file} has no name: add name = \"...\""),
+                format!(
+                    "enrichment.chain entry 2 in {file}, line 11 has no name: add name = \"...\""
+                ),
             ],
         )?;
         // One message, one mistake per line.
@@ -108,6 +110,70 @@ chain = \"default\"
             Some("6 problems in the configuration:"),
         )?;
         same("lines", text.lines().count(), 7)
+    });
+}
+
+#[test]
+fn value_errors_from_the_file_carry_their_lines_and_those_from_the_environment_none() {
+    let toml = "\
+[enrichment]
+# the values below are wrong on purpose
+max_retries_per_span = 0
+
+[enrichment.index]
+exclude = [\"ok/**\", \"a/[b\"]
+
+[[enrichment.chain]]
+name = \"gpu\"
+
+[enrichment.chain.options]
+temperature = 0
+api_key = \"sk-1\"
+";
+    jail(|jail| {
+        write(jail, "enrich.toml", toml)?;
+        jail.set_env("ENRICH_BATCH_SIZE", "0");
+        let file = jail.directory().join("enrich.toml").display().to_string();
+        let err = load(jail.directory(), None).expect_err("refused");
+        let ConfigError::Several { errors } = &err else {
+            return Err(format!("expected several errors, got {err:?}"));
+        };
+        let lines: Vec<String> = errors.iter().map(message).collect();
+        let starts: Vec<&str> = lines
+            .iter()
+            .map(|line| {
+                line.split_once(": ")
+                    .map_or(line.as_str(), |(head, _)| head)
+            })
+            .collect();
+        same(
+            "errors",
+            starts,
+            vec![
+                "invalid value for enrichment.batch_size in env ENRICH_BATCH_SIZE",
+                &format!("invalid value for enrichment.max_retries_per_span in {file}, line 3"),
+                &format!("invalid value for enrichment.index.exclude in {file}, line 6"),
+            ],
+        )
+    });
+    jail(|jail| {
+        // A credential in a nested `options` table: the line of its own key.
+        let toml = toml.replace("\"a/[b\"", "\"b/**\"");
+        write(jail, "enrich.toml", &toml)?;
+        let file = jail.directory().join("enrich.toml").display().to_string();
+        let text = load_error(jail)?;
+        let head = text
+            .lines()
+            .find(|line| line.contains("options.api_key"))
+            .and_then(|line| line.split_once(": "))
+            .map(|(head, _)| head.trim_start_matches("  - ").to_owned());
+        same(
+            "a nested option",
+            head,
+            Some(format!(
+                "invalid value for options.api_key of enrichment.chain entry 1 (\"gpu\") in {file}, line 13"
+            )),
+        )
     });
 }
 

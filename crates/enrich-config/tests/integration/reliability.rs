@@ -146,35 +146,35 @@ fn bad_reliability_values_name_the_key_and_the_fix() {
     for (toml, want) in [
         (
             "[enrichment]\nschedule = \"round-robin\"\n",
-            "invalid value for enrichment.schedule in FILE: \"round-robin\" (expected \"per-span\" or \"by-tier\")",
+            "invalid value for enrichment.schedule in FILE, line 2: \"round-robin\" (expected \"per-span\" or \"by-tier\")",
         ),
         (
             "[enrichment.circuit_breaker]\ncooldown_seconds = 0\n",
-            "invalid value for enrichment.circuit_breaker.cooldown_seconds in FILE: 0 (expected a positive number of seconds)",
+            "invalid value for enrichment.circuit_breaker.cooldown_seconds in FILE, line 2: 0 (expected a positive number of seconds)",
         ),
         (
             "[enrichment.circuit_breaker]\ncooldown_seconds = 60\nmax_cooldown_seconds = 10\n",
-            "invalid value for enrichment.circuit_breaker.max_cooldown_seconds in FILE: 10 (expected at least cooldown_seconds, 60)",
+            "invalid value for enrichment.circuit_breaker.max_cooldown_seconds in FILE, line 3: 10 (expected at least cooldown_seconds, 60)",
         ),
         (
             "[enrichment.budget]\nmax_tokens_per_run = 0\n",
-            "invalid value for enrichment.budget.max_tokens_per_run in FILE: 0 (expected at least 1 token; remove the key for no limit)",
+            "invalid value for enrichment.budget.max_tokens_per_run in FILE, line 2: 0 (expected at least 1 token; remove the key for no limit)",
         ),
         (
             "[enrichment.budget]\nmax_cost_per_day = -1\n",
-            "invalid value for enrichment.budget.max_cost_per_day in FILE: -1 (expected a positive cost; remove the key for no limit)",
+            "invalid value for enrichment.budget.max_cost_per_day in FILE, line 2: -1 (expected a positive cost; remove the key for no limit)",
         ),
         (
             "[enrichment.budget]\nmax_cost_per_run = \"cheap\"\n",
-            "invalid value for enrichment.budget.max_cost_per_run in FILE: \"cheap\" (expected a number)",
+            "invalid value for enrichment.budget.max_cost_per_run in FILE, line 2: \"cheap\" (expected a number)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\nrequests_per_minute = 0\n",
-            "invalid value for requests_per_minute of enrichment.chain entry 1 (\"a\") in FILE: 0 (expected at least 1; remove the key for no limit)",
+            "invalid value for requests_per_minute of enrichment.chain entry 1 (\"a\") in FILE, line 3: 0 (expected at least 1; remove the key for no limit)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\nprice_input_per_1m = -0.1\n",
-            "invalid value for price_input_per_1m of enrichment.chain entry 1 (\"a\") in FILE: -0.1 (expected a price of 0 or more per million tokens)",
+            "invalid value for price_input_per_1m of enrichment.chain entry 1 (\"a\") in FILE, line 3: -0.1 (expected a price of 0 or more per million tokens)",
         ),
     ] {
         check_error(toml, want);

@@ -75,11 +75,11 @@ fn a_bad_glob_or_action_names_the_key_and_the_fix() {
     for (toml, want) in [
         (
             "[enrichment.secrets]\naction = \"send\"\n",
-            "invalid value for enrichment.secrets.action in FILE: \"send\" (expected \"redact\" or \"skip\")",
+            "invalid value for enrichment.secrets.action in FILE, line 2: \"send\" (expected \"redact\" or \"skip\")",
         ),
         (
             "[enrichment.index]\nexclude = [\"a/[b\"]\n",
-            "invalid value for enrichment.index.exclude in FILE: \"a/[b\" is not a valid glob: unclosed character class; missing ']'",
+            "invalid value for enrichment.index.exclude in FILE, line 2: \"a/[b\" is not a valid glob: unclosed character class; missing ']'",
         ),
     ] {
         jail(|jail| {

@@ -18,47 +18,47 @@ fn bad_scalars_name_file_key_value_and_expectation() {
     let cases = [
         (
             "[enrichment]\non_failure = \"retry\"\n",
-            "invalid value for enrichment.on_failure in FILE: \"retry\" (expected \"error\" or \"fallback_to_empty\")",
+            "invalid value for enrichment.on_failure in FILE, line 2: \"retry\" (expected \"error\" or \"fallback_to_empty\")",
         ),
         (
             "[enrichment]\nbatch_size = 0\n",
-            "invalid value for enrichment.batch_size in FILE: 0 (expected at least 1)",
+            "invalid value for enrichment.batch_size in FILE, line 2: 0 (expected at least 1)",
         ),
         (
             "[enrichment]\nconcurrency = 0\n",
-            "invalid value for enrichment.concurrency in FILE: 0 (expected at least 1)",
+            "invalid value for enrichment.concurrency in FILE, line 2: 0 (expected at least 1)",
         ),
         (
             "[enrichment]\nbatch_size = \"ten\"\n",
-            "invalid value for enrichment.batch_size in FILE: \"ten\" (expected a whole number)",
+            "invalid value for enrichment.batch_size in FILE, line 2: \"ten\" (expected a whole number)",
         ),
         (
             "[enrichment]\nmax_retries_per_span = 0\n",
-            "invalid value for enrichment.max_retries_per_span in FILE: 0 (expected at least 1: it counts every backend attempt of a span in one run, the first one included, so 1 is a single attempt with no retry, re-ask or fallback)",
+            "invalid value for enrichment.max_retries_per_span in FILE, line 2: 0 (expected at least 1: it counts every backend attempt of a span in one run, the first one included, so 1 is a single attempt with no retry, re-ask or fallback)",
         ),
         (
             "[enrichment]\nmax_retries_per_span = -1\n",
-            "invalid value for enrichment.max_retries_per_span in FILE: -1 (expected a whole number, not negative)",
+            "invalid value for enrichment.max_retries_per_span in FILE, line 2: -1 (expected a whole number, not negative)",
         ),
         (
             "[enrichment]\nenable_routing = \"maybe\"\n",
-            "invalid value for enrichment.enable_routing in FILE: \"maybe\" (expected true/false, 1/0, yes/no or on/off)",
+            "invalid value for enrichment.enable_routing in FILE, line 2: \"maybe\" (expected true/false, 1/0, yes/no or on/off)",
         ),
         (
             "[enrichment]\ndefault_chain = \"  \"\n",
-            "invalid value for enrichment.default_chain in FILE: an empty name (expected the name of a chain)",
+            "invalid value for enrichment.default_chain in FILE, line 2: an empty name (expected the name of a chain)",
         ),
         (
             "[enrichment]\nroutes = [\"code\"]\n",
-            "invalid value for enrichment.routes in FILE: sequence (expected a map)",
+            "invalid value for enrichment.routes in FILE, line 2: sequence (expected a map)",
         ),
         (
             "[enrichment.prompt]\nmax_snippet_bytes = 0\n",
-            "invalid value for enrichment.prompt.max_snippet_bytes in FILE: 0 (expected at least 1)",
+            "invalid value for enrichment.prompt.max_snippet_bytes in FILE, line 2: 0 (expected at least 1)",
         ),
         (
             "enrichment = 5\n",
-            "invalid value for enrichment in FILE: signed int `5` (expected the [enrichment] table)",
+            "invalid value for enrichment in FILE, line 1: signed int `5` (expected the [enrichment] table)",
         ),
     ];
     for (toml, want) in cases {
@@ -71,35 +71,35 @@ fn bad_entries_name_the_entry_and_the_fix() {
     let cases = [
         (
             "[[enrichment.chain]]\nname = \"a\"\n[[enrichment.chain]]\nmodel = \"m\"\n",
-            "enrichment.chain entry 2 in FILE has no name: add name = \"...\"",
+            "enrichment.chain entry 2 in FILE, line 3 has no name: add name = \"...\"",
         ),
         (
             "[[enrichment.chain]]\nname = \"\"\n",
-            "enrichment.chain entry 1 in FILE has no name: add name = \"...\"",
+            "enrichment.chain entry 1 in FILE, line 1 has no name: add name = \"...\"",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\ntimeout_seconds = 0\n",
-            "invalid value for timeout_seconds of enrichment.chain entry 1 (\"a\") in FILE: 0 (expected a positive number of seconds)",
+            "invalid value for timeout_seconds of enrichment.chain entry 1 (\"a\") in FILE, line 3: 0 (expected a positive number of seconds)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\ntimeout_seconds = -3.5\n",
-            "invalid value for timeout_seconds of enrichment.chain entry 1 (\"a\") in FILE: -3.5 (expected a positive number of seconds)",
+            "invalid value for timeout_seconds of enrichment.chain entry 1 (\"a\") in FILE, line 3: -3.5 (expected a positive number of seconds)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\ntimeout_seconds = 1e20\n",
-            "invalid value for timeout_seconds of enrichment.chain entry 1 (\"a\") in FILE: 100000000000000000000 (expected a positive number of seconds)",
+            "invalid value for timeout_seconds of enrichment.chain entry 1 (\"a\") in FILE, line 3: 100000000000000000000 (expected a positive number of seconds)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\n[[enrichment.chain]]\nname = \"b\"\ntimeout_seconds = \"soon\"\n",
-            "invalid value for timeout_seconds of enrichment.chain entry 2 in FILE: \"soon\" (expected a number of seconds)",
+            "invalid value for timeout_seconds of enrichment.chain entry 2 in FILE, line 5: \"soon\" (expected a number of seconds)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\nmodel = { tag = \"x\" }\n",
-            "invalid value for model of enrichment.chain entry 1 in FILE: map (expected a string)",
+            "invalid value for model of enrichment.chain entry 1 in FILE, line 3: map (expected a string)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\nenabled = 2\n",
-            "invalid value for enabled of enrichment.chain entry 1 in FILE: 2 (expected true/false, 1/0, yes/no or on/off)",
+            "invalid value for enabled of enrichment.chain entry 1 in FILE, line 3: 2 (expected true/false, 1/0, yes/no or on/off)",
         ),
         (
             "[[enrichment.chain]]\nname = \"a\"\n[[enrichment.chain]]\nname = \"b\"\n[[enrichment.chain]]\nname = \"a\"\n",
@@ -135,7 +135,7 @@ fn credentials_in_options_are_refused_naming_the_backend_the_key_and_api_key_env
             "[[enrichment.chain]]\nname = \"a\"\n[[enrichment.chain]]\nname = \"hosted\"\noptions = {{ temperature = 0, {option} }}\n"
         );
         let want = format!(
-            "invalid value for {key} of enrichment.chain entry 2 (\"hosted\") in FILE: {fix}"
+            "invalid value for {key} of enrichment.chain entry 2 (\"hosted\") in FILE, line 5: {fix}"
         );
         check(&toml, &want);
     }
@@ -158,7 +158,7 @@ fn options_that_only_contain_a_credential_word_are_kept() {
 fn max_response_bytes_is_read_per_backend_with_a_default_and_a_floor() {
     check(
         "[[enrichment.chain]]\nname = \"a\"\nmax_response_bytes = 10\n",
-        "invalid value for max_response_bytes of enrichment.chain entry 1 (\"a\") in FILE: 10 (expected at least 1024 bytes; remove the key for the default of 4194304)",
+        "invalid value for max_response_bytes of enrichment.chain entry 1 (\"a\") in FILE, line 3: 10 (expected at least 1024 bytes; remove the key for the default of 4194304)",
     );
     jail(|jail| {
         write(

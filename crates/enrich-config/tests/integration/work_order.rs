@@ -233,31 +233,31 @@ fn bad_work_order_values_name_the_key_and_the_fix() {
     for (toml, want) in [
         (
             "[enrichment.path_weights]\n\"vendor/**\" = 11\n",
-            "invalid value for enrichment.path_weights.vendor/** in FILE: weight 11 (expected a whole number from 1, most important, to 10, least)",
+            "invalid value for enrichment.path_weights.vendor/** in FILE, line 2: weight 11 (expected a whole number from 1, most important, to 10, least)",
         ),
         (
             "[enrichment.path_weights]\n\"src/**\" = 0\n",
-            "invalid value for enrichment.path_weights.src/** in FILE: weight 0 (expected a whole number from 1, most important, to 10, least)",
+            "invalid value for enrichment.path_weights.src/** in FILE, line 2: weight 0 (expected a whole number from 1, most important, to 10, least)",
         ),
         (
             "[enrichment.path_weights]\n\"src/**\" = \"high\"\n",
-            "invalid value for enrichment.path_weights.src/** in FILE: \"high\" (expected a whole number)",
+            "invalid value for enrichment.path_weights.src/** in FILE, line 2: \"high\" (expected a whole number)",
         ),
         (
             "[enrichment.path_weights]\n\"src/[a\" = 1\n",
-            "invalid value for enrichment.path_weights.src/[a in FILE: not a valid glob: unclosed character class; missing ']'",
+            "invalid value for enrichment.path_weights.src/[a in FILE, line 2: not a valid glob: unclosed character class; missing ']'",
         ),
         (
             "[enrichment]\nstarvation_ratio_high = 0\n",
-            "invalid value for enrichment.starvation_ratio_high in FILE: 0 (expected at least 1: after every starvation_ratio_high spans of high and medium priority, starvation_ratio_low low-priority spans are taken)",
+            "invalid value for enrichment.starvation_ratio_high in FILE, line 2: 0 (expected at least 1: after every starvation_ratio_high spans of high and medium priority, starvation_ratio_low low-priority spans are taken)",
         ),
         (
             "[enrichment.runner]\nstarvation_ratio_low = 0\n",
-            "invalid value for enrichment.runner.starvation_ratio_low in FILE: 0 (expected at least 1: after every starvation_ratio_high spans of high and medium priority, starvation_ratio_low low-priority spans are taken)",
+            "invalid value for enrichment.runner.starvation_ratio_low in FILE, line 2: 0 (expected at least 1: after every starvation_ratio_high spans of high and medium priority, starvation_ratio_low low-priority spans are taken)",
         ),
         (
             "[enrichment.runner]\ncode_first_default = \"maybe\"\n",
-            "invalid value for enrichment.runner.code_first_default in FILE: \"maybe\" (expected true/false, 1/0, yes/no or on/off)",
+            "invalid value for enrichment.runner.code_first_default in FILE, line 2: \"maybe\" (expected true/false, 1/0, yes/no or on/off)",
         ),
     ] {
         jail(|jail| {
