@@ -520,38 +520,23 @@ impl Cascade {
         validation: &ValidationContext,
         cancel: &CancellationToken,
     ) -> Result<CascadeSuccess, CascadeFailure> {
-        self.run_after(0, backends, start, request, validation, cancel)
-            .await
-    }
-
-    /// [`run`](Self::run) for a span that already had `prior_attempts` attempts in this run (a
-    /// by-tier run tries a span's backends in separate passes): its attempts are numbered from
-    /// `prior_attempts + 1`, and [`CascadePolicy::max_attempts_per_span`] counts the earlier ones.
-    ///
-    /// # Errors
-    ///
-    /// As [`run`](Self::run).
-    pub async fn run_after(
-        &self,
-        prior_attempts: u32,
-        backends: &[Arc<dyn BackendAdapter>],
-        start: usize,
-        request: &GenerateRequest,
-        validation: &ValidationContext,
-        cancel: &CancellationToken,
-    ) -> Result<CascadeSuccess, CascadeFailure> {
-        let prior = SpanStart {
-            numbered: prior_attempts,
-            counted: prior_attempts,
-        };
-        self.run_resumed(prior, backends, start, request, validation, cancel)
-            .await
+        self.run_resumed(
+            SpanStart::default(),
+            backends,
+            start,
+            request,
+            validation,
+            cancel,
+        )
+        .await
     }
 
     /// [`run`](Self::run) for a span taken up again in the same run: its attempts are numbered
     /// after `prior.numbered`, and [`CascadePolicy::max_attempts_per_span`] counts
-    /// `prior.counted` earlier ones. A span left unavailable by an outage resumes with only its
-    /// own failures counted, so waiting out an outage does not use up its attempts.
+    /// `prior.counted` earlier ones. A by-tier pass continues the numbering and the cap of the
+    /// passes before it (both the attempts made); a span left unavailable by an outage resumes
+    /// with only its own failures counted, so waiting out an outage does not use up its
+    /// attempts.
     ///
     /// # Errors
     ///

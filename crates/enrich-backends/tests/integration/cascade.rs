@@ -668,13 +668,33 @@ async fn a_later_pass_numbers_its_attempts_after_the_earlier_ones_and_counts_the
     let backends = chain(&[&a]);
     let cancel = CancellationToken::new();
     let success = cascade
-        .run_after(2, &backends, 0, &request(), &validation(), &cancel)
+        .run_resumed(
+            SpanStart {
+                numbered: 2,
+                counted: 2,
+            },
+            &backends,
+            0,
+            &request(),
+            &validation(),
+            &cancel,
+        )
         .await
         .unwrap();
     assert_eq!(summary(&success.attempts), [attempt("a", 3, None)]);
 
     let spent = cascade
-        .run_after(3, &backends, 0, &request(), &validation(), &cancel)
+        .run_resumed(
+            SpanStart {
+                numbered: 3,
+                counted: 3,
+            },
+            &backends,
+            0,
+            &request(),
+            &validation(),
+            &cancel,
+        )
         .await
         .expect_err("the earlier passes used every attempt");
     assert_eq!(spent.reason, GiveUpReason::AttemptLimit);
