@@ -1,11 +1,12 @@
 //! The health check behind `enrich doctor`: `/api/version`, `/api/tags`, `/api/show`.
 
+use enrich_backends::http::{error_chain, excerpt};
 use enrich_backends::{BackendAdapter, HealthReport, ResponseLimit};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::adapter::{BodyError, OllamaAdapter, health_timeout, read_body};
-use crate::classify::{error_chain, error_text, excerpt};
+use crate::classify::error_text;
 use crate::wire::{ShowBody, ShowReply, TagsReply, VersionReply};
 
 /// Why one health probe failed.

@@ -90,6 +90,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
             // mistake in the configuration.
             return match err {
                 BackendsError::UnknownProvider { .. } | BackendsError::Build { .. } => Exit::Usage,
+                BackendsError::NoRootCertificates { .. } => Exit::BackendUnusable,
             };
         }
         if let Some(err) = cause.downcast_ref::<PipelineError>()

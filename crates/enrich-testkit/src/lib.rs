@@ -16,6 +16,8 @@
 //!   tests; it points the adapter at fake servers and checks, by name, that requests carry the
 //!   prompt, schema and options, metrics come back, and every failure is classified into the
 //!   right [`FailureKind`](enrich_backends::FailureKind).
+//! - [`http_client`] and [`http_client_builder`]: reqwest clients for the fakes (the
+//!   workspace's reqwest needs the TLS configuration every client is built with).
 //! - [`ModelServerProcess`]: the real local model server (a small LLM behind Ollama's API, in
 //!   `model-server/`) as a child process, for end-to-end tests.
 //!
@@ -33,6 +35,7 @@ mod conformance;
 mod error;
 mod fake_adapter;
 mod fake_ollama;
+mod http_client;
 mod model_server;
 
 pub use answer::{cited_lines, valid_enrichment_json};
@@ -42,6 +45,7 @@ pub use fake_adapter::{FakeAdapter, Fallback, Script};
 pub use fake_ollama::{
     Endpoint, FakeOllama, FakeOllamaConfig, FakeOllamaStats, Fault, Outcome, RecordedRequest,
 };
+pub use http_client::{http_client, http_client_builder};
 pub use model_server::{
     MODEL_SERVER_MODEL_NAME, MODEL_VAR, ModelServerConfig, ModelServerProcess, NODE_VAR, SCRIPT_VAR,
 };

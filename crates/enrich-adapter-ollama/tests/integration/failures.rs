@@ -334,3 +334,23 @@ async fn an_unknown_host_is_a_connect_failure() {
         &["http://no-such-host.invalid:11434"],
     );
 }
+
+#[tokio::test]
+async fn an_https_url_speaks_tls_and_a_failed_handshake_is_a_connect_failure() {
+    // A plain-HTTP server: the adapter is built for https://, and its TLS handshake fails.
+    let server = MockServer::start().await;
+    let port = server.address().port();
+    let adapter = adapter(&format!("https://me:s3cret@127.0.0.1:{port}"), json!({}));
+    assert_eq!(adapter.describe_host(), format!("https://127.0.0.1:{port}"));
+    let err = assert_failure(
+        "TLS to a plain-HTTP server",
+        adapter.generate(&request()).await,
+        FailureKind::Connect,
+        &[
+            &format!("the TLS handshake with Ollama at https://127.0.0.1:{port} failed"),
+            "a plain-HTTP server needs an http:// `url`",
+        ],
+    );
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+}

@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanContext};
 use enrich_config::BackendSpec;
-use hyper_util::client::proxy::matcher::Matcher;
-use rustls::ServerConfig;
+use reqwest::{ClientBuilder, Proxy};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls_native_certs::CertificateResult;
+use rustls::{RootCertStore, ServerConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,9 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::{Transport, root_store};
+use super::Transport;
 use crate::adapter::OpenAiAdapter;
-use crate::error::OpenAiConfigError;
 use crate::settings::Settings;
 
 const CA: &[u8] = include_bytes!("../../tests/fixtures/tls/ca.pem");
@@ -155,24 +153,30 @@ fn settings(url: &str) -> Settings {
     .unwrap()
 }
 
-/// The test CA as the only trusted root.
-fn test_roots() -> rustls::RootCertStore {
-    let mut found = CertificateResult::default();
+/// The test CA as the only trusted root, read as the system's store would be.
+fn test_roots() -> RootCertStore {
+    let mut found = rustls_native_certs::CertificateResult::default();
     found.certs = CertificateDer::pem_slice_iter(CA)
         .collect::<Result<_, _>>()
         .unwrap();
-    root_store(found, "test").unwrap()
+    enrich_backends::tls::roots_from(found).unwrap()
 }
 
-/// An adapter for `url` that trusts the test CA alone and uses `proxies`.
-fn adapter(url: &str, proxies: &Matcher) -> OpenAiAdapter {
+/// An adapter for `url` that trusts the test CA alone, its client from `builder` (proxies).
+fn adapter(url: &str, builder: ClientBuilder) -> OpenAiAdapter {
     let settings = settings(url);
-    let transport = Transport::with(&settings, proxies, || Ok(test_roots())).unwrap();
+    let transport = Transport::with(&settings, test_roots(), builder).unwrap();
     OpenAiAdapter::with_transport(spec(url), settings, transport)
 }
 
-fn no_proxy() -> Matcher {
-    Matcher::builder().build()
+/// A client that ignores the environment's proxies.
+fn no_proxy() -> ClientBuilder {
+    reqwest::Client::builder().no_proxy()
+}
+
+/// A client that sends what `proxy` matches through it.
+fn with_proxy(proxy: Proxy) -> ClientBuilder {
+    reqwest::Client::builder().proxy(proxy)
 }
 
 fn request() -> GenerateRequest {
@@ -184,7 +188,7 @@ async fn https_negotiates_tls_with_ring_and_keeps_the_connection() {
     let server = backend().await;
     let front = TlsFront::start(*server.address()).await;
     let url = format!("https://localhost:{}/v1", front.addr.port());
-    let adapter = adapter(&url, &no_proxy());
+    let adapter = adapter(&url, no_proxy());
     for _ in 0..3 {
         let generation = adapter.generate(&request()).await.unwrap();
         assert_eq!(generation.text, "{}");
@@ -233,10 +237,8 @@ async fn https_goes_through_a_connect_tunnel_with_the_proxys_credentials() {
     let front = TlsFront::start(*server.address()).await;
     let (proxy, heads) = connect_proxy(front.addr).await;
     let url = format!("https://localhost:{}/v1", front.addr.port());
-    let proxies = Matcher::builder()
-        .https(format!("http://me:pw@{proxy}"))
-        .build();
-    let adapter = adapter(&url, &proxies);
+    let proxies = with_proxy(Proxy::https(format!("http://me:pw@{proxy}")).unwrap());
+    let adapter = adapter(&url, proxies);
     adapter.generate(&request()).await.unwrap();
     adapter.generate(&request()).await.unwrap();
     let heads = heads.lock().unwrap().clone();
@@ -261,11 +263,11 @@ async fn https_goes_through_a_connect_tunnel_with_the_proxys_credentials() {
 async fn http_goes_to_a_forwarding_proxy_with_absolute_urls_unless_no_proxy_names_the_host() {
     // The proxy is a wiremock that answers whatever it is asked.
     let proxy = backend().await;
-    let proxies = Matcher::builder()
-        .http(format!("http://me:pw@{}", proxy.address()))
-        .no("127.0.0.1")
-        .build();
-    let proxied = adapter("http://backend.invalid:8000/v1", &proxies);
+    let proxies = || {
+        let proxy = Proxy::http(format!("http://me:pw@{}", proxy.address())).unwrap();
+        with_proxy(proxy.no_proxy(reqwest::NoProxy::from_string("127.0.0.1")))
+    };
+    let proxied = adapter("http://backend.invalid:8000/v1", proxies());
     proxied.generate(&request()).await.unwrap();
     let received = proxy.received_requests().await.unwrap();
     assert_eq!(
@@ -277,93 +279,44 @@ async fn http_goes_to_a_forwarding_proxy_with_absolute_urls_unless_no_proxy_name
     // NO_PROXY: straight to the server.
     let direct = backend().await;
     let url = format!("{}/v1", direct.uri());
-    adapter(&url, &proxies).generate(&request()).await.unwrap();
+    adapter(&url, proxies()).generate(&request()).await.unwrap();
     assert_eq!(direct.received_requests().await.unwrap().len(), 1);
     assert_eq!(proxy.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
-async fn an_unreachable_proxy_is_a_connect_failure_naming_it() {
+async fn an_unreachable_proxy_is_a_connect_failure() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let proxies = Matcher::builder().all(format!("http://{closed}")).build();
-    let err = adapter("https://api.example.invalid/v1", &proxies)
+    let proxies = with_proxy(Proxy::all(format!("http://{closed}")).unwrap());
+    let err = adapter("https://api.example.invalid/v1", proxies)
         .generate(&request())
         .await
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::Connect, "{err}");
     assert!(
-        err.message.contains(&format!(
-            "cannot connect to the OpenAI-compatible server at https://api.example.invalid/v1 \
-             through the proxy http://{closed}/"
-        )),
+        err.message.contains(
+            "cannot connect to the OpenAI-compatible server at https://api.example.invalid/v1"
+        ) && err.message.contains("HTTPS_PROXY"),
         "{err}"
     );
 }
 
-#[test]
-fn a_proxy_that_is_not_http_is_refused() {
-    let proxies = Matcher::builder().all("socks5://127.0.0.1:1080").build();
-    let settings = settings("https://api.example.invalid/v1");
-    let err = Transport::with(&settings, &proxies, || Ok(test_roots()))
-        .err()
-        .unwrap();
+#[tokio::test]
+async fn a_tls_handshake_with_a_plain_http_server_is_a_connect_failure() {
+    let server = backend().await;
+    let url = format!("https://127.0.0.1:{}/v1", server.address().port());
+    let err = adapter(&url, no_proxy())
+        .generate(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Connect, "{err}");
     assert!(
-        matches!(err, OpenAiConfigError::UnsupportedProxy { .. }),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string()
-            .starts_with("the proxy socks5://127.0.0.1:1080/ (from HTTPS_PROXY"),
+        err.message
+            .contains(&format!("the TLS handshake with {url} failed")),
         "{err}"
     );
-}
-
-#[test]
-fn the_system_store_must_give_at_least_one_root() {
-    let check = |found: CertificateResult, expected: Result<usize, &str>| {
-        let result = root_store(found, "https://api.openai.com/v1")
-            .map(|roots| roots.len())
-            .map_err(|err| err.to_string());
-        match expected {
-            Ok(roots) => assert_eq!(result, Ok(roots)),
-            Err(needle) => {
-                let err = result.unwrap_err();
-                assert!(
-                    err.starts_with("`url` 'https://api.openai.com/v1' needs the system's root")
-                        && err.contains(needle)
-                        && err.contains("SSL_CERT_FILE"),
-                    "{needle:?} not in {err}"
-                );
-            }
-        }
-    };
-    let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(CA)
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let unreadable = || rustls_native_certs::Error {
-        context: "failed to read PEM from file",
-        kind: rustls_native_certs::ErrorKind::Io {
-            inner: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            path: "/etc/ssl/certs/ca-certificates.crt".into(),
-        },
-    };
-
-    check(
-        CertificateResult::default(),
-        Err("(the store holds no certificate)"),
-    );
-    let mut failed = CertificateResult::default();
-    failed.errors.push(unreadable());
-    check(failed, Err("/etc/ssl/certs/ca-certificates.crt"));
-    let mut garbage = CertificateResult::default();
-    garbage.certs.push(CertificateDer::from(vec![1, 2, 3]));
-    check(garbage, Err("1 certificates could not be parsed"));
-    // A readable certificate is enough, whatever else failed.
-    let mut partly = CertificateResult::default();
-    partly.certs = ca;
-    partly.errors.push(unreadable());
-    check(partly, Ok(1));
+    assert!(err.message.contains("a plain-HTTP server"), "{err}");
 }
