@@ -22,7 +22,8 @@
 //! - `format`: the request's JSON Schema (enrichment.v1, bounded by `maxLength`/`maxItems`, so
 //!   Ollama's grammar cannot run away), or `"json"` when the request has none;
 //! - `options`: the backend's options table as it is, minus enrich's own keys (`stream`,
-//!   `keep_alive`, `think`, `max_in_flight`, `parallel`), plus `num_predict` from
+//!   `keep_alive`, `think`; `max_in_flight` never gets here, the config layer takes it out of
+//!   the table into the spec), plus `num_predict` from
 //!   `max_output_tokens` unless the table sets `num_predict` itself;
 //! - `keep_alive` and `think` only when the options table sets them: Ollama's own default keeps
 //!   the model loaded for 5 minutes, and a `keep_alive: 0` would reload it for every span.

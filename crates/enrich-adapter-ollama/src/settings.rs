@@ -14,10 +14,9 @@ use serde_json::Value;
 use crate::error::OllamaConfigError;
 
 /// Option keys that are enrich's own and never go into Ollama's `options` object: `stream`,
-/// `keep_alive` and `think` become top-level request fields, `max_in_flight` and `parallel` are
-/// the pipeline's per-backend concurrency limit.
-pub(crate) const OWN_OPTION_KEYS: [&str; 5] =
-    ["stream", "keep_alive", "think", "max_in_flight", "parallel"];
+/// `keep_alive` and `think` become top-level request fields. (`max_in_flight` is the backend
+/// spec's own field: the config layer takes it out of `options`.)
+pub(crate) const OWN_OPTION_KEYS: [&str; 3] = ["stream", "keep_alive", "think"];
 
 /// What one Ollama backend entry means, checked when the adapter is built. Its `Debug` output
 /// shows the URLs through [`redact_url`] and the key as `[redacted]`.

@@ -47,7 +47,7 @@
 //! | `response_format` | `"json_schema"` (default): `{"type": "json_schema", "json_schema": {"name", "schema"}}` with the request's schema (enrichment.v1), `{"type": "json_object"}` for a request without one; `"json_object"`: always `{"type": "json_object"}`, for servers that reject schemas; `"none"`: no `response_format` at all, for servers that reject the field |
 //! | `strict` | sent as `json_schema.strict` when set. OpenAI then guarantees the schema, but refuses schemas that use keywords it does not support; off by default |
 //! | `stream` | must be `false` or unset: this adapter reads whole answers |
-//! | `max_in_flight` (or `parallel`) | the pipeline's limit on requests in flight to this backend |
+//! | `max_in_flight` (or `parallel`) | the pipeline's limit on requests in flight to this backend; the config layer takes it out of `options` into the spec's own field, so it is never sent |
 //!
 //! Every other option is sent as a top-level request field as it is: `temperature`, `seed`,
 //! `top_p`, `stop`, `presence_penalty`, `frequency_penalty`, `max_tokens`,

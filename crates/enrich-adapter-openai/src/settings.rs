@@ -17,15 +17,9 @@ pub const DEFAULT_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 
 /// Option keys that are enrich's own and never become request fields: `response_format` and
-/// `strict` shape the request's `response_format`, `stream` must stay off, `max_in_flight` and
-/// `parallel` are the pipeline's per-backend concurrency limit.
-const OWN_OPTION_KEYS: [&str; 5] = [
-    "response_format",
-    "strict",
-    "stream",
-    "max_in_flight",
-    "parallel",
-];
+/// `strict` shape the request's `response_format`, `stream` must stay off. (`max_in_flight` is
+/// the backend spec's own field: the config layer takes it out of `options`.)
+const OWN_OPTION_KEYS: [&str; 3] = ["response_format", "strict", "stream"];
 
 /// Request fields the adapter fills in from the request itself.
 const RESERVED_KEYS: [&str; 2] = ["model", "messages"];
@@ -288,7 +282,7 @@ mod tests {
                 None,
                 json!({
                     "response_format": "json_object", "strict": true, "stream": false,
-                    "max_in_flight": 4, "parallel": 2, "temperature": 0, "seed": 7, "top_p": 0.9,
+                    "temperature": 0, "seed": 7, "top_p": 0.9,
                 }),
             ),
             |_| None,

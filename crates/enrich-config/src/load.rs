@@ -731,7 +731,9 @@ fn resolve_entry(
             ),
         ));
     }
-    let options = raw.options.unwrap_or_default();
+    let mut options = raw.options.unwrap_or_default();
+    let max_in_flight = crate::in_flight::take_max_in_flight(&mut options)
+        .map_err(|(key, reason)| invalid(&format!("options.{key}"), reason))?;
     if let Some(path) = credential_option(&options) {
         return Err(invalid(
             &format!("options.{path}"),
@@ -755,6 +757,7 @@ fn resolve_entry(
         requests_per_minute,
         tokens_per_minute,
         price,
+        max_in_flight,
         options,
         enabled: raw.enabled.is_none_or(|flag| flag.0),
         name,

@@ -83,6 +83,5 @@ pub use result::{
 pub use run::{NO_ROUTE, SOURCE_UNREADABLE};
 pub use secrets::SECRET_DETECTED;
 pub use settings::{
-    MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION, PipelineSettings, WORKER_THREADS_ENV, cascade_policy,
-    config_fingerprint, max_in_flight, run_worker_threads,
+    PipelineSettings, WORKER_THREADS_ENV, cascade_policy, config_fingerprint, run_worker_threads,
 };

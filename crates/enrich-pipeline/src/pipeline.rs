@@ -22,7 +22,7 @@ use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunOutcome, Ru
 use crate::run;
 use crate::run::queue::WorkQueue;
 use crate::secrets::{Guarded, SecretGuard};
-use crate::settings::{PipelineSettings, max_in_flight};
+use crate::settings::PipelineSettings;
 
 /// The adapters of one chain, in the order the cascade tries them.
 pub(crate) type ChainAdapters = Arc<[Arc<dyn BackendAdapter>]>;
@@ -209,7 +209,7 @@ impl<'a> PipelineBuilder<'a> {
     ///
     /// [`PipelineError::InvalidSetting`], [`PipelineError::Chain`] (an override naming a
     /// missing or disabled chain), [`PipelineError::Route`] (the default chain cannot serve),
-    /// [`PipelineError::PromptTemplate`], [`PipelineError::InvalidInFlightOption`], or
+    /// [`PipelineError::PromptTemplate`], or
     /// [`PipelineError::Adapters`] (an unknown provider, a factory refusing its entry).
     pub fn build(self, registry: &AdapterRegistry) -> Result<Pipeline, PipelineError> {
         let Self {
@@ -343,7 +343,7 @@ fn decorate(
     pools: &mut Vec<Arc<HostPool>>,
 ) -> Result<Arc<dyn BackendAdapter>, PipelineError> {
     let spec = adapter.spec();
-    let cap = max_in_flight(spec)?;
+    let cap = spec.max_in_flight();
     let capped: Arc<dyn BackendAdapter> = if spec.hosts().len() > 1 {
         // The adapter build_all made for the first host is dropped: the pool builds one per host.
         let pool = registry

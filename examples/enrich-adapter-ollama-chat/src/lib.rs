@@ -109,9 +109,9 @@ impl ChatAdapter {
             messages.push(json!({"role": "system", "content": &**system}));
         }
         messages.push(json!({"role": "user", "content": &*request.prompt}));
-        // `max_in_flight` and `parallel` are the pipeline's, not Ollama's.
+        // Everything in `options` is the provider's: enrich's own keys (`max_in_flight`) are
+        // fields of the spec.
         let mut options = self.spec.options.clone();
-        options.retain(|key, _| key != "max_in_flight" && key != "parallel");
         if let Some(max) = request.max_output_tokens {
             options.entry("num_predict").or_insert(max.into());
         }
