@@ -85,15 +85,12 @@ impl OllamaAdapter {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let roots = if settings.generate_url.scheme() == "https" {
-            tls::system_roots().map_err(|source| OllamaConfigError::NoRootCertificates {
+        let tls = tls::client_config_for(settings.generate_url.as_str()).map_err(|source| {
+            OllamaConfigError::NoRootCertificates {
                 url: settings.host.clone(),
                 source,
-            })?
-        } else {
-            tls::RootCertStore::empty()
-        };
-        let tls = tls::client_config(roots);
+            }
+        })?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(settings.connect_timeout)

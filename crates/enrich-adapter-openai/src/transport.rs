@@ -81,21 +81,20 @@ impl Transport {
     /// A client for `settings`' base URL. `https://` loads the system's root certificates now;
     /// proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and `NO_PROXY`.
     pub(crate) fn new(settings: &Settings) -> Result<Self, OpenAiConfigError> {
-        let roots = if settings.chat_url.scheme() == "https" {
-            tls::system_roots().map_err(|source| OpenAiConfigError::NoRootCertificates {
+        let tls = tls::client_config_for(settings.chat_url.as_str()).map_err(|source| {
+            OpenAiConfigError::NoRootCertificates {
                 url: settings.host.clone(),
                 source,
-            })?
-        } else {
-            tls::RootCertStore::empty()
-        };
-        Self::with(settings, roots, reqwest::Client::builder())
+            }
+        })?;
+        Self::with(settings, tls, reqwest::Client::builder())
     }
 
-    /// A client for `settings` that trusts `roots`, from `builder` (which may name proxies).
+    /// A client for `settings` speaking TLS as `tls` says, from `builder` (which may name
+    /// proxies).
     pub(crate) fn with(
         settings: &Settings,
-        roots: tls::RootCertStore,
+        tls: tls::ClientConfig,
         builder: ClientBuilder,
     ) -> Result<Self, OpenAiConfigError> {
         let mut headers = HeaderMap::new();
@@ -112,7 +111,6 @@ impl Transport {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let tls = tls::client_config(roots);
         let client = builder
             .tls_backend_preconfigured(tls)
             .connect_timeout(settings.connect_timeout)

@@ -7,12 +7,11 @@
 //! default provider, so every client is built with one:
 //!
 //! ```ignore
-//! # fn build(https: bool) -> Result<(), Box<dyn std::error::Error>> {
+//! # fn build(url: &str) -> Result<(), Box<dyn std::error::Error>> {
 //! use enrich_backends::tls;
 //!
-//! let roots = if https { tls::system_roots()? } else { tls::RootCertStore::empty() };
 //! let client = reqwest::Client::builder()
-//!     .tls_backend_preconfigured(tls::client_config(roots))
+//!     .tls_backend_preconfigured(tls::client_config_for(url)?)
 //!     .build()?;
 //! # Ok(()) }
 //! ```
@@ -41,6 +40,25 @@ pub fn client_config(roots: RootCertStore) -> ClientConfig {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
+}
+
+/// The configuration for a client of `url`: [`client_config`] trusting the [`system_roots`] for
+/// an `https://` URL, and no root for any other (which never speaks TLS, so needs no store).
+///
+/// # Errors
+///
+/// [`BackendsError::NoRootCertificates`] for an `https://` URL when the system's store gives no
+/// usable certificate.
+pub fn client_config_for(url: &str) -> Result<ClientConfig, BackendsError> {
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    let roots = if https {
+        system_roots()?
+    } else {
+        RootCertStore::empty()
+    };
+    Ok(client_config(roots))
 }
 
 /// The system's root certificates, read now.
@@ -153,6 +171,13 @@ mod tests {
         check(garbage, Err("1 certificates could not be parsed"));
         // A readable certificate is enough, whatever else failed: the OpenAI adapter's TLS tests
         // trust their test CA through `roots_from`.
+    }
+
+    #[test]
+    fn plain_http_needs_no_store_and_every_client_offers_http_1_1() {
+        let config = client_config_for("http://gpu:11434").unwrap();
+        assert!(config.alpn_protocols == [b"http/1.1".to_vec()]);
+        assert_eq!(client_config(RootCertStore::empty()).alpn_protocols.len(), 1);
     }
 
     #[test]

@@ -76,20 +76,16 @@ impl ChatAdapter {
         let invalid = |err: &dyn std::fmt::Display| {
             BackendError::new(FailureKind::InvalidRequest, err.to_string())
         };
-        let roots = if url.starts_with("https://") {
-            tls::system_roots().map_err(|err| invalid(&err))?
-        } else if url.starts_with("http://") {
-            tls::RootCertStore::empty()
-        } else {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
             let why = format!(
                 "`url` '{}' must be an http:// or https:// URL such as {DEFAULT_OLLAMA_URL}",
                 redact_url(url)
             );
             return Err(invalid(&why));
-        };
+        }
         // enrich's reqwest brings no TLS provider of its own: every client is handed this one.
         let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls::client_config(roots))
+            .tls_backend_preconfigured(tls::client_config_for(url).map_err(|err| invalid(&err))?)
             .connect_timeout(http::connect_timeout(spec.timeout()))
             .build()
             .map_err(|err| invalid(&err).with_source(err))?;

@@ -138,7 +138,11 @@ const CONFIG_CASES: &[ConfigCase] = &[
         name: "a URL that is not http",
         toml: "[enrichment]\ndefault_chain = \"local\"\n[[enrichment.chain]]\nname = \"fake\"\nchain = \"local\"\nurl = \"ftp://example.invalid\"\n",
         env: &[],
-        needles: &["'fake'", "ftp://example.invalid", "use an http:// or https:// URL"],
+        needles: &[
+            "'fake'",
+            "ftp://example.invalid",
+            "use an http:// or https:// URL",
+        ],
     },
     ConfigCase {
         name: "an API key variable that is not set",

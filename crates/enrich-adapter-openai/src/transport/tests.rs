@@ -165,7 +165,8 @@ fn test_roots() -> RootCertStore {
 /// An adapter for `url` that trusts the test CA alone, its client from `builder` (proxies).
 fn adapter(url: &str, builder: ClientBuilder) -> OpenAiAdapter {
     let settings = settings(url);
-    let transport = Transport::with(&settings, test_roots(), builder).unwrap();
+    let tls = enrich_backends::tls::client_config(test_roots());
+    let transport = Transport::with(&settings, tls, builder).unwrap();
     OpenAiAdapter::with_transport(spec(url), settings, transport)
 }
 
