@@ -177,7 +177,10 @@ mod tests {
     fn plain_http_needs_no_store_and_every_client_offers_http_1_1() {
         let config = client_config_for("http://gpu:11434").unwrap();
         assert!(config.alpn_protocols == [b"http/1.1".to_vec()]);
-        assert_eq!(client_config(RootCertStore::empty()).alpn_protocols.len(), 1);
+        assert_eq!(
+            client_config(RootCertStore::empty()).alpn_protocols.len(),
+            1
+        );
     }
 
     #[test]

@@ -321,3 +321,37 @@ async fn a_tls_handshake_with_a_plain_http_server_is_a_connect_failure() {
     );
     assert!(err.message.contains("a plain-HTTP server"), "{err}");
 }
+
+#[tokio::test]
+async fn an_answer_cut_mid_body_is_a_broken_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0; 1];
+                if client.read_exact(&mut byte).await.is_err() {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            let _ = client
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"choices\": [")
+                .await;
+            // Dropped: the connection closes 987 bytes short.
+        }
+    });
+    let url = format!("http://{addr}/v1");
+    let err = adapter(&url, no_proxy())
+        .generate(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Connect, "{err}");
+    assert!(
+        err.message.contains(&format!(
+            "the connection to {url} broke before the answer was complete"
+        )),
+        "{err}"
+    );
+}
