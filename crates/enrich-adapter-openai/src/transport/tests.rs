@@ -90,6 +90,17 @@ impl TlsFront {
     }
 }
 
+/// Reads a request's head, up to its blank line; `None` when the connection ends first.
+async fn read_head(client: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        client.read_exact(&mut byte).await.ok()?;
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
 /// An HTTP CONNECT proxy on loopback: it records each request head, answers 200 and tunnels to
 /// `target`, whatever the request names.
 async fn connect_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -101,14 +112,9 @@ async fn connect_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>
         while let Ok((mut client, _)) = listener.accept().await {
             let seen = Arc::clone(&seen);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                while !head.ends_with(b"\r\n\r\n") {
-                    let mut byte = [0; 1];
-                    if client.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
+                let Some(head) = read_head(&mut client).await else {
+                    return;
+                };
                 seen.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&head).into_owned());
@@ -305,15 +311,21 @@ async fn an_unreachable_proxy_is_a_connect_failure() {
     );
 }
 
-#[tokio::test]
-async fn a_tls_handshake_with_a_plain_http_server_is_a_connect_failure() {
-    let server = backend().await;
-    let url = format!("https://127.0.0.1:{}/v1", server.address().port());
-    let err = adapter(&url, no_proxy())
+/// The failure of a request to `url` (no proxy, the test CA trusted), checked to be `connect`.
+async fn connect_failure(url: &str) -> enrich_backends::BackendError {
+    let err = adapter(url, no_proxy())
         .generate(&request())
         .await
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::Connect, "{err}");
+    err
+}
+
+#[tokio::test]
+async fn a_tls_handshake_with_a_plain_http_server_is_a_connect_failure() {
+    let server = backend().await;
+    let url = format!("https://127.0.0.1:{}/v1", server.address().port());
+    let err = connect_failure(&url).await;
     assert!(
         err.message
             .contains(&format!("the TLS handshake with {url} failed")),
@@ -328,13 +340,8 @@ async fn an_answer_cut_mid_body_is_a_broken_connection() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                let mut byte = [0; 1];
-                if client.read_exact(&mut byte).await.is_err() {
-                    return;
-                }
-                head.push(byte[0]);
+            if read_head(&mut client).await.is_none() {
+                return;
             }
             let _ = client
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"choices\": [")
@@ -343,11 +350,7 @@ async fn an_answer_cut_mid_body_is_a_broken_connection() {
         }
     });
     let url = format!("http://{addr}/v1");
-    let err = adapter(&url, no_proxy())
-        .generate(&request())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, FailureKind::Connect, "{err}");
+    let err = connect_failure(&url).await;
     assert!(
         err.message.contains(&format!(
             "the connection to {url} broke before the answer was complete"
