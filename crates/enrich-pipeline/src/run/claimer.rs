@@ -3,11 +3,11 @@
 //! SQLite calls block: a claim waits for the write lock (up to the busy timeout when another
 //! process holds it), and so do lease renewals and the circuits' snapshot. On a runtime thread
 //! that wait would stall every span's task with it, and a backend's answer that arrived meanwhile
-//! would be read only after its deadline: a lock held elsewhere for 3 s turned answered requests
-//! into backend timeouts. So the claiming connection, with the work queue that pages through it,
-//! lives in a [`Claimer`] that the scheduler only ever uses through [`OffRuntime::call`]: each
-//! call moves it to tokio's blocking pool and back. A backend's deadline then measures only the
-//! backend.
+//! would be read only after its deadline: a lock held elsewhere for 3 s would turn answered
+//! requests into backend timeouts. So the claiming connection, with the work queue that pages
+//! through it, lives in a [`Claimer`] that the scheduler only ever uses through
+//! [`OffRuntime::call`]: each call moves it to tokio's blocking pool and back. A backend's
+//! deadline then measures only the backend.
 //!
 //! Calls are few: the scheduler takes spans [`Claimer::take`] up to `concurrency` at a time
 //! into a buffer of its own, so a call (a hand-over to the blocking pool and back, a few
