@@ -171,8 +171,8 @@ impl std::fmt::Debug for PipelineBuilder<'_> {
 }
 
 impl<'a> PipelineBuilder<'a> {
-    /// Uses this router instead of [`Router::new`] on the config (which reads
-    /// `LLMC_ENRICH_DISABLE_ROUTING`). It must be built from the same config.
+    /// Uses this router instead of [`Router::new`] on the config. It must be built from the
+    /// same config.
     #[must_use]
     pub fn router(mut self, router: Router) -> Self {
         self.router = Some(router);

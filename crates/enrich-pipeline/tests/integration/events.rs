@@ -50,7 +50,7 @@ async fn the_jsonl_log_parses_back_and_comes_in_order() {
     settings.concurrency = 2;
     let collected = Arc::new(crate::support::Collector::default());
     let pipeline = enrich_pipeline::Pipeline::builder(&config, settings)
-        .router(enrich_router::Router::with_routing_disabled(&config, false))
+        .router(enrich_router::Router::new(&config))
         .event_sink(Arc::clone(&log) as Arc<dyn EventSink>)
         .event_sink(Arc::clone(&collected) as Arc<dyn EventSink>)
         .build(&crate::support::registry(&[&flaky, &solid]))
@@ -229,7 +229,7 @@ async fn run_logged(spans: usize, log: &Arc<JsonlSink>) -> Vec<Event> {
     let settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
     let collected = Arc::new(crate::support::Collector::default());
     let pipeline = enrich_pipeline::Pipeline::builder(&config, settings)
-        .router(enrich_router::Router::with_routing_disabled(&config, false))
+        .router(enrich_router::Router::new(&config))
         .event_sink(Arc::clone(log) as Arc<dyn EventSink>)
         .event_sink(Arc::clone(&collected) as Arc<dyn EventSink>)
         .build(&crate::support::registry(&[&backend]))

@@ -419,7 +419,7 @@ pub(crate) fn pipeline(
     tweak(&mut settings);
     let events = Arc::new(Collector::default());
     let pipeline = Pipeline::builder(config, settings)
-        .router(Router::with_routing_disabled(config, false))
+        .router(Router::new(config))
         .event_sink(Arc::clone(&events) as Arc<dyn EventSink>)
         .build(&registry(backends))
         .expect("build pipeline");
