@@ -68,6 +68,7 @@ mod result;
 mod run;
 mod secrets;
 mod settings;
+mod shared;
 mod writer;
 
 pub use budget::{BudgetKind, BudgetStop};

@@ -20,8 +20,8 @@ use crate::budget::{BudgetStop, BudgetTracker, start_of_utc_day_ms};
 use crate::control::{RunControl, StopLevel};
 use crate::error::PipelineError;
 use crate::events::{Event, EventSink, now_ms};
-use crate::pipeline::Inner;
 use crate::result::{RunEnd, RunOutcome, RunSummary, SpanCounts, SpanResult, SpanStatus};
+use crate::shared::Inner;
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle, panic_message};
 
 mod claimer;

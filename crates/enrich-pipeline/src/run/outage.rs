@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::{Parked, Resume, Scheduler};
 use crate::error::PipelineError;
 use crate::events::{Event, now_ms};
-use crate::pipeline::Inner;
+use crate::shared::Inner;
 
 /// How often a run waiting while another span's probe request decides looks again, when no
 /// span of its own is in flight to wake it.
