@@ -15,7 +15,7 @@
 //! is ledgered as [`SECRET_DETECTED`].
 //!
 //! ```text
-//! Pipeline::builder(&config, settings).event_sink(..).build(&registry)?
+//! Pipeline::builder(&config, repo_root).configure(|s| ..).event_sink(..).build(&registry)?
 //!     .run(&control).await?        -> RunSummary   (until nothing is pending, a limit, or stop)
 //!     .process_batch(n, &control)  -> BatchResult  (one run of at most n spans, every result)
 //!     .plan(n)                     -> Plan         (dry run: routes and prompt sizes, no backend)

@@ -1,14 +1,15 @@
 //! [`Pipeline`] and its builder: the parts of a run, assembled and checked once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, HostPool, HostPoolPolicy, InFlightLimit, RateLimit,
     RateLimited,
 };
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
-use enrich_db::{BackendUsage, Db, PendingSpan, SourceReader};
+use enrich_db::{BackendUsage, PendingSpan, SourceReader};
 use enrich_router::{Router, SliceView};
 
 use crate::control::RunControl;
@@ -52,7 +53,6 @@ pub struct PipelineBuilder<'a> {
     router: Option<Router>,
     prompts: Option<PromptBuilder>,
     events: FanOut,
-    db: Option<Db>,
 }
 
 impl std::fmt::Debug for PipelineBuilder<'_> {
@@ -65,6 +65,14 @@ impl std::fmt::Debug for PipelineBuilder<'_> {
 }
 
 impl<'a> PipelineBuilder<'a> {
+    /// Adjusts the settings derived from the config, as the CLI's flags do (`--limit`,
+    /// `--chain`, `--concurrency`, the index's path, …).
+    #[must_use]
+    pub fn configure(mut self, adjust: impl FnOnce(&mut PipelineSettings)) -> Self {
+        adjust(&mut self.settings);
+        self
+    }
+
     /// Uses this router instead of [`Router::new`] on the config (which reads
     /// `LLMC_ENRICH_DISABLE_ROUTING`). It must be built from the same config.
     #[must_use]
@@ -87,14 +95,6 @@ impl<'a> PipelineBuilder<'a> {
         self
     }
 
-    /// Uses an open connection as the first run's write connection (it is kept for later runs).
-    /// Without one, each run opens `settings.db_path`, which must exist.
-    #[must_use]
-    pub fn db(mut self, db: Db) -> Self {
-        self.db = Some(db);
-        self
-    }
-
     /// Checks the settings, the chain override and the prompt template, then builds one adapter
     /// per distinct backend the router can choose, through `registry` (the CLI registers every
     /// provider there), each behind its `max_in_flight` cap.
@@ -112,7 +112,6 @@ impl<'a> PipelineBuilder<'a> {
             router,
             prompts,
             events,
-            db,
         } = self;
         settings.validate()?;
         let sources =
@@ -179,7 +178,6 @@ impl<'a> PipelineBuilder<'a> {
                 chains,
                 prompts,
                 events: Arc::new(events),
-                writer_db: Mutex::new(db),
                 pools,
                 sources,
             }),
@@ -257,16 +255,19 @@ fn decorate(
 }
 
 impl Pipeline {
-    /// Starts assembling a pipeline for `config` with `settings` (usually
-    /// [`PipelineSettings::from_config`] with the CLI's flags applied).
-    pub fn builder(config: &EnrichmentConfig, settings: PipelineSettings) -> PipelineBuilder<'_> {
+    /// Starts assembling a pipeline for `config` over the repository at `repo_root`, with the
+    /// settings [`PipelineSettings::from_config`] derives from them; adjust those with
+    /// [`PipelineBuilder::configure`].
+    pub fn builder(
+        config: &EnrichmentConfig,
+        repo_root: impl Into<PathBuf>,
+    ) -> PipelineBuilder<'_> {
         PipelineBuilder {
+            settings: PipelineSettings::from_config(config, repo_root),
             config,
-            settings,
             router: None,
             prompts: None,
             events: FanOut::new(),
-            db: None,
         }
     }
 
@@ -360,10 +361,7 @@ impl Pipeline {
         let inner = &self.inner;
         let order = &inner.settings.work_order;
         if order.code_first {
-            let mut db = inner.take_writer_db()?;
-            let refreshed = run::queue::refresh_work_order(order, &mut db);
-            inner.return_writer_db(db);
-            refreshed?;
+            run::queue::refresh_work_order(order, &mut inner.open_writer()?)?;
         }
         let mut reader = inner.open_reader()?;
         let total_pending = reader

@@ -3,7 +3,7 @@
 //! needs from them. The pipeline builds it; the run loop only reads it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use enrich_backends::{BackendAdapter, HostPool};
@@ -26,8 +26,6 @@ pub(crate) struct Inner {
     pub(crate) chains: HashMap<String, ChainAdapters>,
     pub(crate) prompts: PromptBuilder,
     pub(crate) events: Arc<dyn EventSink>,
-    /// The write connection between runs (given to the builder, or kept from the last run).
-    pub(crate) writer_db: Mutex<Option<Db>>,
     /// The host pools among the backends, for their per-host circuits.
     pub(crate) pools: Vec<Arc<HostPool>>,
     /// Reads each span's source under `settings.repo_root`, resolved once.
@@ -37,37 +35,20 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// The write connection: the one kept from before, or a new one.
-    pub(crate) fn take_writer_db(&self) -> Result<Db, PipelineError> {
-        let kept = self
-            .writer_db
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let mut db = match kept {
-            Some(db) => db,
-            None => {
-                let options = OpenOptions {
-                    mode: OpenMode::Existing,
-                    max_failures_per_span: self.settings.max_failures_per_span,
-                    ..OpenOptions::default()
-                };
-                Db::open_with(&self.settings.db_path, &options)
-                    .map_err(PipelineError::db("open the index database"))?
-            }
+    /// A new write connection: the one place that opens it, so the dead-letter threshold
+    /// (`max_failures_per_span`) and the busy timeout are set once. A run moves it into its
+    /// writer thread, gets it back when the writer ends, records its end on it and drops it.
+    pub(crate) fn open_writer(&self) -> Result<Db, PipelineError> {
+        let options = OpenOptions {
+            mode: OpenMode::Existing,
+            max_failures_per_span: self.settings.max_failures_per_span,
+            ..OpenOptions::default()
         };
-        db.set_max_failures_per_span(self.settings.max_failures_per_span);
+        let mut db = Db::open_with(&self.settings.db_path, &options)
+            .map_err(PipelineError::db("open the index database"))?;
         db.set_busy_timeout(self.settings.busy_timeout)
             .map_err(PipelineError::db("set the busy timeout"))?;
         Ok(db)
-    }
-
-    /// Keeps the write connection for the next run.
-    pub(crate) fn return_writer_db(&self, db: Db) {
-        *self
-            .writer_db
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(db);
     }
 
     /// A read-only connection for paging through pending spans.

@@ -37,14 +37,10 @@ pub(super) struct Started {
 /// claiming connection. The pending count leaves out the spans other runs hold; dead leases are
 /// reaped first, so a run right after a crashed one counts, and takes, the crashed run's spans.
 pub(super) fn start(inner: &Inner) -> Result<Started, PipelineError> {
-    let mut db = inner.take_writer_db()?;
-    let run_id = match db.start_run(&inner.settings.config_fingerprint) {
-        Ok(id) => id,
-        Err(error) => {
-            inner.return_writer_db(db);
-            return Err(PipelineError::db("record the start of the run")(error));
-        }
-    };
+    let mut db = inner.open_writer()?;
+    let run_id = db
+        .start_run(&inner.settings.config_fingerprint)
+        .map_err(PipelineError::db("record the start of the run"))?;
     let lease = Lease {
         run_id,
         holder: db::LeaseHolder::current(),
@@ -64,7 +60,6 @@ pub(super) fn start(inner: &Inner) -> Result<Started, PipelineError> {
         Err(error) => {
             // Best effort: the run row says it failed; the error says why.
             let _ = db.finish_run(run_id, 0, db::RunStatus::Failed);
-            inner.return_writer_db(db);
             Err(error)
         }
     }
@@ -77,9 +72,9 @@ fn open_claimer(
     run_id: RunId,
     lease: &Lease,
 ) -> Result<(db::Db, Pending, Arc<BudgetTracker>), PipelineError> {
+    // The claiming connection stores no outcome: the dead-letter threshold is the writer's.
     let options = db::OpenOptions {
         mode: db::OpenMode::Existing,
-        max_failures_per_span: inner.settings.max_failures_per_span,
         ..db::OpenOptions::default()
     };
     let mut claimer = db::Db::open_with(&inner.settings.db_path, &options)
@@ -124,8 +119,8 @@ fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, Pipe
 }
 
 /// Stores the run's end (its status and the spans it left alone; the writer counted what it
-/// stored), on the writer's connection, or on a new one when the writer thread took its
-/// connection down with it.
+/// stored), on the connection the writer handed back, or on a new one when the writer thread
+/// took its connection down with it. The connection is closed afterwards.
 pub(super) fn record_end(
     inner: &Inner,
     db: Option<db::Db>,
@@ -133,17 +128,12 @@ pub(super) fn record_end(
     left_alone: u64,
     end: RunEnd,
 ) -> Result<(), db::DbError> {
-    let mut db = match db {
-        Some(db) => db,
-        None => match inner.take_writer_db() {
-            Ok(db) => db,
-            Err(error) => {
-                tracing::error!(run = run_id.0, "cannot record the end of the run: {error}");
-                return Ok(());
-            }
-        },
+    let mut db = match db.map_or_else(|| inner.open_writer(), Ok) {
+        Ok(db) => db,
+        Err(error) => {
+            tracing::error!(run = run_id.0, "cannot record the end of the run: {error}");
+            return Ok(());
+        }
     };
-    let recorded = db.finish_run(run_id, left_alone, end.status());
-    inner.return_writer_db(db);
-    recorded.map(|_| ())
+    db.finish_run(run_id, left_alone, end.status()).map(drop)
 }
