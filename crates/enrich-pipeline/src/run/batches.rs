@@ -190,3 +190,77 @@ impl Batches {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Batches whose events land in the returned list.
+    fn batches() -> (Batches, Arc<Mutex<Vec<(u64, u64, u64, u64)>>>) {
+        let finished = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&finished);
+        let sink = move |event: &Event| {
+            if let Event::BatchFinished {
+                batch,
+                spans,
+                succeeded,
+                failed,
+                ..
+            } = event
+            {
+                let mut seen = seen.lock().expect("events");
+                seen.push((*batch, *spans, *succeeded, *failed));
+            }
+        };
+        (Batches::new(Arc::new(sink), RunId(1)), finished)
+    }
+
+    #[test]
+    fn the_queue_s_batches_and_a_later_pass_s_are_numbered_in_one_sequence() {
+        let (mut batches, _) = batches();
+        let first = batches.of_queued(0, true);
+        assert_eq!(batches.of_queued(0, false), first, "same lane, same batch");
+        let other_lane = batches.of_queued(1, true);
+        let next_on_first_lane = batches.of_queued(0, true);
+        let later_pass = batches.open();
+        assert_eq!(
+            [first, other_lane, next_on_first_lane, later_pass],
+            [1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn a_batch_finishes_once_closed_and_its_last_span_in_flight_ended() {
+        let (mut batches, finished) = batches();
+        let batch = batches.of_queued(0, true);
+        for used_up in [false, true] {
+            batches.dispatched(batch);
+            batches.handed_out(batch, used_up);
+        }
+        batches.record(batch, SpanStatus::Enriched, true);
+        assert!(
+            finished.lock().unwrap().is_empty(),
+            "a span still in flight"
+        );
+        batches.record(batch, SpanStatus::Failed, true);
+        assert_eq!(*finished.lock().unwrap(), [(1, 2, 1, 1)]);
+        assert_eq!(batches.finished(), 1);
+        assert_eq!(batches.counts().attempted(), 2);
+    }
+
+    #[test]
+    fn dropping_queued_spans_closes_their_batches_and_numbers_none_not_handed_out() {
+        let (mut batches, finished) = batches();
+        let first = batches.of_queued(0, true);
+        batches.dispatched(first);
+        batches.handed_out(first, false);
+        // In hand when the run stopped: the rest of batch 1, then the start of lane 0's next
+        // batch, which the queue then dropped too.
+        batches.drop_queued([(0, false), (0, true)], &[0]);
+        batches.record(first, SpanStatus::Enriched, true);
+        assert_eq!(*finished.lock().unwrap(), [(1, 1, 1, 0)]);
+        assert_eq!(batches.open(), 2, "the dropped batch took no number");
+    }
+}

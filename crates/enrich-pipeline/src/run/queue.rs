@@ -649,4 +649,31 @@ mod tests {
         }
         assert_eq!(leased(&db), 4);
     }
+
+    #[test]
+    fn a_lane_hands_out_batches_of_batch_size_and_drops_the_one_it_was_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut db, _) = index(dir.path(), 10);
+        let mut queue = WorkQueue::new(&by_span_id(), 3, None);
+        let marks: Vec<(usize, bool, bool)> = (0..5)
+            .map(|_| {
+                let taken = queue.next(&mut db, None).expect("next").expect("a span");
+                (taken.lane, taken.opened, taken.used_up)
+            })
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                (0, true, false),
+                (0, false, false),
+                (0, false, true),
+                (0, true, false),
+                (0, false, false),
+            ]
+        );
+        let dropped = queue.drop_pages();
+        assert_eq!(dropped.lanes, [0], "the second batch was left open");
+        let taken = queue.next(&mut db, None).expect("next").expect("a span");
+        assert!(taken.opened, "after a drop the lane starts a new batch");
+    }
 }
