@@ -197,8 +197,11 @@ mod tests {
 
     use super::*;
 
+    /// What a [`Event::BatchFinished`] said: batch, spans, succeeded, failed.
+    type Finished = Arc<Mutex<Vec<(u64, u64, u64, u64)>>>;
+
     /// Batches whose events land in the returned list.
-    fn batches() -> (Batches, Arc<Mutex<Vec<(u64, u64, u64, u64)>>>) {
+    fn batches() -> (Batches, Finished) {
         let finished = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&finished);
         let sink = move |event: &Event| {
