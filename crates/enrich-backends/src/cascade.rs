@@ -316,6 +316,25 @@ struct OnBackend<'a> {
     reasks: u32,
 }
 
+/// A failed attempt: its error, the answer validation rejected (if any), what the policy
+/// decided and how far the span had got.
+struct Failed {
+    error: BackendError,
+    rejected: Option<String>,
+    decision: Decision,
+    progress: SpanProgress,
+}
+
+/// What the span's cascade does after a failed attempt.
+enum Followed {
+    /// Another attempt at the same backend.
+    Again,
+    /// On to the next backend of the chain.
+    NextBackend,
+    /// The span's cascade ends.
+    End(CascadeFailure),
+}
+
 /// The state of one span's cascade.
 #[derive(Default)]
 struct SpanRun {
@@ -666,47 +685,79 @@ impl Cascade {
             };
             let decision = self.judge(on.backend, &error, &record, progress, call);
             span.attempts.push(record);
-            match decision {
-                Decision::Retry { .. } if self.policy.corrective_reask(&error, progress) => {
-                    current = Cow::Owned(corrective_request(
-                        call.request,
-                        rejected.as_deref().unwrap_or_default(),
-                        &error,
-                    ));
-                    span.last_error = Some(error);
-                    on.reasks += 1;
+            let failed = Failed {
+                error,
+                rejected,
+                decision,
+                progress,
+            };
+            match self.follow(span, &mut on, &mut current, call, failed).await {
+                Followed::Again => {}
+                Followed::NextBackend => return None,
+                Followed::End(failure) => return Some(Err(failure)),
+            }
+        }
+    }
+
+    /// Does what the policy decided after a failed attempt: re-ask or retry the same backend
+    /// (with `current` as the next request), move on to the next backend, or end the span's
+    /// cascade.
+    async fn follow<'r>(
+        &self,
+        span: &mut SpanRun,
+        on: &mut OnBackend<'_>,
+        current: &mut Cow<'r, GenerateRequest>,
+        call: &SpanCall<'r>,
+        failed: Failed,
+    ) -> Followed {
+        let Failed {
+            error,
+            rejected,
+            decision,
+            progress,
+        } = failed;
+        match decision {
+            Decision::Retry { .. } if self.policy.corrective_reask(&error, progress) => {
+                *current = Cow::Owned(corrective_request(
+                    call.request,
+                    rejected.as_deref().unwrap_or_default(),
+                    &error,
+                ));
+                span.last_error = Some(error);
+                on.reasks += 1;
+                Followed::Again
+            }
+            Decision::Retry { delay } => {
+                span.last_error = Some(error);
+                let waited = call
+                    .cancel
+                    .run_until_cancelled(tokio::time::sleep(delay))
+                    .await;
+                if waited.is_none() {
+                    let error = cancelled_error(on.backend, "while waiting to retry");
+                    return Followed::End(span.give_up(GiveUpReason::Cancelled, Some(error)));
                 }
-                Decision::Retry { delay } => {
-                    span.last_error = Some(error);
-                    let waited = call
-                        .cancel
-                        .run_until_cancelled(tokio::time::sleep(delay))
-                        .await;
-                    if waited.is_none() {
-                        let error = cancelled_error(on.backend, "while waiting to retry");
-                        return Some(Err(span.give_up(GiveUpReason::Cancelled, Some(error))));
-                    }
-                    current = Cow::Borrowed(call.request);
-                    on.retries += 1;
+                *current = Cow::Borrowed(call.request);
+                on.retries += 1;
+                Followed::Again
+            }
+            Decision::Next { .. } => {
+                if self.policy.is_outage(error.kind) {
+                    span.unavailable(on.index);
                 }
-                Decision::Next { .. } => {
+                span.last_error = Some(error);
+                Followed::NextBackend
+            }
+            Decision::Stop => {
+                let reason = if call.cancel.is_cancelled() {
+                    GiveUpReason::Cancelled
+                } else {
                     if self.policy.is_outage(error.kind) {
                         span.unavailable(on.index);
                     }
-                    span.last_error = Some(error);
-                    return None;
-                }
-                Decision::Stop => {
-                    let reason = if call.cancel.is_cancelled() {
-                        GiveUpReason::Cancelled
-                    } else {
-                        if self.policy.is_outage(error.kind) {
-                            span.unavailable(on.index);
-                        }
-                        GiveUpReason::Stopped
-                    };
-                    return Some(Err(span.give_up(reason, Some(error))));
-                }
+                    GiveUpReason::Stopped
+                };
+                Followed::End(span.give_up(reason, Some(error)))
             }
         }
     }
