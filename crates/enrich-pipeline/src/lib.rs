@@ -63,6 +63,7 @@ mod control;
 mod error;
 mod events;
 mod pipeline;
+mod plan;
 mod prompt;
 mod result;
 mod run;

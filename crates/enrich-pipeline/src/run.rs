@@ -1,4 +1,4 @@
-//! One run: its start ([`start`]), the scheduler that pages through pending spans and hands them
+//! One run: its start ([`start()`]), the scheduler that pages through pending spans and hands them
 //! to tasks ([`scheduler`]), each span's work ([`span`]), and its end (the writer's totals, the
 //! run's row, the summary).
 //!

@@ -5,9 +5,9 @@
 //! without a request. When nothing can be handed out, the run sleeps until the earliest circuit
 //! lets a probe through and says so in a [`Event::BackendWaiting`]. After `outage_grace`
 //! without an answer from any backend, or when every backend a span needs is skipped for the
-//! run, the run takes no more spans and ends with [`RunEnd::BackendsUnavailable`]
-//! (crate::RunEnd::BackendsUnavailable); the spans it could not send stay pending, with no
-//! ledger row.
+//! run, the run takes no more spans and ends with
+//! [`RunEnd::BackendsUnavailable`](crate::RunEnd::BackendsUnavailable); the spans it could not
+//! send stay pending, with no ledger row.
 
 use std::collections::VecDeque;
 use std::time::Duration;

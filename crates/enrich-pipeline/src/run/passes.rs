@@ -1,6 +1,6 @@
 //! By-tier passes ([`Schedule::ByTier`]): pass 0 takes pending spans from the work queue on
 //! their chain's first backend; pass `n` retries the spans pass `n - 1` deferred on their
-//! chain's backend `n`, in batches of `batch_size`. Under [`Schedule::Cascade`] there is one
+//! chain's backend `n`, in batches of `batch_size`. Under [`Schedule::PerSpan`] there is one
 //! pass, and each span's cascade walks its whole chain.
 
 use std::collections::VecDeque;
