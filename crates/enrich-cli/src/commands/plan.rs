@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::adapters::registry;
 use crate::cli::PlanArgs;
 use crate::commands::index::rule_options;
-use crate::commands::run::{RunOptions, check_chain, settings};
+use crate::commands::run::{RunOptions, apply_flags, check_chain};
 use crate::context::Repo;
 use crate::exit::Exit;
 use crate::output;
@@ -97,7 +97,8 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
     check_chain(config, options.chain.as_deref())?;
     // Adapters are built (so a bad backend entry shows here too) but never called; the index is
     // only read.
-    let pipeline = Pipeline::builder(config, settings(repo, config, &options))
+    let pipeline = Pipeline::builder(config, &repo.root)
+        .configure(|settings| apply_flags(repo, &options, settings))
         .build(&registry())
         .context("cannot set up the enrichment pipeline")?;
     let limit = args
