@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueHint};
 use enrich_config::Schedule;
 
 /// Adds LLM-written metadata (summary, inputs, outputs, side effects, pitfalls, usage) to the
@@ -29,7 +29,7 @@ pub(crate) struct Global {
     /// The repository root: where the config file is looked for and span paths are relative to
     /// [default: the nearest directory, from the current one up, holding `.llmc/`,
     /// `enrich.toml`, `llmc.toml` or `.git`; else the current directory].
-    #[arg(long = "repo", id = "repo", global = true, value_name = "REPO")]
+    #[arg(long = "repo", id = "repo", global = true, value_name = "REPO", value_hint = ValueHint::DirPath)]
     pub(crate) repo_flag: Option<PathBuf>,
 
     /// The repository root in use: `--repo`, else the one found from the current directory
@@ -38,11 +38,11 @@ pub(crate) struct Global {
     pub(crate) repo: PathBuf,
 
     /// The index database [default: REPO/.llmc/rag/index_v2.db].
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub(crate) db: Option<PathBuf>,
 
     /// The config file [default: REPO/enrich.toml, else REPO/llmc.toml].
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub(crate) config: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout (logs stay on stderr).
@@ -160,16 +160,66 @@ pub(crate) enum Command {
         ("Write another repository's enrich.toml", "enrich init --repo ../other"),
     ]))]
     Init,
+    /// Print the completion script of SHELL (bash, zsh, fish, powershell or elvish) on stdout.
+    #[command(after_help = examples(&[
+        ("bash: completions for your user (bash-completion loads them on demand)", "enrich completions bash > ~/.local/share/bash-completion/completions/enrich"),
+        ("zsh: into a directory of your $fpath", "enrich completions zsh > ~/.zfunc/_enrich"),
+        ("fish: into its completions directory", "enrich completions fish > ~/.config/fish/completions/enrich.fish"),
+    ]))]
+    Completions(CompletionsArgs),
+    /// Write the manual pages into DIR: enrich.1 and one enrich-COMMAND.1 per command (`cargo
+    /// xtask man` runs it).
+    #[command(name = "__man", hide = true)]
+    Man(ManArgs),
 }
 
+/// The heading of the section that ends every command's help.
+const EXAMPLES_HEADING: &str = "Examples:";
+
 /// The `Examples:` section that ends a command's help: each example a comment saying what it
-/// does, then the command line.
+/// does, then the command line ([`examples_in`] reads it back).
 fn examples(list: &[(&str, &str)]) -> String {
-    let mut text = String::from("Examples:");
+    let mut text = String::from(EXAMPLES_HEADING);
     for (what, command) in list {
         text.push_str(&format!("\n  # {what}\n  {command}"));
     }
     text
+}
+
+/// The examples (what each does, its command line) of an `Examples:` section that [`examples`]
+/// wrote, at the end of a help text; `None` when it has none or another shape.
+pub(crate) fn examples_in(help: &str) -> Option<Vec<(&str, &str)>> {
+    let section = match help.split_once(&format!("\n{EXAMPLES_HEADING}\n")) {
+        Some((_, section)) => section,
+        None => help.strip_prefix(&format!("{EXAMPLES_HEADING}\n"))?,
+    };
+    let mut lines = section
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    let mut found = Vec::new();
+    while let Some(comment) = lines.next() {
+        let what = comment.strip_prefix("# ")?;
+        let command = lines.next().filter(|line| line.starts_with("enrich"))?;
+        found.push((what, command));
+    }
+    (!found.is_empty()).then_some(found)
+}
+
+/// Arguments of `enrich completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete `enrich` in.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+/// Arguments of the hidden `enrich __man`.
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// The directory to write the pages into (created if missing; pages there are replaced).
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub(crate) out: PathBuf,
 }
 
 /// Flags of `enrich run` (and of each pass of `enrich watch`).
@@ -192,7 +242,7 @@ pub(crate) struct RunArgs {
     pub(crate) batch_size: Option<u16>,
 
     /// Append the run's events as JSON lines here [default: REPO/logs/enrichment_events.jsonl].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub(crate) events: Option<PathBuf>,
 
     /// Take spans in span id order instead of code first (overrides enrichment.code_first).
@@ -290,7 +340,7 @@ pub(crate) struct WatchArgs {
     pub(crate) poll: bool,
 
     /// Repositories to serve [default: --repo]. Each uses its own config file and index.
-    #[arg(value_name = "REPO")]
+    #[arg(value_name = "REPO", value_hint = ValueHint::DirPath)]
     pub(crate) repos: Vec<PathBuf>,
 
     /// Options of each pass.
@@ -333,7 +383,17 @@ mod tests {
 
     /// The commands as `enrich --help` lists them: the order of a first session with enrich.
     const WORKFLOW: &[&str] = &[
-        "index", "doctor", "plan", "run", "status", "show", "failures", "watch", "config", "init",
+        "index",
+        "doctor",
+        "plan",
+        "run",
+        "status",
+        "show",
+        "failures",
+        "watch",
+        "config",
+        "init",
+        "completions",
     ];
 
     #[test]
@@ -354,21 +414,9 @@ mod tests {
 
     /// The example command lines of a help text's `Examples:` section, which must end it.
     fn examples_of(help: &str) -> Vec<&str> {
-        let (_, section) = help
-            .split_once("\nExamples:\n")
-            .unwrap_or_else(|| panic!("no Examples section in:\n{help}"));
-        let mut lines = section.lines().map(str::trim);
-        let mut commands = Vec::new();
-        while let Some(comment) = lines.next() {
-            assert!(
-                comment.starts_with("# "),
-                "{comment:?} is not a comment in:\n{help}"
-            );
-            let command = lines.next().expect("a command line after each comment");
-            assert!(command.starts_with("enrich "), "{command:?} in:\n{help}");
-            commands.push(command);
-        }
-        commands
+        let examples =
+            examples_in(help).unwrap_or_else(|| panic!("no Examples section ends:\n{help}"));
+        examples.into_iter().map(|(_, command)| command).collect()
     }
 
     #[test]

@@ -40,18 +40,108 @@ fn argument_mistakes_exit_with_code_2_and_say_what_is_wrong() {
     }
 }
 
+/// Every command `enrich --help` lists, besides `help`.
+const COMMANDS: &[&str] = &[
+    "index",
+    "doctor",
+    "plan",
+    "run",
+    "status",
+    "show",
+    "failures",
+    "watch",
+    "config",
+    "init",
+    "completions",
+];
+
 #[test]
 fn help_lists_every_command() {
     let out = enrich(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in [
-        "index", "run", "plan", "status", "doctor", "config", "show", "failures", "init", "watch",
-    ] {
+    for &command in COMMANDS {
         assert!(
             help.lines()
                 .any(|line| line.trim_start().starts_with(command)),
             "{command} is missing from --help:\n{help}"
         );
     }
+}
+
+#[test]
+fn completions_of_every_shell_name_every_command_and_no_hidden_one() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = enrich(&["completions", shell]);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {script}");
+        assert!(script.len() > 1000, "{shell}: {script}");
+        for needle in COMMANDS
+            .iter()
+            .chain(&["max-wall-seconds", "requeue-all", "json"])
+        {
+            assert!(script.contains(needle), "{shell} completions lack {needle}");
+        }
+        assert!(
+            !script.contains("__man"),
+            "{shell} completions offer a hidden command"
+        );
+    }
+    let out = enrich(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+}
+
+#[test]
+fn the_man_pages_are_enrich_1_and_one_page_per_command_with_examples() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_dir = dir.path().join("man");
+    let out = enrich(&["__man", "--out", out_dir.to_str().unwrap()]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listed.lines().count(), COMMANDS.len() + 1, "{listed}");
+
+    let top = std::fs::read_to_string(out_dir.join("enrich.1")).expect("enrich.1");
+    assert!(top.contains(".TH enrich 1 "), "{top}");
+    for section in [
+        "SYNOPSIS",
+        "SUBCOMMANDS",
+        "EXAMPLES",
+        "EXIT STATUS",
+        "VERSION",
+    ] {
+        assert!(top.contains(section), "enrich.1 has no {section}");
+    }
+    for code in ["\\fB2\\fR", "\\fB3\\fR", "\\fB130\\fR"] {
+        assert!(top.contains(code), "enrich.1 lacks exit code {code}");
+    }
+    for &command in COMMANDS {
+        assert!(
+            top.contains(&format!("enrich\\-{command}(1)")),
+            "enrich.1 does not list {command}"
+        );
+        let name = format!("enrich-{command}.1");
+        assert!(listed.contains(&name), "{name} not listed: {listed}");
+        let page = std::fs::read_to_string(out_dir.join(&name)).expect(&name);
+        assert!(
+            page.contains(&format!(".TH enrich-{command} 1")),
+            "{name}: {page}"
+        );
+        assert!(page.contains(".SH EXAMPLES"), "{name} has no examples");
+        assert!(
+            page.contains(&format!("\\fBenrich {command}")),
+            "{name}: {page}"
+        );
+        assert!(
+            page.contains("\\fBenrich\\fR(1)"),
+            "{name} does not point to enrich(1)"
+        );
+    }
+    assert!(!out_dir.join("enrich-__man.1").exists());
+    assert!(!out_dir.join("enrich-help.1").exists());
 }

@@ -25,7 +25,7 @@ use crate::{logging, output};
 #[derive(Debug, Args)]
 pub(crate) struct IndexArgs {
     /// The repository to index [default: --repo].
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub(crate) dir: Option<PathBuf>,
 
     /// Skip files larger than this many bytes.

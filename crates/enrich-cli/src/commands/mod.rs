@@ -1,10 +1,12 @@
 //! One module per command; [`dispatch`] runs the one the command line names.
 
+mod completions;
 mod config;
 mod doctor;
 mod failures;
 mod index;
 mod init;
+mod man;
 mod plan;
 mod run;
 mod show;
@@ -44,6 +46,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Command::Watch(args) => runtime()?.block_on(watch::watch(&global, &args)),
         Command::Index(args) => index::index(&global, &args),
+        Command::Completions(args) => completions::completions(args.shell),
+        Command::Man(args) => man::man(&args.out),
     }
 }
 
