@@ -150,10 +150,10 @@ pub(crate) enum Command {
     /// Print the resolved configuration and where each value came from.
     #[command(after_help = examples(&[
         ("Every resolved setting and where it came from", "enrich config"),
-        ("The settings of another config file", "enrich config --config ci/enrich.toml"),
         ("The settings as JSON, with the keys enrich does not read", "enrich config --json"),
+        ("The JSON Schema of enrich.toml, for an editor to complete and check the file", "enrich config --schema > enrich.schema.json"),
     ]))]
-    Config,
+    Config(ConfigArgs),
     /// Write the commented default configuration to REPO/enrich.toml.
     #[command(after_help = examples(&[
         ("Write ./enrich.toml (at the repository root), every key commented", "enrich init"),
@@ -204,6 +204,16 @@ pub(crate) fn examples_in(help: &str) -> Option<Vec<(&str, &str)>> {
         found.push((what, command));
     }
     (!found.is_empty()).then_some(found)
+}
+
+/// Flags of `enrich config`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Print the JSON Schema of enrich.toml instead (every key, its type and the comment the
+    /// built-in defaults give it), for editors to complete and check the file; reads no
+    /// configuration.
+    #[arg(long)]
+    pub(crate) schema: bool,
 }
 
 /// Arguments of `enrich completions`.

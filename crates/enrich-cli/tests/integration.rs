@@ -145,3 +145,28 @@ fn the_man_pages_are_enrich_1_and_one_page_per_command_with_examples() {
     assert!(!out_dir.join("enrich-__man.1").exists());
     assert!(!out_dir.join("enrich-help.1").exists());
 }
+
+#[test]
+fn config_schema_prints_the_schema_of_enrich_toml_without_reading_any_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("enrich.toml"),
+        "[enrichment]\nbatch_size = \"lots\"\n",
+    )
+    .expect("write enrich.toml");
+    let repo = dir.path().to_str().unwrap();
+    let out = enrich(&["--repo", repo, "config", "--schema"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(printed, enrich_config::config_file_schema());
+    assert_eq!(printed["title"], "enrich.toml");
+    assert!(printed["properties"]["enrichment"]["properties"]["batch_size"].is_object());
+    // The same file is refused by the commands that read it.
+    let out = enrich(&["--repo", repo, "config"]);
+    assert_eq!(out.status.code(), Some(2));
+}

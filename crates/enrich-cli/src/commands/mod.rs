@@ -34,7 +34,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
     let repo = || Repo::from_flags(&global);
     match command {
         Command::Init => init::init(&repo()?, json),
-        Command::Config => config::config(&repo()?, json),
+        Command::Config(args) if args.schema => config::schema(),
+        Command::Config(_) => config::config(&repo()?, json),
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
