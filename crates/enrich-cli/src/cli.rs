@@ -70,7 +70,7 @@ impl Global {
     }
 }
 
-/// The commands, in the order of a first session with enrich: build the index, check the setup,
+/// The commands, in the order of a first use of enrich: build the index, check the setup,
 /// look before spending, run, read the results; then the service, the configuration and the
 /// shell's completions. `--help` lists them in this order.
 #[derive(Debug, Subcommand)]
@@ -391,7 +391,7 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// The commands as `enrich --help` lists them: the order of a first session with enrich.
+    /// The commands as `enrich --help` lists them: the order of a first use of enrich.
     const WORKFLOW: &[&str] = &[
         "index",
         "doctor",
