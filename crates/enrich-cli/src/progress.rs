@@ -326,6 +326,75 @@ mod tests {
         }
     }
 
+    /// A terminal that keeps what is drawn on it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(std::sync::Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            200
+        }
+
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn write_line(&self, line: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{line}\n"))
+        }
+
+        fn write_str(&self, text: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(text);
+            Ok(())
+        }
+
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_bar_draws_its_rate_with_three_significant_digits() {
+        let screen = Screen::default();
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let bar = ProgressBar::with_draw_target(Some(1000), target);
+        bar.set_style(bar_style("{pos}/{len} spans  {rate}"));
+        bar.inc(500);
+        bar.abandon();
+        let drawn = screen.0.lock().unwrap().clone();
+        let words: Vec<&str> = drawn.split_whitespace().collect();
+        let rate = match words.as_slice() {
+            [.., "500/1000", "spans", rate] => rate.strip_suffix("/s"),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("{drawn:?}"));
+        // Whatever the rate: plain digits, at most three significant ones after a point.
+        assert!(
+            rate.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+            "{rate}"
+        );
+        if let Some((_, fraction)) = rate.split_once('.') {
+            let significant = rate.trim_start_matches(['0', '.']).replace('.', "");
+            assert!(significant.len() <= 3 && !fraction.is_empty(), "{rate}");
+        }
+    }
+
     #[test]
     fn durations_read_compactly() {
         let cases = [(0, "0s"), (59, "59s"), (61, "1m01s"), (3_723, "1h02m03s")];
