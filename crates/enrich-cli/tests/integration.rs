@@ -40,27 +40,24 @@ fn argument_mistakes_exit_with_code_2_and_say_what_is_wrong() {
     }
 }
 
-/// Every command `enrich --help` lists, besides `help`.
-const COMMANDS: &[&str] = &[
-    "index",
-    "doctor",
-    "plan",
-    "run",
-    "status",
-    "show",
-    "failures",
-    "watch",
-    "config",
-    "init",
-    "completions",
-];
-
 #[test]
 fn help_lists_every_command() {
     let out = enrich(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for &command in COMMANDS {
+    for command in [
+        "index",
+        "run",
+        "plan",
+        "status",
+        "doctor",
+        "config",
+        "show",
+        "failures",
+        "init",
+        "watch",
+        "completions",
+    ] {
         assert!(
             help.lines()
                 .any(|line| line.trim_start().starts_with(command)),
@@ -69,17 +66,34 @@ fn help_lists_every_command() {
     }
 }
 
+/// The commands `enrich --help` lists, `help` left out.
+fn commands() -> Vec<String> {
+    let out = enrich(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    let (_, listed) = help
+        .split_once("\nCommands:\n")
+        .expect("a Commands section");
+    let commands: Vec<String> = listed
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(commands.len() >= 10, "{help}");
+    commands
+}
+
 #[test]
 fn completions_of_every_shell_name_every_command_and_no_hidden_one() {
+    let commands = commands();
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let out = enrich(&["completions", shell]);
         let script = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{shell}: {script}");
         assert!(script.len() > 1000, "{shell}: {script}");
-        for needle in COMMANDS
-            .iter()
-            .chain(&["max-wall-seconds", "requeue-all", "json"])
-        {
+        let flags = ["max-wall-seconds", "requeue-all", "json"];
+        for needle in commands.iter().map(String::as_str).chain(flags) {
             assert!(script.contains(needle), "{shell} completions lack {needle}");
         }
         assert!(
@@ -94,6 +108,7 @@ fn completions_of_every_shell_name_every_command_and_no_hidden_one() {
 
 #[test]
 fn the_man_pages_are_enrich_1_and_one_page_per_command_with_examples() {
+    let commands = commands();
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("man");
     let out = enrich(&["__man", "--out", out_dir.to_str().unwrap()]);
@@ -104,7 +119,7 @@ fn the_man_pages_are_enrich_1_and_one_page_per_command_with_examples() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(listed.lines().count(), COMMANDS.len() + 1, "{listed}");
+    assert_eq!(listed.lines().count(), commands.len() + 1, "{listed}");
 
     let top = std::fs::read_to_string(out_dir.join("enrich.1")).expect("enrich.1");
     assert!(top.contains(".TH enrich 1 "), "{top}");
@@ -120,7 +135,7 @@ fn the_man_pages_are_enrich_1_and_one_page_per_command_with_examples() {
     for code in ["\\fB2\\fR", "\\fB3\\fR", "\\fB130\\fR"] {
         assert!(top.contains(code), "enrich.1 lacks exit code {code}");
     }
-    for &command in COMMANDS {
+    for command in &commands {
         assert!(
             top.contains(&format!("enrich\\-{command}(1)")),
             "enrich.1 does not list {command}"
