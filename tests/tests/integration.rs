@@ -130,7 +130,7 @@ async fn enrich_one(
     Result<enrich_backends::CascadeSuccess, enrich_backends::CascadeFailure>,
 ) {
     let loaded = load(repo, None).expect("the LLMC config loads");
-    let router = Router::with_routing_disabled(&loaded.config, false);
+    let router = Router::new(&loaded.config);
     let decision = router
         .choose_chain(&slice(path, slice_type), None)
         .expect("a route");

@@ -6,17 +6,16 @@
 //! log with `--events`, as `enrich run` writes one) — except waiting for a model.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use enrich_backends::AdapterRegistry;
 use enrich_config::{BackendSpec, EnrichmentConfig};
 use enrich_db::Db;
-use enrich_pipeline::{JsonlSink, Pipeline, PipelineSettings, RunControl};
+use enrich_pipeline::{JsonlSink, Pipeline, RunControl};
 use serde_json::{Value, json};
 
-use crate::args::Args;
+use crate::args::OverheadArgs;
 use crate::instant::{self, InstantAdapter};
 
 /// The chain (and backend) name of the benchmark's configuration.
@@ -41,19 +40,14 @@ pub(crate) fn config(concurrency: usize, batch_size: Option<usize>) -> Enrichmen
 }
 
 /// `enrich-bench overhead`.
-pub(crate) fn run(args: &mut Args) -> Result<Value> {
-    let repo: PathBuf = args.path("repo")?;
+pub(crate) fn run(args: &OverheadArgs) -> Result<Value> {
+    let repo = args.repo.clone();
     let db = args
-        .take::<PathBuf>("db")?
+        .db
+        .clone()
         .unwrap_or_else(|| enrich_db::default_db_path(&repo));
-    let concurrency = usize::try_from(args.count("concurrency", 8)?)?;
-    let batch_size = args
-        .take::<u64>("batch-size")?
-        .map(usize::try_from)
-        .transpose()?;
-    let events: Option<PathBuf> = args.take("events")?;
-    let commit_every: Option<usize> = args.take("commit-every")?;
-    std::mem::take(args).finish("overhead")?;
+    let (concurrency, batch_size) = (args.concurrency, args.batch_size);
+    let (events, commit_every) = (args.events.clone(), args.commit_every);
     if !db.is_file() {
         bail!(
             "{} does not exist: write a synthetic index with `enrich-bench gen-db` first",
@@ -62,22 +56,24 @@ pub(crate) fn run(args: &mut Args) -> Result<Value> {
     }
 
     let config = config(concurrency, batch_size);
-    let mut settings = PipelineSettings::from_config(&config, &repo);
-    settings.db_path = db.clone();
-    let batch_size = settings.batch_size;
-    if let Some(commit_every) = commit_every {
-        settings.commit_every = commit_every;
-    }
-    let commit_every = settings.commit_every;
     let mut registry = AdapterRegistry::new();
     InstantAdapter::register(&mut registry);
-    let mut builder = Pipeline::builder(&config, settings);
+    let mut builder = Pipeline::builder(&config, &repo).configure(|settings| {
+        settings.db_path = db.clone();
+        if let Some(commit_every) = commit_every {
+            settings.commit_every = commit_every;
+        }
+    });
     if let Some(path) = &events {
         builder = builder.event_sink(Arc::new(JsonlSink::create(path)?));
     }
     let pipeline = builder
         .build(&registry)
         .context("could not build the pipeline")?;
+    let (batch_size, commit_every) = (
+        pipeline.settings().batch_size,
+        pipeline.settings().commit_every,
+    );
 
     // The runtime `enrich run` builds.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -21,7 +21,7 @@ use crate::context::Repo;
 use crate::exit::{BackendUnusable, Exit};
 use crate::health::{BackendCheck, Verdict, check_all};
 use crate::output;
-use crate::progress::{BackendCounts, Progress, ProgressMode, Tally, format_duration};
+use crate::progress::{BackendCounts, Progress, ProgressMode, Tally, format_duration, format_rate};
 use crate::signals::Shutdown;
 use crate::time::format_ms;
 
@@ -65,13 +65,8 @@ pub(crate) fn check_chain(config: &EnrichmentConfig, chain: Option<&str>) -> Res
     Ok(())
 }
 
-/// The pipeline's settings: the config's, with the repository's paths and the flags applied.
-pub(crate) fn settings(
-    repo: &Repo,
-    config: &EnrichmentConfig,
-    options: &RunOptions,
-) -> PipelineSettings {
-    let mut settings = PipelineSettings::from_config(config, &repo.root);
+/// Applies the repository's index path and the flags to the pipeline's settings (the config's).
+pub(crate) fn apply_flags(repo: &Repo, options: &RunOptions, settings: &mut PipelineSettings) {
     settings.db_path = repo.db_path.clone();
     settings.limit = options.limit;
     settings.chain_override = options.chain.clone();
@@ -88,7 +83,6 @@ pub(crate) fn settings(
     budget.max_tokens_per_run = options.max_tokens.or(budget.max_tokens_per_run);
     budget.max_cost_per_run = options.max_cost.or(budget.max_cost_per_run);
     budget.max_wall_seconds = options.max_wall_seconds.or(budget.max_wall_seconds);
-    settings
 }
 
 /// A pipeline over `repo` with every registered provider and these event sinks.
@@ -98,9 +92,10 @@ pub(crate) fn build_pipeline(
     options: &RunOptions,
     sinks: Vec<Arc<dyn EventSink>>,
 ) -> Result<Pipeline> {
-    let db = repo.open_for_run(config.max_failures_per_span)?;
-    let mut builder = Pipeline::builder(config, settings(repo, config, options))
-        .db(db)
+    // A missing or damaged index is refused here, before the run writes anything.
+    repo.open_for_run()?;
+    let mut builder = Pipeline::builder(config, &repo.root)
+        .configure(|settings| apply_flags(repo, options, settings))
         .event_sink(Arc::new(TracingSink));
     for sink in sinks {
         builder = builder.event_sink(sink);
@@ -296,14 +291,14 @@ impl RunReport {
             .map_or_else(|| "(not recorded)".to_owned(), |id| id.to_string());
         writeln!(
             text,
-            "run {run} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({:.2} spans/s)",
+            "run {run} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({} spans/s)",
             self.status,
             serde_json::to_value(self.end)?.as_str().unwrap_or("?"),
             self.succeeded,
             self.failed + self.fell_back,
             self.skipped,
             self.total_pending,
-            self.spans_per_sec
+            format_rate(self.spans_per_sec)
         )?;
         for held in &self.held_elsewhere {
             writeln!(

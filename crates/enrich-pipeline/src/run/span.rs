@@ -11,9 +11,9 @@ use enrich_router::RouteDecision;
 use tokio::time::Instant;
 
 use crate::events::{Event, now_ms};
-use crate::pipeline::Inner;
 use crate::result::{SpanResult, SpanStatus};
 use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
+use crate::shared::Inner;
 
 use super::{NO_ROUTE, Processed, Resume, RunCtx, SOURCE_UNREADABLE};
 pub(super) fn millis(duration: std::time::Duration) -> u64 {
