@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enrich_backends::http::{body_excerpt, error_chain, excerpt, is_connection_lost};
-use enrich_backends::tls::{
-    self, UNTRUSTED_CERTIFICATE_FIX, is_untrusted_certificate, tls_failure,
-};
+use enrich_backends::tls::{self, is_untrusted_certificate, tls_fix};
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
     GenerateRequest, Generation, HealthReport, ResponseLimit, UsageMetrics,
@@ -289,23 +287,14 @@ impl OllamaAdapter {
         let err = err.without_url();
         let detail = error_chain(&err);
         let host = &self.settings.host;
-        let (kind, message) = if err.is_connect() && is_untrusted_certificate(&err) {
-            (
-                FailureKind::Connect,
-                format!(
-                    "{host} presented a TLS certificate that is not trusted ({detail}); \
-                     {UNTRUSTED_CERTIFICATE_FIX}"
-                ),
-            )
-        } else if err.is_connect() && tls_failure(&err).is_some() {
-            (
-                FailureKind::Connect,
-                format!(
-                    "the TLS handshake with Ollama at {host} failed ({detail}); check that the \
-                     server speaks HTTPS at that address (a plain-HTTP server needs an http:// \
-                     `url`)"
-                ),
-            )
+        let tls = tls_fix(&err).filter(|_| err.is_connect());
+        let (kind, message) = if let Some(fix) = tls {
+            let what = if is_untrusted_certificate(&err) {
+                format!("{host} presented a TLS certificate that is not trusted")
+            } else {
+                format!("the TLS handshake with Ollama at {host} failed")
+            };
+            (FailureKind::Connect, format!("{what} ({detail}); {fix}"))
         } else if err.is_connect() {
             (
                 FailureKind::Connect,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use enrich_backends::http::{body_excerpt, error_chain, excerpt, is_connection_lost};
-use enrich_backends::tls::{UNTRUSTED_CERTIFICATE_FIX, is_untrusted_certificate, tls_failure};
+use enrich_backends::tls::{is_untrusted_certificate, tls_fix};
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
     GenerateRequest, Generation, HealthReport, ResponseLimit, UsageMetrics,
@@ -266,19 +266,14 @@ impl OpenAiAdapter {
         let host = &self.settings.host;
         let detail = error_chain(err);
         if err.is_connect() {
-            let tls = tls_failure(err).is_some();
-            let (what, fix) = if is_untrusted_certificate(err) {
-                (
-                    format!("{host} presented a TLS certificate that is not trusted ({detail})"),
-                    UNTRUSTED_CERTIFICATE_FIX.to_owned(),
-                )
-            } else if tls {
-                (
-                    format!("the TLS handshake with {host} failed ({detail})"),
-                    "check that the server speaks HTTPS at that address (a plain-HTTP server \
-                     needs an http:// `url`)"
-                        .to_owned(),
-                )
+            let tls = tls_fix(err);
+            let (what, fix) = if let Some(fix) = tls {
+                let what = if is_untrusted_certificate(err) {
+                    format!("{host} presented a TLS certificate that is not trusted ({detail})")
+                } else {
+                    format!("the TLS handshake with {host} failed ({detail})")
+                };
+                (what, fix.to_owned())
             } else {
                 (
                     format!("cannot connect to the OpenAI-compatible server at {host} ({detail})"),
@@ -292,7 +287,7 @@ impl OpenAiAdapter {
                 what,
                 fix: Some(fix),
                 detail,
-                tls,
+                tls: tls.is_some(),
             };
         }
         if err.is_request() || is_connection_lost(err) {

@@ -126,6 +126,20 @@ pub const UNTRUSTED_CERTIFICATE_FIX: &str = "if the server or a TLS-inspecting p
      private certificate authority, add it to the system's root certificates or set \
      SSL_CERT_FILE to a PEM file holding it";
 
+/// What to do about another failed handshake ([`tls_failure`]): most often an `https://` URL
+/// for a server that speaks plain HTTP.
+pub const HANDSHAKE_FIX: &str = "check that the server speaks HTTPS at that address (a \
+     plain-HTTP server needs an http:// `url`)";
+
+/// What to do about a transport error that is a TLS failure ([`UNTRUSTED_CERTIFICATE_FIX`] or
+/// [`HANDSHAKE_FIX`]); `None` for any other error.
+pub fn tls_fix(err: &(dyn StdError + 'static)) -> Option<&'static str> {
+    match tls_failure(err)? {
+        rustls::Error::InvalidCertificate(_) => Some(UNTRUSTED_CERTIFICATE_FIX),
+        _ => Some(HANDSHAKE_FIX),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rustls::pki_types::CertificateDer;
@@ -197,5 +211,11 @@ mod tests {
             rustls::CertificateError::Expired,
         )));
         assert!(is_untrusted_certificate(&twice));
+        assert_eq!(tls_fix(&twice), Some(UNTRUSTED_CERTIFICATE_FIX));
+        assert_eq!(tls_fix(&other), Some(HANDSHAKE_FIX));
+        assert_eq!(
+            tls_fix(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+            None
+        );
     }
 }

@@ -352,5 +352,11 @@ async fn an_https_url_speaks_tls_and_a_failed_handshake_is_a_connect_failure() {
         ],
     );
     assert!(!err.to_string().contains("s3cret"), "{err}");
+    let health = adapter.health().await;
+    assert_eq!(health.reachable, Some(false), "{health:?}");
+    assert!(
+        health.fixes[0].contains("a plain-HTTP server needs an http:// `url`"),
+        "{health:?}"
+    );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
