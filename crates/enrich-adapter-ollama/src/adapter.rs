@@ -76,6 +76,32 @@ impl OllamaAdapter {
     /// cannot be loaded, or an HTTP client that cannot be built.
     pub fn new(spec: BackendSpec) -> Result<Self, OllamaConfigError> {
         let settings = Settings::from_spec(&spec)?;
+        let tls = tls::client_config_for(settings.generate_url.as_str()).map_err(|source| {
+            OllamaConfigError::NoRootCertificates {
+                url: settings.host.clone(),
+                source,
+            }
+        })?;
+        Self::with_settings(spec, settings, tls)
+    }
+
+    /// An adapter for `spec` whose HTTPS speaks as `tls` says, instead of trusting the system's
+    /// root certificates: for a server certified by a private authority the system store does
+    /// not hold (build `tls` with [`enrich_backends::tls::client_config`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`OllamaAdapter::new`], but for the system's store.
+    pub fn with_tls(spec: BackendSpec, tls: tls::ClientConfig) -> Result<Self, OllamaConfigError> {
+        let settings = Settings::from_spec(&spec)?;
+        Self::with_settings(spec, settings, tls)
+    }
+
+    fn with_settings(
+        spec: BackendSpec,
+        settings: Settings,
+        tls: tls::ClientConfig,
+    ) -> Result<Self, OllamaConfigError> {
         let mut headers = HeaderMap::new();
         if let (Some(key), Some(var)) = (&settings.api_key, &spec.api_key_env) {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
@@ -83,12 +109,6 @@ impl OllamaAdapter {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let tls = tls::client_config_for(settings.generate_url.as_str()).map_err(|source| {
-            OllamaConfigError::NoRootCertificates {
-                url: settings.host.clone(),
-                source,
-            }
-        })?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(settings.connect_timeout)

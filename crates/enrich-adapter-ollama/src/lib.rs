@@ -39,7 +39,8 @@
 //!
 //! `url` is `http://` or `https://`. HTTPS is TLS 1.3 or 1.2 through rustls with the ring
 //! provider and the system's root certificates ([`enrich_backends::tls`]; `SSL_CERT_FILE`
-//! names another bundle), as for the OpenAI-compatible adapter. Proxies come from the
+//! names another bundle, and [`OllamaAdapter::with_tls`] takes a configuration of one's own), as
+//! for the OpenAI-compatible adapter. Proxies come from the
 //! environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
 //!
 //! # Classification

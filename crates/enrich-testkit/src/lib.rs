@@ -18,6 +18,8 @@
 //!   right [`FailureKind`](enrich_backends::FailureKind).
 //! - [`http_client`] and [`http_client_builder`]: reqwest clients for the fakes (the
 //!   workspace's reqwest needs the TLS configuration every client is built with).
+//! - [`TlsFront`]: HTTPS on loopback in front of a fake, certified by a test CA that only
+//!   [`test_ca_roots`] trusts, for adapters' TLS tests.
 //! - [`ModelServerProcess`]: the real local model server (a small LLM behind Ollama's API, in
 //!   `model-server/`) as a child process, for end-to-end tests.
 //!
@@ -37,6 +39,7 @@ mod fake_adapter;
 mod fake_ollama;
 mod http_client;
 mod model_server;
+mod tls_front;
 
 pub use answer::{cited_lines, valid_enrichment_json};
 pub use conformance::{Api, Check, ConformanceReport, Verdict, run_conformance};
@@ -49,3 +52,4 @@ pub use http_client::{http_client, http_client_builder};
 pub use model_server::{
     MODEL_SERVER_MODEL_NAME, MODEL_VAR, ModelServerConfig, ModelServerProcess, NODE_VAR, SCRIPT_VAR,
 };
+pub use tls_front::{Handshake, TlsFront, test_ca_roots};

@@ -1,24 +1,17 @@
 //! HTTPS through rustls with ring, proxies and root certificates, against real servers on
-//! loopback: a TLS front (tokio-rustls's server side, ring) that hands each connection's
-//! plaintext to wiremock, and an HTTP CONNECT proxy that tunnels to it.
-//!
-//! The certificates in `tests/fixtures/tls` (see its README) are an ECDSA P-256 test CA and a
-//! certificate for `localhost` and `127.0.0.1` it signed, valid from 2000 to 2999; no system
-//! trusts the CA.
+//! loopback: the testkit's [`TlsFront`] (certified by a test CA no system trusts) that hands
+//! each connection's plaintext to wiremock, and an HTTP CONNECT proxy that tunnels to it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanContext};
 use enrich_config::BackendSpec;
+use enrich_testkit::{TlsFront, test_ca_roots};
 use reqwest::{ClientBuilder, Proxy};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{RootCertStore, ServerConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -26,69 +19,8 @@ use super::Transport;
 use crate::adapter::OpenAiAdapter;
 use crate::settings::Settings;
 
-const CA: &[u8] = include_bytes!("../../tests/fixtures/tls/ca.pem");
-const LEAF: &[u8] = include_bytes!("../../tests/fixtures/tls/localhost.pem");
-const LEAF_KEY: &[u8] = include_bytes!("../../tests/fixtures/tls/localhost.key");
-
 /// The key every test backend sends.
 const KEY: &str = "sk-transport-test";
-
-/// What a TLS front saw of one accepted handshake: the protocol version and the ALPN protocol.
-type Handshake = (Option<rustls::ProtocolVersion>, Option<Vec<u8>>);
-
-/// A TLS server on loopback, certified for `localhost` by the test CA, that hands each
-/// connection's plaintext to `backend` and records every completed handshake.
-struct TlsFront {
-    addr: SocketAddr,
-    handshakes: Arc<Mutex<Vec<Handshake>>>,
-}
-
-impl TlsFront {
-    async fn start(backend: SocketAddr) -> Self {
-        let chain = CertificateDer::pem_slice_iter(LEAF)
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(LEAF_KEY).unwrap();
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let handshakes = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&handshakes);
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                let seen = Arc::clone(&seen);
-                tokio::spawn(async move {
-                    // A client that refuses the certificate ends the handshake: nothing to serve.
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let (_, session) = tls.get_ref();
-                    let handshake = (
-                        session.protocol_version(),
-                        session.alpn_protocol().map(<[u8]>::to_vec),
-                    );
-                    seen.lock().unwrap().push(handshake);
-                    let mut plain = TcpStream::connect(backend).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                });
-            }
-        });
-        Self { addr, handshakes }
-    }
-
-    fn handshakes(&self) -> Vec<Handshake> {
-        self.handshakes.lock().unwrap().clone()
-    }
-}
 
 /// Reads a request's head, up to its blank line; `None` when the connection ends first.
 async fn read_head(client: &mut TcpStream) -> Option<Vec<u8>> {
@@ -159,19 +91,10 @@ fn settings(url: &str) -> Settings {
     .unwrap()
 }
 
-/// The test CA as the only trusted root, read as the system's store would be.
-fn test_roots() -> RootCertStore {
-    let mut found = rustls_native_certs::CertificateResult::default();
-    found.certs = CertificateDer::pem_slice_iter(CA)
-        .collect::<Result<_, _>>()
-        .unwrap();
-    enrich_backends::tls::roots_from(found).unwrap()
-}
-
 /// An adapter for `url` that trusts the test CA alone, its client from `builder` (proxies).
 fn adapter(url: &str, builder: ClientBuilder) -> OpenAiAdapter {
     let settings = settings(url);
-    let tls = enrich_backends::tls::client_config(test_roots());
+    let tls = enrich_backends::tls::client_config(test_ca_roots());
     let transport = Transport::with(&settings, tls, builder).unwrap();
     OpenAiAdapter::with_transport(spec(url), settings, transport)
 }
@@ -193,8 +116,8 @@ fn request() -> GenerateRequest {
 #[tokio::test]
 async fn https_negotiates_tls_with_ring_and_keeps_the_connection() {
     let server = backend().await;
-    let front = TlsFront::start(*server.address()).await;
-    let url = format!("https://localhost:{}/v1", front.addr.port());
+    let front = TlsFront::start(*server.address()).await.unwrap();
+    let url = format!("https://localhost:{}/v1", front.addr().port());
     let adapter = adapter(&url, no_proxy());
     for _ in 0..3 {
         let generation = adapter.generate(&request()).await.unwrap();
@@ -215,8 +138,8 @@ async fn https_negotiates_tls_with_ring_and_keeps_the_connection() {
 #[tokio::test]
 async fn an_untrusted_certificate_is_refused_naming_the_certificate_and_the_url() {
     let server = backend().await;
-    let front = TlsFront::start(*server.address()).await;
-    let url = format!("https://localhost:{}/v1", front.addr.port());
+    let front = TlsFront::start(*server.address()).await.unwrap();
+    let url = format!("https://localhost:{}/v1", front.addr().port());
     // The system's roots, which do not hold the test CA.
     let adapter = OpenAiAdapter::new(spec(&url)).unwrap();
     let err = adapter.generate(&request()).await.unwrap_err();
@@ -241,9 +164,9 @@ async fn an_untrusted_certificate_is_refused_naming_the_certificate_and_the_url(
 #[tokio::test]
 async fn https_goes_through_a_connect_tunnel_with_the_proxys_credentials() {
     let server = backend().await;
-    let front = TlsFront::start(*server.address()).await;
-    let (proxy, heads) = connect_proxy(front.addr).await;
-    let url = format!("https://localhost:{}/v1", front.addr.port());
+    let front = TlsFront::start(*server.address()).await.unwrap();
+    let (proxy, heads) = connect_proxy(front.addr()).await;
+    let url = format!("https://localhost:{}/v1", front.addr().port());
     let proxies = with_proxy(Proxy::https(format!("http://me:pw@{proxy}")).unwrap());
     let adapter = adapter(&url, proxies);
     adapter.generate(&request()).await.unwrap();
@@ -254,7 +177,7 @@ async fn https_goes_through_a_connect_tunnel_with_the_proxys_credentials() {
     assert!(
         head.starts_with(&format!(
             "connect localhost:{} http/1.1\r\n",
-            front.addr.port()
+            front.addr().port()
         )),
         "{head}"
     );
