@@ -25,10 +25,17 @@ struct Rule {
 }
 
 const ADAPTER_PREFIX: &str = "enrich-adapter-";
+/// The bottom of the graph: plain domain data every product crate may use.
+const EVERYONE_MAY_USE: &str = "enrich-types";
 /// Dev-only crates: never a normal dependency of anything.
 const DEV_ONLY: &[&str] = &["enrich-testkit", "xtask", "enrich-tests"];
 
 const RULES: &[Rule] = &[
+    Rule {
+        package: "enrich-types",
+        may_use: Some(&[]),
+        must_not_use: &["reqwest", "rusqlite", "tokio", "hyper", "figment"],
+    },
     Rule {
         package: "enrich-config",
         may_use: Some(&[]),
@@ -239,7 +246,9 @@ fn check_edges(packages: &[Package]) -> Vec<String> {
             let allowed = match rule.may_use {
                 None => p.name != "xtask",
                 Some(list) => {
-                    list.contains(&dep.as_str()) || (kind == "dev" && dep == "enrich-testkit")
+                    list.contains(&dep.as_str())
+                        || (kind == "dev" && dep == "enrich-testkit")
+                        || (dep == EVERYONE_MAY_USE && p.name != "xtask")
                 }
             };
             if !allowed {
@@ -332,6 +341,7 @@ mod tests {
 
     fn workspace(extra: Package) -> Vec<Package> {
         let mut ps: Vec<Package> = [
+            "enrich-types",
             "enrich-config",
             "enrich-router",
             "enrich-backends",
@@ -359,6 +369,7 @@ mod tests {
     #[test]
     fn allowed_edges_pass() {
         check_one(pkg("enrich-router", &[("enrich-config", "normal")]), &[]);
+        check_one(pkg("enrich-db", &[("enrich-types", "normal")]), &[]);
         check_one(
             pkg(
                 "enrich-adapter-acme",
@@ -395,6 +406,14 @@ mod tests {
             &["may only be a dev-dependency"],
         );
         check_one(pkg("enrich-surprise", &[]), &["not in the layering table"]);
+        check_one(
+            pkg("enrich-types", &[("enrich-config", "normal")]),
+            &["`enrich-types` -> `enrich-config`"],
+        );
+        check_one(
+            pkg("xtask", &[("enrich-types", "normal")]),
+            &["`xtask` -> `enrich-types`"],
+        );
     }
 
     #[test]
