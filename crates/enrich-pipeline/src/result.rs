@@ -318,8 +318,7 @@ pub struct PlannedSpan {
     /// with those secrets redacted, or not at all when [`Self::withheld`].
     pub secrets: Vec<&'static str>,
     /// True when a run would not send the span for its secrets (`[enrichment.secrets] action =
-    /// "skip"`) but record it in the failure ledger as
-    /// [`SECRET_DETECTED`](crate::SECRET_DETECTED).
+    /// "skip"`) but record it in the failure ledger as `secret_detected`.
     pub withheld: bool,
 }
 

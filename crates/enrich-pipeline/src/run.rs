@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use enrich_backends::{
     AttemptObserver, AttemptRecord, Cascade, CircuitSnapshot, CircuitTransition, Decision,
-    SpanContext, SpanStart,
+    SpanIdentity, SpanStart,
 };
 use enrich_config::{DEFAULT_TIMEOUT_SECONDS, Schedule};
 use enrich_db::{self as db, Lease, PendingSpan, RunId};
@@ -33,16 +33,6 @@ use claimer::{Claimer, OffRuntime, Ready, off_runtime};
 use queue::WorkQueue;
 use span::{emit_finished, millis, process_span, skipped};
 
-/// The failure kind recorded in the ledger for a span whose source cannot be read (missing
-/// file, a path leaving the repo, a byte range beyond the file's end).
-pub const SOURCE_UNREADABLE: &str = "source_unreadable";
-
-/// The failure kind recorded when no chain can serve a span. The builder checks that the
-/// default chain can, so this only happens with a router given to
-/// [`PipelineBuilder::router`](crate::PipelineBuilder::router) that was built from another
-/// configuration than the pipeline's.
-pub const NO_ROUTE: &str = "no_route";
-
 /// What every span task of one run shares.
 struct RunCtx {
     inner: Arc<Inner>,
@@ -63,7 +53,7 @@ struct AttemptEvents {
 }
 
 impl AttemptObserver for AttemptEvents {
-    fn on_attempt(&self, span: &SpanContext, record: &AttemptRecord, next: Option<Decision>) {
+    fn on_attempt(&self, span: &SpanIdentity, record: &AttemptRecord, next: Option<Decision>) {
         self.budget.record(record);
         self.sink.on_event(&Event::AttemptFinished {
             at_ms: now_ms(),

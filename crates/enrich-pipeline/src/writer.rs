@@ -319,6 +319,7 @@ fn write_loop(
 #[cfg(test)]
 mod tests {
     use enrich_db::{RunId, SpanResult};
+    use enrich_types::{FailureKind, LedgerKind};
 
     use super::*;
 
@@ -328,7 +329,7 @@ mod tests {
             run_id: RunId(1),
             attempts: Vec::new(),
             result: SpanResult::Failed {
-                failure_kind: "timeout".to_owned(),
+                failure_kind: LedgerKind::Attempt(FailureKind::Timeout),
                 message: String::new(),
             },
         }

@@ -85,6 +85,11 @@ mod tests {
             span_hash("ab", b""),
             "sha256:969caaeb3626c0d5695eefa6aea53305b312b33d505272adc6cb24450650c243"
         );
+        // `printf 'rust\0fn a() {}' | sha256sum`
+        assert_eq!(
+            span_hash("rust", b"fn a() {}"),
+            "sha256:b4db3b9ef0476abadd830379970e7657bb76da6a4c84febd009dc0f2575bddac"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The failure ledger: consecutive failed runs, dead letters, requeue.
 
 use enrich_db::{Db, RunId};
+use enrich_types::FailureKind;
 
 use crate::support::{Fixture, enriched, failed, python_lines};
 
@@ -121,7 +122,12 @@ fn record_failed_run_updates_the_ledger_outside_a_batch() {
     let mut db = fixture.db_with_max_failures(2);
     let run = db.start_run("fp").expect("run");
     let entry = db
-        .record_failed_run(&hashes[0], run, "schema_invalid", "missing summary_120w")
+        .record_failed_run(
+            &hashes[0],
+            run,
+            FailureKind::SchemaInvalid.into(),
+            "missing summary_120w",
+        )
         .expect("record")
         .expect("row");
     assert_eq!(
@@ -134,12 +140,17 @@ fn record_failed_run_updates_the_ledger_outside_a_batch() {
     );
     assert_eq!(entry.last_failure_kind, "schema_invalid");
     assert_eq!(
-        db.record_failed_run("sha256:gone", run, "timeout", "x")
+        db.record_failed_run("sha256:gone", run, FailureKind::Timeout.into(), "x")
             .expect("missing span"),
         None
     );
     let err = db
-        .record_failed_run(&hashes[0], RunId(run.0 + 1), "timeout", "x")
+        .record_failed_run(
+            &hashes[0],
+            RunId(run.0 + 1),
+            FailureKind::Timeout.into(),
+            "x",
+        )
         .expect_err("unknown run");
     assert!(err.to_string().contains("no run"), "{err}");
 }

@@ -2,20 +2,23 @@
 //! and turn what the backends did into the result the writer stores.
 
 use enrich_backends::{
-    AttemptOutcome, AttemptRecord, CascadeSuccess, Disposition, GenerateRequest, GiveUpReason,
-    SpanContext, ValidationContext, enrichment_v1_schema_for_lines,
+    CascadeSuccess, Disposition, GenerateRequest, GiveUpReason, ValidationContext,
+    enrichment_v1_schema_for_span,
 };
 use enrich_config::OnFailure;
 use enrich_db::{self as db, PendingSpan, RunId};
 use enrich_router::RouteDecision;
+use enrich_types::{
+    AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, LedgerKind, SpanIdentity,
+};
 use tokio::time::Instant;
 
 use crate::events::{Event, now_ms};
 use crate::pipeline::Inner;
 use crate::result::{SpanResult, SpanStatus};
-use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
+use crate::secrets::{Guarded, withheld_message};
 
-use super::{NO_ROUTE, Processed, Resume, RunCtx, SOURCE_UNREADABLE};
+use super::{Processed, Resume, RunCtx};
 pub(super) fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -60,7 +63,7 @@ pub(super) fn emit_finished(inner: &Inner, run_id: RunId, batch: u64, result: &S
 /// What becomes of a span once its backends are done with it.
 struct Ending {
     status: SpanStatus,
-    enrichment: Option<enrich_backends::Enrichment>,
+    enrichment: Option<Enrichment>,
     attempts: Vec<AttemptRecord>,
     error: Option<String>,
     /// What to store; `None` writes nothing (a cancelled span).
@@ -70,13 +73,13 @@ struct Ending {
 }
 
 impl Ending {
-    fn failed(kind: &str, message: String, attempts: Vec<AttemptRecord>) -> Self {
+    fn failed(kind: LedgerKind, message: String, attempts: Vec<AttemptRecord>) -> Self {
         Self {
             status: SpanStatus::Failed,
             enrichment: None,
             attempts,
             stored: Some(db::SpanResult::Failed {
-                failure_kind: kind.to_owned(),
+                failure_kind: kind,
                 message: message.clone(),
             }),
             error: Some(message),
@@ -144,16 +147,18 @@ pub(super) async fn process_span(
     });
 
     let ending = match (&route, source, prompt) {
-        (Err(error), _, _) => Ending::failed(NO_ROUTE, error.to_string(), Vec::new()),
-        (Ok(_), Err(error), _) => Ending::failed(SOURCE_UNREADABLE, error.to_string(), Vec::new()),
+        (Err(error), _, _) => Ending::failed(LedgerKind::NoRoute, error.to_string(), Vec::new()),
+        (Ok(_), Err(error), _) => {
+            Ending::failed(LedgerKind::SourceUnreadable, error.to_string(), Vec::new())
+        }
         (Ok(decision), Ok(_), Some(prompt)) => {
             enrich(ctx, &span, decision, prompt.text, resume).await
         }
         (Ok(_), Ok(_), None) => match withheld {
-            Some(message) => Ending::failed(SECRET_DETECTED, message, Vec::new()),
+            Some(message) => Ending::failed(LedgerKind::SecretDetected, message, Vec::new()),
             // A prompt is built whenever the source was read and not withheld.
             None => Ending::failed(
-                SOURCE_UNREADABLE,
+                LedgerKind::SourceUnreadable,
                 "no prompt could be built for the span".to_owned(),
                 Vec::new(),
             ),
@@ -165,7 +170,7 @@ pub(super) async fn process_span(
         let outcome = db::SpanOutcome {
             span_hash: span.span_hash.clone(),
             run_id: ctx.run_id,
-            attempts: ending.attempts.iter().map(to_db_attempt).collect(),
+            attempts: ending.attempts.clone(),
             result,
         };
         if !ctx.writer.send(outcome).await {
@@ -208,19 +213,19 @@ async fn enrich(
     let settings = &ctx.inner.settings;
     let Some(adapters) = ctx.inner.chains.get(&*decision.chain_name) else {
         return Ending::failed(
-            NO_ROUTE,
+            LedgerKind::NoRoute,
             format!("no adapters were built for chain '{}'", decision.chain_name),
             Vec::new(),
         );
     };
-    let span_context = SpanContext::new(
+    let span_context = SpanIdentity::new(
         span.span_hash.as_str(),
         span.file_path.as_str(),
         span.start_line,
         span.end_line,
     );
     let validation = ValidationContext::for_span(&span_context, settings.enforce_latin1);
-    let schema = enrichment_v1_schema_for_lines(span.start_line, span.end_line);
+    let schema = enrichment_v1_schema_for_span(&span_context);
     let request = GenerateRequest::new(prompt, span_context).with_schema(schema);
     // Per span: the whole chain. By tier: only the pass's backend of the chain.
     let backends = match resume.tier {
@@ -228,7 +233,7 @@ async fn enrich(
         Some(tier) if tier < adapters.len() => &adapters[..=tier],
         Some(tier) => {
             return Ending::failed(
-                NO_ROUTE,
+                LedgerKind::NoRoute,
                 format!(
                     "chain '{}' has no backend {} for this pass",
                     decision.chain_name,
@@ -252,7 +257,7 @@ async fn enrich(
         .await
     {
         Ok(success) => {
-            let stored = to_db_enrichment(&success);
+            let stored = enrichment_row(&success);
             Ending {
                 status: SpanStatus::Enriched,
                 enrichment: Some(success.enrichment),
@@ -320,42 +325,20 @@ fn failed(on_failure: OnFailure, failure: enrich_backends::CascadeFailure) -> En
             )),
             attempts: failure.attempts,
             stored: Some(db::SpanResult::Enriched(Box::new(
-                db::Enrichment::fallback_empty(),
+                db::EnrichmentRow::fallback_empty(),
             ))),
             unavailable: Vec::new(),
         },
         OnFailure::Error => {
-            let kind = failure.kind().as_str();
+            let kind = failure.kind().into();
             let message = failure.to_string();
             Ending::failed(kind, message, failure.attempts)
         }
     }
 }
 
-fn to_db_attempt(record: &AttemptRecord) -> db::Attempt {
-    db::Attempt {
-        attempt: record.attempt,
-        backend: record.backend.clone(),
-        provider: record.provider.clone(),
-        model: record.model.clone(),
-        host: record.host.clone(),
-        outcome: match record.outcome {
-            AttemptOutcome::Success => db::AttemptOutcome::Success,
-            AttemptOutcome::Failure => db::AttemptOutcome::Failure,
-        },
-        failure_kind: record.failure_kind.map(|k| k.as_str().to_owned()),
-        message: record.message.clone(),
-        started_at_ms: record.started_at_ms,
-        duration_ms: record.duration_ms,
-        prompt_eval_count: record.prompt_eval_count,
-        eval_count: record.eval_count,
-        tokens_per_second: record.tokens_per_second,
-    }
-}
-
 /// The `enrichments` row for a validated enrichment, with the answering backend's metrics.
-fn to_db_enrichment(success: &CascadeSuccess) -> db::Enrichment {
-    let e = &success.enrichment;
+fn enrichment_row(success: &CascadeSuccess) -> db::EnrichmentRow {
     let metrics = &success.generation.metrics;
     let last = success.attempts.last();
     let model = if metrics.model.is_empty() {
@@ -368,28 +351,10 @@ fn to_db_enrichment(success: &CascadeSuccess) -> db::Enrichment {
     } else {
         Some(metrics.host.clone())
     };
-    db::Enrichment {
-        summary: e.summary_120w.clone(),
-        inputs: e.inputs.clone(),
-        outputs: e.outputs.clone(),
-        side_effects: e.side_effects.clone(),
-        pitfalls: e.pitfalls.clone(),
-        usage_snippet: e.usage_snippet.clone(),
-        evidence: e
-            .evidence
-            .iter()
-            .map(|ev| db::Evidence {
-                field: ev.field.clone(),
-                lines: ev.lines,
-            })
-            .collect(),
-        tags: Vec::new(),
+    db::EnrichmentRow {
+        enrichment: success.enrichment.clone(),
         model,
-        schema_ver: db::ENRICHMENT_SCHEMA_VERSION.to_owned(),
-        content_type: None,
-        content_language: None,
-        content_type_confidence: None,
-        content_type_source: None,
+        schema_ver: ENRICHMENT_SCHEMA_VERSION.to_owned(),
         metrics: db::EnrichmentMetrics {
             tokens_per_second: metrics.derived_tokens_per_second(),
             eval_count: metrics.eval_count,
@@ -398,5 +363,6 @@ fn to_db_enrichment(success: &CascadeSuccess) -> db::Enrichment {
             total_duration_ns: metrics.total_duration_ns,
             backend_host: host,
         },
+        ..db::EnrichmentRow::default()
     }
 }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use enrich_config::SecretsAction;
-use enrich_pipeline::{RunControl, SECRET_DETECTED};
+use enrich_pipeline::RunControl;
+use enrich_types::LedgerKind;
 
 use crate::support::{Fixture, Scripted, config, pipeline};
 
@@ -102,7 +103,7 @@ async fn with_action_skip_a_span_holding_a_secret_is_ledgered_and_never_sent() {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .expect("a ledger row");
-    assert_eq!(kind, SECRET_DETECTED);
+    assert_eq!(kind, LedgerKind::SecretDetected.as_str());
     assert!(
         message.contains("holds secrets (aws-access-key, github-pat)"),
         "{message}"
