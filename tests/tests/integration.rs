@@ -110,12 +110,9 @@ fn write_repo(toml: &str) -> tempfile::TempDir {
     dir
 }
 
-fn slice<'a>(path: &'a str, slice_type: &'a str) -> SliceView<'a> {
+fn slice<'a>(span: &'a SpanIdentity, slice_type: &'a str) -> SliceView<'a> {
     SliceView {
-        span_hash: "sha256:00",
-        path,
-        line_start: 10,
-        line_end: 24,
+        span: Some(span),
         slice_type: Some(slice_type),
         ..SliceView::default()
     }
@@ -131,13 +128,13 @@ async fn enrich_one(
 ) {
     let loaded = load(repo, None).expect("the LLMC config loads");
     let router = Router::with_routing_disabled(&loaded.config, false);
+    let span = SpanIdentity::new("sha256:00", path, 10, 24);
     let decision = router
-        .choose_chain(&slice(path, slice_type), None)
+        .choose_chain(&slice(&span, slice_type), None)
         .expect("a route");
     let adapters = scripted_registry()
         .build_all(decision.backends.iter())
         .expect("every provider is registered");
-    let span = SpanIdentity::new("sha256:00", path, 10, 24);
     let request = GenerateRequest::new(format!("enrich {path}"), span.clone())
         .with_schema(Arc::clone(enrichment_v1_schema()));
     let validation = ValidationContext::for_span(&span, loaded.config.enforce_latin1_enrichment);

@@ -1,7 +1,9 @@
 //! The plain row types this crate reads and writes. The domain's data they carry (enrichments,
 //! attempt records, failure kinds, run ids) is enrich-types'.
 
-use enrich_types::{AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, LedgerKind, RunId};
+use enrich_types::{
+    AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, LedgerKind, RunId, SpanIdentity,
+};
 use serde::{Deserialize, Serialize};
 
 /// The `content_type_source` value that marks an enrichment written by the `fallback_to_empty`
@@ -42,6 +44,18 @@ pub struct PendingSpan {
     pub classifier_confidence: Option<f64>,
     /// The file's modification time (Unix seconds) when it was indexed.
     pub file_mtime: f64,
+}
+
+impl PendingSpan {
+    /// Which span this row is: its hash, file and lines, as every layer above passes them.
+    pub fn identity(&self) -> SpanIdentity {
+        SpanIdentity::new(
+            self.span_hash.as_str(),
+            self.file_path.as_str(),
+            self.start_line,
+            self.end_line,
+        )
+    }
 }
 
 /// Backend metrics stored with an enrichment (LLMC's performance columns).
@@ -133,9 +147,10 @@ pub struct AttemptLogEntry {
     pub attempt: AttemptRecord,
 }
 
-/// How a span ended in one run.
+/// What the writer stores for a span besides its attempts: how the span ended in one run, as
+/// far as the database is concerned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum SpanResult {
+pub enum Stored {
     /// Store this enrichment (a real one, or [`EnrichmentRow::fallback_empty`]).
     Enriched(Box<EnrichmentRow>),
     /// Every backend failed: record a failed run in the failure ledger.
@@ -160,8 +175,8 @@ pub struct SpanOutcome {
     pub run_id: RunId,
     /// Every backend attempt made for the span in this run, in order.
     pub attempts: Vec<AttemptRecord>,
-    /// The result.
-    pub result: SpanResult,
+    /// What is stored besides the attempts.
+    pub stored: Stored,
 }
 
 /// What a [`Db::write_batch`](crate::Db::write_batch) stored.

@@ -11,7 +11,7 @@ use crate::open::Db;
 use enrich_types::{AttemptRecord, LedgerKind, RunId};
 
 use crate::types::{
-    EnrichmentRow, FailureEntry, RunCounts, RunStatus, SpanOutcome, SpanResult, WriteReport,
+    EnrichmentRow, FailureEntry, RunCounts, RunStatus, SpanOutcome, Stored, WriteReport,
 };
 
 const INSERT_ATTEMPT_SQL: &str = "
@@ -134,7 +134,7 @@ impl BatchWriter<'_> {
         self.check_run(outcome.run_id)?;
         // The span's lease ends with the transaction that stores its outcome; a deferred span
         // stays the run's.
-        if outcome.result != SpanResult::Deferred {
+        if outcome.stored != Stored::Deferred {
             self.tx
                 .prepare_cached(RELEASE_LEASE_SQL)
                 .and_then(|mut s| s.execute((&outcome.span_hash, outcome.run_id.0)))
@@ -144,8 +144,8 @@ impl BatchWriter<'_> {
             self.insert_attempt(&outcome.span_hash, outcome.run_id, attempt)
                 .map_err(|e| ItemError::Sqlite("log an attempt", e))?;
         }
-        match &outcome.result {
-            SpanResult::Enriched(enrichment) => {
+        match &outcome.stored {
+            Stored::Enriched(enrichment) => {
                 let stored = self
                     .upsert_enrichment(&outcome.span_hash, enrichment)
                     .map_err(|e| ItemError::Sqlite("store an enrichment", e))?;
@@ -166,7 +166,7 @@ impl BatchWriter<'_> {
                 }
                 self.count(outcome.run_id, !fell_back);
             }
-            SpanResult::Failed {
+            Stored::Failed {
                 failure_kind,
                 message,
             } => {
@@ -194,7 +194,7 @@ impl BatchWriter<'_> {
                 report.failed += 1;
                 self.count(outcome.run_id, false);
             }
-            SpanResult::Deferred => {}
+            Stored::Deferred => {}
         }
         Ok(())
     }
@@ -414,7 +414,7 @@ impl Db {
             span_hash: span_hash.to_owned(),
             run_id,
             attempts: Vec::new(),
-            result: SpanResult::Failed {
+            stored: Stored::Failed {
                 failure_kind,
                 message: message.to_owned(),
             },
@@ -540,24 +540,24 @@ mod tests {
         db
     }
 
-    fn outcome(run: RunId, result: SpanResult) -> SpanOutcome {
+    fn outcome(run: RunId, stored: Stored) -> SpanOutcome {
         SpanOutcome {
             span_hash: HASH.to_owned(),
             run_id: run,
             attempts: Vec::new(),
-            result,
+            stored,
         }
     }
 
-    fn failed() -> SpanResult {
-        SpanResult::Failed {
+    fn failed() -> Stored {
+        Stored::Failed {
             failure_kind: LedgerKind::Attempt(enrich_types::FailureKind::Timeout),
             message: "slow".to_owned(),
         }
     }
 
-    fn enriched() -> SpanResult {
-        SpanResult::Enriched(Box::new(EnrichmentRow {
+    fn enriched() -> Stored {
+        Stored::Enriched(Box::new(EnrichmentRow {
             enrichment: enrich_types::Enrichment {
                 summary: "done".to_owned(),
                 ..Default::default()

@@ -203,12 +203,10 @@ struct InFlight {
     resume: Resume,
 }
 
-/// What one span's task hands back: its result, and which backends of its chain were
-/// unavailable for it when the result is [`SpanStatus::Unavailable`].
+/// What one span's task hands back: its result and the chain that served it.
 struct Processed {
     result: SpanResult,
     chain: String,
-    unavailable: Vec<usize>,
 }
 
 impl Scheduler<'_> {
@@ -1077,11 +1075,7 @@ impl<'a> Scheduler<'a> {
         cascade: &Cascade,
         on_result: &mut impl FnMut(SpanResult),
     ) {
-        let Processed {
-            result,
-            chain,
-            unavailable,
-        } = processed;
+        let Processed { result, chain } = processed;
         let prior = flight.resume.prior;
         let made = u32::try_from(result.attempts.len()).unwrap_or(u32::MAX);
         match result.status {
@@ -1100,7 +1094,7 @@ impl<'a> Scheduler<'a> {
                     span_id: flight.span_id,
                     batch: flight.batch,
                     chain,
-                    wanted: unavailable,
+                    wanted: result.unavailable.clone(),
                     tier: flight.resume.tier,
                     prior: SpanStart {
                         numbered: prior.numbered.saturating_add(made),

@@ -1,6 +1,6 @@
 //! Reading enrichments (also ones LLMC wrote), lookups by symbol, stats.
 
-use enrich_db::{DbError, GroupCount, RunCounts, RunStatus, SpanOutcome, SpanResult};
+use enrich_db::{DbError, GroupCount, RunCounts, RunStatus, SpanOutcome, Stored};
 
 use crate::support::{Fixture, enriched, enrichment, failed, python_lines};
 
@@ -94,7 +94,7 @@ fn stats_count_everything_and_group_by_model_and_host() {
         enriched(&hashes[0], run, "a"),
         enriched(&hashes[1], run, "b"),
         SpanOutcome {
-            result: SpanResult::Enriched(Box::new(other_model)),
+            stored: Stored::Enriched(Box::new(other_model)),
             ..enriched(&hashes[2], run, "c")
         },
         failed(&hashes[3], run),

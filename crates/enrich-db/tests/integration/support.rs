@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use enrich_db::{
-    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, RunId, SpanOutcome, SpanResult,
+    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, RunId, SpanOutcome, Stored,
     default_db_path,
 };
 use enrich_types::{
@@ -236,7 +236,7 @@ pub(crate) fn enriched(span_hash: &str, run_id: RunId, summary: &str) -> SpanOut
             attempt(1, AttemptOutcome::Failure),
             attempt(2, AttemptOutcome::Success),
         ],
-        result: SpanResult::Enriched(Box::new(enrichment(summary))),
+        stored: Stored::Enriched(Box::new(enrichment(summary))),
     }
 }
 
@@ -246,7 +246,7 @@ pub(crate) fn failed(span_hash: &str, run_id: RunId) -> SpanOutcome {
         span_hash: span_hash.to_owned(),
         run_id,
         attempts: vec![attempt(1, AttemptOutcome::Failure)],
-        result: SpanResult::Failed {
+        stored: Stored::Failed {
             failure_kind: LedgerKind::Attempt(FailureKind::Timeout),
             message: "no answer within 60s".to_owned(),
         },

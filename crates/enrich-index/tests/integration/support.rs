@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use enrich_db::{Db, EnrichmentRow, SpanOutcome, SpanResult, default_db_path};
+use enrich_db::{Db, EnrichmentRow, SpanOutcome, Stored, default_db_path};
 use enrich_index::{IndexEvent, IndexOptions, IndexReport, index_paths, index_repo};
 use enrich_types::{ENRICHMENT_SCHEMA_VERSION, Enrichment};
 use rusqlite::Connection;
@@ -172,7 +172,7 @@ impl Repo {
                 span_hash: (*hash).to_owned(),
                 run_id: run,
                 attempts: Vec::new(),
-                result: SpanResult::Enriched(Box::new(EnrichmentRow {
+                stored: Stored::Enriched(Box::new(EnrichmentRow {
                     enrichment: Enrichment {
                         summary: summary_of(hash),
                         ..Enrichment::default()

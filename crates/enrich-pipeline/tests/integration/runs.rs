@@ -225,7 +225,7 @@ async fn process_batch_returns_each_result_and_stops_at_its_limit() {
     );
     assert_eq!(first.summary.end, RunEnd::LimitReached);
     assert_eq!(first.success_rate(), 1.0);
-    let mut done: Vec<&str> = first.results.iter().map(|r| r.span_hash.as_str()).collect();
+    let mut done: Vec<&str> = first.results.iter().map(|r| &*r.span.span_hash).collect();
     done.sort_unstable();
     let mut expected: Vec<&str> = hashes[..3].iter().map(String::as_str).collect();
     expected.sort_unstable();
