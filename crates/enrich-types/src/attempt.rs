@@ -90,6 +90,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn attempt_records_serialise_with_stable_field_names() {
+        let record = AttemptRecord {
+            backend: "local".into(),
+            provider: "ollama".into(),
+            model: "qwen2.5:7b-instruct".into(),
+            host: "http://127.0.0.1:11434".into(),
+            attempt: 2,
+            started_at_ms: 1_700_000_000_000,
+            duration_ms: 1234,
+            outcome: AttemptOutcome::Failure,
+            failure_kind: Some(FailureKind::Overloaded),
+            message: Some("server busy".into()),
+            prompt_eval_count: Some(10),
+            eval_count: None,
+            tokens_per_second: None,
+        };
+        let value = serde_json::to_value(&record).unwrap();
+        assert_eq!(value["outcome"], "failure");
+        assert_eq!(value["failure_kind"], "overloaded");
+        assert_eq!(value["started_at_ms"], 1_700_000_000_000_u64);
+        assert!(!record.succeeded());
+        assert_eq!(
+            serde_json::from_value::<AttemptRecord>(value).unwrap(),
+            record
+        );
+    }
+
+    #[test]
     fn outcome_names_round_trip() {
         for outcome in [AttemptOutcome::Success, AttemptOutcome::Failure] {
             let json = serde_json::to_string(&outcome).unwrap();
