@@ -519,6 +519,7 @@ impl Pipeline {
 
     fn plan_span(&self, span: PendingSpan, order: u64) -> Result<PlannedSpan, PipelineError> {
         let inner = &self.inner;
+        let identity = span.identity();
         let route = inner
             .router
             .choose_chain(
@@ -530,7 +531,6 @@ impl Pipeline {
             match inner.read_source(&span) {
                 Ok(read) => match inner.secrets.guard(&read.text) {
                     Guarded::Send { source, redacted } => {
-                        let identity = span.identity();
                         let prompt = inner.prompt(&span, &identity, &source, read.span_bytes);
                         (
                             Some(prompt.estimated_tokens),
@@ -553,11 +553,8 @@ impl Pipeline {
         Ok(PlannedSpan {
             order,
             span_id: span.id,
-            span_hash: span.span_hash,
-            path: span.file_path,
+            span: identity,
             symbol: span.symbol,
-            line_start: span.start_line,
-            line_end: span.end_line,
             weight: decision.weight,
             priority: decision.priority(),
             weight_glob: decision.glob.map(str::to_owned),

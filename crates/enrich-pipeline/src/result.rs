@@ -315,16 +315,11 @@ pub struct PlannedSpan {
     pub order: u64,
     /// `spans.id`.
     pub span_id: i64,
-    /// The span.
-    pub span_hash: String,
-    /// Its file, relative to the repo root.
-    pub path: String,
+    /// The span (serialised inline: `span_hash`, `path`, `line_start`, `line_end`).
+    #[serde(flatten)]
+    pub span: SpanIdentity,
     /// The symbol it defines.
     pub symbol: String,
-    /// Its first line.
-    pub line_start: u32,
-    /// Its last line.
-    pub line_end: u32,
     /// Its file's weight under `[enrichment.path_weights]`, 1 (most important) to 10.
     pub weight: u8,
     /// The weight's priority class (high 1–3, medium 4–6, low 7–10).

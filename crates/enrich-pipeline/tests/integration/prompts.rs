@@ -204,7 +204,7 @@ async fn plan_routes_and_sizes_spans_without_calling_a_backend_or_writing() {
         assert_eq!(backends, ["model"]);
         let source = format!(
             "def f{}_apy(): return {}\n",
-            span.line_start, span.line_start
+            span.span.line_start, span.span.line_start
         );
         let tokens = span.estimated_tokens.expect("tokens");
         assert!(

@@ -31,7 +31,7 @@ async fn a_secret_is_redacted_from_the_prompt_and_the_span_is_enriched() {
     let planned: Vec<(&str, &[&str], bool)> = plan
         .spans
         .iter()
-        .map(|s| (s.path.as_str(), s.secrets.as_slice(), s.withheld))
+        .map(|s| (&*s.span.path, s.secrets.as_slice(), s.withheld))
         .collect();
     assert_eq!(
         planned,
@@ -83,7 +83,7 @@ async fn with_action_skip_a_span_holding_a_secret_is_ledgered_and_never_sent() {
         .spans
         .iter()
         .filter(|s| s.withheld)
-        .map(|s| s.path.as_str())
+        .map(|s| &*s.span.path)
         .collect();
     assert_eq!(withheld, ["src/client.py"]);
 
