@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::error::DbError;
 use crate::open::Db;
 use crate::pending::{COUNT_DEAD_SQL, COUNT_SPANS_SQL, span_columns, span_from_row};
-use enrich_types::{AttemptOutcome, AttemptRecord, Enrichment, Evidence, FailureKind, RunId};
+use enrich_types::{
+    AttemptOutcome, AttemptRecord, Enrichment, Evidence, FailureKind, LedgerKind, RunId,
+};
 
 use crate::types::{
     AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FailureEntry, GroupCount, PendingSpan, Run,
@@ -263,11 +265,14 @@ fn attempt_entry(row: &Row<'_>) -> rusqlite::Result<AttemptLogEntry> {
 }
 
 fn failure_entry(row: &Row<'_>) -> rusqlite::Result<FailureEntry> {
+    let kind: String = row.get(3)?;
+    let last_failure_kind = LedgerKind::from_name(&kind)
+        .ok_or_else(|| conversion_error(3, format!("unknown failure kind {kind:?}")))?;
     Ok(FailureEntry {
         span_hash: row.get(0)?,
         consecutive_failures: row.get(1)?,
         last_run_id: row.get::<_, Option<i64>>(2)?.map(RunId),
-        last_failure_kind: row.get(3)?,
+        last_failure_kind,
         last_message: row.get(4)?,
         dead_lettered: row.get(5)?,
         dead_lettered_at_ms: row.get(6)?,

@@ -205,7 +205,7 @@ pub struct FailureEntry {
     /// The run of the last failure.
     pub last_run_id: Option<RunId>,
     /// The last failure's kind.
-    pub last_failure_kind: String,
+    pub last_failure_kind: LedgerKind,
     /// The last failure's message.
     pub last_message: String,
     /// Whether the span is dead-lettered (excluded from pending until requeued).

@@ -67,7 +67,7 @@ async fn check_invalid_output(text: &str, enforce_latin1: bool, kind: FailureKin
     let db = fixture.db();
     assert!(db.enrichment_by_hash(&hash).unwrap().is_none(), "{text}");
     let ledger = db.failure_entry(&hash).unwrap().expect("ledger row");
-    assert_eq!(ledger.last_failure_kind, kind.as_str(), "{text}");
+    assert_eq!(ledger.last_failure_kind, kind.into(), "{text}");
     assert!(
         ledger.last_message.contains(needle),
         "{}",
@@ -222,10 +222,7 @@ async fn an_unreadable_source_fails_its_span_with_a_clear_ledger_message() {
         (&escaping, "leads outside the repo root"),
     ] {
         let ledger = db.failure_entry(hash).unwrap().expect("ledger row");
-        assert_eq!(
-            ledger.last_failure_kind,
-            LedgerKind::SourceUnreadable.as_str()
-        );
+        assert_eq!(ledger.last_failure_kind, LedgerKind::SourceUnreadable);
         assert!(
             ledger.last_message.contains(needle),
             "{}",
