@@ -176,3 +176,29 @@ fn a_ledger_row_of_an_unknown_failure_kind_is_an_error_naming_it() {
     let err = db.failure_entry(&hashes[1]).unwrap_err().to_string();
     assert!(err.contains("unknown failure kind \"busy\""), "{err}");
 }
+
+#[test]
+fn an_attempt_of_an_unknown_failure_kind_is_an_error_naming_it() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(1));
+    let mut db = fixture.db();
+    let run = db.start_run("fp").expect("run");
+    fixture
+        .raw()
+        .execute(
+            "INSERT INTO enrich_attempts (span_hash, run_id, attempt, backend, provider, model,
+                host, outcome, failure_kind, message, started_at_ms, duration_ms)
+             VALUES (?1, ?2, 1, 'b', 'ollama', 'm', 'h', 'failure', 'timeout', 'slow', 0, 1),
+                    (?1, ?2, 2, 'b', 'ollama', 'm', 'h', 'failure', 'busy', 'new', 0, 1)",
+            rusqlite::params![&hashes[0], run.0],
+        )
+        .expect("attempt rows");
+    let err = db.attempts_for_span(&hashes[0]).unwrap_err().to_string();
+    assert!(err.contains("unknown failure kind \"busy\""), "{err}");
+    fixture
+        .raw()
+        .execute("DELETE FROM enrich_attempts WHERE attempt = 2", [])
+        .expect("delete");
+    let attempts = db.attempts_for_span(&hashes[0]).expect("read");
+    assert_eq!(attempts[0].attempt.failure_kind, Some(FailureKind::Timeout));
+}
