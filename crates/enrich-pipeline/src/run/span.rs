@@ -2,7 +2,7 @@
 //! and turn what the backends did into the result the writer stores.
 
 use enrich_backends::{
-    CascadeSuccess, Disposition, GenerateRequest, GiveUpReason, ValidationContext,
+    CascadeFailure, CascadeSuccess, Disposition, GenerateRequest, GiveUpReason, ValidationContext,
     enrichment_v1_schema_for_span,
 };
 use enrich_config::OnFailure;
@@ -234,17 +234,26 @@ async fn enrich(
         )
         .await;
     let span = request.span;
-    let failure = match outcome {
+    match outcome {
         Ok(success) => {
             let stored = db::Stored::Enriched(Box::new(enrichment_row(&success)));
             let result = SpanResult {
                 enrichment: Some(success.enrichment),
                 ..SpanResult::new(span, SpanStatus::Enriched, success.attempts)
             };
-            return finish(ctx, result, Some(stored)).await;
+            finish(ctx, result, Some(stored)).await
         }
-        Err(failure) => failure,
-    };
+        Err(failure) => gave_up(ctx, span, failure, has_next_tier).await,
+    }
+}
+
+/// What becomes of a span the cascade gave up on, by whose failure it was.
+async fn gave_up(
+    ctx: &RunCtx,
+    span: SpanIdentity,
+    failure: CascadeFailure,
+    has_next_tier: bool,
+) -> SpanResult {
     match failure.disposition() {
         // By tier, a span whose backend failed or was unavailable waits for the next pass (its
         // next backend), unless it used up its attempts or the policy stopped it. Its attempts
@@ -273,7 +282,7 @@ async fn enrich(
             };
             finish(ctx, result, Some(db::Stored::Deferred)).await
         }
-        Disposition::Failed => match settings.on_failure {
+        Disposition::Failed => match ctx.inner.settings.on_failure {
             // The span's own answers failed on every backend the cascade reached.
             OnFailure::FallbackToEmpty => {
                 let message = format!(
