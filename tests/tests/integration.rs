@@ -127,7 +127,7 @@ async fn enrich_one(
     Result<enrich_backends::CascadeSuccess, enrich_backends::CascadeFailure>,
 ) {
     let loaded = load(repo, None).expect("the LLMC config loads");
-    let router = Router::with_routing_disabled(&loaded.config, false);
+    let router = Router::new(&loaded.config);
     let span = SpanIdentity::new("sha256:00", path, 10, 24);
     let decision = router
         .choose_chain(&slice(&span, slice_type), None)

@@ -30,7 +30,8 @@ commands:
   lint          clippy on every target with -D warnings
   test          every test (cargo-nextest when installed) and the doc tests
   docs          cargo doc --no-deps with -D warnings
-  tidy          layering rules, lints opt-in, crate docs
+  tidy          layering (direct and transitive), lints opt-in, crate docs, one test binary
+                per crate, no development-process words in docs, code or manifests
   demo          the main job end to end: index a small repo, enrich it with the real local model
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
   bench         release-build benchmark of the pipeline against its targets:

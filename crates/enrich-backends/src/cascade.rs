@@ -300,8 +300,47 @@ impl Drop for Admission<'_> {
     }
 }
 
+/// What one span asks of every backend of its chain.
+struct SpanCall<'a> {
+    request: &'a GenerateRequest,
+    validation: &'a ValidationContext,
+    cancel: &'a CancellationToken,
+}
+
+/// The backend a span's cascade is at, with the retries and corrective re-asks it made there.
+struct OnBackend<'a> {
+    index: usize,
+    backend: &'a dyn BackendAdapter,
+    retries: u32,
+    reasks: u32,
+}
+
+/// A failed attempt: its error, the answer validation rejected (if any), what the policy
+/// decided and how far the span had got.
+struct Failed {
+    error: BackendError,
+    rejected: Option<String>,
+    decision: Decision,
+    progress: SpanProgress,
+}
+
+/// What the span's cascade does after a failed attempt.
+enum Followed {
+    /// Another attempt at the same backend.
+    Again,
+    /// On to the next backend of the chain.
+    NextBackend,
+    /// The span's cascade ends.
+    End(CascadeFailure),
+}
+
 /// The state of one span's cascade.
+#[derive(Default)]
 struct SpanRun {
+    /// Attempts made for the span earlier in the run, for numbering the new ones.
+    numbered: usize,
+    /// Earlier attempts that count toward [`CascadePolicy::max_attempts_per_span`].
+    counted: usize,
     attempts: Vec<AttemptRecord>,
     last_error: Option<BackendError>,
     skip_error: Option<BackendError>,
@@ -309,6 +348,15 @@ struct SpanRun {
 }
 
 impl SpanRun {
+    /// A span's cascade that continues after `prior`'s attempts.
+    fn resumed(prior: SpanStart) -> Self {
+        Self {
+            numbered: prior.numbered as usize,
+            counted: prior.counted as usize,
+            ..Self::default()
+        }
+    }
+
     /// Notes that backend `index` was unavailable for the span.
     fn unavailable(&mut self, index: usize) {
         if self.unavailable.last() != Some(&index) {
@@ -316,21 +364,26 @@ impl SpanRun {
         }
     }
 
-    fn give_up(self, reason: GiveUpReason, error: Option<BackendError>) -> CascadeFailure {
-        let last_error = error
-            .or(self.last_error)
-            .or(self.skip_error)
-            .unwrap_or_else(|| {
-                BackendError::new(
-                    FailureKind::InvalidRequest,
-                    "no backend was tried for this span",
-                )
-            });
+    /// Ends the span's cascade: what it did, and why it ended.
+    fn give_up(&mut self, reason: GiveUpReason, error: Option<BackendError>) -> CascadeFailure {
+        let Self {
+            attempts,
+            last_error,
+            skip_error,
+            unavailable,
+            ..
+        } = std::mem::take(self);
+        let last_error = error.or(last_error).or(skip_error).unwrap_or_else(|| {
+            BackendError::new(
+                FailureKind::InvalidRequest,
+                "no backend was tried for this span",
+            )
+        });
         CascadeFailure {
-            attempts: self.attempts,
+            attempts,
             last_error,
             reason,
-            unavailable: self.unavailable,
+            unavailable,
         }
     }
 }
@@ -549,14 +602,7 @@ impl Cascade {
         validation: &ValidationContext,
         cancel: &CancellationToken,
     ) -> Result<CascadeSuccess, CascadeFailure> {
-        let numbered = prior.numbered as usize;
-        let counted = prior.counted as usize;
-        let mut span = SpanRun {
-            attempts: Vec::new(),
-            last_error: None,
-            skip_error: None,
-            unavailable: Vec::new(),
-        };
+        let mut span = SpanRun::resumed(prior);
         if start >= backends.len() {
             let error = BackendError::new(
                 FailureKind::InvalidRequest,
@@ -567,126 +613,207 @@ impl Cascade {
             );
             return Err(span.give_up(GiveUpReason::Exhausted, Some(error)));
         }
-
+        let call = SpanCall {
+            request,
+            validation,
+            cancel,
+        };
         for (index, backend) in backends.iter().enumerate().skip(start) {
-            let backend = backend.as_ref();
-            let mut retries_on_backend = 0;
-            let mut reasks_on_backend = 0;
-            let mut current = Cow::Borrowed(request);
-            loop {
-                if cancel.is_cancelled() {
-                    let error = cancelled_error(backend, "before the next attempt");
-                    return Err(span.give_up(GiveUpReason::Cancelled, Some(error)));
-                }
-                if counted + span.attempts.len() >= self.policy.max_attempts_per_span as usize {
-                    // The backend this span was retrying after an outage stays unavailable
-                    // for it: the cap stopped the retries, not an answer.
-                    let outage_here = span.attempts.last().is_some_and(|last| {
-                        last.backend == backend.spec().name
-                            && last.failure_kind.is_some_and(|k| self.policy.is_outage(k))
-                    });
-                    if outage_here && retries_on_backend + reasks_on_backend > 0 {
-                        span.unavailable(index);
-                    }
-                    return Err(span.give_up(GiveUpReason::AttemptLimit, None));
-                }
-                let admission = match self.admit(backend) {
-                    Ok(admission) => admission,
-                    Err(skip) => {
-                        tracing::debug!(backend = %backend.spec().name, reason = %skip, "backend passed over");
-                        span.skip_error.get_or_insert(skip);
-                        span.unavailable(index);
-                        break;
-                    }
-                };
-
-                let number = u32::try_from(numbered + span.attempts.len() + 1).unwrap_or(u32::MAX);
-                let (record, result) = attempt(backend, &current, validation, cancel, number).await;
-                let (error, rejected) = match result {
-                    Ok((enrichment, generation)) => {
-                        if let Some(admission) = admission {
-                            admission.settle(CallOutcome::Answered, None);
-                        }
-                        self.observe(&request.span, &record, None);
-                        span.attempts.push(record);
-                        return Ok(CascadeSuccess {
-                            enrichment,
-                            generation,
-                            backend_index: index,
-                            attempts: span.attempts,
-                        });
-                    }
-                    Err(failed) => failed,
-                };
-                if let Some(admission) = admission {
-                    admission.settle(self.circuit_outcome(&error), Some(&error));
-                }
-
-                let progress = SpanProgress {
-                    retries_on_backend,
-                    attempts_made: u32::try_from(counted + span.attempts.len() + 1)
-                        .unwrap_or(u32::MAX),
-                    reasks_on_backend,
-                };
-                let decision = if cancel.is_cancelled() {
-                    Decision::Stop
-                } else {
-                    self.policy.decide(&error, progress, fastrand::f64())
-                };
-                self.on_failure(backend, &error, decision);
-                self.observe(&request.span, &record, Some(decision));
-                tracing::debug!(
-                    backend = %record.backend,
-                    attempt = record.attempt,
-                    kind = %error.kind,
-                    ?decision,
-                    "attempt failed: {}",
-                    error.message
-                );
-                span.attempts.push(record);
-
-                match decision {
-                    Decision::Retry { .. } if self.policy.corrective_reask(&error, progress) => {
-                        current = Cow::Owned(corrective_request(
-                            request,
-                            rejected.as_deref().unwrap_or_default(),
-                            &error,
-                        ));
-                        span.last_error = Some(error);
-                        reasks_on_backend += 1;
-                    }
-                    Decision::Retry { delay } => {
-                        span.last_error = Some(error);
-                        let waited = cancel.run_until_cancelled(tokio::time::sleep(delay)).await;
-                        if waited.is_none() {
-                            let error = cancelled_error(backend, "while waiting to retry");
-                            return Err(span.give_up(GiveUpReason::Cancelled, Some(error)));
-                        }
-                        current = Cow::Borrowed(request);
-                        retries_on_backend += 1;
-                    }
-                    Decision::Next { .. } => {
-                        if self.policy.is_outage(error.kind) {
-                            span.unavailable(index);
-                        }
-                        span.last_error = Some(error);
-                        break;
-                    }
-                    Decision::Stop => {
-                        let reason = if cancel.is_cancelled() {
-                            GiveUpReason::Cancelled
-                        } else {
-                            if self.policy.is_outage(error.kind) {
-                                span.unavailable(index);
-                            }
-                            GiveUpReason::Stopped
-                        };
-                        return Err(span.give_up(reason, Some(error)));
-                    }
-                }
+            let on = OnBackend {
+                index,
+                backend: backend.as_ref(),
+                retries: 0,
+                reasks: 0,
+            };
+            if let Some(ended) = self.try_backend(&mut span, on, &call).await {
+                return ended;
             }
         }
         Err(span.give_up(GiveUpReason::Exhausted, None))
+    }
+
+    /// Tries one backend of the span's chain until it answers, the policy moves on (`None`: the
+    /// next backend) or the span's cascade ends (`Some`).
+    async fn try_backend(
+        &self,
+        span: &mut SpanRun,
+        mut on: OnBackend<'_>,
+        call: &SpanCall<'_>,
+    ) -> Option<Result<CascadeSuccess, CascadeFailure>> {
+        let mut current = Cow::Borrowed(call.request);
+        loop {
+            if let Some(ended) = self.before_attempt(span, &on, call.cancel) {
+                return Some(Err(ended));
+            }
+            let admission = match self.admit(on.backend) {
+                Ok(admission) => admission,
+                Err(skip) => {
+                    tracing::debug!(backend = %on.backend.spec().name, reason = %skip, "backend passed over");
+                    span.skip_error.get_or_insert(skip);
+                    span.unavailable(on.index);
+                    return None;
+                }
+            };
+            let number = u32::try_from(span.numbered + span.attempts.len() + 1).unwrap_or(u32::MAX);
+            let (record, result) =
+                attempt(on.backend, &current, call.validation, call.cancel, number).await;
+            let (error, rejected) = match result {
+                Ok((enrichment, generation)) => {
+                    if let Some(admission) = admission {
+                        admission.settle(CallOutcome::Answered, None);
+                    }
+                    self.observe(&call.request.span, &record, None);
+                    span.attempts.push(record);
+                    return Some(Ok(CascadeSuccess {
+                        enrichment,
+                        generation,
+                        backend_index: on.index,
+                        attempts: std::mem::take(&mut span.attempts),
+                    }));
+                }
+                Err(failed) => failed,
+            };
+            if let Some(admission) = admission {
+                admission.settle(self.circuit_outcome(&error), Some(&error));
+            }
+            let progress = SpanProgress {
+                retries_on_backend: on.retries,
+                attempts_made: u32::try_from(span.counted + span.attempts.len() + 1)
+                    .unwrap_or(u32::MAX),
+                reasks_on_backend: on.reasks,
+            };
+            let decision = self.judge(on.backend, &error, &record, progress, call);
+            span.attempts.push(record);
+            let failed = Failed {
+                error,
+                rejected,
+                decision,
+                progress,
+            };
+            match self.follow(span, &mut on, &mut current, call, failed).await {
+                Followed::Again => {}
+                Followed::NextBackend => return None,
+                Followed::End(failure) => return Some(Err(failure)),
+            }
+        }
+    }
+
+    /// Does what the policy decided after a failed attempt: re-ask or retry the same backend
+    /// (with `current` as the next request), move on to the next backend, or end the span's
+    /// cascade.
+    async fn follow<'r>(
+        &self,
+        span: &mut SpanRun,
+        on: &mut OnBackend<'_>,
+        current: &mut Cow<'r, GenerateRequest>,
+        call: &SpanCall<'r>,
+        failed: Failed,
+    ) -> Followed {
+        let Failed {
+            error,
+            rejected,
+            decision,
+            progress,
+        } = failed;
+        match decision {
+            Decision::Retry { .. } if self.policy.corrective_reask(&error, progress) => {
+                *current = Cow::Owned(corrective_request(
+                    call.request,
+                    rejected.as_deref().unwrap_or_default(),
+                    &error,
+                ));
+                span.last_error = Some(error);
+                on.reasks += 1;
+                Followed::Again
+            }
+            Decision::Retry { delay } => {
+                span.last_error = Some(error);
+                let waited = call
+                    .cancel
+                    .run_until_cancelled(tokio::time::sleep(delay))
+                    .await;
+                if waited.is_none() {
+                    let error = cancelled_error(on.backend, "while waiting to retry");
+                    return Followed::End(span.give_up(GiveUpReason::Cancelled, Some(error)));
+                }
+                *current = Cow::Borrowed(call.request);
+                on.retries += 1;
+                Followed::Again
+            }
+            Decision::Next { .. } => {
+                if self.policy.is_outage(error.kind) {
+                    span.unavailable(on.index);
+                }
+                span.last_error = Some(error);
+                Followed::NextBackend
+            }
+            Decision::Stop => {
+                let reason = if call.cancel.is_cancelled() {
+                    GiveUpReason::Cancelled
+                } else {
+                    if self.policy.is_outage(error.kind) {
+                        span.unavailable(on.index);
+                    }
+                    GiveUpReason::Stopped
+                };
+                Followed::End(span.give_up(reason, Some(error)))
+            }
+        }
+    }
+
+    /// Before each attempt: the span's cascade ends when the run is cancelled or the span used
+    /// up its attempts.
+    fn before_attempt(
+        &self,
+        span: &mut SpanRun,
+        on: &OnBackend<'_>,
+        cancel: &CancellationToken,
+    ) -> Option<CascadeFailure> {
+        if cancel.is_cancelled() {
+            let error = cancelled_error(on.backend, "before the next attempt");
+            return Some(span.give_up(GiveUpReason::Cancelled, Some(error)));
+        }
+        if span.counted + span.attempts.len() < self.policy.max_attempts_per_span as usize {
+            return None;
+        }
+        // The backend this span was retrying after an outage stays unavailable for it: the cap
+        // stopped the retries, not an answer.
+        let outage_here = span.attempts.last().is_some_and(|last| {
+            last.backend == on.backend.spec().name
+                && last.failure_kind.is_some_and(|k| self.policy.is_outage(k))
+        });
+        if outage_here && on.retries + on.reasks > 0 {
+            span.unavailable(on.index);
+        }
+        Some(span.give_up(GiveUpReason::AttemptLimit, None))
+    }
+
+    /// What the policy does after a failed attempt (a stop once the run is cancelled), told to
+    /// the circuits and the observer.
+    fn judge(
+        &self,
+        backend: &dyn BackendAdapter,
+        error: &BackendError,
+        record: &AttemptRecord,
+        progress: SpanProgress,
+        call: &SpanCall<'_>,
+    ) -> Decision {
+        let decision = if call.cancel.is_cancelled() {
+            Decision::Stop
+        } else {
+            self.policy.decide(error, progress, fastrand::f64())
+        };
+        self.on_failure(backend, error, decision);
+        self.observe(&call.request.span, record, Some(decision));
+        tracing::debug!(
+            backend = %record.backend,
+            attempt = record.attempt,
+            kind = %error.kind,
+            ?decision,
+            "attempt failed: {}",
+            error.message
+        );
+        decision
     }
 
     fn state(&self) -> MutexGuard<'_, HashMap<BackendKey, BackendState>> {

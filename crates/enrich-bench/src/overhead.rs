@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use enrich_backends::AdapterRegistry;
 use enrich_config::{BackendSpec, EnrichmentConfig};
 use enrich_db::Db;
-use enrich_pipeline::{JsonlSink, MAX_IN_FLIGHT_OPTION, Pipeline, PipelineSettings, RunControl};
+use enrich_pipeline::{JsonlSink, MAX_IN_FLIGHT_OPTION, Pipeline, RunControl};
 use serde_json::{Value, json};
 
 use crate::args::Args;
@@ -63,22 +63,24 @@ pub(crate) fn run(args: &mut Args) -> Result<Value> {
     }
 
     let config = config(concurrency, batch_size);
-    let mut settings = PipelineSettings::from_config(&config, &repo);
-    settings.db_path = db.clone();
-    let batch_size = settings.batch_size;
-    if let Some(commit_every) = commit_every {
-        settings.commit_every = commit_every;
-    }
-    let commit_every = settings.commit_every;
     let mut registry = AdapterRegistry::new();
     InstantAdapter::register(&mut registry);
-    let mut builder = Pipeline::builder(&config, settings);
+    let mut builder = Pipeline::builder(&config, &repo).configure(|settings| {
+        settings.db_path = db.clone();
+        if let Some(commit_every) = commit_every {
+            settings.commit_every = commit_every;
+        }
+    });
     if let Some(path) = &events {
         builder = builder.event_sink(Arc::new(JsonlSink::create(path)?));
     }
     let pipeline = builder
         .build(&registry)
         .context("could not build the pipeline")?;
+    let (batch_size, commit_every) = (
+        pipeline.settings().batch_size,
+        pipeline.settings().commit_every,
+    );
 
     // The runtime `enrich run` builds.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -102,18 +102,17 @@ impl Repo {
         self.open_writable(OpenOptions::default())
     }
 
-    /// Opens the existing index read-write for a run, with the configured dead-letter
-    /// threshold. A missing index is an error, not created: without LLMC's indexer it would hold
-    /// no span, and a mistyped `--repo` would leave an empty index behind.
+    /// Opens the existing index read-write, as a run does. A missing index is an error, not
+    /// created: without LLMC's indexer it would hold no span, and a mistyped `--repo` would
+    /// leave an empty index behind.
     ///
     /// A damaged index is refused before anything is written: the first read-write open of
     /// the process runs SQLite's `quick_check` of every page first (0.4 s on the bench's index
     /// of a million spans; docs/database.md). Later opens (the passes of `watch`) skip it;
     /// damage that appears after the check is reported when SQLite meets it.
-    pub(crate) fn open_for_run(&self, max_failures_per_span: u32) -> Result<Db> {
+    pub(crate) fn open_for_run(&self) -> Result<Db> {
         self.open_writable(OpenOptions {
             mode: OpenMode::Existing,
-            max_failures_per_span,
             ..OpenOptions::default()
         })
     }

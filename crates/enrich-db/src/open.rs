@@ -221,12 +221,6 @@ impl Db {
         self.read_only
     }
 
-    /// Sets the dead-letter threshold used by [`write_batch`](Self::write_batch) and
-    /// [`record_failed_run`](Self::record_failed_run); 0 never dead-letters.
-    pub fn set_max_failures_per_span(&mut self, max: u32) {
-        self.max_failures_per_span = max;
-    }
-
     /// Sets how long this connection waits for another connection's lock before a write or
     /// read fails with [`DbError::Busy`].
     pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<(), DbError> {

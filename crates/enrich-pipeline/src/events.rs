@@ -716,9 +716,11 @@ impl EventSink for JsonlSink {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSink;
 
+/// The `tracing` target of [`TracingSink`].
+const TARGET: &str = "enrich_pipeline::events";
+
 impl EventSink for TracingSink {
     fn on_event(&self, event: &Event) {
-        const TARGET: &str = "enrich_pipeline::events";
         match event {
             Event::RunStarted {
                 at_ms,
@@ -728,30 +730,14 @@ impl EventSink for TracingSink {
                 concurrency,
                 limit,
                 ..
-            } => {
-                tracing::info!(
-                    target: TARGET,
-                    run = run_id.0,
-                    total_pending,
-                    concurrency,
-                    limit,
-                    "run started"
-                );
-                for held in held_elsewhere {
-                    tracing::warn!(
-                        target: TARGET,
-                        run = run_id.0,
-                        "{} more pending span(s) are held by run {} on host {} (pid {}) for up \
-                         to {} s more; this run takes them once that run ends or its leases \
-                         expire",
-                        held.spans,
-                        held.run_id.0,
-                        held.host,
-                        held.pid,
-                        held.until_ms.saturating_sub(*at_ms).div_ceil(1000)
-                    );
-                }
-            }
+            } => trace_run_started(
+                *at_ms,
+                run_id,
+                *total_pending,
+                held_elsewhere,
+                *concurrency,
+                *limit,
+            ),
             Event::SpanStarted {
                 span_hash,
                 path,
@@ -787,14 +773,7 @@ impl EventSink for TracingSink {
                 message,
                 duration_ms,
                 ..
-            } => {
-                let message = message.as_deref().unwrap_or("");
-                if *status == SpanStatus::Failed {
-                    tracing::warn!(target: TARGET, span = %span_hash, duration_ms, "{path}: failed: {message}");
-                } else {
-                    tracing::debug!(target: TARGET, span = %span_hash, duration_ms, status = status.as_str(), "{path}: {message}");
-                }
-            }
+            } => trace_span_finished(span_hash, path, *status, message.as_deref(), *duration_ms),
             Event::BatchFinished {
                 batch,
                 spans,
@@ -802,31 +781,7 @@ impl EventSink for TracingSink {
                 failed,
                 ..
             } => tracing::info!(target: TARGET, batch, spans, succeeded, failed, "batch finished"),
-            Event::CircuitChanged { transition: t, .. } => {
-                let reason = t.reason.as_deref().unwrap_or("");
-                match t.to {
-                    CircuitState::Open { remaining_ms } => tracing::warn!(
-                        target: TARGET,
-                        backend = %t.backend,
-                        host = %t.host,
-                        trips = t.trips,
-                        "circuit opened: skipping it for {:.1} s ({reason})",
-                        remaining_ms as f64 / 1000.0
-                    ),
-                    CircuitState::HalfOpen { .. } => tracing::info!(
-                        target: TARGET,
-                        backend = %t.backend,
-                        host = %t.host,
-                        "circuit half-open: one probe request decides"
-                    ),
-                    CircuitState::Closed => tracing::info!(
-                        target: TARGET,
-                        backend = %t.backend,
-                        host = %t.host,
-                        "circuit closed: the backend answers again"
-                    ),
-                }
-            }
+            Event::CircuitChanged { transition, .. } => trace_circuit(transition),
             Event::BudgetReached { budget, .. } => {
                 tracing::warn!(target: TARGET, "{budget}; taking no more spans");
             }
@@ -862,6 +817,82 @@ impl EventSink for TracingSink {
                 "run finished"
             ),
         }
+    }
+}
+
+/// A run's start, and a warning for each run that holds pending spans this run leaves alone.
+fn trace_run_started(
+    at_ms: u64,
+    run_id: &RunId,
+    total_pending: u64,
+    held_elsewhere: &[HeldLeases],
+    concurrency: usize,
+    limit: Option<u64>,
+) {
+    tracing::info!(
+        target: TARGET,
+        run = run_id.0,
+        total_pending,
+        concurrency,
+        limit,
+        "run started"
+    );
+    for held in held_elsewhere {
+        tracing::warn!(
+            target: TARGET,
+            run = run_id.0,
+            "{} more pending span(s) are held by run {} on host {} (pid {}) for up \
+             to {} s more; this run takes them once that run ends or its leases \
+             expire",
+            held.spans,
+            held.run_id.0,
+            held.host,
+            held.pid,
+            held.until_ms.saturating_sub(at_ms).div_ceil(1000)
+        );
+    }
+}
+
+/// A finished span: a warning when it failed.
+fn trace_span_finished(
+    span_hash: &str,
+    path: &str,
+    status: SpanStatus,
+    message: Option<&str>,
+    duration_ms: u64,
+) {
+    let message = message.unwrap_or("");
+    if status == SpanStatus::Failed {
+        tracing::warn!(target: TARGET, span = %span_hash, duration_ms, "{path}: failed: {message}");
+    } else {
+        tracing::debug!(target: TARGET, span = %span_hash, duration_ms, status = status.as_str(), "{path}: {message}");
+    }
+}
+
+/// A circuit's change: a warning when it opens.
+fn trace_circuit(t: &CircuitTransition) {
+    let reason = t.reason.as_deref().unwrap_or("");
+    match t.to {
+        CircuitState::Open { remaining_ms } => tracing::warn!(
+            target: TARGET,
+            backend = %t.backend,
+            host = %t.host,
+            trips = t.trips,
+            "circuit opened: skipping it for {:.1} s ({reason})",
+            remaining_ms as f64 / 1000.0
+        ),
+        CircuitState::HalfOpen { .. } => tracing::info!(
+            target: TARGET,
+            backend = %t.backend,
+            host = %t.host,
+            "circuit half-open: one probe request decides"
+        ),
+        CircuitState::Closed => tracing::info!(
+            target: TARGET,
+            backend = %t.backend,
+            host = %t.host,
+            "circuit closed: the backend answers again"
+        ),
     }
 }
 

@@ -16,7 +16,7 @@
 //! stores).
 //!
 //! ```text
-//! Pipeline::builder(&config, settings).event_sink(..).build(&registry)?
+//! Pipeline::builder(&config, repo_root).configure(|s| ..).event_sink(..).build(&registry)?
 //!     .run(&control).await?        -> RunSummary   (until nothing is pending, a limit, or stop)
 //!     .process_batch(n, &control)  -> BatchResult  (one run of at most n spans, every result)
 //!     .plan(n)                     -> Plan         (dry run: routes and prompt sizes, no backend)
@@ -40,10 +40,12 @@
 //!   `HostPool`, then `RateLimited` when the backend sets rates) — the cascade is unchanged.
 //!   Waiting for a slot or the limiter does not count against the backend's timeout. Adapters
 //!   are built once per pipeline and shared.
-//! - **One writer.** A dedicated thread owns the write connection and commits outcomes in
-//!   batches (every `commit_every` outcomes or `commit_interval`, and at the end), fed through a
-//!   bounded queue; `run` returns only after everything is committed. A run is a row of the
-//!   `runs` table with its counts, status and [`config_fingerprint`].
+//! - **One writer.** Each run opens one write connection (with the dead-letter threshold) and
+//!   moves it into a dedicated thread, which commits outcomes in batches (every `commit_every`
+//!   outcomes or `commit_interval`, and at the end), fed through a bounded queue, and hands it
+//!   back when the run ends to record the end; `run` returns only after everything is
+//!   committed. A run is a row of the `runs` table with its counts, status and
+//!   [`config_fingerprint`].
 //! - **Cancellation** ([`RunControl`]): *stop* takes no new span and lets those in flight finish
 //!   and be written; *abort* also cancels them through the cascade's token, and a cancelled
 //!   span writes nothing, not even its attempts.
@@ -64,11 +66,13 @@ mod control;
 mod error;
 mod events;
 mod pipeline;
+mod plan;
 mod prompt;
 mod result;
 mod run;
 mod secrets;
 mod settings;
+mod shared;
 mod writer;
 
 pub use budget::{BudgetKind, BudgetStop};

@@ -1,32 +1,26 @@
 //! [`Pipeline`] and its builder: the parts of a run, assembled and checked once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, HostPool, HostPoolPolicy, InFlightLimit, RateLimit,
     RateLimited,
 };
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
-use enrich_db::{
-    BackendUsage, Db, DbError, OpenMode, OpenOptions, PendingSpan, SourceReader, SpanSource,
-};
+use enrich_db::SourceReader;
 use enrich_router::{Router, SliceView};
-use enrich_types::SpanIdentity;
 
 use crate::control::RunControl;
 use crate::error::PipelineError;
 use crate::events::{EventSink, FanOut};
-use crate::prompt::{Prompt, PromptBuilder, PromptSpan};
-use crate::result::{BatchResult, CostEstimate, Plan, PlannedSpan, RunOutcome, RunSummary};
+use crate::prompt::PromptBuilder;
+use crate::result::{BatchResult, RunOutcome, RunSummary};
 use crate::run;
-use crate::run::queue::WorkQueue;
-use crate::secrets::{Guarded, SecretGuard};
+use crate::secrets::SecretGuard;
 use crate::settings::{PipelineSettings, max_in_flight};
-
-/// The adapters of one chain, in the order the cascade tries them.
-pub(crate) type ChainAdapters = Arc<[Arc<dyn BackendAdapter>]>;
+use crate::shared::{ChainAdapters, Inner};
 
 /// Runs pending spans through routing, the backend cascade and the single DB writer.
 ///
@@ -51,111 +45,6 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// What every run of a pipeline shares.
-pub(crate) struct Inner {
-    pub(crate) settings: PipelineSettings,
-    pub(crate) router: Router,
-    pub(crate) chains: HashMap<String, ChainAdapters>,
-    pub(crate) prompts: PromptBuilder,
-    pub(crate) events: Arc<dyn EventSink>,
-    /// The write connection between runs (given to the builder, or kept from the last run).
-    pub(crate) writer_db: Mutex<Option<Db>>,
-    /// The host pools among the backends, for their per-host circuits.
-    pub(crate) pools: Vec<Arc<HostPool>>,
-    /// Reads each span's source under `settings.repo_root`, resolved once.
-    pub(crate) sources: SourceReader,
-    /// Scans each span's source before its prompt is built.
-    pub(crate) secrets: SecretGuard,
-}
-
-impl Inner {
-    /// The write connection: the one kept from before, or a new one.
-    pub(crate) fn take_writer_db(&self) -> Result<Db, PipelineError> {
-        let kept = self
-            .writer_db
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let mut db = match kept {
-            Some(db) => db,
-            None => {
-                let options = OpenOptions {
-                    mode: OpenMode::Existing,
-                    max_failures_per_span: self.settings.max_failures_per_span,
-                    ..OpenOptions::default()
-                };
-                Db::open_with(&self.settings.db_path, &options)
-                    .map_err(PipelineError::db("open the index database"))?
-            }
-        };
-        db.set_max_failures_per_span(self.settings.max_failures_per_span);
-        db.set_busy_timeout(self.settings.busy_timeout)
-            .map_err(PipelineError::db("set the busy timeout"))?;
-        Ok(db)
-    }
-
-    /// Keeps the write connection for the next run.
-    pub(crate) fn return_writer_db(&self, db: Db) {
-        *self
-            .writer_db
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(db);
-    }
-
-    /// A read-only connection for paging through pending spans.
-    pub(crate) fn open_reader(&self) -> Result<Db, PipelineError> {
-        Db::open_read_only(&self.settings.db_path)
-            .map_err(PipelineError::db("open the index database for reading"))
-    }
-
-    /// The part of a span's source its prompt can use: never more than
-    /// [`PromptBuilder::source_limit`] bytes, however long the span is.
-    pub(crate) fn read_source(&self, span: &PendingSpan) -> Result<SpanSource, DbError> {
-        self.sources.read_prefix(span, self.prompts.source_limit())
-    }
-
-    /// The prompt for `span` (whose identity is `identity`) from the text
-    /// [`read_source`](Self::read_source) read (after the secrets guard), the whole span being
-    /// `span_bytes` long.
-    pub(crate) fn prompt(
-        &self,
-        span: &PendingSpan,
-        identity: &SpanIdentity,
-        text: &str,
-        span_bytes: u64,
-    ) -> Prompt {
-        let span_bytes = usize::try_from(span_bytes).unwrap_or(usize::MAX);
-        self.prompts
-            .build_from_prefix(&PromptSpan::of(identity, span), text, span_bytes)
-    }
-
-    /// What the router sees of a span.
-    pub(crate) fn slice_view<'a>(span: &'a PendingSpan) -> SliceView<'a> {
-        let bytes = span.byte_end.saturating_sub(span.byte_start);
-        SliceView {
-            span: None,
-            slice_type: span.slice_type.as_deref(),
-            slice_language: span.slice_language.as_deref(),
-            classifier_confidence: span.classifier_confidence,
-            approx_tokens: u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX),
-            importance: None,
-        }
-    }
-
-    /// How long ago the span's file changed, when that is within the cooldown.
-    pub(crate) fn in_cooldown(&self, span: &PendingSpan) -> Option<f64> {
-        let cooldown = self.settings.cooldown.as_secs_f64();
-        if cooldown <= 0.0 {
-            return None;
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let age = now - span.file_mtime;
-        (age < cooldown).then_some(age)
-    }
-}
-
 /// Assembles a [`Pipeline`]; see [`Pipeline::builder`].
 pub struct PipelineBuilder<'a> {
     config: &'a EnrichmentConfig,
@@ -163,7 +52,6 @@ pub struct PipelineBuilder<'a> {
     router: Option<Router>,
     prompts: Option<PromptBuilder>,
     events: FanOut,
-    db: Option<Db>,
 }
 
 impl std::fmt::Debug for PipelineBuilder<'_> {
@@ -176,8 +64,16 @@ impl std::fmt::Debug for PipelineBuilder<'_> {
 }
 
 impl<'a> PipelineBuilder<'a> {
-    /// Uses this router instead of [`Router::new`] on the config (which reads
-    /// `LLMC_ENRICH_DISABLE_ROUTING`). It must be built from the same config.
+    /// Adjusts the settings derived from the config, as the CLI's flags do (`--limit`,
+    /// `--chain`, `--concurrency`, the index's path, …).
+    #[must_use]
+    pub fn configure(mut self, adjust: impl FnOnce(&mut PipelineSettings)) -> Self {
+        adjust(&mut self.settings);
+        self
+    }
+
+    /// Uses this router instead of [`Router::new`] on the config. It must be built from the
+    /// same config.
     #[must_use]
     pub fn router(mut self, router: Router) -> Self {
         self.router = Some(router);
@@ -198,14 +94,6 @@ impl<'a> PipelineBuilder<'a> {
         self
     }
 
-    /// Uses an open connection as the first run's write connection (it is kept for later runs).
-    /// Without one, each run opens `settings.db_path`, which must exist.
-    #[must_use]
-    pub fn db(mut self, db: Db) -> Self {
-        self.db = Some(db);
-        self
-    }
-
     /// Checks the settings, the chain override and the prompt template, then builds one adapter
     /// per distinct backend the router can choose, through `registry` (the CLI registers every
     /// provider there), each behind its `max_in_flight` cap.
@@ -223,7 +111,6 @@ impl<'a> PipelineBuilder<'a> {
             router,
             prompts,
             events,
-            db,
         } = self;
         settings.validate()?;
         let sources =
@@ -290,50 +177,10 @@ impl<'a> PipelineBuilder<'a> {
                 chains,
                 prompts,
                 events: Arc::new(events),
-                writer_db: Mutex::new(db),
                 pools,
                 sources,
             }),
         })
-    }
-}
-
-/// The tokens and cost of `spans`, and extrapolated to `total_pending` spans; output tokens per
-/// span from `history` (the attempt log) when it has any.
-fn estimate(spans: &[PlannedSpan], total_pending: u64, history: &[BackendUsage]) -> CostEstimate {
-    let (attempts, output) = history.iter().fold((0, 0), |(attempts, output), usage| {
-        (attempts + usage.attempts, output + usage.output_tokens)
-    });
-    let output_from_history = attempts > 0 && output > 0;
-    let per_span = if output_from_history {
-        output.div_ceil(attempts)
-    } else {
-        CostEstimate::ASSUMED_OUTPUT_TOKENS
-    };
-    let mut prompt_tokens = 0;
-    let mut cost: Option<f64> = None;
-    for span in spans {
-        let prompt = span.estimated_tokens.map_or(0, u64::from);
-        prompt_tokens += prompt;
-        if let Some(price) = span.route.backends.first().and_then(|b| b.price) {
-            *cost.get_or_insert(0.0) += price.cost(prompt, per_span);
-        }
-    }
-    let planned = spans.len() as u64;
-    let output_tokens = per_span * planned;
-    let scale = if planned == 0 {
-        0.0
-    } else {
-        total_pending as f64 / planned as f64
-    };
-    CostEstimate {
-        prompt_tokens,
-        output_tokens,
-        output_tokens_per_span: per_span,
-        output_from_history,
-        cost,
-        all_pending_tokens: ((prompt_tokens + output_tokens) as f64 * scale).round() as u64,
-        all_pending_cost: cost.map(|c| c * scale),
     }
 }
 
@@ -368,16 +215,19 @@ fn decorate(
 }
 
 impl Pipeline {
-    /// Starts assembling a pipeline for `config` with `settings` (usually
-    /// [`PipelineSettings::from_config`] with the CLI's flags applied).
-    pub fn builder(config: &EnrichmentConfig, settings: PipelineSettings) -> PipelineBuilder<'_> {
+    /// Starts assembling a pipeline for `config` over the repository at `repo_root`, with the
+    /// settings [`PipelineSettings::from_config`] derives from them; adjust those with
+    /// [`PipelineBuilder::configure`].
+    pub fn builder(
+        config: &EnrichmentConfig,
+        repo_root: impl Into<PathBuf>,
+    ) -> PipelineBuilder<'_> {
         PipelineBuilder {
+            settings: PipelineSettings::from_config(config, repo_root),
             config,
-            settings,
             router: None,
             prompts: None,
             events: FanOut::new(),
-            db: None,
         }
     }
 
@@ -456,116 +306,6 @@ impl Pipeline {
             Ok(BatchResult::new(summary, results))
         })
         .await
-    }
-
-    /// A dry run: what the next run would do with its first `limit` pending spans, in the order
-    /// it would take them (weight, priority class, route, prompt size, cut, cooldown), without
-    /// calling any backend or storing any result. A code-first plan brings the database's copy
-    /// of the work order up to date first, as a run does.
-    ///
-    /// # Errors
-    ///
-    /// [`PipelineError::Db`] when the index cannot be read or the work order refreshed;
-    /// [`PipelineError::Route`] when the default chain cannot serve.
-    pub fn plan(&self, limit: usize) -> Result<Plan, PipelineError> {
-        let inner = &self.inner;
-        let order = &inner.settings.work_order;
-        if order.code_first {
-            let mut db = inner.take_writer_db()?;
-            let refreshed = run::queue::refresh_work_order(order, &mut db);
-            inner.return_writer_db(db);
-            refreshed?;
-        }
-        let mut reader = inner.open_reader()?;
-        let total_pending = reader
-            .pending_count()
-            .map_err(PipelineError::db("count pending spans"))?;
-        let mut queue = WorkQueue::new(
-            order,
-            inner.settings.batch_size,
-            Some(u64::try_from(limit).unwrap_or(u64::MAX)),
-        );
-        queue
-            .start_at_frontiers(&reader)
-            .map_err(PipelineError::db("read the pending frontiers"))?;
-        let mut spans = Vec::with_capacity(limit.min(4096));
-        let mut plan_spans = || {
-            while spans.len() < limit {
-                let Some(taken) = queue
-                    .next(&mut reader, None)
-                    .map_err(PipelineError::db("read pending spans"))?
-                else {
-                    break;
-                };
-                let position = spans.len() as u64 + 1;
-                spans.push(self.plan_span(taken.span, position)?);
-            }
-            Ok::<_, PipelineError>(())
-        };
-        let planned = plan_spans();
-        inner.sources.close_files();
-        planned?;
-        let history = reader
-            .usage_since(0)
-            .map_err(PipelineError::db("read the token usage of past runs"))?;
-        let estimate = estimate(&spans, total_pending, &history);
-        Ok(Plan {
-            total_pending,
-            code_first: order.code_first,
-            spans,
-            estimate,
-        })
-    }
-
-    fn plan_span(&self, span: PendingSpan, order: u64) -> Result<PlannedSpan, PipelineError> {
-        let inner = &self.inner;
-        let identity = span.identity();
-        let route = inner
-            .router
-            .choose_chain(
-                &Inner::slice_view(&span),
-                inner.settings.chain_override.as_deref(),
-            )
-            .map_err(PipelineError::Route)?;
-        let (estimated_tokens, cut, source_error, secrets, withheld) =
-            match inner.read_source(&span) {
-                Ok(read) => match inner.secrets.guard(&read.text) {
-                    Guarded::Send { source, redacted } => {
-                        let prompt = inner.prompt(&span, &identity, &source, read.span_bytes);
-                        (
-                            Some(prompt.estimated_tokens),
-                            prompt.cut,
-                            None,
-                            redacted,
-                            false,
-                        )
-                    }
-                    Guarded::Withheld { rules } => (None, None, None, rules, true),
-                },
-                Err(error) => (None, None, Some(error.to_string()), Vec::new(), false),
-            };
-        let in_cooldown = inner.in_cooldown(&span).is_some();
-        let decision = inner
-            .settings
-            .work_order
-            .path_weights
-            .weigh(&span.file_path);
-        Ok(PlannedSpan {
-            order,
-            span_id: span.id,
-            span: identity,
-            symbol: span.symbol,
-            weight: decision.weight,
-            priority: decision.priority(),
-            weight_glob: decision.glob.map(str::to_owned),
-            route,
-            estimated_tokens,
-            cut,
-            in_cooldown,
-            source_error,
-            secrets,
-            withheld,
-        })
     }
 }
 

@@ -12,7 +12,8 @@
 //! A chosen chain that does not exist or has no enabled backend falls back to the default chain,
 //! with a reason saying so; only a default chain without an enabled backend is an error
 //! ([`RouterError`]). `max_tier` then keeps the backends of that tier, or all of them when none
-//! has it. `LLMC_ENRICH_DISABLE_ROUTING` turns routing off.
+//! has it. Routing is on when the config's `enable_routing` is: the router reads no environment
+//! (configuration loading resolves LLMC's `LLMC_ENRICH_DISABLE_ROUTING` into `enable_routing`).
 //!
 //! Design: `choose_chain` runs once per span, so [`Router::new`] does all the work up front — it
 //! groups the config's backends by chain, drops disabled entries, applies `max_tier`, normalises
@@ -53,7 +54,7 @@
 //!     ],
 //!     &[("docs", "docs-chain")],
 //! );
-//! let router = Router::with_routing_disabled(&config, false);
+//! let router = Router::new(&config);
 //! let span = SliceView { slice_type: Some("Markdown"), ..SliceView::default() };
 //! let decision = router.choose_chain(&span, None)?;
 //! assert_eq!(decision.slice_type, "docs");
@@ -69,5 +70,5 @@ mod slice;
 
 pub use decision::RouteDecision;
 pub use error::RouterError;
-pub use router::{DISABLE_ROUTING_ENV, Router, disables_routing};
+pub use router::Router;
 pub use slice::{SliceView, UNKNOWN_SLICE_TYPE, normalize_slice_type};

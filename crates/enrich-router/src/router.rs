@@ -10,18 +10,6 @@ use crate::decision::RouteDecision;
 use crate::error::RouterError;
 use crate::slice::{SliceView, normalize_slice_type};
 
-/// The environment variable that turns routing off whatever the config says (LLMC's name).
-pub const DISABLE_ROUTING_ENV: &str = "LLMC_ENRICH_DISABLE_ROUTING";
-
-/// Whether a value of [`DISABLE_ROUTING_ENV`] turns routing off: `1`, `true`, `yes` or `on`, in
-/// any case, surrounding whitespace ignored. Anything else (`0`, `false`, empty) leaves it on.
-pub fn disables_routing(value: &str) -> bool {
-    let value = value.trim();
-    ["1", "true", "yes", "on"]
-        .iter()
-        .any(|flag| value.eq_ignore_ascii_case(flag))
-}
-
 /// Chooses the chain for each span; see the [crate docs](crate) for the rules.
 ///
 /// Built once per run from the configuration, then shared (it is `Send + Sync`): every lookup
@@ -66,33 +54,21 @@ struct RouteTarget {
 }
 
 impl Router {
-    /// Builds the router for `config`, reading [`DISABLE_ROUTING_ENV`] once, now.
+    /// Builds the router for `config`. Routing is on when `config.enable_routing` is; the
+    /// router reads no environment (`LLMC_ENRICH_DISABLE_ROUTING` is resolved into
+    /// `enable_routing` when the configuration is loaded).
     pub fn new(config: &EnrichmentConfig) -> Self {
-        let disabled = std::env::var(DISABLE_ROUTING_ENV).is_ok_and(|v| disables_routing(&v));
-        Self::with_routing_disabled(config, disabled)
-    }
-
-    /// Builds the router for `config` without reading the environment: `routing_disabled` plays
-    /// the part of [`DISABLE_ROUTING_ENV`] (`true` turns routing off; `false` leaves it to
-    /// `config.enable_routing`).
-    pub fn with_routing_disabled(config: &EnrichmentConfig, routing_disabled: bool) -> Self {
         let chains = build_chains(config);
         let default_name: Arc<str> = Arc::from(config.default_chain.as_str());
         let default = match chains.get(&*default_name) {
             Some(ChainState::Usable(plan)) => Some(Arc::clone(plan)),
             _ => None,
         };
-        let routing_off = if !config.enable_routing {
-            Some(format!(
+        let routing_off = (!config.enable_routing).then(|| {
+            format!(
                 "routing disabled (enable_routing = false); using default chain {default_name:?}"
-            ))
-        } else if routing_disabled {
-            Some(format!(
-                "routing disabled by {DISABLE_ROUTING_ENV}; using default chain {default_name:?}"
-            ))
-        } else {
-            None
-        };
+            )
+        });
         let routes = if routing_off.is_some() {
             HashMap::new()
         } else {

@@ -1,9 +1,7 @@
 //! Integration tests of enrich-router: the routing rules as a user of `enrich plan` sees them.
 
 use enrich_config::{BackendSpec, EnrichmentConfig};
-use enrich_router::{
-    RouteDecision, Router, RouterError, SliceView, disables_routing, normalize_slice_type,
-};
+use enrich_router::{RouteDecision, Router, RouterError, SliceView, normalize_slice_type};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -53,7 +51,7 @@ fn config(backends: Vec<BackendSpec>, routes: &[(&str, &str)]) -> EnrichmentConf
 }
 
 fn router(config: &EnrichmentConfig) -> Router {
-    Router::with_routing_disabled(config, false)
+    Router::new(config)
 }
 
 fn slice(slice_type: Option<&str>) -> SliceView<'_> {
@@ -267,56 +265,72 @@ fn route_keys_are_normalised_and_canonical_keys_win() {
 fn routing_off_ignores_routes_but_not_overrides() {
     let mut off_in_config = three_chains();
     off_in_config.enable_routing = false;
-    let on_in_config = three_chains();
-
-    let cases = [
-        (
-            Router::with_routing_disabled(&off_in_config, false),
-            r#"routing disabled (enable_routing = false); using default chain "default""#,
-        ),
-        (
-            Router::with_routing_disabled(&on_in_config, true),
-            r#"routing disabled by LLMC_ENRICH_DISABLE_ROUTING; using default chain "default""#,
-        ),
-    ];
-    for (r, reason) in &cases {
-        for t in ["python", "docs", "config"] {
-            check(
-                r,
-                Some(t),
-                None,
-                Want {
-                    slice_type: &normalize_slice_type(Some(t)),
-                    chain: "default",
-                    backends: &["d1"],
-                    tier: None,
-                    reasons: &[reason],
-                },
-            );
-        }
+    let r = router(&off_in_config);
+    let reason = r#"routing disabled (enable_routing = false); using default chain "default""#;
+    for t in ["python", "docs", "config"] {
         check(
-            r,
-            Some("docs"),
-            Some("code-chain"),
+            &r,
+            Some(t),
+            None,
             Want {
-                slice_type: "docs",
-                chain: "code-chain",
-                backends: &["c1"],
+                slice_type: &normalize_slice_type(Some(t)),
+                chain: "default",
+                backends: &["d1"],
                 tier: None,
-                reasons: &[r#"override -> "code-chain""#],
+                reasons: &[reason],
             },
         );
     }
+    check(
+        &r,
+        Some("docs"),
+        Some("code-chain"),
+        Want {
+            slice_type: "docs",
+            chain: "code-chain",
+            backends: &["c1"],
+            tier: None,
+            reasons: &[r#"override -> "code-chain""#],
+        },
+    );
 }
 
+/// LLMC's switch. Loading the configuration resolves it into `enable_routing`; the router must
+/// not read it a second time.
+const DISABLE_ROUTING: &str = "LLMC_ENRICH_DISABLE_ROUTING";
+
 #[test]
-fn disable_routing_env_values() {
-    for on in ["1", "true", "TRUE", "Yes", "on", " on\n"] {
-        assert!(disables_routing(on), "{on:?} should disable routing");
+fn the_router_reads_no_environment() {
+    // A variable is set for a whole process: without it, this test runs itself again in a
+    // child process that has it, where the routes must still apply.
+    if std::env::var_os(DISABLE_ROUTING).is_none() {
+        let name = "the_router_reads_no_environment";
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let child = std::process::Command::new(exe)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(DISABLE_ROUTING, "1")
+            .output()
+            .expect("the test binary runs again");
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert!(
+            child.status.success() && stdout.contains("1 passed"),
+            "the child run with {DISABLE_ROUTING}=1 failed:\n{stdout}\n{stderr}"
+        );
+        return;
     }
-    for off in ["", "0", "false", "no", "off", "2", "enabled"] {
-        assert!(!disables_routing(off), "{off:?} should leave routing on");
-    }
+    check(
+        &Router::new(&three_chains()),
+        Some("docs"),
+        None,
+        Want {
+            slice_type: "docs",
+            chain: "docs-chain",
+            backends: &["x1"],
+            tier: None,
+            reasons: &[r#"route docs -> "docs-chain""#],
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

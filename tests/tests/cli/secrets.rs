@@ -27,7 +27,7 @@ fn planted_key() -> String {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    format!("sk-h6-{nanos:x}-planted")
+    format!("sk-enrich-test-{nanos:x}-planted")
 }
 
 /// One chain with a backend per provider, each taking its key from [`KEY_VAR`].
@@ -111,7 +111,7 @@ impl Outputs {
 #[track_caller]
 fn check_no_leak(outputs: &Outputs, key: &str) {
     let distinctive = key
-        .trim_start_matches("sk-h6-")
+        .trim_start_matches("sk-enrich-test-")
         .trim_end_matches("-planted");
     for needle in [key, distinctive] {
         let leaks = outputs.holding(needle);

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::adapters::registry;
 use crate::cli::PlanArgs;
 use crate::commands::index::rule_options;
-use crate::commands::run::{RunOptions, check_chain, settings};
+use crate::commands::run::{RunOptions, apply_flags, check_chain};
 use crate::context::Repo;
 use crate::exit::Exit;
 use crate::output;
@@ -97,7 +97,8 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
     check_chain(config, options.chain.as_deref())?;
     // Adapters are built (so a bad backend entry shows here too) but never called; the index is
     // only read.
-    let pipeline = Pipeline::builder(config, settings(repo, config, &options))
+    let pipeline = Pipeline::builder(config, &repo.root)
+        .configure(|settings| apply_flags(repo, &options, settings))
         .build(&registry())
         .context("cannot set up the enrichment pipeline")?;
     let limit = args
@@ -162,6 +163,8 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
     Ok(Exit::Success)
 }
 
+/// The plan as text: each planned span, then the work order, the totals, the secrets and the
+/// estimate.
 fn render(
     plan: &Plan,
     report: &PlanReport<'_>,
@@ -170,69 +173,87 @@ fn render(
 ) -> Result<String> {
     let mut text = String::new();
     for span in &plan.spans {
-        let route = &span.route;
-        let backends: Vec<&str> = route.backends.iter().map(|b| b.name.as_str()).collect();
-        let tier = route
-            .routing_tier
-            .as_deref()
-            .map(|t| format!(" tier {t}"))
-            .unwrap_or_default();
-        let tokens = span
-            .estimated_tokens
-            .map_or_else(|| "? tokens".to_owned(), |t| format!("~{t} tokens"));
-        let glob = span
-            .weight_glob
-            .as_deref()
-            .map_or_else(|| "no glob".to_owned(), |g| format!("\"{g}\""));
-        writeln!(
-            text,
-            "#{} {}:{}-{} {}  weight {} ({}, {glob})  {}",
-            span.order,
-            span.span.path,
-            span.span.line_start,
-            span.span.line_end,
-            span.symbol,
-            span.weight,
-            span.priority.as_str(),
-            span.span.span_hash
-        )?;
-        writeln!(
-            text,
-            "    {} -> chain {} [{}]{tier}, {tokens}; {}",
-            route.slice_type,
-            route.chain_name,
-            backends.join(" > "),
-            route.reasons.join("; ")
-        )?;
-        if let Some(cut) = &span.cut {
-            writeln!(
-                text,
-                "    source cut to {} of {} bytes (enrichment.prompt.max_snippet_bytes)",
-                cut.shown_bytes, cut.total_bytes
-            )?;
-        }
-        if span.in_cooldown {
-            writeln!(
-                text,
-                "    in cooldown: a run now skips it (its file changed recently)"
-            )?;
-        }
-        if let Some(error) = &span.source_error {
-            writeln!(text, "    source unreadable, a run would fail it: {error}")?;
-        }
-        if !span.secrets.is_empty() {
-            let fate = if span.withheld {
-                "a run does not send it (ledgered as secret_detected)"
-            } else {
-                "a run sends it with them redacted"
-            };
-            writeln!(
-                text,
-                "    holds secrets ({}): {fate}",
-                span.secrets.join(", ")
-            )?;
-        }
+        render_span(&mut text, span)?;
     }
+    render_summary(&mut text, report, action, verbose)?;
+    render_estimate(&mut text, report)?;
+    Ok(text)
+}
+
+/// One planned span: where it is, its weight, its route and what a run would do with it.
+fn render_span(text: &mut String, span: &enrich_pipeline::PlannedSpan) -> std::fmt::Result {
+    let route = &span.route;
+    let backends: Vec<&str> = route.backends.iter().map(|b| b.name.as_str()).collect();
+    let tier = route
+        .routing_tier
+        .as_deref()
+        .map(|t| format!(" tier {t}"))
+        .unwrap_or_default();
+    let tokens = span
+        .estimated_tokens
+        .map_or_else(|| "? tokens".to_owned(), |t| format!("~{t} tokens"));
+    let glob = span
+        .weight_glob
+        .as_deref()
+        .map_or_else(|| "no glob".to_owned(), |g| format!("\"{g}\""));
+    writeln!(
+        text,
+        "#{} {}:{}-{} {}  weight {} ({}, {glob})  {}",
+        span.order,
+        span.span.path,
+        span.span.line_start,
+        span.span.line_end,
+        span.symbol,
+        span.weight,
+        span.priority.as_str(),
+        span.span.span_hash
+    )?;
+    writeln!(
+        text,
+        "    {} -> chain {} [{}]{tier}, {tokens}; {}",
+        route.slice_type,
+        route.chain_name,
+        backends.join(" > "),
+        route.reasons.join("; ")
+    )?;
+    if let Some(cut) = &span.cut {
+        writeln!(
+            text,
+            "    source cut to {} of {} bytes (enrichment.prompt.max_snippet_bytes)",
+            cut.shown_bytes, cut.total_bytes
+        )?;
+    }
+    if span.in_cooldown {
+        writeln!(
+            text,
+            "    in cooldown: a run now skips it (its file changed recently)"
+        )?;
+    }
+    if let Some(error) = &span.source_error {
+        writeln!(text, "    source unreadable, a run would fail it: {error}")?;
+    }
+    if !span.secrets.is_empty() {
+        let fate = if span.withheld {
+            "a run does not send it (ledgered as secret_detected)"
+        } else {
+            "a run sends it with them redacted"
+        };
+        writeln!(
+            text,
+            "    holds secrets ({}): {fate}",
+            span.secrets.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// The work order, the totals by chain and the secrets.
+fn render_summary(
+    text: &mut String,
+    report: &PlanReport<'_>,
+    action: SecretsAction,
+    verbose: bool,
+) -> std::fmt::Result {
     let chains: Vec<String> = report
         .by_chain
         .iter()
@@ -292,6 +313,11 @@ fn render(
             writeln!(text, "  secret file {path}")?;
         }
     }
+    Ok(())
+}
+
+/// The tokens and cost if every span succeeds at once, planned and all pending.
+fn render_estimate(text: &mut String, report: &PlanReport<'_>) -> std::fmt::Result {
     let e = &report.estimate;
     let per_span = if e.output_from_history {
         "the attempt log's average"
@@ -318,6 +344,5 @@ fn render(
         report.total_pending,
         e.all_pending_tokens,
         cost(e.all_pending_cost)
-    )?;
-    Ok(text)
+    )
 }

@@ -65,13 +65,8 @@ pub(crate) fn check_chain(config: &EnrichmentConfig, chain: Option<&str>) -> Res
     Ok(())
 }
 
-/// The pipeline's settings: the config's, with the repository's paths and the flags applied.
-pub(crate) fn settings(
-    repo: &Repo,
-    config: &EnrichmentConfig,
-    options: &RunOptions,
-) -> PipelineSettings {
-    let mut settings = PipelineSettings::from_config(config, &repo.root);
+/// Applies the repository's index path and the flags to the pipeline's settings (the config's).
+pub(crate) fn apply_flags(repo: &Repo, options: &RunOptions, settings: &mut PipelineSettings) {
     settings.db_path = repo.db_path.clone();
     settings.limit = options.limit;
     settings.chain_override = options.chain.clone();
@@ -88,7 +83,6 @@ pub(crate) fn settings(
     budget.max_tokens_per_run = options.max_tokens.or(budget.max_tokens_per_run);
     budget.max_cost_per_run = options.max_cost.or(budget.max_cost_per_run);
     budget.max_wall_seconds = options.max_wall_seconds.or(budget.max_wall_seconds);
-    settings
 }
 
 /// A pipeline over `repo` with every registered provider and these event sinks.
@@ -98,9 +92,10 @@ pub(crate) fn build_pipeline(
     options: &RunOptions,
     sinks: Vec<Arc<dyn EventSink>>,
 ) -> Result<Pipeline> {
-    let db = repo.open_for_run(config.max_failures_per_span)?;
-    let mut builder = Pipeline::builder(config, settings(repo, config, options))
-        .db(db)
+    // A missing or damaged index is refused here, before the run writes anything.
+    repo.open_for_run()?;
+    let mut builder = Pipeline::builder(config, &repo.root)
+        .configure(|settings| apply_flags(repo, options, settings))
         .event_sink(Arc::new(TracingSink));
     for sink in sinks {
         builder = builder.event_sink(sink);

@@ -170,12 +170,16 @@ fn other_enrich_variables_do_not_break_loading() {
 
 #[test]
 fn disable_routing_values() {
-    // The file enables routing; the switch turns it off, or leaves it.
+    // The file enables routing; the switch turns it off, or leaves it. This is the one place the
+    // variable is read: the router takes `enable_routing` as loaded.
     for (value, want) in [
         ("1", false),
         ("true", false),
+        ("TRUE", false),
         ("YES", false),
+        ("Yes", false),
         ("on", false),
+        (" on\n", false),
         ("0", true),
         ("false", true),
         ("no", true),
@@ -184,6 +188,17 @@ fn disable_routing_values() {
     ] {
         with_env(&[("LLMC_ENRICH_DISABLE_ROUTING", value)], |jail| {
             same(value, load_repo(jail)?.config.enable_routing, want)
+        });
+    }
+    // Any other value is refused rather than read as either.
+    for value in ["2", "enabled"] {
+        with_env(&[("LLMC_ENRICH_DISABLE_ROUTING", value)], |jail| {
+            let want = format!(
+                "invalid value for enrichment.enable_routing in env LLMC_ENRICH_DISABLE_ROUTING: \
+                 {value:?} (expected 1, true, yes or on to turn routing off; 0, false, no or off \
+                 to leave it)"
+            );
+            same(value, load_error(jail)?, want)
         });
     }
 }

@@ -100,7 +100,7 @@ fn requeue_one_or_all_puts_spans_back_and_returns_counts() {
     for hash in &hashes[..3] {
         fail_runs(&mut db, hash, 1);
     }
-    db.set_max_failures_per_span(5);
+    db = fixture.db_with_max_failures(5);
     fail_runs(&mut db, &hashes[3], 1); // failing, not dead
     assert_eq!(db.stats().expect("stats").dead_lettered, 3);
     assert_eq!(db.stats().expect("stats").failing, 1);

@@ -58,7 +58,7 @@ fn pages_follow_weight_then_span_id_through_every_page_size() {
     let tests = fixture.index_file("tests/test_b.py", "python", &code("test_b_tests", 2));
     let other = fixture.index_file("setup.py", "python", &code("setup_setup_py", 1));
     let src_a = fixture.index_file("src/a.py", "python", &code("a_src", 2));
-    let mut db = fixture.db();
+    let mut db = fixture.db_with_max_failures(1);
     db.refresh_work_order("by-directory", by_directory)
         .expect("refresh");
 
@@ -82,7 +82,6 @@ fn pages_follow_weight_then_span_id_through_every_page_size() {
 
     // A cursor inside a weight resumes there; enriched and dead-lettered spans drop out.
     let run = db.start_run("fp").expect("run");
-    db.set_max_failures_per_span(1);
     db.write_batch(&[enriched(&src_b[1], run, "b2"), failed(&tests[0], run)])
         .expect("write");
     let after_first = WorkOrderKey {

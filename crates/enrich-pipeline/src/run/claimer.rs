@@ -3,11 +3,11 @@
 //! SQLite calls block: a claim waits for the write lock (up to the busy timeout when another
 //! process holds it), and so do lease renewals and the circuits' snapshot. On a runtime thread
 //! that wait would stall every span's task with it, and a backend's answer that arrived meanwhile
-//! would be read only after its deadline: a lock held elsewhere for 3 s turned answered requests
-//! into backend timeouts. So the claiming connection, with the work queue that pages through it,
-//! lives in a [`Claimer`] that the scheduler only ever uses through [`OffRuntime::call`]: each
-//! call moves it to tokio's blocking pool and back. A backend's deadline then measures only the
-//! backend.
+//! would be read only after its deadline: a lock held elsewhere for 3 s would turn answered
+//! requests into backend timeouts. So the claiming connection, with the work queue that pages
+//! through it, lives in a [`Claimer`] that the scheduler only ever uses through
+//! [`OffRuntime::call`]: each call moves it to tokio's blocking pool and back. A backend's
+//! deadline then measures only the backend.
 //!
 //! Calls are few: the scheduler takes spans [`Claimer::take`] up to `concurrency` at a time
 //! into a buffer of its own, so a call (a hand-over to the blocking pool and back, a few
@@ -15,9 +15,9 @@
 //! blocking pool, unlike a thread of our own, also keeps tokio's paused test clock from jumping
 //! ahead while a call runs.
 
-use enrich_db::{Db, DbError, Lease, PendingSpan, RunId};
+use enrich_db::{Db, DbError, Lease, RunId};
 
-use super::queue::{Dropped, WorkQueue};
+use super::queue::{Dropped, Taken, WorkQueue};
 use crate::writer::WriteGate;
 
 /// The claiming connection, the work queue that pages through it, the run's lease and the gate
@@ -29,21 +29,10 @@ pub(crate) struct Claimer {
     pub(crate) gate: WriteGate,
 }
 
-/// A span taken from the work queue, with its batch's bookkeeping.
-#[derive(Debug)]
-pub(crate) struct Ready {
-    pub(crate) span: PendingSpan,
-    pub(crate) batch: u64,
-    /// Its batch starts with it.
-    pub(crate) opened: bool,
-    /// Its batch has no span left to hand out after it.
-    pub(crate) used_up: bool,
-}
-
 impl Claimer {
     /// Up to `want` spans from the work queue, claiming pages as it goes; fewer (or none) when
     /// the queue runs dry.
-    pub(crate) fn take(&mut self, want: usize) -> Result<Vec<Ready>, DbError> {
+    pub(crate) fn take(&mut self, want: usize) -> Result<Vec<Taken>, DbError> {
         let mut ready = Vec::with_capacity(want.min(4096));
         while ready.len() < want {
             let Some(taken) = self
@@ -52,13 +41,7 @@ impl Claimer {
             else {
                 break;
             };
-            let used_up = self.queue.batch_used_up(taken.batch);
-            ready.push(Ready {
-                span: taken.span,
-                batch: taken.batch,
-                opened: taken.opened,
-                used_up,
-            });
+            ready.push(taken);
         }
         Ok(ready)
     }

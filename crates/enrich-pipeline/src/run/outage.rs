@@ -5,24 +5,90 @@
 //! without a request. When nothing can be handed out, the run sleeps until the earliest circuit
 //! lets a probe through and says so in a [`Event::BackendWaiting`]. After `outage_grace`
 //! without an answer from any backend, or when every backend a span needs is skipped for the
-//! run, the run takes no more spans and ends with [`RunEnd::BackendsUnavailable`]
-//! (crate::RunEnd::BackendsUnavailable); the spans it could not send stay pending, with no
-//! ledger row.
+//! run, the run takes no more spans and ends with
+//! [`RunEnd::BackendsUnavailable`](crate::RunEnd::BackendsUnavailable); the spans it could not
+//! send stay pending, with no ledger row.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use enrich_backends::{Availability, BackendAdapter, Cascade};
+use enrich_backends::{Availability, BackendAdapter, Cascade, SpanStart};
 use enrich_db::PendingSpan;
 use tokio::time::Instant;
 
-use super::{Parked, Resume, Scheduler};
+use super::{Resume, Scheduler, ToSend};
 use crate::error::PipelineError;
 use crate::events::{Event, now_ms};
-use crate::pipeline::Inner;
+use crate::shared::Inner;
 
 /// How often a run waiting while another span's probe request decides looks again, when no
 /// span of its own is in flight to wake it.
 const PROBE_POLL: Duration = Duration::from_secs(1);
+
+/// A span no backend of its chain could serve: it waits in the scheduler (its lease kept, its
+/// batch open) until one of the backends it missed is usable again.
+#[derive(Debug, Clone)]
+pub(super) struct Parked {
+    pub(super) span_id: i64,
+    pub(super) batch: u64,
+    /// Its chain, as routed.
+    pub(super) chain: String,
+    /// The chain's backends that were unavailable for it, by index, in order.
+    pub(super) wanted: Vec<usize>,
+    pub(super) tier: Option<usize>,
+    pub(super) prior: SpanStart,
+    /// How often it came back unavailable in this run.
+    pub(super) waits: u32,
+    /// Not handed out before this: a span that came back unavailable from a backend whose
+    /// circuit did not open (a 503 storm, no circuit breaker) waits the cascade's backoff,
+    /// growing with `waits`, rather than going straight back.
+    pub(super) retry_at: Instant,
+}
+
+/// The run's outages: the spans waiting for a backend, and whether the run gave up on them.
+#[derive(Default)]
+pub(super) struct Outages {
+    /// Spans whose backends were unavailable, waiting for one of them to be usable again (at
+    /// most [`Scheduler::park_limit`] taken from the queue for it, plus the spans in flight).
+    parked: VecDeque<Parked>,
+    /// Since when no backend has answered a span while spans were unavailable.
+    since: Option<Instant>,
+    /// The run stopped taking spans: no backend answered for `outage_grace`.
+    stopped: bool,
+    /// A span's whole chain is skipped for the run: the run takes no more spans.
+    backends_gone: bool,
+    /// Spans taken and left pending because no backend could serve them.
+    unsent: u64,
+    /// The last wait announced in a [`Event::BackendWaiting`]: backend and whole seconds left.
+    announced: Option<(String, Option<u64>)>,
+}
+
+impl Outages {
+    /// The run stopped taking spans because no backend answered for `outage_grace`.
+    pub(super) fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// A span's whole chain is skipped for the run.
+    pub(super) fn backends_gone(&self) -> bool {
+        self.backends_gone
+    }
+
+    /// How many spans wait for a backend.
+    pub(super) fn waiting(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Spans taken and left pending because no backend could serve them.
+    pub(super) fn unsent(&self) -> u64 {
+        self.unsent
+    }
+
+    /// Backends being unavailable ended the run early or left spans unsent.
+    pub(super) fn ended_the_run(&self) -> bool {
+        self.stopped || self.backends_gone || self.unsent > 0
+    }
+}
 
 impl Scheduler<'_> {
     /// The most spans that wait for a backend before the run stops taking spans from the queue:
@@ -86,7 +152,7 @@ impl Scheduler<'_> {
         match self.availability(cascade, &chain, reachable.iter().copied()) {
             Availability::Usable => false,
             Availability::Gone => {
-                self.backends_gone = true;
+                self.outages.backends_gone = true;
                 self.strand(batch);
                 true
             }
@@ -108,23 +174,16 @@ impl Scheduler<'_> {
 
     /// Sets a span aside until one of its wanted backends is usable.
     pub(super) fn park(&mut self, parked: Parked) {
-        self.outage_since.get_or_insert_with(Instant::now);
-        self.parked.push_back(parked);
+        self.outages.since.get_or_insert_with(Instant::now);
+        self.outages.parked.push_back(parked);
     }
 
     /// Leaves a span of `batch` pending: no backend can serve it in this run.
     fn strand(&mut self, batch: u64) {
-        self.outage_since.get_or_insert_with(Instant::now);
-        self.unsent += 1;
-        self.left_behind = true;
-        self.release_from_batch(batch);
-    }
-
-    fn release_from_batch(&mut self, batch: u64) {
-        if let Some(progress) = self.batches.get_mut(&batch) {
-            progress.outstanding -= 1;
-        }
-        self.emit_if_done(batch);
+        self.outages.since.get_or_insert_with(Instant::now);
+        self.outages.unsent += 1;
+        self.intake.leave_behind();
+        self.batches.release(batch);
     }
 
     /// The first parked span that one of its wanted backends would serve now, read again from
@@ -133,11 +192,11 @@ impl Scheduler<'_> {
     pub(super) async fn next_parked(
         &mut self,
         cascade: &Cascade,
-    ) -> Result<Option<(PendingSpan, u64, Resume)>, PipelineError> {
+    ) -> Result<Option<ToSend>, PipelineError> {
         let now = Instant::now();
         let mut index = 0;
-        while index < self.parked.len() {
-            let parked = &self.parked[index];
+        while index < self.outages.parked.len() {
+            let parked = &self.outages.parked[index];
             if parked.retry_at > now {
                 index += 1;
                 continue;
@@ -145,16 +204,24 @@ impl Scheduler<'_> {
             match self.availability(cascade, &parked.chain, parked.wanted.iter().copied()) {
                 Availability::Waiting { .. } => index += 1,
                 Availability::Gone => {
-                    let parked = self.parked.remove(index).expect("index is in bounds");
+                    let parked = self
+                        .outages
+                        .parked
+                        .remove(index)
+                        .expect("index is in bounds");
                     self.strand(parked.batch);
                 }
                 Availability::Usable => {
-                    let parked = self.parked.remove(index).expect("index is in bounds");
+                    let parked = self
+                        .outages
+                        .parked
+                        .remove(index)
+                        .expect("index is in bounds");
                     let Some(span) = self
                         .span_by_id(parked.span_id, "read a span waiting for a backend")
                         .await?
                     else {
-                        self.release_from_batch(parked.batch);
+                        self.batches.release(parked.batch);
                         continue;
                     };
                     let resume = Resume {
@@ -163,7 +230,11 @@ impl Scheduler<'_> {
                         prior: parked.prior,
                         waits: parked.waits,
                     };
-                    return Ok(Some((span, parked.batch, resume)));
+                    return Ok(Some(ToSend {
+                        span,
+                        batch: parked.batch,
+                        resume,
+                    }));
                 }
             }
         }
@@ -172,32 +243,32 @@ impl Scheduler<'_> {
 
     /// Leaves every parked span pending (the run stops taking spans).
     pub(super) fn abandon_parked(&mut self) {
-        while let Some(parked) = self.parked.pop_front() {
+        while let Some(parked) = self.outages.parked.pop_front() {
             self.strand(parked.batch);
         }
     }
 
     /// A backend answered a span: the outage, if there was one, is over.
     pub(super) fn progressed(&mut self) {
-        self.outage_since = None;
-        self.announced = None;
+        self.outages.since = None;
+        self.outages.announced = None;
     }
 
     /// Stops the run taking spans once no backend has answered for `outage_grace` while spans
     /// waited, or when a span's whole chain is skipped for the run and nothing is in flight to
     /// wait for.
     pub(super) fn check_grace(&mut self, cascade: &Cascade) {
-        if self.outage_stop {
+        if self.outages.stopped {
             return;
         }
         let grace = self.inner.settings.outage_grace;
-        let Some(since) = self.outage_since else {
+        let Some(since) = self.outages.since else {
             return;
         };
         if since.elapsed() < grace {
             return;
         }
-        self.outage_stop = true;
+        self.outages.stopped = true;
         let outages: Vec<String> = cascade.outages().iter().map(ToString::to_string).collect();
         tracing::warn!(
             run = self.run_id.0,
@@ -215,7 +286,7 @@ impl Scheduler<'_> {
         let now = Instant::now();
         let mut wake: Option<Instant> = None;
         let mut circuit: Option<(String, Option<Duration>)> = None;
-        for parked in &self.parked {
+        for parked in &self.outages.parked {
             let ready =
                 match self.availability(cascade, &parked.chain, parked.wanted.iter().copied()) {
                     Availability::Waiting { backend, retry_in } => {
@@ -236,12 +307,12 @@ impl Scheduler<'_> {
             let at = ready.max(parked.retry_at);
             wake = Some(wake.map_or(at, |earliest| earliest.min(at)));
         }
-        let since = *self.outage_since.get_or_insert(now);
+        let since = *self.outages.since.get_or_insert(now);
         let grace_end = (since + self.inner.settings.outage_grace).max(now);
         if let Some((backend, retry_in)) = circuit {
             let seconds = retry_in.map(|d| d.as_secs_f64().ceil() as u64);
             let announce = (backend.clone(), seconds);
-            if self.announced.as_ref() != Some(&announce) {
+            if self.outages.announced.as_ref() != Some(&announce) {
                 let retry_in_ms =
                     retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 self.inner.events.on_event(&Event::BackendWaiting {
@@ -249,9 +320,9 @@ impl Scheduler<'_> {
                     run_id: self.run_id,
                     backend,
                     retry_in_ms,
-                    waiting_spans: self.parked.len() as u64,
+                    waiting_spans: self.outages.parked.len() as u64,
                 });
-                self.announced = Some(announce);
+                self.outages.announced = Some(announce);
             }
         }
         wake.map_or(grace_end, |wake| wake.min(grace_end))

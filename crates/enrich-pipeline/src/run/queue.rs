@@ -11,7 +11,8 @@
 //! plan reads without claiming.
 //!
 //! **Pages and batches are not the same.** A batch is `batch_size` spans handed out one after
-//! the other from one lane (its number goes with each of its spans, for the batch events). A page
+//! the other from one lane (the run numbers it, and its number goes with each of its spans, for
+//! the batch events). A page
 //! is what one claim reads, and its size follows how fast the run takes spans
 //! ([`next_page_size`]): it starts at `batch_size` and grows while pages are used up in less
 //! than [`PAGE_TARGET`], up to [`MAX_PAGE`]. A run against a slow model claims a batch at a
@@ -137,8 +138,7 @@ struct Lane {
     read_at: Option<Instant>,
     /// Spans handed out since then.
     handed: usize,
-    /// The lane's current batch, and how many of its spans are still to hand out.
-    batch: u64,
+    /// How many spans of the lane's current batch are still to hand out.
     batch_left: usize,
     exhausted: bool,
 }
@@ -152,7 +152,6 @@ impl Lane {
             page_size,
             read_at: None,
             handed: 0,
-            batch: 0,
             batch_left: 0,
             exhausted: false,
         }
@@ -254,22 +253,25 @@ impl Lane {
     }
 }
 
-/// A span the queue handed out.
+/// A span the queue handed out, with where it stands in its lane's batch (the run numbers the
+/// batches).
 #[derive(Debug)]
 pub(crate) struct Taken {
     /// The span.
     pub(crate) span: PendingSpan,
-    /// The batch it came in.
-    pub(crate) batch: u64,
+    /// The lane it came from.
+    pub(crate) lane: usize,
     /// True when its batch starts with it.
     pub(crate) opened: bool,
+    /// True when its batch has no span left to hand out after it.
+    pub(crate) used_up: bool,
 }
 
 /// What [`WorkQueue::drop_pages`] dropped.
 #[derive(Debug, Default)]
 pub(crate) struct Dropped {
-    /// The batches left open, to close.
-    pub(crate) batches: Vec<u64>,
+    /// The lanes whose batch was left open, to close.
+    pub(crate) lanes: Vec<usize>,
     /// Spans read and never handed out.
     pub(crate) spans: usize,
 }
@@ -283,7 +285,6 @@ pub(crate) struct WorkQueue {
     page_cap: usize,
     turn: usize,
     taken_in_turn: u32,
-    batches: u64,
 }
 
 impl WorkQueue {
@@ -315,7 +316,6 @@ impl WorkQueue {
             }),
             turn: 0,
             taken_in_turn: 0,
-            batches: 0,
         }
     }
 
@@ -357,20 +357,19 @@ impl WorkQueue {
                 let lane = &mut self.lanes[index];
                 let opened = lane.batch_left == 0;
                 if opened {
-                    self.batches += 1;
-                    lane.batch = self.batches;
                     lane.batch_left = self.batch_size.min(lane.page.len() + 1);
                 }
                 lane.batch_left -= 1;
-                let batch = lane.batch;
+                let used_up = lane.batch_left == 0;
                 self.taken_in_turn += 1;
                 if self.taken_in_turn >= lane.quota {
                     self.next_turn();
                 }
                 return Ok(Some(Taken {
                     span,
-                    batch,
+                    lane: index,
                     opened,
+                    used_up,
                 }));
             }
             self.next_turn();
@@ -445,23 +444,15 @@ impl WorkQueue {
         }
     }
 
-    /// Whether every span of `batch` has been handed out.
-    pub(crate) fn batch_used_up(&self, batch: u64) -> bool {
-        !self
-            .lanes
-            .iter()
-            .any(|lane| lane.batch == batch && lane.batch_left > 0)
-    }
-
     /// Drops every span read and not handed out (the run stops taking spans).
     pub(crate) fn drop_pages(&mut self) -> Dropped {
         let mut dropped = Dropped::default();
-        for lane in &mut self.lanes {
+        for (index, lane) in self.lanes.iter_mut().enumerate() {
             dropped.spans += lane.page.len();
             lane.page.clear();
             if lane.batch_left > 0 {
                 lane.batch_left = 0;
-                dropped.batches.push(lane.batch);
+                dropped.lanes.push(index);
             }
         }
         dropped
@@ -657,5 +648,32 @@ mod tests {
                 .expect("a span");
         }
         assert_eq!(leased(&db), 4);
+    }
+
+    #[test]
+    fn a_lane_hands_out_batches_of_batch_size_and_drops_the_one_it_was_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut db, _) = index(dir.path(), 10);
+        let mut queue = WorkQueue::new(&by_span_id(), 3, None);
+        let marks: Vec<(usize, bool, bool)> = (0..5)
+            .map(|_| {
+                let taken = queue.next(&mut db, None).expect("next").expect("a span");
+                (taken.lane, taken.opened, taken.used_up)
+            })
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                (0, true, false),
+                (0, false, false),
+                (0, false, true),
+                (0, true, false),
+                (0, false, false),
+            ]
+        );
+        let dropped = queue.drop_pages();
+        assert_eq!(dropped.lanes, [0], "the second batch was left open");
+        let taken = queue.next(&mut db, None).expect("next").expect("a span");
+        assert!(taken.opened, "after a drop the lane starts a new batch");
     }
 }

@@ -12,9 +12,9 @@ use enrich_types::{AttemptRecord, ENRICHMENT_SCHEMA_VERSION, LedgerKind, SpanIde
 use tokio::time::Instant;
 
 use crate::events::{Event, now_ms};
-use crate::pipeline::Inner;
 use crate::result::{SpanResult, SpanStatus};
 use crate::secrets::{Guarded, withheld_message};
+use crate::shared::Inner;
 
 use super::{Processed, Resume, RunCtx};
 

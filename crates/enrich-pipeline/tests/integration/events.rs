@@ -45,12 +45,13 @@ async fn the_jsonl_log_parses_back_and_comes_in_order() {
     let log_path = fixture.repo.join(".llmc/logs/enrich-events.jsonl");
     let log = Arc::new(JsonlSink::create(&log_path).expect("create log"));
     let config = config(&[&flaky, &solid]);
-    let mut settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
-    settings.batch_size = 2;
-    settings.concurrency = 2;
     let collected = Arc::new(crate::support::Collector::default());
-    let pipeline = enrich_pipeline::Pipeline::builder(&config, settings)
-        .router(enrich_router::Router::with_routing_disabled(&config, false))
+    let pipeline = enrich_pipeline::Pipeline::builder(&config, &fixture.repo)
+        .configure(|s| {
+            s.batch_size = 2;
+            s.concurrency = 2;
+        })
+        .router(enrich_router::Router::new(&config))
         .event_sink(Arc::clone(&log) as Arc<dyn EventSink>)
         .event_sink(Arc::clone(&collected) as Arc<dyn EventSink>)
         .build(&crate::support::registry(&[&flaky, &solid]))
@@ -226,10 +227,9 @@ async fn run_logged(spans: usize, log: &Arc<JsonlSink>) -> Vec<Event> {
     fixture.index_lines("a.py", spans);
     let backend = Arc::new(Scripted::new("solid"));
     let config = config(&[&backend]);
-    let settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
     let collected = Arc::new(crate::support::Collector::default());
-    let pipeline = enrich_pipeline::Pipeline::builder(&config, settings)
-        .router(enrich_router::Router::with_routing_disabled(&config, false))
+    let pipeline = enrich_pipeline::Pipeline::builder(&config, &fixture.repo)
+        .router(enrich_router::Router::new(&config))
         .event_sink(Arc::clone(log) as Arc<dyn EventSink>)
         .event_sink(Arc::clone(&collected) as Arc<dyn EventSink>)
         .build(&crate::support::registry(&[&backend]))

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use enrich_backends::FailureKind;
-use enrich_config::{EnrichmentConfig, OnFailure};
+use enrich_config::OnFailure;
 use enrich_db::RunStatus;
 use enrich_pipeline::{Event, PipelineError, RunControl, SpanStatus};
 use enrich_types::{AttemptOutcome, LedgerKind};
@@ -283,20 +283,17 @@ async fn spans_of_files_changed_within_the_cooldown_are_skipped() {
     assert_eq!((run.status, run.counts.skipped), (RunStatus::Completed, 2));
 }
 
-/// Building with `adjust`ed settings (or a registry without the provider) fails with an error
-/// matching `expected` whose message contains `needle`.
+/// Building over `backend` with `adjust`ed settings (or a registry without the provider) fails
+/// with an error matching `expected` whose message contains `needle`.
 #[track_caller]
 fn check_refused(
-    adjust: impl FnOnce(&mut enrich_pipeline::PipelineSettings, &mut Scripted),
+    backend: Scripted,
+    adjust: impl FnOnce(&mut enrich_pipeline::PipelineSettings),
     empty_registry: bool,
     expected: fn(&PipelineError) -> bool,
     needle: &str,
 ) {
     let fixture = Fixture::new();
-    let mut backend = Scripted::new("model");
-    let mut settings =
-        enrich_pipeline::PipelineSettings::from_config(&EnrichmentConfig::default(), &fixture.repo);
-    adjust(&mut settings, &mut backend);
     let backend = Arc::new(backend);
     let config = config(&[&backend]);
     let registry = if empty_registry {
@@ -304,7 +301,8 @@ fn check_refused(
     } else {
         crate::support::registry(&[&backend])
     };
-    let err = enrich_pipeline::Pipeline::builder(&config, settings)
+    let err = enrich_pipeline::Pipeline::builder(&config, &fixture.repo)
+        .configure(adjust)
         .build(&registry)
         .expect_err("refused");
     assert!(expected(&err), "{err:?}");
@@ -315,13 +313,15 @@ fn check_refused(
 #[test]
 fn building_refuses_unusable_settings_with_clear_messages() {
     check_refused(
-        |s, _| s.chain_override = Some("nope".into()),
+        Scripted::new("model"),
+        |s| s.chain_override = Some("nope".into()),
         false,
         |e| matches!(e, PipelineError::Chain(_)),
         "cannot use the chain override: chain \"nope\" does not exist",
     );
     check_refused(
-        |s, _| s.repo_root = s.repo_root.join("missing"),
+        Scripted::new("model"),
+        |s| s.repo_root = s.repo_root.join("missing"),
         false,
         |e| {
             matches!(
@@ -335,7 +335,8 @@ fn building_refuses_unusable_settings_with_clear_messages() {
         "is not a directory; pass the root of the indexed repository",
     );
     check_refused(
-        |s, _| s.concurrency = 0,
+        Scripted::new("model"),
+        |s| s.concurrency = 0,
         false,
         |e| {
             matches!(
@@ -349,13 +350,15 @@ fn building_refuses_unusable_settings_with_clear_messages() {
         "setting `concurrency` is 0: it must be at least 1",
     );
     check_refused(
-        |_, b| *b = Scripted::new("model").option("max_in_flight", serde_json::json!(0)),
+        Scripted::new("model").option("max_in_flight", serde_json::json!(0)),
+        |_| {},
         false,
         |e| matches!(e, PipelineError::InvalidInFlightOption { .. }),
         "option `max_in_flight` of backend 'model' in chain 'default' is 0",
     );
     check_refused(
-        |_, _| {},
+        Scripted::new("model"),
+        |_| {},
         true,
         |e| matches!(e, PipelineError::Adapters(_)),
         "cannot set up the backends: backend 'model' in chain 'default' uses provider 'scripted'",

@@ -162,8 +162,7 @@ async fn a_template_with_an_unknown_placeholder_or_without_the_snippet_is_refuse
     ] {
         let mut config = config(&[&model]);
         config.prompt.template = Some(template.into());
-        let settings = enrich_pipeline::PipelineSettings::from_config(&config, &fixture.repo);
-        let err = enrich_pipeline::Pipeline::builder(&config, settings)
+        let err = enrich_pipeline::Pipeline::builder(&config, &fixture.repo)
             .build(&crate::support::registry(&[&model]))
             .expect_err("refused");
         assert!(

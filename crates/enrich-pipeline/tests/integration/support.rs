@@ -405,11 +405,10 @@ pub(crate) fn pipeline(
     backends: &[&Arc<Scripted>],
     tweak: impl FnOnce(&mut PipelineSettings),
 ) -> (Arc<Pipeline>, Arc<Collector>) {
-    let mut settings = PipelineSettings::from_config(config, &fixture.repo);
-    tweak(&mut settings);
     let events = Arc::new(Collector::default());
-    let pipeline = Pipeline::builder(config, settings)
-        .router(Router::with_routing_disabled(config, false))
+    let pipeline = Pipeline::builder(config, &fixture.repo)
+        .configure(tweak)
+        .router(Router::new(config))
         .event_sink(Arc::clone(&events) as Arc<dyn EventSink>)
         .build(&registry(backends))
         .expect("build pipeline");

@@ -1,6 +1,10 @@
 //! [`FakeOllama`]: a fake Ollama HTTP server on a loopback port.
 
+mod admission;
 mod config;
+mod generation;
+mod reply;
+mod routes;
 mod server;
 mod stats;
 mod wire;
@@ -14,8 +18,8 @@ use tokio::task::JoinHandle;
 use crate::error::TestkitError;
 
 pub use self::config::{FakeOllamaConfig, Fault};
+pub(crate) use self::generation::prompt_bytes;
 use self::server::Shared;
-pub(crate) use self::server::prompt_bytes;
 pub use self::stats::{Endpoint, FakeOllamaStats, Outcome, RecordedRequest};
 
 /// A fake Ollama server on `127.0.0.1`, for adapter, pipeline and CLI tests and benchmarks.
