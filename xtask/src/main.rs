@@ -12,6 +12,7 @@
 
 mod bench;
 mod demo;
+mod man;
 mod model_server;
 mod tidy;
 
@@ -36,6 +37,8 @@ commands:
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
   bench         release-build benchmark of the pipeline against its targets:
                 bench [--runs N] [--quick | --smoke]
+  man           the manual pages of `enrich` (enrich.1, enrich-COMMAND.1): man [--out DIR]
+                (default target/man)
 ";
 
 fn main() {
@@ -62,6 +65,7 @@ fn run() -> Result<()> {
         "model-server" => model_server::run(&root, rest),
         "demo" => demo::run(&root, rest),
         "bench" => bench::run(&root, rest),
+        "man" => man::run(&root, rest),
         "help" | "--help" | "-h" => {
             eprint!("{USAGE}");
             Ok(())
@@ -104,6 +108,14 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Where cargo puts build outputs: `CARGO_TARGET_DIR` when set (relative to the workspace root,
+/// as cargo reads it), else `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| root.join(dir))
+        .unwrap_or_else(|| root.join("target"))
 }
 
 fn cargo(root: &Path) -> Command {

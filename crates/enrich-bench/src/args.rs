@@ -1,108 +1,162 @@
-//! The command line's options: `--name value` pairs, taken by name, leftovers refused.
+//! The command line: one subcommand per measurement, each with its flags (clap).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand};
+use enrich_config::EnrichmentConfig;
 
-/// The options of one command, each `--name value`.
-#[derive(Debug, Default)]
-pub(crate) struct Args {
-    values: BTreeMap<String, String>,
+/// The in-process half of `cargo xtask bench`: synthetic LLMC indexes, the pipeline's own
+/// overhead with an instant backend, pending-batch selection timings.
+///
+/// Each command prints one JSON object on one line of stdout; progress and errors go to stderr.
+#[derive(Debug, Parser)]
+#[command(name = "enrich-bench", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// What to measure.
+    #[command(subcommand)]
+    pub(crate) command: Command,
 }
 
-impl Args {
-    /// Reads `--name value` pairs; every option takes a value and may appear once.
-    pub(crate) fn parse(args: &[String]) -> Result<Self> {
-        let mut values = BTreeMap::new();
-        let mut rest = args.iter();
-        while let Some(flag) = rest.next() {
-            let Some(name) = flag.strip_prefix("--") else {
-                bail!("unexpected argument `{flag}`: options are written `--name value`");
-            };
-            let value = rest
-                .next()
-                .with_context(|| format!("option `{flag}` needs a value"))?;
-            if values.insert(name.to_owned(), value.clone()).is_some() {
-                bail!("option `{flag}` is given twice");
-            }
-        }
-        Ok(Self { values })
-    }
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Write a synthetic repository and its LLMC index (DIR/.llmc/rag/index_v2.db).
+    GenDb(GenDbArgs),
+    /// Run the full pipeline over every pending span with an instant in-process backend.
+    Overhead(OverheadArgs),
+    /// Time the first page of pending spans and one deep into the keyset.
+    SelectBatch(SelectArgs),
+}
 
-    /// The value of `--name` parsed as `T`, if given.
-    pub(crate) fn take<T: FromStr>(&mut self, name: &str) -> Result<Option<T>> {
-        let Some(text) = self.values.remove(name) else {
-            return Ok(None);
-        };
-        text.parse()
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("option `--{name}` cannot be `{text}`"))
-    }
+/// A whole number of at least 1.
+fn at_least_one() -> RangedU64ValueParser<u64> {
+    RangedU64ValueParser::new().range(1..)
+}
 
-    /// The value of `--name` parsed as a whole number of at least 1, else `default`.
-    pub(crate) fn count(&mut self, name: &str, default: u64) -> Result<u64> {
-        let n = self.take(name)?.unwrap_or(default);
-        if n == 0 {
-            bail!("option `--{name}` must be at least 1");
-        }
-        Ok(n)
-    }
+/// Flags of `gen-db`.
+#[derive(Debug, Args)]
+pub(crate) struct GenDbArgs {
+    /// Spans (small Rust functions) to generate.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one())]
+    pub(crate) spans: u64,
 
-    /// The value of `--name` as a path, which must be given.
-    pub(crate) fn path(&mut self, name: &str) -> Result<PathBuf> {
-        self.take(name)?
-            .with_context(|| format!("option `--{name} PATH` is required"))
-    }
+    /// Spans per generated file.
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = at_least_one())]
+    pub(crate) spans_per_file: u64,
 
-    /// Fails on the options no one took.
-    pub(crate) fn finish(self, command: &str) -> Result<()> {
-        if let Some(name) = self.values.keys().next() {
-            bail!("`{command}` has no option `--{name}` (see `enrich-bench help`)");
-        }
-        Ok(())
-    }
+    /// The repository to write (its index must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+}
+
+/// Flags of `overhead`.
+#[derive(Debug, Args)]
+pub(crate) struct OverheadArgs {
+    /// The repository `gen-db` wrote.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) repo: PathBuf,
+
+    /// The index [default: DIR/.llmc/rag/index_v2.db].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// Spans in flight at once (and the instant backend's in-flight cap).
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub(crate) concurrency: usize,
+
+    /// Spans taken from the index per batch [default: the configuration's].
+    #[arg(long, value_name = "N")]
+    pub(crate) batch_size: Option<usize>,
+
+    /// Outcomes per write transaction [default: the pipeline's].
+    #[arg(long, value_name = "N")]
+    pub(crate) commit_every: Option<usize>,
+
+    /// Append the run's events as JSON lines here, as `enrich run` does.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) events: Option<PathBuf>,
+}
+
+/// Flags of `select-batch`.
+#[derive(Debug, Args)]
+pub(crate) struct SelectArgs {
+    /// The repository `gen-db` wrote.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) repo: PathBuf,
+
+    /// The index [default: DIR/.llmc/rag/index_v2.db].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// Spans per page.
+    #[arg(long, value_name = "N", default_value_t = EnrichmentConfig::default().batch_size,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub(crate) batch_size: usize,
+
+    /// Times each page is selected (the median and the 95th percentile are reported).
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = at_least_one())]
+    pub(crate) iterations: u64,
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args> {
-        Args::parse(&args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        Cli::try_parse_from(std::iter::once("enrich-bench").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+            .map_err(|err| err.to_string())
     }
 
     #[test]
-    fn options_are_taken_by_name_and_leftovers_refused() {
-        let mut args = parse(&["--spans", "20", "--out", "/tmp/x"]).unwrap();
-        assert_eq!(args.count("spans", 1).unwrap(), 20);
-        assert_eq!(args.count("iterations", 7).unwrap(), 7);
-        assert_eq!(args.path("out").unwrap(), PathBuf::from("/tmp/x"));
-        args.finish("gen-db").unwrap();
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 
-        let args = parse(&["--bogus", "1"]).unwrap();
-        let err = args.finish("gen-db").unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "`gen-db` has no option `--bogus` (see `enrich-bench help`)"
-        );
+    #[test]
+    fn flags_take_their_defaults_and_refuse_mistakes() {
+        let Ok(Command::GenDb(args)) = parse(&["gen-db", "--spans", "20", "--out", "/tmp/x"])
+        else {
+            panic!("gen-db parses");
+        };
+        assert_eq!((args.spans, args.spans_per_file), (20, 2000));
+        assert_eq!(args.out, PathBuf::from("/tmp/x"));
+        let Ok(Command::SelectBatch(args)) = parse(&["select-batch", "--repo", "r"]) else {
+            panic!("select-batch parses");
+        };
+        assert_eq!(args.batch_size, EnrichmentConfig::default().batch_size);
+        assert_eq!((args.iterations, args.db), (200, None));
+
         for (argv, message) in [
-            (&["spans"][..], "unexpected argument `spans`"),
-            (&["--spans"][..], "option `--spans` needs a value"),
-            (&["--a", "1", "--a", "2"][..], "option `--a` is given twice"),
+            (
+                &["gen-db", "--bogus", "1"][..],
+                "unexpected argument '--bogus'",
+            ),
+            (
+                &["gen-db", "--spans", "0", "--out", "o"][..],
+                "invalid value '0' for '--spans <N>'",
+            ),
+            (
+                &["gen-db", "--spans"][..],
+                "a value is required for '--spans <N>'",
+            ),
+            (&["gen-db", "--spans", "1"][..], "--out <DIR>"),
+            (
+                &["overhead", "--repo", "a", "--repo", "b"][..],
+                "the argument '--repo <DIR>' cannot be used multiple times",
+            ),
+            (
+                &["overhead", "--repo", "a", "--concurrency", "x"][..],
+                "invalid value 'x'",
+            ),
+            (&["measure"][..], "unrecognized subcommand 'measure'"),
         ] {
-            let err = parse(argv).unwrap_err().to_string();
-            assert!(err.starts_with(message), "{err}");
+            let err = parse(argv).unwrap_err();
+            assert!(err.contains(message), "{argv:?}: {err}");
         }
-        let mut args = parse(&["--spans", "0", "--n", "x"]).unwrap();
-        assert_eq!(
-            args.count("spans", 1).unwrap_err().to_string(),
-            "option `--spans` must be at least 1"
-        );
-        assert_eq!(
-            args.count("n", 1).unwrap_err().to_string(),
-            "option `--n` cannot be `x`"
-        );
     }
 }

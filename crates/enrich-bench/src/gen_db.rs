@@ -17,7 +17,7 @@ use enrich_types::{file_hash, span_hash};
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
-use crate::args::Args;
+use crate::args::GenDbArgs;
 
 /// The language of every generated file, as `files.lang` and in the span hash.
 const LANG: &str = "rust";
@@ -81,17 +81,14 @@ pub(crate) fn file_source(file: u64, first: u64, count: u64) -> (String, Vec<Gen
 }
 
 /// `enrich-bench gen-db`.
-pub(crate) fn run(args: &mut Args) -> Result<Value> {
-    let spans = args.count("spans", 1)?;
-    let per_file = args.count("spans-per-file", 2000)?;
-    let out = args.path("out")?;
-    std::mem::take(args).finish("gen-db")?;
+pub(crate) fn run(args: &GenDbArgs) -> Result<Value> {
+    let (spans, per_file, out) = (args.spans, args.spans_per_file, &args.out);
     let started = Instant::now();
-    let report = generate(&out, spans, per_file)?;
+    let report = generate(out, spans, per_file)?;
     Ok(json!({
         "command": "gen-db",
         "repo": out,
-        "db": enrich_db::default_db_path(&out),
+        "db": enrich_db::default_db_path(out),
         "files": report.files,
         "spans": spans,
         "source_bytes": report.bytes,

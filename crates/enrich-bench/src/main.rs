@@ -19,6 +19,8 @@
 //!   and for a page deep into the keyset (90% of the way through `spans.id`), median of many.
 //!
 //! Each command prints one JSON object on one line of stdout; progress and errors go to stderr.
+//! `enrich-bench help COMMAND` describes each flag; bad arguments exit with code 2 and clap's
+//! message, a failed measurement with code 1.
 //!
 //! It is a composition root like the CLI: it knows the pipeline, the database, the backends'
 //! trait and the config types, and deliberately nothing of HTTP or any real provider (the
@@ -35,27 +37,15 @@ mod select;
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use clap::Parser;
 
-use crate::args::Args;
-
-const USAGE: &str = "\
-usage: enrich-bench <command> [options]
-
-commands:
-  gen-db        --spans N --out DIR [--spans-per-file N]
-                write a synthetic repository and its LLMC index (DIR/.llmc/rag/index_v2.db)
-  overhead      --repo DIR [--db PATH] [--concurrency N] [--batch-size N] [--commit-every N]
-                [--events PATH]
-                the full pipeline over every pending span with an instant in-process backend
-  select-batch  --repo DIR [--db PATH] [--batch-size N] [--iterations N]
-                time the first page of pending spans and one deep into the keyset
-
-Each command prints one JSON line of results on stdout.
-";
+use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    match run() {
+    // clap prints usage errors itself and exits with code 2 (help and version with 0).
+    let cli = Cli::parse();
+    match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("enrich-bench: error: {err:#}");
@@ -64,25 +54,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<()> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = argv.split_first() else {
-        eprint!("{USAGE}");
-        bail!("no command given");
-    };
-    let mut args = Args::parse(rest)?;
-    let result = match command.as_str() {
-        "gen-db" => gen_db::run(&mut args)?,
-        "overhead" => overhead::run(&mut args)?,
-        "select-batch" => select::run(&mut args)?,
-        "help" | "--help" | "-h" => {
-            eprint!("{USAGE}");
-            return Ok(());
-        }
-        other => {
-            eprint!("{USAGE}");
-            bail!("unknown command `{other}`");
-        }
+fn run(command: &Command) -> Result<()> {
+    let result = match command {
+        Command::GenDb(args) => gen_db::run(args)?,
+        Command::Overhead(args) => overhead::run(args)?,
+        Command::SelectBatch(args) => select::run(args)?,
     };
     println!("{result}");
     Ok(())

@@ -5,7 +5,6 @@
 //! validating the answer, queueing the outcome for the batched writer, the events (to a JSONL
 //! log with `--events`, as `enrich run` writes one) — except waiting for a model.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +14,7 @@ use enrich_db::Db;
 use enrich_pipeline::{JsonlSink, MAX_IN_FLIGHT_OPTION, Pipeline, RunControl};
 use serde_json::{Value, json};
 
-use crate::args::Args;
+use crate::args::OverheadArgs;
 use crate::instant::{self, InstantAdapter};
 
 /// The chain (and backend) name of the benchmark's configuration.
@@ -42,19 +41,14 @@ pub(crate) fn config(concurrency: usize, batch_size: Option<usize>) -> Enrichmen
 }
 
 /// `enrich-bench overhead`.
-pub(crate) fn run(args: &mut Args) -> Result<Value> {
-    let repo: PathBuf = args.path("repo")?;
+pub(crate) fn run(args: &OverheadArgs) -> Result<Value> {
+    let repo = args.repo.clone();
     let db = args
-        .take::<PathBuf>("db")?
+        .db
+        .clone()
         .unwrap_or_else(|| enrich_db::default_db_path(&repo));
-    let concurrency = usize::try_from(args.count("concurrency", 8)?)?;
-    let batch_size = args
-        .take::<u64>("batch-size")?
-        .map(usize::try_from)
-        .transpose()?;
-    let events: Option<PathBuf> = args.take("events")?;
-    let commit_every: Option<usize> = args.take("commit-every")?;
-    std::mem::take(args).finish("overhead")?;
+    let (concurrency, batch_size) = (args.concurrency, args.batch_size);
+    let (events, commit_every) = (args.events.clone(), args.commit_every);
     if !db.is_file() {
         bail!(
             "{} does not exist: write a synthetic index with `enrich-bench gen-db` first",

@@ -8,16 +8,14 @@
 //! the median and the 95th percentile are reported, and the time of one exact pending count (what
 //! a run does once when it starts).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use enrich_config::EnrichmentConfig;
 use enrich_db::{Db, FrontierLane};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{Value, json};
 
-use crate::args::Args;
+use crate::args::SelectArgs;
 
 /// The `spans.id` 90% of the way through the table (0 for an empty table).
 const DEEP_CURSOR_SQL: &str = "SELECT id FROM spans ORDER BY id \
@@ -37,15 +35,12 @@ pub(crate) fn summarize(samples: &mut [Duration]) -> (f64, f64) {
 }
 
 /// `enrich-bench select-batch`.
-pub(crate) fn run(args: &mut Args) -> Result<Value> {
-    let repo: PathBuf = args.path("repo")?;
+pub(crate) fn run(args: &SelectArgs) -> Result<Value> {
     let db_path = args
-        .take::<PathBuf>("db")?
-        .unwrap_or_else(|| enrich_db::default_db_path(&repo));
-    let default_batch = EnrichmentConfig::default().batch_size as u64;
-    let batch_size = usize::try_from(args.count("batch-size", default_batch)?)?;
-    let iterations = args.count("iterations", 200)?;
-    std::mem::take(args).finish("select-batch")?;
+        .db
+        .clone()
+        .unwrap_or_else(|| enrich_db::default_db_path(&args.repo));
+    let (batch_size, iterations) = (args.batch_size, args.iterations);
     if !db_path.is_file() {
         bail!(
             "{} does not exist: write a synthetic index with `enrich-bench gen-db` first",

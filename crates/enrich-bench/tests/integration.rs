@@ -160,3 +160,63 @@ fn select_batch_reads_full_pages_of_a_fresh_index() {
     // 90% of the way through ids 1..=1000.
     assert_eq!(report["deep_cursor"], 901);
 }
+
+#[test]
+fn bad_arguments_exit_2_with_clap_s_message_and_help_lists_every_flag() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_enrich-bench"))
+            .args(args)
+            .output()
+            .expect("enrich-bench runs")
+    };
+    for (args, message) in [
+        (
+            &["gen-db", "--spans", "0", "--out", "x"][..],
+            "invalid value '0' for '--spans <N>'",
+        ),
+        (
+            &["select-batch"][..],
+            "the following required arguments were not provided",
+        ),
+        (
+            &["overhead", "--repo", "r", "--bogus", "1"][..],
+            "unexpected argument '--bogus'",
+        ),
+        (&["measure"][..], "unrecognized subcommand 'measure'"),
+        (&[][..], "Usage: enrich-bench <COMMAND>"),
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    for (command, flags) in [
+        ("gen-db", &["--spans", "--spans-per-file", "--out"][..]),
+        (
+            "overhead",
+            &[
+                "--repo",
+                "--db",
+                "--concurrency",
+                "--batch-size",
+                "--commit-every",
+                "--events",
+            ][..],
+        ),
+        (
+            "select-batch",
+            &["--repo", "--db", "--batch-size", "--iterations"][..],
+        ),
+    ] {
+        let out = run(&[command, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{command}");
+        for flag in flags {
+            assert!(
+                help.contains(flag),
+                "{command} --help lacks {flag}:\n{help}"
+            );
+        }
+    }
+}

@@ -2,13 +2,17 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueHint};
 use enrich_config::Schedule;
 
 /// Adds LLM-written metadata (summary, inputs, outputs, side effects, pitfalls, usage) to the
 /// code spans of an LLMC index.
 #[derive(Debug, Parser)]
-#[command(name = "enrich", version, max_term_width = 100)]
+#[command(name = "enrich", version, max_term_width = 100, after_help = examples(&[
+    ("Build or refresh the index of the repository around the current directory", "enrich index"),
+    ("What a run would do with the first 5 pending spans; calls no model", "enrich plan --limit 5"),
+    ("Enrich every pending span", "enrich run"),
+]))]
 pub(crate) struct Cli {
     /// Flags every command takes.
     #[command(flatten)]
@@ -25,7 +29,7 @@ pub(crate) struct Global {
     /// The repository root: where the config file is looked for and span paths are relative to
     /// [default: the nearest directory, from the current one up, holding `.llmc/`,
     /// `enrich.toml`, `llmc.toml` or `.git`; else the current directory].
-    #[arg(long = "repo", id = "repo", global = true, value_name = "REPO")]
+    #[arg(long = "repo", id = "repo", global = true, value_name = "REPO", value_hint = ValueHint::DirPath)]
     pub(crate) repo_flag: Option<PathBuf>,
 
     /// The repository root in use: `--repo`, else the one found from the current directory
@@ -34,11 +38,11 @@ pub(crate) struct Global {
     pub(crate) repo: PathBuf,
 
     /// The index database [default: REPO/.llmc/rag/index_v2.db].
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub(crate) db: Option<PathBuf>,
 
     /// The config file [default: REPO/enrich.toml, else REPO/llmc.toml].
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub(crate) config: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout (logs stay on stderr).
@@ -66,28 +70,11 @@ impl Global {
     }
 }
 
-/// The commands.
+/// The commands, in the order of a first use of enrich: build the index, check the setup,
+/// look before spending, run, read the results; then the service, the configuration and the
+/// shell's completions. `--help` lists them in this order.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Enrich the pending spans of the index.
-    Run(RunArgs),
-    /// Show what `run` would do, calling no backend: each pending span's route and prompt size.
-    Plan(PlanArgs),
-    /// Counts of the index: files, spans, enriched, pending, failing, dead-lettered, last run.
-    Status,
-    /// Check the configuration and the health of every enabled backend.
-    Doctor,
-    /// Print the resolved configuration and where each value came from.
-    Config,
-    /// Show a span's enrichment and attempt history.
-    Show(ShowArgs),
-    /// List dead-lettered spans, or put them back in the queue.
-    Failures(FailuresArgs),
-    /// Write the commented default configuration to REPO/enrich.toml.
-    Init,
-    /// Keep the index and its enrichments current: index, enrich, then re-index and enrich each
-    /// file as it is saved, until Ctrl-C or SIGTERM.
-    Watch(WatchArgs),
     /// Build or refresh the index of DIR (files and spans, as LLMC's indexer writes them).
     ///
     /// Every file under DIR is indexed except what the ignore files and the default exclusions
@@ -104,7 +91,145 @@ pub(crate) enum Command {
     /// files over --max-file-size.
     ///
     /// The user guide (docs/user-guide.md, "Index a repository") lists every exclusion.
+    #[command(after_help = examples(&[
+        ("Index the repository around the current directory (unchanged files are skipped)", "enrich index"),
+        ("Index another checkout, hidden files too, files up to 4 MiB", "enrich index ../other --include-hidden --max-file-size 4194304"),
+        ("Name every file left out, and why", "enrich index -v"),
+    ]))]
     Index(crate::commands::IndexArgs),
+    /// Check the configuration and the health of every enabled backend.
+    #[command(after_help = examples(&[
+        ("Check the configuration, every enabled backend and the index", "enrich doctor"),
+        ("Check a config file before putting it in place", "enrich doctor --config /tmp/enrich.toml"),
+        ("The same checks as one JSON document, for a script or a monitor", "enrich doctor --json"),
+    ]))]
+    Doctor,
+    /// Show what `run` would do, calling no backend: each pending span's route and prompt size.
+    #[command(after_help = examples(&[
+        ("What a run would do with the first 5 pending spans", "enrich plan --limit 5"),
+        ("Every pending span on the chain `big`, in span id order", "enrich plan --chain big --no-code-first"),
+        ("The whole plan as JSON", "enrich plan --json"),
+    ]))]
+    Plan(PlanArgs),
+    /// Enrich the pending spans of the index.
+    #[command(after_help = examples(&[
+        ("Enrich every pending span (Ctrl-C once: finish the spans in flight and stop)", "enrich run"),
+        ("At most 100 spans, 4 in flight at once", "enrich run --limit 100 --concurrency 4"),
+        ("One model at a time, taking no new span after an hour", "enrich run --schedule by-tier --max-wall-seconds 3600"),
+    ]))]
+    Run(RunArgs),
+    /// Counts of the index: files, spans, enriched, pending, failing, dead-lettered, last run.
+    #[command(after_help = examples(&[
+        ("How much is enriched, pending and failing, by model and backend", "enrich status"),
+        ("The same counts as JSON", "enrich status --json"),
+        ("The counts of another repository's index", "enrich status --repo ../other"),
+    ]))]
+    Status,
+    /// Show a span's enrichment and attempt history.
+    #[command(after_help = examples(&[
+        ("The span around line 42 of src/lib.rs: its enrichment and every attempt", "enrich show src/lib.rs:42"),
+        ("A span by its hash (as `enrich plan` and `enrich failures` print it)", "enrich show sha256:3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7"),
+        ("The same as JSON", "enrich show src/lib.rs:42 --json"),
+    ]))]
+    Show(ShowArgs),
+    /// List dead-lettered spans, or put them back in the queue.
+    #[command(after_help = examples(&[
+        ("The dead-lettered spans with their last error", "enrich failures"),
+        ("Put one span back in the queue", "enrich failures --requeue sha256:3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7"),
+        ("Put every dead-lettered span back (after fixing the cause)", "enrich failures --requeue-all"),
+    ]))]
+    Failures(FailuresArgs),
+    /// Keep the index and its enrichments current: index, enrich, then re-index and enrich each
+    /// file as it is saved, until Ctrl-C or SIGTERM.
+    #[command(after_help = examples(&[
+        ("Keep the repository around the current directory enriched until Ctrl-C", "enrich watch"),
+        ("Serve two repositories, with a periodic pass every 2 minutes", "enrich watch --interval 120 /srv/repos/app /srv/repos/lib"),
+        ("On a network mount, which reports no file events: re-index every 5 minutes", "enrich watch --poll --interval 300"),
+    ]))]
+    Watch(WatchArgs),
+    /// Print the resolved configuration and where each value came from.
+    #[command(after_help = examples(&[
+        ("Every resolved setting and where it came from", "enrich config"),
+        ("The settings as JSON, with the keys enrich does not read", "enrich config --json"),
+        ("The JSON Schema of enrich.toml, for an editor to complete and check the file", "enrich config --schema > enrich.schema.json"),
+    ]))]
+    Config(ConfigArgs),
+    /// Write the commented default configuration to REPO/enrich.toml.
+    #[command(after_help = examples(&[
+        ("Write ./enrich.toml (at the repository root), every key commented", "enrich init"),
+        ("Write another repository's enrich.toml", "enrich init --repo ../other"),
+    ]))]
+    Init,
+    /// Print the completion script of SHELL (bash, zsh, fish, powershell or elvish) on stdout.
+    #[command(after_help = examples(&[
+        ("bash: completions for your user (bash-completion loads them on demand)", "enrich completions bash > ~/.local/share/bash-completion/completions/enrich"),
+        ("zsh: into a directory of your $fpath", "enrich completions zsh > ~/.zfunc/_enrich"),
+        ("fish: into its completions directory", "enrich completions fish > ~/.config/fish/completions/enrich.fish"),
+    ]))]
+    Completions(CompletionsArgs),
+    /// Write the manual pages into DIR: enrich.1 and one enrich-COMMAND.1 per command (`cargo
+    /// xtask man` runs it).
+    #[command(name = "__man", hide = true)]
+    Man(ManArgs),
+}
+
+/// The heading of the section that ends every command's help.
+const EXAMPLES_HEADING: &str = "Examples:";
+
+/// The `Examples:` section that ends a command's help: each example a comment saying what it
+/// does, then the command line ([`examples_in`] reads it back).
+fn examples(list: &[(&str, &str)]) -> String {
+    let mut text = String::from(EXAMPLES_HEADING);
+    for (what, command) in list {
+        text.push_str(&format!("\n  # {what}\n  {command}"));
+    }
+    text
+}
+
+/// The examples (what each does, its command line) of an `Examples:` section that [`examples`]
+/// wrote, at the end of a help text; `None` when it has none or another shape.
+pub(crate) fn examples_in(help: &str) -> Option<Vec<(&str, &str)>> {
+    let section = match help.split_once(&format!("\n{EXAMPLES_HEADING}\n")) {
+        Some((_, section)) => section,
+        None => help.strip_prefix(&format!("{EXAMPLES_HEADING}\n"))?,
+    };
+    let mut lines = section
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    let mut found = Vec::new();
+    while let Some(comment) = lines.next() {
+        let what = comment.strip_prefix("# ")?;
+        let command = lines.next().filter(|line| line.starts_with("enrich"))?;
+        found.push((what, command));
+    }
+    (!found.is_empty()).then_some(found)
+}
+
+/// Flags of `enrich config`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Print the JSON Schema of enrich.toml instead (every key, its type and the comment the
+    /// built-in defaults give it), for editors to complete and check the file; reads no
+    /// configuration.
+    #[arg(long)]
+    pub(crate) schema: bool,
+}
+
+/// Arguments of `enrich completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete `enrich` in.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+/// Arguments of the hidden `enrich __man`.
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// The directory to write the pages into (created if missing; pages there are replaced).
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub(crate) out: PathBuf,
 }
 
 /// Flags of `enrich run` (and of each pass of `enrich watch`).
@@ -127,7 +252,7 @@ pub(crate) struct RunArgs {
     pub(crate) batch_size: Option<u16>,
 
     /// Append the run's events as JSON lines here [default: REPO/logs/enrichment_events.jsonl].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub(crate) events: Option<PathBuf>,
 
     /// Take spans in span id order instead of code first (overrides enrichment.code_first).
@@ -225,7 +350,7 @@ pub(crate) struct WatchArgs {
     pub(crate) poll: bool,
 
     /// Repositories to serve [default: --repo]. Each uses its own config file and index.
-    #[arg(value_name = "REPO")]
+    #[arg(value_name = "REPO", value_hint = ValueHint::DirPath)]
     pub(crate) repos: Vec<PathBuf>,
 
     /// Options of each pass.
@@ -264,6 +389,87 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The commands as `enrich --help` lists them: the order of a first use of enrich.
+    const WORKFLOW: &[&str] = &[
+        "index",
+        "doctor",
+        "plan",
+        "run",
+        "status",
+        "show",
+        "failures",
+        "watch",
+        "config",
+        "init",
+        "completions",
+    ];
+
+    #[test]
+    fn commands_are_listed_in_workflow_order() {
+        let help = Cli::command().render_long_help().to_string();
+        let (_, commands) = help
+            .split_once("\nCommands:\n")
+            .expect("a Commands section");
+        let listed: Vec<&str> = commands
+            .lines()
+            .take_while(|line| !line.is_empty())
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        let mut expected = WORKFLOW.to_vec();
+        expected.push("help");
+        assert_eq!(listed, expected, "{help}");
+    }
+
+    /// The example command lines of a help text's `Examples:` section, which must end it.
+    fn examples_of(help: &str) -> Vec<&str> {
+        let examples =
+            examples_in(help).unwrap_or_else(|| panic!("no Examples section ends:\n{help}"));
+        examples.into_iter().map(|(_, command)| command).collect()
+    }
+
+    #[test]
+    fn every_commands_help_ends_with_examples_that_parse() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut helps = vec![(
+            None,
+            cli.render_long_help().to_string(),
+            cli.render_help().to_string(),
+        )];
+        for command in cli.get_subcommands_mut() {
+            if command.is_hide_set() || command.get_name() == "help" {
+                continue;
+            }
+            let name = command.get_name().to_owned();
+            let long = command.render_long_help().to_string();
+            helps.push((Some(name), long, command.render_help().to_string()));
+        }
+        assert_eq!(helps.len(), WORKFLOW.len() + 1);
+        for (name, long, short) in helps {
+            let examples = examples_of(&long);
+            assert_eq!(examples, examples_of(&short), "-h and --help show the same");
+            assert!(
+                (2..=3).contains(&examples.len()),
+                "{name:?} has {} examples",
+                examples.len()
+            );
+            for example in examples {
+                // A shell redirection ends the command's own arguments.
+                let argv: Vec<&str> = example
+                    .split_whitespace()
+                    .take_while(|word| !matches!(*word, ">" | "|"))
+                    .collect();
+                let matches = Cli::command()
+                    .try_get_matches_from(&argv)
+                    .unwrap_or_else(|err| panic!("{example:?} does not parse: {err}"));
+                if let Some(name) = &name {
+                    assert_eq!(matches.subcommand_name(), Some(name.as_str()), "{example}");
+                }
+                Cli::try_parse_from(&argv).unwrap();
+            }
+        }
     }
 
     #[test]

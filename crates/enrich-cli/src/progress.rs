@@ -4,13 +4,14 @@
 //! per-backend [`Tally`] of the run summary is one too.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use enrich_backends::AttemptOutcome;
 use enrich_pipeline::{Event, EventSink, SpanStatus, waiting_message};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use crate::logging;
@@ -90,10 +91,9 @@ impl Progress {
     /// A display in `mode`; a bar is created hidden and shown when the run starts.
     pub(crate) fn new(mode: ProgressMode) -> Self {
         let bar = (mode == ProgressMode::Bar).then(|| {
-            let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} spans  {per_sec}  ETA {eta}  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = bar_style(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} spans  {rate}  ETA {eta}  {msg}",
+            );
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(style);
             bar
@@ -182,12 +182,12 @@ impl EventSink for Progress {
                     .eta()
                     .map_or_else(|| "unknown".to_owned(), format_duration);
                 self.line(&format!(
-                    "{}/{} spans ({} enriched, {} failed), {:.2} spans/s, ETA {eta}",
+                    "{}/{} spans ({} enriched, {} failed), {} spans/s, ETA {eta}",
                     counts.done,
                     counts.total,
                     counts.enriched,
                     counts.failed,
-                    counts.rate()
+                    format_rate(counts.rate())
                 ));
             }
             Event::BackendWaiting {
@@ -210,6 +210,33 @@ impl EventSink for Progress {
             _ => {}
         }
     }
+}
+
+/// A progress bar style from `template`, which may use `{rate}`: steps per second with three
+/// significant digits (`18.9/s`; indicatif's own `{per_sec}` shows `18.8749/s`).
+pub(crate) fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |state: &ProgressState, out: &mut dyn fmt::Write| {
+            let _ = write!(out, "{}/s", format_rate(state.per_sec()));
+        })
+}
+
+/// A rate with three significant digits, whole numbers from 100 on: `0.0123`, `1.50`, `18.9`,
+/// `245`, `1234`; `0` for nothing (or no time) yet.
+pub(crate) fn format_rate(rate: f64) -> String {
+    if !rate.is_finite() || rate <= 0.0 {
+        return "0".to_owned();
+    }
+    // Digits after the point for three significant ones: 2 for 1.xx, 1 for 18.9, 0 from 100.
+    let magnitude = rate.log10().floor() as i32;
+    let mut decimals = usize::try_from(2 - magnitude).unwrap_or(0);
+    // Rounding may carry into a new digit (99.96 is `100.0`): one decimal fewer then.
+    let rounded: f64 = format!("{rate:.decimals$}").parse().unwrap_or(rate);
+    if decimals > 0 && rounded.log10().floor() as i32 > magnitude {
+        decimals -= 1;
+    }
+    format!("{rate:.decimals$}")
 }
 
 /// `1h02m03s`, `4m05s`, `6s`.
@@ -279,6 +306,94 @@ impl EventSink for Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_show_three_significant_digits() {
+        let cases = [
+            (18.874_9, "18.9"),
+            (1.5, "1.50"),
+            (0.012_345, "0.0123"),
+            (9.999_9, "10.0"),
+            (99.96, "100"),
+            (245.4, "245"),
+            (1_234.5, "1234"),
+            (0.0, "0"),
+            (f64::NAN, "0"),
+            (f64::INFINITY, "0"),
+        ];
+        for (rate, expected) in cases {
+            assert_eq!(format_rate(rate), expected, "{rate}");
+        }
+    }
+
+    /// A terminal that keeps what is drawn on it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(std::sync::Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            200
+        }
+
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn write_line(&self, line: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{line}\n"))
+        }
+
+        fn write_str(&self, text: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(text);
+            Ok(())
+        }
+
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_bar_draws_its_rate_with_three_significant_digits() {
+        let screen = Screen::default();
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let bar = ProgressBar::with_draw_target(Some(1000), target);
+        bar.set_style(bar_style("{pos}/{len} spans  {rate}"));
+        bar.inc(500);
+        bar.abandon();
+        let drawn = screen.0.lock().unwrap().clone();
+        let words: Vec<&str> = drawn.split_whitespace().collect();
+        let rate = match words.as_slice() {
+            [.., "500/1000", "spans", rate] => rate.strip_suffix("/s"),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("{drawn:?}"));
+        // Whatever the rate: plain digits, at most three significant ones after a point.
+        assert!(
+            rate.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+            "{rate}"
+        );
+        if let Some((_, fraction)) = rate.split_once('.') {
+            let significant = rate.trim_start_matches(['0', '.']).replace('.', "");
+            assert!(significant.len() <= 3 && !fraction.is_empty(), "{rate}");
+        }
+    }
 
     #[test]
     fn durations_read_compactly() {

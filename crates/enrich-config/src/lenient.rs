@@ -65,12 +65,20 @@ pub(crate) struct Flag(pub(crate) bool);
 /// The expected spellings of a [`Flag`], for error messages.
 pub(crate) const FLAG_SPELLINGS: &str = "true/false, 1/0, yes/no or on/off";
 
+/// The spellings of a switch that is on, in lower case.
+pub(crate) const TRUE_SPELLINGS: &[&str] = &["1", "true", "yes", "on"];
+/// The spellings of a switch that is off, in lower case.
+pub(crate) const FALSE_SPELLINGS: &[&str] = &["0", "false", "no", "off"];
+
 /// Parses a switch the way LLMC reads `ENRICH_ENFORCE_LATIN1` and friends.
 pub(crate) fn parse_flag(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
+    let text = text.trim().to_ascii_lowercase();
+    if TRUE_SPELLINGS.contains(&text.as_str()) {
+        Some(true)
+    } else if FALSE_SPELLINGS.contains(&text.as_str()) {
+        Some(false)
+    } else {
+        None
     }
 }
 

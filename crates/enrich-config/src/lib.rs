@@ -36,6 +36,7 @@ mod provenance;
 mod raw;
 mod redact;
 mod reliability;
+mod schema;
 mod secrets;
 mod types;
 mod work_order;
@@ -47,6 +48,7 @@ pub use ollama_host::normalize_ollama_host;
 pub use provenance::{Setting, Source};
 pub use redact::{credential_option, redact_url};
 pub use reliability::{BudgetConfig, CircuitBreakerConfig, Schedule};
+pub use schema::config_file_schema;
 pub use secrets::{IndexConfig, SecretsAction, SecretsConfig};
 pub use types::{
     BackendSpec, DEFAULT_CHAIN, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MODEL, DEFAULT_OLLAMA_URL,

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -14,15 +15,18 @@ use crate::Options;
 use crate::lenient::{Flag, Number, Seconds, Text, TextList, Whole};
 
 /// The whole document; only `[enrichment]` is read.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, transform = crate::schema::every_key_optional)]
 pub(crate) struct RawFile {
     pub(crate) enrichment: RawEnrichment,
 }
 
 /// The `[enrichment]` table. Keys the built-in defaults always set are required here, so a
 /// missing one is a bug in `default.toml` (caught by the tests), never a user error.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(expecting = "the [enrichment] table")]
+#[schemars(deny_unknown_fields, transform = crate::schema::enrichment_table)]
+#[schemars(description = "enrich's settings (LLMC's [enrichment] table)")]
 pub(crate) struct RawEnrichment {
     pub(crate) default_chain: Text,
     pub(crate) batch_size: Whole<usize>,
@@ -36,10 +40,12 @@ pub(crate) struct RawEnrichment {
     #[serde(default)]
     pub(crate) routes: BTreeMap<String, Text>,
     pub(crate) max_tier: Option<Text>,
+    #[schemars(schema_with = "crate::schema::on_failure")]
     pub(crate) on_failure: Text,
     pub(crate) prompt: RawPrompt,
     pub(crate) corrective_reasks: Whole<u32>,
     pub(crate) busy_timeout_seconds: Seconds,
+    #[schemars(schema_with = "crate::schema::schedule")]
     pub(crate) schedule: Text,
     pub(crate) circuit_breaker: RawCircuitBreaker,
     pub(crate) budget: Option<RawBudget>,
@@ -54,6 +60,7 @@ pub(crate) struct RawEnrichment {
     pub(crate) event_log_max_bytes: Whole<u64>,
     pub(crate) event_log_keep: Whole<u32>,
     #[serde(deserialize_with = "one_or_many")]
+    #[schemars(schema_with = "crate::schema::backend_entries")]
     pub(crate) chain: Vec<RawBackend>,
 }
 
@@ -108,8 +115,9 @@ pub(crate) const LLMC_ENTRY_KEYS: &[&str] = &["max_retries"];
 pub(crate) const LLMC_RUNNER_KEYS: &[&str] = &["max_concurrent", "max_concurrent_high_priority"];
 
 /// The `[enrichment.circuit_breaker]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(expecting = "the [enrichment.circuit_breaker] table")]
+#[schemars(deny_unknown_fields, transform = crate::schema::every_key_optional)]
 pub(crate) struct RawCircuitBreaker {
     pub(crate) failures_to_open: Whole<u32>,
     pub(crate) cooldown_seconds: Seconds,
@@ -124,8 +132,9 @@ pub(crate) const CIRCUIT_BREAKER_KEYS: &[&str] = &[
 ];
 
 /// The `[enrichment.budget]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(expecting = "the [enrichment.budget] table")]
+#[schemars(deny_unknown_fields)]
 pub(crate) struct RawBudget {
     pub(crate) max_tokens_per_run: Option<Whole<u64>>,
     pub(crate) max_cost_per_run: Option<Number>,
@@ -144,8 +153,9 @@ pub(crate) const BUDGET_KEYS: &[&str] = &[
 ];
 
 /// The `[enrichment.prompt]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(expecting = "the [enrichment.prompt] table")]
+#[schemars(deny_unknown_fields, transform = crate::schema::every_key_optional)]
 pub(crate) struct RawPrompt {
     pub(crate) template: Option<Text>,
     pub(crate) max_snippet_bytes: Whole<usize>,
@@ -155,9 +165,11 @@ pub(crate) struct RawPrompt {
 pub(crate) const PROMPT_KEYS: &[&str] = &["template", "max_snippet_bytes"];
 
 /// One `[[enrichment.chain]]` entry, or one entry of `ENRICH_CHAIN_JSON`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(expecting = "a backend entry (a table with at least a name)")]
+#[schemars(deny_unknown_fields, transform = crate::schema::backend_entry)]
 pub(crate) struct RawBackend {
+    #[schemars(required)]
     pub(crate) name: Option<Text>,
     pub(crate) chain: Option<Text>,
     pub(crate) provider: Option<Text>,

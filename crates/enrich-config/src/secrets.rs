@@ -48,8 +48,9 @@ pub struct SecretsConfig {
 }
 
 /// The raw `[enrichment.index]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(expecting = "the [enrichment.index] table")]
+#[schemars(deny_unknown_fields)]
 pub(crate) struct RawIndex {
     pub(crate) exclude: Option<TextList>,
     pub(crate) include: Option<TextList>,
@@ -59,9 +60,11 @@ pub(crate) struct RawIndex {
 pub(crate) const INDEX_KEYS: &[&str] = &["exclude", "include"];
 
 /// The raw `[enrichment.secrets]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(expecting = "the [enrichment.secrets] table")]
+#[schemars(deny_unknown_fields, transform = crate::schema::every_key_optional)]
 pub(crate) struct RawSecrets {
+    #[schemars(schema_with = "crate::schema::secrets_action")]
     pub(crate) action: Option<Text>,
 }
 

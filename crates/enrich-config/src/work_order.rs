@@ -318,8 +318,9 @@ fn literal_chars(glob: &str) -> usize {
 }
 
 /// `[enrichment.runner]`, LLMC's spelling of the work-order keys.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(expecting = "the [enrichment.runner] table")]
+#[schemars(deny_unknown_fields, transform = crate::schema::runner_table)]
 pub(crate) struct RawRunner {
     pub(crate) code_first_default: Option<Flag>,
     pub(crate) starvation_ratio_high: Option<Whole<u32>>,

@@ -17,6 +17,8 @@ mod ollama_host;
 mod provenance;
 #[path = "integration/reliability.rs"]
 mod reliability;
+#[path = "integration/schema.rs"]
+mod schema;
 #[path = "integration/secrets.rs"]
 mod secrets;
 #[path = "integration/support.rs"]

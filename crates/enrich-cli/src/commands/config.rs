@@ -1,4 +1,5 @@
-//! `enrich config`: the resolved configuration and where each value came from.
+//! `enrich config`: the resolved configuration and where each value came from; with
+//! `--schema`, the JSON Schema of `enrich.toml`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -60,5 +61,11 @@ pub(crate) fn config(repo: &Repo, json: bool) -> Result<Exit> {
         }
         output::note(&warnings);
     }
+    Ok(Exit::Success)
+}
+
+/// Prints the JSON Schema of `enrich.toml` (JSON with or without `--json`).
+pub(crate) fn schema() -> Result<Exit> {
+    output::json(&enrich_config::config_file_schema())?;
     Ok(Exit::Success)
 }

@@ -12,20 +12,20 @@ use enrich_index::{
     DEFAULT_MAX_FILE_BYTES, IndexError, IndexEvent, IndexOptions, IndexReport, SkipReason,
     index_repo,
 };
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 use serde::Serialize;
 
 use crate::cli::Global;
 use crate::context::Repo;
 use crate::exit::{Exit, usage};
-use crate::progress::ProgressMode;
+use crate::progress::{self, ProgressMode};
 use crate::{logging, output};
 
 /// Arguments of `enrich index`.
 #[derive(Debug, Args)]
 pub(crate) struct IndexArgs {
     /// The repository to index [default: --repo].
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub(crate) dir: Option<PathBuf>,
 
     /// Skip files larger than this many bytes.
@@ -97,10 +97,9 @@ fn run(
         ..rule_options(repo, config)
     };
     let bar = (mode == ProgressMode::Bar).then(|| {
-        let style = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = progress::bar_style(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {rate}  ETA {eta}",
+        );
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(style);
         logging::set_active_bar(Some(bar.clone()));

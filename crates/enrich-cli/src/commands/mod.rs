@@ -1,10 +1,12 @@
 //! One module per command; [`dispatch`] runs the one the command line names.
 
+mod completions;
 mod config;
 mod doctor;
 mod failures;
 mod index;
 mod init;
+mod man;
 mod plan;
 mod run;
 mod show;
@@ -32,7 +34,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
     let repo = || Repo::from_flags(&global);
     match command {
         Command::Init => init::init(&repo()?, json),
-        Command::Config => config::config(&repo()?, json),
+        Command::Config(args) if args.schema => config::schema(),
+        Command::Config(_) => config::config(&repo()?, json),
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
@@ -44,6 +47,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Command::Watch(args) => runtime()?.block_on(watch::watch(&global, &args)),
         Command::Index(args) => index::index(&global, &args),
+        Command::Completions(args) => completions::completions(args.shell),
+        Command::Man(args) => man::man(&args.out),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::context::Repo;
 use crate::exit::{BackendUnusable, Exit};
 use crate::health::{BackendCheck, Verdict, check_all};
 use crate::output;
-use crate::progress::{BackendCounts, Progress, ProgressMode, Tally, format_duration};
+use crate::progress::{BackendCounts, Progress, ProgressMode, Tally, format_duration, format_rate};
 use crate::signals::Shutdown;
 use crate::time::format_ms;
 
@@ -291,14 +291,14 @@ impl RunReport {
             .map_or_else(|| "(not recorded)".to_owned(), |id| id.to_string());
         writeln!(
             text,
-            "run {run} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({:.2} spans/s)",
+            "run {run} {} ({}): {} enriched, {} failed, {} skipped of {} pending, in {duration} ({} spans/s)",
             self.status,
             serde_json::to_value(self.end)?.as_str().unwrap_or("?"),
             self.succeeded,
             self.failed + self.fell_back,
             self.skipped,
             self.total_pending,
-            self.spans_per_sec
+            format_rate(self.spans_per_sec)
         )?;
         for held in &self.held_elsewhere {
             writeln!(

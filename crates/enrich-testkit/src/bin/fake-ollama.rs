@@ -6,7 +6,8 @@
 //!             [--oversized-bytes N] [--record] [--exit-on-stdin-close]
 //! ```
 //!
-//! Once listening it prints one line to stdout, `{"listening":"http://127.0.0.1:PORT"}`, and
+//! `fake-ollama --help` describes each flag with its default (the library's). Bad arguments
+//! exit with code 2 and clap's message. Once listening it prints one line to stdout, `{"listening":"http://127.0.0.1:PORT"}`, and
 //! serves until killed (or until its stdin closes, with `--exit-on-stdin-close`). Its counters
 //! are at `GET /_fake/stats`. Request bodies are not kept unless `--record` is given, so long
 //! benchmarks run in flat memory; with it, `GET /_fake/requests` lists them. It knows nothing
@@ -16,53 +17,107 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use enrich_testkit::{FakeOllama, FakeOllamaConfig, Fault};
+use clap::Parser;
+use clap::builder::RangedU64ValueParser;
+use enrich_testkit::{FakeOllama, FakeOllamaConfig, Fault, TestkitError};
 
-const USAGE: &str = "\
-usage: fake-ollama [--port N] [--latency-ms MS] [--slots N] [--queue N] [--model NAME]...
-                   [--fault-rate KIND=P]... [--seed N] [--context-length TOKENS]
-                   [--oversized-bytes N] [--record] [--exit-on-stdin-close]
-
-  --port N               port on 127.0.0.1 (default 0: a free one)
-  --latency-ms MS        time each generation holds its slot (default 0)
-  --slots N              generations running at once (default 1, as OLLAMA_NUM_PARALLEL)
-  --queue N              generations waiting beyond the slots before 503 (default 512)
-  --model NAME           a served model; repeatable (default qwen2.5:7b-instruct)
-  --fault-rate KIND=P    inject fault KIND with probability P; repeatable. Kinds: server_error,
-                         garbage, truncated, hang, busy, rate_limited, context_exceeded,
-                         bad_request, unauthorized, stream_error, thinking_only, oversized
-  --seed N               seed of the fault draws (default 0)
-  --context-length N     context length reported and enforced (default 32768)
-  --oversized-bytes N    body size of an `oversized` answer (default 8388608)
-  --record               keep request bodies, listed at GET /_fake/requests (memory grows
-                         with every request)
-  --exit-on-stdin-close  exit when stdin reaches end of file (the parent went away)
-
-Prints {\"listening\":\"http://127.0.0.1:PORT\"} on stdout once listening; counters at GET /_fake/stats.
-";
-
-/// What the command line asks for.
+/// The testkit's fake Ollama server, for CLI tests and benchmarks.
+///
+/// Once listening it prints {"listening":"http://127.0.0.1:PORT"} on stdout and serves until
+/// killed (or until its stdin closes, with --exit-on-stdin-close). Counters at GET
+/// /_fake/stats; with --record, request bodies at GET /_fake/requests.
+#[derive(Debug, Parser)]
+#[command(name = "fake-ollama", version, max_term_width = 100)]
 struct Args {
-    config: FakeOllamaConfig,
+    /// Port on 127.0.0.1 (0: a free one).
+    #[arg(long, value_name = "N", default_value_t = defaults().port)]
+    port: u16,
+
+    /// Time each generation holds its slot, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = default_latency_ms())]
+    latency_ms: u64,
+
+    /// Generations running at once, as OLLAMA_NUM_PARALLEL.
+    #[arg(long, value_name = "N", default_value_t = defaults().slots,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    slots: usize,
+
+    /// Generations waiting beyond the slots before a 503.
+    #[arg(long, value_name = "N", default_value_t = defaults().max_queue)]
+    queue: usize,
+
+    /// A served model; repeatable.
+    #[arg(long = "model", value_name = "NAME", default_values_t = defaults().models)]
+    models: Vec<String>,
+
+    /// Inject fault KIND with probability P; repeatable (the kinds are listed by `--help`).
+    #[arg(long = "fault-rate", value_name = "KIND=P", value_parser = parse_fault_rate,
+          help = format!("Inject fault KIND with probability P; repeatable. Kinds: {}", fault_names()))]
+    fault_rates: Vec<(Fault, f64)>,
+
+    /// Seed of the fault draws.
+    #[arg(long, value_name = "N", default_value_t = defaults().seed)]
+    seed: u64,
+
+    /// Context length reported and enforced, in tokens.
+    #[arg(long, value_name = "TOKENS", default_value_t = defaults().context_length)]
+    context_length: u64,
+
+    /// Body size of an `oversized` answer, in bytes.
+    #[arg(long, value_name = "N", default_value_t = defaults().oversized_bytes)]
+    oversized_bytes: u64,
+
+    /// Keep request bodies, listed at GET /_fake/requests (memory grows with every request).
+    #[arg(long)]
+    record: bool,
+
+    /// Exit when stdin reaches end of file (the parent went away).
+    #[arg(long)]
     exit_on_stdin_close: bool,
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        say(&mut std::io::stdout(), USAGE);
-        return ExitCode::SUCCESS;
+/// The library's defaults, which the flags' defaults show.
+fn defaults() -> FakeOllamaConfig {
+    FakeOllamaConfig::default()
+}
+
+/// The library's latency, in milliseconds.
+fn default_latency_ms() -> u64 {
+    u64::try_from(defaults().latency.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Every fault's name, for `--help`.
+fn fault_names() -> String {
+    Fault::ALL.map(Fault::name).join(", ")
+}
+
+/// `KIND=P`, as [`Fault::parse_rate`] reads it.
+fn parse_fault_rate(spec: &str) -> Result<(Fault, f64), TestkitError> {
+    Fault::parse_rate(spec)
+}
+
+impl Args {
+    /// The server's configuration. Request bodies are kept only with `--record`: a benchmark
+    /// sends tens of thousands.
+    fn config(self) -> FakeOllamaConfig {
+        let mut config = defaults();
+        config.port = self.port;
+        config.models = self.models;
+        config.latency = Duration::from_millis(self.latency_ms);
+        config.slots = self.slots;
+        config.max_queue = self.queue;
+        config.fault_rates = self.fault_rates;
+        config.seed = self.seed;
+        config.context_length = self.context_length;
+        config.record_requests = self.record;
+        config.oversized_bytes = self.oversized_bytes;
+        config
     }
-    let args = match parse(&args) {
-        Ok(args) => args,
-        Err(message) => {
-            say(
-                &mut std::io::stderr(),
-                &format!("fake-ollama: {message}\n{USAGE}"),
-            );
-            return ExitCode::from(2);
-        }
-    };
+}
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with code 2 (help and version with 0).
+    let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,7 +135,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
-    let server = match FakeOllama::start(args.config).await {
+    let exit_on_stdin_close = args.exit_on_stdin_close;
+    let server = match FakeOllama::start(args.config()).await {
         Ok(server) => server,
         Err(err) => {
             say(&mut std::io::stderr(), &format!("fake-ollama: {err}\n"));
@@ -89,7 +145,7 @@ async fn serve(args: Args) -> ExitCode {
     };
     let listening = serde_json::json!({ "listening": server.url() });
     say(&mut std::io::stdout(), &format!("{listening}\n"));
-    if args.exit_on_stdin_close {
+    if exit_on_stdin_close {
         // A blocking read on its own thread: stdin has no portable async form.
         let closed = tokio::task::spawn_blocking(|| {
             let mut sink = Vec::new();
@@ -110,52 +166,4 @@ async fn serve(args: Args) -> ExitCode {
 fn say(out: &mut impl Write, text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
-}
-
-fn parse(args: &[String]) -> Result<Args, String> {
-    // Bodies are kept only on request: a benchmark sends tens of thousands.
-    let mut config = FakeOllamaConfig::default().with_recording(false);
-    let mut models = Vec::new();
-    let mut exit_on_stdin_close = false;
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let mut value = || {
-            rest.next()
-                .map(String::as_str)
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--port" => config.port = number(flag, value()?)?,
-            "--latency-ms" => config.latency = Duration::from_millis(number(flag, value()?)?),
-            "--slots" => config.slots = number(flag, value()?)?,
-            "--queue" => config.max_queue = number(flag, value()?)?,
-            "--model" => models.push(value()?.to_owned()),
-            "--fault-rate" => {
-                let (fault, p) = Fault::parse_rate(value()?).map_err(|err| err.to_string())?;
-                config.fault_rates.push((fault, p));
-            }
-            "--seed" => config.seed = number(flag, value()?)?,
-            "--context-length" => config.context_length = number(flag, value()?)?,
-            "--oversized-bytes" => config.oversized_bytes = number(flag, value()?)?,
-            "--record" => config.record_requests = true,
-            "--exit-on-stdin-close" => exit_on_stdin_close = true,
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    if config.slots == 0 {
-        return Err("--slots must be at least 1".to_owned());
-    }
-    if !models.is_empty() {
-        config.models = models;
-    }
-    Ok(Args {
-        config,
-        exit_on_stdin_close,
-    })
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{flag} wants a whole number, got `{value}`"))
 }

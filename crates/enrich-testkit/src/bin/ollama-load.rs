@@ -21,8 +21,8 @@
 //! Prints one JSON line on stdout: `requests`, `ok`, `failed` (non-200 answers),
 //! `first_failure` (status and the start of the body, or `null`), `seconds`,
 //! `requests_per_sec`, `connections`, `client`. Exits 1 when a request failed or a connection
-//! broke, 2 on bad arguments or a bodies file that cannot be read or holds a line that is not
-//! JSON.
+//! broke, 2 on bad arguments (clap's message; `--help` describes every flag) or a bodies file
+//! that cannot be read or holds a line that is not JSON.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HOST};
@@ -39,27 +40,62 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-const USAGE: &str = "\
-usage: ollama-load --url http://HOST:PORT --bodies FILE --requests N [--connections N] [--path PATH]
-                   [--client hyper|reqwest]
+/// A bare HTTP client that drives an Ollama-compatible server with recorded request bodies, to
+/// measure what the server can do by itself.
+///
+/// Prints one JSON line: requests, ok, failed, first_failure, seconds, requests_per_sec,
+/// connections, client. Exits 1 when a request failed or a connection broke, 2 on bad arguments
+/// or a bodies file that cannot be read or holds a line that is not JSON.
+#[derive(Debug, Parser)]
+#[command(name = "ollama-load", version, max_term_width = 100)]
+struct Cli {
+    /// The server: plain http, an IP address and port (http://127.0.0.1:11434).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    url: SocketAddr,
 
-  --url URL          the server (plain http, an IP address and port)
-  --bodies FILE      JSON request bodies, one per line, sent in turn
-  --requests N       requests to send in all
-  --connections N    keep-alive connections, one request in flight on each (default 4)
-  --path PATH        the route to POST to (default /api/generate)
-  --client NAME      hyper: a bare HTTP/1.1 connection each (default); reqwest: one
-                     reqwest::Client, the client enrich's adapters use
+    /// JSON request bodies, one per line, sent in turn.
+    #[arg(long, value_name = "FILE")]
+    bodies: String,
 
-Prints one JSON line: requests, ok, failed, first_failure, seconds, requests_per_sec,
-connections, client.
-";
+    /// Requests to send in all.
+    #[arg(long, value_name = "N")]
+    requests: u64,
 
-/// What the command line asks for.
-struct Args<B = Vec<Bytes>> {
+    /// Keep-alive connections, one request in flight on each.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    connections: u64,
+
+    /// The route to POST to.
+    #[arg(long, value_name = "PATH", default_value = "/api/generate", value_parser = parse_path)]
+    path: String,
+
+    /// hyper: a bare HTTP/1.1 connection each; reqwest: one reqwest::Client, the client
+    /// enrich's adapters use.
+    #[arg(long, value_name = "NAME", value_enum, default_value_t = Client::Hyper)]
+    client: Client,
+}
+
+/// `http://IP:PORT` as the address to connect to.
+fn parse_url(url: &str) -> Result<SocketAddr, String> {
+    url.strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(|hostport| hostport.parse::<SocketAddr>().ok())
+        .ok_or_else(|| "not http://IP:PORT (for example http://127.0.0.1:11434)".to_owned())
+}
+
+/// A route, which starts with `/`.
+fn parse_path(path: &str) -> Result<String, String> {
+    if path.starts_with('/') {
+        Ok(path.to_owned())
+    } else {
+        Err("a route starts with /".to_owned())
+    }
+}
+
+/// What the command line asks for, with the bodies read.
+struct Args {
     addr: SocketAddr,
-    /// The bodies file's path, then its bodies ([`Args::read_bodies`]).
-    bodies: B,
+    bodies: Vec<Bytes>,
     requests: u64,
     connections: u64,
     path: String,
@@ -67,7 +103,7 @@ struct Args<B = Vec<Bytes>> {
 }
 
 /// Which HTTP client sends the requests.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum Client {
     /// One bare hyper HTTP/1.1 connection per `--connections`.
     Hyper,
@@ -84,7 +120,7 @@ impl Client {
     }
 }
 
-impl Args<String> {
+impl Cli {
     /// Reads the bodies file: every non-empty line must be JSON.
     fn read_bodies(self) -> Result<Args, String> {
         let path = &self.bodies;
@@ -105,7 +141,7 @@ impl Args<String> {
             ));
         }
         Ok(Args {
-            addr: self.addr,
+            addr: self.url,
             bodies,
             requests: self.requests,
             connections: self.connections,
@@ -152,22 +188,8 @@ impl Tally {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.iter().any(|a| a == "--help" || a == "-h") {
-        say(&mut std::io::stdout(), USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let args = match parse(&argv) {
-        Ok(args) => args,
-        Err(message) => {
-            say(
-                &mut std::io::stderr(),
-                &format!("ollama-load: {message}\n{USAGE}"),
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let args = match args.read_bodies() {
+    // clap prints usage errors itself and exits with code 2 (help and version with 0).
+    let args = match Cli::parse().read_bodies() {
         Ok(args) => args,
         Err(message) => {
             say(&mut std::io::stderr(), &format!("ollama-load: {message}\n"));
@@ -339,68 +361,4 @@ async fn reqwest_sender(
         tally.count(status, &body);
     }
     Ok(tally)
-}
-
-fn parse(argv: &[String]) -> Result<Args<String>, String> {
-    let mut url = None;
-    let mut bodies_path = None;
-    let mut requests = None;
-    let mut connections = 4;
-    let mut path = "/api/generate".to_owned();
-    let mut client = Client::Hyper;
-    let mut rest = argv.iter();
-    while let Some(flag) = rest.next() {
-        let mut value = || {
-            rest.next()
-                .ok_or_else(|| format!("{flag} needs a value"))
-                .cloned()
-        };
-        match flag.as_str() {
-            "--url" => url = Some(value()?),
-            "--bodies" => bodies_path = Some(value()?),
-            "--requests" => requests = Some(number(flag, &value()?)?),
-            "--connections" => connections = number(flag, &value()?)?,
-            "--path" => path = value()?,
-            "--client" => {
-                client = match value()?.as_str() {
-                    "hyper" => Client::Hyper,
-                    "reqwest" => Client::Reqwest,
-                    other => {
-                        return Err(format!("--client takes hyper or reqwest, not `{other}`"));
-                    }
-                }
-            }
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    let url = url.ok_or("--url is required")?;
-    let addr = url
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .and_then(|hostport| hostport.parse::<SocketAddr>().ok())
-        .ok_or_else(|| {
-            format!("--url {url} is not http://IP:PORT (for example http://127.0.0.1:11434)")
-        })?;
-    let bodies_path = bodies_path.ok_or("--bodies is required")?;
-    let requests = requests.ok_or("--requests is required")?;
-    if connections == 0 {
-        return Err("--connections must be at least 1".to_owned());
-    }
-    if !path.starts_with('/') {
-        return Err(format!("--path {path} must start with /"));
-    }
-    Ok(Args {
-        addr,
-        bodies: bodies_path,
-        requests,
-        connections,
-        path,
-        client,
-    })
-}
-
-fn number(flag: &str, value: &str) -> Result<u64, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{flag} takes a whole number, not `{value}`"))
 }

@@ -55,19 +55,89 @@ async fn the_binary_prints_its_url_and_serves_until_stdin_closes() {
     assert!(status.success(), "{status}");
 }
 
+/// Runs the binary `exe` with `args`; returns the exit code, stdout and stderr.
+fn run(exe: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(exe).args(args).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
 #[test]
 fn the_binary_explains_bad_arguments() {
-    let output = Command::new(env!("CARGO_BIN_EXE_fake-ollama"))
-        .args(["--fault-rate", "lag=0.1"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.starts_with("fake-ollama: unknown fault `lag`; known faults: server_error"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("usage: fake-ollama"), "{stderr}");
+    let fake = env!("CARGO_BIN_EXE_fake-ollama");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--fault-rate", "lag=0.1"],
+            "error: invalid value 'lag=0.1' for '--fault-rate <KIND=P>': unknown fault `lag`; \
+             known faults: server_error",
+        ),
+        (
+            &["--slots", "0"],
+            "error: invalid value '0' for '--slots <N>'",
+        ),
+        (
+            &["--port", "http"],
+            "error: invalid value 'http' for '--port <N>'",
+        ),
+        (
+            &["--latency"],
+            "error: unexpected argument '--latency' found",
+        ),
+    ];
+    for (args, start) in cases {
+        let (code, stdout, stderr) = run(fake, args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(start), "{args:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn the_binaries_describe_every_flag_in_their_help() {
+    let binaries: [(&str, &[&str]); 2] = [
+        (
+            env!("CARGO_BIN_EXE_fake-ollama"),
+            &[
+                "--port",
+                "--latency-ms",
+                "--slots",
+                "--queue",
+                "--model",
+                "--fault-rate",
+                "--seed",
+                "--context-length",
+                "--oversized-bytes",
+                "--record",
+                "--exit-on-stdin-close",
+                "thinking_only",
+                "[default: 512]",
+            ],
+        ),
+        (
+            env!("CARGO_BIN_EXE_ollama-load"),
+            &[
+                "--url",
+                "--bodies",
+                "--requests",
+                "--connections",
+                "--path",
+                "--client",
+                "[default: /api/generate]",
+                "reqwest",
+            ],
+        ),
+    ];
+    for (exe, flags) in binaries {
+        let (code, help, stderr) = run(exe, &["--help"]);
+        assert_eq!(code, Some(0), "{exe}: {stderr}");
+        for flag in flags {
+            assert!(help.contains(flag), "{exe} --help lacks {flag}:\n{help}");
+        }
+    }
 }
 
 /// Runs `ollama-load` with `args` off the runtime; returns the exit code, stdout and stderr.
@@ -219,21 +289,48 @@ async fn the_load_client_explains_bad_input_and_a_dead_server() {
         "{stderr}"
     );
     assert!(
-        !stderr.contains("usage:"),
+        !stderr.contains("Usage:"),
         "the flags were right; the file is not: {stderr}"
     );
 
     let (code, _, stderr) = ollama_load(load_args("localhost:11434", &good, 1, 1)).await;
     assert_eq!(code, Some(2));
     assert!(
-        stderr.starts_with("ollama-load: --url localhost:11434 is not http://IP:PORT"),
+        stderr.starts_with(
+            "error: invalid value 'localhost:11434' for '--url <URL>': not http://IP:PORT"
+        ),
         "{stderr}"
     );
 
     let (code, _, stderr) = ollama_load(with_client(load_args(&dead, &good, 1, 1), "curl")).await;
     assert_eq!(code, Some(2));
     assert!(
-        stderr.starts_with("ollama-load: --client takes hyper or reqwest, not `curl`"),
+        stderr.starts_with("error: invalid value 'curl' for '--client <NAME>'")
+            && stderr.contains("[possible values: hyper, reqwest]"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = ollama_load(load_args(&dead, &good, 1, 0)).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with("error: invalid value '0' for '--connections <N>'"),
+        "{stderr}"
+    );
+
+    let mut args = load_args(&dead, &good, 1, 1);
+    args.extend(["--path".to_owned(), "api/generate".to_owned()]);
+    let (code, _, stderr) = ollama_load(args).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("'--path <PATH>': a route starts with /"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = ollama_load(vec!["--url".to_owned(), dead.clone()]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("the following required arguments were not provided")
+            && stderr.contains("--bodies <FILE>"),
         "{stderr}"
     );
 
