@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanContext};
+use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanIdentity};
 use enrich_config::BackendSpec;
 use hyper_util::client::proxy::matcher::Matcher;
 use rustls::ServerConfig;
@@ -176,7 +176,7 @@ fn no_proxy() -> Matcher {
 }
 
 fn request() -> GenerateRequest {
-    GenerateRequest::new("Describe.", SpanContext::new("sha256:0", "a.rs", 1, 1))
+    GenerateRequest::new("Describe.", SpanIdentity::new("sha256:0", "a.rs", 1, 1))
 }
 
 #[tokio::test]
