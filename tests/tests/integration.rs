@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, BackendError, Cascade, CascadePolicy, Deadline, FailureKind,
-    GenerateRequest, Generation, MockBackendAdapter, SpanContext, UsageMetrics, ValidationContext,
+    GenerateRequest, Generation, MockBackendAdapter, SpanIdentity, UsageMetrics, ValidationContext,
     enrichment_v1_schema,
 };
 use enrich_config::{BackendSpec, load};
@@ -55,7 +55,7 @@ provider = "scripted"
 model = "llama3.1:8b"
 "#;
 
-fn valid_answer(span: &SpanContext) -> String {
+fn valid_answer(span: &SpanIdentity) -> String {
     serde_json::json!({
         "summary_120w": format!("Parses the config at {}.", span.path),
         "inputs": ["path"],
@@ -110,12 +110,9 @@ fn write_repo(toml: &str) -> tempfile::TempDir {
     dir
 }
 
-fn slice<'a>(path: &'a str, slice_type: &'a str) -> SliceView<'a> {
+fn slice<'a>(span: &'a SpanIdentity, slice_type: &'a str) -> SliceView<'a> {
     SliceView {
-        span_hash: "sha256:00",
-        path,
-        line_start: 10,
-        line_end: 24,
+        span: Some(span),
         slice_type: Some(slice_type),
         ..SliceView::default()
     }
@@ -131,13 +128,13 @@ async fn enrich_one(
 ) {
     let loaded = load(repo, None).expect("the LLMC config loads");
     let router = Router::new(&loaded.config);
+    let span = SpanIdentity::new("sha256:00", path, 10, 24);
     let decision = router
-        .choose_chain(&slice(path, slice_type), None)
+        .choose_chain(&slice(&span, slice_type), None)
         .expect("a route");
     let adapters = scripted_registry()
         .build_all(decision.backends.iter())
         .expect("every provider is registered");
-    let span = SpanContext::new("sha256:00", path, 10, 24);
     let request = GenerateRequest::new(format!("enrich {path}"), span.clone())
         .with_schema(Arc::clone(enrichment_v1_schema()));
     let validation = ValidationContext::for_span(&span, loaded.config.enforce_latin1_enrichment);
@@ -164,7 +161,7 @@ async fn llmc_config_routes_code_through_its_chain_and_falls_through_a_dead_back
     assert_eq!(success.backend_index, 1);
     assert_eq!(success.generation.metrics.model, "qwen2.5:3b-instruct");
     assert_eq!(
-        success.enrichment.summary_120w,
+        success.enrichment.summary,
         "Parses the config at src/config.rs."
     );
     let attempts: Vec<(&str, Option<FailureKind>)> = success

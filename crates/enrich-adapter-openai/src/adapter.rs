@@ -551,7 +551,7 @@ fn as_nanos(duration: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use enrich_backends::SpanContext;
+    use enrich_backends::SpanIdentity;
     use reqwest::header::AUTHORIZATION;
     use serde_json::json;
     use wiremock::matchers::any;
@@ -570,7 +570,7 @@ mod tests {
     }
 
     fn request() -> GenerateRequest {
-        GenerateRequest::new("Describe.", SpanContext::new("sha256:0", "a.rs", 1, 1))
+        GenerateRequest::new("Describe.", SpanIdentity::new("sha256:0", "a.rs", 1, 1))
     }
 
     #[tokio::test]

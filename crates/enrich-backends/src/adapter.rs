@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use enrich_config::BackendSpec;
+use enrich_types::SpanIdentity;
 use serde::{Deserialize, Serialize};
 
 use crate::deadline::Deadline;
@@ -65,36 +66,6 @@ pub trait BackendAdapter: Send + Sync {
     }
 }
 
-/// The span a request is about: its identity and the lines evidence may cite.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpanContext {
-    /// The span's content hash (`sha256:…`).
-    pub span_hash: Arc<str>,
-    /// The file, relative to the repository root.
-    pub path: Arc<str>,
-    /// The first line of the span (1-based, inclusive).
-    pub line_start: u32,
-    /// The last line of the span (inclusive).
-    pub line_end: u32,
-}
-
-impl SpanContext {
-    /// A span context from its parts.
-    pub fn new(
-        span_hash: impl Into<Arc<str>>,
-        path: impl Into<Arc<str>>,
-        line_start: u32,
-        line_end: u32,
-    ) -> Self {
-        Self {
-            span_hash: span_hash.into(),
-            path: path.into(),
-            line_start,
-            line_end,
-        }
-    }
-}
-
 /// What to ask a backend for one span. Cloning copies no text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {
@@ -107,14 +78,14 @@ pub struct GenerateRequest {
     /// structured output send it (Ollama's `format`), serialized as it is.
     pub schema: Option<OutputSchema>,
     /// The span this request is about.
-    pub span: SpanContext,
+    pub span: SpanIdentity,
     /// The most tokens the model may generate, if limited.
     pub max_output_tokens: Option<u32>,
 }
 
 impl GenerateRequest {
     /// A request with just a prompt for a span.
-    pub fn new(prompt: impl Into<Arc<str>>, span: SpanContext) -> Self {
+    pub fn new(prompt: impl Into<Arc<str>>, span: SpanIdentity) -> Self {
         Self {
             prompt: prompt.into(),
             system: None,
@@ -280,8 +251,8 @@ pub struct Capabilities {
 mod tests {
     use super::*;
 
-    fn span() -> SpanContext {
-        SpanContext::new("sha256:ab", "src/lib.rs", 3, 9)
+    fn span() -> SpanIdentity {
+        SpanIdentity::new("sha256:ab", "src/lib.rs", 3, 9)
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! [`ResponseLimit`]: reading an answer's body up to the backend's `max_response_bytes`.
 
-use crate::failure::{BackendError, FailureKind};
+use enrich_types::FailureKind;
+
+use crate::failure::BackendError;
 
 /// The most bytes of an error answer's body (a non-2xx status) an adapter reads to quote its
 /// message; the rest is not read. Error bodies are only ever quoted, in a few hundred characters.

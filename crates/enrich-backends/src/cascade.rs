@@ -7,19 +7,18 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use enrich_types::{AttemptOutcome, AttemptRecord, Enrichment, FailureKind, SpanIdentity};
 use serde::{Deserialize, Serialize};
-
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapter::{BackendAdapter, GenerateRequest, Generation, SpanContext};
-use crate::attempt::{AttemptOutcome, AttemptRecord};
+use crate::adapter::{BackendAdapter, GenerateRequest, Generation};
 use crate::circuit::{
     CallOutcome, CircuitBreaker, CircuitSnapshot, CircuitState, CircuitTicket, CircuitTransition,
 };
 use crate::deadline::within;
-use crate::failure::{BackendError, FailureKind};
-use crate::output::{Enrichment, ValidationContext, parse_and_validate};
+use crate::failure::BackendError;
+use crate::output::{ValidationContext, parse_and_validate};
 use crate::policy::{CascadePolicy, Decision, SpanProgress};
 
 /// The most bytes of a rejected answer quoted in a corrective re-ask.
@@ -29,10 +28,10 @@ const REJECTED_ANSWER_MAX_BYTES: usize = 4000;
 /// and about every circuit that changes state.
 ///
 /// Called on the span's task, so it must be quick. Closures
-/// `Fn(&SpanContext, &AttemptRecord, Option<Decision>)` implement it (and ignore circuits).
+/// `Fn(&SpanIdentity, &AttemptRecord, Option<Decision>)` implement it (and ignore circuits).
 pub trait AttemptObserver: Send + Sync {
     /// One attempt ended; `next` is what the cascade does about a failure (`None` on success).
-    fn on_attempt(&self, span: &SpanContext, record: &AttemptRecord, next: Option<Decision>);
+    fn on_attempt(&self, span: &SpanIdentity, record: &AttemptRecord, next: Option<Decision>);
 
     /// A circuit breaker changed state: a backend's in the [`Cascade`], or a host's in a
     /// [`HostPool`](crate::HostPool). The default ignores it.
@@ -43,9 +42,9 @@ pub trait AttemptObserver: Send + Sync {
 
 impl<F> AttemptObserver for F
 where
-    F: Fn(&SpanContext, &AttemptRecord, Option<Decision>) + Send + Sync,
+    F: Fn(&SpanIdentity, &AttemptRecord, Option<Decision>) + Send + Sync,
 {
-    fn on_attempt(&self, span: &SpanContext, record: &AttemptRecord, next: Option<Decision>) {
+    fn on_attempt(&self, span: &SpanIdentity, record: &AttemptRecord, next: Option<Decision>) {
         self(span, record, next);
     }
 }
@@ -978,7 +977,7 @@ impl Cascade {
         }
     }
 
-    fn observe(&self, span: &SpanContext, record: &AttemptRecord, next: Option<Decision>) {
+    fn observe(&self, span: &SpanIdentity, record: &AttemptRecord, next: Option<Decision>) {
         if let Some(observer) = &self.observer {
             observer.on_attempt(span, record, next);
         }

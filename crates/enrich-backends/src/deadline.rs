@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use enrich_config::{BackendSpec, DEFAULT_TIMEOUT_SECONDS};
 
-use crate::failure::{BackendError, FailureKind};
+use enrich_types::FailureKind;
+
+use crate::failure::BackendError;
 
 /// Who bounds the time of one request to a backend, and by how much
 /// ([`BackendAdapter::deadline`](crate::BackendAdapter::deadline)).

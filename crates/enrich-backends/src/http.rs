@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use enrich_config::BackendSpec;
 
-use crate::failure::FailureKind;
+use enrich_types::FailureKind;
 
 /// The most characters of a server's error text [`excerpt`] keeps.
 pub const EXCERPT_CHARS: usize = 300;

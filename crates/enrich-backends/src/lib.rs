@@ -106,7 +106,6 @@
 //! must be said through [`FailureKind`] and [`BackendError::retry_after`].
 
 mod adapter;
-mod attempt;
 mod body;
 mod cascade;
 mod circuit;
@@ -126,10 +125,8 @@ pub mod tls;
 #[cfg(any(test, feature = "mock"))]
 pub use adapter::MockBackendAdapter;
 pub use adapter::{
-    BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport, SpanContext,
-    UsageMetrics,
+    BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport, UsageMetrics,
 };
-pub use attempt::{AttemptOutcome, AttemptRecord};
 pub use body::{ERROR_BODY_BYTES, ResponseLimit};
 pub use cascade::{
     AttemptObserver, Availability, BackendOutage, Cascade, CascadeFailure, CascadeSuccess,
@@ -140,13 +137,19 @@ pub use circuit::{
     CircuitTransition,
 };
 pub use deadline::Deadline;
+/// The domain's shared data (enrich-types), re-exported so that an adapter crate needs only
+/// this crate: the span a request is about, the attempt record, failure kinds and the
+/// enrichment.
+pub use enrich_types::{
+    AttemptOutcome, AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, FailureKind,
+    SpanIdentity,
+};
 pub use error::BackendsError;
-pub use failure::{BackendError, FailureKind};
+pub use failure::BackendError;
 pub use limit::InFlightLimit;
 pub use output::{
-    ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, OutputSchema, SUMMARY_MAX_WORDS,
-    USAGE_SNIPPET_MAX_LINES, ValidationContext, enrichment_v1_schema,
-    enrichment_v1_schema_for_lines, parse_and_validate,
+    OutputSchema, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES, ValidationContext,
+    enrichment_v1_schema, enrichment_v1_schema_for_span, parse_and_validate,
 };
 pub use policy::{
     Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,

@@ -9,7 +9,9 @@ use tokio::sync::Semaphore;
 
 use crate::adapter::{BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport};
 use crate::deadline::{self, Deadline};
-use crate::failure::{BackendError, FailureKind};
+use enrich_types::FailureKind;
+
+use crate::failure::BackendError;
 
 /// A [`BackendAdapter`] that lets at most `max_in_flight` requests through to its inner adapter
 /// at once (Ollama serves `OLLAMA_NUM_PARALLEL` per model and queues the rest); the others wait

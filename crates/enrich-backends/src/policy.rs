@@ -8,7 +8,9 @@ use std::ops::{Index, IndexMut};
 use std::time::Duration;
 
 use crate::circuit::CircuitPolicy;
-use crate::failure::{BackendError, FailureKind};
+use enrich_types::FailureKind;
+
+use crate::failure::BackendError;
 
 /// What the cascade does once a failure kind's retries on a backend are used up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

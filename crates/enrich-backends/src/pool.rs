@@ -18,7 +18,9 @@ use crate::circuit::{
 };
 use crate::deadline::{self, Deadline};
 use crate::error::BackendsError;
-use crate::failure::{BackendError, FailureKind};
+use enrich_types::FailureKind;
+
+use crate::failure::BackendError;
 use crate::policy::CascadePolicy;
 
 /// How a [`HostPool`] shares requests among its hosts.

@@ -7,8 +7,6 @@ mod support;
 mod cascade;
 #[path = "integration/circuits.rs"]
 mod circuits;
-#[path = "integration/contract.rs"]
-mod contract;
 #[path = "integration/output.rs"]
 mod output;
 #[path = "integration/pools.rs"]

@@ -13,9 +13,9 @@ use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use enrich_db::Db;
+use enrich_types::{file_hash, span_hash};
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::args::GenDbArgs;
 
@@ -78,23 +78,6 @@ pub(crate) fn file_source(file: u64, first: u64, count: u64) -> (String, Vec<Gen
         line += SPAN_LINES + 1;
     }
     (text, spans)
-}
-
-/// LLMC's span hash: `sha256:` and the hex digest of the language, a NUL byte and the bytes.
-pub(crate) fn span_hash(lang: &str, bytes: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(lang.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(bytes);
-    format!("sha256:{}", hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// `enrich-bench gen-db`.
@@ -162,7 +145,7 @@ pub(crate) fn generate(out: &Path, spans: u64, per_file: u64) -> Result<Generate
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0.0, |d| d.as_secs_f64());
-            let file_hash = hex(&Sha256::digest(text.as_bytes()));
+            let file_hash = file_hash(text.as_bytes());
             insert_file
                 .execute(params![rel, LANG, file_hash, text.len(), mtime])
                 .with_context(|| format!("could not insert the file row of {rel}"))?;
@@ -218,14 +201,5 @@ mod tests {
             .map(|s| span_hash(LANG, &text.as_bytes()[s.byte_start..s.byte_end]))
             .collect();
         assert_eq!(hashes.len(), 3);
-    }
-
-    #[test]
-    fn span_hash_is_llmcs() {
-        // `printf 'rust\0fn a() {}' | sha256sum`
-        assert_eq!(
-            span_hash("rust", b"fn a() {}"),
-            "sha256:b4db3b9ef0476abadd830379970e7657bb76da6a4c84febd009dc0f2575bddac"
-        );
     }
 }

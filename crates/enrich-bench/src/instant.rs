@@ -82,17 +82,17 @@ impl BackendAdapter for InstantAdapter {
 
 #[cfg(test)]
 mod tests {
-    use enrich_backends::{SpanContext, ValidationContext, parse_and_validate};
+    use enrich_backends::{SpanIdentity, ValidationContext, parse_and_validate};
 
     use super::*;
 
     #[test]
     fn the_answer_is_valid_enrichment_for_the_span() {
-        let span = SpanContext::new("sha256:ab", "src/a.rs", 10, 14);
+        let span = SpanIdentity::new("sha256:ab", "src/a.rs", 10, 14);
         let text = answer(&span.span_hash, 10, 14);
         let enrichment = parse_and_validate(&text, &ValidationContext::for_span(&span, true))
             .expect("valid enrichment.v1");
-        assert!(enrichment.summary_120w.contains("sha256:ab"));
+        assert!(enrichment.summary.contains("sha256:ab"));
         assert_eq!(enrichment.evidence[0].lines, [10, 14]);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::ErrorCode;
 
-use crate::types::RunId;
+use enrich_types::RunId;
 
 /// An error of the index database or of reading a span's source file.
 ///

@@ -18,7 +18,9 @@ use rusqlite::{Transaction, TransactionBehavior};
 use crate::error::{DbError, sqlite_error};
 use crate::open::Db;
 use crate::pending::{pending_page, span_from_row, with_limit};
-use crate::types::{PendingSpan, RunId};
+use enrich_types::RunId;
+
+use crate::types::PendingSpan;
 use crate::work_order::{WeightedSpan, WorkOrderKey, for_weight, weight_page};
 use crate::write::now_ms;
 

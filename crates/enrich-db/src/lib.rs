@@ -31,8 +31,9 @@
 //! foreign keys. [`Db`] is `Send`, so a writer thread can own it; the crate is synchronous.
 //!
 //! Deliberately NOT known here: HTTP, providers, tokio, config files, the router and the
-//! cascade. The crate defines its own plain row types ([`SpanOutcome`], [`Enrichment`],
-//! [`Attempt`], …); the pipeline maps its types onto them, so this crate can be used alone.
+//! cascade. Its row types ([`SpanOutcome`], [`EnrichmentRow`], …) carry the domain's data as
+//! enrich-types defines it (`Enrichment`, `AttemptRecord`, `LedgerKind`, [`RunId`]), so what
+//! the pipeline hands over is stored as it is, with no conversion.
 
 mod error;
 mod frontier;
@@ -50,6 +51,8 @@ mod usage;
 mod work_order;
 mod write;
 
+/// The id of a run, as [`Db::start_run`] returns it (enrich-types' definition).
+pub use enrich_types::RunId;
 pub use error::DbError;
 pub use frontier::{FrontierLane, PENDING_EPOCH_KEY, SPAN_ID_FRONTIER_KEY};
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
@@ -64,9 +67,8 @@ pub use schema::{
 };
 pub use source::{SourceReader, SpanSource};
 pub use types::{
-    Attempt, AttemptLogEntry, AttemptOutcome, ENRICHMENT_SCHEMA_VERSION, Enrichment,
-    EnrichmentMetrics, Evidence, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry, GroupCount,
-    PendingSpan, Run, RunCounts, RunId, RunStatus, SpanOutcome, SpanResult, Stats,
+    AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry,
+    GroupCount, PendingSpan, Run, RunCounts, RunStatus, SpanOutcome, Stats, Stored,
     StoredEnrichment, WriteReport,
 };
 pub use usage::BackendUsage;

@@ -10,10 +10,13 @@ use serde_json::Value;
 use crate::error::DbError;
 use crate::open::Db;
 use crate::pending::{COUNT_DEAD_SQL, COUNT_SPANS_SQL, span_columns, span_from_row};
+use enrich_types::{
+    AttemptOutcome, AttemptRecord, Enrichment, Evidence, FailureKind, LedgerKind, RunId,
+};
+
 use crate::types::{
-    Attempt, AttemptLogEntry, AttemptOutcome, Enrichment, EnrichmentMetrics, Evidence,
-    FailureEntry, GroupCount, PendingSpan, Run, RunCounts, RunId, RunStatus, Stats,
-    StoredEnrichment,
+    AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FailureEntry, GroupCount, PendingSpan, Run,
+    RunCounts, RunStatus, Stats, StoredEnrichment,
 };
 
 const SPAN_BY_HASH_SQL: &str = concat!(
@@ -231,19 +234,26 @@ fn conversion_error(index: usize, detail: String) -> rusqlite::Error {
 
 fn attempt_entry(row: &Row<'_>) -> rusqlite::Result<AttemptLogEntry> {
     let outcome: String = row.get(7)?;
-    let outcome = AttemptOutcome::parse(&outcome)
+    let outcome = AttemptOutcome::from_name(&outcome)
         .ok_or_else(|| conversion_error(7, format!("unknown attempt outcome {outcome:?}")))?;
+    let failure_kind = match row.get::<_, Option<String>>(8)? {
+        None => None,
+        Some(name) => Some(
+            FailureKind::from_name(&name)
+                .ok_or_else(|| conversion_error(8, format!("unknown failure kind {name:?}")))?,
+        ),
+    };
     Ok(AttemptLogEntry {
         run_id: RunId(row.get(0)?),
         span_hash: row.get(1)?,
-        attempt: Attempt {
+        attempt: AttemptRecord {
             attempt: row.get(2)?,
             backend: row.get(3)?,
             provider: row.get(4)?,
             model: row.get(5)?,
             host: row.get(6)?,
             outcome,
-            failure_kind: row.get(8)?,
+            failure_kind,
             message: row.get(9)?,
             started_at_ms: row.get(10)?,
             duration_ms: row.get(11)?,
@@ -255,11 +265,14 @@ fn attempt_entry(row: &Row<'_>) -> rusqlite::Result<AttemptLogEntry> {
 }
 
 fn failure_entry(row: &Row<'_>) -> rusqlite::Result<FailureEntry> {
+    let kind: String = row.get(3)?;
+    let last_failure_kind = LedgerKind::from_name(&kind)
+        .ok_or_else(|| conversion_error(3, format!("unknown failure kind {kind:?}")))?;
     Ok(FailureEntry {
         span_hash: row.get(0)?,
         consecutive_failures: row.get(1)?,
         last_run_id: row.get::<_, Option<i64>>(2)?.map(RunId),
-        last_failure_kind: row.get(3)?,
+        last_failure_kind,
         last_message: row.get(4)?,
         dead_lettered: row.get(5)?,
         dead_lettered_at_ms: row.get(6)?,
@@ -443,15 +456,18 @@ impl Db {
                 detail,
             }
         };
-        let enrichment = Enrichment {
-            inputs: decode_list(raw.inputs.as_deref()).map_err(bad("inputs"))?,
-            outputs: decode_list(raw.outputs.as_deref()).map_err(bad("outputs"))?,
-            side_effects: decode_list(raw.side_effects.as_deref()).map_err(bad("side_effects"))?,
-            pitfalls: decode_list(raw.pitfalls.as_deref()).map_err(bad("pitfalls"))?,
-            evidence: decode_evidence(raw.evidence.as_deref()).map_err(bad("evidence"))?,
+        let enrichment = EnrichmentRow {
+            enrichment: Enrichment {
+                summary: raw.summary.unwrap_or_default(),
+                inputs: decode_list(raw.inputs.as_deref()).map_err(bad("inputs"))?,
+                outputs: decode_list(raw.outputs.as_deref()).map_err(bad("outputs"))?,
+                side_effects: decode_list(raw.side_effects.as_deref())
+                    .map_err(bad("side_effects"))?,
+                pitfalls: decode_list(raw.pitfalls.as_deref()).map_err(bad("pitfalls"))?,
+                usage_snippet: raw.usage_snippet,
+                evidence: decode_evidence(raw.evidence.as_deref()).map_err(bad("evidence"))?,
+            },
             tags: decode_tags(raw.tags.as_deref()),
-            summary: raw.summary.unwrap_or_default(),
-            usage_snippet: raw.usage_snippet,
             model: raw.model.unwrap_or_default(),
             schema_ver: raw.schema_ver.unwrap_or_default(),
             content_type: raw.content_type,

@@ -1,16 +1,15 @@
-//! The plain row types this crate reads and writes. Other crates map their own types onto them.
+//! The plain row types this crate reads and writes. The domain's data they carry (enrichments,
+//! attempt records, failure kinds, run ids) is enrich-types'.
 
-use std::fmt;
-
+use enrich_types::{
+    AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, LedgerKind, RunId, SpanIdentity,
+};
 use serde::{Deserialize, Serialize};
 
 /// The `content_type_source` value that marks an enrichment written by the `fallback_to_empty`
 /// failure policy: an empty enrichment stored so the span stops being pending. LLMC only passes
 /// this column through, so the marker is harmless to it.
 pub const FALLBACK_CONTENT_TYPE_SOURCE: &str = "enrich:fallback_to_empty";
-
-/// The `schema_ver` written with every enrichment, as LLMC does.
-pub const ENRICHMENT_SCHEMA_VERSION: &str = "enrichment.v1";
 
 /// A span as the pipeline needs it: where its bytes are, and what the router looks at.
 ///
@@ -47,13 +46,16 @@ pub struct PendingSpan {
     pub file_mtime: f64,
 }
 
-/// One `evidence` entry of an enrichment: which field a line range supports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    /// The enrichment field the lines support.
-    pub field: String,
-    /// First and last line.
-    pub lines: [u32; 2],
+impl PendingSpan {
+    /// Which span this row is: its hash, file and lines, as every layer above passes them.
+    pub fn identity(&self) -> SpanIdentity {
+        SpanIdentity::new(
+            self.span_hash.as_str(),
+            self.file_path.as_str(),
+            self.start_line,
+            self.end_line,
+        )
+    }
 }
 
 /// Backend metrics stored with an enrichment (LLMC's performance columns).
@@ -73,29 +75,18 @@ pub struct EnrichmentMetrics {
     pub backend_host: Option<String>,
 }
 
-/// The content of an `enrichments` row.
+/// The content of an `enrichments` row: the enrichment and what LLMC stores beside it.
 ///
-/// Column mapping (LLMC's): `summary` ← `summary` (`NULL` when empty, so LLMC shows the span's
-/// doc hint instead), the four lists and `evidence` as JSON arrays, `tags` comma-joined (`NULL`
-/// when empty; a comma inside a tag becomes a space so the column splits back into the same
-/// tags), `created_at` stamped by the database in Unix seconds. Reading an LLMC row maps `NULL`
-/// text to an empty string and `NULL` lists to empty lists.
+/// Column mapping (LLMC's): `summary` ← `enrichment.summary` (`NULL` when empty, so LLMC shows
+/// the span's doc hint instead), the four lists and `evidence` as JSON arrays, `tags`
+/// comma-joined (`NULL` when empty; a comma inside a tag becomes a space so the column splits
+/// back into the same tags), `created_at` stamped by the database in Unix seconds. Reading an
+/// LLMC row maps `NULL` text to an empty string and `NULL` lists to empty lists.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Enrichment {
-    /// The summary (`summary_120w` of enrichment.v1).
-    pub summary: String,
-    /// Inputs of the span.
-    pub inputs: Vec<String>,
-    /// Outputs of the span.
-    pub outputs: Vec<String>,
-    /// Side effects.
-    pub side_effects: Vec<String>,
-    /// Pitfalls.
-    pub pitfalls: Vec<String>,
-    /// A short usage example.
-    pub usage_snippet: Option<String>,
-    /// Line evidence for the fields.
-    pub evidence: Vec<Evidence>,
+pub struct EnrichmentRow {
+    /// The enrichment itself (serialized inline, next to the other columns).
+    #[serde(flatten)]
+    pub enrichment: Enrichment,
     /// Tags.
     pub tags: Vec<String>,
     /// The model that wrote it.
@@ -114,7 +105,7 @@ pub struct Enrichment {
     pub metrics: EnrichmentMetrics,
 }
 
-impl Enrichment {
+impl EnrichmentRow {
     /// The empty enrichment the `fallback_to_empty` policy stores for a span every backend failed
     /// on: empty fields, marked with [`FALLBACK_CONTENT_TYPE_SOURCE`], so the span is no longer
     /// pending and [`is_fallback`](Self::is_fallback) tells it from a real one.
@@ -142,77 +133,7 @@ pub struct StoredEnrichment {
     /// When it was written, Unix seconds.
     pub created_at: Option<i64>,
     /// The content.
-    pub enrichment: Enrichment,
-}
-
-/// The id of a run, as [`Db::start_run`](crate::Db::start_run) returns it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RunId(pub i64);
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Whether a backend attempt produced a valid enrichment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptOutcome {
-    /// The backend answered and the output was valid.
-    Success,
-    /// See the attempt's `failure_kind`.
-    Failure,
-}
-
-impl AttemptOutcome {
-    /// The name stored in the `outcome` column.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "success",
-            Self::Failure => "failure",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        match text {
-            "success" => Some(Self::Success),
-            "failure" => Some(Self::Failure),
-            _ => None,
-        }
-    }
-}
-
-/// One call to one backend for one span: a row of the attempt log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// 1-based number of the attempt within its span's run; with the span hash and the run it
-    /// is the row's identity, so writing the same outcome twice stores it once.
-    pub attempt: u32,
-    /// The backend's configured name.
-    pub backend: String,
-    /// The backend's provider.
-    pub provider: String,
-    /// The model.
-    pub model: String,
-    /// Where the request went.
-    pub host: String,
-    /// Success or failure.
-    pub outcome: AttemptOutcome,
-    /// Why it failed (the backends' failure kind name); `None` on success.
-    pub failure_kind: Option<String>,
-    /// The failure message; `None` on success.
-    pub message: Option<String>,
-    /// When it started, milliseconds since the Unix epoch.
-    pub started_at_ms: u64,
-    /// How long it took, in milliseconds.
-    pub duration_ms: u64,
-    /// Prompt tokens evaluated.
-    pub prompt_eval_count: Option<u64>,
-    /// Tokens generated.
-    pub eval_count: Option<u64>,
-    /// Generation speed.
-    pub tokens_per_second: Option<f64>,
+    pub enrichment: EnrichmentRow,
 }
 
 /// An attempt as read back from the log.
@@ -223,18 +144,19 @@ pub struct AttemptLogEntry {
     /// The span it was for.
     pub span_hash: String,
     /// The attempt.
-    pub attempt: Attempt,
+    pub attempt: AttemptRecord,
 }
 
-/// How a span ended in one run.
+/// What the writer stores for a span besides its attempts: how the span ended in one run, as
+/// far as the database is concerned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum SpanResult {
-    /// Store this enrichment (a real one, or [`Enrichment::fallback_empty`]).
-    Enriched(Box<Enrichment>),
+pub enum Stored {
+    /// Store this enrichment (a real one, or [`EnrichmentRow::fallback_empty`]).
+    Enriched(Box<EnrichmentRow>),
     /// Every backend failed: record a failed run in the failure ledger.
     Failed {
         /// The last failure's kind.
-        failure_kind: String,
+        failure_kind: LedgerKind,
         /// The last failure's message.
         message: String,
     },
@@ -252,9 +174,9 @@ pub struct SpanOutcome {
     /// The run.
     pub run_id: RunId,
     /// Every backend attempt made for the span in this run, in order.
-    pub attempts: Vec<Attempt>,
-    /// The result.
-    pub result: SpanResult,
+    pub attempts: Vec<AttemptRecord>,
+    /// What is stored besides the attempts.
+    pub stored: Stored,
 }
 
 /// What a [`Db::write_batch`](crate::Db::write_batch) stored.
@@ -262,7 +184,7 @@ pub struct SpanOutcome {
 pub struct WriteReport {
     /// Enrichments stored (inserted or replaced), fallbacks included.
     pub enriched: usize,
-    /// Of those, empty fallbacks ([`Enrichment::is_fallback`]).
+    /// Of those, empty fallbacks ([`EnrichmentRow::is_fallback`]).
     pub fell_back: usize,
     /// Failed runs recorded in the ledger.
     pub failed: usize,
@@ -283,7 +205,7 @@ pub struct FailureEntry {
     /// The run of the last failure.
     pub last_run_id: Option<RunId>,
     /// The last failure's kind.
-    pub last_failure_kind: String,
+    pub last_failure_kind: LedgerKind,
     /// The last failure's message.
     pub last_message: String,
     /// Whether the span is dead-lettered (excluded from pending until requeued).

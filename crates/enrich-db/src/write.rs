@@ -8,9 +8,10 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use crate::error::{DbError, sqlite_error};
 use crate::lease::RELEASE_LEASE_SQL;
 use crate::open::Db;
+use enrich_types::{AttemptRecord, LedgerKind, RunId};
+
 use crate::types::{
-    Attempt, Enrichment, FailureEntry, RunCounts, RunId, RunStatus, SpanOutcome, SpanResult,
-    WriteReport,
+    EnrichmentRow, FailureEntry, RunCounts, RunStatus, SpanOutcome, Stored, WriteReport,
 };
 
 const INSERT_ATTEMPT_SQL: &str = "
@@ -133,7 +134,7 @@ impl BatchWriter<'_> {
         self.check_run(outcome.run_id)?;
         // The span's lease ends with the transaction that stores its outcome; a deferred span
         // stays the run's.
-        if outcome.result != SpanResult::Deferred {
+        if outcome.stored != Stored::Deferred {
             self.tx
                 .prepare_cached(RELEASE_LEASE_SQL)
                 .and_then(|mut s| s.execute((&outcome.span_hash, outcome.run_id.0)))
@@ -143,8 +144,8 @@ impl BatchWriter<'_> {
             self.insert_attempt(&outcome.span_hash, outcome.run_id, attempt)
                 .map_err(|e| ItemError::Sqlite("log an attempt", e))?;
         }
-        match &outcome.result {
-            SpanResult::Enriched(enrichment) => {
+        match &outcome.stored {
+            Stored::Enriched(enrichment) => {
                 let stored = self
                     .upsert_enrichment(&outcome.span_hash, enrichment)
                     .map_err(|e| ItemError::Sqlite("store an enrichment", e))?;
@@ -165,7 +166,7 @@ impl BatchWriter<'_> {
                 }
                 self.count(outcome.run_id, !fell_back);
             }
-            SpanResult::Failed {
+            Stored::Failed {
                 failure_kind,
                 message,
             } => {
@@ -180,7 +181,12 @@ impl BatchWriter<'_> {
                 }
                 self.ledger_in_use = true;
                 let newly_dead = self
-                    .bump_ledger(&outcome.span_hash, outcome.run_id, failure_kind, message)
+                    .bump_ledger(
+                        &outcome.span_hash,
+                        outcome.run_id,
+                        failure_kind.as_str(),
+                        message,
+                    )
                     .map_err(|e| ItemError::Sqlite("update the failure ledger", e))?;
                 if newly_dead {
                     report.dead_lettered.push(outcome.span_hash.clone());
@@ -188,7 +194,7 @@ impl BatchWriter<'_> {
                 report.failed += 1;
                 self.count(outcome.run_id, false);
             }
-            SpanResult::Deferred => {}
+            Stored::Deferred => {}
         }
         Ok(())
     }
@@ -241,7 +247,12 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    fn insert_attempt(&self, span_hash: &str, run: RunId, a: &Attempt) -> rusqlite::Result<()> {
+    fn insert_attempt(
+        &self,
+        span_hash: &str,
+        run: RunId,
+        a: &AttemptRecord,
+    ) -> rusqlite::Result<()> {
         self.tx
             .prepare_cached(INSERT_ATTEMPT_SQL)?
             .execute(params![
@@ -253,7 +264,7 @@ impl BatchWriter<'_> {
                 a.model,
                 a.host,
                 a.outcome.as_str(),
-                a.failure_kind,
+                a.failure_kind.map(|kind| kind.as_str()),
                 a.message,
                 a.started_at_ms,
                 a.duration_ms,
@@ -265,8 +276,8 @@ impl BatchWriter<'_> {
     }
 
     /// Stores the enrichment; false when its span does not exist (nothing is written).
-    fn upsert_enrichment(&self, span_hash: &str, e: &Enrichment) -> rusqlite::Result<bool> {
-        let m = &e.metrics;
+    fn upsert_enrichment(&self, span_hash: &str, row: &EnrichmentRow) -> rusqlite::Result<bool> {
+        let (e, m) = (&row.enrichment, &row.metrics);
         // An empty summary is stored as NULL, so LLMC's `COALESCE(summary, doc_hint, '')` shows
         // the span's doc hint instead of nothing.
         let summary = (!e.summary.is_empty()).then_some(e.summary.as_str());
@@ -276,19 +287,19 @@ impl BatchWriter<'_> {
             .execute(params![
                 span_hash,
                 summary,
-                tags_column(&e.tags),
+                tags_column(&row.tags),
                 json_array(&e.evidence),
-                e.model,
-                e.schema_ver,
+                row.model,
+                row.schema_ver,
                 json_array(&e.inputs),
                 json_array(&e.outputs),
                 json_array(&e.side_effects),
                 json_array(&e.pitfalls),
                 e.usage_snippet,
-                e.content_type,
-                e.content_language,
-                e.content_type_confidence,
-                e.content_type_source,
+                row.content_type,
+                row.content_language,
+                row.content_type_confidence,
+                row.content_type_source,
                 m.tokens_per_second,
                 m.eval_count,
                 m.eval_duration_ns,
@@ -396,15 +407,15 @@ impl Db {
         &mut self,
         span_hash: &str,
         run_id: RunId,
-        failure_kind: &str,
+        failure_kind: LedgerKind,
         message: &str,
     ) -> Result<Option<FailureEntry>, DbError> {
         self.write_batch(&[SpanOutcome {
             span_hash: span_hash.to_owned(),
             run_id,
             attempts: Vec::new(),
-            result: SpanResult::Failed {
-                failure_kind: failure_kind.to_owned(),
+            stored: Stored::Failed {
+                failure_kind,
                 message: message.to_owned(),
             },
         }])?;
@@ -529,26 +540,29 @@ mod tests {
         db
     }
 
-    fn outcome(run: RunId, result: SpanResult) -> SpanOutcome {
+    fn outcome(run: RunId, stored: Stored) -> SpanOutcome {
         SpanOutcome {
             span_hash: HASH.to_owned(),
             run_id: run,
             attempts: Vec::new(),
-            result,
+            stored,
         }
     }
 
-    fn failed() -> SpanResult {
-        SpanResult::Failed {
-            failure_kind: "timeout".to_owned(),
+    fn failed() -> Stored {
+        Stored::Failed {
+            failure_kind: LedgerKind::Attempt(enrich_types::FailureKind::Timeout),
             message: "slow".to_owned(),
         }
     }
 
-    fn enriched() -> SpanResult {
-        SpanResult::Enriched(Box::new(Enrichment {
-            summary: "done".to_owned(),
-            ..Enrichment::default()
+    fn enriched() -> Stored {
+        Stored::Enriched(Box::new(EnrichmentRow {
+            enrichment: enrich_types::Enrichment {
+                summary: "done".to_owned(),
+                ..Default::default()
+            },
+            ..EnrichmentRow::default()
         }))
     }
 

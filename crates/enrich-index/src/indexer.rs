@@ -9,9 +9,9 @@ use std::sync::mpsc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use enrich_db::{Db, DbError, FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord};
+use enrich_types::{file_hash, span_hash};
 
 use crate::error::IndexError;
-use crate::hash::{file_hash, span_hash};
 use crate::lang::{CLASSIFIER_VERSION, classify, language_for};
 use enrich_secrets::Scanner;
 

@@ -50,7 +50,6 @@
 //! the secret patterns (the CLI passes `[enrichment.index]` in as [`IndexOptions`]).
 
 mod error;
-mod hash;
 mod indexer;
 mod lang;
 mod report;
@@ -58,8 +57,9 @@ mod scope;
 mod split;
 mod walk;
 
+/// LLMC's content hashes (enrich-types' definitions), which the indexer writes.
+pub use enrich_types::{file_hash, span_hash};
 pub use error::IndexError;
-pub use hash::{file_hash, span_hash};
 pub use indexer::{
     DEFAULT_BATCH_FILES, DEFAULT_MAX_FILE_BYTES, DEFAULT_WINDOW_LINES, IndexOptions, index_paths,
     index_repo,

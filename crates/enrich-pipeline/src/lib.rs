@@ -9,10 +9,11 @@
 //! `max_failures_per_span` failed runs), or an empty enrichment under `on_failure =
 //! "fallback_to_empty"` — goes to the single database writer. Spans whose file changed within
 //! `cooldown_seconds` are skipped; a span whose source cannot be read fails with
-//! [`SOURCE_UNREADABLE`] in the ledger. Every span's source is scanned for secrets
+//! `source_unreadable` in the ledger. Every span's source is scanned for secrets
 //! (`enrich-secrets`) before its prompt is built: the prompt carries `[REDACTED:<rule id>]` in
 //! place of each one, or, with `[enrichment.secrets] action = "skip"`, the span is not sent and
-//! is ledgered as [`SECRET_DETECTED`].
+//! is ledgered as `secret_detected` (enrich-types' `LedgerKind` names every kind the ledger
+//! stores).
 //!
 //! ```text
 //! Pipeline::builder(&config, repo_root).configure(|s| ..).event_sink(..).build(&registry)?
@@ -84,8 +85,6 @@ pub use result::{
     BatchResult, CostEstimate, Plan, PlannedSpan, RunEnd, RunOutcome, RunSummary, SpanResult,
     SpanStatus,
 };
-pub use run::{NO_ROUTE, SOURCE_UNREADABLE};
-pub use secrets::SECRET_DETECTED;
 pub use settings::{
     PipelineSettings, WORKER_THREADS_ENV, cascade_policy, config_fingerprint, run_worker_threads,
 };

@@ -69,6 +69,7 @@ impl Pipeline {
 
     fn plan_span(&self, span: PendingSpan, order: u64) -> Result<PlannedSpan, PipelineError> {
         let inner = &self.inner;
+        let identity = span.identity();
         let route = inner
             .router
             .choose_chain(
@@ -80,7 +81,7 @@ impl Pipeline {
             match inner.read_source(&span) {
                 Ok(read) => match inner.secrets.guard(&read.text) {
                     Guarded::Send { source, redacted } => {
-                        let prompt = inner.prompt(&span, &source, read.span_bytes);
+                        let prompt = inner.prompt(&span, &identity, &source, read.span_bytes);
                         (
                             Some(prompt.estimated_tokens),
                             prompt.cut,
@@ -102,11 +103,8 @@ impl Pipeline {
         Ok(PlannedSpan {
             order,
             span_id: span.id,
-            span_hash: span.span_hash,
-            path: span.file_path,
+            span: identity,
             symbol: span.symbol,
-            line_start: span.start_line,
-            line_end: span.end_line,
             weight: decision.weight,
             priority: decision.priority(),
             weight_glob: decision.glob.map(str::to_owned),

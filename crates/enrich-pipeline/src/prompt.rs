@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use enrich_backends::{SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES};
 use enrich_config::PromptConfig;
 use enrich_db::PendingSpan;
+use enrich_types::SpanIdentity;
 
 use crate::error::PipelineError;
 
@@ -20,12 +21,8 @@ pub fn estimate_tokens(text: &str) -> u32 {
 /// What a prompt says about the span it is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PromptSpan<'a> {
-    /// The file, relative to the repo root.
-    pub path: &'a str,
-    /// The span's first line (1-based).
-    pub line_start: u32,
-    /// The span's last line (inclusive).
-    pub line_end: u32,
+    /// The span: its file (relative to the repo root) and lines.
+    pub span: &'a SpanIdentity,
     /// The file's language (`python`, `rust`, …), used to label the code.
     pub lang: &'a str,
     /// The symbol the span defines; may be empty.
@@ -35,15 +32,13 @@ pub struct PromptSpan<'a> {
 }
 
 impl<'a> PromptSpan<'a> {
-    /// The prompt's view of a pending span.
-    pub fn of(span: &'a PendingSpan) -> Self {
+    /// The prompt's view of a pending span (`row`) whose identity is `span`.
+    pub fn of(span: &'a SpanIdentity, row: &'a PendingSpan) -> Self {
         Self {
-            path: &span.file_path,
-            line_start: span.start_line,
-            line_end: span.end_line,
-            lang: &span.lang,
-            symbol: &span.symbol,
-            kind: &span.kind,
+            span,
+            lang: &row.lang,
+            symbol: &row.symbol,
+            kind: &row.kind,
         }
     }
 }
@@ -174,7 +169,7 @@ impl PromptBuilder {
         source: &str,
         span_bytes: usize,
     ) -> Prompt {
-        let (snippet, cut) = cut_snippet(source, self.max_snippet_bytes, span.line_start);
+        let (snippet, cut) = cut_snippet(source, self.max_snippet_bytes, span.span.line_start);
         let cut = cut.map(|cut| SnippetCut {
             total_bytes: span_bytes.max(cut.total_bytes),
             ..cut
@@ -185,9 +180,9 @@ impl PromptBuilder {
                 for segment in segments {
                     match segment {
                         Segment::Text(t) => text.push_str(t),
-                        Segment::Path => text.push_str(span.path),
-                        Segment::LineStart => push_display(&mut text, span.line_start),
-                        Segment::LineEnd => push_display(&mut text, span.line_end),
+                        Segment::Path => text.push_str(&span.span.path),
+                        Segment::LineStart => push_display(&mut text, span.span.line_start),
+                        Segment::LineEnd => push_display(&mut text, span.span.line_end),
                         Segment::Snippet => {
                             text.push_str(snippet);
                             if let Some(cut) = &cut {
@@ -299,7 +294,7 @@ fn push_cut_note(text: &mut String, span: &PromptSpan<'_>, cut: &SnippetCut) {
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    let (start, end) = (span.line_start, span.line_end);
+    let (start, end) = (span.span.line_start, span.span.line_end);
     let (shown, total) = (cut.shown_bytes, cut.total_bytes);
     if cut.inside_line {
         push_display(
@@ -328,7 +323,7 @@ fn longest_backtick_run(text: &str) -> usize {
 
 /// The built-in prompt.
 fn built_in(text: &mut String, span: &PromptSpan<'_>, snippet: &str, cut: Option<&SnippetCut>) {
-    let (path, start, end) = (span.path, span.line_start, span.line_end);
+    let (path, start, end) = (&span.span.path, span.span.line_start, span.span.line_end);
     push_display(
         text,
         format_args!(
@@ -438,10 +433,9 @@ mod tests {
             max_snippet_bytes: 40,
         })
         .unwrap();
+        let identity = SpanIdentity::new("sha256:big", "src/big.rs", 1, 400);
         let span = PromptSpan {
-            path: "src/big.rs",
-            line_start: 1,
-            line_end: 400,
+            span: &identity,
             lang: "rust",
             symbol: "big",
             kind: "function",

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use enrich_backends::{AttemptRecord, BackendOutage, Enrichment};
+use enrich_backends::BackendOutage;
 use enrich_config::PriorityClass;
 use enrich_db::{HeldLeases, RunId, RunStatus};
 use enrich_router::RouteDecision;
+use enrich_types::{AttemptRecord, Enrichment, SpanIdentity};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::BudgetStop;
@@ -93,17 +94,13 @@ impl RunEnd {
     }
 }
 
-/// What happened to one span.
+/// What happened to one span in a run: the one result type of a span above the database (what
+/// the writer stores of it is enrich-db's `SpanOutcome`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpanResult {
-    /// The span.
-    pub span_hash: String,
-    /// Its file, relative to the repo root.
-    pub path: String,
-    /// Its first line.
-    pub line_start: u32,
-    /// Its last line.
-    pub line_end: u32,
+    /// The span (serialised inline: `span_hash`, `path`, `line_start`, `line_end`).
+    #[serde(flatten)]
+    pub span: SpanIdentity,
     /// How it ended.
     pub status: SpanStatus,
     /// The validated enrichment, when a backend produced one.
@@ -116,9 +113,39 @@ pub struct SpanResult {
     pub duration: Duration,
     /// Why it failed, fell back, was skipped or cancelled.
     pub error: Option<String>,
+    /// For an [`Unavailable`](SpanStatus::Unavailable) span, the backends of its chain that
+    /// could not serve it, as indexes into the route's backends (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<usize>,
 }
 
 impl SpanResult {
+    /// A span that ended with `status` after `attempts`; no enrichment, route, duration or
+    /// error yet.
+    pub(crate) fn new(
+        span: SpanIdentity,
+        status: SpanStatus,
+        attempts: Vec<AttemptRecord>,
+    ) -> Self {
+        Self {
+            span,
+            status,
+            enrichment: None,
+            attempts,
+            route: None,
+            duration: Duration::ZERO,
+            error: None,
+            unavailable: Vec::new(),
+        }
+    }
+
+    /// The same result, with why it did not succeed.
+    #[must_use]
+    pub(crate) fn with_error(mut self, error: String) -> Self {
+        self.error = Some(error);
+        self
+    }
+
     /// True when a backend's enrichment was stored for the span.
     pub fn success(&self) -> bool {
         self.status == SpanStatus::Enriched
@@ -288,16 +315,11 @@ pub struct PlannedSpan {
     pub order: u64,
     /// `spans.id`.
     pub span_id: i64,
-    /// The span.
-    pub span_hash: String,
-    /// Its file, relative to the repo root.
-    pub path: String,
+    /// The span (serialised inline: `span_hash`, `path`, `line_start`, `line_end`).
+    #[serde(flatten)]
+    pub span: SpanIdentity,
     /// The symbol it defines.
     pub symbol: String,
-    /// Its first line.
-    pub line_start: u32,
-    /// Its last line.
-    pub line_end: u32,
     /// Its file's weight under `[enrichment.path_weights]`, 1 (most important) to 10.
     pub weight: u8,
     /// The weight's priority class (high 1–3, medium 4–6, low 7–10).
@@ -318,8 +340,7 @@ pub struct PlannedSpan {
     /// with those secrets redacted, or not at all when [`Self::withheld`].
     pub secrets: Vec<&'static str>,
     /// True when a run would not send the span for its secrets (`[enrichment.secrets] action =
-    /// "skip"`) but record it in the failure ledger as
-    /// [`SECRET_DETECTED`](crate::SECRET_DETECTED).
+    /// "skip"`) but record it in the failure ledger as `secret_detected`.
     pub withheld: bool,
 }
 
@@ -373,5 +394,36 @@ impl Plan {
             .filter_map(|s| s.estimated_tokens)
             .map(u64::from)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_result_serialises_its_identity_inline() {
+        let span = SpanIdentity::new("sha256:ab", "src/lib.rs", 3, 9);
+        let result = SpanResult::new(span, SpanStatus::Failed, Vec::new()).with_error("no".into());
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(json["span_hash"], "sha256:ab");
+        assert_eq!(json["path"], "src/lib.rs");
+        assert_eq!(
+            (json["line_start"].as_u64(), json["line_end"].as_u64()),
+            (Some(3), Some(9))
+        );
+        assert_eq!(json["status"], "failed");
+        assert!(
+            json.get("span").is_none() && json.get("unavailable").is_none(),
+            "{json}"
+        );
+        let unavailable = SpanResult {
+            unavailable: vec![1],
+            ..result
+        };
+        assert_eq!(
+            serde_json::to_value(&unavailable).unwrap()["unavailable"],
+            serde_json::json!([1])
+        );
     }
 }

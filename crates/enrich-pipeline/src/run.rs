@@ -41,16 +41,6 @@ use scheduler::Scheduler;
 use span::millis;
 use start::{Pending, Started, record_end, start};
 
-/// The failure kind recorded in the ledger for a span whose source cannot be read (missing
-/// file, a path leaving the repo, a byte range beyond the file's end).
-pub const SOURCE_UNREADABLE: &str = "source_unreadable";
-
-/// The failure kind recorded when no chain can serve a span. The builder checks that the
-/// default chain can, so this only happens with a router given to
-/// [`PipelineBuilder::router`](crate::PipelineBuilder::router) that was built from another
-/// configuration than the pipeline's.
-pub const NO_ROUTE: &str = "no_route";
-
 /// What every span task of one run shares.
 struct RunCtx {
     inner: Arc<Inner>,
@@ -87,12 +77,10 @@ struct ToSend {
     resume: Resume,
 }
 
-/// What one span's task hands back: its result, and which backends of its chain were
-/// unavailable for it when the result is [`SpanStatus::Unavailable`](crate::SpanStatus).
+/// What one span's task hands back: its result and the chain that served it.
 struct Processed {
     result: SpanResult,
     chain: String,
-    unavailable: Vec<usize>,
 }
 
 /// A run under way: what its tasks share, its writer and its scheduler.

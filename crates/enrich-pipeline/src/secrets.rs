@@ -2,16 +2,12 @@
 //! never reaches a backend. With `[enrichment.secrets] action = "redact"` (the default) the
 //! prompt is built from the source with each secret replaced by `[REDACTED:<rule id>]`; with
 //! `"skip"` the span is not sent at all and goes to the failure ledger as
-//! [`SECRET_DETECTED`]. The patterns are `enrich_secrets::RULES`.
+//! `LedgerKind::SecretDetected` (`secret_detected`). The patterns are `enrich_secrets::RULES`.
 
 use std::borrow::Cow;
 
 use enrich_config::SecretsAction;
 use enrich_secrets::Scanner;
-
-/// The failure kind recorded in the ledger for a span not sent because it holds a secret
-/// (`[enrichment.secrets] action = "skip"`).
-pub const SECRET_DETECTED: &str = "secret_detected";
 
 /// What may be sent of a span's source.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use enrich_backends::{BackendAdapter, HostPool};
 use enrich_db::{Db, DbError, OpenMode, OpenOptions, PendingSpan, SourceReader, SpanSource};
 use enrich_router::{Router, SliceView};
+use enrich_types::SpanIdentity;
 
 use crate::error::PipelineError;
 use crate::events::EventSink;
@@ -63,22 +64,26 @@ impl Inner {
         self.sources.read_prefix(span, self.prompts.source_limit())
     }
 
-    /// The prompt for `span` from the text [`read_source`](Self::read_source) read (after the
-    /// secrets guard), the whole span being `span_bytes` long.
-    pub(crate) fn prompt(&self, span: &PendingSpan, text: &str, span_bytes: u64) -> Prompt {
+    /// The prompt for `span` (whose identity is `identity`) from the text
+    /// [`read_source`](Self::read_source) read (after the secrets guard), the whole span being
+    /// `span_bytes` long.
+    pub(crate) fn prompt(
+        &self,
+        span: &PendingSpan,
+        identity: &SpanIdentity,
+        text: &str,
+        span_bytes: u64,
+    ) -> Prompt {
         let span_bytes = usize::try_from(span_bytes).unwrap_or(usize::MAX);
         self.prompts
-            .build_from_prefix(&PromptSpan::of(span), text, span_bytes)
+            .build_from_prefix(&PromptSpan::of(identity, span), text, span_bytes)
     }
 
     /// What the router sees of a span.
     pub(crate) fn slice_view<'a>(span: &'a PendingSpan) -> SliceView<'a> {
         let bytes = span.byte_end.saturating_sub(span.byte_start);
         SliceView {
-            span_hash: &span.span_hash,
-            path: &span.file_path,
-            line_start: span.start_line,
-            line_end: span.end_line,
+            span: None,
             slice_type: span.slice_type.as_deref(),
             slice_language: span.slice_language.as_deref(),
             classifier_confidence: span.classifier_confidence,

@@ -318,7 +318,8 @@ fn write_loop(
 
 #[cfg(test)]
 mod tests {
-    use enrich_db::{RunId, SpanResult};
+    use enrich_db::{RunId, Stored};
+    use enrich_types::{FailureKind, LedgerKind};
 
     use super::*;
 
@@ -327,8 +328,8 @@ mod tests {
             span_hash: format!("sha256:{n}"),
             run_id: RunId(1),
             attempts: Vec::new(),
-            result: SpanResult::Failed {
-                failure_kind: "timeout".to_owned(),
+            stored: Stored::Failed {
+                failure_kind: LedgerKind::Attempt(FailureKind::Timeout),
                 message: String::new(),
             },
         }

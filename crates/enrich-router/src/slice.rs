@@ -2,24 +2,20 @@
 
 use std::borrow::Cow;
 
+use enrich_types::SpanIdentity;
+
 /// The slice type of a span whose type is missing or blank.
 pub const UNKNOWN_SLICE_TYPE: &str = "unknown";
 
 /// What the router sees of one pending span.
 ///
-/// It borrows from the pipeline's span row, so building one per span costs nothing. Only
+/// It borrows from the pipeline's span, so building one per span costs nothing. Only
 /// `slice_type` steers the routing today; the other fields identify the span and carry the hints
 /// (size, confidence, importance) a routing rule may use, and end up in logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SliceView<'a> {
-    /// The span's content hash (`sha256:…`), its identity in the index.
-    pub span_hash: &'a str,
-    /// The file's path, relative to the repository root.
-    pub path: &'a str,
-    /// The first line of the span (1-based).
-    pub line_start: u32,
-    /// The last line of the span (inclusive).
-    pub line_end: u32,
+    /// Which span this is, when the caller knows (routing never depends on it).
+    pub span: Option<&'a SpanIdentity>,
     /// The slice type as stored in the index (`spans.slice_type`), not normalised; may be missing
     /// or blank.
     pub slice_type: Option<&'a str>,

@@ -56,10 +56,6 @@ fn router(config: &EnrichmentConfig) -> Router {
 
 fn slice(slice_type: Option<&str>) -> SliceView<'_> {
     SliceView {
-        span_hash: "sha256:00",
-        path: "src/lib.rs",
-        line_start: 1,
-        line_end: 9,
         slice_type,
         ..SliceView::default()
     }

@@ -2,7 +2,7 @@
 //! [`FakeOllama`](crate::FakeOllama): an enrichment.v1 object for a line range, the line range a
 //! prompt cites, token estimates and the usage metrics the fakes report.
 
-use enrich_backends::SpanContext;
+use enrich_backends::SpanIdentity;
 
 /// Nanoseconds the fakes report for loading the model (`load_duration`).
 pub(crate) const LOAD_DURATION_NS: u64 = 2_000_000;
@@ -22,15 +22,15 @@ pub(crate) const GARBAGE_TEXT: &str =
 /// and its summary names the span hash, so two spans never share an answer.
 ///
 /// ```
-/// use enrich_backends::{SpanContext, ValidationContext, parse_and_validate};
+/// use enrich_backends::{SpanIdentity, ValidationContext, parse_and_validate};
 /// use enrich_testkit::valid_enrichment_json;
 ///
-/// let span = SpanContext::new("sha256:ab", "src/lib.rs", 10, 24);
+/// let span = SpanIdentity::new("sha256:ab", "src/lib.rs", 10, 24);
 /// let json = valid_enrichment_json(&span);
 /// let enrichment = parse_and_validate(&json, &ValidationContext::for_span(&span, true)).unwrap();
 /// assert_eq!(enrichment.evidence[0].lines, [10, 24]);
 /// ```
-pub fn valid_enrichment_json(span: &SpanContext) -> String {
+pub fn valid_enrichment_json(span: &SpanIdentity) -> String {
     enrichment_json(span.line_start, span.line_end, fingerprint(&span.span_hash))
 }
 

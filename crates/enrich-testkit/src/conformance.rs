@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enrich_backends::{
-    BackendAdapter, BackendError, FailureKind, GenerateRequest, Generation, SpanContext,
+    BackendAdapter, BackendError, FailureKind, GenerateRequest, Generation, SpanIdentity,
     ValidationContext, enrichment_v1_schema, parse_and_validate,
 };
 use enrich_config::{BackendSpec, DEFAULT_CHAIN, Options};
@@ -362,8 +362,8 @@ impl Run {
     }
 }
 
-fn span() -> SpanContext {
-    SpanContext::new("sha256:conformance", "src/conformance.rs", 10, 24)
+fn span() -> SpanIdentity {
+    SpanIdentity::new("sha256:conformance", "src/conformance.rs", 10, 24)
 }
 
 fn request() -> GenerateRequest {

@@ -157,12 +157,12 @@ pub enum Fallback {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanContext};
+/// use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanIdentity};
 /// use enrich_testkit::{FakeAdapter, Script};
 ///
 /// let fake = FakeAdapter::named("primary")
 ///     .with_script([Script::err(FailureKind::Timeout, "slow"), Script::valid()]);
-/// let request = GenerateRequest::new("describe lines 3-9", SpanContext::new("sha256:1", "a.rs", 3, 9));
+/// let request = GenerateRequest::new("describe lines 3-9", SpanIdentity::new("sha256:1", "a.rs", 3, 9));
 /// assert_eq!(fake.generate(&request).await.unwrap_err().kind, FailureKind::Timeout);
 /// assert!(fake.generate(&request).await.is_ok());
 /// assert_eq!(fake.calls(), 2);

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::process::Command;
 
 use enrich_testkit::FakeOllamaConfig;
+use enrich_types::LedgerKind;
 
 use super::reliability::{
     check_attempt_log, check_every_span_accounted_for, check_stored_enrichments_are_valid,
 };
 use super::support::{NewSpan, Server, TestRepo, config, finish};
 
-/// The ledger kind of a span whose source cannot be read (enrich-pipeline's
-/// `SOURCE_UNREADABLE`).
-const SOURCE_UNREADABLE: &str = "source_unreadable";
+/// The ledger kind of a span whose source cannot be read, as stored.
+const SOURCE_UNREADABLE: &str = LedgerKind::SourceUnreadable.as_str();
 
 /// The built-in prompt budget for a span's source (`[enrichment.prompt] max_snippet_bytes`).
 const MAX_SNIPPET_BYTES: usize = 24 * 1024;

@@ -4,7 +4,7 @@
 //! The test fails, never skips, when the server is not provisioned: `cargo xtask ci` provisions
 //! it and passes its paths in `ENRICH_MODEL_SERVER_*`.
 
-use enrich_backends::{ValidationContext, parse_and_validate};
+use enrich_backends::{SpanIdentity, ValidationContext, parse_and_validate};
 use enrich_testkit::ModelServerProcess;
 
 use super::support::{Ran, TestRepo};
@@ -98,11 +98,7 @@ options = {{ temperature = 0, seed = 42, num_ctx = 4096, num_predict = 900 }}
         .expect("rows");
     assert_eq!(stored.len() as i64, succeeded);
     for (start, end, reply, model, schema_ver, eval_count) in &stored {
-        let ctx = ValidationContext {
-            line_start: *start,
-            line_end: *end,
-            enforce_latin1: false,
-        };
+        let ctx = ValidationContext::for_span(&SpanIdentity::new("", "", *start, *end), false);
         parse_and_validate(&reply.to_string(), &ctx)
             .unwrap_or_else(|e| panic!("stored row fails enrichment.v1: {e}\n{reply}"));
         assert_eq!(model, server.model_name());

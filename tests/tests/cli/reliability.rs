@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use enrich_backends::{ValidationContext, parse_and_validate};
+use enrich_backends::{SpanIdentity, ValidationContext, parse_and_validate};
 use serde_json::{Value, json};
 
 use std::time::Duration;
@@ -132,14 +132,19 @@ pub(crate) fn check_stored_enrichments_are_valid(repo: &TestRepo) -> usize {
             "usage_snippet": text(8),
             "evidence": list(9),
         });
-        let context = ValidationContext {
-            line_start: start,
-            line_end: end,
-            enforce_latin1: false,
-        };
+        let span = SpanIdentity::new(hash.as_str(), "", start, end);
+        let context = ValidationContext::for_span(&span, false);
         let valid = parse_and_validate(&stored.to_string(), &context)
             .unwrap_or_else(|e| panic!("{hash}: the stored row fails enrichment.v1: {e}"));
         let revalidated = serde_json::to_value(&valid).expect("an enrichment serialises");
+        // An enrichment serialises as it is stored: `summary_120w` is the `summary` column.
+        let mut stored = stored;
+        let summary = stored["summary_120w"].take();
+        stored
+            .as_object_mut()
+            .expect("an object")
+            .remove("summary_120w");
+        stored["summary"] = summary;
         assert_eq!(
             revalidated, stored,
             "{hash}: validation changes the stored row"

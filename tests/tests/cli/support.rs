@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use enrich_db::{Db, default_db_path};
 use enrich_testkit::{FakeOllama, FakeOllamaConfig, FakeOllamaStats};
+use enrich_types::span_hash;
 use rusqlite::Connection;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// How long one `enrich` invocation may take before the test fails (and kills it).
@@ -273,8 +273,7 @@ impl TestRepo {
             for &(symbol, kind, start, end, slice) in source.spans {
                 let byte_start = line_starts[start as usize - 1];
                 let byte_end = line_starts[end as usize];
-                let hash =
-                    llmc_span_hash(source.lang, &source.text.as_bytes()[byte_start..byte_end]);
+                let hash = span_hash(source.lang, &source.text.as_bytes()[byte_start..byte_end]);
                 conn.execute(
                     "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start,
                         byte_end, span_hash, slice_type, slice_language, classifier_confidence)
@@ -452,20 +451,6 @@ fn line_starts(text: &str) -> Vec<usize> {
     starts
 }
 
-/// LLMC's span hash: `sha256:` + hex(sha256(lang + "\0" + span bytes)).
-fn llmc_span_hash(lang: &str, bytes: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(lang.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(bytes);
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
-}
-
 /// A fake Ollama server on a runtime of its own, so tests stay synchronous while the server
 /// answers the `enrich` child process.
 pub(crate) struct Server {
@@ -599,7 +584,7 @@ impl TestRepo {
         for &(symbol, kind, start, end) in spans {
             let byte_start = starts[start as usize - 1];
             let byte_end = starts[end as usize];
-            let hash = llmc_span_hash(lang, &bytes[byte_start..byte_end]);
+            let hash = span_hash(lang, &bytes[byte_start..byte_end]);
             tx.execute(
                 "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start,
                     byte_end, span_hash, slice_type, slice_language, classifier_confidence)

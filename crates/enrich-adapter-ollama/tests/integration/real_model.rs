@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use enrich_adapter_ollama::OllamaAdapter;
 use enrich_backends::{
-    BackendAdapter, FailureKind, GenerateRequest, SpanContext, ValidationContext,
+    BackendAdapter, FailureKind, GenerateRequest, SpanIdentity, ValidationContext,
     enrichment_v1_schema, parse_and_validate,
 };
 use enrich_config::BackendSpec;
@@ -30,7 +30,7 @@ Example answer:
 "#;
 
 fn request() -> GenerateRequest {
-    GenerateRequest::new(PROMPT, SpanContext::new("sha256:add", "src/math.rs", 1, 3))
+    GenerateRequest::new(PROMPT, SpanIdentity::new("sha256:add", "src/math.rs", 1, 3))
         .with_system("You document code. Reply with one JSON object.")
         .with_schema(Arc::clone(enrichment_v1_schema()))
         .with_max_output_tokens(400)
@@ -71,7 +71,7 @@ async fn the_real_model_enriches_truncates_and_reports_health() {
     let enrichment =
         parse_and_validate(&generation.text, &ValidationContext::for_span(span, false))
             .unwrap_or_else(|err| panic!("{err}\nthe model wrote: {}", generation.text));
-    assert!(!enrichment.summary_120w.is_empty(), "{enrichment:?}");
+    assert!(!enrichment.summary.is_empty(), "{enrichment:?}");
     let metrics = &generation.metrics;
     assert_eq!(metrics.host, server.url());
     assert_eq!(metrics.done_reason.as_deref(), Some("stop"));

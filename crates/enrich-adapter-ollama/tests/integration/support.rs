@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use enrich_adapter_ollama::OllamaAdapter;
-use enrich_backends::{BackendError, FailureKind, GenerateRequest, SpanContext};
+use enrich_backends::{BackendError, FailureKind, GenerateRequest, SpanIdentity};
 use enrich_config::BackendSpec;
 use serde_json::{Value, json};
 use wiremock::MockServer;
@@ -36,7 +36,7 @@ pub(crate) fn adapter(url: &str, options: Value) -> OllamaAdapter {
 pub(crate) fn request() -> GenerateRequest {
     GenerateRequest::new(
         "Describe this code.",
-        SpanContext::new("sha256:00", "src/lib.rs", 1, 3),
+        SpanIdentity::new("sha256:00", "src/lib.rs", 1, 3),
     )
 }
 

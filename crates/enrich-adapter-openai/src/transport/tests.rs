@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanContext};
+use enrich_backends::{BackendAdapter, FailureKind, GenerateRequest, SpanIdentity};
 use enrich_config::BackendSpec;
 use enrich_testkit::{TlsFront, test_ca_roots};
 use reqwest::{ClientBuilder, Proxy};
@@ -110,7 +110,7 @@ fn with_proxy(proxy: Proxy) -> ClientBuilder {
 }
 
 fn request() -> GenerateRequest {
-    GenerateRequest::new("Describe.", SpanContext::new("sha256:0", "a.rs", 1, 1))
+    GenerateRequest::new("Describe.", SpanIdentity::new("sha256:0", "a.rs", 1, 1))
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use enrich_adapter_openai::OpenAiAdapter;
 use enrich_backends::{
-    BackendAdapter, FailureKind, GenerateRequest, SpanContext, ValidationContext,
+    BackendAdapter, FailureKind, GenerateRequest, SpanIdentity, ValidationContext,
     enrichment_v1_schema, parse_and_validate,
 };
 use enrich_config::BackendSpec;
@@ -31,7 +31,7 @@ Example answer:
 "#;
 
 fn request() -> GenerateRequest {
-    GenerateRequest::new(PROMPT, SpanContext::new("sha256:add", "src/math.rs", 1, 3))
+    GenerateRequest::new(PROMPT, SpanIdentity::new("sha256:add", "src/math.rs", 1, 3))
         .with_system("You document code. Reply with one JSON object.")
         .with_schema(Arc::clone(enrichment_v1_schema()))
         .with_max_output_tokens(400)
@@ -70,7 +70,7 @@ async fn the_real_model_enriches_truncates_and_reports_health_over_v1() {
     let enrichment =
         parse_and_validate(&generation.text, &ValidationContext::for_span(span, false))
             .unwrap_or_else(|err| panic!("{err}\nthe model wrote: {}", generation.text));
-    assert!(!enrichment.summary_120w.is_empty(), "{enrichment:?}");
+    assert!(!enrichment.summary.is_empty(), "{enrichment:?}");
     let metrics = &generation.metrics;
     assert_eq!(metrics.host, base);
     assert_eq!(metrics.model, model);
@@ -107,7 +107,7 @@ async fn the_real_model_enriches_truncates_and_reports_health_over_v1() {
     // The server's context is 2048 tokens; this prompt is far longer.
     let long = GenerateRequest::new(
         "word ".repeat(5000),
-        SpanContext::new("sha256:long", "src/long.rs", 1, 1),
+        SpanIdentity::new("sha256:long", "src/long.rs", 1, 1),
     );
     assert_failure(
         "a prompt beyond the context",

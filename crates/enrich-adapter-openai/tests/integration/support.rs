@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 
 use enrich_adapter_openai::OpenAiAdapter;
-use enrich_backends::{BackendError, FailureKind, GenerateRequest, SpanContext};
+use enrich_backends::{BackendError, FailureKind, GenerateRequest, SpanIdentity};
 use enrich_config::BackendSpec;
 use serde_json::{Value, json};
 use wiremock::MockServer;
@@ -43,7 +43,7 @@ pub(crate) fn adapter(url: &str, options: Value) -> OpenAiAdapter {
 pub(crate) fn request() -> GenerateRequest {
     GenerateRequest::new(
         "Describe this code.",
-        SpanContext::new("sha256:00", "src/lib.rs", 1, 3),
+        SpanIdentity::new("sha256:00", "src/lib.rs", 1, 3),
     )
 }
 

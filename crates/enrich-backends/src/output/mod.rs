@@ -7,72 +7,34 @@ mod schema;
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
+use enrich_types::{Enrichment, Evidence, FailureKind, SpanIdentity};
 
-use crate::adapter::SpanContext;
-use crate::failure::{BackendError, FailureKind};
+use crate::failure::BackendError;
 
 use self::raw::{Field, RawEnrichment, RawEvidence};
 
-pub use self::schema::{OutputSchema, enrichment_v1_schema, enrichment_v1_schema_for_lines};
+pub use self::schema::{OutputSchema, enrichment_v1_schema, enrichment_v1_schema_for_span};
 
-/// The name of the output schema, stored with every enrichment (`schema_ver`).
-pub const ENRICHMENT_SCHEMA_VERSION: &str = "enrichment.v1";
 /// The most words `summary_120w` may have.
 pub const SUMMARY_MAX_WORDS: usize = 120;
 /// The most lines `usage_snippet` may have.
 pub const USAGE_SNIPPET_MAX_LINES: usize = 12;
 
-/// A validated enrichment.v1 object: what the pipeline stores for a span.
-///
-/// Every string is trimmed, no list holds an empty item, `summary_120w` is non-empty and at
-/// most [`SUMMARY_MAX_WORDS`] words, `usage_snippet` is `None` or at most
-/// [`USAGE_SNIPPET_MAX_LINES`] lines, and every filled field has at least one evidence entry,
-/// all inside the span.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enrichment {
-    /// What the code does, at most 120 words.
-    pub summary_120w: String,
-    /// Parameters, arguments and data the code reads.
-    pub inputs: Vec<String>,
-    /// Return values and data the code produces.
-    pub outputs: Vec<String>,
-    /// I/O, mutation of shared state, network, logging.
-    pub side_effects: Vec<String>,
-    /// Edge cases, error conditions and misuse to watch for.
-    pub pitfalls: Vec<String>,
-    /// A short example call.
-    pub usage_snippet: Option<String>,
-    /// The source lines that support each field.
-    pub evidence: Vec<Evidence>,
-}
-
-/// The lines of the span that support one field of an [`Enrichment`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    /// The enrichment key this entry supports (`summary_120w`, `inputs`, …).
-    pub field: String,
-    /// First and last line, inclusive, inside the span.
-    pub lines: [u32; 2],
-}
-
-/// What [`parse_and_validate`] checks a reply against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`parse_and_validate`] checks a reply against: the span (evidence may cite only its
+/// lines) and the character rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationContext {
-    /// The span's first line; evidence may not cite earlier lines.
-    pub line_start: u32,
-    /// The span's last line; evidence may not cite later lines.
-    pub line_end: u32,
+    /// The span the reply is about.
+    pub span: SpanIdentity,
     /// Reject any character above U+00FF (`enforce_latin1_enrichment`).
     pub enforce_latin1: bool,
 }
 
 impl ValidationContext {
     /// The context for a span.
-    pub fn for_span(span: &SpanContext, enforce_latin1: bool) -> Self {
+    pub fn for_span(span: &SpanIdentity, enforce_latin1: bool) -> Self {
         Self {
-            line_start: span.line_start,
-            line_end: span.line_end,
+            span: span.clone(),
             enforce_latin1,
         }
     }
@@ -162,8 +124,8 @@ fn normalise_and_validate(
 ) -> Result<Enrichment, BackendError> {
     let mut problems = Problems::default();
 
-    let summary_120w = raw.summary.map(trimmed).unwrap_or_default();
-    let words = summary_120w.split_whitespace().count();
+    let summary = raw.summary.map(trimmed).unwrap_or_default();
+    let words = summary.split_whitespace().count();
     if words == 0 {
         problems.push(format_args!(
             "`summary_120w` is missing or empty; write a summary of at most {SUMMARY_MAX_WORDS} words"
@@ -185,7 +147,7 @@ fn normalise_and_validate(
     }
 
     let mut enrichment = Enrichment {
-        summary_120w,
+        summary,
         inputs: items(raw.inputs),
         outputs: items(raw.outputs),
         side_effects: items(raw.side_effects),
@@ -233,11 +195,11 @@ fn check_evidence(
         ));
         return None;
     }
-    let inside = u64::from(ctx.line_start) <= start && end <= u64::from(ctx.line_end);
+    let inside = u64::from(ctx.span.line_start) <= start && end <= u64::from(ctx.span.line_end);
     if !inside {
         problems.push(format_args!(
             "evidence for `{field}` cites lines [{start}, {end}], outside the span (lines {}-{})",
-            ctx.line_start, ctx.line_end
+            ctx.span.line_start, ctx.span.line_end
         ));
         return None;
     }
@@ -264,7 +226,7 @@ fn check_latin1(enrichment: &Enrichment, problems: &mut Problems) {
             ));
         }
     };
-    check(Field::Summary.name(), None, &enrichment.summary_120w);
+    check(Field::Summary.name(), None, &enrichment.summary);
     let lists = [
         (Field::Inputs, &enrichment.inputs),
         (Field::Outputs, &enrichment.outputs),
@@ -290,7 +252,7 @@ fn is_latin1(text: &str) -> bool {
 fn add_missing_evidence(enrichment: &mut Enrichment, ctx: &ValidationContext) {
     for field in Field::CITABLE {
         let filled = match field {
-            Field::Summary => !enrichment.summary_120w.is_empty(),
+            Field::Summary => !enrichment.summary.is_empty(),
             Field::Inputs => !enrichment.inputs.is_empty(),
             Field::Outputs => !enrichment.outputs.is_empty(),
             Field::SideEffects => !enrichment.side_effects.is_empty(),
@@ -301,7 +263,7 @@ fn add_missing_evidence(enrichment: &mut Enrichment, ctx: &ValidationContext) {
         if filled && !enrichment.evidence.iter().any(|e| e.field == field.name()) {
             enrichment.evidence.push(Evidence {
                 field: field.name().to_owned(),
-                lines: [ctx.line_start, ctx.line_end],
+                lines: [ctx.span.line_start, ctx.span.line_end],
             });
         }
     }

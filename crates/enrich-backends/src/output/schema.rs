@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use enrich_types::SpanIdentity;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 
@@ -41,15 +42,16 @@ const EVIDENCE_LINE_PATH: &[&str] = &[
 ];
 
 /// The enrichment.v1 schema for one span: as [`enrichment_v1_schema`], with every evidence line
-/// bounded to `line_start..=line_end` (`minimum`/`maximum`).
+/// bounded to the span's `line_start..=line_end` (`minimum`/`maximum`).
 ///
 /// Structured output then keeps a model from citing lines outside the span, which
 /// [`parse_and_validate`](crate::parse_and_validate) would reject as `SchemaInvalid`. Ollama
 /// (llama.cpp's schema-to-grammar converter) and OpenAI's structured outputs both honour integer
 /// bounds; a provider that ignores them still gets a valid schema. The shared schema is not
 /// copied: the bounds are written in as the request is serialized (see [`OutputSchema`]).
-pub fn enrichment_v1_schema_for_lines(line_start: u32, line_end: u32) -> OutputSchema {
-    let (low, high) = (line_start.min(line_end), line_start.max(line_end));
+pub fn enrichment_v1_schema_for_span(span: &SpanIdentity) -> OutputSchema {
+    let (start, end) = (span.line_start, span.line_end);
+    let (low, high) = (start.min(end), start.max(end));
     OutputSchema::new(Arc::clone(enrichment_v1_schema())).with_replaced(
         EVIDENCE_LINE_PATH,
         json!({ "type": "integer", "minimum": low, "maximum": high }),

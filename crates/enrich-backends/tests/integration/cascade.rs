@@ -6,7 +6,7 @@ use std::time::Duration;
 use enrich_backends::{
     AttemptOutcome, AttemptRecord, Availability, BackendAdapter, Backoff, Cascade, CascadeFailure,
     CascadePolicy, CascadeSuccess, CircuitPolicy, Decision, Disposition, FailureAction,
-    FailureKind, GiveUpReason, KindPolicy, SpanContext, SpanStart,
+    FailureKind, GiveUpReason, KindPolicy, SpanIdentity, SpanStart,
 };
 use enrich_config::BackendSpec;
 use tokio::time::Instant;
@@ -62,7 +62,7 @@ async fn a_valid_first_answer_is_one_successful_attempt() {
 
     assert_eq!(success.backend_index, 0);
     assert_eq!(
-        success.enrichment.summary_120w,
+        success.enrichment.summary,
         "Adds two numbers and returns the sum."
     );
     assert_eq!(
@@ -591,7 +591,7 @@ async fn the_observer_hears_every_attempt_with_the_decision() {
     type Seen = Vec<(String, u32, Option<Decision>)>;
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let sink = Arc::clone(&seen);
-    let observer = move |span: &SpanContext, record: &AttemptRecord, next: Option<Decision>| {
+    let observer = move |span: &SpanIdentity, record: &AttemptRecord, next: Option<Decision>| {
         sink.lock().unwrap().push((
             format!("{}:{}", span.span_hash, record.backend),
             record.attempt,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use enrich_backends::{
     AttemptObserver, AttemptRecord, BackendAdapter, Cascade, CascadePolicy, CascadeSuccess,
     CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTransition, Decision, FailureKind,
-    SpanContext,
+    SpanIdentity,
 };
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -40,7 +40,7 @@ fn policy(circuit: CircuitPolicy) -> CascadePolicy {
 struct Transitions(Mutex<Vec<CircuitTransition>>);
 
 impl AttemptObserver for Transitions {
-    fn on_attempt(&self, _: &SpanContext, _: &AttemptRecord, _: Option<Decision>) {}
+    fn on_attempt(&self, _: &SpanIdentity, _: &AttemptRecord, _: Option<Decision>) {}
 
     fn on_circuit(&self, transition: &CircuitTransition) {
         self.0.lock().unwrap().push(transition.clone());

@@ -1,22 +1,20 @@
 //! enrichment.v1: extraction, normalisation, validation and the schema.
 
 use enrich_backends::{
-    Enrichment, Evidence, FailureKind, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES,
-    ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_lines, parse_and_validate,
+    Enrichment, Evidence, FailureKind, SUMMARY_MAX_WORDS, SpanIdentity, USAGE_SNIPPET_MAX_LINES,
+    ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_span, parse_and_validate,
 };
 use serde_json::{Value, json};
 
 use crate::support::valid_reply;
 
 /// Lines 10 to 20, no Latin-1 rule.
-const CTX: ValidationContext = ValidationContext {
-    line_start: 10,
-    line_end: 20,
-    enforce_latin1: false,
-};
+fn ctx() -> ValidationContext {
+    ValidationContext::for_span(&SpanIdentity::new("sha256:10", "src/x.rs", 10, 20), false)
+}
 
 fn parse(text: &str) -> Result<Enrichment, (FailureKind, String)> {
-    parse_and_validate(text, &CTX).map_err(|e| (e.kind, e.message))
+    parse_and_validate(text, &ctx()).map_err(|e| (e.kind, e.message))
 }
 
 /// A complete object with `patch` merged over valid defaults.
@@ -35,7 +33,7 @@ fn reply_with(patch: Value) -> String {
 #[track_caller]
 fn check_extracts(text: &str, summary: &str) {
     match parse(text) {
-        Ok(enrichment) => assert_eq!(enrichment.summary_120w, summary, "in {text:?}"),
+        Ok(enrichment) => assert_eq!(enrichment.summary, summary, "in {text:?}"),
         Err(err) => panic!("{text:?} was rejected: {err:?}"),
     }
 }
@@ -138,7 +136,7 @@ fn normalisation_accepts_the_shapes_small_models_produce() {
     })
     .to_string();
     let enrichment = parse(&text).unwrap();
-    assert_eq!(enrichment.summary_120w, "Adds numbers.");
+    assert_eq!(enrichment.summary, "Adds numbers.");
     assert_eq!(enrichment.inputs, ["a single input"]);
     assert!(enrichment.outputs.is_empty());
     assert!(enrichment.side_effects.is_empty());
@@ -227,11 +225,24 @@ fn snippets_keep_their_indentation() {
 fn an_enrichment_round_trips_through_serde_with_the_schema_keys() {
     let enrichment = parse(&valid_reply()).unwrap();
     let value = serde_json::to_value(&enrichment).unwrap();
-    let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
-    let schema_keys: Vec<&String> = enrichment_v1_schema()["properties"]
+    let keys: Vec<&str> = value
         .as_object()
         .unwrap()
         .keys()
+        .map(String::as_str)
+        .collect();
+    // The serde form is the stored one: `summary_120w` is the `enrichments.summary` column.
+    let schema_keys: Vec<&str> = enrichment_v1_schema()["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|key| {
+            if key == "summary_120w" {
+                "summary"
+            } else {
+                key
+            }
+        })
         .collect();
     assert_eq!(keys, schema_keys);
     assert_eq!(
@@ -324,7 +335,7 @@ fn a_120_word_summary_is_accepted() {
     ))
     .unwrap();
     assert_eq!(
-        enrichment.summary_120w.split_whitespace().count(),
+        enrichment.summary.split_whitespace().count(),
         SUMMARY_MAX_WORDS
     );
 }
@@ -347,12 +358,12 @@ fn every_problem_is_reported_in_one_message() {
 fn latin1_is_enforced_only_when_asked() {
     let strict = ValidationContext {
         enforce_latin1: true,
-        ..CTX
+        ..ctx()
     };
     let check = |patch: Value, message_part: &str| {
         let text = reply_with(patch);
         assert!(
-            parse_and_validate(&text, &CTX).is_ok(),
+            parse_and_validate(&text, &ctx()).is_ok(),
             "lenient mode rejected {text}"
         );
         let err = parse_and_validate(&text, &strict).unwrap_err();
@@ -484,7 +495,7 @@ fn the_schema_leaves_room_for_what_validation_accepts() {
 
 #[test]
 fn a_span_schema_bounds_evidence_lines_to_the_span_and_changes_nothing_else() {
-    let schema = enrichment_v1_schema_for_lines(15, 29);
+    let schema = enrichment_v1_schema_for_span(&SpanIdentity::new("sha256:a", "a.rs", 15, 29));
     // What an adapter sends: the schema serialized.
     let sent = serde_json::to_value(&schema).expect("serializes");
     assert_eq!(sent, schema.to_value(), "serialized as written out in full");
@@ -502,6 +513,6 @@ fn a_span_schema_bounds_evidence_lines_to_the_span_and_changes_nothing_else() {
         sent, general,
         "only the line bounds differ from the shared schema"
     );
-    let reversed = enrichment_v1_schema_for_lines(29, 15);
+    let reversed = enrichment_v1_schema_for_span(&SpanIdentity::new("sha256:a", "a.rs", 29, 15));
     assert_eq!(reversed, schema, "bounds are ordered");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use enrich_backends::{
     AdapterRegistry, AttemptObserver, AttemptRecord, BackendAdapter, BackendError, BackendsError,
     Cascade, CascadePolicy, CircuitState, CircuitTransition, Deadline, Decision, FailureKind,
-    HostPool, HostPoolPolicy, SpanContext,
+    HostPool, HostPoolPolicy, SpanIdentity,
 };
 use enrich_config::BackendSpec;
 use tokio::task::JoinSet;
@@ -221,7 +221,7 @@ async fn a_recovered_host_gets_its_load_back_after_one_probe() {
     #[derive(Default)]
     struct Seen(Mutex<Vec<CircuitTransition>>);
     impl AttemptObserver for Seen {
-        fn on_attempt(&self, _: &SpanContext, _: &AttemptRecord, _: Option<Decision>) {}
+        fn on_attempt(&self, _: &SpanIdentity, _: &AttemptRecord, _: Option<Decision>) {}
         fn on_circuit(&self, transition: &CircuitTransition) {
             self.0.lock().unwrap().push(transition.clone());
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use enrich_backends::{
     AttemptRecord, BackendAdapter, Cascade, CascadeFailure, CascadePolicy, CascadeSuccess,
-    Decision, FailureKind, GiveUpReason, SpanContext, enrichment_v1_schema,
+    Decision, FailureKind, GiveUpReason, SpanIdentity, enrichment_v1_schema,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -176,7 +176,7 @@ async fn the_observer_sees_a_reask_as_a_retry_without_delay() {
     type Seen = Vec<(u32, Option<Decision>)>;
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let sink = Arc::clone(&seen);
-    let observer = move |_: &SpanContext, record: &AttemptRecord, next: Option<Decision>| {
+    let observer = move |_: &SpanIdentity, record: &AttemptRecord, next: Option<Decision>| {
         sink.lock().unwrap().push((record.attempt, next));
     };
     let a = Scripted::new(

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use enrich_backends::{
     BackendAdapter, BackendError, FailureKind, GenerateRequest, Generation, HealthReport,
-    SpanContext, UsageMetrics, ValidationContext,
+    SpanIdentity, UsageMetrics, ValidationContext,
 };
 use enrich_config::BackendSpec;
 use tokio::time::Instant;
 
 /// The span every test request is about: lines 10 to 20.
-pub(crate) fn span() -> SpanContext {
-    SpanContext::new("sha256:feed", "src/math.rs", 10, 20)
+pub(crate) fn span() -> SpanIdentity {
+    SpanIdentity::new("sha256:feed", "src/math.rs", 10, 20)
 }
 
 pub(crate) fn request() -> GenerateRequest {

@@ -124,10 +124,10 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
         .iter()
         .filter(|s| !s.secrets.is_empty())
         .map(|s| SecretSpan {
-            path: &s.path,
-            line_start: s.line_start,
-            line_end: s.line_end,
-            span_hash: &s.span_hash,
+            path: &s.span.path,
+            line_start: s.span.line_start,
+            line_end: s.span.line_end,
+            span_hash: &s.span.span_hash,
             rules: &s.secrets,
             withheld: s.withheld,
         })
@@ -200,13 +200,13 @@ fn render_span(text: &mut String, span: &enrich_pipeline::PlannedSpan) -> std::f
         text,
         "#{} {}:{}-{} {}  weight {} ({}, {glob})  {}",
         span.order,
-        span.path,
-        span.line_start,
-        span.line_end,
+        span.span.path,
+        span.span.line_start,
+        span.span.line_end,
         span.symbol,
         span.weight,
         span.priority.as_str(),
-        span.span_hash
+        span.span.span_hash
     )?;
     writeln!(
         text,

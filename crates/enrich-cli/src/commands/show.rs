@@ -4,9 +4,8 @@ use std::fmt::Write as _;
 use std::path::{Component, Path};
 
 use anyhow::{Context, Result};
-use enrich_db::{
-    AttemptLogEntry, AttemptOutcome, Db, FailureEntry, PendingSpan, SpanAt, StoredEnrichment,
-};
+use enrich_db::{AttemptLogEntry, Db, FailureEntry, PendingSpan, SpanAt, StoredEnrichment};
+use enrich_types::AttemptOutcome;
 use serde::Serialize;
 
 use crate::context::Repo;
@@ -203,12 +202,12 @@ fn render(report: &SpanReport) -> Result<String> {
 
 fn write_enrichment(text: &mut String, stored: &StoredEnrichment) -> std::fmt::Result {
     let e = &stored.enrichment;
-    writeln!(text, "\nsummary\n  {}", e.summary)?;
+    writeln!(text, "\nsummary\n  {}", e.enrichment.summary)?;
     for (title, items) in [
-        ("inputs", &e.inputs),
-        ("outputs", &e.outputs),
-        ("side effects", &e.side_effects),
-        ("pitfalls", &e.pitfalls),
+        ("inputs", &e.enrichment.inputs),
+        ("outputs", &e.enrichment.outputs),
+        ("side effects", &e.enrichment.side_effects),
+        ("pitfalls", &e.enrichment.pitfalls),
     ] {
         if !items.is_empty() {
             writeln!(text, "{title}")?;
@@ -217,15 +216,15 @@ fn write_enrichment(text: &mut String, stored: &StoredEnrichment) -> std::fmt::R
             }
         }
     }
-    if let Some(snippet) = &e.usage_snippet {
+    if let Some(snippet) = &e.enrichment.usage_snippet {
         writeln!(text, "usage")?;
         for line in snippet.lines() {
             writeln!(text, "  {line}")?;
         }
     }
-    if !e.evidence.is_empty() {
+    if !e.enrichment.evidence.is_empty() {
         writeln!(text, "evidence")?;
-        for ev in &e.evidence {
+        for ev in &e.enrichment.evidence {
             writeln!(
                 text,
                 "  {}: lines {}-{}",
@@ -251,7 +250,9 @@ fn write_attempts(text: &mut String, attempts: &[AttemptLogEntry]) -> std::fmt::
         let a = &entry.attempt;
         let outcome = match a.outcome {
             AttemptOutcome::Success => "success".to_owned(),
-            AttemptOutcome::Failure => a.failure_kind.clone().unwrap_or_else(|| "failure".into()),
+            AttemptOutcome::Failure => a
+                .failure_kind
+                .map_or_else(|| "failure".to_owned(), |kind| kind.to_string()),
         };
         let speed = a
             .tokens_per_second

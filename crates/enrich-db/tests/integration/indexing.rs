@@ -5,7 +5,9 @@ use enrich_db::{
     SpanRecord, StoredFile,
 };
 
-use crate::support::{Fixture, enriched, llmc_span_hash};
+use enrich_types::span_hash;
+
+use crate::support::{Fixture, enriched};
 
 /// A file record for `path` whose spans are named by their content; each span is one line.
 fn record(path: &str, contents: &[&str]) -> FileRecord {
@@ -17,7 +19,7 @@ fn record(path: &str, contents: &[&str]) -> FileRecord {
             let start = offset;
             offset += content.len() as u64 + 1;
             SpanRecord {
-                span_hash: llmc_span_hash("python", content.as_bytes()),
+                span_hash: span_hash("python", content.as_bytes()),
                 symbol: (*content).to_owned(),
                 kind: "function".to_owned(),
                 start_line: line,
@@ -60,7 +62,7 @@ fn rows(fixture: &Fixture) -> Vec<(i64, String, String, u32)> {
 }
 
 fn hash(content: &str) -> String {
-    llmc_span_hash("python", content.as_bytes())
+    span_hash("python", content.as_bytes())
 }
 
 fn row(id: i64, path: &str, symbol: &str, line: u32) -> (i64, String, String, u32) {
@@ -424,7 +426,7 @@ fn enrichments_of_deleted_spans_wait_for_the_orphan_cleanup() {
         .enrichment_by_hash(&hash("g"))
         .expect("read")
         .expect("kept");
-    assert_eq!(stored.enrichment.summary, "G");
+    assert_eq!(stored.enrichment.enrichment.summary, "G");
 
     // Gone for good: the cleanup deletes what the cascade would have.
     db.write_index_batch(&[], &["b.py".to_owned()])

@@ -1,6 +1,7 @@
 //! The failure ledger: consecutive failed runs, dead letters, requeue.
 
 use enrich_db::{Db, RunId};
+use enrich_types::{FailureKind, LedgerKind};
 
 use crate::support::{Fixture, enriched, failed, python_lines};
 
@@ -73,7 +74,7 @@ fn a_failure_reports_the_dead_letter_once_and_keeps_its_time() {
     assert_eq!(dead[0].span_hash, hashes[0]);
     assert_eq!(dead[0].file_path.as_deref(), Some("src/m.py"));
     assert_eq!(dead[0].symbol.as_deref(), Some("name_1"));
-    assert_eq!(dead[0].last_failure_kind, "timeout");
+    assert_eq!(dead[0].last_failure_kind, FailureKind::Timeout.into());
     assert_eq!(dead[0].last_message, "no answer within 60s");
 }
 
@@ -121,7 +122,12 @@ fn record_failed_run_updates_the_ledger_outside_a_batch() {
     let mut db = fixture.db_with_max_failures(2);
     let run = db.start_run("fp").expect("run");
     let entry = db
-        .record_failed_run(&hashes[0], run, "schema_invalid", "missing summary_120w")
+        .record_failed_run(
+            &hashes[0],
+            run,
+            FailureKind::SchemaInvalid.into(),
+            "missing summary_120w",
+        )
         .expect("record")
         .expect("row");
     assert_eq!(
@@ -132,14 +138,67 @@ fn record_failed_run_updates_the_ledger_outside_a_batch() {
         ),
         (1, false, Some(run))
     );
-    assert_eq!(entry.last_failure_kind, "schema_invalid");
+    assert_eq!(entry.last_failure_kind, FailureKind::SchemaInvalid.into());
     assert_eq!(
-        db.record_failed_run("sha256:gone", run, "timeout", "x")
+        db.record_failed_run("sha256:gone", run, FailureKind::Timeout.into(), "x")
             .expect("missing span"),
         None
     );
     let err = db
-        .record_failed_run(&hashes[0], RunId(run.0 + 1), "timeout", "x")
+        .record_failed_run(
+            &hashes[0],
+            RunId(run.0 + 1),
+            FailureKind::Timeout.into(),
+            "x",
+        )
         .expect_err("unknown run");
     assert!(err.to_string().contains("no run"), "{err}");
+}
+
+#[test]
+fn a_ledger_row_of_an_unknown_failure_kind_is_an_error_naming_it() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(2));
+    let db = fixture.db();
+    // Every kind the ledger stores reads back as itself, ledger-only ones included.
+    fixture
+        .raw()
+        .execute(
+            "INSERT INTO enrich_failures (span_hash, consecutive_failures, last_failure_kind,
+                last_message, dead_lettered, updated_at_ms)
+             VALUES (?1, 1, 'secret_detected', 'held a key', 0, 0),
+                    (?2, 1, 'busy', 'from a future version', 0, 0)",
+            [&hashes[0], &hashes[1]],
+        )
+        .expect("ledger rows");
+    let entry = db.failure_entry(&hashes[0]).expect("read").expect("a row");
+    assert_eq!(entry.last_failure_kind, LedgerKind::SecretDetected);
+    let err = db.failure_entry(&hashes[1]).unwrap_err().to_string();
+    assert!(err.contains("unknown failure kind \"busy\""), "{err}");
+}
+
+#[test]
+fn an_attempt_of_an_unknown_failure_kind_is_an_error_naming_it() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(1));
+    let mut db = fixture.db();
+    let run = db.start_run("fp").expect("run");
+    fixture
+        .raw()
+        .execute(
+            "INSERT INTO enrich_attempts (span_hash, run_id, attempt, backend, provider, model,
+                host, outcome, failure_kind, message, started_at_ms, duration_ms)
+             VALUES (?1, ?2, 1, 'b', 'ollama', 'm', 'h', 'failure', 'timeout', 'slow', 0, 1),
+                    (?1, ?2, 2, 'b', 'ollama', 'm', 'h', 'failure', 'busy', 'new', 0, 1)",
+            rusqlite::params![&hashes[0], run.0],
+        )
+        .expect("attempt rows");
+    let err = db.attempts_for_span(&hashes[0]).unwrap_err().to_string();
+    assert!(err.contains("unknown failure kind \"busy\""), "{err}");
+    fixture
+        .raw()
+        .execute("DELETE FROM enrich_attempts WHERE attempt = 2", [])
+        .expect("delete");
+    let attempts = db.attempts_for_span(&hashes[0]).expect("read");
+    assert_eq!(attempts[0].attempt.failure_kind, Some(FailureKind::Timeout));
 }

@@ -1,6 +1,6 @@
 //! Reading enrichments (also ones LLMC wrote), lookups by symbol, stats.
 
-use enrich_db::{DbError, GroupCount, RunCounts, RunStatus, SpanOutcome, SpanResult};
+use enrich_db::{DbError, GroupCount, RunCounts, RunStatus, SpanOutcome, Stored};
 
 use crate::support::{Fixture, enriched, enrichment, failed, python_lines};
 
@@ -26,10 +26,14 @@ fn rows_written_by_llmc_read_back_leniently() {
         .expect("row");
     assert_eq!(stored.created_at, Some(1_733_000_000));
     let e = &stored.enrichment;
-    assert_eq!(e.summary, "Old summary");
+    assert_eq!(e.enrichment.summary, "Old summary");
     assert_eq!(e.tags, ["a", "b"]);
-    assert_eq!(e.inputs, ["x", "3"]);
-    assert!(e.outputs.is_empty() && e.side_effects.is_empty() && e.pitfalls.is_empty());
+    assert_eq!(e.enrichment.inputs, ["x", "3"]);
+    assert!(
+        e.enrichment.outputs.is_empty()
+            && e.enrichment.side_effects.is_empty()
+            && e.enrichment.pitfalls.is_empty()
+    );
     assert_eq!(e.metrics.backend_host, None);
     assert_eq!(db.enrichment_by_hash(&hashes[1]).expect("read"), None);
 }
@@ -71,7 +75,7 @@ fn enrichments_by_symbol_return_every_span_of_the_symbol() {
     let found = db.enrichments_by_symbol("name_1").expect("by symbol");
     let summaries: Vec<&str> = found
         .iter()
-        .map(|s| s.enrichment.summary.as_str())
+        .map(|s| s.enrichment.enrichment.summary.as_str())
         .collect();
     assert_eq!(summaries, ["in a", "in b"]);
     assert!(db.enrichments_by_symbol("absent").expect("none").is_empty());
@@ -90,7 +94,7 @@ fn stats_count_everything_and_group_by_model_and_host() {
         enriched(&hashes[0], run, "a"),
         enriched(&hashes[1], run, "b"),
         SpanOutcome {
-            result: SpanResult::Enriched(Box::new(other_model)),
+            stored: Stored::Enriched(Box::new(other_model)),
             ..enriched(&hashes[2], run, "c")
         },
         failed(&hashes[3], run),

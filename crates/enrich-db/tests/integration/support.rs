@@ -5,11 +5,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use enrich_db::{
-    Attempt, AttemptOutcome, Db, ENRICHMENT_SCHEMA_VERSION, Enrichment, EnrichmentMetrics,
-    Evidence, OpenMode, OpenOptions, RunId, SpanOutcome, SpanResult, default_db_path,
+    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, RunId, SpanOutcome, Stored,
+    default_db_path,
+};
+use enrich_types::{
+    AttemptOutcome, AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, FailureKind,
+    LedgerKind, span_hash,
 };
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// LLMC's schema script at version 8, written here independently of the crate: the tables and
@@ -132,7 +135,7 @@ impl Fixture {
         for (i, line) in source.split_inclusive('\n').enumerate() {
             let (start, end) = (offset, offset + line.len());
             offset = end;
-            let hash = llmc_span_hash(lang, &source.as_bytes()[start..end]);
+            let hash = span_hash(lang, &source.as_bytes()[start..end]);
             conn.execute(
                 "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start,
                     byte_end, span_hash, slice_type, slice_language, classifier_confidence)
@@ -164,17 +167,6 @@ pub(crate) fn raw(path: &Path) -> Connection {
     Connection::open(path).expect("raw connection")
 }
 
-/// LLMC's span hash: `sha256:` + hex(sha256(lang + "\0" + bytes)).
-pub(crate) fn llmc_span_hash(lang: &str, bytes: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(lang.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(bytes);
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
 /// A `count` of lines of Python source, one function per line.
 pub(crate) fn python_lines(count: usize) -> String {
     (1..=count)
@@ -183,16 +175,16 @@ pub(crate) fn python_lines(count: usize) -> String {
 }
 
 /// An attempt numbered `n`.
-pub(crate) fn attempt(n: u32, outcome: AttemptOutcome) -> Attempt {
+pub(crate) fn attempt(n: u32, outcome: AttemptOutcome) -> AttemptRecord {
     let failed = outcome == AttemptOutcome::Failure;
-    Attempt {
+    AttemptRecord {
         attempt: n,
         backend: format!("backend-{n}"),
         provider: "ollama".to_owned(),
         model: "qwen3:4b".to_owned(),
         host: "http://gpu-box:11434".to_owned(),
         outcome,
-        failure_kind: failed.then(|| "timeout".to_owned()),
+        failure_kind: failed.then_some(FailureKind::Timeout),
         message: failed.then(|| "no answer within 60s".to_owned()),
         started_at_ms: 1_700_000_000_000 + u64::from(n),
         duration_ms: 1200,
@@ -203,18 +195,20 @@ pub(crate) fn attempt(n: u32, outcome: AttemptOutcome) -> Attempt {
 }
 
 /// A complete enrichment with `summary`.
-pub(crate) fn enrichment(summary: &str) -> Enrichment {
-    Enrichment {
-        summary: summary.to_owned(),
-        inputs: vec!["x: int".to_owned()],
-        outputs: vec!["int".to_owned(), "None on error".to_owned()],
-        side_effects: Vec::new(),
-        pitfalls: vec!["overflows, \"quoted\"".to_owned()],
-        usage_snippet: Some("f1()".to_owned()),
-        evidence: vec![Evidence {
-            field: "summary_120w".to_owned(),
-            lines: [1, 1],
-        }],
+pub(crate) fn enrichment(summary: &str) -> EnrichmentRow {
+    EnrichmentRow {
+        enrichment: Enrichment {
+            summary: summary.to_owned(),
+            inputs: vec!["x: int".to_owned()],
+            outputs: vec!["int".to_owned(), "None on error".to_owned()],
+            side_effects: Vec::new(),
+            pitfalls: vec!["overflows, \"quoted\"".to_owned()],
+            usage_snippet: Some("f1()".to_owned()),
+            evidence: vec![Evidence {
+                field: "summary_120w".to_owned(),
+                lines: [1, 1],
+            }],
+        },
         tags: vec!["math".to_owned(), "pure".to_owned()],
         model: "qwen3:4b".to_owned(),
         schema_ver: ENRICHMENT_SCHEMA_VERSION.to_owned(),
@@ -242,7 +236,7 @@ pub(crate) fn enriched(span_hash: &str, run_id: RunId, summary: &str) -> SpanOut
             attempt(1, AttemptOutcome::Failure),
             attempt(2, AttemptOutcome::Success),
         ],
-        result: SpanResult::Enriched(Box::new(enrichment(summary))),
+        stored: Stored::Enriched(Box::new(enrichment(summary))),
     }
 }
 
@@ -252,8 +246,8 @@ pub(crate) fn failed(span_hash: &str, run_id: RunId) -> SpanOutcome {
         span_hash: span_hash.to_owned(),
         run_id,
         attempts: vec![attempt(1, AttemptOutcome::Failure)],
-        result: SpanResult::Failed {
-            failure_kind: "timeout".to_owned(),
+        stored: Stored::Failed {
+            failure_kind: LedgerKind::Attempt(FailureKind::Timeout),
             message: "no answer within 60s".to_owned(),
         },
     }

@@ -2,9 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use enrich_db::{
-    AttemptOutcome, DbError, Enrichment, RunCounts, RunId, RunStatus, SpanOutcome, SpanResult,
-};
+use enrich_db::{DbError, EnrichmentRow, RunCounts, RunId, RunStatus, SpanOutcome, Stored};
+use enrich_types::AttemptOutcome;
 
 use crate::support::{Fixture, enriched, enrichment, failed, python_lines};
 
@@ -98,7 +97,7 @@ fn an_enrichment_is_stored_the_way_llmc_stores_and_reads_it() {
     let mut content = enrichment("Adds one.");
     content.tags = vec!["math".to_owned(), "a, b".to_owned(), " ".to_owned()];
     let outcome = SpanOutcome {
-        result: SpanResult::Enriched(Box::new(content)),
+        stored: Stored::Enriched(Box::new(content)),
         ..enriched(&hashes[0], run, "unused")
     };
     let report = db.write_batch(&[outcome]).expect("write");
@@ -145,7 +144,10 @@ fn an_enrichment_is_stored_the_way_llmc_stores_and_reads_it() {
         .expect("stored");
     assert_eq!(stored.symbol.as_deref(), Some("name_1"));
     assert_eq!(stored.enrichment.tags, ["math", "a  b"]);
-    assert_eq!(stored.enrichment.pitfalls, ["overflows, \"quoted\""]);
+    assert_eq!(
+        stored.enrichment.enrichment.pitfalls,
+        ["overflows, \"quoted\""]
+    );
     assert!(!stored.enrichment.is_fallback());
 }
 
@@ -262,7 +264,7 @@ fn a_fallback_enrichment_is_stored_marked_and_ends_pending() {
         span_hash: hashes[0].clone(),
         run_id: run,
         attempts: vec![crate::support::attempt(1, AttemptOutcome::Failure)],
-        result: SpanResult::Enriched(Box::new(Enrichment::fallback_empty())),
+        stored: Stored::Enriched(Box::new(EnrichmentRow::fallback_empty())),
     }])
     .expect("write");
     assert_eq!(db.pending_count().expect("count"), 0);
@@ -281,7 +283,7 @@ fn a_fallback_enrichment_is_stored_marked_and_ends_pending() {
         .expect("read")
         .expect("row");
     assert!(stored.enrichment.is_fallback());
-    assert!(stored.enrichment.inputs.is_empty());
+    assert!(stored.enrichment.enrichment.inputs.is_empty());
 }
 
 /// summary, tags, inputs and content_type_source as LLMC sees them, for rows with empty fields.
@@ -343,7 +345,7 @@ fn runs_record_their_start_end_and_status_and_count_what_they_committed() {
         enriched(&hashes[1], second, "b"),
         failed(&hashes[2], second),
         SpanOutcome {
-            result: SpanResult::Enriched(Box::new(Enrichment::fallback_empty())),
+            stored: Stored::Enriched(Box::new(EnrichmentRow::fallback_empty())),
             ..enriched(&hashes[3], second, "fallback")
         },
         enriched(&hashes[4], first, "the other run's"),

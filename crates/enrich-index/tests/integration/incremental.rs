@@ -5,7 +5,9 @@ use std::path::Path;
 use enrich_db::{Db, DbError, OpenMode, OpenOptions};
 use enrich_index::{FileOutcome, IndexError, IndexEvent, IndexOptions, index_repo};
 
-use crate::support::{Repo, SpanRow, llmc_file_hash, llmc_span_hash, options, summary_of};
+use enrich_types::{file_hash, span_hash};
+
+use crate::support::{Repo, SpanRow, options, summary_of};
 
 const CALC: &str = "\
 def add(a, b):
@@ -217,7 +219,7 @@ fn spans_llmc_indexed_keep_their_rows_and_enrichments() {
     let repo = Repo::with(&[("calc.py", CALC)]);
     drop(repo.db());
     let add = "def add(a, b):\n    return a + b";
-    let hash = llmc_span_hash("python", add.as_bytes());
+    let hash = span_hash("python", add.as_bytes());
     let conn = repo.raw();
     conn.execute(
         "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES ('calc.py', 'python', 'old', 1, 1.0)",
@@ -258,16 +260,11 @@ fn files_llmc_left_unsplit_are_split_and_files_it_split_are_kept() {
     for (path, lang, content) in [("main.rs", "rust", rust), ("calc.py", "python", CALC)] {
         conn.execute(
             "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES (?1, ?2, ?3, ?4, 1.0)",
-            (
-                path,
-                lang,
-                llmc_file_hash(content.as_bytes()),
-                content.len(),
-            ),
+            (path, lang, file_hash(content.as_bytes()), content.len()),
         )
         .expect("file row");
     }
-    let llmc_hash = llmc_span_hash("python", CALC.as_bytes());
+    let llmc_hash = span_hash("python", CALC.as_bytes());
     conn.execute(
         "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start, byte_end, span_hash)
          VALUES (2, 'calc', 'module', 1, 11, 0, ?1, ?2)",
@@ -750,8 +747,11 @@ fn indexing_paths_updates_adds_and_removes_exactly_those_files() {
         "the old span's enrichment went"
     );
     assert!(
-        !repo.spans(Some("shapes.py")).iter().any(|s| s.span_hash
-            != llmc_span_hash("python", &SHAPES.as_bytes()[s.byte_start..s.byte_end])),
+        !repo
+            .spans(Some("shapes.py"))
+            .iter()
+            .any(|s| s.span_hash
+                != span_hash("python", &SHAPES.as_bytes()[s.byte_start..s.byte_end])),
         "shapes.py changed on disk but was not named: its rows are as before"
     );
 

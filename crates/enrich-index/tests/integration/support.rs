@@ -4,12 +4,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use enrich_db::{
-    Db, ENRICHMENT_SCHEMA_VERSION, Enrichment, SpanOutcome, SpanResult, default_db_path,
-};
+use enrich_db::{Db, EnrichmentRow, SpanOutcome, Stored, default_db_path};
 use enrich_index::{IndexEvent, IndexOptions, IndexReport, index_paths, index_repo};
+use enrich_types::{ENRICHMENT_SCHEMA_VERSION, Enrichment};
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// A repository with an index at LLMC's default place.
@@ -174,10 +172,13 @@ impl Repo {
                 span_hash: (*hash).to_owned(),
                 run_id: run,
                 attempts: Vec::new(),
-                result: SpanResult::Enriched(Box::new(Enrichment {
-                    summary: summary_of(hash),
+                stored: Stored::Enriched(Box::new(EnrichmentRow {
+                    enrichment: Enrichment {
+                        summary: summary_of(hash),
+                        ..Enrichment::default()
+                    },
                     schema_ver: ENRICHMENT_SCHEMA_VERSION.to_owned(),
-                    ..Enrichment::default()
+                    ..EnrichmentRow::default()
                 })),
             })
             .collect();
@@ -190,7 +191,7 @@ impl Repo {
         self.db()
             .enrichment_by_hash(hash)
             .expect("read enrichment")
-            .map(|e| e.enrichment.summary)
+            .map(|e| e.enrichment.enrichment.summary)
     }
 
     /// How many rows `table` has.
@@ -217,28 +218,6 @@ pub(crate) fn options() -> IndexOptions {
         threads: 2,
         ..IndexOptions::default()
     }
-}
-
-/// LLMC's span hash computed here with sha2: `sha256:` + hex(sha256(lang + "\0" + bytes)).
-pub(crate) fn llmc_span_hash(lang: &str, bytes: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(lang.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(bytes);
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
-}
-
-/// LLMC's file hash computed here with sha2: hex(sha256(bytes)).
-pub(crate) fn llmc_file_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The 1-based line of byte `offset` in `text`.

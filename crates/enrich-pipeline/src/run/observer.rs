@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use enrich_backends::{
     AttemptObserver, AttemptRecord, Cascade, CircuitSnapshot, CircuitTransition, Decision,
-    SpanContext,
+    SpanIdentity,
 };
 use enrich_db::{self as db, RunId};
 
@@ -37,7 +37,7 @@ impl AttemptEvents {
 }
 
 impl AttemptObserver for AttemptEvents {
-    fn on_attempt(&self, span: &SpanContext, record: &AttemptRecord, next: Option<Decision>) {
+    fn on_attempt(&self, span: &SpanIdentity, record: &AttemptRecord, next: Option<Decision>) {
         self.budget.record(record);
         self.sink.on_event(&Event::AttemptFinished {
             at_ms: now_ms(),

@@ -313,11 +313,7 @@ impl<'a> Scheduler<'a> {
         cascade: &Cascade,
         on_result: &mut impl FnMut(SpanResult),
     ) {
-        let Processed {
-            result,
-            chain,
-            unavailable,
-        } = processed;
+        let Processed { result, chain } = processed;
         let prior = flight.resume.prior;
         let made = u32::try_from(result.attempts.len()).unwrap_or(u32::MAX);
         match result.status {
@@ -336,7 +332,7 @@ impl<'a> Scheduler<'a> {
                     span_id: flight.span_id,
                     batch: flight.batch,
                     chain,
-                    wanted: unavailable,
+                    wanted: result.unavailable.clone(),
                     tier: flight.resume.tier,
                     prior: SpanStart {
                         numbered: prior.numbered.saturating_add(made),

@@ -2,42 +2,33 @@
 //! and turn what the backends did into the result the writer stores.
 
 use enrich_backends::{
-    AttemptOutcome, AttemptRecord, CascadeSuccess, Disposition, GenerateRequest, GiveUpReason,
-    SpanContext, ValidationContext, enrichment_v1_schema_for_lines,
+    CascadeFailure, CascadeSuccess, Disposition, GenerateRequest, GiveUpReason, ValidationContext,
+    enrichment_v1_schema_for_span,
 };
 use enrich_config::OnFailure;
 use enrich_db::{self as db, PendingSpan, RunId};
-use enrich_router::RouteDecision;
+use enrich_router::{RouteDecision, SliceView};
+use enrich_types::{AttemptRecord, ENRICHMENT_SCHEMA_VERSION, LedgerKind, SpanIdentity};
 use tokio::time::Instant;
 
 use crate::events::{Event, now_ms};
 use crate::result::{SpanResult, SpanStatus};
-use crate::secrets::{Guarded, SECRET_DETECTED, withheld_message};
+use crate::secrets::{Guarded, withheld_message};
 use crate::shared::Inner;
 
-use super::{NO_ROUTE, Processed, Resume, RunCtx, SOURCE_UNREADABLE};
+use super::{Processed, Resume, RunCtx};
+
 pub(super) fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The result of a span left alone because its file changed within the cooldown.
 pub(super) fn skipped(span: &PendingSpan, age: f64, cooldown_secs: u64) -> SpanResult {
-    SpanResult {
-        span_hash: span.span_hash.clone(),
-        path: span.file_path.clone(),
-        line_start: span.start_line,
-        line_end: span.end_line,
-        status: SpanStatus::Skipped,
-        enrichment: None,
-        attempts: Vec::new(),
-        route: None,
-        duration: std::time::Duration::ZERO,
-        error: Some(format!(
-            "its file changed {:.0}s ago, within the cooldown of {cooldown_secs}s; left for a \
-             later run",
-            age.max(0.0)
-        )),
-    }
+    SpanResult::new(span.identity(), SpanStatus::Skipped, Vec::new()).with_error(format!(
+        "its file changed {:.0}s ago, within the cooldown of {cooldown_secs}s; left for a later \
+         run",
+        age.max(0.0)
+    ))
 }
 
 pub(super) fn emit_finished(inner: &Inner, run_id: RunId, batch: u64, result: &SpanResult) {
@@ -46,8 +37,8 @@ pub(super) fn emit_finished(inner: &Inner, run_id: RunId, batch: u64, result: &S
         at_ms: now_ms(),
         run_id,
         batch,
-        span_hash: result.span_hash.clone(),
-        path: result.path.clone(),
+        span_hash: result.span.span_hash.to_string(),
+        path: result.span.path.to_string(),
         status: result.status,
         backend: stored.map(|a| a.backend.clone()),
         model: stored.map(|a| a.model.clone()),
@@ -55,34 +46,6 @@ pub(super) fn emit_finished(inner: &Inner, run_id: RunId, batch: u64, result: &S
         duration_ms: millis(result.duration),
         message: result.error.clone(),
     });
-}
-
-/// What becomes of a span once its backends are done with it.
-struct Ending {
-    status: SpanStatus,
-    enrichment: Option<enrich_backends::Enrichment>,
-    attempts: Vec<AttemptRecord>,
-    error: Option<String>,
-    /// What to store; `None` writes nothing (a cancelled span).
-    stored: Option<db::SpanResult>,
-    /// The chain's backends that were unavailable for an unavailable span, by index.
-    unavailable: Vec<usize>,
-}
-
-impl Ending {
-    fn failed(kind: &str, message: String, attempts: Vec<AttemptRecord>) -> Self {
-        Self {
-            status: SpanStatus::Failed,
-            enrichment: None,
-            attempts,
-            stored: Some(db::SpanResult::Failed {
-                failure_kind: kind.to_owned(),
-                message: message.clone(),
-            }),
-            error: Some(message),
-            unavailable: Vec::new(),
-        }
-    }
 }
 
 /// Routes, prompts, runs the cascade for, and queues the outcome of one span.
@@ -95,7 +58,11 @@ pub(super) async fn process_span(
     let started = Instant::now();
     let inner = &ctx.inner;
     let settings = &inner.settings;
-    let view = Inner::slice_view(&span);
+    let identity = span.identity();
+    let view = SliceView {
+        span: Some(&identity),
+        ..Inner::slice_view(&span)
+    };
     let route = inner
         .router
         .choose_chain(&view, settings.chain_override.as_deref());
@@ -115,7 +82,7 @@ pub(super) async fn process_span(
                     "secrets redacted from the span's prompt"
                 );
             }
-            let prompt = inner.prompt(&span, source, *span_bytes);
+            let prompt = inner.prompt(&span, &identity, source, *span_bytes);
             (Some(prompt), None)
         }
         Some((Guarded::Withheld { rules }, _)) => (None, Some(withheld_message(rules))),
@@ -143,103 +110,119 @@ pub(super) async fn process_span(
         estimated_tokens: prompt.as_ref().map(|p| p.estimated_tokens),
     });
 
-    let ending = match (&route, source, prompt) {
-        (Err(error), _, _) => Ending::failed(NO_ROUTE, error.to_string(), Vec::new()),
-        (Ok(_), Err(error), _) => Ending::failed(SOURCE_UNREADABLE, error.to_string(), Vec::new()),
+    let result = match (&route, source, prompt) {
+        (Err(error), _, _) => {
+            failed_before_sending(ctx, identity, LedgerKind::NoRoute, error.to_string()).await
+        }
+        (Ok(_), Err(error), _) => {
+            let kind = LedgerKind::SourceUnreadable;
+            failed_before_sending(ctx, identity, kind, error.to_string()).await
+        }
         (Ok(decision), Ok(_), Some(prompt)) => {
-            enrich(ctx, &span, decision, prompt.text, resume).await
+            enrich(ctx, identity, decision, prompt.text, resume).await
         }
         (Ok(_), Ok(_), None) => match withheld {
-            Some(message) => Ending::failed(SECRET_DETECTED, message, Vec::new()),
+            Some(message) => {
+                failed_before_sending(ctx, identity, LedgerKind::SecretDetected, message).await
+            }
             // A prompt is built whenever the source was read and not withheld.
-            None => Ending::failed(
-                SOURCE_UNREADABLE,
-                "no prompt could be built for the span".to_owned(),
-                Vec::new(),
-            ),
+            None => {
+                let message = "no prompt could be built for the span".to_owned();
+                let kind = LedgerKind::SourceUnreadable;
+                failed_before_sending(ctx, identity, kind, message).await
+            }
         },
     };
-
-    let mut error = ending.error;
-    if let Some(result) = ending.stored {
-        let outcome = db::SpanOutcome {
-            span_hash: span.span_hash.clone(),
-            run_id: ctx.run_id,
-            attempts: ending.attempts.iter().map(to_db_attempt).collect(),
-            result,
-        };
-        if !ctx.writer.send(outcome).await {
-            let note = "not stored: the database writer stopped";
-            error = Some(match error {
-                Some(e) => format!("{e}; {note}"),
-                None => note.to_owned(),
-            });
-        }
-    }
-
     let result = SpanResult {
-        span_hash: span.span_hash,
-        path: span.file_path,
-        line_start: span.start_line,
-        line_end: span.end_line,
-        status: ending.status,
-        enrichment: ending.enrichment,
-        attempts: ending.attempts,
         route: route.ok(),
         duration: started.elapsed(),
-        error,
+        ..result
     };
     emit_finished(inner, ctx.run_id, batch, &result);
-    Processed {
-        result,
-        chain,
-        unavailable: ending.unavailable,
-    }
+    Processed { result, chain }
 }
 
-/// Runs the cascade for a span and decides what to store.
+/// Queues what the writer stores for the span of `result` besides its attempts (nothing for
+/// `None`: a cancelled span writes nothing, not even its attempts), and returns the result,
+/// noting in its error when the writer has stopped.
+async fn finish(ctx: &RunCtx, mut result: SpanResult, stored: Option<db::Stored>) -> SpanResult {
+    let Some(stored) = stored else {
+        return result;
+    };
+    let outcome = db::SpanOutcome {
+        span_hash: result.span.span_hash.to_string(),
+        run_id: ctx.run_id,
+        attempts: result.attempts.clone(),
+        stored,
+    };
+    if !ctx.writer.send(outcome).await {
+        let note = "not stored: the database writer stopped";
+        result.error = Some(match result.error {
+            Some(e) => format!("{e}; {note}"),
+            None => note.to_owned(),
+        });
+    }
+    result
+}
+
+/// A span that failed before (or without) any backend being asked: a failed run of `kind` in
+/// the ledger.
+async fn failed_before_sending(
+    ctx: &RunCtx,
+    span: SpanIdentity,
+    kind: LedgerKind,
+    message: String,
+) -> SpanResult {
+    failed_run(ctx, span, kind, message, Vec::new()).await
+}
+
+/// A span that failed: its attempts are logged and the ledger records a failed run of `kind`.
+async fn failed_run(
+    ctx: &RunCtx,
+    span: SpanIdentity,
+    kind: LedgerKind,
+    message: String,
+    attempts: Vec<AttemptRecord>,
+) -> SpanResult {
+    let stored = db::Stored::Failed {
+        failure_kind: kind,
+        message: message.clone(),
+    };
+    let result = SpanResult::new(span, SpanStatus::Failed, attempts).with_error(message);
+    finish(ctx, result, Some(stored)).await
+}
+
+/// Runs the cascade for a span and stores what it decided.
 async fn enrich(
     ctx: &RunCtx,
-    span: &PendingSpan,
+    span: SpanIdentity,
     decision: &RouteDecision,
     prompt: String,
     resume: Resume,
-) -> Ending {
+) -> SpanResult {
     let settings = &ctx.inner.settings;
     let Some(adapters) = ctx.inner.chains.get(&*decision.chain_name) else {
-        return Ending::failed(
-            NO_ROUTE,
-            format!("no adapters were built for chain '{}'", decision.chain_name),
-            Vec::new(),
-        );
+        let message = format!("no adapters were built for chain '{}'", decision.chain_name);
+        return failed_before_sending(ctx, span, LedgerKind::NoRoute, message).await;
     };
-    let span_context = SpanContext::new(
-        span.span_hash.as_str(),
-        span.file_path.as_str(),
-        span.start_line,
-        span.end_line,
-    );
-    let validation = ValidationContext::for_span(&span_context, settings.enforce_latin1);
-    let schema = enrichment_v1_schema_for_lines(span.start_line, span.end_line);
-    let request = GenerateRequest::new(prompt, span_context).with_schema(schema);
     // Per span: the whole chain. By tier: only the pass's backend of the chain.
     let backends = match resume.tier {
         None => &adapters[..],
         Some(tier) if tier < adapters.len() => &adapters[..=tier],
         Some(tier) => {
-            return Ending::failed(
-                NO_ROUTE,
-                format!(
-                    "chain '{}' has no backend {} for this pass",
-                    decision.chain_name,
-                    tier + 1
-                ),
-                Vec::new(),
+            let message = format!(
+                "chain '{}' has no backend {} for this pass",
+                decision.chain_name,
+                tier + 1
             );
+            return failed_before_sending(ctx, span, LedgerKind::NoRoute, message).await;
         }
     };
+    let validation = ValidationContext::for_span(&span, settings.enforce_latin1);
+    let schema = enrichment_v1_schema_for_span(&span);
+    let request = GenerateRequest::new(prompt, span).with_schema(schema);
     let has_next_tier = resume.tier.is_some_and(|tier| tier + 1 < adapters.len());
-    match ctx
+    let outcome = ctx
         .cascade
         .run_resumed(
             resume.prior,
@@ -249,113 +232,77 @@ async fn enrich(
             &validation,
             &ctx.abort,
         )
-        .await
-    {
+        .await;
+    let span = request.span;
+    match outcome {
         Ok(success) => {
-            let stored = to_db_enrichment(&success);
-            Ending {
-                status: SpanStatus::Enriched,
+            let stored = db::Stored::Enriched(Box::new(enrichment_row(&success)));
+            let result = SpanResult {
                 enrichment: Some(success.enrichment),
-                attempts: success.attempts,
-                error: None,
-                stored: Some(db::SpanResult::Enriched(Box::new(stored))),
-                unavailable: Vec::new(),
-            }
+                ..SpanResult::new(span, SpanStatus::Enriched, success.attempts)
+            };
+            finish(ctx, result, Some(stored)).await
         }
-        Err(failure) => match failure.disposition() {
-            // By tier, a span whose backend failed or was unavailable waits for the next pass
-            // (its next backend), unless it used up its attempts or the policy stopped it.
-            Disposition::Unavailable | Disposition::Failed
-                if has_next_tier && failure.reason == GiveUpReason::Exhausted =>
-            {
-                deferred(failure)
-            }
-            Disposition::Cancelled => Ending {
-                status: SpanStatus::Cancelled,
-                enrichment: None,
-                error: Some(failure.to_string()),
-                attempts: failure.attempts,
-                stored: None,
-                unavailable: Vec::new(),
-            },
-            // An outage is not the span's failure: its attempts are logged, the ledger is
-            // untouched, and the run keeps it until a backend it missed is usable.
-            Disposition::Unavailable => Ending {
-                status: SpanStatus::Unavailable,
-                enrichment: None,
-                error: Some(format!(
-                    "{failure}; the span waits for a backend and is not counted as failed"
-                )),
-                attempts: failure.attempts,
-                stored: Some(db::SpanResult::Deferred),
-                unavailable: failure.unavailable,
-            },
-            Disposition::Failed => failed(settings.on_failure, failure),
-        },
+        Err(failure) => gave_up(ctx, span, failure, has_next_tier).await,
     }
 }
 
-/// A by-tier span left for the next pass: its attempts are logged, the ledger is untouched.
-fn deferred(failure: enrich_backends::CascadeFailure) -> Ending {
-    Ending {
-        status: SpanStatus::Deferred,
-        enrichment: None,
-        error: Some(format!(
-            "{failure}; the next pass tries the chain's next backend"
-        )),
-        attempts: failure.attempts,
-        stored: Some(db::SpanResult::Deferred),
-        unavailable: Vec::new(),
-    }
-}
-
-/// What becomes of a span whose own answers failed on every backend the cascade reached.
-fn failed(on_failure: OnFailure, failure: enrich_backends::CascadeFailure) -> Ending {
-    match on_failure {
-        OnFailure::FallbackToEmpty => Ending {
-            status: SpanStatus::FellBack,
-            enrichment: None,
-            error: Some(format!(
-                "{failure}; stored an empty enrichment (on_failure = fallback_to_empty)"
-            )),
-            attempts: failure.attempts,
-            stored: Some(db::SpanResult::Enriched(Box::new(
-                db::Enrichment::fallback_empty(),
-            ))),
-            unavailable: Vec::new(),
-        },
-        OnFailure::Error => {
-            let kind = failure.kind().as_str();
+/// What becomes of a span the cascade gave up on, by whose failure it was.
+async fn gave_up(
+    ctx: &RunCtx,
+    span: SpanIdentity,
+    failure: CascadeFailure,
+    has_next_tier: bool,
+) -> SpanResult {
+    match failure.disposition() {
+        // By tier, a span whose backend failed or was unavailable waits for the next pass (its
+        // next backend), unless it used up its attempts or the policy stopped it. Its attempts
+        // are logged, the ledger is untouched.
+        Disposition::Unavailable | Disposition::Failed
+            if has_next_tier && failure.reason == GiveUpReason::Exhausted =>
+        {
+            let message = format!("{failure}; the next pass tries the chain's next backend");
+            let result =
+                SpanResult::new(span, SpanStatus::Deferred, failure.attempts).with_error(message);
+            finish(ctx, result, Some(db::Stored::Deferred)).await
+        }
+        Disposition::Cancelled => {
             let message = failure.to_string();
-            Ending::failed(kind, message, failure.attempts)
+            SpanResult::new(span, SpanStatus::Cancelled, failure.attempts).with_error(message)
         }
-    }
-}
-
-fn to_db_attempt(record: &AttemptRecord) -> db::Attempt {
-    db::Attempt {
-        attempt: record.attempt,
-        backend: record.backend.clone(),
-        provider: record.provider.clone(),
-        model: record.model.clone(),
-        host: record.host.clone(),
-        outcome: match record.outcome {
-            AttemptOutcome::Success => db::AttemptOutcome::Success,
-            AttemptOutcome::Failure => db::AttemptOutcome::Failure,
+        // An outage is not the span's failure: its attempts are logged, the ledger is
+        // untouched, and the run keeps it until a backend it missed is usable.
+        Disposition::Unavailable => {
+            let message =
+                format!("{failure}; the span waits for a backend and is not counted as failed");
+            let result = SpanResult {
+                unavailable: failure.unavailable,
+                ..SpanResult::new(span, SpanStatus::Unavailable, failure.attempts)
+                    .with_error(message)
+            };
+            finish(ctx, result, Some(db::Stored::Deferred)).await
+        }
+        Disposition::Failed => match ctx.inner.settings.on_failure {
+            // The span's own answers failed on every backend the cascade reached.
+            OnFailure::FallbackToEmpty => {
+                let message = format!(
+                    "{failure}; stored an empty enrichment (on_failure = fallback_to_empty)"
+                );
+                let result = SpanResult::new(span, SpanStatus::FellBack, failure.attempts)
+                    .with_error(message);
+                let stored = db::Stored::Enriched(Box::new(db::EnrichmentRow::fallback_empty()));
+                finish(ctx, result, Some(stored)).await
+            }
+            OnFailure::Error => {
+                let (kind, message) = (failure.kind().into(), failure.to_string());
+                failed_run(ctx, span, kind, message, failure.attempts).await
+            }
         },
-        failure_kind: record.failure_kind.map(|k| k.as_str().to_owned()),
-        message: record.message.clone(),
-        started_at_ms: record.started_at_ms,
-        duration_ms: record.duration_ms,
-        prompt_eval_count: record.prompt_eval_count,
-        eval_count: record.eval_count,
-        tokens_per_second: record.tokens_per_second,
     }
 }
 
 /// The `enrichments` row for a validated enrichment, with the answering backend's metrics.
-fn to_db_enrichment(success: &CascadeSuccess) -> db::Enrichment {
-    let e = &success.enrichment;
+fn enrichment_row(success: &CascadeSuccess) -> db::EnrichmentRow {
     let metrics = &success.generation.metrics;
     let last = success.attempts.last();
     let model = if metrics.model.is_empty() {
@@ -368,28 +315,10 @@ fn to_db_enrichment(success: &CascadeSuccess) -> db::Enrichment {
     } else {
         Some(metrics.host.clone())
     };
-    db::Enrichment {
-        summary: e.summary_120w.clone(),
-        inputs: e.inputs.clone(),
-        outputs: e.outputs.clone(),
-        side_effects: e.side_effects.clone(),
-        pitfalls: e.pitfalls.clone(),
-        usage_snippet: e.usage_snippet.clone(),
-        evidence: e
-            .evidence
-            .iter()
-            .map(|ev| db::Evidence {
-                field: ev.field.clone(),
-                lines: ev.lines,
-            })
-            .collect(),
-        tags: Vec::new(),
+    db::EnrichmentRow {
+        enrichment: success.enrichment.clone(),
         model,
-        schema_ver: db::ENRICHMENT_SCHEMA_VERSION.to_owned(),
-        content_type: None,
-        content_language: None,
-        content_type_confidence: None,
-        content_type_source: None,
+        schema_ver: ENRICHMENT_SCHEMA_VERSION.to_owned(),
         metrics: db::EnrichmentMetrics {
             tokens_per_second: metrics.derived_tokens_per_second(),
             eval_count: metrics.eval_count,
@@ -398,5 +327,6 @@ fn to_db_enrichment(success: &CascadeSuccess) -> db::Enrichment {
             total_duration_ns: metrics.total_duration_ns,
             backend_host: host,
         },
+        ..db::EnrichmentRow::default()
     }
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use enrich_backends::FailureKind;
 use enrich_config::OnFailure;
-use enrich_db::{AttemptOutcome, RunStatus};
-use enrich_pipeline::{Event, PipelineError, RunControl, SOURCE_UNREADABLE, SpanStatus};
+use enrich_db::RunStatus;
+use enrich_pipeline::{Event, PipelineError, RunControl, SpanStatus};
+use enrich_types::{AttemptOutcome, LedgerKind};
 
 use crate::support::{
     Fixture, OLD_MTIME, Reply, Scripted, config, now_secs, pipeline, python_lines,
@@ -42,7 +43,7 @@ async fn a_refused_first_backend_falls_through_to_the_second() {
                 1,
                 "down".to_owned(),
                 AttemptOutcome::Failure,
-                Some("connect".to_owned())
+                Some(FailureKind::Connect)
             ),
             (2, "up".to_owned(), AttemptOutcome::Success, None),
         ]
@@ -52,7 +53,7 @@ async fn a_refused_first_backend_falls_through_to_the_second() {
 
 /// One backend answering `text` fails the span with `kind`; nothing is stored but the attempt
 /// and the ledger row.
-async fn check_invalid_output(text: &str, enforce_latin1: bool, kind: &str, needle: &str) {
+async fn check_invalid_output(text: &str, enforce_latin1: bool, kind: FailureKind, needle: &str) {
     let fixture = Fixture::new();
     let hash = fixture.index_lines("a.py", 1).remove(0);
     let model = Arc::new(Scripted::new("model").always(Reply::Text(text.to_owned())));
@@ -66,7 +67,7 @@ async fn check_invalid_output(text: &str, enforce_latin1: bool, kind: &str, need
     let db = fixture.db();
     assert!(db.enrichment_by_hash(&hash).unwrap().is_none(), "{text}");
     let ledger = db.failure_entry(&hash).unwrap().expect("ledger row");
-    assert_eq!(ledger.last_failure_kind, kind, "{text}");
+    assert_eq!(ledger.last_failure_kind, kind.into(), "{text}");
     assert!(
         ledger.last_message.contains(needle),
         "{}",
@@ -80,7 +81,7 @@ async fn check_invalid_output(text: &str, enforce_latin1: bool, kind: &str, need
     let attempts = db.attempts_for_span(&hash).unwrap();
     assert_eq!(attempts.len(), 2, "{text}");
     for logged in &attempts {
-        assert_eq!(logged.attempt.failure_kind.as_deref(), Some(kind), "{text}");
+        assert_eq!(logged.attempt.failure_kind, Some(kind), "{text}");
     }
     assert_eq!(fixture.pending(), 1, "a failed span stays pending");
 }
@@ -90,21 +91,21 @@ async fn invalid_output_is_never_stored_and_is_ledgered() {
     check_invalid_output(
         "I cannot help with that.",
         false,
-        "malformed_output",
+        FailureKind::MalformedOutput,
         "no JSON object",
     )
     .await;
     check_invalid_output(
         r#"{"summary_120w": "ok", "evidence": [{"field": "summary_120w", "lines": [40, 41]}]}"#,
         false,
-        "schema_invalid",
+        FailureKind::SchemaInvalid,
         "outside the span (lines 1-1)",
     )
     .await;
     check_invalid_output(
         r#"{"summary_120w": "renvoie \u2192 un entier"}"#,
         true,
-        "schema_invalid",
+        FailureKind::SchemaInvalid,
         "outside Latin-1",
     )
     .await;
@@ -167,13 +168,13 @@ async fn fallback_to_empty_stores_a_marked_empty_enrichment_and_logs_the_attempt
     let db = fixture.db();
     let stored = db.enrichment_by_hash(&hash).unwrap().expect("fallback row");
     assert!(stored.enrichment.is_fallback());
-    assert_eq!(stored.enrichment.summary, "");
+    assert_eq!(stored.enrichment.enrichment.summary, "");
     assert!(db.failure_entry(&hash).unwrap().is_none());
     let attempts = db.attempts_for_span(&hash).unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(
-        attempts[0].attempt.failure_kind.as_deref(),
-        Some("context_exceeded")
+        attempts[0].attempt.failure_kind,
+        Some(FailureKind::ContextExceeded)
     );
     let finished = events.events().into_iter().find_map(|e| match e {
         Event::SpanFinished {
@@ -221,7 +222,7 @@ async fn an_unreadable_source_fails_its_span_with_a_clear_ledger_message() {
         (&escaping, "leads outside the repo root"),
     ] {
         let ledger = db.failure_entry(hash).unwrap().expect("ledger row");
-        assert_eq!(ledger.last_failure_kind, SOURCE_UNREADABLE);
+        assert_eq!(ledger.last_failure_kind, LedgerKind::SourceUnreadable);
         assert!(
             ledger.last_message.contains(needle),
             "{}",

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use enrich_backends::{GenerateRequest, enrichment_v1_schema_for_lines};
+use enrich_backends::{GenerateRequest, SpanIdentity, enrichment_v1_schema_for_span};
 use enrich_config::EnrichmentConfig;
 use enrich_pipeline::{PipelineError, RunControl, estimate_tokens};
 
@@ -56,7 +56,9 @@ async fn a_template_is_filled_with_python_format_rules_and_sent_with_the_schema(
     );
     assert_eq!(
         sent[0].schema.as_ref(),
-        Some(&enrichment_v1_schema_for_lines(1, 2)),
+        Some(&enrichment_v1_schema_for_span(&SpanIdentity::new(
+            "", "", 1, 2
+        ))),
         "the schema bounds evidence lines to the span"
     );
     assert_eq!((sent[0].span.line_start, sent[0].span.line_end), (1, 2));
@@ -99,7 +101,9 @@ async fn the_built_in_prompt_cites_the_span_and_describes_every_field() {
         assert!(!prompt.contains("source cut"));
         assert_eq!(
             request.schema.as_ref(),
-            Some(&enrichment_v1_schema_for_lines(line, line))
+            Some(&enrichment_v1_schema_for_span(&SpanIdentity::new(
+                "", "", line, line
+            )))
         );
     }
 }
@@ -199,7 +203,7 @@ async fn plan_routes_and_sizes_spans_without_calling_a_backend_or_writing() {
         assert_eq!(backends, ["model"]);
         let source = format!(
             "def f{}_apy(): return {}\n",
-            span.line_start, span.line_start
+            span.span.line_start, span.span.line_start
         );
         let tokens = span.estimated_tokens.expect("tokens");
         assert!(

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use enrich_db::{AttemptOutcome, RunStatus};
+use enrich_db::RunStatus;
 use enrich_pipeline::{RunControl, RunEnd, config_fingerprint};
+use enrich_types::AttemptOutcome;
 
 use crate::support::{Fixture, Scripted, config, pipeline, wall_ms};
 
@@ -40,7 +41,7 @@ async fn a_full_run_enriches_every_pending_span_with_the_right_rows() {
         let span = db.span_by_hash(hash).unwrap().expect("span");
         let line = span.start_line;
         let stored = db.enrichment_by_hash(hash).unwrap().expect("enrichment");
-        let e = &stored.enrichment;
+        let e = &stored.enrichment.enrichment;
         assert_eq!(
             e.summary,
             format!(
@@ -67,12 +68,13 @@ async fn a_full_run_enriches_every_pending_span_with_the_right_rows() {
                 ("usage_snippet", [line, line]),
             ]
         );
+        let row = &stored.enrichment;
         assert_eq!(
-            (e.model.as_str(), e.schema_ver.as_str()),
+            (row.model.as_str(), row.schema_ver.as_str()),
             ("gpu-model:1b", "enrichment.v1")
         );
-        assert!(!e.is_fallback());
-        let m = &e.metrics;
+        assert!(!row.is_fallback());
+        let m = &row.metrics;
         assert_eq!((m.eval_count, m.prompt_eval_count), (Some(42), Some(120)));
         assert_eq!(
             (m.eval_duration_ns, m.total_duration_ns),
@@ -223,7 +225,7 @@ async fn process_batch_returns_each_result_and_stops_at_its_limit() {
     );
     assert_eq!(first.summary.end, RunEnd::LimitReached);
     assert_eq!(first.success_rate(), 1.0);
-    let mut done: Vec<&str> = first.results.iter().map(|r| r.span_hash.as_str()).collect();
+    let mut done: Vec<&str> = first.results.iter().map(|r| &*r.span.span_hash).collect();
     done.sort_unstable();
     let mut expected: Vec<&str> = hashes[..3].iter().map(String::as_str).collect();
     expected.sort_unstable();
@@ -233,7 +235,7 @@ async fn process_batch_returns_each_result_and_stops_at_its_limit() {
         let route = result.route.as_ref().expect("route");
         assert_eq!(&*route.chain_name, "default");
         assert_eq!(result.attempts.len(), 1);
-        let summary = &result.enrichment.as_ref().expect("enrichment").summary_120w;
+        let summary = &result.enrichment.as_ref().expect("enrichment").summary;
         assert!(
             summary.starts_with("Returns a constant from a.py"),
             "{summary}"

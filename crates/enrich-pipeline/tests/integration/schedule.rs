@@ -104,7 +104,10 @@ async fn by_tier_ledgers_a_span_only_when_its_last_backend_failed_too() {
         ledger.consecutive_failures, 1,
         "one failed run, not one per pass"
     );
-    assert_eq!(ledger.last_failure_kind, "context_exceeded");
+    assert_eq!(
+        ledger.last_failure_kind,
+        FailureKind::ContextExceeded.into()
+    );
     let attempts = db.attempts_for_span(&hashes[1]).unwrap();
     let backends: Vec<&str> = attempts
         .iter()

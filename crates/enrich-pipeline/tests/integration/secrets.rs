@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use enrich_config::SecretsAction;
-use enrich_pipeline::{RunControl, SECRET_DETECTED};
+use enrich_pipeline::RunControl;
+use enrich_types::LedgerKind;
 
 use crate::support::{Fixture, Scripted, config, pipeline};
 
@@ -30,7 +31,7 @@ async fn a_secret_is_redacted_from_the_prompt_and_the_span_is_enriched() {
     let planned: Vec<(&str, &[&str], bool)> = plan
         .spans
         .iter()
-        .map(|s| (s.path.as_str(), s.secrets.as_slice(), s.withheld))
+        .map(|s| (&*s.span.path, s.secrets.as_slice(), s.withheld))
         .collect();
     assert_eq!(
         planned,
@@ -82,7 +83,7 @@ async fn with_action_skip_a_span_holding_a_secret_is_ledgered_and_never_sent() {
         .spans
         .iter()
         .filter(|s| s.withheld)
-        .map(|s| s.path.as_str())
+        .map(|s| &*s.span.path)
         .collect();
     assert_eq!(withheld, ["src/client.py"]);
 
@@ -102,7 +103,7 @@ async fn with_action_skip_a_span_holding_a_secret_is_ledgered_and_never_sent() {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .expect("a ledger row");
-    assert_eq!(kind, SECRET_DETECTED);
+    assert_eq!(kind, LedgerKind::SecretDetected.as_str());
     assert!(
         message.contains("holds secrets (aws-access-key, github-pat)"),
         "{message}"

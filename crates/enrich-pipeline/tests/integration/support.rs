@@ -17,8 +17,8 @@ use enrich_config::{BackendSpec, EnrichmentConfig, OnFailure, PromptConfig};
 use enrich_db::{Db, default_db_path};
 use enrich_pipeline::{Event, EventSink, Pipeline, PipelineSettings};
 use enrich_router::Router;
+use enrich_types::{file_hash, span_hash};
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// The provider name the scripted adapters are registered under.
@@ -77,7 +77,7 @@ impl Fixture {
             (
                 path,
                 lang,
-                format!("sha256:{}", hex(source.as_bytes())),
+                format!("sha256:{}", file_hash(source.as_bytes())),
                 source.len(),
                 mtime,
             ),
@@ -89,10 +89,7 @@ impl Fixture {
         for (i, line) in source.split_inclusive('\n').enumerate() {
             let (start, end) = (offset, offset + line.len());
             offset = end;
-            let mut bytes = lang.as_bytes().to_vec();
-            bytes.push(0);
-            bytes.extend_from_slice(&source.as_bytes()[start..end]);
-            let hash = format!("sha256:{}", hex(&bytes));
+            let hash = span_hash(lang, &source.as_bytes()[start..end]);
             conn.execute(
                 "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start,
                     byte_end, span_hash, slice_type, slice_language, classifier_confidence)
@@ -114,11 +111,11 @@ impl Fixture {
         let conn = self.raw();
         conn.execute(
             "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES (?1, 'python', ?2, ?3, ?4)",
-            (path, format!("sha256:{}", hex(source.as_bytes())), source.len(), OLD_MTIME),
+            (path, format!("sha256:{}", file_hash(source.as_bytes())), source.len(), OLD_MTIME),
         )
         .expect("insert file");
         let file_id = conn.last_insert_rowid();
-        let hash = format!("sha256:{}", hex(format!("python\0{source}").as_bytes()));
+        let hash = span_hash("python", source.as_bytes());
         let lines = source.lines().count();
         conn.execute(
             "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start, byte_end,
@@ -148,13 +145,6 @@ impl Fixture {
             })
             .expect("count")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// `count` lines of distinct Python functions (distinct per path, so hashes differ).

@@ -48,7 +48,11 @@ fn labels(spans: &[(String, Label)], hashes: &[String]) -> Vec<Label> {
 }
 
 fn planned(spans: &[(String, Label)], plan: &Plan) -> Vec<Label> {
-    let hashes: Vec<String> = plan.spans.iter().map(|s| s.span_hash.clone()).collect();
+    let hashes: Vec<String> = plan
+        .spans
+        .iter()
+        .map(|s| s.span.span_hash.to_string())
+        .collect();
     labels(spans, &hashes)
 }
 
@@ -104,7 +108,7 @@ async fn code_first_takes_weights_in_order_letting_in_low_spans_by_the_ratio() {
     for (position, span) in plan.spans.iter().enumerate() {
         let weight = FILES
             .iter()
-            .find(|(path, _, _)| *path == span.path)
+            .find(|(path, _, _)| *path == &*span.span.path)
             .map(|(_, _, weight)| *weight)
             .expect("a fixture file");
         assert_eq!(span.order, position as u64 + 1);

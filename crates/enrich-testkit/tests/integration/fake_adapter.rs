@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use enrich_backends::{
     BackendAdapter, Capabilities, FailureKind, GenerateRequest, Generation, HealthReport,
-    SpanContext, UsageMetrics, ValidationContext, parse_and_validate,
+    SpanIdentity, UsageMetrics, ValidationContext, parse_and_validate,
 };
 use enrich_testkit::{FakeAdapter, Fallback, Script, valid_enrichment_json};
 use tokio::time::Instant;
 
 fn request(prompt: &str, start: u32, end: u32) -> GenerateRequest {
-    let span = SpanContext::new(format!("sha256:{prompt}"), "src/lib.rs", start, end);
+    let span = SpanIdentity::new(format!("sha256:{prompt}"), "src/lib.rs", start, end);
     GenerateRequest::new(prompt, span)
 }
 
@@ -167,7 +167,7 @@ async fn default_metrics_are_deterministic_and_given_metrics_are_kept() {
             Script::ok("x".repeat(400)),
             Script::ok_with_metrics("y", given.clone()),
         ]);
-    let req = GenerateRequest::new("p".repeat(4000), SpanContext::new("h", "a.rs", 1, 1))
+    let req = GenerateRequest::new("p".repeat(4000), SpanIdentity::new("h", "a.rs", 1, 1))
         .with_system("s".repeat(400));
     let metrics = fake.generate(&req).await.unwrap().metrics;
     assert_eq!(metrics.model, "fake-model");
@@ -207,19 +207,15 @@ async fn health_and_capabilities_can_be_scripted() {
 #[test]
 fn valid_enrichment_json_passes_validation_for_any_span() {
     for (start, end) in [(1, 1), (10, 24), (999, 1200)] {
-        let span = SpanContext::new(format!("sha256:{start}"), "src/x.rs", start, end);
+        let span = SpanIdentity::new(format!("sha256:{start}"), "src/x.rs", start, end);
         let json = valid_enrichment_json(&span);
         let enrichment = parse_and_validate(&json, &ValidationContext::for_span(&span, true))
             .unwrap_or_else(|err| panic!("lines {start}-{end}: {err}"));
         assert!(enrichment.evidence.iter().all(|e| e.lines == [start, end]));
-        assert!(
-            enrichment
-                .summary_120w
-                .contains(&format!("lines {start}-{end}"))
-        );
+        assert!(enrichment.summary.contains(&format!("lines {start}-{end}")));
     }
-    let a = SpanContext::new("sha256:a", "x.rs", 1, 2);
-    let b = SpanContext::new("sha256:b", "x.rs", 1, 2);
+    let a = SpanIdentity::new("sha256:a", "x.rs", 1, 2);
+    let b = SpanIdentity::new("sha256:b", "x.rs", 1, 2);
     assert_eq!(valid_enrichment_json(&a), valid_enrichment_json(&a));
     assert_ne!(valid_enrichment_json(&a), valid_enrichment_json(&b));
 }

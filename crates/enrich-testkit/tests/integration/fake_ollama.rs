@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use enrich_backends::{SpanContext, ValidationContext, parse_and_validate};
+use enrich_backends::{SpanIdentity, ValidationContext, parse_and_validate};
 use enrich_testkit::{Endpoint, FakeOllama, FakeOllamaConfig, Fault, Outcome, TestkitError};
 use serde_json::{Value, json};
 
@@ -11,7 +11,7 @@ use crate::support::{MODEL, Reply, get, post, server, start};
 const PROMPT: &str = "Summarise src/lib.rs lines 12-30 as JSON.";
 
 fn validates_for(text: &str, start: u32, end: u32) {
-    let span = SpanContext::new("sha256:t", "src/lib.rs", start, end);
+    let span = SpanIdentity::new("sha256:t", "src/lib.rs", start, end);
     if let Err(err) = parse_and_validate(text, &ValidationContext::for_span(&span, true)) {
         panic!("{err}: {text}");
     }
