@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use enrich_backends::http::{body_excerpt, error_chain, excerpt, is_connection_lost};
+use enrich_backends::tls::{self, is_untrusted_certificate, tls_fix};
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
     GenerateRequest, Generation, HealthReport, ResponseLimit, UsageMetrics,
@@ -12,9 +14,7 @@ use enrich_backends::{
 use enrich_config::BackendSpec;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
-use crate::classify::{
-    error_chain, error_text, excerpt, is_connection_lost, retry_after, status_kind, text_kind,
-};
+use crate::classify::{error_text, retry_after, status_kind, text_kind};
 use crate::error::OllamaConfigError;
 use crate::settings::Settings;
 use crate::wire::{Format, GenerateBody, GenerateReply};
@@ -63,17 +63,45 @@ impl OllamaAdapter {
     /// An adapter for `spec`, with its HTTP client built.
     ///
     /// The base URL is `spec.url`, else `http://localhost:11434` (the config layer has already
-    /// applied `OLLAMA_HOST`); it must be an `http` URL, and may carry a path prefix and
-    /// `user:password@` (sent as basic auth). A backend with `api_key_env` sends that variable's
-    /// value as a bearer token.
+    /// applied `OLLAMA_HOST`); it must be an `http` or `https` URL, and may carry a path prefix
+    /// and `user:password@` (sent as basic auth). `https://` speaks TLS through rustls (ring)
+    /// with the system's root certificates ([`enrich_backends::tls`]). A backend with
+    /// `api_key_env` sends that variable's value as a bearer token.
     ///
     /// # Errors
     ///
-    /// [`OllamaConfigError`] naming the key that is wrong: an unparseable or non-http `url`, a
-    /// `timeout_seconds` that is not positive, a mistyped `stream`, `keep_alive` or `think`
-    /// option, an unset API key variable, or an HTTP client that cannot be built.
+    /// [`OllamaConfigError`] naming the key that is wrong: an unparseable or non-http(s) `url`,
+    /// a `timeout_seconds` that is not positive, a mistyped `stream`, `keep_alive` or `think`
+    /// option, an unset API key variable, an `https://` URL when the system's root certificates
+    /// cannot be loaded, or an HTTP client that cannot be built.
     pub fn new(spec: BackendSpec) -> Result<Self, OllamaConfigError> {
         let settings = Settings::from_spec(&spec)?;
+        let tls = tls::client_config_for(settings.generate_url.as_str()).map_err(|source| {
+            OllamaConfigError::NoRootCertificates {
+                url: settings.host.clone(),
+                source,
+            }
+        })?;
+        Self::with_settings(spec, settings, tls)
+    }
+
+    /// An adapter for `spec` whose HTTPS speaks as `tls` says, instead of trusting the system's
+    /// root certificates: for a server certified by a private authority the system store does
+    /// not hold (build `tls` with [`enrich_backends::tls::client_config`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`OllamaAdapter::new`], but for the system's store.
+    pub fn with_tls(spec: BackendSpec, tls: tls::ClientConfig) -> Result<Self, OllamaConfigError> {
+        let settings = Settings::from_spec(&spec)?;
+        Self::with_settings(spec, settings, tls)
+    }
+
+    fn with_settings(
+        spec: BackendSpec,
+        settings: Settings,
+        tls: tls::ClientConfig,
+    ) -> Result<Self, OllamaConfigError> {
         let mut headers = HeaderMap::new();
         if let (Some(key), Some(var)) = (&settings.api_key, &spec.api_key_env) {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
@@ -82,6 +110,7 @@ impl OllamaAdapter {
             headers.insert(AUTHORIZATION, value);
         }
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(settings.connect_timeout)
             .default_headers(headers)
             .user_agent(concat!("enrich/", env!("CARGO_PKG_VERSION")))
@@ -278,7 +307,15 @@ impl OllamaAdapter {
         let err = err.without_url();
         let detail = error_chain(&err);
         let host = &self.settings.host;
-        let (kind, message) = if err.is_connect() {
+        let tls = tls_fix(&err).filter(|_| err.is_connect());
+        let (kind, message) = if let Some(fix) = tls {
+            let what = if is_untrusted_certificate(&err) {
+                format!("{host} presented a TLS certificate that is not trusted")
+            } else {
+                format!("the TLS handshake with Ollama at {host} failed")
+            };
+            (FailureKind::Connect, format!("{what} ({detail}); {fix}"))
+        } else if err.is_connect() {
             (
                 FailureKind::Connect,
                 format!(
@@ -329,7 +366,7 @@ impl OllamaAdapter {
             }
         }
         let said = error_text(&body);
-        let kind = status_kind(status, &said);
+        let kind = status_kind(status.as_u16(), &said);
         let host = &self.settings.host;
         let model = &self.spec.model;
         let code = status.as_u16();
@@ -398,7 +435,7 @@ impl OllamaAdapter {
                 "the answer from {} is not Ollama's generate response ({why}): \"{}\"; check \
                  that the backend's `url` points at an Ollama server",
                 self.settings.host,
-                excerpt(&String::from_utf8_lossy(body))
+                body_excerpt(body)
             ),
         )
     }
@@ -476,5 +513,5 @@ pub(crate) async fn read_body(
 
 /// The time a health-check request may take: the backend's timeout, at most 10 s.
 pub(crate) fn health_timeout(settings: &Settings) -> Duration {
-    settings.timeout.min(Duration::from_secs(10))
+    enrich_backends::http::connect_timeout(settings.timeout)
 }

@@ -1,31 +1,20 @@
-//! Pure pieces of failure classification: HTTP status and error text to [`FailureKind`],
-//! `Retry-After`, and readable excerpts of what the server said.
+//! What Ollama means beyond [`enrich_backends::http`]: its 499, the words of an error that
+//! arrives with a 200, and its `{"error": …}` body.
 
-use std::error::Error as StdError;
-use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use enrich_backends::FailureKind;
-use reqwest::StatusCode;
+use enrich_backends::http::{self, body_excerpt, excerpt, says_context_exceeded};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::wire::ErrorBody;
 
-/// The most characters of a server's error text quoted in a message.
-const EXCERPT_CHARS: usize = 300;
-
 /// The kind of a non-success HTTP answer, given Ollama's error text.
-pub(crate) fn status_kind(status: StatusCode, error: &str) -> FailureKind {
-    match status.as_u16() {
-        401 | 403 => FailureKind::Auth,
-        404 => FailureKind::ModelNotFound,
-        408 => FailureKind::Timeout,
-        429 | 503 => FailureKind::Overloaded,
-        400 if mentions_context_length(error) => FailureKind::ContextExceeded,
+pub(crate) fn status_kind(status: u16, error: &str) -> FailureKind {
+    match status {
         // Ollama's "client closed the request": we did not cancel, so the server failed.
         499 => FailureKind::ServerError,
-        400..=498 => FailureKind::InvalidRequest,
-        _ => FailureKind::ServerError,
+        _ => http::status_kind(status, says_context_exceeded(error)),
     }
 }
 
@@ -33,7 +22,7 @@ pub(crate) fn status_kind(status: StatusCode, error: &str) -> FailureKind {
 /// body): the text is all there is to go on.
 pub(crate) fn text_kind(error: &str) -> FailureKind {
     let lower = error.to_ascii_lowercase();
-    if mentions_context_length(&lower) {
+    if says_context_exceeded(&lower) {
         FailureKind::ContextExceeded
     } else if lower.contains("server busy") {
         FailureKind::Overloaded
@@ -44,80 +33,25 @@ pub(crate) fn text_kind(error: &str) -> FailureKind {
     }
 }
 
-fn mentions_context_length(error: &str) -> bool {
-    let lower = error.to_ascii_lowercase();
-    ["context length", "context window", "exceeds the context"]
-        .iter()
-        .any(|needle| lower.contains(needle))
-}
-
 /// The wait asked for by `Retry-After`: delay-seconds, or an HTTP date (a date in the past
 /// means no wait).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    http::retry_after(value, SystemTime::now())
 }
 
 /// What the server said in an error body: Ollama's `error` field, else the body's text.
 pub(crate) fn error_text(body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody { error }) => excerpt(&error),
-        Err(_) => excerpt(&String::from_utf8_lossy(body)),
+        Err(_) => body_excerpt(body),
     }
-}
-
-/// `text` on one line, cut to a readable length.
-pub(crate) fn excerpt(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
-}
-
-/// An error and its sources, `a: b: c`, skipping a source that repeats its parent.
-pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if parts.last().is_none_or(|last| !last.contains(&text)) {
-            parts.push(text);
-        }
-        source = inner.source();
-    }
-    parts.join(": ")
-}
-
-/// Whether a transport error is the connection breaking (reset, aborted, closed early).
-pub(crate) fn is_connection_lost(err: &(dyn StdError + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<io::Error>()
-            && matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            )
-        {
-            return true;
-        }
-        source = inner.source();
-    }
-    false
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use reqwest::header::HeaderValue;
 
     use super::*;
@@ -125,7 +59,6 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds() {
         let check = |status: u16, error: &str, kind: FailureKind| {
-            let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(status_kind(status, error), kind, "{status} {error:?}");
         };
         check(
@@ -165,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
+    fn retry_after_is_read_from_its_header() {
         let check = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
@@ -173,18 +106,12 @@ mod tests {
         };
         assert_eq!(check(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(check("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
-        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(90));
-        let wait = check(&soon).unwrap();
-        assert!(
-            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
-            "{wait:?}"
-        );
         assert_eq!(check("soon"), None);
         assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]
-    fn excerpts_are_one_line_and_bounded() {
+    fn error_bodies_are_quoted_on_one_line() {
         assert_eq!(
             error_text(br#"{"error":"model\n'x' not found"}"#),
             "model 'x' not found"
@@ -193,9 +120,5 @@ mod tests {
             error_text(b"<html>bad gateway</html>"),
             "<html>bad gateway</html>"
         );
-        let long = "é".repeat(400);
-        let cut = excerpt(&long);
-        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
-        assert!(cut.ends_with('…'));
     }
 }

@@ -16,12 +16,8 @@ pub enum OllamaConfigError {
         /// Why it does not parse.
         reason: String,
     },
-    /// `url` uses a scheme other than `http`.
-    #[error(
-        "`url` '{url}' uses the scheme '{scheme}', but this build of enrich speaks plain http \
-         only (it is built without TLS); use an http:// URL, or reach the server through a \
-         local proxy or tunnel"
-    )]
+    /// `url` uses a scheme other than `http` or `https`.
+    #[error("`url` '{url}' uses the scheme '{scheme}'; use an http:// or https:// URL")]
     UnsupportedScheme {
         /// The URL as configured, credentials removed.
         url: String,
@@ -61,6 +57,15 @@ pub enum OllamaConfigError {
     InvalidApiKey {
         /// The variable's name.
         var: String,
+    },
+    /// `url` is an `https://` URL and the system's store gave no usable root certificate.
+    #[error("`url` '{url}' cannot be reached over TLS: {source}")]
+    NoRootCertificates {
+        /// The URL as configured, credentials removed.
+        url: String,
+        /// What went wrong.
+        #[source]
+        source: enrich_backends::BackendsError,
     },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client for Ollama: {source}")]

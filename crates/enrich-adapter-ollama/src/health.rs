@@ -1,17 +1,20 @@
 //! The health check behind `enrich doctor`: `/api/version`, `/api/tags`, `/api/show`.
 
+use enrich_backends::http::{error_chain, excerpt};
+use enrich_backends::tls::tls_fix;
 use enrich_backends::{BackendAdapter, HealthReport, ResponseLimit};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::adapter::{BodyError, OllamaAdapter, health_timeout, read_body};
-use crate::classify::{error_chain, error_text, excerpt};
+use crate::classify::error_text;
 use crate::wire::{ShowBody, ShowReply, TagsReply, VersionReply};
 
 /// Why one health probe failed.
 enum ProbeError {
-    /// No HTTP answer at all (refused, DNS, timeout).
-    Unreachable(String),
+    /// No HTTP answer at all (refused, DNS, timeout, a failed TLS handshake), and the fix when
+    /// it is particular (TLS).
+    Unreachable(String, Option<&'static str>),
     /// The server refused the credentials (HTTP 401 or 403).
     Refused(String),
     /// HTTP 404 on a route every Ollama server has: something else answers at the URL.
@@ -23,7 +26,7 @@ enum ProbeError {
 impl ProbeError {
     fn into_message(self) -> String {
         match self {
-            ProbeError::Unreachable(message)
+            ProbeError::Unreachable(message, _)
             | ProbeError::Refused(message)
             | ProbeError::NotOllama(message)
             | ProbeError::Answer(message) => message,
@@ -47,12 +50,17 @@ pub(crate) async fn check(adapter: &OllamaAdapter) -> HealthReport {
                 .push(format!("Ollama {} answers at {host}", reply.version));
             report.version = Some(reply.version);
         }
-        Err(ProbeError::Unreachable(message)) => {
+        Err(ProbeError::Unreachable(message, fix)) => {
             report.reachable = Some(false);
             report.messages.push(message);
-            report.fixes.push(format!(
-                "start Ollama (`ollama serve`) so that it listens at {host}, or fix the \
-                 backend's `url` (or OLLAMA_HOST)"
+            report.fixes.push(fix.map_or_else(
+                || {
+                    format!(
+                        "start Ollama (`ollama serve`) so that it listens at {host}, or fix the \
+                         backend's `url` (or OLLAMA_HOST)"
+                    )
+                },
+                str::to_owned,
             ));
             return report;
         }
@@ -180,9 +188,10 @@ async fn probe<T: DeserializeOwned>(
         } else {
             error_chain(&err)
         };
-        ProbeError::Unreachable(format!(
-            "cannot reach Ollama at {host}: {what} failed ({why})"
-        ))
+        ProbeError::Unreachable(
+            format!("cannot reach Ollama at {host}: {what} failed ({why})"),
+            tls_fix(&err),
+        )
     };
     let mut response = request.timeout(timeout).send().await.map_err(unreachable)?;
     let status = response.status();

@@ -22,7 +22,8 @@
 //! - `format`: the request's JSON Schema (enrichment.v1, bounded by `maxLength`/`maxItems`, so
 //!   Ollama's grammar cannot run away), or `"json"` when the request has none;
 //! - `options`: the backend's options table as it is, minus enrich's own keys (`stream`,
-//!   `keep_alive`, `think`, `max_in_flight`, `parallel`), plus `num_predict` from
+//!   `keep_alive`, `think`; `max_in_flight` never gets here, the config layer takes it out of
+//!   the table into the spec), plus `num_predict` from
 //!   `max_output_tokens` unless the table sets `num_predict` itself;
 //! - `keep_alive` and `think` only when the options table sets them: Ollama's own default keeps
 //!   the model loaded for 5 minutes, and a `keep_alive: 0` would reload it for every span.
@@ -36,16 +37,23 @@
 //! Timeouts: connecting may take the backend's `timeout_seconds` (default 120 s) but at most
 //! 10 s; the whole request, answer included, may take `timeout_seconds`.
 //!
+//! `url` is `http://` or `https://`. HTTPS is TLS 1.3 or 1.2 through rustls with the ring
+//! provider and the system's root certificates ([`enrich_backends::tls`]; `SSL_CERT_FILE`
+//! names another bundle, and [`OllamaAdapter::with_tls`] takes a configuration of one's own), as
+//! for the OpenAI-compatible adapter. Proxies come from the
+//! environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+//!
 //! # Classification
 //!
 //! | what happened | [`FailureKind`](enrich_backends::FailureKind) | notes |
 //! |---|---|---|
 //! | connection refused, DNS failure, connect timeout | `connect` | the message names the URL and says to start Ollama or fix `url` / `OLLAMA_HOST` |
+//! | a failed TLS handshake (`https://` to a plain-HTTP server, a certificate no trusted root vouches for) | `connect` | the message says which, and how to trust a private certificate authority |
 //! | connection reset or closed mid-request | `connect` | Ollama stopped or crashed |
 //! | no complete answer within `timeout_seconds` | `timeout` | the message names the timeout and says to raise `timeout_seconds` |
 //! | HTTP 503 (Ollama's "server busy"), 429 | `overloaded` | `Retry-After` (seconds or an HTTP date) becomes `retry_after` |
 //! | HTTP 404 | `model_not_found` | the message says `ollama pull <model>` |
-//! | HTTP 400 mentioning the context length | `context_exceeded` | raise `num_ctx` or shorten the span |
+//! | HTTP 400 mentioning the context length (or window, or size) | `context_exceeded` | raise `num_ctx` or shorten the span |
 //! | HTTP 401, 403 | `auth` | |
 //! | HTTP 408 | `timeout` | the server timed the request out |
 //! | HTTP 499 | `server_error` | Ollama's "client closed the request": enrich did not cancel, so the server failed; `cancelled` would stop the span |
@@ -72,8 +80,7 @@
 //!
 //! No SQLite, no router, no pipeline, no prompt: it depends on `enrich-backends` and the config
 //! types alone. Ollama's wire types stay private; only the normalised request and answer cross
-//! the trait. TLS is not built in (the workspace's reqwest has no TLS backend), so `url` must be
-//! `http://`; an `https://` URL is refused when the adapter is built.
+//! the trait.
 
 mod adapter;
 mod classify;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use enrich_backends::http::{connect_timeout, request_timeout, shown_base_url};
 use enrich_config::{
     BackendSpec, DEFAULT_OLLAMA_URL, Options, Secret, normalize_ollama_host, redact_url,
     redacted_options,
@@ -12,14 +13,10 @@ use serde_json::Value;
 
 use crate::error::OllamaConfigError;
 
-/// The longest wait for a TCP connection, whatever the total timeout.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Option keys that are enrich's own and never go into Ollama's `options` object: `stream`,
-/// `keep_alive` and `think` become top-level request fields, `max_in_flight` and `parallel` are
-/// the pipeline's per-backend concurrency limit.
-pub(crate) const OWN_OPTION_KEYS: [&str; 5] =
-    ["stream", "keep_alive", "think", "max_in_flight", "parallel"];
+/// `keep_alive` and `think` become top-level request fields. (`max_in_flight` is the backend
+/// spec's own field: the config layer takes it out of `options`.)
+pub(crate) const OWN_OPTION_KEYS: [&str; 3] = ["stream", "keep_alive", "think"];
 
 /// What one Ollama backend entry means, checked when the adapter is built. Its `Debug` output
 /// shows the URLs through [`redact_url`] and the key as `[redacted]`.
@@ -36,7 +33,8 @@ pub(crate) struct Settings {
     pub(crate) host: String,
     /// The total time one request may take, body included.
     pub(crate) timeout: Duration,
-    /// The time a TCP connection may take: the total timeout, at most 10 s.
+    /// The time a connection (TCP, and TLS for `https://`) may take: the total timeout, at most
+    /// 10 s.
     pub(crate) connect_timeout: Duration,
     /// Stream the answer as NDJSON (`options.stream = true`).
     pub(crate) stream: bool,
@@ -77,7 +75,8 @@ impl Settings {
     /// Reads and checks `spec`.
     pub(crate) fn from_spec(spec: &BackendSpec) -> Result<Self, OllamaConfigError> {
         let base = parse_base_url(spec.url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL))?;
-        let timeout = timeout(spec)?;
+        let timeout = request_timeout(spec)
+            .map_err(|seconds| OllamaConfigError::InvalidTimeout { seconds })?;
 
         let mut options = spec.options.clone();
         let stream = match options.get("stream") {
@@ -128,9 +127,9 @@ impl Settings {
             version_url: endpoint("api/version"),
             tags_url: endpoint("api/tags"),
             show_url: endpoint("api/show"),
-            host: describe(&base),
+            host: shown_base_url(base.as_str()),
             timeout,
-            connect_timeout: timeout.min(MAX_CONNECT_TIMEOUT),
+            connect_timeout: connect_timeout(timeout),
             stream,
             keep_alive,
             think,
@@ -155,7 +154,7 @@ fn parse_base_url(raw: &str) -> Result<Url, OllamaConfigError> {
         url: redact_url(raw),
         reason: err.to_string(),
     })?;
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(OllamaConfigError::UnsupportedScheme {
             url: redact_url(raw),
             scheme: url.scheme().to_owned(),
@@ -170,32 +169,12 @@ fn parse_base_url(raw: &str) -> Result<Url, OllamaConfigError> {
     Ok(url)
 }
 
-fn timeout(spec: &BackendSpec) -> Result<Duration, OllamaConfigError> {
-    match spec.timeout_seconds {
-        Some(seconds) if !(seconds.is_finite() && seconds > 0.0) => {
-            Err(OllamaConfigError::InvalidTimeout { seconds })
-        }
-        _ => Ok(spec.timeout()),
-    }
-}
-
 fn invalid_option(key: &'static str, expected: &'static str, found: &Value) -> OllamaConfigError {
     OllamaConfigError::InvalidOption {
         key,
         expected,
         found: found.to_string(),
     }
-}
-
-/// The base URL for people: no credentials, query or trailing slash.
-fn describe(base: &Url) -> String {
-    let mut url = base.clone();
-    // Cannot fail for an http URL with a host, which `parse_base_url` guarantees.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
-    url.as_str().trim_end_matches('/').to_owned()
 }
 
 #[cfg(test)]
@@ -252,10 +231,27 @@ mod tests {
             "http://127.0.0.1:8080",
         );
         check(
+            "https://ollama.example:443/",
+            "https://ollama.example/api/generate",
+            "https://ollama.example",
+        );
+        check(
             "http://me:s3cret@gpu:8080",
             "http://me:s3cret@gpu:8080/api/generate",
             "http://gpu:8080",
         );
+    }
+
+    #[test]
+    fn only_http_and_https_are_spoken() {
+        let err = parse_base_url("ftp://me:pw@gpu:21")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`url` 'ftp://[redacted]@gpu:21' uses the scheme 'ftp'"),
+            "{err}"
+        );
+        assert!(parse_base_url("https://gpu:11434").is_ok());
     }
 
     #[test]

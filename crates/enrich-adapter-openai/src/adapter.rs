@@ -5,21 +5,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use enrich_backends::http::{body_excerpt, error_chain, excerpt, is_connection_lost};
+use enrich_backends::tls::{is_untrusted_certificate, tls_fix};
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
     GenerateRequest, Generation, HealthReport, ResponseLimit, UsageMetrics,
 };
 use enrich_config::BackendSpec;
-use hyper::header::LOCATION;
+use reqwest::header::LOCATION;
 use serde_json::Value;
 
-use crate::classify::{
-    error_chain, error_kind, excerpt, is_connection_lost, is_quota_exhausted, retry_wait,
-    status_kind, tls_error,
-};
+use crate::classify::{error_kind, is_quota_exhausted, retry_wait, status_kind};
 use crate::error::OpenAiConfigError;
 use crate::settings::{FormatMode, Settings};
-use crate::transport::{BodyError, Endpoint, Reply, Transport, TransportError};
+use crate::transport::{BodyError, Endpoint, Reply, Transport};
 use crate::wire::{ChatBody, ChatReply, ErrorInfo, JsonSchema, Message, ResponseFormat};
 
 /// The provider name this crate serves (`provider = "openai"`).
@@ -84,7 +83,7 @@ impl OpenAiAdapter {
     /// a `timeout_seconds` that is not positive, a mistyped `response_format`, `strict` or
     /// `stream` option, an option naming `model` or `messages`, an unset `api_key_env`
     /// variable, a key that cannot be a header, an `https://` URL when the system's root
-    /// certificates cannot be loaded, or a proxy (from the environment) that is not `http://`.
+    /// certificates cannot be loaded, or an HTTP client that cannot be built.
     pub fn new(spec: BackendSpec) -> Result<Self, OpenAiConfigError> {
         let settings = Settings::from_spec(&spec)?;
         Self::with_settings(spec, settings)
@@ -252,88 +251,62 @@ impl OpenAiAdapter {
     }
 
     /// Classifies a failure to connect, send the request or read the answer.
-    pub(crate) fn transport_error(&self, err: TransportError) -> BackendError {
+    pub(crate) fn transport_error(&self, err: reqwest::Error) -> BackendError {
+        let err = err.without_url();
         let explained = self.explain(&err);
         let message = match &explained.fix {
             Some(fix) => format!("{}; {fix}", explained.what),
             None => explained.what,
         };
-        let source: Box<dyn std::error::Error + Send + Sync> = match err {
-            TransportError::Connect(err) | TransportError::Send(err) => Box::new(err),
-            TransportError::Body(err) => Box::new(err),
-        };
-        BackendError::new(explained.kind, message).with_source(source)
+        BackendError::new(explained.kind, message).with_source(err)
     }
 
     /// What a transport failure means for people, and what to do about it.
-    pub(crate) fn explain(&self, err: &TransportError) -> Explained {
+    pub(crate) fn explain(&self, err: &reqwest::Error) -> Explained {
         let host = &self.settings.host;
-        let through = match self.transport.proxy() {
-            Some(proxy) => format!(" through the proxy {proxy}"),
-            None => String::new(),
-        };
-        let broke = |detail: String| Explained {
-            kind: FailureKind::Connect,
-            what: format!(
-                "the connection to {host}{through} broke before the answer was complete \
-                 ({detail})"
-            ),
-            fix: Some("check that the server is still running".to_owned()),
+        let detail = error_chain(err);
+        if err.is_connect() {
+            let tls = tls_fix(err);
+            let (what, fix) = if let Some(fix) = tls {
+                let what = if is_untrusted_certificate(err) {
+                    format!("{host} presented a TLS certificate that is not trusted ({detail})")
+                } else {
+                    format!("the TLS handshake with {host} failed ({detail})")
+                };
+                (what, fix.to_owned())
+            } else {
+                (
+                    format!("cannot connect to the OpenAI-compatible server at {host} ({detail})"),
+                    "start the server or fix the backend's `url` (or the proxy HTTPS_PROXY, \
+                     HTTP_PROXY or ALL_PROXY names)"
+                        .to_owned(),
+                )
+            };
+            return Explained {
+                kind: FailureKind::Connect,
+                what,
+                fix: Some(fix),
+                detail,
+                tls: tls.is_some(),
+            };
+        }
+        if err.is_request() || is_connection_lost(err) {
+            return Explained {
+                kind: FailureKind::Connect,
+                what: format!(
+                    "the connection to {host} broke before the answer was complete ({detail})"
+                ),
+                fix: Some("check that the server is still running".to_owned()),
+                detail,
+                tls: false,
+            };
+        }
+        Explained {
+            kind: FailureKind::ServerError,
+            what: format!("reading the answer from {host} failed ({detail})"),
+            fix: None,
             detail,
             tls: false,
-        };
-        match err {
-            TransportError::Connect(err) => {
-                // "client error (Connect)" says nothing the message does not.
-                let detail =
-                    std::error::Error::source(err).map_or_else(|| err.to_string(), error_chain);
-                let tls = tls_error(err);
-                let (what, fix) = match tls {
-                    Some(rustls::Error::InvalidCertificate(_)) => (
-                        format!(
-                            "{host} presented a TLS certificate that is not trusted ({detail})"
-                        ),
-                        "if the server or a TLS-inspecting proxy uses a private certificate \
-                         authority, add it to the system's root certificates or set \
-                         SSL_CERT_FILE to a PEM file holding it"
-                            .to_owned(),
-                    ),
-                    Some(_) => (
-                        format!("the TLS handshake with {host}{through} failed ({detail})"),
-                        "check that the server speaks HTTPS at that address (a plain-HTTP \
-                         server needs an http:// `url`)"
-                            .to_owned(),
-                    ),
-                    None => (
-                        format!(
-                            "cannot connect to the OpenAI-compatible server at {host}{through} \
-                             ({detail})"
-                        ),
-                        "start the server or fix the backend's `url`".to_owned(),
-                    ),
-                };
-                Explained {
-                    kind: FailureKind::Connect,
-                    what,
-                    fix: Some(fix),
-                    detail,
-                    tls: tls.is_some(),
-                }
-            }
-            TransportError::Send(err) => broke(error_chain(err)),
-            TransportError::Body(err) if err.is_incomplete_message() || is_connection_lost(err) => {
-                broke(error_chain(err))
-            }
-            TransportError::Body(err) => {
-                let detail = error_chain(err);
-                Explained {
-                    kind: FailureKind::ServerError,
-                    what: format!("reading the answer from {host} failed ({detail})"),
-                    fix: None,
-                    detail,
-                    tls: false,
-                }
-            }
         }
     }
 
@@ -358,17 +331,17 @@ impl OpenAiAdapter {
 
     /// Classifies a non-success HTTP answer from `POST /chat/completions`.
     async fn status_error(&self, reply: Reply) -> BackendError {
-        let status = reply.status;
-        let wait = retry_wait(&reply.headers, SystemTime::now());
+        let status = reply.status();
+        let wait = retry_wait(reply.headers(), SystemTime::now());
         let location = reply
-            .headers
+            .headers()
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         // The body is only read for its message, and only its start.
         let body = reply.prefix(ERROR_BODY_BYTES).await;
         let error = ErrorInfo::from_body(&body);
-        let kind = status_kind(status, &error);
+        let kind = status_kind(status.as_u16(), &error);
         let host = &self.settings.host;
         let model = &self.spec.model;
         let var = &self.settings.api_key_var;
@@ -465,7 +438,7 @@ impl OpenAiAdapter {
                 "the answer from {} is not an OpenAI chat completion ({why}): \"{}\"; check that \
                  the backend's `url` is the API's base URL (usually ending in /v1)",
                 self.settings.host,
-                excerpt(&String::from_utf8_lossy(body))
+                body_excerpt(body)
             ),
         )
     }
@@ -500,7 +473,7 @@ impl BackendAdapter for OpenAiAdapter {
                 .send(Endpoint::Chat, Some(json))
                 .await
                 .map_err(|err| self.transport_error(err))?;
-            if !reply.status.is_success() {
+            if !reply.status().is_success() {
                 return Err(self.status_error(reply).await);
             }
             reply.bytes(self.limit()).await.map_err(|err| match err {
@@ -579,7 +552,7 @@ fn as_nanos(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use enrich_backends::SpanIdentity;
-    use hyper::header::AUTHORIZATION;
+    use reqwest::header::AUTHORIZATION;
     use serde_json::json;
     use wiremock::matchers::any;
     use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -1,18 +1,14 @@
-//! Pure pieces of failure classification: HTTP status and error body to [`FailureKind`], the
-//! wait a rate-limited server asks for, and readable excerpts of what the server said.
+//! What OpenAI-compatible servers mean beyond [`enrich_backends::http`]: the error object's
+//! codes (quota, context length), and the wait a rate-limited server asks for in OpenAI's own
+//! headers.
 
-use std::error::Error as StdError;
-use std::io;
 use std::time::{Duration, SystemTime};
 
 use enrich_backends::FailureKind;
-use hyper::StatusCode;
-use hyper::header::{HeaderMap, RETRY_AFTER};
+use enrich_backends::http::{retry_after, says_context_exceeded};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::wire::ErrorInfo;
-
-/// The most characters of a server's error text quoted in a message.
-const EXCERPT_CHARS: usize = 300;
 
 /// The rate limits OpenAI reports: (remaining header, reset header).
 const RATE_LIMITS: [(&str, &str); 2] = [
@@ -24,18 +20,13 @@ const RATE_LIMITS: [(&str, &str); 2] = [
 ];
 
 /// The kind of a non-success HTTP answer, given what its body says.
-pub(crate) fn status_kind(status: StatusCode, error: &ErrorInfo) -> FailureKind {
-    match status.as_u16() {
-        401 | 403 => FailureKind::Auth,
-        404 => FailureKind::ModelNotFound,
-        408 => FailureKind::Timeout,
+pub(crate) fn status_kind(status: u16, error: &ErrorInfo) -> FailureKind {
+    match status {
         // No credit left: retrying cannot help, and neither can the rest of the run.
         429 if is_quota_exhausted(error) => FailureKind::Auth,
-        429 | 503 => FailureKind::Overloaded,
-        400 if is_context_exceeded(error) => FailureKind::ContextExceeded,
         // A redirect is not followed: the configured `url` is wrong.
-        300..=499 => FailureKind::InvalidRequest,
-        _ => FailureKind::ServerError,
+        300..=399 => FailureKind::InvalidRequest,
+        _ => enrich_backends::http::status_kind(status, is_context_exceeded(error)),
     }
 }
 
@@ -76,16 +67,7 @@ fn is_context_exceeded(error: &ErrorInfo) -> bool {
             "context_length_exceeded" | "exceed_context_size_error"
         )
     });
-    let message = error.message.to_ascii_lowercase();
-    tagged
-        || [
-            "context length",
-            "context window",
-            "context size",
-            "exceeds the context",
-        ]
-        .iter()
-        .any(|needle| message.contains(needle))
+    tagged || says_context_exceeded(&error.message)
 }
 
 /// The wait a server asks for before the next request: the longest of `retry-after-ms`
@@ -97,13 +79,7 @@ pub(crate) fn retry_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duratio
     let retry_after_ms = header("retry-after-ms")
         .and_then(|ms| ms.parse::<f64>().ok())
         .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok());
-    let retry_after = header(RETRY_AFTER.as_str()).and_then(|value| {
-        if let Ok(seconds) = value.parse::<u64>() {
-            return Some(Duration::from_secs(seconds));
-        }
-        let at = httpdate::parse_http_date(value).ok()?;
-        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-    });
+    let retry_after = header(RETRY_AFTER.as_str()).and_then(|value| retry_after(value, now));
     let exhausted = RATE_LIMITS.iter().filter_map(|(remaining, reset)| {
         let remaining: u64 = header(remaining)?.parse().ok()?;
         if remaining == 0 {
@@ -152,73 +128,9 @@ pub(crate) fn parse_reset(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
-/// `text` on one line, cut to a readable length.
-pub(crate) fn excerpt(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
-}
-
-/// An error and its sources, `a: b: c`, skipping a source that repeats its parent.
-pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if parts.last().is_none_or(|last| !last.contains(&text)) {
-            parts.push(text);
-        }
-        source = inner.source();
-    }
-    parts.join(": ")
-}
-
-/// The TLS failure behind a transport error, if it is one: rustls's error, on its own or inside
-/// the I/O error that carries it out of the handshake.
-pub(crate) fn tls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    let mut source = Some(err);
-    while let Some(inner) = source {
-        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        // An I/O error's `source` skips the error it wraps.
-        if let Some(tls) = inner
-            .downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref)
-            .and_then(|wrapped| wrapped.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls);
-        }
-        source = inner.source();
-    }
-    None
-}
-
-/// Whether a transport error is the connection breaking (reset, aborted, closed early).
-pub(crate) fn is_connection_lost(err: &(dyn StdError + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<io::Error>()
-            && matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            )
-        {
-            return true;
-        }
-        source = inner.source();
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
-    use hyper::header::{HeaderName, HeaderValue};
+    use reqwest::header::{HeaderName, HeaderValue};
 
     use super::*;
 
@@ -233,7 +145,6 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds() {
         let check = |status: u16, error: ErrorInfo, kind: FailureKind| {
-            let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(status_kind(status, &error), kind, "{status} {error:?}");
         };
         let plain = |message: &str| info(message, None, None);
@@ -310,6 +221,7 @@ mod tests {
             FailureKind::InvalidRequest,
         );
         check(422, plain("field required"), FailureKind::InvalidRequest);
+        check(302, plain(""), FailureKind::InvalidRequest);
         check(500, plain("context length"), FailureKind::ServerError);
         check(502, plain("bad gateway"), FailureKind::ServerError);
     }
@@ -387,8 +299,10 @@ mod tests {
             &[("retry-after-ms", "1500")],
             Some(Duration::from_millis(1500)),
         );
-        let in_90s = httpdate::fmt_http_date(now + secs(90));
-        check(&[("retry-after", in_90s.as_str())], Some(secs(90)));
+        check(
+            &[("retry-after", "Tue, 14 Nov 2023 22:14:50 GMT")],
+            Some(secs(90)),
+        );
         check(
             &[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")],
             Some(Duration::ZERO),
@@ -436,14 +350,5 @@ mod tests {
             ],
             Some(secs(30)),
         );
-    }
-
-    #[test]
-    fn excerpts_are_one_line_and_bounded() {
-        assert_eq!(excerpt("model\n  'x'  not found"), "model 'x' not found");
-        let long = "é".repeat(400);
-        let cut = excerpt(&long);
-        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
-        assert!(cut.ends_with('…'));
     }
 }

@@ -71,32 +71,19 @@ pub enum OpenAiConfigError {
         var: String,
     },
     /// `url` is an `https://` URL and the system's store gave no usable root certificate.
-    #[error(
-        "`url` '{url}' needs the system's root certificates, and none could be loaded \
-         ({problems}); install the system's CA certificates (Debian and Ubuntu: the \
-         ca-certificates package), or set SSL_CERT_FILE to a PEM file of trusted certificates"
-    )]
+    #[error("`url` '{url}' cannot be reached over TLS: {source}")]
     NoRootCertificates {
         /// The URL as configured, credentials removed.
         url: String,
-        /// What went wrong reading the store.
-        problems: String,
-    },
-    /// The environment names a proxy this adapter cannot speak to.
-    #[error(
-        "the proxy {proxy} (from HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is not an http:// proxy; \
-         enrich reaches proxies over http:// only: name an http:// proxy, or add the backend's \
-         host to NO_PROXY"
-    )]
-    UnsupportedProxy {
-        /// The proxy's URL, credentials removed.
-        proxy: String,
-    },
-    /// rustls refused the TLS configuration.
-    #[error("cannot set up TLS (rustls with the ring provider): {source}")]
-    Tls {
-        /// What rustls said.
+        /// What went wrong.
         #[source]
-        source: rustls::Error,
+        source: enrich_backends::BackendsError,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {source}")]
+    Client {
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
     },
 }

@@ -2,8 +2,9 @@
 
 use enrich_backends::{BackendAdapter, HealthReport};
 
+use enrich_backends::http::{body_excerpt, excerpt};
+
 use crate::adapter::{OpenAiAdapter, health_timeout};
-use crate::classify::excerpt;
 use crate::transport::{BodyError, Endpoint};
 use crate::wire::{ErrorInfo, ModelsReply};
 
@@ -22,7 +23,7 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
 
     let exchange = async {
         let reply = adapter.transport().send(Endpoint::Models, None).await?;
-        let status = reply.status;
+        let status = reply.status();
         match reply.bytes(adapter.limit()).await {
             Ok(body) => Ok((status, Ok(body))),
             Err(BodyError::TooLarge(err)) => Ok((status, Err(err))),
@@ -101,7 +102,7 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
         Err(why) => {
             report.messages.push(format!(
                 "{host} answers, but GET /models did not list models ({why}): \"{}\"",
-                excerpt(&String::from_utf8_lossy(&body))
+                body_excerpt(&body)
             ));
             report.fixes.push(format!(
                 "check that {host} is the API's base URL (usually ending in /v1)"

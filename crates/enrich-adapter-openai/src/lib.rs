@@ -47,7 +47,7 @@
 //! | `response_format` | `"json_schema"` (default): `{"type": "json_schema", "json_schema": {"name", "schema"}}` with the request's schema (enrichment.v1), `{"type": "json_object"}` for a request without one; `"json_object"`: always `{"type": "json_object"}`, for servers that reject schemas; `"none"`: no `response_format` at all, for servers that reject the field |
 //! | `strict` | sent as `json_schema.strict` when set. OpenAI then guarantees the schema, but refuses schemas that use keywords it does not support; off by default |
 //! | `stream` | must be `false` or unset: this adapter reads whole answers |
-//! | `max_in_flight` (or `parallel`) | the pipeline's limit on requests in flight to this backend |
+//! | `max_in_flight` (or `parallel`) | the pipeline's limit on requests in flight to this backend; the config layer takes it out of `options` into the spec's own field, so it is never sent |
 //!
 //! Every other option is sent as a top-level request field as it is: `temperature`, `seed`,
 //! `top_p`, `stop`, `presence_penalty`, `frequency_penalty`, `max_tokens`,
@@ -72,7 +72,7 @@
 //!
 //! | what happened | [`FailureKind`](enrich_backends::FailureKind) | notes |
 //! |---|---|---|
-//! | connection refused, DNS or TLS failure, connect timeout, unreachable proxy | `connect` | the message names the URL (and the proxy) |
+//! | connection refused, DNS or TLS failure, connect timeout, unreachable proxy | `connect` | the message names the URL |
 //! | a TLS certificate that no trusted root vouches for | `connect` | the message says how to trust a private certificate authority |
 //! | connection reset or closed mid-request | `connect` | |
 //! | no complete answer within `timeout_seconds` | `timeout` | |
@@ -96,32 +96,25 @@
 //!
 //! # HTTPS, proxies and redirects
 //!
-//! Requests go through hyper-util's pooled HTTP/1.1 client (keep-alive; an idle connection is
-//! kept 90 s), not reqwest. `https://` is TLS 1.3 or 1.2 through rustls with the **ring** crypto
-//! provider, handed to the TLS configuration explicitly: nothing depends on a process-wide
-//! default provider. reqwest's TLS is not used because reqwest 0.13 offers rustls only with
-//! aws-lc-rs (feature `rustls`) or with no provider at all (`rustls-no-provider`). aws-lc-rs
-//! means aws-lc-sys, a C library whose build alone took 49 to 58 s of every cold build on this
-//! project's 2-core machine, where ring took 3 to 7 s; a cold `cargo build -p
-//! enrich-adapter-openai` took 76 to 126 s with reqwest's TLS and 34 to 74 s with ring (three
-//! runs each, on a machine shared with other builds). Without a provider, every reqwest client
-//! of the build, the Ollama adapter's included (cargo unifies features), panics unless a
-//! provider was installed process-wide first, which a library cannot guarantee.
+//! Requests go through one reqwest client per backend (HTTP/1.1, keep-alive; an idle
+//! connection is kept 90 s). `https://` is TLS 1.3 or 1.2 through rustls with the **ring**
+//! crypto provider, handed to the client explicitly ([`enrich_backends::tls`]): nothing depends
+//! on a process-wide default provider, and aws-lc-rs (whose C build alone took 49 to 58 s of a
+//! cold build on 2 cores, where ring takes 3 to 7 s) is not built.
 //!
-//! The trusted roots are the system's, read by rustls-native-certs when an `https://` backend
-//! is built: `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else the distribution's OpenSSL
-//! locations (`/etc/ssl/certs`). A store that gives no usable certificate is refused with
-//! [`OpenAiConfigError::NoRootCertificates`], saying what went wrong. The system store rather
-//! than a bundled copy of Mozilla's roots (webpki-roots): it is where users behind a
-//! TLS-inspecting corporate proxy, or of a private certificate authority, already added the
-//! certificate their traffic is signed with, and it gets the distribution's updates.
+//! The trusted roots are the system's, read when an `https://` backend is built:
+//! `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else the distribution's OpenSSL locations
+//! (`/etc/ssl/certs`). A store that gives no usable certificate is refused with
+//! [`OpenAiConfigError::NoRootCertificates`], saying what went wrong. The system store rather than a bundled
+//! copy of Mozilla's roots: it is where users behind a TLS-inspecting corporate proxy, or of a
+//! private certificate authority, already added the certificate their traffic is signed with.
 //!
 //! Proxies come from the environment, read as curl reads them: `HTTPS_PROXY` for `https://`
 //! (an HTTP CONNECT tunnel, with TLS to the server inside it), `HTTP_PROXY` for `http://`
 //! (requests with absolute URLs), `ALL_PROXY` for both, and `NO_PROXY` for the hosts to reach
 //! directly; `user:password@` in the proxy's URL is sent as `Proxy-Authorization`. The proxy
-//! itself must be an `http://` one: any other is refused when the adapter is built
-//! ([`OpenAiConfigError::UnsupportedProxy`]).
+//! itself must be an `http://` one (SOCKS is not built in); an unreachable proxy fails as
+//! `connect`.
 //!
 //! Redirects are not followed, so the API key never goes to a host the configuration does not
 //! name: a 3xx fails as `invalid_request`, naming where it points.

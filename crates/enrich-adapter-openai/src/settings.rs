@@ -3,9 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use enrich_backends::http::{connect_timeout, request_timeout, shown_base_url};
 use enrich_config::{BackendSpec, Options, Secret, redact_url, redacted_options};
+use reqwest::Url;
 use serde_json::Value;
-use url::Url;
 
 use crate::error::OpenAiConfigError;
 
@@ -15,19 +16,10 @@ pub const DEFAULT_URL: &str = "https://api.openai.com/v1";
 /// The variable holding the API key of a backend without `api_key_env`.
 pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 
-/// The longest wait for a TCP (and TLS) connection, whatever the total timeout.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Option keys that are enrich's own and never become request fields: `response_format` and
-/// `strict` shape the request's `response_format`, `stream` must stay off, `max_in_flight` and
-/// `parallel` are the pipeline's per-backend concurrency limit.
-const OWN_OPTION_KEYS: [&str; 5] = [
-    "response_format",
-    "strict",
-    "stream",
-    "max_in_flight",
-    "parallel",
-];
+/// `strict` shape the request's `response_format`, `stream` must stay off. (`max_in_flight` is
+/// the backend spec's own field: the config layer takes it out of `options`.)
+const OWN_OPTION_KEYS: [&str; 3] = ["response_format", "strict", "stream"];
 
 /// Request fields the adapter fills in from the request itself.
 const RESERVED_KEYS: [&str; 2] = ["model", "messages"];
@@ -102,7 +94,8 @@ impl Settings {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, OpenAiConfigError> {
         let base = parse_base_url(spec.url.as_deref().unwrap_or(DEFAULT_URL))?;
-        let timeout = timeout(spec)?;
+        let timeout = request_timeout(spec)
+            .map_err(|seconds| OpenAiConfigError::InvalidTimeout { seconds })?;
 
         let mut fields = spec.options.clone();
         let format = match fields.get("response_format") {
@@ -165,9 +158,9 @@ impl Settings {
         Ok(Self {
             chat_url: endpoint("chat/completions"),
             models_url: endpoint("models"),
-            host: describe(&base),
+            host: shown_base_url(base.as_str()),
             timeout,
-            connect_timeout: timeout.min(MAX_CONNECT_TIMEOUT),
+            connect_timeout: connect_timeout(timeout),
             format,
             strict,
             fields,
@@ -201,32 +194,12 @@ fn parse_base_url(raw: &str) -> Result<Url, OpenAiConfigError> {
     Ok(url)
 }
 
-fn timeout(spec: &BackendSpec) -> Result<Duration, OpenAiConfigError> {
-    match spec.timeout_seconds {
-        Some(seconds) if !(seconds.is_finite() && seconds > 0.0) => {
-            Err(OpenAiConfigError::InvalidTimeout { seconds })
-        }
-        _ => Ok(spec.timeout()),
-    }
-}
-
 fn invalid_option(key: &'static str, expected: &'static str, found: &Value) -> OpenAiConfigError {
     OpenAiConfigError::InvalidOption {
         key,
         expected,
         found: found.to_string(),
     }
-}
-
-/// The base URL for people: no credentials, query or trailing slash.
-fn describe(base: &Url) -> String {
-    let mut url = base.clone();
-    // Cannot fail for an http(s) URL with a host, which `parse_base_url` guarantees.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
-    url.as_str().trim_end_matches('/').to_owned()
 }
 
 #[cfg(test)]
@@ -309,7 +282,7 @@ mod tests {
                 None,
                 json!({
                     "response_format": "json_object", "strict": true, "stream": false,
-                    "max_in_flight": 4, "parallel": 2, "temperature": 0, "seed": 7, "top_p": 0.9,
+                    "temperature": 0, "seed": 7, "top_p": 0.9,
                 }),
             ),
             |_| None,

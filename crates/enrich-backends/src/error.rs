@@ -35,4 +35,15 @@ pub enum BackendsError {
         #[source]
         source: Box<BackendError>,
     },
+    /// The system's certificate store gave no usable root certificate, so no `https://` backend
+    /// can be reached ([`tls::system_roots`](crate::tls), feature `tls`).
+    #[error(
+        "none of the system's root certificates could be loaded ({problems}); install the \
+         system's CA certificates (Debian and Ubuntu: the ca-certificates package), or set \
+         SSL_CERT_FILE to a PEM file of trusted certificates"
+    )]
+    NoRootCertificates {
+        /// What went wrong reading the store.
+        problems: String,
+    },
 }

@@ -14,6 +14,10 @@
 //! - Decorators that are themselves adapters: [`HostPool`] (one backend on several hosts) and
 //!   [`RateLimited`] (requests and tokens per minute).
 //! - [`AdapterRegistry`]: provider name → [`AdapterFactory`]; builds adapters and host pools.
+//! - For adapter authors: [`http`] (status codes, `Retry-After`, excerpts, error chains, lost
+//!   connections and timeouts, over plain values: no HTTP library), [`ResponseLimit`], and with
+//!   the `tls` feature `tls` (the rustls configuration, ring and the system's roots, every
+//!   adapter hands its HTTP client).
 //!
 //! # Who decides what
 //!
@@ -108,12 +112,15 @@ mod circuit;
 mod deadline;
 mod error;
 mod failure;
+pub mod http;
 mod limit;
 mod output;
 mod policy;
 mod pool;
 mod rate;
 mod registry;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(any(test, feature = "mock"))]
 pub use adapter::MockBackendAdapter;

@@ -5,13 +5,14 @@
 //! validating the answer, queueing the outcome for the batched writer, the events (to a JSONL
 //! log with `--events`, as `enrich run` writes one) — except waiting for a model.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use enrich_backends::AdapterRegistry;
 use enrich_config::{BackendSpec, EnrichmentConfig};
 use enrich_db::Db;
-use enrich_pipeline::{JsonlSink, MAX_IN_FLIGHT_OPTION, Pipeline, RunControl};
+use enrich_pipeline::{JsonlSink, Pipeline, RunControl};
 use serde_json::{Value, json};
 
 use crate::args::OverheadArgs;
@@ -24,9 +25,7 @@ const CHAIN: &str = "bench";
 /// allowed `concurrency` requests at once, no cooldown (generated files are brand new).
 pub(crate) fn config(concurrency: usize, batch_size: Option<usize>) -> EnrichmentConfig {
     let mut backend = BackendSpec::new("instant", CHAIN, instant::PROVIDER, "instant:latest");
-    backend
-        .options
-        .insert(MAX_IN_FLIGHT_OPTION.to_owned(), Value::from(concurrency));
+    backend.max_in_flight = NonZeroUsize::new(concurrency);
     let mut config = EnrichmentConfig {
         default_chain: CHAIN.to_owned(),
         concurrency,

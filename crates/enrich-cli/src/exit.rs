@@ -90,6 +90,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
             // mistake in the configuration.
             return match err {
                 BackendsError::UnknownProvider { .. } | BackendsError::Build { .. } => Exit::Usage,
+                BackendsError::NoRootCertificates { .. } => Exit::BackendUnusable,
             };
         }
         if let Some(err) = cause.downcast_ref::<PipelineError>()
@@ -116,7 +117,6 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
 fn pipeline_exit(err: &PipelineError) -> Option<Exit> {
     match err {
         PipelineError::InvalidSetting { .. }
-        | PipelineError::InvalidInFlightOption { .. }
         | PipelineError::PromptTemplate { .. }
         | PipelineError::Route(_) => Some(Exit::Usage),
         PipelineError::Db { source, .. } => Some(db_exit(source)),
@@ -220,15 +220,6 @@ mod tests {
                 problem: "unknown placeholder {lang} at byte 0".into(),
             })
             .context("cannot set up the enrichment pipeline"),
-            Exit::Usage,
-        );
-        check_exit(
-            anyhow::Error::new(PipelineError::InvalidInFlightOption {
-                backend: "gpu".into(),
-                chain: "local".into(),
-                key: "max_in_flight",
-                found: "0".into(),
-            }),
             Exit::Usage,
         );
         let not_a_database = || DbError::NotADatabase {

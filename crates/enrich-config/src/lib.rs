@@ -27,6 +27,7 @@
 //! URL is shown through [`redact_url`].
 
 mod error;
+mod in_flight;
 mod keys;
 mod layers;
 mod lenient;
@@ -42,6 +43,7 @@ mod types;
 mod work_order;
 
 pub use error::ConfigError;
+pub use in_flight::{MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION};
 pub use keys::IgnoredKey;
 pub use load::{CONFIG_FILE_NAMES, DEFAULT_CONFIG_TOML, LoadedConfig, load, select_chain};
 pub use ollama_host::normalize_ollama_host;

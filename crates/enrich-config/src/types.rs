@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +103,10 @@ pub struct BackendSpec {
     pub tokens_per_minute: Option<u32>,
     /// What this backend's tokens cost, for cost budgets and `enrich plan`; `None` is free.
     pub price: Option<Price>,
+    /// The most requests in flight to this backend at once (per host of a host pool); `None`
+    /// is 1. Written `max_in_flight` (alias `parallel`) in the entry's `options`, as LLMC's
+    /// configs have it, and taken out of them when the entry is loaded.
+    pub max_in_flight: Option<NonZeroUsize>,
     /// Provider-specific options, passed to the adapter as they are.
     pub options: Options,
     /// Disabled entries stay in the config but are never selected.
@@ -130,6 +135,7 @@ impl BackendSpec {
             requests_per_minute: None,
             tokens_per_minute: None,
             price: None,
+            max_in_flight: None,
             options: Options::new(),
             enabled: true,
         }
@@ -149,6 +155,13 @@ impl BackendSpec {
     pub fn max_response_bytes(&self) -> u64 {
         self.max_response_bytes
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
+    }
+
+    /// The most requests in flight to this backend at once: [`Self::max_in_flight`], else 1.
+    /// Set it to the server's `OLLAMA_NUM_PARALLEL`: more requests would only queue in the
+    /// server, where they count against their timeout.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.map_or(1, NonZeroUsize::get)
     }
 
     /// The hosts serving this backend: [`Self::urls`] for a host pool, else [`Self::url`] alone
@@ -225,6 +238,7 @@ impl fmt::Debug for BackendSpec {
             .field("requests_per_minute", &self.requests_per_minute)
             .field("tokens_per_minute", &self.tokens_per_minute)
             .field("price", &self.price)
+            .field("max_in_flight", &self.max_in_flight)
             .field("options", &redacted_options(&self.options))
             .field("enabled", &self.enabled)
             .finish()

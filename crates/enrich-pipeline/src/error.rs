@@ -28,22 +28,6 @@ pub enum PipelineError {
         fix: &'static str,
     },
 
-    /// A backend's `max_in_flight` (or `parallel`) option is not a positive integer.
-    #[error(
-        "option `{key}` of backend '{backend}' in chain '{chain}' is {found}; it must be a \
-         positive integer (the server's OLLAMA_NUM_PARALLEL), fix it in the backend's `options`"
-    )]
-    InvalidInFlightOption {
-        /// The backend's name.
-        backend: String,
-        /// Its chain.
-        chain: String,
-        /// The option key used (`max_in_flight` or `parallel`).
-        key: &'static str,
-        /// The value found, as JSON.
-        found: String,
-    },
-
     /// The prompt template cannot be used.
     #[error(
         "[enrichment.prompt] template: {problem}; the placeholders are {{path}} {{line_start}} \

@@ -86,6 +86,5 @@ pub use result::{
     SpanStatus,
 };
 pub use settings::{
-    MAX_IN_FLIGHT_OPTION, PARALLEL_OPTION, PipelineSettings, WORKER_THREADS_ENV, cascade_policy,
-    config_fingerprint, max_in_flight, run_worker_threads,
+    PipelineSettings, WORKER_THREADS_ENV, cascade_policy, config_fingerprint, run_worker_threads,
 };

@@ -19,7 +19,7 @@ use crate::prompt::PromptBuilder;
 use crate::result::{BatchResult, RunOutcome, RunSummary};
 use crate::run;
 use crate::secrets::SecretGuard;
-use crate::settings::{PipelineSettings, max_in_flight};
+use crate::settings::PipelineSettings;
 use crate::shared::{ChainAdapters, Inner};
 
 /// Runs pending spans through routing, the backend cascade and the single DB writer.
@@ -102,7 +102,7 @@ impl<'a> PipelineBuilder<'a> {
     ///
     /// [`PipelineError::InvalidSetting`], [`PipelineError::Chain`] (an override naming a
     /// missing or disabled chain), [`PipelineError::Route`] (the default chain cannot serve),
-    /// [`PipelineError::PromptTemplate`], [`PipelineError::InvalidInFlightOption`], or
+    /// [`PipelineError::PromptTemplate`], or
     /// [`PipelineError::Adapters`] (an unknown provider, a factory refusing its entry).
     pub fn build(self, registry: &AdapterRegistry) -> Result<Pipeline, PipelineError> {
         let Self {
@@ -195,7 +195,7 @@ fn decorate(
     pools: &mut Vec<Arc<HostPool>>,
 ) -> Result<Arc<dyn BackendAdapter>, PipelineError> {
     let spec = adapter.spec();
-    let cap = max_in_flight(spec)?;
+    let cap = spec.max_in_flight();
     let capped: Arc<dyn BackendAdapter> = if spec.hosts().len() > 1 {
         // The adapter build_all made for the first host is dropped: the pool builds one per host.
         let pool = registry

@@ -5,17 +5,10 @@ use std::time::Duration;
 
 use enrich_backends::{CascadePolicy, CircuitPolicy};
 use enrich_config::{
-    BackendSpec, BudgetConfig, EnrichmentConfig, OnFailure, Schedule, SecretsAction, WorkOrder,
-    redacted_options,
+    BudgetConfig, EnrichmentConfig, OnFailure, Schedule, SecretsAction, WorkOrder, redacted_options,
 };
 
 use crate::error::PipelineError;
-
-/// The backend option that caps requests in flight to one backend (default 1).
-pub const MAX_IN_FLIGHT_OPTION: &str = "max_in_flight";
-
-/// An alias of [`MAX_IN_FLIGHT_OPTION`], named after the server's `OLLAMA_NUM_PARALLEL`.
-pub const PARALLEL_OPTION: &str = "parallel";
 
 /// Everything a run needs to know besides the router, the adapters and the prompt.
 ///
@@ -201,48 +194,6 @@ pub fn config_fingerprint(config: &EnrichmentConfig) -> String {
     format!("fnv1a64:{hash:016x}")
 }
 
-/// The most requests the pipeline sends to `backend` at once: its `max_in_flight` option (or
-/// the alias `parallel`), default 1. Set it to the server's `OLLAMA_NUM_PARALLEL`: more requests
-/// would only queue in the server, where they count against their timeout.
-///
-/// Accepts a positive integer or a string holding one (`"2"`), as LLMC's loader reads numbers.
-///
-/// # Errors
-///
-/// [`PipelineError::InvalidInFlightOption`] for zero, a negative or fractional number, anything
-/// else that is not a positive integer, or both keys given with different values.
-pub fn max_in_flight(backend: &BackendSpec) -> Result<usize, PipelineError> {
-    let read = |key: &'static str| -> Result<Option<usize>, PipelineError> {
-        let Some(value) = backend.options.get(key) else {
-            return Ok(None);
-        };
-        let parsed = match value {
-            serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
-            _ => None,
-        };
-        match parsed.and_then(|n| usize::try_from(n).ok()) {
-            Some(n) if n > 0 => Ok(Some(n)),
-            _ => Err(PipelineError::InvalidInFlightOption {
-                backend: backend.name.clone(),
-                chain: backend.chain.clone(),
-                key,
-                found: value.to_string(),
-            }),
-        }
-    };
-    match (read(MAX_IN_FLIGHT_OPTION)?, read(PARALLEL_OPTION)?) {
-        (Some(a), Some(b)) if a != b => Err(PipelineError::InvalidInFlightOption {
-            backend: backend.name.clone(),
-            chain: backend.chain.clone(),
-            key: PARALLEL_OPTION,
-            found: format!("{b} while `{MAX_IN_FLIGHT_OPTION}` is {a} (set only one of them)"),
-        }),
-        (Some(n), _) | (None, Some(n)) => Ok(n),
-        (None, None) => Ok(1),
-    }
-}
-
 /// The cascade policy `[enrichment]` asks for: the design's table, `max_retries_per_span`
 /// attempts per span, `corrective_reasks`, and the circuit breaker of
 /// `[enrichment.circuit_breaker]` (`failures_to_open = 0` turns it off).
@@ -263,55 +214,6 @@ pub fn cascade_policy(config: &EnrichmentConfig) -> CascadePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(options: serde_json::Value) -> BackendSpec {
-        let mut spec = BackendSpec::new("gpu", "default", "ollama", "m");
-        spec.options = options.as_object().cloned().unwrap_or_default();
-        spec
-    }
-
-    #[test]
-    fn max_in_flight_reads_either_key_leniently() {
-        use serde_json::json;
-        let ok = [
-            (json!({}), 1),
-            (json!({"max_in_flight": 4}), 4),
-            (json!({"parallel": 2}), 2),
-            (json!({"parallel": " 3 "}), 3),
-            (json!({"max_in_flight": 2, "parallel": 2}), 2),
-        ];
-        for (options, expected) in ok {
-            assert_eq!(
-                max_in_flight(&spec(options.clone())).unwrap(),
-                expected,
-                "{options}"
-            );
-        }
-        let bad = [
-            (
-                json!({"max_in_flight": 0}),
-                "option `max_in_flight` of backend 'gpu' in chain 'default' is 0",
-            ),
-            (
-                json!({"parallel": -1}),
-                "option `parallel` of backend 'gpu' in chain 'default' is -1",
-            ),
-            (json!({"parallel": 1.5}), "is 1.5"),
-            (json!({"max_in_flight": "many"}), "is \"many\""),
-            (
-                json!({"max_in_flight": 2, "parallel": 4}),
-                "is 4 while `max_in_flight` is 2 (set only one of them)",
-            ),
-        ];
-        for (options, needle) in bad {
-            let message = max_in_flight(&spec(options)).unwrap_err().to_string();
-            assert!(message.contains(needle), "{message}");
-            assert!(
-                message.contains("fix it in the backend's `options`"),
-                "{message}"
-            );
-        }
-    }
 
     #[test]
     fn fingerprints_change_with_settings_but_not_with_secrets() {

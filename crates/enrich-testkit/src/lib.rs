@@ -16,6 +16,10 @@
 //!   tests; it points the adapter at fake servers and checks, by name, that requests carry the
 //!   prompt, schema and options, metrics come back, and every failure is classified into the
 //!   right [`FailureKind`](enrich_backends::FailureKind).
+//! - [`http_client`] and [`http_client_builder`]: reqwest clients for the fakes (the
+//!   workspace's reqwest needs the TLS configuration every client is built with).
+//! - [`TlsFront`]: HTTPS on loopback in front of a fake, certified by a test CA that only
+//!   [`test_ca_roots`] trusts, for adapters' TLS tests.
 //! - [`ModelServerProcess`]: the real local model server (a small LLM behind Ollama's API, in
 //!   `model-server/`) as a child process, for end-to-end tests.
 //!
@@ -33,7 +37,9 @@ mod conformance;
 mod error;
 mod fake_adapter;
 mod fake_ollama;
+mod http_client;
 mod model_server;
+mod tls_front;
 
 pub use answer::{cited_lines, valid_enrichment_json};
 pub use conformance::{Api, Check, ConformanceReport, Verdict, run_conformance};
@@ -42,6 +48,8 @@ pub use fake_adapter::{FakeAdapter, Fallback, Script};
 pub use fake_ollama::{
     Endpoint, FakeOllama, FakeOllamaConfig, FakeOllamaStats, Fault, Outcome, RecordedRequest,
 };
+pub use http_client::{http_client, http_client_builder};
 pub use model_server::{
     MODEL_SERVER_MODEL_NAME, MODEL_VAR, ModelServerConfig, ModelServerProcess, NODE_VAR, SCRIPT_VAR,
 };
+pub use tls_front::{Handshake, TlsFront, test_ca_roots};

@@ -8,15 +8,19 @@
 //! needs to be trusted. `docs/writing-an-adapter.md` in the enrich repository walks through it.
 //!
 //! What it does not know: SQLite, prompts, retries, fallbacks and deadlines. The adapter sends
-//! one request and says what happened; the cascade decides what to do next. It does not stream,
-//! and it reads `Retry-After` in seconds only. Two rules every adapter keeps: answers are read
-//! through [`ResponseLimit`] (the backend's `max_response_bytes`, so a huge answer fails as
+//! one request and says what happened; the cascade decides what to do next. It does not stream.
+//! What every HTTP adapter decides the same way (status codes, `Retry-After`, excerpts of what
+//! the server said) comes from [`enrich_backends::http`], and its client speaks TLS through
+//! [`enrich_backends::tls`]. Two rules every adapter keeps: answers are read through
+//! [`ResponseLimit`] (the backend's `max_response_bytes`, so a huge answer fails as
 //! `response_too_large` instead of filling memory), and the URL is only ever shown through
 //! [`redact_url`] (credentials in it are sent, never shown).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use enrich_backends::http::{self, error_chain, excerpt, says_context_exceeded};
+use enrich_backends::tls;
 use enrich_backends::{
     AdapterRegistry, BackendAdapter, BackendError, Capabilities, ERROR_BODY_BYTES, FailureKind,
     GenerateRequest, Generation, HealthReport, OutputSchema, ResponseLimit, UsageMetrics,
@@ -64,25 +68,27 @@ impl ChatAdapter {
     ///
     /// # Errors
     ///
-    /// An `invalid_request` [`BackendError`] when `url` is not an `http://` URL or the HTTP
-    /// client cannot be built. The registry adds which backend entry it was.
+    /// An `invalid_request` [`BackendError`] when `url` is not an `http://` or `https://` URL,
+    /// the system's root certificates cannot be loaded for `https://`, or the HTTP client cannot
+    /// be built. The registry adds which backend entry it was.
     pub fn new(spec: BackendSpec) -> Result<Self, BackendError> {
         let url = spec.url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL);
-        if !url.starts_with("http://") {
-            return Err(BackendError::new(
-                FailureKind::InvalidRequest,
-                format!(
-                    "`url` '{}' must be an http:// URL such as {DEFAULT_OLLAMA_URL}",
-                    redact_url(url)
-                ),
-            ));
+        let invalid = |err: &dyn std::fmt::Display| {
+            BackendError::new(FailureKind::InvalidRequest, err.to_string())
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            let why = format!(
+                "`url` '{}' must be an http:// or https:// URL such as {DEFAULT_OLLAMA_URL}",
+                redact_url(url)
+            );
+            return Err(invalid(&why));
         }
+        // enrich's reqwest brings no TLS provider of its own: every client is handed this one.
         let client = reqwest::Client::builder()
-            .connect_timeout(spec.timeout().min(Duration::from_secs(10)))
+            .tls_backend_preconfigured(tls::client_config_for(url).map_err(|err| invalid(&err))?)
+            .connect_timeout(http::connect_timeout(spec.timeout()))
             .build()
-            .map_err(|err| {
-                BackendError::new(FailureKind::InvalidRequest, err.to_string()).with_source(err)
-            })?;
+            .map_err(|err| invalid(&err).with_source(err))?;
         let base = url.trim_end_matches('/').to_owned();
         Ok(Self {
             shown: redact_url(&base),
@@ -99,9 +105,9 @@ impl ChatAdapter {
             messages.push(json!({"role": "system", "content": &**system}));
         }
         messages.push(json!({"role": "user", "content": &*request.prompt}));
-        // `max_in_flight` and `parallel` are the pipeline's, not Ollama's.
+        // Everything in `options` is the provider's: enrich's own keys (`max_in_flight`) are
+        // fields of the spec.
         let mut options = self.spec.options.clone();
-        options.retain(|key, _| key != "max_in_flight" && key != "parallel");
         if let Some(max) = request.max_output_tokens {
             options.entry("num_predict").or_insert(max.into());
         }
@@ -124,34 +130,33 @@ impl ChatAdapter {
         } else {
             FailureKind::ServerError
         };
-        let message = format!("{} failed: {}", self.shown, err.without_url());
+        let message = format!("{} failed: {}", self.shown, error_chain(&err.without_url()));
         BackendError::new(kind, message)
     }
 
     /// Classifies an HTTP error status, quoting Ollama's `{"error": "…"}`.
-    fn status_error(&self, status: u16, retry_after: Option<u64>, body: &[u8]) -> BackendError {
+    fn status_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> BackendError {
         let said = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| Some(v.get("error")?.as_str()?.to_owned()))
             .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-        let kind = match status {
-            401 | 403 => FailureKind::Auth,
-            404 => FailureKind::ModelNotFound,
-            429 | 503 => FailureKind::Overloaded,
-            400 if said.contains("context length") => FailureKind::ContextExceeded,
-            400..=499 => FailureKind::InvalidRequest,
-            _ => FailureKind::ServerError,
-        };
+        let kind = http::status_kind(status, says_context_exceeded(&said));
         let model = &self.spec.model;
         let err = BackendError::new(
             kind,
             format!(
-                "{} answered HTTP {status} for model '{model}': {said}",
-                self.shown
+                "{} answered HTTP {status} for model '{model}': {}",
+                self.shown,
+                excerpt(&said)
             ),
         );
         match retry_after {
-            Some(seconds) => err.with_retry_after(Duration::from_secs(seconds)),
+            Some(wait) => err.with_retry_after(wait),
             None => err,
         }
     }
@@ -204,7 +209,7 @@ impl BackendAdapter for ChatAdapter {
         let retry_after = response
             .headers()
             .get("retry-after")
-            .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+            .and_then(|v| http::retry_after(v.to_str().ok()?, SystemTime::now()));
         let mut response = response;
         if !(200..300).contains(&status) {
             // An error body is only quoted: read its start, never all of it.

@@ -138,7 +138,11 @@ const CONFIG_CASES: &[ConfigCase] = &[
         name: "a URL that is not http",
         toml: "[enrichment]\ndefault_chain = \"local\"\n[[enrichment.chain]]\nname = \"fake\"\nchain = \"local\"\nurl = \"ftp://example.invalid\"\n",
         env: &[],
-        needles: &["'fake'", "ftp://example.invalid", "use an http:// URL"],
+        needles: &[
+            "'fake'",
+            "ftp://example.invalid",
+            "use an http:// or https:// URL",
+        ],
     },
     ConfigCase {
         name: "an API key variable that is not set",
@@ -212,8 +216,8 @@ const CONFIG_CASES: &[ConfigCase] = &[
         toml: "[enrichment]\ndefault_chain = \"local\"\n[[enrichment.chain]]\nname = \"fake\"\nchain = \"local\"\nurl = \"{url}\"\noptions = { max_in_flight = 0 }\n",
         env: &[],
         needles: &[
-            "`max_in_flight`",
-            "'fake'",
+            "options.max_in_flight of enrichment.chain entry 1 (\"fake\")",
+            "expected a positive integer",
             "fix it in the backend's `options`",
         ],
     },

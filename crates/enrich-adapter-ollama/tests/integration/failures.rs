@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{MODEL, adapter, assert_failure, closed_port, done_with, request};
+use enrich_adapter_ollama::OllamaAdapter;
+use enrich_testkit::{FakeOllama, FakeOllamaConfig, TlsFront, test_ca_roots};
+
+use crate::support::{MODEL, adapter, assert_failure, closed_port, done_with, request, spec};
 
 /// One way Ollama answers `POST /api/generate`, and what the adapter must make of it.
 struct Case {
@@ -333,4 +336,67 @@ async fn an_unknown_host_is_a_connect_failure() {
         FailureKind::Connect,
         &["http://no-such-host.invalid:11434"],
     );
+}
+
+#[tokio::test]
+async fn an_https_url_speaks_tls_and_a_failed_handshake_is_a_connect_failure() {
+    // A plain-HTTP server: the adapter is built for https://, and its TLS handshake fails.
+    let server = MockServer::start().await;
+    let port = server.address().port();
+    let adapter = adapter(&format!("https://me:s3cret@127.0.0.1:{port}"), json!({}));
+    assert_eq!(adapter.describe_host(), format!("https://127.0.0.1:{port}"));
+    let err = assert_failure(
+        "TLS to a plain-HTTP server",
+        adapter.generate(&request()).await,
+        FailureKind::Connect,
+        &[
+            &format!("the TLS handshake with Ollama at https://127.0.0.1:{port} failed"),
+            "a plain-HTTP server needs an http:// `url`",
+        ],
+    );
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    let health = adapter.health().await;
+    assert_eq!(health.reachable, Some(false), "{health:?}");
+    assert!(
+        health.fixes[0].contains("a plain-HTTP server needs an http:// `url`"),
+        "{health:?}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_https_url_is_served_over_tls_and_an_untrusted_certificate_is_named() {
+    let server = FakeOllama::start(FakeOllamaConfig::default())
+        .await
+        .unwrap();
+    let front = TlsFront::start(server.addr()).await.unwrap();
+    let url = format!("https://localhost:{}", front.addr().port());
+    let trusting = OllamaAdapter::with_tls(
+        spec(&url, json!({})),
+        enrich_backends::tls::client_config(test_ca_roots()),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let generation = trusting.generate(&request()).await.unwrap();
+        assert_eq!(generation.metrics.host, url);
+    }
+    assert_eq!(
+        front.handshakes().len(),
+        1,
+        "one TLS handshake, the connection kept for the second request"
+    );
+    assert_eq!(trusting.health().await.reachable, Some(true));
+
+    // The system's roots do not hold the test CA.
+    assert_failure(
+        "untrusted certificate",
+        adapter(&url, json!({})).generate(&request()).await,
+        FailureKind::Connect,
+        &[
+            &format!("{url} presented a TLS certificate that is not trusted"),
+            "UnknownIssuer",
+            "SSL_CERT_FILE",
+        ],
+    );
+    assert_eq!(front.handshakes().len(), 1);
 }

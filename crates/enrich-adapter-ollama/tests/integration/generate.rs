@@ -53,7 +53,6 @@ async fn the_body_carries_model_prompt_schema_and_options_but_not_enrichs_own_ke
         json!({
             "temperature": 0, "seed": 7, "num_ctx": 8192, "top_p": 0.9, "stop": ["\n\n"],
             "stream": false, "keep_alive": "10m", "think": false,
-            "max_in_flight": 2, "parallel": 2,
         }),
         with_all.clone(),
         json!({

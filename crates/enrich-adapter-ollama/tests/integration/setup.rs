@@ -30,7 +30,7 @@ fn the_registry_builds_ollama_backends() {
     );
 
     let bad = BackendSpec {
-        url: Some("https://ollama.example.com".into()),
+        url: Some("ftp://ollama.example.com".into()),
         ..BackendSpec::new("cloud", "docs", "Ollama", MODEL)
     };
     let err = registry.build(&bad).err().unwrap();
@@ -38,7 +38,7 @@ fn the_registry_builds_ollama_backends() {
     assert!(
         err.to_string().starts_with(
             "cannot set up backend 'cloud' in chain 'docs' (provider 'Ollama'): invalid_request: \
-             `url` 'https://ollama.example.com' uses the scheme 'https'"
+             `url` 'ftp://ollama.example.com' uses the scheme 'ftp'"
         ),
         "{err}"
     );
@@ -71,9 +71,7 @@ fn bad_backend_entries_are_refused_with_the_key_to_fix() {
         None,
         json!({}),
         None,
-        "`url` 'ftp://files.example.com' uses the scheme 'ftp', but this build of enrich speaks \
-         plain http only (it is built without TLS); use an http:// URL, or reach the server \
-         through a local proxy or tunnel",
+        "`url` 'ftp://files.example.com' uses the scheme 'ftp'; use an http:// or https:// URL",
     );
     check(
         "http://me:pw@bad host:11434",
@@ -84,13 +82,12 @@ fn bad_backend_entries_are_refused_with_the_key_to_fix() {
          name); write it like http://localhost:11434",
     );
     check(
-        "https://me:pw@ollama.example.com",
+        "socks5://me:pw@ollama.example.com",
         None,
         json!({}),
         None,
-        "`url` 'https://[redacted]@ollama.example.com' uses the scheme 'https', but this build of \
-         enrich speaks plain http only (it is built without TLS); use an http:// URL, or reach \
-         the server through a local proxy or tunnel",
+        "`url` 'socks5://[redacted]@ollama.example.com' uses the scheme 'socks5'; use an http:// \
+         or https:// URL",
     );
     for seconds in [0.0, -1.0, f64::NAN] {
         let err = OllamaAdapter::new(BackendSpec {

@@ -58,7 +58,7 @@ async fn the_body_carries_messages_schema_limit_and_options_but_not_enrichs_own_
     check_body(
         json!({
             "temperature": 0, "seed": 7, "top_p": 0.9, "stop": ["\n\n"], "user": "enrich",
-            "strict": true, "stream": false, "max_in_flight": 2, "parallel": 2,
+            "strict": true, "stream": false,
         }),
         with_all.clone(),
         json!({

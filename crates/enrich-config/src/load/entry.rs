@@ -44,7 +44,9 @@ pub(super) fn resolve_entry(
     let tokens_per_minute = per_minute(raw.tokens_per_minute, "tokens_per_minute", &invalid)?;
     let price = price(&raw, &invalid)?;
     let max_response_bytes = max_response_bytes(raw.max_response_bytes, &invalid)?;
-    let options = options(raw.options.unwrap_or_default(), &invalid)?;
+    let mut options = options(raw.options.unwrap_or_default(), &invalid)?;
+    let max_in_flight = crate::in_flight::take_max_in_flight(&mut options)
+        .map_err(|(key, reason)| invalid(&format!("options.{key}"), reason))?;
     let spec = BackendSpec {
         chain: text(&raw.chain).unwrap_or_else(|| default_chain.to_owned()),
         provider: text(&raw.provider).unwrap_or_else(|| DEFAULT_PROVIDER.to_owned()),
@@ -58,6 +60,7 @@ pub(super) fn resolve_entry(
         requests_per_minute,
         tokens_per_minute,
         price,
+        max_in_flight,
         options,
         enabled: raw.enabled.is_none_or(|flag| flag.0),
         name,

@@ -4,7 +4,7 @@ use enrich_config::{
     BackendSpec, DEFAULT_MODEL, DEFAULT_OLLAMA_URL, EnrichmentConfig, select_chain,
 };
 
-use crate::support::{entries, jail, load_repo, message, pairs, same, write};
+use crate::support::{entries, jail, load_error, load_repo, message, pairs, same, write};
 
 const GROUPED: &str = r#"
 [enrichment]
@@ -73,6 +73,56 @@ fn entries_get_llmc_defaults_and_keep_what_they_set() {
         b.routing_tier = Some("14b".to_owned());
         b.timeout_seconds = Some(30.5);
         same("b", by_name("b"), Some(b))
+    });
+}
+
+#[test]
+fn max_in_flight_in_the_options_becomes_the_specs_own_field() {
+    jail(|jail| {
+        write(
+            jail,
+            "enrich.toml",
+            "[[enrichment.chain]]\nname = \"gpu\"\noptions = { max_in_flight = 2, num_ctx = 8192 }\n\
+             [[enrichment.chain]]\nname = \"cpu\"\nchain = \"other\"\noptions = { parallel = \"3\" }\n",
+        )?;
+        let config = load_repo(jail)?.config;
+        let by_name = |name: &str| config.backends.iter().find(|b| b.name == name).unwrap();
+        let gpu = by_name("gpu");
+        same("gpu", gpu.max_in_flight(), 2)?;
+        same(
+            "gpu options",
+            serde_json::Value::Object(gpu.options.clone()),
+            serde_json::json!({"num_ctx": 8192}),
+        )?;
+        same("cpu", by_name("cpu").max_in_flight(), 3)?;
+        same("cpu options", by_name("cpu").options.is_empty(), true)?;
+
+        jail.set_env(
+            "ENRICH_CHAIN_JSON",
+            r#"[{"name": "json", "options": {"max_in_flight": 4}}]"#,
+        );
+        let config = load_repo(jail)?.config;
+        let json = config.backends.iter().find(|b| b.name == "json").unwrap();
+        same("json", json.max_in_flight(), 4)?;
+        same("json options", json.options.is_empty(), true)?;
+        jail.clear_env();
+
+        write(
+            jail,
+            "enrich.toml",
+            "[[enrichment.chain]]\nname = \"gpu\"\noptions = { max_in_flight = 0 }\n",
+        )?;
+        let err = load_error(jail)?;
+        for needle in [
+            "invalid value for options.max_in_flight of enrichment.chain entry 1 (\"gpu\")",
+            "0 (expected a positive integer",
+            "fix it in the backend's `options`",
+        ] {
+            if !err.contains(needle) {
+                return Err(format!("{needle:?} not in {err}"));
+            }
+        }
+        Ok(())
     });
 }
 

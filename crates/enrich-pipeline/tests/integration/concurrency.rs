@@ -6,27 +6,26 @@ use std::time::Duration;
 
 use enrich_backends::FailureKind;
 use enrich_pipeline::{Event, RunControl, RunEnd, StopLevel};
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::support::{Fixture, Reply, Scripted, config, pipeline};
 
 const CALL: Duration = Duration::from_secs(10);
 
-/// Runs `spans` spans of one backend taking [`CALL`] each, with `concurrency` and the backend
-/// option `option`; checks the virtual time taken and the most requests seen in flight.
+/// Runs `spans` spans of one backend taking [`CALL`] each, with `concurrency` and the backend's
+/// `max_in_flight` `cap`; checks the virtual time taken and the most requests seen in flight.
 async fn check_overlap(
     spans: usize,
     concurrency: usize,
-    option: Option<(&str, serde_json::Value)>,
+    cap: Option<usize>,
     expected_elapsed: Duration,
     expected_in_flight: usize,
 ) {
     let fixture = Fixture::new();
     fixture.index_lines("a.py", spans);
     let mut backend = Scripted::new("gpu").delay(CALL).timeout_seconds(15.0);
-    if let Some((key, value)) = option.clone() {
-        backend = backend.option(key, value);
+    if let Some(cap) = cap {
+        backend = backend.cap(cap);
     }
     let gpu = Arc::new(backend);
     let (pipeline, _) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| {
@@ -37,7 +36,7 @@ async fn check_overlap(
     let started = Instant::now();
     let summary = pipeline.run(&RunControl::new()).await.expect("run");
 
-    let label = format!("{spans} spans, concurrency {concurrency}, {option:?}");
+    let label = format!("{spans} spans, concurrency {concurrency}, cap {cap:?}");
     // Every span succeeds: waiting for a backend's slot does not count against its 15 s
     // timeout, although the last spans wait far longer than that.
     assert_eq!(summary.succeeded, spans as u64, "{label}");
@@ -50,11 +49,11 @@ async fn spans_overlap_up_to_concurrency_and_each_backend_keeps_its_cap() {
     // Sequential by default: one request per backend (OLLAMA_NUM_PARALLEL's default).
     check_overlap(4, 4, None, CALL * 4, 1).await;
     // Enough slots on both sides: two waves of three.
-    check_overlap(6, 3, Some(("max_in_flight", json!(3))), CALL * 2, 3).await;
-    // The backend's cap binds before the pipeline's concurrency; `parallel` is an alias.
-    check_overlap(8, 4, Some(("parallel", json!("2"))), CALL * 4, 2).await;
+    check_overlap(6, 3, Some(3), CALL * 2, 3).await;
+    // The backend's cap binds before the pipeline's concurrency.
+    check_overlap(8, 4, Some(2), CALL * 4, 2).await;
     // The pipeline's concurrency binds before a generous cap.
-    check_overlap(6, 2, Some(("max_in_flight", json!(8))), CALL * 3, 2).await;
+    check_overlap(6, 2, Some(8), CALL * 3, 2).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -62,11 +61,7 @@ async fn backends_of_a_chain_each_have_their_own_cap() {
     let fixture = Fixture::new();
     fixture.index_lines("a.py", 4);
     let first = Arc::new(Scripted::new("first").always(Reply::Fail(FailureKind::Connect)));
-    let second = Arc::new(
-        Scripted::new("second")
-            .delay(CALL)
-            .option("max_in_flight", json!(2)),
-    );
+    let second = Arc::new(Scripted::new("second").delay(CALL).cap(2));
     let config = config(&[&first, &second]);
     // The circuit would otherwise take the refused backend out after three failures.
     let (pipeline, _) = pipeline(&fixture, &config, &[&first, &second], |s| {
@@ -87,11 +82,7 @@ async fn backends_of_a_chain_each_have_their_own_cap() {
 async fn stop_lets_spans_in_flight_finish_and_writes_them() {
     let fixture = Fixture::new();
     fixture.index_lines("a.py", 8);
-    let gpu = Arc::new(
-        Scripted::new("gpu")
-            .delay(CALL)
-            .option("max_in_flight", json!(2)),
-    );
+    let gpu = Arc::new(Scripted::new("gpu").delay(CALL).cap(2));
     let (pipeline, events) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| {
         s.concurrency = 2;
         s.batch_size = 3;
@@ -132,11 +123,7 @@ async fn stop_lets_spans_in_flight_finish_and_writes_them() {
 async fn dropping_the_run_abandons_it_and_nothing_goes_on_behind_the_caller() {
     let fixture = Fixture::new();
     fixture.index_lines("a.py", 6);
-    let gpu = Arc::new(
-        Scripted::new("gpu")
-            .delay(CALL)
-            .option("max_in_flight", json!(2)),
-    );
+    let gpu = Arc::new(Scripted::new("gpu").delay(CALL).cap(2));
     let (pipeline, _events) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| {
         s.concurrency = 2;
     });
@@ -162,11 +149,7 @@ async fn abort_cancels_spans_in_flight_and_writes_nothing_for_them() {
     // Each span fails a first attempt at once, then is in flight on the second backend: an
     // abort must not leave that first attempt in the log either.
     let refused = Arc::new(Scripted::new("refused").always(Reply::Fail(FailureKind::Connect)));
-    let slow = Arc::new(
-        Scripted::new("slow")
-            .delay(CALL)
-            .option("max_in_flight", json!(2)),
-    );
+    let slow = Arc::new(Scripted::new("slow").delay(CALL).cap(2));
     let (pipeline, events) = pipeline(
         &fixture,
         &config(&[&refused, &slow]),
@@ -220,11 +203,7 @@ async fn abort_cancels_spans_in_flight_and_writes_nothing_for_them() {
 async fn pending_spans_are_read_page_by_page_as_slots_free_up() {
     let fixture = Fixture::new();
     fixture.index_lines("a.py", 60);
-    let gpu = Arc::new(
-        Scripted::new("gpu")
-            .delay(CALL)
-            .option("max_in_flight", json!(2)),
-    );
+    let gpu = Arc::new(Scripted::new("gpu").delay(CALL).cap(2));
     let (pipeline, events) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| {
         s.concurrency = 2;
         s.batch_size = 4;

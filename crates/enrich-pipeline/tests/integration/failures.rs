@@ -350,13 +350,6 @@ fn building_refuses_unusable_settings_with_clear_messages() {
         "setting `concurrency` is 0: it must be at least 1",
     );
     check_refused(
-        Scripted::new("model").option("max_in_flight", serde_json::json!(0)),
-        |_| {},
-        false,
-        |e| matches!(e, PipelineError::InvalidInFlightOption { .. }),
-        "option `max_in_flight` of backend 'model' in chain 'default' is 0",
-    );
-    check_refused(
         Scripted::new("model"),
         |_| {},
         true,
@@ -424,7 +417,7 @@ async fn a_run_that_fails_half_way_counts_what_it_committed() {
     let model = Arc::new(
         Scripted::new("model")
             .delay(std::time::Duration::from_secs(1))
-            .option("max_in_flight", serde_json::json!(4)),
+            .cap(4),
     );
     let (pipeline, _) = pipeline(&fixture, &config(&[&model]), &[&model], |s| {
         s.commit_every = 1;

@@ -222,9 +222,9 @@ impl Scripted {
         self
     }
 
-    /// Sets a backend option (`max_in_flight`, …).
-    pub(crate) fn option(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.spec.options.insert(key.to_owned(), value);
+    /// Sets the backend's cap on requests in flight (`max_in_flight`).
+    pub(crate) fn cap(mut self, max_in_flight: usize) -> Self {
+        self.spec.max_in_flight = std::num::NonZeroUsize::new(max_in_flight);
         self
     }
 

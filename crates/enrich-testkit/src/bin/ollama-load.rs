@@ -242,7 +242,7 @@ async fn drive(args: Args) -> Result<(Value, bool), String> {
     let reqwest = match args.client {
         Client::Hyper => None,
         Client::Reqwest => Some(
-            reqwest::Client::builder()
+            enrich_testkit::http_client_builder()
                 .build()
                 .map_err(|err| format!("could not build the reqwest client: {err}"))?,
         ),

@@ -252,7 +252,7 @@ mod tests {
         .await
         .unwrap();
         let url = format!("{}/api/generate", server.url());
-        let client = reqwest::Client::new();
+        let client = crate::http_client();
         // The first request hangs in the only slot; the second waits behind it.
         let mut calls = Vec::new();
         for _ in 0..2 {
@@ -297,7 +297,7 @@ mod tests {
             crate::FakeOllama::start(FakeOllamaConfig::default().with_api_key("sk-fake-42"))
                 .await
                 .unwrap();
-        let client = reqwest::Client::new();
+        let client = crate::http_client();
         let get = |path: &str, key: Option<&str>| {
             let mut request = client.get(format!("{}{path}", server.url()));
             if let Some(key) = key {

@@ -44,7 +44,7 @@ fn openai_body() -> Value {
 /// Sends a generation to `path` with `body`.
 async fn generation(server: &FakeOllama, path: &str, body: &Value) -> Reply {
     post(
-        &reqwest::Client::new(),
+        &enrich_testkit::http_client(),
         format!("{}{path}", server.url()),
         body,
     )
@@ -241,7 +241,7 @@ async fn malformed_requests_are_refused_in_each_dialect() {
     assert_eq!(server.stats().outcome(Outcome::ModelNotFound), 2);
     assert_eq!(server.stats().outcome(Outcome::InvalidRequest), 3);
 
-    let raw = reqwest::Client::new()
+    let raw = enrich_testkit::http_client()
         .post(format!("{}/api/generate", server.url()))
         .body("{not json")
         .send()
@@ -270,7 +270,7 @@ async fn model_names_match_like_ollama_and_empty_prompts_load() {
 #[tokio::test]
 async fn information_routes_describe_the_served_models() {
     let server = start(FakeOllamaConfig::default().with_context_length(4096)).await;
-    let client = reqwest::Client::new();
+    let client = enrich_testkit::http_client();
     let url = |path: &str| format!("{}{path}", server.url());
 
     let root = get(&client, url("/")).await;
@@ -607,7 +607,7 @@ async fn every_fault_answers_as_documented_on_the_openai_route() {
 #[tokio::test]
 async fn a_hang_holds_its_slot_until_the_client_gives_up() {
     let server = start(FakeOllamaConfig::default().with_faults([Fault::Hang])).await;
-    let client = reqwest::Client::builder()
+    let client = enrich_testkit::http_client_builder()
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
@@ -636,7 +636,7 @@ async fn slots_run_in_parallel_and_a_full_queue_answers_503() {
     )
     .await;
     let url = format!("{}/api/generate", server.url());
-    let client = reqwest::Client::new();
+    let client = enrich_testkit::http_client();
     let mut held = Vec::new();
     for _ in 0..3 {
         let (client, url) = (client.clone(), url.clone());
@@ -696,7 +696,7 @@ async fn random_faults_follow_their_seed_and_rate() {
                 .with_seed(seed),
         )
         .await;
-        let client = reqwest::Client::new();
+        let client = enrich_testkit::http_client();
         let url = format!("{}/api/generate", server.url());
         let mut statuses = Vec::new();
         for _ in 0..120 {
@@ -756,7 +756,7 @@ async fn invalid_fault_rates_are_refused_at_start() {
 #[tokio::test]
 async fn counters_and_recorded_bodies_say_what_was_sent() {
     let server = server().await;
-    let client = reqwest::Client::new();
+    let client = enrich_testkit::http_client();
     let url = |path: &str| format!("{}{path}", server.url());
     post(&client, url("/api/generate"), &generate_body(false)).await;
     post(&client, url("/api/chat"), &chat_body(false)).await;
@@ -818,7 +818,7 @@ async fn counters_and_recorded_bodies_say_what_was_sent() {
 #[tokio::test]
 async fn the_fakes_own_routes_need_no_key() {
     let server = start(FakeOllamaConfig::default().with_api_key("sk-test")).await;
-    let client = reqwest::Client::new();
+    let client = enrich_testkit::http_client();
     let denied = post(
         &client,
         format!("{}/api/generate", server.url()),
@@ -861,7 +861,11 @@ async fn faults_can_be_pushed_while_running_and_the_server_stops_on_drop() {
     drop(server);
     // Dropping aborts the accept loop; let the runtime process the abort.
     tokio::task::yield_now().await;
-    let err = reqwest::Client::new().get(url).send().await.unwrap_err();
+    let err = enrich_testkit::http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_connect(), "{err}");
 }
 
@@ -883,7 +887,7 @@ async fn an_oversized_answer_is_a_valid_answer_padded_to_its_size_without_a_leng
             .with_faults([Fault::Oversized])
             .with_oversized_bytes(SIZE);
         let server = start(config).await;
-        let response = reqwest::Client::new()
+        let response = enrich_testkit::http_client()
             .post(format!("{}{path}", server.url()))
             .json(&body)
             .send()
@@ -915,7 +919,7 @@ async fn an_oversized_answer_is_a_valid_answer_padded_to_its_size_without_a_leng
 #[tokio::test]
 async fn a_server_taken_down_refuses_connections_and_comes_back_at_the_same_address() {
     let server = server().await;
-    let client = reqwest::Client::new();
+    let client = enrich_testkit::http_client();
     let version = format!("{}/api/version", server.url());
     assert_eq!(get(&client, version.clone()).await.status, 200);
 

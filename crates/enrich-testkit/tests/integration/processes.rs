@@ -35,7 +35,7 @@ async fn the_binary_prints_its_url_and_serves_until_stdin_closes() {
     let url = listening["listening"].as_str().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
-    let client = reqwest::Client::new();
+    let client = enrich_testkit::http_client();
     let tags = get(&client, format!("{url}/api/tags")).await.json();
     let names: Vec<&str> = tags["models"]
         .as_array()

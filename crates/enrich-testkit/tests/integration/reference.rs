@@ -195,7 +195,7 @@ impl Reference {
 }
 
 fn client(spec: &BackendSpec, quirk: Quirk) -> Result<reqwest::Client, BackendError> {
-    let mut builder = reqwest::Client::builder();
+    let mut builder = enrich_testkit::http_client_builder();
     if quirk != Quirk::NoClientTimeout {
         builder = builder.timeout(spec.timeout());
     }
