@@ -52,7 +52,9 @@ impl OnFailure {
 
 /// How strictly the quality gate judges an answer that passed the enrichment.v1 schema
 /// (`[enrichment.quality] level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityLevel {
     /// No quality check rejects an answer (repairs still apply and the score is still kept).
@@ -68,7 +70,8 @@ pub enum QualityLevel {
 }
 
 impl QualityLevel {
-    /// Every level, from the most lenient.
+    /// Every level, from the most lenient (the order of the variants: a check of a level
+    /// rejects at that level and every stricter one).
     pub const ALL: [QualityLevel; 3] =
         [QualityLevel::Off, QualityLevel::Basic, QualityLevel::Strict];
 

@@ -107,6 +107,42 @@ async fn invalid_output_twice_moves_to_the_next_backend() {
     assert_eq!(b.prompts(), ["enrich this span"]);
 }
 
+/// Valid enrichment.v1 that says nothing: what a small model answers when it copies the prompt.
+const NONSENSE: &str = r#"{"summary_120w": "60", "inputs": ["field", "lines", "60,61"]}"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_answer_is_reasked_with_the_gates_reasons_then_the_next_backend_serves() {
+    let a = Scripted::always("a", Step::Reply(NONSENSE.into()));
+    let b = Scripted::always("b", Step::Reply(valid_reply()));
+    let success = run(&Cascade::new(CascadePolicy::default()), &chain(&[&a, &b]))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&success.attempts),
+        [
+            at("a", Some(FailureKind::QualityRejected)),
+            at("a", Some(FailureKind::QualityRejected)),
+            at("b", None),
+        ]
+    );
+    let prompts = a.prompts();
+    let follow_up = &prompts[1];
+    for reason in [
+        "quality check `summary_short` failed: the summary \"60\" is too short",
+        "quality check `summary_bare_value` failed",
+        "quality check `list_item_placeholder` failed: `inputs` item \"field\" is a word of the \
+         prompt",
+        "`inputs` item \"60,61\" is a bare number",
+    ] {
+        assert!(
+            follow_up.contains(reason),
+            "{reason:?} missing: {follow_up}"
+        );
+    }
+    assert!(follow_up.contains(NONSENSE), "quotes the rejected answer");
+    assert_eq!(b.prompts(), ["enrich this span"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn with_reasks_disabled_invalid_output_moves_on_at_once() {
     let a = Scripted::always("a", Step::Reply(OUT_OF_SPAN.into()));
