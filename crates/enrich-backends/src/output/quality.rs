@@ -257,9 +257,10 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// A summary that is one token: a number, a path, a line reference or a name, not a sentence.
+/// Text in CJK script, written without spaces, is not judged.
 fn summary_bare_value(summary: &str) -> Verdict {
     let text = summary.trim().trim_end_matches(['.', '!', '?']);
-    if !text.is_empty() && !text.contains(char::is_whitespace) {
+    if !text.is_empty() && !text.contains(char::is_whitespace) && !text.chars().any(is_cjk) {
         fail(format!(
             "the summary {} is a bare number, path or name, not a description; write one or two \
              sentences on what the code does",
