@@ -552,12 +552,12 @@ pub(crate) fn cut_summary(summary: &str, max_words: usize) -> Option<String> {
     let within = &summary[..limit_end];
     let sentence_end = within
         .char_indices()
-        .filter(|&(i, c)| {
+        .rev()
+        .find(|&(i, c)| {
             matches!(c, '.' | '!' | '?')
                 && (i + 1 == within.len() || within[i + 1..].starts_with(char::is_whitespace))
         })
-        .map(|(i, _)| i + 1)
-        .last();
+        .map(|(i, _)| i + 1);
     let cut = match sentence_end {
         Some(end) => &within[..end],
         None => within.trim_end_matches([',', ';', ':']),
