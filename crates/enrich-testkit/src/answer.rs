@@ -31,6 +31,12 @@ pub(crate) const GARBAGE_TEXT: &str =
 /// let json = valid_enrichment_json(&span);
 /// let enrichment = parse_and_validate(&json, &ValidationContext::for_span(&span, true)).unwrap();
 /// assert_eq!(enrichment.evidence[0].lines, [10, 24]);
+///
+/// // The strictest quality gate lets it through, whatever the span's source and symbol.
+/// let strict = ValidationContext::for_span(&span, true)
+///     .with_quality(enrich_config::QualityLevel::Strict)
+///     .with_source("fn parse(input: &str) {}", "parse");
+/// assert!(parse_and_validate(&json, &strict).is_ok());
 /// ```
 pub fn valid_enrichment_json(span: &SpanIdentity) -> String {
     enrichment_json(span.line_start, span.line_end, fingerprint(&span.span_hash))
