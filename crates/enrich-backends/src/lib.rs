@@ -148,8 +148,10 @@ pub use error::BackendsError;
 pub use failure::BackendError;
 pub use limit::InFlightLimit;
 pub use output::{
-    OutputSchema, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES, ValidationContext,
-    enrichment_v1_schema, enrichment_v1_schema_for_span, parse_and_validate,
+    CHECKS, Check, GATE_VERSION, OutputSchema, QualityReport, REPAIR_EVIDENCE_SWAPPED,
+    REPAIR_SUMMARY_CUT, REPAIRS, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES, Validated,
+    ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_span, judge_reply,
+    parse_and_validate,
 };
 pub use policy::{
     Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,
