@@ -140,6 +140,19 @@ fn shared_prefix_request(system: &str, question: &str) -> GenerateRequest {
     .with_max_output_tokens(20)
 }
 
+/// The `prompt_eval_count` the server reports for one [`shared_prefix_request`].
+async fn prompt_tokens_evaluated(real: &OllamaAdapter, system: &str, question: &str) -> u64 {
+    let request = shared_prefix_request(system, question);
+    let generation = real
+        .generate(&request)
+        .await
+        .unwrap_or_else(|err| panic!("{question}: {err}"));
+    generation
+        .metrics
+        .prompt_eval_count
+        .expect("the server reports prompt_eval_count")
+}
+
 #[tokio::test]
 async fn the_real_model_server_evaluates_only_what_follows_a_prefix_it_already_holds() {
     let server = ModelServerProcess::start().unwrap_or_else(|err| panic!("{err}"));
@@ -152,23 +165,8 @@ async fn the_real_model_server_evaluates_only_what_follows_a_prefix_it_already_h
         .map(|i| format!("Rule {i}: describe the code precisely and cite the lines you use. "))
         .collect();
     let system = format!("You document code for a search index. {rules}");
-    let evaluated = |generation: enrich_backends::Generation| {
-        generation
-            .metrics
-            .prompt_eval_count
-            .expect("the server reports prompt_eval_count")
-    };
-
-    let first = evaluated(
-        real.generate(&shared_prefix_request(&system, "Is `fn add(a, b)` pure?"))
-            .await
-            .unwrap(),
-    );
-    let second = evaluated(
-        real.generate(&shared_prefix_request(&system, "Is `fn sub(a, b)` pure?"))
-            .await
-            .unwrap(),
-    );
+    let first = prompt_tokens_evaluated(&real, &system, "Is `fn add(a, b)` pure?").await;
+    let second = prompt_tokens_evaluated(&real, &system, "Is `fn sub(a, b)` pure?").await;
     // The system prompt alone is about 650 tokens; the second request shares all of it and
     // the start of the question, so llama.cpp evaluates only the few tokens after.
     assert!(
@@ -180,14 +178,10 @@ async fn the_real_model_server_evaluates_only_what_follows_a_prefix_it_already_h
         "the second request evaluates only what differs: {second} (first {first})"
     );
 
-    // A prompt that differs from its first token on shares nothing: all of it is evaluated
-    // again, so the small figure above is what llama.cpp evaluated, not a guess.
+    // A system prompt that differs early shares only the chat template's first tokens: all
+    // the rest is evaluated again, so the small figure above is what llama.cpp evaluated.
     let other = format!("You review code for a changelog. {rules}");
-    let third = evaluated(
-        real.generate(&shared_prefix_request(&other, "Is `fn sub(a, b)` pure?"))
-            .await
-            .unwrap(),
-    );
+    let third = prompt_tokens_evaluated(&real, &other, "Is `fn sub(a, b)` pure?").await;
     assert!(
         third > 500,
         "a different system prompt is evaluated in full: {third}"
