@@ -286,6 +286,8 @@ struct Figures {
     attempts: u64,
     /// Spans whose first attempt succeeded.
     first_try_valid: u64,
+    /// Spans whose first attempt was not rejected by the quality gate (see `gate_passed`).
+    first_try_gate_passed: u64,
     /// Attempts not rejected by the quality gate: every attempt whose failure kind does not
     /// contain `quality` (the gate's kind, whatever its exact name).
     gate_passed: u64,
@@ -307,24 +309,23 @@ impl Figures {
         let mut spans: Vec<&str> = attempts.iter().map(|a| a.span_hash.as_str()).collect();
         spans.sort_unstable();
         spans.dedup();
-        let first_try_valid = spans
+        let first_attempts: Vec<&Attempt> = spans
             .iter()
-            .filter(|&&span| {
+            .filter_map(|&span| {
                 attempts
                     .iter()
                     .filter(|a| a.span_hash == span)
                     .min_by_key(|a| a.attempt)
-                    .is_some_and(|a| a.success)
             })
-            .count();
-        let gate_passed = attempts
-            .iter()
-            .filter(|a| {
-                !a.failure_kind
-                    .as_deref()
-                    .is_some_and(|k| k.contains("quality"))
-            })
-            .count();
+            .collect();
+        let gate_rejected = |a: &Attempt| {
+            a.failure_kind
+                .as_deref()
+                .is_some_and(|k| k.contains("quality"))
+        };
+        let first_try_valid = first_attempts.iter().filter(|a| a.success).count();
+        let first_try_gate_passed = first_attempts.iter().filter(|a| !gate_rejected(a)).count();
+        let gate_passed = attempts.iter().filter(|a| !gate_rejected(a)).count();
         let counts: Vec<u64> = attempts
             .iter()
             .filter_map(|a| a.prompt_eval_count)
@@ -336,6 +337,7 @@ impl Figures {
             spans: spans.len() as u64,
             attempts: attempts.len() as u64,
             first_try_valid: first_try_valid as u64,
+            first_try_gate_passed: first_try_gate_passed as u64,
             gate_passed: gate_passed as u64,
             stored: records.stored,
             prompt_eval_mean: mean(&counts),
@@ -354,6 +356,7 @@ impl Figures {
             "spans": self.spans,
             "attempts": self.attempts,
             "first_try_valid": self.first_try_valid,
+            "first_try_gate_passed": self.first_try_gate_passed,
             "gate_passed": self.gate_passed,
             "stored": self.stored,
             "prompt_eval_mean": self.prompt_eval_mean,
@@ -390,6 +393,13 @@ impl Figures {
                 "first_try_valid",
                 "first-try valid",
                 self.first_try_valid,
+                self.spans,
+                "spans",
+            ),
+            rate(
+                "first_try_gate_pass",
+                "first-try gate pass",
+                self.first_try_gate_passed,
                 self.spans,
                 "spans",
             ),
@@ -475,6 +485,10 @@ mod tests {
             "only a's first attempt succeeded"
         );
         assert_eq!(figures.gate_passed, 4, "c's two attempts failed the gate");
+        assert_eq!(
+            figures.first_try_gate_passed, 3,
+            "all but c's first attempt"
+        );
         assert_eq!(figures.stored, 2);
         assert_eq!(figures.prompt_eval_mean, Some(180.0));
         assert_eq!(figures.prompt_eval_mean_after_first, Some(50.0));
@@ -484,7 +498,7 @@ mod tests {
         assert_eq!(json["seconds_per_stored"], 10.0);
         let rows = figures.rows();
         assert_eq!(rows[0].measured, "1 of 4 spans = 25%");
-        assert_eq!(rows[3].measured, "50.0 after the first (180.0 with it)");
+        assert_eq!(rows[4].measured, "50.0 after the first (180.0 with it)");
     }
 
     #[test]
@@ -493,7 +507,7 @@ mod tests {
         let figures = Figures::of(&parse_records(&dump).unwrap(), 5.0);
         assert_eq!(figures.to_json()["seconds_per_stored"], Value::Null);
         assert_eq!(figures.prompt_eval_mean_after_first, None);
-        assert_eq!(figures.rows()[5].measured, "n/a (5 s for the run)");
+        assert_eq!(figures.rows()[6].measured, "n/a (5 s for the run)");
     }
 
     #[test]
