@@ -69,9 +69,15 @@ pub trait BackendAdapter: Send + Sync {
 /// What to ask a backend for one span. Cloning copies no text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {
-    /// The full prompt (template filled with the span's source).
+    /// The span's part of the prompt (the built-in prompt's span and source), or the whole
+    /// prompt when there is no [`system`](Self::system) part (an `[enrichment.prompt]`
+    /// template, filled with the span's source).
     pub prompt: Arc<str>,
-    /// A system prompt, if the pipeline uses one.
+    /// The part of the prompt that is byte-identical for every span (the built-in prompt's
+    /// instructions), to be placed before [`prompt`](Self::prompt), if the pipeline splits
+    /// its prompt. An adapter sends it where its API takes a system prompt (Ollama's `system`,
+    /// a first chat message of role `system`), else as the prompt's prefix; either way it comes
+    /// first, so that a server with prefix caching evaluates only `prompt` for each span.
     pub system: Option<Arc<str>>,
     /// The JSON schema the output must follow (usually
     /// [`enrichment_v1_schema`](crate::enrichment_v1_schema)); adapters whose provider supports

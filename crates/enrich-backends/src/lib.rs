@@ -148,8 +148,10 @@ pub use error::BackendsError;
 pub use failure::BackendError;
 pub use limit::InFlightLimit;
 pub use output::{
-    OutputSchema, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES, ValidationContext,
-    enrichment_v1_schema, enrichment_v1_schema_for_span, parse_and_validate,
+    CHARS_PER_TOKEN, EVIDENCE_MAX_ITEMS, ITEM_MAX_CHARS, LIST_MAX_ITEMS, OutputSchema,
+    SNIPPET_MAX_CHARS, SUMMARY_MAX_CHARS, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES,
+    ValidationContext, enrichment_v1_output_tokens, enrichment_v1_schema,
+    enrichment_v1_schema_for_span, parse_and_validate, worst_case_output_tokens,
 };
 pub use policy::{
     Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,
