@@ -177,6 +177,44 @@ async fn llama_cpp_timings_give_durations_and_speed() {
 }
 
 #[tokio::test]
+async fn the_prompt_tokens_evaluated_leave_out_those_the_server_says_were_cached() {
+    let check = |usage: Value, timings: Option<Value>, expected: Option<u64>| async move {
+        let server = MockServer::start().await;
+        let mut body = completion("{}");
+        body["usage"] = usage.clone();
+        if let Some(timings) = &timings {
+            body["timings"] = timings.clone();
+        }
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        let generation = adapter(&server.uri(), json!({}))
+            .generate(&request())
+            .await
+            .unwrap();
+        assert_eq!(
+            generation.metrics.prompt_eval_count, expected,
+            "usage {usage}, timings {timings:?}"
+        );
+    };
+    // OpenAI's prompt caching (and vLLM's): the cached tokens are part of prompt_tokens.
+    let cached = json!({"prompt_tokens": 2006, "completion_tokens": 300,
+        "prompt_tokens_details": {"cached_tokens": 1920}});
+    check(cached.clone(), None, Some(86)).await;
+    check(
+        json!({"prompt_tokens": 140, "prompt_tokens_details": {"cached_tokens": 0}}),
+        None,
+        Some(140),
+    )
+    .await;
+    // llama.cpp's server: `timings.prompt_n` is what it evaluated, `cache_n` what it reused.
+    let timings = json!({"cache_n": 1990, "prompt_n": 16, "prompt_ms": 20.0});
+    check(cached, Some(timings), Some(16)).await;
+    check(json!({"prompt_tokens": 140}), None, Some(140)).await;
+}
+
+#[tokio::test]
 async fn reasoning_is_the_answer_only_when_content_is_empty() {
     let check = |content: Value,
                  field: &'static str,
