@@ -110,7 +110,7 @@ enum Segment {
 ///   enrichment.v1 JSON object and describes every field with its limits (summary at most 120
 ///   words, lists of at most [`LIST_MAX_ITEMS`] short items, usage snippet at most 12 lines,
 ///   evidence line ranges inside the span);
-/// - the span's part ([`Prompt::text`]): `Span: lines N-M of <path>, the <kind> `<symbol>`.`
+/// - the span's part ([`Prompt::text`]): ``Span: lines N-M of <path>, the <kind> `<symbol>`.``
 ///   (the span's range before anything else that looks like a line range), then the source in
 ///   a fence labelled with the language, each line prefixed with its number, right-aligned to
 ///   the width of the span's last line: `  42 | code`.
@@ -500,6 +500,16 @@ mod tests {
         }
     }
 
+    /// A Python span's view for the prompt.
+    fn python<'a>(span: &'a SpanIdentity, symbol: &'a str, kind: &'a str) -> PromptSpan<'a> {
+        PromptSpan {
+            span,
+            lang: "python",
+            symbol,
+            kind,
+        }
+    }
+
     fn built_in_builder(max_snippet_bytes: usize) -> PromptBuilder {
         PromptBuilder::new(&PromptConfig {
             template: None,
@@ -516,12 +526,7 @@ mod tests {
             SpanIdentity::new("sha256:2", "lib/other/hooks.rs", 1200, 1310),
         );
         let a = builder.build(
-            &PromptSpan {
-                span: &first,
-                lang: "python",
-                symbol: "prepare_body",
-                kind: "function",
-            },
+            &python(&first, "prepare_body", "function"),
             "def prepare_body(self, data):\n    return data\n",
         );
         let b = builder.build(
@@ -583,12 +588,7 @@ mod tests {
     fn source_lines_are_numbered_to_the_width_of_the_spans_last_line() {
         let builder = built_in_builder(24_576);
         let identity = SpanIdentity::new("sha256:n", "a.py", 8, 11);
-        let span = PromptSpan {
-            span: &identity,
-            lang: "python",
-            symbol: "f",
-            kind: "function",
-        };
+        let span = python(&identity, "f", "function");
         let prompt = builder.build(&span, "def f():\n\n    x = 1\n    return x");
         assert!(
             prompt.text.ends_with(
@@ -606,12 +606,7 @@ mod tests {
     fn a_cut_source_is_numbered_up_to_the_cut_and_noted() {
         let builder = built_in_builder(12);
         let identity = SpanIdentity::new("sha256:c", "a.py", 98, 101);
-        let span = PromptSpan {
-            span: &identity,
-            lang: "python",
-            symbol: "",
-            kind: "",
-        };
+        let span = python(&identity, "", "");
         let prompt = builder.build(&span, "a = 1\nb = 2\nc = 3\nd = 4\n");
         assert!(
             prompt.text.ends_with(
@@ -631,12 +626,7 @@ mod tests {
         })
         .unwrap();
         let identity = SpanIdentity::new("sha256:t", "a.py", 3, 4);
-        let span = PromptSpan {
-            span: &identity,
-            lang: "python",
-            symbol: "",
-            kind: "",
-        };
+        let span = python(&identity, "", "");
         let prompt = builder.build(&span, "x = 1\ny = 2\n");
         assert_eq!(prompt.system, None);
         assert_eq!(prompt.text, "a.py:3\nx = 1\ny = 2\n");

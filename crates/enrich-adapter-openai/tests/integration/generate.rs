@@ -154,14 +154,9 @@ async fn an_answer_becomes_text_and_usage_metrics() {
     assert_eq!(m.done_reason.as_deref(), Some("stop"));
 }
 
-#[tokio::test]
-async fn llama_cpp_timings_give_durations_and_speed() {
+/// The metrics of an answer whose body is `body`.
+async fn metrics_of(body: Value) -> enrich_backends::UsageMetrics {
     let server = MockServer::start().await;
-    let mut body = completion("{}");
-    body["timings"] = json!({
-        "prompt_n": 140, "prompt_ms": 700.0, "predicted_n": 60, "predicted_ms": 1500.0,
-        "predicted_per_second": 40.0,
-    });
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .mount(&server)
@@ -170,7 +165,17 @@ async fn llama_cpp_timings_give_durations_and_speed() {
         .generate(&request())
         .await
         .unwrap();
-    let m = &generation.metrics;
+    generation.metrics
+}
+
+#[tokio::test]
+async fn llama_cpp_timings_give_durations_and_speed() {
+    let mut body = completion("{}");
+    body["timings"] = json!({
+        "prompt_n": 140, "prompt_ms": 700.0, "predicted_n": 60, "predicted_ms": 1500.0,
+        "predicted_per_second": 40.0,
+    });
+    let m = &metrics_of(body).await;
     assert_eq!(m.prompt_eval_duration_ns, Some(700_000_000));
     assert_eq!(m.eval_duration_ns, Some(1_500_000_000));
     assert_eq!(m.tokens_per_second, Some(40.0), "60 tokens in 1.5 s");
@@ -179,22 +184,14 @@ async fn llama_cpp_timings_give_durations_and_speed() {
 #[tokio::test]
 async fn the_prompt_tokens_evaluated_leave_out_those_the_server_says_were_cached() {
     let check = |usage: Value, timings: Option<Value>, expected: Option<u64>| async move {
-        let server = MockServer::start().await;
         let mut body = completion("{}");
         body["usage"] = usage.clone();
         if let Some(timings) = &timings {
             body["timings"] = timings.clone();
         }
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .mount(&server)
-            .await;
-        let generation = adapter(&server.uri(), json!({}))
-            .generate(&request())
-            .await
-            .unwrap();
         assert_eq!(
-            generation.metrics.prompt_eval_count, expected,
+            metrics_of(body).await.prompt_eval_count,
+            expected,
             "usage {usage}, timings {timings:?}"
         );
     };
