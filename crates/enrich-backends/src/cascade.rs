@@ -18,7 +18,7 @@ use crate::circuit::{
 };
 use crate::deadline::within;
 use crate::failure::BackendError;
-use crate::output::{ValidationContext, parse_and_validate};
+use crate::output::{QualityReport, Validated, ValidationContext, judge_reply};
 use crate::policy::{CascadePolicy, Decision, SpanProgress};
 
 /// The most bytes of a rejected answer quoted in a corrective re-ask.
@@ -54,6 +54,8 @@ where
 pub struct CascadeSuccess {
     /// The validated output.
     pub enrichment: Enrichment,
+    /// What the quality gate made of it (score, checks failed above the level, repairs).
+    pub quality: QualityReport,
     /// The raw answer it came from, with usage metrics.
     pub generation: Generation,
     /// The index, in the backends given to [`Cascade::run`], of the backend that answered.
@@ -303,7 +305,7 @@ impl Drop for Admission<'_> {
 /// What one span asks of every backend of its chain.
 struct SpanCall<'a> {
     request: &'a GenerateRequest,
-    validation: &'a ValidationContext,
+    validation: &'a ValidationContext<'a>,
     cancel: &'a CancellationToken,
 }
 
@@ -542,14 +544,14 @@ impl Cascade {
     }
 
     /// Enriches one span: tries `backends[start..]` in order until one returns output that
-    /// passes [`parse_and_validate`].
+    /// passes [`parse_and_validate`](crate::parse_and_validate) and the quality gate.
     ///
     /// Each backend is tried, re-asked, retried or left according to the policy (see the crate
     /// docs); backends skipped for the run or behind an open circuit are passed over at once,
     /// without an attempt. Each call to `generate` is bounded by the backend's
     /// `timeout_seconds` (a [`FailureKind::Timeout`] when it elapses). Output that fails
-    /// validation is a failed attempt ([`FailureKind::MalformedOutput`] or
-    /// [`FailureKind::SchemaInvalid`], or [`FailureKind::Truncated`] when the backend reports
+    /// validation is a failed attempt ([`FailureKind::MalformedOutput`],
+    /// [`FailureKind::SchemaInvalid`] or [`FailureKind::QualityRejected`], or [`FailureKind::Truncated`] when the backend reports
     /// `done_reason == "length"`); the first kinds get
     /// [`CascadePolicy::corrective_reasks`] follow-up requests to the same backend, whose prompt
     /// is `request`'s followed by the rejected answer, the validator's message and an
@@ -569,7 +571,7 @@ impl Cascade {
         backends: &[Arc<dyn BackendAdapter>],
         start: usize,
         request: &GenerateRequest,
-        validation: &ValidationContext,
+        validation: &ValidationContext<'_>,
         cancel: &CancellationToken,
     ) -> Result<CascadeSuccess, CascadeFailure> {
         self.run_resumed(
@@ -599,7 +601,7 @@ impl Cascade {
         backends: &[Arc<dyn BackendAdapter>],
         start: usize,
         request: &GenerateRequest,
-        validation: &ValidationContext,
+        validation: &ValidationContext<'_>,
         cancel: &CancellationToken,
     ) -> Result<CascadeSuccess, CascadeFailure> {
         let mut span = SpanRun::resumed(prior);
@@ -658,7 +660,13 @@ impl Cascade {
             let (record, result) =
                 attempt(on.backend, &current, call.validation, call.cancel, number).await;
             let (error, rejected) = match result {
-                Ok((enrichment, generation)) => {
+                Ok((
+                    Validated {
+                        enrichment,
+                        quality,
+                    },
+                    generation,
+                )) => {
                     if let Some(admission) = admission {
                         admission.settle(CallOutcome::Answered, None);
                     }
@@ -666,6 +674,7 @@ impl Cascade {
                     span.attempts.push(record);
                     return Some(Ok(CascadeSuccess {
                         enrichment,
+                        quality,
                         generation,
                         backend_index: on.index,
                         attempts: std::mem::take(&mut span.attempts),
@@ -1062,14 +1071,14 @@ fn corrective_request(
     }
 }
 
-type AttemptResult = Result<(Enrichment, Generation), (BackendError, Option<String>)>;
+type AttemptResult = Result<(Validated, Generation), (BackendError, Option<String>)>;
 
 /// One call to one backend, validated and recorded. A failure carries the rejected answer's
 /// text when the backend answered.
 async fn attempt(
     backend: &dyn BackendAdapter,
     request: &GenerateRequest,
-    validation: &ValidationContext,
+    validation: &ValidationContext<'_>,
     cancel: &CancellationToken,
     number: u32,
 ) -> (AttemptRecord, AttemptResult) {
@@ -1121,20 +1130,25 @@ async fn attempt(
             record.prompt_eval_count = metrics.prompt_eval_count;
             record.eval_count = metrics.eval_count;
             record.tokens_per_second = metrics.derived_tokens_per_second();
-            match parse_and_validate(&generation.text, validation) {
-                Ok(enrichment) => Ok((enrichment, generation)),
-                Err(error) if generation.metrics.is_truncated() => Err((
-                    BackendError::new(
-                        FailureKind::Truncated,
-                        format!(
-                            "backend '{}' stopped at its output token limit (done_reason \
+            match judge_reply(&generation.text, validation) {
+                Ok(validated) => Ok((validated, generation)),
+                Err(error)
+                    if generation.metrics.is_truncated()
+                        && error.kind != FailureKind::QualityRejected =>
+                {
+                    Err((
+                        BackendError::new(
+                            FailureKind::Truncated,
+                            format!(
+                                "backend '{}' stopped at its output token limit (done_reason \
                              \"length\") before the answer was complete: {}",
-                            spec.name, error.message
-                        ),
-                    )
-                    .with_source(error),
-                    None,
-                )),
+                                spec.name, error.message
+                            ),
+                        )
+                        .with_source(error),
+                        None,
+                    ))
+                }
                 Err(error) => Err((error, Some(generation.text))),
             }
         }

@@ -166,9 +166,9 @@ pub struct CascadePolicy {
     /// The circuit breaker; `None` disables it.
     pub circuit: Option<CircuitPolicy>,
     /// Corrective re-asks per backend and span: after [`FailureKind::MalformedOutput`],
-    /// [`FailureKind::SchemaInvalid`] or [`FailureKind::Truncated`], the same backend is asked
-    /// again this many times, the follow-up prompt quoting its rejected answer and the
-    /// validator's message (or, after a truncated answer, asking for a shorter one), before the
+    /// [`FailureKind::SchemaInvalid`], [`FailureKind::QualityRejected`] or
+    /// [`FailureKind::Truncated`], the same backend is asked again this many times, the
+    /// follow-up prompt quoting its rejected answer and the validator's (or the gate's) message (or, after a truncated answer, asking for a shorter one), before the
     /// kind's own policy applies. 0 disables them.
     pub corrective_reasks: u32,
 }
@@ -261,13 +261,16 @@ impl CascadePolicy {
     }
 
     /// Whether a failed attempt is followed by a corrective re-ask of the same backend: the
-    /// failure is [`FailureKind::MalformedOutput`], [`FailureKind::SchemaInvalid`] or
-    /// [`FailureKind::Truncated`], the backend's re-asks for this span are not used up, and
+    /// failure is [`FailureKind::MalformedOutput`], [`FailureKind::SchemaInvalid`],
+    /// [`FailureKind::QualityRejected`] or [`FailureKind::Truncated`], the backend's re-asks for this span are not used up, and
     /// neither is the span's attempt limit.
     pub fn corrective_reask(&self, error: &BackendError, progress: SpanProgress) -> bool {
         matches!(
             error.kind,
-            FailureKind::MalformedOutput | FailureKind::SchemaInvalid | FailureKind::Truncated
+            FailureKind::MalformedOutput
+                | FailureKind::SchemaInvalid
+                | FailureKind::QualityRejected
+                | FailureKind::Truncated
         ) && progress.reasks_on_backend < self.corrective_reasks
             && progress.attempts_made < self.max_attempts_per_span
     }
@@ -378,6 +381,7 @@ mod tests {
             (Cancelled, Decision::Stop, Decision::Stop),
             (InvalidRequest, NEXT, NEXT),
             (ResponseTooLarge, NEXT, NEXT),
+            (QualityRejected, NEXT, NEXT),
         ];
         assert_eq!(table.len(), FailureKind::ALL.len());
         for (kind, first, second) in table {
@@ -418,6 +422,8 @@ mod tests {
             (SchemaInvalid, 0, 1, reask),
             (MalformedOutput, 1, 2, NEXT),
             (SchemaInvalid, 1, 2, NEXT),
+            (QualityRejected, 0, 1, reask),
+            (QualityRejected, 1, 2, NEXT),
             // The attempt limit wins over a re-ask.
             (SchemaInvalid, 0, 6, NEXT),
             // A truncated answer is re-asked too (for a shorter one).

@@ -30,6 +30,19 @@ use rustls_native_certs::CertificateResult;
 
 use crate::error::BackendsError;
 
+/// Makes ring the process-wide default rustls provider, unless a provider is already installed.
+///
+/// A binary that hosts adapters calls this once at start (the `enrich` binary does), so a
+/// third-party adapter that builds a plain `reqwest::Client::new()` instead of using
+/// [`client_config_for`] gets ring too rather than a panic for want of a provider. The
+/// workspace's own clients never rely on it: they hand their configuration over explicitly.
+pub fn install_default_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // `Err` means another thread installed one first, which is the goal as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// rustls with the ring provider, TLS 1.3 and 1.2, trusting `roots`, offering HTTP/1.1 by ALPN.
 pub fn client_config(roots: RootCertStore) -> ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -145,6 +158,29 @@ mod tests {
     use rustls::pki_types::CertificateDer;
 
     use super::*;
+
+    #[test]
+    fn the_default_provider_is_ring_once_installed_and_an_earlier_one_is_kept() {
+        install_default_provider();
+        let installed = rustls::crypto::CryptoProvider::get_default().expect("a default provider");
+        let ring = rustls::crypto::ring::default_provider();
+        let suites = |p: &rustls::crypto::CryptoProvider| {
+            p.cipher_suites
+                .iter()
+                .map(|s| s.suite())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(suites(installed), suites(&ring));
+        // A second call leaves the installed provider in place.
+        install_default_provider();
+        let again = rustls::crypto::CryptoProvider::get_default().expect("still installed");
+        assert!(Arc::ptr_eq(installed, again));
+        // The default path of rustls, which a plain reqwest client takes, now builds.
+        let config = ClientConfig::builder()
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        assert!(config.alpn_protocols.is_empty());
+    }
 
     #[test]
     fn the_store_must_give_at_least_one_root() {

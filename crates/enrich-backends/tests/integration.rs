@@ -11,6 +11,8 @@ mod circuits;
 mod output;
 #[path = "integration/pools.rs"]
 mod pools;
+#[path = "integration/quality.rs"]
+mod quality;
 #[path = "integration/rate_limits.rs"]
 mod rate_limits;
 #[path = "integration/reask.rs"]

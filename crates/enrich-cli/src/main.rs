@@ -38,6 +38,9 @@ use crate::exit::{Exit, classify, report};
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with code 2 (help and version with 0).
     let cli = Cli::parse();
+    // Adapters of other crates may build a plain reqwest client, which needs a process-wide
+    // rustls provider (reqwest is built without one of its own): ring, as every adapter uses.
+    enrich_backends::tls::install_default_provider();
     // `watch` is a service: its log is its output, so it logs at info by default, with times.
     let service = matches!(cli.command, cli::Command::Watch(_));
     let verbose = cli.global.verbose.saturating_add(u8::from(service));

@@ -14,6 +14,7 @@ use serde::Serialize;
 use toml_edit::{ImDocument, Item, TableLike};
 
 use crate::Source;
+use crate::load::QUALITY_KEYS;
 use crate::raw::{
     BUDGET_KEYS, CIRCUIT_BREAKER_KEYS, ENRICHMENT_KEYS, ENTRY_KEYS, LLMC_ENRICHMENT_KEYS,
     LLMC_ENTRY_KEYS, LLMC_RUNNER_KEYS, PROMPT_KEYS,
@@ -216,6 +217,7 @@ impl Walk<'_> {
                 "runner" => Some((RUNNER_KEYS, LLMC_RUNNER_KEYS)),
                 "index" => Some((INDEX_KEYS, &[][..])),
                 "secrets" => Some((SECRETS_KEYS, &[][..])),
+                "quality" => Some((QUALITY_KEYS, &[][..])),
                 _ => None,
             };
             match (name, known) {

@@ -55,7 +55,8 @@ pub use secrets::{IndexConfig, SecretsAction, SecretsConfig};
 pub use types::{
     BackendSpec, DEFAULT_CHAIN, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MODEL, DEFAULT_OLLAMA_URL,
     DEFAULT_PROVIDER, DEFAULT_TIER, DEFAULT_TIMEOUT_SECONDS, EnrichmentConfig, EventLogLimit,
-    OnFailure, Options, Price, PromptConfig, Secret, is_secret_key, redacted_options,
+    OnFailure, Options, Price, PromptConfig, QualityConfig, QualityLevel, Secret, is_secret_key,
+    redacted_options,
 };
 pub use work_order::{
     DEFAULT_PATH_WEIGHT, FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, MAX_PATH_WEIGHT, MIN_PATH_WEIGHT,

@@ -13,9 +13,12 @@
 mod chain_json;
 mod chains;
 mod entry;
+mod quality;
 mod routing;
 mod scalars;
 mod settings;
+
+pub(crate) use quality::{QUALITY_KEYS, RawQuality};
 
 use std::env::VarError;
 use std::io::ErrorKind;
@@ -292,6 +295,7 @@ fn resolve_values(
     let work_order = crate::work_order::resolve(&raw, &origin, file_globs.as_deref())?;
     let (index, secrets) =
         crate::secrets::resolve(raw.index.as_ref(), raw.secrets.as_ref(), &origin)?;
+    let quality = quality::resolve(raw.quality.as_ref(), &origin)?;
     let routing = routing::resolve(&raw, &origin, env, errors)?;
     let chains = chains::Context {
         file,
@@ -329,6 +333,7 @@ fn resolve_values(
         work_order: work_order.work_order,
         index,
         secrets,
+        quality,
         event_log: EventLogLimit {
             max_bytes: raw.event_log_max_bytes.0,
             keep: raw.event_log_keep.0,

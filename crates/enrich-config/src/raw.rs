@@ -57,6 +57,7 @@ pub(crate) struct RawEnrichment {
     pub(crate) runner: Option<crate::work_order::RawRunner>,
     pub(crate) index: Option<crate::secrets::RawIndex>,
     pub(crate) secrets: Option<crate::secrets::RawSecrets>,
+    pub(crate) quality: Option<crate::load::RawQuality>,
     pub(crate) event_log_max_bytes: Whole<u64>,
     pub(crate) event_log_keep: Whole<u32>,
     #[serde(deserialize_with = "one_or_many")]
@@ -91,6 +92,7 @@ pub(crate) const ENRICHMENT_KEYS: &[&str] = &[
     "runner",
     "index",
     "secrets",
+    "quality",
     "event_log_max_bytes",
     "event_log_keep",
     "chain",

@@ -194,6 +194,12 @@ pub(crate) fn secrets_action(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "enum": values })
 }
 
+/// `[enrichment.quality] level`'s values.
+pub(crate) fn quality_level(_: &mut SchemaGenerator) -> Schema {
+    let values = crate::QualityLevel::ALL.map(crate::QualityLevel::as_str);
+    json_schema!({ "type": "string", "enum": values })
+}
+
 /// Lets LLMC's own keys of a table through (loading passes them in silence).
 fn accept_llmc_keys(schema: &mut Schema, keys: &[&str]) {
     if let Some(Value::Object(properties)) = schema.get_mut("properties") {
@@ -329,6 +335,7 @@ fn bare_key(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::QUALITY_KEYS;
     use crate::raw::{BUDGET_KEYS, CIRCUIT_BREAKER_KEYS, ENRICHMENT_KEYS, ENTRY_KEYS, PROMPT_KEYS};
     use crate::secrets::{INDEX_KEYS, SECRETS_KEYS};
     use crate::work_order::RUNNER_KEYS;
@@ -352,7 +359,7 @@ mod tests {
     fn every_table_has_the_keys_loading_reads_and_llmcs_own() {
         let schema = config_file_schema();
         let e = "/properties/enrichment";
-        let tables: [(String, &[&[&str]]); 9] = [
+        let tables: [(String, &[&[&str]]); 10] = [
             (String::new(), &[&["enrichment"]]),
             (e.to_owned(), &[ENRICHMENT_KEYS, LLMC_ENRICHMENT_KEYS]),
             (
@@ -371,6 +378,7 @@ mod tests {
             ),
             (format!("{e}/properties/index"), &[INDEX_KEYS]),
             (format!("{e}/properties/secrets"), &[SECRETS_KEYS]),
+            (format!("{e}/properties/quality"), &[QUALITY_KEYS]),
         ];
         for (pointer, lists) in tables {
             assert_eq!(keys(&schema, &pointer), sorted(lists), "{pointer}");

@@ -50,6 +50,53 @@ impl OnFailure {
     }
 }
 
+/// How strictly the quality gate judges an answer that passed the enrichment.v1 schema
+/// (`[enrichment.quality] level`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityLevel {
+    /// No quality check rejects an answer (repairs still apply and the score is still kept).
+    Off,
+    /// The checks every answer must pass: a summary that says something (LLMC's floor: not
+    /// empty, no placeholder, not too short), is not a bare number, path or name and does not
+    /// echo the prompt; list items that are not placeholders or prompt fragments.
+    #[default]
+    Basic,
+    /// The basic checks, and names claimed as inputs or outputs must occur in the span's
+    /// source, and a usage snippet must mention the span's symbol.
+    Strict,
+}
+
+impl QualityLevel {
+    /// Every level, from the most lenient (the order of the variants: a check of a level
+    /// rejects at that level and every stricter one).
+    pub const ALL: [QualityLevel; 3] =
+        [QualityLevel::Off, QualityLevel::Basic, QualityLevel::Strict];
+
+    /// The spelling used in config files and stored with each quality score.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            QualityLevel::Off => "off",
+            QualityLevel::Basic => "basic",
+            QualityLevel::Strict => "strict",
+        }
+    }
+
+    /// The level spelled `name`, if any (the inverse of [`QualityLevel::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|level| level.as_str() == name)
+    }
+}
+
+/// The `[enrichment.quality]` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualityConfig {
+    /// How strictly answers are judged.
+    pub level: QualityLevel,
+}
+
 /// The `[enrichment.prompt]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptConfig {
@@ -372,6 +419,8 @@ pub struct EnrichmentConfig {
     pub index: crate::IndexConfig,
     /// What a run does with a span holding a secret (`[enrichment.secrets]`).
     pub secrets: crate::SecretsConfig,
+    /// How strictly the quality gate judges answers (`[enrichment.quality]`).
+    pub quality: QualityConfig,
     /// The size bound of the JSONL event log.
     pub event_log: EventLogLimit,
     /// Every backend entry, in file order, each tagged with its chain.

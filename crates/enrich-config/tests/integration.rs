@@ -15,6 +15,8 @@ mod keys;
 mod ollama_host;
 #[path = "integration/provenance.rs"]
 mod provenance;
+#[path = "integration/quality.rs"]
+mod quality;
 #[path = "integration/reliability.rs"]
 mod reliability;
 #[path = "integration/schema.rs"]

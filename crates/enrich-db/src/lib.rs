@@ -68,7 +68,7 @@ pub use schema::{
 pub use source::{SourceReader, SpanSource};
 pub use types::{
     AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry,
-    GroupCount, PendingSpan, Run, RunCounts, RunStatus, SpanOutcome, Stats, Stored,
+    GroupCount, PendingSpan, QualityRow, Run, RunCounts, RunStatus, SpanOutcome, Stats, Stored,
     StoredEnrichment, WriteReport,
 };
 pub use usage::BackendUsage;

@@ -15,8 +15,8 @@ use enrich_types::{
 };
 
 use crate::types::{
-    AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FailureEntry, GroupCount, PendingSpan, Run,
-    RunCounts, RunStatus, Stats, StoredEnrichment,
+    AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FailureEntry, GroupCount, PendingSpan,
+    QualityRow, Run, RunCounts, RunStatus, Stats, StoredEnrichment,
 };
 
 const SPAN_BY_HASH_SQL: &str = concat!(
@@ -58,6 +58,8 @@ const ENRICHMENTS_BY_SYMBOL_SQL: &str = concat!(
      WHERE s.symbol = ?1 ORDER BY s.id"
 );
 
+const QUALITY_SQL: &str = "SELECT score, level, failed_checks, repairs, gate_version \
+                           FROM enrich_quality WHERE span_hash = ?1";
 const ATTEMPTS_SQL: &str = "
 SELECT run_id, span_hash, attempt, backend, provider, model, host, outcome, failure_kind,
        message, started_at_ms, duration_ms, prompt_eval_count, eval_count, tokens_per_second
@@ -345,6 +347,45 @@ impl Db {
             .collect()
     }
 
+    /// The quality gate's verdict on the enrichment of this span (`enrich_quality`), if it was
+    /// judged.
+    pub fn quality_of(&self, span_hash: &str) -> Result<Option<QualityRow>, DbError> {
+        let raw = self
+            .conn
+            .prepare_cached(QUALITY_SQL)
+            .and_then(|mut stmt| {
+                stmt.query_row([span_hash], |row| {
+                    Ok((
+                        row.get::<_, f64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(self.err("read an enrichment's quality score"))?;
+        let Some((score, level, failed, repairs, gate_version)) = raw else {
+            return Ok(None);
+        };
+        let bad = |column: &'static str| {
+            move |detail: String| DbError::BadRow {
+                path: self.path.clone(),
+                span_hash: span_hash.to_owned(),
+                column,
+                detail,
+            }
+        };
+        Ok(Some(QualityRow {
+            score,
+            level,
+            failed_checks: decode_list(Some(&failed)).map_err(bad("failed_checks"))?,
+            repairs: decode_list(Some(&repairs)).map_err(bad("repairs"))?,
+            gate_version,
+        }))
+    }
+
     /// Every logged attempt for this span, by run then attempt number.
     pub fn attempts_for_span(&self, span_hash: &str) -> Result<Vec<AttemptLogEntry>, DbError> {
         self.conn
@@ -475,6 +516,7 @@ impl Db {
             content_type_confidence: raw.content_type_confidence,
             content_type_source: raw.content_type_source,
             metrics: raw.metrics,
+            quality: self.quality_of(&raw.span_hash)?,
         };
         Ok(StoredEnrichment {
             span_hash: raw.span_hash,

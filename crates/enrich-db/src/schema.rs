@@ -323,6 +323,24 @@ CREATE TABLE enrich_shared_spans (
 CREATE INDEX enrich_shared_spans_path ON enrich_shared_spans(path);
 ",
     },
+    Migration {
+        version: 7,
+        name: "the quality gate's score of each stored enrichment",
+        // One row per enrichment the gate judged, written in the transaction that stores it
+        // (and deleted when an enrichment without a score replaces it). Keyed like
+        // `enrichments`, without a foreign key, like every enrich table: readers join it.
+        sql: "
+CREATE TABLE enrich_quality (
+    span_hash TEXT PRIMARY KEY,
+    score REAL NOT NULL,
+    level TEXT NOT NULL,
+    failed_checks TEXT NOT NULL,
+    repairs TEXT NOT NULL,
+    gate_version TEXT NOT NULL,
+    scored_at_ms INTEGER NOT NULL
+);
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

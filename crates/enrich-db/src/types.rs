@@ -103,6 +103,26 @@ pub struct EnrichmentRow {
     pub content_type_source: Option<String>,
     /// Backend metrics.
     pub metrics: EnrichmentMetrics,
+    /// The quality gate's verdict, kept in enrich's own `enrich_quality` table (never in
+    /// LLMC's columns); `None` for an enrichment the gate did not judge (a fallback, one
+    /// LLMC wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityRow>,
+}
+
+/// The quality gate's verdict on a stored enrichment: a row of `enrich_quality`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityRow {
+    /// From 0 to 1: the weighted share of the gate's checks the enrichment passed.
+    pub score: f64,
+    /// The gate's level when it was judged (`off`, `basic`, `strict`).
+    pub level: String,
+    /// The checks it failed without being rejected (above the level), by name.
+    pub failed_checks: Vec<String>,
+    /// The repairs made to it while validating, by name.
+    pub repairs: Vec<String>,
+    /// The version of the gate's rules.
+    pub gate_version: String,
 }
 
 impl EnrichmentRow {

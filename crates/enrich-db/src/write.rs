@@ -11,7 +11,7 @@ use crate::open::Db;
 use enrich_types::{AttemptRecord, LedgerKind, RunId};
 
 use crate::types::{
-    EnrichmentRow, FailureEntry, RunCounts, RunStatus, SpanOutcome, Stored, WriteReport,
+    EnrichmentRow, FailureEntry, QualityRow, RunCounts, RunStatus, SpanOutcome, Stored, WriteReport,
 };
 
 const INSERT_ATTEMPT_SQL: &str = "
@@ -25,6 +25,15 @@ ON CONFLICT (span_hash, run_id, attempt) DO NOTHING";
 /// instead of a lookup and an upsert. LLMC stamps `created_at` with `strftime('%s','now')`; the
 /// cast stores the same number as an integer rather than text. (`WHERE` also keeps SQLite from
 /// reading `ON CONFLICT` as part of the `SELECT`.)
+const UPSERT_QUALITY_SQL: &str = "
+INSERT INTO enrich_quality (span_hash, score, level, failed_checks, repairs, gate_version,
+                            scored_at_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT(span_hash) DO UPDATE SET
+    score = excluded.score, level = excluded.level, failed_checks = excluded.failed_checks,
+    repairs = excluded.repairs, gate_version = excluded.gate_version,
+    scored_at_ms = excluded.scored_at_ms";
+
 const UPSERT_ENRICHMENT_SQL: &str = "
 INSERT INTO enrichments (
     span_hash, summary, tags, evidence, model, created_at, schema_ver,
@@ -153,6 +162,8 @@ impl BatchWriter<'_> {
                     report.missing_spans.push(outcome.span_hash.clone());
                     return Ok(());
                 }
+                self.store_quality(&outcome.span_hash, enrichment.quality.as_ref())
+                    .map_err(|e| ItemError::Sqlite("store an enrichment's quality score", e))?;
                 if self.ledger_in_use {
                     self.tx
                         .prepare_cached(CLEAR_LEDGER_SQL)
@@ -308,6 +319,32 @@ impl BatchWriter<'_> {
                 m.backend_host,
             ])?;
         Ok(changed > 0)
+    }
+
+    /// Stores the quality gate's verdict on the enrichment just stored, or removes an older
+    /// one when the new enrichment has none.
+    fn store_quality(&self, span_hash: &str, quality: Option<&QualityRow>) -> rusqlite::Result<()> {
+        match quality {
+            Some(q) => {
+                self.tx
+                    .prepare_cached(UPSERT_QUALITY_SQL)?
+                    .execute(params![
+                        span_hash,
+                        q.score,
+                        q.level,
+                        json_array(&q.failed_checks),
+                        json_array(&q.repairs),
+                        q.gate_version,
+                        now_ms(),
+                    ])?;
+            }
+            None => {
+                self.tx
+                    .prepare_cached("DELETE FROM enrich_quality WHERE span_hash = ?1")?
+                    .execute([span_hash])?;
+            }
+        }
+        Ok(())
     }
 
     /// Records one failed run; returns whether this failure dead-lettered the span. A second

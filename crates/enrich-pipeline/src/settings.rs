@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use enrich_backends::{CascadePolicy, CircuitPolicy};
 use enrich_config::{
-    BudgetConfig, EnrichmentConfig, OnFailure, Schedule, SecretsAction, WorkOrder, redacted_options,
+    BudgetConfig, EnrichmentConfig, OnFailure, QualityLevel, Schedule, SecretsAction, WorkOrder,
+    redacted_options,
 };
 
 use crate::error::PipelineError;
@@ -42,6 +43,8 @@ pub struct PipelineSettings {
     pub busy_timeout: Duration,
     /// Reject enrichments with characters outside Latin-1 (`enforce_latin1_enrichment`).
     pub enforce_latin1: bool,
+    /// Which of the quality gate's checks reject an answer (`[enrichment.quality] level`).
+    pub quality: QualityLevel,
     /// What to store when every backend failed for a span (`on_failure`).
     pub on_failure: OnFailure,
     /// Retries, backoff, circuit breaker and the attempt cap per span. [`from_config`] sets
@@ -104,6 +107,7 @@ impl PipelineSettings {
             busy_timeout: Duration::try_from_secs_f64(config.busy_timeout_seconds)
                 .unwrap_or(enrich_db::DEFAULT_BUSY_TIMEOUT),
             enforce_latin1: config.enforce_latin1_enrichment,
+            quality: config.quality.level,
             on_failure: config.on_failure,
             cascade: cascade_policy(config),
             commit_every: Self::DEFAULT_COMMIT_EVERY,

@@ -16,7 +16,9 @@ pub(crate) const GARBAGE_TEXT: &str =
     "I'm sorry, but I cannot describe this code as requested. Maybe try again later?";
 
 /// A JSON object that passes enrichment.v1 validation
-/// ([`parse_and_validate`](enrich_backends::parse_and_validate)) for `span`.
+/// ([`parse_and_validate`](enrich_backends::parse_and_validate)) for `span`, and the quality
+/// gate at every level: its summary is a sentence, its list items are phrases (so identifier
+/// grounding has nothing to judge) and it has no usage snippet.
 ///
 /// Deterministic: the same span gives the same text. Its evidence cites the span's own lines,
 /// and its summary names the span hash, so two spans never share an answer.
@@ -29,6 +31,12 @@ pub(crate) const GARBAGE_TEXT: &str =
 /// let json = valid_enrichment_json(&span);
 /// let enrichment = parse_and_validate(&json, &ValidationContext::for_span(&span, true)).unwrap();
 /// assert_eq!(enrichment.evidence[0].lines, [10, 24]);
+///
+/// // The strictest quality gate lets it through, whatever the span's source and symbol.
+/// let strict = ValidationContext::for_span(&span, true)
+///     .with_quality(enrich_config::QualityLevel::Strict)
+///     .with_source("fn parse(input: &str) {}", "parse");
+/// assert!(parse_and_validate(&json, &strict).is_ok());
 /// ```
 pub fn valid_enrichment_json(span: &SpanIdentity) -> String {
     enrichment_json(span.line_start, span.line_end, fingerprint(&span.span_hash))
@@ -40,17 +48,32 @@ pub fn valid_enrichment_json(span: &SpanIdentity) -> String {
 pub(crate) fn enrichment_json(start: u32, end: u32, fingerprint: u64) -> String {
     format!(
         concat!(
-            r#"{{"summary_120w":"Deterministic fake enrichment of lines {s}-{e} (fingerprint {fp:016x}).","#,
+            r#"{{"summary_120w":"Deterministic test enrichment of lines {s}-{e} (fingerprint {fp:016x}).","#,
             r#""inputs":["the source text of lines {s}-{e}"],"#,
             r#""outputs":["a deterministic description"],"#,
             r#""side_effects":[],"#,
-            r#""pitfalls":["written by a fake model, not by reading the code"],"#,
+            r#""pitfalls":["written by a test model, not by reading the code"],"#,
             r#""usage_snippet":null,"#,
             r#""evidence":[{{"field":"summary_120w","lines":[{s},{e}]}},{{"field":"inputs","lines":[{s},{e}]}}]}}"#,
         ),
         s = start,
         e = end,
         fp = fingerprint,
+    )
+}
+
+/// An enrichment.v1 object for lines `start..=end` that passes the schema but says nothing:
+/// the answers a small model gives when it copies the prompt (a bare number as the summary,
+/// field names and line numbers as inputs, an evidence range given end first).
+pub(crate) fn nonsense_json(start: u32, end: u32) -> String {
+    format!(
+        concat!(
+            r#"{{"summary_120w":"{s}","inputs":["field","lines","side_effectz","{s},{e}","2"],"#,
+            r#""outputs":["120w"],"side_effects":[],"pitfalls":[],"usage_snippet":null,"#,
+            r#""evidence":[{{"field":"inputs","lines":[{e},{s}]}}]}}"#,
+        ),
+        s = start,
+        e = end,
     )
 }
 

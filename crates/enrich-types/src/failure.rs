@@ -98,6 +98,9 @@ failure_kinds! {
         /// The answer is larger than the backend's `max_response_bytes`: it was not read
         /// further. The span's own failure, not an outage.
         ResponseTooLarge = "response_too_large",
+        /// The output passed enrichment.v1 but the quality gate rejected it (a placeholder
+        /// summary, an echo of the prompt, names that do not occur in the source, ...).
+        QualityRejected = "quality_rejected",
     }
     ledger_only: {
         /// The span's source cannot be read (missing file, a path leaving the repository, a
@@ -197,6 +200,7 @@ mod tests {
                 "cancelled",
                 "invalid_request",
                 "response_too_large",
+                "quality_rejected",
             ]
         );
         let ledger: Vec<&str> = LedgerKind::LEDGER_ONLY.iter().map(|k| k.as_str()).collect();

@@ -29,6 +29,7 @@ mod openai_chain;
 mod outages;
 mod pools;
 mod prompts;
+mod quality;
 mod real_model;
 mod reliability;
 mod runs;

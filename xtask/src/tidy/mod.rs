@@ -20,19 +20,37 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+/// The target triple of the host, as `rustc -vV` reports it.
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .context("could not run rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(|host| host.trim().to_owned())
+        .context("rustc -vV names no host triple")
+}
+
 /// Runs every check on the workspace at `root`; returns the problems found.
 pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let host = host_triple()?;
     let out = Command::new(cargo)
         .current_dir(root)
         // With the dependencies (no `--no-deps`): the resolved graph, with every feature on so
-        // an optional dependency is followed too.
+        // an optional dependency is followed too. Only the host's graph: the one that is built
+        // here, and no download of crates for other platforms on a cold cache.
         .args([
             "metadata",
             "--format-version",
             "1",
             "--all-features",
             "--locked",
+            "--filter-platform",
+            &host,
         ])
         .output()
         .context("could not run cargo metadata")?;

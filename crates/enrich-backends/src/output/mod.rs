@@ -2,17 +2,23 @@
 //! validated [`Enrichment`].
 
 mod extract;
+mod quality;
 mod raw;
 mod schema;
 
 use std::fmt::Write as _;
 
+use enrich_config::QualityLevel;
 use enrich_types::{Enrichment, Evidence, FailureKind, SpanIdentity};
 
 use crate::failure::BackendError;
 
 use self::raw::{Field, RawEnrichment, RawEvidence};
 
+pub use self::quality::{
+    CHECKS, Check, GATE_VERSION, QualityReport, REPAIR_EVIDENCE_SWAPPED, REPAIR_SUMMARY_CUT,
+    REPAIRS, Validated,
+};
 pub use self::schema::{
     CHARS_PER_TOKEN, EVIDENCE_MAX_ITEMS, ITEM_MAX_CHARS, LIST_MAX_ITEMS, OutputSchema,
     SNIPPET_MAX_CHARS, SUMMARY_MAX_CHARS, enrichment_v1_output_tokens, enrichment_v1_schema,
@@ -25,26 +31,58 @@ pub const SUMMARY_MAX_WORDS: usize = 120;
 pub const USAGE_SNIPPET_MAX_LINES: usize = 12;
 
 /// What [`parse_and_validate`] checks a reply against: the span (evidence may cite only its
-/// lines) and the character rule.
+/// lines), the character rule, and what the quality gate judges by (its level, the span's
+/// source and symbol, borrowed from where the prompt was built).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationContext {
+pub struct ValidationContext<'a> {
     /// The span the reply is about.
     pub span: SpanIdentity,
     /// Reject any character above U+00FF (`enforce_latin1_enrichment`).
     pub enforce_latin1: bool,
+    /// Which of the gate's checks reject an answer ([`CHECKS`]).
+    pub quality: QualityLevel,
+    /// The span's source as the prompt showed it; empty when unknown (the checks that need it
+    /// then do not apply).
+    pub source: &'a str,
+    /// The span's symbol (`Session.request`); empty when it has none.
+    pub symbol: &'a str,
 }
 
-impl ValidationContext {
-    /// The context for a span.
+impl ValidationContext<'static> {
+    /// The context for a span, judged at [`QualityLevel::Basic`] with no source or symbol.
     pub fn for_span(span: &SpanIdentity, enforce_latin1: bool) -> Self {
         Self {
             span: span.clone(),
             enforce_latin1,
+            quality: QualityLevel::Basic,
+            source: "",
+            symbol: "",
         }
     }
 }
 
-/// Reads an enrichment.v1 object out of a model's reply, normalises it and validates it.
+impl ValidationContext<'_> {
+    /// The same context with the gate at `level`.
+    #[must_use]
+    pub fn with_quality(mut self, level: QualityLevel) -> Self {
+        self.quality = level;
+        self
+    }
+
+    /// The same context with the span's source and symbol, for the checks that need them.
+    pub fn with_source<'b>(self, source: &'b str, symbol: &'b str) -> ValidationContext<'b> {
+        ValidationContext {
+            span: self.span,
+            enforce_latin1: self.enforce_latin1,
+            quality: self.quality,
+            source,
+            symbol,
+        }
+    }
+}
+
+/// Reads an enrichment.v1 object out of a model's reply, normalises it, validates it and passes
+/// it through the quality gate; [`judge_reply`] also returns the gate's report.
 ///
 /// Extraction tolerates a ```` ```json ```` fence and chatter around the object: it takes the
 /// first balanced `{…}` (brace matching that respects strings and escapes) that parses as JSON
@@ -52,18 +90,40 @@ impl ValidationContext {
 /// a one-item list, `null` lists become empty, strings are trimmed, empty items dropped, an
 /// empty `usage_snippet` becomes `None`, evidence lines given as `n`, `[n]` or `"a-b"` are
 /// widened to `[start, end]`, and each filled field without evidence gets one entry covering
-/// the whole span.
+/// the whole span. Repairs: an evidence range given end first is swapped back, and a summary
+/// over [`SUMMARY_MAX_WORDS`] words is cut at the last sentence end within the limit.
 ///
 /// # Errors
 ///
 /// [`FailureKind::MalformedOutput`] when the reply holds no JSON object (or only the start of
 /// one); [`FailureKind::SchemaInvalid`] when the object breaks a rule: a wrong type, a missing
 /// or too long summary, too long a snippet, evidence outside the span or for an unknown field,
-/// non-Latin-1 text under `enforce_latin1`. The message lists every problem found, naming the
-/// field, in words fit to send back to the model.
-pub fn parse_and_validate(text: &str, ctx: &ValidationContext) -> Result<Enrichment, BackendError> {
+/// non-Latin-1 text under `enforce_latin1`; [`FailureKind::QualityRejected`] when a check of the
+/// gate at the context's level fails ([`CHECKS`]). The message lists every problem found,
+/// naming the field or the check, in words fit to send back to the model.
+pub fn parse_and_validate(
+    text: &str,
+    ctx: &ValidationContext<'_>,
+) -> Result<Enrichment, BackendError> {
+    judge_reply(text, ctx).map(|validated| validated.enrichment)
+}
+
+/// [`parse_and_validate`], returning the quality gate's report (score, checks failed above the
+/// level, repairs made) with the enrichment.
+///
+/// # Errors
+///
+/// As [`parse_and_validate`].
+pub fn judge_reply(text: &str, ctx: &ValidationContext<'_>) -> Result<Validated, BackendError> {
     let raw = extract(text)?;
-    normalise_and_validate(raw, ctx)
+    let (enrichment, repairs) = normalise_and_validate(raw, ctx)?;
+    match quality::judge(&enrichment, repairs, ctx) {
+        Ok(quality) => Ok(Validated {
+            enrichment,
+            quality,
+        }),
+        Err(message) => Err(BackendError::new(FailureKind::QualityRejected, message)),
+    }
 }
 
 /// Finds and reads the enrichment object in `text`.
@@ -122,22 +182,22 @@ fn extract(text: &str) -> Result<RawEnrichment, BackendError> {
 }
 
 /// Applies the normalisation rules, then every validation rule, collecting all problems.
+/// Returns the enrichment and the repairs made ([`REPAIRS`]).
 fn normalise_and_validate(
     raw: RawEnrichment,
-    ctx: &ValidationContext,
-) -> Result<Enrichment, BackendError> {
+    ctx: &ValidationContext<'_>,
+) -> Result<(Enrichment, Vec<&'static str>), BackendError> {
     let mut problems = Problems::default();
+    let mut repairs = Vec::new();
 
-    let summary = raw.summary.map(trimmed).unwrap_or_default();
-    let words = summary.split_whitespace().count();
-    if words == 0 {
+    let mut summary = raw.summary.map(trimmed).unwrap_or_default();
+    if summary.split_whitespace().next().is_none() {
         problems.push(format_args!(
             "`summary_120w` is missing or empty; write a summary of at most {SUMMARY_MAX_WORDS} words"
         ));
-    } else if words > SUMMARY_MAX_WORDS {
-        problems.push(format_args!(
-            "`summary_120w` has {words} words; shorten it to at most {SUMMARY_MAX_WORDS} words"
-        ));
+    } else if let Some(cut) = quality::cut_summary(&summary, SUMMARY_MAX_WORDS) {
+        summary = cut;
+        repairs.push(REPAIR_SUMMARY_CUT);
     }
 
     let usage_snippet = raw.usage_snippet.and_then(snippet);
@@ -160,10 +220,14 @@ fn normalise_and_validate(
         evidence: Vec::with_capacity(raw.evidence.len() + Field::CITABLE.len()),
     };
 
+    let mut swapped = false;
     for entry in raw.evidence {
-        if let Some(evidence) = check_evidence(entry, ctx, &mut problems) {
+        if let Some(evidence) = check_evidence(entry, ctx, &mut problems, &mut swapped) {
             enrichment.evidence.push(evidence);
         }
+    }
+    if swapped {
+        repairs.insert(0, REPAIR_EVIDENCE_SWAPPED);
     }
 
     if ctx.enforce_latin1 {
@@ -174,14 +238,16 @@ fn normalise_and_validate(
         return Err(BackendError::new(FailureKind::SchemaInvalid, message));
     }
     add_missing_evidence(&mut enrichment, ctx);
-    Ok(enrichment)
+    Ok((enrichment, repairs))
 }
 
-/// Checks one evidence entry: a known field, `start <= end`, inside the span.
+/// Checks one evidence entry: a known field, inside the span. A range given end first is
+/// swapped back (a repair, noted in `swapped`).
 fn check_evidence(
     entry: RawEvidence,
-    ctx: &ValidationContext,
+    ctx: &ValidationContext<'_>,
     problems: &mut Problems,
+    swapped: &mut bool,
 ) -> Option<Evidence> {
     let RawEvidence { field, lines } = entry;
     let field = trimmed(field);
@@ -192,12 +258,10 @@ fn check_evidence(
         ));
         return None;
     }
-    let [start, end] = lines;
+    let [mut start, mut end] = lines;
     if start > end {
-        problems.push(format_args!(
-            "evidence for `{field}` has lines [{start}, {end}]: the start is after the end"
-        ));
-        return None;
+        std::mem::swap(&mut start, &mut end);
+        *swapped = true;
     }
     let inside = u64::from(ctx.span.line_start) <= start && end <= u64::from(ctx.span.line_end);
     if !inside {
@@ -253,7 +317,7 @@ fn is_latin1(text: &str) -> bool {
 }
 
 /// Adds an entry covering the whole span for every filled field that has none.
-fn add_missing_evidence(enrichment: &mut Enrichment, ctx: &ValidationContext) {
+fn add_missing_evidence(enrichment: &mut Enrichment, ctx: &ValidationContext<'_>) {
     for field in Field::CITABLE {
         let filled = match field {
             Field::Summary => !enrichment.summary.is_empty(),

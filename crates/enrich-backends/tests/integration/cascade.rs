@@ -437,9 +437,11 @@ async fn invalid_output_is_a_failed_attempt_of_the_right_kind() {
         "chatter",
         Step::Reply("I am not sure what you mean.".into()),
     );
-    let wordy = Scripted::always(
-        "wordy",
-        Step::Reply(serde_json::json!({"summary_120w": vec!["word"; 121].join(" ")}).to_string()),
+    let echo = Scripted::always(
+        "echo",
+        Step::Reply(
+            serde_json::json!({"summary_120w": "The summary of the input is: {input}"}).to_string(),
+        ),
     );
     let cut = Scripted::always(
         "cut",
@@ -447,7 +449,7 @@ async fn invalid_output_is_a_failed_attempt_of_the_right_kind() {
     );
     let good = Scripted::always("good", ok());
     let cascade = Cascade::new(CascadePolicy::default().with_corrective_reasks(0));
-    let success = run(&cascade, &chain(&[&chatter, &wordy, &cut, &good]), 0)
+    let success = run(&cascade, &chain(&[&chatter, &echo, &cut, &good]), 0)
         .await
         .unwrap();
     assert_eq!(success.backend_index, 3);
@@ -455,7 +457,7 @@ async fn invalid_output_is_a_failed_attempt_of_the_right_kind() {
         summary(&success.attempts),
         [
             attempt("chatter", 1, Some(FailureKind::MalformedOutput)),
-            attempt("wordy", 2, Some(FailureKind::SchemaInvalid)),
+            attempt("echo", 2, Some(FailureKind::QualityRejected)),
             attempt("cut", 3, Some(FailureKind::Truncated)),
             attempt("good", 4, None),
         ]
@@ -466,10 +468,10 @@ async fn invalid_output_is_a_failed_attempt_of_the_right_kind() {
             .iter()
             .all(|a| a.eval_count == Some(50))
     );
-    let wordy_message = success.attempts[1].message.as_deref().unwrap();
+    let echo_message = success.attempts[1].message.as_deref().unwrap();
     assert!(
-        wordy_message.contains("`summary_120w` has 121 words"),
-        "{wordy_message}"
+        echo_message.contains("quality check `summary_prompt_echo` failed"),
+        "{echo_message}"
     );
     let cut_message = success.attempts[2].message.as_deref().unwrap();
     assert!(

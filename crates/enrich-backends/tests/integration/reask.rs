@@ -88,23 +88,57 @@ async fn invalid_output_then_a_valid_answer_succeeds_on_the_same_backend() {
     }
 }
 
+/// Valid enrichment.v1 that says nothing: what a small model answers when it copies the prompt.
+const NONSENSE: &str = r#"{"summary_120w": "60", "inputs": ["field", "lines", "60,61"]}"#;
+
 #[tokio::test(start_paused = true)]
-async fn invalid_output_twice_moves_to_the_next_backend() {
-    let a = Scripted::always("a", Step::Reply(GARBAGE.into()));
-    let b = Scripted::always("b", Step::Reply(valid_reply()));
-    let success = run(&Cascade::new(CascadePolicy::default()), &chain(&[&a, &b]))
+async fn invalid_or_rejected_output_twice_moves_to_the_next_backend() {
+    for (bad, kind) in [
+        (GARBAGE, FailureKind::MalformedOutput),
+        (NONSENSE, FailureKind::QualityRejected),
+    ] {
+        let a = Scripted::always("a", Step::Reply(bad.into()));
+        let b = Scripted::always("b", Step::Reply(valid_reply()));
+        let success = run(&Cascade::new(CascadePolicy::default()), &chain(&[&a, &b]))
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&success.attempts),
+            [at("a", Some(kind)), at("a", Some(kind)), at("b", None)]
+        );
+        // The next backend gets the original prompt, not the follow-up.
+        assert_eq!(b.prompts(), ["enrich this span"]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reask_after_a_rejected_answer_carries_each_checks_reason() {
+    let a = Scripted::new(
+        "a",
+        vec![Step::Reply(NONSENSE.into()), Step::Reply(valid_reply())],
+    );
+    let success = run(&Cascade::new(CascadePolicy::default()), &chain(&[&a]))
         .await
         .unwrap();
     assert_eq!(
         summary(&success.attempts),
-        [
-            at("a", Some(FailureKind::MalformedOutput)),
-            at("a", Some(FailureKind::MalformedOutput)),
-            at("b", None),
-        ]
+        [at("a", Some(FailureKind::QualityRejected)), at("a", None)]
     );
-    // The next backend gets the original prompt, not the follow-up.
-    assert_eq!(b.prompts(), ["enrich this span"]);
+    let prompts = a.prompts();
+    let follow_up = &prompts[1];
+    for reason in [
+        "quality check `summary_short` failed: the summary \"60\" is too short",
+        "quality check `summary_bare_value` failed",
+        "quality check `list_item_placeholder` failed: `inputs` item \"field\" is a word of the \
+         prompt",
+        "`inputs` item \"60,61\" is a bare number",
+    ] {
+        assert!(
+            follow_up.contains(reason),
+            "{reason:?} missing: {follow_up}"
+        );
+    }
+    assert!(follow_up.contains(NONSENSE), "quotes the rejected answer");
 }
 
 #[tokio::test(start_paused = true)]

@@ -20,7 +20,7 @@ pub(crate) fn request() -> GenerateRequest {
     GenerateRequest::new("enrich this span", span())
 }
 
-pub(crate) fn validation() -> ValidationContext {
+pub(crate) fn validation() -> ValidationContext<'static> {
     ValidationContext::for_span(&span(), false)
 }
 

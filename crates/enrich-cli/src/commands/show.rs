@@ -173,6 +173,15 @@ fn render(report: &SpanReport) -> Result<String> {
             };
             writeln!(text, "status    {state}")?;
             writeln!(text, "written   {when} by {} at {host}", e.model)?;
+            if let Some(q) = &e.quality {
+                write!(text, "quality   {:.2} ({} gate)", q.score, q.level)?;
+                for (label, names) in [("failed", &q.failed_checks), ("repaired", &q.repairs)] {
+                    if !names.is_empty() {
+                        write!(text, "; {label} {}", names.join(", "))?;
+                    }
+                }
+                writeln!(text)?;
+            }
             if !e.is_fallback() {
                 write_enrichment(&mut text, stored)?;
             }

@@ -53,6 +53,10 @@ pub(super) fn of_config(
             "enrichment.secrets.action",
             json!(config.secrets.action.as_str()),
         ),
+        (
+            "enrichment.quality.level",
+            json!(config.quality.level.as_str()),
+        ),
     ]) {
         put(key, value, origin(key));
     }

@@ -5,7 +5,8 @@ use std::path::Path;
 use enrich_config::{
     BackendSpec, BudgetConfig, CircuitBreakerConfig, DEFAULT_CHAIN, DEFAULT_CONFIG_TOML,
     DEFAULT_MODEL, DEFAULT_OLLAMA_URL, EnrichmentConfig, EventLogLimit, IndexConfig, OnFailure,
-    PromptConfig, Schedule, SecretsAction, SecretsConfig, load, select_chain,
+    PromptConfig, QualityConfig, QualityLevel, Schedule, SecretsAction, SecretsConfig, load,
+    select_chain,
 };
 
 use crate::support::{entries, jail, load_error, load_error_with, load_repo, pairs, same, write};
@@ -37,6 +38,9 @@ fn builtin() -> EnrichmentConfig {
         index: IndexConfig::default(),
         secrets: SecretsConfig {
             action: SecretsAction::Redact,
+        },
+        quality: QualityConfig {
+            level: QualityLevel::Basic,
         },
         event_log: EventLogLimit {
             max_bytes: 16 * 1024 * 1024,

@@ -308,6 +308,7 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_leases",
             "enrich_frontiers",
             "enrich_shared_spans",
+            "enrich_quality",
         ]
         .map(str::to_owned),
     );
@@ -505,6 +506,10 @@ fn migrations_are_append_only() {
         (
             6,
             "81a0ef86311da23e4e321b2626d19360d31190eba075ebd9eb812e5fa63394d2",
+        ),
+        (
+            7,
+            "3078d610c097eba563e00258d47f70c25e30dd1d6e8f491bd11b8e210123a5d1",
         ),
     ];
     let all = migrations();

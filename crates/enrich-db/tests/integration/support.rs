@@ -5,8 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use enrich_db::{
-    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, RunId, SpanOutcome, Stored,
-    default_db_path,
+    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, QualityRow, RunId, SpanOutcome,
+    Stored, default_db_path,
 };
 use enrich_types::{
     AttemptOutcome, AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, FailureKind,
@@ -224,6 +224,13 @@ pub(crate) fn enrichment(summary: &str) -> EnrichmentRow {
             total_duration_ns: Some(1_500_000_000),
             backend_host: Some("gpu-box:11434".to_owned()),
         },
+        quality: Some(QualityRow {
+            score: 0.9,
+            level: "strict".to_owned(),
+            failed_checks: vec!["usage_without_symbol".to_owned()],
+            repairs: vec!["evidence_range_swapped".to_owned()],
+            gate_version: "gate-1".to_owned(),
+        }),
     }
 }
 

@@ -152,6 +152,84 @@ fn an_enrichment_is_stored_the_way_llmc_stores_and_reads_it() {
 }
 
 #[test]
+fn the_quality_score_is_stored_in_enrichs_table_with_the_enrichment() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("m.py", "python", &python_lines(2));
+    let mut db = fixture.db();
+    let run = db.start_run("fp").expect("run");
+    let before = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    db.write_batch(&[enriched(&hashes[0], run, "Adds one.")])
+        .expect("write");
+
+    // A plain SQL read of the real file: enrich's own table, LLMC's columns untouched.
+    let row: (f64, String, String, String, String, i64) = fixture
+        .raw()
+        .query_row(
+            "SELECT score, level, failed_checks, repairs, gate_version, scored_at_ms \
+             FROM enrich_quality WHERE span_hash = ?1",
+            [&hashes[0]],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .expect("a quality row");
+    assert_eq!(row.0, 0.9);
+    assert_eq!(
+        (
+            row.1.as_str(),
+            row.2.as_str(),
+            row.3.as_str(),
+            row.4.as_str()
+        ),
+        (
+            "strict",
+            r#"["usage_without_symbol"]"#,
+            r#"["evidence_range_swapped"]"#,
+            "gate-1"
+        )
+    );
+    assert!(u128::try_from(row.5).unwrap() >= before);
+    let llmc_columns: Vec<String> = fixture
+        .raw()
+        .prepare("SELECT name FROM pragma_table_info('enrichments')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        !llmc_columns
+            .iter()
+            .any(|c| c.contains("score") || c.contains("quality"))
+    );
+
+    // Read back with the enrichment.
+    let stored = db.enrichment_by_hash(&hashes[0]).unwrap().unwrap();
+    assert_eq!(stored.enrichment.quality, enrichment("x").quality);
+    assert_eq!(db.quality_of(&hashes[1]).unwrap(), None);
+
+    // An enrichment without a verdict (a fallback) replaces the old one's score.
+    let run2 = db.start_run("fp").expect("run");
+    let fallback = SpanOutcome {
+        stored: Stored::Enriched(Box::new(EnrichmentRow::fallback_empty())),
+        ..enriched(&hashes[0], run2, "unused")
+    };
+    db.write_batch(&[fallback]).expect("write");
+    assert_eq!(count(&fixture, "SELECT COUNT(*) FROM enrich_quality"), 0);
+    assert_eq!(db.quality_of(&hashes[0]).unwrap(), None);
+}
+
+#[test]
 fn writing_the_same_outcomes_twice_leaves_the_same_rows() {
     let fixture = Fixture::llmc();
     let hashes = fixture.index_file("m.py", "python", &python_lines(3));

@@ -2,8 +2,8 @@
 //! and turn what the backends did into the result the writer stores.
 
 use enrich_backends::{
-    CascadeFailure, CascadeSuccess, Disposition, GenerateRequest, GiveUpReason, ValidationContext,
-    enrichment_v1_output_tokens, enrichment_v1_schema_for_span,
+    CascadeFailure, CascadeSuccess, Disposition, GATE_VERSION, GenerateRequest, GiveUpReason,
+    QualityReport, ValidationContext, enrichment_v1_output_tokens, enrichment_v1_schema_for_span,
 };
 use enrich_config::OnFailure;
 use enrich_db::{self as db, PendingSpan, RunId};
@@ -89,7 +89,11 @@ pub(super) async fn process_span(
         Some((Guarded::Withheld { rules }, _)) => (None, Some(withheld_message(rules))),
         None => (None, None),
     };
-    drop(guarded);
+    // The source the prompt was built from: what the quality gate grounds names in.
+    let sent_source = match &guarded {
+        Some((Guarded::Send { source, .. }, _)) => source.as_ref(),
+        _ => "",
+    };
 
     let (chain, backends): (String, Vec<String>) = match &route {
         Ok(decision) => (
@@ -111,7 +115,7 @@ pub(super) async fn process_span(
         estimated_tokens: prompt.as_ref().map(|p| p.estimated_tokens),
     });
 
-    let result = match (&route, source, prompt) {
+    let result = match (&route, &source, prompt) {
         (Err(error), _, _) => {
             failed_before_sending(ctx, identity, LedgerKind::NoRoute, error.to_string()).await
         }
@@ -120,7 +124,11 @@ pub(super) async fn process_span(
             failed_before_sending(ctx, identity, kind, error.to_string()).await
         }
         (Ok(decision), Ok(_), Some(prompt)) => {
-            enrich(ctx, identity, decision, prompt, resume).await
+            let gate = Gate {
+                source: sent_source,
+                symbol: &span.symbol,
+            };
+            enrich(ctx, identity, decision, prompt, gate, resume).await
         }
         (Ok(_), Ok(_), None) => match withheld {
             Some(message) => {
@@ -193,12 +201,21 @@ async fn failed_run(
     finish(ctx, result, Some(stored)).await
 }
 
+/// What the quality gate judges a span's answers by, borrowed from where the prompt was built.
+struct Gate<'a> {
+    /// The source the prompt showed (after the secrets guard).
+    source: &'a str,
+    /// The span's symbol; empty when it has none.
+    symbol: &'a str,
+}
+
 /// Runs the cascade for a span and stores what it decided.
 async fn enrich(
     ctx: &RunCtx,
     span: SpanIdentity,
     decision: &RouteDecision,
     prompt: Prompt,
+    gate: Gate<'_>,
     resume: Resume,
 ) -> SpanResult {
     let settings = &ctx.inner.settings;
@@ -219,7 +236,9 @@ async fn enrich(
             return failed_before_sending(ctx, span, LedgerKind::NoRoute, message).await;
         }
     };
-    let validation = ValidationContext::for_span(&span, settings.enforce_latin1);
+    let validation = ValidationContext::for_span(&span, settings.enforce_latin1)
+        .with_quality(settings.quality)
+        .with_source(gate.source, gate.symbol);
     let schema = enrichment_v1_schema_for_span(&span);
     // The output budget fits the schema's longest answer, so no valid answer is cut.
     let mut request = GenerateRequest::new(prompt.text, span)
@@ -308,6 +327,18 @@ async fn gave_up(
     }
 }
 
+/// The quality gate's verdict as `enrich_quality` stores it.
+fn quality_row(report: &QualityReport) -> db::QualityRow {
+    let names = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+    db::QualityRow {
+        score: report.score,
+        level: report.level.as_str().to_owned(),
+        failed_checks: names(&report.failed_checks),
+        repairs: names(&report.repairs),
+        gate_version: GATE_VERSION.to_owned(),
+    }
+}
+
 /// The `enrichments` row for a validated enrichment, with the answering backend's metrics.
 fn enrichment_row(success: &CascadeSuccess) -> db::EnrichmentRow {
     let metrics = &success.generation.metrics;
@@ -334,6 +365,7 @@ fn enrichment_row(success: &CascadeSuccess) -> db::EnrichmentRow {
             total_duration_ns: metrics.total_duration_ns,
             backend_host: host,
         },
+        quality: Some(quality_row(&success.quality)),
         ..db::EnrichmentRow::default()
     }
 }

@@ -59,11 +59,15 @@ pub enum Fault {
     /// A 200 whose body is [`FakeOllamaConfig::oversized_bytes`] long: a valid answer padded
     /// with spaces, sent in chunks without a `Content-Length` and never held in memory whole.
     Oversized,
+    /// A 200 whose answer is valid enrichment.v1 that says nothing, as a small model answers
+    /// when it copies the prompt (summary `60`, inputs `["field", "lines", "60,61"]`): what the
+    /// quality gate rejects as `quality_rejected`.
+    Nonsense,
 }
 
 impl Fault {
     /// Every fault, with `rate_limited` at its default `Retry-After` of 1 s.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::ServerError,
         Fault::Garbage,
         Fault::Truncated,
@@ -78,6 +82,7 @@ impl Fault {
         Fault::StreamError,
         Fault::ThinkingOnly,
         Fault::Oversized,
+        Fault::Nonsense,
     ];
 
     /// The snake_case name used by `--fault-rate` and [`Fault::from_name`].
@@ -95,6 +100,7 @@ impl Fault {
             Fault::StreamError => "stream_error",
             Fault::ThinkingOnly => "thinking_only",
             Fault::Oversized => "oversized",
+            Fault::Nonsense => "nonsense",
         }
     }
 

@@ -15,7 +15,7 @@ use super::routes::{Refusal, invalid, model_not_found, read_body};
 use super::server::{Model, Shared};
 use super::stats::{Endpoint, Outcome};
 use super::wire::{self, ApiError, OllamaLine, Reply};
-use crate::answer::{cited_lines, enrichment_json, fingerprint};
+use crate::answer::{cited_lines, enrichment_json, fingerprint, nonsense_json};
 
 /// Ollama's answer when the prompt does not fit the context.
 pub(crate) const CONTEXT_MESSAGE: &str = "the input length exceeds the context length";
@@ -65,13 +65,24 @@ impl<'a> Prompt<'a> {
 
     /// The enrichment answer: for the first cited line range, else lines 1-1.
     pub(super) fn enrichment(&self) -> String {
+        let ((start, end), source) = self.cited();
+        enrichment_json(start, end, fingerprint(source))
+    }
+
+    /// The nonsense answer ([`Fault::Nonsense`](super::Fault::Nonsense)) for the lines the
+    /// prompt cites.
+    pub(super) fn nonsense(&self) -> String {
+        let ((start, end), _) = self.cited();
+        nonsense_json(start, end)
+    }
+
+    /// The line range the prompt cites (`1-1` when none) and the part that cites it.
+    fn cited(&self) -> ((u32, u32), &str) {
         let cited = self
             .parts
             .iter()
             .find_map(|part| cited_lines(part).map(|range| (range, *part)));
-        let ((start, end), source) =
-            cited.unwrap_or(((1, 1), self.parts.first().copied().unwrap_or_default()));
-        enrichment_json(start, end, fingerprint(source))
+        cited.unwrap_or(((1, 1), self.parts.first().copied().unwrap_or_default()))
     }
 }
 

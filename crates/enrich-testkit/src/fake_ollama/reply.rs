@@ -54,6 +54,10 @@ impl Answer {
                 stream_error = true;
                 Outcome::StreamError
             }
+            Some(Fault::Nonsense) => {
+                full = prompt.nonsense();
+                Outcome::Nonsense
+            }
             Some(Fault::Oversized) => {
                 full.push_str(wire::PADDING_MARK);
                 Outcome::Oversized

@@ -127,6 +127,8 @@ pub enum Outcome {
     StreamError,
     /// The `oversized` fault.
     Oversized,
+    /// The `nonsense` fault.
+    Nonsense,
     /// The `server_error` fault.
     ServerError,
     /// The `busy` fault.
@@ -157,13 +159,14 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 18] = [
+    pub const ALL: [Outcome; 19] = [
         Outcome::Ok,
         Outcome::Garbage,
         Outcome::Truncated,
         Outcome::ThinkingOnly,
         Outcome::StreamError,
         Outcome::Oversized,
+        Outcome::Nonsense,
         Outcome::ServerError,
         Outcome::Busy,
         Outcome::QueueFull,
@@ -187,6 +190,7 @@ impl Outcome {
             Outcome::ThinkingOnly => "thinking_only",
             Outcome::StreamError => "stream_error",
             Outcome::Oversized => "oversized",
+            Outcome::Nonsense => "nonsense",
             Outcome::ServerError => "server_error",
             Outcome::Busy => "busy",
             Outcome::QueueFull => "queue_full",

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use enrich_backends::{SpanIdentity, ValidationContext, parse_and_validate};
+use enrich_backends::{
+    FailureKind, REPAIR_EVIDENCE_SWAPPED, SpanIdentity, ValidationContext, judge_reply,
+    parse_and_validate,
+};
+use enrich_config::QualityLevel;
 use enrich_testkit::{Endpoint, FakeOllama, FakeOllamaConfig, Fault, Outcome, TestkitError};
 use serde_json::{Value, json};
 
@@ -457,6 +461,26 @@ async fn every_fault_answers_as_documented_on_ollama_routes() {
     )
     .await;
     check_fault(
+        Fault::Nonsense,
+        "/api/generate",
+        generate(),
+        200,
+        |reply| {
+            // Valid enrichment.v1 for the cited lines, which the quality gate rejects.
+            let text = reply.json()["response"].as_str().unwrap().to_owned();
+            let span = SpanIdentity::new("sha256:t", "src/lib.rs", 12, 30);
+            let err =
+                parse_and_validate(&text, &ValidationContext::for_span(&span, true)).unwrap_err();
+            assert_eq!(err.kind, FailureKind::QualityRejected, "{err}: {text}");
+            let schema_only =
+                ValidationContext::for_span(&span, true).with_quality(QualityLevel::Off);
+            let validated = judge_reply(&text, &schema_only).unwrap();
+            assert_eq!(validated.quality.repairs, [REPAIR_EVIDENCE_SWAPPED]);
+        },
+        Outcome::Nonsense,
+    )
+    .await;
+    check_fault(
         Fault::Truncated,
         "/api/chat",
         chat_body(false),
@@ -748,7 +772,8 @@ async fn invalid_fault_rates_are_refused_at_start() {
     assert_eq!(
         Fault::parse_rate("slow=0.1").unwrap_err().to_string(),
         "unknown fault `slow`; known faults: server_error, garbage, truncated, hang, busy, \
-         rate_limited, context_exceeded, bad_request, unauthorized, stream_error, thinking_only, oversized"
+         rate_limited, context_exceeded, bad_request, unauthorized, stream_error, thinking_only, \
+         oversized, nonsense"
     );
     assert!(Fault::parse_rate("garbage=2").is_err());
 }
