@@ -142,7 +142,7 @@ provider = "ollama"
 model = "{MODEL_NAME}"
 url = "{url}"
 timeout_seconds = 120
-options = {{ temperature = 0, seed = 42, num_ctx = 4096, num_predict = 900 }}
+options = {{ temperature = 0, seed = 42, num_ctx = 4096 }}
 "#
     )
 }

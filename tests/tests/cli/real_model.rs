@@ -27,7 +27,7 @@ provider = "ollama"
 model = "{model}"
 url = "{url}"
 timeout_seconds = 120
-options = {{ temperature = 0, seed = 42, num_ctx = 4096, num_predict = 900 }}
+options = {{ temperature = 0, seed = 42, num_ctx = 4096 }}
 "#,
         model = server.model_name(),
         url = server.url(),

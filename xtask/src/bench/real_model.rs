@@ -44,8 +44,6 @@ const SAMPLE_FILES: [&str; 3] = [
 const SAMPLE_SPANS: u64 = 30;
 /// The model server's context, and the `num_ctx` every request asks for.
 const NUM_CTX: u32 = 4096;
-/// The output budget of each request.
-const NUM_PREDICT: u32 = 900;
 
 /// Runs the real-model benchmark once.
 pub(crate) fn run(root: &Path) -> Result<()> {
@@ -130,7 +128,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         "model": model,
         "code_base": {"requirement": SDIST_REQUIREMENT, "sha256": SDIST_SHA256, "files": SAMPLE_FILES},
         "sample_spans": SAMPLE_SPANS,
-        "options": {"temperature": 0, "seed": 42, "num_ctx": NUM_CTX, "num_predict": NUM_PREDICT},
+        "options": {"temperature": 0, "seed": 42, "num_ctx": NUM_CTX},
         "figures": figures.to_json(),
         "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
@@ -206,7 +204,7 @@ fn enrich_toml(model: &str, url: &str) -> String {
          model = \"{model}\"\n\
          url = \"{url}\"\n\
          timeout_seconds = 300\n\
-         options = {{ temperature = 0, seed = 42, num_ctx = {NUM_CTX}, num_predict = {NUM_PREDICT} }}\n"
+         options = {{ temperature = 0, seed = 42, num_ctx = {NUM_CTX} }}\n"
     )
 }
 

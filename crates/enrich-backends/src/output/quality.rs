@@ -273,7 +273,7 @@ fn summary_bare_value(summary: &str) -> Verdict {
 
 /// Words of the prompt itself that never belong in a summary: the field names, the template
 /// markers and phrases small models copy from the instructions.
-const PROMPT_ECHOES: [&str; 14] = [
+const PROMPT_ECHOES: [&str; 19] = [
     "summary_120w",
     "120w",
     "side_effects",
@@ -288,6 +288,11 @@ const PROMPT_ECHOES: [&str; 14] = [
     "what the code does and why",
     "at most 120 words",
     "citing the source lines",
+    "you describe source code",
+    "the user gives you one span",
+    "span: lines",
+    "prefixed by its line number",
+    "citing the line numbers",
 ];
 
 /// A template marker such as `{input}` or `{snippet}`: braces around one lowercase word.

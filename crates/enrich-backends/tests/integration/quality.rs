@@ -183,6 +183,19 @@ fn each_check_passes_an_honest_answer_and_fails_a_bad_one() {
             false,
             "\"{snippet}\"",
         ),
+        // The built-in prompt's shared instructions and span line, copied back.
+        (
+            "summary_prompt_echo",
+            json!({"summary_120w": "You describe source code: one span of a source file."}),
+            false,
+            "\"you describe source code\"",
+        ),
+        (
+            "summary_prompt_echo",
+            json!({"summary_120w": "Span: lines 12-40 of models.py, the function prepare."}),
+            false,
+            "\"span: lines\"",
+        ),
         (
             "summary_prompt_echo",
             json!({"summary_120w": "Validates its inputs and outputs before sending them."}),
