@@ -151,7 +151,7 @@ pub use output::{
     CHECKS, Check, GATE_VERSION, OutputSchema, QualityReport, REPAIR_EVIDENCE_SWAPPED,
     REPAIR_SUMMARY_CUT, REPAIRS, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES, Validated,
     ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_span, judge_reply,
-    parse_and_validate,
+    parse_and_validate, rejected_checks,
 };
 pub use policy::{
     Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,

@@ -139,6 +139,22 @@ pub(crate) enum Command {
         ("Put every dead-lettered span back (after fixing the cause)", "enrich failures --requeue-all"),
     ]))]
     Failures(FailuresArgs),
+    /// How well enrichment went, per model, backend and prompt fingerprint: spans enriched,
+    /// first-try valid rate, quality gate rejections by check, the quality score's mean and
+    /// spread, summary words, and tokens per enrichment (every attempt counted).
+    #[command(after_help = examples(&[
+        ("The quality of everything the attempt log records", "enrich quality"),
+        ("One model's figures and its 10 lowest-scoring spans, each with its `enrich show` command", "enrich quality --model qwen2.5:0.5b --worst 10"),
+        ("Runs 3 and 5 as JSON", "enrich quality --run 3 --run 5 --json"),
+    ]))]
+    Quality(QualityArgs),
+    /// Two models, or two runs, side by side on the spans both enriched, with example spans.
+    #[command(after_help = examples(&[
+        ("Two models on the spans both enriched", "enrich compare --model qwen2.5:0.5b --model gemma3:270m"),
+        ("Two runs (as `enrich status` and `enrich show` number them), with 5 example spans", "enrich compare --run 3 --run 5 --examples 5"),
+        ("The comparison as JSON", "enrich compare --run 3 --run 5 --json"),
+    ]))]
+    Compare(CompareArgs),
     /// Keep the index and its enrichments current: index, enrich, then re-index and enrich each
     /// file as it is saved, until Ctrl-C or SIGTERM.
     #[command(after_help = examples(&[
@@ -330,6 +346,38 @@ pub(crate) struct FailuresArgs {
     pub(crate) requeue_all: bool,
 }
 
+/// Flags of `enrich quality`.
+#[derive(Debug, Args)]
+pub(crate) struct QualityArgs {
+    /// Only attempts of this model, as the attempt log names it (repeatable).
+    #[arg(long = "model", value_name = "MODEL")]
+    pub(crate) models: Vec<String>,
+
+    /// Only attempts of this run (repeatable).
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub(crate) runs: Vec<i64>,
+
+    /// Also list the N lowest-scoring stored enrichments, each with its `enrich show` command.
+    #[arg(long, value_name = "N")]
+    pub(crate) worst: Option<usize>,
+}
+
+/// Flags of `enrich compare`: two `--model`s or two `--run`s.
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// A model to compare, as the attempt log names it (give two).
+    #[arg(long = "model", value_name = "MODEL", conflicts_with = "runs")]
+    pub(crate) models: Vec<String>,
+
+    /// A run to compare (give two).
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub(crate) runs: Vec<i64>,
+
+    /// How many example spans to show.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub(crate) examples: usize,
+}
+
 /// Flags of `enrich watch`.
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
@@ -400,6 +448,8 @@ mod tests {
         "status",
         "show",
         "failures",
+        "quality",
+        "compare",
         "watch",
         "config",
         "init",

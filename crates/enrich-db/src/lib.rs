@@ -43,6 +43,7 @@ mod locate;
 mod meta;
 mod open;
 mod pending;
+mod quality_report;
 mod read;
 mod schema;
 mod source;
@@ -61,6 +62,9 @@ pub use locate::SpanAt;
 pub use meta::CIRCUITS_META_KEY;
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
+};
+pub use quality_report::{
+    CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_PROMPT_FINGERPRINT,
 };
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,

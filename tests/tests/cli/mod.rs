@@ -29,6 +29,7 @@ mod openai_chain;
 mod outages;
 mod pools;
 mod quality;
+mod quality_report;
 mod real_model;
 mod reliability;
 mod runs;

@@ -17,7 +17,7 @@ use self::raw::{Field, RawEnrichment, RawEvidence};
 
 pub use self::quality::{
     CHECKS, Check, GATE_VERSION, QualityReport, REPAIR_EVIDENCE_SWAPPED, REPAIR_SUMMARY_CUT,
-    REPAIRS, Validated,
+    REPAIRS, Validated, rejected_checks,
 };
 pub use self::schema::{OutputSchema, enrichment_v1_schema, enrichment_v1_schema_for_span};
 

@@ -564,3 +564,17 @@ pub(crate) fn cut_summary(summary: &str, max_words: usize) -> Option<String> {
     };
     Some(cut.to_owned())
 }
+
+/// The checks a rejection message of the gate names (the message [`judge`] writes: `quality
+/// check `NAME` failed: reason`, joined by `; `), each once, in the order of [`CHECKS`]. Only
+/// the gate's own check names count, and only at the start of a part.
+pub fn rejected_checks(message: &str) -> Vec<&'static str> {
+    CHECKS
+        .iter()
+        .map(|check| check.name)
+        .filter(|name| {
+            let part = format!("quality check `{name}` failed: ");
+            message.starts_with(&part) || message.contains(&format!("; {part}"))
+        })
+        .collect()
+}
