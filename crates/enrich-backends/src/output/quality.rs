@@ -565,9 +565,9 @@ pub(crate) fn cut_summary(summary: &str, max_words: usize) -> Option<String> {
     Some(cut.to_owned())
 }
 
-/// The checks a rejection message of the gate names (the message [`judge`] writes: `quality
-/// check `NAME` failed: reason`, joined by `; `), each once, in the order of [`CHECKS`]. Only
-/// the gate's own check names count, and only at the start of a part.
+/// The checks a rejection message of the gate names, each once, in the order of [`CHECKS`].
+/// The gate writes one part per failed check, ``quality check `NAME` failed: REASON``, joined
+/// by `; `; only the gate's own check names count, and only at the start of a part.
 pub fn rejected_checks(message: &str) -> Vec<&'static str> {
     CHECKS
         .iter()
