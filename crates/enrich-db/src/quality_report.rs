@@ -253,7 +253,7 @@ impl Db {
                 SUM(a.attempt = 1), SUM(a.attempt = 1 AND a.outcome = 'success'),
                 SUM(a.outcome = 'success'), SUM(a.failure_kind = '{rejected}'),
                 SUM(a.prompt_eval_count), SUM(a.eval_count)
-             {ATTEMPTS_FROM}{conditions} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+             {ATTEMPTS_FROM}{conditions} GROUP BY 1, 2, 3"
         );
         let action = "read the attempt log for the quality report";
         let mut stmt = self.conn.prepare(&totals_sql).map_err(self.err(action))?;
@@ -316,7 +316,7 @@ impl Db {
         let mut rows = stmt
             .query(params_from_iter(values.iter()))
             .map_err(self.err(action))?;
-        let mut found = Vec::new();
+        // Read row by row: the summaries are counted, not kept.
         while let Some(row) = rows.next().map_err(self.err(action))? {
             let read = |row: &Row<'_>| -> rusqlite::Result<_> {
                 Ok((
@@ -326,10 +326,7 @@ impl Db {
                     row.get::<_, Option<String>>(5)?,
                 ))
             };
-            found.push(read(row).map_err(self.err(action))?);
-        }
-        drop(rows);
-        for (key, score, failed, summary) in found {
+            let (key, score, failed, summary) = read(row).map_err(self.err(action))?;
             let Some(i) = index(&key) else { continue };
             let group = &mut groups[i];
             group.stored += 1;
@@ -343,6 +340,7 @@ impl Db {
                 *let_through[i].entry(check).or_default() += 1;
             }
         }
+        drop(rows);
         for (group, counts) in groups.iter_mut().zip(let_through) {
             group.scores.sort_by(f64::total_cmp);
             group.let_through = ranked(counts);
