@@ -358,8 +358,8 @@ pub(crate) struct QualityArgs {
     pub(crate) runs: Vec<i64>,
 
     /// Also list the N lowest-scoring stored enrichments, each with its `enrich show` command.
-    #[arg(long, value_name = "N")]
-    pub(crate) worst: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) worst: Option<u32>,
 }
 
 /// Flags of `enrich compare`: two `--model`s or two `--run`s.

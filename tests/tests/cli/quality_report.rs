@@ -218,6 +218,15 @@ fn stored(model: &str, summary: &str, score: f64) -> Stored {
 #[test]
 fn runs_without_a_prompt_fingerprint_report_unknown_and_worst_lists_the_lowest_scores_first() {
     let repo = TestRepo::new();
+    let empty = repo.enrich(&["quality", "--worst", "3"]);
+    empty.expect_code(0);
+    assert!(
+        empty.stdout.contains("no attempts recorded")
+            && empty.stdout.contains("no stored enrichment"),
+        "{}",
+        empty.stdout
+    );
+    repo.enrich(&["quality", "--worst", "0"]).expect_code(2);
     let mut db = Db::open(&repo.db).expect("open");
     // Runs started as before the fingerprint was recorded.
     let run = db.start_run("fp").expect("run");

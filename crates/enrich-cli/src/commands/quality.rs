@@ -306,7 +306,7 @@ pub(crate) fn quality(repo: &Repo, args: &QualityArgs, json: bool) -> Result<Exi
     let filter = filter(&args.models, &args.runs);
     let groups = db.quality_groups(&filter, rejected_checks)?;
     let worst = match args.worst {
-        Some(n) => db.scored_spans(&filter, n)?,
+        Some(n) => db.scored_spans(&filter, usize::try_from(n).unwrap_or(usize::MAX))?,
         None => Vec::new(),
     };
     let document = QualityDocument {
