@@ -145,7 +145,7 @@ pub(crate) enum Command {
     #[command(after_help = examples(&[
         ("The quality of everything the attempt log records", "enrich quality"),
         ("One model's figures and its 10 lowest-scoring spans, each with its `enrich show` command", "enrich quality --model qwen2.5:0.5b --worst 10"),
-        ("Runs 3 and 5 as JSON", "enrich quality --run 3 --run 5 --json"),
+        ("The runs of the last 7 days as JSON", "enrich quality --since 7d --json"),
     ]))]
     Quality(QualityArgs),
     /// Two models, or two runs, side by side on the spans both enriched, with example spans.
@@ -302,6 +302,25 @@ fn parse_schedule(text: &str) -> Result<Schedule, String> {
     Schedule::parse(text).ok_or_else(|| format!("{text:?} is not per-span or by-tier"))
 }
 
+/// An age such as `90m`, `24h` or `7d`: a whole number and a unit (s, m, h, d).
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let wrong = || format!("{text:?} is not an age such as 90m, 24h or 7d");
+    let text = text.trim();
+    let unit = text.chars().last().ok_or_else(wrong)?;
+    let seconds = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(wrong()),
+    };
+    let number: u64 = text[..text.len() - 1].parse().map_err(|_| wrong())?;
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(wrong)
+}
+
 /// A number above zero, for budget flags.
 fn positive_number(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -356,6 +375,11 @@ pub(crate) struct QualityArgs {
     /// Only attempts of this run (repeatable).
     #[arg(long = "run", value_name = "RUN_ID")]
     pub(crate) runs: Vec<i64>,
+
+    /// Only attempts of runs started within AGE before now: a number and a unit, s, m, h or d
+    /// (`90m`, `24h`, `7d`).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub(crate) since: Option<std::time::Duration>,
 
     /// Also list the N lowest-scoring stored enrichments, each with its `enrich show` command.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -519,6 +543,18 @@ mod tests {
                 }
                 Cli::try_parse_from(&argv).unwrap();
             }
+        }
+    }
+
+    #[test]
+    fn ages_are_a_whole_number_and_a_unit() {
+        let secs = |text| parse_age(text).map(|d| d.as_secs());
+        assert_eq!(secs("90m"), Ok(5400));
+        assert_eq!(secs("24h"), Ok(86_400));
+        assert_eq!(secs("7d"), Ok(604_800));
+        assert_eq!(secs("15s"), Ok(15));
+        for wrong in ["", "7", "d", "1.5h", "-1d", "7w", "99999999999999999999d"] {
+            assert!(parse_age(wrong).is_err(), "{wrong:?}");
         }
     }
 

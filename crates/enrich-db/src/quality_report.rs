@@ -33,6 +33,9 @@ pub struct ReportFilter {
     pub models: Vec<String>,
     /// Only attempts of these runs; empty: every run.
     pub runs: Vec<RunId>,
+    /// Only attempts of runs started at or after this time (milliseconds since the Unix
+    /// epoch).
+    pub since_ms: Option<u64>,
     /// Only attempts of this span.
     pub span_hash: Option<String>,
     /// Only spans that an attempt of this filter enriched (a successful attempt) and that an
@@ -158,6 +161,12 @@ impl ReportFilter {
         if !self.runs.is_empty() {
             sql.push_str(&format!(" AND {a}.run_id IN ({})", list(self.runs.len())));
             values.extend(self.runs.iter().map(|r| Value::Integer(r.0)));
+        }
+        if let Some(since) = self.since_ms {
+            sql.push_str(&format!(
+                " AND {a}.run_id IN (SELECT id FROM enrich_runs WHERE started_at_ms >= ?)"
+            ));
+            values.push(Value::Integer(i64::try_from(since).unwrap_or(i64::MAX)));
         }
         if let Some(hash) = &self.span_hash {
             sql.push_str(&format!(" AND {a}.span_hash = ?"));

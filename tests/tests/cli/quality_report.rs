@@ -255,9 +255,9 @@ fn runs_without_a_prompt_fingerprint_report_unknown_and_worst_lists_the_lowest_s
     let ran = repo.enrich(&["--json", "quality", "--worst", "3"]);
     ran.expect_code(0);
     let doc = ran.json();
-    let groups = doc["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 1);
-    let g = &groups[0];
+    let listed = doc["groups"].as_array().expect("groups");
+    assert_eq!(listed.len(), 1);
+    let g = &listed[0];
     assert_eq!(g["prompt_fingerprint"], "unknown");
     assert_eq!(g["model"], "small");
     assert_eq!(g["first_try_valid_rate"], 0.0);
@@ -331,4 +331,16 @@ fn runs_without_a_prompt_fingerprint_report_unknown_and_worst_lists_the_lowest_s
         "a longer summary of five"
     );
     assert_eq!(RunId(2), later);
+
+    // `--since` keeps the runs started within that age: the first run is made ten days old.
+    repo.raw()
+        .execute(
+            "UPDATE enrich_runs SET started_at_ms = started_at_ms - 864000000 WHERE id = ?1",
+            [run.0],
+        )
+        .unwrap();
+    let recent = groups(&repo, &["--since", "7d"]);
+    let models: Vec<&Value> = recent.iter().map(|g| &g["model"]).collect();
+    assert_eq!(models, ["large"], "{recent:?}");
+    assert_eq!(groups(&repo, &["--since", "11d"]).len(), 2);
 }

@@ -303,7 +303,16 @@ pub(super) fn rejected_checks(message: &str) -> Vec<String> {
 /// Reports the quality of what the attempts `args` select produced.
 pub(crate) fn quality(repo: &Repo, args: &QualityArgs, json: bool) -> Result<Exit> {
     let db = repo.open_read_only()?;
-    let filter = filter(&args.models, &args.runs);
+    let since_ms = args.since.map(|age| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(now.saturating_sub(age).as_millis()).unwrap_or(u64::MAX)
+    });
+    let filter = ReportFilter {
+        since_ms,
+        ..filter(&args.models, &args.runs)
+    };
     let groups = db.quality_groups(&filter, rejected_checks)?;
     let worst = match args.worst {
         Some(n) => db.scored_spans(&filter, usize::try_from(n).unwrap_or(usize::MAX))?,
