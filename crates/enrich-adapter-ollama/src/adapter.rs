@@ -258,7 +258,10 @@ impl OllamaAdapter {
         let metrics = UsageMetrics {
             model: reply.model.unwrap_or_else(|| self.spec.model.clone()),
             host: self.settings.host.clone(),
-            prompt_eval_count: reply.prompt_eval_count,
+            prompt_eval_count: UsageMetrics::prompt_tokens_evaluated(
+                reply.prompt_eval_count,
+                reply.prompt_eval_cached_count,
+            ),
             eval_count: reply.eval_count,
             total_duration_ns: reply.total_duration,
             load_duration_ns: reply.load_duration,

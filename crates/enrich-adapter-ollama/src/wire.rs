@@ -52,7 +52,11 @@ pub(crate) struct GenerateReply {
     pub(crate) done_reason: Option<String>,
     pub(crate) total_duration: Option<u64>,
     pub(crate) load_duration: Option<u64>,
+    /// The prompt's tokens, those read from the prompt cache included when
+    /// `prompt_eval_cached_count` is reported.
     pub(crate) prompt_eval_count: Option<u64>,
+    /// The prompt tokens read from the prompt cache (recent Ollama versions).
+    pub(crate) prompt_eval_cached_count: Option<u64>,
     pub(crate) prompt_eval_duration: Option<u64>,
     pub(crate) eval_count: Option<u64>,
     pub(crate) eval_duration: Option<u64>,

@@ -180,7 +180,16 @@ impl OpenAiAdapter {
         let metrics = UsageMetrics {
             model: reply.model.unwrap_or_else(|| self.spec.model.clone()),
             host: self.settings.host.clone(),
-            prompt_eval_count: reply.usage.as_ref().and_then(|u| u.prompt_tokens),
+            // What the server evaluated: llama.cpp's `timings.prompt_n`, else the prompt's
+            // tokens less those the usage says were cached.
+            prompt_eval_count: timings.and_then(|t| t.prompt_n).or_else(|| {
+                let usage = reply.usage.as_ref()?;
+                let cached = usage.prompt_tokens_details.as_ref();
+                UsageMetrics::prompt_tokens_evaluated(
+                    usage.prompt_tokens,
+                    cached.and_then(|d| d.cached_tokens),
+                )
+            }),
             eval_count: reply.usage.as_ref().and_then(|u| u.completion_tokens),
             total_duration_ns: Some(as_nanos(elapsed)),
             load_duration_ns: None,

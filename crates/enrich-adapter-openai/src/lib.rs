@@ -63,8 +63,9 @@
 //! "stream": false, "response_format"?, "max_tokens"?, …options}`. From the answer:
 //! `choices[0].message.content` is the text (when it is empty, the reasoning text of servers
 //! that split it out, `reasoning_content` or `reasoning`); `model` (else the configured model);
-//! `usage.prompt_tokens` and `usage.completion_tokens` become `prompt_eval_count` and
-//! `eval_count`; the total duration is measured here, from sending the request to the end of
+//! the prompt tokens the server evaluated (llama.cpp's `timings.prompt_n`, else
+//! `usage.prompt_tokens` less `usage.prompt_tokens_details.cached_tokens`) and
+//! `usage.completion_tokens` become `prompt_eval_count` and `eval_count`; the total duration is measured here, from sending the request to the end of
 //! the answer; llama.cpp's `timings` (when present) give the prompt and generation durations
 //! and so tokens per second; `finish_reason` becomes the done reason.
 //!

@@ -96,13 +96,24 @@ impl ReplyMessage {
 /// `usage`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Usage {
+    /// The prompt's tokens, those read from the prompt cache included.
     pub(crate) prompt_tokens: Option<u64>,
     pub(crate) completion_tokens: Option<u64>,
+    pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
-/// llama.cpp's `timings`, in milliseconds.
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PromptTokensDetails {
+    /// The prompt tokens read from the prompt cache.
+    pub(crate) cached_tokens: Option<u64>,
+}
+
+/// llama.cpp's `timings`: durations in milliseconds, `prompt_n` the prompt tokens it evaluated
+/// for this request (not those it reused from its cache, `cache_n`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Timings {
+    pub(crate) prompt_n: Option<u64>,
     pub(crate) prompt_ms: Option<f64>,
     pub(crate) predicted_ms: Option<f64>,
 }

@@ -69,9 +69,15 @@ pub trait BackendAdapter: Send + Sync {
 /// What to ask a backend for one span. Cloning copies no text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {
-    /// The full prompt (template filled with the span's source).
+    /// The span's part of the prompt (the built-in prompt's span and source), or the whole
+    /// prompt when there is no [`system`](Self::system) part (an `[enrichment.prompt]`
+    /// template, filled with the span's source).
     pub prompt: Arc<str>,
-    /// A system prompt, if the pipeline uses one.
+    /// The part of the prompt that is byte-identical for every span (the built-in prompt's
+    /// instructions), to be placed before [`prompt`](Self::prompt), if the pipeline splits
+    /// its prompt. An adapter sends it where its API takes a system prompt (Ollama's `system`,
+    /// a first chat message of role `system`), else as the prompt's prefix; either way it comes
+    /// first, so that a server with prefix caching evaluates only `prompt` for each span.
     pub system: Option<Arc<str>>,
     /// The JSON schema the output must follow (usually
     /// [`enrichment_v1_schema`](crate::enrichment_v1_schema)); adapters whose provider supports
@@ -146,7 +152,10 @@ pub struct UsageMetrics {
     pub model: String,
     /// Where the answer came from ([`BackendAdapter::describe_host`]).
     pub host: String,
-    /// Prompt tokens evaluated.
+    /// Prompt tokens the server evaluated for this request: where it says how many it took from
+    /// its prompt cache, those are not counted (see
+    /// [`prompt_tokens_evaluated`](Self::prompt_tokens_evaluated)); else the prompt tokens it
+    /// reports.
     pub prompt_eval_count: Option<u64>,
     /// Tokens generated.
     pub eval_count: Option<u64>,
@@ -171,6 +180,17 @@ impl UsageMetrics {
             model: model.into(),
             host: host.into(),
             ..Self::default()
+        }
+    }
+
+    /// The prompt tokens a server evaluated, from what it reports: its `total` prompt tokens
+    /// less the `cached` ones it read from its prompt cache when it reports both (Ollama's
+    /// `prompt_eval_count` and `prompt_eval_cached_count`, OpenAI's `usage.prompt_tokens` and
+    /// `usage.prompt_tokens_details.cached_tokens`), else `total` as it is.
+    pub fn prompt_tokens_evaluated(total: Option<u64>, cached: Option<u64>) -> Option<u64> {
+        match (total, cached) {
+            (Some(total), Some(cached)) => Some(total.saturating_sub(cached)),
+            (total, _) => total,
         }
     }
 
@@ -322,6 +342,17 @@ mod tests {
         assert_eq!(metrics.derived_tokens_per_second(), Some(20.0));
         metrics.tokens_per_second = Some(42.5);
         assert_eq!(metrics.derived_tokens_per_second(), Some(42.5));
+    }
+
+    #[test]
+    fn evaluated_prompt_tokens_leave_out_the_cached_ones() {
+        let evaluated = UsageMetrics::prompt_tokens_evaluated;
+        assert_eq!(evaluated(Some(900), Some(850)), Some(50));
+        assert_eq!(evaluated(Some(900), None), Some(900));
+        assert_eq!(evaluated(Some(900), Some(0)), Some(900));
+        assert_eq!(evaluated(None, Some(850)), None);
+        // A server that reports more cached than in all: nothing evaluated, never an underflow.
+        assert_eq!(evaluated(Some(10), Some(12)), Some(0));
     }
 
     #[test]

@@ -148,10 +148,12 @@ pub use error::BackendsError;
 pub use failure::BackendError;
 pub use limit::InFlightLimit;
 pub use output::{
-    CHECKS, Check, GATE_VERSION, OutputSchema, QualityReport, REPAIR_EVIDENCE_SWAPPED,
-    REPAIR_SUMMARY_CUT, REPAIRS, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES, Validated,
-    ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_span, judge_reply,
-    parse_and_validate, rejected_checks,
+    CHARS_PER_TOKEN, CHECKS, Check, EVIDENCE_MAX_ITEMS, GATE_VERSION, ITEM_MAX_CHARS,
+    LIST_MAX_ITEMS, OutputSchema, QualityReport, REPAIR_EVIDENCE_SWAPPED, REPAIR_SUMMARY_CUT,
+    REPAIRS, SNIPPET_MAX_CHARS, SUMMARY_MAX_CHARS, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES,
+    Validated, ValidationContext, enrichment_v1_output_tokens, enrichment_v1_schema,
+    enrichment_v1_schema_for_span, judge_reply, parse_and_validate, rejected_checks,
+    worst_case_output_tokens,
 };
 pub use policy::{
     Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,

@@ -2,8 +2,9 @@
 //! span's source cut to `max_snippet_bytes`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use enrich_backends::{SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES};
+use enrich_backends::{ITEM_MAX_CHARS, LIST_MAX_ITEMS, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES};
 use enrich_config::PromptConfig;
 use enrich_db::PendingSpan;
 use enrich_types::SpanIdentity;
@@ -15,7 +16,12 @@ use crate::error::PipelineError;
 /// A deliberately simple estimate (tokenizers average 3.5 to 4.5 bytes per token on code and
 /// English), good enough to size a plan or spot a span that will not fit a context window.
 pub fn estimate_tokens(text: &str) -> u32 {
-    u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)
+    estimate_bytes(text.len())
+}
+
+/// [`estimate_tokens`] of a text of `bytes` bytes.
+fn estimate_bytes(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX)
 }
 
 /// What a prompt says about the span it is for.
@@ -62,12 +68,19 @@ pub struct SnippetCut {
     pub inside_line: bool,
 }
 
-/// A prompt ready to send.
+/// A prompt ready to send: the part shared by every span (sent as the system prompt) and the
+/// span's own part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
-    /// The full prompt text.
+    /// The part of the prompt that is byte-identical for every span, to be sent ahead of
+    /// [`text`](Self::text) (as [`GenerateRequest::system`](enrich_backends::GenerateRequest)):
+    /// the built-in prompt's instructions, shared by every prompt of a builder. `None` with a
+    /// template, whose rendering is all in `text`.
+    pub system: Option<Arc<str>>,
+    /// The span's part of the prompt: the built-in prompt's span, path, symbol and numbered
+    /// source, or the whole rendered template.
     pub text: String,
-    /// [`estimate_tokens`] of the text.
+    /// [`estimate_tokens`] of the system part and the text together.
     pub estimated_tokens: u32,
     /// Set when the span's source was cut to fit `max_snippet_bytes`.
     pub cut: Option<SnippetCut>,
@@ -90,10 +103,20 @@ enum Segment {
 /// template, so an LLMC template works unchanged (and a JSON example in it needs its braces
 /// doubled, as it does for LLMC). The template is parsed once, when the builder is made.
 ///
-/// The built-in prompt asks for one enrichment.v1 JSON object, describing every field with its
-/// limits (summary at most 120 words, usage snippet at most 12 lines, evidence line ranges inside
-/// the span), and names the span's range as `lines N-M` before anything else that looks like a
-/// line range.
+/// The built-in prompt comes in two parts, so that a server with prefix caching (llama.cpp,
+/// Ollama, vLLM, OpenAI's prompt caching) evaluates only what differs between spans:
+///
+/// - the shared part ([`Prompt::system`]), byte-identical for every span: it asks for one
+///   enrichment.v1 JSON object and describes every field with its limits (summary at most 120
+///   words, lists of at most [`LIST_MAX_ITEMS`] short items, usage snippet at most 12 lines,
+///   evidence line ranges inside the span);
+/// - the span's part ([`Prompt::text`]): ``Span: lines N-M of <path>, the <kind> `<symbol>`.``
+///   (the span's range before anything else that looks like a line range), then the source in
+///   a fence labelled with the language, each line prefixed with its number, right-aligned to
+///   the width of the span's last line: `  42 | code`.
+///
+/// A template gets no shared part: the whole rendered template is [`Prompt::text`], as LLMC
+/// sends it.
 ///
 /// A span longer than `max_snippet_bytes` is cut at the last line break that fits (inside the
 /// first line only when that line alone is too long, and then at a character boundary), and a
@@ -101,6 +124,8 @@ enum Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptBuilder {
     template: Option<Vec<Segment>>,
+    /// The built-in prompt's shared part; `None` with a template.
+    shared: Option<Arc<str>>,
     max_snippet_bytes: usize,
 }
 
@@ -132,8 +157,10 @@ impl PromptBuilder {
                     .to_owned(),
             });
         }
+        let shared = template.is_none().then(|| Arc::from(shared_instructions()));
         Ok(Self {
             template,
+            shared,
             max_snippet_bytes: config.max_snippet_bytes,
         })
     }
@@ -174,7 +201,8 @@ impl PromptBuilder {
             total_bytes: span_bytes.max(cut.total_bytes),
             ..cut
         });
-        let mut text = String::with_capacity(snippet.len() + 1600);
+        // Room for the line numbers and the span's header.
+        let mut text = String::with_capacity(snippet.len() + snippet.len() / 4 + 256);
         match &self.template {
             Some(segments) => {
                 for segment in segments {
@@ -194,8 +222,10 @@ impl PromptBuilder {
             }
             None => built_in(&mut text, span, snippet, cut.as_ref()),
         }
+        let system_bytes = self.shared.as_deref().map_or(0, str::len);
         Prompt {
-            estimated_tokens: estimate_tokens(&text),
+            estimated_tokens: estimate_bytes(system_bytes + text.len()),
+            system: self.shared.clone(),
             text,
             cut,
         }
@@ -204,8 +234,9 @@ impl PromptBuilder {
     /// The prompt fingerprint a run records: the first 12 hex digits of the SHA-256 of what
     /// every span's prompt shares. For a template, that is the template's text (as written in
     /// `[enrichment.prompt] template`, so `printf %s "$TEMPLATE" | sha256sum` gives the same
-    /// digits); for the built-in prompt, its text for a span with no path, lines, symbol or
-    /// source, which holds every fixed word of it. It changes whenever the shared text does.
+    /// digits); for the built-in prompt, its shared part ([`Prompt::system`]) followed by its
+    /// span part for a span with no path, lines, symbol or source, which holds every fixed word
+    /// of it. It changes whenever the shared text does.
     pub fn fingerprint(&self) -> String {
         let shared = match &self.template {
             Some(segments) => segments
@@ -220,7 +251,7 @@ impl PromptBuilder {
                 .collect(),
             None => {
                 let span = SpanIdentity::new("", "", 0, 0);
-                let mut text = String::new();
+                let mut text = self.shared.as_deref().unwrap_or_default().to_owned();
                 let blank = PromptSpan {
                     span: &span,
                     lang: "",
@@ -352,60 +383,75 @@ fn push_cut_note(text: &mut String, span: &PromptSpan<'_>, cut: &SnippetCut) {
     }
 }
 
-/// The longest run of backticks in `text`.
-fn longest_backtick_run(text: &str) -> usize {
-    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+/// The part of the built-in prompt that is the same for every span: who answers, the answer's
+/// keys and limits, how to cite lines. Written once per builder.
+fn shared_instructions() -> String {
+    format!(
+        "You describe source code for a code search index. The user gives you one span of a \
+         source file: its path, its line range (`lines N-M`), the symbol it defines (if any) and its \
+         source with each line prefixed by its line number and ` | `.\n\
+         \n\
+         Reply with ONE JSON object (schema enrichment.v1) and nothing else: no markdown \
+         fence, no text before or after it. It has exactly these keys:\n\
+         - \"summary_120w\": string, what the code does and why, at most {SUMMARY_MAX_WORDS} \
+         words.\n\
+         - \"inputs\": array of strings, the parameters, arguments and data it reads.\n\
+         - \"outputs\": array of strings, the return values and data it produces.\n\
+         - \"side_effects\": array of strings, its I/O, changes to shared state, network \
+         calls and logging.\n\
+         - \"pitfalls\": array of strings, edge cases, error conditions and misuse to watch \
+         for.\n\
+         - \"usage_snippet\": string, a short example call of at most \
+         {USAGE_SNIPPET_MAX_LINES} lines, or null when there is none.\n\
+         - \"evidence\": array of {{\"field\": one of the keys above, \"lines\": [first, \
+         last]}}, citing the line numbers that support each filled field; every line number \
+         must be inside the span's line range.\n\
+         Use [] for an array with nothing to say. Each array has at most {LIST_MAX_ITEMS} \
+         items, each a short phrase of at most {ITEM_MAX_CHARS} characters. Write in English, \
+         about the code itself.\n"
+    )
 }
 
-/// The built-in prompt.
+/// The built-in prompt's span part, after [`shared_instructions`]: the span's range first (the
+/// first `lines N-M` in the text), its path, symbol and numbered source.
 fn built_in(text: &mut String, span: &PromptSpan<'_>, snippet: &str, cut: Option<&SnippetCut>) {
     let (path, start, end) = (&span.span.path, span.span.line_start, span.span.line_end);
-    push_display(
-        text,
-        format_args!(
-            "Describe the code in {path}, lines {start}-{end}, for a code search index.\n"
-        ),
-    );
+    push_display(text, format_args!("Span: lines {start}-{end} of {path}"));
     if !span.symbol.is_empty() {
         let kind = if span.kind.is_empty() {
             "span"
         } else {
             span.kind
         };
-        push_display(text, format_args!("It is the {kind} `{}`.\n", span.symbol));
+        push_display(text, format_args!(", the {kind} `{}`", span.symbol));
     }
-    push_display(
-        text,
-        format_args!(
-            "\nReply with ONE JSON object (schema enrichment.v1) and nothing else: no markdown \
-             fence, no text before or after it. It has exactly these keys:\n\
-             - \"summary_120w\": string, what the code does and why, at most {SUMMARY_MAX_WORDS} \
-             words.\n\
-             - \"inputs\": array of strings, the parameters, arguments and data it reads.\n\
-             - \"outputs\": array of strings, the return values and data it produces.\n\
-             - \"side_effects\": array of strings, its I/O, changes to shared state, network \
-             calls and logging.\n\
-             - \"pitfalls\": array of strings, edge cases, error conditions and misuse to watch \
-             for.\n\
-             - \"usage_snippet\": string, a short example call of at most \
-             {USAGE_SNIPPET_MAX_LINES} lines, or null when there is none.\n\
-             - \"evidence\": array of {{\"field\": one of the keys above, \"lines\": [first, \
-             last]}}, citing the source lines that support each filled field; every line \
-             number must be inside lines {start}-{end}.\n\
-             Use [] for an array with nothing to say. Keep each array item to a short phrase. \
-             Write in English.\n\n\
-             The source, starting at line {start}:\n"
-        ),
-    );
-    let fence = "`".repeat(longest_backtick_run(snippet).max(2) + 1);
-    push_display(text, format_args!("{fence}{}\n{snippet}", span.lang));
-    if !snippet.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&fence);
-    text.push('\n');
+    text.push_str(".\n\n");
+    // Every line starts with its number, so no line of the source can close the fence.
+    push_display(text, format_args!("```{}\n", span.lang));
+    push_numbered(text, snippet, start, end);
+    text.push_str("```\n");
     if let Some(cut) = cut {
         push_cut_note(text, span, cut);
+        text.push('\n');
+    }
+}
+
+/// `snippet`'s lines, each prefixed by its number (the first being `first`), right-aligned to
+/// the width of `last`, and ` | `: `  42 | code`. An empty line gets its number and `|` only.
+fn push_numbered(text: &mut String, snippet: &str, first: u32, last: u32) {
+    let width = last.max(first).to_string().len();
+    for (number, line) in (first..).zip(snippet.split_inclusive('\n')) {
+        let (code, newline) = match line.strip_suffix('\n') {
+            Some(code) => (code, "\n"),
+            None => (line, ""),
+        };
+        if code.trim_end_matches('\r').is_empty() {
+            push_display(text, format_args!("{number:>width$} |{newline}"));
+        } else {
+            push_display(text, format_args!("{number:>width$} | {code}{newline}"));
+        }
+    }
+    if !text.ends_with('\n') {
         text.push('\n');
     }
 }
@@ -489,6 +535,139 @@ mod tests {
                 "prefix of {cut_at} bytes"
             );
         }
+    }
+
+    /// A Python span's view for the prompt.
+    fn python<'a>(span: &'a SpanIdentity, symbol: &'a str, kind: &'a str) -> PromptSpan<'a> {
+        PromptSpan {
+            span,
+            lang: "python",
+            symbol,
+            kind,
+        }
+    }
+
+    fn built_in_builder(max_snippet_bytes: usize) -> PromptBuilder {
+        PromptBuilder::new(&PromptConfig {
+            template: None,
+            max_snippet_bytes,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_shared_part_is_byte_identical_for_every_span_and_names_nothing_of_one() {
+        let builder = built_in_builder(24_576);
+        let (first, second) = (
+            SpanIdentity::new("sha256:1", "src/models.py", 7, 12),
+            SpanIdentity::new("sha256:2", "lib/other/hooks.rs", 1200, 1310),
+        );
+        let a = builder.build(
+            &python(&first, "prepare_body", "function"),
+            "def prepare_body(self, data):\n    return data\n",
+        );
+        let b = builder.build(
+            &PromptSpan {
+                span: &second,
+                lang: "rust",
+                symbol: "",
+                kind: "",
+            },
+            "fn dispatch() {}\n",
+        );
+        let (shared_a, shared_b) = (a.system.unwrap(), b.system.unwrap());
+        assert_eq!(shared_a.as_bytes(), shared_b.as_bytes());
+        assert!(Arc::ptr_eq(&shared_a, &shared_b), "built once per builder");
+        // The whole prompt as a server sees it: the shared part, then the span's part.
+        assert_eq!(
+            format!("{shared_a}{}", a.text).find(&a.text),
+            Some(shared_a.len())
+        );
+        for span_word in [
+            "models.py",
+            "prepare_body",
+            "python",
+            "hooks",
+            "rust",
+            "1200",
+            "7-12",
+        ] {
+            assert!(!shared_a.contains(span_word), "{span_word:?} in {shared_a}");
+        }
+        for needle in [
+            "ONE JSON object",
+            "\"summary_120w\"",
+            "at most 120 words",
+            "\"pitfalls\"",
+            "at most 12 lines",
+            "inside the span's line range",
+            "at most 4 items",
+        ] {
+            assert!(shared_a.contains(needle), "{needle:?} not in {shared_a}");
+        }
+        assert!(
+            a.text
+                .starts_with("Span: lines 7-12 of src/models.py, the function `prepare_body`.\n"),
+            "{}",
+            a.text
+        );
+        assert!(
+            b.text
+                .starts_with("Span: lines 1200-1310 of lib/other/hooks.rs.\n")
+        );
+        assert_eq!(
+            a.estimated_tokens,
+            estimate_bytes(shared_a.len() + a.text.len())
+        );
+    }
+
+    #[test]
+    fn source_lines_are_numbered_to_the_width_of_the_spans_last_line() {
+        let builder = built_in_builder(24_576);
+        let identity = SpanIdentity::new("sha256:n", "a.py", 8, 11);
+        let span = python(&identity, "f", "function");
+        let prompt = builder.build(&span, "def f():\n\n    x = 1\n    return x");
+        assert!(
+            prompt.text.ends_with(
+                "```python\n 8 | def f():\n 9 |\n10 |     x = 1\n11 |     return x\n```\n"
+            ),
+            "{}",
+            prompt.text
+        );
+        // A line of backticks in the source cannot close the fence: it is numbered.
+        let prompt = builder.build(&span, "s = \"\"\"\n```\n\"\"\"\n");
+        assert!(prompt.text.contains("\n 9 | ```\n"), "{}", prompt.text);
+    }
+
+    #[test]
+    fn a_cut_source_is_numbered_up_to_the_cut_and_noted() {
+        let builder = built_in_builder(12);
+        let identity = SpanIdentity::new("sha256:c", "a.py", 98, 101);
+        let span = python(&identity, "", "");
+        let prompt = builder.build(&span, "a = 1\nb = 2\nc = 3\nd = 4\n");
+        assert!(
+            prompt.text.ends_with(
+                " 98 | a = 1\n 99 | b = 2\n```\n[source cut: lines 98-99 of the span's 98-101 \
+                 are shown (12 of 24 bytes)]\n"
+            ),
+            "{}",
+            prompt.text
+        );
+    }
+
+    #[test]
+    fn a_template_has_no_shared_part_and_no_line_numbers() {
+        let builder = PromptBuilder::new(&PromptConfig {
+            template: Some("{path}:{line_start}\n{snippet}".to_owned()),
+            max_snippet_bytes: 100,
+        })
+        .unwrap();
+        let identity = SpanIdentity::new("sha256:t", "a.py", 3, 4);
+        let span = python(&identity, "", "");
+        let prompt = builder.build(&span, "x = 1\ny = 2\n");
+        assert_eq!(prompt.system, None);
+        assert_eq!(prompt.text, "a.py:3\nx = 1\ny = 2\n");
+        assert_eq!(prompt.estimated_tokens, estimate_tokens(&prompt.text));
     }
 
     #[test]

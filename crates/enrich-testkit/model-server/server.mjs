@@ -169,6 +169,8 @@ class ModelServer {
         this.chatWrapper = resolveChatWrapper(model);
         this.slot = new Slot(cli.maxQueue);
         this.grammars = new Map();
+        /** The kept llama.cpp context and its sequence ({@link ModelServer#runnerFor}). */
+        this.runner = null;
     }
 
     static async start(cli) {
@@ -396,13 +398,10 @@ class ModelServer {
         return this.slot.run(async () => {
             if (signal.aborted) throw new ApiError(499, "client disconnected");
             const loadStart = performance.now();
-            const context = await this.model.createContext({
-                contextSize: opts.numCtx,
-                sequences: 1,
-                threads: this.cli.threads,
-            });
+            const runner = await this.runnerFor(opts.numCtx);
+            const { sequence } = runner;
+            const before = sequence.tokenMeter.getState();
             try {
-                const sequence = context.getSequence();
                 const room = opts.numCtx - promptTokens;
                 const maxTokens = opts.numPredict > 0 ? Math.min(opts.numPredict, room) : room;
                 const generationStart = performance.now();
@@ -419,40 +418,82 @@ class ModelServer {
                     },
                     onTextChunk: onText,
                 };
+                // Both keep what the sequence already holds up to the first token that differs
+                // (node-llama-cpp's adaptStateToTokens) and evaluate only the rest.
                 let text;
                 let stopReason;
                 if (prepared.raw) {
-                    const completion = new LlamaCompletion({ contextSequence: sequence });
-                    const result = await completion.generateCompletionWithMeta(prepared.tokens, common);
+                    const result = await runner.completion.generateCompletionWithMeta(prepared.tokens, common);
                     text = result.response;
                     stopReason = result.metadata.stopReason;
                 } else {
-                    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.chatWrapper });
-                    const result = await chat.generateResponse(prepared.history, common);
+                    const result = await runner.chat.generateResponse(prepared.history, common);
                     text = result.response;
                     stopReason = result.metadata.stopReason;
                 }
                 if (signal.aborted) throw new ApiError(499, "client disconnected");
                 const end = performance.now();
                 firstToken ??= end;
-                const meter = sequence.tokenMeter;
+                // What llama.cpp decoded for this request, as node-llama-cpp meters each batch:
+                // tokens decoded without logits are "input" (the prompt tokens not already in the
+                // sequence, less the last one), tokens decoded with logits "output" (the last
+                // prompt token, then each generated token fed back).
+                const used = sequence.tokenMeter.diff(before);
                 const ns = (ms) => Math.max(0, Math.round(ms * 1e6));
                 return {
                     text,
                     doneReason: stopReason === "maxTokens" ? "length" : "stop",
                     metrics: {
                         total_duration: ns(end - received),
-                        load_duration: ns(generationStart - loadStart),
-                        prompt_eval_count: meter.usedInputTokens,
+                        load_duration: ns(runner.loadedAt >= loadStart ? runner.loadMs : 0),
+                        prompt_eval_count: used.usedInputTokens,
                         prompt_eval_duration: ns(firstToken - generationStart),
-                        eval_count: meter.usedOutputTokens,
+                        eval_count: used.usedOutputTokens,
                         eval_duration: Math.max(1, ns(end - firstToken)),
                     },
                 };
-            } finally {
-                await context.dispose();
+            } catch (err) {
+                // A failure inside llama.cpp may leave the sequence half-evaluated: start the next
+                // request from a fresh context rather than trust it.
+                if (!(err instanceof ApiError)) await this.dropRunner();
+                throw err;
             }
         });
+    }
+
+    /**
+     * The kept context for `numCtx` tokens: created on the first request, and again (the old
+     * one disposed) when a request asks for another `num_ctx`, as Ollama reloads its runner.
+     * Its one sequence keeps its evaluated tokens between requests, so a request that starts
+     * with tokens the sequence already holds evaluates only the tokens after them.
+     */
+    async runnerFor(numCtx) {
+        if (this.runner?.numCtx === numCtx) return this.runner;
+        await this.dropRunner();
+        const loadedAt = performance.now();
+        const context = await this.model.createContext({
+            contextSize: numCtx,
+            sequences: 1,
+            threads: this.cli.threads,
+        });
+        const sequence = context.getSequence();
+        this.runner = {
+            numCtx,
+            context,
+            sequence,
+            chat: new LlamaChat({ contextSequence: sequence, chatWrapper: this.chatWrapper }),
+            completion: new LlamaCompletion({ contextSequence: sequence }),
+            loadedAt,
+            loadMs: performance.now() - loadedAt,
+        };
+        log(`created a ${numCtx}-token context in ${Math.round(this.runner.loadMs)} ms`);
+        return this.runner;
+    }
+
+    async dropRunner() {
+        const runner = this.runner;
+        this.runner = null;
+        if (runner) await runner.context.dispose().catch(() => {});
     }
 }
 

@@ -175,7 +175,7 @@ const SYSTEM: &str = "You describe code. Reply with one JSON object and nothing 
 /// | check | requirement |
 /// |---|---|
 /// | `valid_generation` | the answer is `Ok` and its text passes [`parse_and_validate`] |
-/// | `request_carries_prompt_and_system` | both texts are in the request body |
+/// | `request_carries_prompt_and_system` | both texts are in the request body, the system prompt first: Ollama's `system` (or the start of `prompt`), a chat message before the prompt's (or earlier in the same message), so every span's request starts with the same bytes |
 /// | `request_carries_schema` | Ollama: `format` is the schema; OpenAI: `response_format` is `{"type":"json_schema","json_schema":{"schema":…}}` |
 /// | `request_carries_options` | Ollama: each spec option is in `options`; OpenAI: each is a top-level field |
 /// | `request_carries_max_output_tokens` | when [`Capabilities::output_token_limit`](enrich_backends::Capabilities) is claimed: `options.num_predict` (Ollama), `max_tokens` or `max_completion_tokens` (OpenAI) |
@@ -816,13 +816,38 @@ fn carries_prompt_and_system(_: Api, run: &Run, _: &Generation) -> Outcome {
         .map(|(what, _)| what)
         .collect();
     if missing.is_empty() {
-        Ok(Verdict::Passed)
+        if system_comes_first(&body) {
+            Ok(Verdict::Passed)
+        } else {
+            Err(format!(
+                "the system prompt comes after the prompt, so no two spans' requests share a \
+                 prefix a server could cache; send it as the API's system prompt or before the \
+                 prompt: {body}"
+            ))
+        }
     } else {
         Err(format!(
             "the request body lacks the {}: {body}",
             missing.join(" and the ")
         ))
     }
+}
+
+/// Whether the request puts [`SYSTEM`] before [`PROMPT`]: Ollama's `system` field (the server
+/// renders it first), a chat message before the one with the prompt, or earlier in one text.
+fn system_comes_first(body: &Value) -> bool {
+    let before =
+        |text: &str| matches!((text.find(SYSTEM), text.find(PROMPT)), (Some(s), Some(p)) if s < p);
+    if let Some(messages) = body.get("messages").and_then(Value::as_array) {
+        let at = |needle: &str| messages.iter().position(|m| mentions(m, needle));
+        return match (at(SYSTEM), at(PROMPT)) {
+            (Some(s), Some(p)) if s < p => true,
+            (Some(s), Some(p)) if s == p => before(&messages[s].to_string()),
+            _ => false,
+        };
+    }
+    let field = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or_default();
+    field("system").contains(SYSTEM) || before(field("prompt"))
 }
 
 fn carries_schema(api: Api, run: &Run, _: &Generation) -> Outcome {

@@ -60,7 +60,8 @@ pub struct AttemptRecord {
     pub failure_kind: Option<FailureKind>,
     /// The failure message; `None` on success.
     pub message: Option<String>,
-    /// Prompt tokens evaluated, when the backend answered and reported them.
+    /// Prompt tokens the backend evaluated (those it says it read from its prompt cache not
+    /// counted), when it answered and reported them.
     pub prompt_eval_count: Option<u64>,
     /// Tokens generated, when the backend answered and reported them.
     pub eval_count: Option<u64>,

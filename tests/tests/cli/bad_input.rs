@@ -668,28 +668,28 @@ fn source_that_tries_to_instruct_the_model_stays_data_in_the_built_in_prompt() {
     let prompts = server.prompts();
     for ((path, _), payload) in spans.iter().zip(INJECTIONS) {
         let prompt = prompt_of(&prompts, path);
-        // The code is in the prompt once, as it is: nothing in it was expanded or dropped.
-        assert_eq!(prompt.matches(payload).count(), 1, "{path}:\n{prompt}");
-        // It sits inside a fence longer than any run of backticks in it, so it cannot close
-        // the fence, and the span's own range is named before it.
-        let at = prompt.find(payload).expect("the payload");
+        // The code is in the prompt once, as it is (each line after its number): nothing in it
+        // was expanded or dropped.
+        let last = payload.lines().count();
+        let width = last.to_string().len();
+        let numbered: String = payload
+            .lines()
+            .enumerate()
+            .map(|(i, line)| format!("{:>width$} | {line}\n", i + 1))
+            .collect();
+        assert_eq!(prompt.matches(&numbered).count(), 1, "{path}:\n{prompt}");
+        // It sits inside a fence that no line of it can close: every line between the fence
+        // lines starts with its number. The span's own range is named before it.
+        let at = prompt.find(&numbered).expect("the payload");
         let fence_line = prompt[..at].lines().last().expect("the fence line");
-        let fence = fence_line.trim_end_matches(|c: char| c.is_ascii_alphanumeric());
+        assert_eq!(fence_line, "```python", "{path}:\n{prompt}");
         assert!(
-            fence.len() >= 3 && fence.chars().all(|c| c == '`'),
-            "{fence_line}"
-        );
-        assert!(
-            !payload.contains(fence),
-            "{path}: the code contains the fence {fence}"
-        );
-        assert!(
-            prompt[at + payload.len()..].starts_with(fence),
+            prompt[at + numbered.len()..].starts_with("```\n"),
             "{path}:\n{prompt}"
         );
         assert!(
-            prompt[..at].contains(&format!("{path}, lines 1-")),
-            "{path}"
+            prompt[..at].starts_with(&format!("Span: lines 1-{last} of {path}")),
+            "{path}:\n{prompt}"
         );
     }
     assert_eq!(check_stored_enrichments_are_valid(&repo), repo.spans.len());

@@ -28,6 +28,7 @@ mod locks;
 mod openai_chain;
 mod outages;
 mod pools;
+mod prompts;
 mod quality;
 mod quality_report;
 mod real_model;

@@ -134,7 +134,9 @@ fn plan_and_run_take_spans_by_weight_with_the_starvation_ratio() {
                 .into_iter()
                 .map(|(at, _)| at)
                 .find(|(path, start, end)| {
-                    prompt.contains(&format!("in {path}, lines {start}-{end},"))
+                    let head = prompt.lines().next().unwrap_or_default();
+                    let named = format!("Span: lines {start}-{end} of {path}");
+                    head == format!("{named}.") || head.starts_with(&format!("{named}, "))
                 })
                 .unwrap_or_else(|| panic!("a prompt of no planned span:\n{prompt}"))
         })

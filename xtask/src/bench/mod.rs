@@ -32,6 +32,9 @@
 //! scenario cannot be measured. Working files go to `target/bench/work` (`smoke-work` for a smoke
 //! run), removed first.
 //!
+//! `--real-model` runs [`real_model`] instead: enrichment quality and cost on the real local
+//! model over a pinned PyPI code base (a few minutes; not part of `cargo xtask ci`).
+//!
 //! Like the rest of xtask it links no product crate: it drives the binaries as processes,
 //! reads the fake server's counters over a bare HTTP/1.1 request and the processes' memory and
 //! CPU time from `/proc`.
@@ -47,6 +50,7 @@ mod huge;
 mod latency;
 mod overhead;
 mod process;
+mod real_model;
 mod repo;
 mod report;
 mod scale;
@@ -54,7 +58,7 @@ mod scale;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -137,19 +141,23 @@ struct Options {
     quick: bool,
     /// Debug binaries, tiny sizes, no target judged: does every scenario still run?
     smoke: bool,
+    /// The real-model benchmark ([`real_model`]) instead of the scenarios.
+    real_model: bool,
 }
 
-const BENCH_USAGE: &str = "usage: cargo xtask bench [--runs N] [--quick | --smoke]";
+const BENCH_USAGE: &str = "usage: cargo xtask bench [--runs N] [--quick | --smoke] | --real-model";
 
 fn parse_args(args: &[String]) -> Result<Options> {
     let mut runs = None;
     let mut quick = false;
     let mut smoke = false;
+    let mut real_model = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--smoke" => smoke = true,
+            "--real-model" => real_model = true,
             "--runs" => {
                 let n = it.next().context("--runs needs a number")?;
                 let n: usize = n
@@ -167,10 +175,14 @@ fn parse_args(args: &[String]) -> Result<Options> {
     if quick && smoke {
         bail!("--quick and --smoke are two sizes of run: pick one ({BENCH_USAGE})");
     }
+    if real_model && (quick || smoke || runs.is_some()) {
+        bail!("--real-model runs alone, once: {BENCH_USAGE}");
+    }
     Ok(Options {
         runs: runs.unwrap_or(if quick || smoke { 1 } else { 3 }),
         quick,
         smoke,
+        real_model,
     })
 }
 
@@ -188,6 +200,9 @@ struct Bench {
 /// Runs the benchmark.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let options = parse_args(args)?;
+    if options.real_model {
+        return real_model::run(root);
+    }
     let sizes = if options.smoke {
         Sizes::SMOKE
     } else if options.quick {
@@ -213,9 +228,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     };
     let table = render_table(&machine, bench.runs, build, &rows);
     println!("{table}");
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let ts = report::unix_seconds();
     let report = json!({
         "timestamp": ts,
         "machine": machine,
@@ -381,6 +394,13 @@ mod tests {
                 .contains("pick one")
         );
         assert!(args(&["--runs", "0"]).is_err());
+        assert!(args(&["--real-model"]).unwrap().real_model);
+        assert!(
+            args(&["--real-model", "--smoke"])
+                .unwrap_err()
+                .to_string()
+                .contains("runs alone")
+        );
         assert!(
             args(&["--fast"])
                 .unwrap_err()

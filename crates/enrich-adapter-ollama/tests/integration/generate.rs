@@ -130,6 +130,36 @@ async fn an_answer_becomes_text_and_usage_metrics() {
 }
 
 #[tokio::test]
+async fn the_prompt_tokens_read_from_ollamas_cache_are_not_counted_as_evaluated() {
+    // Recent Ollama: `prompt_eval_count` is the whole prompt, `prompt_eval_cached_count` the
+    // part of it read from the cache; whole, then streamed.
+    for stream in [false, true] {
+        let server = MockServer::start().await;
+        let metrics = json!({"prompt_eval_count": 900, "prompt_eval_cached_count": 850});
+        let answer = done_with(r#"{"summary_120w": "adds"}"#, metrics);
+        let response = if stream {
+            ResponseTemplate::new(200).set_body_string(format!("{answer}\n"))
+        } else {
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
+        Mock::given(method("POST"))
+            .and(path("/api/generate"))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+        let generation = adapter(&server.uri(), json!({"stream": stream}))
+            .generate(&request())
+            .await
+            .unwrap();
+        assert_eq!(
+            generation.metrics.prompt_eval_count,
+            Some(50),
+            "stream {stream}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_thinking_model_is_read_from_thinking_only_when_response_is_empty() {
     let check = |response: &'static str, thinking: &'static str, expected: &'static str| async move {
         let server = MockServer::start().await;

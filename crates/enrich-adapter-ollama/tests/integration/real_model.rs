@@ -123,3 +123,67 @@ async fn the_real_model_enriches_truncates_and_reports_health() {
         started.elapsed()
     );
 }
+
+/// A request with a long system prompt shared by every span and a short part of its own,
+/// answered under a grammar that lets the model say little (`{"ok": true}` or `false`).
+fn shared_prefix_request(system: &str, question: &str) -> GenerateRequest {
+    GenerateRequest::new(
+        question,
+        SpanIdentity::new("sha256:prefix", "src/math.rs", 1, 3),
+    )
+    .with_system(system)
+    .with_schema(json!({
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+    }))
+    .with_max_output_tokens(20)
+}
+
+/// The `prompt_eval_count` the server reports for one [`shared_prefix_request`].
+async fn prompt_tokens_evaluated(real: &OllamaAdapter, system: &str, question: &str) -> u64 {
+    let request = shared_prefix_request(system, question);
+    let generation = real
+        .generate(&request)
+        .await
+        .unwrap_or_else(|err| panic!("{question}: {err}"));
+    generation
+        .metrics
+        .prompt_eval_count
+        .expect("the server reports prompt_eval_count")
+}
+
+#[tokio::test]
+async fn the_real_model_server_evaluates_only_what_follows_a_prefix_it_already_holds() {
+    let server = ModelServerProcess::start().unwrap_or_else(|err| panic!("{err}"));
+    let real = adapter(
+        &server.backend_spec("real"),
+        server.model_name(),
+        json!({"temperature": 0, "seed": 42}),
+    );
+    let rules: String = (1..=40)
+        .map(|i| format!("Rule {i}: describe the code precisely and cite the lines you use. "))
+        .collect();
+    let system = format!("You document code for a search index. {rules}");
+    let first = prompt_tokens_evaluated(&real, &system, "Is `fn add(a, b)` pure?").await;
+    let second = prompt_tokens_evaluated(&real, &system, "Is `fn sub(a, b)` pure?").await;
+    // The system prompt alone is about 650 tokens; the second request shares all of it and
+    // the start of the question, so llama.cpp evaluates only the few tokens after.
+    assert!(
+        first > 500,
+        "the first request evaluates the whole prompt: {first}"
+    );
+    assert!(
+        second < 30,
+        "the second request evaluates only what differs: {second} (first {first})"
+    );
+
+    // A system prompt that differs early shares only the chat template's first tokens: all
+    // the rest is evaluated again, so the small figure above is what llama.cpp evaluated.
+    let other = format!("You review code for a changelog. {rules}");
+    let third = prompt_tokens_evaluated(&real, &other, "Is `fn sub(a, b)` pure?").await;
+    assert!(
+        third > 500,
+        "a different system prompt is evaluated in full: {third}"
+    );
+}

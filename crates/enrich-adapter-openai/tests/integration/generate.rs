@@ -154,14 +154,9 @@ async fn an_answer_becomes_text_and_usage_metrics() {
     assert_eq!(m.done_reason.as_deref(), Some("stop"));
 }
 
-#[tokio::test]
-async fn llama_cpp_timings_give_durations_and_speed() {
+/// The metrics of an answer whose body is `body`.
+async fn metrics_of(body: Value) -> enrich_backends::UsageMetrics {
     let server = MockServer::start().await;
-    let mut body = completion("{}");
-    body["timings"] = json!({
-        "prompt_n": 140, "prompt_ms": 700.0, "predicted_n": 60, "predicted_ms": 1500.0,
-        "predicted_per_second": 40.0,
-    });
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .mount(&server)
@@ -170,10 +165,50 @@ async fn llama_cpp_timings_give_durations_and_speed() {
         .generate(&request())
         .await
         .unwrap();
-    let m = &generation.metrics;
+    generation.metrics
+}
+
+#[tokio::test]
+async fn llama_cpp_timings_give_durations_and_speed() {
+    let mut body = completion("{}");
+    body["timings"] = json!({
+        "prompt_n": 140, "prompt_ms": 700.0, "predicted_n": 60, "predicted_ms": 1500.0,
+        "predicted_per_second": 40.0,
+    });
+    let m = &metrics_of(body).await;
     assert_eq!(m.prompt_eval_duration_ns, Some(700_000_000));
     assert_eq!(m.eval_duration_ns, Some(1_500_000_000));
     assert_eq!(m.tokens_per_second, Some(40.0), "60 tokens in 1.5 s");
+}
+
+#[tokio::test]
+async fn the_prompt_tokens_evaluated_leave_out_those_the_server_says_were_cached() {
+    let check = |usage: Value, timings: Option<Value>, expected: Option<u64>| async move {
+        let mut body = completion("{}");
+        body["usage"] = usage.clone();
+        if let Some(timings) = &timings {
+            body["timings"] = timings.clone();
+        }
+        assert_eq!(
+            metrics_of(body).await.prompt_eval_count,
+            expected,
+            "usage {usage}, timings {timings:?}"
+        );
+    };
+    // OpenAI's prompt caching (and vLLM's): the cached tokens are part of prompt_tokens.
+    let cached = json!({"prompt_tokens": 2006, "completion_tokens": 300,
+        "prompt_tokens_details": {"cached_tokens": 1920}});
+    check(cached.clone(), None, Some(86)).await;
+    check(
+        json!({"prompt_tokens": 140, "prompt_tokens_details": {"cached_tokens": 0}}),
+        None,
+        Some(140),
+    )
+    .await;
+    // llama.cpp's server: `timings.prompt_n` is what it evaluated, `cache_n` what it reused.
+    let timings = json!({"cache_n": 1990, "prompt_n": 16, "prompt_ms": 20.0});
+    check(cached, Some(timings), Some(16)).await;
+    check(json!({"prompt_tokens": 140}), None, Some(140)).await;
 }
 
 #[tokio::test]

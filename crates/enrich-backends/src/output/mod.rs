@@ -19,7 +19,11 @@ pub use self::quality::{
     CHECKS, Check, GATE_VERSION, QualityReport, REPAIR_EVIDENCE_SWAPPED, REPAIR_SUMMARY_CUT,
     REPAIRS, Validated, rejected_checks,
 };
-pub use self::schema::{OutputSchema, enrichment_v1_schema, enrichment_v1_schema_for_span};
+pub use self::schema::{
+    CHARS_PER_TOKEN, EVIDENCE_MAX_ITEMS, ITEM_MAX_CHARS, LIST_MAX_ITEMS, OutputSchema,
+    SNIPPET_MAX_CHARS, SUMMARY_MAX_CHARS, enrichment_v1_output_tokens, enrichment_v1_schema,
+    enrichment_v1_schema_for_span, worst_case_output_tokens,
+};
 
 /// The most words `summary_120w` may have.
 pub const SUMMARY_MAX_WORDS: usize = 120;

@@ -8,16 +8,138 @@ use serde_json::{Value, json};
 
 use super::raw::Field;
 
-/// Characters allowed in `summary_120w` (120 words of about six characters, with slack).
-const SUMMARY_MAX_CHARS: u64 = 900;
-/// Characters allowed in one list item.
-const ITEM_MAX_CHARS: u64 = 200;
-/// Items allowed in each list field.
-const LIST_MAX_ITEMS: u64 = 6;
-/// Characters allowed in `usage_snippet` (12 lines of code).
-const SNIPPET_MAX_CHARS: u64 = 800;
-/// Entries allowed in `evidence`.
-const EVIDENCE_MAX_ITEMS: u64 = 6;
+/// Characters allowed in `summary_120w`: room for [`SUMMARY_MAX_WORDS`](super::SUMMARY_MAX_WORDS)
+/// words of six letters and a space.
+pub const SUMMARY_MAX_CHARS: u64 = 840;
+/// Items allowed in each of the four list fields (`inputs`, `outputs`, `side_effects`,
+/// `pitfalls`).
+pub const LIST_MAX_ITEMS: u64 = 4;
+/// Characters allowed in one list item: a short phrase.
+pub const ITEM_MAX_CHARS: u64 = 80;
+/// Characters allowed in `usage_snippet`: [`USAGE_SNIPPET_MAX_LINES`](super::USAGE_SNIPPET_MAX_LINES)
+/// lines of 40 characters and their line breaks.
+pub const SNIPPET_MAX_CHARS: u64 = 492;
+/// Entries allowed in `evidence`: one for each citable field.
+pub const EVIDENCE_MAX_ITEMS: u64 = 6;
+
+/// How many characters of a model's JSON answer one token is assumed to hold at least, for
+/// [`worst_case_output_tokens`]. Tokenizers of current models average 3.5 to 4.5 characters per
+/// token on English and code; 3 leaves room for the identifiers, numbers and punctuation that
+/// tokenize worse.
+pub const CHARS_PER_TOKEN: u64 = 3;
+
+/// Characters an integer without `minimum`/`maximum` may take: the digits of `u64::MAX`.
+const UNBOUNDED_INTEGER_CHARS: u64 = 20;
+
+/// The most tokens an answer following `schema` can take, or `None` when the schema leaves
+/// something unbounded (a string without `maxLength` or `enum`, an array without `maxItems`).
+///
+/// The answer's longest compact JSON form, counted in characters (every string at its
+/// `maxLength` plus its quotes, every array at its `maxItems`, every key, bracket, colon and
+/// comma, an integer at the digits of its `minimum`/`maximum`, `anyOf` at its longest branch),
+/// divided by [`CHARS_PER_TOKEN`] and rounded up, plus one token per JSON value for the
+/// whitespace a grammar lets the model write around it. Escapes (`\n`, `\"`) are assumed to be
+/// covered by the characters-per-token slack.
+///
+/// ```
+/// use enrich_backends::{CHARS_PER_TOKEN, worst_case_output_tokens};
+/// use serde_json::json;
+///
+/// let schema = json!({
+///     "type": "object",
+///     "properties": { "tags": { "type": "array", "maxItems": 2,
+///                               "items": { "type": "string", "maxLength": 10 } } },
+/// });
+/// // {"tags":["0123456789","0123456789"]}: 36 characters, 4 values.
+/// assert_eq!(worst_case_output_tokens(&schema), Some(36_u32.div_ceil(CHARS_PER_TOKEN as u32) + 4));
+/// assert_eq!(worst_case_output_tokens(&json!({ "type": "string" })), None);
+/// ```
+pub fn worst_case_output_tokens(schema: &Value) -> Option<u32> {
+    let Worst { chars, values } = worst_case(schema)?;
+    let tokens = chars.div_ceil(CHARS_PER_TOKEN).checked_add(values)?;
+    u32::try_from(tokens).ok()
+}
+
+/// The output token budget a backend is given for an enrichment.v1 answer by default:
+/// [`worst_case_output_tokens`] of [`enrichment_v1_schema`], so an answer the schema allows is
+/// never cut at the token limit. The pipeline sends it as every request's
+/// [`max_output_tokens`](crate::GenerateRequest::max_output_tokens) (Ollama's `num_predict`,
+/// OpenAI's `max_tokens`); a backend's own `num_predict`/`max_tokens` option overrides it.
+pub fn enrichment_v1_output_tokens() -> u32 {
+    static TOKENS: OnceLock<u32> = OnceLock::new();
+    *TOKENS.get_or_init(|| {
+        // Every string and array of the schema is bounded (a test checks it).
+        worst_case_output_tokens(enrichment_v1_schema()).unwrap_or(u32::MAX)
+    })
+}
+
+/// The longest compact JSON a (sub)schema allows: its characters and how many JSON values it
+/// holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Worst {
+    chars: u64,
+    values: u64,
+}
+
+impl Worst {
+    const fn scalar(chars: u64) -> Self {
+        Self { chars, values: 1 }
+    }
+}
+
+fn worst_case(schema: &Value) -> Option<Worst> {
+    let number = |key: &str| schema.get(key).and_then(Value::as_u64);
+    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
+        return branches
+            .iter()
+            .map(worst_case)
+            .try_fold(None::<Worst>, |longest, branch| {
+                let branch = branch?;
+                Some(Some(match longest {
+                    Some(longest) if longest.chars >= branch.chars => longest,
+                    _ => branch,
+                }))
+            })?;
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        let longest = options.iter().map(|v| v.to_string().len()).max()?;
+        return Some(Worst::scalar(u64::try_from(longest).ok()?));
+    }
+    match schema.get("type").and_then(Value::as_str)? {
+        "string" => Some(Worst::scalar(number("maxLength")?.checked_add(2)?)),
+        "null" => Some(Worst::scalar(4)),
+        "boolean" => Some(Worst::scalar(5)),
+        "integer" => {
+            let digits = |key: &str| schema.get(key).map(|v| v.to_string().len() as u64);
+            let chars = match (digits("minimum"), digits("maximum")) {
+                (Some(low), Some(high)) => low.max(high),
+                _ => UNBOUNDED_INTEGER_CHARS,
+            };
+            Some(Worst::scalar(chars))
+        }
+        "array" => {
+            let items = number("maxItems")?;
+            let item = worst_case(schema.get("items")?)?;
+            Some(Worst {
+                // Brackets, the items and the commas between them.
+                chars: 2 + items * item.chars + items.saturating_sub(1),
+                values: 1 + items * item.values,
+            })
+        }
+        "object" => {
+            let properties = schema.get("properties")?.as_object()?;
+            let mut worst = Worst::scalar(2 + properties.len().saturating_sub(1) as u64);
+            for (key, value) in properties {
+                let value = worst_case(value)?;
+                // The quoted key and its colon.
+                worst.chars += key.len() as u64 + 3 + value.chars;
+                worst.values += value.values;
+            }
+            Some(worst)
+        }
+        _ => None,
+    }
+}
 
 /// The enrichment.v1 output schema, built once and shared.
 ///

@@ -1,8 +1,10 @@
 //! enrichment.v1: extraction, normalisation, validation and the schema.
 
 use enrich_backends::{
-    Enrichment, Evidence, FailureKind, SUMMARY_MAX_WORDS, SpanIdentity, USAGE_SNIPPET_MAX_LINES,
-    ValidationContext, enrichment_v1_schema, enrichment_v1_schema_for_span, parse_and_validate,
+    CHARS_PER_TOKEN, EVIDENCE_MAX_ITEMS, Enrichment, Evidence, FailureKind, ITEM_MAX_CHARS,
+    LIST_MAX_ITEMS, SNIPPET_MAX_CHARS, SUMMARY_MAX_CHARS, SUMMARY_MAX_WORDS, SpanIdentity,
+    USAGE_SNIPPET_MAX_LINES, ValidationContext, enrichment_v1_output_tokens, enrichment_v1_schema,
+    enrichment_v1_schema_for_span, parse_and_validate, worst_case_output_tokens,
 };
 use enrich_config::QualityLevel;
 use serde_json::{Value, json};
@@ -490,6 +492,86 @@ fn the_schema_leaves_room_for_what_validation_accepts() {
         assert!(parse(&text).is_ok(), "evidence for {field} rejected");
     }
     assert!(!citable.contains(&"evidence"));
+}
+
+/// The longest answer enrichment.v1 allows, compact: every string at its bound, every list full,
+/// evidence lines of the most digits.
+fn longest_answer() -> String {
+    let text = |chars: u64| "x".repeat(usize::try_from(chars).unwrap());
+    let list = || vec![text(ITEM_MAX_CHARS); usize::try_from(LIST_MAX_ITEMS).unwrap()];
+    let evidence = json!({"field": "usage_snippet", "lines": [u64::MAX, u64::MAX]});
+    json!({
+        "summary_120w": text(SUMMARY_MAX_CHARS),
+        "inputs": list(),
+        "outputs": list(),
+        "side_effects": list(),
+        "pitfalls": list(),
+        "usage_snippet": text(SNIPPET_MAX_CHARS),
+        "evidence": vec![evidence; usize::try_from(EVIDENCE_MAX_ITEMS).unwrap()],
+    })
+    .to_string()
+}
+
+#[test]
+fn the_output_budget_fits_the_schemas_longest_answer() {
+    let schema = enrichment_v1_schema();
+    let properties = &schema["properties"];
+    assert_eq!(properties["summary_120w"]["maxLength"], SUMMARY_MAX_CHARS);
+    assert_eq!(
+        properties["usage_snippet"]["anyOf"][0]["maxLength"],
+        SNIPPET_MAX_CHARS
+    );
+    assert_eq!(properties["evidence"]["maxItems"], EVIDENCE_MAX_ITEMS);
+    for list in ["inputs", "outputs", "side_effects", "pitfalls"] {
+        assert_eq!(properties[list]["maxItems"], LIST_MAX_ITEMS, "{list}");
+        assert_eq!(
+            properties[list]["items"]["maxLength"], ITEM_MAX_CHARS,
+            "{list}"
+        );
+    }
+    // A 12-line snippet of 40-character lines fits.
+    assert!(SNIPPET_MAX_CHARS >= 41 * USAGE_SNIPPET_MAX_LINES as u64);
+
+    let budget = enrichment_v1_output_tokens();
+    assert_eq!(worst_case_output_tokens(schema), Some(budget));
+    let longest = longest_answer();
+    let chars = u64::try_from(longest.len()).unwrap();
+    assert!(
+        chars.div_ceil(CHARS_PER_TOKEN) < u64::from(budget),
+        "{chars} characters do not fit {budget} tokens"
+    );
+    // The budget is the longest answer's characters over CHARS_PER_TOKEN plus a token of
+    // whitespace per value (the object, its 7 values, the lists' items, and each evidence
+    // entry's object, field, lines array and 2 numbers); no more, so the bounds size it.
+    let values = 1 + 7 + 4 * LIST_MAX_ITEMS + EVIDENCE_MAX_ITEMS * 5;
+    assert_eq!(u64::from(budget), chars.div_ceil(CHARS_PER_TOKEN) + values);
+    assert!(
+        budget <= 1200,
+        "a budget of {budget} tokens is more than a span is worth"
+    );
+}
+
+#[test]
+fn the_worst_case_is_none_for_an_unbounded_schema() {
+    for unbounded in [
+        json!({"type": "string"}),
+        json!({"type": "array", "items": {"type": "null"}}),
+        json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+        json!({"anyOf": [{"type": "null"}, {"type": "string"}]}),
+        json!({"type": "number"}),
+    ] {
+        assert_eq!(worst_case_output_tokens(&unbounded), None, "{unbounded}");
+    }
+    // Integer bounds count their digits and sign; anyOf takes its longest branch.
+    let bounded = json!({"type": "array", "maxItems": 3, "items": {"anyOf": [
+        {"type": "integer", "minimum": -5, "maximum": 120},
+        {"type": "null"},
+    ]}});
+    // [null,null,null]: 16 characters, 4 values.
+    assert_eq!(
+        worst_case_output_tokens(&bounded),
+        Some(16_u32.div_ceil(3) + 4)
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use enrich_backends::{
     CascadeFailure, CascadeSuccess, Disposition, GATE_VERSION, GenerateRequest, GiveUpReason,
-    QualityReport, ValidationContext, enrichment_v1_schema_for_span,
+    QualityReport, ValidationContext, enrichment_v1_output_tokens, enrichment_v1_schema_for_span,
 };
 use enrich_config::OnFailure;
 use enrich_db::{self as db, PendingSpan, RunId};
@@ -12,6 +12,7 @@ use enrich_types::{AttemptRecord, ENRICHMENT_SCHEMA_VERSION, LedgerKind, SpanIde
 use tokio::time::Instant;
 
 use crate::events::{Event, now_ms};
+use crate::prompt::Prompt;
 use crate::result::{SpanResult, SpanStatus};
 use crate::secrets::{Guarded, withheld_message};
 use crate::shared::Inner;
@@ -127,7 +128,7 @@ pub(super) async fn process_span(
                 source: sent_source,
                 symbol: &span.symbol,
             };
-            enrich(ctx, identity, decision, prompt.text, gate, resume).await
+            enrich(ctx, identity, decision, prompt, gate, resume).await
         }
         (Ok(_), Ok(_), None) => match withheld {
             Some(message) => {
@@ -213,7 +214,7 @@ async fn enrich(
     ctx: &RunCtx,
     span: SpanIdentity,
     decision: &RouteDecision,
-    prompt: String,
+    prompt: Prompt,
     gate: Gate<'_>,
     resume: Resume,
 ) -> SpanResult {
@@ -239,7 +240,13 @@ async fn enrich(
         .with_quality(settings.quality)
         .with_source(gate.source, gate.symbol);
     let schema = enrichment_v1_schema_for_span(&span);
-    let request = GenerateRequest::new(prompt, span).with_schema(schema);
+    // The output budget fits the schema's longest answer, so no valid answer is cut.
+    let mut request = GenerateRequest::new(prompt.text, span)
+        .with_schema(schema)
+        .with_max_output_tokens(enrichment_v1_output_tokens());
+    if let Some(system) = prompt.system {
+        request = request.with_system(system);
+    }
     let has_next_tier = resume.tier.is_some_and(|tier| tier + 1 < adapters.len());
     let outcome = ctx
         .cascade

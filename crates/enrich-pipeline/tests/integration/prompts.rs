@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use enrich_backends::{GenerateRequest, SpanIdentity, enrichment_v1_schema_for_span};
+use enrich_backends::{
+    GenerateRequest, SpanIdentity, enrichment_v1_output_tokens, enrichment_v1_schema_for_span,
+};
 use enrich_config::EnrichmentConfig;
 use enrich_pipeline::{PipelineError, RunControl, estimate_tokens};
 
@@ -55,6 +57,10 @@ async fn a_template_is_filled_with_python_format_rules_and_sent_with_the_schema(
         "Summarise pkg/two.py lines 1-2:\ndef two():\n    return 2\n\nAnswer as {json}."
     );
     assert_eq!(
+        sent[0].system, None,
+        "a template is sent whole, as LLMC sends it"
+    );
+    assert_eq!(
         sent[0].schema.as_ref(),
         Some(&enrichment_v1_schema_for_span(&SpanIdentity::new(
             "", "", 1, 2
@@ -72,14 +78,32 @@ async fn the_built_in_prompt_cites_the_span_and_describes_every_field() {
     let sent = requests(&fixture, |_| {}).await;
 
     assert_eq!(sent.len(), 3);
+    let shared = sent[0].system.as_deref().expect("a shared part");
     for (i, request) in sent.iter().enumerate() {
         let line = i as u32 + 1;
         let prompt = &*request.prompt;
         assert_eq!(&*request.span.span_hash, hashes[i]);
         assert_eq!(first_range(prompt), Some((line, line)), "{prompt}");
         assert!(
-            prompt.contains(&format!("def f{line}_srcpipelinepy(): return {line}")),
+            prompt.contains(&format!(
+                "\n{line} | def f{line}_srcpipelinepy(): return {line}\n"
+            )),
             "{prompt}"
+        );
+        assert!(
+            prompt.starts_with(&format!(
+                "Span: lines {line}-{line} of src/pipeline.py, the function `f{line}`.\n"
+            )),
+            "{prompt}"
+        );
+        assert!(prompt.contains("```python\n"), "{prompt}");
+        // Every span's request carries the same shared part, byte for byte.
+        let system = request.system.as_deref().expect("a shared part");
+        assert_eq!(system.as_bytes(), shared.as_bytes());
+        assert!(!system.contains("pipeline.py"), "{system}");
+        assert_eq!(
+            request.max_output_tokens,
+            Some(enrichment_v1_output_tokens())
         );
         for needle in [
             "ONE JSON object",
@@ -92,11 +116,9 @@ async fn the_built_in_prompt_cites_the_span_and_describes_every_field() {
             "\"usage_snippet\"",
             "at most 12 lines",
             "\"evidence\"",
-            &format!("inside lines {line}-{line}"),
-            &format!("function `f{line}`"),
-            "```python\n",
+            "inside the span's line range",
         ] {
-            assert!(prompt.contains(needle), "{needle:?} not in {prompt}");
+            assert!(system.contains(needle), "{needle:?} not in {system}");
         }
         assert!(!prompt.contains("source cut"));
         assert_eq!(

@@ -87,6 +87,26 @@ async fn a_missing_schema_is_named() {
 }
 
 #[tokio::test]
+async fn a_system_prompt_sent_after_the_prompt_is_named() {
+    // The Ollama quirk also drops num_predict: its body is built apart.
+    check(
+        Api::Ollama,
+        Quirk::SystemLast,
+        &[
+            "request_carries_prompt_and_system",
+            "request_carries_max_output_tokens",
+        ],
+    )
+    .await;
+    check(
+        Api::OpenAiCompatible,
+        Quirk::SystemLast,
+        &["request_carries_prompt_and_system"],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_client_per_call_is_named() {
     check(
         Api::Ollama,

@@ -35,6 +35,9 @@ pub(crate) enum Quirk {
     ReadsWholeAnswers,
     /// Shows its URL with the credentials in it.
     ShowsCredentials,
+    /// Sends the system prompt after the prompt (Ollama: appended to `prompt`; chat: a second
+    /// message), so no two spans' requests share a prefix.
+    SystemLast,
 }
 
 pub(crate) struct Reference {
@@ -83,6 +86,13 @@ impl Reference {
             .filter(|_| self.quirk != Quirk::NoSchema);
         let system = request.system.as_deref().unwrap_or_default();
         match self.api {
+            Api::Ollama if self.quirk == Quirk::SystemLast => json!({
+                "model": self.spec.model,
+                "prompt": format!("{}\n{system}", request.prompt),
+                "stream": false,
+                "format": schema,
+                "options": self.spec.options,
+            }),
             Api::Ollama => {
                 let mut options = self.spec.options.clone();
                 if let Some(max) = request.max_output_tokens {
@@ -100,10 +110,17 @@ impl Reference {
             Api::OpenAiCompatible => {
                 let mut body = json!({
                     "model": self.spec.model,
-                    "messages": [
-                        { "role": "system", "content": system },
-                        { "role": "user", "content": &*request.prompt },
-                    ],
+                    "messages": if self.quirk == Quirk::SystemLast {
+                        json!([
+                            { "role": "user", "content": &*request.prompt },
+                            { "role": "system", "content": system },
+                        ])
+                    } else {
+                        json!([
+                            { "role": "system", "content": system },
+                            { "role": "user", "content": &*request.prompt },
+                        ])
+                    },
                     "max_tokens": request.max_output_tokens,
                 });
                 if let Some(schema) = schema {

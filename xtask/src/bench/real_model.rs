@@ -1,0 +1,519 @@
+//! `cargo xtask bench --real-model`: enrichment quality and cost on the real local model.
+//!
+//! Not part of `cargo xtask ci` (a few minutes). It provisions the model server
+//! ([`crate::model_server`]: SmolLM2-135M-Instruct behind Ollama's API), downloads a real
+//! third-party code base from PyPI with `pip download` (the source distribution of
+//! [`SDIST_REQUIREMENT`], checked against its size and sha256, cached under
+//! `target/bench/real-model-cache/`), copies [`SAMPLE_FILES`] of it into a fresh repository,
+//! `enrich index`es it and runs `enrich run --limit` [`SAMPLE_SPANS`] in span order against the
+//! server at temperature 0. The sample is the same every time: the files are fixed, the indexer
+//! numbers their spans in path order and `--no-code-first` takes them in that order.
+//!
+//! Every figure comes from the run's database (the attempt log and the enrichments), never from
+//! `enrich`'s output; see [`Figures`]. It prints a table and writes it with the machine and
+//! every figure to `target/bench/real-model-<unix-ts>.json` and `real-model-latest.json`.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+
+use super::report::{Row, machine_info, render_table, unix_seconds};
+use super::{path_str, say};
+use crate::model_server::{self, pip_download, remove_dir_if_exists, run_loudly, verify_file};
+
+/// The PyPI requirement whose source distribution is the code base.
+const SDIST_REQUIREMENT: &str = "requests==2.32.3";
+/// Its file name on PyPI.
+const SDIST_FILE: &str = "requests-2.32.3.tar.gz";
+/// Its size in bytes.
+const SDIST_SIZE: u64 = 131_218;
+/// Its sha256, lowercase hex (as PyPI lists it).
+const SDIST_SHA256: &str = "55365417734eb18255590a9ff9eb97e9e1da868d4ccd6402399eaf68af20a760";
+/// The files of the sample, inside the unpacked distribution; the repository gets them under
+/// `requests/`, in this (path) order.
+const SAMPLE_FILES: [&str; 3] = [
+    "requests-2.32.3/src/requests/auth.py",
+    "requests-2.32.3/src/requests/hooks.py",
+    "requests-2.32.3/src/requests/structures.py",
+];
+/// Spans enriched: the first this many of the sample files' spans, in span order.
+const SAMPLE_SPANS: u64 = 30;
+/// The model server's context, and the `num_ctx` every request asks for.
+const NUM_CTX: u32 = 4096;
+/// The output budget of each request.
+const NUM_PREDICT: u32 = 900;
+
+/// Runs the real-model benchmark once.
+pub(crate) fn run(root: &Path) -> Result<()> {
+    say("building the release `enrich`");
+    let mut build = crate::cargo(root);
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "enrich-cli",
+        "--bin",
+        "enrich",
+    ]);
+    crate::run_cmd(build)?;
+    let target = crate::target_dir(root);
+    let enrich = target.join("release/enrich");
+    let out_dir = target.join("bench");
+    let work = out_dir.join("real-model-work");
+    remove_dir_if_exists(&work)?;
+    fs::create_dir_all(&work).with_context(|| format!("could not create {}", work.display()))?;
+
+    let server =
+        model_server::provision(root).context("could not provision the real local model server")?;
+    let sdist = fetch_sdist(&out_dir.join("real-model-cache"))?;
+    let repo = sample_repo(&sdist, &work)?;
+
+    let enrich_cmd = |args: &[&str]| {
+        let mut cmd = Command::new(&enrich);
+        cmd.arg("--repo").arg(&repo).args(args);
+        cmd
+    };
+    let mut index = enrich_cmd(&["-q", "index"]);
+    index.stdout(Stdio::null());
+    run_loudly(index, "enrich could not index the sample")?;
+
+    let running = server.start(
+        &["--ctx", &NUM_CTX.to_string()],
+        &work.join("model-server.log"),
+    )?;
+    let model = "smollm2:135m";
+    fs::write(repo.join("enrich.toml"), enrich_toml(model, &running.url))
+        .context("could not write the sample's enrich.toml")?;
+    let machine = machine_info();
+    say(&format!(
+        "enriching {SAMPLE_SPANS} spans of {SDIST_REQUIREMENT} with {model} (one slot, temperature 0)"
+    ));
+    let stdout_path = work.join("run.out.json");
+    let stderr_path = work.join("run.err.log");
+    let mut run = enrich_cmd(&[
+        "--json",
+        "run",
+        "--limit",
+        &SAMPLE_SPANS.to_string(),
+        "--no-code-first",
+        "--concurrency",
+        "1",
+    ]);
+    run.stdin(Stdio::null())
+        .stdout(File::create(&stdout_path).context("could not create the run's stdout file")?)
+        .stderr(File::create(&stderr_path).context("could not create the run's stderr file")?);
+    let started = Instant::now();
+    let status = run.status().context("could not start enrich run")?;
+    let seconds = started.elapsed().as_secs_f64();
+    drop(running);
+    ensure!(
+        matches!(status.code(), Some(0 | 1)),
+        "enrich run exited with {status}; see {}",
+        stderr_path.display()
+    );
+
+    let db = repo.join(".llmc/rag/index_v2.db");
+    let records = read_records(&db)?;
+    let figures = Figures::of(&records, seconds);
+    let rows = figures.rows();
+    let build = format!("release build, {model}, {SDIST_REQUIREMENT}");
+    println!("{}", render_table(&machine, 1, &build, &rows));
+    let ts = unix_seconds();
+    let report = json!({
+        "timestamp": ts,
+        "machine": machine,
+        "model": model,
+        "code_base": {"requirement": SDIST_REQUIREMENT, "sha256": SDIST_SHA256, "files": SAMPLE_FILES},
+        "sample_spans": SAMPLE_SPANS,
+        "options": {"temperature": 0, "seed": 42, "num_ctx": NUM_CTX, "num_predict": NUM_PREDICT},
+        "figures": figures.to_json(),
+        "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    for name in [
+        format!("real-model-{ts}.json"),
+        "real-model-latest.json".to_owned(),
+    ] {
+        let path = out_dir.join(name);
+        fs::write(&path, &text).with_context(|| format!("could not write {}", path.display()))?;
+    }
+    say(&format!(
+        "done in {seconds:.0} s; results in {}",
+        out_dir.join(format!("real-model-{ts}.json")).display()
+    ));
+    ensure!(
+        figures.spans == SAMPLE_SPANS,
+        "the run attempted {} spans, not {SAMPLE_SPANS}: see {}",
+        figures.spans,
+        stderr_path.display()
+    );
+    Ok(())
+}
+
+/// The verified source distribution in `cache`, downloaded with pip when it is missing or bad.
+fn fetch_sdist(cache: &Path) -> Result<PathBuf> {
+    let file = cache.join(SDIST_FILE);
+    if verify_file(&file, SDIST_SIZE, SDIST_SHA256).is_ok() {
+        return Ok(file);
+    }
+    remove_dir_if_exists(cache)?;
+    fs::create_dir_all(cache).with_context(|| format!("could not create {}", cache.display()))?;
+    say(&format!(
+        "downloading the source distribution of {SDIST_REQUIREMENT} from PyPI"
+    ));
+    pip_download(SDIST_REQUIREMENT, "--no-binary=:all:", cache)?;
+    verify_file(&file, SDIST_SIZE, SDIST_SHA256)
+        .with_context(|| format!("PyPI's {SDIST_FILE} is not the file this bench pins"))?;
+    Ok(file)
+}
+
+/// A fresh repository in `work/repo` holding [`SAMPLE_FILES`] under `requests/`.
+fn sample_repo(sdist: &Path, work: &Path) -> Result<PathBuf> {
+    let unpacked = work.join("sdist");
+    fs::create_dir_all(&unpacked)
+        .with_context(|| format!("could not create {}", unpacked.display()))?;
+    let mut tar = Command::new("tar");
+    tar.arg("-xzf").arg(sdist).arg("-C").arg(&unpacked);
+    run_loudly(tar, "`tar` with gzip support is needed")?;
+    let repo = work.join("repo");
+    let package = repo.join("requests");
+    fs::create_dir_all(&package)
+        .with_context(|| format!("could not create {}", package.display()))?;
+    for member in SAMPLE_FILES {
+        let from = unpacked.join(member);
+        let name = from.file_name().context("a sample file has a name")?;
+        fs::copy(&from, package.join(name))
+            .with_context(|| format!("could not copy {}", from.display()))?;
+    }
+    Ok(repo)
+}
+
+/// The sample's `enrich.toml`: one backend, the model server, deterministic sampling.
+fn enrich_toml(model: &str, url: &str) -> String {
+    format!(
+        "# Written by `cargo xtask bench --real-model`.\n\
+         [enrichment]\n\
+         default_chain = \"real\"\n\n\
+         [[enrichment.chain]]\n\
+         name = \"smollm2\"\n\
+         chain = \"real\"\n\
+         provider = \"ollama\"\n\
+         model = \"{model}\"\n\
+         url = \"{url}\"\n\
+         timeout_seconds = 300\n\
+         options = {{ temperature = 0, seed = 42, num_ctx = {NUM_CTX}, num_predict = {NUM_PREDICT} }}\n"
+    )
+}
+
+/// One row of `enrich_attempts`, as the figures need it.
+#[derive(Debug, Clone, PartialEq)]
+struct Attempt {
+    span_hash: String,
+    attempt: u64,
+    success: bool,
+    failure_kind: Option<String>,
+    prompt_eval_count: Option<u64>,
+    eval_count: Option<u64>,
+}
+
+/// What the run left in its database.
+#[derive(Debug, Clone, PartialEq)]
+struct Records {
+    /// Every attempt, in the order they were written.
+    attempts: Vec<Attempt>,
+    /// Rows of `enrichments`.
+    stored: u64,
+}
+
+/// Reads the attempt log and counts the enrichments, with python3's sqlite3 module (pip needs
+/// python3 already, and xtask links no SQLite).
+fn read_records(db: &Path) -> Result<Records> {
+    const DUMP: &str = "import json, sqlite3, sys\n\
+        c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)\n\
+        rows = c.execute('SELECT span_hash, attempt, outcome, failure_kind, prompt_eval_count, \
+        eval_count FROM enrich_attempts ORDER BY id').fetchall()\n\
+        stored = c.execute('SELECT count(*) FROM enrichments').fetchone()[0]\n\
+        print(json.dumps({'attempts': rows, 'stored': stored}))\n";
+    let out = Command::new("python3")
+        .args(["-c", DUMP, path_str(db)?])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("could not run python3 to read the run's database")?;
+    ensure!(
+        out.status.success(),
+        "python3 could not read {}",
+        db.display()
+    );
+    let dump: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("the dump of {} is not JSON", db.display()))?;
+    parse_records(&dump)
+}
+
+fn parse_records(dump: &Value) -> Result<Records> {
+    let rows = dump["attempts"]
+        .as_array()
+        .context("the dump has no attempts")?;
+    let attempts = rows
+        .iter()
+        .map(|row| {
+            Ok(Attempt {
+                span_hash: row[0].as_str().context("span_hash")?.to_owned(),
+                attempt: row[1].as_u64().context("attempt")?,
+                success: row[2].as_str() == Some("success"),
+                failure_kind: row[3].as_str().map(str::to_owned),
+                prompt_eval_count: row[4].as_u64(),
+                eval_count: row[5].as_u64(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Records {
+        attempts,
+        stored: dump["stored"].as_u64().context("stored")?,
+    })
+}
+
+/// The benchmark's figures, all from the database.
+#[derive(Debug, Clone, PartialEq)]
+struct Figures {
+    /// Spans with at least one attempt.
+    spans: u64,
+    /// Attempts in all.
+    attempts: u64,
+    /// Spans whose first attempt succeeded.
+    first_try_valid: u64,
+    /// Spans whose first attempt was not rejected by the quality gate (see `gate_passed`).
+    first_try_gate_passed: u64,
+    /// Attempts not rejected by the quality gate: every attempt whose failure kind does not
+    /// contain `quality` (the gate's kind, whatever its exact name).
+    gate_passed: u64,
+    /// Rows of `enrichments`.
+    stored: u64,
+    /// Mean `prompt_eval_count` over the attempts that report it.
+    prompt_eval_mean: Option<f64>,
+    /// The same without the run's first attempt (the one that evaluates the shared prefix).
+    prompt_eval_mean_after_first: Option<f64>,
+    /// `eval_count` summed over every attempt.
+    output_tokens: u64,
+    /// Wall-clock seconds of `enrich run`.
+    seconds: f64,
+}
+
+impl Figures {
+    fn of(records: &Records, seconds: f64) -> Self {
+        let attempts = &records.attempts;
+        let mut spans: Vec<&str> = attempts.iter().map(|a| a.span_hash.as_str()).collect();
+        spans.sort_unstable();
+        spans.dedup();
+        let first_attempts: Vec<&Attempt> = spans
+            .iter()
+            .filter_map(|&span| {
+                attempts
+                    .iter()
+                    .filter(|a| a.span_hash == span)
+                    .min_by_key(|a| a.attempt)
+            })
+            .collect();
+        let gate_rejected = |a: &Attempt| {
+            a.failure_kind
+                .as_deref()
+                .is_some_and(|k| k.contains("quality"))
+        };
+        let first_try_valid = first_attempts.iter().filter(|a| a.success).count();
+        let first_try_gate_passed = first_attempts.iter().filter(|a| !gate_rejected(a)).count();
+        let gate_passed = attempts.iter().filter(|a| !gate_rejected(a)).count();
+        let counts: Vec<u64> = attempts
+            .iter()
+            .filter_map(|a| a.prompt_eval_count)
+            .collect();
+        let mean = |values: &[u64]| {
+            (!values.is_empty()).then(|| values.iter().sum::<u64>() as f64 / values.len() as f64)
+        };
+        Self {
+            spans: spans.len() as u64,
+            attempts: attempts.len() as u64,
+            first_try_valid: first_try_valid as u64,
+            first_try_gate_passed: first_try_gate_passed as u64,
+            gate_passed: gate_passed as u64,
+            stored: records.stored,
+            prompt_eval_mean: mean(&counts),
+            prompt_eval_mean_after_first: counts.get(1..).and_then(mean),
+            output_tokens: attempts.iter().filter_map(|a| a.eval_count).sum(),
+            seconds,
+        }
+    }
+
+    fn per_stored(&self, value: f64) -> Option<f64> {
+        (self.stored > 0).then(|| value / self.stored as f64)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "spans": self.spans,
+            "attempts": self.attempts,
+            "first_try_valid": self.first_try_valid,
+            "first_try_gate_passed": self.first_try_gate_passed,
+            "gate_passed": self.gate_passed,
+            "stored": self.stored,
+            "prompt_eval_mean": self.prompt_eval_mean,
+            "prompt_eval_mean_after_first": self.prompt_eval_mean_after_first,
+            "output_tokens": self.output_tokens,
+            "output_tokens_per_stored": self.per_stored(self.output_tokens as f64),
+            "seconds": self.seconds,
+            "seconds_per_stored": self.per_stored(self.seconds),
+        })
+    }
+
+    /// The table's rows; no target is judged (the issue sets none on these figures here).
+    fn rows(&self) -> Vec<Row> {
+        let rate = |id: &'static str, name: &str, part: u64, whole: u64, of: &str| {
+            let mut row = Row::new(id, name.to_owned(), "fraction");
+            let fraction = (whole > 0).then(|| part as f64 / whole as f64);
+            row.value = fraction;
+            row.measured = match fraction {
+                Some(f) => format!("{part} of {whole} {of} = {:.0}%", f * 100.0),
+                None => format!("no {of}"),
+            };
+            row
+        };
+        let number =
+            |id: &'static str, name: &str, unit: &'static str, value: Option<f64>, text: String| {
+                let mut row = Row::new(id, name.to_owned(), unit);
+                row.value = value;
+                row.measured = text;
+                row
+            };
+        let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"));
+        vec![
+            rate(
+                "first_try_valid",
+                "first-try valid",
+                self.first_try_valid,
+                self.spans,
+                "spans",
+            ),
+            rate(
+                "first_try_gate_pass",
+                "first-try gate pass",
+                self.first_try_gate_passed,
+                self.spans,
+                "spans",
+            ),
+            rate(
+                "gate_pass",
+                "gate pass",
+                self.gate_passed,
+                self.attempts,
+                "attempts",
+            ),
+            rate("stored", "stored", self.stored, self.spans, "spans"),
+            number(
+                "prompt_eval",
+                "prompt tokens evaluated per attempt",
+                "tokens",
+                self.prompt_eval_mean_after_first,
+                format!(
+                    "{} after the first ({} with it)",
+                    show(self.prompt_eval_mean_after_first),
+                    show(self.prompt_eval_mean)
+                ),
+            ),
+            number(
+                "output_tokens_per_stored",
+                "output tokens per stored enrichment",
+                "tokens",
+                self.per_stored(self.output_tokens as f64),
+                format!(
+                    "{} ({} tokens over {} attempts)",
+                    show(self.per_stored(self.output_tokens as f64)),
+                    self.output_tokens,
+                    self.attempts
+                ),
+            ),
+            number(
+                "seconds_per_stored",
+                "seconds per stored enrichment",
+                "s",
+                self.per_stored(self.seconds),
+                format!(
+                    "{} ({:.0} s for the run)",
+                    show(self.per_stored(self.seconds)),
+                    self.seconds
+                ),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(span: &str, n: u64, kind: Option<&str>, prompt: u64, out: u64) -> Value {
+        json!([
+            span,
+            n,
+            if kind.is_none() { "success" } else { "failure" },
+            kind,
+            prompt,
+            out
+        ])
+    }
+
+    #[test]
+    fn figures_come_from_the_attempt_log_and_the_stored_rows() {
+        let dump = json!({
+            "attempts": [
+                attempt("a", 1, None, 700, 200),
+                attempt("b", 1, Some("schema_invalid"), 40, 300),
+                attempt("b", 2, None, 60, 250),
+                attempt("c", 1, Some("quality_rejected"), 50, 100),
+                attempt("c", 2, Some("quality_rejected"), 50, 150),
+                [ "d", 1, "failure", "connection", null, null ],
+            ],
+            "stored": 2,
+        });
+        let figures = Figures::of(&parse_records(&dump).unwrap(), 20.0);
+        assert_eq!(figures.spans, 4);
+        assert_eq!(figures.attempts, 6);
+        assert_eq!(
+            figures.first_try_valid, 1,
+            "only a's first attempt succeeded"
+        );
+        assert_eq!(figures.gate_passed, 4, "c's two attempts failed the gate");
+        assert_eq!(
+            figures.first_try_gate_passed, 3,
+            "all but c's first attempt"
+        );
+        assert_eq!(figures.stored, 2);
+        assert_eq!(figures.prompt_eval_mean, Some(180.0));
+        assert_eq!(figures.prompt_eval_mean_after_first, Some(50.0));
+        assert_eq!(figures.output_tokens, 1000);
+        let json = figures.to_json();
+        assert_eq!(json["output_tokens_per_stored"], 500.0);
+        assert_eq!(json["seconds_per_stored"], 10.0);
+        let rows = figures.rows();
+        assert_eq!(rows[0].measured, "1 of 4 spans = 25%");
+        assert_eq!(rows[4].measured, "50.0 after the first (180.0 with it)");
+    }
+
+    #[test]
+    fn nothing_stored_gives_no_per_stored_figure() {
+        let dump = json!({"attempts": [attempt("a", 1, Some("truncated"), 10, 900)], "stored": 0});
+        let figures = Figures::of(&parse_records(&dump).unwrap(), 5.0);
+        assert_eq!(figures.to_json()["seconds_per_stored"], Value::Null);
+        assert_eq!(figures.prompt_eval_mean_after_first, None);
+        assert_eq!(figures.rows()[6].measured, "n/a (5 s for the run)");
+    }
+
+    #[test]
+    fn the_config_names_the_server_and_fixes_the_sampling() {
+        let toml = enrich_toml("smollm2:135m", "http://127.0.0.1:9");
+        assert!(toml.contains("url = \"http://127.0.0.1:9\""), "{toml}");
+        assert!(toml.contains("temperature = 0, seed = 42"), "{toml}");
+    }
+}
