@@ -152,7 +152,8 @@ pub use output::{
     LIST_MAX_ITEMS, OutputSchema, QualityReport, REPAIR_EVIDENCE_SWAPPED, REPAIR_SUMMARY_CUT,
     REPAIRS, SNIPPET_MAX_CHARS, SUMMARY_MAX_CHARS, SUMMARY_MAX_WORDS, USAGE_SNIPPET_MAX_LINES,
     Validated, ValidationContext, enrichment_v1_output_tokens, enrichment_v1_schema,
-    enrichment_v1_schema_for_span, judge_reply, parse_and_validate, worst_case_output_tokens,
+    enrichment_v1_schema_for_span, judge_reply, parse_and_validate, rejected_checks,
+    worst_case_output_tokens,
 };
 pub use policy::{
     Backoff, CascadePolicy, Decision, FailureAction, KindPolicy, KindTable, SpanProgress,

@@ -139,6 +139,22 @@ pub(crate) enum Command {
         ("Put every dead-lettered span back (after fixing the cause)", "enrich failures --requeue-all"),
     ]))]
     Failures(FailuresArgs),
+    /// How well enrichment went, per model, backend and prompt fingerprint: spans enriched,
+    /// first-try valid rate, quality gate rejections by check, the quality score's mean and
+    /// spread, summary words, and tokens per enrichment (every attempt counted).
+    #[command(after_help = examples(&[
+        ("The quality of everything the attempt log records", "enrich quality"),
+        ("One model's figures and its 10 lowest-scoring spans, each with its `enrich show` command", "enrich quality --model qwen2.5:0.5b --worst 10"),
+        ("The runs of the last 7 days as JSON", "enrich quality --since 7d --json"),
+    ]))]
+    Quality(QualityArgs),
+    /// Two models, or two runs, side by side on the spans both enriched, with example spans.
+    #[command(after_help = examples(&[
+        ("Two models on the spans both enriched", "enrich compare --model qwen2.5:0.5b --model gemma3:270m"),
+        ("Two runs (as `enrich status` and `enrich show` number them), with 5 example spans", "enrich compare --run 3 --run 5 --examples 5"),
+        ("The comparison as JSON", "enrich compare --run 3 --run 5 --json"),
+    ]))]
+    Compare(CompareArgs),
     /// Keep the index and its enrichments current: index, enrich, then re-index and enrich each
     /// file as it is saved, until Ctrl-C or SIGTERM.
     #[command(after_help = examples(&[
@@ -286,6 +302,25 @@ fn parse_schedule(text: &str) -> Result<Schedule, String> {
     Schedule::parse(text).ok_or_else(|| format!("{text:?} is not per-span or by-tier"))
 }
 
+/// An age such as `90m`, `24h` or `7d`: a whole number and a unit (s, m, h, d).
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let wrong = || format!("{text:?} is not an age such as 90m, 24h or 7d");
+    let text = text.trim();
+    let unit = text.chars().last().ok_or_else(wrong)?;
+    let seconds = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(wrong()),
+    };
+    let number: u64 = text[..text.len() - 1].parse().map_err(|_| wrong())?;
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(wrong)
+}
+
 /// A number above zero, for budget flags.
 fn positive_number(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -328,6 +363,43 @@ pub(crate) struct FailuresArgs {
     /// Put every dead-lettered span back in the queue.
     #[arg(long)]
     pub(crate) requeue_all: bool,
+}
+
+/// Flags of `enrich quality`.
+#[derive(Debug, Args)]
+pub(crate) struct QualityArgs {
+    /// Only attempts of this model, as the attempt log names it (repeatable).
+    #[arg(long = "model", value_name = "MODEL")]
+    pub(crate) models: Vec<String>,
+
+    /// Only attempts of this run (repeatable).
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub(crate) runs: Vec<i64>,
+
+    /// Only attempts of runs started within AGE before now: a number and a unit, s, m, h or d
+    /// (`90m`, `24h`, `7d`).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub(crate) since: Option<std::time::Duration>,
+
+    /// Also list the N lowest-scoring stored enrichments, each with its `enrich show` command.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) worst: Option<u32>,
+}
+
+/// Flags of `enrich compare`: two `--model`s or two `--run`s.
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// A model to compare, as the attempt log names it (give two).
+    #[arg(long = "model", value_name = "MODEL", conflicts_with = "runs")]
+    pub(crate) models: Vec<String>,
+
+    /// A run to compare (give two).
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub(crate) runs: Vec<i64>,
+
+    /// How many example spans to show.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub(crate) examples: usize,
 }
 
 /// Flags of `enrich watch`.
@@ -400,6 +472,8 @@ mod tests {
         "status",
         "show",
         "failures",
+        "quality",
+        "compare",
         "watch",
         "config",
         "init",
@@ -469,6 +543,18 @@ mod tests {
                 }
                 Cli::try_parse_from(&argv).unwrap();
             }
+        }
+    }
+
+    #[test]
+    fn ages_are_a_whole_number_and_a_unit() {
+        let secs = |text| parse_age(text).map(|d| d.as_secs());
+        assert_eq!(secs("90m"), Ok(5400));
+        assert_eq!(secs("24h"), Ok(86_400));
+        assert_eq!(secs("7d"), Ok(604_800));
+        assert_eq!(secs("15s"), Ok(15));
+        for wrong in ["", "7", "d", "1.5h", "-1d", "7w", "99999999999999999999d"] {
+            assert!(parse_age(wrong).is_err(), "{wrong:?}");
         }
     }
 

@@ -16,7 +16,9 @@
 //! ([`Db::claim_pending_spans`]), and an exact pending count; one-transaction batch writes of
 //! enrichments with their attempt rows and ledger updates ([`Db::write_batch`]), idempotent by
 //! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
-//! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`].
+//! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`]; the quality
+//! report's figures per model, backend and prompt fingerprint ([`Db::quality_groups`],
+//! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]).
 //!
 //! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
 //! of files' spans that keeps the row and enrichment of every span whose content did not change
@@ -43,6 +45,7 @@ mod locate;
 mod meta;
 mod open;
 mod pending;
+mod quality_report;
 mod read;
 mod schema;
 mod source;
@@ -61,6 +64,9 @@ pub use locate::SpanAt;
 pub use meta::CIRCUITS_META_KEY;
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
+};
+pub use quality_report::{
+    CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_PROMPT_FINGERPRINT,
 };
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,

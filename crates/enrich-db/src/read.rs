@@ -104,7 +104,7 @@ fn ranked(counts: HashMap<Option<String>, u64>) -> Vec<GroupCount> {
 }
 
 const RUN_COLUMNS_SQL: &str = "SELECT id, started_at_ms, finished_at_ms, status, \
-     config_fingerprint, attempted, succeeded, failed, skipped FROM enrich_runs";
+     config_fingerprint, attempted, succeeded, failed, skipped, prompt_fingerprint FROM enrich_runs";
 
 /// An `enrichments` row before its JSON columns are decoded.
 struct RawEnrichment {
@@ -294,6 +294,7 @@ fn run(row: &Row<'_>) -> rusqlite::Result<Run> {
         finished_at_ms: row.get(2)?,
         status,
         config_fingerprint: row.get(4)?,
+        prompt_fingerprint: row.get(9)?,
         counts: RunCounts {
             attempted: row.get(5)?,
             succeeded: row.get(6)?,

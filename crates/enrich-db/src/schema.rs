@@ -341,6 +341,16 @@ CREATE TABLE enrich_quality (
 );
 ",
     },
+    Migration {
+        version: 8,
+        name: "the prompt fingerprint of each run",
+        // sha256 (short hex) of what every span's prompt of the run shares: the configured
+        // template, or the built-in prompt's fixed text. Runs before this step have NULL,
+        // which the quality report shows as `unknown`.
+        sql: "
+ALTER TABLE enrich_runs ADD COLUMN prompt_fingerprint TEXT;
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

@@ -302,6 +302,10 @@ pub struct Run {
     pub status: RunStatus,
     /// A fingerprint of the configuration the run used.
     pub config_fingerprint: String,
+    /// The fingerprint of what every span's prompt of the run shared (`None` for a run
+    /// started without one, or before enrich recorded it).
+    #[serde(default)]
+    pub prompt_fingerprint: Option<String>,
     /// The counts.
     pub counts: RunCounts,
 }

@@ -476,23 +476,36 @@ impl Db {
             .map_err(self.err("requeue dead letters"))
     }
 
-    /// Records the start of a run and returns its id.
+    /// Records the start of a run and returns its id. The run has no prompt fingerprint (the
+    /// quality report groups it under `unknown`); a run that builds prompts starts with
+    /// [`start_run_with_prompt`](Self::start_run_with_prompt).
     pub fn start_run(&mut self, config_fingerprint: &str) -> Result<RunId, DbError> {
+        self.start_run_with_prompt(config_fingerprint, None)
+    }
+
+    /// Records the start of a run whose prompts share `prompt_fingerprint` (what is the same in
+    /// every span's prompt, hashed), and returns its id.
+    pub fn start_run_with_prompt(
+        &mut self,
+        config_fingerprint: &str,
+        prompt_fingerprint: Option<&str>,
+    ) -> Result<RunId, DbError> {
         self.ensure_writable("start a run")?;
         // The process, so that a later run on this host can tell this one was killed.
         let me = crate::lease::LeaseHolder::current();
         self.conn
             .execute(
                 "INSERT INTO enrich_runs (started_at_ms, status, config_fingerprint,
-                     holder_host, holder_pid, holder_start)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     holder_host, holder_pid, holder_start, prompt_fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     now_ms(),
                     RunStatus::Running.as_str(),
                     config_fingerprint,
                     me.host,
                     me.pid,
-                    me.process_start
+                    me.process_start,
+                    prompt_fingerprint
                 ],
             )
             .map_err(self.err("start a run"))?;

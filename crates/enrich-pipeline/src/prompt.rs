@@ -230,6 +230,43 @@ impl PromptBuilder {
             cut,
         }
     }
+
+    /// The prompt fingerprint a run records: the first 12 hex digits of the SHA-256 of what
+    /// every span's prompt shares. For a template, that is the template's text (as written in
+    /// `[enrichment.prompt] template`, so `printf %s "$TEMPLATE" | sha256sum` gives the same
+    /// digits); for the built-in prompt, its shared part ([`Prompt::system`]) followed by its
+    /// span part for a span with no path, lines, symbol or source, which holds every fixed word
+    /// of it. It changes whenever the shared text does.
+    pub fn fingerprint(&self) -> String {
+        let shared = match &self.template {
+            Some(segments) => segments
+                .iter()
+                .map(|segment| match segment {
+                    Segment::Text(t) => t.replace('{', "{{").replace('}', "}}"),
+                    Segment::Path => "{path}".to_owned(),
+                    Segment::LineStart => "{line_start}".to_owned(),
+                    Segment::LineEnd => "{line_end}".to_owned(),
+                    Segment::Snippet => "{snippet}".to_owned(),
+                })
+                .collect(),
+            None => {
+                let span = SpanIdentity::new("", "", 0, 0);
+                let mut text = self.shared.as_deref().unwrap_or_default().to_owned();
+                let blank = PromptSpan {
+                    span: &span,
+                    lang: "",
+                    symbol: "",
+                    kind: "",
+                };
+                built_in(&mut text, &blank, "", None);
+                text
+            }
+        };
+        // enrich-types' file hash is hex(sha256(bytes)), the digest wanted here.
+        let mut digest = enrich_types::file_hash(shared.as_bytes());
+        digest.truncate(12);
+        digest
+    }
 }
 
 fn push_display(text: &mut String, value: impl std::fmt::Display) {

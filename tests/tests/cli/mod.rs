@@ -30,6 +30,7 @@ mod outages;
 mod pools;
 mod prompts;
 mod quality;
+mod quality_report;
 mod real_model;
 mod reliability;
 mod runs;

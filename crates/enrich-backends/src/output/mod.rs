@@ -17,7 +17,7 @@ use self::raw::{Field, RawEnrichment, RawEvidence};
 
 pub use self::quality::{
     CHECKS, Check, GATE_VERSION, QualityReport, REPAIR_EVIDENCE_SWAPPED, REPAIR_SUMMARY_CUT,
-    REPAIRS, Validated,
+    REPAIRS, Validated, rejected_checks,
 };
 pub use self::schema::{
     CHARS_PER_TOKEN, EVIDENCE_MAX_ITEMS, ITEM_MAX_CHARS, LIST_MAX_ITEMS, OutputSchema,

@@ -569,3 +569,17 @@ pub(crate) fn cut_summary(summary: &str, max_words: usize) -> Option<String> {
     };
     Some(cut.to_owned())
 }
+
+/// The checks a rejection message of the gate names, each once, in the order of [`CHECKS`].
+/// The gate writes one part per failed check, ``quality check `NAME` failed: REASON``, joined
+/// by `; `; only the gate's own check names count, and only at the start of a part.
+pub fn rejected_checks(message: &str) -> Vec<&'static str> {
+    CHECKS
+        .iter()
+        .map(|check| check.name)
+        .filter(|name| {
+            let part = format!("quality check `{name}` failed: ");
+            message.starts_with(&part) || message.contains(&format!("; {part}"))
+        })
+        .collect()
+}

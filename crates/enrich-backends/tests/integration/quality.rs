@@ -3,7 +3,7 @@
 
 use enrich_backends::{
     CHECKS, FailureKind, QualityReport, REPAIR_EVIDENCE_SWAPPED, REPAIR_SUMMARY_CUT,
-    SUMMARY_MAX_WORDS, SpanIdentity, Validated, ValidationContext, judge_reply,
+    SUMMARY_MAX_WORDS, SpanIdentity, Validated, ValidationContext, judge_reply, rejected_checks,
 };
 use enrich_config::QualityLevel;
 use serde_json::{Value, json};
@@ -410,4 +410,30 @@ fn a_summary_over_the_word_limit_is_cut_at_a_sentence_end() {
     )
     .unwrap();
     assert!(validated.quality.repairs.is_empty());
+}
+
+/// The report reads a rejection's checks back from its message: every check the gate named,
+/// once, and no name a quoted answer merely mentions.
+#[test]
+fn a_rejection_message_names_its_checks_for_the_report() {
+    let patch = json!({
+        "summary_120w": "60",
+        "inputs": ["field", "summary_empty"],
+        "usage_snippet": "print(1)",
+    });
+    let (kind, message) = judge(&patch, &ctx(QualityLevel::Strict)).unwrap_err();
+    assert_eq!(kind, FailureKind::QualityRejected);
+    assert_eq!(
+        rejected_checks(&message),
+        [
+            "summary_short",
+            "summary_bare_value",
+            "list_item_placeholder",
+            "identifier_not_in_source",
+            "usage_without_symbol"
+        ],
+        "{message}"
+    );
+    assert!(rejected_checks("connection refused").is_empty());
+    assert!(rejected_checks("quality check `no_such_check` failed: x").is_empty());
 }

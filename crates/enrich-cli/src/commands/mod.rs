@@ -1,5 +1,6 @@
 //! One module per command; [`dispatch`] runs the one the command line names.
 
+mod compare;
 mod completions;
 mod config;
 mod doctor;
@@ -8,6 +9,7 @@ mod index;
 mod init;
 mod man;
 mod plan;
+mod quality;
 mod run;
 mod show;
 mod status;
@@ -39,6 +41,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
+        Command::Quality(args) => quality::quality(&repo()?, &args, json),
+        Command::Compare(args) => compare::compare(&repo()?, &args, json),
         Command::Plan(args) => plan::plan(&repo()?, &args, json, global.verbose > 0),
         Command::Doctor => runtime()?.block_on(doctor::doctor(&repo()?, json)),
         Command::Run(args) => {

@@ -511,6 +511,10 @@ fn migrations_are_append_only() {
             7,
             "3078d610c097eba563e00258d47f70c25e30dd1d6e8f491bd11b8e210123a5d1",
         ),
+        (
+            8,
+            "6a0b038765bafee03662cf1a9a8fb16e334af1a7e562f1cbb14a96994c76dff2",
+        ),
     ];
     let all = migrations();
     assert_eq!(

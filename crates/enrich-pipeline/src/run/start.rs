@@ -39,7 +39,10 @@ pub(super) struct Started {
 pub(super) fn start(inner: &Inner) -> Result<Started, PipelineError> {
     let mut db = inner.open_writer()?;
     let run_id = db
-        .start_run(&inner.settings.config_fingerprint)
+        .start_run_with_prompt(
+            &inner.settings.config_fingerprint,
+            Some(&inner.prompts.fingerprint()),
+        )
         .map_err(PipelineError::db("record the start of the run"))?;
     let lease = Lease {
         run_id,

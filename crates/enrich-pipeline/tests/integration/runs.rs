@@ -326,3 +326,42 @@ async fn a_run_s_leases_live_as_long_as_its_backends_timeouts_say() {
         assert_eq!(fixture.count("enrich_leases"), 0, "released at the end");
     }
 }
+
+/// Each run records the fingerprint of what its prompts share: a template's SHA-256 (short
+/// hex) while the template is the same, another one when it changes, and the built-in
+/// prompt's own.
+#[tokio::test(start_paused = true)]
+async fn a_run_records_its_prompt_fingerprint_which_follows_the_template() {
+    let fixture = Fixture::new();
+    let gpu = Arc::new(Scripted::new("gpu"));
+    let first = "Summarise {path} lines {line_start}-{line_end}:\n{snippet}\nAs {{json}}.";
+    let second = "Describe {path}:\n{snippet}";
+    let mut fingerprints = Vec::new();
+    for (i, template) in [Some(first), Some(first), Some(second), None]
+        .into_iter()
+        .enumerate()
+    {
+        fixture.index_lines(&format!("f{i}.py"), 1);
+        let mut settings = config(&[&gpu]);
+        settings.prompt.template = template.map(str::to_owned);
+        let (pipeline, _) = pipeline(&fixture, &settings, &[&gpu], |_| {});
+        let summary = pipeline.run(&RunControl::new()).await.expect("run");
+        assert_eq!(summary.succeeded, 1);
+        let run = fixture.db().run(summary.run_id).unwrap().expect("run row");
+        let fingerprint = run.prompt_fingerprint.expect("a prompt fingerprint");
+        let built = enrich_pipeline::PromptBuilder::new(&settings.prompt).expect("prompts");
+        assert_eq!(fingerprint, built.fingerprint());
+        fingerprints.push(fingerprint);
+    }
+    // sha256 of the template's text, as `printf %s "$TEMPLATE" | sha256sum` prints it.
+    let expected = &enrich_types::file_hash(first.as_bytes())[..12];
+    assert_eq!(fingerprints[0], expected);
+    assert_eq!(
+        fingerprints[0], fingerprints[1],
+        "same template, same fingerprint"
+    );
+    assert_ne!(fingerprints[1], fingerprints[2], "another template");
+    assert_ne!(fingerprints[2], fingerprints[3], "the built-in prompt");
+    assert_ne!(fingerprints[0], fingerprints[3]);
+    assert!(fingerprints.iter().all(|f| f.len() == 12));
+}
