@@ -22,7 +22,7 @@ use enrich_types::Enrichment;
 use super::ValidationContext;
 
 /// The version of the gate's rules, stored with each score (`enrich_quality.gate_version`).
-pub const GATE_VERSION: &str = "gate-1";
+pub const GATE_VERSION: &str = "gate-2";
 
 /// Repair: an evidence range given end first (`[108, 107]`) was swapped back.
 pub const REPAIR_EVIDENCE_SWAPPED: &str = "evidence_range_swapped";
@@ -53,13 +53,14 @@ const fn check(name: &'static str, level: QualityLevel, weight: u32) -> Check {
 }
 
 /// Every check, in the order they run.
-pub const CHECKS: [Check; 8] = [
+pub const CHECKS: [Check; 9] = [
     check("summary_empty", QualityLevel::Basic, 3),
     check("summary_placeholder", QualityLevel::Basic, 3),
     check("summary_short", QualityLevel::Basic, 2),
     check("summary_bare_value", QualityLevel::Basic, 2),
     check("summary_prompt_echo", QualityLevel::Basic, 3),
     check("list_item_placeholder", QualityLevel::Basic, 2),
+    check("url_not_in_source", QualityLevel::Basic, 2),
     check("identifier_not_in_source", QualityLevel::Strict, 2),
     check("usage_without_symbol", QualityLevel::Strict, 1),
 ];
@@ -156,6 +157,7 @@ pub(crate) fn run(name: &str, e: &Enrichment, ctx: &ValidationContext<'_>) -> Ve
         "summary_bare_value" => summary_bare_value(&e.summary),
         "summary_prompt_echo" => summary_prompt_echo(&e.summary),
         "list_item_placeholder" => list_item_placeholder(e, ctx.source),
+        "url_not_in_source" => url_not_in_source(e, ctx.source),
         "identifier_not_in_source" => identifier_not_in_source(e, ctx.source),
         "usage_without_symbol" => usage_without_symbol(e.usage_snippet.as_deref(), ctx.symbol),
         _ => Verdict::NotApplicable,
@@ -480,6 +482,73 @@ fn grounded(ident: &str, source: &str) -> bool {
         .rsplit(['.', ':'])
         .find(|s| !s.is_empty())
         .is_some_and(|last| occurs_as_word(source, last))
+}
+
+/// The URLs (`http://…`, `https://…`) in `text`, each up to the first whitespace, quote,
+/// bracket or closing parenthesis.
+fn urls(text: &str) -> impl Iterator<Item = &str> {
+    ["http://", "https://"].into_iter().flat_map(move |scheme| {
+        text.match_indices(scheme).map(move |(at, _)| {
+            let rest = &text[at..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "\"'`<>[](){}".contains(c))
+                .unwrap_or(rest.len());
+            rest[..end].trim_end_matches(['.', ',', ';', ':'])
+        })
+    })
+}
+
+/// Hosts a description may name without the source holding them (RFC 2606's examples).
+const EXAMPLE_HOSTS: [&str; 4] = ["example.com", "example.org", "example.net", "localhost"];
+
+/// Whether `url`'s host is one of the [`EXAMPLE_HOSTS`] or a subdomain of one.
+fn is_example(url: &str) -> bool {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', ':', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    EXAMPLE_HOSTS
+        .iter()
+        .any(|example| host == *example || host.ends_with(&format!(".{example}")))
+}
+
+/// A URL the summary or a list item cites that the span's source does not contain: small
+/// models invent links (a repository, an API host) where they have nothing to say. The usage
+/// snippet is left out, as an example call may pass any URL, and so are example hosts.
+fn url_not_in_source(e: &Enrichment, source: &str) -> Verdict {
+    if source.trim().is_empty() {
+        return Verdict::NotApplicable;
+    }
+    let texts = std::iter::once(e.summary.as_str()).chain(
+        [&e.inputs, &e.outputs, &e.side_effects, &e.pitfalls]
+            .into_iter()
+            .flatten()
+            .map(String::as_str),
+    );
+    let mut judged = false;
+    let mut invented = Vec::new();
+    for url in texts.flat_map(urls) {
+        judged = true;
+        if !source.contains(url) && !is_example(url) && !invented.contains(&url) {
+            invented.push(url);
+        }
+    }
+    match (judged, invented.first()) {
+        (false, _) => Verdict::NotApplicable,
+        (true, None) => Verdict::Pass,
+        (true, Some(_)) => fail(format!(
+            "it cites {} which the span's source does not contain; cite no link the code does \
+             not hold",
+            invented
+                .iter()
+                .map(|url| quoted(url))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 fn identifier_not_in_source(e: &Enrichment, source: &str) -> Verdict {

@@ -239,6 +239,25 @@ fn each_check_passes_an_honest_answer_and_fails_a_bad_one() {
             true,
             "",
         ),
+        // Links the source does not hold.
+        (
+            "url_not_in_source",
+            json!({"inputs": ["https://github.com/Severus-Raven/RouteDecision#[0x2f4b]"]}),
+            false,
+            "\"https://github.com/Severus-Raven/RouteDecision#\"",
+        ),
+        (
+            "url_not_in_source",
+            json!({"summary_120w": "Fetches the page at http://api.invented.io/v2/items for the caller."}),
+            false,
+            "\"http://api.invented.io/v2/items\"",
+        ),
+        (
+            "url_not_in_source",
+            json!({"pitfalls": ["a URL such as https://www.example.org/x must be absolute"]}),
+            true,
+            "",
+        ),
         // Identifier grounding: single tokens only, natural-language phrases pass.
         (
             "identifier_not_in_source",
