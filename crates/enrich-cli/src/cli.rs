@@ -139,7 +139,7 @@ pub(crate) enum Command {
         ("Put every dead-lettered span back (after fixing the cause)", "enrich failures --requeue-all"),
     ]))]
     Failures(FailuresArgs),
-    /// How well enrichment went, per model, backend and prompt fingerprint: spans enriched,
+    /// How well enrichment went, per model, chain, backend and prompt fingerprint: spans enriched,
     /// first-try valid rate, quality gate rejections by check, the quality score's mean and
     /// spread, summary words, and tokens per enrichment (every attempt counted).
     #[command(after_help = examples(&[

@@ -17,7 +17,7 @@
 //! enrichments with their attempt rows and ledger updates ([`Db::write_batch`]), idempotent by
 //! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`]; the quality
-//! report's figures per model, backend and prompt fingerprint ([`Db::quality_groups`],
+//! report's figures per model, chain, backend and prompt fingerprint ([`Db::quality_groups`],
 //! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]).
 //!
 //! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
@@ -66,7 +66,8 @@ pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
 };
 pub use quality_report::{
-    CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_PROMPT_FINGERPRINT,
+    CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_CHAIN,
+    UNKNOWN_PROMPT_FINGERPRINT,
 };
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,

@@ -1,5 +1,5 @@
 //! What `enrich quality` and `enrich compare` read: the attempt log, the runs' prompt
-//! fingerprints and the quality gate's scores, grouped by model, backend and prompt
+//! fingerprints and the quality gate's scores, grouped by model, chain, backend and prompt
 //! fingerprint.
 //!
 //! Every figure is attributed to the attempt that produced it: an attempt's tokens, first-try
@@ -7,8 +7,8 @@
 //! from one model to the next charges each model with what it did. A stored enrichment's score
 //! and summary belong to the successful attempt that wrote it: the latest success of its span
 //! (the index keeps one enrichment per span, so the text and score of an earlier success that
-//! a later one replaced are gone). The chain a span was routed to is not recorded per attempt;
-//! the backend, which belongs to one chain in a configuration, stands for it.
+//! a later one replaced are gone). Each attempt records the chain its span was routed to;
+//! attempts logged before enrich recorded it report [`UNKNOWN_CHAIN`].
 //!
 //! The message format of a gate rejection belongs to the gate, not to this crate: the caller
 //! passes the function that names the checks a rejection message reports.
@@ -24,6 +24,9 @@ use enrich_types::{FailureKind, RunId};
 /// The prompt fingerprint of attempts whose run recorded none (runs started before enrich
 /// recorded it, or without a prompt).
 pub const UNKNOWN_PROMPT_FINGERPRINT: &str = "unknown";
+
+/// The chain of attempts logged before enrich recorded each attempt's chain.
+pub const UNKNOWN_CHAIN: &str = "unknown";
 
 /// Which attempts a report covers. Every condition given must hold; an empty filter covers
 /// the whole attempt log.
@@ -48,6 +51,9 @@ pub struct ReportFilter {
 pub struct ReportKey {
     /// The model, as the attempt log names it (reported by the backend, else configured).
     pub model: String,
+    /// The chain the attempt's span was routed to, [`UNKNOWN_CHAIN`] when the attempt log
+    /// did not record it.
+    pub chain: String,
     /// The backend's configured name.
     pub backend: String,
     /// The run's prompt fingerprint, [`UNKNOWN_PROMPT_FINGERPRINT`] when it recorded none.
@@ -124,9 +130,12 @@ pub struct ScoredSpan {
     pub symbol: Option<String>,
 }
 
-/// The group of an attempt `a` of run `r`, as three columns (the fingerprint `NULL` when the
-/// run recorded none).
-const KEY_COLUMNS: &str = "a.model, a.backend, r.prompt_fingerprint";
+/// The group of an attempt `a` of run `r`, as four columns (the chain `NULL` when the attempt
+/// recorded none, the fingerprint `NULL` when the run recorded none).
+const KEY_COLUMNS: &str = "a.model, a.chain, a.backend, r.prompt_fingerprint";
+
+/// How many columns [`KEY_COLUMNS`] is.
+const KEY_LEN: usize = 4;
 
 /// The attempts of the filter: `a`, with their run `r`.
 const ATTEMPTS_FROM: &str =
@@ -145,7 +154,7 @@ const IS_STORED: &str = "a.outcome = 'success'
         WHERE b.span_hash = a.span_hash AND b.outcome = 'success'
           AND (b.run_id > a.run_id OR (b.run_id = a.run_id AND b.attempt > a.attempt)))";
 
-/// Columns of a [`ScoredSpan`] after the key's three.
+/// Columns of a [`ScoredSpan`] after the key's four.
 const SCORED_COLUMNS: &str = "a.span_hash, a.run_id, q.score, q.failed_checks, q.repairs, \
      e.summary, f.path, s.start_line, s.end_line, s.symbol";
 
@@ -202,9 +211,12 @@ impl ReportFilter {
 fn key(row: &Row<'_>) -> rusqlite::Result<ReportKey> {
     Ok(ReportKey {
         model: row.get(0)?,
-        backend: row.get(1)?,
+        chain: row
+            .get::<_, Option<String>>(1)?
+            .unwrap_or_else(|| UNKNOWN_CHAIN.to_owned()),
+        backend: row.get(2)?,
         prompt_fingerprint: row
-            .get::<_, Option<String>>(2)?
+            .get::<_, Option<String>>(3)?
             .unwrap_or_else(|| UNKNOWN_PROMPT_FINGERPRINT.to_owned()),
     })
 }
@@ -233,22 +245,24 @@ fn ranked(counts: std::collections::BTreeMap<String, u64>) -> Vec<CheckCount> {
 fn scored_span(row: &Row<'_>) -> rusqlite::Result<ScoredSpan> {
     Ok(ScoredSpan {
         key: key(row)?,
-        span_hash: row.get(3)?,
-        run_id: RunId(row.get(4)?),
-        score: row.get(5)?,
-        failed_checks: names(row.get(6)?),
-        repairs: names(row.get(7)?),
-        summary: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-        file_path: row.get(9)?,
-        start_line: row.get(10)?,
-        end_line: row.get(11)?,
-        symbol: row.get(12)?,
+        span_hash: row.get(KEY_LEN)?,
+        run_id: RunId(row.get(KEY_LEN + 1)?),
+        score: row.get(KEY_LEN + 2)?,
+        failed_checks: names(row.get(KEY_LEN + 3)?),
+        repairs: names(row.get(KEY_LEN + 4)?),
+        summary: row
+            .get::<_, Option<String>>(KEY_LEN + 5)?
+            .unwrap_or_default(),
+        file_path: row.get(KEY_LEN + 6)?,
+        start_line: row.get(KEY_LEN + 7)?,
+        end_line: row.get(KEY_LEN + 8)?,
+        symbol: row.get(KEY_LEN + 9)?,
     })
 }
 
 impl Db {
-    /// The report's groups for the attempts `filter` covers, ordered by model, backend and
-    /// prompt fingerprint. `rejected_checks` names the checks a `quality_rejected` attempt's
+    /// The report's groups for the attempts `filter` covers, ordered by model, chain, backend
+    /// and prompt fingerprint. `rejected_checks` names the checks a `quality_rejected` attempt's
     /// message reports (the gate defines the message).
     pub fn quality_groups(
         &self,
@@ -262,7 +276,7 @@ impl Db {
                 SUM(a.attempt = 1), SUM(a.attempt = 1 AND a.outcome = 'success'),
                 SUM(a.outcome = 'success'), SUM(a.failure_kind = '{rejected}'),
                 SUM(a.prompt_eval_count), SUM(a.eval_count)
-             {ATTEMPTS_FROM}{conditions} GROUP BY 1, 2, 3"
+             {ATTEMPTS_FROM}{conditions} GROUP BY 1, 2, 3, 4"
         );
         let action = "read the attempt log for the quality report";
         let mut stmt = self.conn.prepare(&totals_sql).map_err(self.err(action))?;
@@ -270,15 +284,15 @@ impl Db {
             .query_map(params_from_iter(values.iter()), |row| {
                 Ok(QualityGroup {
                     key: key(row)?,
-                    attempts: count(row, 3)?,
-                    spans_tried: count(row, 4)?,
-                    first_attempts: count(row, 5)?,
-                    first_try_valid: count(row, 6)?,
-                    enriched: count(row, 7)?,
-                    rejected: count(row, 8)?,
+                    attempts: count(row, KEY_LEN)?,
+                    spans_tried: count(row, KEY_LEN + 1)?,
+                    first_attempts: count(row, KEY_LEN + 2)?,
+                    first_try_valid: count(row, KEY_LEN + 3)?,
+                    enriched: count(row, KEY_LEN + 4)?,
+                    rejected: count(row, KEY_LEN + 5)?,
                     rejections: Vec::new(),
-                    prompt_tokens: count(row, 9)?,
-                    output_tokens: count(row, 10)?,
+                    prompt_tokens: count(row, KEY_LEN + 6)?,
+                    output_tokens: count(row, KEY_LEN + 7)?,
                     stored: 0,
                     scores: Vec::new(),
                     let_through: Vec::new(),
@@ -304,7 +318,7 @@ impl Db {
             .map_err(self.err(action))?;
         while let Some(row) = rows.next().map_err(self.err(action))? {
             let key = key(row).map_err(self.err(action))?;
-            let message: Option<String> = row.get(3).map_err(self.err(action))?;
+            let message: Option<String> = row.get(KEY_LEN).map_err(self.err(action))?;
             if let Some(i) = index(&key) {
                 for check in rejected_checks(message.as_deref().unwrap_or_default()) {
                     *by_check[i].entry(check).or_default() += 1;
@@ -330,9 +344,9 @@ impl Db {
             let read = |row: &Row<'_>| -> rusqlite::Result<_> {
                 Ok((
                     key(row)?,
-                    row.get::<_, Option<f64>>(3)?,
-                    names(row.get(4)?),
-                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, Option<f64>>(KEY_LEN)?,
+                    names(row.get(KEY_LEN + 1)?),
+                    row.get::<_, Option<String>>(KEY_LEN + 2)?,
                 ))
             };
             let (key, score, failed, summary) = read(row).map_err(self.err(action))?;

@@ -351,6 +351,15 @@ CREATE TABLE enrich_quality (
 ALTER TABLE enrich_runs ADD COLUMN prompt_fingerprint TEXT;
 ",
     },
+    Migration {
+        version: 9,
+        name: "the chain of each attempt",
+        // The chain the attempt's span was routed to. Attempts before this step have NULL,
+        // which the quality report shows as `unknown`.
+        sql: "
+ALTER TABLE enrich_attempts ADD COLUMN chain TEXT;
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

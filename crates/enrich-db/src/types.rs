@@ -195,6 +195,9 @@ pub struct SpanOutcome {
     pub run_id: RunId,
     /// Every backend attempt made for the span in this run, in order.
     pub attempts: Vec<AttemptRecord>,
+    /// The chain the span was routed to, stored on each of its attempts (`None`: not routed).
+    #[serde(default)]
+    pub chain: Option<String>,
     /// What is stored besides the attempts.
     pub stored: Stored,
 }

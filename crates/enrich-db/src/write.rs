@@ -17,8 +17,8 @@ use crate::types::{
 const INSERT_ATTEMPT_SQL: &str = "
 INSERT INTO enrich_attempts (
     span_hash, run_id, attempt, backend, provider, model, host, outcome, failure_kind, message,
-    started_at_ms, duration_ms, prompt_eval_count, eval_count, tokens_per_second
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+    started_at_ms, duration_ms, prompt_eval_count, eval_count, tokens_per_second, chain
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
 ON CONFLICT (span_hash, run_id, attempt) DO NOTHING";
 
 /// Stores an enrichment if its span exists (no row changes when it does not), in one statement
@@ -150,7 +150,7 @@ impl BatchWriter<'_> {
                 .map_err(|e| ItemError::Sqlite("release the span's lease", e))?;
         }
         for attempt in &outcome.attempts {
-            self.insert_attempt(&outcome.span_hash, outcome.run_id, attempt)
+            self.insert_attempt(outcome, attempt)
                 .map_err(|e| ItemError::Sqlite("log an attempt", e))?;
         }
         match &outcome.stored {
@@ -258,17 +258,13 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    fn insert_attempt(
-        &self,
-        span_hash: &str,
-        run: RunId,
-        a: &AttemptRecord,
-    ) -> rusqlite::Result<()> {
+    /// Logs one attempt of `outcome`'s span, with the chain the span was routed to.
+    fn insert_attempt(&self, outcome: &SpanOutcome, a: &AttemptRecord) -> rusqlite::Result<()> {
         self.tx
             .prepare_cached(INSERT_ATTEMPT_SQL)?
             .execute(params![
-                span_hash,
-                run.0,
+                outcome.span_hash,
+                outcome.run_id.0,
                 a.attempt,
                 a.backend,
                 a.provider,
@@ -282,6 +278,7 @@ impl BatchWriter<'_> {
                 a.prompt_eval_count,
                 a.eval_count,
                 a.tokens_per_second,
+                outcome.chain,
             ])?;
         Ok(())
     }
@@ -451,6 +448,7 @@ impl Db {
             span_hash: span_hash.to_owned(),
             run_id,
             attempts: Vec::new(),
+            chain: None,
             stored: Stored::Failed {
                 failure_kind,
                 message: message.to_owned(),
@@ -595,6 +593,7 @@ mod tests {
             span_hash: HASH.to_owned(),
             run_id: run,
             attempts: Vec::new(),
+            chain: None,
             stored,
         }
     }

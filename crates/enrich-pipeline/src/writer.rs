@@ -327,6 +327,7 @@ mod tests {
         SpanOutcome {
             span_hash: format!("sha256:{n}"),
             run_id: RunId(1),
+            chain: None,
             attempts: Vec::new(),
             stored: Stored::Failed {
                 failure_kind: LedgerKind::Attempt(FailureKind::Timeout),

@@ -82,6 +82,10 @@ fn quality_reports_each_backend_s_rejections_scores_and_tokens_and_compare_puts_
     assert!((per - expected).abs() < 1e-9, "{per} {expected}");
     // One run, one prompt: the built-in prompt's fingerprint, 12 hex digits.
     let fingerprint = big["prompt_fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (small["chain"].as_str(), big["chain"].as_str()),
+        (Some("local"), Some("local"))
+    );
     assert_eq!(small["prompt_fingerprint"], fingerprint.as_str());
     assert!(
         fingerprint.len() == 12 && fingerprint.chars().all(|c| c.is_ascii_hexdigit()),
@@ -93,7 +97,7 @@ fn quality_reports_each_backend_s_rejections_scores_and_tokens_and_compare_puts_
     let out = &text.stdout;
     assert!(
         out.contains(&format!(
-            "model qwen2.5:7b-instruct  backend small  prompt {fingerprint}"
+            "model qwen2.5:7b-instruct  chain local  backend small  prompt {fingerprint}"
         )),
         "{out}"
     );
@@ -178,6 +182,95 @@ fn quality_reports_each_backend_s_rejections_scores_and_tokens_and_compare_puts_
     mixed.expect_code(2);
 }
 
+#[test]
+fn quality_groups_attempts_by_the_chain_their_span_was_routed_to() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    let spans = repo.spans.len() as u64;
+    // Two chains whose only backend has the same name and model: only the chain tells their
+    // attempts apart.
+    let mut toml = config(&[("gpu", server.url())], "");
+    toml.push_str(&format!(
+        "\n[[enrichment.chain]]\nname = \"gpu\"\nchain = \"docs\"\nprovider = \"ollama\"\nmodel = \"qwen2.5:7b-instruct\"\nurl = \"{}\"\ntimeout_seconds = 20\n",
+        server.url()
+    ));
+    repo.write_config(&toml);
+    repo.enrich(&["run", "--chain", "local"]).expect_code(0);
+    repo.raw().execute("DELETE FROM enrichments", []).unwrap();
+    repo.enrich(&["run", "--chain", "docs"]).expect_code(0);
+
+    // The pipeline stored each attempt's chain in the attempt log.
+    let conn = repo.raw();
+    let mut stmt = conn
+        .prepare("SELECT run_id, chain, COUNT(*) FROM enrich_attempts GROUP BY 1, 2 ORDER BY 1")
+        .unwrap();
+    let logged: Vec<(i64, Option<String>, u64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(stmt);
+    drop(conn);
+    assert_eq!(
+        logged,
+        [
+            (1, Some("local".to_owned()), spans),
+            (2, Some("docs".to_owned()), spans)
+        ]
+    );
+
+    let report = groups(&repo, &[]);
+    let keys: Vec<(&str, &str, &str)> = report
+        .iter()
+        .map(|g| {
+            let field = |name: &str| g[name].as_str().unwrap_or_default();
+            (field("model"), field("chain"), field("backend"))
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("qwen2.5:7b-instruct", "docs", "gpu"),
+            ("qwen2.5:7b-instruct", "local", "gpu")
+        ],
+        "{report:?}"
+    );
+    for g in &report {
+        assert_eq!(
+            (g["spans_enriched"].as_u64(), g["attempts"].as_u64()),
+            (Some(spans), Some(spans))
+        );
+    }
+    assert_eq!(
+        report[0]["stored"], spans,
+        "the second run's enrichments are stored"
+    );
+    assert_eq!(report[1]["stored"], 0);
+    let text = repo.enrich(&["quality"]);
+    text.expect_code(0);
+    assert!(
+        text.stdout
+            .contains("model qwen2.5:7b-instruct  chain docs  backend gpu  prompt ")
+            && text
+                .stdout
+                .contains("model qwen2.5:7b-instruct  chain local  backend gpu  prompt "),
+        "{}",
+        text.stdout
+    );
+
+    let compared = repo.enrich(&["--json", "compare", "--run", "1", "--run", "2"]);
+    compared.expect_code(0);
+    let doc = compared.json();
+    assert_eq!(doc["sides"][0]["figures"]["chain"], "local", "{doc}");
+    assert_eq!(doc["sides"][1]["figures"]["chain"], "docs", "{doc}");
+    let text = repo.enrich(&["compare", "--run", "1", "--run", "2"]);
+    text.expect_code(0);
+    for chain in ["local", "docs"] {
+        let line = format!("  chain              {chain}\n");
+        assert!(text.stdout.contains(&line), "{}", text.stdout);
+    }
+}
+
 /// A successful attempt of `model` for a span.
 fn success(model: &str, attempt: u32, tokens: u64) -> AttemptRecord {
     AttemptRecord {
@@ -245,6 +338,7 @@ fn runs_without_a_prompt_fingerprint_report_unknown_and_worst_lists_the_lowest_s
         outcomes.push(SpanOutcome {
             span_hash: span.hash.clone(),
             run_id: run,
+            chain: None,
             attempts: vec![rejected, success("small", 2, 100)],
             stored: stored("small", "one two three four", score),
         });
@@ -259,6 +353,7 @@ fn runs_without_a_prompt_fingerprint_report_unknown_and_worst_lists_the_lowest_s
     assert_eq!(listed.len(), 1);
     let g = &listed[0];
     assert_eq!(g["prompt_fingerprint"], "unknown");
+    assert_eq!(g["chain"], "unknown", "attempts logged without their chain");
     assert_eq!(g["model"], "small");
     assert_eq!(g["first_try_valid_rate"], 0.0);
     assert_eq!(g["spans_enriched"], 6);
@@ -309,6 +404,7 @@ fn runs_without_a_prompt_fingerprint_report_unknown_and_worst_lists_the_lowest_s
         .map(|span| SpanOutcome {
             span_hash: span.hash.clone(),
             run_id: later,
+            chain: None,
             attempts: vec![success("large", 1, 300)],
             stored: stored("large", "a longer summary of five", 1.0),
         })

@@ -184,6 +184,7 @@ fn render(c: &Comparison) -> Result<String> {
         match &side.figures {
             Some(figures) => {
                 row(&mut text, "model", &figures.model)?;
+                row(&mut text, "chain", &figures.chain)?;
                 row(&mut text, "backend", &figures.backend)?;
                 row(&mut text, "prompt", &figures.prompt_fingerprint)?;
                 for (label, value) in figures.rows() {

@@ -1,4 +1,4 @@
-//! `enrich quality`: per model, backend and prompt fingerprint, how well enrichment went, from
+//! `enrich quality`: per model, chain, backend and prompt fingerprint, how well enrichment went, from
 //! the attempt log and the quality gate's scores; `--worst N` lists the lowest-scoring spans.
 
 use std::fmt::Write as _;
@@ -15,7 +15,7 @@ use crate::output;
 /// The `--json` document of `enrich quality`.
 #[derive(Serialize)]
 struct QualityDocument {
-    /// One entry per model, backend and prompt fingerprint.
+    /// One entry per model, chain, backend and prompt fingerprint.
     groups: Vec<Figures>,
     /// The lowest-scoring stored enrichments, lowest first (empty without `--worst`).
     worst: Vec<Worst>,
@@ -64,6 +64,8 @@ impl Spread {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(super) struct Figures {
     pub(super) model: String,
+    /// The chain the spans were routed to; `unknown` for attempts logged without one.
+    pub(super) chain: String,
     pub(super) backend: String,
     pub(super) prompt_fingerprint: String,
     /// Distinct span and run pairs with an attempt of the group.
@@ -104,6 +106,7 @@ impl Figures {
     pub(super) fn of(group: &QualityGroup) -> Self {
         Self {
             model: group.key.model.clone(),
+            chain: group.key.chain.clone(),
             backend: group.key.backend.clone(),
             prompt_fingerprint: group.key.prompt_fingerprint.clone(),
             spans_tried: group.spans_tried,
@@ -210,6 +213,7 @@ pub(super) fn merged(groups: &[QualityGroup]) -> Option<QualityGroup> {
         all.let_through = merged_counts(&all.let_through, &group.let_through);
         for (mine, theirs) in [
             (&mut all.key.model, &group.key.model),
+            (&mut all.key.chain, &group.key.chain),
             (&mut all.key.backend, &group.key.backend),
             (
                 &mut all.key.prompt_fingerprint,
@@ -248,6 +252,7 @@ struct Worst {
     span_hash: String,
     score: Option<f64>,
     model: String,
+    chain: String,
     backend: String,
     prompt_fingerprint: String,
     run_id: RunId,
@@ -269,6 +274,7 @@ impl From<ScoredSpan> for Worst {
             span_hash: s.span_hash,
             score: s.score,
             model: s.key.model,
+            chain: s.key.chain,
             backend: s.key.backend,
             prompt_fingerprint: s.key.prompt_fingerprint,
             run_id: s.run_id,
@@ -346,8 +352,8 @@ fn render(document: &QualityDocument, worst_asked: bool) -> Result<String> {
     for figures in &document.groups {
         writeln!(
             text,
-            "model {}  backend {}  prompt {}",
-            figures.model, figures.backend, figures.prompt_fingerprint
+            "model {}  chain {}  backend {}  prompt {}",
+            figures.model, figures.chain, figures.backend, figures.prompt_fingerprint
         )?;
         for (label, value) in figures.rows() {
             row(&mut text, label, &value)?;
@@ -369,8 +375,8 @@ fn render(document: &QualityDocument, worst_asked: bool) -> Result<String> {
             let symbol = w.symbol.as_deref().unwrap_or_default();
             writeln!(
                 text,
-                "  {score}  {place} {symbol}  ({}, run {})",
-                w.model, w.run_id.0
+                "  {score}  {place} {symbol}  ({}, chain {}, run {})",
+                w.model, w.chain, w.run_id.0
             )?;
             if !w.failed_checks.is_empty() {
                 writeln!(text, "        failed {}", w.failed_checks.join(", "))?;

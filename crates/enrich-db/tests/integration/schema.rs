@@ -5,12 +5,12 @@ use std::fs;
 
 use enrich_db::{
     Db, DbError, ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, OpenMode,
-    OpenOptions, default_db_path, migrations,
+    OpenOptions, ReportFilter, SpanOutcome, UNKNOWN_CHAIN, default_db_path, migrations,
 };
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use crate::support::{Fixture, LLMC_DDL, raw};
+use crate::support::{Fixture, LLMC_DDL, enriched, raw};
 
 /// A column as `PRAGMA table_info` reports it: name, declared type, NOT NULL, default, pk index.
 type Column = (&'static str, &'static str, bool, Option<&'static str>, u8);
@@ -480,6 +480,59 @@ fn read_only_open_of_a_pristine_llmc_index_reports_without_writing() {
 }
 
 #[test]
+fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upgrade() {
+    let fixture = Fixture::llmc();
+    let hashes = fixture.index_file("src/a.py", "python", &crate::support::python_lines(2));
+    // The database as a build with migrations 1 to 8 left it, with one run's attempts.
+    let mut db = fixture.db();
+    let run = db.start_run("fp").expect("run");
+    db.write_batch(&[enriched(&hashes[0], run, "old")])
+        .expect("write");
+    drop(db);
+    let conn = fixture.raw();
+    conn.execute_batch(
+        "ALTER TABLE enrich_attempts DROP COLUMN chain;
+         UPDATE llmc_meta SET value = '8' WHERE key = 'enrich_schema_version';",
+    )
+    .expect("back to version 8");
+    drop(conn);
+
+    let mut db = fixture.db();
+    let later = db.start_run("fp").expect("run");
+    db.write_batch(&[SpanOutcome {
+        chain: Some("docs".to_owned()),
+        ..enriched(&hashes[1], later, "new")
+    }])
+    .expect("write");
+    let groups = db
+        .quality_groups(&ReportFilter::default(), |_| Vec::new())
+        .expect("report");
+    let keys: Vec<(&str, &str, u64)> = groups
+        .iter()
+        .map(|g| (g.key.chain.as_str(), g.key.backend.as_str(), g.attempts))
+        .collect();
+    // Each run made a failed attempt on backend-1 and a successful one on backend-2.
+    assert_eq!(
+        keys,
+        [
+            ("docs", "backend-1", 1),
+            ("docs", "backend-2", 1),
+            (UNKNOWN_CHAIN, "backend-1", 1),
+            (UNKNOWN_CHAIN, "backend-2", 1),
+        ]
+    );
+    let stored: Option<String> = fixture
+        .raw()
+        .query_row(
+            "SELECT chain FROM enrich_attempts WHERE run_id = ?1 AND attempt = 1",
+            [run.0],
+            |r| r.get(0),
+        )
+        .expect("old attempt");
+    assert_eq!(stored, None);
+}
+
+#[test]
 fn migrations_are_append_only() {
     // Each released migration's SQL is pinned: change nothing, append a new migration instead.
     const PINNED: &[(u32, &str)] = &[
@@ -514,6 +567,10 @@ fn migrations_are_append_only() {
         (
             8,
             "6a0b038765bafee03662cf1a9a8fb16e334af1a7e562f1cbb14a96994c76dff2",
+        ),
+        (
+            9,
+            "67ea1591356845559fa4d849b38d59256337b8fc508cc4e38b1963ca45c7ee91",
         ),
     ];
     let all = migrations();

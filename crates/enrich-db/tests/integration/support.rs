@@ -239,6 +239,7 @@ pub(crate) fn enriched(span_hash: &str, run_id: RunId, summary: &str) -> SpanOut
     SpanOutcome {
         span_hash: span_hash.to_owned(),
         run_id,
+        chain: None,
         attempts: vec![
             attempt(1, AttemptOutcome::Failure),
             attempt(2, AttemptOutcome::Success),
@@ -252,6 +253,7 @@ pub(crate) fn failed(span_hash: &str, run_id: RunId) -> SpanOutcome {
     SpanOutcome {
         span_hash: span_hash.to_owned(),
         run_id,
+        chain: None,
         attempts: vec![attempt(1, AttemptOutcome::Failure)],
         stored: Stored::Failed {
             failure_kind: LedgerKind::Attempt(FailureKind::Timeout),

@@ -341,6 +341,7 @@ fn a_fallback_enrichment_is_stored_marked_and_ends_pending() {
     db.write_batch(&[SpanOutcome {
         span_hash: hashes[0].clone(),
         run_id: run,
+        chain: None,
         attempts: vec![crate::support::attempt(1, AttemptOutcome::Failure)],
         stored: Stored::Enriched(Box::new(EnrichmentRow::fallback_empty())),
     }])

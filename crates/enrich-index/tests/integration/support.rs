@@ -171,6 +171,7 @@ impl Repo {
             .map(|hash| SpanOutcome {
                 span_hash: (*hash).to_owned(),
                 run_id: run,
+                chain: None,
                 attempts: Vec::new(),
                 stored: Stored::Enriched(Box::new(EnrichmentRow {
                     enrichment: Enrichment {

@@ -151,10 +151,16 @@ pub(super) async fn process_span(
     Processed { result, chain }
 }
 
-/// Queues what the writer stores for the span of `result` besides its attempts (nothing for
-/// `None`: a cancelled span writes nothing, not even its attempts), and returns the result,
-/// noting in its error when the writer has stopped.
-async fn finish(ctx: &RunCtx, mut result: SpanResult, stored: Option<db::Stored>) -> SpanResult {
+/// Queues what the writer stores for the span of `result`: its attempts with the `chain` it
+/// was routed to, and `stored` besides them (nothing for `None`: a cancelled span writes
+/// nothing, not even its attempts), and returns the result, noting in its error when the writer
+/// has stopped.
+async fn finish(
+    ctx: &RunCtx,
+    mut result: SpanResult,
+    chain: Option<&str>,
+    stored: Option<db::Stored>,
+) -> SpanResult {
     let Some(stored) = stored else {
         return result;
     };
@@ -162,6 +168,7 @@ async fn finish(ctx: &RunCtx, mut result: SpanResult, stored: Option<db::Stored>
         span_hash: result.span.span_hash.to_string(),
         run_id: ctx.run_id,
         attempts: result.attempts.clone(),
+        chain: chain.map(str::to_owned),
         stored,
     };
     if !ctx.writer.send(outcome).await {
@@ -182,13 +189,15 @@ async fn failed_before_sending(
     kind: LedgerKind,
     message: String,
 ) -> SpanResult {
-    failed_run(ctx, span, kind, message, Vec::new()).await
+    failed_run(ctx, span, None, kind, message, Vec::new()).await
 }
 
-/// A span that failed: its attempts are logged and the ledger records a failed run of `kind`.
+/// A span that failed: its attempts are logged (with the `chain` they were made on) and the
+/// ledger records a failed run of `kind`.
 async fn failed_run(
     ctx: &RunCtx,
     span: SpanIdentity,
+    chain: Option<&str>,
     kind: LedgerKind,
     message: String,
     attempts: Vec<AttemptRecord>,
@@ -198,7 +207,7 @@ async fn failed_run(
         message: message.clone(),
     };
     let result = SpanResult::new(span, SpanStatus::Failed, attempts).with_error(message);
-    finish(ctx, result, Some(stored)).await
+    finish(ctx, result, chain, Some(stored)).await
 }
 
 /// What the quality gate judges a span's answers by, borrowed from where the prompt was built.
@@ -260,6 +269,7 @@ async fn enrich(
         )
         .await;
     let span = request.span;
+    let chain = Some(&*decision.chain_name);
     match outcome {
         Ok(success) => {
             let stored = db::Stored::Enriched(Box::new(enrichment_row(&success)));
@@ -267,16 +277,17 @@ async fn enrich(
                 enrichment: Some(success.enrichment),
                 ..SpanResult::new(span, SpanStatus::Enriched, success.attempts)
             };
-            finish(ctx, result, Some(stored)).await
+            finish(ctx, result, chain, Some(stored)).await
         }
-        Err(failure) => gave_up(ctx, span, failure, has_next_tier).await,
+        Err(failure) => gave_up(ctx, span, chain, failure, has_next_tier).await,
     }
 }
 
-/// What becomes of a span the cascade gave up on, by whose failure it was.
+/// What becomes of a span the cascade gave up on (on `chain`), by whose failure it was.
 async fn gave_up(
     ctx: &RunCtx,
     span: SpanIdentity,
+    chain: Option<&str>,
     failure: CascadeFailure,
     has_next_tier: bool,
 ) -> SpanResult {
@@ -290,7 +301,7 @@ async fn gave_up(
             let message = format!("{failure}; the next pass tries the chain's next backend");
             let result =
                 SpanResult::new(span, SpanStatus::Deferred, failure.attempts).with_error(message);
-            finish(ctx, result, Some(db::Stored::Deferred)).await
+            finish(ctx, result, chain, Some(db::Stored::Deferred)).await
         }
         Disposition::Cancelled => {
             let message = failure.to_string();
@@ -306,7 +317,7 @@ async fn gave_up(
                 ..SpanResult::new(span, SpanStatus::Unavailable, failure.attempts)
                     .with_error(message)
             };
-            finish(ctx, result, Some(db::Stored::Deferred)).await
+            finish(ctx, result, chain, Some(db::Stored::Deferred)).await
         }
         Disposition::Failed => match ctx.inner.settings.on_failure {
             // The span's own answers failed on every backend the cascade reached.
@@ -317,11 +328,11 @@ async fn gave_up(
                 let result = SpanResult::new(span, SpanStatus::FellBack, failure.attempts)
                     .with_error(message);
                 let stored = db::Stored::Enriched(Box::new(db::EnrichmentRow::fallback_empty()));
-                finish(ctx, result, Some(stored)).await
+                finish(ctx, result, chain, Some(stored)).await
             }
             OnFailure::Error => {
                 let (kind, message) = (failure.kind().into(), failure.to_string());
-                failed_run(ctx, span, kind, message, failure.attempts).await
+                failed_run(ctx, span, chain, kind, message, failure.attempts).await
             }
         },
     }
