@@ -178,7 +178,9 @@ pub(crate) async fn check(adapter: &OllamaAdapter) -> HealthReport {
 pub(crate) async fn model_digest(adapter: &OllamaAdapter) -> Option<String> {
     let model = &adapter.spec().model;
     let tags = adapter.client().get(adapter.settings().tags_url.clone());
-    let reply = probe::<TagsReply>(adapter, tags, "GET /api/tags").await.ok()?;
+    let reply = probe::<TagsReply>(adapter, tags, "GET /api/tags")
+        .await
+        .ok()?;
     reply
         .models
         .into_iter()

@@ -162,7 +162,11 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
 pub(crate) async fn model_digest(adapter: &OpenAiAdapter) -> Option<String> {
     let model = &adapter.spec().model;
     let exchange = async {
-        let reply = adapter.transport().send(Endpoint::Models, None).await.ok()?;
+        let reply = adapter
+            .transport()
+            .send(Endpoint::Models, None)
+            .await
+            .ok()?;
         if !reply.status().is_success() {
             return None;
         }

@@ -177,8 +177,14 @@ async fn the_model_digest_comes_from_the_listing_and_is_unknown_otherwise() {
                 .await
         }
     };
-    assert_eq!(digest(server.uri(), "qwen2.5").await.as_deref(), Some("bbbb"));
-    assert_eq!(digest(server.uri(), "llama3:8b").await.as_deref(), Some("aaaa"));
+    assert_eq!(
+        digest(server.uri(), "qwen2.5").await.as_deref(),
+        Some("bbbb")
+    );
+    assert_eq!(
+        digest(server.uri(), "llama3:8b").await.as_deref(),
+        Some("aaaa")
+    );
     assert_eq!(digest(server.uri(), "phi3").await, None, "no digest listed");
     assert_eq!(digest(server.uri(), "mistral").await, None, "not pulled");
     let down = format!("http://127.0.0.1:{}", closed_port());
