@@ -7,17 +7,8 @@
 //! which chain each slice type routes to, each chain's backends with their model, digest and
 //! options fingerprint, the prompt fingerprint, the schema version and the quality minimum.
 //! An enrichment is judged against the chain its span routes to *now*, and only through its
-//! provenance row (a row another program wrote over is unknown, see `provenance.rs`):
-//!
-//! | reason | stale when |
-//! |---|---|
-//! | `prompt` | its prompt fingerprint differs from the current one |
-//! | `model` | no backend of the span's chain is configured with its model |
-//! | `digest` | its digest is known, and every backend of the span's chain with its model reports another, known digest |
-//! | `schema` | its output schema version differs from the one this build writes |
-//! | `options` | backends of the span's chain have its model, and none has its options fingerprint |
-//! | `quality` | a minimum is set and its quality score is below it (with or without provenance) |
-//! | `unknown` | it has no provenance (LLMC wrote it, it predates provenance, an empty fallback): not out of date, but not known to be current; counted apart, selected only when asked |
+//! provenance row (a row another program wrote over is unknown, see `provenance.rs`); the rules
+//! of each reason are [`StaleReason`]'s.
 //!
 //! A span may be stale for several reasons. The expectations go into two small `TEMP` tables of
 //! the connection for each call (so a read-only connection can ask too), and each query is one
@@ -31,7 +22,17 @@ use crate::error::DbError;
 use crate::open::Db;
 use crate::provenance::VALID_JOIN;
 
-/// Why a stored enrichment is stale; see the [module docs](self) for each rule.
+/// Why a stored enrichment is stale, judged against the chain its span routes to now:
+///
+/// | reason | stale when |
+/// |---|---|
+/// | `prompt` | its prompt fingerprint differs from the current one |
+/// | `model` | no backend of the span's chain is configured with its model |
+/// | `digest` | its digest is known, and every backend of the span's chain with its model reports another, known digest |
+/// | `schema` | its output schema version differs from the one this build writes |
+/// | `options` | backends of the span's chain have its model, and none has its options fingerprint |
+/// | `quality` | a minimum is set and its quality score is below it (with or without provenance) |
+/// | `unknown` | it has no provenance (LLMC wrote it, it predates provenance, an empty fallback): not out of date, but not known to be current; counted apart, selected only when asked |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StaleReason {

@@ -229,7 +229,7 @@ fn write_provenance(text: &mut String, provenance: Option<&Provenance>) -> std::
     let count = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
     writeln!(
         text,
-        "          run #{}, enrich {}, {}; prompt {}, schema {}, options {}; tokens {} in, {} out",
+        "          run {}, enrich {}, {}; prompt {}, schema {}, options {}; tokens {} in, {} out",
         p.run_id.0,
         p.enrich_version,
         format_ms(p.created_at_ms),
