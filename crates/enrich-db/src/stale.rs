@@ -53,16 +53,6 @@ pub enum StaleReason {
 }
 
 impl StaleReason {
-    /// The reasons that say an enrichment is out of date, in the order they are shown.
-    pub const OUTDATED: [StaleReason; 6] = [
-        StaleReason::Prompt,
-        StaleReason::Model,
-        StaleReason::Digest,
-        StaleReason::Schema,
-        StaleReason::Options,
-        StaleReason::Quality,
-    ];
-
     /// Every reason: [`OUTDATED`](Self::OUTDATED), then [`Unknown`](Self::Unknown).
     pub const ALL: [StaleReason; 7] = [
         StaleReason::Prompt,
@@ -73,6 +63,10 @@ impl StaleReason {
         StaleReason::Quality,
         StaleReason::Unknown,
     ];
+
+    /// The reasons that say an enrichment is out of date, in the order they are shown: every
+    /// reason but [`Unknown`](Self::Unknown).
+    pub const OUTDATED: &'static [StaleReason] = Self::ALL.split_at(6).0;
 
     /// Its name, as `enrich status` shows it and selectors spell it.
     pub const fn as_str(self) -> &'static str {
@@ -277,7 +271,11 @@ impl Db {
     pub fn stale_counts(&self, expected: &Expectations) -> Result<StaleCounts, DbError> {
         let action = "count stale enrichments";
         load(&self.conn, expected).map_err(self.err(action))?;
-        let any = StaleReason::OUTDATED.map(StaleReason::column).join(" OR ");
+        let any = StaleReason::OUTDATED
+            .iter()
+            .map(|reason| reason.column())
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let sums = StaleReason::ALL
             .map(|reason| format!("COALESCE(SUM({}), 0)", reason.column()))
             .join(", ");

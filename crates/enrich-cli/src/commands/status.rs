@@ -130,7 +130,7 @@ fn write_stale(text: &mut String, stale: &Result<StaleCounts, String>) -> std::f
         "stale          {} of {} enrichment(s)",
         counts.stale, counts.enriched
     )?;
-    for reason in StaleReason::OUTDATED {
+    for &reason in StaleReason::OUTDATED {
         let count = counts.of(reason);
         if count > 0 {
             writeln!(text, "  {:<12} {count}", reason.as_str())?;

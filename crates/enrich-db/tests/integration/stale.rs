@@ -160,7 +160,7 @@ fn stale_spans_come_in_keyset_pages_of_the_reasons_asked_for() {
     let mut after = 0;
     loop {
         let page = db
-            .stale_spans(&expected, &StaleReason::OUTDATED, after, 3)
+            .stale_spans(&expected, StaleReason::OUTDATED, after, 3)
             .expect("page");
         assert!(page.len() <= 3);
         let Some(last) = page.last() else { break };
