@@ -206,12 +206,10 @@ DELETE FROM temp.enrich_stale_backends;
 /// Parameters: ?1 the default chain, ?2 the prompt fingerprint, ?3 the schema version, ?4 the
 /// quality minimum (or NULL). `{where}` restricts the spans (the cursor).
 fn judged_sql(where_clause: &str) -> String {
-    // The span's chain now, and the backends of it configured with the stored model.
-    let chain = "COALESCE((SELECT r.chain FROM temp.enrich_stale_routes AS r \
-                 WHERE r.slice_type IS s.slice_type LIMIT 1), ?1)";
-    let matching = format!(
-        "FROM temp.enrich_stale_backends AS b WHERE b.chain = {chain} AND b.model = p.model"
-    );
+    // The backends of the span's chain now (its route, else the default chain) configured with
+    // the stored model.
+    let matching = "FROM temp.enrich_stale_backends AS b \
+                    WHERE b.chain = COALESCE(r.chain, ?1) AND b.model = p.model";
     format!(
         "SELECT s.id, s.span_hash,
             p.span_hash IS NULL AS r_unknown,
@@ -229,6 +227,7 @@ fn judged_sql(where_clause: &str) -> String {
             ?4 IS NOT NULL AND q.score < ?4 AS r_quality
          FROM spans AS s
          JOIN enrichments AS e ON e.span_hash = s.span_hash
+         LEFT JOIN temp.enrich_stale_routes AS r ON r.slice_type IS s.slice_type
          LEFT JOIN {VALID_JOIN}
          LEFT JOIN enrich_quality AS q ON q.span_hash = e.span_hash
          {where_clause}"
@@ -239,7 +238,13 @@ fn judged_sql(where_clause: &str) -> String {
 fn load(conn: &Connection, expected: &Expectations) -> rusqlite::Result<()> {
     conn.execute_batch(TEMP_TABLES_SQL)?;
     let mut route = conn.prepare_cached("INSERT INTO temp.enrich_stale_routes VALUES (?1, ?2)")?;
-    for r in &expected.routes {
+    // One row per slice type (the first route given wins), so the join keeps one row per span.
+    let mut seen = std::collections::HashSet::new();
+    for r in expected
+        .routes
+        .iter()
+        .filter(|r| seen.insert(&r.slice_type))
+    {
         route.execute(params![r.slice_type, r.chain])?;
     }
     let mut backend =

@@ -148,6 +148,13 @@ fn each_reason_is_detected_alone_and_counted() {
         ..backend("default", "backend-3", "qwen3:4b", Some("d-1"))
     });
     assert_eq!(db.stale_counts(&both).unwrap().options, 0);
+    // A slice type routed twice counts each span once: the first route wins.
+    let mut twice = current();
+    twice.routes.push(SliceRoute {
+        slice_type: Some("code".to_owned()),
+        chain: "docs".to_owned(),
+    });
+    assert_eq!(db.stale_counts(&twice).unwrap(), counts);
 }
 
 #[test]
