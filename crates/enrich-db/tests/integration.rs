@@ -17,12 +17,16 @@ mod ledger;
 mod locking;
 #[path = "integration/pending.rs"]
 mod pending;
+#[path = "integration/provenance.rs"]
+mod provenance;
 #[path = "integration/reading.rs"]
 mod reading;
 #[path = "integration/schema.rs"]
 mod schema;
 #[path = "integration/source.rs"]
 mod source;
+#[path = "integration/stale.rs"]
+mod stale;
 #[path = "integration/work_order.rs"]
 mod work_order;
 #[path = "integration/writing.rs"]
