@@ -38,6 +38,7 @@
 //! the pipeline hands over is stored as it is, with no conversion.
 
 mod error;
+mod file_descriptions;
 mod frontier;
 mod index;
 mod lease;

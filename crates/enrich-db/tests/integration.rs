@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/file_descriptions.rs"]
+mod file_descriptions;
 #[path = "integration/frontier.rs"]
 mod frontier;
 #[path = "integration/indexing.rs"]
