@@ -25,6 +25,8 @@ mod reading;
 mod schema;
 #[path = "integration/source.rs"]
 mod source;
+#[path = "integration/upgrades.rs"]
+mod upgrades;
 #[path = "integration/work_order.rs"]
 mod work_order;
 #[path = "integration/writing.rs"]
