@@ -144,8 +144,26 @@ impl Db {
     /// with [`OpenOptions::quick_check`], SQLite's `quick_check` must find no damage. A file that
     /// fails any check is reported and left byte for byte as it was (damage found here is
     /// [`DbError::Damaged`]). Then, read-write only: WAL mode, and enrich's migrations.
+    ///
+    /// A read-only open of an index in a directory this process may not write, which SQLite
+    /// needs for the WAL's shared-memory file even to read, reads the file as it is on disk
+    /// (SQLite's `immutable` mode) when there is no WAL beside it holding newer pages; with a WAL,
+    /// it is [`DbError::ReadOnlyDirectory`].
     pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self, DbError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        let read_only = matches!(options.mode, OpenMode::ReadOnly | OpenMode::ReadUpgrading);
+        match Self::open_as(path.to_path_buf(), options, false) {
+            Err(DbError::ReadOnlyDirectory { .. })
+                if read_only && !has_wal(path) && path.to_str().is_some() =>
+            {
+                Self::open_as(path.to_path_buf(), options, true)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Self::open_with`], the file opened in SQLite's `immutable` mode when `immutable`.
+    fn open_as(path: PathBuf, options: &OpenOptions, immutable: bool) -> Result<Self, DbError> {
         match (inspect_file(&path)?, options.mode) {
             (FileState::Missing, OpenMode::CreateIfMissing) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -175,8 +193,12 @@ impl Db {
             }
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let busy_timeout = options.busy_timeout;
-        let conn = Connection::open_with_flags(&path, flags)
-            .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?;
+        let opened = if immutable {
+            Connection::open_with_flags(immutable_uri(&path), flags | OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            Connection::open_with_flags(&path, flags)
+        };
+        let conn = opened.map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?;
         // SQLite quietly opens a file it may not write read-only; a writing command would only
         // find out at its first write.
         if !read_only
@@ -544,6 +566,29 @@ fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
         |row| row.get(0),
     )?;
     Ok((version, tables))
+}
+
+/// Whether a WAL file with content lies beside the database (pages a reader must see).
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// The `file:` URI that opens `path` in SQLite's `immutable` mode: no lock taken, no
+/// shared-memory file needed, the file assumed unchanging while the connection reads it.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_str().unwrap_or_default().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// Looks at the file's bytes without SQLite: missing, empty, or with SQLite's header. Anything
