@@ -13,7 +13,7 @@ fn older_versions() -> Vec<u32> {
         .iter()
         .filter(|m| m.sql.contains("ADD COLUMN"))
         .flat_map(|m| [m.version - 1, m.version])
-        .filter(|&v| v >= 1 && v < ENRICH_SCHEMA_VERSION)
+        .filter(|v| (1..ENRICH_SCHEMA_VERSION).contains(v))
         .chain([1, ENRICH_SCHEMA_VERSION - 1])
         .collect();
     versions.sort_unstable();
