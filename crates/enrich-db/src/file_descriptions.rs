@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::read::{lenient_i64, text};
 use crate::types::{SpanOutcome, Stored};
 
 /// The version of LLMC's cheap algorithm this module implements; part of every `input_hash`.
@@ -71,21 +72,6 @@ ON CONFLICT(file_path) DO UPDATE SET
     content_hash = excluded.content_hash,
     input_hash = excluded.input_hash";
 
-/// One enriched span of a file, a candidate for the selection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Candidate {
-    /// The span's hash.
-    pub(crate) span_hash: String,
-    /// Its symbol (`Class.method` for a method).
-    pub(crate) symbol: String,
-    /// Its kind (`module`, `class`, `function`, …).
-    pub(crate) kind: String,
-    /// Its first line.
-    pub(crate) start_line: i64,
-    /// The enrichment's summary (possibly empty, never NULL).
-    pub(crate) summary: String,
-}
-
 /// Whitespace as Python's `str.isspace` sees it.
 fn is_space(c: char) -> bool {
     c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}')
@@ -101,11 +87,31 @@ pub(crate) fn kind_rank(kind: &str, symbol: &str) -> u8 {
     }
 }
 
-/// The first five candidates by kind, then start line; candidates that tie keep their order.
-pub(crate) fn select(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
-    candidates.sort_by_key(|c| (kind_rank(&c.kind, &c.symbol), c.start_line));
-    candidates.truncate(MAX_SPANS);
-    candidates
+/// The selection: the first five spans offered, by kind rank, then start line, spans that tie
+/// in the order offered. Keeps only those five, so a file's spans stream through it.
+#[derive(Debug, Default)]
+pub(crate) struct Selection {
+    /// (kind rank, start line, span hash), in order.
+    chosen: Vec<(u8, i64, String)>,
+}
+
+impl Selection {
+    /// Offers one span with a summary; it is kept if it is among the first five so far.
+    pub(crate) fn offer(&mut self, kind: &str, symbol: &str, start_line: i64, span_hash: &str) {
+        let key = (kind_rank(kind, symbol), start_line);
+        let at = self
+            .chosen
+            .partition_point(|(rank, line, _)| (*rank, *line) <= key);
+        if at < MAX_SPANS {
+            self.chosen.insert(at, (key.0, key.1, span_hash.to_owned()));
+            self.chosen.truncate(MAX_SPANS);
+        }
+    }
+
+    /// The selected span hashes, in order.
+    pub(crate) fn span_hashes(&self) -> impl Iterator<Item = &str> {
+        self.chosen.iter().map(|(_, _, hash)| hash.as_str())
+    }
 }
 
 /// The first sentence of `text`, trimmed: up to and including the first period that is followed
@@ -214,15 +220,13 @@ pub(crate) fn refresh_after_batch(
             .query_row([&outcome.span_hash], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
-                    TouchedFile {
-                        path: row.get(1)?,
-                        file_hash: row.get(2)?,
-                    },
+                    text(row.get_ref(1)?),
+                    text(row.get_ref(2)?),
                 ))
             })
             .optional()?;
-        if let Some((id, file)) = found {
-            files.entry(id).or_insert(file);
+        if let Some((id, Some(path), Some(file_hash))) = found {
+            files.entry(id).or_insert(TouchedFile { path, file_hash });
         }
     }
     for (id, file) in &files {
@@ -242,33 +246,33 @@ fn table_ready(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 /// Recomputes one file's description; writes nothing when its `input_hash` is unchanged or no
-/// span of the file has a summary.
+/// span of the file has a summary. The spans stream through the [`Selection`]; summaries are read
+/// for the five selected ones only, and only when the hash changed.
 fn refresh_file(conn: &Connection, file_id: i64, file: &TouchedFile) -> rusqlite::Result<()> {
     let mut spans = conn.prepare_cached(
-        "SELECT s.span_hash, s.symbol, s.kind, s.start_line, e.summary
+        "SELECT s.span_hash, s.symbol, s.kind, s.start_line
          FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
          WHERE s.file_id = ?1 AND e.summary IS NOT NULL
          ORDER BY s.id",
     )?;
-    let candidates = spans
-        .query_map([file_id], |row| {
-            Ok(Candidate {
-                span_hash: row.get(0)?,
-                symbol: row.get(1)?,
-                kind: row.get(2)?,
-                start_line: row.get(3)?,
-                summary: row.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let selection = select(candidates);
-    if selection.is_empty() {
+    let mut selection = Selection::default();
+    let mut rows = spans.query([file_id])?;
+    while let Some(row) = rows.next()? {
+        // Read as leniently as enrichments are: Python may have stored anything.
+        let (Some(hash), Some(symbol), Some(kind)) = (
+            text(row.get_ref(0)?),
+            text(row.get_ref(1)?),
+            text(row.get_ref(2)?),
+        ) else {
+            continue;
+        };
+        let line = lenient_i64(row.get_ref(3)?).unwrap_or(i64::MAX);
+        selection.offer(&kind, &symbol, line, &hash);
+    }
+    if selection.span_hashes().next().is_none() {
         return Ok(());
     }
-    let hash = input_hash(
-        &file.file_hash,
-        selection.iter().map(|c| c.span_hash.as_str()),
-    );
+    let hash = input_hash(&file.file_hash, selection.span_hashes());
     let stored: Option<Option<String>> = conn
         .prepare_cached("SELECT input_hash FROM file_descriptions WHERE file_path = ?1")?
         .query_row([&file.path], |row| row.get(0))
@@ -276,7 +280,15 @@ fn refresh_file(conn: &Connection, file_id: i64, file: &TouchedFile) -> rusqlite
     if stored.flatten().as_deref() == Some(hash.as_str()) {
         return Ok(());
     }
-    let Some(description) = compose(selection.iter().map(|c| c.summary.as_str())) else {
+    let mut summary_of =
+        conn.prepare_cached("SELECT summary FROM enrichments WHERE span_hash = ?1")?;
+    let summaries = selection
+        .span_hashes()
+        .map(|span| {
+            summary_of.query_row([span], |row| Ok(text(row.get_ref(0)?).unwrap_or_default()))
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some(description) = compose(summaries.iter().map(String::as_str)) else {
         return Ok(());
     };
     conn.prepare_cached(UPSERT_SQL)?.execute(params![
@@ -293,16 +305,6 @@ fn refresh_file(conn: &Connection, file_id: i64, file: &TouchedFile) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn candidate(span_hash: &str, kind: &str, symbol: &str, start_line: i64) -> Candidate {
-        Candidate {
-            span_hash: span_hash.to_owned(),
-            symbol: symbol.to_owned(),
-            kind: kind.to_owned(),
-            start_line,
-            summary: String::new(),
-        }
-    }
 
     #[test]
     fn a_sentence_ends_at_a_period_then_whitespace_then_a_capital() {
@@ -327,17 +329,24 @@ mod tests {
 
     #[test]
     fn spans_are_ordered_module_class_top_level_function_then_the_rest_by_line() {
-        let spans = vec![
-            candidate("method", "function", "Parser.parse", 3),
-            candidate("late_fn", "function", "helper", 40),
-            candidate("heading", "section", "Intro", 1),
-            candidate("class", "class", "Parser", 2),
-            candidate("early_fn", "function", "main", 30),
-            candidate("module", "module", "parser", 50),
-            candidate("other", "variable", "X", 1),
+        // (span hash, kind, symbol, start line), in the order offered.
+        let spans = [
+            ("method", "function", "Parser.parse", 3),
+            ("late_fn", "function", "helper", 40),
+            ("heading", "section", "Intro", 1),
+            ("class", "class", "Parser", 2),
+            ("early_fn", "function", "main", 30),
+            ("module", "module", "parser", 50),
+            ("other", "variable", "X", 1),
+            ("twin", "function", "main2", 30),
         ];
-        let order: Vec<String> = select(spans).into_iter().map(|c| c.span_hash).collect();
-        assert_eq!(order, ["module", "class", "early_fn", "late_fn", "heading"]);
+        let mut selection = Selection::default();
+        for (hash, kind, symbol, line) in spans {
+            selection.offer(kind, symbol, line, hash);
+        }
+        // `twin` ties with `early_fn` and comes after it, as offered.
+        let order: Vec<&str> = selection.span_hashes().collect();
+        assert_eq!(order, ["module", "class", "early_fn", "twin", "late_fn"]);
         assert_eq!(kind_rank("function", "a.b"), 4);
         assert_eq!(kind_rank("method", "run"), 4);
     }

@@ -285,3 +285,37 @@ fn an_index_enrich_created_has_the_table_and_gets_descriptions() {
         Some("Holds state.")
     );
 }
+
+#[test]
+fn values_llmc_stored_with_other_types_are_read_leniently_and_never_fail_the_batch() {
+    let fixture = Fixture::llmc();
+    let conn = fixture.raw();
+    let spans = index(
+        &conn,
+        "a.py",
+        "h",
+        &[("class", "A", 1), ("function", "b", 2)],
+    );
+    // A summary Python stored as a number, and one as bytes.
+    conn.execute(
+        "INSERT INTO enrichments (span_hash, summary) VALUES (?1, 42)",
+        [&spans[0]],
+    )
+    .expect("a number");
+    let mut db = fixture.db();
+    let run = db.start_run("fp").expect("run");
+    write(&mut db, vec![enriched(&spans[1], run, "Does b.")]);
+    assert_eq!(
+        row(&conn, "a.py").map(|r| r.0).as_deref(),
+        Some("42. Does b.")
+    );
+    conn.execute(
+        "UPDATE enrichments SET summary = X'ff' WHERE span_hash = ?1",
+        [&spans[0]],
+    )
+    .expect("bytes");
+    conn.execute("UPDATE files SET file_hash = 'h2'", [])
+        .expect("new hash");
+    write(&mut db, vec![enriched(&spans[1], run, "Does b.")]);
+    assert_eq!(row(&conn, "a.py").map(|r| r.0).as_deref(), Some("Does b."));
+}
