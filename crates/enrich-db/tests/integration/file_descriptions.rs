@@ -1,13 +1,12 @@
 //! LLMC's `file_descriptions` ("cheap" tier, `v1.1`) kept by the writer after each batch.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use enrich_db::{Db, RunId, SpanOutcome, default_db_path};
 use enrich_types::span_hash;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::support::{Fixture, enriched, raw};
+use crate::writing::now_secs;
 
 /// A span to index: kind, symbol, start line.
 type SpanSpec<'a> = (&'a str, &'a str, i64);
@@ -61,14 +60,6 @@ fn row(conn: &Connection, path: &str) -> Option<Row> {
 
 fn write(db: &mut Db, outcomes: Vec<SpanOutcome>) {
     db.write_batch(&outcomes).expect("write");
-}
-
-fn now_s() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    i64::try_from(secs).expect("seconds")
 }
 
 #[test]
@@ -145,7 +136,7 @@ fn a_batch_writes_the_description_of_each_file_it_touched() {
     parts.push("v1.1");
     assert_eq!(input_hash, expected_hash(&parts));
     assert!(
-        (now_s() - updated_at).abs() < 120,
+        (now_secs() - updated_at).abs() < 120,
         "updated_at is now: {updated_at}"
     );
     let file_id: i64 = conn
