@@ -26,8 +26,9 @@
 //! "Whitespace" is Python's (`str.isspace`, `\s` of `re` on text): Unicode's White_Space plus
 //! the four separators U+001C to U+001F.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::read::{lenient_i64, text};
@@ -87,31 +88,10 @@ pub(crate) fn kind_rank(kind: &str, symbol: &str) -> u8 {
     }
 }
 
-/// The selection: the first five spans offered, by kind rank, then start line, spans that tie
-/// in the order offered. Keeps only those five, so a file's spans stream through it.
-#[derive(Debug, Default)]
-pub(crate) struct Selection {
-    /// (kind rank, start line, span hash), in order.
-    chosen: Vec<(u8, i64, String)>,
-}
-
-impl Selection {
-    /// Offers one span with a summary; it is kept if it is among the first five so far.
-    pub(crate) fn offer(&mut self, kind: &str, symbol: &str, start_line: i64, span_hash: &str) {
-        let key = (kind_rank(kind, symbol), start_line);
-        let at = self
-            .chosen
-            .partition_point(|(rank, line, _)| (*rank, *line) <= key);
-        if at < MAX_SPANS {
-            self.chosen.insert(at, (key.0, key.1, span_hash.to_owned()));
-            self.chosen.truncate(MAX_SPANS);
-        }
-    }
-
-    /// The selected span hashes, in order.
-    pub(crate) fn span_hashes(&self) -> impl Iterator<Item = &str> {
-        self.chosen.iter().map(|(_, _, hash)| hash.as_str())
-    }
+/// A span's place in the order the selection is taken in: its kind's rank, then its start line,
+/// then its id (spans that tie stay in the order they were indexed).
+pub(crate) fn order_key(kind: &str, symbol: &str, start_line: i64, span_id: i64) -> (u8, i64, i64) {
+    (kind_rank(kind, symbol), start_line, span_id)
 }
 
 /// The first sentence of `text`, trimmed: up to and including the first period that is followed
@@ -193,6 +173,7 @@ pub(crate) fn input_hash<'a>(
 
 /// A file the batch touched.
 struct TouchedFile {
+    id: i64,
     path: String,
     file_hash: String,
 }
@@ -203,34 +184,39 @@ pub(crate) fn refresh_after_batch(
     conn: &Connection,
     outcomes: &[SpanOutcome],
 ) -> rusqlite::Result<()> {
-    let mut enriched = outcomes
+    let enriched: Vec<&str> = outcomes
         .iter()
         .filter(|o| matches!(o.stored, Stored::Enriched(_)))
-        .peekable();
-    if enriched.peek().is_none() || !table_ready(conn)? {
+        .map(|o| o.span_hash.as_str())
+        .collect();
+    if enriched.is_empty() || !table_ready(conn)? {
         return Ok(());
     }
-    let mut files: BTreeMap<i64, TouchedFile> = BTreeMap::new();
-    let mut file_of = conn.prepare_cached(
-        "SELECT f.id, f.path, f.file_hash FROM spans s JOIN files f ON f.id = s.file_id
-         WHERE s.span_hash = ?1",
+    // One statement for the whole batch: a query per span costs several times more.
+    let hashes = serde_json::to_string(&enriched)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let mut touched = conn.prepare_cached(
+        "SELECT f.id, f.path, f.file_hash FROM files f
+         WHERE f.id IN (SELECT s.file_id FROM json_each(?1) AS j
+                        JOIN spans s ON s.span_hash = j.value)
+         ORDER BY f.id",
     )?;
-    for outcome in enriched {
-        let found = file_of
-            .query_row([&outcome.span_hash], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    text(row.get_ref(1)?),
-                    text(row.get_ref(2)?),
-                ))
-            })
-            .optional()?;
-        if let Some((id, Some(path), Some(file_hash))) = found {
-            files.entry(id).or_insert(TouchedFile { path, file_hash });
-        }
-    }
-    for (id, file) in &files {
-        refresh_file(conn, *id, file)?;
+    let files = touched
+        .query_map([hashes], |row| {
+            Ok((row.get(0)?, text(row.get_ref(1)?), text(row.get_ref(2)?)))
+        })?
+        .filter_map(|found| match found {
+            Ok((id, Some(path), Some(file_hash))) => Some(Ok(TouchedFile {
+                id,
+                path,
+                file_hash,
+            })),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for file in &files {
+        refresh_file(conn, file)?;
     }
     Ok(())
 }
@@ -245,34 +231,62 @@ fn table_ready(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(count == COLUMNS.len())
 }
 
-/// Recomputes one file's description; writes nothing when its `input_hash` is unchanged or no
-/// span of the file has a summary. The spans stream through the [`Selection`]; summaries are read
-/// for the five selected ones only, and only when the hash changed.
-fn refresh_file(conn: &Connection, file_id: i64, file: &TouchedFile) -> rusqlite::Result<()> {
-    let mut spans = conn.prepare_cached(
-        "SELECT s.span_hash, s.symbol, s.kind, s.start_line
-         FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
-         WHERE s.file_id = ?1 AND e.summary IS NOT NULL
-         ORDER BY s.id",
-    )?;
-    let mut selection = Selection::default();
-    let mut rows = spans.query([file_id])?;
-    while let Some(row) = rows.next()? {
-        // Read as leniently as enrichments are: Python may have stored anything.
-        let (Some(hash), Some(symbol), Some(kind)) = (
-            text(row.get_ref(0)?),
-            text(row.get_ref(1)?),
-            text(row.get_ref(2)?),
-        ) else {
-            continue;
-        };
-        let line = lenient_i64(row.get_ref(3)?).unwrap_or(i64::MAX);
-        selection.offer(&kind, &symbol, line, &hash);
+/// Text read as leniently as enrichments are (Python may have stored anything), borrowed when
+/// it is text already.
+fn lenient_str(value: ValueRef<'_>) -> Cow<'_, str> {
+    match value {
+        ValueRef::Text(bytes) => String::from_utf8_lossy(bytes),
+        other => Cow::Owned(text(other).unwrap_or_default()),
     }
-    if selection.span_hashes().next().is_none() {
+}
+
+/// The selection of `file`: its first five spans in [`order_key`] order whose enrichment has a
+/// summary, as (span hash, summary). The file's spans are put in order from their own rows;
+/// enrichments are looked up in that order only until five are found.
+fn selection(conn: &Connection, file: &TouchedFile) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut spans =
+        conn.prepare_cached("SELECT id, symbol, kind, start_line FROM spans WHERE file_id = ?1")?;
+    let mut keys = Vec::new();
+    let mut rows = spans.query([file.id])?;
+    while let Some(row) = rows.next()? {
+        let line = lenient_i64(row.get_ref(3)?).unwrap_or(i64::MAX);
+        keys.push(order_key(
+            &lenient_str(row.get_ref(2)?),
+            &lenient_str(row.get_ref(1)?),
+            line,
+            row.get(0)?,
+        ));
+    }
+    keys.sort_unstable();
+    let mut summarised = conn.prepare_cached(
+        "SELECT s.span_hash, e.summary FROM spans s JOIN enrichments e ON e.span_hash = s.span_hash
+         WHERE s.id = ?1 AND e.summary IS NOT NULL",
+    )?;
+    let mut chosen = Vec::with_capacity(MAX_SPANS);
+    for (_, _, span_id) in keys {
+        if chosen.len() == MAX_SPANS {
+            break;
+        }
+        let found = summarised
+            .query_row([span_id], |row| {
+                Ok((text(row.get_ref(0)?), text(row.get_ref(1)?)))
+            })
+            .optional()?;
+        if let Some((Some(hash), summary)) = found {
+            chosen.push((hash, summary.unwrap_or_default()));
+        }
+    }
+    Ok(chosen)
+}
+
+/// Recomputes one file's description; writes nothing when its `input_hash` is unchanged or no
+/// span of the file has a summary.
+fn refresh_file(conn: &Connection, file: &TouchedFile) -> rusqlite::Result<()> {
+    let chosen = selection(conn, file)?;
+    if chosen.is_empty() {
         return Ok(());
     }
-    let hash = input_hash(&file.file_hash, selection.span_hashes());
+    let hash = input_hash(&file.file_hash, chosen.iter().map(|(h, _)| h.as_str()));
     let stored: Option<Option<String>> = conn
         .prepare_cached("SELECT input_hash FROM file_descriptions WHERE file_path = ?1")?
         .query_row([&file.path], |row| row.get(0))
@@ -280,19 +294,11 @@ fn refresh_file(conn: &Connection, file_id: i64, file: &TouchedFile) -> rusqlite
     if stored.flatten().as_deref() == Some(hash.as_str()) {
         return Ok(());
     }
-    let mut summary_of =
-        conn.prepare_cached("SELECT summary FROM enrichments WHERE span_hash = ?1")?;
-    let summaries = selection
-        .span_hashes()
-        .map(|span| {
-            summary_of.query_row([span], |row| Ok(text(row.get_ref(0)?).unwrap_or_default()))
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let Some(description) = compose(summaries.iter().map(String::as_str)) else {
+    let Some(description) = compose(chosen.iter().map(|(_, summary)| summary.as_str())) else {
         return Ok(());
     };
     conn.prepare_cached(UPSERT_SQL)?.execute(params![
-        file_id,
+        file.id,
         file.path,
         description,
         SOURCE,
@@ -329,7 +335,7 @@ mod tests {
 
     #[test]
     fn spans_are_ordered_module_class_top_level_function_then_the_rest_by_line() {
-        // (span hash, kind, symbol, start line), in the order offered.
+        // (name, kind, symbol, start line), with span ids counting up as listed.
         let spans = [
             ("method", "function", "Parser.parse", 3),
             ("late_fn", "function", "helper", 40),
@@ -340,13 +346,20 @@ mod tests {
             ("other", "variable", "X", 1),
             ("twin", "function", "main2", 30),
         ];
-        let mut selection = Selection::default();
-        for (hash, kind, symbol, line) in spans {
-            selection.offer(kind, symbol, line, hash);
-        }
-        // `twin` ties with `early_fn` and comes after it, as offered.
-        let order: Vec<&str> = selection.span_hashes().collect();
-        assert_eq!(order, ["module", "class", "early_fn", "twin", "late_fn"]);
+        let mut keyed: Vec<((u8, i64, i64), &str)> = spans
+            .iter()
+            .zip(1..)
+            .map(|(&(name, kind, symbol, line), id)| (order_key(kind, symbol, line, id), name))
+            .collect();
+        keyed.sort_unstable();
+        let order: Vec<&str> = keyed.iter().map(|(_, name)| *name).collect();
+        // `twin` ties with `early_fn` and was indexed after it.
+        assert_eq!(
+            order,
+            [
+                "module", "class", "early_fn", "twin", "late_fn", "heading", "other", "method"
+            ]
+        );
         assert_eq!(kind_rank("function", "a.b"), 4);
         assert_eq!(kind_rank("method", "run"), 4);
     }
