@@ -8,6 +8,7 @@ mod failures;
 mod index;
 mod init;
 mod man;
+mod mcp;
 mod plan;
 mod quality;
 mod run;
@@ -50,6 +51,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
             runtime()?.block_on(run::run(&repo()?, &args, json, quiet))
         }
         Command::Watch(args) => runtime()?.block_on(watch::watch(&global, &args)),
+        Command::Mcp => runtime()?.block_on(mcp::mcp(repo()?)),
         Command::Index(args) => index::index(&global, &args),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man(args) => man::man(&args.out),
