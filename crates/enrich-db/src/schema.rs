@@ -360,6 +360,15 @@ ALTER TABLE enrich_runs ADD COLUMN prompt_fingerprint TEXT;
 ALTER TABLE enrich_attempts ADD COLUMN chain TEXT;
 ",
     },
+    Migration {
+        version: 12,
+        name: "an index of enrichments by the time they were stored",
+        // `enrich export --since` reads only what was stored after a time. An index on LLMC's
+        // table adds no column, so LLMC reads and writes the table as before.
+        sql: "
+CREATE INDEX IF NOT EXISTS enrich_enrichments_created_at ON enrichments(created_at);
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.
@@ -462,6 +471,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, MigrateError> {
 /// never wrote to answers every query with "nothing yet" without touching the file.
 pub(crate) fn create_temp_shadows(conn: &Connection) -> rusqlite::Result<()> {
     for migration in MIGRATIONS {
+        // An index on LLMC's own tables has no table of enrich's to shadow.
+        if migration.sql.contains(" ON enrichments(") {
+            continue;
+        }
         conn.execute_batch(&migration.sql.replace("CREATE TABLE ", "CREATE TEMP TABLE "))?;
     }
     Ok(())

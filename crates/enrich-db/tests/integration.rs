@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/export.rs"]
+mod export;
 #[path = "integration/frontier.rs"]
 mod frontier;
 #[path = "integration/indexing.rs"]
@@ -19,6 +21,8 @@ mod locking;
 mod pending;
 #[path = "integration/reading.rs"]
 mod reading;
+#[path = "integration/retrieval.rs"]
+mod retrieval;
 #[path = "integration/schema.rs"]
 mod schema;
 #[path = "integration/source.rs"]

@@ -572,6 +572,10 @@ fn migrations_are_append_only() {
             9,
             "67ea1591356845559fa4d849b38d59256337b8fc508cc4e38b1963ca45c7ee91",
         ),
+        (
+            12,
+            "807fc2bfbe3d4409d5c40fa3f05125a315e4bd8be9659a0c85dc196faf17c395",
+        ),
     ];
     let all = migrations();
     assert_eq!(
