@@ -128,7 +128,6 @@ impl<'a> Record<'a> {
     /// The CSV row: [`CSV_COLUMNS`] in order, absent values empty.
     fn csv_fields(&self) -> Result<Vec<String>> {
         let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
-        let number = |value: Option<String>| value.unwrap_or_default();
         Ok(vec![
             self.export_version.to_string(),
             self.span_hash.to_owned(),
@@ -151,7 +150,10 @@ impl<'a> Record<'a> {
             text(self.content_language),
             text(self.provenance.model.as_deref()),
             text(self.provenance.created_at.as_deref()),
-            number(self.provenance.created_at_unix.map(|t| t.to_string())),
+            self.provenance
+                .created_at_unix
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             // As JSON writes it (`1.0`, not `1`), so both formats read the same.
             match self.provenance.quality_score {
                 Some(score) => json_text(&score)?,
