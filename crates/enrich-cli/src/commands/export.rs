@@ -172,7 +172,8 @@ fn json_text(value: &impl Serialize) -> Result<String> {
 /// The writer of one export's records.
 enum Records<W: Write> {
     Jsonl(W),
-    Csv(csv::Writer<W>),
+    /// Boxed: the CSV writer carries its own state and buffer.
+    Csv(Box<csv::Writer<W>>),
 }
 
 impl<W: Write> Records<W> {
@@ -188,7 +189,7 @@ impl<W: Write> Records<W> {
                 };
                 csv.write_record(columns)
                     .context("cannot write the CSV header")?;
-                Self::Csv(csv)
+                Self::Csv(Box::new(csv))
             }
         })
     }
