@@ -297,6 +297,18 @@ pub enum DbError {
         /// The file's length.
         len: u64,
     },
+
+    /// The temporary full-text tables of a retrieval evaluation could not be built or searched.
+    #[error(
+        "cannot {action} in the retrieval evaluation's temporary database: {source}; it needs SQLite built with FTS5 (enrich's own build has it) and free space in the temporary directory (TMPDIR)"
+    )]
+    Retrieval {
+        /// What was being done.
+        action: &'static str,
+        /// SQLite's report.
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 /// What to do about a damaged index.
