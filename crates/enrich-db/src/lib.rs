@@ -39,6 +39,7 @@
 
 mod error;
 mod frontier;
+mod fts;
 mod index;
 mod lease;
 mod locate;
@@ -48,6 +49,7 @@ mod pending;
 mod quality_report;
 mod read;
 mod schema;
+mod search;
 mod source;
 mod types;
 mod usage;
@@ -71,6 +73,9 @@ pub use quality_report::{
 };
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
+};
+pub use search::{
+    DEFAULT_SEARCH_LIMIT, QuerySyntax, SEARCH_WEIGHTS, SearchHit, SearchQuery, SearchSync,
 };
 pub use source::{SourceReader, SpanSource};
 pub use types::{

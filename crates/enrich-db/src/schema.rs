@@ -360,6 +360,13 @@ ALTER TABLE enrich_runs ADD COLUMN prompt_fingerprint TEXT;
 ALTER TABLE enrich_attempts ADD COLUMN chain TEXT;
 ",
     },
+    Migration {
+        version: 11,
+        name: "the full-text search table",
+        // `enrich search`'s FTS5 table, filled with every enrichment already stored; kept in
+        // step by the TEMP triggers of `fts.rs` on each read-write connection.
+        sql: crate::fts::SEARCH_TABLE_SQL,
+    },
 ];
 
 /// enrich's migrations, oldest first.
@@ -462,6 +469,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, MigrateError> {
 /// never wrote to answers every query with "nothing yet" without touching the file.
 pub(crate) fn create_temp_shadows(conn: &Connection) -> rusqlite::Result<()> {
     for migration in MIGRATIONS {
+        // The search table is built by the first search that needs it, not shadowed empty.
+        if migration.sql.contains("CREATE VIRTUAL TABLE") {
+            continue;
+        }
         conn.execute_batch(&migration.sql.replace("CREATE TABLE ", "CREATE TEMP TABLE "))?;
     }
     Ok(())

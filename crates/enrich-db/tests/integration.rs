@@ -21,6 +21,8 @@ mod pending;
 mod reading;
 #[path = "integration/schema.rs"]
 mod schema;
+#[path = "integration/search.rs"]
+mod search;
 #[path = "integration/source.rs"]
 mod source;
 #[path = "integration/work_order.rs"]

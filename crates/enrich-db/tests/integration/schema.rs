@@ -309,6 +309,12 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_frontiers",
             "enrich_shared_spans",
             "enrich_quality",
+            "enrich_search",
+            "enrich_search_config",
+            "enrich_search_content",
+            "enrich_search_data",
+            "enrich_search_docsize",
+            "enrich_search_idx",
         ]
         .map(str::to_owned),
     );
@@ -492,6 +498,7 @@ fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upg
     let conn = fixture.raw();
     conn.execute_batch(
         "ALTER TABLE enrich_attempts DROP COLUMN chain;
+         DROP TABLE enrich_search;
          UPDATE llmc_meta SET value = '8' WHERE key = 'enrich_schema_version';",
     )
     .expect("back to version 8");
@@ -571,6 +578,10 @@ fn migrations_are_append_only() {
         (
             9,
             "67ea1591356845559fa4d849b38d59256337b8fc508cc4e38b1963ca45c7ee91",
+        ),
+        (
+            11,
+            "282df55dee63c7c81bcacdabb7e23cc48314ef2281d617fbf30faef0276611b5",
         ),
     ];
     let all = migrations();
