@@ -34,6 +34,7 @@ mod quality_report;
 mod real_model;
 mod reliability;
 mod runs;
+mod search;
 mod secrets;
 mod support;
 mod watch;

@@ -11,6 +11,7 @@ mod man;
 mod plan;
 mod quality;
 mod run;
+mod search;
 mod show;
 mod status;
 mod watch;
@@ -40,6 +41,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Config(_) => config::config(&repo()?, json),
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
+        Command::Search(args) => search::search(&repo()?, &args, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
         Command::Quality(args) => quality::quality(&repo()?, &args, json),
         Command::Compare(args) => compare::compare(&repo()?, &args, json),
