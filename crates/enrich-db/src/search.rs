@@ -39,6 +39,13 @@ pub const SEARCH_WEIGHTS: [(&str, f64); 7] = [
 /// The default number of hits of a [`SearchQuery`].
 pub const DEFAULT_SEARCH_LIMIT: u32 = 10;
 
+/// The rows from which plain words found in more than half of them are left out of a search
+/// (see `Db::without_ubiquitous`).
+const PRUNE_FROM_ROWS: i64 = 10_000;
+
+/// The last rows of the search table on which a word's share is measured.
+const PRUNE_SAMPLE: i64 = 10_000;
+
 /// The most tokens an excerpt holds.
 const EXCERPT_TOKENS: u32 = 24;
 
@@ -91,28 +98,33 @@ impl SearchQuery {
         }
     }
 
-    /// The FTS5 query this search runs; `None` when plain words hold nothing to search for.
+    /// The FTS5 query this search runs (before [`Db::search`] leaves out words found in most
+    /// spans); `None` when plain words hold nothing to search for.
     pub fn match_expression(&self) -> Option<String> {
         match self.syntax {
             QuerySyntax::Fts5 => Some(self.text.clone()).filter(|t| !t.trim().is_empty()),
             QuerySyntax::Words => {
-                let phrases: Vec<String> = self
-                    .text
-                    .split_whitespace()
-                    .filter_map(|word| {
-                        let (stem, prefix) = match word.strip_suffix('*') {
-                            Some(stem) => (stem.trim_end_matches('*'), "*"),
-                            None => (word, ""),
-                        };
-                        // A word without a letter or digit holds no token to match.
-                        stem.chars()
-                            .any(char::is_alphanumeric)
-                            .then(|| format!("\"{}\"{prefix}", stem.replace('"', "\"\"")))
-                    })
-                    .collect();
+                let phrases = self.phrases();
                 (!phrases.is_empty()).then(|| phrases.join(" OR "))
             }
         }
+    }
+
+    /// Each plain word as an FTS5 phrase: quoted (`"` doubled), a trailing `*` kept as a
+    /// prefix; words without a letter or digit hold no token to match and are left out.
+    fn phrases(&self) -> Vec<String> {
+        self.text
+            .split_whitespace()
+            .filter_map(|word| {
+                let (stem, prefix) = match word.strip_suffix('*') {
+                    Some(stem) => (stem.trim_end_matches('*'), "*"),
+                    None => (word, ""),
+                };
+                stem.chars()
+                    .any(char::is_alphanumeric)
+                    .then(|| format!("\"{}\"{prefix}", stem.replace('"', "\"\"")))
+            })
+            .collect()
     }
 }
 
@@ -222,10 +234,29 @@ impl Db {
     /// Returns no hits when plain words hold nothing to search for. An FTS5 query FTS5 refuses
     /// is [`DbError::BadSearchQuery`] with FTS5's reason; plain words never are.
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, DbError> {
-        let Some(expression) = query.match_expression() else {
+        self.ensure_search_table()?;
+        let (expression, all_words) = match query.syntax {
+            QuerySyntax::Fts5 => (query.match_expression(), None),
+            QuerySyntax::Words => {
+                let phrases = query.phrases();
+                let kept = self.without_ubiquitous(phrases.clone())?;
+                let all = (kept.len() < phrases.len()).then(|| phrases.join(" OR "));
+                ((!kept.is_empty()).then(|| kept.join(" OR ")), all)
+            }
+        };
+        let Some(expression) = expression else {
             return Ok(Vec::new());
         };
-        self.ensure_search_table()?;
+        let hits = self.ranked(query, &expression)?;
+        match all_words {
+            // The rarer words found nothing: the common ones are all there is to rank.
+            Some(all) if hits.is_empty() => self.ranked(query, &all),
+            _ => Ok(hits),
+        }
+    }
+
+    /// The hits of the FTS5 `expression`, with `query`'s filters, limit and marks.
+    fn ranked(&self, query: &SearchQuery, expression: &str) -> Result<Vec<SearchHit>, DbError> {
         let action = "search the enrichments";
         let mut stmt = self
             .conn
@@ -355,6 +386,56 @@ impl Db {
             1,
         );
         self.conn.execute_batch(&temp).map_err(self.err(action))
+    }
+
+    /// `phrases` without those found in more than half of the search table's rows, unless that
+    /// would leave none (tables under [`PRUNE_FROM_ROWS`] rows are ranked whole: that is
+    /// quick). BM25 gives such a word no weight (FTS5 clamps its IDF to almost 0), so leaving
+    /// it out changes no score that matters; keeping it would make every one of those rows a
+    /// hit to rank (a plain-words query such as `how is the cache invalidated` would rank
+    /// nearly the whole table). A word's share is measured on the last [`PRUNE_SAMPLE`] rows.
+    fn without_ubiquitous(&self, phrases: Vec<String>) -> Result<Vec<String>, DbError> {
+        if phrases.len() < 2 {
+            return Ok(phrases);
+        }
+        let action = "count the rows of a search word";
+        let last: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce((SELECT rowid FROM enrich_search ORDER BY rowid DESC LIMIT 1), 0)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(self.err(action))?;
+        let after = last - PRUNE_SAMPLE;
+        // The sample's rows (rowids of deleted enrichments are gaps).
+        let sample: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM enrich_search_docsize WHERE id > ?1",
+                [after],
+                |row| row.get(0),
+            )
+            .map_err(self.err(action))?;
+        if last < PRUNE_FROM_ROWS || sample == 0 {
+            return Ok(phrases);
+        }
+        let mut count = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM enrich_search WHERE enrich_search MATCH ?1 AND rowid > ?2",
+            )
+            .map_err(self.err(action))?;
+        let mut kept = Vec::with_capacity(phrases.len());
+        for phrase in &phrases {
+            let rows: i64 = count
+                .query_row(params![phrase, after], |row| row.get(0))
+                .map_err(self.err(action))?;
+            if rows * 2 <= sample {
+                kept.push(phrase.clone());
+            }
+        }
+        Ok(if kept.is_empty() { phrases } else { kept })
     }
 
     fn search_error(&self, query: &SearchQuery, error: rusqlite::Error) -> DbError {

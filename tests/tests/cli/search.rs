@@ -58,7 +58,9 @@ fn enriched_spans_are_found_ranked_and_filtered() {
     );
 
     // A symbol match comes first, with its place.
-    let square = repo.enrich(&["--json", "search", "square", "enrichment"]).json();
+    let square = repo
+        .enrich(&["--json", "search", "square", "enrichment"])
+        .json();
     assert_eq!(symbols(&square)[0], "square", "{square}");
     assert_eq!(square["hits"][0]["path"], "src/geometry.py");
     assert_eq!(square["hits"][0]["start_line"], 10);
@@ -86,7 +88,11 @@ fn enriched_spans_are_found_ranked_and_filtered() {
     );
     let none = repo.enrich(&["search", "zebra"]);
     none.expect_code(0);
-    assert!(none.stdout.starts_with("no enrichment matches"), "{}", none.stdout);
+    assert!(
+        none.stdout.starts_with("no enrichment matches"),
+        "{}",
+        none.stdout
+    );
 }
 
 #[test]
@@ -115,7 +121,11 @@ fn punctuation_is_a_word_and_a_bad_fts5_query_is_a_usage_error() {
 
     let empty = repo.enrich(&["search", "--", "---"]);
     empty.expect_code(2);
-    assert!(empty.stderr.contains("no word to search for"), "{}", empty.stderr);
+    assert!(
+        empty.stderr.contains("no word to search for"),
+        "{}",
+        empty.stderr
+    );
 }
 
 #[test]
@@ -157,4 +167,22 @@ fn enrichments_llmc_stored_are_searchable() {
     let found = repo.enrich(&["--json", "search", "integers"]);
     found.expect_code(0);
     assert_eq!(symbols(&found.json()), ["mul"]);
+}
+
+#[test]
+fn enrich_index_builds_a_missing_search_table() {
+    let repo = TestRepo::new();
+    // Spans as enrich's indexer splits them, so the second index keeps them.
+    repo.enrich(&["index"]).expect_code(0);
+    let _server = enriched(&repo);
+    repo.raw()
+        .execute_batch("DROP TABLE enrich_search")
+        .expect("drop");
+    repo.enrich(&["index"]).expect_code(0);
+    let indexed = repo.count(
+        "SELECT count(*) FROM enrichments e JOIN spans s ON s.span_hash = e.span_hash
+         JOIN files f ON f.id = s.file_id",
+    );
+    assert!(indexed > 0, "the indexer kept some enrichments");
+    assert_eq!(repo.count("SELECT count(*) FROM enrich_search"), indexed);
 }

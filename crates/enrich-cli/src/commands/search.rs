@@ -40,8 +40,10 @@ pub(crate) fn search(repo: &Repo, args: &SearchArgs, json: bool) -> Result<Exit>
     let db = open(repo)?;
     let hits = db.search(&query).map_err(|e| match e {
         DbError::BadSearchQuery { .. } => usage(e.to_string()),
-        other => anyhow::Error::new(other)
-            .context(format!("cannot search the index {}", repo.db_path.display())),
+        other => anyhow::Error::new(other).context(format!(
+            "cannot search the index {}",
+            repo.db_path.display()
+        )),
     })?;
     if json {
         output::json(&SearchReport {
@@ -123,7 +125,16 @@ mod tests {
             excerpt: excerpt.to_owned(),
         };
         let hits: Vec<SearchHit> = (1..=10)
-            .map(|rank| hit(rank, if rank == 1 { "Waits\nthen **retries**." } else { "" }))
+            .map(|rank| {
+                hit(
+                    rank,
+                    if rank == 1 {
+                        "Waits\nthen **retries**."
+                    } else {
+                        ""
+                    },
+                )
+            })
             .collect();
         let text = render(&hits);
         let lines: Vec<&str> = text.lines().collect();

@@ -580,3 +580,46 @@ fn the_list_fields_are_searched_as_text() {
         "a pitfall's word"
     );
 }
+
+#[test]
+fn a_word_in_most_spans_is_left_out_when_rarer_words_find_something() {
+    let fixture = Fixture::llmc();
+    {
+        let mut conn = fixture.raw();
+        let tx = conn.transaction().expect("begin");
+        tx.execute(
+            "INSERT INTO files (path, lang, file_hash, size, mtime) VALUES ('big.py', 'python', 'h', 1, 0)",
+            [],
+        )
+        .expect("file");
+        for n in 0..12_000 {
+            let hash = format!("sha256:{n:064x}");
+            tx.execute(
+                "INSERT INTO spans (file_id, symbol, kind, start_line, end_line, byte_start,
+                    byte_end, span_hash) VALUES (1, ?1, 'function', ?2, ?2, 0, 1, ?3)",
+                (format!("f{n}"), n + 1, &hash),
+            )
+            .expect("span");
+            let summary = if n % 4000 == 7 {
+                "Returns the walrus."
+            } else {
+                "Returns a value."
+            };
+            tx.execute(
+                "INSERT INTO enrichments (span_hash, summary) VALUES (?1, ?2)",
+                (&hash, summary),
+            )
+            .expect("enrichment");
+        }
+        tx.commit().expect("commit");
+    }
+    let db = fixture.db();
+    // `returns` is in every span: ranking it would rank all 12,000; the rarer word decides.
+    let hits = search(&db, "returns walrus");
+    let mut found = symbols(&hits);
+    found.sort_unstable();
+    assert_eq!(found, ["f4007", "f7", "f8007"], "{hits:?}");
+    // When the rarer words find nothing, the common word's hits are what there is.
+    assert_eq!(search(&db, "returns zebra").len(), 10);
+    assert_eq!(search(&db, "returns").len(), 10);
+}
