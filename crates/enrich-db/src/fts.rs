@@ -156,10 +156,14 @@ impl FtsTable {
     }
 
     /// The statements that rewrite the rows `rowids` (a subquery or a list) selected by `filter`.
+    /// The table written is named without its schema (older SQLite versions, 3.40 among them,
+    /// refuse a qualified
+    /// name there, even in a TEMP trigger); no TEMP table of that name exists on a read-write
+    /// connection, so it is `main`'s.
     fn rewrite(&self, rowids: &str, filter: &str) -> String {
         format!(
-            "DELETE FROM main.{name} WHERE rowid IN ({rowids}); \
-             INSERT INTO main.{name} ({columns}) {rows} WHERE {filter};",
+            "DELETE FROM {name} WHERE rowid IN ({rowids}); \
+             INSERT INTO {name} ({columns}) {rows} WHERE {filter};",
             name = self.name,
             columns = self.columns,
             rows = self.rows,
@@ -204,7 +208,7 @@ impl FtsTable {
                 "enrichment_deleted",
                 "AFTER DELETE ON main.enrichments",
                 None,
-                format!("DELETE FROM main.{name} WHERE rowid = OLD.rowid;"),
+                format!("DELETE FROM {name} WHERE rowid = OLD.rowid;"),
             ),
             trigger(
                 "span_inserted",
@@ -229,7 +233,7 @@ impl FtsTable {
                 "AFTER DELETE ON main.spans",
                 None,
                 format!(
-                    "DELETE FROM main.{name} WHERE rowid IN ({});",
+                    "DELETE FROM {name} WHERE rowid IN ({});",
                     of_span("OLD.span_hash")
                 ),
             ),
@@ -244,7 +248,7 @@ impl FtsTable {
                 "AFTER UPDATE ON main.files",
                 Some("OLD.id IS NOT NEW.id OR OLD.path IS NOT NEW.path".to_owned()),
                 format!(
-                    "DELETE FROM main.{name} WHERE rowid IN ({}); {}",
+                    "DELETE FROM {name} WHERE rowid IN ({}); {}",
                     of_file("OLD.id"),
                     self.rewrite(&of_file("NEW.id"), "s.file_id = NEW.id")
                 ),
@@ -253,10 +257,7 @@ impl FtsTable {
                 "file_deleted",
                 "AFTER DELETE ON main.files",
                 None,
-                format!(
-                    "DELETE FROM main.{name} WHERE rowid IN ({});",
-                    of_file("OLD.id")
-                ),
+                format!("DELETE FROM {name} WHERE rowid IN ({});", of_file("OLD.id")),
             ),
         ]
     }
