@@ -157,9 +157,8 @@ impl FtsTable {
 
     /// The statements that rewrite the rows `rowids` (a subquery or a list) selected by `filter`.
     /// The table written is named without its schema (older SQLite versions, 3.40 among them,
-    /// refuse a qualified
-    /// name there, even in a TEMP trigger); no TEMP table of that name exists on a read-write
-    /// connection, so it is `main`'s.
+    /// refuse a qualified name there, even in a TEMP trigger); no TEMP table of that name
+    /// exists on a read-write connection, so it is `main`'s.
     fn rewrite(&self, rowids: &str, filter: &str) -> String {
         format!(
             "DELETE FROM {name} WHERE rowid IN ({rowids}); \
