@@ -220,10 +220,8 @@ impl FtsTable {
                 "AFTER UPDATE ON main.spans",
                 Some(Self::changed(self.span_columns)),
                 self.rewrite(
-                    &format!(
-                        "SELECT rowid FROM main.enrichments \
-                         WHERE span_hash IN (OLD.span_hash, NEW.span_hash)"
-                    ),
+                    "SELECT rowid FROM main.enrichments \
+                     WHERE span_hash IN (OLD.span_hash, NEW.span_hash)",
                     "e.span_hash = NEW.span_hash",
                 ),
             ),
