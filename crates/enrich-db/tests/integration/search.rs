@@ -6,50 +6,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use enrich_db::{
-    Db, DbError, FileRecord, IndexedFile, OpenMode, OpenOptions, QuerySyntax, SearchHit,
-    SearchQuery, SearchSync, SpanRecord,
+    Db, DbError, OpenMode, OpenOptions, QuerySyntax, SearchHit, SearchQuery, SearchSync,
 };
 use enrich_types::span_hash;
 use rusqlite::Connection;
 
-use crate::support::{Fixture, enriched, enrichment};
-
-/// A file of `spans` (symbol, content), one line each, for the indexer.
-fn file(path: &str, lang: &str, spans: &[(&str, &str)]) -> FileRecord {
-    let mut offset = 0u64;
-    let spans = spans
-        .iter()
-        .zip(1u32..)
-        .map(|((symbol, content), line)| {
-            let start = offset;
-            offset += content.len() as u64 + 1;
-            SpanRecord {
-                span_hash: span_hash(lang, content.as_bytes()),
-                symbol: (*symbol).to_owned(),
-                kind: "function".to_owned(),
-                start_line: line,
-                end_line: line,
-                byte_start: start,
-                byte_end: start + content.len() as u64,
-                doc_hint: None,
-                slice_type: Some("code".to_owned()),
-                slice_language: Some(lang.to_owned()),
-                classifier_confidence: Some(1.0),
-                classifier_version: Some("test".to_owned()),
-            }
-        })
-        .collect();
-    FileRecord {
-        file: IndexedFile {
-            path: path.to_owned(),
-            lang: lang.to_owned(),
-            file_hash: format!("hash of {path} {offset}"),
-            size: offset,
-            mtime: 1_700_000_000.5,
-        },
-        spans,
-    }
-}
+use crate::support::{Fixture, enriched, enrichment, file_record};
 
 fn hash_of(lang: &str, content: &str) -> String {
     span_hash(lang, content.as_bytes())
@@ -171,7 +133,7 @@ fn llmc_fts_and_the_search_table_follow_inserts_replacements_and_removals() {
     let fixture = Fixture::llmc();
     let mut db = fixture.db();
     db.write_index_batch(
-        &[file(
+        &[file_record(
             "src/zoo.py",
             "python",
             &[("feed", "def feed(): pass"), ("clean", "def clean(): pass")],
@@ -205,7 +167,7 @@ fn llmc_fts_and_the_search_table_follow_inserts_replacements_and_removals() {
 
     // The indexer moves a span (new line, new symbol): its rows follow.
     db.write_index_batch(
-        &[file(
+        &[file_record(
             "src/zoo.py",
             "python",
             &[("scrub", "def clean(): pass"), ("feed", "def feed(): pass")],
@@ -218,7 +180,7 @@ fn llmc_fts_and_the_search_table_follow_inserts_replacements_and_removals() {
 
     // Removal: the span leaves the index (its enrichment is an orphan), then the orphan goes.
     db.write_index_batch(
-        &[file(
+        &[file_record(
             "src/zoo.py",
             "python",
             &[("scrub", "def clean(): pass")],
@@ -234,7 +196,7 @@ fn llmc_fts_and_the_search_table_follow_inserts_replacements_and_removals() {
 
     // A function moved to another file keeps its enrichment, and its rows name the new path.
     db.write_index_batch(
-        &[file(
+        &[file_record(
             "src/other.py",
             "python",
             &[("feed", "def feed(): pass")],
@@ -362,7 +324,7 @@ fn ranking_fixture() -> (Fixture, Db) {
     let mut db = fixture.db();
     db.write_index_batch(
         &[
-            file(
+            file_record(
                 "src/cache.rs",
                 "rust",
                 &[
@@ -370,7 +332,7 @@ fn ranking_fixture() -> (Fixture, Db) {
                     ("Cache::get", "fn get() {}"),
                 ],
             ),
-            file("lib/store.py", "python", &[("flush", "def flush(): pass")]),
+            file_record("lib/store.py", "python", &[("flush", "def flush(): pass")]),
         ],
         &[],
     )
