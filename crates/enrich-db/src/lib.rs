@@ -18,7 +18,11 @@
 //! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`]; the quality
 //! report's figures per model, chain, backend and prompt fingerprint ([`Db::quality_groups`],
-//! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]).
+//! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]); full-text search of the stored
+//! enrichments, ranked by BM25 ([`Db::search`] with a [`SearchQuery`], answering
+//! [`SearchHit`]s) over enrich's FTS5 table `enrich_search`, which every read-write connection
+//! keeps in step with what it writes, as it keeps LLMC's `enrichments_fts` when the index has it
+//! (TEMP triggers: nothing is stored in the file that LLMC's own writes would run).
 //!
 //! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
 //! of files' spans that keeps the row and enrichment of every span whose content did not change
