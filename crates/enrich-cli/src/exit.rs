@@ -140,7 +140,8 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::LlmcSchemaTooNew { .. }
         | DbError::EnrichSchemaTooNew { .. }
         | DbError::EnrichSchemaOutdated { .. }
-        | DbError::BadSearchQuery { .. } => Exit::Usage,
+        | DbError::BadSearchQuery { .. }
+        | DbError::SearchQueryTooLong { .. } => Exit::Usage,
         _ => Exit::Failed,
     }
 }

@@ -277,6 +277,17 @@ pub enum DbError {
         reason: String,
     },
 
+    /// A search query with more words than a search takes.
+    #[error(
+        "the search query has {words} words; a search takes at most {max}: keep the words that name what you look for"
+    )]
+    SearchQueryTooLong {
+        /// The query's words (whitespace-separated).
+        words: usize,
+        /// The most a search takes.
+        max: usize,
+    },
+
     /// A span's file path is absolute, but index paths are relative to the repo root.
     #[error(
         "span path {path:?} is absolute, but index paths are relative to the repo root; refusing to read it"

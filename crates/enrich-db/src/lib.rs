@@ -79,7 +79,8 @@ pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };
 pub use search::{
-    DEFAULT_SEARCH_LIMIT, QuerySyntax, SEARCH_WEIGHTS, SearchHit, SearchQuery, SearchSync,
+    DEFAULT_SEARCH_LIMIT, MAX_SEARCH_WORDS, QuerySyntax, SEARCH_WEIGHTS, SearchHit, SearchQuery,
+    SearchSync,
 };
 pub use source::{SourceReader, SpanSource};
 pub use types::{

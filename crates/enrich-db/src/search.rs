@@ -36,6 +36,10 @@ pub const SEARCH_WEIGHTS: [(&str, f64); 7] = [
     ("path", 2.0),
 ];
 
+/// The most words (whitespace-separated) a [`SearchQuery`] may hold: each plain word is a phrase
+/// to look up and to rank, so a pasted page would make one search do the work of thousands.
+pub const MAX_SEARCH_WORDS: usize = 64;
+
 /// The default number of hits of a [`SearchQuery`].
 pub const DEFAULT_SEARCH_LIMIT: u32 = 10;
 
@@ -232,8 +236,18 @@ impl Db {
     /// restricted by the query's path glob and language.
     ///
     /// Returns no hits when plain words hold nothing to search for. An FTS5 query FTS5 refuses
-    /// is [`DbError::BadSearchQuery`] with FTS5's reason; plain words never are.
+    /// is [`DbError::BadSearchQuery`] with FTS5's reason; plain words never are. A query of more
+    /// than [`MAX_SEARCH_WORDS`] words is [`DbError::SearchQueryTooLong`]. Of plain words, those
+    /// found in more than half of the spans are left out when the others find something (see
+    /// docs/database.md, "Full text").
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, DbError> {
+        let words = query.text.split_whitespace().count();
+        if words > MAX_SEARCH_WORDS {
+            return Err(DbError::SearchQueryTooLong {
+                words,
+                max: MAX_SEARCH_WORDS,
+            });
+        }
         self.ensure_search_table()?;
         let (expression, all_words) = match query.syntax {
             QuerySyntax::Fts5 => (query.match_expression(), None),

@@ -39,7 +39,7 @@ pub(crate) fn search(repo: &Repo, args: &SearchArgs, json: bool) -> Result<Exit>
     }
     let db = open(repo)?;
     let hits = db.search(&query).map_err(|e| match e {
-        DbError::BadSearchQuery { .. } => usage(e.to_string()),
+        DbError::BadSearchQuery { .. } | DbError::SearchQueryTooLong { .. } => usage(e.to_string()),
         other => anyhow::Error::new(other).context(format!(
             "cannot search the index {}",
             repo.db_path.display()

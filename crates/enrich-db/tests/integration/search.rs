@@ -467,6 +467,15 @@ fn plain_words_never_fail_and_bad_fts5_syntax_is_explained() {
     }
     let message = fts("evict AND").expect_err("bad").to_string();
     assert!(message.contains("not valid FTS5 syntax"), "{message}");
+
+    // A pasted page is refused, not looked up word by word.
+    let page = "word ".repeat(enrich_db::MAX_SEARCH_WORDS + 1);
+    assert!(matches!(
+        db.search(&SearchQuery::words(page)),
+        Err(DbError::SearchQueryTooLong { words: 65, max: 64 })
+    ));
+    let most = "word ".repeat(enrich_db::MAX_SEARCH_WORDS);
+    db.search(&SearchQuery::words(most)).expect("64 words");
 }
 
 #[test]
