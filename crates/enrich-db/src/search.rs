@@ -68,7 +68,11 @@ pub enum QuerySyntax {
 }
 
 /// What to search for, and how many hits to return.
+///
+/// Deserialized, every field but `text` may be left out: `{"text": "retry backoff"}` is
+/// [`SearchQuery::words`]`("retry backoff")`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SearchQuery {
     /// The words (or the FTS5 query) to search for.
     pub text: String,
@@ -85,6 +89,13 @@ pub struct SearchQuery {
     pub mark_start: String,
     /// Written after each matched word of an excerpt.
     pub mark_end: String,
+}
+
+impl Default for SearchQuery {
+    /// A search for nothing yet, with the defaults of [`SearchQuery::words`].
+    fn default() -> Self {
+        Self::words(String::new())
+    }
 }
 
 impl SearchQuery {
@@ -491,6 +502,22 @@ mod tests {
             ..SearchQuery::words("a AND (b")
         };
         assert_eq!(fts.match_expression().as_deref(), Some("a AND (b"));
+    }
+
+    #[test]
+    fn a_query_deserializes_from_its_text_alone() {
+        let query: SearchQuery =
+            serde_json::from_str(r#"{"text": "retry", "limit": 3}"#).expect("query");
+        assert_eq!(
+            query,
+            SearchQuery {
+                limit: 3,
+                ..SearchQuery::words("retry")
+            }
+        );
+        let fts: SearchQuery =
+            serde_json::from_str(r#"{"text": "a OR b", "syntax": "fts5"}"#).expect("query");
+        assert_eq!(fts.syntax, QuerySyntax::Fts5);
     }
 
     #[test]
