@@ -29,6 +29,8 @@ mod reading;
 mod retrieval;
 #[path = "integration/schema.rs"]
 mod schema;
+#[path = "integration/search.rs"]
+mod search;
 #[path = "integration/source.rs"]
 mod source;
 #[path = "integration/stale.rs"]

@@ -38,6 +38,7 @@ mod quality_report;
 mod real_model;
 mod reliability;
 mod runs;
+mod search;
 mod secrets;
 mod support;
 mod upgrades;
