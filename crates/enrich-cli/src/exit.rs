@@ -138,7 +138,9 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::NotAnIndex { .. }
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }
-        | DbError::EnrichSchemaTooNew { .. } => Exit::Usage,
+        | DbError::EnrichSchemaTooNew { .. }
+        | DbError::BadSearchQuery { .. }
+        | DbError::SearchQueryTooLong { .. } => Exit::Usage,
         _ => Exit::Failed,
     }
 }

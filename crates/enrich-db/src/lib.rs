@@ -19,7 +19,12 @@
 //! tier, `v1.1`); reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`]; the quality
 //! report's figures per model, chain, backend and prompt fingerprint ([`Db::quality_groups`],
-//! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]).
+//! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]); every enriched span streamed for an
+//! export ([`Db::for_each_export_row`]); the rankings of a retrieval evaluation
+//! ([`Db::retrieval_corpus`]); full-text search of the stored enrichments, ranked by BM25 ([`Db::search`] with a [`SearchQuery`], answering
+//! [`SearchHit`]s) over enrich's FTS5 table `enrich_search`, which every read-write connection
+//! keeps in step with what it writes, as it keeps LLMC's `enrichments_fts` when the index has it
+//! (TEMP triggers: nothing is stored in the file that LLMC's own writes would run).
 //!
 //! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
 //! of files' spans that keeps the row and enrichment of every span whose content did not change
@@ -44,8 +49,10 @@
 //! the pipeline hands over is stored as it is, with no conversion.
 
 mod error;
+mod export;
 mod file_descriptions;
 mod frontier;
+mod fts;
 mod index;
 mod lease;
 mod locate;
@@ -55,7 +62,9 @@ mod pending;
 mod provenance;
 mod quality_report;
 mod read;
+mod retrieval;
 mod schema;
+mod search;
 mod source;
 mod stale;
 mod types;
@@ -66,6 +75,7 @@ mod write;
 /// The id of a run, as [`Db::start_run`] returns it (enrich-types' definition).
 pub use enrich_types::RunId;
 pub use error::DbError;
+pub use export::{ExportFilter, ExportProvenance, ExportRow};
 pub use frontier::{FrontierLane, PENDING_EPOCH_KEY, SPAN_ID_FRONTIER_KEY};
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
 pub use lease::{HeldLeases, Lease, LeaseHolder};
@@ -79,8 +89,13 @@ pub use quality_report::{
     CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_CHAIN,
     UNKNOWN_PROMPT_FINGERPRINT,
 };
+pub use retrieval::{CorpusSpan, Ranking, RetrievalCorpus, plain_words_query};
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
+};
+pub use search::{
+    DEFAULT_SEARCH_LIMIT, MAX_SEARCH_WORDS, QuerySyntax, SEARCH_WEIGHTS, SearchHit, SearchQuery,
+    SearchSync,
 };
 pub use source::{SourceReader, SpanSource};
 pub use stale::{Expectations, ExpectedBackend, SliceRoute, StaleCounts, StaleReason, StaleSpan};

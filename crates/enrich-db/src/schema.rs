@@ -388,6 +388,22 @@ CREATE TABLE enrich_provenance (
 );
 ",
     },
+    Migration {
+        version: 11,
+        name: "an index of enrichments by the time they were stored",
+        // `enrich export --since` reads only what was stored after a time. An index on LLMC's
+        // table adds no column, so LLMC reads and writes the table as before.
+        sql: "
+CREATE INDEX IF NOT EXISTS enrich_enrichments_created_at ON enrichments(created_at);
+",
+    },
+    Migration {
+        version: 12,
+        name: "the full-text search table",
+        // `enrich search`'s FTS5 table, filled with every enrichment already stored; kept in
+        // step by the TEMP triggers of `fts.rs` on each read-write connection.
+        sql: crate::fts::SEARCH_TABLE_SQL,
+    },
 ];
 
 /// enrich's migrations, oldest first.
@@ -531,6 +547,11 @@ fn shadow_missing_of(conn: &Connection, migrations: &[Migration]) -> rusqlite::R
         .into_iter()
         .filter(|(name, ..)| !llmc_objects.contains(name));
     for (name, kind, sql) in enrich_objects {
+        // The search table is built and filled by the first search that needs it
+        // (`Db::search`), never shadowed empty.
+        if name == crate::fts::SEARCH_FTS.name {
+            continue;
+        }
         let stored = columns(conn, "main", &name)?;
         if stored.is_empty() {
             conn.execute_batch(&temp_copy(&target, &name, &kind, &sql)?)?;

@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/export.rs"]
+mod export;
 #[path = "integration/file_descriptions.rs"]
 mod file_descriptions;
 #[path = "integration/frontier.rs"]
@@ -23,8 +25,12 @@ mod pending;
 mod provenance;
 #[path = "integration/reading.rs"]
 mod reading;
+#[path = "integration/retrieval.rs"]
+mod retrieval;
 #[path = "integration/schema.rs"]
 mod schema;
+#[path = "integration/search.rs"]
+mod search;
 #[path = "integration/source.rs"]
 mod source;
 #[path = "integration/stale.rs"]

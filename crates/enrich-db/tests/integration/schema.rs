@@ -252,7 +252,12 @@ fn check_llmc_v8(conn: &Connection) {
             .filter(|(t, ..)| t == table)
             .map(|(_, name, unique, cols)| ((*name).to_owned(), *unique, (*cols).to_owned()))
             .collect();
-        assert_eq!(indexes(conn, table), expected_indexes, "indexes of {table}");
+        // enrich's own indexes on LLMC's tables are named `enrich_…` and add no column.
+        let llmc_indexes: BTreeSet<_> = indexes(conn, table)
+            .into_iter()
+            .filter(|(name, ..)| !name.starts_with("enrich_"))
+            .collect();
+        assert_eq!(llmc_indexes, expected_indexes, "indexes of {table}");
         let expected_fks: Vec<_> = LLMC_FOREIGN_KEYS
             .iter()
             .filter(|(t, ..)| t == table)
@@ -293,6 +298,14 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
 
     let conn = raw(&path);
     check_llmc_v8(&conn);
+    assert!(
+        indexes(&conn, "enrichments").contains(&(
+            "enrich_enrichments_created_at".to_owned(),
+            false,
+            "created_at".to_owned()
+        )),
+        "`enrich export --since` has its index"
+    );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("journal_mode");
@@ -310,6 +323,12 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_shared_spans",
             "enrich_quality",
             "enrich_provenance",
+            "enrich_search",
+            "enrich_search_config",
+            "enrich_search_content",
+            "enrich_search_data",
+            "enrich_search_docsize",
+            "enrich_search_idx",
         ]
         .map(str::to_owned),
     );
@@ -494,6 +513,7 @@ fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upg
     conn.execute_batch(
         "ALTER TABLE enrich_attempts DROP COLUMN chain;
          DROP TABLE enrich_provenance;
+         DROP TABLE enrich_search;
          UPDATE llmc_meta SET value = '8' WHERE key = 'enrich_schema_version';",
     )
     .expect("back to version 8");
@@ -577,6 +597,14 @@ fn migrations_are_append_only() {
         (
             10,
             "6948de32d21f51c0d251013a4b05044af8accc9b03ed3ef22c2ba9956240a55a",
+        ),
+        (
+            11,
+            "807fc2bfbe3d4409d5c40fa3f05125a315e4bd8be9659a0c85dc196faf17c395",
+        ),
+        (
+            12,
+            "282df55dee63c7c81bcacdabb7e23cc48314ef2281d617fbf30faef0276611b5",
         ),
     ];
     let all = migrations();
