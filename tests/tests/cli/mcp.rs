@@ -122,8 +122,19 @@ fn an_mcp_client_initializes_lists_the_tools_with_their_schemas_and_ends_it_by_c
     let listed = client.request("tools/list", json!({}));
     let tools = listed["result"]["tools"].as_array().expect("tools");
     let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["show", "status"], "{listed}");
-    let show = &tools[0];
+    assert_eq!(names, ["search", "show", "status"], "{listed}");
+    let search = &tools[0];
+    let schema = &search["inputSchema"];
+    assert_eq!(schema["type"], "object", "{search}");
+    assert_eq!(schema["required"], json!(["query"]), "{search}");
+    for property in ["query", "path", "language", "limit", "fts"] {
+        assert!(
+            schema["properties"][property].is_object(),
+            "{property}: {search}"
+        );
+    }
+    assert_eq!(schema["properties"]["limit"]["maximum"], 50, "{search}");
+    let show = &tools[1];
     let schema = &show["inputSchema"];
     assert_eq!(schema["type"], "object", "{show}");
     assert_eq!(schema["required"], json!(["span"]), "{show}");
@@ -133,7 +144,7 @@ fn an_mcp_client_initializes_lists_the_tools_with_their_schemas_and_ends_it_by_c
         "{show}"
     );
     assert_eq!(show["annotations"]["readOnlyHint"], true, "{show}");
-    let status = &tools[1];
+    let status = &tools[2];
     assert_eq!(status["inputSchema"]["type"], "object", "{status}");
     assert!(
         status["inputSchema"]["properties"]
@@ -197,6 +208,65 @@ fn the_show_tool_gives_a_spans_enrichment_provenance_quality_and_source_lines() 
 }
 
 #[test]
+fn the_search_tool_ranks_as_enrich_search_does_with_its_filters_and_limit() {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&config(&[("fake", server.url())], ""));
+    repo.enrich(&["run"]).expect_code(0);
+    let (mut client, _) = Client::start(&repo);
+    let cases = [
+        (
+            json!({"query": "deterministic area"}),
+            vec!["search", "deterministic", "area"],
+        ),
+        (
+            json!({"query": "deterministic", "language": "python", "limit": 2}),
+            vec![
+                "search",
+                "deterministic",
+                "--lang",
+                "python",
+                "--limit",
+                "2",
+            ],
+        ),
+        (
+            json!({"query": "deterministic", "path": "src/*.rs"}),
+            vec!["search", "deterministic", "--path", "src/*.rs"],
+        ),
+        (
+            json!({"query": "symbol:add OR symbol:mul", "fts": true}),
+            vec!["search", "--fts", "symbol:add OR symbol:mul"],
+        ),
+    ];
+    for (arguments, command) in cases {
+        let answered: Value =
+            serde_json::from_str(tool_success(&client.call("search", arguments.clone())))
+                .expect("JSON");
+        let mut args = vec!["--json"];
+        args.extend(command);
+        let printed = repo.enrich(&args).expect_code(0).json();
+        assert_eq!(answered, printed, "{arguments}");
+        assert!(
+            !answered["hits"].as_array().expect("hits").is_empty(),
+            "{arguments}: {answered}"
+        );
+    }
+    let first = client.call("search", json!({"query": "deterministic area"}));
+    let first: Value = serde_json::from_str(tool_success(&first)).expect("JSON");
+    assert_eq!(first["hits"][0]["symbol"], "Rect.area", "{first}");
+    let two = client.call(
+        "search",
+        json!({"query": "deterministic", "language": "python", "limit": 2}),
+    );
+    let two: Value = serde_json::from_str(tool_success(&two)).expect("JSON");
+    let hits = two["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 2, "{two}");
+    assert!(hits.iter().all(|h| h["language"] == "python"), "{two}");
+    client.close().expect_code(0);
+}
+
+#[test]
 fn the_status_tool_answers_what_status_json_prints_and_no_tool_starts_a_run() {
     let repo = TestRepo::new();
     let expected = repo.enrich(&["--json", "status"]).expect_code(0).json();
@@ -250,6 +320,23 @@ fn bad_arguments_and_unknown_spans_are_tool_errors_and_an_unknown_tool_a_protoco
             json!({"verbose": true}),
             "unknown field `verbose`",
         ),
+        ("search", json!({}), "missing field `query`"),
+        (
+            "search",
+            json!({"query": "add", "limit": 51}),
+            "give 1 to 50 hits",
+        ),
+        (
+            "search",
+            json!({"query": "add", "limit": 0}),
+            "give 1 to 50 hits",
+        ),
+        (
+            "search",
+            json!({"query": "--- ..."}),
+            "has no word to search for",
+        ),
+        ("search", json!({"query": "add AND (", "fts": true}), "FTS5"),
     ];
     for (tool, arguments, expected) in cases {
         let result = client.call(tool, arguments.clone());

@@ -1,15 +1,17 @@
 //! `enrich mcp`: the index's enrichments as Model Context Protocol tools for coding agents, served
 //! over stdio with the official SDK (rmcp).
 //!
-//! The tools are what the reading commands show, built by the same code: `show` renders
-//! [`super::show::report`] as `enrich show` does, with the span's source lines; `status` is
-//! [`super::status::report`], the document of `enrich status --json`. Every call opens the index
+//! The tools are what the reading commands show, built by the same code: `search` answers the
+//! document of `enrich search --json` ([`super::search::find`], [`enrich_db::Db::search`]'s
+//! ranking); `show` renders [`super::show::report`] as `enrich show` does, with the span's source
+//! lines; `status` is [`super::status::report`], the document of `enrich status --json`. Every call opens the index
 //! as the reading commands do (read-only, migrating enrich's tables first only when the file can
 //! be written), so a running `enrich run` or `watch` is never disturbed and a new index is seen
 //! without a restart; no tool starts a run.
 //!
-//! Results are sized for a model's context: at most [`MAX_SOURCE_LINES`] source lines (fewer when
-//! asked), [`SHOWN_ATTEMPTS`] attempts, [`MAX_SOURCE_BYTES`] of a span read. The handler is written
+//! Results are sized for a model's context: at most [`MAX_HITS`] hits, each with the search's short
+//! excerpt, at most [`MAX_SOURCE_LINES`] source lines (fewer when asked), [`SHOWN_ATTEMPTS`]
+//! attempts, [`MAX_SOURCE_BYTES`] of a span read. The handler is written
 //! by hand rather than with rmcp's `#[tool]` macros so that arguments are read here: a wrong
 //! argument, an unknown span or a broken index is a tool error (`isError: true`, with a message
 //! the model can act on), never a protocol error or a crash. Only an unknown tool name is a
@@ -20,7 +22,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use enrich_db::{SourceReader, SpanSource};
+use enrich_db::{DEFAULT_SEARCH_LIMIT, SourceReader, SpanSource};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -32,10 +34,12 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{show, status};
+use super::{search, show, status};
 use crate::context::Repo;
 use crate::exit::Exit;
 
+/// The most hits `search` returns (its `limit` argument may ask for fewer).
+const MAX_HITS: u32 = 50;
 /// The most source lines `show` returns (its `max_source_lines` argument may ask for fewer).
 const MAX_SOURCE_LINES: u32 = 400;
 /// The source lines `show` returns when the call does not say.
@@ -72,6 +76,30 @@ struct Server {
     repo: Arc<Repo>,
 }
 
+/// The arguments of the `search` tool.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SearchArgs {
+    /// The words the enrichment should mention: a span matching any of them is a hit, the
+    /// best first (BM25; symbol and summary weigh most). With `fts`, an FTS5 query.
+    query: String,
+    /// Only spans whose path (relative to the repository root) matches this glob; `*` matches
+    /// `/` too (`src/*.py`).
+    #[serde(default)]
+    path: Option<String>,
+    /// Only spans of files in this language, as the index names it (python, rust, …).
+    #[serde(default)]
+    language: Option<String>,
+    /// The most hits to return (at most 50; default 10).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 50))]
+    limit: Option<u32>,
+    /// Read `query` as FTS5 query syntax (AND, OR, NOT, NEAR, "phrases", prefix*, column:word)
+    /// instead of plain words.
+    #[serde(default)]
+    fts: bool,
+}
+
 /// The arguments of the `show` tool.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,15 +122,17 @@ struct StatusArgs {}
 /// `tools/call` dispatches on.
 #[derive(Debug, Clone, Copy)]
 enum ToolName {
+    Search,
     Show,
     Status,
 }
 
 impl ToolName {
-    const ALL: [ToolName; 2] = [ToolName::Show, ToolName::Status];
+    const ALL: [ToolName; 3] = [ToolName::Search, ToolName::Show, ToolName::Status];
 
     fn name(&self) -> &'static str {
         match self {
+            ToolName::Search => "search",
             ToolName::Show => "show",
             ToolName::Status => "status",
         }
@@ -114,6 +144,13 @@ impl ToolName {
 
     fn tool(&self) -> Tool {
         let (description, tool) = match self {
+            ToolName::Search => (
+                "Search the stored enrichments (symbol, summary, inputs, outputs, side effects, \
+                 pitfalls, path) for words, ranked as `enrich search` ranks them. Each hit gives \
+                 its rank, path and lines, symbol, kind, language, span hash (for the show tool), \
+                 score and a short excerpt with the matched words in **bold**.",
+                Tool::new(self.name(), "", JsonObject::new()).with_input_schema::<SearchArgs>(),
+            ),
             ToolName::Show => (
                 "One span of the index: where it is (path, lines, symbol, kind), its stored \
                  enrichment (summary, inputs, outputs, side effects, pitfalls, usage, evidence, \
@@ -144,9 +181,9 @@ impl ServerHandler for Server {
                     .with_title("enrich: LLM enrichments of an LLMC code index"),
             )
             .with_instructions(format!(
-                "Read-only access to the enrichments of the code index of {}: `show` one span \
-                 (by span hash or PATH:LINE) with its enrichment and source lines, `status` for \
-                 the index's counts.",
+                "Read-only access to the enrichments of the code index of {}: `search` them for \
+                 what code does, `show` one span (by span hash or PATH:LINE) with its enrichment \
+                 and source lines, `status` for the index's counts.",
                 self.repo.root.display()
             ))
     }
@@ -185,6 +222,7 @@ impl ServerHandler for Server {
         let repo = Arc::clone(&self.repo);
         // SQLite and file reads block: off the runtime's worker.
         let outcome = tokio::task::spawn_blocking(move || match tool {
+            ToolName::Search => search_tool(&repo, parse_args(tool.name(), arguments)?),
             ToolName::Show => show_tool(&repo, parse_args(tool.name(), arguments)?),
             ToolName::Status => {
                 let StatusArgs {} = parse_args(tool.name(), arguments)?;
@@ -208,6 +246,21 @@ impl ServerHandler for Server {
 fn parse_args<T: DeserializeOwned>(tool: &str, arguments: JsonObject) -> Result<T> {
     serde_json::from_value(serde_json::Value::Object(arguments))
         .with_context(|| format!("bad arguments for the {tool} tool; see its input schema"))
+}
+
+/// The `search` tool: `enrich search --json`'s document.
+fn search_tool(repo: &Repo, args: SearchArgs) -> Result<String> {
+    let limit = args.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
+    if !(1..=MAX_HITS).contains(&limit) {
+        anyhow::bail!("limit is {limit}; give 1 to {MAX_HITS} hits");
+    }
+    let query = search::query(args.query, args.fts, limit, args.path, args.language);
+    let hits = search::find(repo, &query)?;
+    let report = search::SearchReport {
+        query: &query,
+        hits,
+    };
+    serde_json::to_string_pretty(&report).context("cannot write the hits as JSON")
 }
 
 /// The `status` tool: `enrich status --json`'s document.
