@@ -91,6 +91,15 @@ impl Client {
     }
 }
 
+/// A repository whose spans a run against the fake server enriched, and the server.
+fn enriched() -> (Server, TestRepo) {
+    let server = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&config(&[("fake", server.url())], ""));
+    repo.enrich(&["run"]).expect_code(0);
+    (server, repo)
+}
+
 /// The text of a tool result's one text content.
 fn text_of(result: &Value) -> &str {
     let content = result["content"].as_array().expect("content");
@@ -158,10 +167,7 @@ fn an_mcp_client_initializes_lists_the_tools_with_their_schemas_and_ends_it_by_c
 
 #[test]
 fn the_show_tool_gives_a_spans_enrichment_provenance_quality_and_source_lines() {
-    let server = Server::healthy();
-    let repo = TestRepo::new();
-    repo.write_config(&config(&[("fake", server.url())], ""));
-    repo.enrich(&["run"]).expect_code(0);
+    let (_server, repo) = enriched();
     let area = repo.span("Rect.area").hash.clone();
 
     let (mut client, _) = Client::start(&repo);
@@ -209,10 +215,7 @@ fn the_show_tool_gives_a_spans_enrichment_provenance_quality_and_source_lines() 
 
 #[test]
 fn the_search_tool_ranks_as_enrich_search_does_with_its_filters_and_limit() {
-    let server = Server::healthy();
-    let repo = TestRepo::new();
-    repo.write_config(&config(&[("fake", server.url())], ""));
-    repo.enrich(&["run"]).expect_code(0);
+    let (_server, repo) = enriched();
     let (mut client, _) = Client::start(&repo);
     let cases = [
         (
