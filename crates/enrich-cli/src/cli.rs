@@ -428,6 +428,8 @@ pub(crate) struct SearchArgs {
     /// instead of plain words.
     #[arg(long)]
     pub(crate) fts: bool,
+}
+
 /// The record formats of `enrich export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ExportFormat {
