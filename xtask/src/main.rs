@@ -164,7 +164,7 @@ fn lint(root: &Path) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     // The end-to-end tests run against the real local model server; they fail (never skip)
     // without it, so provision it first and tell them where it is.
-    let server = model_server::provision(root)
+    let server = model_server::provision(root, model_server::DEFAULT_MODEL)
         .context("could not provision the real local model server the end-to-end tests need")?;
     let server_env = model_server::env_for_tests(&server);
     let nextest = cargo(root)

@@ -27,6 +27,8 @@ pub(crate) enum Command {
     Overhead(OverheadArgs),
     /// Time the first page of pending spans and one deep into the keyset.
     SelectBatch(SelectArgs),
+    /// Print each pending span's own part of its prompt, in span id order.
+    SpanPrompts(SpanPromptsArgs),
 }
 
 /// A whole number of at least 1.
@@ -98,6 +100,23 @@ pub(crate) struct SelectArgs {
     /// Times each page is selected (the median and the 95th percentile are reported).
     #[arg(long, value_name = "N", default_value_t = 200, value_parser = at_least_one())]
     pub(crate) iterations: u64,
+}
+
+/// Flags of `span-prompts`.
+#[derive(Debug, Args)]
+pub(crate) struct SpanPromptsArgs {
+    /// The indexed repository (its `enrich.toml` gives the prompt settings).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) repo: PathBuf,
+
+    /// The index [default: DIR/.llmc/rag/index_v2.db].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// The first this many pending spans.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub(crate) limit: usize,
 }
 
 #[cfg(test)]

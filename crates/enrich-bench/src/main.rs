@@ -5,6 +5,7 @@
 //! enrich-bench overhead --repo DIR [--db PATH] [--concurrency N] [--batch-size N] [--commit-every N]
 //!                        [--events PATH]
 //! enrich-bench select-batch --repo DIR [--db PATH] [--batch-size N] [--iterations N]
+//! enrich-bench span-prompts --repo DIR [--db PATH] [--limit N]
 //! ```
 //!
 //! - `gen-db` writes a synthetic repository: large Rust files of many small functions under
@@ -17,6 +18,9 @@
 //!   lines at once. What is left is the pipeline's own cost per span.
 //! - `select-batch` times [`Db::pending_spans`](enrich_db::Db::pending_spans) for the first page
 //!   and for a page deep into the keyset (90% of the way through `spans.id`), median of many.
+//! - `span-prompts` prints each pending span's own part of its prompt (what follows the shared
+//!   part every prompt starts with), built by the pipeline's prompt builder; the real-model
+//!   bench tokenizes them to judge what the model server evaluated per span.
 //!
 //! Each command prints one JSON object on one line of stdout; progress and errors go to stderr.
 //! `enrich-bench help COMMAND` describes each flag; bad arguments exit with code 2 and clap's
@@ -34,6 +38,7 @@ mod gen_db;
 mod instant;
 mod overhead;
 mod select;
+mod span_prompts;
 
 use std::process::ExitCode;
 
@@ -59,6 +64,7 @@ fn run(command: &Command) -> Result<()> {
         Command::GenDb(args) => gen_db::run(args)?,
         Command::Overhead(args) => overhead::run(args)?,
         Command::SelectBatch(args) => select::run(args)?,
+        Command::SpanPrompts(args) => span_prompts::run(args)?,
     };
     println!("{result}");
     Ok(())
