@@ -35,9 +35,11 @@ commands:
                 per crate, no development-process words in docs, code or manifests
   demo          the main job end to end: index a small repo, enrich it with the real local model
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
+                [--model smollm2 | gemma3-270m]
   bench         release-build benchmark of the pipeline against its targets:
-                bench [--runs N] [--quick | --smoke]; bench --real-model: enrichment quality
-                and cost on the real local model over a pinned PyPI code base (a few minutes)
+                bench [--runs N] [--quick | --smoke]; bench --real-model [--model ID [--model ID]]:
+                enrichment quality and cost on the real local model over a pinned PyPI code
+                base (a few minutes), two models compared on one index
   man           the manual pages of `enrich` (enrich.1, enrich-COMMAND.1): man [--out DIR]
                 (default target/man)
 ";

@@ -238,8 +238,8 @@ mod tests {
     }
 
     #[test]
-    fn a_later_run_s_lower_attempt_numbers_are_the_first_attempts() {
-        // Attempt numbers restart per run; the log is filtered to one run before judging.
+    fn a_span_s_first_attempt_is_its_lowest_attempt_number_wherever_it_was_written() {
+        // The bench judges one model's run, whose attempts are numbered per span from 1.
         let attempts = [
             attempt("a", 1, Some(500)),
             attempt("b", 2, Some(999)),
