@@ -203,6 +203,9 @@ async fn the_real_model_server_evaluates_only_what_follows_a_prefix_it_already_h
 
 /// `POST /tokenize` on the model server: its status and JSON answer.
 async fn tokenize(server: &ModelServerProcess, body: Value) -> Value {
+    // reqwest is built without a default crypto provider: install enrich's, as every client of
+    // enrich does (plain HTTP here, but the builder asks for one).
+    enrich_backends::tls::install_default_provider();
     let answer = reqwest::Client::new()
         .post(format!("{}/tokenize", server.url()))
         .json(&body)
