@@ -690,7 +690,11 @@ mod tests {
         for migration in MIGRATIONS {
             current.execute_batch(migration.sql).expect("migration");
         }
-        let expected = shape(&current, "main");
+        // The search table is the one exception: the first search builds and fills it.
+        let expected: Vec<_> = shape(&current, "main")
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with(crate::fts::SEARCH_FTS.name))
+            .collect();
         for n in 0..MIGRATIONS.len() {
             let path = at_version(dir.path(), n);
             let before = std::fs::read(&path).expect("read");
@@ -765,7 +769,7 @@ mod tests {
                 version: 2,
                 name: "a column, a full-text table, a view",
                 sql: "ALTER TABLE enrich_a ADD COLUMN y INTEGER NOT NULL DEFAULT 7;
-                      CREATE VIRTUAL TABLE IF NOT EXISTS enrich_search USING fts5(
+                      CREATE VIRTUAL TABLE IF NOT EXISTS enrich_text USING fts5(
                           symbol, summary, tokenize='unicode61');
                       CREATE VIEW enrich_a_view AS SELECT x, y FROM enrich_a;",
             },
@@ -789,7 +793,7 @@ mod tests {
         assert_eq!(row, ("stored".to_owned(), 7));
         let found: i64 = conn
             .query_row(
-                "SELECT COUNT(*) FROM enrich_search WHERE enrich_search MATCH 'parser'",
+                "SELECT COUNT(*) FROM enrich_text WHERE enrich_text MATCH 'parser'",
                 [],
                 |r| r.get(0),
             )

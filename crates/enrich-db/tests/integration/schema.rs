@@ -552,6 +552,19 @@ fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upg
         )
         .expect("old attempt");
     assert_eq!(stored, None);
+    // The attempt log as `enrich show` reads it names each attempt's chain, when known.
+    let chains = |hash: &str| -> Vec<Option<String>> {
+        db.attempts_for_span(hash)
+            .expect("attempts")
+            .into_iter()
+            .map(|a| a.chain)
+            .collect()
+    };
+    assert_eq!(
+        chains(&hashes[1]),
+        [Some("docs".to_owned()), Some("docs".to_owned())]
+    );
+    assert_eq!(chains(&hashes[0]), [None, None]);
 }
 
 #[test]
