@@ -135,6 +135,7 @@
 //! what differs between servers is configured through `url`, `api_key_env` and `options`.
 
 mod adapter;
+mod batch;
 mod classify;
 mod error;
 mod health;
@@ -143,5 +144,8 @@ mod transport;
 mod wire;
 
 pub use adapter::{OpenAiAdapter, PROVIDER, register};
+pub use batch::{
+    BATCH_ENDPOINT, BatchApi, BatchInfo, BatchStatus, COMPLETION_WINDOW, Download, RequestCounts,
+};
 pub use error::OpenAiConfigError;
 pub use settings::{DEFAULT_API_KEY_ENV, DEFAULT_URL};

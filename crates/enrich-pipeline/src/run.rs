@@ -31,7 +31,7 @@ mod outage;
 mod passes;
 pub(crate) mod queue;
 mod scheduler;
-mod span;
+pub(crate) mod span;
 mod start;
 
 use claimer::{Claimer, off_runtime};

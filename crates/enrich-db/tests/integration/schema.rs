@@ -309,6 +309,8 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_frontiers",
             "enrich_shared_spans",
             "enrich_quality",
+            "enrich_batches",
+            "enrich_batch_requests",
         ]
         .map(str::to_owned),
     );
@@ -492,6 +494,8 @@ fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upg
     let conn = fixture.raw();
     conn.execute_batch(
         "ALTER TABLE enrich_attempts DROP COLUMN chain;
+         DROP TABLE enrich_batches;
+         DROP TABLE enrich_batch_requests;
          UPDATE llmc_meta SET value = '8' WHERE key = 'enrich_schema_version';",
     )
     .expect("back to version 8");
@@ -571,6 +575,10 @@ fn migrations_are_append_only() {
         (
             9,
             "67ea1591356845559fa4d849b38d59256337b8fc508cc4e38b1963ca45c7ee91",
+        ),
+        (
+            12,
+            "3ba059cc419dda79de2209b16212f5ac227b32f1fde30fc19ab995fed6b91adf",
         ),
     ];
     let all = migrations();
