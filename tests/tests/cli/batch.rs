@@ -1,0 +1,477 @@
+//! `enrich batch`: spans enriched through a batch engine. Against the testkit's fake Batch API
+//! (files and batches over loopback, its state machine driven by the polls) and, for the
+//! offline path, a file of requests answered line by line by the fake OpenAI-compatible server
+//! as `vllm run-batch` answers it; real SQLite indexes throughout.
+
+use enrich_testkit::{BatchEnd, BatchScript, FakeBatchService, FakeOllamaConfig};
+use serde_json::{Value, json};
+
+use super::support::{Server, TestRepo};
+
+/// The model the batch backend names.
+const MODEL: &str = "gpt-4o-mini";
+
+/// The fake Batch API on a runtime of its own, so tests stay synchronous.
+struct BatchServer {
+    fake: FakeBatchService,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl BatchServer {
+    fn start(script: BatchScript) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake Batch API");
+        let fake = runtime
+            .block_on(FakeBatchService::start(script, None))
+            .expect("start the fake Batch API");
+        Self {
+            fake,
+            _runtime: runtime,
+        }
+    }
+
+    /// The request lines of every uploaded file.
+    fn uploaded_lines(&self) -> Vec<Vec<Value>> {
+        self.fake
+            .uploads()
+            .iter()
+            .map(|file| {
+                String::from_utf8_lossy(file)
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A config whose default chain `batch` has one OpenAI-compatible backend at `url` (`/v1`
+/// appended), and, with `live`, a chain `live` of one Ollama backend at `live`.
+fn config(url: &str, live: Option<&str>) -> String {
+    let mut toml = format!(
+        "[enrichment]\ndefault_chain = \"batch\"\n\n\
+         [[enrichment.chain]]\nname = \"hosted\"\nchain = \"batch\"\nprovider = \"openai\"\n\
+         model = \"{MODEL}\"\nurl = \"{url}/v1\"\ntimeout_seconds = 20\n\
+         options = {{ temperature = 0, seed = 7 }}\n"
+    );
+    if let Some(live) = live {
+        toml.push_str(&format!(
+            "\n[[enrichment.chain]]\nname = \"local\"\nchain = \"live\"\nprovider = \"ollama\"\n\
+             model = \"qwen2.5:7b-instruct\"\nurl = \"{live}\"\ntimeout_seconds = 20\n"
+        ));
+    }
+    toml
+}
+
+fn repo_for(server: &BatchServer) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write_config(&config(server.fake.url(), None));
+    repo
+}
+
+fn json_of(repo: &TestRepo, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    repo.enrich(&all).expect_code(0).json()
+}
+
+/// Polls until every open batch has ended and stores their answers.
+fn collect_all(repo: &TestRepo) -> Value {
+    json_of(
+        repo,
+        &["batch", "collect", "--wait", "--poll-seconds", "0.001"],
+    )
+}
+
+#[test]
+fn submit_then_collect_stores_every_answer_once_as_a_run_would() {
+    let server = BatchServer::start(BatchScript {
+        in_progress_polls: 2,
+        ..BatchScript::default()
+    });
+    let repo = repo_for(&server);
+    let total = repo.spans.len();
+    let submitted = json_of(&repo, &["batch", "submit"]);
+    assert_eq!(
+        submitted["submitted"].as_array().map(Vec::len),
+        Some(1),
+        "{submitted}"
+    );
+    let files = server.uploaded_lines();
+    assert_eq!(files.len(), 1);
+    let lines = &files[0];
+    assert_eq!(lines.len(), total);
+    let prompt_fingerprint: String = repo
+        .raw()
+        .query_row("SELECT prompt_fingerprint FROM enrich_batches", [], |r| {
+            r.get(0)
+        })
+        .expect("a batch row");
+    for line in lines {
+        assert_eq!(line["method"], "POST");
+        assert_eq!(line["url"], "/v1/chat/completions");
+        let body = &line["body"];
+        assert_eq!(body["model"], MODEL);
+        assert_eq!(body["stream"], false);
+        assert_eq!(body["temperature"], 0);
+        assert_eq!(body["seed"], 7);
+        assert_eq!(body["response_format"]["type"], "json_schema");
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert!(body["max_tokens"].as_u64().is_some_and(|n| n > 0), "{body}");
+        let id = line["custom_id"].as_str().expect("custom_id");
+        assert!(
+            id.starts_with(&format!("enrich-{prompt_fingerprint}-")),
+            "{id}"
+        );
+    }
+    // The spans are held: pending, but no live run may take them.
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_leases"),
+        total as i64
+    );
+    let status = json_of(&repo, &["batch", "status"]);
+    assert_eq!(status["batches"][0]["status"], "in_progress", "{status}");
+    assert_eq!(status["batches"][0]["request_counts"]["total"], total);
+
+    let collected = collect_all(&repo);
+    let batch = &collected["collected"][0];
+    assert_eq!(batch["status"], "completed", "{collected}");
+    assert_eq!(batch["ingested"]["enriched"], total);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total as i64);
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM enrich_attempts WHERE outcome = 'success' AND chain = 'batch' \
+             AND backend = 'hosted' AND model = 'gpt-4o-mini'"
+        ),
+        total as i64
+    );
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_quality"),
+        total as i64
+    );
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
+    let run_counts: (i64, String) = repo
+        .raw()
+        .query_row(
+            "SELECT r.succeeded, r.status FROM enrich_runs r JOIN enrich_batches b ON b.run_id = r.id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the batch's run");
+    assert_eq!(run_counts, (total as i64, "completed".to_owned()));
+
+    // Collecting again stores nothing twice.
+    let again = json_of(&repo, &["batch", "collect"]);
+    assert_eq!(again["collected"], json!([]), "{again}");
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts"),
+        total as i64
+    );
+    let status = json_of(&repo, &["batch", "status"]);
+    assert_eq!(status["batches"][0]["status"], "completed");
+    assert_eq!(status["batches"][0]["ingested"], total);
+}
+
+#[test]
+fn partial_failures_are_logged_and_ledgered_as_a_live_run_would() {
+    let server = BatchServer::start(BatchScript {
+        failing: vec![0],
+        nonsense: vec![1],
+        ..BatchScript::default()
+    });
+    let repo = repo_for(&server);
+    let total = repo.spans.len() as i64;
+    json_of(&repo, &["batch", "submit"]);
+    let collected = collect_all(&repo);
+    let ingested = &collected["collected"][0]["ingested"];
+    assert_eq!(ingested["enriched"], total - 2, "{collected}");
+    // A 500 is the service's failure: the attempt is logged, the span is pending again.
+    assert_eq!(ingested["unavailable"], 1);
+    // An answer the quality gate rejects is the span's: a failed run in the ledger.
+    assert_eq!(ingested["failed"], 1);
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM enrich_failures WHERE last_failure_kind = 'quality_rejected'"
+        ),
+        1
+    );
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts WHERE failure_kind = 'server_error'"),
+        1
+    );
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_attempts"), total);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
+    let status = json_of(&repo, &["status"]);
+    assert_eq!(status["pending"], 2, "{status}");
+}
+
+#[test]
+fn an_expired_batch_stores_what_ran_and_returns_the_rest_to_pending() {
+    let server = BatchServer::start(BatchScript {
+        end: BatchEnd::Expire { answered: 2 },
+        ..BatchScript::default()
+    });
+    let repo = repo_for(&server);
+    let total = repo.spans.len() as i64;
+    json_of(&repo, &["batch", "submit"]);
+    let collected = collect_all(&repo);
+    let batch = &collected["collected"][0];
+    assert_eq!(batch["status"], "expired", "{collected}");
+    assert_eq!(batch["ingested"]["enriched"], 2);
+    assert_eq!(batch["ingested"]["returned"], total - 2);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_attempts"), 2);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
+    assert_eq!(json_of(&repo, &["status"])["pending"], total - 2);
+    // The returned spans go into the next batch.
+    json_of(&repo, &["batch", "submit"]);
+    let lines = server.uploaded_lines();
+    assert_eq!(lines[1].len() as i64, total - 2);
+}
+
+#[test]
+fn a_failed_batch_returns_every_span_to_pending() {
+    let server = BatchServer::start(BatchScript {
+        end: BatchEnd::Fail,
+        ..BatchScript::default()
+    });
+    let repo = repo_for(&server);
+    let total = repo.spans.len() as i64;
+    json_of(&repo, &["batch", "submit"]);
+    let collected = collect_all(&repo);
+    assert_eq!(collected["collected"][0]["status"], "failed", "{collected}");
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), 0);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
+    assert_eq!(json_of(&repo, &["status"])["pending"], total);
+}
+
+#[test]
+fn a_cancelled_batch_keeps_what_ran_and_frees_the_rest() {
+    let server = BatchServer::start(BatchScript {
+        in_progress_polls: 100,
+        answered_before_cancel: 3,
+        ..BatchScript::default()
+    });
+    let repo = repo_for(&server);
+    let total = repo.spans.len() as i64;
+    json_of(&repo, &["batch", "submit"]);
+    let open = json_of(&repo, &["batch", "collect"]);
+    assert_eq!(open["open"][0]["status"], "in_progress", "{open}");
+    let cancelled = json_of(&repo, &["batch", "cancel", "1"]);
+    assert_eq!(cancelled["status"], "cancelling", "{cancelled}");
+    // Still held until the service says the batch has ended.
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), total);
+    let collected = collect_all(&repo);
+    let batch = &collected["collected"][0];
+    assert_eq!(batch["status"], "cancelled", "{collected}");
+    assert_eq!(batch["ingested"]["enriched"], 3);
+    assert_eq!(batch["ingested"]["returned"], total - 3);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
+    let ended = repo.enrich(&["batch", "cancel", "1"]);
+    ended.expect_code(2);
+}
+
+#[test]
+fn a_submit_is_cut_into_batches_at_the_file_limits() {
+    let server = BatchServer::start(BatchScript::default());
+    let repo = repo_for(&server);
+    let total = repo.spans.len();
+    let submitted = json_of(&repo, &["batch", "submit", "--max-requests-per-file", "3"]);
+    assert_eq!(
+        submitted["submitted"].as_array().map(Vec::len),
+        Some(3),
+        "{submitted}"
+    );
+    let sizes: Vec<usize> = server.uploaded_lines().iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 3, total - 6]);
+    // And at the byte limit: one request per file when two do not fit.
+    let other = BatchServer::start(BatchScript::default());
+    let small = repo_for(&other);
+    let one_line = server.uploaded_lines()[0][0].to_string().len() + 1;
+    json_of(
+        &small,
+        &[
+            "batch",
+            "submit",
+            "--limit",
+            "2",
+            "--max-bytes-per-file",
+            &(one_line + 100).to_string(),
+        ],
+    );
+    assert_eq!(other.uploaded_lines().len(), 2);
+    let collected = collect_all(&repo);
+    assert_eq!(collected["collected"].as_array().map(Vec::len), Some(3));
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total as i64);
+}
+
+#[test]
+fn a_live_run_leaves_the_spans_a_batch_holds() {
+    let server = BatchServer::start(BatchScript {
+        in_progress_polls: 1,
+        ..BatchScript::default()
+    });
+    let live = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&config(server.fake.url(), Some(live.url())));
+    let total = repo.spans.len() as i64;
+    json_of(&repo, &["batch", "submit", "--limit", "3"]);
+    let held: Vec<String> = server.uploaded_lines()[0]
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(held.len(), 3);
+    let run = json_of(&repo, &["run", "--chain", "live"]);
+    assert_eq!(run["succeeded"], total - 3, "{run}");
+    assert_eq!(live.stats().generations() as i64, total - 3);
+    collect_all(&repo);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total);
+    // Every span answered once: by the batch or by the run, never both.
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_attempts"), total);
+}
+
+#[test]
+fn collect_waits_for_a_slow_batch_and_a_busy_service() {
+    let server = BatchServer::start(BatchScript {
+        validating_polls: 1,
+        in_progress_polls: 4,
+        busy_polls: 2,
+        ..BatchScript::default()
+    });
+    let repo = repo_for(&server);
+    json_of(&repo, &["batch", "submit"]);
+    let collected = collect_all(&repo);
+    assert_eq!(
+        collected["collected"][0]["status"], "completed",
+        "{collected}"
+    );
+    let polls = server
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET /v1/batches/"))
+        .count();
+    // Two refused (429 with a Retry-After), then validating once, in progress four times,
+    // finalizing, completed.
+    assert_eq!(polls, 2 + 1 + 4 + 1 + 1, "{:?}", server.fake.requests());
+}
+
+/// Answers an exported file as an offline engine does: each line's body sent to the fake
+/// OpenAI-compatible server, its answer written as an output line.
+fn run_offline(input: &std::path::Path, output: &std::path::Path, engine: &Server) -> usize {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the engine's client");
+    let client = enrich_testkit::http_client();
+    let text = std::fs::read_to_string(input).expect("the exported file");
+    let mut out = String::new();
+    let mut lines = 0;
+    for line in text.lines() {
+        let request: Value = serde_json::from_str(line).expect("a JSON line");
+        let (status, body) = runtime.block_on(async {
+            let reply = client
+                .post(format!("{}/v1/chat/completions", engine.url()))
+                .json(&request["body"])
+                .send()
+                .await
+                .expect("the engine answers");
+            let status = reply.status().as_u16();
+            let body: Value = reply.json().await.expect("a JSON answer");
+            (status, body)
+        });
+        out.push_str(
+            &json!({"id": format!("vllm-{lines}"), "custom_id": request["custom_id"],
+                    "response": {"status_code": status, "request_id": "r", "body": body},
+                    "error": null})
+            .to_string(),
+        );
+        out.push('\n');
+        lines += 1;
+    }
+    std::fs::write(output, out).expect("write the output file");
+    lines
+}
+
+#[test]
+fn export_and_import_round_trip_through_an_offline_engine() {
+    let engine = Server::start(FakeOllamaConfig::default().with_models([MODEL]));
+    let repo = TestRepo::new();
+    repo.write_config(&config(engine.url(), None));
+    let total = repo.spans.len();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("requests.jsonl");
+    let exported = json_of(&repo, &["batch", "export", input.to_str().expect("utf-8")]);
+    assert_eq!(exported["files"][0]["requests"], total, "{exported}");
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_leases"),
+        total as i64
+    );
+    let output = dir.path().join("results.jsonl");
+    assert_eq!(run_offline(&input, &output, &engine), total);
+
+    // A collect that died half-way: only the first lines were stored.
+    let text = std::fs::read_to_string(&output).expect("read");
+    let half: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let partial = dir.path().join("partial.jsonl");
+    std::fs::write(&partial, half).expect("write");
+    let first = json_of(
+        &repo,
+        &["batch", "import", partial.to_str().expect("utf-8")],
+    );
+    assert_eq!(first["ingested"]["enriched"], 3, "{first}");
+    assert_eq!(first["closed_batches"], json!([]));
+
+    let rest = json_of(&repo, &["batch", "import", output.to_str().expect("utf-8")]);
+    assert_eq!(rest["ingested"]["enriched"], total - 3, "{rest}");
+    assert_eq!(rest["ingested"]["passed_over"], 3);
+    assert_eq!(rest["closed_batches"], json!([1]));
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrichments"), total as i64);
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts"),
+        total as i64
+    );
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
+
+    // Importing again stores nothing twice.
+    let again = json_of(&repo, &["batch", "import", output.to_str().expect("utf-8")]);
+    assert_eq!(again["ingested"]["passed_over"], total, "{again}");
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_attempts"),
+        total as i64
+    );
+
+    // The offline request is the request a live run sends to the same backend.
+    let live = TestRepo::new();
+    live.write_config(&config(engine.url(), None));
+    let before = engine.stats().generations();
+    json_of(&live, &["run", "--limit", "1"]);
+    assert_eq!(engine.stats().generations(), before + 1);
+    let bodies = engine.request_bodies();
+    let sent: Value =
+        serde_json::from_str(bodies.last().expect("a live request body")).expect("JSON");
+    let exported_line = std::fs::read_to_string(&input)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .find(|l| l["body"]["messages"] == sent["messages"])
+        .expect("the live span's line");
+    assert_eq!(exported_line["body"], sent);
+}
+
+#[test]
+fn a_bad_output_file_is_refused_as_bad_input() {
+    let repo = TestRepo::new();
+    repo.write_config(&config("http://127.0.0.1:9", None));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "not json\n").expect("write");
+    let ran = repo.enrich(&["batch", "import", bad.to_str().expect("utf-8")]);
+    ran.expect_code(2);
+    assert!(ran.stderr.contains("line 1"), "{}", ran.stderr);
+    let missing = repo.enrich(&["batch", "import", "/nonexistent/out.jsonl"]);
+    missing.expect_code(2);
+}
