@@ -26,7 +26,7 @@ const SETTLE_REQUEST_SQL: &str = "UPDATE enrich_batch_requests SET state = 'inge
 const BATCH_COLUMNS_SQL: &str = "SELECT b.id, b.run_id, b.engine, b.chain, b.backend, b.model,
     b.prompt_fingerprint, b.remote_id, b.input_file_id, b.output_file_id, b.error_file_id,
     b.status, b.requests, b.completed, b.failed, b.estimated_cost, b.created_at_ms,
-    b.expires_at_ms, b.updated_at_ms, b.collected_at_ms,
+    b.expires_at_ms, b.updated_at_ms, b.collected_at_ms, b.estimated_tokens,
     (SELECT COUNT(*) FROM enrich_batch_requests AS r WHERE r.batch_id = b.id
         AND r.state = 'ingested'),
     (SELECT COUNT(*) FROM enrich_batch_requests AS r WHERE r.batch_id = b.id
@@ -79,6 +79,8 @@ pub struct NewBatch {
     pub prompt_fingerprint: String,
     /// Its state (the service's name of it, or `exported`).
     pub status: String,
+    /// Its estimated tokens (prompts and answers).
+    pub estimated_tokens: u64,
     /// Its estimated cost at the batch price, when the backend has a price.
     pub estimated_cost: Option<f64>,
     /// When its spans' leases end unless it ends first, in milliseconds since the Unix epoch.
@@ -131,6 +133,8 @@ pub struct BatchRow {
     pub ingested: u64,
     /// Requests back to pending without an answer.
     pub returned: u64,
+    /// Its estimated tokens (prompts and answers), at submit.
+    pub estimated_tokens: Option<u64>,
     /// Its estimated cost at submit, at the batch price.
     pub estimated_cost: Option<f64>,
     /// When it was recorded, in milliseconds since the Unix epoch.
@@ -220,8 +224,9 @@ fn batch_row(row: &Row<'_>) -> rusqlite::Result<BatchRow> {
         expires_at_ms: row.get(17)?,
         updated_at_ms: row.get(18)?,
         collected_at_ms: row.get(19)?,
-        ingested: row.get(20)?,
-        returned: row.get(21)?,
+        estimated_tokens: row.get(20)?,
+        ingested: row.get(21)?,
+        returned: row.get(22)?,
     })
 }
 
@@ -272,8 +277,8 @@ impl Db {
         tx.execute(
             "INSERT INTO enrich_batches (run_id, engine, chain, backend, model,
                  prompt_fingerprint, status, requests, estimated_cost, created_at_ms,
-                 expires_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10)",
+                 expires_at_ms, updated_at_ms, estimated_tokens)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12)",
             params![
                 batch.run_id.0,
                 batch.engine,
@@ -286,6 +291,7 @@ impl Db {
                 batch.estimated_cost,
                 now,
                 batch.expires_at_ms,
+                batch.estimated_tokens,
             ],
         )
         .map_err(err("record a batch"))?;
@@ -359,6 +365,19 @@ impl Db {
             )
             .map_err(self.err("record a batch's state"))?;
         Ok(())
+    }
+
+    /// The estimated tokens and cost of the batches not collected yet: what day budgets
+    /// count for them until their real usage is stored.
+    pub fn open_batch_estimates(&self) -> Result<(u64, f64), DbError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(estimated_tokens), 0), COALESCE(SUM(estimated_cost), 0.0)
+                 FROM enrich_batches WHERE collected_at_ms IS NULL",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(self.err("read the estimates of open batches"))
     }
 
     /// Every recorded batch, oldest first.

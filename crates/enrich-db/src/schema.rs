@@ -384,6 +384,7 @@ CREATE TABLE enrich_batches (
     requests INTEGER NOT NULL,
     completed INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0,
+    estimated_tokens INTEGER,
     estimated_cost REAL,
     created_at_ms INTEGER NOT NULL,
     expires_at_ms INTEGER,

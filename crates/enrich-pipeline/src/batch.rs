@@ -18,9 +18,10 @@ use enrich_types::{LedgerKind, SpanIdentity};
 
 use crate::error::PipelineError;
 use crate::pipeline::Pipeline;
-use crate::result::SpanStatus;
+use crate::result::{CostEstimate, SpanStatus};
 use crate::run::queue::{WorkQueue, refresh_work_order};
 use crate::run::span::{Gate, enrichment_row, span_request, validation};
+use crate::run::start::budget_tracker;
 use crate::secrets::{Guarded, withheld_message};
 use crate::shared::Inner;
 use crate::writer::WriteGate;
@@ -39,6 +40,25 @@ pub struct BatchSpan {
     pub estimated_tokens: u32,
     /// The source its prompt showed, after the secrets guard.
     source: String,
+}
+
+/// What a new batch may still use before a budget of `[enrichment.budget]` is reached: the run
+/// budgets whole, the day budgets less today's usage and the open batches' estimates. `None`:
+/// no such budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchAllowance {
+    /// Tokens (prompts and answers).
+    pub tokens: Option<u64>,
+    /// Cost, at the batch price.
+    pub cost: Option<f64>,
+}
+
+impl BatchAllowance {
+    /// Whether a span estimated at `tokens` and `cost` still fits after `used` was taken.
+    pub fn fits(&self, used: (u64, f64), tokens: u64, cost: f64) -> bool {
+        self.tokens.is_none_or(|limit| used.0 + tokens <= limit)
+            && self.cost.is_none_or(|limit| used.1 + cost <= limit)
+    }
 }
 
 /// What becomes of a span a batch takes.
@@ -135,6 +155,26 @@ impl Pipeline {
         }
         inner.sources.close_files();
         Ok(())
+    }
+
+    /// What a new batch may still use under the budgets ([`BatchAllowance`]).
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::Db`] when today's usage cannot be read.
+    pub fn batch_allowance(&self, db: &Db) -> Result<BatchAllowance, PipelineError> {
+        let (tokens, cost) = budget_tracker(&self.inner, db)?.headroom();
+        Ok(BatchAllowance { tokens, cost })
+    }
+
+    /// The estimated tokens (its prompt, and [`CostEstimate::ASSUMED_OUTPUT_TOKENS`] for the
+    /// answer) and cost (at `backend`'s price less the batch discount; 0 without a price) of
+    /// a prepared span.
+    pub fn batch_estimate(&self, prepared: &BatchSpan, backend: &BackendSpec) -> (u64, f64) {
+        let prompt = u64::from(prepared.estimated_tokens);
+        let output = CostEstimate::ASSUMED_OUTPUT_TOKENS;
+        let live = backend.price.map_or(0.0, |p| p.cost(prompt, output));
+        (prompt + output, self.inner.settings.budget.batch_cost(live))
     }
 
     /// Whether `span`'s file changed within the cooldown (`cooldown_seconds`): a live run

@@ -122,8 +122,14 @@ impl BudgetTracker {
         prices.sort_by(|a, b| a.0.cmp(&b.0));
         prices.dedup_by(|a, b| a.0 == b.0);
         let today_before = today.iter().fold(Used::default(), |used, usage| {
-            let cost = price_of(&prices, &usage.backend, &usage.model)
+            let live = price_of(&prices, &usage.backend, &usage.model)
                 .map_or(0.0, |p| p.cost(usage.prompt_tokens, usage.output_tokens));
+            // A batch's answers cost the batch price.
+            let cost = if usage.batch {
+                config.batch_cost(live)
+            } else {
+                live
+            };
             Used {
                 tokens: used.tokens + usage.prompt_tokens + usage.output_tokens,
                 cost: used.cost + cost,
@@ -136,6 +142,39 @@ impl BudgetTracker {
             today_before,
             run: Mutex::new(Used::default()),
         }
+    }
+
+    /// Adds what the batches not collected yet are estimated to use (`tokens`, `cost`) to
+    /// today's usage: a day budget counts a batch's estimate from its submit until its real
+    /// usage is stored.
+    pub(crate) fn with_reserved(mut self, (tokens, cost): (u64, f64)) -> Self {
+        self.today_before.tokens += tokens;
+        self.today_before.cost += cost;
+        self
+    }
+
+    /// What may still be used before a run or day budget is reached: (tokens, cost); `None`
+    /// where no such budget is set.
+    pub(crate) fn headroom(&self) -> (Option<u64>, Option<f64>) {
+        let run = *self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = &self.config;
+        let day_tokens = self.today_before.tokens + run.tokens;
+        let day_cost = self.today_before.cost + run.cost;
+        let tokens = [
+            c.max_tokens_per_run.map(|l| l.saturating_sub(run.tokens)),
+            c.max_tokens_per_day.map(|l| l.saturating_sub(day_tokens)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let cost = [
+            c.max_cost_per_run.map(|l| (l - run.cost).max(0.0)),
+            c.max_cost_per_day.map(|l| (l - day_cost).max(0.0)),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min);
+        (tokens, cost)
     }
 
     fn price_of(&self, backend: &str, model: &str) -> Option<Price> {
@@ -309,6 +348,7 @@ mod tests {
             attempts: 20,
             prompt_tokens: 8000,
             output_tokens: 1500,
+            batch: false,
         };
         let tracker = BudgetTracker::new(config, &[backend("paid", Some(PRICE))], &[earlier]);
         assert_eq!(tracker.reached(), None);

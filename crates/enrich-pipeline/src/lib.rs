@@ -76,7 +76,7 @@ mod settings;
 mod shared;
 mod writer;
 
-pub use batch::{BatchPrep, BatchSpan};
+pub use batch::{BatchAllowance, BatchPrep, BatchSpan};
 pub use budget::{BudgetKind, BudgetStop};
 pub use control::{RunControl, StopLevel};
 pub use error::PipelineError;

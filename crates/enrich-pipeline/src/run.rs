@@ -32,7 +32,7 @@ mod passes;
 pub(crate) mod queue;
 mod scheduler;
 pub(crate) mod span;
-mod start;
+pub(crate) mod start;
 
 use claimer::{Claimer, off_runtime};
 use observer::AttemptEvents;

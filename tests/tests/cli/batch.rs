@@ -475,3 +475,98 @@ fn a_bad_output_file_is_refused_as_bad_input() {
     let missing = repo.enrich(&["batch", "import", "/nonexistent/out.jsonl"]);
     missing.expect_code(2);
 }
+
+/// [`config`] with a price on the batch backend and `budget` lines in `[enrichment.budget]`.
+fn priced_config(url: &str, live: Option<&str>, budget: &str) -> String {
+    config(url, live).replace(
+        "options = { temperature = 0, seed = 7 }\n",
+        "options = { temperature = 0, seed = 7 }\nprice_input_per_1m = 1000.0\nprice_output_per_1m = 1000.0\n",
+    ) + &format!("\n[enrichment.budget]\n{budget}\n")
+}
+
+#[test]
+fn the_plan_shows_the_batch_price_by_the_configured_discount() {
+    let repo = TestRepo::new();
+    let check = |budget: &str, share: f64| {
+        repo.write_config(&priced_config("http://127.0.0.1:9", None, budget));
+        let plan = json_of(&repo, &["plan"]);
+        let estimate = &plan["estimate"];
+        let cost = estimate["cost"].as_f64().expect("a cost");
+        let batch = estimate["batch_cost"].as_f64().expect("a batch cost");
+        assert!((batch - cost * share).abs() < 1e-9, "{estimate}");
+        let all = estimate["all_pending_cost"].as_f64().expect("a cost");
+        let all_batch = estimate["all_pending_batch_cost"].as_f64().expect("a cost");
+        assert!((all_batch - all * share).abs() < 1e-9, "{estimate}");
+    };
+    check("", 0.5);
+    check("batch_discount = 0.2", 0.8);
+    repo.write_config(&priced_config(
+        "http://127.0.0.1:9",
+        None,
+        "batch_discount = 1.5",
+    ));
+    repo.enrich(&["plan"]).expect_code(2);
+}
+
+#[test]
+fn a_submit_stops_at_the_run_budget_by_its_estimate_at_the_batch_price() {
+    let server = BatchServer::start(BatchScript::default());
+    let repo = TestRepo::new();
+    // One span's estimate (prompt, and 350 tokens of answer at 0.001 a token, half off) is
+    // about 0.3: two or three fit under 1.0, not all seven.
+    repo.write_config(&priced_config(
+        server.fake.url(),
+        None,
+        "max_cost_per_run = 1.0",
+    ));
+    let submitted = json_of(&repo, &["batch", "submit"]);
+    assert_eq!(submitted["budget_reached"], true, "{submitted}");
+    let requests = submitted["files"][0]["requests"]
+        .as_u64()
+        .expect("requests");
+    assert!(
+        requests > 0 && requests < repo.spans.len() as u64,
+        "{submitted}"
+    );
+    let cost: f64 = repo
+        .raw()
+        .query_row("SELECT estimated_cost FROM enrich_batches", [], |r| {
+            r.get(0)
+        })
+        .expect("an estimate");
+    assert!(cost > 0.0 && cost <= 1.0, "{cost}");
+    // Only the batch's spans are held.
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM enrich_leases"),
+        requests as i64
+    );
+}
+
+#[test]
+fn a_day_budget_counts_an_open_batch_by_its_estimate() {
+    let server = BatchServer::start(BatchScript {
+        in_progress_polls: 100,
+        ..BatchScript::default()
+    });
+    let live = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&config(server.fake.url(), Some(live.url())));
+    json_of(&repo, &["batch", "submit", "--limit", "3"]);
+    let estimate: i64 = repo
+        .raw()
+        .query_row("SELECT estimated_tokens FROM enrich_batches", [], |r| {
+            r.get(0)
+        })
+        .expect("an estimate");
+    assert!(estimate > 3 * 350, "{estimate}");
+    // The open batch's estimate fills today's token budget: a live run takes no span.
+    repo.write_config(&priced_config(
+        server.fake.url(),
+        Some(live.url()),
+        &format!("max_tokens_per_day = {estimate}"),
+    ));
+    let run = repo.enrich(&["--json", "run", "--chain", "live"]).json();
+    assert_eq!(run["end"], "budget_reached", "{run}");
+    assert_eq!(run["budget_stop"]["kind"], "tokens_per_day", "{run}");
+    assert_eq!(live.stats().generations(), 0);
+}

@@ -578,7 +578,7 @@ fn migrations_are_append_only() {
         ),
         (
             12,
-            "3ba059cc419dda79de2209b16212f5ac227b32f1fde30fc19ab995fed6b91adf",
+            "1c0ff91334906f9d24cf07ff68935b1253e5d7441bafeed65ea5e9efc8f2247e",
         ),
     ];
     let all = migrations();

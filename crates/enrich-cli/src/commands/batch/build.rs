@@ -12,7 +12,7 @@ use enrich_adapter_openai::BatchApi;
 use enrich_backends::BackendAdapter as _;
 use enrich_config::BackendSpec;
 use enrich_db::{BatchRequest, Db, NewBatch, RunId, RunStatus, SpanOutcome};
-use enrich_pipeline::{BatchPrep, CostEstimate, Pipeline};
+use enrich_pipeline::{BatchPrep, Pipeline};
 
 use super::lines::{FileSplitter, Limits, custom_id, request_line};
 
@@ -65,13 +65,16 @@ pub(crate) struct BuildReport {
     pub(crate) not_sent: usize,
     /// Spans left for later: their file changed within the cooldown.
     pub(crate) cooling: u64,
+    /// The budget that stopped the batch from taking more spans, if one did.
+    pub(crate) budget_reached: bool,
 }
 
 /// The spans of one chain being written.
 struct Group<'a> {
     api: BatchApi,
     splitter: FileSplitter<'a>,
-    prompt_tokens: u64,
+    /// Each request's estimated (tokens, cost), in the order they were written.
+    estimates: Vec<(u64, f64)>,
 }
 
 /// The first backend of `chain` that speaks the Batch-API format (`provider = "openai"`).
@@ -105,7 +108,6 @@ pub(crate) fn build(
     engine: Engine,
     limit: Option<u64>,
     limits: Limits,
-    batch_discount: f64,
     path_of: &dyn Fn(&str, usize) -> PathBuf,
 ) -> Result<BuildReport> {
     let fingerprint = pipeline.prompt_fingerprint();
@@ -117,6 +119,11 @@ pub(crate) fn build(
     let mut not_sent: Vec<SpanOutcome> = Vec::new();
     let mut cooling = 0_u64;
     let mut failure: Option<anyhow::Error> = None;
+    let allowance = pipeline
+        .batch_allowance(&db)
+        .context("cannot read what the budgets allow")?;
+    let mut used = (0_u64, 0.0_f64);
+    let mut budget_reached = false;
     let claimed = pipeline.claim_for_batch(&mut db, claim_run, limit, BATCH_LEASE, |span| {
         if pipeline.in_cooldown(&span) {
             cooling += 1;
@@ -130,15 +137,24 @@ pub(crate) fn build(
                         .map(|group| groups.entry(prepared.chain.clone()).or_insert(group)),
                 };
                 group.and_then(|group| {
+                    let estimate = pipeline.batch_estimate(&prepared, group.api.adapter().spec());
+                    if !allowance.fits(used, estimate.0, estimate.1) {
+                        budget_reached = true;
+                        return Ok(());
+                    }
                     let body = group
                         .api
                         .request_body(&prepared.request)
                         .map_err(|err| anyhow!("{err}"))?;
                     let id = custom_id(&fingerprint, &prepared.span.span_hash);
-                    group.prompt_tokens += u64::from(prepared.estimated_tokens);
-                    group
-                        .splitter
-                        .push(&request_line(&id, &body), &id, &prepared.span.span_hash)
+                    group.splitter.push(
+                        &request_line(&id, &body),
+                        &id,
+                        &prepared.span.span_hash,
+                    )?;
+                    group.estimates.push(estimate);
+                    used = (used.0 + estimate.0, used.1 + estimate.1);
+                    Ok(())
                 })
             }
             BatchPrep::NotSent {
@@ -151,7 +167,7 @@ pub(crate) fn build(
             }
         };
         match step {
-            Ok(()) => true,
+            Ok(()) => !budget_reached,
             Err(err) => {
                 failure = Some(err);
                 false
@@ -161,17 +177,7 @@ pub(crate) fn build(
     let result = claimed
         .map_err(anyhow::Error::from)
         .and_then(|()| failure.map_or(Ok(()), Err))
-        .and_then(|()| {
-            record(
-                &mut db,
-                pipeline,
-                engine,
-                claim_run,
-                groups,
-                batch_discount,
-                &fingerprint,
-            )
-        });
+        .and_then(|()| record(&mut db, pipeline, engine, claim_run, groups, &fingerprint));
     let batches = match result {
         Ok(batches) => batches,
         Err(err) => {
@@ -190,6 +196,7 @@ pub(crate) fn build(
         batches,
         not_sent: not_sent.len(),
         cooling,
+        budget_reached,
     })
 }
 
@@ -204,7 +211,7 @@ fn new_group<'a>(
     Ok(Group {
         api,
         splitter: FileSplitter::new(limits, move |n| path_of(&chain, n)),
-        prompt_tokens: 0,
+        estimates: Vec::new(),
     })
 }
 
@@ -215,7 +222,6 @@ fn record(
     engine: Engine,
     claim_run: RunId,
     groups: BTreeMap<String, Group<'_>>,
-    batch_discount: f64,
     fingerprint: &str,
 ) -> Result<Vec<Built>> {
     let mut built = Vec::new();
@@ -223,14 +229,13 @@ fn record(
     for (chain, group) in groups {
         let spec = group.api.adapter().spec().clone();
         let parts = group.splitter.finish()?;
-        let total_requests: usize = parts.iter().map(|p| p.requests).sum();
+        let mut estimates = group.estimates.into_iter();
         for part in parts {
-            let share = part.requests as f64 / total_requests.max(1) as f64;
-            let prompt = (group.prompt_tokens as f64 * share).round() as u64;
-            let output = CostEstimate::ASSUMED_OUTPUT_TOKENS * part.requests as u64;
-            let estimated_cost = spec
-                .price
-                .map(|price| price.cost(prompt, output) * batch_discount);
+            let (tokens, cost) = estimates
+                .by_ref()
+                .take(part.requests)
+                .fold((0, 0.0), |(t, c), (et, ec)| (t + et, c + ec));
+            let estimated_cost = spec.price.map(|_| cost);
             let run = db
                 .start_batch_run(pipeline.config_fingerprint(), fingerprint)
                 .context("cannot record a batch's run")?;
@@ -253,6 +258,7 @@ fn record(
                     Engine::Service => "unsent".to_owned(),
                     Engine::File => "exported".to_owned(),
                 },
+                estimated_tokens: tokens,
                 estimated_cost,
                 expires_at_ms,
             };

@@ -244,7 +244,6 @@ fn export(pipeline: &Pipeline, args: &ExportArgs, json: bool) -> Result<Exit> {
         Engine::File,
         args.build.limit,
         args.build.limits(),
-        1.0,
         &path_of,
     )?;
     let files = file_reports(&report);
@@ -253,6 +252,7 @@ fn export(pipeline: &Pipeline, args: &ExportArgs, json: bool) -> Result<Exit> {
             "files": files,
             "not_sent": report.not_sent,
             "cooling": report.cooling,
+            "budget_reached": report.budget_reached,
         }))?;
     } else {
         let mut text = String::new();
@@ -275,9 +275,20 @@ fn export(pipeline: &Pipeline, args: &ExportArgs, json: bool) -> Result<Exit> {
                 report.not_sent
             ));
         }
+        text.push_str(budget_note(&report));
         output::text(&text)?;
     }
     Ok(Exit::Success)
+}
+
+/// What to say when a budget stopped the batch from taking more spans.
+fn budget_note(report: &BuildReport) -> &'static str {
+    if report.budget_reached {
+        "a budget of [enrichment.budget] (its estimate at the batch price, with today's usage \
+         and the open batches' estimates) stopped the batch from taking more spans\n"
+    } else {
+        ""
+    }
 }
 
 /// `file` with `-chain` added to its stem, for a second chain's requests.

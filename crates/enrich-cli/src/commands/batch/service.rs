@@ -26,10 +26,6 @@ const MAX_POLL: Duration = Duration::from_secs(300);
 /// connection) before giving up.
 const CALL_TRIES: u32 = 5;
 
-/// The Batch API's price is half the live one; the estimate at submit uses this share of the
-/// backend's price.
-const BATCH_PRICE_SHARE: f64 = 0.5;
-
 /// Where a repository's batch files are kept.
 fn batch_dir(repo: &Repo) -> PathBuf {
     repo.db_path
@@ -99,7 +95,6 @@ pub(super) async fn submit(
         Engine::Service,
         args.limit,
         args.limits(),
-        BATCH_PRICE_SHARE,
         &path_of,
     )?;
     let mut db = pipeline.open_writer()?;
@@ -141,6 +136,7 @@ pub(super) async fn submit(
         output::json(&serde_json::json!({
             "files": files, "submitted": batches, "errors": failures,
             "not_sent": report.not_sent, "cooling": report.cooling,
+            "budget_reached": report.budget_reached,
         }))?;
     } else {
         let mut text = String::new();
@@ -167,6 +163,7 @@ pub(super) async fn submit(
                 report.not_sent
             ));
         }
+        text.push_str(super::budget_note(&report));
         output::text(&text)?;
     }
     for failure in &failures {
