@@ -62,14 +62,33 @@ pub(crate) struct OutputLine {
     pub(crate) error: Option<LineError>,
 }
 
-/// `response`: the HTTP answer to the request.
-#[derive(Debug, Deserialize)]
+/// `response`: the HTTP answer to the request, `{status_code, request_id, body}`. An engine
+/// that writes the chat completion itself as `response` is read as a 200 with that body.
+#[derive(Debug)]
 pub(crate) struct Response {
     /// Its status.
     pub(crate) status_code: u16,
     /// Its body (a chat completion, or an error object).
-    #[serde(default)]
     pub(crate) body: Value,
+}
+
+impl<'de> Deserialize<'de> for Response {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut value = Value::deserialize(deserializer)?;
+        match value.get("status_code").and_then(Value::as_u64) {
+            Some(status) => Ok(Self {
+                status_code: u16::try_from(status).map_err(serde::de::Error::custom)?,
+                body: value.get_mut("body").map(Value::take).unwrap_or_default(),
+            }),
+            None if value.get("choices").is_some() => Ok(Self {
+                status_code: 200,
+                body: value,
+            }),
+            None => Err(serde::de::Error::custom(
+                "`response` has no `status_code` and is no chat completion",
+            )),
+        }
+    }
 }
 
 /// `error`: `{code, message}`.
@@ -234,6 +253,16 @@ mod tests {
         assert_eq!(ok.custom_id, "c1");
         assert_eq!(ok.response.as_ref().map(|r| r.status_code), Some(200));
         assert!(ok.error.is_none());
+        let bare: OutputLine = serde_json::from_str(
+            r#"{"custom_id":"c3","response":{"id":"cmpl-1","object":"chat.completion","choices":[]}}"#,
+        )
+        .unwrap();
+        let bare = bare.response.unwrap();
+        assert_eq!(bare.status_code, 200);
+        assert_eq!(bare.body["id"], "cmpl-1");
+        assert!(
+            serde_json::from_str::<OutputLine>(r#"{"custom_id":"c","response":{"x":1}}"#).is_err()
+        );
         let expired: OutputLine = serde_json::from_str(
             r#"{"id":"r2","custom_id":"c2","response":null,"error":{"code":"batch_expired","message":"late"}}"#,
         )

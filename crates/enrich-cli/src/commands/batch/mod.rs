@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::adapters::registry;
 use crate::commands::run::{RunOptions, apply_flags, check_chain};
+use crate::commands::runtime;
 use crate::context::Repo;
 use crate::exit::Exit;
 use crate::output;
@@ -135,7 +136,7 @@ pub(crate) fn batch(repo: &Repo, args: &BatchArgs, json: bool) -> Result<Exit> {
         }
         BatchCommand::Status => {
             let pipeline = pipeline(repo, None)?;
-            runtime()?.block_on(service::status(repo, &pipeline, json))
+            runtime()?.block_on(service::status(&pipeline, json))
         }
         BatchCommand::Collect(collect) => {
             let pipeline = pipeline(repo, None)?;
@@ -143,7 +144,7 @@ pub(crate) fn batch(repo: &Repo, args: &BatchArgs, json: bool) -> Result<Exit> {
         }
         BatchCommand::Cancel(cancel) => {
             let pipeline = pipeline(repo, None)?;
-            runtime()?.block_on(service::cancel(repo, &pipeline, &cancel.id, json))
+            runtime()?.block_on(service::cancel(&pipeline, &cancel.id, json))
         }
         BatchCommand::Export(export) => {
             let pipeline = pipeline(repo, export.build.chain.as_deref())?;
@@ -171,13 +172,6 @@ fn pipeline(repo: &Repo, chain: Option<&str>) -> Result<Pipeline> {
         .configure(|settings| apply_flags(repo, &options, settings))
         .build(&registry())
         .context("cannot set up the enrichment pipeline")
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 /// One batch file written, as reported.

@@ -210,8 +210,7 @@ struct StatusRow<'a> {
 }
 
 /// `enrich batch status`.
-pub(super) async fn status(repo: &Repo, pipeline: &Pipeline, json: bool) -> Result<Exit> {
-    let _ = repo;
+pub(super) async fn status(pipeline: &Pipeline, json: bool) -> Result<Exit> {
     let mut db = pipeline.open_writer()?;
     let mut unreachable = std::collections::BTreeMap::new();
     let mut apis: std::collections::BTreeMap<String, BatchApi> = std::collections::BTreeMap::new();
@@ -511,8 +510,7 @@ async fn try_download(
 }
 
 /// `enrich batch cancel ID`.
-pub(super) async fn cancel(repo: &Repo, pipeline: &Pipeline, id: &str, json: bool) -> Result<Exit> {
-    let _ = repo;
+pub(super) async fn cancel(pipeline: &Pipeline, id: &str, json: bool) -> Result<Exit> {
     let mut db = pipeline.open_writer()?;
     let Some(batch) = db.find_batch(id).context("cannot read the batches")? else {
         return Err(crate::exit::usage(format!(
