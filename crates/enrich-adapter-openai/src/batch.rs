@@ -11,7 +11,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use enrich_backends::{BackendError, FailureKind, GenerateRequest, Generation};
+use enrich_backends::{BackendError, FailureKind};
 use enrich_config::BackendSpec;
 use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
@@ -190,32 +190,11 @@ impl BatchApi {
         })
     }
 
-    /// The adapter whose requests the batch lines carry and whose reading judges the answers.
+    /// The adapter whose requests the batch lines carry
+    /// ([`OpenAiAdapter::request_body`]) and which reads the answers
+    /// ([`OpenAiAdapter::read_answer`]).
     pub fn adapter(&self) -> &OpenAiAdapter {
         &self.adapter
-    }
-
-    /// The body of one batch line for `request` ([`OpenAiAdapter::request_body`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`OpenAiAdapter::request_body`].
-    pub fn request_body(&self, request: &GenerateRequest) -> Result<Value, BackendError> {
-        self.adapter.request_body(request)
-    }
-
-    /// Reads one output line's `response` ([`OpenAiAdapter::read_answer`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`OpenAiAdapter::read_answer`].
-    pub fn read_answer(
-        &self,
-        status: u16,
-        body: &[u8],
-        request: &GenerateRequest,
-    ) -> Result<Generation, BackendError> {
-        self.adapter.read_answer(status, body, request)
     }
 
     /// Uploads a JSONL file of batch lines (`POST /files`, `purpose=batch`) under `name`;

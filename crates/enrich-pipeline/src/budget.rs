@@ -361,6 +361,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn batch_answers_count_at_the_batch_price_and_open_batches_by_their_estimates() {
+        let config = BudgetConfig {
+            max_cost_per_day: Some(1.0),
+            max_tokens_per_day: Some(2_000_000),
+            batch_discount: 0.5,
+            ..BudgetConfig::default()
+        };
+        // 0.8 at the live price: 0.4 at the batch price.
+        let batch = BackendUsage {
+            backend: "paid".to_owned(),
+            model: "m".to_owned(),
+            attempts: 1,
+            prompt_tokens: 400_000,
+            output_tokens: 100_000,
+            batch: true,
+        };
+        let backends = [backend("paid", Some(PRICE))];
+        let tracker = BudgetTracker::new(config, &backends, std::slice::from_ref(&batch));
+        assert_eq!(tracker.reached(), None);
+        assert_eq!(tracker.headroom().0, Some(1_500_000));
+        assert!((tracker.headroom().1.unwrap() - 0.6).abs() < 1e-9);
+        let live = BackendUsage {
+            batch: false,
+            ..batch.clone()
+        };
+        let tracker = BudgetTracker::new(config, &backends, &[batch, live]);
+        assert_eq!(
+            tracker.reached().map(|s| s.kind),
+            Some(BudgetKind::CostPerDay)
+        );
+        // An open batch's estimate counts until its answers are stored.
+        let tracker = BudgetTracker::new(config, &backends, &[]).with_reserved((10, 1.0));
+        assert_eq!(
+            tracker.reached().map(|s| s.kind),
+            Some(BudgetKind::CostPerDay)
+        );
+        assert_eq!(tracker.headroom(), (Some(1_999_990), Some(0.0)));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_wall_time_budget_counts_from_the_start_of_the_run() {
         let config = BudgetConfig {

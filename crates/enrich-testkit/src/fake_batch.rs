@@ -614,6 +614,19 @@ mod tests {
             .unwrap()
     }
 
+    /// The content of the file `id` names.
+    async fn content(client: &reqwest::Client, url: &str, id: &Value) -> String {
+        let id = id.as_str().expect("a file id");
+        client
+            .get(format!("{url}/v1/files/{id}/content"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn get(client: &reqwest::Client, url: &str) -> Value {
         client.get(url).send().await.unwrap().json().await.unwrap()
     }
@@ -665,18 +678,7 @@ mod tests {
             done["request_counts"],
             json!({"total": 3, "completed": 2, "failed": 1})
         );
-        let output = client
-            .get(format!(
-                "{}/v1/files/{}/content",
-                service.url(),
-                done["output_file_id"].as_str().unwrap()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let output = content(&client, service.url(), &done["output_file_id"]).await;
         let ids: Vec<String> = output
             .lines()
             .map(|l| {
@@ -687,18 +689,7 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, ["c", "a"], "backwards, the failed one left out");
-        let errors = client
-            .get(format!(
-                "{}/v1/files/{}/content",
-                service.url(),
-                done["error_file_id"].as_str().unwrap()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let errors = content(&client, service.url(), &done["error_file_id"]).await;
         let error: Value = serde_json::from_str(errors.trim()).unwrap();
         assert_eq!(error["custom_id"], "b");
         assert_eq!(error["response"]["status_code"], 500);
@@ -728,18 +719,7 @@ mod tests {
             last = get(&client, &url).await;
         }
         assert_eq!(last["status"], "expired");
-        let errors = client
-            .get(format!(
-                "{}/v1/files/{}/content",
-                expiring.url(),
-                last["error_file_id"].as_str().unwrap()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let errors = content(&client, expiring.url(), &last["error_file_id"]).await;
         assert!(
             errors.contains("batch_expired") && errors.contains("\"b\""),
             "{errors}"

@@ -144,6 +144,7 @@ pub(crate) fn build(
                     }
                     let body = group
                         .api
+                        .adapter()
                         .request_body(&prepared.request)
                         .map_err(|err| anyhow!("{err}"))?;
                     let id = custom_id(&fingerprint, &prepared.span.span_hash);

@@ -137,7 +137,8 @@ pub(crate) fn ingest(
                     (Some(response), _) => {
                         let body = serde_json::to_vec(&response.body)
                             .context("cannot re-encode an answer")?;
-                        api.read_answer(response.status_code, &body, &prepared.request)
+                        api.adapter()
+                            .read_answer(response.status_code, &body, &prepared.request)
                     }
                     (None, Some(error)) => Err(line_error(error)),
                     (None, None) => Err(BackendError::new(

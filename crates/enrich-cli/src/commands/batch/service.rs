@@ -308,6 +308,17 @@ fn api_of<'a>(
     Ok(&apis[&key])
 }
 
+/// What the service says of a batch, as recorded.
+fn progress(info: &BatchInfo) -> BatchProgress {
+    BatchProgress {
+        status: info.status.as_str().to_owned(),
+        output_file_id: info.output_file_id.clone(),
+        error_file_id: info.error_file_id.clone(),
+        completed: info.request_counts.completed,
+        failed: info.request_counts.failed,
+    }
+}
+
 /// Asks the service about a batch and records what it says.
 async fn refresh(
     pipeline: &Pipeline,
@@ -320,17 +331,8 @@ async fn refresh(
     let info = with_retries(|| api.get(remote))
         .await
         .map_err(|err| anyhow!("{err}"))?;
-    db.update_batch(
-        batch.id,
-        &BatchProgress {
-            status: info.status.as_str().to_owned(),
-            output_file_id: info.output_file_id.clone(),
-            error_file_id: info.error_file_id.clone(),
-            completed: info.request_counts.completed,
-            failed: info.request_counts.failed,
-        },
-    )
-    .context("cannot record a batch's state")?;
+    db.update_batch(batch.id, &progress(&info))
+        .context("cannot record a batch's state")?;
     Ok(info)
 }
 
@@ -530,17 +532,8 @@ pub(super) async fn cancel(pipeline: &Pipeline, id: &str, json: bool) -> Result<
             let info = with_retries(|| api.cancel(remote))
                 .await
                 .map_err(|err| anyhow!("cannot cancel batch {remote}: {err}"))?;
-            db.update_batch(
-                batch.id,
-                &BatchProgress {
-                    status: info.status.as_str().to_owned(),
-                    output_file_id: info.output_file_id.clone(),
-                    error_file_id: info.error_file_id.clone(),
-                    completed: info.request_counts.completed,
-                    failed: info.request_counts.failed,
-                },
-            )
-            .context("cannot record a batch's state")?;
+            db.update_batch(batch.id, &progress(&info))
+                .context("cannot record a batch's state")?;
             info.status.as_str().to_owned()
         }
         // An exported file (or a batch never created at the service): its spans go back to
