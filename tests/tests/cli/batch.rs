@@ -570,3 +570,68 @@ fn a_day_budget_counts_an_open_batch_by_its_estimate() {
     assert_eq!(run["budget_stop"]["kind"], "tokens_per_day", "{run}");
     assert_eq!(live.stats().generations(), 0);
 }
+
+#[test]
+fn a_batch_the_service_refuses_to_describe_stays_open_and_the_collect_fails() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let key = "sk-batch-7f3a-planted";
+    let fake = runtime
+        .block_on(FakeBatchService::start(BatchScript::default(), Some(key)))
+        .expect("start");
+    let repo = TestRepo::new();
+    repo.write_config(&config(fake.url(), None));
+    let total = repo.spans.len() as i64;
+    let mut submit = repo.command(&["--json", "batch", "submit"]);
+    submit.env("OPENAI_API_KEY", key);
+    let submitted = super::support::finish(submit.spawn().expect("start enrich"));
+    submitted.expect_code(0);
+    // Without the key the service answers 401: not retried, the batch is left as it is.
+    let ran = repo.enrich(&["--json", "batch", "collect"]);
+    ran.expect_code(1);
+    assert!(
+        ran.json()["errors"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("401")),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stderr.contains("batch 1 stays open"), "{}", ran.stderr);
+    assert!(!ran.stdout.contains(key) && !ran.stderr.contains(key));
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), total);
+    let mut collect = repo.command(&[
+        "--json",
+        "batch",
+        "collect",
+        "--wait",
+        "--poll-seconds",
+        "0.001",
+    ]);
+    collect.env("OPENAI_API_KEY", key);
+    let collected = super::support::finish(collect.spawn().expect("start enrich"));
+    assert_eq!(
+        collected.expect_code(0).json()["collected"][0]["ingested"]["enriched"],
+        total
+    );
+}
+
+#[test]
+fn a_chain_without_an_openai_backend_is_refused_as_bad_input() {
+    let live = Server::healthy();
+    let repo = TestRepo::new();
+    repo.write_config(&config("http://127.0.0.1:9", Some(live.url())));
+    let ran = repo.enrich(&["batch", "submit", "--chain", "live"]);
+    ran.expect_code(2);
+    assert!(
+        ran.stderr
+            .contains("chain 'live' has no backend with provider = \"openai\""),
+        "{}",
+        ran.stderr
+    );
+    // Nothing is held, nothing is recorded.
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_batches"), 0);
+}

@@ -358,10 +358,15 @@ pub(super) async fn collect(
     let mut ingest_apis = Apis::default();
     let mut collected = Vec::new();
     let mut waiting = Vec::new();
+    // Batches the service could not be asked about: left open, reported, not waited for.
+    let mut errors: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
     let mut poll = Duration::from_secs_f64(args.poll_seconds.max(0.0));
     loop {
         waiting.clear();
         for batch in open_service_batches(&db)? {
+            if errors.contains_key(&batch.id) {
+                continue;
+            }
             let Some(remote) = batch.remote_id.clone() else {
                 // Recorded but never created at the service (a submit that stopped half-way):
                 // its spans go back to pending.
@@ -369,7 +374,13 @@ pub(super) async fn collect(
                     .context("cannot close a batch that was not sent")?;
                 continue;
             };
-            let info = refresh(pipeline, &mut apis, &mut db, &batch, &remote).await?;
+            let info = match refresh(pipeline, &mut apis, &mut db, &batch, &remote).await {
+                Ok(info) => info,
+                Err(err) => {
+                    errors.insert(batch.id, format!("{err:#}"));
+                    continue;
+                }
+            };
             if !info.status.is_final() {
                 waiting.push((batch.id, remote, info.status));
                 continue;
@@ -439,7 +450,13 @@ pub(super) async fn collect(
                 serde_json::json!({"batch": id, "remote_id": remote, "status": status})
             })
             .collect();
-        output::json(&serde_json::json!({ "collected": collected, "open": open }))?;
+        let errors: Vec<_> = errors
+            .iter()
+            .map(|(id, message)| serde_json::json!({"batch": id, "error": message}))
+            .collect();
+        output::json(&serde_json::json!({
+            "collected": collected, "open": open, "errors": errors,
+        }))?;
     } else {
         let mut text = String::new();
         for c in &collected {
@@ -456,12 +473,21 @@ pub(super) async fn collect(
                 status.as_str()
             ));
         }
-        if collected.is_empty() && waiting.is_empty() {
+        if collected.is_empty() && waiting.is_empty() && errors.is_empty() {
             text.push_str("no open batch\n");
         }
         output::text(&text)?;
     }
-    Ok(Exit::Success)
+    for (id, message) in &errors {
+        output::note(&format!(
+            "error: batch {id} stays open: the Batch API cannot be asked about it ({message})\n"
+        ));
+    }
+    Ok(if errors.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
 }
 
 /// Downloads the file `file_id` to `path`.
