@@ -474,6 +474,16 @@ fn a_bad_output_file_is_refused_as_bad_input() {
     assert!(ran.stderr.contains("line 1"), "{}", ran.stderr);
     let missing = repo.enrich(&["batch", "import", "/nonexistent/out.jsonl"]);
     missing.expect_code(2);
+    // A line no answer could fill is refused before it is held whole.
+    let huge = dir.path().join("huge.jsonl");
+    std::fs::write(&huge, vec![b'x'; 17 * 1024 * 1024]).expect("write");
+    let ran = repo.enrich(&["batch", "import", huge.to_str().expect("utf-8")]);
+    ran.expect_code(2);
+    assert!(
+        ran.stderr.contains("longer than 16777216 bytes"),
+        "{}",
+        ran.stderr
+    );
 }
 
 /// [`config`] with a price on the batch backend and `budget` lines in `[enrichment.budget]`.

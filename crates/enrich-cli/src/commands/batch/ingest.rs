@@ -6,7 +6,7 @@
 //! nothing twice and an ingest that died half-way resumes where its last commit ended.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::BufRead;
+use std::io::{BufRead, Read as _};
 
 use anyhow::{Context, Result};
 use enrich_adapter_openai::BatchApi;
@@ -20,6 +20,9 @@ use super::lines::OutputLine;
 
 /// Outcomes stored per transaction.
 const CHUNK: usize = 256;
+
+/// The longest line read: an answer is a few kilobytes, and a line is held in memory whole.
+const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What an ingest stored.
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -92,8 +95,24 @@ pub(crate) fn ingest(
     let mut returns: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     // A line repeated in one file is the same answer: stored once.
     let mut seen: HashSet<(i64, String)> = HashSet::new();
-    for (number, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read line {} of {source}", number + 1))?;
+    let mut reader = reader;
+    let mut line = String::new();
+    for number in 0_u64.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES + 1)
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read line {} of {source}", number + 1))?;
+        if read == 0 {
+            break;
+        }
+        if read as u64 > MAX_LINE_BYTES {
+            return Err(crate::exit::usage(format!(
+                "line {} of {source} is longer than {MAX_LINE_BYTES} bytes; no answer to an \
+                 enrichment request is that long, so the file is not a batch engine's output",
+                number + 1
+            )));
+        }
         if line.trim().is_empty() {
             continue;
         }
