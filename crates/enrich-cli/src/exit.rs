@@ -138,8 +138,7 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::NotAnIndex { .. }
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }
-        | DbError::EnrichSchemaTooNew { .. }
-        | DbError::EnrichSchemaOutdated { .. } => Exit::Usage,
+        | DbError::EnrichSchemaTooNew { .. } => Exit::Usage,
         _ => Exit::Failed,
     }
 }

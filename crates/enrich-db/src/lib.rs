@@ -15,7 +15,8 @@
 //! ([`Db::pending_by_weight`]), claimed under a [`Lease`] when several runs share the index
 //! ([`Db::claim_pending_spans`]), and an exact pending count; one-transaction batch writes of
 //! enrichments with their attempt rows and ledger updates ([`Db::write_batch`]), idempotent by
-//! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
+//! span hash, which also keeps LLMC's `file_descriptions` of the files it enriched (LLMC's cheap
+//! tier, `v1.1`); reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`]; the quality
 //! report's figures per model, chain, backend and prompt fingerprint ([`Db::quality_groups`],
 //! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]).
@@ -25,6 +26,11 @@
 //! and hands a span its owner lets go of to the next file sharing it
 //! ([`Db::write_index_batch`]), and removal of enrichments left without a span
 //! ([`Db::remove_orphans`]).
+//!
+//! Upgrades: a read-write open migrates enrich's tables; a reading open
+//! ([`OpenMode::ReadUpgrading`]) migrates them too when the file can be written, and otherwise,
+//! like [`OpenMode::ReadOnly`], reads the file as it is, with the tables and columns of the
+//! current schema that it lacks shadowed for that connection.
 //!
 //! Safety, decided once here: a file that is not a SQLite database, is damaged, or is not a
 //! version 8 LLMC index is reported with its path and never written, truncated or moved (LLMC
@@ -39,6 +45,7 @@
 
 mod batch;
 mod error;
+mod file_descriptions;
 mod frontier;
 mod index;
 mod lease;
@@ -46,10 +53,12 @@ mod locate;
 mod meta;
 mod open;
 mod pending;
+mod provenance;
 mod quality_report;
 mod read;
 mod schema;
 mod source;
+mod stale;
 mod types;
 mod usage;
 mod work_order;
@@ -67,6 +76,7 @@ pub use meta::CIRCUITS_META_KEY;
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
 };
+pub use provenance::{Provenance, SeenDigest};
 pub use quality_report::{
     CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_CHAIN,
     UNKNOWN_PROMPT_FINGERPRINT,
@@ -75,6 +85,7 @@ pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };
 pub use source::{SourceReader, SpanSource};
+pub use stale::{Expectations, ExpectedBackend, SliceRoute, StaleCounts, StaleReason, StaleSpan};
 pub use types::{
     AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry,
     GroupCount, PendingSpan, QualityRow, Run, RunCounts, RunStatus, SpanOutcome, Stats, Stored,

@@ -159,7 +159,7 @@ fn raw_enrichment(row: &Row<'_>) -> rusqlite::Result<RawEnrichment> {
 }
 
 /// Text as stored by Python, which may also have put a number in a text column.
-fn text(value: ValueRef<'_>) -> Option<String> {
+pub(crate) fn text(value: ValueRef<'_>) -> Option<String> {
     match value {
         ValueRef::Null | ValueRef::Blob(_) => None,
         ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
@@ -168,7 +168,7 @@ fn text(value: ValueRef<'_>) -> Option<String> {
     }
 }
 
-fn lenient_i64(value: ValueRef<'_>) -> Option<i64> {
+pub(crate) fn lenient_i64(value: ValueRef<'_>) -> Option<i64> {
     match value {
         ValueRef::Integer(i) => Some(i),
         // Whole seconds as a float: truncation is the intent.
@@ -518,6 +518,7 @@ impl Db {
             content_type_source: raw.content_type_source,
             metrics: raw.metrics,
             quality: self.quality_of(&raw.span_hash)?,
+            provenance: self.provenance_of(&raw.span_hash)?,
         };
         Ok(StoredEnrichment {
             span_hash: raw.span_hash,

@@ -166,6 +166,8 @@ impl BatchWriter<'_> {
                 }
                 self.store_quality(&outcome.span_hash, enrichment.quality.as_ref())
                     .map_err(|e| ItemError::Sqlite("store an enrichment's quality score", e))?;
+                crate::provenance::store(self.tx, &outcome.span_hash, enrichment.provenance())
+                    .map_err(|e| ItemError::Sqlite("store an enrichment's provenance", e))?;
                 if self.ledger_in_use {
                     self.tx
                         .prepare_cached(CLEAR_LEDGER_SQL)
@@ -432,6 +434,8 @@ impl Db {
         writer
             .add_counts()
             .map_err(err("count the batch's outcomes in the run's row"))?;
+        crate::file_descriptions::refresh_after_batch(&tx, outcomes)
+            .map_err(err("refresh the descriptions of the batch's files"))?;
         drop(writer);
         tx.commit().map_err(err("commit a batch"))?;
         Ok(report)

@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/file_descriptions.rs"]
+mod file_descriptions;
 #[path = "integration/frontier.rs"]
 mod frontier;
 #[path = "integration/indexing.rs"]
@@ -17,12 +19,18 @@ mod ledger;
 mod locking;
 #[path = "integration/pending.rs"]
 mod pending;
+#[path = "integration/provenance.rs"]
+mod provenance;
 #[path = "integration/reading.rs"]
 mod reading;
 #[path = "integration/schema.rs"]
 mod schema;
 #[path = "integration/source.rs"]
 mod source;
+#[path = "integration/stale.rs"]
+mod stale;
+#[path = "integration/upgrades.rs"]
+mod upgrades;
 #[path = "integration/work_order.rs"]
 mod work_order;
 #[path = "integration/writing.rs"]

@@ -18,6 +18,7 @@ use enrich_types::{LedgerKind, SpanIdentity};
 
 use crate::error::PipelineError;
 use crate::pipeline::Pipeline;
+use crate::provenance::RunProvenance;
 use crate::result::{CostEstimate, SpanStatus};
 use crate::run::queue::{WorkQueue, refresh_work_order};
 use crate::run::span::{Gate, enrichment_row, span_request, validation};
@@ -262,7 +263,20 @@ impl Pipeline {
                     backend_index: 0,
                     attempts: vec![record.clone()],
                 };
-                let row = enrichment_row(&success);
+                let mut row = enrichment_row(&success);
+                // A batch engine tells no model digest: unknown.
+                let provenance = RunProvenance {
+                    run_id: run,
+                    prompt_fingerprint: self.prompt_fingerprint(),
+                    digests: std::collections::HashMap::new(),
+                };
+                let metrics = &success.generation.metrics;
+                row.provenance = Some(provenance.of(
+                    answered.backend,
+                    &prepared.chain,
+                    metrics.prompt_eval_count,
+                    metrics.eval_count,
+                ));
                 (db::Stored::Enriched(Box::new(row)), SpanStatus::Enriched)
             }
             Err(error) if settings.cascade.is_outage(error.kind) => {

@@ -152,6 +152,15 @@ fn submit_then_collect_stores_every_answer_once_as_a_run_would() {
         repo.count("SELECT COUNT(*) FROM enrich_quality"),
         total as i64
     );
+    // Every enrichment records where it came from: the batch's run, backend and chain.
+    assert_eq!(
+        repo.count(
+            "SELECT COUNT(*) FROM enrich_provenance p JOIN enrich_batches b ON b.run_id = p.run_id \
+             WHERE p.backend = 'hosted' AND p.chain = 'batch' AND p.model_digest IS NULL \
+             AND p.prompt_fingerprint = b.prompt_fingerprint"
+        ),
+        total as i64
+    );
     assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_leases"), 0);
     let run_counts: (i64, String) = repo
         .raw()
