@@ -1,5 +1,6 @@
 //! One module per command; [`dispatch`] runs the one the command line names.
 
+mod batch;
 mod compare;
 mod completions;
 mod config;
@@ -24,6 +25,7 @@ use anyhow::{Context, Result};
 use crate::cli::{Cli, Command};
 use crate::context::Repo;
 use crate::exit::Exit;
+pub(crate) use batch::BatchArgs;
 pub(crate) use index::IndexArgs;
 
 /// Runs the command of `cli`.
@@ -58,6 +60,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
             let quiet = global.quiet > 0;
             runtime()?.block_on(run::run(&repo()?, &args, json, quiet))
         }
+        Command::Batch(args) => batch::batch(&repo()?, &args, json),
         Command::Watch(args) => runtime()?.block_on(watch::watch(&global, &args)),
         Command::Mcp => runtime()?.block_on(mcp::mcp(repo()?)),
         Command::Index(args) => index::index(&global, &args),
