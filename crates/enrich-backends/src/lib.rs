@@ -106,12 +106,14 @@
 //! must be said through [`FailureKind`] and [`BackendError::retry_after`].
 
 mod adapter;
+mod adaptive;
 mod body;
 mod cascade;
 mod circuit;
 mod deadline;
 mod error;
 mod failure;
+mod gate;
 pub mod http;
 mod limit;
 mod output;
@@ -124,6 +126,10 @@ pub mod tls;
 
 #[cfg(any(test, feature = "mock"))]
 pub use adapter::MockBackendAdapter;
+pub use adaptive::{
+    AdaptiveLimit, AdaptivePolicy, DEFAULT_ADAPTIVE_CEILING, INITIAL_ADAPTIVE_LIMIT, LimitReason,
+    LimitStep, MAX_RETRY_AFTER_PAUSE, Sample, SampleOutcome,
+};
 pub use adapter::{
     BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport, UsageMetrics,
 };
@@ -146,6 +152,7 @@ pub use enrich_types::{
 };
 pub use error::BackendsError;
 pub use failure::BackendError;
+pub use gate::{LimitChange, LimitSnapshot};
 pub use limit::InFlightLimit;
 pub use output::{
     CHARS_PER_TOKEN, CHECKS, Check, EVIDENCE_MAX_ITEMS, GATE_VERSION, ITEM_MAX_CHARS,
