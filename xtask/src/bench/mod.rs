@@ -44,6 +44,7 @@
 //! the indexes and configs they run on, [`process`] drives the binaries and reads `/proc`, and
 //! [`report`] holds the rows, the table and the machine description.
 
+mod adaptive;
 mod failure;
 mod http;
 mod huge;
@@ -86,6 +87,12 @@ struct Sizes {
     scale: u64,
     scale_run: u64,
     huge: u64,
+    /// Spans of the 4-slot adaptive run (four times as many for 16 slots).
+    adaptive: u64,
+    /// Spans of the slow single-slot adaptive run.
+    adaptive_slow: u64,
+    /// Spans of the capacity-change run.
+    adaptive_change: u64,
 }
 
 impl Sizes {
@@ -98,6 +105,9 @@ impl Sizes {
         scale: 1_000_000,
         scale_run: 100_000,
         huge: 200,
+        adaptive: 400,
+        adaptive_slow: 30,
+        adaptive_change: 500,
     };
     /// Enough for every scenario to do its work once; nothing to judge speed by.
     const SMOKE: Sizes = Sizes {
@@ -109,6 +119,9 @@ impl Sizes {
         scale: 2_000,
         scale_run: 200,
         huge: 8,
+        adaptive: 8,
+        adaptive_slow: 4,
+        adaptive_change: 200,
     };
     const QUICK: Sizes = Sizes {
         overhead: 2_000,
@@ -119,6 +132,9 @@ impl Sizes {
         scale: 50_000,
         scale_run: 5_000,
         huge: 40,
+        adaptive: 40,
+        adaptive_slow: 6,
+        adaptive_change: 500,
     };
 
     fn to_json(self) -> Value {
@@ -131,6 +147,9 @@ impl Sizes {
             "scale": self.scale,
             "scale_run": self.scale_run,
             "huge": self.huge,
+            "adaptive": self.adaptive,
+            "adaptive_slow": self.adaptive_slow,
+            "adaptive_change": self.adaptive_change,
         })
     }
 }
@@ -214,7 +233,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let machine = machine_info();
     announce(&machine, &options, bench.runs);
     let started = Instant::now();
-    let mut rows = bench.scenarios()?;
+    let mut rows = bench.scenarios(options.smoke)?;
     if options.smoke {
         // Debug binaries at tiny sizes: the numbers say only that each scenario ran.
         for row in &mut rows {
@@ -325,7 +344,7 @@ impl Bench {
 
     /// Every scenario in order, one row each (four for scale); a scenario that fails is a row
     /// saying so, and the others still run.
-    fn scenarios(&self) -> Result<Vec<Row>> {
+    fn scenarios(&self, smoke: bool) -> Result<Vec<Row>> {
         let sizes = self.sizes;
         let mut rows = Vec::new();
         let small = self.gen_db("small", sizes.overhead.max(sizes.http))?;
@@ -358,6 +377,7 @@ impl Bench {
             self.huge_answers(&small)
                 .unwrap_or_else(|e| Row::failed("huge_answers", "huge answers", &e)),
         );
+        rows.extend(self.adaptive(&small, smoke));
         Ok(rows)
     }
 }
