@@ -323,7 +323,11 @@ impl AdaptiveLimit {
         let used = round.max_in_flight >= limit;
         let room = rtt.mul_f64((limit + 1) as f64 / limit as f64) <= half_timeout;
         if queue < GROW_BELOW_QUEUE && used && room && limit < self.policy.ceiling {
-            let by = if self.slow_start { (limit / 2).max(1) } else { 1 };
+            let by = if self.slow_start {
+                (limit / 2).max(1)
+            } else {
+                1
+            };
             let to = (limit + by).min(self.policy.ceiling);
             return Some(self.change(step(to, LimitReason::LatencyFlat)));
         }
@@ -385,7 +389,11 @@ mod tests {
     /// One round against a server with `slots` slots and a fixed service time, driven at the
     /// limit: in the steady state every request waits its turn, `service × limit / slots`
     /// (Little's law), or just `service` while the limit is below the slots.
-    fn saturated_round(limiter: &mut AdaptiveLimit, slots: usize, service: Duration) -> Vec<LimitStep> {
+    fn saturated_round(
+        limiter: &mut AdaptiveLimit,
+        slots: usize,
+        service: Duration,
+    ) -> Vec<LimitStep> {
         let limit = limiter.limit();
         let epoch = limiter.epoch();
         let latency = service.mul_f64((limit as f64 / slots as f64).max(1.0));
@@ -400,7 +408,12 @@ mod tests {
             .collect()
     }
 
-    fn limits_over(rounds: usize, limiter: &mut AdaptiveLimit, slots: usize, service: Duration) -> Vec<usize> {
+    fn limits_over(
+        rounds: usize,
+        limiter: &mut AdaptiveLimit,
+        slots: usize,
+        service: Duration,
+    ) -> Vec<usize> {
         (0..rounds)
             .map(|_| {
                 saturated_round(limiter, slots, service);
@@ -424,7 +437,10 @@ mod tests {
         let limits = limits_over(12, &mut limiter, 16, 200 * MS);
         let peak = *limits.iter().max().unwrap();
         assert!(peak <= 24, "{limits:?}");
-        assert!(limits[6..].iter().all(|&l| (16..=20).contains(&l)), "{limits:?}");
+        assert!(
+            limits[6..].iter().all(|&l| (16..=20).contains(&l)),
+            "{limits:?}"
+        );
     }
 
     #[test]
@@ -515,8 +531,13 @@ mod tests {
             outcome: SampleOutcome::Overloaded { retry_after },
         };
         let now = Instant::now();
-        let step = limiter.record(busy(Some(Duration::from_secs(2))), now).unwrap();
-        assert_eq!((step.from, step.to, step.reason), (8, 4, LimitReason::Overloaded));
+        let step = limiter
+            .record(busy(Some(Duration::from_secs(2))), now)
+            .unwrap();
+        assert_eq!(
+            (step.from, step.to, step.reason),
+            (8, 4, LimitReason::Overloaded)
+        );
         assert_eq!(step.retry_after, Some(Duration::from_secs(2)));
         // Seven more 503s to requests sent at the old limit: no further decrease.
         for _ in 0..7 {

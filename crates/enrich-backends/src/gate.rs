@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::adaptive::{AdaptiveLimit, AdaptivePolicy, LimitReason, LimitStep, Sample, SampleOutcome};
+use crate::adaptive::{
+    AdaptiveLimit, AdaptivePolicy, LimitReason, LimitStep, Sample, SampleOutcome,
+};
 use crate::failure::BackendError;
 use enrich_types::FailureKind;
 

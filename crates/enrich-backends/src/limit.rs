@@ -157,7 +157,8 @@ impl BackendAdapter for InFlightLimit {
     async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
         let mut place = self.place().await;
         let call = self.inner.generate(request);
-        let result = deadline::within(self.deadline, &self.inner.spec().name, &self.host, call).await;
+        let result =
+            deadline::within(self.deadline, &self.inner.spec().name, &self.host, call).await;
         place.outcome = outcome_of(&result);
         drop(place);
         result

@@ -81,7 +81,9 @@ impl HostPoolPolicy {
 /// spec, different URL).
 ///
 /// Each request goes to the least-loaded host whose circuit lets it through (ties in turn), under
-/// that host's in-flight cap; when every usable host is at its cap the request waits for a slot.
+/// that host's in-flight limit (fixed, or adaptive with [`HostPoolPolicy::adaptive`]); when
+/// every usable host is at its limit (or paused by a `Retry-After`) the request waits for a
+/// slot.
 /// A host failing with a fail-over kind ([`HostPoolPolicy::failover_kinds`]: connect, timeout,
 /// server error by default) counts toward its circuit, and the same request goes at once to
 /// another host it has not tried: one host going down moves its load to the others without
@@ -253,7 +255,8 @@ impl HostPool {
         })
     }
 
-    /// Reports every host circuit transition to `observer` from now on (`None`: to nobody).
+    /// Reports every host circuit transition and every change of a host's adaptive limit to
+    /// `observer` from now on (`None`: to nobody).
     pub fn set_observer(&self, observer: Option<Arc<dyn AttemptObserver>>) {
         *self.observer.lock().unwrap_or_else(PoisonError::into_inner) = observer;
     }

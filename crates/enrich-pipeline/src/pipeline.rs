@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use enrich_backends::{
-    AdaptivePolicy, AdapterRegistry, BackendAdapter, HostPool, HostPoolPolicy, InFlightLimit,
+    AdapterRegistry, AdaptivePolicy, BackendAdapter, HostPool, HostPoolPolicy, InFlightLimit,
     RateLimit, RateLimited,
 };
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
@@ -160,7 +160,8 @@ impl<'a> PipelineBuilder<'a> {
                 let wrapped = match limited.iter().find(|(raw, _)| Arc::ptr_eq(raw, &adapter)) {
                     Some((_, wrapped)) => Arc::clone(wrapped),
                     None => {
-                        let wrapped = decorate(registry, &adapter, &settings, &mut pools, &mut limits)?;
+                        let wrapped =
+                            decorate(registry, &adapter, &settings, &mut pools, &mut limits)?;
                         limited.push((adapter, Arc::clone(&wrapped)));
                         wrapped
                     }

@@ -60,7 +60,10 @@ fn without_max_in_flight_the_limit_finds_the_slots_and_keeps_the_queue_short() {
     let limit = only_limit(&summary);
     assert_eq!(limit["adaptive"], true, "{limit}");
     assert_eq!(limit["ceiling"], 64, "{limit}");
-    assert!(usize_of(&limit["peak_limit"]) >= 2, "it grew to the slots: {limit}");
+    assert!(
+        usize_of(&limit["peak_limit"]) >= 2,
+        "it grew to the slots: {limit}"
+    );
     assert!(
         usize_of(&limit["peak_in_flight"]) <= 4,
         "the server's queue stays short (at most 2 × slots in flight): {limit}"
@@ -69,8 +72,16 @@ fn without_max_in_flight_the_limit_finds_the_slots_and_keeps_the_queue_short() {
     let events = limit_events(&repo);
     let first = events.first().expect("a limit_changed event");
     assert_eq!(
-        (&first["change"]["backend"], &first["change"]["from"], &first["change"]["reason"]),
-        (&Value::from("fake"), &Value::from(1), &Value::from("latency_flat")),
+        (
+            &first["change"]["backend"],
+            &first["change"]["from"],
+            &first["change"]["reason"]
+        ),
+        (
+            &Value::from("fake"),
+            &Value::from(1),
+            &Value::from("latency_flat")
+        ),
         "{first}"
     );
     assert_eq!(first["change"]["host"], server.url(), "{first}");
@@ -87,13 +98,20 @@ fn a_users_max_in_flight_is_never_exceeded() {
     let mut repo = TestRepo::new();
     add_python_files(&mut repo, 8, 5);
     let total = repo.spans.len() as u64;
-    repo.write_config(&adaptive_config(server.url(), 12, "options = { max_in_flight = 3 }"));
+    repo.write_config(&adaptive_config(
+        server.url(),
+        12,
+        "options = { max_in_flight = 3 }",
+    ));
 
     let summary = repo.enrich(&["--json", "run"]).expect_code(0).json();
 
     assert_eq!(summary["succeeded"], total, "{summary}");
     let limit = only_limit(&summary);
-    assert_eq!((&limit["adaptive"], &limit["ceiling"]), (&Value::from(true), &Value::from(3)));
+    assert_eq!(
+        (&limit["adaptive"], &limit["ceiling"]),
+        (&Value::from(true), &Value::from(3))
+    );
     assert!(usize_of(&limit["peak_limit"]) <= 3, "{limit}");
     assert!(usize_of(&limit["peak_in_flight"]) <= 3, "{limit}");
     assert!(server.stats().max_running <= 3, "{:?}", server.stats());
@@ -150,7 +168,10 @@ fn a_full_queue_makes_the_limit_back_off() {
     let summary = repo.enrich(&["--json", "run"]).expect_code(0).json();
 
     assert_eq!(summary["succeeded"], total, "{summary}");
-    assert!(server.stats().outcome(Outcome::QueueFull) >= 1, "the server was full at least once");
+    assert!(
+        server.stats().outcome(Outcome::QueueFull) >= 1,
+        "the server was full at least once"
+    );
     let limit = only_limit(&summary);
     assert!(usize_of(&limit["backoffs"]) >= 1, "{limit}");
     let backoff = limit_events(&repo)
@@ -184,9 +205,15 @@ fn the_limit_follows_a_server_that_loses_capacity() {
     let summary = ran.expect_code(0).json();
 
     assert_eq!(summary["succeeded"], total, "{summary}");
-    assert_eq!(summary["backends"]["fake"]["failed"], 0, "no timeout: {summary}");
+    assert_eq!(
+        summary["backends"]["fake"]["failed"], 0,
+        "no timeout: {summary}"
+    );
     let limit = only_limit(&summary);
-    assert!(usize_of(&limit["peak_limit"]) >= 4, "it found the four slots: {limit}");
+    assert!(
+        usize_of(&limit["peak_limit"]) >= 4,
+        "it found the four slots: {limit}"
+    );
     assert!(
         usize_of(&limit["limit"]) <= 2,
         "it ends at the one slot plus at most one waiting: {limit}"
@@ -200,7 +227,9 @@ fn the_limit_follows_a_server_that_loses_capacity() {
     // The progress lines (stderr is not a terminal) name the host's limit.
     let progress = format!("fake @ {}: ", server.url());
     assert!(
-        ran.stderr.lines().any(|line| line.contains(&progress) && line.contains(" in flight, limit ")),
+        ran.stderr
+            .lines()
+            .any(|line| line.contains(&progress) && line.contains(" in flight, limit ")),
         "{}",
         ran.stderr
     );

@@ -152,15 +152,13 @@ impl Bench {
         say(&format!("  {measured}"));
         let mut row = Row::new(
             id,
-            format!("{id} adaptive: {LATENCY_MS} ms, {slots} slots, no max_in_flight, {spans} spans"),
+            format!(
+                "{id} adaptive: {LATENCY_MS} ms, {slots} slots, no max_in_flight, {spans} spans"
+            ),
             "fraction",
         );
         row.measured = measured;
-        row.target = format!(
-            "≥ {:.0}%, at most {} in flight",
-            target * 100.0,
-            2 * slots
-        );
+        row.target = format!("≥ {:.0}%, at most {} in flight", target * 100.0, 2 * slots);
         row.met = Some(value >= target && peak <= u64::from(2 * slots));
         row.value = Some(value);
         row.samples = fractions;
@@ -198,7 +196,10 @@ impl Bench {
         ));
         let before = self.adaptive_run(
             repo,
-            &case("7c-before", "adaptive = false\noptions = { max_in_flight = 4 }"),
+            &case(
+                "7c-before",
+                "adaptive = false\noptions = { max_in_flight = 4 }",
+            ),
         )?;
         let after = self.adaptive_run(repo, &case("7c-after", ""))?;
         let measured = format!(
@@ -214,9 +215,7 @@ impl Bench {
         say(&format!("  {measured}"));
         let mut row = Row::new(
             "adaptive_timeouts",
-            format!(
-                "7c adaptive: 1 slot, {latency_ms} ms, timeout {timeout} s, {spans} spans"
-            ),
+            format!("7c adaptive: 1 slot, {latency_ms} ms, timeout {timeout} s, {spans} spans"),
             "timeouts",
         );
         row.measured = measured;
@@ -304,12 +303,12 @@ impl Bench {
                 .unwrap_or_else(|e| Row::failed("adaptive_4", "7a adaptive, 4 slots", &e)),
             self.adaptive_throughput(repo, "adaptive_16", 16, 4 * spans, 0.90)
                 .unwrap_or_else(|e| Row::failed("adaptive_16", "7b adaptive, 16 slots", &e)),
-            self.adaptive_timeouts(repo, smoke).unwrap_or_else(|e| {
-                Row::failed("adaptive_timeouts", "7c adaptive, timeouts", &e)
-            }),
-            self.adaptive_capacity_change(repo, smoke).unwrap_or_else(|e| {
-                Row::failed("adaptive_change", "7d adaptive, capacity change", &e)
-            }),
+            self.adaptive_timeouts(repo, smoke)
+                .unwrap_or_else(|e| Row::failed("adaptive_timeouts", "7c adaptive, timeouts", &e)),
+            self.adaptive_capacity_change(repo, smoke)
+                .unwrap_or_else(|e| {
+                    Row::failed("adaptive_change", "7d adaptive, capacity change", &e)
+                }),
         ]
     }
 }

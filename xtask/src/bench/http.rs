@@ -19,10 +19,10 @@ use super::{Bench, CONCURRENCY_PER_HOST, SLOTS, say};
 pub(super) const CAPTURED_BODIES: u64 = 256;
 /// The most CPU `enrich run` may spend per span against the 0 ms fake, in microseconds: what
 /// decides how many spans per second a machine's cores allow once the backend is fast. Set
-/// from the measurements (80 µs on the 2-core machine of docs/performance.md) with a quarter of
-/// headroom. The share of the fake's own rate is reported beside it and not judged: on two
+/// from the measurements on the 2-core machine of docs/performance.md: 80 µs on a quiet
+/// machine, 116 µs at a load average near 1; a regression of half again fails it. The share of the fake's own rate is reported beside it and not judged: on two
 /// cores shared by enrich and the fake it cannot reach 90 % (see performance.md).
-pub(super) const HTTP_CPU_TARGET_US: f64 = 100.0;
+pub(super) const HTTP_CPU_TARGET_US: f64 = 120.0;
 
 impl Bench {
     /// Request bodies as `enrich run` sends them: the first [`CAPTURED_BODIES`] spans of `repo`

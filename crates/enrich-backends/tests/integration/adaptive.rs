@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use enrich_backends::{
     AdaptivePolicy, AttemptObserver, AttemptRecord, BackendAdapter, BackendError, Decision,
-    FailureKind, GenerateRequest, Generation, HostPool, HostPoolPolicy, InFlightLimit,
-    LimitChange, LimitReason, SpanIdentity, UsageMetrics,
+    FailureKind, GenerateRequest, Generation, HostPool, HostPoolPolicy, InFlightLimit, LimitChange,
+    LimitReason, SpanIdentity, UsageMetrics,
 };
 use enrich_config::BackendSpec;
 use tokio::sync::Semaphore;
@@ -77,7 +77,10 @@ impl BackendAdapter for SlotServer {
         let now = self.admitted.fetch_add(1, Ordering::SeqCst) + 1;
         let _leave = Leave(&self.admitted);
         if now > self.capacity {
-            return Err(BackendError::new(FailureKind::Overloaded, "503 server busy"));
+            return Err(BackendError::new(
+                FailureKind::Overloaded,
+                "503 server busy",
+            ));
         }
         self.max_admitted.fetch_max(now, Ordering::SeqCst);
         let _slot = self.slots.acquire().await.expect("open");
@@ -107,7 +110,11 @@ fn policy(ceiling: Option<usize>) -> AdaptivePolicy {
 
 /// `workers` tasks sending requests through `adapter` until `total` are answered; returns the
 /// failures.
-async fn drive(adapter: Arc<dyn BackendAdapter>, workers: usize, total: usize) -> Vec<BackendError> {
+async fn drive(
+    adapter: Arc<dyn BackendAdapter>,
+    workers: usize,
+    total: usize,
+) -> Vec<BackendError> {
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
@@ -143,10 +150,17 @@ async fn the_limit_finds_a_queueing_servers_slots_and_keeps_its_queue_short() {
     let snapshot = limit.snapshot();
     assert!((4..=6).contains(&snapshot.limit), "{snapshot:?}");
     assert!(snapshot.peak_in_flight <= 8, "{snapshot:?}");
-    assert!(server.max_admitted() <= 8, "the server's queue stayed short");
+    assert!(
+        server.max_admitted() <= 8,
+        "the server's queue stayed short"
+    );
     assert_eq!(snapshot.backoffs, 0);
     // 400 requests at 4 × 5 per second take 20 s; the ramp costs well under a second.
-    assert!(started.elapsed() <= Duration::from_secs(21), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_secs(21),
+        "{:?}",
+        started.elapsed()
+    );
     let changes = changes.0.lock().unwrap();
     assert_eq!(changes[0].from, 1);
     assert_eq!(changes[0].reason, LimitReason::LatencyFlat);
@@ -163,7 +177,10 @@ async fn max_in_flight_is_a_ceiling_the_limit_never_passes() {
 
     assert!(failures.is_empty(), "{failures:?}");
     let snapshot = limit.snapshot();
-    assert_eq!((snapshot.limit, snapshot.peak_limit, snapshot.ceiling), (3, 3, 3));
+    assert_eq!(
+        (snapshot.limit, snapshot.peak_limit, snapshot.ceiling),
+        (3, 3, 3)
+    );
     assert_eq!(snapshot.peak_in_flight, 3);
     assert_eq!(server.max_admitted(), 3);
 }
@@ -195,7 +212,10 @@ async fn a_full_queue_halves_the_limit_and_a_retry_after_holds_new_requests_back
         (LimitReason::Overloaded, Some(2000))
     );
     let snapshot = limit.snapshot();
-    assert!(snapshot.backoffs >= 1 && snapshot.peak_in_flight <= 3, "{snapshot:?}");
+    assert!(
+        snapshot.backoffs >= 1 && snapshot.peak_in_flight <= 3,
+        "{snapshot:?}"
+    );
     assert!(server.max_admitted() <= 2);
 }
 
@@ -226,7 +246,10 @@ async fn each_host_of_a_pool_finds_its_own_limit() {
     assert!(failures.is_empty(), "{failures:?}");
     let limits = pool.limits();
     assert_eq!(limits[0].host, "http://small:11434");
-    assert!(limits[0].limit <= 2, "one slot, at most one waiting: {limits:?}");
+    assert!(
+        limits[0].limit <= 2,
+        "one slot, at most one waiting: {limits:?}"
+    );
     assert!((6..=8).contains(&limits[1].limit), "{limits:?}");
     assert!(small.max_admitted() <= 2 && large.max_admitted() <= 12);
     assert!(
