@@ -31,6 +31,11 @@
 //!   limit / 4)`: to `limit × baseline / rtt + 1`, what the server serves at once plus one
 //!   waiting, in one step, so a server that lost capacity is followed within a round or two;
 //!   and when `rtt > ¾ timeout`, to the limit that keeps the latency at half the timeout.
+//! - **Probe** after 32 rounds without a change: one more request; if the latency rises by less
+//!   than half what a saturated server would show, the latency was not queueing and becomes the
+//!   new no-load latency (a model that became slower for good, longer spans), else the next
+//!   round takes the limit back down. Probing is how TCP and BBR find capacity that latency
+//!   alone cannot tell from queueing.
 //! - **Back off** (multiplicative decrease, AIMD) on a 429, a 503 or a queue-full answer and on
 //!   a timeout: half the limit, at most once per round (only a request sent after the last
 //!   decrease can cause another), and a `Retry-After` pauses new requests to the host until
@@ -60,6 +65,8 @@ pub const MAX_RETRY_AFTER_PAUSE: Duration = Duration::from_secs(30);
 const GROW_BELOW_QUEUE: f64 = 0.5;
 /// The least queue estimate that shrinks the limit (also `limit / 4`, whichever is larger).
 const SHRINK_ABOVE_QUEUE: f64 = 1.5;
+/// Rounds without a change after which the limit tries one more.
+const PROBE_AFTER_ROUNDS: u32 = 32;
 
 /// How an adaptive limit behaves: where it starts, its ceiling, and the timeout it keeps clear
 /// of.
@@ -123,6 +130,9 @@ pub enum LimitReason {
     LatencyInflated,
     /// The round's latency came within a quarter of the timeout.
     NearTimeout,
+    /// Many rounds without a change: one more request tries whether the server has room (the
+    /// latency then tells whether it had).
+    Probe,
     /// The server answered 429, 503 or queue full.
     Overloaded,
     /// A request got no answer within the timeout.
@@ -141,6 +151,7 @@ impl LimitReason {
             LimitReason::LatencyFlat => "latency flat",
             LimitReason::LatencyInflated => "latency inflated",
             LimitReason::NearTimeout => "latency near the timeout",
+            LimitReason::Probe => "probing for room",
             LimitReason::Overloaded => "server overloaded",
             LimitReason::TimedOut => "request timed out",
         }
@@ -206,6 +217,10 @@ pub struct AdaptiveLimit {
     slow_start: bool,
     round: Round,
     baseline: Baseline,
+    /// The limit and mean latency of the last round judged.
+    previous: Option<(usize, Duration)>,
+    /// Rounds judged since the last change.
+    holds: u32,
     paused_until: Option<Instant>,
 }
 
@@ -221,6 +236,8 @@ impl AdaptiveLimit {
             slow_start: true,
             round: Round::default(),
             baseline: Baseline::default(),
+            previous: None,
+            holds: 0,
             paused_until: None,
         }
     }
@@ -288,6 +305,21 @@ impl AdaptiveLimit {
     /// The decision at the end of a round whose mean latency was `rtt`.
     fn judge(&mut self, round: Round, rtt: Duration) -> Option<LimitStep> {
         let limit = self.limit;
+        // One request more in flight than the round before, and the latency rose by less than
+        // half what a saturated server would show (`limit / previous limit`): what latency
+        // there is, is not queueing. The model may have become slower for good (longer
+        // spans), which a baseline taken only from rounds without queueing would never learn.
+        // (Only a step of one tells: a bigger one may cross the server's slots half way.)
+        if let Some((before, before_rtt)) = self.previous
+            && limit == before + 1
+            && !before_rtt.is_zero()
+        {
+            let saturated = limit as f64 / before as f64;
+            if rtt.as_secs_f64() / before_rtt.as_secs_f64() < 1.0 + 0.5 * (saturated - 1.0) {
+                self.baseline.0 = Some(rtt);
+            }
+        }
+        self.previous = Some((limit, rtt));
         let baseline = self.baseline.0.unwrap_or(rtt);
         let half_timeout = self.policy.timeout / 2;
         let secs = rtt.as_secs_f64();
@@ -322,15 +354,21 @@ impl AdaptiveLimit {
         }
         let used = round.max_in_flight >= limit;
         let room = rtt.mul_f64((limit + 1) as f64 / limit as f64) <= half_timeout;
-        if queue < GROW_BELOW_QUEUE && used && room && limit < self.policy.ceiling {
-            let by = if self.slow_start {
-                (limit / 2).max(1)
-            } else {
-                1
-            };
-            let to = (limit + by).min(self.policy.ceiling);
-            return Some(self.change(step(to, LimitReason::LatencyFlat)));
+        if used && room && limit < self.policy.ceiling {
+            if queue < GROW_BELOW_QUEUE {
+                let by = if self.slow_start {
+                    (limit / 2).max(1)
+                } else {
+                    1
+                };
+                let to = (limit + by).min(self.policy.ceiling);
+                return Some(self.change(step(to, LimitReason::LatencyFlat)));
+            }
+            if self.holds + 1 >= PROBE_AFTER_ROUNDS {
+                return Some(self.change(step(limit + 1, LimitReason::Probe)));
+            }
         }
+        self.holds += 1;
         None
     }
 
@@ -372,6 +410,7 @@ impl AdaptiveLimit {
         self.limit = step.to;
         self.epoch += 1;
         self.round = Round::default();
+        self.holds = 0;
         step
     }
 }
@@ -456,6 +495,30 @@ mod tests {
         // And settles at the two slots plus one waiting.
         let after = limits_over(6, &mut limiter, 2, 200 * MS);
         assert!(after.iter().all(|&l| l == 3), "{after:?}");
+    }
+
+    #[test]
+    fn a_probe_on_a_saturated_server_is_taken_back_at_once() {
+        let mut limiter = AdaptiveLimit::new(policy(None, 120));
+        let limits = limits_over(100, &mut limiter, 4, 200 * MS);
+        // Settled at 5 after five rounds; every 32 rounds one probe at 6, undone the next round.
+        assert_eq!(&limits[..5], [2, 3, 4, 6, 5]);
+        assert!(limits[5..].iter().all(|&l| l == 5 || l == 6), "{limits:?}");
+        let probes = limits.iter().filter(|&&l| l == 6).count();
+        assert_eq!(probes, 1 + 2, "{limits:?}");
+    }
+
+    #[test]
+    fn a_model_that_becomes_slower_for_good_is_not_taken_for_queueing() {
+        let mut limiter = AdaptiveLimit::new(policy(None, 120));
+        limits_over(10, &mut limiter, 4, 200 * MS);
+        assert_eq!(limiter.limit(), 5);
+        // Every answer now takes twice as long (longer spans): the limit first reads it as
+        // queueing and drops, then a probe finds the latency does not rise with one more.
+        let limits = limits_over(40, &mut limiter, 4, 400 * MS);
+        assert_eq!(limits[0], 3, "{limits:?}");
+        assert_eq!(limiter.limit(), 5, "{limits:?}");
+        assert_eq!(limiter.baseline(), Some(400 * MS));
     }
 
     #[test]
