@@ -182,6 +182,8 @@ struct Round {
     latency_sum: Duration,
     /// The most requests in flight any of them saw when sent.
     max_in_flight: usize,
+    /// The fewest (`None` before the first answer).
+    min_in_flight: Option<usize>,
 }
 
 /// The no-load latency: a moving average of the mean latency of rounds in which no request
@@ -294,6 +296,11 @@ impl AdaptiveLimit {
         self.round.samples += 1;
         self.round.latency_sum += sample.latency;
         self.round.max_in_flight = self.round.max_in_flight.max(sample.in_flight);
+        self.round.min_in_flight = Some(
+            self.round
+                .min_in_flight
+                .map_or(sample.in_flight, |min| min.min(sample.in_flight)),
+        );
         if self.round.samples < self.limit {
             return None;
         }
@@ -305,13 +312,15 @@ impl AdaptiveLimit {
     /// The decision at the end of a round whose mean latency was `rtt`.
     fn judge(&mut self, round: Round, rtt: Duration) -> Option<LimitStep> {
         let limit = self.limit;
-        // One request more in flight than the round before, and the latency rose by less than
-        // half what a saturated server would show (`limit / previous limit`): what latency
-        // there is, is not queueing. The model may have become slower for good (longer
-        // spans), which a baseline taken only from rounds without queueing would never learn.
-        // (Only a step of one tells: a bigger one may cross the server's slots half way.)
+        // One request more in flight than the round before, every request of the round sent
+        // with the whole limit in flight, and the latency rose by less than half what a
+        // saturated server would show (`limit / previous limit`): what latency there is, is not
+        // queueing. The model may have become slower for good (longer spans), which a baseline
+        // taken only from rounds without queueing would never learn. (Only a step of one
+        // tells: a bigger one may cross the server's slots half way.)
         if let Some((before, before_rtt)) = self.previous
             && limit == before + 1
+            && round.min_in_flight.is_some_and(|min| min >= limit)
             && !before_rtt.is_zero()
         {
             let saturated = limit as f64 / before as f64;

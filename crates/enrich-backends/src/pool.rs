@@ -432,25 +432,23 @@ impl HostPool {
                 "host circuit half-open: sending one probe request"
             ),
         }
-        let observer = self
-            .observer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(observer) = observer {
+        if let Some(observer) = self.observer() {
             observer.on_circuit(transition);
         }
     }
 
     fn report_limit(&self, change: &LimitChange) {
-        let observer = self
-            .observer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(observer) = observer {
+        if let Some(observer) = self.observer() {
             observer.on_limit(change);
         }
+    }
+
+    /// The observer now, taken out of its lock before it is called.
+    fn observer(&self) -> Option<Arc<dyn AttemptObserver>> {
+        self.observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The failure of a request no host could serve, naming every host and why.

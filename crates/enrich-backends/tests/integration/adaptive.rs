@@ -15,7 +15,7 @@ use enrich_config::BackendSpec;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::support::{request, valid_reply};
+use super::support::{Leave, request, valid_reply};
 
 const SERVICE: Duration = Duration::from_millis(200);
 
@@ -48,14 +48,6 @@ impl SlotServer {
 
     fn max_admitted(&self) -> usize {
         self.max_admitted.load(Ordering::SeqCst)
-    }
-}
-
-struct Leave<'a>(&'a AtomicUsize);
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -251,7 +243,8 @@ async fn each_host_of_a_pool_finds_its_own_limit() {
         "one slot, at most one waiting: {limits:?}"
     );
     assert!((6..=8).contains(&limits[1].limit), "{limits:?}");
-    assert!(small.max_admitted() <= 2 && large.max_admitted() <= 12);
+    // One running and one waiting, one more while a probe tries for room.
+    assert!(small.max_admitted() <= 3 && large.max_admitted() <= 12);
     assert!(
         changes
             .0
