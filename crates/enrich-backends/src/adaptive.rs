@@ -32,7 +32,7 @@
 //!   waiting, in one step, so a server that lost capacity is followed within a round or two;
 //!   and when `rtt > ¾ timeout`, to the limit that keeps the latency at half the timeout.
 //! - **Probe** after 32 rounds without a change: one more request; if the latency rises by less
-//!   than half what a saturated server would show, the latency was not queueing and becomes the
+//!   than a quarter of what a saturated server would show, the latency was not queueing and becomes the
 //!   new no-load latency (a model that became slower for good, longer spans), else the next
 //!   round takes the limit back down. Probing is how TCP and BBR find capacity that latency
 //!   alone cannot tell from queueing.
@@ -313,7 +313,7 @@ impl AdaptiveLimit {
     fn judge(&mut self, round: Round, rtt: Duration) -> Option<LimitStep> {
         let limit = self.limit;
         // One request more in flight than the round before, every request of the round sent
-        // with the whole limit in flight, and the latency rose by less than half what a
+        // with the whole limit in flight, and the latency rose by less than a quarter of what a
         // saturated server would show (`limit / previous limit`): what latency there is, is not
         // queueing. The model may have become slower for good (longer spans), which a baseline
         // taken only from rounds without queueing would never learn. (Only a step of one
@@ -324,7 +324,7 @@ impl AdaptiveLimit {
             && !before_rtt.is_zero()
         {
             let saturated = limit as f64 / before as f64;
-            if rtt.as_secs_f64() / before_rtt.as_secs_f64() < 1.0 + 0.5 * (saturated - 1.0) {
+            if rtt.as_secs_f64() / before_rtt.as_secs_f64() < 1.0 + 0.25 * (saturated - 1.0) {
                 self.baseline.0 = Some(rtt);
             }
         }
