@@ -108,7 +108,7 @@ impl Bench {
     fn adaptive_throughput(
         &self,
         repo: &Repo,
-        id: &'static str,
+        (id, label): (&'static str, &str),
         slots: u32,
         spans: u64,
         target: f64,
@@ -125,7 +125,7 @@ impl Bench {
             entry: "",
         };
         say(&format!(
-            "{id}: fake-ollama at {LATENCY_MS} ms, {slots} slots, no max_in_flight, {spans} spans (ideal {ideal:.0} spans/s)"
+            "{label} adaptive: fake-ollama at {LATENCY_MS} ms, {slots} slots, no max_in_flight, {spans} spans (ideal {ideal:.0} spans/s)"
         ));
         let samples = (0..self.runs)
             .map(|_| self.adaptive_run(repo, &case))
@@ -153,7 +153,7 @@ impl Bench {
         let mut row = Row::new(
             id,
             format!(
-                "{id} adaptive: {LATENCY_MS} ms, {slots} slots, no max_in_flight, {spans} spans"
+                "{label} adaptive: {LATENCY_MS} ms, {slots} slots, no max_in_flight, {spans} spans"
             ),
             "fraction",
         );
@@ -299,9 +299,9 @@ impl Bench {
     pub(super) fn adaptive(&self, repo: &Repo, smoke: bool) -> Vec<Row> {
         let spans = self.sizes.adaptive;
         vec![
-            self.adaptive_throughput(repo, "adaptive_4", 4, spans, 0.95)
+            self.adaptive_throughput(repo, ("adaptive_4", "7a"), 4, spans, 0.95)
                 .unwrap_or_else(|e| Row::failed("adaptive_4", "7a adaptive, 4 slots", &e)),
-            self.adaptive_throughput(repo, "adaptive_16", 16, 4 * spans, 0.90)
+            self.adaptive_throughput(repo, ("adaptive_16", "7b"), 16, 4 * spans, 0.90)
                 .unwrap_or_else(|e| Row::failed("adaptive_16", "7b adaptive, 16 slots", &e)),
             self.adaptive_timeouts(repo, smoke)
                 .unwrap_or_else(|e| Row::failed("adaptive_timeouts", "7c adaptive, timeouts", &e)),

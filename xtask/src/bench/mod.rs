@@ -21,7 +21,11 @@
 //!    and the peak RSS (`VmHWM`) of `enrich run` over 100,000 spans;
 //! 6. **huge answers** — a chain whose first backend (`fake-ollama --fault-rate oversized=1`)
 //!    answers every span with 100 MB, at concurrency 4: the peak RSS of `enrich run` (each
-//!    answer fails at `max_response_bytes` and the second backend enriches the span).
+//!    answer fails at `max_response_bytes` and the second backend enriches the span);
+//! 7. **adaptive** — `enrich run` with no `max_in_flight` against fakes with 4 and 16 slots
+//!    (spans/s against what the slots allow, and the most requests in flight), one slot with
+//!    2 s generations under a 5 s timeout before (a fixed limit of 4) and after (timeouts), and
+//!    a fake whose 8 slots fall to 2 mid-run (how soon the limit follows).
 //!
 //! Prints one table (scenario, measured, target, met?) and writes it with the samples and the
 //! machine (`available_parallelism`, the CPU model, the load average) to
@@ -40,7 +44,7 @@
 //! CPU time from `/proc`.
 //!
 //! One module per scenario ([`overhead`], [`http`], [`latency`] with the host pool, [`failure`],
-//! [`scale`], [`huge`]), each an `impl Bench` block returning its [`Row`]s; [`repo`] generates
+//! [`scale`], [`huge`], [`adaptive`]), each an `impl Bench` block returning its [`Row`]s; [`repo`] generates
 //! the indexes and configs they run on, [`process`] drives the binaries and reads `/proc`, and
 //! [`report`] holds the rows, the table and the machine description.
 

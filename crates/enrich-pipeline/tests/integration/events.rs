@@ -199,7 +199,12 @@ async fn span_events_serialise_with_a_type_tag() {
         .collect();
     let limit = &json[2]["change"];
     assert_eq!(
-        (&limit["backend"], &limit["from"], &limit["to"], &limit["reason"]),
+        (
+            &limit["backend"],
+            &limit["from"],
+            &limit["to"],
+            &limit["reason"]
+        ),
         (
             &serde_json::json!("gpu"),
             &serde_json::json!(1),
