@@ -2,50 +2,9 @@
 //! and status rather than configured. A pure state machine: each finished request is a
 //! [`Sample`] (when it was sent, how many were in flight, how long it took, how it ended) fed to
 //! [`AdaptiveLimit::record`] with the current time, which returns the [`LimitStep`] it made, if
-//! any. [`HostGate`](crate::gate) applies it to real requests.
+//! any. The gate (`gate.rs`) applies it to real requests.
 //!
-//! # The algorithm
-//!
-//! A delay-based limiter in the manner of TCP Vegas (Brakmo and Peterson, *TCP Vegas: End to
-//! End Congestion Avoidance on a Global Internet*, IEEE JSAC 1995) and of Netflix's
-//! concurrency-limits (`VegasLimit`, `Gradient2Limit` and `AIMDLimit` in
-//! `concurrency-limits-core/src/main/java/com/netflix/concurrency/limits/limit/`), adapted to
-//! LLM servers, whose requests take seconds and whose timeout is the danger:
-//!
-//! - **Rounds.** The limit is judged once per round, a round being `limit` answers to requests
-//!   sent at the current limit (TCP adjusts its window once per round trip, not per packet);
-//!   answers to requests sent before the last change are not judged.
-//! - **Queue estimate** (Vegas): with `rtt` the round's mean latency and `baseline` the no-load
-//!   latency (a moving average of the means of rounds in which nothing waited, where Vegas
-//!   takes the least round trip: an LLM's latency varies with the answer's length, so a
-//!   minimum would make every longer answer look queued), `queue = limit × (1 − baseline /
-//!   rtt)` is the number of requests waiting inside the server. On a server with `S` slots at
-//!   limit `L ≥ S` it is `L − S`.
-//! - **Grow** while `queue < 0.5` (no request waits), the round used the whole limit (an
-//!   application-limited round says nothing about the server, as in both of Netflix's
-//!   limiters) and one more request could wait behind a full round and still finish within
-//!   half the timeout (`rtt × (L + 1) / L ≤ timeout / 2`): by half the limit while no
-//!   decrease has happened yet (TCP's slow start, gentler than doubling so the server's queue
-//!   stays under `1.5 × slots`), then by one per round (additive increase).
-//! - **Shrink on latency** (Gradient2's `limit × baseline / rtt`) when `queue > max(1.5,
-//!   limit / 4)`: to `limit × baseline / rtt + 1`, what the server serves at once plus one
-//!   waiting, in one step, so a server that lost capacity is followed within a round or two;
-//!   and when `rtt > ¾ timeout`, to the limit that keeps the latency at half the timeout.
-//! - **Probe** after 32 rounds without a change: one more request; if the latency rises by less
-//!   than a quarter of what a saturated server would show, the latency was not queueing and becomes the
-//!   new no-load latency (a model that became slower for good, longer spans), else the next
-//!   round takes the limit back down. Probing is how TCP and BBR find capacity that latency
-//!   alone cannot tell from queueing.
-//! - **Back off** (multiplicative decrease, AIMD) on a 429, a 503 or a queue-full answer and on
-//!   a timeout: half the limit, at most once per round (only a request sent after the last
-//!   decrease can cause another), and a `Retry-After` pauses new requests to the host until
-//!   it has passed ([`AdaptiveLimit::admits`]).
-//!
-//! Why not Vegas or Gradient2 as they are: both adjust on every sample, which on a server whose
-//! answers take seconds moves the limit many times on stale information; Vegas's thresholds
-//! (`3·log10 L`, `6·log10 L`) let several requests wait in the server, and each waiting request
-//! costs a whole generation of latency, where a web service's costs milliseconds. Neither knows
-//! the request's timeout, which for enrich is the one latency that must never be reached.
+//! The algorithm, and where it comes from, is described on [`AdaptiveLimit`].
 
 use std::time::Duration;
 
@@ -205,7 +164,50 @@ impl Baseline {
     }
 }
 
-/// The adaptive limit of one host; see the [module](self) for the algorithm.
+/// The adaptive in-flight limit of one host.
+///
+/// # Algorithm
+///
+/// A delay-based limiter in the manner of TCP Vegas (Brakmo and Peterson, *TCP Vegas: End to
+/// End Congestion Avoidance on a Global Internet*, IEEE JSAC 1995) and of Netflix's
+/// concurrency-limits (`VegasLimit`, `Gradient2Limit` and `AIMDLimit` in
+/// `concurrency-limits-core/src/main/java/com/netflix/concurrency/limits/limit/`), adapted to
+/// LLM servers, whose requests take seconds and whose timeout is the danger:
+///
+/// - **Rounds.** The limit is judged once per round, a round being `limit` answers to requests
+///   sent at the current limit (TCP adjusts its window once per round trip, not per packet);
+///   answers to requests sent before the last change are not judged.
+/// - **Queue estimate** (Vegas): with `rtt` the round's mean latency and `baseline` the no-load
+///   latency (a moving average of the means of rounds in which nothing waited, where Vegas
+///   takes the least round trip: an LLM's latency varies with the answer's length, so a
+///   minimum would make every longer answer look queued), `queue = limit × (1 − baseline /
+///   rtt)` is the number of requests waiting inside the server. On a server with `S` slots at
+///   limit `L ≥ S` it is `L − S`.
+/// - **Grow** while `queue < 0.5` (no request waits), the round used the whole limit (an
+///   application-limited round says nothing about the server, as in both of Netflix's
+///   limiters) and one more request could wait behind a full round and still finish within
+///   half the timeout (`rtt × (L + 1) / L ≤ timeout / 2`): by half the limit while no
+///   decrease has happened yet (TCP's slow start, gentler than doubling so the server's queue
+///   stays under `1.5 × slots`), then by one per round (additive increase).
+/// - **Shrink on latency** (Gradient2's `limit × baseline / rtt`) when `queue > max(1.5,
+///   limit / 4)`: to `limit × baseline / rtt + 1`, what the server serves at once plus one
+///   waiting, in one step, so a server that lost capacity is followed within a round or two;
+///   and when `rtt > ¾ timeout`, to the limit that keeps the latency at half the timeout.
+/// - **Probe** after 32 rounds without a change: one more request; if the latency rises by less
+///   than a quarter of what a saturated server would show, the latency was not queueing and becomes the
+///   new no-load latency (a model that became slower for good, longer spans), else the next
+///   round takes the limit back down. Probing is how TCP and BBR find capacity that latency
+///   alone cannot tell from queueing.
+/// - **Back off** (multiplicative decrease, AIMD) on a 429, a 503 or a queue-full answer and on
+///   a timeout: half the limit, at most once per round (only a request sent after the last
+///   decrease can cause another), and a `Retry-After` pauses new requests to the host until
+///   it has passed ([`AdaptiveLimit::admits`]).
+///
+/// Why not Vegas or Gradient2 as they are: both adjust on every sample, which on a server whose
+/// answers take seconds moves the limit many times on stale information; Vegas's thresholds
+/// (`3·log10 L`, `6·log10 L`) let several requests wait in the server, and each waiting request
+/// costs a whole generation of latency, where a web service's costs milliseconds. Neither knows
+/// the request's timeout, which for enrich is the one latency that must never be reached.
 #[derive(Debug, Clone)]
 pub struct AdaptiveLimit {
     policy: AdaptivePolicy,

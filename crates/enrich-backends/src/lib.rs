@@ -107,8 +107,8 @@
 //! answer is a latency sample; a [`FailureKind::Overloaded`] is a backoff that also holds new
 //! requests while its `retry_after` lasts; a [`FailureKind::Timeout`] is a backoff; other
 //! failures teach it nothing. The limit grows while the latency stays flat, shrinks to the
-//! server's capacity when it inflates, and halves on backoffs (see the `adaptive` module's
-//! docs for the algorithm and where it comes from). Changes reach
+//! server's capacity when it inflates, and halves on backoffs (see [`AdaptiveLimit`] for
+//! the algorithm and where it comes from). Changes reach
 //! [`AttemptObserver::on_limit`] as [`LimitChange`]s; [`InFlightLimit::snapshot`] and
 //! [`HostPool::limits`] give [`LimitSnapshot`]s.
 //!
