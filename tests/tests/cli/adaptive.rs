@@ -20,6 +20,16 @@ fn adaptive_config(url: &str, concurrency: usize, entry: &str) -> String {
     )
 }
 
+/// A fake server: each generation takes `latency_ms`, `slots` at once, `queue` more waiting.
+fn fake(latency_ms: u64, slots: usize, queue: usize) -> Server {
+    Server::start(
+        FakeOllamaConfig::default()
+            .with_latency(Duration::from_millis(latency_ms))
+            .with_capacity(slots, queue)
+            .with_recording(false),
+    )
+}
+
 /// The run's one host limit from `--json`.
 fn only_limit(summary: &Value) -> &Value {
     let limits = summary["limits"].as_array().expect("limits in the summary");
@@ -43,12 +53,7 @@ fn usize_of(value: &Value) -> usize {
 
 #[test]
 fn without_max_in_flight_the_limit_finds_the_slots_and_keeps_the_queue_short() {
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(100))
-            .with_capacity(2, 64)
-            .with_recording(false),
-    );
+    let server = fake(100, 2, 64);
     let mut repo = TestRepo::new();
     add_python_files(&mut repo, 8, 5);
     let total = repo.spans.len() as u64;
@@ -89,12 +94,7 @@ fn without_max_in_flight_the_limit_finds_the_slots_and_keeps_the_queue_short() {
 
 #[test]
 fn a_users_max_in_flight_is_never_exceeded() {
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_capacity(16, 64)
-            .with_recording(false),
-    );
+    let server = fake(20, 16, 64);
     let mut repo = TestRepo::new();
     add_python_files(&mut repo, 8, 5);
     let total = repo.spans.len() as u64;
@@ -125,12 +125,7 @@ fn a_users_max_in_flight_is_never_exceeded() {
 
 #[test]
 fn adaptive_false_keeps_the_fixed_limit() {
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_capacity(8, 64)
-            .with_recording(false),
-    );
+    let server = fake(20, 8, 64);
     let mut repo = TestRepo::new();
     add_python_files(&mut repo, 4, 5);
     repo.write_config(&adaptive_config(
@@ -154,12 +149,7 @@ fn adaptive_false_keeps_the_fixed_limit() {
 #[test]
 fn a_full_queue_makes_the_limit_back_off() {
     // One slot and no queue: a second request at once is refused with 503 "server busy".
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(30))
-            .with_capacity(1, 0)
-            .with_recording(false),
-    );
+    let server = fake(30, 1, 0);
     let mut repo = TestRepo::new();
     add_python_files(&mut repo, 2, 4);
     let total = repo.spans.len() as u64;
@@ -187,12 +177,7 @@ fn a_full_queue_makes_the_limit_back_off() {
 #[test]
 fn the_limit_follows_a_server_that_loses_capacity() {
     // Four slots until 100 generations are done, then one.
-    let server = Server::start(
-        FakeOllamaConfig::default()
-            .with_latency(Duration::from_millis(100))
-            .with_capacity(4, 64)
-            .with_recording(false),
-    );
+    let server = fake(100, 4, 64);
     let mut repo = TestRepo::new();
     add_python_files(&mut repo, 13, 10);
     let total = repo.spans.len() as u64;
