@@ -219,3 +219,27 @@ fn the_limit_follows_a_server_that_loses_capacity() {
         ran.stderr
     );
 }
+
+#[test]
+fn the_text_summary_names_each_adaptive_hosts_limit() {
+    let server = fake(20, 2, 64);
+    let mut repo = TestRepo::new();
+    add_python_files(&mut repo, 2, 4);
+    repo.write_config(&adaptive_config(server.url(), 4, ""));
+
+    let ran = repo.enrich(&["run"]);
+    ran.expect_code(0);
+
+    let line = format!("  fake @ {}: limit ", server.url());
+    let summary = ran
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&line))
+        .unwrap_or_else(|| panic!("no limit line in:\n{}", ran.stdout));
+    assert!(
+        summary.contains("(peak ")
+            && summary.contains("ceiling 64")
+            && summary.contains("backoff(s)"),
+        "{summary}"
+    );
+}
