@@ -85,6 +85,9 @@ pub(crate) struct Progress {
     mode: ProgressMode,
     bar: Option<ProgressBar>,
     counts: Mutex<Counts>,
+    /// Each backend host's last limit change, as `backend @ host: 3 in flight, limit 4`, by
+    /// backend and host.
+    limits: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Progress {
@@ -102,7 +105,25 @@ impl Progress {
             mode,
             bar,
             counts: Mutex::new(Counts::new()),
+            limits: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The hosts' limits as last changed, `; `-separated (empty when none changed yet).
+    fn limits(&self) -> String {
+        let limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits.values().cloned().collect::<Vec<_>>().join("; ")
+    }
+
+    /// `12 ok, 0 failed`, then the hosts' limits.
+    fn message(&self, counts: &Counts) -> String {
+        let mut message = format!("{} ok, {} failed", counts.enriched, counts.failed);
+        let limits = self.limits();
+        if !limits.is_empty() {
+            message.push_str("  ");
+            message.push_str(&limits);
+        }
+        message
     }
 
     fn line(&self, text: &str) {
@@ -174,21 +195,44 @@ impl EventSink for Progress {
                 }
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
-                    bar.set_message(format!("{} ok, {} failed", counts.enriched, counts.failed));
+                    bar.set_message(self.message(&counts));
                 }
             }
             Event::BatchFinished { .. } if self.bar.is_none() => {
                 let eta = counts
                     .eta()
                     .map_or_else(|| "unknown".to_owned(), format_duration);
-                self.line(&format!(
+                let mut line = format!(
                     "{}/{} spans ({} enriched, {} failed), {} spans/s, ETA {eta}",
                     counts.done,
                     counts.total,
                     counts.enriched,
                     counts.failed,
                     format_rate(counts.rate())
-                ));
+                );
+                let limits = self.limits();
+                if !limits.is_empty() {
+                    line.push_str("; ");
+                    line.push_str(&limits);
+                }
+                self.line(&line);
+            }
+            Event::LimitChanged { change, .. } => {
+                self.limits
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(
+                        (change.backend.clone(), change.host.clone()),
+                        change.to_string(),
+                    );
+                match &self.bar {
+                    Some(bar) => bar.set_message(self.message(&counts)),
+                    // A backoff is news of its own; growth shows in the next batch's line.
+                    None if change.reason.is_backoff() => {
+                        self.line(&format!("{change} ({})", change.why()));
+                    }
+                    None => {}
+                }
             }
             Event::BackendWaiting {
                 backend,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use enrich_backends::BackendOutage;
+use enrich_backends::{BackendOutage, LimitSnapshot};
 use enrich_config::PriorityClass;
 use enrich_db::{HeldLeases, RunId, RunStatus};
 use enrich_router::RouteDecision;
@@ -237,6 +237,9 @@ pub struct RunSummary {
     pub tokens: u64,
     /// What those tokens cost, by the backends' prices (0 without prices).
     pub cost: f64,
+    /// Each backend host's in-flight limit at the end: final and peak limit, peak in flight,
+    /// backoffs (counted over the pipeline's life, which for `enrich run` is the run).
+    pub limits: Vec<LimitSnapshot>,
 }
 
 impl RunSummary {

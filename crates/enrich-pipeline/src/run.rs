@@ -152,6 +152,7 @@ pub(crate) async fn execute(
         budget_stop,
         tokens,
         cost,
+        limits: inner.limits(),
     };
     announce_end(inner, &summary);
     RunOutcome {
@@ -193,6 +194,9 @@ async fn begin<'a>(
     ));
     for pool in &inner.pools {
         pool.set_observer(Some(Arc::clone(&observer) as Arc<dyn AttemptObserver>));
+    }
+    for limit in &inner.limits {
+        limit.set_observer(Some(Arc::clone(&observer) as Arc<dyn AttemptObserver>));
     }
     let cascade = Cascade::new(settings.cascade.clone())
         .with_observer(Arc::clone(&observer) as Arc<dyn AttemptObserver>);
@@ -256,6 +260,9 @@ async fn wind_down(
     } = run;
     for pool in &inner.pools {
         pool.set_observer(None);
+    }
+    for limit in &inner.limits {
+        limit.set_observer(None);
     }
     let outages = if sched.outages.ended_the_run() {
         ctx.cascade.outages()

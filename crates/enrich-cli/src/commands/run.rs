@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use enrich_backends::BackendOutage;
+use enrich_backends::{BackendOutage, LimitSnapshot};
 use enrich_config::{EnrichmentConfig, Schedule, select_chain};
 use enrich_db::HeldLeases;
 use enrich_pipeline::{
@@ -196,6 +196,9 @@ pub(crate) struct RunReport {
     pub(crate) spans_per_sec: f64,
     /// Attempts per backend name.
     pub(crate) backends: BTreeMap<String, BackendCounts>,
+    /// Each backend host's in-flight limit: final and peak limit, ceiling, peak in flight,
+    /// backoffs, whether it adapts.
+    pub(crate) limits: Vec<LimitSnapshot>,
     pub(crate) events_log: PathBuf,
     /// What stopped the run (`end = "failed"`), or `null`.
     pub(crate) error: Option<String>,
@@ -236,6 +239,7 @@ impl RunReport {
             duration_sec: round(duration_sec),
             spans_per_sec: round(spans_per_sec),
             backends,
+            limits: summary.limits.clone(),
             events_log: events_log.to_path_buf(),
             error: None,
         }
@@ -264,6 +268,7 @@ impl RunReport {
             duration_sec: 0.0,
             spans_per_sec: 0.0,
             backends: BTreeMap::new(),
+            limits: Vec::new(),
             events_log: events_log.to_path_buf(),
             error: None,
         }
@@ -362,6 +367,19 @@ impl RunReport {
                 text,
                 "  backend {name}: {} attempts, {} ok, {} failed{failures}",
                 b.attempts, b.succeeded, b.failed
+            )?;
+        }
+        for limit in self.limits.iter().filter(|limit| limit.adaptive) {
+            writeln!(
+                text,
+                "  {} @ {}: limit {} (peak {}, ceiling {}), {} backoff(s), at most {} in flight",
+                limit.backend,
+                limit.host,
+                limit.limit,
+                limit.peak_limit,
+                limit.ceiling,
+                limit.backoffs,
+                limit.peak_in_flight
             )?;
         }
         if self.dead_lettered > 0 {

@@ -791,6 +791,7 @@ mod tests {
             budget_stop: None,
             tokens: 0,
             cost: 0.0,
+            limits: Vec::new(),
         };
         let unchanged = IndexReport {
             files: FileCounts {
