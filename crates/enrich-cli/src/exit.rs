@@ -139,7 +139,8 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }
         | DbError::EnrichSchemaTooNew { .. }
-        | DbError::EnrichSchemaOutdated { .. } => Exit::Usage,
+        | DbError::EnrichSchemaOutdated { .. }
+        | DbError::RefreshSelector { .. } => Exit::Usage,
         _ => Exit::Failed,
     }
 }

@@ -310,6 +310,18 @@ pub enum DbError {
         /// The file's length.
         len: u64,
     },
+
+    /// A `--refresh` selector that does not parse.
+    #[error(
+        "cannot read the refresh selector {selector:?}: {reason}; a selector is one of {}, and selectors joined by commas select what matches them all, e.g. --refresh 'model=qwen2.5:0.5b,older-than=30d'",
+        crate::refresh::SELECTOR_FORMS
+    )]
+    RefreshSelector {
+        /// The selector as written.
+        selector: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// What to do about a damaged index.

@@ -47,6 +47,7 @@ mod open;
 mod pending;
 mod quality_report;
 mod read;
+mod refresh;
 mod schema;
 mod source;
 mod types;
@@ -69,6 +70,7 @@ pub use quality_report::{
     CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_CHAIN,
     UNKNOWN_PROMPT_FINGERPRINT,
 };
+pub use refresh::{RefreshClause, RefreshFilter, RefreshSelector};
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };

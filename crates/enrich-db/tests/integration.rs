@@ -19,6 +19,8 @@ mod locking;
 mod pending;
 #[path = "integration/reading.rs"]
 mod reading;
+#[path = "integration/refresh.rs"]
+mod refresh;
 #[path = "integration/schema.rs"]
 mod schema;
 #[path = "integration/source.rs"]
