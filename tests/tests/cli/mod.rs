@@ -32,6 +32,7 @@ mod prompts;
 mod quality;
 mod quality_report;
 mod real_model;
+mod refresh;
 mod reliability;
 mod runs;
 mod secrets;
