@@ -109,17 +109,14 @@ pub(crate) enum Command {
     #[command(after_help = examples(&[
         ("What a run would do with the first 5 pending spans", "enrich plan --limit 5"),
         ("Every pending span on the chain `big`, in span id order", "enrich plan --chain big --no-code-first"),
-        ("The whole plan as JSON", "enrich plan --json"),
-        ("What renewing the enrichments scored below 0.5 would take and cost", "enrich plan --refresh 'quality<0.5'"),
+        ("What renewing one model's enrichments would take and cost, as JSON", "enrich plan --refresh model=qwen2.5:0.5b --json"),
     ]))]
     Plan(PlanArgs),
     /// Enrich the pending spans of the index.
     #[command(after_help = examples(&[
         ("Enrich every pending span (Ctrl-C once: finish the spans in flight and stop)", "enrich run"),
-        ("At most 100 spans, 4 in flight at once", "enrich run --limit 100 --concurrency 4"),
         ("One model at a time, taking no new span after an hour", "enrich run --schedule by-tier --max-wall-seconds 3600"),
-        ("Then renew what one model wrote more than 30 days ago", "enrich run --refresh model=qwen2.5:0.5b,older-than=30d"),
-        ("Renew low-scored enrichments under src/ before any pending span", "enrich run --refresh 'path=src/**,quality<0.5' --refresh-first"),
+        ("Also renew what one model wrote more than 30 days ago, before the pending spans", "enrich run --refresh model=qwen2.5:0.5b,older-than=30d --refresh-first"),
     ]))]
     Run(RunArgs),
     /// Counts of the index: files, spans, enriched, pending, failing, dead-lettered, last run.

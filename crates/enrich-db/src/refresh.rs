@@ -502,6 +502,31 @@ WHERE 1{RENEWABLE}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pending::tests::check_uses_indexes;
+
+    #[test]
+    fn refresh_pages_walk_indexes_like_pending_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_or_create(dir.path().join("index_v2.db")).expect("create");
+        let filter = RefreshFilter::new(vec![
+            "model=a,path=src/**,older-than=3d".parse().expect("clause"),
+            "quality<0.5".parse().expect("clause"),
+        ])
+        .expect("filter");
+        for claim in [false, true] {
+            let (sql, _) = page_sql(&filter, &Walk::SpanId, claim, 100);
+            check_uses_indexes(
+                &db,
+                &sql,
+                &[
+                    "SEARCH s USING INTEGER PRIMARY KEY (rowid>?)",
+                    "sqlite_autoindex_enrichments_1 (span_hash=?)",
+                ],
+            );
+            let (sql, _) = page_sql(&filter, &Walk::Weight(3), claim, 100);
+            check_uses_indexes(&db, &sql, &["SEARCH o USING", "(span_hash=?)"]);
+        }
+    }
 
     fn parse(text: &str) -> Result<RefreshClause, String> {
         text.parse::<RefreshClause>().map_err(|e| e.to_string())
