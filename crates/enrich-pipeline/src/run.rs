@@ -208,6 +208,7 @@ async fn begin<'a>(
         run_id,
         total_pending: pending.total,
         held_elsewhere: pending.held_elsewhere.clone(),
+        refresh_selected: pending.refresh,
         concurrency: settings.concurrency,
         batch_size: settings.batch_size,
         limit,

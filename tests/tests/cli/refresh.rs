@@ -87,11 +87,15 @@ fn a_refresh_renews_what_its_selectors_select_once_and_says_when_nothing_is_sele
     set(&repo, &["Rect", "add", "Guide"], "model", "'small'");
     let before = rows(&repo);
 
-    let ran = repo
-        .enrich(&["--json", "run", "--refresh", "model=small"])
-        .expect_code(0)
-        .json();
+    let run = repo.enrich(&["--json", "run", "--refresh", "model=small"]);
+    let ran = run.expect_code(0).json();
     assert_eq!(ran["refresh"], "'model=small'", "{ran}");
+    assert!(
+        run.stderr
+            .contains("3 of 0 pending span(s) and 3 to renew to do"),
+        "the progress counts the renewals: {}",
+        run.stderr
+    );
     assert_eq!(
         (
             ran["refresh_selected"].as_u64(),
