@@ -428,3 +428,52 @@ fn a_selector_that_does_not_parse_is_a_usage_error_with_an_example() {
         }
     }
 }
+
+#[test]
+fn a_renewal_deferred_to_a_later_pass_stays_a_renewal() {
+    let server = Server::healthy();
+    let repo = enriched_repo(&server);
+    let total = repo.spans.len() as u64;
+    let before = rows(&repo);
+    // By tier: every renewal fails on the chain's first backend and is read again for the
+    // second pass.
+    let babbler = Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Garbage, 1.0));
+    let also = Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Garbage, 1.0));
+    repo.write_config(&config(
+        &[("babbler", babbler.url()), ("also", also.url())],
+        "max_failures_per_span = 1",
+    ));
+    let failed = repo
+        .enrich(&[
+            "--json",
+            "run",
+            "--schedule",
+            "by-tier",
+            "--refresh",
+            "path=**",
+        ])
+        .expect_code(1)
+        .json();
+    assert_eq!(failed["refresh_failed"], total, "{failed}");
+    assert!(also.stats().generations() > 0, "the second pass ran");
+    assert_eq!(rows(&repo), before);
+    assert_eq!(repo.count("SELECT COUNT(*) FROM enrich_failures"), 0);
+
+    // With a working second backend, the second pass renews them.
+    repo.write_config(&config(
+        &[("babbler", babbler.url()), ("fake", server.url())],
+        "max_failures_per_span = 1",
+    ));
+    let renewed = repo
+        .enrich(&[
+            "--json",
+            "run",
+            "--schedule",
+            "by-tier",
+            "--refresh",
+            "path=**",
+        ])
+        .expect_code(0)
+        .json();
+    assert_eq!(renewed["refreshed"], total, "{renewed}");
+}
