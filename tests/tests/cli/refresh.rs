@@ -429,6 +429,16 @@ fn a_selector_that_does_not_parse_is_a_usage_error_with_an_example() {
     }
 }
 
+/// A by-tier run renewing every stored enrichment.
+const BY_TIER_REFRESH: &[&str] = &[
+    "--json",
+    "run",
+    "--schedule",
+    "by-tier",
+    "--refresh",
+    "path=**",
+];
+
 #[test]
 fn a_renewal_deferred_to_a_later_pass_stays_a_renewal() {
     let server = Server::healthy();
@@ -443,17 +453,7 @@ fn a_renewal_deferred_to_a_later_pass_stays_a_renewal() {
         &[("babbler", babbler.url()), ("also", also.url())],
         "max_failures_per_span = 1",
     ));
-    let failed = repo
-        .enrich(&[
-            "--json",
-            "run",
-            "--schedule",
-            "by-tier",
-            "--refresh",
-            "path=**",
-        ])
-        .expect_code(1)
-        .json();
+    let failed = repo.enrich(BY_TIER_REFRESH).expect_code(1).json();
     assert_eq!(failed["refresh_failed"], total, "{failed}");
     assert!(also.stats().generations() > 0, "the second pass ran");
     assert_eq!(rows(&repo), before);
@@ -464,16 +464,6 @@ fn a_renewal_deferred_to_a_later_pass_stays_a_renewal() {
         &[("babbler", babbler.url()), ("fake", server.url())],
         "max_failures_per_span = 1",
     ));
-    let renewed = repo
-        .enrich(&[
-            "--json",
-            "run",
-            "--schedule",
-            "by-tier",
-            "--refresh",
-            "path=**",
-        ])
-        .expect_code(0)
-        .json();
+    let renewed = repo.enrich(BY_TIER_REFRESH).expect_code(0).json();
     assert_eq!(renewed["refreshed"], total, "{renewed}");
 }
