@@ -478,6 +478,10 @@ impl BackendAdapter for OllamaAdapter {
         crate::health::check(self).await
     }
 
+    async fn model_digest(&self) -> Option<String> {
+        crate::health::model_digest(self).await
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             structured_output: true,

@@ -1,4 +1,5 @@
-//! The health check behind `enrich doctor`: `/api/version`, `/api/tags`, `/api/show`.
+//! The health check behind `enrich doctor`: `/api/version`, `/api/tags`, `/api/show`; and the
+//! model's digest from `/api/tags`.
 
 use enrich_backends::http::{error_chain, excerpt};
 use enrich_backends::tls::tls_fix;
@@ -170,6 +171,23 @@ pub(crate) async fn check(adapter: &OllamaAdapter) -> HealthReport {
         }
     }
     report
+}
+
+/// The digest `/api/tags` lists for the configured model; `None` when the server does not
+/// answer in a health check's time, lists no such model, or gives no digest (never an error).
+pub(crate) async fn model_digest(adapter: &OllamaAdapter) -> Option<String> {
+    let model = &adapter.spec().model;
+    let tags = adapter.client().get(adapter.settings().tags_url.clone());
+    let reply = probe::<TagsReply>(adapter, tags, "GET /api/tags")
+        .await
+        .ok()?;
+    reply
+        .models
+        .into_iter()
+        .find(|entry| same_model(&entry.name, model) || same_model(&entry.model, model))?
+        .digest
+        .map(|digest| digest.trim().to_owned())
+        .filter(|digest| !digest.is_empty())
 }
 
 /// Sends one probe and reads its JSON answer.

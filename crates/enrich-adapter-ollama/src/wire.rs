@@ -90,6 +90,9 @@ pub(crate) struct TagEntry {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) model: String,
+    /// The SHA-256 of the model's manifest: which weights the name stands for now.
+    #[serde(default)]
+    pub(crate) digest: Option<String>,
 }
 
 /// The body of `POST /api/show`.

@@ -503,6 +503,10 @@ impl BackendAdapter for OpenAiAdapter {
         crate::health::check(self).await
     }
 
+    async fn model_digest(&self) -> Option<String> {
+        crate::health::model_digest(self).await
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             // `json_object` asks for JSON but not for the schema.

@@ -1,4 +1,5 @@
-//! The health check behind `enrich doctor`: `GET {url}/models`.
+//! The health check behind `enrich doctor`: `GET {url}/models`; and the model's digest from the
+//! same listing, when the server gives one.
 
 use enrich_backends::{BackendAdapter, HealthReport};
 
@@ -153,6 +154,35 @@ pub(crate) async fn check(adapter: &OpenAiAdapter) -> HealthReport {
         }
     }
     report
+}
+
+/// The `digest` the server's `GET /models` lists for the configured model. OpenAI's own listing
+/// has none; some compatible servers add one. `None` when there is none, the model is not
+/// listed, or the server does not answer in a health check's time (never an error).
+pub(crate) async fn model_digest(adapter: &OpenAiAdapter) -> Option<String> {
+    let model = &adapter.spec().model;
+    let exchange = async {
+        let reply = adapter
+            .transport()
+            .send(Endpoint::Models, None)
+            .await
+            .ok()?;
+        if !reply.status().is_success() {
+            return None;
+        }
+        reply.bytes(adapter.limit()).await.ok()
+    };
+    let body = tokio::time::timeout(health_timeout(adapter.settings()), exchange)
+        .await
+        .ok()??;
+    serde_json::from_slice::<ModelsReply>(&body)
+        .ok()?
+        .data
+        .into_iter()
+        .find(|entry| same_model(&entry.id, model))?
+        .digest
+        .map(|digest| digest.trim().to_owned())
+        .filter(|digest| !digest.is_empty())
 }
 
 /// Whether `body` is a JSON object, as every API's error body is.

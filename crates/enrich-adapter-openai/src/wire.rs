@@ -176,6 +176,9 @@ pub(crate) struct ModelEntry {
     pub(crate) max_model_len: Option<u64>,
     /// The context length as OpenRouter and others call it.
     pub(crate) context_length: Option<u64>,
+    /// The weights' digest, from servers that list one (not part of OpenAI's own listing).
+    #[serde(default)]
+    pub(crate) digest: Option<String>,
 }
 
 #[cfg(test)]

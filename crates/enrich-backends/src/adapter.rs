@@ -20,8 +20,9 @@ use crate::output::OutputSchema;
 /// retries, never falls back and needs no timeout of its own: the [`Cascade`](crate::Cascade)
 /// does all that, enforcing [`BackendSpec::timeout`] around [`generate`](Self::generate).
 ///
-/// Three methods are required; [`health`](Self::health), [`capabilities`](Self::capabilities)
-/// and [`deadline`](Self::deadline) have conservative defaults.
+/// Three methods are required; [`health`](Self::health), [`capabilities`](Self::capabilities),
+/// [`deadline`](Self::deadline) and [`model_digest`](Self::model_digest) have conservative
+/// defaults.
 ///
 /// With the `mock` feature (or in this crate's unit tests) mockall generates
 /// `MockBackendAdapter` for consumers' unit tests.
@@ -51,6 +52,17 @@ pub trait BackendAdapter: Send + Sync {
             self.spec().provider,
             self.spec().name
         ))
+    }
+
+    /// The identity of the exact model weights behind [`BackendSpec::model`], as the server
+    /// reports it (Ollama's digest of a pulled model), so a stored enrichment can say which
+    /// weights wrote it. `None` is "unknown": the server reports no such thing, the model is
+    /// not listed, or the question failed. Asked once per backend per run, never per span; it
+    /// must never fail a run, so an implementation bounds its wait like a health check.
+    ///
+    /// The default knows nothing.
+    async fn model_digest(&self) -> Option<String> {
+        None
     }
 
     /// What the backend supports. The default claims nothing ([`Capabilities::default`]).
@@ -329,6 +341,7 @@ mod tests {
         );
         assert_eq!(adapter.capabilities(), Capabilities::default());
         assert!(!adapter.capabilities().structured_output);
+        assert_eq!(adapter.model_digest().await, None);
     }
 
     #[test]

@@ -72,6 +72,10 @@ impl BackendAdapter for InFlightLimit {
         self.inner.health().await
     }
 
+    async fn model_digest(&self) -> Option<String> {
+        self.inner.model_digest().await
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }

@@ -525,6 +525,23 @@ impl BackendAdapter for HostPool {
         merged
     }
 
+    /// The digest every host that reports one agrees on; unknown when no host reports one,
+    /// or when two hosts serve different weights under the model's name.
+    async fn model_digest(&self) -> Option<String> {
+        let mut agreed: Option<String> = None;
+        for host in &self.hosts {
+            let Some(digest) = host.adapter.model_digest().await else {
+                continue;
+            };
+            match &agreed {
+                Some(seen) if *seen != digest => return None,
+                Some(_) => {}
+                None => agreed = Some(digest),
+            }
+        }
+        agreed
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.hosts[0].adapter.capabilities()
     }

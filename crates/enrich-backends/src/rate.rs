@@ -189,6 +189,10 @@ impl BackendAdapter for RateLimited {
         self.inner.health().await
     }
 
+    async fn model_digest(&self) -> Option<String> {
+        self.inner.model_digest().await
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }

@@ -91,10 +91,14 @@ impl QualityLevel {
 }
 
 /// The `[enrichment.quality]` table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct QualityConfig {
     /// How strictly answers are judged.
     pub level: QualityLevel,
+    /// The lowest quality score (0 to 1) a stored enrichment may have before `enrich status`
+    /// counts it as stale (reason `quality`); `None`, the default, sets no minimum.
+    #[serde(default)]
+    pub min_score: Option<f64>,
 }
 
 /// The `[enrichment.prompt]` table.
@@ -227,6 +231,31 @@ impl BackendSpec {
         spec.url = Some(host.to_owned());
         spec.urls = Vec::new();
         spec
+    }
+
+    /// The fingerprint of this backend's generation options, stored with each enrichment it
+    /// writes so a later change of them can be seen: the first 12 hex digits of the SHA-256 of
+    /// the `options` table as JSON, keys sorted at every level, secret-looking values redacted
+    /// (so it never depends on, or reveals, a secret). Any change of the table changes it,
+    /// whatever the provider makes of the key; the order keys are written in does not.
+    pub fn options_fingerprint(&self) -> String {
+        fn sorted(value: &serde_json::Value) -> serde_json::Value {
+            match value {
+                serde_json::Value::Object(map) => {
+                    let sorted_map: std::collections::BTreeMap<&String, serde_json::Value> =
+                        map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                    serde_json::json!(sorted_map)
+                }
+                serde_json::Value::Array(items) => items.iter().map(sorted).collect(),
+                other => other.clone(),
+            }
+        }
+        let options = serde_json::Value::Object(redacted_options(&self.options));
+        // A `Value` always serialises.
+        let text = serde_json::to_string(&sorted(&options)).unwrap_or_default();
+        let mut digest = enrich_types::file_hash(text.as_bytes());
+        digest.truncate(12);
+        digest
     }
 
     /// Reads the API key from the variable named by `api_key_env`, if any.

@@ -98,6 +98,8 @@ const DELETE_FILE_SQL: &str = "DELETE FROM files WHERE id = ?1";
 
 /// The tables whose rows are keyed by a span hash and outlive a deleted span as orphans.
 const SPAN_KEYED_TABLES: [&str; 3] = ["enrichments", "embeddings", "emb_code"];
+/// enrich's rows about an enrichment, removed with it.
+const ENRICHMENT_KEYED_TABLES: [&str; 2] = ["enrich_quality", "enrich_provenance"];
 
 /// A `files` row as the index stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,7 +316,8 @@ impl Db {
     }
 
     /// Deletes the enrichments and embeddings whose span no longer exists, as the foreign key
-    /// cascade would have, in one transaction. Returns how many rows went. Orphans LLMC left
+    /// cascade would have, and enrich's quality and provenance rows left without their
+    /// enrichment, in one transaction. Returns how many enrichments and embeddings went. Orphans LLMC left
     /// (it deletes spans with foreign keys off by default) go too.
     pub fn remove_orphans(&mut self) -> Result<OrphanCounts, DbError> {
         let action = "remove orphaned enrichments and embeddings";
@@ -337,6 +340,16 @@ impl Db {
                 )
                 .map_err(err)?;
             *count = deleted as u64;
+        }
+        for table in ENRICHMENT_KEYED_TABLES {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE NOT EXISTS \
+                     (SELECT 1 FROM enrichments AS e WHERE e.span_hash = {table}.span_hash)"
+                ),
+                [],
+            )
+            .map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(OrphanCounts {

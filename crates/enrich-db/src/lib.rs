@@ -45,11 +45,13 @@ mod locate;
 mod meta;
 mod open;
 mod pending;
+mod provenance;
 mod quality_report;
 mod read;
 mod refresh;
 mod schema;
 mod source;
+mod stale;
 mod types;
 mod usage;
 mod work_order;
@@ -66,6 +68,7 @@ pub use meta::CIRCUITS_META_KEY;
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
 };
+pub use provenance::{Provenance, SeenDigest};
 pub use quality_report::{
     CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_CHAIN,
     UNKNOWN_PROMPT_FINGERPRINT,
@@ -75,6 +78,7 @@ pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };
 pub use source::{SourceReader, SpanSource};
+pub use stale::{Expectations, ExpectedBackend, SliceRoute, StaleCounts, StaleReason, StaleSpan};
 pub use types::{
     AttemptLogEntry, EnrichmentMetrics, EnrichmentRow, FALLBACK_CONTENT_TYPE_SOURCE, FailureEntry,
     GroupCount, PendingSpan, QualityRow, Run, RunCounts, RunStatus, SpanOutcome, Stats, Stored,

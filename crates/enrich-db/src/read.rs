@@ -526,6 +526,7 @@ impl Db {
             content_type_source: raw.content_type_source,
             metrics: raw.metrics,
             quality: self.quality_of(&raw.span_hash)?,
+            provenance: self.provenance_of(&raw.span_hash)?,
         };
         Ok(StoredEnrichment {
             span_hash: raw.span_hash,

@@ -360,6 +360,34 @@ ALTER TABLE enrich_runs ADD COLUMN prompt_fingerprint TEXT;
 ALTER TABLE enrich_attempts ADD COLUMN chain TEXT;
 ",
     },
+    Migration {
+        version: 10,
+        name: "the provenance of each stored enrichment",
+        // One row per enrichment enrich writes, in the transaction that stores it; no row is
+        // unknown provenance (LLMC's rows, rows stored before this step). The enrichment's own
+        // `created_at`, untyped so it keeps the stored value as it is, ties the row to the
+        // enrichment it describes: readers join on it, so an enrichment another program wrote
+        // over is unknown again.
+        sql: "
+CREATE TABLE enrich_provenance (
+    span_hash TEXT PRIMARY KEY,
+    run_id INTEGER,
+    backend TEXT,
+    provider TEXT,
+    model TEXT,
+    model_digest TEXT,
+    chain TEXT,
+    prompt_fingerprint TEXT,
+    schema_version TEXT,
+    options_fingerprint TEXT,
+    enrich_version TEXT,
+    created_at_ms INTEGER,
+    prompt_tokens INTEGER,
+    output_tokens INTEGER,
+    enrichment_created_at
+);
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

@@ -6,6 +6,8 @@ use enrich_types::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::provenance::Provenance;
+
 /// The `content_type_source` value that marks an enrichment written by the `fallback_to_empty`
 /// failure policy: an empty enrichment stored so the span stops being pending. LLMC only passes
 /// this column through, so the marker is harmless to it.
@@ -113,6 +115,10 @@ pub struct EnrichmentRow {
     /// LLMC wrote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualityRow>,
+    /// How it was made, kept in enrich's own `enrich_provenance` table; `None` is unknown (an
+    /// enrichment LLMC wrote, one stored before provenance was recorded, a fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 /// The quality gate's verdict on a stored enrichment: a row of `enrich_quality`.
@@ -145,6 +151,11 @@ impl EnrichmentRow {
     /// Whether this enrichment was stored by the `fallback_to_empty` policy.
     pub fn is_fallback(&self) -> bool {
         self.content_type_source.as_deref() == Some(FALLBACK_CONTENT_TYPE_SOURCE)
+    }
+
+    /// The provenance the writer stores with it: none for a fallback, which no model wrote.
+    pub(crate) fn provenance(&self) -> Option<&Provenance> {
+        self.provenance.as_ref().filter(|_| !self.is_fallback())
     }
 }
 

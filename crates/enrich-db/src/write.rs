@@ -164,6 +164,8 @@ impl BatchWriter<'_> {
                 }
                 self.store_quality(&outcome.span_hash, enrichment.quality.as_ref())
                     .map_err(|e| ItemError::Sqlite("store an enrichment's quality score", e))?;
+                crate::provenance::store(self.tx, &outcome.span_hash, enrichment.provenance())
+                    .map_err(|e| ItemError::Sqlite("store an enrichment's provenance", e))?;
                 if self.ledger_in_use {
                     self.tx
                         .prepare_cached(CLEAR_LEDGER_SQL)

@@ -17,6 +17,8 @@ mod ledger;
 mod locking;
 #[path = "integration/pending.rs"]
 mod pending;
+#[path = "integration/provenance.rs"]
+mod provenance;
 #[path = "integration/reading.rs"]
 mod reading;
 #[path = "integration/refresh.rs"]
@@ -25,6 +27,8 @@ mod refresh;
 mod schema;
 #[path = "integration/source.rs"]
 mod source;
+#[path = "integration/stale.rs"]
+mod stale;
 #[path = "integration/work_order.rs"]
 mod work_order;
 #[path = "integration/writing.rs"]

@@ -68,6 +68,7 @@ mod events;
 mod pipeline;
 mod plan;
 mod prompt;
+mod provenance;
 mod result;
 mod run;
 mod secrets;
@@ -81,6 +82,7 @@ pub use error::PipelineError;
 pub use events::{Event, EventSink, FanOut, JsonlSink, NextStep, TracingSink, waiting_message};
 pub use pipeline::{Pipeline, PipelineBuilder};
 pub use prompt::{Prompt, PromptBuilder, PromptSpan, SnippetCut, estimate_tokens};
+pub use provenance::{ENRICH_VERSION, model_digests, stale_expectations};
 pub use result::{
     BatchResult, CostEstimate, Plan, PlannedSpan, RunEnd, RunOutcome, RunSummary, SpanResult,
     SpanStatus,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::control::RunControl;
 use crate::error::PipelineError;
 use crate::events::{Event, now_ms};
+use crate::provenance::{RunProvenance, model_digests};
 use crate::result::{RunEnd, RunOutcome, RunSummary, SpanResult};
 use crate::shared::Inner;
 use crate::writer::{WriteGate, WriteTotals, Writer, WriterHandle};
@@ -48,6 +49,8 @@ struct RunCtx {
     cascade: Cascade,
     abort: CancellationToken,
     writer: WriterHandle,
+    /// What every enrichment of the run records about how it was made.
+    provenance: RunProvenance,
 }
 
 /// Where a span's cascade starts: the backend of its by-tier pass, if any (the last one it may
@@ -196,12 +199,19 @@ async fn begin<'a>(
     }
     let cascade = Cascade::new(settings.cascade.clone())
         .with_observer(Arc::clone(&observer) as Arc<dyn AttemptObserver>);
+    // Each backend's model digest, asked once for the run.
+    let provenance = RunProvenance {
+        run_id,
+        prompt_fingerprint: inner.prompts.fingerprint(),
+        digests: model_digests(inner.chains.values().flat_map(|chain| chain.iter())).await,
+    };
     let ctx = Arc::new(RunCtx {
         inner: Arc::clone(inner),
         run_id,
         cascade,
         abort: control.abort_token().clone(),
         writer: writer.handle(),
+        provenance,
     });
     inner.events.on_event(&Event::RunStarted {
         at_ms: now_ms(),

@@ -20,5 +20,7 @@ mod runs;
 mod schedule;
 #[path = "integration/secrets.rs"]
 mod secrets;
+#[path = "integration/stale.rs"]
+mod stale;
 #[path = "integration/work_order.rs"]
 mod work_order;

@@ -29,6 +29,7 @@ mod openai_chain;
 mod outages;
 mod pools;
 mod prompts;
+mod provenance;
 mod quality;
 mod quality_report;
 mod real_model;

@@ -150,3 +150,43 @@ async fn a_server_that_is_not_ollama_is_unusable_with_the_fix() {
         );
     }
 }
+
+/// The digest of the configured model is read from `/api/tags`; a model that is not listed,
+/// an entry without a digest, and a server that does not answer all give "unknown".
+#[tokio::test]
+async fn the_model_digest_comes_from_the_listing_and_is_unknown_otherwise() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/tags"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"models": [
+            {"name": "llama3:8b", "model": "llama3:8b", "digest": "aaaa"},
+            {"name": "qwen2.5:latest", "model": "qwen2.5:latest", "digest": " bbbb "},
+            {"name": "phi3:latest", "model": "phi3:latest"},
+        ]})))
+        .mount(&server)
+        .await;
+    let digest = |url: String, model: &str| {
+        let spec = enrich_config::BackendSpec {
+            model: model.to_owned(),
+            ..crate::support::spec(&url, json!({}))
+        };
+        async move {
+            enrich_adapter_ollama::OllamaAdapter::new(spec)
+                .unwrap()
+                .model_digest()
+                .await
+        }
+    };
+    assert_eq!(
+        digest(server.uri(), "qwen2.5").await.as_deref(),
+        Some("bbbb")
+    );
+    assert_eq!(
+        digest(server.uri(), "llama3:8b").await.as_deref(),
+        Some("aaaa")
+    );
+    assert_eq!(digest(server.uri(), "phi3").await, None, "no digest listed");
+    assert_eq!(digest(server.uri(), "mistral").await, None, "not pulled");
+    let down = format!("http://127.0.0.1:{}", closed_port());
+    assert_eq!(digest(down, "qwen2.5").await, None, "no server");
+}

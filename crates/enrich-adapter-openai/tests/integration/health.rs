@@ -186,3 +186,41 @@ async fn an_unreachable_server_is_reported() {
     );
     assert!(report.fixes[0].contains("`url`"), "{:?}", report.fixes);
 }
+
+/// A listing that gives the model's digest is where the digest comes from; OpenAI's own
+/// listing (no digest), a model not listed, a refusal and no server all give "unknown".
+#[tokio::test]
+async fn the_model_digest_comes_from_the_listing_when_the_server_gives_one() {
+    let digest = |url: String, model: &str| {
+        let spec = enrich_config::BackendSpec {
+            model: model.to_owned(),
+            ..crate::support::spec(&url, json!({}))
+        };
+        async move {
+            enrich_adapter_openai::OpenAiAdapter::new(spec)
+                .unwrap()
+                .model_digest()
+                .await
+        }
+    };
+    let server = models_server(
+        200,
+        models(json!([
+            {"id": "local-7b", "object": "model", "digest": "sha256:77"},
+            {"id": "gpt-4o-mini", "object": "model", "owned_by": "openai"},
+        ])),
+    )
+    .await;
+    let base = format!("{}/v1", server.uri());
+    assert_eq!(
+        digest(base.clone(), "local-7b").await.as_deref(),
+        Some("sha256:77")
+    );
+    assert_eq!(digest(base.clone(), "gpt-4o-mini").await, None, "no digest");
+    assert_eq!(digest(base, "other").await, None, "not listed");
+    let refused = models_server(401, json!({"error": {"message": "bad key"}})).await;
+    let base = format!("{}/v1", refused.uri());
+    assert_eq!(digest(base, "local-7b").await, None, "refused");
+    let down = format!("http://127.0.0.1:{}/v1", closed_port());
+    assert_eq!(digest(down, "local-7b").await, None, "no server");
+}

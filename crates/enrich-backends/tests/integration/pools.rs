@@ -315,6 +315,23 @@ async fn health_merges_the_hosts_reports() {
     assert_eq!(pool.health().await.reachable, Some(false));
 }
 
+/// A pool's model digest is the one its answering hosts agree on; hosts serving different
+/// weights under one name make it unknown, and so does no host reporting one.
+#[tokio::test(start_paused = true)]
+async fn the_pools_digest_is_the_one_its_hosts_agree_on() {
+    let (a, b) = hosts(Duration::from_secs(1));
+    let pool = pool(&a, &b, 1);
+    assert_eq!(pool.model_digest().await, None);
+    a.set_digest(Some("d1"));
+    assert_eq!(pool.model_digest().await.as_deref(), Some("d1"));
+    b.set_digest(Some("d1"));
+    assert_eq!(pool.model_digest().await.as_deref(), Some("d1"));
+    b.set_digest(Some("d2"));
+    assert_eq!(pool.model_digest().await, None, "the hosts disagree");
+    a.kill();
+    assert_eq!(pool.model_digest().await.as_deref(), Some("d2"));
+}
+
 #[test]
 fn the_registry_builds_one_adapter_per_host() {
     let built: Arc<Mutex<Vec<BackendSpec>>> = Arc::default();

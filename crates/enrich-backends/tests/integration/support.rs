@@ -184,6 +184,7 @@ pub(crate) struct FakeHost {
     answered: AtomicU32,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    digest: Mutex<Option<String>>,
 }
 
 impl FakeHost {
@@ -197,7 +198,13 @@ impl FakeHost {
             answered: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            digest: Mutex::new(None),
         })
+    }
+
+    /// The model digest the host reports while alive (`None`: it reports none).
+    pub(crate) fn set_digest(&self, digest: Option<&str>) {
+        *self.digest.lock().unwrap() = digest.map(str::to_owned);
     }
 
     pub(crate) fn kill(&self) {
@@ -242,6 +249,15 @@ impl BackendAdapter for FakeHost {
 
     fn describe_host(&self) -> String {
         self.url.clone()
+    }
+
+    /// The digest set by [`FakeHost::set_digest`] while alive; unknown once killed.
+    async fn model_digest(&self) -> Option<String> {
+        if self.alive.load(Ordering::SeqCst) {
+            self.digest.lock().unwrap().clone()
+        } else {
+            None
+        }
     }
 
     /// Reachable with the model while alive; unreachable once killed.

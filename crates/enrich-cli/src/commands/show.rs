@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 use std::path::{Component, Path};
 
 use anyhow::{Context, Result};
-use enrich_db::{AttemptLogEntry, Db, FailureEntry, PendingSpan, SpanAt, StoredEnrichment};
+use enrich_db::{
+    AttemptLogEntry, Db, FailureEntry, PendingSpan, Provenance, SpanAt, StoredEnrichment,
+};
 use enrich_types::AttemptOutcome;
 use serde::Serialize;
 
@@ -183,6 +185,7 @@ fn render(report: &SpanReport) -> Result<String> {
                 writeln!(text)?;
             }
             if !e.is_fallback() {
+                write_provenance(&mut text, e.provenance.as_ref())?;
                 write_enrichment(&mut text, stored)?;
             }
         }
@@ -207,6 +210,35 @@ fn render(report: &SpanReport) -> Result<String> {
     }
     write_attempts(&mut text, &report.attempts)?;
     Ok(text)
+}
+
+/// How the enrichment was made, or that this is unknown.
+fn write_provenance(text: &mut String, provenance: Option<&Provenance>) -> std::fmt::Result {
+    let Some(p) = provenance else {
+        return writeln!(
+            text,
+            "made      unknown (written by LLMC, or before enrich recorded how)"
+        );
+    };
+    let digest = p.model_digest.as_deref().unwrap_or("unknown");
+    writeln!(
+        text,
+        "made      by backend {} ({}), model {}, digest {digest}, chain {}",
+        p.backend, p.provider, p.model, p.chain
+    )?;
+    let count = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    writeln!(
+        text,
+        "          run {}, enrich {}, {}; prompt {}, schema {}, options {}; tokens {} in, {} out",
+        p.run_id.0,
+        p.enrich_version,
+        format_ms(p.created_at_ms),
+        p.prompt_fingerprint,
+        p.schema_version,
+        p.options_fingerprint,
+        count(p.prompt_tokens),
+        count(p.output_tokens)
+    )
 }
 
 fn write_enrichment(text: &mut String, stored: &StoredEnrichment) -> std::fmt::Result {

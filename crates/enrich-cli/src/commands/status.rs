@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use enrich_backends::{CircuitSnapshot, CircuitState};
-use enrich_db::{CIRCUITS_META_KEY, GroupCount, Run, Stats};
+use enrich_config::BackendSpec;
+use enrich_db::{CIRCUITS_META_KEY, Db, GroupCount, Run, StaleCounts, StaleReason, Stats};
 use serde::{Deserialize, Serialize};
 
 use crate::context::Repo;
@@ -13,14 +14,33 @@ use crate::exit::Exit;
 use crate::output;
 use crate::time::format_ms;
 
-/// The `--json` document: the database's [`Stats`], which file they are of, and the circuit
-/// breakers of the last run that published them.
+/// The `--json` document: the database's [`Stats`], which file they are of, the circuit
+/// breakers of the last run that published them, and the stored enrichments by stale reason
+/// (`null` when they could not be judged, with `stale_error` saying why).
 #[derive(Serialize)]
 struct StatusReport<'a> {
     db: &'a Path,
     #[serde(flatten)]
     stats: &'a Stats,
     circuits: Option<&'a Circuits>,
+    stale: Option<&'a StaleCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale_error: Option<&'a str>,
+}
+
+/// The stored enrichments by stale reason against the configuration as it is now, with the
+/// newest digest recorded of each backend's model (`status` asks no server).
+fn stale_counts(repo: &Repo, db: &Db) -> Result<StaleCounts> {
+    let loaded = repo.load_config_quietly()?;
+    let seen = db.latest_digests()?;
+    let types = db.slice_types()?;
+    let digest_of = |spec: &BackendSpec| {
+        seen.iter()
+            .find(|s| s.backend == spec.name && s.model == spec.model)
+            .map(|s| s.digest.clone())
+    };
+    let expected = enrich_pipeline::stale_expectations(&loaded.config, None, &types, digest_of)?;
+    Ok(db.stale_counts(&expected)?)
 }
 
 /// The circuit breakers a run publishes in `llmc_meta` while it runs (and once at its end).
@@ -48,19 +68,28 @@ pub(crate) fn status(repo: &Repo, json: bool) -> Result<Exit> {
         },
         None => None,
     };
+    // Judging staleness needs the configuration; without one, the rest is still shown.
+    let stale = stale_counts(repo, &db).map_err(|err| format!("{err:#}"));
     if json {
         output::json(&StatusReport {
             db: &repo.db_path,
             stats: &stats,
             circuits: circuits.as_ref(),
+            stale: stale.as_ref().ok(),
+            stale_error: stale.as_ref().err().map(String::as_str),
         })?;
     } else {
-        output::text(&render(&repo.db_path, &stats, circuits.as_ref())?)?;
+        output::text(&render(&repo.db_path, &stats, circuits.as_ref(), &stale)?)?;
     }
     Ok(Exit::Success)
 }
 
-fn render(db: &Path, stats: &Stats, circuits: Option<&Circuits>) -> Result<String> {
+fn render(
+    db: &Path,
+    stats: &Stats,
+    circuits: Option<&Circuits>,
+    stale: &Result<StaleCounts, String>,
+) -> Result<String> {
     let mut text = String::new();
     writeln!(text, "index          {}", db.display())?;
     writeln!(text, "files          {}", stats.files)?;
@@ -71,6 +100,7 @@ fn render(db: &Path, stats: &Stats, circuits: Option<&Circuits>) -> Result<Strin
     writeln!(text, "dead-lettered  {}", stats.dead_lettered)?;
     write_groups(&mut text, "by model", &stats.by_model)?;
     write_groups(&mut text, "by backend host", &stats.by_backend_host)?;
+    write_stale(&mut text, stale)?;
     match &stats.last_run {
         Some(run) => write_run(&mut text, run)?,
         None => writeln!(text, "last run       none")?,
@@ -86,6 +116,31 @@ fn render(db: &Path, stats: &Stats, circuits: Option<&Circuits>) -> Result<Strin
         )?;
     }
     Ok(text)
+}
+
+/// The stale enrichments by reason (a span may count under several), and those whose
+/// provenance is unknown.
+fn write_stale(text: &mut String, stale: &Result<StaleCounts, String>) -> std::fmt::Result {
+    let counts = match stale {
+        Ok(counts) => counts,
+        Err(why) => return writeln!(text, "stale          not judged: {why}"),
+    };
+    writeln!(
+        text,
+        "stale          {} of {} enrichment(s)",
+        counts.stale, counts.enriched
+    )?;
+    for &reason in StaleReason::OUTDATED {
+        let count = counts.of(reason);
+        if count > 0 {
+            writeln!(text, "  {:<12} {count}", reason.as_str())?;
+        }
+    }
+    writeln!(
+        text,
+        "  {:<12} {} (provenance not recorded)",
+        "unknown", counts.unknown
+    )
 }
 
 fn write_groups(text: &mut String, title: &str, groups: &[GroupCount]) -> std::fmt::Result {

@@ -57,6 +57,10 @@ pub(super) fn of_config(
             "enrichment.quality.level",
             json!(config.quality.level.as_str()),
         ),
+        (
+            "enrichment.quality.min_score",
+            json!(config.quality.min_score),
+        ),
     ]) {
         put(key, value, origin(key));
     }

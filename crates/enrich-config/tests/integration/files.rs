@@ -41,6 +41,7 @@ fn builtin() -> EnrichmentConfig {
         },
         quality: QualityConfig {
             level: QualityLevel::Basic,
+            min_score: None,
         },
         event_log: EventLogLimit {
             max_bytes: 16 * 1024 * 1024,

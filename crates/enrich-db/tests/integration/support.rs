@@ -5,8 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use enrich_db::{
-    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, QualityRow, RunId, SpanOutcome,
-    Stored, default_db_path,
+    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, Provenance, QualityRow, RunId,
+    SpanOutcome, Stored, default_db_path,
 };
 use enrich_types::{
     AttemptOutcome, AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, FailureKind,
@@ -231,7 +231,37 @@ pub(crate) fn enrichment(summary: &str) -> EnrichmentRow {
             repairs: vec!["evidence_range_swapped".to_owned()],
             gate_version: "gate-1".to_owned(),
         }),
+        provenance: None,
     }
+}
+
+/// How `run`'s backend `backend-2` (model `qwen3:4b` on chain `default`) made an enrichment;
+/// tests change the field they are about.
+pub(crate) fn provenance(run_id: RunId) -> Provenance {
+    Provenance {
+        run_id,
+        backend: "backend-2".to_owned(),
+        provider: "ollama".to_owned(),
+        model: "qwen3:4b".to_owned(),
+        model_digest: Some("d-1".to_owned()),
+        chain: "default".to_owned(),
+        prompt_fingerprint: "prompt-1".to_owned(),
+        schema_version: ENRICHMENT_SCHEMA_VERSION.to_owned(),
+        options_fingerprint: "options-1".to_owned(),
+        enrich_version: "0.1.0".to_owned(),
+        created_at_ms: 1_700_000_000_000,
+        prompt_tokens: Some(321),
+        output_tokens: Some(88),
+    }
+}
+
+/// [`enriched`] with `provenance` stored beside the enrichment.
+pub(crate) fn enriched_with(span_hash: &str, provenance: Provenance) -> SpanOutcome {
+    let mut outcome = enriched(span_hash, provenance.run_id, "Adds one.");
+    if let Stored::Enriched(row) = &mut outcome.stored {
+        row.provenance = Some(provenance);
+    }
+    outcome
 }
 
 /// A span enriched on its second attempt after a timeout.

@@ -315,7 +315,17 @@ async fn enrich(
     let chain = Some(&*decision.chain_name);
     match outcome {
         Ok(success) => {
-            let stored = db::Stored::Enriched(Box::new(enrichment_row(&success)));
+            let mut row = enrichment_row(&success);
+            let metrics = &success.generation.metrics;
+            row.provenance = backends.get(success.backend_index).map(|adapter| {
+                ctx.provenance.of(
+                    adapter.spec(),
+                    &decision.chain_name,
+                    metrics.prompt_eval_count,
+                    metrics.eval_count,
+                )
+            });
+            let stored = db::Stored::Enriched(Box::new(row));
             let result = SpanResult {
                 enrichment: Some(success.enrichment),
                 ..SpanResult::new(span, SpanStatus::Enriched, success.attempts)

@@ -365,3 +365,53 @@ async fn a_run_records_its_prompt_fingerprint_which_follows_the_template() {
     assert_ne!(fingerprints[0], fingerprints[3]);
     assert!(fingerprints.iter().all(|f| f.len() == 12));
 }
+
+/// Every enrichment a run stores carries its provenance: the backend that answered, its model,
+/// the digest asked once per run (not per span), the chain, the run's prompt fingerprint, the
+/// schema version, the options fingerprint, enrich's version and the tokens.
+#[tokio::test(start_paused = true)]
+async fn each_enrichment_records_how_it_was_made() {
+    let fixture = Fixture::new();
+    let hashes = fixture.index_lines("src/a.py", 4);
+    let small = Scripted::new("small")
+        .always(crate::support::Reply::Fail(
+            enrich_types::FailureKind::ServerError,
+        ))
+        .options(serde_json::json!({"temperature": 0}));
+    let small = Arc::new(small);
+    let gpu = Arc::new(Scripted::new("gpu").digest("sha256:feed"));
+    let config = config(&[&small, &gpu]);
+    let (pipeline, _) = pipeline(&fixture, &config, &[&small, &gpu], |s| s.batch_size = 2);
+    pipeline.run(&RunControl::new()).await.expect("run");
+    assert_eq!((small.digests_asked(), gpu.digests_asked()), (1, 1));
+
+    let db = fixture.db();
+    let run = db.last_run().unwrap().expect("a run");
+    for hash in &hashes {
+        let made = db.provenance_of(hash).unwrap().expect("provenance");
+        assert_eq!(made.run_id, run.id);
+        assert_eq!(
+            (
+                made.backend.as_str(),
+                made.provider.as_str(),
+                made.model.as_str()
+            ),
+            ("gpu", gpu.spec().provider.as_str(), "gpu-model:1b")
+        );
+        assert_eq!(made.model_digest.as_deref(), Some("sha256:feed"));
+        assert_eq!(made.chain, "default");
+        assert_eq!(
+            Some(&made.prompt_fingerprint),
+            run.prompt_fingerprint.as_ref()
+        );
+        assert_eq!(made.schema_version, enrich_types::ENRICHMENT_SCHEMA_VERSION);
+        assert_eq!(made.options_fingerprint, gpu.spec().options_fingerprint());
+        assert_ne!(made.options_fingerprint, small.spec().options_fingerprint());
+        assert_eq!(made.enrich_version, enrich_pipeline::ENRICH_VERSION);
+        assert_eq!(
+            (made.prompt_tokens, made.output_tokens),
+            (Some(120), Some(42))
+        );
+        assert!(made.created_at_ms > 0);
+    }
+}

@@ -194,6 +194,8 @@ pub(crate) struct Scripted {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     requests: Mutex<Vec<GenerateRequest>>,
+    digest: Option<String>,
+    digests_asked: AtomicUsize,
 }
 
 impl Scripted {
@@ -207,7 +209,26 @@ impl Scripted {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
+            digest: None,
+            digests_asked: AtomicUsize::new(0),
         }
+    }
+
+    /// Sets its provider options.
+    pub(crate) fn options(mut self, options: serde_json::Value) -> Self {
+        self.spec.options = options.as_object().cloned().unwrap_or_default();
+        self
+    }
+
+    /// Reports `digest` as its model's digest.
+    pub(crate) fn digest(mut self, digest: &str) -> Self {
+        self.digest = Some(digest.to_owned());
+        self
+    }
+
+    /// How often it was asked for its model's digest.
+    pub(crate) fn digests_asked(&self) -> usize {
+        self.digests_asked.load(Ordering::SeqCst)
     }
 
     /// Puts it in another chain.
@@ -307,6 +328,11 @@ impl BackendAdapter for Scripted {
 
     fn describe_host(&self) -> String {
         format!("scripted://{}", self.spec.name)
+    }
+
+    async fn model_digest(&self) -> Option<String> {
+        self.digests_asked.fetch_add(1, Ordering::SeqCst);
+        self.digest.clone()
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
