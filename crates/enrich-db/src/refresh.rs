@@ -1,8 +1,9 @@
 //! Renewing stored enrichments: which enriched spans a `--refresh` filter selects, counted,
 //! read and claimed page by page like pending spans.
 //!
-//! A [`RefreshSelector`] is one condition on a stored enrichment (`model=NAME`,
-//! `older-than=30d`, `path=GLOB`, `quality<0.5`); a [`RefreshClause`] is selectors joined by
+//! A [`RefreshSelector`] is one condition on a stored enrichment (`stale`, `stale=REASON`,
+//! `model=NAME`, `older-than=30d`, `path=GLOB`, `quality<0.5`); a [`RefreshClause`] is
+//! selectors joined by
 //! commas, which a span must match all of (one `--refresh` value); a [`RefreshFilter`] is
 //! clauses of which a span must match at least one (`--refresh` given several times). Each
 //! becomes a condition of the page queries, so a page of refresh work costs what a page of
@@ -13,6 +14,11 @@
 //! also not leased by any run (a span a run has in hand, pending or not, is left to it) and
 //! not attempted by the claiming run already (a span is renewed at most once per run, however
 //! its new enrichment scores, and a span a run just enriched is not renewed in the same run).
+//!
+//! The `stale` selectors are the stale query's reasons ([`StaleReason::expression`], judged
+//! against the [`Expectations`] the caller gives with [`RefreshFilter::with_expectations`],
+//! loaded into the connection's `TEMP` tables before each query), so a refresh of
+//! `stale=prompt` selects exactly the enrichments `enrich status` counts as stale by prompt.
 //!
 //! Paths are matched by a SQL function, `enrich_glob(pattern, path)`, registered on every
 //! connection ([`register_functions`]), with the glob syntax of `[enrichment.path_weights]`
@@ -30,17 +36,22 @@ use crate::error::DbError;
 use crate::lease::Lease;
 use crate::open::Db;
 use crate::pending::span_from_row;
+use crate::stale::{Expectations, StaleParams, StaleReason, judging_joins, load};
 use crate::types::PendingSpan;
 use crate::work_order::{WeightedSpan, WorkOrderKey};
 use crate::write::now_ms;
 
 /// The selectors there are, for error messages.
-pub(crate) const SELECTOR_FORMS: &str = "`model=NAME`, `older-than=30d` (units m, h, d, w), \
+pub(crate) const SELECTOR_FORMS: &str = "`stale`, `stale=REASON` (prompt, model, digest, \
+     schema, options, quality, unknown), `model=NAME`, `older-than=30d` (units m, h, d, w), \
      `path=GLOB`, `quality<0.5`";
 
 /// One condition on a stored enrichment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefreshSelector {
+    /// `stale`: stale for any reason that says it is out of date ([`StaleReason::OUTDATED`]);
+    /// `stale=REASON`: stale for this reason (`stale=unknown`: of unknown provenance).
+    Stale(Option<StaleReason>),
     /// `model=NAME`: the enrichment's `model` column is exactly this.
     Model(String),
     /// `older-than=30d`: the enrichment was stored more than this many seconds ago. An
@@ -58,11 +69,36 @@ pub enum RefreshSelector {
     QualityBelow(f64),
 }
 
+/// What the selectors' conditions are built with: the query's parameters so far, the time, and
+/// where the stale expectations are among the parameters (when a selector needs them).
+struct Building<'a> {
+    params: &'a mut Vec<Value>,
+    now_s: i64,
+    stale: Option<StaleParams>,
+}
+
 impl RefreshSelector {
-    /// This selector's SQL condition, over `s` = spans, `f` = files, `e` = enrichments, with its
-    /// value appended to `params` (numbered `?n` by position).
-    fn condition(&self, params: &mut Vec<Value>, now_s: i64) -> String {
+    /// This selector's SQL condition, over `s` = spans, `f` = files, `e` = enrichments (and
+    /// the judging joins for the stale selectors), with its value appended to the parameters
+    /// (numbered `?n` by position).
+    fn condition(&self, at: &mut Building<'_>) -> String {
+        let (params, now_s) = (&mut *at.params, at.now_s);
         let (sql, value) = match self {
+            Self::Stale(reason) => {
+                // `uses_stale` made the filter load the expectations before building.
+                let Some(stale) = &at.stale else {
+                    return "0".to_owned();
+                };
+                let reasons = match reason {
+                    Some(reason) => vec![*reason],
+                    None => StaleReason::OUTDATED.to_vec(),
+                };
+                let parts: Vec<String> = reasons
+                    .iter()
+                    .map(|reason| format!("({})", reason.expression(stale)))
+                    .collect();
+                return format!("({})", parts.join(" OR "));
+            }
             Self::Model(model) => ("e.model = ?", Value::Text(model.clone())),
             Self::OlderThan { seconds, .. } => {
                 let age = i64::try_from(*seconds).unwrap_or(i64::MAX);
@@ -150,10 +186,24 @@ impl FromStr for RefreshSelector {
             }
             return Ok(Self::QualityBelow(score));
         }
+        if selector == "stale" {
+            return Ok(Self::Stale(None));
+        }
         let Some((key, value)) = selector.split_once('=') else {
             return Err(bad(selector, "not a known selector"));
         };
         match key.trim() {
+            "stale" => StaleReason::from_name(value.trim())
+                .map(|reason| Self::Stale(Some(reason)))
+                .ok_or_else(|| {
+                    bad(
+                        selector,
+                        format!(
+                            "unknown reason {value:?}; the reasons are {}",
+                            StaleReason::ALL.map(StaleReason::as_str).join(", ")
+                        ),
+                    )
+                }),
             "model" if value.is_empty() => Err(bad(selector, "the model name is empty")),
             "model" => Ok(Self::Model(value.to_owned())),
             "older-than" => Ok(Self::OlderThan {
@@ -177,6 +227,8 @@ impl FromStr for RefreshSelector {
 impl fmt::Display for RefreshSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Stale(None) => f.write_str("stale"),
+            Self::Stale(Some(reason)) => write!(f, "stale={}", reason.as_str()),
             Self::Model(model) => write!(f, "model={model}"),
             Self::OlderThan { written, .. } => write!(f, "older-than={written}"),
             Self::Path(glob) => write!(f, "path={glob}"),
@@ -203,11 +255,11 @@ impl RefreshClause {
         &self.selectors
     }
 
-    fn condition(&self, params: &mut Vec<Value>, now_s: i64) -> String {
+    fn condition(&self, at: &mut Building<'_>) -> String {
         let parts: Vec<String> = self
             .selectors
             .iter()
-            .map(|selector| selector.condition(params, now_s))
+            .map(|selector| selector.condition(at))
             .collect();
         format!("({})", parts.join(" AND "))
     }
@@ -264,12 +316,18 @@ impl fmt::Display for RefreshClause {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefreshFilter {
     clauses: Vec<RefreshClause>,
+    /// What the `stale` selectors judge against.
+    expectations: Option<Expectations>,
 }
 
 impl RefreshFilter {
-    /// A filter of these clauses; `None` when there is none.
+    /// A filter of these clauses; `None` when there is none. A filter with `stale` selectors
+    /// also needs [`with_expectations`](Self::with_expectations).
     pub fn new(clauses: Vec<RefreshClause>) -> Option<Self> {
-        (!clauses.is_empty()).then_some(Self { clauses })
+        (!clauses.is_empty()).then_some(Self {
+            clauses,
+            expectations: None,
+        })
     }
 
     /// Its clauses.
@@ -277,13 +335,78 @@ impl RefreshFilter {
         &self.clauses
     }
 
+    /// Whether a selector is a `stale` one, which needs the expectations.
+    pub fn uses_stale(&self) -> bool {
+        self.clauses.iter().any(|clause| {
+            clause
+                .selectors
+                .iter()
+                .any(|selector| matches!(selector, RefreshSelector::Stale(_)))
+        })
+    }
+
+    /// The filter judging its `stale` selectors against `expected` (what the configuration
+    /// would record now, as for [`Db::stale_counts`]).
+    #[must_use]
+    pub fn with_expectations(self, expected: Expectations) -> Self {
+        Self {
+            expectations: Some(expected),
+            ..self
+        }
+    }
+
+    /// Fails when a `stale` selector has no expectations to be judged against.
+    fn check(&self) -> Result<(), DbError> {
+        if self.uses_stale() && self.expectations.is_none() {
+            return Err(bad(
+                "stale",
+                "the stale selectors are judged against the configuration, and none was given",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads the expectations into `conn`'s `TEMP` tables when a selector needs them.
+    fn load_into(&self, conn: &Connection) -> rusqlite::Result<()> {
+        match &self.expectations {
+            Some(expected) if self.uses_stale() => load(conn, expected),
+            _ => Ok(()),
+        }
+    }
+
+    /// The joins the conditions read besides spans `s`, files `f` and enrichments `e`.
+    fn joins(&self) -> String {
+        if self.uses_stale() {
+            judging_joins()
+        } else {
+            String::new()
+        }
+    }
+
     /// The filter's SQL condition, its values appended to `params`.
     fn condition(&self, params: &mut Vec<Value>) -> String {
         let now_s = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+        let stale = self
+            .expectations
+            .as_ref()
+            .filter(|_| self.uses_stale())
+            .map(|e| {
+                let first = params.len() + 1;
+                params.push(Value::Text(e.default_chain.clone()));
+                params.push(Value::Text(e.prompt_fingerprint.clone()));
+                params.push(Value::Text(e.schema_version.clone()));
+                params.push(e.min_quality.map_or(Value::Null, Value::Real));
+                StaleParams::from(first)
+            });
+        let mut at = Building {
+            params,
+            now_s,
+            stale,
+        };
         let parts: Vec<String> = self
             .clauses
             .iter()
-            .map(|clause| clause.condition(params, now_s))
+            .map(|clause| clause.condition(&mut at))
             .collect();
         format!("({})", parts.join(" OR "))
     }
@@ -326,17 +449,21 @@ fn page_sql(
 ) -> (String, Vec<Value>) {
     let mut params = vec![Value::Integer(0), Value::Integer(0)];
     let condition = filter.condition(&mut params);
+    let joins = filter.joins();
     let from = match walk {
-        Walk::SpanId => "FROM spans AS s
+        Walk::SpanId => format!(
+            "FROM spans AS s
 JOIN files AS f ON f.id = s.file_id
 JOIN enrichments AS e ON e.span_hash = s.span_hash
+{joins}
 WHERE s.id > ?1"
-            .to_owned(),
+        ),
         Walk::Weight(weight) => format!(
             "FROM enrich_span_order AS o
 JOIN spans AS s ON s.id = o.span_id
 JOIN files AS f ON f.id = s.file_id
 JOIN enrichments AS e ON e.span_hash = s.span_hash
+{joins}
 WHERE o.weight = {weight}
   AND o.span_id > ?1
   AND s.file_id = o.file_id"
@@ -352,6 +479,17 @@ WHERE o.weight = {weight}
         if claim { CLAIMABLE } else { "" },
     );
     (sql, params)
+}
+
+/// The values of `params` that `stmt` uses: a condition may leave the last ones unused (a
+/// `stale=prompt` selector reads no quality minimum), and SQLite counts a statement's
+/// parameters up to the last one it names.
+fn bound<'a>(
+    stmt: &rusqlite::Statement<'_>,
+    params: &'a [Value],
+) -> rusqlite::ParamsFromIter<std::iter::Take<std::slice::Iter<'a, Value>>> {
+    let used = stmt.parameter_count();
+    rusqlite::params_from_iter(params.iter().take(used))
 }
 
 /// Reads a renewal: a span row of `span_columns!()`, marked as one.
@@ -386,19 +524,25 @@ impl Db {
     /// How many stored enrichments `filter` selects (dead letters left out, leases not
     /// considered). Reads every enrichment once: call it once per run or plan.
     pub fn refresh_count(&self, filter: &RefreshFilter) -> Result<u64, DbError> {
+        filter.check()?;
+        let action = "count the enrichments to refresh";
+        filter.load_into(&self.conn).map_err(self.err(action))?;
         let mut params = Vec::new();
         let condition = filter.condition(&mut params);
+        let joins = filter.joins();
         let sql = format!(
             "SELECT COUNT(*) FROM enrichments AS e
 JOIN spans AS s ON s.span_hash = e.span_hash
 JOIN files AS f ON f.id = s.file_id
+{joins}
 WHERE 1{RENEWABLE}
   AND {condition}"
         );
         self.conn
             .prepare_cached(&sql)
             .and_then(|mut stmt| {
-                stmt.query_row(rusqlite::params_from_iter(params), |row| row.get(0))
+                let params = bound(&stmt, &params);
+                stmt.query_row(params, |row| row.get(0))
             })
             .map_err(self.err("count the enrichments to refresh"))
     }
@@ -414,18 +558,24 @@ WHERE 1{RENEWABLE}
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<PendingSpan>, DbError> {
+        filter.check()?;
         let (sql, mut params) = page_sql(filter, &Walk::SpanId, lease.is_some(), limit);
         params[0] = Value::Integer(after_id);
         let Some(lease) = lease else {
+            filter
+                .load_into(&self.conn)
+                .map_err(self.err("select enrichments to refresh"))?;
             return self.read_refresh_page(&sql, params, renewal_from_row);
         };
         params[1] = Value::Integer(lease.run_id.0);
         self.claim(
             lease,
             |tx| {
-                tx.prepare_cached(&sql)?
-                    .query_map(rusqlite::params_from_iter(params), renewal_from_row)?
-                    .collect()
+                filter.load_into(tx)?;
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let params = bound(&stmt, &params);
+                let rows = stmt.query_map(params, renewal_from_row)?;
+                rows.collect()
             },
             |span| &span.span_hash,
         )
@@ -442,6 +592,7 @@ WHERE 1{RENEWABLE}
         after: WorkOrderKey,
         limit: usize,
     ) -> Result<Vec<WeightedSpan>, DbError> {
+        filter.check()?;
         let run = lease.map_or(0, |lease| lease.run_id.0);
         let pages: Vec<(u8, String, Vec<Value>)> = (after.weight.max(*weights.start())
             ..=*weights.end())
@@ -458,6 +609,7 @@ WHERE 1{RENEWABLE}
             })
             .collect();
         let select = |conn: &Connection| -> rusqlite::Result<Vec<WeightedSpan>> {
+            filter.load_into(conn)?;
             let mut page = Vec::new();
             for (weight, sql, params) in &pages {
                 let wanted = limit - page.len();
@@ -465,7 +617,8 @@ WHERE 1{RENEWABLE}
                     break;
                 }
                 let mut stmt = conn.prepare_cached(sql)?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| {
+                let params = bound(&stmt, params);
+                let rows = stmt.query_map(params, |row| {
                     Ok(WeightedSpan {
                         span: renewal_from_row(row)?,
                         weight: *weight,
@@ -492,8 +645,11 @@ WHERE 1{RENEWABLE}
         self.conn
             .prepare_cached(sql)
             .and_then(|mut stmt| {
-                stmt.query_map(rusqlite::params_from_iter(params), map)?
-                    .collect()
+                {
+                    let params = bound(&stmt, &params);
+                    stmt.query_map(params, map)?
+                }
+                .collect()
             })
             .map_err(self.err("select enrichments to refresh"))
     }

@@ -467,3 +467,85 @@ fn a_renewal_deferred_to_a_later_pass_stays_a_renewal() {
     let renewed = repo.enrich(BY_TIER_REFRESH).expect_code(0).json();
     assert_eq!(renewed["refreshed"], total, "{renewed}");
 }
+
+#[test]
+fn stale_selectors_renew_what_status_counts_as_stale() {
+    let server = Server::healthy();
+    let repo = enriched_repo(&server);
+    // Two enrichments made with another prompt, one whose provenance is unknown.
+    for symbol in ["Rect", "add"] {
+        repo.raw()
+            .execute(
+                "UPDATE enrich_provenance SET prompt_fingerprint = 'older' WHERE span_hash = ?1",
+                [&repo.span(symbol).hash],
+            )
+            .expect("older prompt");
+    }
+    repo.raw()
+        .execute(
+            "DELETE FROM enrich_provenance WHERE span_hash = ?1",
+            [&repo.span("mul").hash],
+        )
+        .expect("unknown provenance");
+    let status = repo.enrich(&["--json", "status"]).expect_code(0).json();
+    assert_eq!(
+        (
+            status["stale"]["prompt"].as_u64(),
+            status["stale"]["unknown"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{status}"
+    );
+
+    let plan = repo
+        .enrich(&["--json", "plan", "--refresh", "stale"])
+        .expect_code(0)
+        .json();
+    assert_eq!(plan["refresh_selected"], status["stale"]["stale"], "{plan}");
+    let ran = repo
+        .enrich(&[
+            "--json",
+            "run",
+            "--concurrency",
+            "1",
+            "--refresh",
+            "stale=prompt",
+        ])
+        .expect_code(0)
+        .json();
+    assert_eq!(ran["refreshed"], 2, "{ran}");
+    let renewed: BTreeSet<String> = finished(&repo, &ran["run_id"]).into_iter().collect();
+    assert_eq!(renewed, hashes(&repo, &["Rect", "add"]));
+    let ran = repo
+        .enrich(&["--json", "run", "--refresh", "stale=unknown"])
+        .expect_code(0)
+        .json();
+    assert_eq!(ran["refreshed"], 1, "{ran}");
+    let status = repo.enrich(&["--json", "status"]).expect_code(0).json();
+    assert_eq!(
+        (
+            status["stale"]["stale"].as_u64(),
+            status["stale"]["unknown"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{status}"
+    );
+    let none = repo.enrich(&["run", "--refresh", "stale"]);
+    none.expect_code(0);
+    assert!(
+        none.stdout
+            .contains("--refresh 'stale' selects no stored enrichment"),
+        "{}",
+        none.stdout
+    );
+
+    let wrong = repo.enrich(&["run", "--refresh", "stale=fresh"]);
+    wrong.expect_code(2);
+    assert!(
+        wrong
+            .stderr
+            .contains("unknown reason \"fresh\"; the reasons are prompt, model"),
+        "{}",
+        wrong.stderr
+    );
+}

@@ -99,9 +99,9 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
     let options = RunOptions {
         chain: args.chain.clone(),
         ..RunOptions::default()
-    }
-    .with_refresh(&args.refresh);
+    };
     check_chain(config, options.chain.as_deref())?;
+    let options = options.with_refresh(repo, config, &args.refresh)?;
     // Adapters are built (so a bad backend entry shows here too) but never called; the index is
     // only read.
     let pipeline = Pipeline::builder(config, &repo.root)

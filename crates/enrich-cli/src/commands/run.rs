@@ -44,13 +44,31 @@ pub(crate) struct RunOptions {
 }
 
 impl RunOptions {
-    /// These options with the refresh flags.
-    pub(crate) fn with_refresh(self, args: &RefreshArgs) -> Self {
-        Self {
-            refresh: RefreshFilter::new(args.refresh.clone()),
+    /// These options with the refresh flags; `stale` selectors are judged against `config` as
+    /// `enrich status` judges them (read from the index at `repo`).
+    pub(crate) fn with_refresh(
+        self,
+        repo: &Repo,
+        config: &EnrichmentConfig,
+        args: &RefreshArgs,
+    ) -> Result<Self> {
+        let mut refresh = RefreshFilter::new(args.refresh.clone());
+        if let Some(filter) = refresh.take() {
+            refresh = Some(if filter.uses_stale() {
+                let db = repo.open_read_only()?;
+                let expected =
+                    crate::commands::status::expectations(config, self.chain.as_deref(), &db)
+                        .context("cannot judge which enrichments are stale")?;
+                filter.with_expectations(expected)
+            } else {
+                filter
+            });
+        }
+        Ok(Self {
+            refresh,
             refresh_first: args.refresh_first,
             ..self
-        }
+        })
     }
 }
 
@@ -67,7 +85,6 @@ impl From<&RunArgs> for RunOptions {
             schedule: args.schedule,
             ..Self::default()
         }
-        .with_refresh(&args.refresh)
     }
 }
 
@@ -466,6 +483,7 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
     let config = &loaded.config;
     let options = RunOptions::from(args);
     check_chain(config, options.chain.as_deref())?;
+    let options = options.with_refresh(repo, config, &args.refresh)?;
 
     let events_path = args
         .events

@@ -378,3 +378,77 @@ fn refresh_pages_are_keyset_pages_in_span_id_order() {
     let next: Vec<&str> = next.iter().map(|span| span.span_hash.as_str()).collect();
     assert_eq!(next, [hashes[1].as_str(), hashes[4].as_str()]);
 }
+
+#[test]
+fn stale_selectors_select_what_the_stale_query_finds() {
+    use enrich_db::StaleReason;
+
+    let fx = Fixture::llmc();
+    let mut db = fx.db();
+    let hashes = crate::stale::stored_cases(&fx, &mut db);
+    let expected = crate::stale::current();
+    let select = |db: &mut Db, flags: &[&str]| -> Vec<usize> {
+        let filter = filter(flags).with_expectations(expected.clone());
+        assert!(filter.uses_stale());
+        let page = db.refresh_spans(&filter, None, 0, 100).expect("page");
+        assert_eq!(
+            db.refresh_count(&filter).expect("count"),
+            page.len() as u64,
+            "{flags:?}"
+        );
+        page.iter()
+            .map(|s| {
+                hashes
+                    .iter()
+                    .position(|h| *h == s.span_hash)
+                    .expect("known")
+            })
+            .collect()
+    };
+    for reason in StaleReason::ALL {
+        let found: Vec<usize> = db
+            .stale_spans(&expected, &[reason], 0, 100)
+            .expect("stale")
+            .iter()
+            .map(|s| {
+                hashes
+                    .iter()
+                    .position(|h| *h == s.span_hash)
+                    .expect("known")
+            })
+            .collect();
+        assert!(!found.is_empty(), "{reason:?}");
+        let flag = format!("stale={}", reason.as_str());
+        assert_eq!(select(&mut db, &[&flag]), found, "{flag}");
+    }
+    // `stale` is every reason but unknown.
+    assert_eq!(select(&mut db, &["stale"]), [1, 2, 3, 4, 5, 6, 8]);
+    // Combined with the other selectors, and claimed under a lease.
+    assert_eq!(select(&mut db, &["stale,quality<0.5"]), [6]);
+    assert_eq!(
+        select(&mut db, &["stale=model", "stale=unknown"]),
+        [2, 7, 8]
+    );
+    let lease = lease(&mut db);
+    let claimed = db
+        .refresh_spans(
+            &filter(&["stale=prompt"]).with_expectations(expected.clone()),
+            Some(&lease),
+            0,
+            100,
+        )
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].span_hash, hashes[1]);
+
+    // Without expectations the stale selectors are refused, not taken to select nothing.
+    let error = db
+        .refresh_count(&filter(&["stale"]))
+        .expect_err("no expectations");
+    assert!(
+        error
+            .to_string()
+            .contains("judged against the configuration"),
+        "{error}"
+    );
+}
