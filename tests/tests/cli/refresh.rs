@@ -18,6 +18,11 @@ fn enriched_repo(server: &Server) -> TestRepo {
     repo
 }
 
+/// A model that never answers JSON.
+fn babbling_server() -> Server {
+    Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Garbage, 1.0))
+}
+
 /// Sets `column = value` on the enrichments of `symbols`.
 fn set(repo: &TestRepo, symbols: &[&str], column: &str, value: &str) {
     let table = if column == "score" {
@@ -196,7 +201,7 @@ fn a_failed_refresh_keeps_the_old_row_and_never_dead_letters() {
 
     // A model that never answers JSON, a threshold of one failed run, and the fallback policy
     // that would store an empty enrichment for a pending span.
-    let babbler = Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Garbage, 1.0));
+    let babbler = babbling_server();
     repo.write_config(&config(
         &[("babbler", babbler.url())],
         "max_failures_per_span = 1\non_failure = \"fallback_to_empty\"",
@@ -447,8 +452,8 @@ fn a_renewal_deferred_to_a_later_pass_stays_a_renewal() {
     let before = rows(&repo);
     // By tier: every renewal fails on the chain's first backend and is read again for the
     // second pass.
-    let babbler = Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Garbage, 1.0));
-    let also = Server::start(FakeOllamaConfig::default().with_fault_rate(Fault::Garbage, 1.0));
+    let babbler = babbling_server();
+    let also = babbling_server();
     repo.write_config(&config(
         &[("babbler", babbler.url()), ("also", also.url())],
         "max_failures_per_span = 1",
