@@ -80,16 +80,23 @@ impl Repo {
             .context("cannot load the configuration")
     }
 
-    /// Opens the index read-only, for commands that only look.
+    /// Opens the index for commands that only look: enrich's tables migrated first when they
+    /// are older and the file is writable, read as they are otherwise
+    /// ([`OpenMode::ReadUpgrading`]); the connection is read-only.
     pub(crate) fn open_read_only(&self) -> Result<Db> {
-        Db::open_read_only(&self.db_path).with_context(|| self.open_failed())
+        let options = OpenOptions {
+            mode: OpenMode::ReadUpgrading,
+            ..OpenOptions::default()
+        };
+        Db::open_with(&self.db_path, &options).with_context(|| self.open_failed())
     }
 
-    /// Opens the index read-only after SQLite's `quick_check` of every page, for `enrich doctor`:
-    /// a damaged file is [`enrich_db::DbError::Damaged`].
+    /// Opens the index as [`Self::open_read_only`] does, after SQLite's `quick_check` of every
+    /// page, for `enrich doctor`: a damaged file is [`enrich_db::DbError::Damaged`], and nothing
+    /// is migrated in it.
     pub(crate) fn open_checked(&self) -> Result<Db> {
         let options = OpenOptions {
-            mode: OpenMode::ReadOnly,
+            mode: OpenMode::ReadUpgrading,
             quick_check: true,
             ..OpenOptions::default()
         };

@@ -139,7 +139,6 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }
         | DbError::EnrichSchemaTooNew { .. }
-        | DbError::EnrichSchemaOutdated { .. }
         | DbError::RefreshSelector { .. } => Exit::Usage,
         _ => Exit::Failed,
     }

@@ -158,19 +158,6 @@ pub enum DbError {
         supported: u32,
     },
 
-    /// enrich's own tables are older than this build and the database was opened read-only.
-    #[error(
-        "{path} carries enrich schema version {found} but this build reads version {supported}; run a writing command (such as `enrich run`) once to migrate it"
-    )]
-    EnrichSchemaOutdated {
-        /// The file.
-        path: PathBuf,
-        /// The `enrich_schema_version` found in `llmc_meta`.
-        found: u32,
-        /// The version this build reads.
-        supported: u32,
-    },
-
     /// One of enrich's own migrations failed; it was rolled back.
     #[error(
         "{path}: enrich schema migration {version} ({name}) failed and was rolled back: {source}"

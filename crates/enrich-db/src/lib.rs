@@ -15,7 +15,8 @@
 //! ([`Db::pending_by_weight`]), claimed under a [`Lease`] when several runs share the index
 //! ([`Db::claim_pending_spans`]), and an exact pending count; one-transaction batch writes of
 //! enrichments with their attempt rows and ledger updates ([`Db::write_batch`]), idempotent by
-//! span hash; reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
+//! span hash, which also keeps LLMC's `file_descriptions` of the files it enriched (LLMC's cheap
+//! tier, `v1.1`); reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`]; the quality
 //! report's figures per model, chain, backend and prompt fingerprint ([`Db::quality_groups`],
 //! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]).
@@ -25,6 +26,11 @@
 //! and hands a span its owner lets go of to the next file sharing it
 //! ([`Db::write_index_batch`]), and removal of enrichments left without a span
 //! ([`Db::remove_orphans`]).
+//!
+//! Upgrades: a read-write open migrates enrich's tables; a reading open
+//! ([`OpenMode::ReadUpgrading`]) migrates them too when the file can be written, and otherwise,
+//! like [`OpenMode::ReadOnly`], reads the file as it is, with the tables and columns of the
+//! current schema that it lacks shadowed for that connection.
 //!
 //! Safety, decided once here: a file that is not a SQLite database, is damaged, or is not a
 //! version 8 LLMC index is reported with its path and never written, truncated or moved (LLMC
@@ -38,6 +44,7 @@
 //! the pipeline hands over is stored as it is, with no conversion.
 
 mod error;
+mod file_descriptions;
 mod frontier;
 mod index;
 mod lease;

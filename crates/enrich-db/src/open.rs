@@ -50,8 +50,16 @@ pub enum OpenMode {
     /// Open the index read-write, creating it (and its parent directories) with LLMC's schema
     /// when the file is missing or empty.
     CreateIfMissing,
-    /// Open an existing index read-only, for status-type commands; nothing is ever written.
+    /// Open an existing index read-only; nothing is ever written. enrich's tables are read as the
+    /// file holds them, the tables and columns of a newer enrich schema shadowed empty for this
+    /// connection (see [`OpenMode::ReadUpgrading`]).
     ReadOnly,
+    /// Open an existing index for reading, as commands that only look do: when enrich's tables
+    /// are older than this build and the file can be written, they are migrated first (each step
+    /// in its own transaction, LLMC's tables untouched, as a read-write open does); when it
+    /// cannot be written, as [`OpenMode::ReadOnly`]. The connection itself is read-only either
+    /// way. An index enrich never wrote to gets no enrich tables from a reading command.
+    ReadUpgrading,
 }
 
 /// Settings for [`Db::open_with`].
@@ -136,8 +144,26 @@ impl Db {
     /// with [`OpenOptions::quick_check`], SQLite's `quick_check` must find no damage. A file that
     /// fails any check is reported and left byte for byte as it was (damage found here is
     /// [`DbError::Damaged`]). Then, read-write only: WAL mode, and enrich's migrations.
+    ///
+    /// A read-only open of an index in a directory this process may not write, which SQLite
+    /// needs for the WAL's shared-memory file even to read, reads the file as it is on disk
+    /// (SQLite's `immutable` mode) when there is no WAL beside it holding newer pages; with a WAL,
+    /// it is [`DbError::ReadOnlyDirectory`].
     pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self, DbError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        let read_only = matches!(options.mode, OpenMode::ReadOnly | OpenMode::ReadUpgrading);
+        match Self::open_as(path.to_path_buf(), options, false) {
+            Err(DbError::ReadOnlyDirectory { .. })
+                if read_only && !has_wal(path) && path.to_str().is_some() =>
+            {
+                Self::open_as(path.to_path_buf(), options, true)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Self::open_with`], the file opened in SQLite's `immutable` mode when `immutable`.
+    fn open_as(path: PathBuf, options: &OpenOptions, immutable: bool) -> Result<Self, DbError> {
         match (inspect_file(&path)?, options.mode) {
             (FileState::Missing, OpenMode::CreateIfMissing) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -158,19 +184,24 @@ impl Db {
             }
         }
 
+        let read_only = matches!(options.mode, OpenMode::ReadOnly | OpenMode::ReadUpgrading);
         let flags = match options.mode {
-            OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            OpenMode::ReadOnly | OpenMode::ReadUpgrading => OpenFlags::SQLITE_OPEN_READ_ONLY,
             OpenMode::Existing => OpenFlags::SQLITE_OPEN_READ_WRITE,
             OpenMode::CreateIfMissing => {
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
             }
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let busy_timeout = options.busy_timeout;
-        let conn = Connection::open_with_flags(&path, flags)
-            .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?;
+        let opened = if immutable {
+            Connection::open_with_flags(immutable_uri(&path), flags | OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            Connection::open_with_flags(&path, flags)
+        };
+        let conn = opened.map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?;
         // SQLite quietly opens a file it may not write read-only; a writing command would only
         // find out at its first write.
-        if options.mode != OpenMode::ReadOnly
+        if !read_only
             && conn
                 .is_readonly(rusqlite::MAIN_DB)
                 .map_err(|e| sqlite_error(&path, "open the database", busy_timeout, e))?
@@ -184,7 +215,7 @@ impl Db {
         let mut db = Db {
             conn,
             path,
-            read_only: options.mode == OpenMode::ReadOnly,
+            read_only,
             busy_timeout,
             max_failures_per_span: options.max_failures_per_span,
             last_reap: None,
@@ -203,7 +234,7 @@ impl Db {
             db.refuse_damaged().map_err(unwritten)?;
         }
         if db.read_only {
-            db.check_enrich_schema_read_only().map_err(unwritten)?;
+            db.read_enrich_schema(options).map_err(unwritten)?;
         } else {
             db.set_wal()?;
             db.run_migrations()?;
@@ -465,22 +496,52 @@ impl Db {
         }
     }
 
-    fn check_enrich_schema_read_only(&self) -> Result<(), DbError> {
-        let found = schema::enrich_version(&self.conn).map_err(self.err("read llmc_meta"))?;
-        match found {
-            0 => schema::create_temp_shadows(&self.conn)
-                .map_err(self.err("prepare empty views of enrich's tables")),
-            ENRICH_SCHEMA_VERSION => Ok(()),
-            found if found > ENRICH_SCHEMA_VERSION => Err(DbError::EnrichSchemaTooNew {
+    /// Makes a read-only connection see enrich's current schema: migrates the file first when
+    /// the mode says so and the file can be written, shadows what is still missing otherwise.
+    fn read_enrich_schema(&self, options: &OpenOptions) -> Result<(), DbError> {
+        let mut found = self.enrich_version()?;
+        if found > 0
+            && found < ENRICH_SCHEMA_VERSION
+            && options.mode == OpenMode::ReadUpgrading
+            && self.migrate_if_writable(options)?
+        {
+            found = self.enrich_version()?;
+        }
+        if found > ENRICH_SCHEMA_VERSION {
+            return Err(DbError::EnrichSchemaTooNew {
                 path: self.path.clone(),
                 found,
                 supported: ENRICH_SCHEMA_VERSION,
-            }),
-            found => Err(DbError::EnrichSchemaOutdated {
-                path: self.path.clone(),
-                found,
-                supported: ENRICH_SCHEMA_VERSION,
-            }),
+            });
+        }
+        if found == ENRICH_SCHEMA_VERSION {
+            return Ok(());
+        }
+        schema::shadow_missing(&self.conn)
+            .map_err(self.err("prepare views of enrich's tables as this build reads them"))
+    }
+
+    fn enrich_version(&self) -> Result<u32, DbError> {
+        schema::enrich_version(&self.conn).map_err(self.err("read llmc_meta"))
+    }
+
+    /// Migrates enrich's tables through a read-write connection of its own, as
+    /// [`OpenMode::Existing`] does; false when this user or this file system may not write the
+    /// file (or its directory, for the WAL journal).
+    fn migrate_if_writable(&self, options: &OpenOptions) -> Result<bool, DbError> {
+        let writable = OpenOptions {
+            mode: OpenMode::Existing,
+            quick_check: false,
+            ..options.clone()
+        };
+        match Db::open_with(&self.path, &writable) {
+            Ok(_) => Ok(true),
+            Err(
+                DbError::PermissionDenied { .. }
+                | DbError::ReadOnly { .. }
+                | DbError::ReadOnlyDirectory { .. },
+            ) => Ok(false),
+            Err(other) => Err(other),
         }
     }
 }
@@ -507,6 +568,29 @@ fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
         |row| row.get(0),
     )?;
     Ok((version, tables))
+}
+
+/// Whether a WAL file with content lies beside the database (pages a reader must see).
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// The `file:` URI that opens `path` in SQLite's `immutable` mode: no lock taken, no
+/// shared-memory file needed, the file assumed unchanging while the connection reads it.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_str().unwrap_or_default().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// Looks at the file's bytes without SQLite: missing, empty, or with SQLite's header. Anything

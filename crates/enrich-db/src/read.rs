@@ -160,7 +160,7 @@ fn raw_enrichment(row: &Row<'_>) -> rusqlite::Result<RawEnrichment> {
 }
 
 /// Text as stored by Python, which may also have put a number in a text column.
-fn text(value: ValueRef<'_>) -> Option<String> {
+pub(crate) fn text(value: ValueRef<'_>) -> Option<String> {
     match value {
         ValueRef::Null | ValueRef::Blob(_) => None,
         ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
@@ -169,7 +169,7 @@ fn text(value: ValueRef<'_>) -> Option<String> {
     }
 }
 
-fn lenient_i64(value: ValueRef<'_>) -> Option<i64> {
+pub(crate) fn lenient_i64(value: ValueRef<'_>) -> Option<i64> {
     match value {
         ValueRef::Integer(i) => Some(i),
         // Whole seconds as a float: truncation is the intent.

@@ -486,11 +486,293 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, MigrateError> {
     Ok(ENRICH_SCHEMA_VERSION)
 }
 
-/// Creates enrich's tables as empty `TEMP` shadows, so a read-only connection to an index enrich
-/// never wrote to answers every query with "nothing yet" without touching the file.
-pub(crate) fn create_temp_shadows(conn: &Connection) -> rusqlite::Result<()> {
-    for migration in MIGRATIONS {
-        conn.execute_batch(&migration.sql.replace("CREATE TABLE ", "CREATE TEMP TABLE "))?;
+/// Makes a read-only connection see enrich's current schema over whatever version of it the file
+/// holds, without writing to the file: an index enrich never wrote, or one an older enrich wrote
+/// that cannot be migrated here.
+///
+/// The current schema is what the migrations build on LLMC's tables in an in-memory database, so
+/// this follows every migration, released or future, that creates tables or adds columns:
+/// - a table (or virtual table, or view) of enrich's that the file lacks becomes an empty `TEMP`
+///   one of the same name, which SQLite looks in before the file's own schema;
+/// - a table that lacks columns a later migration adds is shadowed by a `TEMP` view of the same
+///   name selecting its stored columns and, for each missing one, the column's default (`NULL`
+///   when it has none): what `ALTER TABLE … ADD COLUMN` would have given the stored rows.
+///
+/// Indexes and triggers are left out: reading needs neither. A migration that rewrites stored
+/// rows is not replayed: the rows are read as they are.
+pub(crate) fn shadow_missing(conn: &Connection) -> rusqlite::Result<()> {
+    shadow_missing_of(conn, MIGRATIONS)
+}
+
+/// [`shadow_missing`] for the schema that `migrations` build.
+fn shadow_missing_of(conn: &Connection, migrations: &[Migration]) -> rusqlite::Result<()> {
+    let target = Connection::open_in_memory()?;
+    target.execute_batch(LLMC_V8_DDL)?;
+    let llmc_objects = object_names(&target)?;
+    for migration in migrations {
+        target.execute_batch(migration.sql)?;
+    }
+    let mut objects = target.prepare(
+        "SELECT l.name, l.type, m.sql FROM pragma_table_list AS l
+         JOIN sqlite_master AS m ON m.name = l.name
+         WHERE l.schema = 'main' AND l.type IN ('table', 'virtual', 'view')
+           AND l.name NOT LIKE 'sqlite_%'
+         ORDER BY m.rowid",
+    )?;
+    let enrich_objects = objects
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|(name, ..)| !llmc_objects.contains(name));
+    for (name, kind, sql) in enrich_objects {
+        let stored = columns(conn, "main", &name)?;
+        if stored.is_empty() {
+            conn.execute_batch(&temp_copy(&target, &name, &kind, &sql)?)?;
+            continue;
+        }
+        let wanted = column_defaults(&target, &name)?;
+        if wanted.iter().all(|(column, _)| stored.contains(column)) {
+            continue;
+        }
+        let select: Vec<String> = wanted
+            .iter()
+            .map(|(column, default)| {
+                let value = if stored.contains(column) {
+                    quoted(column)
+                } else {
+                    default.clone().unwrap_or_else(|| "NULL".to_owned())
+                };
+                format!("{value} AS {}", quoted(column))
+            })
+            .collect();
+        conn.execute_batch(&format!(
+            "CREATE TEMP VIEW {name} AS SELECT {} FROM main.{name}",
+            select.join(", "),
+            name = quoted(&name),
+        ))?;
     }
     Ok(())
+}
+
+/// The names of the tables, virtual tables and views of `conn`'s main schema.
+fn object_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type != 'shadow'")?;
+    stmt.query_map([], |row| row.get(0))?.collect()
+}
+
+/// The column names of `schema.table` (none when it does not exist).
+fn columns(conn: &Connection, schema: &str, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1, ?2)")?;
+    stmt.query_map([table, schema], |row| row.get(0))?.collect()
+}
+
+/// The columns of `table` in the target schema with their default expressions, in order.
+fn column_defaults(
+    target: &Connection,
+    table: &str,
+) -> rusqlite::Result<Vec<(String, Option<String>)>> {
+    let mut stmt = target.prepare("SELECT name, dflt_value FROM pragma_table_info(?1)")?;
+    stmt.query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect()
+}
+
+/// The statement creating an empty `TEMP` copy of the target schema's object `name`.
+fn temp_copy(target: &Connection, name: &str, kind: &str, sql: &str) -> rusqlite::Result<String> {
+    // SQLite stores a schema statement with its leading keywords normalised: `CREATE VIEW`,
+    // `CREATE VIRTUAL TABLE` and then the bare name.
+    if let Some(rest) = sql.strip_prefix("CREATE VIRTUAL TABLE ") {
+        return Ok(format!("CREATE VIRTUAL TABLE temp.{rest}"));
+    }
+    if let Some(rest) = sql.strip_prefix("CREATE VIEW ") {
+        return Ok(format!("CREATE TEMP VIEW {rest}"));
+    }
+    debug_assert_eq!(kind, "table", "{sql}");
+    let mut stmt = target.prepare("SELECT name, type, dflt_value FROM pragma_table_info(?1)")?;
+    let definitions = stmt
+        .query_map([name], |row| {
+            let (column, declared, default): (String, String, Option<String>) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            let default = default
+                .map(|d| format!(" DEFAULT ({d})"))
+                .unwrap_or_default();
+            Ok(format!("{} {declared}{default}", quoted(&column)))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(format!(
+        "CREATE TEMP TABLE {} ({})",
+        quoted(name),
+        definitions.join(", ")
+    ))
+}
+
+/// `name` as an SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables and views of `schema` in `conn` (shadow tables of virtual ones left out), with
+    /// their columns in order.
+    fn shape(conn: &Connection, schema: &str) -> Vec<(String, Vec<String>)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM pragma_table_list WHERE schema = ?1 AND type != 'shadow'
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .expect("tables");
+        let names: Vec<String> = stmt
+            .query_map([schema], |row| row.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("names");
+        names
+            .into_iter()
+            .map(|name| {
+                let cols = columns(conn, schema, &name).expect("columns");
+                (name, cols)
+            })
+            .collect()
+    }
+
+    /// A file with LLMC's tables and enrich's first `n` migrations, as a build of that version
+    /// left it.
+    fn at_version(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+        let path = dir.join(format!("v{n}.db"));
+        let conn = Connection::open(&path).expect("create");
+        conn.execute_batch(LLMC_V8_DDL).expect("LLMC's tables");
+        for migration in &MIGRATIONS[..n] {
+            conn.execute_batch(migration.sql).expect("migration");
+        }
+        conn.execute(
+            "INSERT INTO llmc_meta (key, value) VALUES (?1, ?2)",
+            (ENRICH_SCHEMA_VERSION_KEY, n.to_string()),
+        )
+        .expect("version");
+        path
+    }
+
+    #[test]
+    fn a_read_only_connection_to_every_older_schema_sees_the_current_tables_and_columns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let current = Connection::open_in_memory().expect("memory");
+        current.execute_batch(LLMC_V8_DDL).expect("LLMC");
+        for migration in MIGRATIONS {
+            current.execute_batch(migration.sql).expect("migration");
+        }
+        let expected = shape(&current, "main");
+        for n in 0..MIGRATIONS.len() {
+            let path = at_version(dir.path(), n);
+            let before = std::fs::read(&path).expect("read");
+            let conn =
+                Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .expect("open read-only");
+            shadow_missing(&conn).expect("shadow");
+            // What a query names resolves to the shadow first: every table and column of the
+            // current schema answers, in the current order.
+            let seen: Vec<(String, Vec<String>)> = expected
+                .iter()
+                .map(|(name, _)| {
+                    let stmt = conn
+                        .prepare(&format!("SELECT * FROM {} LIMIT 0", quoted(name)))
+                        .unwrap_or_else(|e| panic!("version {n}: {name}: {e}"));
+                    let cols = stmt.column_names().map(str::to_owned).collect();
+                    (name.clone(), cols)
+                })
+                .collect();
+            assert_eq!(seen, expected, "version {n}");
+            // LLMC's tables are never shadowed.
+            let shadowed: Vec<String> = shape(&conn, "temp").into_iter().map(|(n, _)| n).collect();
+            assert!(
+                shadowed.iter().all(|name| name.starts_with("enrich_")),
+                "version {n}: {shadowed:?}"
+            );
+            drop(conn);
+            assert_eq!(std::fs::read(&path).expect("read"), before, "version {n}");
+        }
+    }
+
+    #[test]
+    fn an_added_column_reads_as_its_default_on_the_stored_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index.db");
+        let conn = Connection::open(&path).expect("create");
+        conn.execute_batch(LLMC_V8_DDL).expect("LLMC");
+        conn.execute_batch(MIGRATIONS[0].sql).expect("v1");
+        conn.execute_batch(
+            "INSERT INTO enrich_runs (started_at_ms, config_fingerprint) VALUES (5, 'fp');
+             ALTER TABLE enrich_runs DROP COLUMN skipped;",
+        )
+        .expect("a run, and a column the current schema has with a default");
+        drop(conn);
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open read-only");
+        shadow_missing(&conn).expect("shadow");
+        let row: (i64, String, i64, Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT started_at_ms, status, skipped, holder_host, prompt_fingerprint
+                 FROM enrich_runs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .expect("the run");
+        assert_eq!(row, (5, "running".to_owned(), 0, None, None));
+    }
+
+    #[test]
+    fn virtual_tables_views_and_added_columns_of_any_later_migration_are_shadowed() {
+        const LATER: &[Migration] = &[
+            Migration {
+                version: 1,
+                name: "a table, an index, a trigger",
+                sql: "CREATE TABLE enrich_a (id INTEGER PRIMARY KEY, x TEXT NOT NULL);
+                      CREATE INDEX enrich_a_x ON enrich_a(x);
+                      CREATE TRIGGER enrich_a_t AFTER INSERT ON enrichments BEGIN
+                          INSERT INTO enrich_a (x) VALUES (new.span_hash);
+                      END;",
+            },
+            Migration {
+                version: 2,
+                name: "a column, a full-text table, a view",
+                sql: "ALTER TABLE enrich_a ADD COLUMN y INTEGER NOT NULL DEFAULT 7;
+                      CREATE VIRTUAL TABLE IF NOT EXISTS enrich_search USING fts5(
+                          symbol, summary, tokenize='unicode61');
+                      CREATE VIEW enrich_a_view AS SELECT x, y FROM enrich_a;",
+            },
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index.db");
+        let conn = Connection::open(&path).expect("create");
+        conn.execute_batch(LLMC_V8_DDL).expect("LLMC");
+        conn.execute_batch(LATER[0].sql).expect("version 1");
+        conn.execute("INSERT INTO enrich_a (x) VALUES ('stored')", [])
+            .expect("a row");
+        drop(conn);
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open read-only");
+        shadow_missing_of(&conn, LATER).expect("shadow");
+        let row: (String, i64) = conn
+            .query_row("SELECT x, y FROM enrich_a_view", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("the stored row through the view, with the added column's default");
+        assert_eq!(row, ("stored".to_owned(), 7));
+        let found: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM enrich_search WHERE enrich_search MATCH 'parser'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("an empty full-text table answers MATCH");
+        assert_eq!(found, 0);
+    }
 }

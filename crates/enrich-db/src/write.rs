@@ -442,6 +442,8 @@ impl Db {
         writer
             .add_counts()
             .map_err(err("count the batch's outcomes in the run's row"))?;
+        crate::file_descriptions::refresh_after_batch(&tx, outcomes)
+            .map_err(err("refresh the descriptions of the batch's files"))?;
         drop(writer);
         tx.commit().map_err(err("commit a batch"))?;
         Ok(report)

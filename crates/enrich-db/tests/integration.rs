@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/file_descriptions.rs"]
+mod file_descriptions;
 #[path = "integration/frontier.rs"]
 mod frontier;
 #[path = "integration/indexing.rs"]
@@ -29,6 +31,8 @@ mod schema;
 mod source;
 #[path = "integration/stale.rs"]
 mod stale;
+#[path = "integration/upgrades.rs"]
+mod upgrades;
 #[path = "integration/work_order.rs"]
 mod work_order;
 #[path = "integration/writing.rs"]

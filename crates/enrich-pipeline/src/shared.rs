@@ -52,9 +52,14 @@ impl Inner {
         Ok(db)
     }
 
-    /// A read-only connection for paging through pending spans.
+    /// A read-only connection for paging through pending spans (enrich's tables migrated first
+    /// when they are older and the file is writable).
     pub(crate) fn open_reader(&self) -> Result<Db, PipelineError> {
-        Db::open_read_only(&self.settings.db_path)
+        let options = OpenOptions {
+            mode: OpenMode::ReadUpgrading,
+            ..OpenOptions::default()
+        };
+        Db::open_with(&self.settings.db_path, &options)
             .map_err(PipelineError::db("open the index database for reading"))
     }
 

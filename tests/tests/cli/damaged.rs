@@ -29,13 +29,13 @@ fn listing(dir: &Path) -> Vec<(String, u64)> {
 }
 
 /// The index's bytes and the listing of its directory, to compare after a command.
-struct Snapshot {
+pub(super) struct Snapshot {
     bytes: Vec<u8>,
     files: Vec<(String, u64)>,
 }
 
 impl Snapshot {
-    fn of(repo: &TestRepo) -> Self {
+    pub(super) fn of(repo: &TestRepo) -> Self {
         Self {
             bytes: std::fs::read(&repo.db).expect("read the index"),
             files: listing(repo.db.parent().expect("db dir")),
@@ -44,7 +44,7 @@ impl Snapshot {
 
     /// Fails unless the index and its directory are as they were.
     #[track_caller]
-    fn check_unchanged(&self, repo: &TestRepo, what: &str) {
+    pub(super) fn check_unchanged(&self, repo: &TestRepo, what: &str) {
         let now = Self::of(repo);
         assert!(now.bytes == self.bytes, "{what}: the index changed");
         assert_eq!(now.files, self.files, "{what}: files changed");
@@ -173,7 +173,7 @@ fn a_truncated_index_is_refused_by_every_command_with_exit_2_and_left_as_it_was(
 
 /// Runs `enrich --repo <root> ARGS` as a user whom permissions bind: this user, or `nobody`
 /// (through util-linux's `setpriv`) when the tests run as root.
-fn enrich_unprivileged(repo: &TestRepo, args: &[&str]) -> Ran {
+pub(super) fn enrich_unprivileged(repo: &TestRepo, args: &[&str]) -> Ran {
     if !running_as_root() {
         return repo.enrich(args);
     }
@@ -190,13 +190,13 @@ fn enrich_unprivileged(repo: &TestRepo, args: &[&str]) -> Ran {
     finish(command.spawn().expect("start enrich"))
 }
 
-fn chmod(path: &Path, mode: u32) {
+pub(super) fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 /// A repository whose directories and index every user may read and write, for
 /// [`enrich_unprivileged`]; its index checkpointed. Returns the index's directory.
-fn open_to_every_user(repo: &TestRepo) -> &Path {
+pub(super) fn open_to_every_user(repo: &TestRepo) -> &Path {
     checkpoint(repo);
     let rag = repo.db.parent().expect(".llmc/rag");
     let temp = repo.root.parent().expect("temp dir");
@@ -208,32 +208,39 @@ fn open_to_every_user(repo: &TestRepo) -> &Path {
 }
 
 #[test]
-fn an_index_in_a_read_only_directory_is_refused_naming_the_directory_and_the_fix() {
+fn an_index_in_a_read_only_directory_is_refused_by_run_naming_the_directory_and_read_by_status() {
     let server = Server::healthy();
     let repo = TestRepo::new();
     repo.write_config(&config(&[("fake", server.url())], ""));
     // Everything readable and writable for the other user but the index's directory.
     let rag = open_to_every_user(&repo);
     chmod(rag, 0o555);
-    let before = std::fs::read(&repo.db).expect("read");
+    let before = Snapshot::of(&repo);
     let shown = rag.display().to_string();
-    for args in [&["run"][..], &["status"]] {
-        let ran = enrich_unprivileged(&repo, args);
-        let what = format!("`{}`", args.join(" "));
-        ran.expect_code(2);
-        check_mentions(
-            &what,
-            &ran.stderr,
-            &[
-                &format!("the directory {shown} of the index"),
-                "is not writable",
-                "WAL journal",
-                "make the directory writable",
-                "pass --db",
-            ],
-        );
-        assert_eq!(std::fs::read(&repo.db).expect("read"), before, "{what}");
-    }
+    let ran = enrich_unprivileged(&repo, &["run"]);
+    ran.expect_code(2);
+    check_mentions(
+        "`run`",
+        &ran.stderr,
+        &[
+            &format!("the directory {shown} of the index"),
+            "is not writable",
+            "WAL journal",
+            "make the directory writable",
+            "pass --db",
+        ],
+    );
+    before.check_unchanged(&repo, "`run`");
+    // With no WAL beside it, the file on disk is the whole index: a reading command reads it.
+    let status = enrich_unprivileged(&repo, &["--json", "status"]);
+    status.expect_code(0);
+    assert_eq!(
+        status.json()["spans"],
+        repo.spans.len(),
+        "{}",
+        status.stdout
+    );
+    before.check_unchanged(&repo, "`status`");
     chmod(rag, 0o755);
     assert_eq!(server.stats().generations(), 0, "no span is sent");
 }

@@ -334,15 +334,15 @@ fn an_index_created_by_llmc_is_enriched_in_place_and_stays_llmc_readable() {
         "{host}"
     );
     check_rows_are_valid(&repo);
-    for table in [
-        "embeddings",
-        "emb_code",
-        "file_descriptions",
-        "embeddings_meta",
-    ] {
+    for table in ["embeddings", "emb_code", "embeddings_meta"] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         assert_eq!(repo.count(&sql), 0, "LLMC's {table} is still there");
     }
+    // One description per enriched file, as LLMC's pipeline keeps it (`file_descriptions.rs`).
+    assert_eq!(
+        repo.count("SELECT COUNT(*) FROM file_descriptions WHERE source = 'cheap'"),
+        repo.count("SELECT COUNT(*) FROM files")
+    );
 }
 
 #[test]

@@ -452,3 +452,28 @@ fn stale_selectors_select_what_the_stale_query_finds() {
         "{error}"
     );
 }
+
+#[test]
+fn a_renewal_keeps_llmc_s_file_description_as_an_enrichment_does() {
+    let (fx, hashes) = enriched_index();
+    let conn = fx.raw();
+    let described = |path: &str| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM file_descriptions WHERE file_path = ?1 AND source = 'cheap'",
+            [path],
+            |row| row.get(0),
+        )
+        .expect("count")
+    };
+    assert_eq!((described("src/a.py"), described("docs/b.py")), (1, 1));
+    conn.execute("DELETE FROM file_descriptions", [])
+        .expect("forget");
+    let mut db = fx.db();
+    let run = db.start_run("fp").expect("run");
+    db.write_batch(&[SpanOutcome {
+        stored: Stored::Refreshed(Box::new(enrichment("Adds one, renewed."))),
+        ..enriched(&hashes[0], run, "")
+    }])
+    .expect("write");
+    assert_eq!((described("src/a.py"), described("docs/b.py")), (1, 0));
+}

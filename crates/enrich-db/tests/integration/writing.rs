@@ -80,7 +80,7 @@ fn llmc_view(fixture: &Fixture, span_hash: &str) -> LlmcView {
         .expect("LLMC reads the row")
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
