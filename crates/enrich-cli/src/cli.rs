@@ -133,6 +133,18 @@ pub(crate) enum Command {
         ("The same as JSON", "enrich show src/lib.rs:42 --json"),
     ]))]
     Show(ShowArgs),
+    /// Write every enriched span as one record (JSON lines or CSV): path, lines, symbol, kind,
+    /// language, span hash, every enrichment field and its provenance.
+    ///
+    /// The records' schema (`export_version` 1) is in the user guide (docs/user-guide.md,
+    /// "Export the enrichments"). Records stream as they are read, so memory stays flat on any
+    /// index; with --out the file appears whole or not at all.
+    #[command(after_help = examples(&[
+        ("Every enriched span as JSON lines, into a file", "enrich export --out enrichments.jsonl"),
+        ("What was enriched in the last 7 days under src/, as CSV", "enrich export --format csv --since 7d --path 'src/**'"),
+        ("Everything stored since a time, with each span's source text", "enrich export --since 2026-11-24T00:00:00Z --include-source --out new.jsonl"),
+    ]))]
+    Export(ExportArgs),
     /// List dead-lettered spans, or put them back in the queue.
     #[command(after_help = examples(&[
         ("The dead-lettered spans with their last error", "enrich failures"),
@@ -156,6 +168,13 @@ pub(crate) enum Command {
         ("The comparison as JSON", "enrich compare --run 3 --run 5 --json"),
     ]))]
     Compare(CompareArgs),
+    /// Measure what enrichment is worth to retrieval: rank questions with and without the
+    /// enrichments and compare.
+    #[command(after_help = examples(&[
+        ("Recall@1/5/10 and MRR@10 of the questions in queries.jsonl, code only and enriched", "enrich eval search queries.jsonl"),
+        ("The same with each question's ranks, as JSON", "enrich eval search queries.jsonl --json"),
+    ]))]
+    Eval(EvalArgs),
     /// Keep the index and its enrichments current: index, enrich, then re-index and enrich each
     /// file as it is saved, until Ctrl-C or SIGTERM.
     #[command(after_help = examples(&[
@@ -349,6 +368,29 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(wrong)
 }
 
+/// A time for `--since`: RFC 3339 (`2026-11-24T09:00:00Z`, with an offset, or a bare date in
+/// UTC), or an age before now (`90m`, `24h`, `7d`); as Unix seconds.
+fn parse_since(text: &str) -> Result<i64, String> {
+    if let Some(secs) = crate::time::parse_rfc3339(text) {
+        return Ok(secs);
+    }
+    let age = parse_age(text).map_err(|_| {
+        format!(
+            "{text:?} is neither an RFC 3339 time (2026-11-24T09:00:00Z, 2026-11-24) nor an age such as 90m, 24h or 7d"
+        )
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let since = now.saturating_sub(age.as_secs());
+    Ok(i64::try_from(since).unwrap_or(i64::MAX))
+}
+
+/// A glob for `--path`.
+fn parse_path_glob(text: &str) -> Result<crate::path_glob::PathGlob, String> {
+    crate::path_glob::PathGlob::new(text)
+}
+
 /// A number above zero, for budget flags.
 fn positive_number(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -383,6 +425,77 @@ pub(crate) struct ShowArgs {
     /// A span hash (`sha256:…`), or PATH:LINE for the innermost span of that file around that line.
     #[arg(value_name = "SPAN_HASH|PATH:LINE")]
     pub(crate) span: String,
+}
+
+/// The record formats of `enrich export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// One JSON object a line.
+    Jsonl,
+    /// RFC 4180 CSV with a header row; list fields as JSON arrays.
+    Csv,
+}
+
+/// Flags of `enrich export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The record format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub(crate) format: ExportFormat,
+
+    /// Write to FILE instead of stdout: written beside it and renamed into place once
+    /// complete, so a failed export leaves FILE as it was.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub(crate) out: Option<PathBuf>,
+
+    /// Only enrichments stored at or after TIME: RFC 3339 (`2026-11-24T09:00:00Z`, a bare date
+    /// meaning its midnight UTC) or an age before now (`90m`, `24h`, `7d`). Records then come
+    /// oldest first.
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub(crate) since: Option<i64>,
+
+    /// Only spans of files matching GLOB (relative to the repository root; `*` stays in a
+    /// directory, `**` crosses them, a glob without `/` matches file names at any depth).
+    #[arg(long, value_name = "GLOB", value_parser = parse_path_glob)]
+    pub(crate) path: Option<crate::path_glob::PathGlob>,
+
+    /// Add each span's source text (`source`), read from the repository.
+    #[arg(long)]
+    pub(crate) include_source: bool,
+}
+
+/// `enrich eval`: what to measure.
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// The evaluation.
+    #[command(subcommand)]
+    pub(crate) command: EvalCommand,
+}
+
+/// The evaluations of `enrich eval`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum EvalCommand {
+    /// Rank each question of QUERIES with BM25 over the code only (symbols, paths, source) and
+    /// over the code and its enrichments; print recall@1/5/10 and MRR@10 of both and the lift.
+    ///
+    /// QUERIES is a JSON-lines file, one question a line: `{"query": "how are redirects
+    /// followed?", "expect": "SessionRedirectMixin.resolve_redirects"}`. `expect` (a string or
+    /// a list of them, any one counting) is a symbol as the index names it, a file `path`, a
+    /// `path:line` (the spans around that line), or a path glob (`src/**/auth.py`). A question
+    /// whose answer is not in the index is listed and left out of the figures.
+    #[command(after_help = examples(&[
+        ("The figures of queries.jsonl against this repository's index", "enrich eval search queries.jsonl"),
+        ("Every question's rank in both rankings, as JSON", "enrich eval search queries.jsonl --json"),
+    ]))]
+    Search(EvalSearchArgs),
+}
+
+/// Arguments of `enrich eval search`.
+#[derive(Debug, Args)]
+pub(crate) struct EvalSearchArgs {
+    /// The questions, one JSON object a line: `query` and `expect`.
+    #[arg(value_name = "QUERIES", value_hint = ValueHint::FilePath)]
+    pub(crate) queries: PathBuf,
 }
 
 /// Flags of `enrich failures`.
@@ -503,9 +616,11 @@ mod tests {
         "run",
         "status",
         "show",
+        "export",
         "failures",
         "quality",
         "compare",
+        "eval",
         "watch",
         "config",
         "init",

@@ -24,6 +24,7 @@ mod exit;
 mod health;
 mod logging;
 mod output;
+mod path_glob;
 mod progress;
 mod signals;
 mod time;

@@ -309,6 +309,18 @@ pub enum DbError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// The temporary full-text tables of a retrieval evaluation could not be built or searched.
+    #[error(
+        "cannot {action} in the retrieval evaluation's temporary database: {source}; it needs SQLite built with FTS5 (enrich's own build has it) and free space in the temporary directory (TMPDIR)"
+    )]
+    Retrieval {
+        /// What was being done.
+        action: &'static str,
+        /// SQLite's report.
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 /// What to do about a damaged index.

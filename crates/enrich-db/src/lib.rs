@@ -19,7 +19,9 @@
 //! tier, `v1.1`); reading spans, their source bytes ([`PendingSpan::read_source`], which refuses paths
 //! leaving the repo), enrichments, attempts, dead letters, runs and [`Stats`]; the quality
 //! report's figures per model, chain, backend and prompt fingerprint ([`Db::quality_groups`],
-//! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]).
+//! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]); every enriched span streamed for an
+//! export ([`Db::for_each_export_row`]); the rankings of a retrieval evaluation
+//! ([`Db::retrieval_corpus`]).
 //!
 //! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
 //! of files' spans that keeps the row and enrichment of every span whose content did not change
@@ -44,6 +46,7 @@
 //! the pipeline hands over is stored as it is, with no conversion.
 
 mod error;
+mod export;
 mod file_descriptions;
 mod frontier;
 mod index;
@@ -56,6 +59,7 @@ mod provenance;
 mod quality_report;
 mod read;
 mod refresh;
+mod retrieval;
 mod schema;
 mod source;
 mod stale;
@@ -67,6 +71,7 @@ mod write;
 /// The id of a run, as [`Db::start_run`] returns it (enrich-types' definition).
 pub use enrich_types::RunId;
 pub use error::DbError;
+pub use export::{ExportFilter, ExportProvenance, ExportRow};
 pub use frontier::{FrontierLane, PENDING_EPOCH_KEY, SPAN_ID_FRONTIER_KEY};
 pub use index::{FileRecord, IndexWriteReport, IndexedFile, OrphanCounts, SpanRecord, StoredFile};
 pub use lease::{HeldLeases, Lease, LeaseHolder};
@@ -81,6 +86,7 @@ pub use quality_report::{
     UNKNOWN_PROMPT_FINGERPRINT,
 };
 pub use refresh::{RefreshClause, RefreshFilter, RefreshSelector};
+pub use retrieval::{CorpusSpan, Ranking, RetrievalCorpus, plain_words_query};
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
 };

@@ -32,7 +32,8 @@ const SPAN_BY_ID_SQL: &str = concat!(
     " FROM spans AS s JOIN files AS f ON f.id = s.file_id WHERE s.id = ?1"
 );
 
-/// The enrichment columns, for `e` = enrichments and `s` = spans.
+/// The enrichment columns, for `e` = enrichments and `s` = spans ([`raw_enrichment_at`] reads
+/// them).
 macro_rules! enrichment_columns {
     () => {
         "e.span_hash, s.symbol, e.created_at, e.summary, e.tags, e.evidence, e.model, \
@@ -42,6 +43,7 @@ macro_rules! enrichment_columns {
          e.total_duration_ns, e.backend_host"
     };
 }
+pub(crate) use enrichment_columns;
 
 const ENRICHMENT_BY_HASH_SQL: &str = concat!(
     "SELECT ",
@@ -58,6 +60,10 @@ const ENRICHMENTS_BY_SYMBOL_SQL: &str = concat!(
     " FROM spans AS s JOIN enrichments AS e ON e.span_hash = s.span_hash \
      WHERE s.symbol = ?1 ORDER BY s.id"
 );
+
+/// An `enrich_quality` row as read: score, level, failed checks and repairs (JSON lists), gate
+/// version.
+pub(crate) type RawQuality = (f64, String, String, String, String);
 
 const QUALITY_SQL: &str = "SELECT score, level, failed_checks, repairs, gate_version \
                            FROM enrich_quality WHERE span_hash = ?1";
@@ -108,7 +114,7 @@ const RUN_COLUMNS_SQL: &str = "SELECT id, started_at_ms, finished_at_ms, status,
      config_fingerprint, attempted, succeeded, failed, skipped, prompt_fingerprint FROM enrich_runs";
 
 /// An `enrichments` row before its JSON columns are decoded.
-struct RawEnrichment {
+pub(crate) struct RawEnrichment {
     span_hash: String,
     symbol: Option<String>,
     created_at: Option<i64>,
@@ -130,31 +136,36 @@ struct RawEnrichment {
 }
 
 fn raw_enrichment(row: &Row<'_>) -> rusqlite::Result<RawEnrichment> {
+    raw_enrichment_at(row, 0)
+}
+
+/// The [`enrichment_columns!`] of `row`, the first of them at index `at`.
+pub(crate) fn raw_enrichment_at(row: &Row<'_>, at: usize) -> rusqlite::Result<RawEnrichment> {
     Ok(RawEnrichment {
-        span_hash: row.get(0)?,
-        symbol: row.get(1)?,
-        created_at: lenient_i64(row.get_ref(2)?),
-        summary: text(row.get_ref(3)?),
-        tags: text(row.get_ref(4)?),
-        evidence: text(row.get_ref(5)?),
-        model: text(row.get_ref(6)?),
-        schema_ver: text(row.get_ref(7)?),
-        inputs: text(row.get_ref(8)?),
-        outputs: text(row.get_ref(9)?),
-        side_effects: text(row.get_ref(10)?),
-        pitfalls: text(row.get_ref(11)?),
-        usage_snippet: text(row.get_ref(12)?),
-        content_type: text(row.get_ref(13)?),
-        content_language: text(row.get_ref(14)?),
-        content_type_confidence: lenient_f64(row.get_ref(15)?),
-        content_type_source: text(row.get_ref(16)?),
+        span_hash: row.get(at)?,
+        symbol: row.get(at + 1)?,
+        created_at: lenient_i64(row.get_ref(at + 2)?),
+        summary: text(row.get_ref(at + 3)?),
+        tags: text(row.get_ref(at + 4)?),
+        evidence: text(row.get_ref(at + 5)?),
+        model: text(row.get_ref(at + 6)?),
+        schema_ver: text(row.get_ref(at + 7)?),
+        inputs: text(row.get_ref(at + 8)?),
+        outputs: text(row.get_ref(at + 9)?),
+        side_effects: text(row.get_ref(at + 10)?),
+        pitfalls: text(row.get_ref(at + 11)?),
+        usage_snippet: text(row.get_ref(at + 12)?),
+        content_type: text(row.get_ref(at + 13)?),
+        content_language: text(row.get_ref(at + 14)?),
+        content_type_confidence: lenient_f64(row.get_ref(at + 15)?),
+        content_type_source: text(row.get_ref(at + 16)?),
         metrics: EnrichmentMetrics {
-            tokens_per_second: lenient_f64(row.get_ref(17)?),
-            eval_count: lenient_u64(row.get_ref(18)?),
-            eval_duration_ns: lenient_u64(row.get_ref(19)?),
-            prompt_eval_count: lenient_u64(row.get_ref(20)?),
-            total_duration_ns: lenient_u64(row.get_ref(21)?),
-            backend_host: text(row.get_ref(22)?),
+            tokens_per_second: lenient_f64(row.get_ref(at + 17)?),
+            eval_count: lenient_u64(row.get_ref(at + 18)?),
+            eval_duration_ns: lenient_u64(row.get_ref(at + 19)?),
+            prompt_eval_count: lenient_u64(row.get_ref(at + 20)?),
+            total_duration_ns: lenient_u64(row.get_ref(at + 21)?),
+            backend_host: text(row.get_ref(at + 22)?),
         },
     })
 }
@@ -194,7 +205,7 @@ fn lenient_f64(value: ValueRef<'_>) -> Option<f64> {
 
 /// A list column: a JSON array (items that are not strings keep their JSON text); `NULL`,
 /// empty text and JSON `null` are an empty list.
-fn decode_list(column: Option<&str>) -> Result<Vec<String>, String> {
+pub(crate) fn decode_list(column: Option<&str>) -> Result<Vec<String>, String> {
     let Some(text) = column.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(Vec::new());
     };
@@ -375,9 +386,17 @@ impl Db {
                 .optional()
             })
             .map_err(self.err("read an enrichment's quality score"))?;
-        let Some((score, level, failed, repairs, gate_version)) = raw else {
-            return Ok(None);
-        };
+        raw.map(|raw| self.decode_quality(span_hash, raw))
+            .transpose()
+    }
+
+    /// An `enrich_quality` row's columns (score, level, failed checks, repairs, gate version)
+    /// decoded.
+    pub(crate) fn decode_quality(
+        &self,
+        span_hash: &str,
+        (score, level, failed, repairs, gate_version): RawQuality,
+    ) -> Result<QualityRow, DbError> {
         let bad = |column: &'static str| {
             move |detail: String| DbError::BadRow {
                 path: self.path.clone(),
@@ -386,13 +405,13 @@ impl Db {
                 detail,
             }
         };
-        Ok(Some(QualityRow {
+        Ok(QualityRow {
             score,
             level,
             failed_checks: decode_list(Some(&failed)).map_err(bad("failed_checks"))?,
             repairs: decode_list(Some(&repairs)).map_err(bad("repairs"))?,
             gate_version,
-        }))
+        })
     }
 
     /// Every logged attempt for this span, by run then attempt number.
@@ -497,6 +516,16 @@ impl Db {
     }
 
     fn decode_enrichment(&self, raw: RawEnrichment) -> Result<StoredEnrichment, DbError> {
+        let quality = self.quality_of(&raw.span_hash)?;
+        self.decode_enrichment_with(raw, quality)
+    }
+
+    /// `raw` decoded the way LLMC stores it, with the quality verdict read beside it.
+    pub(crate) fn decode_enrichment_with(
+        &self,
+        raw: RawEnrichment,
+        quality: Option<QualityRow>,
+    ) -> Result<StoredEnrichment, DbError> {
         let bad = |column: &'static str| {
             let span_hash = raw.span_hash.clone();
             move |detail: String| DbError::BadRow {
@@ -525,7 +554,7 @@ impl Db {
             content_type_confidence: raw.content_type_confidence,
             content_type_source: raw.content_type_source,
             metrics: raw.metrics,
-            quality: self.quality_of(&raw.span_hash)?,
+            quality,
             provenance: self.provenance_of(&raw.span_hash)?,
         };
         Ok(StoredEnrichment {

@@ -388,6 +388,15 @@ CREATE TABLE enrich_provenance (
 );
 ",
     },
+    Migration {
+        version: 11,
+        name: "an index of enrichments by the time they were stored",
+        // `enrich export --since` reads only what was stored after a time. An index on LLMC's
+        // table adds no column, so LLMC reads and writes the table as before.
+        sql: "
+CREATE INDEX IF NOT EXISTS enrich_enrichments_created_at ON enrichments(created_at);
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

@@ -5,6 +5,8 @@ mod support;
 
 #[path = "integration/corrupt.rs"]
 mod corrupt;
+#[path = "integration/export.rs"]
+mod export;
 #[path = "integration/file_descriptions.rs"]
 mod file_descriptions;
 #[path = "integration/frontier.rs"]
@@ -25,6 +27,8 @@ mod provenance;
 mod reading;
 #[path = "integration/refresh.rs"]
 mod refresh;
+#[path = "integration/retrieval.rs"]
+mod retrieval;
 #[path = "integration/schema.rs"]
 mod schema;
 #[path = "integration/source.rs"]

@@ -21,6 +21,8 @@ mod concurrent;
 mod config_keys;
 mod crash;
 mod damaged;
+mod eval;
+mod export;
 mod faults;
 mod file_descriptions;
 mod indexing;

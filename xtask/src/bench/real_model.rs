@@ -12,6 +12,11 @@
 //! Every figure comes from the run's database (the attempt log and the enrichments), never from
 //! `enrich`'s output; see [`Figures`]. It prints a table and writes it with the machine and
 //! every figure to `target/bench/real-model-<unix-ts>.json` and `real-model-latest.json`.
+//!
+//! Then it measures what those enrichments are worth to retrieval: the rest of the package's
+//! modules join the repository (`enrich index` keeps the sample's spans and enrichments, their
+//! content being unchanged), and `enrich eval search --json` ranks the questions of
+//! [`QUESTIONS`] over all of the package's spans, code only and enriched; see [`Retrieval`].
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -42,6 +47,13 @@ const SAMPLE_FILES: [&str; 3] = [
 ];
 /// Spans enriched: the first this many of the sample files' spans, in span order.
 const SAMPLE_SPANS: u64 = 30;
+/// The questions of the retrieval evaluation, relative to the workspace root: about forty
+/// questions over the package's code, each with the symbol(s) that answer it, written by
+/// reading the code and its docstrings.
+pub(crate) const QUESTIONS: &str = "xtask/data/requests-2.32.3-questions.jsonl";
+/// The package's modules inside the unpacked distribution, all of which the retrieval
+/// evaluation indexes (under `requests/`, like the sample).
+const PACKAGE_DIR: &str = "requests-2.32.3/src/requests";
 /// The model server's context, and the `num_ctx` every request asks for.
 const NUM_CTX: u32 = 4096;
 
@@ -118,7 +130,9 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let db = repo.join(".llmc/rag/index_v2.db");
     let records = read_records(&db)?;
     let figures = Figures::of(&records, seconds);
-    let rows = figures.rows();
+    let retrieval = evaluate_retrieval(root, &work, &repo, &enrich_cmd)?;
+    let mut rows = figures.rows();
+    rows.extend(retrieval.rows());
     let build = format!("release build, {model}, {SDIST_REQUIREMENT}");
     println!("{}", render_table(&machine, 1, &build, &rows));
     let ts = unix_seconds();
@@ -130,6 +144,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         "sample_spans": SAMPLE_SPANS,
         "options": {"temperature": 0, "seed": 42, "num_ctx": NUM_CTX},
         "figures": figures.to_json(),
+        "retrieval": retrieval.report,
         "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&report)?;
@@ -189,6 +204,95 @@ fn sample_repo(sdist: &Path, work: &Path) -> Result<PathBuf> {
             .with_context(|| format!("could not copy {}", from.display()))?;
     }
     Ok(repo)
+}
+
+/// Adds the package's other modules to the sample repository, indexes them, and runs `enrich
+/// eval search --json` with [`QUESTIONS`] over the whole package.
+fn evaluate_retrieval(
+    root: &Path,
+    work: &Path,
+    repo: &Path,
+    enrich_cmd: &dyn Fn(&[&str]) -> Command,
+) -> Result<Retrieval> {
+    let package = work.join("sdist").join(PACKAGE_DIR);
+    let entries =
+        fs::read_dir(&package).with_context(|| format!("could not list {}", package.display()))?;
+    for entry in entries {
+        let from = entry
+            .with_context(|| format!("could not list {}", package.display()))?
+            .path();
+        let to = repo
+            .join("requests")
+            .join(from.file_name().context("a module has a name")?);
+        if from.extension().is_some_and(|e| e == "py") && !to.exists() {
+            fs::copy(&from, &to).with_context(|| format!("could not copy {}", from.display()))?;
+        }
+    }
+    let mut index = enrich_cmd(&["-q", "index"]);
+    index.stdout(Stdio::null());
+    run_loudly(index, "enrich could not index the whole package")?;
+    let questions = root.join(QUESTIONS);
+    say("ranking the retrieval questions, code only and enriched");
+    let out = enrich_cmd(&["--json", "eval", "search", path_str(&questions)?])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("could not run enrich eval search")?;
+    ensure!(
+        out.status.success(),
+        "enrich eval search exited with {}",
+        out.status
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .context("enrich eval search --json did not print JSON")?;
+    Retrieval::of(report)
+}
+
+/// The retrieval evaluation's report (`enrich eval search --json`), as the table shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Retrieval {
+    report: Value,
+}
+
+impl Retrieval {
+    fn of(report: Value) -> Result<Self> {
+        for ranking in ["code_only", "enriched", "lift"] {
+            ensure!(
+                report[ranking]["mrr_at_10"].is_number(),
+                "the evaluation's report has no {ranking} figures: {report}"
+            );
+        }
+        Ok(Self { report })
+    }
+
+    /// One row per figure: code only, enriched and the lift in the measured text; the value is
+    /// the lift.
+    fn rows(&self) -> Vec<Row> {
+        let r = &self.report;
+        let scope = format!(
+            "{} questions over {} spans, {} enriched",
+            r["evaluated"], r["spans"], r["enriched_spans"]
+        );
+        [
+            ("recall_at_1", "retrieval recall@1"),
+            ("recall_at_5", "retrieval recall@5"),
+            ("recall_at_10", "retrieval recall@10"),
+            ("mrr_at_10", "retrieval MRR@10"),
+        ]
+        .into_iter()
+        .map(|(id, name)| {
+            let figure = |ranking: &str| r[ranking][id].as_f64().unwrap_or(f64::NAN);
+            let mut row = Row::new(id, name.to_owned(), "lift");
+            row.value = Some(figure("lift"));
+            row.measured = format!(
+                "code only {:.3}, enriched {:.3}, lift {:+.3} ({scope})",
+                figure("code_only"),
+                figure("enriched"),
+                figure("lift")
+            );
+            row
+        })
+        .collect()
+    }
 }
 
 /// The sample's `enrich.toml`: one backend, the model server, deterministic sampling.
@@ -506,6 +610,59 @@ mod tests {
         assert_eq!(figures.to_json()["seconds_per_stored"], Value::Null);
         assert_eq!(figures.prompt_eval_mean_after_first, None);
         assert_eq!(figures.rows()[6].measured, "n/a (5 s for the run)");
+    }
+
+    #[test]
+    fn retrieval_rows_show_both_rankings_and_the_lift() {
+        let figures = |r1: f64, mrr: f64| json!({"recall_at_1": r1, "recall_at_5": 0.5, "recall_at_10": 0.75, "mrr_at_10": mrr});
+        let retrieval = Retrieval::of(json!({
+            "evaluated": 40, "spans": 276, "enriched_spans": 15,
+            "code_only": figures(0.25, 0.4), "enriched": figures(0.3, 0.45),
+            "lift": figures(0.05, 0.05),
+        }))
+        .unwrap();
+        let rows = retrieval.rows();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(
+            rows[0].measured,
+            "code only 0.250, enriched 0.300, lift +0.050 (40 questions over 276 spans, 15 enriched)"
+        );
+        assert_eq!(rows[3].value, Some(0.05));
+        assert!(Retrieval::of(json!({"code_only": {}})).is_err());
+    }
+
+    /// The shipped questions: about forty, each a JSON object with a non-empty `query`, an
+    /// `expect` that is a name or a non-empty list of names, and an `id` of its own.
+    #[test]
+    fn the_question_set_is_well_formed() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = fs::read_to_string(root.join(QUESTIONS)).unwrap();
+        let mut ids = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let question: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+            assert!(
+                question["query"].as_str().is_some_and(|q| q.len() > 10),
+                "line {}",
+                i + 1
+            );
+            let expect = match &question["expect"] {
+                Value::String(one) => vec![one.as_str()],
+                Value::Array(any) => any.iter().filter_map(Value::as_str).collect(),
+                other => panic!("line {}: expect {other}", i + 1),
+            };
+            assert!(
+                !expect.is_empty() && expect.iter().all(|e| !e.trim().is_empty()),
+                "line {}",
+                i + 1
+            );
+            ids.push(question["id"].as_str().unwrap().to_owned());
+        }
+        assert!((35..=50).contains(&ids.len()), "{} questions", ids.len());
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "ids are unique");
     }
 
     #[test]

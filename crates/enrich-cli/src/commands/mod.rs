@@ -4,6 +4,8 @@ mod compare;
 mod completions;
 mod config;
 mod doctor;
+mod eval;
+mod export;
 mod failures;
 mod index;
 mod init;
@@ -40,9 +42,13 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Config(_) => config::config(&repo()?, json),
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
+        Command::Export(args) => export::export(&repo()?, &args, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
         Command::Quality(args) => quality::quality(&repo()?, &args, json),
         Command::Compare(args) => compare::compare(&repo()?, &args, json),
+        Command::Eval(args) => match args.command {
+            crate::cli::EvalCommand::Search(search) => eval::search(&repo()?, &search, json),
+        },
         Command::Plan(args) => plan::plan(&repo()?, &args, json, global.verbose > 0),
         Command::Doctor => runtime()?.block_on(doctor::doctor(&repo()?, json)),
         Command::Run(args) => {

@@ -1,7 +1,7 @@
 //! Provenance: stored with each enrichment in the same transaction, replaced and removed with
 //! it, unknown for rows enrich did not write (or wrote before provenance existed).
 
-use enrich_db::{EnrichmentRow, Expectations, SpanOutcome, Stored};
+use enrich_db::{ENRICH_SCHEMA_VERSION, EnrichmentRow, Expectations, SpanOutcome, Stored};
 
 use crate::support::{Fixture, enriched, enriched_with, failed, provenance, python_lines};
 
@@ -129,7 +129,7 @@ fn enrichments_stored_before_provenance_are_unknown_after_the_migration() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "10");
+    assert_eq!(version, ENRICH_SCHEMA_VERSION.to_string());
     assert_eq!(rows(&fixture), 0);
     for hash in &hashes {
         assert_eq!(db.provenance_of(hash).unwrap(), None);
