@@ -27,6 +27,8 @@ pub(crate) enum Command {
     Overhead(OverheadArgs),
     /// Time the first page of pending spans and one deep into the keyset.
     SelectBatch(SelectArgs),
+    /// Enrich every span with a synthetic enrichment (in bulk) and time `enrich search`'s query.
+    Search(SearchArgs),
 }
 
 /// A whole number of at least 1.
@@ -97,6 +99,22 @@ pub(crate) struct SelectArgs {
 
     /// Times each page is selected (the median and the 95th percentile are reported).
     #[arg(long, value_name = "N", default_value_t = 200, value_parser = at_least_one())]
+    pub(crate) iterations: u64,
+}
+
+/// Flags of `search`.
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// The repository `gen-db` wrote.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) repo: PathBuf,
+
+    /// The index [default: DIR/.llmc/rag/index_v2.db].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// Times each query runs (the median and the 95th percentile are reported).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one())]
     pub(crate) iterations: u64,
 }
 

@@ -5,6 +5,7 @@
 //! enrich-bench overhead --repo DIR [--db PATH] [--concurrency N] [--batch-size N] [--commit-every N]
 //!                        [--events PATH]
 //! enrich-bench select-batch --repo DIR [--db PATH] [--batch-size N] [--iterations N]
+//! enrich-bench search --repo DIR [--db PATH] [--iterations N]
 //! ```
 //!
 //! - `gen-db` writes a synthetic repository: large Rust files of many small functions under
@@ -17,6 +18,8 @@
 //!   lines at once. What is left is the pipeline's own cost per span.
 //! - `select-batch` times [`Db::pending_spans`](enrich_db::Db::pending_spans) for the first page
 //!   and for a page deep into the keyset (90% of the way through `spans.id`), median of many.
+//! - `search` stores a synthetic enrichment for every span without one, lets enrich add them to
+//!   its search table, and times [`Db::search`](enrich_db::Db::search) for a few kinds of query.
 //!
 //! Each command prints one JSON object on one line of stdout; progress and errors go to stderr.
 //! `enrich-bench help COMMAND` describes each flag; bad arguments exit with code 2 and clap's
@@ -33,6 +36,7 @@ mod args;
 mod gen_db;
 mod instant;
 mod overhead;
+mod search;
 mod select;
 
 use std::process::ExitCode;
@@ -59,6 +63,7 @@ fn run(command: &Command) -> Result<()> {
         Command::GenDb(args) => gen_db::run(args)?,
         Command::Overhead(args) => overhead::run(args)?,
         Command::SelectBatch(args) => select::run(args)?,
+        Command::Search(args) => search::run(args)?,
     };
     println!("{result}");
     Ok(())

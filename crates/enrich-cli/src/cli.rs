@@ -133,6 +133,14 @@ pub(crate) enum Command {
         ("The same as JSON", "enrich show src/lib.rs:42 --json"),
     ]))]
     Show(ShowArgs),
+    /// Search the stored enrichments: symbol, summary, inputs, outputs, side effects,
+    /// pitfalls and path, ranked by BM25 with symbol and summary weighing most.
+    #[command(after_help = examples(&[
+        ("The spans whose enrichment speaks of retries or backoff, best first", "enrich search retry backoff"),
+        ("The 5 best Python spans under src/, as JSON", "enrich search --limit 5 --path 'src/*' --lang python --json token refresh"),
+        ("An FTS5 query: both words, within 5 tokens of each other", "enrich search --fts 'NEAR(cache evict, 5)'"),
+    ]))]
+    Search(SearchArgs),
     /// Write every enriched span as one record (JSON lines or CSV): path, lines, symbol, kind,
     /// language, span hash, every enrichment field and its provenance.
     ///
@@ -427,6 +435,33 @@ pub(crate) struct ShowArgs {
     pub(crate) span: String,
 }
 
+/// Arguments of `enrich search`.
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// The words to search for (a span matching any of them is a hit); with --fts, an FTS5 query.
+    #[arg(value_name = "QUERY", required = true, num_args = 1..)]
+    pub(crate) query: Vec<String>,
+
+    /// The most hits to show.
+    #[arg(long, value_name = "N", default_value_t = enrich_db::DEFAULT_SEARCH_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) limit: u32,
+
+    /// Only spans whose path (relative to the repository root) matches this glob (`*` matches
+    /// `/` too).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) path: Option<String>,
+
+    /// Only spans of files in this language (as the index names it: python, rust, …).
+    #[arg(long, value_name = "LANG")]
+    pub(crate) lang: Option<String>,
+
+    /// Read QUERY as FTS5 query syntax (AND, OR, NOT, NEAR, "phrases", prefix*, column:word)
+    /// instead of plain words.
+    #[arg(long)]
+    pub(crate) fts: bool,
+}
+
 /// The record formats of `enrich export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ExportFormat {
@@ -616,6 +651,7 @@ mod tests {
         "run",
         "status",
         "show",
+        "search",
         "export",
         "failures",
         "quality",

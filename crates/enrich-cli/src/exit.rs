@@ -139,7 +139,9 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }
         | DbError::EnrichSchemaTooNew { .. }
-        | DbError::RefreshSelector { .. } => Exit::Usage,
+        | DbError::RefreshSelector { .. }
+        | DbError::BadSearchQuery { .. }
+        | DbError::SearchQueryTooLong { .. } => Exit::Usage,
         _ => Exit::Failed,
     }
 }

@@ -253,6 +253,28 @@ pub enum DbError {
         run: RunId,
     },
 
+    /// A search query in FTS5's syntax that FTS5 refuses (a syntax error, an unknown column).
+    #[error(
+        "the search query {query:?} is not valid FTS5 syntax ({reason}); quote words that hold punctuation (\"foo-bar\"), close every quote and parenthesis, write AND, OR, NOT and NEAR in capitals, and name only the columns symbol, summary, inputs, outputs, side_effects, pitfalls and path; or search for plain words"
+    )]
+    BadSearchQuery {
+        /// The query as given.
+        query: String,
+        /// FTS5's reason.
+        reason: String,
+    },
+
+    /// A search query with more words than a search takes.
+    #[error(
+        "the search query has {words} words; a search takes at most {max}: keep the words that name what you look for"
+    )]
+    SearchQueryTooLong {
+        /// The query's words (whitespace-separated).
+        words: usize,
+        /// The most a search takes.
+        max: usize,
+    },
+
     /// A span's file path is absolute, but index paths are relative to the repo root.
     #[error(
         "span path {path:?} is absolute, but index paths are relative to the repo root; refusing to read it"

@@ -21,7 +21,10 @@
 //! report's figures per model, chain, backend and prompt fingerprint ([`Db::quality_groups`],
 //! [`Db::scored_spans`], [`Db::spans_enriched_by_both`]); every enriched span streamed for an
 //! export ([`Db::for_each_export_row`]); the rankings of a retrieval evaluation
-//! ([`Db::retrieval_corpus`]).
+//! ([`Db::retrieval_corpus`]); full-text search of the stored enrichments, ranked by BM25 ([`Db::search`] with a [`SearchQuery`], answering
+//! [`SearchHit`]s) over enrich's FTS5 table `enrich_search`, which every read-write connection
+//! keeps in step with what it writes, as it keeps LLMC's `enrichments_fts` when the index has it
+//! (TEMP triggers: nothing is stored in the file that LLMC's own writes would run).
 //!
 //! For an indexer (enrich-index): the indexed files ([`Db::indexed_files`]), batched replacement
 //! of files' spans that keeps the row and enrichment of every span whose content did not change
@@ -49,6 +52,7 @@ mod error;
 mod export;
 mod file_descriptions;
 mod frontier;
+mod fts;
 mod index;
 mod lease;
 mod locate;
@@ -61,6 +65,7 @@ mod read;
 mod refresh;
 mod retrieval;
 mod schema;
+mod search;
 mod source;
 mod stale;
 mod types;
@@ -89,6 +94,10 @@ pub use refresh::{RefreshClause, RefreshFilter, RefreshSelector};
 pub use retrieval::{CorpusSpan, Ranking, RetrievalCorpus, plain_words_query};
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,
+};
+pub use search::{
+    DEFAULT_SEARCH_LIMIT, MAX_SEARCH_WORDS, QuerySyntax, SEARCH_WEIGHTS, SearchHit, SearchQuery,
+    SearchSync,
 };
 pub use source::{SourceReader, SpanSource};
 pub use stale::{Expectations, ExpectedBackend, SliceRoute, StaleCounts, StaleReason, StaleSpan};

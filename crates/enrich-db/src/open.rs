@@ -238,6 +238,7 @@ impl Db {
         } else {
             db.set_wal()?;
             db.run_migrations()?;
+            db.sync_search_index()?;
         }
         Ok(db)
     }

@@ -31,6 +31,8 @@ mod refresh;
 mod retrieval;
 #[path = "integration/schema.rs"]
 mod schema;
+#[path = "integration/search.rs"]
+mod search;
 #[path = "integration/source.rs"]
 mod source;
 #[path = "integration/stale.rs"]

@@ -39,6 +39,7 @@ mod real_model;
 mod refresh;
 mod reliability;
 mod runs;
+mod search;
 mod secrets;
 mod support;
 mod upgrades;

@@ -21,7 +21,10 @@
 //!    and the peak RSS (`VmHWM`) of `enrich run` over 100,000 spans;
 //! 6. **huge answers** — a chain whose first backend (`fake-ollama --fault-rate oversized=1`)
 //!    answers every span with 100 MB, at concurrency 4: the peak RSS of `enrich run` (each
-//!    answer fails at `max_response_bytes` and the second backend enriches the span).
+//!    answer fails at `max_response_bytes` and the second backend enriches the span);
+//! 7. **search** — `enrich-bench search` on a 1,000,000-span index with an enrichment per span
+//!    (kept in `target/bench/search-cache/` between runs): the median time of `enrich search`'s
+//!    query for each kind of query; the slowest kind is judged.
 //!
 //! Prints one table (scenario, measured, target, met?) and writes it with the samples and the
 //! machine (`available_parallelism`, the CPU model, the load average) to
@@ -40,7 +43,7 @@
 //! CPU time from `/proc`.
 //!
 //! One module per scenario ([`overhead`], [`http`], [`latency`] with the host pool, [`failure`],
-//! [`scale`], [`huge`]), each an `impl Bench` block returning its [`Row`]s; [`repo`] generates
+//! [`scale`], [`huge`], [`search`]), each an `impl Bench` block returning its [`Row`]s; [`repo`] generates
 //! the indexes and configs they run on, [`process`] drives the binaries and reads `/proc`, and
 //! [`report`] holds the rows, the table and the machine description.
 
@@ -54,6 +57,7 @@ mod real_model;
 mod repo;
 mod report;
 mod scale;
+mod search;
 
 use std::fs;
 use std::io::Write;
@@ -86,6 +90,7 @@ struct Sizes {
     scale: u64,
     scale_run: u64,
     huge: u64,
+    search: u64,
 }
 
 impl Sizes {
@@ -98,6 +103,7 @@ impl Sizes {
         scale: 1_000_000,
         scale_run: 100_000,
         huge: 200,
+        search: 1_000_000,
     };
     /// Enough for every scenario to do its work once; nothing to judge speed by.
     const SMOKE: Sizes = Sizes {
@@ -109,6 +115,7 @@ impl Sizes {
         scale: 2_000,
         scale_run: 200,
         huge: 8,
+        search: 2_000,
     };
     const QUICK: Sizes = Sizes {
         overhead: 2_000,
@@ -119,6 +126,7 @@ impl Sizes {
         scale: 50_000,
         scale_run: 5_000,
         huge: 40,
+        search: 50_000,
     };
 
     fn to_json(self) -> Value {
@@ -131,6 +139,7 @@ impl Sizes {
             "scale": self.scale,
             "scale_run": self.scale_run,
             "huge": self.huge,
+            "search": self.search,
         })
     }
 }
@@ -357,6 +366,10 @@ impl Bench {
         rows.push(
             self.huge_answers(&small)
                 .unwrap_or_else(|e| Row::failed("huge_answers", "huge answers", &e)),
+        );
+        rows.push(
+            self.search()
+                .unwrap_or_else(|e| Row::failed("search", "search", &e)),
         );
         Ok(rows)
     }

@@ -13,6 +13,7 @@ mod man;
 mod plan;
 mod quality;
 mod run;
+mod search;
 mod show;
 mod status;
 mod watch;
@@ -42,6 +43,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Config(_) => config::config(&repo()?, json),
         Command::Status => status::status(&repo()?, json),
         Command::Show(args) => show::show(&repo()?, &args.span, json),
+        Command::Search(args) => search::search(&repo()?, &args, json),
         Command::Export(args) => export::export(&repo()?, &args, json),
         Command::Failures(args) => failures::failures(&repo()?, &args, json),
         Command::Quality(args) => quality::quality(&repo()?, &args, json),

@@ -248,8 +248,9 @@ fn llmc_keeps_writing_when_enrich_s_tables_are_dropped() {
         .collect::<Result<_, _>>()
         .expect("names");
     assert!(tables.contains(&"enrich_frontiers".to_owned()));
+    // `IF EXISTS`: dropping the search table drops its FTS5 shadow tables with it.
     for table in tables {
-        raw.execute_batch(&format!("DROP TABLE {table}"))
+        raw.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))
             .expect("drop");
     }
     raw.execute(

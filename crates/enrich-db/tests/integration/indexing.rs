@@ -1,49 +1,17 @@
 //! Writing the index: files and spans replaced by content hash, removed files, orphans.
 
 use enrich_db::{
-    Db, DbError, FileRecord, IndexWriteReport, IndexedFile, OpenMode, OpenOptions, OrphanCounts,
-    SpanRecord, StoredFile,
+    Db, DbError, FileRecord, IndexWriteReport, OpenMode, OpenOptions, OrphanCounts, StoredFile,
 };
 
 use enrich_types::span_hash;
 
-use crate::support::{Fixture, enriched};
+use crate::support::{Fixture, enriched, file_record};
 
 /// A file record for `path` whose spans are named by their content; each span is one line.
 fn record(path: &str, contents: &[&str]) -> FileRecord {
-    let mut offset = 0u64;
-    let spans = contents
-        .iter()
-        .zip(1u32..)
-        .map(|(content, line)| {
-            let start = offset;
-            offset += content.len() as u64 + 1;
-            SpanRecord {
-                span_hash: span_hash("python", content.as_bytes()),
-                symbol: (*content).to_owned(),
-                kind: "function".to_owned(),
-                start_line: line,
-                end_line: line,
-                byte_start: start,
-                byte_end: start + content.len() as u64,
-                doc_hint: None,
-                slice_type: Some("code".to_owned()),
-                slice_language: Some("python".to_owned()),
-                classifier_confidence: Some(1.0),
-                classifier_version: Some("test".to_owned()),
-            }
-        })
-        .collect();
-    FileRecord {
-        file: IndexedFile {
-            path: path.to_owned(),
-            lang: "python".to_owned(),
-            file_hash: format!("hash of {contents:?}"),
-            size: offset,
-            mtime: 1_700_000_000.5,
-        },
-        spans,
-    }
+    let spans: Vec<(&str, &str)> = contents.iter().map(|c| (*c, *c)).collect();
+    file_record(path, "python", &spans)
 }
 
 /// `(id, path, symbol, start_line)` of every span, in id order.

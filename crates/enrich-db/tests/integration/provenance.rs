@@ -116,6 +116,7 @@ fn enrichments_stored_before_provenance_are_unknown_after_the_migration() {
         .raw()
         .execute_batch(
             "DROP TABLE enrich_provenance;
+             DROP TABLE enrich_search;
              UPDATE llmc_meta SET value = '9' WHERE key = 'enrich_schema_version';",
         )
         .expect("back to version 9");

@@ -323,6 +323,12 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_shared_spans",
             "enrich_quality",
             "enrich_provenance",
+            "enrich_search",
+            "enrich_search_config",
+            "enrich_search_content",
+            "enrich_search_data",
+            "enrich_search_docsize",
+            "enrich_search_idx",
         ]
         .map(str::to_owned),
     );
@@ -507,6 +513,7 @@ fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upg
     conn.execute_batch(
         "ALTER TABLE enrich_attempts DROP COLUMN chain;
          DROP TABLE enrich_provenance;
+         DROP TABLE enrich_search;
          UPDATE llmc_meta SET value = '8' WHERE key = 'enrich_schema_version';",
     )
     .expect("back to version 8");
@@ -594,6 +601,10 @@ fn migrations_are_append_only() {
         (
             11,
             "807fc2bfbe3d4409d5c40fa3f05125a315e4bd8be9659a0c85dc196faf17c395",
+        ),
+        (
+            12,
+            "282df55dee63c7c81bcacdabb7e23cc48314ef2281d617fbf30faef0276611b5",
         ),
     ];
     let all = migrations();

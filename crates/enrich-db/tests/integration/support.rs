@@ -5,8 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use enrich_db::{
-    Db, EnrichmentMetrics, EnrichmentRow, OpenMode, OpenOptions, Provenance, QualityRow, RunId,
-    SpanOutcome, Stored, default_db_path,
+    Db, EnrichmentMetrics, EnrichmentRow, FileRecord, IndexedFile, OpenMode, OpenOptions,
+    Provenance, QualityRow, RunId, SpanOutcome, SpanRecord, Stored, default_db_path,
 };
 use enrich_types::{
     AttemptOutcome, AttemptRecord, ENRICHMENT_SCHEMA_VERSION, Enrichment, Evidence, FailureKind,
@@ -159,6 +159,45 @@ impl Fixture {
     /// The file's bytes, to compare before and after.
     pub(crate) fn bytes(&self) -> Vec<u8> {
         fs::read(&self.db_path).expect("read db file")
+    }
+}
+
+/// A file record for the indexer ([`Db::write_index_batch`]): `spans` as (symbol, content) in
+/// `lang`, one line each; its content hash changes with its spans.
+pub(crate) fn file_record(path: &str, lang: &str, spans: &[(&str, &str)]) -> FileRecord {
+    let mut offset = 0u64;
+    let file_hash = format!("hash of {spans:?}");
+    let spans = spans
+        .iter()
+        .zip(1u32..)
+        .map(|((symbol, content), line)| {
+            let start = offset;
+            offset += content.len() as u64 + 1;
+            SpanRecord {
+                span_hash: span_hash(lang, content.as_bytes()),
+                symbol: (*symbol).to_owned(),
+                kind: "function".to_owned(),
+                start_line: line,
+                end_line: line,
+                byte_start: start,
+                byte_end: start + content.len() as u64,
+                doc_hint: None,
+                slice_type: Some("code".to_owned()),
+                slice_language: Some(lang.to_owned()),
+                classifier_confidence: Some(1.0),
+                classifier_version: Some("test".to_owned()),
+            }
+        })
+        .collect();
+    FileRecord {
+        file: IndexedFile {
+            path: path.to_owned(),
+            lang: lang.to_owned(),
+            file_hash,
+            size: offset,
+            mtime: 1_700_000_000.5,
+        },
+        spans,
     }
 }
 
