@@ -348,6 +348,13 @@ fn a_renewal_replaces_the_row_in_place() {
         "the new score"
     );
     assert_eq!(rowid(&fx), before, "LLMC's rowid stays");
+    // LLMC's search table follows the renewal in the same transaction.
+    let found: Vec<i64> = fx
+        .raw()
+        .prepare("SELECT rowid FROM enrichments_fts WHERE enrichments_fts MATCH 'renewed'")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+        .expect("search");
+    assert_eq!(found, [before]);
     // No longer old, no longer low-scored, no longer `big`.
     assert!(!selected(&mut db, &hashes, &["quality<0.5"]).contains(&3));
     assert!(!selected(&mut db, &hashes, &["model=big"]).contains(&3));
