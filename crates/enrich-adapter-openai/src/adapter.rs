@@ -12,6 +12,7 @@ use enrich_backends::{
     GenerateRequest, Generation, HealthReport, ResponseLimit, UsageMetrics,
 };
 use enrich_config::BackendSpec;
+use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::Value;
 
@@ -116,6 +117,55 @@ impl OpenAiAdapter {
         &self.transport
     }
 
+    /// The JSON body this adapter sends as `POST {url}/chat/completions` for `request`: the
+    /// model, the messages, the `response_format`, the output limit and the backend's options.
+    /// A batch line carries exactly this body, so a request sent in a batch is the request a
+    /// live run sends.
+    ///
+    /// # Errors
+    ///
+    /// [`FailureKind::InvalidRequest`] when the body cannot be written as JSON (an option that
+    /// JSON cannot hold).
+    pub fn request_body(&self, request: &GenerateRequest) -> Result<Value, BackendError> {
+        serde_json::to_value(self.body(request)).map_err(|err| self.unwritable(&err))
+    }
+
+    /// Reads an answer to `request` that arrived without this adapter sending it (a batch
+    /// output line's `response`: its `status_code` and `body`) exactly as it reads a live
+    /// answer: a success into the [`Generation`] (text, model, token usage, finish reason; no
+    /// duration), any other status or an unusable body into the [`BackendError`] a live call
+    /// would have failed with.
+    ///
+    /// # Errors
+    ///
+    /// The [`BackendError`] a live answer with this status and body is classified as.
+    pub fn read_answer(
+        &self,
+        status: u16,
+        body: &[u8],
+        request: &GenerateRequest,
+    ) -> Result<Generation, BackendError> {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        if !status.is_success() {
+            let cut = &body[..body.len().min(ERROR_BODY_BYTES)];
+            return Err(self.classify_status(status, None, None, cut));
+        }
+        let reply: ChatReply =
+            serde_json::from_slice(body).map_err(|err| self.not_openai(body, err))?;
+        self.finish(reply, body, None, request)
+    }
+
+    /// The failure for a request body that cannot be written as JSON.
+    fn unwritable(&self, err: &serde_json::Error) -> BackendError {
+        BackendError::new(
+            FailureKind::InvalidRequest,
+            format!(
+                "cannot write the request for {} as JSON ({err})",
+                self.settings.host
+            ),
+        )
+    }
+
     /// The JSON body for `request`.
     fn body<'a>(&'a self, request: &'a GenerateRequest) -> ChatBody<'a> {
         let mut messages = Vec::with_capacity(2);
@@ -164,7 +214,7 @@ impl OpenAiAdapter {
         &self,
         reply: ChatReply,
         body: &[u8],
-        elapsed: Duration,
+        elapsed: Option<Duration>,
         request: &GenerateRequest,
     ) -> Result<Generation, BackendError> {
         if reply.choices.is_empty()
@@ -191,7 +241,7 @@ impl OpenAiAdapter {
                 )
             }),
             eval_count: reply.usage.as_ref().and_then(|u| u.completion_tokens),
-            total_duration_ns: Some(as_nanos(elapsed)),
+            total_duration_ns: elapsed.map(as_nanos),
             load_duration_ns: None,
             prompt_eval_duration_ns: timings.and_then(|t| t.prompt_ms).and_then(nanos),
             eval_duration_ns: timings.and_then(|t| t.predicted_ms).and_then(nanos),
@@ -339,7 +389,7 @@ impl OpenAiAdapter {
     }
 
     /// Classifies a non-success HTTP answer from `POST /chat/completions`.
-    async fn status_error(&self, reply: Reply) -> BackendError {
+    pub(crate) async fn status_error(&self, reply: Reply) -> BackendError {
         let status = reply.status();
         let wait = retry_wait(reply.headers(), SystemTime::now());
         let location = reply
@@ -349,7 +399,19 @@ impl OpenAiAdapter {
             .map(str::to_owned);
         // The body is only read for its message, and only its start.
         let body = reply.prefix(ERROR_BODY_BYTES).await;
-        let error = ErrorInfo::from_body(&body);
+        self.classify_status(status, wait, location, &body)
+    }
+
+    /// Classifies a non-success HTTP answer from its status, the wait its headers ask for,
+    /// where it redirects to, and (the start of) its body.
+    fn classify_status(
+        &self,
+        status: StatusCode,
+        wait: Option<Duration>,
+        location: Option<String>,
+        body: &[u8],
+    ) -> BackendError {
+        let error = ErrorInfo::from_body(body);
         let kind = status_kind(status.as_u16(), &error);
         let host = &self.settings.host;
         let model = &self.spec.model;
@@ -465,16 +527,8 @@ impl BackendAdapter for OpenAiAdapter {
 
     async fn generate(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
         let started = Instant::now();
-        let json = serde_json::to_vec(&self.body(request)).map_err(|err| {
-            BackendError::new(
-                FailureKind::InvalidRequest,
-                format!(
-                    "cannot write the request for {} as JSON ({err})",
-                    self.settings.host
-                ),
-            )
-            .with_source(err)
-        })?;
+        let json = serde_json::to_vec(&self.body(request))
+            .map_err(|err| self.unwritable(&err).with_source(err))?;
         // The timeout bounds the whole exchange: connecting, sending, and the answer's body.
         let exchange = async {
             let reply = self
@@ -496,7 +550,7 @@ impl BackendAdapter for OpenAiAdapter {
         let elapsed = started.elapsed();
         let reply: ChatReply =
             serde_json::from_slice(&bytes).map_err(|err| self.not_openai(&bytes, err))?;
-        self.finish(reply, &bytes, elapsed, request)
+        self.finish(reply, &bytes, Some(elapsed), request)
     }
 
     async fn health(&self) -> HealthReport {

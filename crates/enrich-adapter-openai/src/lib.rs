@@ -127,6 +127,16 @@
 //! case; `qwen2.5` matches `qwen2.5:latest`), and the context length where the server lists
 //! it (vLLM's `max_model_len`, or `context_length`).
 //!
+//! # Batches
+//!
+//! [`BatchApi`] speaks OpenAI's Batch and Files APIs for the same backend entry (its URL, key,
+//! client and TLS): upload a JSONL file (`POST {url}/files`, `purpose=batch`), create a batch
+//! (`POST {url}/batches`, [`BATCH_ENDPOINT`], [`COMPLETION_WINDOW`]), read and cancel it, and
+//! download its output and error files chunk by chunk ([`Download`]). Each line's body is
+//! [`OpenAiAdapter::request_body`], the body a live call sends, and each answer is read by
+//! [`OpenAiAdapter::read_answer`] exactly as a live answer is read and classified. A failed call
+//! is a [`BackendError`](enrich_backends::BackendError) with the wait a `Retry-After` asks for.
+//!
 //! # What this crate does not know
 //!
 //! No SQLite, no router, no pipeline, no prompt: it depends on `enrich-backends` and the config
@@ -135,6 +145,7 @@
 //! what differs between servers is configured through `url`, `api_key_env` and `options`.
 
 mod adapter;
+mod batch;
 mod classify;
 mod error;
 mod health;
@@ -143,5 +154,8 @@ mod transport;
 mod wire;
 
 pub use adapter::{OpenAiAdapter, PROVIDER, register};
+pub use batch::{
+    BATCH_ENDPOINT, BatchApi, BatchInfo, BatchStatus, COMPLETION_WINDOW, Download, RequestCounts,
+};
 pub use error::OpenAiConfigError;
 pub use settings::{DEFAULT_API_KEY_ENV, DEFAULT_URL};

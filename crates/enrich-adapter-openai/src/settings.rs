@@ -41,6 +41,9 @@ pub(crate) struct Settings {
     /// `POST {url}/chat/completions` (may carry the URL's credentials, which are sent as basic
     /// auth).
     pub(crate) chat_url: Url,
+    /// The base URL, as configured (credentials and query kept): what [`Settings::endpoint`]
+    /// appends paths to.
+    pub(crate) base_url: Url,
     /// `GET {url}/models`.
     pub(crate) models_url: Url,
     /// The base URL without credentials, query or trailing slash, for messages and metrics.
@@ -149,15 +152,11 @@ impl Settings {
             ),
         };
 
-        let endpoint = |path: &str| {
-            let mut url = base.clone();
-            let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
-            url.set_path(&joined);
-            url
-        };
+        let endpoint = |path: &str| join(&base, path);
         Ok(Self {
             chat_url: endpoint("chat/completions"),
             models_url: endpoint("models"),
+            base_url: base.clone(),
             host: shown_base_url(base.as_str()),
             timeout,
             connect_timeout: connect_timeout(timeout),
@@ -200,6 +199,21 @@ fn invalid_option(key: &'static str, expected: &'static str, found: &Value) -> O
         expected,
         found: found.to_string(),
     }
+}
+
+impl Settings {
+    /// `{url}/{path}`: the base URL with `path` appended (its query and credentials kept).
+    pub(crate) fn endpoint(&self, path: &str) -> Url {
+        join(&self.base_url, path)
+    }
+}
+
+/// `base` with `path` appended to its path.
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url
 }
 
 #[cfg(test)]

@@ -38,6 +38,12 @@ pub(crate) enum BodyError {
     Transport(reqwest::Error),
 }
 
+impl From<reqwest::Response> for Reply {
+    fn from(response: reqwest::Response) -> Self {
+        Self(response)
+    }
+}
+
 impl Reply {
     pub(crate) fn status(&self) -> StatusCode {
         self.0.status()
@@ -125,6 +131,12 @@ impl Transport {
             chat: settings.chat_url.clone(),
             models: settings.models_url.clone(),
         })
+    }
+
+    /// The pooled client, for the requests of the Batch and Files APIs
+    /// ([`BatchApi`](crate::BatchApi)), which carry the same headers and TLS.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// Sends one request to `endpoint` (`POST` with `json` as the body, `GET` without) and waits

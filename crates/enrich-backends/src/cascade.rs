@@ -1100,15 +1100,63 @@ async fn attempt(
         None => Err(cancelled_error(backend, "during the request")),
     };
     let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-
-    let mut record = AttemptRecord {
-        backend: spec.name.clone(),
-        provider: spec.provider.clone(),
-        model: spec.model.clone(),
+    let answered = Answered {
+        backend: spec,
         host,
         attempt: number,
         started_at_ms,
         duration_ms,
+    };
+    judge_attempt(&answered, generated, validation)
+}
+
+/// Who answered an attempt, and when: what [`judge_answer`] records besides the answer.
+#[derive(Debug, Clone)]
+pub struct Answered<'a> {
+    /// The backend's entry (its name, provider and configured model go into the record).
+    pub backend: &'a enrich_config::BackendSpec,
+    /// Where the request went (the adapter's `describe_host`; never credentials).
+    pub host: String,
+    /// 1-based number of the attempt within its span's cascade.
+    pub attempt: u32,
+    /// When the attempt started, in milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Judges one backend's answer for a span as the cascade judges every attempt: the generation
+/// goes through [`judge_reply`] (enrichment.v1, then the quality gate), an unparseable answer
+/// cut at the token limit becomes [`FailureKind::Truncated`], and the attempt record carries
+/// the answer's model, host and token counts. Returns the record and the validated enrichment
+/// with its generation, or the failure.
+///
+/// The cascade calls it for every live attempt; an answer that arrived another way (a batch
+/// service's output file) is judged by the same function, so both are held to one standard.
+pub fn judge_answer(
+    answered: &Answered<'_>,
+    generated: Result<Generation, BackendError>,
+    validation: &ValidationContext<'_>,
+) -> (AttemptRecord, Result<(Validated, Generation), BackendError>) {
+    let (record, result) = judge_attempt(answered, generated, validation);
+    (record, result.map_err(|(error, _)| error))
+}
+
+/// [`judge_answer`], keeping a rejected answer's text for the corrective re-ask.
+fn judge_attempt(
+    answered: &Answered<'_>,
+    generated: Result<Generation, BackendError>,
+    validation: &ValidationContext<'_>,
+) -> (AttemptRecord, AttemptResult) {
+    let spec = answered.backend;
+    let mut record = AttemptRecord {
+        backend: spec.name.clone(),
+        provider: spec.provider.clone(),
+        model: spec.model.clone(),
+        host: answered.host.clone(),
+        attempt: answered.attempt,
+        started_at_ms: answered.started_at_ms,
+        duration_ms: answered.duration_ms,
         outcome: AttemptOutcome::Failure,
         failure_kind: None,
         message: None,

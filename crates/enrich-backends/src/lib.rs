@@ -129,8 +129,8 @@ pub use adapter::{
 };
 pub use body::{ERROR_BODY_BYTES, ResponseLimit};
 pub use cascade::{
-    AttemptObserver, Availability, BackendOutage, Cascade, CascadeFailure, CascadeSuccess,
-    Disposition, GiveUpReason, SpanStart,
+    Answered, AttemptObserver, Availability, BackendOutage, Cascade, CascadeFailure,
+    CascadeSuccess, Disposition, GiveUpReason, SpanStart, judge_answer,
 };
 pub use circuit::{
     CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,

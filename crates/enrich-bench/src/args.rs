@@ -29,6 +29,8 @@ pub(crate) enum Command {
     SelectBatch(SelectArgs),
     /// Enrich every span with a synthetic enrichment (in bulk) and time `enrich search`'s query.
     Search(SearchArgs),
+    /// Print each pending span's own part of its prompt, in span id order.
+    SpanPrompts(SpanPromptsArgs),
 }
 
 /// A whole number of at least 1.
@@ -116,6 +118,23 @@ pub(crate) struct SearchArgs {
     /// Times each query runs (the median and the 95th percentile are reported).
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one())]
     pub(crate) iterations: u64,
+}
+
+/// Flags of `span-prompts`.
+#[derive(Debug, Args)]
+pub(crate) struct SpanPromptsArgs {
+    /// The indexed repository (its `enrich.toml` gives the prompt settings).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) repo: PathBuf,
+
+    /// The index [default: DIR/.llmc/rag/index_v2.db].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// The first this many pending spans.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub(crate) limit: usize,
 }
 
 #[cfg(test)]

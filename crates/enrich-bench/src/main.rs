@@ -6,6 +6,7 @@
 //!                        [--events PATH]
 //! enrich-bench select-batch --repo DIR [--db PATH] [--batch-size N] [--iterations N]
 //! enrich-bench search --repo DIR [--db PATH] [--iterations N]
+//! enrich-bench span-prompts --repo DIR [--db PATH] [--limit N]
 //! ```
 //!
 //! - `gen-db` writes a synthetic repository: large Rust files of many small functions under
@@ -20,6 +21,9 @@
 //!   and for a page deep into the keyset (90% of the way through `spans.id`), median of many.
 //! - `search` stores a synthetic enrichment for every span without one, lets enrich add them to
 //!   its search table, and times [`Db::search`](enrich_db::Db::search) for a few kinds of query.
+//! - `span-prompts` prints each pending span's own part of its prompt (what follows the shared
+//!   part every prompt starts with), built by the pipeline's prompt builder; the real-model
+//!   bench tokenizes them to judge what the model server evaluated per span.
 //!
 //! Each command prints one JSON object on one line of stdout; progress and errors go to stderr.
 //! `enrich-bench help COMMAND` describes each flag; bad arguments exit with code 2 and clap's
@@ -38,6 +42,7 @@ mod instant;
 mod overhead;
 mod search;
 mod select;
+mod span_prompts;
 
 use std::process::ExitCode;
 
@@ -64,6 +69,7 @@ fn run(command: &Command) -> Result<()> {
         Command::Overhead(args) => overhead::run(args)?,
         Command::SelectBatch(args) => select::run(args)?,
         Command::Search(args) => search::run(args)?,
+        Command::SpanPrompts(args) => span_prompts::run(args)?,
     };
     println!("{result}");
     Ok(())

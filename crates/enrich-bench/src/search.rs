@@ -3,7 +3,7 @@
 //! On an index `gen-db` wrote, stores a synthetic enrichment for every span that has none (in
 //! bulk, on a plain connection, so enrich's triggers do not see them), then opens the index
 //! read-write as enrich does, which adds them to the search table (the cost of building it for
-//! enrichments another program stored, also what migration 11 costs on such an index). Then
+//! enrichments another program stored, also what migration 12 costs on such an index). Then
 //! times [`Db::search`] on a read-only connection for a few kinds of query, `--iterations`
 //! times each: the median and the 95th percentile.
 //!

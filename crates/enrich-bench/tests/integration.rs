@@ -208,6 +208,7 @@ fn bad_arguments_exit_2_with_clap_s_message_and_help_lists_every_flag() {
             "select-batch",
             &["--repo", "--db", "--batch-size", "--iterations"][..],
         ),
+        ("span-prompts", &["--repo", "--db", "--limit"][..]),
     ] {
         let out = run(&[command, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout);
@@ -218,5 +219,47 @@ fn bad_arguments_exit_2_with_clap_s_message_and_help_lists_every_flag() {
                 "{command} --help lacks {flag}:\n{help}"
             );
         }
+    }
+}
+
+#[test]
+fn span_prompts_prints_each_pending_span_s_own_part_of_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    gen_db(&repo, "5", "5");
+    let report = bench(&[
+        "span-prompts",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--limit",
+        "3",
+    ]);
+    assert_eq!(report["command"], "span-prompts");
+    assert_eq!(report["fingerprint"].as_str().map(str::len), Some(12));
+    let spans = report["spans"].as_array().unwrap();
+    let db = Db::open_read_only(enrich_db::default_db_path(&repo)).unwrap();
+    let pending = db.pending_spans(0, 3).unwrap();
+    assert_eq!(spans.len(), 3, "--limit takes the first pending spans");
+    let system = &spans[0]["system_bytes"];
+    assert!(system.as_u64().is_some_and(|n| n > 500), "{system}");
+    for (printed, span) in spans.iter().zip(&pending) {
+        assert_eq!(printed["span_hash"], span.span_hash.as_str());
+        assert_eq!(&printed["system_bytes"], system, "one shared part");
+        let text = printed["text"].as_str().unwrap();
+        // The span's part: its header and its numbered source, none of the shared part.
+        assert!(
+            text.starts_with(&format!(
+                "Span: lines {}-{} of {}",
+                span.start_line, span.end_line, span.file_path
+            )),
+            "{text}"
+        );
+        let first_line = span.read_source(&repo).unwrap();
+        let first_line = first_line.lines().next().unwrap();
+        assert!(
+            text.contains(&format!("{} | {first_line}", span.start_line)),
+            "{text}"
+        );
+        assert!(!text.contains("enrichment.v1"), "{text}");
     }
 }

@@ -119,6 +119,13 @@ pub(crate) enum Command {
         ("Also renew what one model wrote more than 30 days ago, before the pending spans", "enrich run --refresh model=qwen2.5:0.5b,older-than=30d --refresh-first"),
     ]))]
     Run(RunArgs),
+    /// Enrich pending spans through a batch engine: a Batch API, or a file for `vllm run-batch`.
+    #[command(after_help = examples(&[
+        ("Send every pending span to the chain's Batch API at half the price", "enrich batch submit"),
+        ("Store the answers once the batches end, polling until they do", "enrich batch collect --wait"),
+        ("Write the requests of 1000 spans for an offline engine such as vllm run-batch", "enrich batch export requests.jsonl --limit 1000"),
+    ]))]
+    Batch(crate::commands::BatchArgs),
     /// Counts of the index: files, spans, enriched, pending, failing, dead-lettered, last run.
     #[command(after_help = examples(&[
         ("How much is enriched, pending and failing, by model and backend", "enrich status"),
@@ -649,6 +656,7 @@ mod tests {
         "doctor",
         "plan",
         "run",
+        "batch",
         "status",
         "show",
         "search",

@@ -143,6 +143,7 @@ pub(crate) struct RawBudget {
     pub(crate) max_wall_seconds: Option<Seconds>,
     pub(crate) max_tokens_per_day: Option<Whole<u64>>,
     pub(crate) max_cost_per_day: Option<Number>,
+    pub(crate) batch_discount: Option<Number>,
 }
 
 /// The keys of `[enrichment.budget]` that enrich reads.
@@ -152,6 +153,7 @@ pub(crate) const BUDGET_KEYS: &[&str] = &[
     "max_wall_seconds",
     "max_tokens_per_day",
     "max_cost_per_day",
+    "batch_discount",
 ];
 
 /// The `[enrichment.prompt]` table.

@@ -62,7 +62,7 @@ impl Default for CircuitBreakerConfig {
 /// The `[enrichment.budget]` table: limits after which a run stops taking spans. `None` is no
 /// limit. Tokens count every attempt's prompt and output tokens, failed attempts included; cost
 /// uses each backend's [`Price`](crate::Price) (a backend without one costs nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BudgetConfig {
     /// The most tokens one run may use.
     pub max_tokens_per_run: Option<u64>,
@@ -74,12 +74,42 @@ pub struct BudgetConfig {
     pub max_tokens_per_day: Option<u64>,
     /// The most all runs of one UTC day may cost together.
     pub max_cost_per_day: Option<f64>,
+    /// The share taken off a backend's price for the requests of a batch (`enrich batch`):
+    /// OpenAI's Batch API costs half the live price, so 0.5 by default; 0 for an engine that
+    /// charges the live price, 1 for one that costs nothing (an offline engine of your own).
+    pub batch_discount: f64,
 }
 
 impl BudgetConfig {
+    /// The default [`batch_discount`](Self::batch_discount): OpenAI's batch price is half its
+    /// live price.
+    pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
+
     /// True when no limit is set.
     pub fn is_unlimited(&self) -> bool {
-        *self == Self::default()
+        Self {
+            batch_discount: Self::DEFAULT_BATCH_DISCOUNT,
+            ..*self
+        } == Self::default()
+    }
+
+    /// What a batch request that would cost `live` live costs.
+    pub fn batch_cost(&self, live: f64) -> f64 {
+        live * (1.0 - self.batch_discount)
+    }
+}
+
+impl Default for BudgetConfig {
+    /// No limit, and the default batch discount.
+    fn default() -> Self {
+        Self {
+            max_tokens_per_run: None,
+            max_cost_per_run: None,
+            max_wall_seconds: None,
+            max_tokens_per_day: None,
+            max_cost_per_day: None,
+            batch_discount: Self::DEFAULT_BATCH_DISCOUNT,
+        }
     }
 }
 
@@ -182,6 +212,20 @@ pub(crate) fn resolve(
                 .max_cost_per_day
                 .map(|v| positive(v.0, "enrichment.budget.max_cost_per_day", "cost"))
                 .transpose()?,
+            batch_discount: match raw.batch_discount {
+                Some(v) if (0.0..=1.0).contains(&v.0) => v.0,
+                Some(v) => {
+                    return Err(invalid(
+                        "enrichment.budget.batch_discount",
+                        format!(
+                            "{} (expected a share of the price from 0 to 1, e.g. 0.5 for half \
+                             off)",
+                            v.0
+                        ),
+                    ));
+                }
+                None => BudgetConfig::DEFAULT_BATCH_DISCOUNT,
+            },
         };
     }
     Ok(Resolved {

@@ -1,5 +1,5 @@
 //! Full-text tables kept in step with `enrichments`: LLMC's `enrichments_fts` (when the index has
-//! it) and enrich's own `enrich_search` (migration 11), by one mechanism.
+//! it) and enrich's own `enrich_search` (migration 12), by one mechanism.
 //!
 //! Each table is a projection of `enrichments` joined with its span and the span's file, keyed
 //! by the enrichment's rowid: it holds exactly the rows its [`FtsTable::rows`] query gives (an
@@ -36,7 +36,7 @@ pub(crate) struct FtsTable {
     pub(crate) enrichment_columns: &'static [&'static str],
     /// The `spans` columns it reads.
     pub(crate) span_columns: &'static [&'static str],
-    /// The columns LLMC (or migration 11) declares, in order: a table with other columns is
+    /// The columns LLMC (or migration 12) declares, in order: a table with other columns is
     /// not this one and is left alone.
     pub(crate) declared: &'static [&'static str],
 }
@@ -128,7 +128,7 @@ pub(crate) const SEARCH_FTS: FtsTable = FtsTable {
     ],
 };
 
-/// Migration 11: enrich's search table, filled with every enrichment already stored. unicode61
+/// Migration 12: enrich's search table, filled with every enrichment already stored. unicode61
 /// like LLMC's table (the porter tokenizer's stemming hurts code words), diacritics folded.
 pub(crate) const SEARCH_TABLE_SQL: &str = concat!(
     "CREATE VIRTUAL TABLE enrich_search USING fts5(\n",

@@ -69,7 +69,8 @@ const QUALITY_SQL: &str = "SELECT score, level, failed_checks, repairs, gate_ver
                            FROM enrich_quality WHERE span_hash = ?1";
 const ATTEMPTS_SQL: &str = "
 SELECT run_id, span_hash, attempt, backend, provider, model, host, outcome, failure_kind,
-       message, started_at_ms, duration_ms, prompt_eval_count, eval_count, tokens_per_second
+       message, started_at_ms, duration_ms, prompt_eval_count, eval_count, tokens_per_second,
+       chain
 FROM enrich_attempts WHERE span_hash = ?1 ORDER BY run_id, attempt";
 
 macro_rules! ledger_select {
@@ -275,6 +276,7 @@ fn attempt_entry(row: &Row<'_>) -> rusqlite::Result<AttemptLogEntry> {
             eval_count: row.get(13)?,
             tokens_per_second: row.get(14)?,
         },
+        chain: row.get(15)?,
     })
 }
 

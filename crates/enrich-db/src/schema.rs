@@ -404,6 +404,51 @@ CREATE INDEX IF NOT EXISTS enrich_enrichments_created_at ON enrichments(created_
         // step by the TEMP triggers of `fts.rs` on each read-write connection.
         sql: crate::fts::SEARCH_TABLE_SQL,
     },
+    Migration {
+        version: 13,
+        name: "batches sent to batch engines and the requests they hold",
+        // One row per batch (one input file: a Batch API batch, or a file exported for an
+        // offline engine), with the run whose leases hold its spans; one row per request, by
+        // its custom_id, `sent` until its answer is stored (`ingested`, in the transaction
+        // that stores it) or it goes back to pending (`returned`).
+        sql: "
+CREATE TABLE enrich_batches (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    engine TEXT NOT NULL,
+    chain TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_fingerprint TEXT NOT NULL,
+    remote_id TEXT,
+    input_file_id TEXT,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    status TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    estimated_tokens INTEGER,
+    estimated_cost REAL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    updated_at_ms INTEGER NOT NULL,
+    collected_at_ms INTEGER
+);
+CREATE INDEX enrich_batches_remote ON enrich_batches (remote_id);
+CREATE TABLE enrich_batch_requests (
+    batch_id INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    span_hash TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    settled_at_ms INTEGER,
+    PRIMARY KEY (batch_id, custom_id)
+) WITHOUT ROWID;
+CREATE INDEX enrich_batch_requests_span ON enrich_batch_requests (run_id, span_hash);
+CREATE INDEX enrich_batch_requests_custom ON enrich_batch_requests (custom_id, state);
+",
+    },
 ];
 
 /// enrich's migrations, oldest first.

@@ -1,5 +1,5 @@
 //! Full-text search over the stored enrichments: [`Db::search`] with a [`SearchQuery`], answered
-//! as ranked [`SearchHit`]s from enrich's FTS5 table `enrich_search` (migration 11).
+//! as ranked [`SearchHit`]s from enrich's FTS5 table `enrich_search` (migration 12).
 //!
 //! The table holds, per enrichment whose span is indexed, the span's symbol, the summary, the
 //! inputs, outputs, side effects and pitfalls (one item per line) and the file's path, under

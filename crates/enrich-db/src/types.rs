@@ -181,6 +181,9 @@ pub struct AttemptLogEntry {
     pub span_hash: String,
     /// The attempt.
     pub attempt: AttemptRecord,
+    /// The chain the span was routed to (`None`: not routed, or logged before chains were).
+    #[serde(default)]
+    pub chain: Option<String>,
 }
 
 /// What the writer stores for a span besides its attempts: how the span ended in one run, as

@@ -18,17 +18,23 @@ pub struct BackendUsage {
     pub prompt_tokens: u64,
     /// Output tokens the backend reported.
     pub output_tokens: u64,
+    /// Whether these attempts are the answers of batches (`enrich batch`), priced at the
+    /// batch price.
+    #[serde(default)]
+    pub batch: bool,
 }
 
-/// Attempts of runs that started at or after `?1` (Unix ms), grouped by backend and model. The
+/// Attempts of runs that started at or after `?1` (Unix ms), grouped by backend, model and
+/// whether the run is a batch's. The
 /// run's start time selects its attempts through the `enrich_attempts(run_id)` index, so the
 /// cost is the attempts of those runs, not the whole log.
 const USAGE_SINCE_SQL: &str = "SELECT a.backend, a.model, COUNT(*), \
-       COALESCE(SUM(a.prompt_eval_count), 0), COALESCE(SUM(a.eval_count), 0) \
+       COALESCE(SUM(a.prompt_eval_count), 0), COALESCE(SUM(a.eval_count), 0), \
+       EXISTS (SELECT 1 FROM enrich_batches AS b WHERE b.run_id = r.id) AS batch \
      FROM enrich_runs AS r JOIN enrich_attempts AS a ON a.run_id = r.id \
      WHERE r.started_at_ms >= ?1 \
-     GROUP BY a.backend, a.model \
-     ORDER BY a.backend, a.model";
+     GROUP BY a.backend, a.model, batch \
+     ORDER BY a.backend, a.model, batch";
 
 impl Db {
     /// Token usage of the runs started at or after `since_ms` (Unix milliseconds), per backend
@@ -48,6 +54,7 @@ impl Db {
                     attempts: count(2)?,
                     prompt_tokens: count(3)?,
                     output_tokens: count(4)?,
+                    batch: row.get(5)?,
                 })
             })
             .map_err(self.err("read token usage"))?;

@@ -149,6 +149,8 @@ impl BatchWriter<'_> {
                 .and_then(|mut s| s.execute((&outcome.span_hash, outcome.run_id.0)))
                 .map_err(|e| ItemError::Sqlite("release the span's lease", e))?;
         }
+        crate::batch::settle_request(self.tx, &outcome.span_hash, outcome.run_id, self.now_ms)
+            .map_err(|e| ItemError::Sqlite("settle the span's batch request", e))?;
         for attempt in &outcome.attempts {
             self.insert_attempt(outcome, attempt)
                 .map_err(|e| ItemError::Sqlite("log an attempt", e))?;

@@ -122,8 +122,14 @@ impl BudgetTracker {
         prices.sort_by(|a, b| a.0.cmp(&b.0));
         prices.dedup_by(|a, b| a.0 == b.0);
         let today_before = today.iter().fold(Used::default(), |used, usage| {
-            let cost = price_of(&prices, &usage.backend, &usage.model)
+            let live = price_of(&prices, &usage.backend, &usage.model)
                 .map_or(0.0, |p| p.cost(usage.prompt_tokens, usage.output_tokens));
+            // A batch's answers cost the batch price.
+            let cost = if usage.batch {
+                config.batch_cost(live)
+            } else {
+                live
+            };
             Used {
                 tokens: used.tokens + usage.prompt_tokens + usage.output_tokens,
                 cost: used.cost + cost,
@@ -136,6 +142,39 @@ impl BudgetTracker {
             today_before,
             run: Mutex::new(Used::default()),
         }
+    }
+
+    /// Adds what the batches not collected yet are estimated to use (`tokens`, `cost`) to
+    /// today's usage: a day budget counts a batch's estimate from its submit until its real
+    /// usage is stored.
+    pub(crate) fn with_reserved(mut self, (tokens, cost): (u64, f64)) -> Self {
+        self.today_before.tokens += tokens;
+        self.today_before.cost += cost;
+        self
+    }
+
+    /// What may still be used before a run or day budget is reached: (tokens, cost); `None`
+    /// where no such budget is set.
+    pub(crate) fn headroom(&self) -> (Option<u64>, Option<f64>) {
+        let run = *self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = &self.config;
+        let day_tokens = self.today_before.tokens + run.tokens;
+        let day_cost = self.today_before.cost + run.cost;
+        let tokens = [
+            c.max_tokens_per_run.map(|l| l.saturating_sub(run.tokens)),
+            c.max_tokens_per_day.map(|l| l.saturating_sub(day_tokens)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let cost = [
+            c.max_cost_per_run.map(|l| (l - run.cost).max(0.0)),
+            c.max_cost_per_day.map(|l| (l - day_cost).max(0.0)),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min);
+        (tokens, cost)
     }
 
     fn price_of(&self, backend: &str, model: &str) -> Option<Price> {
@@ -309,6 +348,7 @@ mod tests {
             attempts: 20,
             prompt_tokens: 8000,
             output_tokens: 1500,
+            batch: false,
         };
         let tracker = BudgetTracker::new(config, &[backend("paid", Some(PRICE))], &[earlier]);
         assert_eq!(tracker.reached(), None);
@@ -319,6 +359,46 @@ mod tests {
             stop.to_string()
                 .contains("today's runs used 10000 tokens of 10000")
         );
+    }
+
+    #[test]
+    fn batch_answers_count_at_the_batch_price_and_open_batches_by_their_estimates() {
+        let config = BudgetConfig {
+            max_cost_per_day: Some(1.0),
+            max_tokens_per_day: Some(2_000_000),
+            batch_discount: 0.5,
+            ..BudgetConfig::default()
+        };
+        // 0.8 at the live price: 0.4 at the batch price.
+        let batch = BackendUsage {
+            backend: "paid".to_owned(),
+            model: "m".to_owned(),
+            attempts: 1,
+            prompt_tokens: 400_000,
+            output_tokens: 100_000,
+            batch: true,
+        };
+        let backends = [backend("paid", Some(PRICE))];
+        let tracker = BudgetTracker::new(config, &backends, std::slice::from_ref(&batch));
+        assert_eq!(tracker.reached(), None);
+        assert_eq!(tracker.headroom().0, Some(1_500_000));
+        assert!((tracker.headroom().1.unwrap() - 0.6).abs() < 1e-9);
+        let live = BackendUsage {
+            batch: false,
+            ..batch.clone()
+        };
+        let tracker = BudgetTracker::new(config, &backends, &[batch, live]);
+        assert_eq!(
+            tracker.reached().map(|s| s.kind),
+            Some(BudgetKind::CostPerDay)
+        );
+        // An open batch's estimate counts until its answers are stored.
+        let tracker = BudgetTracker::new(config, &backends, &[]).with_reserved((10, 1.0));
+        assert_eq!(
+            tracker.reached().map(|s| s.kind),
+            Some(BudgetKind::CostPerDay)
+        );
+        assert_eq!(tracker.headroom(), (Some(1_999_990), Some(0.0)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -61,6 +61,7 @@
 //! [`EnrichmentConfig`](enrich_config::EnrichmentConfig)), no terminal: the CLI turns events
 //! into a progress bar and Ctrl-C into [`RunControl::escalate`].
 
+mod batch;
 mod budget;
 mod control;
 mod error;
@@ -76,6 +77,7 @@ mod settings;
 mod shared;
 mod writer;
 
+pub use batch::{BatchAllowance, BatchPrep, BatchSpan};
 pub use budget::{BudgetKind, BudgetStop};
 pub use control::{RunControl, StopLevel};
 pub use error::PipelineError;

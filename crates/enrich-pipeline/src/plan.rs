@@ -69,6 +69,12 @@ impl Pipeline {
             .map_err(PipelineError::db("read the token usage of past runs"))?;
         let to_do = total_pending + refresh_selected.unwrap_or(0);
         let estimate = estimate(&spans, to_do, &history);
+        let budget = &inner.settings.budget;
+        let estimate = CostEstimate {
+            batch_cost: estimate.cost.map(|c| budget.batch_cost(c)),
+            all_pending_batch_cost: estimate.all_pending_cost.map(|c| budget.batch_cost(c)),
+            ..estimate
+        };
         Ok(Plan {
             total_pending,
             refresh_selected,
@@ -168,5 +174,7 @@ fn estimate(spans: &[PlannedSpan], total_pending: u64, history: &[BackendUsage])
         cost,
         all_pending_tokens: ((prompt_tokens + output_tokens) as f64 * scale).round() as u64,
         all_pending_cost: cost.map(|c| c * scale),
+        batch_cost: None,
+        all_pending_batch_cost: None,
     }
 }

@@ -389,6 +389,11 @@ pub struct CostEstimate {
     pub all_pending_tokens: u64,
     /// Their cost, extrapolated, when there is a price.
     pub all_pending_cost: Option<f64>,
+    /// The planned spans' cost sent as a batch (`enrich batch`): [`cost`](Self::cost) less
+    /// `[enrichment.budget] batch_discount`.
+    pub batch_cost: Option<f64>,
+    /// Every pending span's cost sent as batches.
+    pub all_pending_batch_cost: Option<f64>,
 }
 
 impl CostEstimate {

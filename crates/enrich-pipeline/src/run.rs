@@ -32,8 +32,8 @@ mod outage;
 mod passes;
 pub(crate) mod queue;
 mod scheduler;
-mod span;
-mod start;
+pub(crate) mod span;
+pub(crate) mod start;
 
 use claimer::{Claimer, off_runtime};
 use observer::AttemptEvents;

@@ -278,6 +278,17 @@ class ModelServer {
         };
     }
 
+    /**
+     * POST /tokenize, as llama.cpp's llama-server answers it: the model's tokens of `content`
+     * (no BOS token; special-token text such as `<|im_start|>` read as plain text), so a client
+     * can size a piece of a prompt in the model's own tokens.
+     */
+    tokenize(body) {
+        if (body.model !== undefined) this.requireModel(body.model);
+        if (typeof body.content !== "string") throw new ApiError(400, "content must be a string");
+        return { tokens: Array.from(this.model.tokenize(body.content)) };
+    }
+
     /** Sampling and length settings from Ollama's `options`, Ollama's defaults for the rest. */
     options(raw) {
         if (raw !== undefined && raw !== null && (typeof raw !== "object" || Array.isArray(raw))) {
@@ -763,6 +774,9 @@ async function route(server, req, res, received) {
             return;
         case "POST /v1/chat/completions":
             await chatCompletionsHandler(server, req, res, received);
+            return;
+        case "POST /tokenize":
+            sendJson(res, 200, server.tokenize(await readJson(req)));
             return;
         default:
             res.writeHead(404, { "Content-Type": "text/plain" });

@@ -36,6 +36,7 @@ mod answer;
 mod conformance;
 mod error;
 mod fake_adapter;
+mod fake_batch;
 mod fake_ollama;
 mod http_client;
 mod model_server;
@@ -45,6 +46,7 @@ pub use answer::{cited_lines, valid_enrichment_json};
 pub use conformance::{Api, Check, ConformanceReport, Verdict, run_conformance};
 pub use error::TestkitError;
 pub use fake_adapter::{FakeAdapter, Fallback, Script};
+pub use fake_batch::{BatchEnd, BatchScript, FakeBatchService};
 pub use fake_ollama::{
     Endpoint, FakeOllama, FakeOllamaConfig, FakeOllamaStats, Fault, Outcome, RecordedRequest,
 };

@@ -169,7 +169,11 @@ struct ChatReply {
     #[serde(default)]
     message: ReplyMessage,
     done_reason: Option<String>,
+    /// The prompt's tokens, those read from the prompt cache included when
+    /// `prompt_eval_cached_count` is reported.
     prompt_eval_count: Option<u64>,
+    /// The prompt tokens read from the prompt cache (recent Ollama versions).
+    prompt_eval_cached_count: Option<u64>,
     eval_count: Option<u64>,
     total_duration: Option<u64>,
     load_duration: Option<u64>,
@@ -245,7 +249,11 @@ impl BackendAdapter for ChatAdapter {
         let metrics = UsageMetrics {
             model: reply.model.unwrap_or_else(|| self.spec.model.clone()),
             host: self.describe_host(),
-            prompt_eval_count: reply.prompt_eval_count,
+            // What the server evaluated: the tokens it read from its prompt cache cost nothing.
+            prompt_eval_count: UsageMetrics::prompt_tokens_evaluated(
+                reply.prompt_eval_count,
+                reply.prompt_eval_cached_count,
+            ),
             eval_count: reply.eval_count,
             total_duration_ns: reply.total_duration,
             load_duration_ns: reply.load_duration,

@@ -16,6 +16,7 @@
 //! proxy variables from the machine running the tests).
 
 mod bad_input;
+mod batch;
 mod commands;
 mod concurrent;
 mod config_keys;

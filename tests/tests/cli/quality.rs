@@ -106,6 +106,43 @@ fn a_nonsense_answer_is_rejected_reasked_with_the_gates_reasons_then_the_next_ba
         "{}",
         shown.stdout
     );
+    // And the attempt chain: each attempt's backend, model and chain, what it ended in and,
+    // for a rejection, the gate's failed checks.
+    let lines: Vec<&str> = shown.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "attempts")
+        .expect("an attempts block");
+    let attempt_lines: Vec<&&str> = lines[at + 1..]
+        .iter()
+        .filter(|l| l.starts_with("  run "))
+        .collect();
+    assert_eq!(attempt_lines.len(), 3, "{}", shown.stdout);
+    for (line, (backend, outcome)) in attempt_lines.iter().zip([
+        ("small", "quality_rejected"),
+        ("small", "quality_rejected"),
+        ("big", "success"),
+    ]) {
+        assert!(
+            line.contains(&format!("  {backend} (ollama qwen2.5:7b-instruct at "))
+                && line.contains(", chain local)")
+                && line.contains(&format!(")  {outcome}  ")),
+            "{line}"
+        );
+    }
+    let gate_lines: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("      gate failed: "))
+        .collect();
+    assert_eq!(gate_lines.len(), 2, "{}", shown.stdout);
+    for line in gate_lines {
+        assert!(
+            line.contains("summary_short") && line.contains("list_item_placeholder"),
+            "{line}"
+        );
+    }
+    let json = repo.enrich(&["--json", "show", &repo.spans[0].hash]).json();
+    assert_eq!(json["attempts"][2]["chain"], "local", "{json}");
 }
 
 #[test]

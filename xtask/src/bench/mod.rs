@@ -58,6 +58,7 @@ mod repo;
 mod report;
 mod scale;
 mod search;
+mod span_part;
 
 use std::fs;
 use std::io::Write;
@@ -68,6 +69,8 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use report::{Row, machine_info, render_table};
+
+use crate::model_server;
 
 /// The model name the fake servers serve and the configs ask for.
 const MODEL: &str = "bench:latest";
@@ -152,21 +155,28 @@ struct Options {
     smoke: bool,
     /// The real-model benchmark ([`real_model`]) instead of the scenarios.
     real_model: bool,
+    /// The real-model benchmark's models, in order (`--model`, repeatable; default smollm2).
+    models: Vec<&'static model_server::ModelSpec>,
 }
 
-const BENCH_USAGE: &str = "usage: cargo xtask bench [--runs N] [--quick | --smoke] | --real-model";
+const BENCH_USAGE: &str = "usage: cargo xtask bench [--runs N] [--quick | --smoke] | --real-model [--model ID [--model ID]]";
 
 fn parse_args(args: &[String]) -> Result<Options> {
     let mut runs = None;
     let mut quick = false;
     let mut smoke = false;
     let mut real_model = false;
+    let mut models = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--smoke" => smoke = true,
             "--real-model" => real_model = true,
+            "--model" => {
+                let id = it.next().context("--model needs a model id")?;
+                models.push(model_server::model_spec(id)?);
+            }
             "--runs" => {
                 let n = it.next().context("--runs needs a number")?;
                 let n: usize = n
@@ -187,11 +197,21 @@ fn parse_args(args: &[String]) -> Result<Options> {
     if real_model && (quick || smoke || runs.is_some()) {
         bail!("--real-model runs alone, once: {BENCH_USAGE}");
     }
+    if !real_model && !models.is_empty() {
+        bail!("--model picks the real-model bench's models: {BENCH_USAGE}");
+    }
+    if models.len() > 2 || (models.len() == 2 && models[0] == models[1]) {
+        bail!("--real-model compares two different models at most: {BENCH_USAGE}");
+    }
+    if models.is_empty() {
+        models.push(model_server::DEFAULT_MODEL);
+    }
     Ok(Options {
         runs: runs.unwrap_or(if quick || smoke { 1 } else { 3 }),
         quick,
         smoke,
         real_model,
+        models,
     })
 }
 
@@ -210,7 +230,7 @@ struct Bench {
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let options = parse_args(args)?;
     if options.real_model {
-        return real_model::run(root);
+        return real_model::run(root, &options.models);
     }
     let sizes = if options.smoke {
         Sizes::SMOKE
@@ -407,7 +427,36 @@ mod tests {
                 .contains("pick one")
         );
         assert!(args(&["--runs", "0"]).is_err());
-        assert!(args(&["--real-model"]).unwrap().real_model);
+        let real = args(&["--real-model"]).unwrap();
+        assert!(real.real_model);
+        let ids = |o: &Options| o.models.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(&real), ["smollm2"], "the default model");
+        let two = args(&[
+            "--real-model",
+            "--model",
+            "smollm2",
+            "--model",
+            "gemma3-270m",
+        ])
+        .unwrap();
+        assert_eq!(ids(&two), ["smollm2", "gemma3-270m"]);
+        for (bad, message) in [
+            (
+                &["--model", "gemma3-270m"][..],
+                "picks the real-model bench's models",
+            ),
+            (
+                &["--real-model", "--model", "smollm2", "--model", "smollm2"][..],
+                "two different models",
+            ),
+            (
+                &["--real-model", "--model", "llama"][..],
+                "unknown model `llama`",
+            ),
+        ] {
+            let err = args(bad).unwrap_err().to_string();
+            assert!(err.contains(message), "{bad:?}: {err}");
+        }
         assert!(
             args(&["--real-model", "--smoke"])
                 .unwrap_err()

@@ -181,25 +181,37 @@ impl FakeServer {
     }
 
     fn get_json(&self, route: &str) -> Result<Value> {
-        let addr = self
-            .url
-            .strip_prefix("http://")
-            .with_context(|| format!("fake-ollama's address {} is not http://", self.url))?;
-        let mut stream =
-            TcpStream::connect(addr).with_context(|| format!("could not connect to {addr}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "GET {route} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .with_context(|| format!("could not read {}{route}", self.url))?;
-        let body =
-            http_body(&response).with_context(|| format!("{}{route} answered badly", self.url))?;
-        serde_json::from_slice(&body).with_context(|| format!("{}{route} is not JSON", self.url))
+        http_json(&self.url, "GET", route, None)
     }
+}
+
+/// A bare HTTP/1.1 request to `url` (`http://HOST:PORT`) with an optional JSON body, and its
+/// status-200 JSON answer.
+pub(super) fn http_json(
+    url: &str,
+    method: &str,
+    route: &str,
+    body: Option<&Value>,
+) -> Result<Value> {
+    let addr = url
+        .strip_prefix("http://")
+        .with_context(|| format!("the address {url} is not http://"))?;
+    let mut stream =
+        TcpStream::connect(addr).with_context(|| format!("could not connect to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {route} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .with_context(|| format!("could not read {url}{route}"))?;
+    let body = http_body(&response).with_context(|| format!("{url}{route} answered badly"))?;
+    serde_json::from_slice(&body).with_context(|| format!("{url}{route} is not JSON"))
 }
 
 impl Drop for FakeServer {

@@ -1,7 +1,8 @@
 //! `cargo xtask bench --real-model`: enrichment quality and cost on the real local model.
 //!
 //! Not part of `cargo xtask ci` (a few minutes). It provisions the model server
-//! ([`crate::model_server`]: SmolLM2-135M-Instruct behind Ollama's API), downloads a real
+//! ([`crate::model_server`]: SmolLM2-135M-Instruct behind Ollama's API, or another of its
+//! models with `--model`), downloads a real
 //! third-party code base from PyPI with `pip download` (the source distribution of
 //! [`SDIST_REQUIREMENT`], checked against its size and sha256, cached under
 //! `target/bench/real-model-cache/`), copies [`SAMPLE_FILES`] of it into a fresh repository,
@@ -10,14 +11,25 @@
 //! numbers their spans in path order and `--no-code-first` takes them in that order.
 //!
 //! Every figure comes from the run's database (the attempt log and the enrichments), never from
-//! `enrich`'s output; see [`Figures`]. It prints a table and writes it with the machine and
-//! every figure to `target/bench/real-model-<unix-ts>.json` and `real-model-latest.json`.
+//! `enrich`'s output; see [`Figures`]. The prompt tokens evaluated per span are judged against
+//! each span's own part of the prompt ([`span_part`](super::span_part)). It prints a table and
+//! writes it with the machine and every figure to `target/bench/real-model-<unix-ts>.json` and
+//! `real-model-latest.json`.
 //!
-//! Then it measures what those enrichments are worth to retrieval: the rest of the package's
+//! With two models (`--model smollm2 --model gemma3-270m`) both enrich the same sample in one
+//! index, one after the other: before the second runs, the first's enrichments, their quality
+//! rows and the failure ledger are deleted (as LLMC may delete rows; the attempt log keeps every
+//! attempt), so the second model meets the same pending spans. Each model's figures are read
+//! right after its run, with `enrich quality --model`; then `enrich compare --model A --model
+//! B` puts the two side by side from the attempt log (the index keeps the second model's
+//! enrichments, so compare reports the first's scores and summaries as not kept).
+//!
+//! Then it measures what the last model's enrichments are worth to retrieval: the rest of the package's
 //! modules join the repository (`enrich index` keeps the sample's spans and enrichments, their
 //! content being unchanged), and `enrich eval search --json` ranks the questions of
 //! [`QUESTIONS`] over all of the package's spans, code only and enriched; see [`Retrieval`].
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,9 +38,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
+use super::process::http_json;
 use super::report::{Row, machine_info, render_table, unix_seconds};
+use super::span_part::SpanPartCheck;
 use super::{path_str, say};
-use crate::model_server::{self, pip_download, remove_dir_if_exists, run_loudly, verify_file};
+use crate::model_server::{
+    self, ModelSpec, pip_download, remove_dir_if_exists, run_loudly, verify_file,
+};
 
 /// The PyPI requirement whose source distribution is the code base.
 const SDIST_REQUIREMENT: &str = "requests==2.32.3";
@@ -57,9 +73,10 @@ const PACKAGE_DIR: &str = "requests-2.32.3/src/requests";
 /// The model server's context, and the `num_ctx` every request asks for.
 const NUM_CTX: u32 = 4096;
 
-/// Runs the real-model benchmark once.
-pub(crate) fn run(root: &Path) -> Result<()> {
-    say("building the release `enrich`");
+/// Runs the real-model benchmark once for each of `models` (at least one), on one index.
+pub(crate) fn run(root: &Path, models: &[&'static ModelSpec]) -> Result<()> {
+    ensure!(!models.is_empty(), "the real-model bench needs a model");
+    say("building the release `enrich` and `enrich-bench`");
     let mut build = crate::cargo(root);
     build.args([
         "build",
@@ -69,6 +86,10 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         "enrich-cli",
         "--bin",
         "enrich",
+        "--package",
+        "enrich-bench",
+        "--bin",
+        "enrich-bench",
     ]);
     crate::run_cmd(build)?;
     let target = crate::target_dir(root);
@@ -78,8 +99,6 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     remove_dir_if_exists(&work)?;
     fs::create_dir_all(&work).with_context(|| format!("could not create {}", work.display()))?;
 
-    let server =
-        model_server::provision(root).context("could not provision the real local model server")?;
     let sdist = fetch_sdist(&out_dir.join("real-model-cache"))?;
     let repo = sample_repo(&sdist, &work)?;
 
@@ -91,20 +110,105 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let mut index = enrich_cmd(&["-q", "index"]);
     index.stdout(Stdio::null());
     run_loudly(index, "enrich could not index the sample")?;
+    let span_parts = span_parts(&target.join("release/enrich-bench"), &repo)?;
+    let db = repo.join(".llmc/rag/index_v2.db");
+    let machine = machine_info();
+    let mut reports = Vec::with_capacity(models.len());
+    for (i, spec) in models.iter().enumerate() {
+        if i > 0 {
+            set_aside_enrichments(&db)?;
+        }
+        reports.push(run_model(
+            root,
+            spec,
+            &repo,
+            &work,
+            &span_parts,
+            &machine,
+            &enrich_cmd,
+        )?);
+    }
+    let compare = match models {
+        [a, b] => {
+            let compare = |json: bool| -> Result<String> {
+                let mut args = vec!["compare", "--model", a.name, "--model", b.name];
+                if json {
+                    args.insert(0, "--json");
+                }
+                let out = enrich_cmd(&args)
+                    .output()
+                    .context("could not run enrich compare")?;
+                ensure!(
+                    out.status.success(),
+                    "enrich compare failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            };
+            let text = compare(false)?;
+            println!("{text}");
+            Some(json!({"text": text, "json": serde_json::from_str::<Value>(&compare(true)?)?}))
+        }
+        _ => None,
+    };
 
+    // After every model's run: adding the package's other modules makes more spans pending.
+    let retrieval = evaluate_retrieval(root, &work, &repo, &enrich_cmd)?;
+    let last = models[models.len() - 1].name;
+    let build = format!("release build, {last}'s enrichments, {SDIST_REQUIREMENT}");
+    println!("{}", render_table(&machine, 1, &build, &retrieval.rows()));
+
+    let ts = unix_seconds();
+    let report = json!({
+        "timestamp": ts,
+        "machine": machine,
+        "code_base": {"requirement": SDIST_REQUIREMENT, "sha256": SDIST_SHA256, "files": SAMPLE_FILES},
+        "sample_spans": SAMPLE_SPANS,
+        "options": {"temperature": 0, "seed": 42, "num_ctx": NUM_CTX},
+        "models": reports,
+        "compare": compare,
+        "retrieval": retrieval.report,
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    for name in [
+        format!("real-model-{ts}.json"),
+        "real-model-latest.json".to_owned(),
+    ] {
+        let path = out_dir.join(name);
+        fs::write(&path, &text).with_context(|| format!("could not write {}", path.display()))?;
+    }
+    say(&format!(
+        "results in {}",
+        out_dir.join(format!("real-model-{ts}.json")).display()
+    ));
+    Ok(())
+}
+
+/// Enriches the sample with the model `spec` and reports its figures.
+fn run_model(
+    root: &Path,
+    spec: &ModelSpec,
+    repo: &Path,
+    work: &Path,
+    span_parts: &HashMap<String, String>,
+    machine: &Value,
+    enrich_cmd: &dyn Fn(&[&str]) -> Command,
+) -> Result<Value> {
+    let server = model_server::provision(root, spec)
+        .context("could not provision the real local model server")?;
     let running = server.start(
         &["--ctx", &NUM_CTX.to_string()],
-        &work.join("model-server.log"),
+        &work.join(format!("model-server-{}.log", spec.id)),
     )?;
-    let model = "smollm2:135m";
-    fs::write(repo.join("enrich.toml"), enrich_toml(model, &running.url))
+    let own_parts = own_part_tokens(&running.url, span_parts)?;
+    fs::write(repo.join("enrich.toml"), enrich_toml(spec, &running.url))
         .context("could not write the sample's enrich.toml")?;
-    let machine = machine_info();
     say(&format!(
-        "enriching {SAMPLE_SPANS} spans of {SDIST_REQUIREMENT} with {model} (one slot, temperature 0)"
+        "enriching {SAMPLE_SPANS} spans of {SDIST_REQUIREMENT} with {} (one slot, temperature 0)",
+        spec.name
     ));
-    let stdout_path = work.join("run.out.json");
-    let stderr_path = work.join("run.err.log");
+    let stdout_path = work.join(format!("run-{}.out.json", spec.id));
+    let stderr_path = work.join(format!("run-{}.err.log", spec.id));
     let mut run = enrich_cmd(&[
         "--json",
         "run",
@@ -127,45 +231,84 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         stderr_path.display()
     );
 
-    let db = repo.join(".llmc/rag/index_v2.db");
-    let records = read_records(&db)?;
+    let records = read_records(&repo.join(".llmc/rag/index_v2.db"), spec.name)?;
     let figures = Figures::of(&records, seconds);
-    let retrieval = evaluate_retrieval(root, &work, &repo, &enrich_cmd)?;
+    let span_part = SpanPartCheck::of(&records.attempts, &own_parts);
     let mut rows = figures.rows();
-    rows.extend(retrieval.rows());
-    let build = format!("release build, {model}, {SDIST_REQUIREMENT}");
-    println!("{}", render_table(&machine, 1, &build, &rows));
-    let ts = unix_seconds();
-    let report = json!({
-        "timestamp": ts,
-        "machine": machine,
-        "model": model,
-        "code_base": {"requirement": SDIST_REQUIREMENT, "sha256": SDIST_SHA256, "files": SAMPLE_FILES},
-        "sample_spans": SAMPLE_SPANS,
-        "options": {"temperature": 0, "seed": 42, "num_ctx": NUM_CTX},
-        "figures": figures.to_json(),
-        "retrieval": retrieval.report,
-        "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-    });
-    let text = serde_json::to_string_pretty(&report)?;
-    for name in [
-        format!("real-model-{ts}.json"),
-        "real-model-latest.json".to_owned(),
-    ] {
-        let path = out_dir.join(name);
-        fs::write(&path, &text).with_context(|| format!("could not write {}", path.display()))?;
-    }
-    say(&format!(
-        "done in {seconds:.0} s; results in {}",
-        out_dir.join(format!("real-model-{ts}.json")).display()
-    ));
+    rows.push(span_part.row());
+    let build = format!("release build, {}, {SDIST_REQUIREMENT}", spec.name);
+    println!("{}", render_table(machine, 1, &build, &rows));
+    let quality = enrich_cmd(&["quality", "--model", spec.name])
+        .output()
+        .context("could not run enrich quality")?;
+    let quality = String::from_utf8_lossy(&quality.stdout).into_owned();
+    println!("{quality}");
     ensure!(
         figures.spans == SAMPLE_SPANS,
         "the run attempted {} spans, not {SAMPLE_SPANS}: see {}",
         figures.spans,
         stderr_path.display()
     );
-    Ok(())
+    say(&format!("{} done in {seconds:.0} s", spec.name));
+    Ok(json!({
+        "model": spec.name,
+        "figures": figures.to_json(),
+        "span_part": span_part.to_json(),
+        "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+        "quality": quality,
+    }))
+}
+
+/// Each pending span's own part of its prompt, by span hash (`enrich-bench span-prompts`).
+fn span_parts(enrich_bench: &Path, repo: &Path) -> Result<HashMap<String, String>> {
+    let out = Command::new(enrich_bench)
+        .args(["span-prompts", "--repo", path_str(repo)?, "--limit"])
+        .arg(SAMPLE_SPANS.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("could not run enrich-bench span-prompts")?;
+    ensure!(out.status.success(), "enrich-bench span-prompts failed");
+    let report: Value =
+        serde_json::from_slice(&out.stdout).context("enrich-bench span-prompts printed no JSON")?;
+    report["spans"]
+        .as_array()
+        .context("span-prompts printed no spans")?
+        .iter()
+        .map(|span| {
+            Ok((
+                span["span_hash"].as_str().context("span_hash")?.to_owned(),
+                span["text"].as_str().context("text")?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Each span's own part in the served model's tokens, from the model server's `/tokenize`.
+fn own_part_tokens(url: &str, parts: &HashMap<String, String>) -> Result<HashMap<String, u64>> {
+    parts
+        .iter()
+        .map(|(span, text)| {
+            let answer = http_json(url, "POST", "/tokenize", Some(&json!({"content": text})))?;
+            let tokens = answer["tokens"]
+                .as_array()
+                .with_context(|| format!("{url}/tokenize answered {answer}"))?;
+            Ok((span.clone(), tokens.len() as u64))
+        })
+        .collect()
+}
+
+/// Deletes the sample's enrichments, their quality rows and the failure ledger, so the next
+/// model meets the same pending spans; the attempt log stays. python3's sqlite3, as
+/// [`read_records`].
+fn set_aside_enrichments(db: &Path) -> Result<()> {
+    const CLEAR: &str = "import sqlite3, sys\n\
+        c = sqlite3.connect(sys.argv[1])\n\
+        with c:\n\
+        \x20   for table in ('enrich_quality', 'enrichments', 'enrich_failures'):\n\
+        \x20       c.execute('DELETE FROM ' + table)\n";
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", CLEAR, path_str(db)?]);
+    run_loudly(cmd, "python3 could not clear the first model's enrichments")
 }
 
 /// The verified source distribution in `cache`, downloaded with pip when it is missing or bad.
@@ -296,13 +439,14 @@ impl Retrieval {
 }
 
 /// The sample's `enrich.toml`: one backend, the model server, deterministic sampling.
-fn enrich_toml(model: &str, url: &str) -> String {
+fn enrich_toml(spec: &ModelSpec, url: &str) -> String {
+    let (id, model) = (spec.id, spec.name);
     format!(
         "# Written by `cargo xtask bench --real-model`.\n\
          [enrichment]\n\
          default_chain = \"real\"\n\n\
          [[enrichment.chain]]\n\
-         name = \"smollm2\"\n\
+         name = \"{id}\"\n\
          chain = \"real\"\n\
          provider = \"ollama\"\n\
          model = \"{model}\"\n\
@@ -314,13 +458,14 @@ fn enrich_toml(model: &str, url: &str) -> String {
 
 /// One row of `enrich_attempts`, as the figures need it.
 #[derive(Debug, Clone, PartialEq)]
-struct Attempt {
-    span_hash: String,
-    attempt: u64,
-    success: bool,
-    failure_kind: Option<String>,
-    prompt_eval_count: Option<u64>,
-    eval_count: Option<u64>,
+pub(super) struct Attempt {
+    pub(super) span_hash: String,
+    pub(super) model: String,
+    pub(super) attempt: u64,
+    pub(super) success: bool,
+    pub(super) failure_kind: Option<String>,
+    pub(super) prompt_eval_count: Option<u64>,
+    pub(super) eval_count: Option<u64>,
 }
 
 /// What the run left in its database.
@@ -332,13 +477,13 @@ struct Records {
     stored: u64,
 }
 
-/// Reads the attempt log and counts the enrichments, with python3's sqlite3 module (pip needs
-/// python3 already, and xtask links no SQLite).
-fn read_records(db: &Path) -> Result<Records> {
+/// Reads the attempts of `model` and counts the enrichments, with python3's sqlite3 module (pip
+/// needs python3 already, and xtask links no SQLite).
+fn read_records(db: &Path, model: &str) -> Result<Records> {
     const DUMP: &str = "import json, sqlite3, sys\n\
         c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)\n\
         rows = c.execute('SELECT span_hash, attempt, outcome, failure_kind, prompt_eval_count, \
-        eval_count FROM enrich_attempts ORDER BY id').fetchall()\n\
+        eval_count, model FROM enrich_attempts ORDER BY id').fetchall()\n\
         stored = c.execute('SELECT count(*) FROM enrichments').fetchone()[0]\n\
         print(json.dumps({'attempts': rows, 'stored': stored}))\n";
     let out = Command::new("python3")
@@ -353,18 +498,22 @@ fn read_records(db: &Path) -> Result<Records> {
     );
     let dump: Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("the dump of {} is not JSON", db.display()))?;
-    parse_records(&dump)
+    parse_records(&dump, model)
 }
 
-fn parse_records(dump: &Value) -> Result<Records> {
+/// The dump's attempts of `model` (the models of a multi-model bench run one after another on
+/// one index) and its stored rows.
+fn parse_records(dump: &Value, model: &str) -> Result<Records> {
     let rows = dump["attempts"]
         .as_array()
         .context("the dump has no attempts")?;
     let attempts = rows
         .iter()
+        .filter(|row| row[6].as_str() == Some(model))
         .map(|row| {
             Ok(Attempt {
                 span_hash: row[0].as_str().context("span_hash")?.to_owned(),
+                model: model.to_owned(),
                 attempt: row[1].as_u64().context("attempt")?,
                 success: row[2].as_str() == Some("success"),
                 failure_kind: row[3].as_str().map(str::to_owned),
@@ -562,7 +711,8 @@ mod tests {
             if kind.is_none() { "success" } else { "failure" },
             kind,
             prompt,
-            out
+            out,
+            "m:1b"
         ])
     }
 
@@ -575,11 +725,15 @@ mod tests {
                 attempt("b", 2, None, 60, 250),
                 attempt("c", 1, Some("quality_rejected"), 50, 100),
                 attempt("c", 2, Some("quality_rejected"), 50, 150),
-                [ "d", 1, "failure", "connection", null, null ],
+                [ "d", 1, "failure", "connection", null, null, "m:1b" ],
+                // Another model's attempt on the same index is not this model's.
+                [ "a", 1, "success", null, 5, 5, "other:2b" ],
             ],
             "stored": 2,
         });
-        let figures = Figures::of(&parse_records(&dump).unwrap(), 20.0);
+        let records = parse_records(&dump, "m:1b").unwrap();
+        assert!(records.attempts.iter().all(|a| a.model == "m:1b"));
+        let figures = Figures::of(&records, 20.0);
         assert_eq!(figures.spans, 4);
         assert_eq!(figures.attempts, 6);
         assert_eq!(
@@ -606,7 +760,7 @@ mod tests {
     #[test]
     fn nothing_stored_gives_no_per_stored_figure() {
         let dump = json!({"attempts": [attempt("a", 1, Some("truncated"), 10, 900)], "stored": 0});
-        let figures = Figures::of(&parse_records(&dump).unwrap(), 5.0);
+        let figures = Figures::of(&parse_records(&dump, "m:1b").unwrap(), 5.0);
         assert_eq!(figures.to_json()["seconds_per_stored"], Value::Null);
         assert_eq!(figures.prompt_eval_mean_after_first, None);
         assert_eq!(figures.rows()[6].measured, "n/a (5 s for the run)");
@@ -667,8 +821,11 @@ mod tests {
 
     #[test]
     fn the_config_names_the_server_and_fixes_the_sampling() {
-        let toml = enrich_toml("smollm2:135m", "http://127.0.0.1:9");
+        let spec = crate::model_server::model_spec("gemma3-270m").unwrap();
+        let toml = enrich_toml(spec, "http://127.0.0.1:9");
         assert!(toml.contains("url = \"http://127.0.0.1:9\""), "{toml}");
+        assert!(toml.contains("name = \"gemma3-270m\""), "{toml}");
+        assert!(toml.contains("model = \"gemma3:270m\""), "{toml}");
         assert!(toml.contains("temperature = 0, seed = 42"), "{toml}");
     }
 }

@@ -177,6 +177,19 @@ async fn the_real_model_server_evaluates_only_what_follows_a_prefix_it_already_h
         second < 30,
         "the second request evaluates only what differs: {second} (first {first})"
     );
+    // What differs is at most the question: the server's /tokenize (llama-server's) sizes it in
+    // the model's tokens, and what was evaluated is no more than that and the chat template's
+    // few tokens.
+    let question = tokenize(&server, json!({"content": "Is `fn sub(a, b)` pure?"})).await;
+    let question = question["tokens"].as_array().map_or(0, Vec::len) as u64;
+    assert!(
+        (5..=20).contains(&question),
+        "the question is a few tokens: {question}"
+    );
+    assert!(
+        second <= question + 10,
+        "evaluated {second} for a question of {question} tokens"
+    );
 
     // A system prompt that differs early shares only the chat template's first tokens: all
     // the rest is evaluated again, so the small figure above is what llama.cpp evaluated.
@@ -186,4 +199,58 @@ async fn the_real_model_server_evaluates_only_what_follows_a_prefix_it_already_h
         third > 500,
         "a different system prompt is evaluated in full: {third}"
     );
+}
+
+/// `POST /tokenize` on the model server: its status and JSON answer.
+async fn tokenize(server: &ModelServerProcess, body: Value) -> Value {
+    // reqwest is built without a default crypto provider: install enrich's, as every client of
+    // enrich does (plain HTTP here, but the builder asks for one).
+    enrich_backends::tls::install_default_provider();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/tokenize", server.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let mut json: Value = answer.json().await.unwrap();
+    json["status"] = json!(status);
+    json
+}
+
+#[tokio::test]
+async fn the_real_model_server_tokenizes_text_as_llama_server_does() {
+    let server = ModelServerProcess::start().unwrap_or_else(|err| panic!("{err}"));
+    let one = tokenize(&server, json!({"content": "def add(a, b):"})).await;
+    let tokens = one["tokens"].as_array().expect("a token list");
+    assert_eq!(one["status"], 200, "{one}");
+    assert!(
+        (3..=14).contains(&tokens.len()) && tokens.iter().all(Value::is_u64),
+        "{one}"
+    );
+    let again = tokenize(
+        &server,
+        json!({"content": "def add(a, b):", "model": server.model_name()}),
+    )
+    .await;
+    assert_eq!(
+        again["tokens"], one["tokens"],
+        "the same text, the same tokens"
+    );
+    let longer = tokenize(
+        &server,
+        json!({"content": "def add(a, b):\n    return a + b"}),
+    )
+    .await;
+    assert!(longer["tokens"].as_array().unwrap().len() > tokens.len());
+
+    let empty = tokenize(&server, json!({"content": ""})).await;
+    assert_eq!(empty["tokens"], json!([]));
+    let missing = tokenize(&server, json!({"text": "x"})).await;
+    assert_eq!(
+        (&missing["status"], &missing["error"]),
+        (&json!(400), &json!("content must be a string"))
+    );
+    let unknown = tokenize(&server, json!({"content": "x", "model": "other:1b"})).await;
+    assert_eq!(unknown["status"], 404, "{unknown}");
 }

@@ -1,5 +1,6 @@
 //! One module per command; [`dispatch`] runs the one the command line names.
 
+mod batch;
 mod compare;
 mod completions;
 mod config;
@@ -23,6 +24,7 @@ use anyhow::{Context, Result};
 use crate::cli::{Cli, Command};
 use crate::context::Repo;
 use crate::exit::Exit;
+pub(crate) use batch::BatchArgs;
 pub(crate) use index::IndexArgs;
 
 /// Runs the command of `cli`.
@@ -57,6 +59,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
             let quiet = global.quiet > 0;
             runtime()?.block_on(run::run(&repo()?, &args, json, quiet))
         }
+        Command::Batch(args) => batch::batch(&repo()?, &args, json),
         Command::Watch(args) => runtime()?.block_on(watch::watch(&global, &args)),
         Command::Index(args) => index::index(&global, &args),
         Command::Completions(args) => completions::completions(args.shell),

@@ -37,6 +37,8 @@ struct PlanReport<'a> {
     /// Tokens and cost of the planned spans and of every pending span (see
     /// [`enrich_pipeline::CostEstimate`]).
     estimate: enrich_pipeline::CostEstimate,
+    /// `[enrichment.budget] batch_discount`: the share taken off the price for a batch.
+    batch_discount: f64,
     /// Planned spans per chain.
     by_chain: BTreeMap<&'a str, u64>,
     /// Planned spans per priority class (`high`, `medium`, `low`).
@@ -160,6 +162,7 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
         planned: plan.spans.len(),
         estimated_tokens: plan.estimated_tokens(),
         estimate: plan.estimate,
+        batch_discount: config.budget.batch_discount,
         by_chain,
         by_priority,
         spans: &plan.spans,
@@ -373,5 +376,13 @@ fn render_estimate(text: &mut String, report: &PlanReport<'_>) -> std::fmt::Resu
         },
         e.all_pending_tokens,
         cost(e.all_pending_cost)
-    )
+    )?;
+    if let (Some(planned), Some(all)) = (e.batch_cost, e.all_pending_batch_cost) {
+        writeln!(
+            text,
+            "as a batch (`enrich batch submit`, batch_discount {}): planned cost ~{planned:.4}; all pending ~{all:.4}",
+            report.batch_discount
+        )?;
+    }
+    Ok(())
 }

@@ -301,7 +301,7 @@ fn write_attempts(text: &mut String, attempts: &[AttemptLogEntry]) -> std::fmt::
             .unwrap_or_default();
         writeln!(
             text,
-            "  run {} #{}  {}  {} ({} {} at {})  {}  {} ms{speed}",
+            "  run {} #{}  {}  {} ({} {} at {}{})  {}  {} ms{speed}",
             entry.run_id,
             a.attempt,
             format_ms(a.started_at_ms),
@@ -309,14 +309,38 @@ fn write_attempts(text: &mut String, attempts: &[AttemptLogEntry]) -> std::fmt::
             a.provider,
             a.model,
             a.host,
+            chain_of(entry),
             outcome,
             a.duration_ms
         )?;
+        write_gate_failures(text, entry)?;
         if let Some(message) = &a.message {
             writeln!(text, "      {message}")?;
         }
     }
     Ok(())
+}
+
+/// `, chain NAME` for an attempt whose chain the log recorded.
+fn chain_of(entry: &AttemptLogEntry) -> String {
+    entry
+        .chain
+        .as_deref()
+        .map(|chain| format!(", chain {chain}"))
+        .unwrap_or_default()
+}
+
+/// The quality gate's failed checks of an attempt it rejected, on a line of their own.
+fn write_gate_failures(text: &mut String, entry: &AttemptLogEntry) -> std::fmt::Result {
+    let a = &entry.attempt;
+    if a.failure_kind != Some(enrich_types::FailureKind::QualityRejected) {
+        return Ok(());
+    }
+    let checks = enrich_backends::rejected_checks(a.message.as_deref().unwrap_or_default());
+    if checks.is_empty() {
+        return Ok(());
+    }
+    writeln!(text, "      gate failed: {}", checks.join(", "))
 }
 
 #[cfg(test)]

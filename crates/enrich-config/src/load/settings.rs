@@ -105,7 +105,7 @@ fn scalars(config: &EnrichmentConfig) -> [(&'static str, serde_json::Value); 13]
 }
 
 /// The reliability settings, each under its key.
-fn reliability(config: &EnrichmentConfig) -> [(&'static str, serde_json::Value); 11] {
+fn reliability(config: &EnrichmentConfig) -> [(&'static str, serde_json::Value); 12] {
     let breaker = &config.circuit_breaker;
     let budget = &config.budget;
     [
@@ -149,6 +149,10 @@ fn reliability(config: &EnrichmentConfig) -> [(&'static str, serde_json::Value);
         (
             "enrichment.budget.max_cost_per_day",
             json!(budget.max_cost_per_day),
+        ),
+        (
+            "enrichment.budget.batch_discount",
+            json!(budget.batch_discount),
         ),
     ]
 }

@@ -87,6 +87,7 @@ max_cost_per_day = 2
             max_wall_seconds: Some(90.0),
             max_tokens_per_day: Some(5000),
             max_cost_per_day: Some(2.0),
+            batch_discount: 0.5,
         }
     );
 }

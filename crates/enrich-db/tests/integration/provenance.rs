@@ -98,8 +98,8 @@ fn an_enrichment_written_over_by_another_program_has_unknown_provenance() {
     assert_eq!((counts.enriched, counts.unknown), (1, 1));
 }
 
-/// An index enrich left at schema 9 (enrichments, no provenance table) is migrated to 10 by
-/// the next open; its enrichments have unknown provenance, not a guessed one.
+/// An index enrich left at schema 9 (enrichments, no provenance table) is migrated to the
+/// current schema by the next open; its enrichments have unknown provenance, not a guessed one.
 #[test]
 fn enrichments_stored_before_provenance_are_unknown_after_the_migration() {
     let fixture = Fixture::llmc();
@@ -117,6 +117,8 @@ fn enrichments_stored_before_provenance_are_unknown_after_the_migration() {
         .execute_batch(
             "DROP TABLE enrich_provenance;
              DROP TABLE enrich_search;
+             DROP TABLE enrich_batches;
+             DROP TABLE enrich_batch_requests;
              UPDATE llmc_meta SET value = '9' WHERE key = 'enrich_schema_version';",
         )
         .expect("back to version 9");

@@ -329,6 +329,8 @@ fn fresh_database_has_llmc_v8_schema_plus_enrich_tables_in_wal_mode() {
             "enrich_search_data",
             "enrich_search_docsize",
             "enrich_search_idx",
+            "enrich_batches",
+            "enrich_batch_requests",
         ]
         .map(str::to_owned),
     );
@@ -514,6 +516,8 @@ fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upg
         "ALTER TABLE enrich_attempts DROP COLUMN chain;
          DROP TABLE enrich_provenance;
          DROP TABLE enrich_search;
+         DROP TABLE enrich_batches;
+         DROP TABLE enrich_batch_requests;
          UPDATE llmc_meta SET value = '8' WHERE key = 'enrich_schema_version';",
     )
     .expect("back to version 8");
@@ -552,6 +556,19 @@ fn attempts_logged_before_the_chain_column_report_an_unknown_chain_after_the_upg
         )
         .expect("old attempt");
     assert_eq!(stored, None);
+    // The attempt log as `enrich show` reads it names each attempt's chain, when known.
+    let chains = |hash: &str| -> Vec<Option<String>> {
+        db.attempts_for_span(hash)
+            .expect("attempts")
+            .into_iter()
+            .map(|a| a.chain)
+            .collect()
+    };
+    assert_eq!(
+        chains(&hashes[1]),
+        [Some("docs".to_owned()), Some("docs".to_owned())]
+    );
+    assert_eq!(chains(&hashes[0]), [None, None]);
 }
 
 #[test]
@@ -605,6 +622,10 @@ fn migrations_are_append_only() {
         (
             12,
             "282df55dee63c7c81bcacdabb7e23cc48314ef2281d617fbf30faef0276611b5",
+        ),
+        (
+            13,
+            "1c0ff91334906f9d24cf07ff68935b1253e5d7441bafeed65ea5e9efc8f2247e",
         ),
     ];
     let all = migrations();

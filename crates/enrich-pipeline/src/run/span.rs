@@ -254,11 +254,37 @@ async fn failed_run(
 }
 
 /// What the quality gate judges a span's answers by, borrowed from where the prompt was built.
-struct Gate<'a> {
+pub(crate) struct Gate<'a> {
     /// The source the prompt showed (after the secrets guard).
-    source: &'a str,
+    pub(crate) source: &'a str,
     /// The span's symbol; empty when it has none.
-    symbol: &'a str,
+    pub(crate) symbol: &'a str,
+}
+
+/// What a span's answers are validated against: enrichment.v1 for its lines, the Latin-1
+/// rule, and the quality gate at the configured level over the source its prompt showed.
+pub(crate) fn validation<'a>(
+    settings: &crate::settings::PipelineSettings,
+    span: &SpanIdentity,
+    gate: &Gate<'a>,
+) -> ValidationContext<'a> {
+    ValidationContext::for_span(span, settings.enforce_latin1)
+        .with_quality(settings.quality)
+        .with_source(gate.source, gate.symbol)
+}
+
+/// The request sent for a span: its prompt (the shared part as the system prompt), the
+/// enrichment.v1 schema for its lines, and an output budget that fits the schema's longest
+/// answer, so no valid answer is cut.
+pub(crate) fn span_request(prompt: Prompt, span: SpanIdentity) -> GenerateRequest {
+    let schema = enrichment_v1_schema_for_span(&span);
+    let mut request = GenerateRequest::new(prompt.text, span)
+        .with_schema(schema)
+        .with_max_output_tokens(enrichment_v1_output_tokens());
+    if let Some(system) = prompt.system {
+        request = request.with_system(system);
+    }
+    request
 }
 
 /// Runs the cascade for a span and stores what it decided.
@@ -288,17 +314,8 @@ async fn enrich(
             return failed_before_sending(ctx, span, LedgerKind::NoRoute, message).await;
         }
     };
-    let validation = ValidationContext::for_span(&span, settings.enforce_latin1)
-        .with_quality(settings.quality)
-        .with_source(gate.source, gate.symbol);
-    let schema = enrichment_v1_schema_for_span(&span);
-    // The output budget fits the schema's longest answer, so no valid answer is cut.
-    let mut request = GenerateRequest::new(prompt.text, span)
-        .with_schema(schema)
-        .with_max_output_tokens(enrichment_v1_output_tokens());
-    if let Some(system) = prompt.system {
-        request = request.with_system(system);
-    }
+    let validation = validation(settings, &span, &gate);
+    let request = span_request(prompt, span);
     let has_next_tier = resume.tier.is_some_and(|tier| tier + 1 < adapters.len());
     let outcome = ctx
         .cascade
@@ -405,7 +422,7 @@ fn quality_row(report: &QualityReport) -> db::QualityRow {
 }
 
 /// The `enrichments` row for a validated enrichment, with the answering backend's metrics.
-fn enrichment_row(success: &CascadeSuccess) -> db::EnrichmentRow {
+pub(crate) fn enrichment_row(success: &CascadeSuccess) -> db::EnrichmentRow {
     let metrics = &success.generation.metrics;
     let last = success.attempts.last();
     let model = if metrics.model.is_empty() {

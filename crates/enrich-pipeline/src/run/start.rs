@@ -113,10 +113,15 @@ fn open_claimer(
     Ok((claimer, pending, budget))
 }
 
-/// The run's budgets, with what today's earlier runs used when a day budget is set.
-fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, PipelineError> {
+/// The run's budgets, with what today's earlier runs used and the open batches' estimates when
+/// a day budget is set.
+pub(crate) fn budget_tracker(
+    inner: &Inner,
+    db: &db::Db,
+) -> Result<Arc<BudgetTracker>, PipelineError> {
     let config = inner.settings.budget;
-    let today = if config.max_tokens_per_day.is_some() || config.max_cost_per_day.is_some() {
+    let day_budget = config.max_tokens_per_day.is_some() || config.max_cost_per_day.is_some();
+    let today = if day_budget {
         db.usage_since(start_of_utc_day_ms(now_ms()))
             .map_err(PipelineError::db("read today's token usage"))?
     } else {
@@ -128,7 +133,16 @@ fn budget_tracker(inner: &Inner, db: &db::Db) -> Result<Arc<BudgetTracker>, Pipe
         .flat_map(|adapters| adapters.iter())
         .map(|adapter| adapter.spec().clone())
         .collect();
-    Ok(Arc::new(BudgetTracker::new(config, &specs, &today)))
+    // Open batches count by their estimates until their real usage is stored.
+    let reserved = if !day_budget {
+        (0, 0.0)
+    } else {
+        db.open_batch_estimates()
+            .map_err(PipelineError::db("read the estimates of open batches"))?
+    };
+    Ok(Arc::new(
+        BudgetTracker::new(config, &specs, &today).with_reserved(reserved),
+    ))
 }
 
 /// Stores the run's end (its status and the spans it left alone; the writer counted what it
