@@ -198,6 +198,14 @@ pub(crate) enum Command {
         ("On a network mount, which reports no file events: re-index every 5 minutes", "enrich watch --poll --interval 300"),
     ]))]
     Watch(WatchArgs),
+    /// Serve the index's enrichments to coding agents over the Model Context Protocol (stdio):
+    /// tools to search them, show one span with its source lines, and report the index's
+    /// status. Read-only: it never starts a run. Ends when the client closes stdin.
+    #[command(after_help = examples(&[
+        ("Serve the repository around the current directory (an MCP client starts this)", "enrich mcp"),
+        ("Serve another repository's index, as an MCP client's configuration names it", "enrich mcp --repo /srv/repos/app"),
+    ]))]
+    Mcp,
     /// Print the resolved configuration and where each value came from.
     #[command(after_help = examples(&[
         ("Every resolved setting and where it came from", "enrich config"),
@@ -666,6 +674,7 @@ mod tests {
         "compare",
         "eval",
         "watch",
+        "mcp",
         "config",
         "init",
         "completions",

@@ -13,8 +13,8 @@
 //!
 //! The runtime is tokio's multi-thread scheduler with one worker thread unless
 //! `TOKIO_WORKER_THREADS` says otherwise (`enrich_pipeline::run_worker_threads`), built only by
-//! the commands that talk to backends (`run`, `watch`, `doctor`); the others are plain
-//! synchronous SQLite reads.
+//! the commands that talk to backends (`run`, `watch`, `doctor`) and by `mcp` (its stdio
+//! transport); the others are plain synchronous SQLite reads.
 
 mod adapters;
 mod cli;

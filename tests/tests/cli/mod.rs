@@ -29,6 +29,7 @@ mod file_descriptions;
 mod indexing;
 mod limits;
 mod locks;
+mod mcp;
 mod openai_chain;
 mod outages;
 mod pools;

@@ -11,6 +11,7 @@ mod failures;
 mod index;
 mod init;
 mod man;
+mod mcp;
 mod plan;
 mod quality;
 mod run;
@@ -61,6 +62,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Command::Batch(args) => batch::batch(&repo()?, &args, json),
         Command::Watch(args) => runtime()?.block_on(watch::watch(&global, &args)),
+        Command::Mcp => runtime()?.block_on(mcp::mcp(repo()?)),
         Command::Index(args) => index::index(&global, &args),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man(args) => man::man(&args.out),

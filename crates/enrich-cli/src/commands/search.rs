@@ -11,40 +11,23 @@ use crate::context::Repo;
 use crate::exit::{Exit, usage};
 use crate::output;
 
-/// The `--json` document.
+/// The `--json` document (and the answer of `enrich mcp`'s `search` tool).
 #[derive(Serialize)]
-struct SearchReport<'a> {
-    query: &'a SearchQuery,
-    hits: Vec<SearchHit>,
+pub(crate) struct SearchReport<'a> {
+    pub(crate) query: &'a SearchQuery,
+    pub(crate) hits: Vec<SearchHit>,
 }
 
 /// Searches the index and prints the hits, best first.
 pub(crate) fn search(repo: &Repo, args: &SearchArgs, json: bool) -> Result<Exit> {
-    let query = SearchQuery {
-        syntax: if args.fts {
-            QuerySyntax::Fts5
-        } else {
-            QuerySyntax::Words
-        },
-        limit: args.limit,
-        path: args.path.clone(),
-        language: args.lang.clone(),
-        ..SearchQuery::words(args.query.join(" "))
-    };
-    if query.match_expression().is_none() {
-        return Err(usage(format!(
-            "the query {:?} has no word to search for (letters or digits); give the words the enrichment should mention, such as `enrich search retry backoff`",
-            query.text
-        )));
-    }
-    let db = open(repo)?;
-    let hits = db.search(&query).map_err(|e| match e {
-        DbError::BadSearchQuery { .. } | DbError::SearchQueryTooLong { .. } => usage(e.to_string()),
-        other => anyhow::Error::new(other).context(format!(
-            "cannot search the index {}",
-            repo.db_path.display()
-        )),
-    })?;
+    let query = query(
+        args.query.join(" "),
+        args.fts,
+        args.limit,
+        args.path.clone(),
+        args.lang.clone(),
+    );
+    let hits = find(repo, &query)?;
     if json {
         output::json(&SearchReport {
             query: &query,
@@ -54,6 +37,46 @@ pub(crate) fn search(repo: &Repo, args: &SearchArgs, json: bool) -> Result<Exit>
         output::text(&render(&hits))?;
     }
     Ok(Exit::Success)
+}
+
+/// A search for `text`, plain words or (`fts`) FTS5 syntax, with its limit and filters.
+pub(crate) fn query(
+    text: String,
+    fts: bool,
+    limit: u32,
+    path: Option<String>,
+    language: Option<String>,
+) -> SearchQuery {
+    SearchQuery {
+        syntax: if fts {
+            QuerySyntax::Fts5
+        } else {
+            QuerySyntax::Words
+        },
+        limit,
+        path,
+        language,
+        ..SearchQuery::words(text)
+    }
+}
+
+/// The hits of `query`, best first. A query without a word to search for, or with an FTS5
+/// mistake, is a usage error saying why.
+pub(crate) fn find(repo: &Repo, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+    if query.match_expression().is_none() {
+        return Err(usage(format!(
+            "the query {:?} has no word to search for (letters or digits); give the words the enrichment should mention, such as `enrich search retry backoff`",
+            query.text
+        )));
+    }
+    let db = open(repo)?;
+    db.search(query).map_err(|e| match e {
+        DbError::BadSearchQuery { .. } | DbError::SearchQueryTooLong { .. } => usage(e.to_string()),
+        other => anyhow::Error::new(other).context(format!(
+            "cannot search the index {}",
+            repo.db_path.display()
+        )),
+    })
 }
 
 /// The index for searching: read-only, unless enrichments are stored that the search table

@@ -15,17 +15,17 @@ use crate::exit::{Exit, usage};
 use crate::output;
 use crate::time::{format_ms, format_secs};
 
-/// The `--json` document.
+/// The `--json` document (and what `enrich mcp`'s `show` tool renders).
 #[derive(Serialize)]
-struct SpanReport {
-    span: PendingSpan,
+pub(crate) struct SpanReport {
+    pub(crate) span: PendingSpan,
     /// The file asked for (`PATH:LINE`) when it has the same content as the span's file, which
     /// holds the span for both: the index stores shared content once, at the first path.
     #[serde(skip_serializing_if = "Option::is_none")]
     same_content_as: Option<SameContent>,
     enrichment: Option<StoredEnrichment>,
     failure: Option<FailureEntry>,
-    attempts: Vec<AttemptLogEntry>,
+    pub(crate) attempts: Vec<AttemptLogEntry>,
 }
 
 /// A file asked for that holds no span of its own there, because another file with the same
@@ -41,10 +41,22 @@ struct SameContent {
 /// Shows the span named by `target`: a span hash, or `PATH:LINE`.
 pub(crate) fn show(repo: &Repo, target: &str, json: bool) -> Result<Exit> {
     let db = repo.open_read_only()?;
+    let report = report(repo, &db, target)?;
+    if json {
+        output::json(&report)?;
+    } else {
+        output::text(&render(&report)?)?;
+    }
+    Ok(Exit::Success)
+}
+
+/// What the index holds of the span named by `target` (a span hash, or `PATH:LINE`); a target
+/// that names no span is a usage error saying why.
+pub(crate) fn report(repo: &Repo, db: &Db, target: &str) -> Result<SpanReport> {
     let (span, same_content_as) = match db.span_by_hash(target)? {
         Some(span) => (span, None),
         None => {
-            let (hash, same_content_as) = find_by_location(repo, &db, target)?;
+            let (hash, same_content_as) = find_by_location(repo, db, target)?;
             let span = db.span_by_hash(&hash)?.with_context(|| {
                 format!(
                     "span {hash} vanished from the index while it was read; run the command again"
@@ -53,19 +65,13 @@ pub(crate) fn show(repo: &Repo, target: &str, json: bool) -> Result<Exit> {
             (span, same_content_as)
         }
     };
-    let report = SpanReport {
+    Ok(SpanReport {
         same_content_as,
         enrichment: db.enrichment_by_hash(&span.span_hash)?,
         failure: db.failure_entry(&span.span_hash)?,
         attempts: db.attempts_for_span(&span.span_hash)?,
         span,
-    };
-    if json {
-        output::json(&report)?;
-    } else {
-        output::text(&render(&report)?)?;
-    }
-    Ok(Exit::Success)
+    })
 }
 
 /// The hash of the innermost span of `PATH:LINE` (and, when a file with the same content holds
@@ -144,7 +150,8 @@ fn index_path(root: &Path, path: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn render(report: &SpanReport) -> Result<String> {
+/// `enrich show`'s text.
+pub(crate) fn render(report: &SpanReport) -> Result<String> {
     let mut text = String::new();
     let span = &report.span;
     writeln!(text, "span      {}", span.span_hash)?;

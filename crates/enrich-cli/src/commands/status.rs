@@ -1,7 +1,7 @@
 //! `enrich status`: counts of the index, read-only.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use enrich_backends::{CircuitSnapshot, CircuitState};
@@ -16,18 +16,19 @@ use crate::exit::Exit;
 use crate::output;
 use crate::time::format_ms;
 
-/// The `--json` document: the database's [`Stats`], which file they are of, the circuit
-/// breakers of the last run that published them, and the stored enrichments by stale reason
-/// (`null` when they could not be judged, with `stale_error` saying why).
+/// The `--json` document (and `enrich mcp`'s `status` tool): the database's [`Stats`], which
+/// file they are of, the circuit breakers of the last run that published them, and the stored
+/// enrichments by stale reason (`null` when they could not be judged, with `stale_error` saying
+/// why).
 #[derive(Serialize)]
-struct StatusReport<'a> {
-    db: &'a Path,
+pub(crate) struct StatusReport {
+    db: PathBuf,
     #[serde(flatten)]
-    stats: &'a Stats,
-    circuits: Option<&'a Circuits>,
-    stale: Option<&'a StaleCounts>,
+    stats: Stats,
+    circuits: Option<Circuits>,
+    stale: Option<StaleCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stale_error: Option<&'a str>,
+    stale_error: Option<String>,
 }
 
 /// The stored enrichments by stale reason against the configuration as it is now, with the
@@ -69,6 +70,17 @@ struct Circuits {
 /// Prints the index's counts. Opens the database read-only: safe next to a running `enrich run`
 /// or `enrich watch`, whose circuit breakers it shows as they last changed.
 pub(crate) fn status(repo: &Repo, json: bool) -> Result<Exit> {
+    let report = report(repo)?;
+    if json {
+        output::json(&report)?;
+    } else {
+        output::text(&render(&report)?)?;
+    }
+    Ok(Exit::Success)
+}
+
+/// The index's status, read from a read-only connection.
+pub(crate) fn report(repo: &Repo) -> Result<StatusReport> {
     let db = repo.open_read_only()?;
     let stats = db.stats()?;
     let circuits = match db.meta(CIRCUITS_META_KEY)? {
@@ -84,27 +96,27 @@ pub(crate) fn status(repo: &Repo, json: bool) -> Result<Exit> {
         None => None,
     };
     // Judging staleness needs the configuration; without one, the rest is still shown.
-    let stale = stale_counts(repo, &db).map_err(|err| format!("{err:#}"));
-    if json {
-        output::json(&StatusReport {
-            db: &repo.db_path,
-            stats: &stats,
-            circuits: circuits.as_ref(),
-            stale: stale.as_ref().ok(),
-            stale_error: stale.as_ref().err().map(String::as_str),
-        })?;
-    } else {
-        output::text(&render(&repo.db_path, &stats, circuits.as_ref(), &stale)?)?;
-    }
-    Ok(Exit::Success)
+    let (stale, stale_error) = match stale_counts(repo, &db) {
+        Ok(counts) => (Some(counts), None),
+        Err(err) => (None, Some(format!("{err:#}"))),
+    };
+    Ok(StatusReport {
+        db: repo.db_path.clone(),
+        stats,
+        circuits,
+        stale,
+        stale_error,
+    })
 }
 
-fn render(
-    db: &Path,
-    stats: &Stats,
-    circuits: Option<&Circuits>,
-    stale: &Result<StaleCounts, String>,
-) -> Result<String> {
+fn render(report: &StatusReport) -> Result<String> {
+    let StatusReport {
+        db,
+        stats,
+        circuits,
+        stale,
+        stale_error,
+    } = report;
     let mut text = String::new();
     writeln!(text, "index          {}", db.display())?;
     writeln!(text, "files          {}", stats.files)?;
@@ -115,7 +127,14 @@ fn render(
     writeln!(text, "dead-lettered  {}", stats.dead_lettered)?;
     write_groups(&mut text, "by model", &stats.by_model)?;
     write_groups(&mut text, "by backend host", &stats.by_backend_host)?;
-    write_stale(&mut text, stale)?;
+    match (stale, stale_error) {
+        (Some(counts), _) => write_stale(&mut text, counts)?,
+        (None, why) => writeln!(
+            text,
+            "stale          not judged: {}",
+            why.as_deref().unwrap_or("unknown")
+        )?,
+    }
     match &stats.last_run {
         Some(run) => write_run(&mut text, run)?,
         None => writeln!(text, "last run       none")?,
@@ -135,11 +154,7 @@ fn render(
 
 /// The stale enrichments by reason (a span may count under several), and those whose
 /// provenance is unknown.
-fn write_stale(text: &mut String, stale: &Result<StaleCounts, String>) -> std::fmt::Result {
-    let counts = match stale {
-        Ok(counts) => counts,
-        Err(why) => return writeln!(text, "stale          not judged: {why}"),
-    };
+fn write_stale(text: &mut String, counts: &StaleCounts) -> std::fmt::Result {
     writeln!(
         text,
         "stale          {} of {} enrichment(s)",
