@@ -155,12 +155,14 @@ impl EventSink for Progress {
             Event::RunStarted {
                 run_id,
                 total_pending,
+                refresh_selected,
                 limit,
                 concurrency,
                 ..
             } => {
                 *counts = Counts::new();
-                counts.total = limit.map_or(*total_pending, |l| l.min(*total_pending));
+                let to_do = total_pending + refresh_selected.unwrap_or(0);
+                counts.total = limit.map_or(to_do, |l| l.min(to_do));
                 match &self.bar {
                     Some(bar) => {
                         bar.set_length(counts.total);
@@ -170,8 +172,11 @@ impl EventSink for Progress {
                         logging::set_active_bar(Some(bar.clone()));
                     }
                     None if counts.total > 0 => self.line(&format!(
-                        "run {run_id}: {} of {total_pending} pending span(s) to do, {concurrency} at a time",
-                        counts.total
+                        "run {run_id}: {} of {total_pending} pending span(s){} to do, {concurrency} at a time",
+                        counts.total,
+                        refresh_selected
+                            .map(|n| format!(" and {n} to renew"))
+                            .unwrap_or_default()
                     )),
                     None => {}
                 }

@@ -48,6 +48,10 @@ pub enum Event {
         /// their leases end.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         held_elsewhere: Vec<HeldLeases>,
+        /// Stored enrichments the run's refresh selects, which it renews besides the pending
+        /// spans (absent without a refresh).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_selected: Option<u64>,
         /// Spans in flight at most.
         concurrency: usize,
         /// Spans per page (batch).

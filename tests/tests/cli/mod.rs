@@ -39,6 +39,7 @@ mod provenance;
 mod quality;
 mod quality_report;
 mod real_model;
+mod refresh;
 mod reliability;
 mod runs;
 mod search;
