@@ -413,7 +413,8 @@ pub struct EnrichmentConfig {
     pub default_chain: String,
     /// Spans taken from the database per batch (LLMC default 5).
     pub batch_size: usize,
-    /// Spans in flight at once.
+    /// Spans in flight at once, over all backends (default 16). Each backend
+    /// host's own in-flight limit is found as the run goes, so this only bounds the total.
     pub concurrency: usize,
     /// Spans of files modified within this many seconds are left for a later run.
     pub cooldown_seconds: u64,

@@ -185,8 +185,10 @@ fn under_the_issue_fault_mix_every_span_is_enriched_or_ledgered_and_counts_recon
             stats.to_json()
         );
     }
+    // Which spans fall back depends on how the primary's faults meet them in time, and the
+    // backup's own faults may fail the few that do: that some did is what the mix promises.
     assert!(
-        attempts_by_kind(&repo, "backup").get("success") > Some(&0),
+        attempts_by_kind(&repo, "backup").values().sum::<u64>() > 0,
         "spans fell back to the backup: {context}"
     );
 

@@ -124,7 +124,10 @@ fn plan_and_run_take_spans_by_weight_with_the_starvation_ratio() {
     );
 
     // One span in flight: the server sees the spans in the plan's order.
-    let ran = repo.enrich(&["--json", "run"]).expect_code(0).json();
+    let ran = repo
+        .enrich(&["--json", "run", "--concurrency", "1"])
+        .expect_code(0)
+        .json();
     assert_eq!(ran["succeeded"], 11, "{ran}");
     let seen: Vec<At> = server
         .prompts()

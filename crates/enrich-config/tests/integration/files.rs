@@ -18,7 +18,7 @@ fn builtin() -> EnrichmentConfig {
     EnrichmentConfig {
         default_chain: DEFAULT_CHAIN.to_owned(),
         batch_size: 5,
-        concurrency: 1,
+        concurrency: 16,
         cooldown_seconds: 0,
         max_retries_per_span: 3,
         max_failures_per_span: 3,
@@ -268,7 +268,7 @@ fn a_real_llmc_toml_loads_reading_only_enrichment() {
         same("batch_size", config.batch_size, 50)?;
         same("latin1", config.enforce_latin1_enrichment, true)?;
         same("max_failures", config.max_failures_per_span, 4)?;
-        same("concurrency (default)", config.concurrency, 1)?;
+        same("concurrency (default)", config.concurrency, 16)?;
         same(
             "entries",
             entries(&loaded),
