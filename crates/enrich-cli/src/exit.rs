@@ -140,7 +140,8 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::LlmcSchemaTooNew { .. }
         | DbError::EnrichSchemaTooNew { .. }
         | DbError::BadSearchQuery { .. }
-        | DbError::SearchQueryTooLong { .. } => Exit::Usage,
+        | DbError::SearchQueryTooLong { .. }
+        | DbError::BadPathGlob { .. } => Exit::Usage,
         _ => Exit::Failed,
     }
 }
