@@ -18,6 +18,7 @@ use crate::circuit::{
 };
 use crate::deadline::within;
 use crate::failure::BackendError;
+use crate::gate::LimitChange;
 use crate::output::{QualityReport, Validated, ValidationContext, judge_reply};
 use crate::policy::{CascadePolicy, Decision, SpanProgress};
 
@@ -37,6 +38,12 @@ pub trait AttemptObserver: Send + Sync {
     /// [`HostPool`](crate::HostPool). The default ignores it.
     fn on_circuit(&self, transition: &CircuitTransition) {
         let _ = transition;
+    }
+
+    /// A host's adaptive in-flight limit changed: an [`InFlightLimit`](crate::InFlightLimit)'s
+    /// or one host's of a [`HostPool`](crate::HostPool). The default ignores it.
+    fn on_limit(&self, change: &LimitChange) {
+        let _ = change;
     }
 }
 

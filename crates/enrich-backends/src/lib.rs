@@ -11,8 +11,10 @@
 //!   from chatty replies, normalised and validated into an [`Enrichment`].
 //! - [`Cascade`]: tries a chain's backends for one span under a [`CascadePolicy`], recording
 //!   every attempt as an [`AttemptRecord`], with a [`CircuitBreaker`] per backend.
-//! - Decorators that are themselves adapters: [`HostPool`] (one backend on several hosts) and
-//!   [`RateLimited`] (requests and tokens per minute).
+//! - Decorators that are themselves adapters: [`InFlightLimit`] (requests in flight to one
+//!   host), [`HostPool`] (one backend on several hosts) and [`RateLimited`] (requests and tokens
+//!   per minute). The in-flight limit of a host is fixed or adaptive ([`AdaptiveLimit`], a pure
+//!   state machine fed each request's latency and outcome).
 //! - [`AdapterRegistry`]: provider name → [`AdapterFactory`]; builds adapters and host pools.
 //! - For adapter authors: [`http`] (status codes, `Retry-After`, excerpts, error chains, lost
 //!   connections and timeouts, over plain values: no HTTP library), [`ResponseLimit`], and with
@@ -97,6 +99,19 @@
 //! the request is sent, and say so with [`Deadline::Adapter`], so the cascade sets no timer.
 //! Compose them as `RateLimited(HostPool(hosts))`.
 //!
+//! # Adaptive in-flight limits
+//!
+//! Each host (an [`InFlightLimit`]'s one, every host of a [`HostPool`]) may have an
+//! [`AdaptiveLimit`] instead of a fixed cap ([`AdaptivePolicy`]: start at 1, ceiling the
+//! backend's `max_in_flight` or [`DEFAULT_ADAPTIVE_CEILING`], keep clear of its timeout). Each
+//! answer is a latency sample; a [`FailureKind::Overloaded`] is a backoff that also holds new
+//! requests while its `retry_after` lasts; a [`FailureKind::Timeout`] is a backoff; other
+//! failures teach it nothing. The limit grows while the latency stays flat, shrinks to the
+//! server's capacity when it inflates, and halves on backoffs (see [`AdaptiveLimit`] for
+//! the algorithm and where it comes from). Changes reach
+//! [`AttemptObserver::on_limit`] as [`LimitChange`]s; [`InFlightLimit::snapshot`] and
+//! [`HostPool::limits`] give [`LimitSnapshot`]s.
+//!
 //! # What this crate does not know
 //!
 //! No SQLite, no HTTP client, no concrete provider and no prompt template: it depends on the
@@ -106,12 +121,14 @@
 //! must be said through [`FailureKind`] and [`BackendError::retry_after`].
 
 mod adapter;
+mod adaptive;
 mod body;
 mod cascade;
 mod circuit;
 mod deadline;
 mod error;
 mod failure;
+mod gate;
 pub mod http;
 mod limit;
 mod output;
@@ -126,6 +143,10 @@ pub mod tls;
 pub use adapter::MockBackendAdapter;
 pub use adapter::{
     BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport, UsageMetrics,
+};
+pub use adaptive::{
+    AdaptiveLimit, AdaptivePolicy, DEFAULT_ADAPTIVE_CEILING, INITIAL_ADAPTIVE_LIMIT, LimitReason,
+    LimitStep, MAX_RETRY_AFTER_PAUSE, Sample, SampleOutcome,
 };
 pub use body::{ERROR_BODY_BYTES, ResponseLimit};
 pub use cascade::{
@@ -146,6 +167,7 @@ pub use enrich_types::{
 };
 pub use error::BackendsError;
 pub use failure::BackendError;
+pub use gate::{LimitChange, LimitSnapshot};
 pub use limit::InFlightLimit;
 pub use output::{
     CHARS_PER_TOKEN, CHECKS, Check, EVIDENCE_MAX_ITEMS, GATE_VERSION, ITEM_MAX_CHARS,

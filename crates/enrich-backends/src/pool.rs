@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::adapter::{BackendAdapter, Capabilities, GenerateRequest, Generation, HealthReport};
+use crate::adaptive::{AdaptivePolicy, SampleOutcome};
 use crate::cascade::AttemptObserver;
 use crate::circuit::{
     CallOutcome, CircuitBreaker, CircuitPolicy, CircuitSnapshot, CircuitState, CircuitTicket,
@@ -21,13 +22,19 @@ use crate::error::BackendsError;
 use enrich_types::FailureKind;
 
 use crate::failure::BackendError;
+use crate::gate::{HostGate, LimitChange, LimitSnapshot, Ticket, outcome_of};
 use crate::policy::CascadePolicy;
 
 /// How a [`HostPool`] shares requests among its hosts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostPoolPolicy {
-    /// Requests one host serves at once (Ollama's `OLLAMA_NUM_PARALLEL`); 0 counts as 1.
+    /// Requests one host serves at once (Ollama's `OLLAMA_NUM_PARALLEL`); 0 counts as 1. With
+    /// [`Self::adaptive`] each host's limit is found as the run goes instead, under that
+    /// policy's ceiling.
     pub max_in_flight_per_host: usize,
+    /// An adaptive limit per host ([`AdaptiveLimit`](crate::AdaptiveLimit)); `None`: the fixed
+    /// `max_in_flight_per_host`.
+    pub adaptive: Option<AdaptivePolicy>,
     /// Each host's circuit breaker; `None`: a failing host is still passed over for the request
     /// that saw it fail, but never skipped for later ones.
     pub circuit: Option<CircuitPolicy>,
@@ -41,6 +48,7 @@ impl Default for HostPoolPolicy {
     fn default() -> Self {
         Self {
             max_in_flight_per_host: 1,
+            adaptive: None,
             circuit: Some(CircuitPolicy::default()),
             failover_kinds: vec![
                 FailureKind::Connect,
@@ -57,6 +65,7 @@ impl HostPoolPolicy {
     pub fn from_cascade(policy: &CascadePolicy, max_in_flight_per_host: usize) -> Self {
         Self {
             max_in_flight_per_host,
+            adaptive: None,
             circuit: policy.circuit,
             failover_kinds: policy
                 .per_kind
@@ -72,7 +81,9 @@ impl HostPoolPolicy {
 /// spec, different URL).
 ///
 /// Each request goes to the least-loaded host whose circuit lets it through (ties in turn), under
-/// that host's in-flight cap; when every usable host is at its cap the request waits for a slot.
+/// that host's in-flight limit (fixed, or adaptive with [`HostPoolPolicy::adaptive`]); when
+/// every usable host is at its limit (or paused by a `Retry-After`) the request waits for a
+/// slot.
 /// A host failing with a fail-over kind ([`HostPoolPolicy::failover_kinds`]: connect, timeout,
 /// server error by default) counts toward its circuit, and the same request goes at once to
 /// another host it has not tried: one host going down moves its load to the others without
@@ -90,7 +101,6 @@ pub struct HostPool {
     deadline: Duration,
     hosts: Vec<Host>,
     description: String,
-    max_in_flight: usize,
     failover: [bool; FailureKind::ALL.len()],
     state: Mutex<PoolState>,
     released: Notify,
@@ -110,7 +120,7 @@ struct PoolState {
 
 #[derive(Debug)]
 struct HostState {
-    in_flight: usize,
+    gate: HostGate,
     breaker: Option<CircuitBreaker>,
     /// The last fail-over failure, for error messages.
     last_failure: Option<String>,
@@ -121,7 +131,7 @@ impl fmt::Debug for HostPool {
         f.debug_struct("HostPool")
             .field("backend", &self.spec.name)
             .field("hosts", &self.description)
-            .field("max_in_flight_per_host", &self.max_in_flight)
+            .field("limits", &self.limits())
             .field("circuits", &self.circuits())
             .finish()
     }
@@ -130,7 +140,8 @@ impl fmt::Debug for HostPool {
 /// What a request found when it looked for a host.
 enum Pick<'a> {
     Slot(Slot<'a>),
-    Wait,
+    /// Every usable host is at its limit; `Some`: the earliest end of a `Retry-After` pause.
+    Wait(Option<Instant>),
     Exhausted,
 }
 
@@ -140,6 +151,8 @@ struct Slot<'a> {
     index: usize,
     ticket: Option<CircuitTicket>,
     outcome: CallOutcome,
+    place: Ticket,
+    sample: Option<SampleOutcome>,
 }
 
 impl Slot<'_> {
@@ -153,20 +166,28 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let transition = {
+        let (transition, change) = {
             let mut state = self.pool.lock();
             let host = &mut state.hosts[self.index];
-            host.in_flight -= 1;
-            match (host.breaker.as_mut(), self.ticket.take()) {
+            let name = &self.pool.hosts[self.index].name;
+            let change = host
+                .gate
+                .release(self.place, self.sample, Instant::now())
+                .map(|step| host.gate.change(&self.pool.spec.name, name, &step));
+            let transition = match (host.breaker.as_mut(), self.ticket.take()) {
                 (Some(breaker), Some(ticket)) => breaker
                     .settle(ticket, self.outcome, Instant::now())
                     .map(|(from, to)| self.pool.transition(self.index, host, from, to)),
                 _ => None,
-            }
+            };
+            (transition, change)
         };
         self.pool.released.notify_waiters();
         if let Some(transition) = transition {
             self.pool.report(&transition);
+        }
+        if let Some(change) = change {
+            self.pool.report_limit(&change);
         }
     }
 }
@@ -210,7 +231,7 @@ impl HostPool {
         let state = hosts
             .iter()
             .map(|_| HostState {
-                in_flight: 0,
+                gate: HostGate::new(policy.max_in_flight_per_host, policy.adaptive),
                 breaker: policy.circuit.map(CircuitBreaker::new),
                 last_failure: None,
             })
@@ -224,7 +245,6 @@ impl HostPool {
             deadline,
             hosts,
             description,
-            max_in_flight: policy.max_in_flight_per_host.max(1),
             failover,
             state: Mutex::new(PoolState {
                 hosts: state,
@@ -235,7 +255,8 @@ impl HostPool {
         })
     }
 
-    /// Reports every host circuit transition to `observer` from now on (`None`: to nobody).
+    /// Reports every host circuit transition and every change of a host's adaptive limit to
+    /// `observer` from now on (`None`: to nobody).
     pub fn set_observer(&self, observer: Option<Arc<dyn AttemptObserver>>) {
         *self.observer.lock().unwrap_or_else(PoisonError::into_inner) = observer;
     }
@@ -264,7 +285,17 @@ impl HostPool {
         self.lock()
             .hosts
             .iter()
-            .map(|host| host.in_flight)
+            .map(|host| host.gate.in_flight())
+            .collect()
+    }
+
+    /// Each host's in-flight limit, in configuration order.
+    pub fn limits(&self) -> Vec<LimitSnapshot> {
+        self.lock()
+            .hosts
+            .iter()
+            .zip(&self.hosts)
+            .map(|(state, host)| state.gate.snapshot(&self.spec.name, &host.name))
             .collect()
     }
 
@@ -280,20 +311,34 @@ impl HostPool {
         let n = self.hosts.len();
         let mut best: Option<usize> = None;
         let mut full = false;
+        let mut paused_until: Option<Instant> = None;
         for offset in 0..n {
             let index = (state.cursor + offset) % n;
             let host = &state.hosts[index];
             if tried[index] || !host.breaker.as_ref().is_none_or(|b| b.allows(now)) {
                 continue;
             }
-            if host.in_flight >= self.max_in_flight {
-                full = true;
-            } else if best.is_none_or(|b| host.in_flight < state.hosts[b].in_flight) {
-                best = Some(index);
+            match host.gate.room(now) {
+                Err(pause) => {
+                    full = true;
+                    if let Some(until) = pause {
+                        paused_until = Some(paused_until.map_or(until, |p| p.min(until)));
+                    }
+                }
+                Ok(()) => {
+                    let load = host.gate.in_flight();
+                    if best.is_none_or(|b| load < state.hosts[b].gate.in_flight()) {
+                        best = Some(index);
+                    }
+                }
             }
         }
         let Some(index) = best else {
-            return if full { Pick::Wait } else { Pick::Exhausted };
+            return if full {
+                Pick::Wait(paused_until)
+            } else {
+                Pick::Exhausted
+            };
         };
         state.cursor = (index + 1) % n;
         let host = &mut state.hosts[index];
@@ -309,7 +354,10 @@ impl HostPool {
             },
             None => None,
         };
-        host.in_flight += 1;
+        let Ok(place) = host.gate.try_admit(now) else {
+            // `room` said yes under the same lock.
+            return Pick::Exhausted;
+        };
         let transition = transition.map(|(from, to)| self.transition(index, host, from, to));
         drop(state);
         if let Some(transition) = transition {
@@ -320,6 +368,8 @@ impl HostPool {
             index,
             ticket,
             outcome: CallOutcome::Abandoned,
+            place,
+            sample: None,
         })
     }
 
@@ -332,7 +382,11 @@ impl HostPool {
             match self.pick(tried) {
                 Pick::Slot(slot) => return Some(slot),
                 Pick::Exhausted => return None,
-                Pick::Wait => released.await,
+                Pick::Wait(None) => released.await,
+                Pick::Wait(Some(until)) => {
+                    // Woken by a freed slot or the pause's end, whichever comes first.
+                    let _ = tokio::time::timeout_at(until, released).await;
+                }
             }
         }
     }
@@ -378,14 +432,23 @@ impl HostPool {
                 "host circuit half-open: sending one probe request"
             ),
         }
-        let observer = self
-            .observer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(observer) = observer {
+        if let Some(observer) = self.observer() {
             observer.on_circuit(transition);
         }
+    }
+
+    fn report_limit(&self, change: &LimitChange) {
+        if let Some(observer) = self.observer() {
+            observer.on_limit(change);
+        }
+    }
+
+    /// The observer now, taken out of its lock before it is called.
+    fn observer(&self) -> Option<Arc<dyn AttemptObserver>> {
+        self.observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The failure of a request no host could serve, naming every host and why.
@@ -446,13 +509,14 @@ impl BackendAdapter for HostPool {
             .take(self.hosts.len())
             .collect();
         loop {
-            let Some(slot) = self.slot(&tried).await else {
+            let Some(mut slot) = self.slot(&tried).await else {
                 return Err(self.exhausted(&failures));
             };
             let host = &self.hosts[slot.index];
             let call = host.adapter.generate(request);
             let result =
                 deadline::within(Some(self.deadline), &self.spec.name, &host.name, call).await;
+            slot.sample = outcome_of(&result);
             match result {
                 Ok(generation) => {
                     slot.finish(CallOutcome::Answered, None);

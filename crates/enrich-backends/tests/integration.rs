@@ -3,6 +3,8 @@
 #[path = "integration/support.rs"]
 mod support;
 
+#[path = "integration/adaptive.rs"]
+mod adaptive;
 #[path = "integration/cascade.rs"]
 mod cascade;
 #[path = "integration/circuits.rs"]

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueHint};
 use enrich_config::Schedule;
+use enrich_db::RefreshClause;
 
 /// Adds LLM-written metadata (summary, inputs, outputs, side effects, pitfalls, usage) to the
 /// code spans of an LLMC index.
@@ -108,14 +109,14 @@ pub(crate) enum Command {
     #[command(after_help = examples(&[
         ("What a run would do with the first 5 pending spans", "enrich plan --limit 5"),
         ("Every pending span on the chain `big`, in span id order", "enrich plan --chain big --no-code-first"),
-        ("The whole plan as JSON", "enrich plan --json"),
+        ("What renewing one model's enrichments would take and cost, as JSON", "enrich plan --refresh model=qwen2.5:0.5b --json"),
     ]))]
     Plan(PlanArgs),
     /// Enrich the pending spans of the index.
     #[command(after_help = examples(&[
         ("Enrich every pending span (Ctrl-C once: finish the spans in flight and stop)", "enrich run"),
-        ("At most 100 spans, 4 in flight at once", "enrich run --limit 100 --concurrency 4"),
         ("One model at a time, taking no new span after an hour", "enrich run --schedule by-tier --max-wall-seconds 3600"),
+        ("Also renew what one model wrote more than 30 days ago, before the pending spans", "enrich run --refresh model=qwen2.5:0.5b,older-than=30d --refresh-first"),
     ]))]
     Run(RunArgs),
     /// Enrich pending spans through a batch engine: a Batch API, or a file for `vllm run-batch`.
@@ -337,6 +338,33 @@ pub(crate) struct RunArgs {
     /// enrichment.schedule].
     #[arg(long, value_name = "ORDER", value_parser = parse_schedule)]
     pub(crate) schedule: Option<Schedule>,
+
+    /// Stored enrichments to renew.
+    #[command(flatten)]
+    pub(crate) refresh: RefreshArgs,
+}
+
+/// The refresh flags of `enrich run` and `enrich plan`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RefreshArgs {
+    /// Also renew the stored enrichments this selects: `stale` (as `enrich status` counts
+    /// them), `stale=REASON` (prompt, model, digest, schema, options, quality, unknown),
+    /// `model=NAME`, `older-than=30d` (units m, h, d, w), `path=GLOB`, `quality<0.5`; selectors
+    /// joined by commas must all match, and a span matching any of several --refresh is
+    /// renewed. The old enrichment stays until a new one passes the gate.
+    #[arg(long, value_name = "SELECTORS", value_parser = parse_refresh)]
+    pub(crate) refresh: Vec<RefreshClause>,
+
+    /// Renew the selected enrichments before the pending spans (by default pending spans come
+    /// first).
+    #[arg(long, requires = "refresh")]
+    pub(crate) refresh_first: bool,
+}
+
+/// One `--refresh` value: selectors joined by commas.
+fn parse_refresh(text: &str) -> Result<RefreshClause, String> {
+    text.parse()
+        .map_err(|error: enrich_db::DbError| error.to_string())
 }
 
 /// `per-span` or `by-tier`.
@@ -408,6 +436,10 @@ pub(crate) struct PlanArgs {
     /// Plan spans in span id order instead of code first (overrides enrichment.code_first).
     #[arg(long)]
     pub(crate) no_code_first: bool,
+
+    /// Stored enrichments a run would renew.
+    #[command(flatten)]
+    pub(crate) refresh: RefreshArgs,
 }
 
 /// Arguments of `enrich show`.

@@ -139,6 +139,7 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::LlmcSchemaTooOld { .. }
         | DbError::LlmcSchemaTooNew { .. }
         | DbError::EnrichSchemaTooNew { .. }
+        | DbError::RefreshSelector { .. }
         | DbError::BadSearchQuery { .. }
         | DbError::SearchQueryTooLong { .. }
         | DbError::BadPathGlob { .. } => Exit::Usage,

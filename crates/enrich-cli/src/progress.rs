@@ -85,6 +85,9 @@ pub(crate) struct Progress {
     mode: ProgressMode,
     bar: Option<ProgressBar>,
     counts: Mutex<Counts>,
+    /// Each backend host's last limit change, as `backend @ host: 3 in flight, limit 4`, by
+    /// backend and host.
+    limits: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Progress {
@@ -102,7 +105,25 @@ impl Progress {
             mode,
             bar,
             counts: Mutex::new(Counts::new()),
+            limits: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The hosts' limits as last changed, `; `-separated (empty when none changed yet).
+    fn limits(&self) -> String {
+        let limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits.values().cloned().collect::<Vec<_>>().join("; ")
+    }
+
+    /// `12 ok, 0 failed`, then the hosts' limits.
+    fn message(&self, counts: &Counts) -> String {
+        let mut message = format!("{} ok, {} failed", counts.enriched, counts.failed);
+        let limits = self.limits();
+        if !limits.is_empty() {
+            message.push_str("  ");
+            message.push_str(&limits);
+        }
+        message
     }
 
     fn line(&self, text: &str) {
@@ -134,12 +155,14 @@ impl EventSink for Progress {
             Event::RunStarted {
                 run_id,
                 total_pending,
+                refresh_selected,
                 limit,
                 concurrency,
                 ..
             } => {
                 *counts = Counts::new();
-                counts.total = limit.map_or(*total_pending, |l| l.min(*total_pending));
+                let to_do = total_pending + refresh_selected.unwrap_or(0);
+                counts.total = limit.map_or(to_do, |l| l.min(to_do));
                 match &self.bar {
                     Some(bar) => {
                         bar.set_length(counts.total);
@@ -149,8 +172,11 @@ impl EventSink for Progress {
                         logging::set_active_bar(Some(bar.clone()));
                     }
                     None if counts.total > 0 => self.line(&format!(
-                        "run {run_id}: {} of {total_pending} pending span(s) to do, {concurrency} at a time",
-                        counts.total
+                        "run {run_id}: {} of {total_pending} pending span(s){} to do, {concurrency} at a time",
+                        counts.total,
+                        refresh_selected
+                            .map(|n| format!(" and {n} to renew"))
+                            .unwrap_or_default()
                     )),
                     None => {}
                 }
@@ -174,21 +200,44 @@ impl EventSink for Progress {
                 }
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
-                    bar.set_message(format!("{} ok, {} failed", counts.enriched, counts.failed));
+                    bar.set_message(self.message(&counts));
                 }
             }
             Event::BatchFinished { .. } if self.bar.is_none() => {
                 let eta = counts
                     .eta()
                     .map_or_else(|| "unknown".to_owned(), format_duration);
-                self.line(&format!(
+                let mut line = format!(
                     "{}/{} spans ({} enriched, {} failed), {} spans/s, ETA {eta}",
                     counts.done,
                     counts.total,
                     counts.enriched,
                     counts.failed,
                     format_rate(counts.rate())
-                ));
+                );
+                let limits = self.limits();
+                if !limits.is_empty() {
+                    line.push_str("; ");
+                    line.push_str(&limits);
+                }
+                self.line(&line);
+            }
+            Event::LimitChanged { change, .. } => {
+                self.limits
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(
+                        (change.backend.clone(), change.host.clone()),
+                        change.to_string(),
+                    );
+                match &self.bar {
+                    Some(bar) => bar.set_message(self.message(&counts)),
+                    // A backoff is news of its own; growth shows in the next batch's line.
+                    None if change.reason.is_backoff() => {
+                        self.line(&format!("{change} ({})", change.why()));
+                    }
+                    None => {}
+                }
             }
             Event::BackendWaiting {
                 backend,

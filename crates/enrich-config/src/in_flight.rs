@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::types::Options;
 
-/// The option key of a backend's cap on requests in flight (default 1).
+/// The option key of a backend's cap on requests in flight: the ceiling of its adaptive limit,
+/// or with `adaptive = false` the limit itself (default 1).
 pub const MAX_IN_FLIGHT_OPTION: &str = "max_in_flight";
 
 /// An alias of [`MAX_IN_FLIGHT_OPTION`], named after the server's `OLLAMA_NUM_PARALLEL`.

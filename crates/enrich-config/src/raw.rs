@@ -189,6 +189,7 @@ pub(crate) struct RawBackend {
     pub(crate) price_input_per_1m: Option<Number>,
     pub(crate) price_output_per_1m: Option<Number>,
     pub(crate) options: Option<Options>,
+    pub(crate) adaptive: Option<Flag>,
     pub(crate) enabled: Option<Flag>,
 }
 
@@ -209,6 +210,7 @@ pub(crate) const ENTRY_KEYS: &[&str] = &[
     "price_input_per_1m",
     "price_output_per_1m",
     "options",
+    "adaptive",
     "enabled",
 ];
 

@@ -158,6 +158,10 @@ pub struct BackendSpec {
     /// is 1. Written `max_in_flight` (alias `parallel`) in the entry's `options`, as LLMC's
     /// configs have it, and taken out of them when the entry is loaded.
     pub max_in_flight: Option<NonZeroUsize>,
+    /// Whether the limit on requests in flight adapts to the server (the default): it starts
+    /// at 1 and follows the answers' latency and overload signals, never above
+    /// [`Self::max_in_flight`] when that is set. `false` keeps the fixed `max_in_flight`.
+    pub adaptive: bool,
     /// Provider-specific options, passed to the adapter as they are.
     pub options: Options,
     /// Disabled entries stay in the config but are never selected.
@@ -187,6 +191,7 @@ impl BackendSpec {
             tokens_per_minute: None,
             price: None,
             max_in_flight: None,
+            adaptive: true,
             options: Options::new(),
             enabled: true,
         }
@@ -208,9 +213,9 @@ impl BackendSpec {
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
     }
 
-    /// The most requests in flight to this backend at once: [`Self::max_in_flight`], else 1.
-    /// Set it to the server's `OLLAMA_NUM_PARALLEL`: more requests would only queue in the
-    /// server, where they count against their timeout.
+    /// The fixed limit on requests in flight to this backend (with `adaptive = false`):
+    /// [`Self::max_in_flight`], else 1. Set it to the server's `OLLAMA_NUM_PARALLEL`: more
+    /// requests would only queue in the server, where they count against their timeout.
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.map_or(1, NonZeroUsize::get)
     }
@@ -315,6 +320,7 @@ impl fmt::Debug for BackendSpec {
             .field("tokens_per_minute", &self.tokens_per_minute)
             .field("price", &self.price)
             .field("max_in_flight", &self.max_in_flight)
+            .field("adaptive", &self.adaptive)
             .field("options", &redacted_options(&self.options))
             .field("enabled", &self.enabled)
             .finish()

@@ -331,6 +331,18 @@ pub enum DbError {
         len: u64,
     },
 
+    /// A `--refresh` selector that does not parse.
+    #[error(
+        "cannot read the refresh selector {selector:?}: {reason}; a selector is one of {}, and selectors joined by commas select what matches them all, e.g. --refresh 'model=qwen2.5:0.5b,older-than=30d'",
+        crate::refresh::SELECTOR_FORMS
+    )]
+    RefreshSelector {
+        /// The selector as written.
+        selector: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The temporary full-text tables of a retrieval evaluation could not be built or searched.
     #[error(
         "cannot {action} in the retrieval evaluation's temporary database: {source}; it needs SQLite built with FTS5 (enrich's own build has it) and free space in the temporary directory (TMPDIR)"

@@ -178,15 +178,16 @@ struct TouchedFile {
     file_hash: String,
 }
 
-/// Refreshes the description of every file with a span enriched in `outcomes`, in the writer's
-/// transaction. Does nothing when the index has no `file_descriptions` table of LLMC's shape.
+/// Refreshes the description of every file with a span enriched (or renewed) in `outcomes`, in
+/// the writer's transaction. Does nothing when the index has no `file_descriptions` table of
+/// LLMC's shape.
 pub(crate) fn refresh_after_batch(
     conn: &Connection,
     outcomes: &[SpanOutcome],
 ) -> rusqlite::Result<()> {
     let enriched: Vec<&str> = outcomes
         .iter()
-        .filter(|o| matches!(o.stored, Stored::Enriched(_)))
+        .filter(|o| matches!(o.stored, Stored::Enriched(_) | Stored::Refreshed(_)))
         .map(|o| o.span_hash.as_str())
         .collect();
     if enriched.is_empty() || !table_ready(conn)? {

@@ -308,7 +308,7 @@ impl Db {
 
     /// Runs `select` and leases what it returns, in one `IMMEDIATE` transaction that first
     /// deletes dead leases.
-    fn claim<T>(
+    pub(crate) fn claim<T>(
         &mut self,
         lease: &Lease,
         select: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<Vec<T>>,

@@ -64,6 +64,7 @@ mod pending;
 mod provenance;
 mod quality_report;
 mod read;
+mod refresh;
 mod retrieval;
 mod schema;
 mod search;
@@ -93,6 +94,7 @@ pub use quality_report::{
     CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_CHAIN,
     UNKNOWN_PROMPT_FINGERPRINT,
 };
+pub use refresh::{RefreshClause, RefreshFilter, RefreshSelector};
 pub use retrieval::{CorpusSpan, Ranking, RetrievalCorpus, plain_words_query};
 pub use schema::{
     ENRICH_SCHEMA_VERSION, ENRICH_SCHEMA_VERSION_KEY, LLMC_SCHEMA_VERSION, Migration, migrations,

@@ -343,6 +343,8 @@ impl Db {
             .map_err(self.err("set the busy timeout"))?;
         self.conn
             .set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        crate::refresh::register_functions(&self.conn)
+            .map_err(self.err("register enrich's SQL functions"))?;
         // LLMC declares ON DELETE CASCADE; the constraints only hold with this on.
         self.conn
             .execute_batch("PRAGMA foreign_keys = ON")

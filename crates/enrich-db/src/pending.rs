@@ -96,6 +96,7 @@ pub(crate) fn span_from_row(row: &Row<'_>) -> rusqlite::Result<PendingSpan> {
         slice_language: row.get(11)?,
         classifier_confidence: row.get(12)?,
         file_mtime: row.get(13)?,
+        renewal: false,
     })
 }
 

@@ -29,6 +29,7 @@ const SPAN_BY_HASH_SQL: &str = concat!(
 const SPAN_BY_ID_SQL: &str = concat!(
     "SELECT ",
     span_columns!(),
+    ", EXISTS (SELECT 1 FROM enrichments AS e WHERE e.span_hash = s.span_hash)",
     " FROM spans AS s JOIN files AS f ON f.id = s.file_id WHERE s.id = ?1"
 );
 
@@ -328,11 +329,18 @@ impl Db {
     }
 
     /// The span with this `spans.id` (as [`PendingSpan::id`] gives it), with its file's path and
-    /// language; `None` when it is gone (re-indexed).
+    /// language, a [renewal](PendingSpan::renewal) when it has an enrichment; `None` when it is
+    /// gone (re-indexed).
     pub fn span_by_id(&self, id: i64) -> Result<Option<PendingSpan>, DbError> {
+        let read = |row: &rusqlite::Row<'_>| {
+            Ok(PendingSpan {
+                renewal: row.get(14)?,
+                ..span_from_row(row)?
+            })
+        };
         self.conn
             .prepare_cached(SPAN_BY_ID_SQL)
-            .and_then(|mut stmt| stmt.query_row([id], span_from_row).optional())
+            .and_then(|mut stmt| stmt.query_row([id], read).optional())
             .map_err(self.err("read a span"))
     }
 

@@ -202,40 +202,104 @@ DELETE FROM temp.enrich_stale_routes;
 DELETE FROM temp.enrich_stale_backends;
 ";
 
+/// Where the scalar expectations are in a query's parameters, as SQL text (`?1`, …).
+pub(crate) struct StaleParams {
+    /// The default chain.
+    pub(crate) default_chain: String,
+    /// The prompt fingerprint.
+    pub(crate) prompt_fingerprint: String,
+    /// The schema version.
+    pub(crate) schema_version: String,
+    /// The quality minimum (or NULL).
+    pub(crate) min_quality: String,
+}
+
+impl StaleParams {
+    /// The parameters at positions `first` to `first + 3`.
+    pub(crate) fn from(first: usize) -> Self {
+        Self {
+            default_chain: format!("?{first}"),
+            prompt_fingerprint: format!("?{}", first + 1),
+            schema_version: format!("?{}", first + 2),
+            min_quality: format!("?{}", first + 3),
+        }
+    }
+}
+
+/// The joins the reason expressions read, after spans `s` and enrichments `e`: the span's route
+/// `r`, the enrichment's provenance `p` and its quality `q`.
+pub(crate) fn judging_joins() -> String {
+    format!(
+        "LEFT JOIN temp.enrich_stale_routes AS r ON r.slice_type IS s.slice_type
+         LEFT JOIN {VALID_JOIN}
+         LEFT JOIN enrich_quality AS q ON q.span_hash = e.span_hash"
+    )
+}
+
+impl StaleReason {
+    /// The SQL expression, true when a row of [`judging_joins`] is stale for this reason (the
+    /// one definition of the rules in the table above).
+    pub(crate) fn expression(self, at: &StaleParams) -> String {
+        // The backends of the span's chain now (its route, else the default chain) configured
+        // with the stored model.
+        let matching = format!(
+            "FROM temp.enrich_stale_backends AS b \
+             WHERE b.chain = COALESCE(r.chain, {}) AND b.model = p.model",
+            at.default_chain
+        );
+        match self {
+            StaleReason::Unknown => "p.span_hash IS NULL".to_owned(),
+            StaleReason::Prompt => format!(
+                "p.span_hash IS NOT NULL AND p.prompt_fingerprint IS NOT {}",
+                at.prompt_fingerprint
+            ),
+            StaleReason::Model => {
+                format!("p.span_hash IS NOT NULL AND NOT EXISTS (SELECT 1 {matching})")
+            }
+            StaleReason::Digest => format!(
+                "p.model_digest IS NOT NULL AND EXISTS (SELECT 1 {matching})
+                AND NOT EXISTS (SELECT 1 {matching}
+                                AND (b.digest IS NULL OR b.digest = p.model_digest))"
+            ),
+            StaleReason::Schema => format!(
+                "p.span_hash IS NOT NULL AND p.schema_version IS NOT {}",
+                at.schema_version
+            ),
+            StaleReason::Options => format!(
+                "EXISTS (SELECT 1 {matching})
+                AND NOT EXISTS (SELECT 1 {matching}
+                                AND b.options_fingerprint IS p.options_fingerprint)"
+            ),
+            StaleReason::Quality => {
+                format!("{0} IS NOT NULL AND q.score < {0}", at.min_quality)
+            }
+        }
+    }
+}
+
 /// The judged rows: one per enrichment of an existing span, with a 0/1 column per reason.
 /// Parameters: ?1 the default chain, ?2 the prompt fingerprint, ?3 the schema version, ?4 the
 /// quality minimum (or NULL). `{where}` restricts the spans (the cursor).
 fn judged_sql(where_clause: &str) -> String {
-    // The backends of the span's chain now (its route, else the default chain) configured with
-    // the stored model.
-    let matching = "FROM temp.enrich_stale_backends AS b \
-                    WHERE b.chain = COALESCE(r.chain, ?1) AND b.model = p.model";
+    let at = StaleParams::from(1);
+    let columns: Vec<String> = StaleReason::ALL
+        .iter()
+        .map(|reason| format!("{} AS {}", reason.expression(&at), reason.column()))
+        .collect();
     format!(
         "SELECT s.id, s.span_hash,
-            p.span_hash IS NULL AS r_unknown,
-            p.span_hash IS NOT NULL AND p.prompt_fingerprint IS NOT ?2 AS r_prompt,
-            p.span_hash IS NOT NULL AND NOT EXISTS (SELECT 1 {matching}) AS r_model,
-            p.model_digest IS NOT NULL AND EXISTS (SELECT 1 {matching})
-                AND NOT EXISTS (SELECT 1 {matching}
-                                AND (b.digest IS NULL OR b.digest = p.model_digest))
-                AS r_digest,
-            p.span_hash IS NOT NULL AND p.schema_version IS NOT ?3 AS r_schema,
-            EXISTS (SELECT 1 {matching})
-                AND NOT EXISTS (SELECT 1 {matching}
-                                AND b.options_fingerprint IS p.options_fingerprint)
-                AS r_options,
-            ?4 IS NOT NULL AND q.score < ?4 AS r_quality
+            {}
          FROM spans AS s
          JOIN enrichments AS e ON e.span_hash = s.span_hash
-         LEFT JOIN temp.enrich_stale_routes AS r ON r.slice_type IS s.slice_type
-         LEFT JOIN {VALID_JOIN}
-         LEFT JOIN enrich_quality AS q ON q.span_hash = e.span_hash
-         {where_clause}"
+         {}
+         {where_clause}",
+        columns.join(",\n            "),
+        judging_joins()
     )
 }
 
 /// Loads `expected` into the connection's `TEMP` tables.
-fn load(conn: &Connection, expected: &Expectations) -> rusqlite::Result<()> {
+pub(crate) fn load(conn: &Connection, expected: &Expectations) -> rusqlite::Result<()> {
     conn.execute_batch(TEMP_TABLES_SQL)?;
     let mut route = conn.prepare_cached("INSERT INTO temp.enrich_stale_routes VALUES (?1, ?2)")?;
     // One row per slice type (the first route given wins), so the join keeps one row per span.

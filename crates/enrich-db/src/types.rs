@@ -46,6 +46,11 @@ pub struct PendingSpan {
     pub classifier_confidence: Option<f64>,
     /// The file's modification time (Unix seconds) when it was indexed.
     pub file_mtime: f64,
+    /// True when the span already has a stored enrichment that this work renews (selected by
+    /// a refresh): what the writer stores for it is then a [`Stored::Refreshed`] or a
+    /// [`Stored::RefreshFailed`], never a failed run in the ledger.
+    #[serde(default)]
+    pub renewal: bool,
 }
 
 impl PendingSpan {
@@ -198,6 +203,18 @@ pub enum Stored {
     /// later pass, or its backends were unavailable and the run tries it again when one is
     /// usable): log the attempts only; the ledger is untouched and the run keeps its lease.
     Deferred,
+    /// A stored span's new enrichment, which passed validation and the quality gate: it
+    /// replaces the old one in the same transaction (stored as [`Stored::Enriched`] is).
+    Refreshed(Box<EnrichmentRow>),
+    /// A renewal that did not produce an enrichment: log the attempts only. The old enrichment
+    /// stays as it is and the ledger is untouched, so a refresh never moves a span toward the
+    /// dead letter.
+    RefreshFailed {
+        /// The last failure's kind.
+        failure_kind: LedgerKind,
+        /// The last failure's message.
+        message: String,
+    },
 }
 
 /// Everything the writer stores for one span of one run, in one transaction.
@@ -227,6 +244,10 @@ pub struct WriteReport {
     pub failed: usize,
     /// Spans that reached the dead-letter threshold with this batch.
     pub dead_lettered: Vec<String>,
+    /// Of the enrichments stored, renewals ([`Stored::Refreshed`]).
+    pub refreshed: usize,
+    /// Renewals that failed ([`Stored::RefreshFailed`]): their old enrichment stays.
+    pub refresh_failed: usize,
     /// Outcomes whose span no longer exists in `spans` (re-indexed away during the run): their
     /// attempts are logged, but no enrichment or ledger row is written.
     pub missing_spans: Vec<String>,

@@ -156,7 +156,7 @@ impl BatchWriter<'_> {
                 .map_err(|e| ItemError::Sqlite("log an attempt", e))?;
         }
         match &outcome.stored {
-            Stored::Enriched(enrichment) => {
+            Stored::Enriched(enrichment) | Stored::Refreshed(enrichment) => {
                 let stored = self
                     .upsert_enrichment(&outcome.span_hash, enrichment)
                     .map_err(|e| ItemError::Sqlite("store an enrichment", e))?;
@@ -175,6 +175,9 @@ impl BatchWriter<'_> {
                         .map_err(|e| ItemError::Sqlite("clear the failure ledger", e))?;
                 }
                 report.enriched += 1;
+                if matches!(outcome.stored, Stored::Refreshed(_)) {
+                    report.refreshed += 1;
+                }
                 let fell_back = enrichment.is_fallback();
                 if fell_back {
                     report.fell_back += 1;
@@ -207,6 +210,10 @@ impl BatchWriter<'_> {
                     report.dead_lettered.push(outcome.span_hash.clone());
                 }
                 report.failed += 1;
+                self.count(outcome.run_id, false);
+            }
+            Stored::RefreshFailed { .. } => {
+                report.refresh_failed += 1;
                 self.count(outcome.run_id, false);
             }
             Stored::Deferred => {}
@@ -392,7 +399,10 @@ impl Db {
     /// span, run and attempt number); then, if
     /// the span still exists, either the enrichment (upserted by span hash; the ledger row is
     /// cleared) or a failed run in the ledger (dead-lettered when the span's consecutive failed
-    /// runs reach the threshold). An outcome whose span no longer exists is reported in
+    /// runs reach the threshold). A renewal stores its new enrichment the same way
+    /// ([`Stored::Refreshed`], replacing the old row in place); a failed renewal
+    /// ([`Stored::RefreshFailed`]) stores its attempts only, keeping the old enrichment and
+    /// leaving the ledger alone. An outcome whose span no longer exists is reported in
     /// [`WriteReport::missing_spans`] and does not fail the batch. The outcomes stored are added
     /// to their run's counts in `enrich_runs` in the same transaction, so a run's counts are
     /// always what it committed, even when it was killed or its next batch failed. Any error

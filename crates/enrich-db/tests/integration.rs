@@ -25,6 +25,8 @@ mod pending;
 mod provenance;
 #[path = "integration/reading.rs"]
 mod reading;
+#[path = "integration/refresh.rs"]
+mod refresh;
 #[path = "integration/retrieval.rs"]
 mod retrieval;
 #[path = "integration/schema.rs"]

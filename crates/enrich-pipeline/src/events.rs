@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use enrich_backends::{AttemptRecord, CircuitState, CircuitTransition, Decision};
+use enrich_backends::{AttemptRecord, CircuitState, CircuitTransition, Decision, LimitChange};
 use enrich_config::EventLogLimit;
 use enrich_db::{HeldLeases, RunId, RunStatus};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,10 @@ pub enum Event {
         /// their leases end.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         held_elsewhere: Vec<HeldLeases>,
+        /// Stored enrichments the run's refresh selects, which it renews besides the pending
+        /// spans (absent without a refresh).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_selected: Option<u64>,
         /// Spans in flight at most.
         concurrency: usize,
         /// Spans per page (batch).
@@ -149,6 +153,16 @@ pub enum Event {
         /// Which circuit, from what state to what, and why.
         transition: CircuitTransition,
     },
+    /// A backend host's adaptive in-flight limit changed: grown while the latency stayed flat,
+    /// cut when it rose, on a 429/503/queue-full answer (with its `Retry-After`) or a timeout.
+    LimitChanged {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The run.
+        run_id: RunId,
+        /// Which host, from what limit to what, why, and the latency that decided it.
+        change: LimitChange,
+    },
     /// A budget was reached: the run takes no more spans and finishes the ones in flight.
     BudgetReached {
         /// When, in milliseconds since the Unix epoch.
@@ -218,6 +232,7 @@ impl Event {
             Event::SpanFinished { .. } => "span_finished",
             Event::BatchFinished { .. } => "batch_finished",
             Event::CircuitChanged { .. } => "circuit_changed",
+            Event::LimitChanged { .. } => "limit_changed",
             Event::BudgetReached { .. } => "budget_reached",
             Event::BackendWaiting { .. } => "backend_waiting",
             Event::RunFinished { .. } => "run_finished",
@@ -233,6 +248,7 @@ impl Event {
             | Event::SpanFinished { run_id, .. }
             | Event::BatchFinished { run_id, .. }
             | Event::CircuitChanged { run_id, .. }
+            | Event::LimitChanged { run_id, .. }
             | Event::BudgetReached { run_id, .. }
             | Event::BackendWaiting { run_id, .. }
             | Event::RunFinished { run_id, .. } => *run_id,
@@ -248,6 +264,7 @@ impl Event {
             | Event::SpanFinished { at_ms, .. }
             | Event::BatchFinished { at_ms, .. }
             | Event::CircuitChanged { at_ms, .. }
+            | Event::LimitChanged { at_ms, .. }
             | Event::BudgetReached { at_ms, .. }
             | Event::BackendWaiting { at_ms, .. }
             | Event::RunFinished { at_ms, .. } => *at_ms,
@@ -711,8 +728,9 @@ impl EventSink for JsonlSink {
     }
 }
 
-/// Logs every event through `tracing` (target `enrich_pipeline::events`): runs and batches at
-/// `info`, spans and attempts at `debug`, a failed span at `warn`.
+/// Logs every event through `tracing` (target `enrich_pipeline::events`): runs, batches and
+/// backoffs of an in-flight limit at `info`, spans, attempts and other limit changes at
+/// `debug`, a failed span at `warn`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSink;
 
@@ -782,6 +800,12 @@ impl EventSink for TracingSink {
                 ..
             } => tracing::info!(target: TARGET, batch, spans, succeeded, failed, "batch finished"),
             Event::CircuitChanged { transition, .. } => trace_circuit(transition),
+            Event::LimitChanged { change, .. } if change.reason.is_backoff() => {
+                tracing::info!(target: TARGET, "in-flight limit lowered: {change} ({})", change.why());
+            }
+            Event::LimitChanged { change, .. } => {
+                tracing::debug!(target: TARGET, "in-flight limit: {change} ({})", change.why());
+            }
             Event::BudgetReached { budget, .. } => {
                 tracing::warn!(target: TARGET, "{budget}; taking no more spans");
             }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use enrich_backends::{
-    AdapterRegistry, BackendAdapter, HostPool, HostPoolPolicy, InFlightLimit, RateLimit,
-    RateLimited,
+    AdapterRegistry, AdaptivePolicy, BackendAdapter, HostPool, HostPoolPolicy, InFlightLimit,
+    RateLimit, RateLimited,
 };
 use enrich_config::{BackendSpec, EnrichmentConfig, select_chain};
 use enrich_db::SourceReader;
@@ -150,6 +150,7 @@ impl<'a> PipelineBuilder<'a> {
         // identical entries, and so do their caps, pools and limiters.
         let mut limited: Vec<(Arc<dyn BackendAdapter>, Arc<dyn BackendAdapter>)> = Vec::new();
         let mut pools = Vec::new();
+        let mut limits = Vec::new();
         let mut built = built.into_iter();
         let mut chains = HashMap::new();
         for (name, specs) in chain_specs {
@@ -159,7 +160,8 @@ impl<'a> PipelineBuilder<'a> {
                 let wrapped = match limited.iter().find(|(raw, _)| Arc::ptr_eq(raw, &adapter)) {
                     Some((_, wrapped)) => Arc::clone(wrapped),
                     None => {
-                        let wrapped = decorate(registry, &adapter, &settings, &mut pools)?;
+                        let wrapped =
+                            decorate(registry, &adapter, &settings, &mut pools, &mut limits)?;
                         limited.push((adapter, Arc::clone(&wrapped)));
                         wrapped
                     }
@@ -178,33 +180,51 @@ impl<'a> PipelineBuilder<'a> {
                 prompts,
                 events: Arc::new(events),
                 pools,
+                limits,
                 sources,
             }),
         })
     }
 }
 
-/// The decorators around one distinct backend, innermost first: its in-flight cap (one
-/// [`InFlightLimit`] for a single host; a [`HostPool`] with a cap and a circuit breaker per host when
-/// the entry lists several `urls`), then its rate limit when it sets one. Every decorator that
-/// queues starts the backend's timeout only once the request is sent.
+/// The decorators around one distinct backend, innermost first: its in-flight limit (one
+/// [`InFlightLimit`] for a single host; a [`HostPool`] with a limit and a circuit breaker per
+/// host when the entry lists several `urls`), adaptive unless the entry says `adaptive =
+/// false`, then its rate limit when it sets one. Every decorator that queues starts the
+/// backend's timeout only once the request is sent.
 fn decorate(
     registry: &AdapterRegistry,
     adapter: &Arc<dyn BackendAdapter>,
     settings: &PipelineSettings,
     pools: &mut Vec<Arc<HostPool>>,
+    limits: &mut Vec<Arc<InFlightLimit>>,
 ) -> Result<Arc<dyn BackendAdapter>, PipelineError> {
     let spec = adapter.spec();
     let cap = spec.max_in_flight();
+    let adaptive = spec.adaptive.then(|| {
+        AdaptivePolicy::new(
+            spec.max_in_flight.map(std::num::NonZeroUsize::get),
+            spec.timeout(),
+        )
+    });
     let capped: Arc<dyn BackendAdapter> = if spec.hosts().len() > 1 {
         // The adapter build_all made for the first host is dropped: the pool builds one per host.
+        let policy = HostPoolPolicy {
+            adaptive,
+            ..HostPoolPolicy::from_cascade(&settings.cascade, cap)
+        };
         let pool = registry
-            .build_pool(spec, HostPoolPolicy::from_cascade(&settings.cascade, cap))
+            .build_pool(spec, policy)
             .map_err(PipelineError::Adapters)?;
         pools.push(Arc::clone(&pool));
         pool
     } else {
-        Arc::new(InFlightLimit::new(Arc::clone(adapter), cap))
+        let limit = Arc::new(match adaptive {
+            Some(policy) => InFlightLimit::adaptive(Arc::clone(adapter), policy),
+            None => InFlightLimit::new(Arc::clone(adapter), cap),
+        });
+        limits.push(Arc::clone(&limit));
+        limit
     };
     let limit = RateLimit::of(spec);
     Ok(if limit.is_unlimited() {

@@ -11,9 +11,10 @@ use crate::secrets::Guarded;
 use crate::shared::Inner;
 
 impl Pipeline {
-    /// A dry run: what the next run would do with its first `limit` pending spans, in the order
-    /// it would take them (weight, priority class, route, prompt size, cut, cooldown), without
-    /// calling any backend or storing any result. A code-first plan brings the database's copy
+    /// A dry run: what the next run would do with its first `limit` pending spans (and, with a
+    /// refresh, the stored enrichments it would renew, after or before them as a run takes
+    /// them), in the order it would take them (weight, priority class, route, prompt size, cut,
+    /// cooldown), without calling any backend or storing any result. A code-first plan brings the database's copy
     /// of the work order up to date first, as a run does.
     ///
     /// # Errors
@@ -30,11 +31,19 @@ impl Pipeline {
         let total_pending = reader
             .pending_count()
             .map_err(PipelineError::db("count pending spans"))?;
+        let refresh = inner.settings.refresh.as_ref();
+        let refresh_selected = refresh
+            .map(|filter| reader.refresh_count(filter))
+            .transpose()
+            .map_err(PipelineError::db("count the enrichments to refresh"))?;
         let mut queue = WorkQueue::new(
             order,
             inner.settings.batch_size,
             Some(u64::try_from(limit).unwrap_or(u64::MAX)),
         );
+        if let Some(filter) = refresh {
+            queue = queue.with_refresh(order, filter.clone(), inner.settings.refresh_first);
+        }
         queue
             .start_at_frontiers(&reader)
             .map_err(PipelineError::db("read the pending frontiers"))?;
@@ -58,7 +67,8 @@ impl Pipeline {
         let history = reader
             .usage_since(0)
             .map_err(PipelineError::db("read the token usage of past runs"))?;
-        let estimate = estimate(&spans, total_pending, &history);
+        let to_do = total_pending + refresh_selected.unwrap_or(0);
+        let estimate = estimate(&spans, to_do, &history);
         let budget = &inner.settings.budget;
         let estimate = CostEstimate {
             batch_cost: estimate.cost.map(|c| budget.batch_cost(c)),
@@ -67,6 +77,7 @@ impl Pipeline {
         };
         Ok(Plan {
             total_pending,
+            refresh_selected,
             code_first: order.code_first,
             spans,
             estimate,
@@ -121,11 +132,13 @@ impl Pipeline {
             source_error,
             secrets,
             withheld,
+            renewal: span.renewal,
         })
     }
 }
 
-/// The tokens and cost of `spans`, and extrapolated to `total_pending` spans; output tokens per
+/// The tokens and cost of `spans`, and extrapolated to `total_pending` spans (pending ones and
+/// renewals); output tokens per
 /// span from `history` (the attempt log) when it has any.
 fn estimate(spans: &[PlannedSpan], total_pending: u64, history: &[BackendUsage]) -> CostEstimate {
     let (attempts, output) = history.iter().fold((0, 0), |(attempts, output), usage| {

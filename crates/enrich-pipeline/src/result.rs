@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use enrich_backends::BackendOutage;
+use enrich_backends::{BackendOutage, LimitSnapshot};
 use enrich_config::PriorityClass;
 use enrich_db::{HeldLeases, RunId, RunStatus};
 use enrich_router::RouteDecision;
@@ -204,14 +204,20 @@ pub struct RunSummary {
     pub total_pending: u64,
     /// Pending spans other runs held leases on when it started, by run; it did not take them.
     pub held_elsewhere: Vec<HeldLeases>,
+    /// Stored enrichments the run's refresh selected when it started (`None`: no refresh).
+    pub refresh_selected: Option<u64>,
     /// Spans taken on: `succeeded + fell_back + failed`.
     pub attempted: u64,
-    /// Spans enriched.
+    /// Spans enriched, renewals included.
     pub succeeded: u64,
+    /// Of those, stored enrichments renewed (the new enrichment replaced the old one).
+    pub refreshed: u64,
     /// Spans stored empty by `on_failure = "fallback_to_empty"`.
     pub fell_back: u64,
-    /// Spans that failed (recorded in the failure ledger).
+    /// Spans that failed: pending spans recorded in the failure ledger, and renewals.
     pub failed: u64,
+    /// Of those, renewals that failed: their old enrichment stays, and the ledger is untouched.
+    pub refresh_failed: u64,
     /// Spans left for a later run (cooldown).
     pub skipped: u64,
     /// Spans cancelled in flight by an abort (nothing written).
@@ -237,6 +243,9 @@ pub struct RunSummary {
     pub tokens: u64,
     /// What those tokens cost, by the backends' prices (0 without prices).
     pub cost: f64,
+    /// Each backend host's in-flight limit at the end: final and peak limit, peak in flight,
+    /// backoffs (counted over the pipeline's life, which for `enrich run` is the run).
+    pub limits: Vec<LimitSnapshot>,
 }
 
 impl RunSummary {
@@ -342,6 +351,8 @@ pub struct PlannedSpan {
     /// True when a run would not send the span for its secrets (`[enrichment.secrets] action =
     /// "skip"`) but record it in the failure ledger as `secret_detected`.
     pub withheld: bool,
+    /// True when the span has a stored enrichment that the run would renew (`--refresh`).
+    pub renewal: bool,
 }
 
 /// A dry run: what the next run would do, without calling any backend or writing anything.
@@ -349,6 +360,8 @@ pub struct PlannedSpan {
 pub struct Plan {
     /// Spans pending now.
     pub total_pending: u64,
+    /// Stored enrichments the refresh selects now (`None`: no refresh).
+    pub refresh_selected: Option<u64>,
     /// Whether the order is code-first (by weight, with the starvation ratio) rather than by
     /// span id.
     pub code_first: bool,
@@ -374,9 +387,10 @@ pub struct CostEstimate {
     pub output_from_history: bool,
     /// The planned spans' cost, when a first backend of theirs has a price.
     pub cost: Option<f64>,
-    /// Every pending span, extrapolated from the planned ones: tokens (prompt and output).
+    /// Every pending span (and every stored enrichment a refresh selects), extrapolated from
+    /// the planned ones: tokens (prompt and output).
     pub all_pending_tokens: u64,
-    /// Every pending span's cost, extrapolated, when there is a price.
+    /// Their cost, extrapolated, when there is a price.
     pub all_pending_cost: Option<f64>,
     /// The planned spans' cost sent as a batch (`enrich batch`): [`cost`](Self::cost) less
     /// `[enrichment.budget] batch_discount`.

@@ -137,10 +137,13 @@ pub(crate) async fn execute(
         end: ended.end,
         total_pending: ended.pending.total,
         held_elsewhere: ended.pending.held_elsewhere,
+        refresh_selected: ended.pending.refresh,
         attempted: ended.totals.succeeded + ended.totals.fell_back + ended.totals.failed,
         succeeded: ended.totals.succeeded,
+        refreshed: ended.totals.refreshed,
         fell_back: ended.totals.fell_back,
         failed: ended.totals.failed,
+        refresh_failed: ended.totals.refresh_failed,
         skipped: counts.skipped,
         cancelled: counts.cancelled,
         unsent,
@@ -152,6 +155,7 @@ pub(crate) async fn execute(
         budget_stop,
         tokens,
         cost,
+        limits: inner.limits(),
     };
     announce_end(inner, &summary);
     RunOutcome {
@@ -194,6 +198,9 @@ async fn begin<'a>(
     for pool in &inner.pools {
         pool.set_observer(Some(Arc::clone(&observer) as Arc<dyn AttemptObserver>));
     }
+    for limit in &inner.limits {
+        limit.set_observer(Some(Arc::clone(&observer) as Arc<dyn AttemptObserver>));
+    }
     let cascade = Cascade::new(settings.cascade.clone())
         .with_observer(Arc::clone(&observer) as Arc<dyn AttemptObserver>);
     // Each backend's model digest, asked once for the run.
@@ -215,15 +222,20 @@ async fn begin<'a>(
         run_id,
         total_pending: pending.total,
         held_elsewhere: pending.held_elsewhere.clone(),
+        refresh_selected: pending.refresh,
         concurrency: settings.concurrency,
         batch_size: settings.batch_size,
         limit,
         config_fingerprint: settings.config_fingerprint.clone(),
     });
     let lease_ttl = lease.ttl;
+    let mut queue = WorkQueue::new(&settings.work_order, settings.batch_size, limit);
+    if let Some(filter) = &settings.refresh {
+        queue = queue.with_refresh(&settings.work_order, filter.clone(), settings.refresh_first);
+    }
     let claimer = Claimer {
         db: claiming_db,
-        queue: WorkQueue::new(&settings.work_order, settings.batch_size, limit),
+        queue,
         lease,
         gate,
     };
@@ -256,6 +268,9 @@ async fn wind_down(
     } = run;
     for pool in &inner.pools {
         pool.set_observer(None);
+    }
+    for limit in &inner.limits {
+        limit.set_observer(None);
     }
     let outages = if sched.outages.ended_the_run() {
         ctx.cascade.outages()

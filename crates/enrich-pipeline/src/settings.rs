@@ -8,6 +8,7 @@ use enrich_config::{
     BudgetConfig, EnrichmentConfig, OnFailure, QualityLevel, Schedule, SecretsAction, WorkOrder,
     redacted_options,
 };
+use enrich_db::RefreshFilter;
 
 use crate::error::PipelineError;
 
@@ -75,6 +76,13 @@ pub struct PipelineSettings {
     /// What a run does with a span holding a secret (`[enrichment.secrets] action`): send it
     /// redacted, or not at all.
     pub secrets: SecretsAction,
+    /// The stored enrichments a run renews besides the pending spans (`--refresh`); `None`
+    /// renews none. A renewal goes through the same cascade, gate, writer, budgets, work order
+    /// and leases as a pending span; see [`RefreshFilter`].
+    pub refresh: Option<RefreshFilter>,
+    /// Renew the refresh's spans before the pending ones (`--refresh-first`); by default the
+    /// pending spans come first.
+    pub refresh_first: bool,
 }
 
 impl PipelineSettings {
@@ -118,6 +126,8 @@ impl PipelineSettings {
             schedule: config.schedule,
             outage_grace: Duration::from_secs(config.outage_grace_seconds),
             secrets: config.secrets.action,
+            refresh: None,
+            refresh_first: false,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use enrich_backends::{BackendAdapter, HostPool};
+use enrich_backends::{BackendAdapter, HostPool, InFlightLimit, LimitSnapshot};
 use enrich_db::{Db, DbError, OpenMode, OpenOptions, PendingSpan, SourceReader, SpanSource};
 use enrich_router::{Router, SliceView};
 use enrich_types::SpanIdentity;
@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     pub(crate) events: Arc<dyn EventSink>,
     /// The host pools among the backends, for their per-host circuits.
     pub(crate) pools: Vec<Arc<HostPool>>,
+    /// The in-flight limits of the single-host backends.
+    pub(crate) limits: Vec<Arc<InFlightLimit>>,
     /// Reads each span's source under `settings.repo_root`, resolved once.
     pub(crate) sources: SourceReader,
     /// Scans each span's source before its prompt is built.
@@ -36,6 +38,13 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Every host's in-flight limit now: the single-host backends', then each pool's hosts'.
+    pub(crate) fn limits(&self) -> Vec<LimitSnapshot> {
+        let single = self.limits.iter().map(|limit| limit.snapshot());
+        let pooled = self.pools.iter().flat_map(|pool| pool.limits());
+        single.chain(pooled).collect()
+    }
+
     /// A new write connection: the one place that opens it, so the dead-letter threshold
     /// (`max_failures_per_span`) and the busy timeout are set once. A run moves it into its
     /// writer thread, gets it back when the writer ends, records its end on it and drops it.

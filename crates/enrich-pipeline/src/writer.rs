@@ -61,8 +61,12 @@ pub(crate) struct WriteTotals {
     pub(crate) succeeded: u64,
     /// Empty fallback enrichments stored.
     pub(crate) fell_back: u64,
-    /// Failed runs recorded in the ledger.
+    /// Spans that failed: failed runs recorded in the ledger, and failed renewals.
     pub(crate) failed: u64,
+    /// Of the enrichments stored, renewals of stored ones.
+    pub(crate) refreshed: u64,
+    /// Of the spans that failed, renewals (their old enrichment stays).
+    pub(crate) refresh_failed: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) vanished: u64,
 }
@@ -290,7 +294,9 @@ fn write_loop(
                 Ok(report) => {
                     totals.succeeded += (report.enriched - report.fell_back) as u64;
                     totals.fell_back += report.fell_back as u64;
-                    totals.failed += report.failed as u64;
+                    totals.failed += (report.failed + report.refresh_failed) as u64;
+                    totals.refreshed += report.refreshed as u64;
+                    totals.refresh_failed += report.refresh_failed as u64;
                     totals.dead_lettered += report.dead_lettered.len() as u64;
                     totals.vanished += report.missing_spans.len() as u64;
                     tracing::debug!(

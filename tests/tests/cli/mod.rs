@@ -15,6 +15,7 @@
 //! Every invocation has a deadline and a clean environment (no `ENRICH_*`, `OLLAMA_HOST` or
 //! proxy variables from the machine running the tests).
 
+mod adaptive;
 mod bad_input;
 mod batch;
 mod commands;
@@ -38,6 +39,7 @@ mod provenance;
 mod quality;
 mod quality_report;
 mod real_model;
+mod refresh;
 mod reliability;
 mod runs;
 mod search;

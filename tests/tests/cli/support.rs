@@ -488,6 +488,12 @@ impl Server {
         self.fake.stats()
     }
 
+    /// Runs `slots` generations at once from now on.
+    pub(crate) fn set_slots(&self, slots: usize) {
+        let _entered = self.runtime.enter();
+        self.fake.set_slots(slots);
+    }
+
     /// Takes the server down: connections are refused until [`Server::come_back`].
     pub(crate) fn go_down(&self) {
         self.runtime.block_on(self.fake.go_down());

@@ -25,6 +25,10 @@
 //! 7. **search** — `enrich-bench search` on a 1,000,000-span index with an enrichment per span
 //!    (kept in `target/bench/search-cache/` between runs): the median time of `enrich search`'s
 //!    query for each kind of query; the slowest kind is judged.
+//! 8. **adaptive** — `enrich run` with no `max_in_flight` against fakes with 4 and 16 slots
+//!    (spans/s against what the slots allow, and the most requests in flight), one slot with
+//!    2 s generations under a 5 s timeout before (a fixed limit of 4) and after (timeouts), and
+//!    a fake whose 8 slots fall to 2 mid-run (how soon the limit follows).
 //!
 //! Prints one table (scenario, measured, target, met?) and writes it with the samples and the
 //! machine (`available_parallelism`, the CPU model, the load average) to
@@ -43,10 +47,11 @@
 //! CPU time from `/proc`.
 //!
 //! One module per scenario ([`overhead`], [`http`], [`latency`] with the host pool, [`failure`],
-//! [`scale`], [`huge`], [`search`]), each an `impl Bench` block returning its [`Row`]s; [`repo`] generates
+//! [`scale`], [`huge`], [`search`], [`adaptive`]), each an `impl Bench` block returning its [`Row`]s; [`repo`] generates
 //! the indexes and configs they run on, [`process`] drives the binaries and reads `/proc`, and
 //! [`report`] holds the rows, the table and the machine description.
 
+mod adaptive;
 mod failure;
 mod http;
 mod huge;
@@ -94,6 +99,12 @@ struct Sizes {
     scale_run: u64,
     huge: u64,
     search: u64,
+    /// Spans of the 4-slot adaptive run (four times as many for 16 slots).
+    adaptive: u64,
+    /// Spans of the slow single-slot adaptive run.
+    adaptive_slow: u64,
+    /// Spans of the capacity-change run.
+    adaptive_change: u64,
 }
 
 impl Sizes {
@@ -107,6 +118,9 @@ impl Sizes {
         scale_run: 100_000,
         huge: 200,
         search: 1_000_000,
+        adaptive: 400,
+        adaptive_slow: 30,
+        adaptive_change: 500,
     };
     /// Enough for every scenario to do its work once; nothing to judge speed by.
     const SMOKE: Sizes = Sizes {
@@ -119,6 +133,9 @@ impl Sizes {
         scale_run: 200,
         huge: 8,
         search: 2_000,
+        adaptive: 8,
+        adaptive_slow: 4,
+        adaptive_change: 200,
     };
     const QUICK: Sizes = Sizes {
         overhead: 2_000,
@@ -130,6 +147,9 @@ impl Sizes {
         scale_run: 5_000,
         huge: 40,
         search: 50_000,
+        adaptive: 40,
+        adaptive_slow: 6,
+        adaptive_change: 500,
     };
 
     fn to_json(self) -> Value {
@@ -143,6 +163,9 @@ impl Sizes {
             "scale_run": self.scale_run,
             "huge": self.huge,
             "search": self.search,
+            "adaptive": self.adaptive,
+            "adaptive_slow": self.adaptive_slow,
+            "adaptive_change": self.adaptive_change,
         })
     }
 }
@@ -243,7 +266,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let machine = machine_info();
     announce(&machine, &options, bench.runs);
     let started = Instant::now();
-    let mut rows = bench.scenarios()?;
+    let mut rows = bench.scenarios(options.smoke)?;
     if options.smoke {
         // Debug binaries at tiny sizes: the numbers say only that each scenario ran.
         for row in &mut rows {
@@ -354,7 +377,7 @@ impl Bench {
 
     /// Every scenario in order, one row each (four for scale); a scenario that fails is a row
     /// saying so, and the others still run.
-    fn scenarios(&self) -> Result<Vec<Row>> {
+    fn scenarios(&self, smoke: bool) -> Result<Vec<Row>> {
         let sizes = self.sizes;
         let mut rows = Vec::new();
         let small = self.gen_db("small", sizes.overhead.max(sizes.http))?;
@@ -391,6 +414,7 @@ impl Bench {
             self.search()
                 .unwrap_or_else(|e| Row::failed("search", "search", &e)),
         );
+        rows.extend(self.adaptive(&small, smoke));
         Ok(rows)
     }
 }

@@ -142,10 +142,20 @@ impl FakeServer {
 
     /// A server at `latency_ms` with [`SLOTS`] slots, serving [`MODEL`], and `extra` arguments.
     pub(super) fn spawn(binary: &Path, latency_ms: u32, extra: &[&str]) -> Result<Self> {
+        Self::spawn_with(binary, latency_ms, SLOTS, extra)
+    }
+
+    /// A server at `latency_ms` with `slots` slots, serving [`MODEL`], and `extra` arguments.
+    pub(super) fn spawn_with(
+        binary: &Path,
+        latency_ms: u32,
+        slots: u32,
+        extra: &[&str],
+    ) -> Result<Self> {
         let mut child = Command::new(binary)
             .args(["--latency-ms", &latency_ms.to_string()])
             .args(extra)
-            .args(["--slots", &SLOTS.to_string()])
+            .args(["--slots", &slots.to_string()])
             .args(["--model", MODEL, "--exit-on-stdin-close"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -93,7 +93,7 @@ impl Bench {
 }
 
 /// The `enrich.toml` of a scenario: one chain `bench` of `entries` in order, each host allowed
-/// [`SLOTS`] requests at once, no cooldown (generated files are brand new), LLMC's defaults
+/// exactly [`SLOTS`] requests at once (a fixed limit: scenario 7 measures the adaptive one), no cooldown (generated files are brand new), LLMC's defaults
 /// otherwise.
 fn enrich_toml(entries: &[Entry<'_>], concurrency: u32) -> String {
     let mut text = format!(
@@ -118,7 +118,7 @@ fn enrich_toml(entries: &[Entry<'_>], concurrency: u32) -> String {
         }
         let _ = writeln!(
             text,
-            "timeout_seconds = 30\noptions = {{ max_in_flight = {SLOTS} }}"
+            "timeout_seconds = 30\nadaptive = false\noptions = {{ max_in_flight = {SLOTS} }}"
         );
     }
     text

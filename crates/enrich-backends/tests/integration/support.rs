@@ -233,7 +233,7 @@ impl FakeHost {
 }
 
 /// Decrements a counter when dropped (a request ends or is dropped mid-way).
-struct Leave<'a>(&'a AtomicUsize);
+pub(crate) struct Leave<'a>(pub(crate) &'a AtomicUsize);
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {

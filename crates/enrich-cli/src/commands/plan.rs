@@ -22,6 +22,12 @@ use crate::output;
 struct PlanReport<'a> {
     /// Spans pending now.
     total_pending: u64,
+    /// The `--refresh` selectors, each flag quoted, joined by `or` (`null`: no refresh).
+    refresh: Option<String>,
+    /// Stored enrichments the refresh selects now (`null`: no refresh).
+    refresh_selected: Option<u64>,
+    /// Planned spans that are renewals of stored enrichments.
+    planned_renewals: usize,
     /// The order spans are taken in.
     work_order: WorkOrderReport,
     /// Spans planned (at most `--limit`).
@@ -97,6 +103,7 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
         ..RunOptions::default()
     };
     check_chain(config, options.chain.as_deref())?;
+    let options = options.with_refresh(repo, config, &args.refresh)?;
     // Adapters are built (so a bad backend entry shows here too) but never called; the index is
     // only read.
     let pipeline = Pipeline::builder(config, &repo.root)
@@ -144,6 +151,9 @@ pub(crate) fn plan(repo: &Repo, args: &PlanArgs, json: bool, verbose: bool) -> R
     let order = &config.work_order;
     let report = PlanReport {
         total_pending: plan.total_pending,
+        refresh: options.refresh.as_ref().map(ToString::to_string),
+        refresh_selected: plan.refresh_selected,
+        planned_renewals: plan.spans.iter().filter(|s| s.renewal).count(),
         work_order: WorkOrderReport {
             code_first: plan.code_first,
             starvation_ratio_high: order.starvation_ratio_high,
@@ -201,8 +211,9 @@ fn render_span(text: &mut String, span: &enrich_pipeline::PlannedSpan) -> std::f
         .map_or_else(|| "no glob".to_owned(), |g| format!("\"{g}\""));
     writeln!(
         text,
-        "#{} {}:{}-{} {}  weight {} ({}, {glob})  {}",
+        "#{} {}{}:{}-{} {}  weight {} ({}, {glob})  {}",
         span.order,
+        if span.renewal { "renew " } else { "" },
         span.span.path,
         span.span.line_start,
         span.span.line_end,
@@ -294,6 +305,19 @@ fn render_summary(
             chains.join(", ")
         }
     )?;
+    if let Some(refresh) = &report.refresh {
+        match report.refresh_selected {
+            Some(0) | None => writeln!(
+                text,
+                "--refresh {refresh} selects no stored enrichment (dead letters are left out)"
+            )?,
+            Some(selected) => writeln!(
+                text,
+                "--refresh {refresh}: {selected} stored enrichment(s) to renew; planned {} of them",
+                report.planned_renewals
+            )?,
+        }
+    }
     let s = &report.secrets;
     writeln!(
         text,
@@ -338,13 +362,18 @@ fn render_estimate(text: &mut String, report: &PlanReport<'_>) -> std::fmt::Resu
     };
     writeln!(
         text,
-        "estimate if every span succeeds at once: planned ~{} tokens ({} prompt + {} output, {} per span: {per_span}), {}; all {} pending ~{} tokens, {}",
+        "estimate if every span succeeds at once: planned ~{} tokens ({} prompt + {} output, {} per span: {per_span}), {}; all {} {} ~{} tokens, {}",
         e.prompt_tokens + e.output_tokens,
         e.prompt_tokens,
         e.output_tokens,
         e.output_tokens_per_span,
         cost(e.cost),
-        report.total_pending,
+        report.total_pending + report.refresh_selected.unwrap_or(0),
+        if report.refresh_selected.is_some() {
+            "pending and to renew"
+        } else {
+            "pending"
+        },
         e.all_pending_tokens,
         cost(e.all_pending_cost)
     )?;

@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use enrich_backends::BackendOutage;
+use enrich_backends::{BackendOutage, LimitSnapshot};
 use enrich_config::{EnrichmentConfig, Schedule, select_chain};
-use enrich_db::HeldLeases;
+use enrich_db::{HeldLeases, RefreshFilter};
 use enrich_pipeline::{
     BudgetStop, EventSink, JsonlSink, Pipeline, PipelineSettings, RunEnd, RunSummary, TracingSink,
 };
 use serde::Serialize;
 
 use crate::adapters::registry;
-use crate::cli::RunArgs;
+use crate::cli::{RefreshArgs, RunArgs};
 use crate::context::Repo;
 use crate::exit::{BackendUnusable, Exit};
 use crate::health::{BackendCheck, Verdict, check_all};
@@ -39,6 +39,37 @@ pub(crate) struct RunOptions {
     pub(crate) max_cost: Option<f64>,
     pub(crate) max_wall_seconds: Option<f64>,
     pub(crate) schedule: Option<Schedule>,
+    pub(crate) refresh: Option<RefreshFilter>,
+    pub(crate) refresh_first: bool,
+}
+
+impl RunOptions {
+    /// These options with the refresh flags; `stale` selectors are judged against `config` as
+    /// `enrich status` judges them (read from the index at `repo`).
+    pub(crate) fn with_refresh(
+        self,
+        repo: &Repo,
+        config: &EnrichmentConfig,
+        args: &RefreshArgs,
+    ) -> Result<Self> {
+        let mut refresh = RefreshFilter::new(args.refresh.clone());
+        if let Some(filter) = refresh.take() {
+            refresh = Some(if filter.uses_stale() {
+                let db = repo.open_read_only()?;
+                let expected =
+                    crate::commands::status::expectations(config, self.chain.as_deref(), &db)
+                        .context("cannot judge which enrichments are stale")?;
+                filter.with_expectations(expected)
+            } else {
+                filter
+            });
+        }
+        Ok(Self {
+            refresh,
+            refresh_first: args.refresh_first,
+            ..self
+        })
+    }
 }
 
 impl From<&RunArgs> for RunOptions {
@@ -52,6 +83,7 @@ impl From<&RunArgs> for RunOptions {
             max_cost: args.max_cost,
             max_wall_seconds: args.max_wall_seconds,
             schedule: args.schedule,
+            ..Self::default()
         }
     }
 }
@@ -79,6 +111,8 @@ pub(crate) fn apply_flags(repo: &Repo, options: &RunOptions, settings: &mut Pipe
     if let Some(schedule) = options.schedule {
         settings.schedule = schedule;
     }
+    settings.refresh.clone_from(&options.refresh);
+    settings.refresh_first = options.refresh_first;
     let budget = &mut settings.budget;
     budget.max_tokens_per_run = options.max_tokens.or(budget.max_tokens_per_run);
     budget.max_cost_per_run = options.max_cost.or(budget.max_cost_per_run);
@@ -181,9 +215,19 @@ pub(crate) struct RunReport {
     pub(crate) total_pending: u64,
     /// Pending spans other runs held when this one started (it did not take them), by run.
     pub(crate) held_elsewhere: Vec<HeldLeases>,
+    /// The `--refresh` selectors, each flag quoted, joined by `or` (`null`: no refresh).
+    pub(crate) refresh: Option<String>,
+    /// Stored enrichments the refresh selected when the run started (`null`: no refresh).
+    pub(crate) refresh_selected: Option<u64>,
     pub(crate) attempted: u64,
+    /// Spans enriched, renewals included.
     pub(crate) succeeded: u64,
+    /// Of those, stored enrichments renewed.
+    pub(crate) refreshed: u64,
+    /// Spans that failed, renewals included.
     pub(crate) failed: u64,
+    /// Of those, renewals: their old enrichment stays, and they count toward no dead letter.
+    pub(crate) refresh_failed: u64,
     pub(crate) fell_back: u64,
     pub(crate) skipped: u64,
     pub(crate) cancelled: u64,
@@ -196,6 +240,9 @@ pub(crate) struct RunReport {
     pub(crate) spans_per_sec: f64,
     /// Attempts per backend name.
     pub(crate) backends: BTreeMap<String, BackendCounts>,
+    /// Each backend host's in-flight limit: final and peak limit, ceiling, peak in flight,
+    /// backoffs, whether it adapts.
+    pub(crate) limits: Vec<LimitSnapshot>,
     pub(crate) events_log: PathBuf,
     /// What stopped the run (`end = "failed"`), or `null`.
     pub(crate) error: Option<String>,
@@ -224,9 +271,13 @@ impl RunReport {
             cost: summary.cost,
             total_pending: summary.total_pending,
             held_elsewhere: summary.held_elsewhere.clone(),
+            refresh: None,
+            refresh_selected: summary.refresh_selected,
             attempted: summary.attempted,
             succeeded: summary.succeeded,
+            refreshed: summary.refreshed,
             failed: summary.failed,
+            refresh_failed: summary.refresh_failed,
             fell_back: summary.fell_back,
             skipped: summary.skipped,
             cancelled: summary.cancelled,
@@ -236,6 +287,7 @@ impl RunReport {
             duration_sec: round(duration_sec),
             spans_per_sec: round(spans_per_sec),
             backends,
+            limits: summary.limits.clone(),
             events_log: events_log.to_path_buf(),
             error: None,
         }
@@ -252,9 +304,13 @@ impl RunReport {
             cost: 0.0,
             total_pending: 0,
             held_elsewhere: Vec::new(),
+            refresh: None,
+            refresh_selected: None,
             attempted: 0,
             succeeded: 0,
+            refreshed: 0,
             failed: 0,
+            refresh_failed: 0,
             fell_back: 0,
             skipped: 0,
             cancelled: 0,
@@ -264,8 +320,22 @@ impl RunReport {
             duration_sec: 0.0,
             spans_per_sec: 0.0,
             backends: BTreeMap::new(),
+            limits: Vec::new(),
             events_log: events_log.to_path_buf(),
             error: None,
+        }
+    }
+
+    /// What the refresh `refresh` (the selectors as written) selected and renewed.
+    fn refresh_line(&self, refresh: &str) -> String {
+        match self.refresh_selected {
+            Some(0) | None => format!(
+                "--refresh {refresh} selects no stored enrichment (dead letters are left out); nothing was renewed"
+            ),
+            Some(selected) => format!(
+                "--refresh {refresh}: {selected} stored enrichment(s) selected, {} renewed, {} failed and keep their old enrichment",
+                self.refreshed, self.refresh_failed
+            ),
         }
     }
 
@@ -311,6 +381,9 @@ impl RunReport {
                 held.pid,
                 format_ms(held.until_ms)
             )?;
+        }
+        if let Some(refresh) = &self.refresh {
+            writeln!(text, "  {}", self.refresh_line(refresh))?;
         }
         if let Some(stop) = &self.budget_stop {
             writeln!(
@@ -364,6 +437,19 @@ impl RunReport {
                 b.attempts, b.succeeded, b.failed
             )?;
         }
+        for limit in self.limits.iter().filter(|limit| limit.adaptive) {
+            writeln!(
+                text,
+                "  {} @ {}: limit {} (peak {}, ceiling {}), {} backoff(s), at most {} in flight",
+                limit.backend,
+                limit.host,
+                limit.limit,
+                limit.peak_limit,
+                limit.ceiling,
+                limit.backoffs,
+                limit.peak_in_flight
+            )?;
+        }
         if self.dead_lettered > 0 {
             writeln!(
                 text,
@@ -371,7 +457,7 @@ impl RunReport {
                 self.dead_lettered
             )?;
         }
-        if self.failed > 0 {
+        if self.failed > self.refresh_failed {
             writeln!(
                 text,
                 "  failed spans stay pending for the next run; `enrich show SPAN_HASH` shows their attempts"
@@ -415,6 +501,7 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
     let config = &loaded.config;
     let options = RunOptions::from(args);
     check_chain(config, options.chain.as_deref())?;
+    let options = options.with_refresh(repo, config, &args.refresh)?;
 
     let events_path = args
         .events
@@ -434,7 +521,7 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
     )?;
 
     let pending = pipeline.pending_count()?;
-    if pending > 0
+    if (pending > 0 || options.refresh.is_some())
         && let Some(outages) = unservable(config, options.chain.as_deref()).await
     {
         let error = unservable_error(config, options.chain.as_deref(), &outages);
@@ -466,6 +553,7 @@ pub(crate) async fn run(repo: &Repo, args: &RunArgs, json: bool, quiet: bool) ->
         Some(summary) => RunReport::new(summary, tally.snapshot(), &events_path),
         None => RunReport::not_started(&events_path),
     };
+    report.refresh = options.refresh.as_ref().map(ToString::to_string);
     report.error = outcome.error.as_ref().map(ToString::to_string);
     if json {
         output::json(&report)?;

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use enrich_backends::{CircuitSnapshot, CircuitState};
-use enrich_config::BackendSpec;
-use enrich_db::{CIRCUITS_META_KEY, Db, GroupCount, Run, StaleCounts, StaleReason, Stats};
+use enrich_config::{BackendSpec, EnrichmentConfig};
+use enrich_db::{
+    CIRCUITS_META_KEY, Db, Expectations, GroupCount, Run, StaleCounts, StaleReason, Stats,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::context::Repo;
@@ -33,6 +35,18 @@ pub(crate) struct StatusReport {
 /// newest digest recorded of each backend's model (`status` asks no server).
 fn stale_counts(repo: &Repo, db: &Db) -> Result<StaleCounts> {
     let loaded = repo.load_config_quietly()?;
+    let expected = expectations(&loaded.config, None, db)?;
+    Ok(db.stale_counts(&expected)?)
+}
+
+/// What `config` would record now (every span routed to `chain` when given), with the newest
+/// digest recorded of each backend's model: what `status` counts stale enrichments against, and
+/// what `run --refresh stale` and `plan --refresh stale` select them by.
+pub(crate) fn expectations(
+    config: &EnrichmentConfig,
+    chain: Option<&str>,
+    db: &Db,
+) -> Result<Expectations> {
     let seen = db.latest_digests()?;
     let types = db.slice_types()?;
     let digest_of = |spec: &BackendSpec| {
@@ -40,8 +54,9 @@ fn stale_counts(repo: &Repo, db: &Db) -> Result<StaleCounts> {
             .find(|s| s.backend == spec.name && s.model == spec.model)
             .map(|s| s.digest.clone())
     };
-    let expected = enrich_pipeline::stale_expectations(&loaded.config, None, &types, digest_of)?;
-    Ok(db.stale_counts(&expected)?)
+    Ok(enrich_pipeline::stale_expectations(
+        config, chain, &types, digest_of,
+    )?)
 }
 
 /// The circuit breakers a run publishes in `llmc_meta` while it runs (and once at its end).

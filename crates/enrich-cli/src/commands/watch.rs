@@ -776,10 +776,13 @@ mod tests {
             end: RunEnd::Exhausted,
             total_pending: 2,
             held_elsewhere: Vec::new(),
+            refresh_selected: None,
             attempted: 2,
             succeeded: 1,
+            refreshed: 0,
             fell_back: 0,
             failed: 1,
+            refresh_failed: 0,
             skipped: 1,
             cancelled: 0,
             unsent: 0,
@@ -791,6 +794,7 @@ mod tests {
             budget_stop: None,
             tokens: 0,
             cost: 0.0,
+            limits: Vec::new(),
         };
         let unchanged = IndexReport {
             files: FileCounts {

@@ -61,6 +61,7 @@ pub(super) fn resolve_entry(
         tokens_per_minute,
         price,
         max_in_flight,
+        adaptive: raw.adaptive.is_none_or(|flag| flag.0),
         options,
         enabled: raw.enabled.is_none_or(|flag| flag.0),
         name,

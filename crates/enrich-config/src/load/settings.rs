@@ -220,6 +220,10 @@ fn entry_json(spec: &BackendSpec) -> serde_json::Value {
             spec.tokens_per_minute.map(|v| json!(v)),
         ),
         ("price", spec.price.map(|v| json!(v))),
+        (
+            "adaptive",
+            (!spec.adaptive).then_some(serde_json::Value::Bool(false)),
+        ),
     ];
     if let Some(map) = entry.as_object_mut() {
         for (key, value) in optional {

@@ -77,6 +77,41 @@ fn entries_get_llmc_defaults_and_keep_what_they_set() {
 }
 
 #[test]
+fn the_in_flight_limit_adapts_unless_an_entry_says_adaptive_false() {
+    jail(|jail| {
+        write(
+            jail,
+            "enrich.toml",
+            "[[enrichment.chain]]\nname = \"gpu\"\n\
+             [[enrichment.chain]]\nname = \"fixed\"\nadaptive = false\n\
+             [[enrichment.chain]]\nname = \"lenient\"\nadaptive = \"no\"\n",
+        )?;
+        let config = load_repo(jail)?.config;
+        let adaptive = |name: &str| {
+            config
+                .backends
+                .iter()
+                .find(|b| b.name == name)
+                .map(|b| b.adaptive)
+        };
+        same("gpu", adaptive("gpu"), Some(true))?;
+        same("fixed", adaptive("fixed"), Some(false))?;
+        same("lenient", adaptive("lenient"), Some(false))?;
+
+        write(
+            jail,
+            "enrich.toml",
+            "[[enrichment.chain]]\nname = \"gpu\"\nadaptive = \"sometimes\"\n",
+        )?;
+        let err = load_error(jail)?;
+        if !err.contains("adaptive") {
+            return Err(format!("the error does not name the key: {err}"));
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn max_in_flight_in_the_options_becomes_the_specs_own_field() {
     jail(|jail| {
         write(

@@ -22,6 +22,7 @@ fn span(path: &str, byte_start: u64, byte_end: u64) -> PendingSpan {
         slice_language: None,
         classifier_confidence: None,
         file_mtime: 0.0,
+        renewal: false,
     }
 }
 

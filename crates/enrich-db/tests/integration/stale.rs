@@ -20,7 +20,7 @@ fn backend(chain: &str, name: &str, model: &str, digest: Option<&str>) -> Expect
 
 /// What the tests' configuration produces now: `code` spans go to chain `default`, whose
 /// backend serves `qwen3:4b` with digest `d-1`; `docs` spans go to chain `docs`.
-fn current() -> Expectations {
+pub(crate) fn current() -> Expectations {
     Expectations {
         prompt_fingerprint: "prompt-1".to_owned(),
         schema_version: ENRICHMENT_SCHEMA_VERSION.to_owned(),
@@ -44,7 +44,7 @@ fn current() -> Expectations {
 }
 
 /// One span per case, each stored as the case says; returns the hashes in span order.
-fn stored_cases(fixture: &Fixture, db: &mut Db) -> Vec<String> {
+pub(crate) fn stored_cases(fixture: &Fixture, db: &mut Db) -> Vec<String> {
     let hashes = fixture.index_file("m.py", "python", &python_lines(10));
     let run = db.start_run("fp").expect("run");
     let made = |change: fn(&mut Provenance)| {

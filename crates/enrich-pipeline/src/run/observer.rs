@@ -1,5 +1,5 @@
-//! What the run hears from the cascade and the host pools: every attempt and circuit change
-//! becomes an event, tokens count against the budgets, and changed circuits are published to
+//! What the run hears from the cascade, the host pools and the in-flight limits: every attempt,
+//! circuit change and limit change becomes an event, tokens count against the budgets, and changed circuits are published to
 //! `llmc_meta` for `enrich status`.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use enrich_backends::{
     AttemptObserver, AttemptRecord, Cascade, CircuitSnapshot, CircuitTransition, Decision,
-    SpanIdentity,
+    LimitChange, SpanIdentity,
 };
 use enrich_db::{self as db, RunId};
 
@@ -54,6 +54,14 @@ impl AttemptObserver for AttemptEvents {
             at_ms: now_ms(),
             run_id: self.run_id,
             transition: transition.clone(),
+        });
+    }
+
+    fn on_limit(&self, change: &LimitChange) {
+        self.sink.on_event(&Event::LimitChanged {
+            at_ms: now_ms(),
+            run_id: self.run_id,
+            change: change.clone(),
         });
     }
 }

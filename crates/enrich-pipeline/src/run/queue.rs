@@ -28,15 +28,23 @@
 //! A run that slows down after a fast phase (spans skipped for their cooldown, then a model's
 //! pace) gives back the tail of a page it would hold for minutes: its leases are released and
 //! the cursor moves back before it, so runs beside it can take those spans (`rebalance`).
+//!
+//! **Renewals.** With a refresh ([`WorkQueue::with_refresh`]), the queue has a second group of
+//! lanes of the same shape that reads the stored enrichments the refresh selects
+//! ([`Db::refresh_spans`], [`Db::refresh_by_weight`]), claimed under the same lease. The
+//! pending group is read to its end before the refresh group is touched, or after it with
+//! `refresh_first`. Each refresh lane's cursor only moves forward, and a claim leaves out the
+//! spans the run already attempted, so a span is renewed at most once per run.
 
 use std::collections::VecDeque;
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use enrich_config::{FIRST_QUEUE_WEIGHTS, LOW_QUEUE_WEIGHTS, WorkOrder};
-use enrich_db::{Db, DbError, FrontierLane, Lease, PendingSpan, WorkOrderKey};
+use enrich_db::{Db, DbError, FrontierLane, Lease, PendingSpan, RefreshFilter, WorkOrderKey};
 
 use crate::error::PipelineError;
 use crate::writer::WriteGate;
@@ -129,6 +137,9 @@ pub(crate) fn next_page_size(size: usize, used_up_in: Duration, min: usize) -> u
 #[derive(Debug)]
 struct Lane {
     source: Source,
+    /// What the lane reads: pending spans (`None`), or the stored enrichments this refresh
+    /// selects.
+    refresh: Option<Arc<RefreshFilter>>,
     /// Spans taken from this lane in a row before the other lane's turn.
     quota: u32,
     page: VecDeque<(Option<u8>, PendingSpan)>,
@@ -147,6 +158,7 @@ impl Lane {
     fn new(source: Source, quota: u32, page_size: usize) -> Self {
         Self {
             source,
+            refresh: None,
             quota: quota.max(1),
             page: VecDeque::new(),
             page_size,
@@ -228,6 +240,20 @@ impl Lane {
         lease: Option<&Lease>,
         limit: usize,
     ) -> Result<Vec<(Option<u8>, PendingSpan)>, DbError> {
+        if let Some(filter) = &self.refresh {
+            return Ok(match &self.source {
+                Source::SpanId(after) => db
+                    .refresh_spans(filter, lease, *after, limit)?
+                    .into_iter()
+                    .map(|span| (None, span))
+                    .collect(),
+                Source::Weights(weights, after) => db
+                    .refresh_by_weight(filter, lease, weights.clone(), *after, limit)?
+                    .into_iter()
+                    .map(|weighted| (Some(weighted.weight), weighted.span))
+                    .collect(),
+            });
+        }
         Ok(match (&self.source, lease) {
             (Source::SpanId(after), None) => db
                 .pending_spans(*after, limit)?
@@ -280,11 +306,60 @@ pub(crate) struct Dropped {
 #[derive(Debug)]
 pub(crate) struct WorkQueue {
     lanes: Vec<Lane>,
+    /// The groups of lanes, by index into `lanes`, in the order they are read: a group is
+    /// read only once the groups before it have nothing left.
+    groups: Vec<Group>,
     batch_size: usize,
     /// No page reads more spans than this (the run's limit).
     page_cap: usize,
+}
+
+/// A group of lanes that take turns: the pending lanes, or the refresh lanes.
+#[derive(Debug)]
+struct Group {
+    lanes: Range<usize>,
+    /// The lane whose turn it is.
     turn: usize,
     taken_in_turn: u32,
+}
+
+impl Group {
+    fn new(lanes: Range<usize>) -> Self {
+        Self {
+            turn: lanes.start,
+            lanes,
+            taken_in_turn: 0,
+        }
+    }
+
+    fn next_turn(&mut self) {
+        self.turn = if self.turn + 1 >= self.lanes.end {
+            self.lanes.start
+        } else {
+            self.turn + 1
+        };
+        self.taken_in_turn = 0;
+    }
+}
+
+/// The lanes for `order`, reading from the start.
+fn lanes_for(order: &WorkOrder, batch_size: usize) -> Vec<Lane> {
+    if order.code_first {
+        vec![
+            Lane::new(
+                Source::Weights(FIRST_QUEUE_WEIGHTS, WorkOrderKey::START),
+                order.starvation_ratio_high,
+                batch_size,
+            ),
+            Lane::new(
+                Source::Weights(LOW_QUEUE_WEIGHTS, WorkOrderKey::START),
+                order.starvation_ratio_low,
+                batch_size,
+            ),
+        ]
+    } else {
+        vec![Lane::new(Source::SpanId(0), 1, batch_size)]
+    }
 }
 
 impl WorkQueue {
@@ -292,37 +367,48 @@ impl WorkQueue {
     /// page reads more spans than that (the caller stops taking at its limit).
     pub(crate) fn new(order: &WorkOrder, batch_size: usize, limit: Option<u64>) -> Self {
         let batch_size = batch_size.max(1);
-        let lanes = if order.code_first {
-            vec![
-                Lane::new(
-                    Source::Weights(FIRST_QUEUE_WEIGHTS, WorkOrderKey::START),
-                    order.starvation_ratio_high,
-                    batch_size,
-                ),
-                Lane::new(
-                    Source::Weights(LOW_QUEUE_WEIGHTS, WorkOrderKey::START),
-                    order.starvation_ratio_low,
-                    batch_size,
-                ),
-            ]
-        } else {
-            vec![Lane::new(Source::SpanId(0), 1, batch_size)]
-        };
+        let lanes = lanes_for(order, batch_size);
         Self {
+            groups: vec![Group::new(0..lanes.len())],
             lanes,
             batch_size,
             page_cap: limit.map_or(usize::MAX, |limit| {
                 usize::try_from(limit).unwrap_or(usize::MAX).max(1)
             }),
-            turn: 0,
-            taken_in_turn: 0,
         }
+    }
+
+    /// Adds the lanes that renew the stored enrichments `filter` selects, in the same work
+    /// order: read after the pending lanes, or before them when `first`.
+    pub(crate) fn with_refresh(
+        mut self,
+        order: &WorkOrder,
+        filter: RefreshFilter,
+        first: bool,
+    ) -> Self {
+        let filter = Arc::new(filter);
+        let start = self.lanes.len();
+        self.lanes.extend(
+            lanes_for(order, self.batch_size)
+                .into_iter()
+                .map(|lane| Lane {
+                    refresh: Some(Arc::clone(&filter)),
+                    ..lane
+                }),
+        );
+        let group = Group::new(start..self.lanes.len());
+        if first {
+            self.groups.insert(0, group);
+        } else {
+            self.groups.push(group);
+        }
+        self
     }
 
     /// Starts each lane after its frontier, when the database has a valid one: the enriched
     /// spans in front of it are not walked again (see [`Db::frontier`]).
     pub(crate) fn start_at_frontiers(&mut self, db: &Db) -> Result<(), DbError> {
-        for lane in &mut self.lanes {
+        for lane in self.lanes.iter_mut().filter(|lane| lane.refresh.is_none()) {
             if let Some(frontier) = db.frontier(&lane.source.lane())? {
                 lane.source.start_at(frontier);
             }
@@ -333,7 +419,12 @@ impl WorkQueue {
     /// The lanes this queue reads, and the span-id lane in any case, to record their frontiers
     /// after a run (see [`Db::advance_frontier`]).
     pub(crate) fn frontier_lanes(&self) -> Vec<FrontierLane> {
-        let mut lanes: Vec<FrontierLane> = self.lanes.iter().map(|l| l.source.lane()).collect();
+        let mut lanes: Vec<FrontierLane> = self
+            .lanes
+            .iter()
+            .filter(|lane| lane.refresh.is_none())
+            .map(|lane| lane.source.lane())
+            .collect();
         if !lanes.contains(&FrontierLane::SpanId) {
             lanes.push(FrontierLane::SpanId);
         }
@@ -341,14 +432,30 @@ impl WorkQueue {
     }
 
     /// The next span, reading (with a lease: claiming, inside `gate`) a page when its lane's
-    /// page is used up; `None` when every lane is exhausted.
+    /// page is used up; `None` when every lane is exhausted. The first group with a span left
+    /// gives it.
     pub(crate) fn next(
         &mut self,
         db: &mut Db,
         lease: Option<(&Lease, &WriteGate)>,
     ) -> Result<Option<Taken>, DbError> {
-        for _ in 0..=self.lanes.len() {
-            let index = self.turn;
+        for group in 0..self.groups.len() {
+            if let Some(taken) = self.next_in(group, db, lease)? {
+                return Ok(Some(taken));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next span of the lanes of `group`, taking turns.
+    fn next_in(
+        &mut self,
+        group: usize,
+        db: &mut Db,
+        lease: Option<(&Lease, &WriteGate)>,
+    ) -> Result<Option<Taken>, DbError> {
+        for _ in 0..=self.groups[group].lanes.len() {
+            let index = self.groups[group].turn;
             self.fill(index, db, lease)?;
             let lane = &mut self.lanes[index];
             if let Some((_, span)) = lane.page.pop_front() {
@@ -361,9 +468,10 @@ impl WorkQueue {
                 }
                 lane.batch_left -= 1;
                 let used_up = lane.batch_left == 0;
-                self.taken_in_turn += 1;
-                if self.taken_in_turn >= lane.quota {
-                    self.next_turn();
+                let group = &mut self.groups[group];
+                group.taken_in_turn += 1;
+                if group.taken_in_turn >= lane.quota {
+                    group.next_turn();
                 }
                 return Ok(Some(Taken {
                     span,
@@ -372,14 +480,9 @@ impl WorkQueue {
                     used_up,
                 }));
             }
-            self.next_turn();
+            self.groups[group].next_turn();
         }
         Ok(None)
-    }
-
-    fn next_turn(&mut self) {
-        self.turn = (self.turn + 1) % self.lanes.len();
-        self.taken_in_turn = 0;
     }
 
     /// Reads the lane's next page when its page is empty.

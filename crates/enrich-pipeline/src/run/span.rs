@@ -51,12 +51,16 @@ pub(super) fn emit_finished(inner: &Inner, run_id: RunId, batch: u64, result: &S
 
 /// Routes, prompts, runs the cascade for, and queues the outcome of one span.
 pub(super) async fn process_span(
-    ctx: &RunCtx,
+    run: &RunCtx,
     span: PendingSpan,
     batch: u64,
     resume: Resume,
 ) -> Processed {
     let started = Instant::now();
+    let ctx = &SpanCtx {
+        run,
+        renewal: span.renewal,
+    };
     let inner = &ctx.inner;
     let settings = &inner.settings;
     let identity = span.identity();
@@ -156,13 +160,21 @@ pub(super) async fn process_span(
 /// nothing, not even its attempts), and returns the result, noting in its error when the writer
 /// has stopped.
 async fn finish(
-    ctx: &RunCtx,
+    ctx: &SpanCtx<'_>,
     mut result: SpanResult,
     chain: Option<&str>,
     stored: Option<db::Stored>,
 ) -> SpanResult {
     let Some(stored) = stored else {
         return result;
+    };
+    let stored = if ctx.renewal {
+        if let (db::Stored::Failed { .. }, Some(error)) = (&stored, &mut result.error) {
+            error.push_str("; the stored enrichment is kept");
+        }
+        renewing(stored)
+    } else {
+        stored
     };
     let outcome = db::SpanOutcome {
         span_hash: result.span.span_hash.to_string(),
@@ -181,10 +193,41 @@ async fn finish(
     result
 }
 
+/// One span's share of the run: the run's context, and whether the span renews a stored
+/// enrichment ([`PendingSpan::renewal`]).
+struct SpanCtx<'a> {
+    run: &'a RunCtx,
+    renewal: bool,
+}
+
+impl std::ops::Deref for SpanCtx<'_> {
+    type Target = RunCtx;
+
+    fn deref(&self) -> &RunCtx {
+        self.run
+    }
+}
+
+/// What the writer stores for a renewal in place of `stored`: a new enrichment replaces the old
+/// one, and a failure keeps it, logging the attempts without touching the ledger.
+fn renewing(stored: db::Stored) -> db::Stored {
+    match stored {
+        db::Stored::Enriched(row) => db::Stored::Refreshed(row),
+        db::Stored::Failed {
+            failure_kind,
+            message,
+        } => db::Stored::RefreshFailed {
+            failure_kind,
+            message,
+        },
+        other => other,
+    }
+}
+
 /// A span that failed before (or without) any backend being asked: a failed run of `kind` in
 /// the ledger.
 async fn failed_before_sending(
-    ctx: &RunCtx,
+    ctx: &SpanCtx<'_>,
     span: SpanIdentity,
     kind: LedgerKind,
     message: String,
@@ -195,7 +238,7 @@ async fn failed_before_sending(
 /// A span that failed: its attempts are logged (with the `chain` they were made on) and the
 /// ledger records a failed run of `kind`.
 async fn failed_run(
-    ctx: &RunCtx,
+    ctx: &SpanCtx<'_>,
     span: SpanIdentity,
     chain: Option<&str>,
     kind: LedgerKind,
@@ -246,7 +289,7 @@ pub(crate) fn span_request(prompt: Prompt, span: SpanIdentity) -> GenerateReques
 
 /// Runs the cascade for a span and stores what it decided.
 async fn enrich(
-    ctx: &RunCtx,
+    ctx: &SpanCtx<'_>,
     span: SpanIdentity,
     decision: &RouteDecision,
     prompt: Prompt,
@@ -312,7 +355,7 @@ async fn enrich(
 
 /// What becomes of a span the cascade gave up on (on `chain`), by whose failure it was.
 async fn gave_up(
-    ctx: &RunCtx,
+    ctx: &SpanCtx<'_>,
     span: SpanIdentity,
     chain: Option<&str>,
     failure: CascadeFailure,
@@ -348,7 +391,8 @@ async fn gave_up(
         }
         Disposition::Failed => match ctx.inner.settings.on_failure {
             // The span's own answers failed on every backend the cascade reached.
-            OnFailure::FallbackToEmpty => {
+            // A renewal keeps its stored enrichment rather than an empty one.
+            OnFailure::FallbackToEmpty if !ctx.renewal => {
                 let message = format!(
                     "{failure}; stored an empty enrichment (on_failure = fallback_to_empty)"
                 );
@@ -357,7 +401,7 @@ async fn gave_up(
                 let stored = db::Stored::Enriched(Box::new(db::EnrichmentRow::fallback_empty()));
                 finish(ctx, result, chain, Some(stored)).await
             }
-            OnFailure::Error => {
+            OnFailure::Error | OnFailure::FallbackToEmpty => {
                 let (kind, message) = (failure.kind().into(), failure.to_string());
                 failed_run(ctx, span, chain, kind, message, failure.attempts).await
             }

@@ -19,6 +19,8 @@ pub(super) struct Pending {
     pub(super) total: u64,
     /// The spans other runs hold, by run.
     pub(super) held_elsewhere: Vec<db::HeldLeases>,
+    /// The stored enrichments the run's refresh selects (`None`: no refresh).
+    pub(super) refresh: Option<u64>,
 }
 
 /// What [`start`] opens.
@@ -96,9 +98,17 @@ fn open_claimer(
         .map_err(PipelineError::db("list the spans other runs hold"))?;
     let budget = budget_tracker(inner, &claimer)?;
     let held_spans = held.iter().map(|h| h.spans).sum::<u64>();
+    let refresh = inner
+        .settings
+        .refresh
+        .as_ref()
+        .map(|filter| claimer.refresh_count(filter))
+        .transpose()
+        .map_err(PipelineError::db("count the enrichments to refresh"))?;
     let pending = Pending {
         total: pending.saturating_sub(held_spans),
         held_elsewhere: held,
+        refresh,
     };
     Ok((claimer, pending, budget))
 }

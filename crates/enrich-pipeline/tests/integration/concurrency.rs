@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use enrich_backends::FailureKind;
+use enrich_backends::{FailureKind, LimitReason};
 use enrich_pipeline::{Event, RunControl, RunEnd, StopLevel};
 use tokio::time::Instant;
 
@@ -54,6 +54,60 @@ async fn spans_overlap_up_to_concurrency_and_each_backend_keeps_its_cap() {
     check_overlap(8, 4, Some(2), CALL * 4, 2).await;
     // The pipeline's concurrency binds before a generous cap.
     check_overlap(6, 2, Some(8), CALL * 3, 2).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_limit_grows_to_its_ceiling_and_the_run_reports_each_change() {
+    let fixture = Fixture::new();
+    fixture.index_lines("a.py", 12);
+    // Answers take 10 s however many are in flight: the latency stays flat, so the limit
+    // grows by one per round (1, then 2, then 3) and stops at max_in_flight.
+    let gpu = Arc::new(
+        Scripted::new("gpu")
+            .delay(CALL)
+            .timeout_seconds(120.0)
+            .ceiling(3),
+    );
+    let (pipeline, events) = pipeline(&fixture, &config(&[&gpu]), &[&gpu], |s| {
+        s.concurrency = 6;
+    });
+
+    let started = Instant::now();
+    let summary = pipeline.run(&RunControl::new()).await.expect("run");
+
+    assert_eq!(summary.succeeded, 12);
+    assert_eq!(gpu.max_in_flight(), 3, "the ceiling is never passed");
+    // One span, then two, then three at a time: 1 + 2 + 3 × 3.
+    assert_eq!(started.elapsed(), CALL * 5);
+    let limit = &summary.limits[..];
+    assert_eq!(limit.len(), 1);
+    assert_eq!(
+        (
+            limit[0].adaptive,
+            limit[0].limit,
+            limit[0].peak_limit,
+            limit[0].ceiling
+        ),
+        (true, 3, 3, 3)
+    );
+    assert_eq!((limit[0].peak_in_flight, limit[0].backoffs), (3, 0));
+    let changes: Vec<(usize, usize, LimitReason)> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::LimitChanged { run_id, change, .. } if run_id == summary.run_id => {
+                Some((change.from, change.to, change.reason))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (1, 2, LimitReason::LatencyFlat),
+            (2, 3, LimitReason::LatencyFlat)
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]

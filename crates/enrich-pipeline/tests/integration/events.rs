@@ -178,11 +178,14 @@ async fn span_events_serialise_with_a_type_tag() {
     pipeline.run(&RunControl::new()).await.expect("run");
 
     let names: Vec<&str> = events.events().iter().map(Event::name).collect();
+    // The answer filled the backend's adaptive limit of 1 at once, so the limit grows to 2
+    // before the cascade records the attempt.
     assert_eq!(
         names,
         [
             "run_started",
             "span_started",
+            "limit_changed",
             "attempt_finished",
             "span_finished",
             "batch_finished",
@@ -194,14 +197,29 @@ async fn span_events_serialise_with_a_type_tag() {
         .iter()
         .map(|e| serde_json::to_value(e).expect("json"))
         .collect();
-    let finished = &json[3];
+    let limit = &json[2]["change"];
+    assert_eq!(
+        (
+            &limit["backend"],
+            &limit["from"],
+            &limit["to"],
+            &limit["reason"]
+        ),
+        (
+            &serde_json::json!("gpu"),
+            &serde_json::json!(1),
+            &serde_json::json!(2),
+            &serde_json::json!("latency_flat")
+        )
+    );
+    let finished = &json[4];
     assert_eq!(finished["type"], "span_finished");
     assert_eq!(finished["status"], "enriched");
     assert_eq!(finished["backend"], "gpu");
     assert_eq!(finished["model"], "gpu-model:1b");
     assert_eq!(finished["path"], "a.py");
-    assert_eq!(json[5]["status"], "completed");
-    assert_eq!(json[5]["end"], "exhausted");
+    assert_eq!(json[6]["status"], "completed");
+    assert_eq!(json[6]["end"], "exhausted");
 }
 
 #[test]

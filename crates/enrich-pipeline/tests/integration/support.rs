@@ -243,9 +243,18 @@ impl Scripted {
         self
     }
 
-    /// Sets the backend's cap on requests in flight (`max_in_flight`).
+    /// Sets the backend's fixed cap on requests in flight (`max_in_flight`, `adaptive =
+    /// false`).
     pub(crate) fn cap(mut self, max_in_flight: usize) -> Self {
         self.spec.max_in_flight = std::num::NonZeroUsize::new(max_in_flight);
+        self.spec.adaptive = false;
+        self
+    }
+
+    /// Sets `max_in_flight` as the ceiling of the backend's adaptive limit.
+    pub(crate) fn ceiling(mut self, max_in_flight: usize) -> Self {
+        self.spec.max_in_flight = std::num::NonZeroUsize::new(max_in_flight);
+        self.spec.adaptive = true;
         self
     }
 

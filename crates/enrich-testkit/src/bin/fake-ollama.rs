@@ -1,7 +1,8 @@
 //! `fake-ollama`: the testkit's fake Ollama server as a process, for CLI tests and benchmarks.
 //!
 //! ```text
-//! fake-ollama [--port N] [--latency-ms MS] [--slots N] [--queue N] [--model NAME]...
+//! fake-ollama [--port N] [--latency-ms MS] [--slots N] [--change-slots MS=N]... [--queue N]
+//!             [--model NAME]...
 //!             [--fault-rate KIND=P]... [--seed N] [--context-length TOKENS]
 //!             [--oversized-bytes N] [--record] [--exit-on-stdin-close]
 //! ```
@@ -41,6 +42,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = defaults().slots,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     slots: usize,
+
+    /// After MS milliseconds, run N generations at once (a server losing or gaining capacity);
+    /// repeatable.
+    #[arg(long = "change-slots", value_name = "MS=N", value_parser = parse_slot_change)]
+    slot_changes: Vec<(Duration, usize)>,
 
     /// Generations waiting beyond the slots before a 503.
     #[arg(long, value_name = "N", default_value_t = defaults().max_queue)]
@@ -96,6 +102,16 @@ fn parse_fault_rate(spec: &str) -> Result<(Fault, f64), TestkitError> {
     Fault::parse_rate(spec)
 }
 
+/// `MS=N`: after MS milliseconds, N slots.
+fn parse_slot_change(spec: &str) -> Result<(Duration, usize), String> {
+    let parsed = spec.split_once('=').and_then(|(ms, n)| {
+        let ms: u64 = ms.trim().parse().ok()?;
+        let n: usize = n.trim().parse().ok().filter(|&n| n > 0)?;
+        Some((Duration::from_millis(ms), n))
+    });
+    parsed.ok_or_else(|| format!("`{spec}` is not MS=N (milliseconds, then slots ≥ 1)"))
+}
+
 impl Args {
     /// The server's configuration. Request bodies are kept only with `--record`: a benchmark
     /// sends tens of thousands.
@@ -106,6 +122,7 @@ impl Args {
         config.latency = Duration::from_millis(self.latency_ms);
         config.slots = self.slots;
         config.max_queue = self.queue;
+        config.slot_changes = self.slot_changes;
         config.fault_rates = self.fault_rates;
         config.seed = self.seed;
         config.context_length = self.context_length;

@@ -169,6 +169,11 @@ pub struct FakeOllamaConfig {
     /// Generations that may wait for a slot (`OLLAMA_MAX_QUEUE`); beyond it the server answers
     /// 503 "server busy". Default: 512, as Ollama.
     pub max_queue: usize,
+    /// Changes of [`Self::slots`] while the server runs: after each duration (from the start,
+    /// tokio's clock) the slots become that many, as a server that loses or gains capacity
+    /// (another client taking the GPU, a restart with another `OLLAMA_NUM_PARALLEL`). Fewer
+    /// slots take effect as running generations finish. Default: none.
+    pub slot_changes: Vec<(Duration, usize)>,
     /// Faults for the next generation requests, in arrival order; a request finding it empty
     /// draws from [`FakeOllamaConfig::fault_rates`].
     pub faults: Vec<Fault>,
@@ -204,6 +209,7 @@ impl Default for FakeOllamaConfig {
             latency: Duration::ZERO,
             slots: 1,
             max_queue: 512,
+            slot_changes: Vec::new(),
             faults: Vec::new(),
             fault_rates: Vec::new(),
             seed: 0,
@@ -236,6 +242,14 @@ impl FakeOllamaConfig {
     pub fn with_capacity(mut self, slots: usize, max_queue: usize) -> Self {
         self.slots = slots;
         self.max_queue = max_queue;
+        self
+    }
+
+    /// After `after` from the start, the server runs `slots` generations at once (see
+    /// [`FakeOllamaConfig::slot_changes`]).
+    #[must_use]
+    pub fn with_slot_change(mut self, after: Duration, slots: usize) -> Self {
+        self.slot_changes.push((after, slots));
         self
     }
 

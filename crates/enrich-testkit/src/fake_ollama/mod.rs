@@ -118,7 +118,15 @@ impl FakeOllama {
         let addr = listener
             .local_addr()
             .map_err(|source| TestkitError::Bind { addr, source })?;
+        let changes = config.slot_changes.clone();
         let shared = Arc::new(Shared::new(config));
+        for (after, slots) in changes {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                shared.set_slots(slots);
+            });
+        }
         let accept = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared)));
         Ok(Self {
             addr,
@@ -164,6 +172,12 @@ impl FakeOllama {
         self.accept
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `slots` generations at once from now on, as a server that lost or gained
+    /// capacity (0 counts as 1); fewer slots take effect as running generations finish.
+    pub fn set_slots(&self, slots: usize) {
+        self.shared.set_slots(slots);
     }
 
     /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     /// Slots plus queue places: generations admitted beyond this get a 503.
     pub(super) capacity: usize,
     pub(super) slots: Semaphore,
+    /// The slots the semaphore stands for now ([`Shared::set_slots`]).
+    slot_count: Mutex<usize>,
     pub(super) context_length: u64,
     pub(super) record: bool,
     pub(super) version: String,
@@ -94,6 +96,7 @@ impl Shared {
             latency: config.latency,
             capacity: slots + config.max_queue,
             slots: Semaphore::new(slots),
+            slot_count: Mutex::new(slots),
             context_length: config.context_length,
             record: config.record_requests,
             version: config.version,
@@ -107,6 +110,27 @@ impl Shared {
             changed: Notify::new(),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// Runs `slots` generations at once from now on (0 counts as 1). More slots are free at
+    /// once; fewer are taken out as running generations give theirs back, ahead of requests
+    /// that arrive later (the semaphore is first come, first served).
+    pub(crate) fn set_slots(self: &Arc<Self>, slots: usize) {
+        let slots = slots.max(1);
+        let mut count = lock(&self.slot_count);
+        if slots > *count {
+            self.slots.add_permits(slots - *count);
+        } else if slots < *count {
+            let excess = u32::try_from(*count - slots).unwrap_or(u32::MAX);
+            let shared = Arc::clone(self);
+            tokio::spawn(async move {
+                // The semaphore is never closed.
+                if let Ok(taken) = shared.slots.acquire_many(excess).await {
+                    taken.forget();
+                }
+            });
+        }
+        *count = slots;
     }
 
     pub(crate) fn push_fault(&self, fault: Fault) {

@@ -701,6 +701,47 @@ async fn slots_run_in_parallel_and_a_full_queue_answers_503() {
     assert_eq!(server.stats().max_running, 2);
 }
 
+#[tokio::test]
+async fn slots_change_while_the_server_runs() {
+    let server = start(
+        FakeOllamaConfig::default()
+            .with_capacity(1, 8)
+            .with_faults([Fault::Hang; 4]),
+    )
+    .await;
+    let url = format!("{}/api/generate", server.url());
+    let client = enrich_testkit::http_client();
+    let send = || {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move { client.post(url).json(&generate_body(false)).send().await })
+    };
+    // More slots: three run at once.
+    server.set_slots(3);
+    let mut held: Vec<_> = (0..3).map(|_| send()).collect();
+    server.wait_until(|s| s.running == 3).await;
+
+    // Fewer slots: a slot that frees is taken out, not handed to the next request.
+    server.set_slots(1);
+    held.remove(0).abort();
+    server.wait_until(|s| s.running == 2).await;
+    held.push(send());
+    server
+        .wait_until(|s| s.running == 2 && s.waiting == 1)
+        .await;
+    held.remove(0).abort();
+    server.wait_until(|s| s.running == 1).await;
+    let stats = server.stats();
+    assert_eq!(
+        (stats.running, stats.waiting),
+        (1, 1),
+        "one slot left, held"
+    );
+    assert_eq!(stats.max_running, 3);
+    for call in held {
+        call.abort();
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn latency_runs_on_tokio_clock() {
     let server = start(FakeOllamaConfig::default().with_latency(Duration::from_secs(30))).await;
