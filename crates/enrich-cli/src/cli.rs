@@ -410,8 +410,8 @@ fn parse_since(text: &str) -> Result<i64, String> {
 }
 
 /// A glob for `--path`.
-fn parse_path_glob(text: &str) -> Result<crate::path_glob::PathGlob, String> {
-    crate::path_glob::PathGlob::new(text)
+fn parse_path_glob(text: &str) -> Result<enrich_db::PathGlob, String> {
+    enrich_db::PathGlob::new(text)
 }
 
 /// A number above zero, for budget flags.
@@ -507,7 +507,7 @@ pub(crate) struct ExportArgs {
     /// Only spans of files matching GLOB (relative to the repository root; `*` stays in a
     /// directory, `**` crosses them, a glob without `/` matches file names at any depth).
     #[arg(long, value_name = "GLOB", value_parser = parse_path_glob)]
-    pub(crate) path: Option<crate::path_glob::PathGlob>,
+    pub(crate) path: Option<enrich_db::PathGlob>,
 
     /// Add each span's source text (`source`), read from the repository.
     #[arg(long)]

@@ -141,7 +141,8 @@ fn db_exit(err: &DbError) -> Exit {
         | DbError::EnrichSchemaTooNew { .. }
         | DbError::RefreshSelector { .. }
         | DbError::BadSearchQuery { .. }
-        | DbError::SearchQueryTooLong { .. } => Exit::Usage,
+        | DbError::SearchQueryTooLong { .. }
+        | DbError::BadPathGlob { .. } => Exit::Usage,
         _ => Exit::Failed,
     }
 }

@@ -24,7 +24,6 @@ mod exit;
 mod health;
 mod logging;
 mod output;
-mod path_glob;
 mod progress;
 mod signals;
 mod time;

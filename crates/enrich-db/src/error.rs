@@ -264,6 +264,17 @@ pub enum DbError {
         reason: String,
     },
 
+    /// A `--path` glob that does not compile.
+    #[error(
+        "the path glob {glob:?} is not valid ({reason}); close every `[` and `{{`, or escape it with `\\`"
+    )]
+    BadPathGlob {
+        /// The glob as given.
+        glob: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A search query with more words than a search takes.
     #[error(
         "the search query has {words} words; a search takes at most {max}: keep the words that name what you look for"

@@ -18,6 +18,7 @@ use rusqlite::Row;
 use crate::error::DbError;
 use crate::open::Db;
 use crate::pending::{span_columns, span_from_row};
+use crate::provenance::{provenance_columns, read_row_at, valid_provenance_join};
 use crate::read::{RawQuality, enrichment_columns, raw_enrichment_at};
 use crate::types::{PendingSpan, StoredEnrichment};
 
@@ -25,14 +26,15 @@ use crate::types::{PendingSpan, StoredEnrichment};
 const SPAN_COLUMN_COUNT: usize = 14;
 /// The number of [`enrichment_columns!`]: where the quality columns start after them.
 const ENRICHMENT_COLUMN_COUNT: usize = 23;
+/// The number of quality columns: after them, `p.span_hash` (null when the provenance is
+/// unknown), then the [`provenance_columns!`].
+const QUALITY_COLUMN_COUNT: usize = 5;
 
 /// The SELECT of every export, the one place its columns and joins are named: the span, its
 /// file, its enrichment, and its provenance as far as it is known. The model and the time come
-/// from LLMC's `enrichments` row, the quality score from `enrich_quality`.
-///
-/// Provenance: the `enrich_provenance` table (one row per span hash; no row means unknown)
-/// joins here, `LEFT JOIN enrich_provenance AS p ON p.span_hash = e.span_hash`, its columns
-/// after the quality ones, read by [`export_row`] into [`ExportProvenance`].
+/// from LLMC's `enrichments` row, the quality score from `enrich_quality`, how enrich made it
+/// from `enrich_provenance` (a row still describing this enrichment; none means unknown),
+/// joined here so a row costs no query of its own.
 macro_rules! export_select {
     () => {
         concat!(
@@ -40,11 +42,15 @@ macro_rules! export_select {
             span_columns!(),
             ", ",
             enrichment_columns!(),
-            ", q.score, q.level, q.failed_checks, q.repairs, q.gate_version \
-             FROM enrichments AS e \
+            ", q.score, q.level, q.failed_checks, q.repairs, q.gate_version, p.span_hash, ",
+            provenance_columns!(),
+            " FROM enrichments AS e \
              JOIN spans AS s ON s.span_hash = e.span_hash \
              JOIN files AS f ON f.id = s.file_id \
-             LEFT JOIN enrich_quality AS q ON q.span_hash = e.span_hash "
+             LEFT JOIN enrich_quality AS q ON q.span_hash = e.span_hash \
+             LEFT JOIN ",
+            valid_provenance_join!(),
+            " "
         )
     };
 }
@@ -154,7 +160,12 @@ impl Db {
                 Some(self.decode_quality(&span.span_hash, raw)?)
             }
         };
-        let stored = self.decode_enrichment_with(raw, quality)?;
+        let p = q + QUALITY_COLUMN_COUNT;
+        let provenance = match row.get_ref(p).map_err(&read)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(read_row_at(row, p + 1).map_err(&read)?),
+        };
+        let stored = self.decode_enrichment_with(raw, quality, provenance)?;
         let provenance = ExportProvenance {
             model: stored.enrichment.model.clone(),
             created_at: stored.created_at,

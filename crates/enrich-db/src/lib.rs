@@ -59,6 +59,7 @@ mod lease;
 mod locate;
 mod meta;
 mod open;
+mod path_glob;
 mod pending;
 mod provenance;
 mod quality_report;
@@ -87,6 +88,7 @@ pub use meta::CIRCUITS_META_KEY;
 pub use open::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_FAILURES_PER_SPAN, Db, OpenMode, OpenOptions, default_db_path,
 };
+pub use path_glob::PathGlob;
 pub use provenance::{Provenance, SeenDigest};
 pub use quality_report::{
     CheckCount, QualityGroup, ReportFilter, ReportKey, ScoredSpan, UNKNOWN_CHAIN,

@@ -50,15 +50,32 @@ pub struct Provenance {
 }
 
 /// The columns of a provenance row believed for its enrichment, `p` joined to `enrichments e`
-/// through [`VALID_JOIN`].
-const COLUMNS: &str = "p.run_id, p.backend, p.provider, p.model, p.model_digest, p.chain, \
-     p.prompt_fingerprint, p.schema_version, p.options_fingerprint, p.enrich_version, \
-     p.created_at_ms, p.prompt_tokens, p.output_tokens";
+/// through [`valid_provenance_join!`]; [`read_row_at`] reads them. A macro, so `concat!` can
+/// build a statement with them (`export_select!`).
+macro_rules! provenance_columns {
+    () => {
+        "p.run_id, p.backend, p.provider, p.model, p.model_digest, p.chain, \
+         p.prompt_fingerprint, p.schema_version, p.options_fingerprint, p.enrich_version, \
+         p.created_at_ms, p.prompt_tokens, p.output_tokens"
+    };
+}
+pub(crate) use provenance_columns;
 
 /// The join that keeps only provenance rows still describing the stored enrichment (`e`): the
 /// one definition every reader uses.
-pub(crate) const VALID_JOIN: &str = "enrich_provenance AS p ON p.span_hash = e.span_hash \
-     AND p.enrichment_created_at IS e.created_at";
+macro_rules! valid_provenance_join {
+    () => {
+        "enrich_provenance AS p ON p.span_hash = e.span_hash \
+         AND p.enrichment_created_at IS e.created_at"
+    };
+}
+pub(crate) use valid_provenance_join;
+
+/// [`provenance_columns!`].
+const COLUMNS: &str = provenance_columns!();
+
+/// [`valid_provenance_join!`].
+pub(crate) const VALID_JOIN: &str = valid_provenance_join!();
 
 /// Stores the row of the enrichment just stored for `span_hash`, keeping that enrichment's
 /// `created_at` with it (nothing is written when the enrichment is not there). Replaces an
@@ -114,23 +131,28 @@ pub(crate) fn store(
 
 /// Reads a row selected with [`COLUMNS`] from its first column on.
 fn read_row(row: &Row<'_>) -> rusqlite::Result<Provenance> {
+    read_row_at(row, 0)
+}
+
+/// Reads the [`provenance_columns!`] of `row`, the first at index `first`.
+pub(crate) fn read_row_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Provenance> {
     let text = |i: usize| -> rusqlite::Result<String> {
-        Ok(row.get::<_, Option<String>>(i)?.unwrap_or_default())
+        Ok(row.get::<_, Option<String>>(first + i)?.unwrap_or_default())
     };
     Ok(Provenance {
-        run_id: RunId(row.get::<_, Option<i64>>(0)?.unwrap_or_default()),
+        run_id: RunId(row.get::<_, Option<i64>>(first)?.unwrap_or_default()),
         backend: text(1)?,
         provider: text(2)?,
         model: text(3)?,
-        model_digest: row.get(4)?,
+        model_digest: row.get(first + 4)?,
         chain: text(5)?,
         prompt_fingerprint: text(6)?,
         schema_version: text(7)?,
         options_fingerprint: text(8)?,
         enrich_version: text(9)?,
-        created_at_ms: row.get::<_, Option<u64>>(10)?.unwrap_or_default(),
-        prompt_tokens: row.get(11)?,
-        output_tokens: row.get(12)?,
+        created_at_ms: row.get::<_, Option<u64>>(first + 10)?.unwrap_or_default(),
+        prompt_tokens: row.get(first + 11)?,
+        output_tokens: row.get(first + 12)?,
     })
 }
 

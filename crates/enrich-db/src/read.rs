@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::error::DbError;
 use crate::open::Db;
 use crate::pending::{COUNT_DEAD_SQL, COUNT_SPANS_SQL, span_columns, span_from_row};
+use crate::provenance::Provenance;
 use enrich_types::{
     AttemptOutcome, AttemptRecord, Enrichment, Evidence, FailureKind, LedgerKind, RunId,
 };
@@ -519,14 +520,17 @@ impl Db {
 
     fn decode_enrichment(&self, raw: RawEnrichment) -> Result<StoredEnrichment, DbError> {
         let quality = self.quality_of(&raw.span_hash)?;
-        self.decode_enrichment_with(raw, quality)
+        let provenance = self.provenance_of(&raw.span_hash)?;
+        self.decode_enrichment_with(raw, quality, provenance)
     }
 
-    /// `raw` decoded the way LLMC stores it, with the quality verdict read beside it.
+    /// `raw` decoded the way LLMC stores it, with the quality verdict and the provenance read
+    /// beside it.
     pub(crate) fn decode_enrichment_with(
         &self,
         raw: RawEnrichment,
         quality: Option<QualityRow>,
+        provenance: Option<Provenance>,
     ) -> Result<StoredEnrichment, DbError> {
         let bad = |column: &'static str| {
             let span_hash = raw.span_hash.clone();
@@ -557,7 +561,7 @@ impl Db {
             content_type_source: raw.content_type_source,
             metrics: raw.metrics,
             quality,
-            provenance: self.provenance_of(&raw.span_hash)?,
+            provenance,
         };
         Ok(StoredEnrichment {
             span_hash: raw.span_hash,

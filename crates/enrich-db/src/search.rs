@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DbError, sqlite_error};
 use crate::fts::{SEARCH_FTS, SEARCH_TABLE_SQL, keep_in_step};
 use crate::open::Db;
+use crate::path_glob::PathGlob;
 
 /// The BM25 weight of each column of the search table, in its column order: matches in the
 /// symbol and the summary count most.
@@ -80,8 +81,9 @@ pub struct SearchQuery {
     pub syntax: QuerySyntax,
     /// The most hits to return (at least 1).
     pub limit: u32,
-    /// Only spans whose file path (relative to the repository root) matches this SQLite `GLOB`
-    /// (`*` and `?` match `/` too, case-sensitive).
+    /// Only spans whose file path (relative to the repository root) matches this
+    /// [`PathGlob`]: `*` and `?` stay inside a directory, `**` crosses directories, a glob
+    /// without `/` matches the file name at any depth; case-sensitive.
     pub path: Option<String>,
     /// Only spans of files of this language (`files.lang`, such as `python`; any case).
     pub language: Option<String>,
@@ -197,7 +199,7 @@ CROSS JOIN main.enrichments AS e
 CROSS JOIN main.spans AS s ON s.span_hash = e.span_hash
 CROSS JOIN main.files AS f ON f.id = s.file_id
 WHERE enrich_search MATCH ?1 AND enrich_search.rank MATCH ?2
-  AND (?6 IS NULL OR f.path GLOB ?6)
+  AND (?6 IS NULL OR f.id IN (SELECT value FROM json_each(?6)))
   AND (?7 IS NULL OR lower(f.lang) = lower(?7))
 ORDER BY enrich_search.rank
 LIMIT ?8";
@@ -272,16 +274,55 @@ impl Db {
         let Some(expression) = expression else {
             return Ok(Vec::new());
         };
-        let hits = self.ranked(query, &expression)?;
+        let files = match &query.path {
+            Some(glob) => Some(self.files_matching(glob)?),
+            None => None,
+        };
+        let files = files.as_deref();
+        let hits = self.ranked(query, &expression, files)?;
         match all_words {
             // The rarer words found nothing: the common ones are all there is to rank.
-            Some(all) if hits.is_empty() => self.ranked(query, &all),
+            Some(all) if hits.is_empty() => self.ranked(query, &all, files),
             _ => Ok(hits),
         }
     }
 
-    /// The hits of the FTS5 `expression`, with `query`'s filters, limit and marks.
-    fn ranked(&self, query: &SearchQuery, expression: &str) -> Result<Vec<SearchHit>, DbError> {
+    /// The ids of the files whose path matches `glob` ([`PathGlob`]), as a JSON array for the
+    /// search's `json_each`. The glob is matched in Rust, over every file of the index (far
+    /// fewer than spans), so the search itself keeps its filter and limit in SQL.
+    fn files_matching(&self, glob: &str) -> Result<String, DbError> {
+        let glob_matcher = PathGlob::new(glob).map_err(|reason| DbError::BadPathGlob {
+            glob: glob.to_owned(),
+            reason,
+        })?;
+        let action = "read the file paths for the search's path glob";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, path FROM main.files")
+            .map_err(self.err(action))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(self.err(action))?;
+        let mut ids = Vec::new();
+        for row in rows {
+            let (id, path) = row.map_err(self.err(action))?;
+            if glob_matcher.matches(&path) {
+                ids.push(id);
+            }
+        }
+        Ok(serde_json::Value::from(ids).to_string())
+    }
+
+    /// The hits of the FTS5 `expression`, with `query`'s filters (`files`: the ids of the files
+    /// its path glob matches, a JSON array), limit and marks.
+    fn ranked(
+        &self,
+        query: &SearchQuery,
+        expression: &str,
+        files: Option<&str>,
+    ) -> Result<Vec<SearchHit>, DbError> {
         let action = "search the enrichments";
         let mut stmt = self
             .conn
@@ -295,7 +336,7 @@ impl Db {
                     query.mark_start,
                     query.mark_end,
                     EXCERPT_TOKENS,
-                    query.path,
+                    files,
                     query.language,
                     query.limit.max(1),
                 ],

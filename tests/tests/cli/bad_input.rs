@@ -720,8 +720,9 @@ fn an_answer_that_obeys_injected_source_is_refused_and_only_validated_json_is_st
         assert_eq!(is_enriched(&repo, hash), !obeyed, "{path}");
         if obeyed {
             let (kind, message, _) = ledger(&repo, hash).expect("a ledger row");
-            assert_eq!(kind, "schema_invalid", "{message}");
-            check_mentions(path, &message, &["900"]);
+            // Evidence outside the span is the quality gate's `evidence_outside_span`.
+            assert_eq!(kind, "quality_rejected", "{message}");
+            check_mentions(path, &message, &["evidence_outside_span", "900"]);
         }
     }
     assert_eq!(

@@ -112,6 +112,53 @@ fn jsonl_has_one_record_per_enriched_span_with_every_field() {
     assert_eq!(add["provenance"]["model"], "llmc-model");
     assert_eq!(add["provenance"]["created_at"], "2023-11-14T22:13:20Z");
     assert_eq!(add["provenance"]["quality_score"], Value::Null);
+    // LLMC wrote it over: how enrich made the earlier one no longer describes it.
+    for field in PROVENANCE_FIELDS {
+        assert_eq!(add["provenance"][field.0], Value::Null, "{}", field.0);
+    }
+}
+
+/// The record's provenance fields recorded by enrich, each with its name in `enrich show
+/// --json`'s `provenance`.
+const PROVENANCE_FIELDS: [(&str, &str); 11] = [
+    ("backend", "backend"),
+    ("provider", "provider"),
+    ("model_digest", "model_digest"),
+    ("chain", "chain"),
+    ("prompt_fingerprint", "prompt_fingerprint"),
+    ("output_schema_version", "schema_version"),
+    ("options_fingerprint", "options_fingerprint"),
+    ("enrich_version", "enrich_version"),
+    ("run_id", "run_id"),
+    ("prompt_tokens", "prompt_tokens"),
+    ("output_tokens", "output_tokens"),
+];
+
+#[test]
+fn the_records_provenance_is_what_show_prints() {
+    let (repo, _server) = enriched_repo();
+    let records = records(&repo.enrich(&["export"]).expect_code(0).stdout);
+    for symbol in ["Rect.area", "square", "Guide"] {
+        let record = by_symbol(&records, symbol);
+        let show = repo
+            .enrich(&["--json", "show", &repo.span(symbol).hash])
+            .expect_code(0)
+            .json();
+        let shown = &show["enrichment"]["enrichment"]["provenance"];
+        assert!(shown.is_object(), "{symbol}: enrich recorded it: {show}");
+        for (field, shown_as) in PROVENANCE_FIELDS {
+            assert_eq!(
+                record["provenance"][field], shown[shown_as],
+                "{symbol}: {field}"
+            );
+        }
+        assert_eq!(record["provenance"]["backend"], "fake", "{symbol}");
+        assert_eq!(
+            record["provenance"]["output_schema_version"], "enrichment.v1",
+            "{symbol}"
+        );
+        assert!(record["provenance"]["run_id"].is_i64(), "{symbol}");
+    }
 }
 
 #[test]
@@ -144,12 +191,8 @@ fn csv_quotes_what_needs_it_and_holds_the_same_records() {
     assert_eq!(rows.len(), jsonl.len());
     for (row, record) in rows.iter().zip(&jsonl) {
         for (column, cell) in header.iter().zip(row.iter()) {
-            let value = match column.as_str() {
-                "model" | "created_at" | "created_at_unix" | "quality_score" => {
-                    &record["provenance"][column]
-                }
-                _ => &record[column],
-            };
+            // The provenance object's fields are flattened into columns of their own names.
+            let value = record["provenance"].get(column).unwrap_or(&record[column]);
             let expected = match value {
                 Value::Null => String::new(),
                 Value::String(text) => text.clone(),
@@ -166,7 +209,7 @@ fn csv_quotes_what_needs_it_and_holds_the_same_records() {
         .clone();
     let first_line = without.lines().next().expect("header");
     assert!(
-        !first_line.contains("source") && first_line.ends_with("quality_score"),
+        !first_line.contains("source") && first_line.ends_with("output_tokens"),
         "{first_line}"
     );
 }

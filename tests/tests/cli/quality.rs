@@ -153,7 +153,7 @@ fn the_level_decides_what_is_stored_and_the_score_tells_what_failed() {
             "off",
             Some(Fault::Nonsense),
             true,
-            "quality   0.53 (off gate); failed summary_short, summary_bare_value, list_item_placeholder, identifier_not_in_source; repaired evidence_range_swapped\n",
+            "quality   0.62 (off gate); failed summary_short, summary_bare_value, list_item_placeholder, identifier_not_in_source; repaired evidence_range_swapped\n",
         ),
         ("basic", Some(Fault::Nonsense), false, ""),
         ("strict", None, true, "quality   1.00 (strict gate)\n"),

@@ -115,6 +115,13 @@ fn punctuation_is_a_word_and_a_bad_fts5_query_is_a_usage_error() {
     assert!(!bad.stderr.contains("SqliteFailure"), "{}", bad.stderr);
     let column = repo.enrich(&["search", "--fts", "colour:red"]);
     column.expect_code(2);
+    let glob = repo.enrich(&["search", "--path", "src/[", "square"]);
+    glob.expect_code(2);
+    assert!(
+        glob.stderr.contains("the path glob \"src/[\" is not valid"),
+        "{}",
+        glob.stderr
+    );
     let near = repo.enrich(&["--json", "search", "--fts", "NEAR(deterministic lines, 3)"]);
     near.expect_code(0);
     assert_eq!(symbols(&near.json()).len(), repo.spans.len());

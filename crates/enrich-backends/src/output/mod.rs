@@ -97,9 +97,9 @@ impl ValidationContext<'_> {
 ///
 /// [`FailureKind::MalformedOutput`] when the reply holds no JSON object (or only the start of
 /// one); [`FailureKind::SchemaInvalid`] when the object breaks a rule: a wrong type, a missing
-/// or too long summary, too long a snippet, evidence outside the span or for an unknown field,
-/// non-Latin-1 text under `enforce_latin1`; [`FailureKind::QualityRejected`] when a check of the
-/// gate at the context's level fails ([`CHECKS`]). The message lists every problem found,
+/// or too long summary, too long a snippet, evidence for an unknown field, non-Latin-1 text
+/// under `enforce_latin1`; [`FailureKind::QualityRejected`] when a check of the gate at the
+/// context's level fails ([`CHECKS`]), evidence outside the span among them. The message lists every problem found,
 /// naming the field or the check, in words fit to send back to the model.
 pub fn parse_and_validate(
     text: &str,
@@ -118,10 +118,17 @@ pub fn judge_reply(text: &str, ctx: &ValidationContext<'_>) -> Result<Validated,
     let raw = extract(text)?;
     let (enrichment, repairs) = normalise_and_validate(raw, ctx)?;
     match quality::judge(&enrichment, repairs, ctx) {
-        Ok(quality) => Ok(Validated {
-            enrichment,
-            quality,
-        }),
+        Ok(quality) => {
+            // Let through (the gate is off), a range outside the span is still never stored:
+            // its field then gets the whole span.
+            let mut enrichment = enrichment;
+            enrichment.evidence.retain(|e| inside_span(e, &ctx.span));
+            add_missing_evidence(&mut enrichment, ctx);
+            Ok(Validated {
+                enrichment,
+                quality,
+            })
+        }
         Err(message) => Err(BackendError::new(FailureKind::QualityRejected, message)),
     }
 }
@@ -222,7 +229,7 @@ fn normalise_and_validate(
 
     let mut swapped = false;
     for entry in raw.evidence {
-        if let Some(evidence) = check_evidence(entry, ctx, &mut problems, &mut swapped) {
+        if let Some(evidence) = check_evidence(entry, &mut problems, &mut swapped) {
             enrichment.evidence.push(evidence);
         }
     }
@@ -241,11 +248,10 @@ fn normalise_and_validate(
     Ok((enrichment, repairs))
 }
 
-/// Checks one evidence entry: a known field, inside the span. A range given end first is
-/// swapped back (a repair, noted in `swapped`).
+/// Checks one evidence entry names a known field. A range given end first is swapped back (a
+/// repair, noted in `swapped`); whether it lies inside the span is the gate's check.
 fn check_evidence(
     entry: RawEvidence,
-    ctx: &ValidationContext<'_>,
     problems: &mut Problems,
     swapped: &mut bool,
 ) -> Option<Evidence> {
@@ -263,17 +269,15 @@ fn check_evidence(
         std::mem::swap(&mut start, &mut end);
         *swapped = true;
     }
-    let inside = u64::from(ctx.span.line_start) <= start && end <= u64::from(ctx.span.line_end);
-    if !inside {
-        problems.push(format_args!(
-            "evidence for `{field}` cites lines [{start}, {end}], outside the span (lines {}-{})",
-            ctx.span.line_start, ctx.span.line_end
-        ));
-        return None;
-    }
-    // Inside the span, so both fit in u32.
+    // A range outside the span is kept for the gate's `evidence_outside_span`; a line past
+    // u32 is outside every span, and stays outside at u32::MAX.
     let lines = [start, end].map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     Some(Evidence { field, lines })
+}
+
+/// Whether an evidence entry cites only lines of the span.
+pub(crate) fn inside_span(evidence: &Evidence, span: &SpanIdentity) -> bool {
+    span.line_start <= evidence.lines[0] && evidence.lines[1] <= span.line_end
 }
 
 /// Reports the first non-Latin-1 character of each field.

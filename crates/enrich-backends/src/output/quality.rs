@@ -22,7 +22,7 @@ use enrich_types::Enrichment;
 use super::ValidationContext;
 
 /// The version of the gate's rules, stored with each score (`enrich_quality.gate_version`).
-pub const GATE_VERSION: &str = "gate-2";
+pub const GATE_VERSION: &str = "gate-3";
 
 /// Repair: an evidence range given end first (`[108, 107]`) was swapped back.
 pub const REPAIR_EVIDENCE_SWAPPED: &str = "evidence_range_swapped";
@@ -53,14 +53,16 @@ const fn check(name: &'static str, level: QualityLevel, weight: u32) -> Check {
 }
 
 /// Every check, in the order they run.
-pub const CHECKS: [Check; 9] = [
+pub const CHECKS: [Check; 11] = [
     check("summary_empty", QualityLevel::Basic, 3),
     check("summary_placeholder", QualityLevel::Basic, 3),
+    check("summary_disclaims", QualityLevel::Basic, 3),
     check("summary_short", QualityLevel::Basic, 2),
     check("summary_bare_value", QualityLevel::Basic, 2),
     check("summary_prompt_echo", QualityLevel::Basic, 3),
     check("list_item_placeholder", QualityLevel::Basic, 2),
     check("url_not_in_source", QualityLevel::Basic, 2),
+    check("evidence_outside_span", QualityLevel::Basic, 2),
     check("identifier_not_in_source", QualityLevel::Strict, 2),
     check("usage_without_symbol", QualityLevel::Strict, 1),
 ];
@@ -153,11 +155,13 @@ pub(crate) fn run(name: &str, e: &Enrichment, ctx: &ValidationContext<'_>) -> Ve
     match name {
         "summary_empty" => summary_empty(&e.summary),
         "summary_placeholder" => summary_placeholder(&e.summary),
+        "summary_disclaims" => summary_disclaims(&e.summary),
         "summary_short" => summary_short(&e.summary),
         "summary_bare_value" => summary_bare_value(&e.summary),
         "summary_prompt_echo" => summary_prompt_echo(&e.summary),
         "list_item_placeholder" => list_item_placeholder(e, ctx.source),
         "url_not_in_source" => url_not_in_source(e, ctx.source),
+        "evidence_outside_span" => evidence_outside_span(e, ctx),
         "identifier_not_in_source" => identifier_not_in_source(e, ctx.source),
         "usage_without_symbol" => usage_without_symbol(e.usage_snippet.as_deref(), ctx.symbol),
         _ => Verdict::NotApplicable,
@@ -222,6 +226,182 @@ fn summary_placeholder(summary: &str) -> Verdict {
         ));
     }
     Verdict::Pass
+}
+
+/// The words a summary uses when it talks about itself or the prompt instead of the code.
+const META_NOUNS: [&str; 12] = [
+    "summary",
+    "description",
+    "line",
+    "lines",
+    "number",
+    "docstring",
+    "documentation",
+    "comment",
+    "comments",
+    "information",
+    "details",
+    "explanation",
+];
+/// What a disclaiming sentence says the code is: `the code`, `this function`, ...
+const CODE_NOUNS: [&str; 9] = [
+    "code", "function", "method", "class", "span", "snippet", "input", "file", "program",
+];
+/// How a disclaiming sentence says it cannot tell (`cannot determine`, `unable to say`), as
+/// word sequences after contractions are spelled out.
+const INABILITY: [&[&str]; 7] = [
+    &["can", "not"],
+    &["could", "not"],
+    &["unable", "to"],
+    &["am", "unable", "to"],
+    &["it", "is", "not", "possible", "to"],
+    &["it", "is", "unclear"],
+    &["not", "sure"],
+];
+/// The verbs of a disclaimer's inability.
+const INABILITY_VERBS: [&str; 9] = [
+    "determine",
+    "tell",
+    "understand",
+    "infer",
+    "know",
+    "say",
+    "summarize",
+    "summarise",
+    "describe",
+];
+
+/// The lowercase words of one sentence with contractions spelled out (`doesn't` → `does not`,
+/// `cannot` → `can not`).
+fn sentence_words(sentence: &str) -> Vec<String> {
+    let lower = sentence
+        .to_lowercase()
+        .replace(['\u{2019}', '`'], "'")
+        .replace("cannot", "can not")
+        .replace("can't", "can not")
+        .replace("n't", " not");
+    words(&lower).map(str::to_owned).collect()
+}
+
+/// Whether one sentence only says there is nothing to say: that the code lacks a summary or a
+/// line number, that no summary is available, that it is a summary of the code, or that the
+/// writer cannot tell what the code does.
+fn disclaims(words: &[&str]) -> bool {
+    let rest_is_meta = |rest: &[&str]| {
+        let rest = match rest {
+            ["a" | "an" | "any", rest @ ..] => rest,
+            rest => rest,
+        };
+        !rest.is_empty() && rest.len() <= 3 && rest.iter().all(|w| META_NOUNS.contains(w))
+    };
+    // "The code does not have a summary", "This function has no docstring".
+    if let ["the" | "this", noun, rest @ ..] = words
+        && CODE_NOUNS.contains(noun)
+    {
+        let lacks = match rest {
+            ["does", "not", "have" | "contain" | "include", rest @ ..]
+            | ["has" | "contains", "no", rest @ ..]
+            | ["lacks", rest @ ..] => Some(rest),
+            _ => None,
+        };
+        if lacks.is_some_and(rest_is_meta) {
+            return true;
+        }
+    }
+    // "No summary available", "There is no description provided".
+    let after_no = match words {
+        ["no", rest @ ..] | ["there", "is", "no", rest @ ..] => Some(rest),
+        _ => None,
+    };
+    if let Some(rest) = after_no {
+        let rest = match rest {
+            [rest @ .., "available" | "provided" | "given"] => rest,
+            rest => rest,
+        };
+        if rest_is_meta(rest) {
+            return true;
+        }
+    }
+    // "This is a summary of the code."
+    if let [
+        "this" | "it" | "here",
+        "is",
+        "a" | "the",
+        "summary" | "description",
+        "of",
+        rest @ ..,
+    ] = words
+        && matches!(rest, ["the" | "this", noun] if CODE_NOUNS.contains(noun))
+    {
+        return true;
+    }
+    // "Cannot determine what this code does", "I am unable to tell its purpose".
+    let words = match words {
+        ["i", rest @ ..] => rest,
+        rest => rest,
+    };
+    INABILITY.iter().any(|prefix| {
+        words.starts_with(prefix)
+            && matches!(
+                &words[prefix.len()..],
+                [verb, object, ..]
+                    if INABILITY_VERBS.contains(verb)
+                        && matches!(*object, "what" | "the" | "this" | "its" | "it" | "anything")
+            )
+    })
+}
+
+/// A summary whose every sentence only says there is nothing to say (see [`disclaims`]).
+/// Precise by design: a sentence must be such a statement as a whole, so a real summary that
+/// says `does not` ("Returns None when the key does not exist") passes.
+fn summary_disclaims(summary: &str) -> Verdict {
+    let sentences: Vec<Vec<String>> = summary
+        .split(['.', '!', '?', ';'])
+        .map(sentence_words)
+        .filter(|w| !w.is_empty())
+        .collect();
+    let all_disclaim = !sentences.is_empty()
+        && sentences.iter().all(|sentence| {
+            let words: Vec<&str> = sentence.iter().map(String::as_str).collect();
+            disclaims(&words)
+        });
+    if all_disclaim {
+        fail(format!(
+            "the summary {} only says there is nothing to say; describe what the code does",
+            quoted(summary)
+        ))
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// An evidence range (already swapped into order) outside the span's lines.
+fn evidence_outside_span(e: &Enrichment, ctx: &ValidationContext<'_>) -> Verdict {
+    let outside: Vec<String> = e
+        .evidence
+        .iter()
+        .filter(|evidence| !super::inside_span(evidence, &ctx.span))
+        .map(|evidence| {
+            format!(
+                "evidence for `{}` cites lines [{}, {}], outside the span",
+                evidence.field, evidence.lines[0], evidence.lines[1]
+            )
+        })
+        .collect();
+    if e.evidence.is_empty() {
+        Verdict::NotApplicable
+    } else if outside.is_empty() {
+        Verdict::Pass
+    } else {
+        fail(format!(
+            "{} (lines {}-{}); cite only lines {} to {}",
+            outside.join(", "),
+            ctx.span.line_start,
+            ctx.span.line_end,
+            ctx.span.line_start,
+            ctx.span.line_end
+        ))
+    }
 }
 
 /// LLMC's SHORT: text with CJK characters needs 10 characters; other text is short with fewer

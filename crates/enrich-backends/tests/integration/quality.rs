@@ -108,6 +108,61 @@ fn each_check_passes_an_honest_answer_and_fails_a_bad_one() {
             false,
             "is a placeholder",
         ),
+        // A summary that only says there is nothing to say, as a real small model wrote.
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "The code does not have a summary"}),
+            false,
+            "only says there is nothing to say",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "The code does not have a line number."}),
+            false,
+            "\"The code does not have a line number.\"",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "This is a summary of the code."}),
+            false,
+            "nothing to say",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "No summary available"}),
+            false,
+            "nothing to say",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "Cannot determine what this code does."}),
+            false,
+            "nothing to say",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "I can't tell what the code does. No description provided."}),
+            false,
+            "nothing to say",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "Returns None when the key does not exist."}),
+            true,
+            "",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "Cannot be called twice: closes the session. The code has no retries."}),
+            true,
+            "",
+        ),
+        (
+            "summary_disclaims",
+            json!({"summary_120w": "This is a summary of the code. It sends the request and returns the response."}),
+            true,
+            "",
+        ),
         (
             "summary_short",
             json!({"summary_120w": "Sends it."}),
@@ -258,6 +313,31 @@ fn each_check_passes_an_honest_answer_and_fails_a_bad_one() {
             true,
             "",
         ),
+        // Evidence must cite the span's lines (10-20); a swapped range is repaired first.
+        (
+            "evidence_outside_span",
+            json!({"evidence": [{"field": "inputs", "lines": [9, 12]}]}),
+            false,
+            "evidence for `inputs` cites lines [9, 12], outside the span (lines 10-20)",
+        ),
+        (
+            "evidence_outside_span",
+            json!({"evidence": [{"field": "outputs", "lines": [18, 21]}, {"field": "inputs", "lines": [10, 10]}]}),
+            false,
+            "evidence for `outputs` cites lines [18, 21], outside the span",
+        ),
+        (
+            "evidence_outside_span",
+            json!({"evidence": [{"field": "pitfalls", "lines": [21, 12]}]}),
+            false,
+            "cites lines [12, 21], outside the span",
+        ),
+        (
+            "evidence_outside_span",
+            json!({"evidence": [{"field": "inputs", "lines": [10, 20]}, {"field": "outputs", "lines": [20, 10]}]}),
+            true,
+            "",
+        ),
         // Identifier grounding: single tokens only, natural-language phrases pass.
         (
             "identifier_not_in_source",
@@ -354,13 +434,14 @@ fn the_score_weighs_the_checks_that_passed() {
     let perfect = report(&json!({}));
     assert_eq!(perfect.score, 1.0);
     assert!(perfect.failed_checks.is_empty() && perfect.repairs.is_empty());
-    // Weights 3+3+2+2+3+2+2+1 for the checks and 1 per possible repair: 20 in all.
-    // An ungrounded input fails `identifier_not_in_source` (2): 18/20.
+    // Weights 3+3+3+2+2+3+2+2+2+1 for the checks that apply (no link to judge) and 1 per
+    // possible repair: 25 in all. An ungrounded input fails `identifier_not_in_source` (2):
+    // 23/25.
     let ungrounded = report(&json!({"inputs": ["side_effectz"]}));
     assert_eq!(ungrounded.failed_checks, ["identifier_not_in_source"]);
-    assert!((ungrounded.score - 0.9).abs() < 1e-9, "{ungrounded:?}");
+    assert!((ungrounded.score - 0.92).abs() < 1e-9, "{ungrounded:?}");
     // "60" fails `summary_short` and `summary_bare_value` (2+2), and a swapped range was
-    // repaired (1): 15/20.
+    // repaired (1): 20/25.
     let nonsense = report(&json!({
         "summary_120w": "60",
         "evidence": [{"field": "inputs", "lines": [11, 10]}],
@@ -370,8 +451,8 @@ fn the_score_weighs_the_checks_that_passed() {
         ["summary_short", "summary_bare_value"]
     );
     assert_eq!(nonsense.repairs, [REPAIR_EVIDENCE_SWAPPED]);
-    assert!((nonsense.score - 0.75).abs() < 1e-9, "{nonsense:?}");
-    // Without a usage snippet its check does not apply: 19/19.
+    assert!((nonsense.score - 0.8).abs() < 1e-9, "{nonsense:?}");
+    // Without a usage snippet its check does not apply: 24/24.
     let no_usage = report(&json!({"usage_snippet": null}));
     assert_eq!(no_usage.score, 1.0);
 }
@@ -386,16 +467,49 @@ fn a_swapped_evidence_range_is_swapped_back_and_recorded() {
     assert_eq!(validated.enrichment.evidence[0].lines, [12, 18]);
     assert_eq!(validated.enrichment.evidence[1].lines, [11, 13]);
     assert_eq!(validated.quality.repairs, [REPAIR_EVIDENCE_SWAPPED]);
-    // Swapped back, a range must still lie inside the span.
+    // Swapped back, a range must still lie inside the span: the gate's check, not the schema.
     let (kind, message) = judge(
         &json!({"evidence": [{"field": "inputs", "lines": [108, 107]}]}),
         &ctx(QualityLevel::Basic),
     )
     .unwrap_err();
-    assert_eq!(kind, FailureKind::SchemaInvalid);
+    assert_eq!(kind, FailureKind::QualityRejected);
     assert!(
-        message.contains("cites lines [107, 108], outside the span"),
+        message.contains(
+            "quality check `evidence_outside_span` failed: evidence for `inputs` cites lines \
+             [107, 108], outside the span (lines 10-20)"
+        ),
         "{message}"
+    );
+    assert_eq!(rejected_checks(&message), ["evidence_outside_span"]);
+}
+
+#[test]
+fn evidence_outside_the_span_let_through_is_never_stored() {
+    // With the gate off the answer passes, scored down, and the range outside the span is
+    // replaced by the whole span for its field.
+    let validated = judge(
+        &json!({"evidence": [{"field": "inputs", "lines": [1, 2]}, {"field": "outputs", "lines": [11, 12]}]}),
+        &ctx(QualityLevel::Off),
+    )
+    .unwrap();
+    assert_eq!(validated.quality.failed_checks, ["evidence_outside_span"]);
+    assert!(validated.quality.score < 1.0);
+    let cited: Vec<(&str, [u32; 2])> = validated
+        .enrichment
+        .evidence
+        .iter()
+        .map(|e| (e.field.as_str(), e.lines))
+        .collect();
+    assert!(cited.contains(&("inputs", [10, 20])), "{cited:?}");
+    assert!(cited.contains(&("outputs", [11, 12])), "{cited:?}");
+    assert!(
+        validated
+            .enrichment
+            .evidence
+            .iter()
+            .all(|e| e.lines[0] >= 10 && e.lines[1] <= 20),
+        "{cited:?}"
     );
 }
 

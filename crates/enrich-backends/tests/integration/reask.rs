@@ -40,15 +40,15 @@ fn at(backend: &str, kind: Option<FailureKind>) -> (String, Option<FailureKind>)
 }
 
 const GARBAGE: &str = "Sure! Here is what the code does: it adds numbers.";
-/// Valid JSON that breaks enrichment.v1: evidence outside the span (lines 10-20).
-const OUT_OF_SPAN: &str =
-    r#"{"summary_120w": "Adds.", "evidence": [{"field": "summary_120w", "lines": [1, 2]}]}"#;
+/// Valid JSON that breaks enrichment.v1: evidence for a field it does not have.
+const UNKNOWN_FIELD: &str =
+    r#"{"summary_120w": "Adds.", "evidence": [{"field": "tags", "lines": [10, 11]}]}"#;
 
 #[tokio::test(start_paused = true)]
 async fn invalid_output_then_a_valid_answer_succeeds_on_the_same_backend() {
     for (bad, kind) in [
         (GARBAGE, FailureKind::MalformedOutput),
-        (OUT_OF_SPAN, FailureKind::SchemaInvalid),
+        (UNKNOWN_FIELD, FailureKind::SchemaInvalid),
     ] {
         let a = Scripted::new(
             "a",
@@ -143,7 +143,7 @@ async fn the_reask_after_a_rejected_answer_carries_each_checks_reason() {
 
 #[tokio::test(start_paused = true)]
 async fn with_reasks_disabled_invalid_output_moves_on_at_once() {
-    let a = Scripted::always("a", Step::Reply(OUT_OF_SPAN.into()));
+    let a = Scripted::always("a", Step::Reply(UNKNOWN_FIELD.into()));
     let b = Scripted::always("b", Step::Reply(valid_reply()));
     let cascade = Cascade::new(CascadePolicy::default().with_corrective_reasks(0));
     let success = run(&cascade, &chain(&[&a, &b])).await.unwrap();

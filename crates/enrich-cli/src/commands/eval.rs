@@ -21,7 +21,7 @@ use crate::cli::EvalSearchArgs;
 use crate::context::Repo;
 use crate::exit::{Exit, usage};
 use crate::output;
-use crate::path_glob::PathGlob;
+use enrich_db::PathGlob;
 
 /// How deep each ranking is read: the k of recall@10 and MRR@10.
 const DEPTH: usize = 10;

@@ -4,7 +4,7 @@
 //!
 //! The record schema is versioned by [`EXPORT_VERSION`] and documented in
 //! docs/user-guide.md ("Export the enrichments"); a change that renames or removes a field, or
-//! changes its meaning, bumps it.
+//! changes its meaning, bumps it. Fields are only ever added within a version.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -26,7 +26,7 @@ pub(crate) const EXPORT_VERSION: u32 = 1;
 
 /// The CSV columns, in order: the JSON record's fields with `provenance` flattened, list fields
 /// as JSON arrays.
-const CSV_COLUMNS: [&str; 24] = [
+const CSV_COLUMNS: [&str; 35] = [
     "export_version",
     "span_hash",
     "path",
@@ -50,6 +50,17 @@ const CSV_COLUMNS: [&str; 24] = [
     "created_at",
     "created_at_unix",
     "quality_score",
+    "backend",
+    "provider",
+    "model_digest",
+    "chain",
+    "prompt_fingerprint",
+    "output_schema_version",
+    "options_fingerprint",
+    "enrich_version",
+    "run_id",
+    "prompt_tokens",
+    "output_tokens",
     "source",
 ];
 
@@ -75,19 +86,34 @@ struct Record<'a> {
     schema_version: &'a str,
     content_type: Option<&'a str>,
     content_language: Option<&'a str>,
-    provenance: Provenance,
+    provenance: Provenance<'a>,
     /// Present with `--include-source` only: the text, or `null` when it could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<Option<&'a str>>,
 }
 
-/// Where the enrichment came from.
+/// Where the enrichment came from. After the quality score, what enrich recorded when it
+/// stored the enrichment (`enrich_provenance`, as `enrich show` prints it), each `null` when
+/// unknown: an enrichment LLMC or an older enrich wrote, or one written over since.
 #[derive(Serialize)]
-struct Provenance {
+struct Provenance<'a> {
     model: Option<String>,
     created_at: Option<String>,
     created_at_unix: Option<i64>,
     quality_score: Option<f64>,
+    backend: Option<&'a str>,
+    provider: Option<&'a str>,
+    model_digest: Option<&'a str>,
+    chain: Option<&'a str>,
+    prompt_fingerprint: Option<&'a str>,
+    /// The output schema the answer was validated against (`enrichment.v1`); the record's
+    /// `schema_version` is LLMC's column.
+    output_schema_version: Option<&'a str>,
+    options_fingerprint: Option<&'a str>,
+    enrich_version: Option<&'a str>,
+    run_id: Option<i64>,
+    prompt_tokens: Option<u64>,
+    output_tokens: Option<u64>,
 }
 
 impl<'a> Record<'a> {
@@ -95,6 +121,10 @@ impl<'a> Record<'a> {
         let stored = &row.stored.enrichment;
         let content = &stored.enrichment;
         let provenance = &row.provenance;
+        let made = stored.provenance.as_ref();
+        let text = |field: fn(&'a enrich_db::Provenance) -> &'a str| {
+            made.map(field).filter(|t| !t.is_empty())
+        };
         Self {
             export_version: EXPORT_VERSION,
             span_hash: &row.span.span_hash,
@@ -120,6 +150,17 @@ impl<'a> Record<'a> {
                 created_at: provenance.created_at.map(rfc3339_secs),
                 created_at_unix: provenance.created_at,
                 quality_score: provenance.quality_score,
+                backend: text(|p| &p.backend),
+                provider: text(|p| &p.provider),
+                model_digest: made.and_then(|p| p.model_digest.as_deref()),
+                chain: text(|p| &p.chain),
+                prompt_fingerprint: text(|p| &p.prompt_fingerprint),
+                output_schema_version: text(|p| &p.schema_version),
+                options_fingerprint: text(|p| &p.options_fingerprint),
+                enrich_version: text(|p| &p.enrich_version),
+                run_id: made.map(|p| p.run_id.0),
+                prompt_tokens: made.and_then(|p| p.prompt_tokens),
+                output_tokens: made.and_then(|p| p.output_tokens),
             },
             source,
         }
@@ -128,6 +169,8 @@ impl<'a> Record<'a> {
     /// The CSV row: [`CSV_COLUMNS`] in order, absent values empty.
     fn csv_fields(&self) -> Result<Vec<String>> {
         let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
+        let number = |value: Option<u64>| value.map(|n| n.to_string()).unwrap_or_default();
+        let p = &self.provenance;
         Ok(vec![
             self.export_version.to_string(),
             self.span_hash.to_owned(),
@@ -159,6 +202,17 @@ impl<'a> Record<'a> {
                 Some(score) => json_text(&score)?,
                 None => String::new(),
             },
+            text(p.backend),
+            text(p.provider),
+            text(p.model_digest),
+            text(p.chain),
+            text(p.prompt_fingerprint),
+            text(p.output_schema_version),
+            text(p.options_fingerprint),
+            text(p.enrich_version),
+            p.run_id.map(|id| id.to_string()).unwrap_or_default(),
+            number(p.prompt_tokens),
+            number(p.output_tokens),
             text(self.source.flatten()),
         ])
     }

@@ -83,8 +83,9 @@ struct SearchArgs {
     /// The words the enrichment should mention: a span matching any of them is a hit, the
     /// best first (BM25; symbol and summary weigh most). With `fts`, an FTS5 query.
     query: String,
-    /// Only spans whose path (relative to the repository root) matches this glob; `*` matches
-    /// `/` too (`src/*.py`).
+    /// Only spans whose path (relative to the repository root) matches this glob: `*` stays
+    /// inside a directory, `**` crosses them (`src/**/*.py`), a glob without `/` matches the
+    /// file name at any depth (`*.py`).
     #[serde(default)]
     path: Option<String>,
     /// Only spans of files in this language, as the index names it (python, rust, …).

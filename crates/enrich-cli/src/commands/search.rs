@@ -71,7 +71,9 @@ pub(crate) fn find(repo: &Repo, query: &SearchQuery) -> Result<Vec<SearchHit>> {
     }
     let db = open(repo)?;
     db.search(query).map_err(|e| match e {
-        DbError::BadSearchQuery { .. } | DbError::SearchQueryTooLong { .. } => usage(e.to_string()),
+        DbError::BadSearchQuery { .. }
+        | DbError::SearchQueryTooLong { .. }
+        | DbError::BadPathGlob { .. } => usage(e.to_string()),
         other => anyhow::Error::new(other).context(format!(
             "cannot search the index {}",
             repo.db_path.display()

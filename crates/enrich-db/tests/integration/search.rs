@@ -411,6 +411,78 @@ fn path_and_language_filters_narrow_the_hits() {
 }
 
 #[test]
+fn the_path_glob_reads_like_export_s_star_stays_in_a_directory() {
+    let fixture = Fixture::llmc();
+    let mut db = fixture.db();
+    let places = [
+        ("src/cache.rs", "fn top() {}", "top"),
+        ("src/store/disk.rs", "fn deep() {}", "deep"),
+        ("lib/cache.py", "def lib(): pass", "lib"),
+    ];
+    let records: Vec<_> = places
+        .iter()
+        .map(|(path, source, symbol)| {
+            let lang = if path.ends_with(".py") {
+                "python"
+            } else {
+                "rust"
+            };
+            file_record(path, lang, &[(*symbol, *source)])
+        })
+        .collect();
+    db.write_index_batch(&records, &[]).expect("index");
+    for (path, source, _) in places {
+        let lang = if path.ends_with(".py") {
+            "python"
+        } else {
+            "rust"
+        };
+        enrich(
+            &mut db,
+            &hash_of(lang, source),
+            "Keeps the cache of entries on disk.",
+        );
+    }
+    let search = |glob: &str, limit: u32| -> Vec<String> {
+        let hits = db
+            .search(&SearchQuery {
+                path: Some(glob.to_owned()),
+                limit,
+                ..SearchQuery::words("cache")
+            })
+            .expect("search");
+        let mut found: Vec<String> = hits.into_iter().map(|h| h.symbol).collect();
+        found.sort();
+        found
+    };
+    // `*` does not cross `/` (SQLite's GLOB would also take src/store/disk.rs).
+    assert_eq!(search("src/*", 10), ["top"]);
+    assert_eq!(search("src/*.rs", 10), ["top"]);
+    // `**` does.
+    assert_eq!(search("src/**", 10), ["deep", "top"]);
+    assert_eq!(search("src/**/*.rs", 10), ["deep", "top"]);
+    // Without `/`, the file name at any depth; a leading `/` anchors at the root.
+    assert_eq!(search("*.rs", 10), ["deep", "top"]);
+    assert_eq!(search("cache.*", 10), ["lib", "top"]);
+    assert_eq!(search("/cache.rs", 10), Vec::<String>::new());
+    assert_eq!(search("nothing/**", 10), Vec::<String>::new());
+    // The filter is applied before the limit, in SQL: the limit counts matching spans.
+    assert_eq!(search("src/**", 1).len(), 1);
+    assert_eq!(search("lib/*", 1), ["lib"]);
+    // A glob that does not compile says so.
+    match db.search(&SearchQuery {
+        path: Some("src/[".to_owned()),
+        ..SearchQuery::words("cache")
+    }) {
+        Err(DbError::BadPathGlob { glob, reason }) => {
+            assert_eq!(glob, "src/[");
+            assert!(reason.contains("is not a valid glob"), "{reason}");
+        }
+        other => panic!("expected BadPathGlob, got {other:?}"),
+    }
+}
+
+#[test]
 fn plain_words_never_fail_and_bad_fts5_syntax_is_explained() {
     let (_fixture, db) = ranking_fixture();
     for words in [

@@ -96,10 +96,10 @@ async fn invalid_output_is_never_stored_and_is_ledgered() {
     )
     .await;
     check_invalid_output(
-        r#"{"summary_120w": "ok", "evidence": [{"field": "summary_120w", "lines": [40, 41]}]}"#,
+        r#"{"summary_120w": "Adds two numbers and returns the sum.", "evidence": [{"field": "summary_120w", "lines": [40, 41]}]}"#,
         false,
-        FailureKind::SchemaInvalid,
-        "outside the span (lines 1-1)",
+        FailureKind::QualityRejected,
+        "quality check `evidence_outside_span` failed: evidence for `summary_120w` cites lines [40, 41], outside the span (lines 1-1)",
     )
     .await;
     check_invalid_output(

@@ -1,5 +1,6 @@
 //! `--path GLOB`: which files of the index a command looks at, by a glob over the path relative
-//! to the repository root.
+//! to the repository root. One glob language for every command that takes one (`search`,
+//! `export`, `eval search`, the MCP server's `search` tool).
 
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -7,13 +8,17 @@ use globset::{GlobBuilder, GlobMatcher};
 /// directories, a glob without `/` matches the file name at any depth (`*.py`), and a glob
 /// with one is anchored at the root (`src/**`, `/setup.py`). Case-sensitive, like the paths.
 #[derive(Debug, Clone)]
-pub(crate) struct PathGlob {
+pub struct PathGlob {
     matcher: GlobMatcher,
 }
 
 impl PathGlob {
-    /// Compiles `glob`; the error says what is wrong with it.
-    pub(crate) fn new(glob: &str) -> Result<Self, String> {
+    /// Compiles `glob`.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong with the glob (an unclosed `[`, `{`).
+    pub fn new(glob: &str) -> Result<Self, String> {
         let trimmed = glob.trim();
         let anchored = match trimmed.strip_prefix('/') {
             Some(rooted) => rooted.to_owned(),
@@ -30,12 +35,12 @@ impl PathGlob {
     }
 
     /// Whether the repository-relative `path` matches.
-    pub(crate) fn matches(&self, path: &str) -> bool {
+    pub fn matches(&self, path: &str) -> bool {
         self.matcher.is_match(path)
     }
 
     /// Whether `text` has glob syntax (`*`, `?`, `[`, `{`), so is not a plain path.
-    pub(crate) fn is_glob(text: &str) -> bool {
+    pub fn is_glob(text: &str) -> bool {
         text.contains(['*', '?', '[', '{'])
     }
 }
