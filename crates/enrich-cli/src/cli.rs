@@ -372,23 +372,11 @@ fn parse_schedule(text: &str) -> Result<Schedule, String> {
     Schedule::parse(text).ok_or_else(|| format!("{text:?} is not per-span or by-tier"))
 }
 
-/// An age such as `90m`, `24h` or `7d`: a whole number and a unit (s, m, h, d).
+/// An age such as `90m`, `24h` or `7d`: a whole number and a unit (s, m, h, d, w).
 fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    let wrong = || format!("{text:?} is not an age such as 90m, 24h or 7d");
-    let text = text.trim();
-    let unit = text.chars().last().ok_or_else(wrong)?;
-    let seconds = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return Err(wrong()),
-    };
-    let number: u64 = text[..text.len() - 1].parse().map_err(|_| wrong())?;
-    number
-        .checked_mul(seconds)
+    enrich_db::parse_age(text)
         .map(std::time::Duration::from_secs)
-        .ok_or_else(wrong)
+        .map_err(|reason| format!("{text:?} is not an age such as 90m, 24h or 7d: {reason}"))
 }
 
 /// A time for `--since`: RFC 3339 (`2026-11-24T09:00:00Z`, with an offset, or a bare date in
@@ -571,8 +559,8 @@ pub(crate) struct QualityArgs {
     #[arg(long = "run", value_name = "RUN_ID")]
     pub(crate) runs: Vec<i64>,
 
-    /// Only attempts of runs started within AGE before now: a number and a unit, s, m, h or d
-    /// (`90m`, `24h`, `7d`).
+    /// Only attempts of runs started within AGE before now: a number and a unit, s, m, h, d or
+    /// w (`90m`, `24h`, `7d`).
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub(crate) since: Option<std::time::Duration>,
 
@@ -753,7 +741,17 @@ mod tests {
         assert_eq!(secs("24h"), Ok(86_400));
         assert_eq!(secs("7d"), Ok(604_800));
         assert_eq!(secs("15s"), Ok(15));
-        for wrong in ["", "7", "d", "1.5h", "-1d", "7w", "99999999999999999999d"] {
+        assert_eq!(secs("2w"), Ok(1_209_600));
+        for wrong in [
+            "",
+            "7",
+            "d",
+            "1.5h",
+            "-1d",
+            "7y",
+            "0d",
+            "99999999999999999999d",
+        ] {
             assert!(parse_age(wrong).is_err(), "{wrong:?}");
         }
     }

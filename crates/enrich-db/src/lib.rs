@@ -48,6 +48,7 @@
 //! enrich-types defines it (`Enrichment`, `AttemptRecord`, `LedgerKind`, [`RunId`]), so what
 //! the pipeline hands over is stored as it is, with no conversion.
 
+mod age;
 mod batch;
 mod error;
 mod export;
@@ -75,6 +76,7 @@ mod usage;
 mod work_order;
 mod write;
 
+pub use age::parse_age;
 pub use batch::{BatchProgress, BatchRequest, BatchRow, NewBatch, RequestState, SentRequest};
 /// The id of a run, as [`Db::start_run`] returns it (enrich-types' definition).
 pub use enrich_types::RunId;

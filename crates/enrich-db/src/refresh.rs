@@ -21,20 +21,22 @@
 //! `stale=prompt` selects exactly the enrichments `enrich status` counts as stale by prompt.
 //!
 //! Paths are matched by a SQL function, `enrich_glob(pattern, path)`, registered on every
-//! connection ([`register_functions`]), with the glob syntax of `[enrichment.path_weights]`
-//! (`*` also crosses `/`, `**` any number of directories, `{a,b}` either).
+//! connection ([`register_functions`]), read as every `--path` glob is ([`PathGlob`]: `*`
+//! stays in a directory, `**` crosses directories, a glob without `/` matches file names at any
+//! depth).
 
 use std::fmt;
 use std::str::FromStr;
 
-use globset::{GlobBuilder, GlobMatcher};
 use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
 
+use crate::age::parse_age;
 use crate::error::DbError;
 use crate::lease::Lease;
 use crate::open::Db;
+use crate::path_glob::PathGlob;
 use crate::pending::span_from_row;
 use crate::stale::{Expectations, StaleParams, StaleReason, judging_joins, load};
 use crate::types::PendingSpan;
@@ -125,50 +127,6 @@ fn bad(selector: &str, reason: impl Into<String>) -> DbError {
     }
 }
 
-/// Compiles a path glob the way `[enrichment.path_weights]` does.
-fn compile_glob(glob: &str) -> Result<GlobMatcher, globset::Error> {
-    GlobBuilder::new(glob)
-        .literal_separator(false)
-        .backslash_escape(true)
-        .build()
-        .map(|glob| glob.compile_matcher())
-}
-
-/// Reads an age: a whole number followed by `m` (minutes), `h`, `d` or `w`.
-fn parse_age(selector: &str, age: &str) -> Result<u64, DbError> {
-    let unit_at = age.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
-        bad(
-            selector,
-            "the age has no unit; write it as 30d, 12h, 90m or 2w",
-        )
-    })?;
-    let (number, unit) = age.split_at(unit_at);
-    let number: u64 = number.parse().map_err(|_| {
-        bad(
-            selector,
-            "the age must start with a whole number, as in 30d",
-        )
-    })?;
-    let unit_seconds = match unit {
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        other => {
-            return Err(bad(
-                selector,
-                format!("unknown unit {other:?}; the units are m (minutes), h, d and w"),
-            ));
-        }
-    };
-    if number == 0 {
-        return Err(bad(selector, "the age must be more than 0"));
-    }
-    number
-        .checked_mul(unit_seconds)
-        .ok_or_else(|| bad(selector, "the age is too large"))
-}
-
 impl FromStr for RefreshSelector {
     type Err = DbError;
 
@@ -207,13 +165,13 @@ impl FromStr for RefreshSelector {
             "model" if value.is_empty() => Err(bad(selector, "the model name is empty")),
             "model" => Ok(Self::Model(value.to_owned())),
             "older-than" => Ok(Self::OlderThan {
-                seconds: parse_age(selector, value.trim())?,
+                seconds: parse_age(value).map_err(|reason| bad(selector, reason))?,
                 written: value.trim().to_owned(),
             }),
             "path" if value.is_empty() => Err(bad(selector, "the glob is empty")),
-            "path" => match compile_glob(value) {
+            "path" => match PathGlob::new(value) {
                 Ok(_) => Ok(Self::Path(value.to_owned())),
-                Err(error) => Err(bad(selector, format!("the glob does not parse: {error}"))),
+                Err(error) => Err(bad(selector, error)),
             },
             "quality" => Err(bad(
                 selector,
@@ -501,7 +459,8 @@ fn renewal_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingSpan> {
 }
 
 /// Registers enrich's SQL functions on `conn`: `enrich_glob(pattern, path)`, true when `path`
-/// matches the glob `pattern` (compiled once per statement); an invalid glob is an error.
+/// matches the [`PathGlob`] `pattern` (compiled once per statement); an invalid glob is an
+/// error.
 pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
     conn.create_scalar_function(
@@ -510,12 +469,12 @@ pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| {
             let matcher = ctx.get_or_create_aux(0, |pattern| -> Result<_, BoxError> {
-                Ok(compile_glob(pattern.as_str()?)?)
+                Ok(PathGlob::new(pattern.as_str()?)?)
             })?;
             Ok(ctx
                 .get_raw(1)
                 .as_str()
-                .is_ok_and(|path| matcher.is_match(path)))
+                .is_ok_and(|path| matcher.matches(path)))
         },
     )
 }
@@ -727,7 +686,7 @@ mod tests {
             ("quality<x", "a number from 0 to 1"),
             ("quality<1.5", "from 0 to 1"),
             ("quality=0.5", "compares with <"),
-            ("path=[", "the glob does not parse"),
+            ("path=[", "is not a valid glob"),
             ("model=a,,path=b", "an empty selector"),
             ("fresh", "not a known selector"),
         ] {

@@ -112,8 +112,11 @@ fn each_selector_selects_the_enrichments_it_names() {
     check(&["older-than=900h"], &[0, 2]);
     check(&["older-than=90m"], &[0, 2]);
     check(&["older-than=6w"], &[]);
-    // Globs as path weights read them.
+    // Globs as every `--path` reads them: `*` stays in a directory, a glob without `/`
+    // matches file names at any depth.
     check(&["path=src/*"], &[0, 1, 2, 3]);
+    check(&["path=src*"], &[]);
+    check(&["path=b.py"], &[4, 5]);
     check(&["path=**/b.py"], &[4, 5]);
     check(&["path={docs,lib}/*.py"], &[4, 5]);
     // A span without a score does not match.
