@@ -349,7 +349,7 @@ pub(crate) struct RunArgs {
 pub(crate) struct RefreshArgs {
     /// Also renew the stored enrichments this selects: `stale` (as `enrich status` counts
     /// them), `stale=REASON` (prompt, model, digest, schema, options, quality, unknown),
-    /// `model=NAME`, `older-than=30d` (units m, h, d, w), `path=GLOB`, `quality<0.5`; selectors
+    /// `model=NAME`, `older-than=30d` (units s, m, h, d, w), `path=GLOB`, `quality<0.5`; selectors
     /// joined by commas must all match, and a span matching any of several --refresh is
     /// renewed. The old enrichment stays until a new one passes the gate.
     #[arg(long, value_name = "SELECTORS", value_parser = parse_refresh)]

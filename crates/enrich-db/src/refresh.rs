@@ -45,7 +45,7 @@ use crate::write::now_ms;
 
 /// The selectors there are, for error messages.
 pub(crate) const SELECTOR_FORMS: &str = "`stale`, `stale=REASON` (prompt, model, digest, \
-     schema, options, quality, unknown), `model=NAME`, `older-than=30d` (units m, h, d, w), \
+     schema, options, quality, unknown), `model=NAME`, `older-than=30d` (units s, m, h, d, w), \
      `path=GLOB`, `quality<0.5`";
 
 /// One condition on a stored enrichment.
