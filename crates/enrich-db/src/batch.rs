@@ -10,9 +10,9 @@
 //! stores nothing twice, and a collect that dies half-way resumes with the requests still
 //! `sent`.
 
-use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use crate::error::{DbError, sqlite_error};
+use crate::error::DbError;
 use crate::lease::{LeaseHolder, RELEASE_LEASE_SQL};
 use crate::open::Db;
 use crate::types::{RunCounts, RunStatus};
@@ -266,13 +266,8 @@ impl Db {
         claimed_by: RunId,
     ) -> Result<i64, DbError> {
         self.ensure_writable("record a batch")?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let path = path_buf.as_path();
-        let err = |action| move |e| sqlite_error(path, action, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("lock the database to record a batch"))?;
+        let (tx, errors) = self.immediate("lock the database to record a batch")?;
+        let err = |action| errors.on(action);
         let now = now_ms();
         tx.execute(
             "INSERT INTO enrich_batches (run_id, engine, chain, backend, model,
@@ -458,13 +453,8 @@ impl Db {
         custom_ids: &[S],
     ) -> Result<usize, DbError> {
         self.ensure_writable("return batch requests to pending")?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let path = path_buf.as_path();
-        let err = |e| sqlite_error(path, "return batch requests to pending", busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, errors) = self.immediate("return batch requests to pending")?;
+        let err = errors.on("return batch requests to pending");
         let now = now_ms();
         let mut returned = 0;
         {

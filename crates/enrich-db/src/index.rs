@@ -30,12 +30,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{
-    OptionalExtension, ToSql, Transaction, TransactionBehavior, params, params_from_iter,
-};
+use rusqlite::{OptionalExtension, ToSql, Transaction, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DbError, sqlite_error};
+use crate::error::DbError;
 use crate::open::Db;
 
 const FILE_BY_PATH_SQL: &str = "SELECT id FROM files WHERE path = ?1";
@@ -322,12 +320,8 @@ impl Db {
     pub fn remove_orphans(&mut self) -> Result<OrphanCounts, DbError> {
         let action = "remove orphaned enrichments and embeddings";
         self.ensure_writable(action)?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let err = |e| sqlite_error(&path_buf, action, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, errors) = self.immediate(action)?;
+        let err = errors.on(action);
         let mut counts = [0u64; 3];
         for (count, table) in counts.iter_mut().zip(SPAN_KEYED_TABLES) {
             let deleted = tx
@@ -369,25 +363,18 @@ impl Db {
         files: &[FileRecord],
         removed: &[String],
     ) -> Result<IndexWriteReport, DbError> {
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let path = path_buf.as_path();
-        let err = |action| move |e| sqlite_error(path, action, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("lock the database for writing"))?;
+        let (tx, errors) = self.immediate("lock the database for writing")?;
+        let err = |action| errors.on(action);
         let mut report = IndexWriteReport::default();
         let batch = Batch {
             records: files.iter().map(|r| (r.file.path.as_str(), r)).collect(),
             removed: removed.iter().map(String::as_str).collect(),
         };
         for record in files {
-            replace_file(&tx, record, &batch, &mut report)
-                .map_err(|(action, e)| sqlite_error(path, action, busy, e))?;
+            replace_file(&tx, record, &batch, &mut report).map_err(|(action, e)| err(action)(e))?;
         }
         for file in removed {
-            remove_file(&tx, file, &batch, &mut report)
-                .map_err(|(action, e)| sqlite_error(path, action, busy, e))?;
+            remove_file(&tx, file, &batch, &mut report).map_err(|(action, e)| err(action)(e))?;
         }
         tx.commit().map_err(err("commit an index batch"))?;
         Ok(report)

@@ -13,9 +13,9 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Transaction, TransactionBehavior};
+use rusqlite::Transaction;
 
-use crate::error::{DbError, sqlite_error};
+use crate::error::DbError;
 use crate::open::Db;
 use crate::pending::{pending_page, span_from_row, with_limit};
 use enrich_types::RunId;
@@ -315,19 +315,14 @@ impl Db {
         span_hash: impl Fn(&T) -> &String,
     ) -> Result<Vec<T>, DbError> {
         self.ensure_writable("claim pending spans")?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let path = path_buf.as_path();
-        let err = |action| move |e| sqlite_error(path, action, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("lock the database to claim pending spans"))?;
-        let now = now_ms();
         // Dead leases are looked for at most every REAP_INTERVAL: a page is claimed every few
         // spans, and a killed peer's spans can wait a few seconds.
         let reaped = self
             .last_reap
             .is_none_or(|last| last.elapsed() >= REAP_INTERVAL);
+        let (tx, errors) = self.immediate("lock the database to claim pending spans")?;
+        let err = |action| errors.on(action);
+        let now = now_ms();
         if reaped {
             reap(&tx, &lease.holder, now).map_err(err("delete dead span leases"))?;
         }
@@ -364,12 +359,8 @@ impl Db {
     /// that are gone as interrupted (they were killed). Returns how many leases went.
     pub fn reap_dead_leases(&mut self, me: &LeaseHolder) -> Result<usize, DbError> {
         self.ensure_writable("delete dead span leases")?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let err = |e| sqlite_error(&path_buf, "delete dead span leases", busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, errors) = self.immediate("delete dead span leases")?;
+        let err = errors.on("delete dead span leases");
         let removed = reap(&tx, me, now_ms()).map_err(err)?;
         tx.commit().map_err(err)?;
         self.last_reap = Some(std::time::Instant::now());
@@ -404,13 +395,8 @@ impl Db {
         span_hashes: &[S],
     ) -> Result<usize, DbError> {
         self.ensure_writable("release span leases")?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let path = path_buf.as_path();
-        let err = |e| sqlite_error(path, "release span leases", busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, errors) = self.immediate("release span leases")?;
+        let err = errors.on("release span leases");
         let mut released = 0;
         {
             let mut stmt = tx.prepare_cached(RELEASE_LEASE_SQL).map_err(err)?;

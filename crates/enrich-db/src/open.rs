@@ -325,6 +325,24 @@ impl Db {
         move |e| sqlite_error(&self.path, action, self.busy_timeout, e)
     }
 
+    /// Starts an `IMMEDIATE` transaction (the write lock taken at once, waiting up to the busy
+    /// timeout), a failure to take it reported as `lock_action`; with it, what the
+    /// transaction's statements report their failures with.
+    pub(crate) fn immediate(
+        &mut self,
+        lock_action: &'static str,
+    ) -> Result<(rusqlite::Transaction<'_>, TxErrors), DbError> {
+        let errors = TxErrors {
+            path: self.path.clone(),
+            busy: self.busy_timeout,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(errors.on(lock_action))?;
+        Ok((tx, errors))
+    }
+
     /// Refuses a write on a read-only connection with a clear message.
     pub(crate) fn ensure_writable(&self, action: &'static str) -> Result<(), DbError> {
         if self.read_only {
@@ -367,14 +385,8 @@ impl Db {
     fn create_llmc_schema(&mut self) -> Result<(), DbError> {
         // Switch to WAL before the first table exists: this is LLMC's first statement too.
         self.set_wal()?;
-        let busy = self.busy_timeout;
-        let path_buf = self.path.clone();
-        let path = path_buf.as_path();
-        let err = |action| move |e| sqlite_error(path, action, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("lock the new database"))?;
+        let (tx, errors) = self.immediate("lock the new database")?;
+        let err = |action| errors.on(action);
         let (version, tables) = read_header(&tx).map_err(err("read the new database"))?;
         if version == 0 && tables == 0 {
             tx.execute_batch(LLMC_V8_DDL)
@@ -640,6 +652,28 @@ fn inspect_file(path: &Path) -> Result<FileState, DbError> {
         });
     }
     Ok(FileState::Sqlite)
+}
+
+/// How the statements of one write transaction report a failure: the file and its busy timeout,
+/// with the action given per statement ([`Db::immediate`]).
+pub(crate) struct TxErrors {
+    path: PathBuf,
+    busy: Duration,
+}
+
+impl TxErrors {
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The error of `action` failing with a SQLite error.
+    pub(crate) fn on(
+        &self,
+        action: &'static str,
+    ) -> impl Fn(rusqlite::Error) -> DbError + Copy + '_ {
+        move |e| sqlite_error(&self.path, action, self.busy, e)
+    }
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@
 //! tables are older, opened read-only), the search builds it in the connection's TEMP schema
 //! first, from what is stored.
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, params};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DbError, sqlite_error};
+use crate::error::DbError;
 use crate::fts::{SEARCH_FTS, SEARCH_TABLE_SQL, keep_in_step};
 use crate::open::Db;
 use crate::path_glob::PathGlob;
@@ -396,13 +396,8 @@ impl Db {
     pub fn sync_search_index(&mut self) -> Result<SearchSync, DbError> {
         self.ensure_writable("update the search table")?;
         let done = if self.search_index_needs_sync()? {
-            let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-            let path = path_buf.as_path();
-            let err = |action| move |e| sqlite_error(path, action, busy, e);
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err("lock the database to update the search table"))?;
+            let (tx, errors) = self.immediate("lock the database to update the search table")?;
+            let err = |action| errors.on(action);
             let done = if has_search_table(&tx, "main").map_err(err("check the search table"))? {
                 let last: i64 = tx
                     .query_row(SEARCH_LAST_ROWID_SQL, [], |row| row.get(0))

@@ -8,9 +8,9 @@
 
 use std::ops::RangeInclusive;
 
-use rusqlite::{OptionalExtension, TransactionBehavior};
+use rusqlite::OptionalExtension;
 
-use crate::error::{DbError, sqlite_error};
+use crate::error::DbError;
 use crate::open::Db;
 use crate::pending::{span_from_row, with_limit};
 
@@ -166,13 +166,8 @@ impl Db {
         mut weigh: impl FnMut(&str) -> u8,
     ) -> Result<WorkOrderRefresh, DbError> {
         self.ensure_writable("refresh the work order")?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let path = path_buf.as_path();
-        let err = |action| move |e| sqlite_error(path, action, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("lock the database to refresh the work order"))?;
+        let (tx, errors) = self.immediate("lock the database to refresh the work order")?;
+        let err = |action| errors.on(action);
         let mut report = WorkOrderRefresh::default();
 
         let stored: Option<String> = tx

@@ -3,9 +3,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::error::{DbError, sqlite_error};
+use crate::error::DbError;
 use crate::lease::RELEASE_LEASE_SQL;
 use crate::open::Db;
 use enrich_types::{AttemptRecord, LedgerKind, RunId};
@@ -409,14 +409,9 @@ impl Db {
     /// rolls the whole batch back. Writing the same outcomes twice leaves the same rows.
     pub fn write_batch(&mut self, outcomes: &[SpanOutcome]) -> Result<WriteReport, DbError> {
         self.ensure_writable("write enrichments")?;
-        let (path_buf, busy) = (self.path.clone(), self.busy_timeout);
-        let path = path_buf.as_path();
         let max_failures = self.max_failures_per_span;
-        let err = |action| move |e| sqlite_error(path, action, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("lock the database for writing"))?;
+        let (tx, errors) = self.immediate("lock the database for writing")?;
+        let err = |action| errors.on(action);
         let ledger_in_use = tx
             .prepare_cached(LEDGER_NOT_EMPTY_SQL)
             .and_then(|mut s| s.query_row([], |row| row.get(0)))
@@ -435,10 +430,10 @@ impl Db {
                 .write(outcome, &mut report)
                 .map_err(|item| match item {
                     ItemError::UnknownRun(run) => DbError::UnknownRun {
-                        path: path.to_path_buf(),
+                        path: errors.path().to_path_buf(),
                         run,
                     },
-                    ItemError::Sqlite(action, e) => sqlite_error(path, action, busy, e),
+                    ItemError::Sqlite(action, e) => err(action)(e),
                 })?;
         }
         writer
